@@ -1,0 +1,97 @@
+/*
+ * kms.h — the key-service core: a keystore of customer master keys (CMKs) in a directory, and the
+ * single dispatch point through which every operation passes.
+ *
+ * The core speaks the AWS KMS JSON protocol at its boundary: `kms_core_call` takes an operation name
+ * ("GenerateDataKey"), a JSON request body with PascalCase fields and base64 binaries, and the
+ * calling principal, and returns a JSON response body or a typed error. The embedded client backend,
+ * the HTTP server and the CLI all go through it, so validation, authorisation (key policies, grants),
+ * the audit trail and throttling live in one place. Bodies are pure data; nothing else is shared.
+ *
+ * Threading: a kms_core is safe to use from many threads at once.
+ * Secrets: key material never leaves the core; responses that carry plaintext (GenerateDataKey,
+ * Decrypt, GenerateRandom) must be released with kms_response_free, which wipes them.
+ */
+#ifndef ENVELOPEFS_KMS_H
+#define ENVELOPEFS_KMS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stddef.h>
+#include "envelopefs/kms_types.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct kms_core kms_core;
+
+/* Clock in seconds since the epoch; injectable so tests can move time instead of sleeping. */
+typedef int64_t (*kms_clock_fn)(void *arg);
+
+/* How to find and unlock a store. Strings are borrowed for the duration of the call. */
+typedef struct kms_store_opts {
+    const char *store_dir;        /* directory holding keystore.db; required */
+    const char *root_key_file;    /* 0600 file with a 32-byte raw or 64-hex-char root key, or NULL */
+    const char *passphrase_file;  /* file whose first line is the passphrase, or NULL */
+    const char *passphrase;       /* passphrase given directly (e.g. read from a prompt), or NULL */
+    const char *region;           /* for ARNs; init only; default "us-east-1" */
+    const char *account;          /* for ARNs and the embedded principal; init only; default "111122223333" */
+} kms_store_opts;
+
+/*
+ * Create a new, empty store in opts->store_dir (created 0700 if missing). Exactly one of
+ * root_key_file / passphrase_file / passphrase must be set. Refuses (KMS_ERR_ALREADY_EXISTS) if a
+ * store is already there. On error *errmsg (if non-NULL) receives a malloc'd message to free().
+ */
+kms_err kms_store_init(const kms_store_opts *opts, char **errmsg) KMS_WUR;
+
+/*
+ * Open an existing store and unlock it. Wrong passphrase/root key → KMS_ERR_BAD_PASSPHRASE;
+ * damaged store → KMS_ERR_CORRUPT_STORE with a message naming what is wrong; nothing is modified
+ * in either case. On success *out owns the store until kms_core_free.
+ */
+kms_err kms_core_open(const kms_store_opts *opts, kms_core **out, char **errmsg) KMS_WUR;
+
+/* Close the store and wipe all key material. NULL is a no-op. */
+void kms_core_free(kms_core *core);
+
+/* Replace the clock (default: time(NULL)). Not thread-safe against concurrent calls. */
+void kms_core_set_clock(kms_core *core, kms_clock_fn fn, void *arg);
+
+/* The store's region and account (borrowed, valid until kms_core_free). */
+const char *kms_core_region(const kms_core *core);
+const char *kms_core_account(const kms_core *core);
+
+/*
+ * The single dispatch point. `operation` is the AWS operation name without the "TrentService."
+ * prefix. `req`/`req_len` is the JSON body (may be "{}"). On KMS_OK, *resp / *resp_len receive the
+ * JSON response body (NUL-terminated; free with kms_response_free). On error, *resp is NULL and
+ * *message (if message non-NULL) receives a malloc'd message (may be NULL: AWS sends none for
+ * InvalidCiphertextException) to free().
+ * Unknown operation → KMS_ERR_UNKNOWN_OPERATION; malformed JSON → KMS_ERR_SERIALIZATION.
+ */
+kms_err kms_core_call(kms_core *core, const kms_principal *caller, const char *operation,
+                      const char *req, size_t req_len, char **resp, size_t *resp_len,
+                      char **message) KMS_WUR;
+
+/* Wipe and free a response body from kms_core_call. NULL is a no-op. */
+void kms_response_free(char *resp, size_t resp_len);
+
+/*
+ * Access keys for the HTTP server's SigV4 verification, kept in the store (secret encrypted under
+ * the root key). create: returns malloc'd access key id and secret (wipe/free the secret with
+ * kms_secret_str_free). lookup: copies the secret into secret_out (locked memory by the caller).
+ */
+kms_err kms_core_create_access_key(kms_core *core, const char *account, const char *user,
+                                   char **access_key_id, char **secret) KMS_WUR;
+kms_err kms_core_lookup_access_key(kms_core *core, const char *access_key_id,
+                                   char *secret_out, size_t secret_cap,
+                                   char *account_out, size_t account_cap,
+                                   char *user_out, size_t user_cap) KMS_WUR;
+void kms_secret_str_free(char *s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

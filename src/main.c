@@ -1,0 +1,48 @@
+/*
+ * main.c — entry point of the multi-call `envelopefs` binary: finds the subcommand and runs it.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "commands.h"
+
+struct command {
+    const char *name;
+    int (*fn)(int, char **);
+    const char *help;
+};
+
+static const struct command commands[] = {
+    {"kms", cmd_kms, "key service: create keys, data keys, encrypt/decrypt, serve (envelopefs kms help)"},
+    /* filesystem commands are added here by fs/ */
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: envelopefs <command> [args]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].help);
+    fprintf(out, "  %-10s %s\n", "version", "print the version");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
+        printf("envelopefs %s\n", ENVELOPEFS_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name))
+            return commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "envelopefs: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}
