@@ -2,7 +2,6 @@
  * http.c — the HTTP(S) backend of kmsclient (AWS KMS JSON protocol, SigV4). Under construction:
  * this placeholder refuses http(s) URLs until the network issue lands.
  */
-#define _GNU_SOURCE
 #include <stdio.h>
 #include <string.h>
 #include "backend.h"

@@ -1,0 +1,75 @@
+/*
+ * errors.c — kms_err ↔ AWS exception names and one-line descriptions (kms_types.h).
+ */
+#include <string.h>
+
+#include "envelopefs/kms_types.h"
+
+static const struct {
+    const char *name;
+    const char *desc;
+} table[KMS_ERR__COUNT] = {
+    [KMS_OK] = {"OK", "success"},
+    [KMS_ERR_NOT_FOUND] = {"NotFoundException", "the specified entity or resource could not be found"},
+    [KMS_ERR_DISABLED] = {"DisabledException", "the key is disabled"},
+    [KMS_ERR_INVALID_STATE] = {"KMSInvalidStateException", "the key is not in a valid state for this operation"},
+    [KMS_ERR_INVALID_CIPHERTEXT] = {"InvalidCiphertextException", "the ciphertext or its encryption context is invalid"},
+    [KMS_ERR_INCORRECT_KEY] = {"IncorrectKeyException", "the ciphertext was not encrypted under the specified key"},
+    [KMS_ERR_VALIDATION] = {"ValidationException", "the request is not valid"},
+    [KMS_ERR_ALREADY_EXISTS] = {"AlreadyExistsException", "the resource already exists"},
+    [KMS_ERR_INVALID_ALIAS_NAME] = {"InvalidAliasNameException", "the alias name is not valid"},
+    [KMS_ERR_INVALID_ARN] = {"InvalidArnException", "the ARN is not valid"},
+    [KMS_ERR_INVALID_MARKER] = {"InvalidMarkerException", "the paging marker is not valid"},
+    [KMS_ERR_INVALID_KEY_USAGE] = {"InvalidKeyUsageException", "the key usage does not allow this operation"},
+    [KMS_ERR_UNSUPPORTED_OPERATION] = {"UnsupportedOperationException", "the operation is not supported"},
+    [KMS_ERR_LIMIT_EXCEEDED] = {"LimitExceededException", "a limit was exceeded"},
+    [KMS_ERR_TAG] = {"TagException", "the tags are not valid"},
+    [KMS_ERR_ACCESS_DENIED] = {"AccessDeniedException", "the caller is not allowed to do this"},
+    [KMS_ERR_THROTTLING] = {"ThrottlingException", "the request rate is too high"},
+    [KMS_ERR_INTERNAL] = {"KMSInternalException", "internal error in the key service"},
+    [KMS_ERR_DEPENDENCY_TIMEOUT] = {"DependencyTimeoutException", "the key service did not answer in time"},
+    [KMS_ERR_UNKNOWN_OPERATION] = {"UnknownOperationException", "unknown operation"},
+    [KMS_ERR_SERIALIZATION] = {"SerializationException", "the request body could not be parsed"},
+    [KMS_ERR_MISSING_AUTH] = {"MissingAuthenticationTokenException", "the request is not signed"},
+    [KMS_ERR_INCOMPLETE_SIGNATURE] = {"IncompleteSignatureException", "the request signature is malformed"},
+    [KMS_ERR_SIGNATURE_MISMATCH] = {"InvalidSignatureException", "the request signature does not match"},
+    [KMS_ERR_UNRECOGNIZED_CLIENT] = {"UnrecognizedClientException", "the access key id is not known"},
+    [KMS_ERR_CLOCK_SKEW] = {"InvalidSignatureException", "signature expired: the request time is too far from the server's"},
+    [KMS_ERR_BAD_PASSPHRASE] = {"BadPassphrase", "wrong passphrase or root key for this store"},
+    [KMS_ERR_CORRUPT_STORE] = {"CorruptStore", "the key store is damaged"},
+    [KMS_ERR_IO] = {"IOError", "I/O error on the key store"},
+    [KMS_ERR_NOMEM] = {"OutOfMemory", "out of memory"},
+    [KMS_ERR_TRANSPORT] = {"TransportError", "could not reach the key service"},
+    [KMS_ERR_REMOTE] = {"RemoteError", "the key service returned an error"},
+};
+
+const char *kms_err_name(kms_err e)
+{
+    if ((unsigned)e >= KMS_ERR__COUNT || !table[e].name)
+        return "KMSInternalException";
+    return table[e].name;
+}
+
+const char *kms_strerror(kms_err e)
+{
+    if ((unsigned)e >= KMS_ERR__COUNT || !table[e].desc)
+        return "unknown error";
+    return table[e].desc;
+}
+
+kms_err kms_err_from_name(const char *name)
+{
+    const char *hash;
+
+    if (!name)
+        return KMS_ERR_REMOTE;
+    hash = strrchr(name, '#');
+    if (hash)
+        name = hash + 1;
+    if (!strcmp(name, "InvalidSignatureException"))
+        return KMS_ERR_SIGNATURE_MISMATCH;
+    for (int i = 1; i < KMS_ERR__COUNT; i++)
+        if (table[i].name && !strcmp(table[i].name, name))
+            return (kms_err)i;
+    return KMS_ERR_REMOTE;
+}

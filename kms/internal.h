@@ -1,0 +1,100 @@
+/*
+ * internal.h — the key-service core's private state, shared by store.c (keystore on SQLite),
+ * ops.c (the operations) and dispatch.c (the single entry point). Not a public header.
+ *
+ * Concurrency: one mutex (core->lock) guards everything below, including the SQLite connection.
+ * Each operation is short (one AES-GCM over ≤ 4 KiB, or one small SQL transaction), so one lock
+ * keeps the reasoning simple; the HTTP server's parsing and SigV4 work happen outside it.
+ * Changes made by other processes on the same store (e.g. the CLI disabling a key while a mount is
+ * running) are noticed through SQLite's PRAGMA data_version and reload the in-memory tables.
+ */
+#ifndef ENVELOPEFS_KMS_INTERNAL_H
+#define ENVELOPEFS_KMS_INTERNAL_H
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "envelopefs/kms.h"
+
+#define KMS_KEY_ID_LEN 36  /* UUID text */
+#define KMS_MAX_VERSIONS_CACHED 64
+
+enum kms_key_state { KS_ENABLED, KS_DISABLED, KS_PENDING_DELETION };
+
+typedef struct kms_version {
+    uint32_t version;
+    int64_t created;
+    int automatic;             /* rotation type of this version (1 = AUTOMATIC, 0 = ON_DEMAND/initial) */
+    uint8_t *material;         /* 32 bytes, sodium_malloc'd; NULL until first use */
+} kms_version;
+
+typedef struct kms_key {
+    char id[KMS_KEY_ID_LEN + 1];
+    uint8_t raw_id[16];
+    int64_t created;
+    char *description;
+    enum kms_key_state state;
+    int64_t deletion_date;     /* when PendingDeletion */
+    int pending_days;
+    bool rotation_enabled;
+    int rotation_period;       /* days */
+    int64_t next_rotation;
+    kms_version *versions;     /* sorted by version, 1..n */
+    size_t n_versions;
+} kms_key;
+
+typedef struct kms_alias {
+    char *name;                /* "alias/..." */
+    char key_id[KMS_KEY_ID_LEN + 1];
+    int64_t created, updated;
+} kms_alias;
+
+struct audit_rec {
+    int64_t time;
+    char account[16], user[64], source[64], op[48], key_id[KMS_KEY_ID_LEN + 1], result[48];
+};
+
+struct kms_core {
+    pthread_mutex_t lock;
+    sqlite3 *db;
+    char *dir;
+    char region[32];
+    char account[16];
+    uint8_t *root_key;         /* 32 bytes, sodium_malloc'd */
+    kms_clock_fn clock;
+    void *clock_arg;
+    int64_t data_version;      /* last PRAGMA data_version seen */
+    kms_key *keys;             /* in-memory copy of the keys table, sorted by creation order */
+    size_t n_keys, cap_keys;
+    kms_alias *aliases;
+    size_t n_aliases, cap_aliases;
+    struct audit_rec audit[64];
+    size_t n_audit;
+    int64_t audit_oldest;
+};
+
+static inline int64_t kms_now(kms_core *c) { return c->clock(c->clock_arg); }
+
+/* store.c */
+kms_err kms_store_reload_if_changed(kms_core *c, char **msg);
+kms_err kms_store_load(kms_core *c, char **msg);
+kms_err kms_store_insert_key(kms_core *c, const kms_key *k, const uint8_t material[32], char **msg);
+kms_err kms_store_add_version(kms_core *c, kms_key *k, int automatic, char **msg);
+kms_err kms_store_update_key(kms_core *c, const kms_key *k, char **msg);
+kms_err kms_store_destroy_key(kms_core *c, const char *key_id, char **msg);
+kms_err kms_store_material(kms_core *c, kms_key *k, kms_version *v, const uint8_t **out, char **msg);
+kms_err kms_store_put_alias(kms_core *c, const kms_alias *a, bool insert, char **msg);
+kms_err kms_store_delete_alias(kms_core *c, const char *name, char **msg);
+kms_err kms_store_set_tag(kms_core *c, const char *key_id, const char *k, const char *v, char **msg);
+kms_err kms_store_delete_tag(kms_core *c, const char *key_id, const char *k, char **msg);
+void kms_store_flush_audit(kms_core *c);
+kms_key *kms_find_key(kms_core *c, const char *id);
+kms_alias *kms_find_alias(kms_core *c, const char *name);
+void kms_free_tables(kms_core *c);
+
+/* dispatch.c helpers used by ops */
+char *kms_strdupf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif

@@ -1,0 +1,1180 @@
+/*
+ * ops.c — AWS KMS operations on the in-memory key tables (write-through to the keystore).
+ * Semantics, field names, limits and error names follow the AWS KMS API (botocore's service-2.json).
+ */
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "aead.h"
+#include "blob.h"
+#include "ectx.h"
+#include "ops.h"
+
+#define DAY 86400
+
+/* ---- small helpers -------------------------------------------------------------------------- */
+
+static kms_err fail(struct op_ctx *x, kms_err e, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static kms_err fail(struct op_ctx *x, kms_err e, const char *fmt, ...)
+{
+    va_list ap;
+    char *s = NULL;
+    if (fmt) {
+        va_start(ap, fmt);
+        if (vasprintf(&s, fmt, ap) < 0)
+            s = NULL;
+        va_end(ap);
+    }
+    free(*x->msg);
+    *x->msg = s;
+    return e;
+}
+
+static kms_err invalid(struct op_ctx *x, const char *field, const char *constraint)
+{
+    return fail(x, KMS_ERR_VALIDATION, "1 validation error detected: Value at '%s' failed to satisfy constraint: %s",
+                field, constraint);
+}
+
+/* Optional string field; *out NULL when absent. Non-strings are a validation error. */
+static kms_err get_str(struct op_ctx *x, json_t *in, const char *field, bool required, const char **out)
+{
+    json_t *v = json_object_get(in, field);
+    *out = NULL;
+    if (!v || json_is_null(v)) {
+        if (required)
+            return invalid(x, field, "Member must not be null");
+        return KMS_OK;
+    }
+    if (!json_is_string(v))
+        return fail(x, KMS_ERR_SERIALIZATION, "%s must be a string", field);
+    *out = json_string_value(v);
+    return KMS_OK;
+}
+
+static kms_err get_int(struct op_ctx *x, json_t *in, const char *field, bool *present, long long *out)
+{
+    json_t *v = json_object_get(in, field);
+    *present = false;
+    if (!v || json_is_null(v))
+        return KMS_OK;
+    if (!json_is_integer(v))
+        return fail(x, KMS_ERR_SERIALIZATION, "%s must be an integer", field);
+    *present = true;
+    *out = json_integer_value(v);
+    return KMS_OK;
+}
+
+static json_t *b64_json(const uint8_t *buf, size_t n)
+{
+    size_t cap = sodium_base64_encoded_len(n, sodium_base64_VARIANT_ORIGINAL);
+    char *s = malloc(cap);
+    json_t *j;
+    if (!s)
+        return NULL;
+    sodium_bin2base64(s, cap, buf, n, sodium_base64_VARIANT_ORIGINAL);
+    j = json_string(s);
+    sodium_memzero(s, cap);
+    free(s);
+    return j;
+}
+
+/* Decode a base64 field into a malloc'd buffer. */
+static kms_err get_b64(struct op_ctx *x, json_t *in, const char *field, bool required, size_t max,
+                       uint8_t **out, size_t *out_len)
+{
+    const char *s;
+    kms_err e = get_str(x, in, field, required, &s);
+    size_t cap;
+    *out = NULL;
+    *out_len = 0;
+    if (e || !s)
+        return e;
+    cap = strlen(s) / 4 * 3 + 3;
+    *out = malloc(cap ? cap : 1);
+    if (!*out)
+        return KMS_ERR_NOMEM;
+    if (sodium_base642bin(*out, cap, s, strlen(s), "\r\n", out_len, NULL, sodium_base64_VARIANT_ORIGINAL)) {
+        free(*out);
+        *out = NULL;
+        return fail(x, KMS_ERR_SERIALIZATION, "%s is not valid base64", field);
+    }
+    if (*out_len == 0 || *out_len > max) {
+        sodium_memzero(*out, cap);
+        free(*out);
+        *out = NULL;
+        return fail(x, KMS_ERR_VALIDATION,
+                    "1 validation error detected: Value at '%s' failed to satisfy constraint: Member must have length "
+                    "between 1 and %zu", field, max);
+    }
+    return KMS_OK;
+}
+
+/* Parse an EncryptionContext object: string → string. pairs is malloc'd (strings borrowed from in). */
+static kms_err get_ectx(struct op_ctx *x, json_t *in, const char *field, kms_ectx *ctx, kms_ectx_pair **pairs)
+{
+    json_t *obj = json_object_get(in, field), *v;
+    const char *k;
+    size_t i = 0;
+    ctx->pairs = NULL;
+    ctx->n = 0;
+    *pairs = NULL;
+    if (!obj || json_is_null(obj))
+        return KMS_OK;
+    if (!json_is_object(obj))
+        return fail(x, KMS_ERR_SERIALIZATION, "%s must be an object of strings", field);
+    if (json_object_size(obj) == 0)
+        return KMS_OK;
+    *pairs = calloc(json_object_size(obj), sizeof **pairs);
+    if (!*pairs)
+        return KMS_ERR_NOMEM;
+    json_object_foreach(obj, k, v) {
+        if (!json_is_string(v)) {
+            free(*pairs);
+            *pairs = NULL;
+            return fail(x, KMS_ERR_SERIALIZATION, "%s values must be strings", field);
+        }
+        (*pairs)[i].key = k;
+        (*pairs)[i].value = json_string_value(v);
+        i++;
+    }
+    ctx->pairs = *pairs;
+    ctx->n = i;
+    return KMS_OK;
+}
+
+static void key_arn(kms_core *c, const kms_key *k, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "arn:aws:kms:%s:%s:key/%s", c->region, c->account, k->id);
+}
+
+static bool valid_alias_name(const char *n)
+{
+    if (strncmp(n, "alias/", 6) || strlen(n) > 256 || strlen(n) <= 6)
+        return false;
+    for (const char *p = n + 6; *p; p++)
+        if (!isalnum((unsigned char)*p) && !strchr("/_-", *p))
+            return false;
+    return true;
+}
+
+/* Resolve KeyId: key id, key ARN, alias name or alias ARN. */
+static kms_err resolve(struct op_ctx *x, const char *id, kms_key **out)
+{
+    kms_core *c = x->core;
+    const char *rest = id;
+    char prefix[128];
+    *out = NULL;
+    if (!id || !*id)
+        return invalid(x, "keyId", "Member must have length greater than or equal to 1");
+    if (strlen(id) > 2048)
+        return invalid(x, "keyId", "Member must have length less than or equal to 2048");
+    if (!strncmp(id, "arn:", 4)) {
+        int n = snprintf(prefix, sizeof prefix, "arn:aws:kms:%s:%s:", c->region, c->account);
+        if (strncmp(id, "arn:aws:kms:", 12))
+            return fail(x, KMS_ERR_INVALID_ARN, "Invalid arn %s", id);
+        if (strncmp(id, prefix, (size_t)n))
+            return fail(x, KMS_ERR_NOT_FOUND, "Invalid arn %s: no such region/account here", id);
+        rest = id + n;
+        if (strncmp(rest, "key/", 4) && strncmp(rest, "alias/", 6))
+            return fail(x, KMS_ERR_INVALID_ARN, "Invalid arn %s", id);
+        if (!strncmp(rest, "key/", 4))
+            rest += 4;
+    }
+    if (!strncmp(rest, "alias/", 6)) {
+        kms_alias *a = kms_find_alias(c, rest);
+        if (!a)
+            return fail(x, KMS_ERR_NOT_FOUND, "Alias arn:aws:kms:%s:%s:%s is not found.", c->region, c->account, rest);
+        rest = a->key_id;
+    }
+    *out = kms_find_key(c, rest);
+    if (!*out)
+        return fail(x, KMS_ERR_NOT_FOUND, "Key 'arn:aws:kms:%s:%s:key/%s' does not exist", c->region, c->account, rest);
+    snprintf(x->key_id, KMS_KEY_ID_LEN + 1, "%s", (*out)->id);
+    return kms_authorize(c, x->caller, x->operation, (*out)->id);
+}
+
+static kms_err check_usable(struct op_ctx *x, kms_key *k)
+{
+    char arn[160];
+    key_arn(x->core, k, arn, sizeof arn);
+    if (k->state == KS_DISABLED)
+        return fail(x, KMS_ERR_DISABLED, "%s is disabled.", arn);
+    if (k->state == KS_PENDING_DELETION)
+        return fail(x, KMS_ERR_INVALID_STATE, "%s is pending deletion.", arn);
+    return KMS_OK;
+}
+
+/* Automatic rotation is applied lazily, at the first use after it is due. */
+static kms_err maybe_rotate(struct op_ctx *x, kms_key *k)
+{
+    int64_t now = kms_now(x->core);
+    kms_err e = KMS_OK;
+    while (!e && k->rotation_enabled && k->state == KS_ENABLED && k->next_rotation && now >= k->next_rotation) {
+        k->next_rotation += (int64_t)k->rotation_period * DAY;
+        e = kms_store_add_version(x->core, k, 1, x->msg);
+    }
+    return e;
+}
+
+void kms_sweep_deletions(kms_core *c)
+{
+    int64_t now = kms_now(c);
+    for (size_t i = 0; i < c->n_keys;) {
+        kms_key *k = &c->keys[i];
+        if (k->state == KS_PENDING_DELETION && now >= k->deletion_date) {
+            char id[KMS_KEY_ID_LEN + 1];
+            memcpy(id, k->id, sizeof id);
+            if (kms_store_destroy_key(c, id, NULL) == KMS_OK)
+                continue; /* array shifted */
+        }
+        i++;
+    }
+}
+
+static json_t *key_metadata(kms_core *c, const kms_key *k)
+{
+    static const char *const states[] = {"Enabled", "Disabled", "PendingDeletion"};
+    char arn[160];
+    json_t *m;
+    key_arn(c, k, arn, sizeof arn);
+    m = json_pack("{s:s, s:s, s:s, s:I, s:b, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:[s], s:b, s:s}", "AWSAccountId",
+                  c->account, "KeyId", k->id, "Arn", arn, "CreationDate", (json_int_t)k->created, "Enabled",
+                  k->state == KS_ENABLED, "Description", k->description ? k->description : "", "KeyUsage",
+                  "ENCRYPT_DECRYPT", "KeyState", states[k->state], "Origin", "AWS_KMS", "KeyManager", "CUSTOMER",
+                  "CustomerMasterKeySpec", "SYMMETRIC_DEFAULT", "KeySpec", "SYMMETRIC_DEFAULT",
+                  "EncryptionAlgorithms", "SYMMETRIC_DEFAULT", "MultiRegion", 0, "CurrentKeyMaterialId", "");
+    if (!m)
+        return NULL;
+    {
+        char mid[80];
+        snprintf(mid, sizeof mid, "%s-v%u", k->id, (unsigned)k->n_versions);
+        json_object_set_new(m, "CurrentKeyMaterialId", json_string(mid));
+    }
+    if (k->state == KS_PENDING_DELETION) {
+        json_object_set_new(m, "DeletionDate", json_integer(k->deletion_date));
+        json_object_set_new(m, "PendingDeletionWindowInDays", json_integer(k->pending_days));
+    }
+    return m;
+}
+
+/* Seal plaintext under the key's newest version. */
+static kms_err seal_blob(struct op_ctx *x, kms_key *k, const uint8_t *pt, size_t n, const kms_ectx *ectx,
+                         json_t **blob_json)
+{
+    const uint8_t *mat;
+    uint8_t *aad = NULL, nonce[KMS_BLOB_NONCE_LEN], *blob;
+    size_t aad_len;
+    kms_version *v = &k->versions[k->n_versions - 1];
+    kms_err e = kms_store_material(x->core, k, v, &mat, x->msg);
+    if (e)
+        return e;
+    if (kms_ectx_encode(ectx, &aad, &aad_len))
+        return fail(x, KMS_ERR_VALIDATION, "EncryptionContext keys must be non-empty and keys/values at most 65535 bytes");
+    blob = malloc(n + KMS_BLOB_OVERHEAD);
+    if (!blob) {
+        free(aad);
+        return KMS_ERR_NOMEM;
+    }
+    randombytes_buf(nonce, sizeof nonce);
+    kms_blob_write_header(blob, k->raw_id, v->version, nonce);
+    if (kms_gcm_seal(mat, nonce, blob, KMS_BLOB_HEADER_LEN, aad, aad_len, pt, n, blob + KMS_BLOB_HEADER_LEN,
+                     blob + KMS_BLOB_HEADER_LEN + n)) {
+        free(aad);
+        free(blob);
+        return fail(x, KMS_ERR_INTERNAL, "encryption failed");
+    }
+    *blob_json = b64_json(blob, n + KMS_BLOB_OVERHEAD);
+    free(aad);
+    free(blob);
+    return *blob_json ? KMS_OK : KMS_ERR_NOMEM;
+}
+
+/* Open a blob. explicit_key may be NULL. *pt is sodium_malloc'd (free with sodium_free). */
+static kms_err open_blob(struct op_ctx *x, const uint8_t *buf, size_t len, const kms_ectx *ectx,
+                         kms_key *explicit_key, kms_key **used, uint8_t **pt, size_t *pt_len)
+{
+    kms_blob b;
+    kms_key *k = NULL;
+    char id[KMS_KEY_ID_LEN + 1];
+    const uint8_t *mat;
+    uint8_t *aad = NULL;
+    size_t aad_len;
+    kms_err e;
+
+    *pt = NULL;
+    if (kms_blob_parse(buf, len, &b))
+        return fail(x, KMS_ERR_INVALID_CIPHERTEXT, NULL);
+    snprintf(id, sizeof id, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b.key_id[0],
+             b.key_id[1], b.key_id[2], b.key_id[3], b.key_id[4], b.key_id[5], b.key_id[6], b.key_id[7], b.key_id[8],
+             b.key_id[9], b.key_id[10], b.key_id[11], b.key_id[12], b.key_id[13], b.key_id[14], b.key_id[15]);
+    if (explicit_key && strcmp(explicit_key->id, id)) {
+        char arn[160];
+        key_arn(x->core, explicit_key, arn, sizeof arn);
+        return fail(x, KMS_ERR_INCORRECT_KEY,
+                    "The key ID in the request does not identify a CMK that can perform this operation.");
+    }
+    k = explicit_key ? explicit_key : kms_find_key(x->core, id);
+    if (!k)
+        return fail(x, KMS_ERR_INVALID_CIPHERTEXT, NULL); /* its key no longer exists (or never did) */
+    if (!explicit_key) {
+        snprintf(x->key_id, KMS_KEY_ID_LEN + 1, "%s", k->id);
+        e = kms_authorize(x->core, x->caller, x->operation, k->id);
+        if (e)
+            return e;
+    }
+    e = check_usable(x, k);
+    if (e)
+        return e;
+    if (b.version > k->n_versions)
+        return fail(x, KMS_ERR_INVALID_CIPHERTEXT, NULL);
+    e = kms_store_material(x->core, k, &k->versions[b.version - 1], &mat, x->msg);
+    if (e)
+        return e;
+    if (kms_ectx_encode(ectx, &aad, &aad_len))
+        return fail(x, KMS_ERR_INVALID_CIPHERTEXT, NULL);
+    *pt = sodium_malloc(b.ciphertext_len ? b.ciphertext_len : 1);
+    if (!*pt) {
+        free(aad);
+        return KMS_ERR_NOMEM;
+    }
+    if (kms_gcm_open(mat, b.nonce, b.header, KMS_BLOB_HEADER_LEN, aad, aad_len, b.ciphertext, b.ciphertext_len, b.tag,
+                     *pt)) {
+        free(aad);
+        sodium_free(*pt);
+        *pt = NULL;
+        return fail(x, KMS_ERR_INVALID_CIPHERTEXT, NULL);
+    }
+    free(aad);
+    *pt_len = b.ciphertext_len;
+    *used = k;
+    return KMS_OK;
+}
+
+static kms_err resolve_usable(struct op_ctx *x, json_t *in, kms_key **k)
+{
+    const char *id;
+    kms_err e = get_str(x, in, "KeyId", true, &id);
+    if (!e)
+        e = resolve(x, id, k);
+    if (!e)
+        e = check_usable(x, *k);
+    if (!e)
+        e = maybe_rotate(x, *k);
+    return e;
+}
+
+static kms_err resolve_any(struct op_ctx *x, json_t *in, kms_key **k)
+{
+    const char *id;
+    kms_err e = get_str(x, in, "KeyId", true, &id);
+    return e ? e : resolve(x, id, k);
+}
+
+static kms_err check_alg(struct op_ctx *x, json_t *in, const char *field)
+{
+    const char *alg;
+    kms_err e = get_str(x, in, field, false, &alg);
+    if (!e && alg && strcmp(alg, "SYMMETRIC_DEFAULT"))
+        return fail(x, KMS_ERR_INVALID_KEY_USAGE, "%s %s is not supported by a SYMMETRIC_DEFAULT key", field, alg);
+    return e;
+}
+
+/* ---- key lifecycle -------------------------------------------------------------------------- */
+
+kms_err op_create_key(struct op_ctx *x, json_t *in, json_t **out)
+{
+    kms_core *c = x->core;
+    const char *desc, *spec, *usage, *origin;
+    kms_key k;
+    uint8_t *material;
+    kms_err e;
+    json_t *tags = json_object_get(in, "Tags");
+    uint8_t raw[16];
+
+    if ((e = get_str(x, in, "Description", false, &desc)) || (e = get_str(x, in, "KeySpec", false, &spec)) ||
+        (e = get_str(x, in, "KeyUsage", false, &usage)) || (e = get_str(x, in, "Origin", false, &origin)))
+        return e;
+    if (!spec)
+        get_str(x, in, "CustomerMasterKeySpec", false, &spec);
+    if (desc && strlen(desc) > 8192)
+        return invalid(x, "description", "Member must have length less than or equal to 8192");
+    if (spec && strcmp(spec, "SYMMETRIC_DEFAULT"))
+        return fail(x, KMS_ERR_UNSUPPORTED_OPERATION, "KeySpec %s is not supported; only SYMMETRIC_DEFAULT", spec);
+    if (usage && strcmp(usage, "ENCRYPT_DECRYPT"))
+        return fail(x, KMS_ERR_UNSUPPORTED_OPERATION, "KeyUsage %s is not supported; only ENCRYPT_DECRYPT", usage);
+    if (origin && strcmp(origin, "AWS_KMS"))
+        return fail(x, KMS_ERR_UNSUPPORTED_OPERATION, "Origin %s is not supported; only AWS_KMS", origin);
+    if (tags && !json_is_array(tags))
+        return fail(x, KMS_ERR_SERIALIZATION, "Tags must be a list");
+    if (tags) {
+        size_t i;
+        json_t *t;
+        json_array_foreach(tags, i, t) {
+            const char *tk = json_string_value(json_object_get(t, "TagKey"));
+            const char *tv = json_string_value(json_object_get(t, "TagValue"));
+            if (!tk || !tv || !*tk || strlen(tk) > 128 || strlen(tv) > 256)
+                return fail(x, KMS_ERR_TAG, "each tag needs a TagKey (1-128 chars) and a TagValue (0-256 chars)");
+        }
+    }
+    e = kms_authorize(c, x->caller, x->operation, NULL);
+    if (e)
+        return e;
+    memset(&k, 0, sizeof k);
+    randombytes_buf(raw, 16);
+    raw[6] = (uint8_t)((raw[6] & 0x0f) | 0x40); /* UUID v4 */
+    raw[8] = (uint8_t)((raw[8] & 0x3f) | 0x80);
+    memcpy(k.raw_id, raw, 16);
+    snprintf(k.id, sizeof k.id, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", raw[0], raw[1],
+             raw[2], raw[3], raw[4], raw[5], raw[6], raw[7], raw[8], raw[9], raw[10], raw[11], raw[12], raw[13],
+             raw[14], raw[15]);
+    k.created = kms_now(c);
+    k.description = (char *)(desc ? desc : "");
+    k.state = KS_ENABLED;
+    k.rotation_period = 365;
+    material = sodium_malloc(32);
+    if (!material)
+        return KMS_ERR_NOMEM;
+    randombytes_buf(material, 32);
+    e = kms_store_insert_key(c, &k, material, x->msg);
+    sodium_free(material);
+    if (e)
+        return e;
+    snprintf(x->key_id, KMS_KEY_ID_LEN + 1, "%s", k.id);
+    if (tags) {
+        size_t i;
+        json_t *t;
+        json_array_foreach(tags, i, t) {
+            e = kms_store_set_tag(c, k.id, json_string_value(json_object_get(t, "TagKey")),
+                                  json_string_value(json_object_get(t, "TagValue")), x->msg);
+            if (e)
+                return e;
+        }
+    }
+    *out = json_pack("{s:o}", "KeyMetadata", key_metadata(c, kms_find_key(c, k.id)));
+    return *out ? KMS_OK : KMS_ERR_NOMEM;
+}
+
+kms_err op_describe_key(struct op_ctx *x, json_t *in, json_t **out)
+{
+    kms_key *k;
+    kms_err e = resolve_any(x, in, &k);
+    if (e)
+        return e;
+    *out = json_pack("{s:o}", "KeyMetadata", key_metadata(x->core, k));
+    return *out ? KMS_OK : KMS_ERR_NOMEM;
+}
+
+/* Paging: Marker is the decimal index of the next item (opaque to callers). */
+static kms_err paging(struct op_ctx *x, json_t *in, long long def, long long max, size_t total, size_t *start,
+                      size_t *limit)
+{
+    bool has;
+    long long lim = def;
+    const char *marker;
+    kms_err e = get_int(x, in, "Limit", &has, &lim);
+    if (e)
+        return e;
+    if (!has)
+        lim = def;
+    if (lim < 1 || lim > max)
+        return fail(x, KMS_ERR_VALIDATION,
+                    "1 validation error detected: Value '%lld' at 'limit' failed to satisfy constraint: Member must "
+                    "have value between 1 and %lld", lim, max);
+    e = get_str(x, in, "Marker", false, &marker);
+    if (e)
+        return e;
+    *start = 0;
+    if (marker) {
+        char *end;
+        unsigned long long v = strtoull(marker, &end, 10);
+        if (!*marker || *end || v > total)
+            return fail(x, KMS_ERR_INVALID_MARKER, "Invalid marker %s", marker);
+        *start = (size_t)v;
+    }
+    *limit = (size_t)lim;
+    return KMS_OK;
+}
+
+static void page_end(json_t *o, size_t next, size_t total)
+{
+    if (next < total) {
+        char m[32];
+        snprintf(m, sizeof m, "%zu", next);
+        json_object_set_new(o, "NextMarker", json_string(m));
+        json_object_set_new(o, "Truncated", json_true());
+    } else {
+        json_object_set_new(o, "Truncated", json_false());
+    }
+}
+
+kms_err op_list_keys(struct op_ctx *x, json_t *in, json_t **out)
+{
+    kms_core *c = x->core;
+    size_t start, limit, i;
+    kms_err e = paging(x, in, 100, 1000, c->n_keys, &start, &limit);
+    json_t *arr;
+    if (!e)
+        e = kms_authorize(c, x->caller, x->operation, NULL);
+    if (e)
+        return e;
+    arr = json_array();
+    for (i = start; i < c->n_keys && i < start + limit; i++) {
+        char arn[160];
+        key_arn(c, &c->keys[i], arn, sizeof arn);
+        json_array_append_new(arr, json_pack("{s:s, s:s}", "KeyId", c->keys[i].id, "KeyArn", arn));
+    }
+    *out = json_pack("{s:o}", "Keys", arr);
+    page_end(*out, i, c->n_keys);
+    return KMS_OK;
+}
+
+kms_err op_update_key_description(struct op_ctx *x, json_t *in, json_t **out)
+{
+    kms_key *k;
+    const char *desc;
+    char *old;
+    kms_err e = resolve_any(x, in, &k);
+    if (!e)
+        e = get_str(x, in, "Description", true, &desc);
+    if (e)
+        return e;
+    if (strlen(desc) > 8192)
+        return invalid(x, "description", "Member must have length less than or equal to 8192");
+    if (k->state == KS_PENDING_DELETION)
+        return check_usable(x, k);
+    old = k->description;
+    k->description = strdup(desc);
+    if (!k->description) {
+        k->description = old;
+        return KMS_ERR_NOMEM;
+    }
+    e = kms_store_update_key(x->core, k, x->msg);
+    if (e) {
+        free(k->description);
+        k->description = old;
+        return e;
+    }
+    free(old);
+    *out = json_object();
+    return KMS_OK;
+}
+
+static kms_err set_enabled(struct op_ctx *x, json_t *in, json_t **out, bool enable)
+{
+    kms_key *k;
+    enum kms_key_state old;
+    kms_err e = resolve_any(x, in, &k);
+    if (e)
+        return e;
+    if (k->state == KS_PENDING_DELETION)
+        return check_usable(x, k);
+    old = k->state;
+    k->state = enable ? KS_ENABLED : KS_DISABLED;
+    e = kms_store_update_key(x->core, k, x->msg);
+    if (e) {
+        k->state = old;
+        return e;
+    }
+    *out = json_object();
+    return KMS_OK;
+}
+
+kms_err op_enable_key(struct op_ctx *x, json_t *in, json_t **out) { return set_enabled(x, in, out, true); }
+kms_err op_disable_key(struct op_ctx *x, json_t *in, json_t **out) { return set_enabled(x, in, out, false); }
+
+kms_err op_schedule_key_deletion(struct op_ctx *x, json_t *in, json_t **out)
+{
+    kms_key *k;
+    bool has;
+    long long days = 30;
+    kms_key saved;
+    char arn[160];
+    kms_err e = resolve_any(x, in, &k);
+    if (!e)
+        e = get_int(x, in, "PendingWindowInDays", &has, &days);
+    if (e)
+        return e;
+    if (!has)
+        days = 30;
+    if (days < 7 || days > 30)
+        return fail(x, KMS_ERR_VALIDATION,
+                    "1 validation error detected: Value '%lld' at 'pendingWindowInDays' failed to satisfy constraint: "
+                    "Member must have value between 7 and 30", days);
+    if (k->state == KS_PENDING_DELETION)
+        return check_usable(x, k);
+    saved = *k;
+    k->state = KS_PENDING_DELETION;
+    k->pending_days = (int)days;
+    k->deletion_date = kms_now(x->core) + days * DAY;
+    e = kms_store_update_key(x->core, k, x->msg);
+    if (e) {
+        *k = saved;
+        return e;
+    }
+    key_arn(x->core, k, arn, sizeof arn);
+    *out = json_pack("{s:s, s:I, s:s, s:I}", "KeyId", arn, "DeletionDate", (json_int_t)k->deletion_date, "KeyState",
+                     "PendingDeletion", "PendingWindowInDays", (json_int_t)days);
+    return KMS_OK;
+}
+
+kms_err op_cancel_key_deletion(struct op_ctx *x, json_t *in, json_t **out)
+{
+    kms_key *k;
+    kms_key saved;
+    char arn[160];
+    kms_err e = resolve_any(x, in, &k);
+    if (e)
+        return e;
+    key_arn(x->core, k, arn, sizeof arn);
+    if (k->state != KS_PENDING_DELETION)
+        return fail(x, KMS_ERR_INVALID_STATE, "%s is not pending deletion.", arn);
+    saved = *k;
+    k->state = KS_DISABLED;
+    k->deletion_date = 0;
+    k->pending_days = 0;
+    e = kms_store_update_key(x->core, k, x->msg);
+    if (e) {
+        *k = saved;
+        return e;
+    }
+    *out = json_pack("{s:s}", "KeyId", arn);
+    return KMS_OK;
+}
+
+/* ---- rotation ------------------------------------------------------------------------------- */
+
+kms_err op_enable_key_rotation(struct op_ctx *x, json_t *in, json_t **out)
+{
+    kms_key *k;
+    bool has;
+    long long period = 365;
+    kms_key saved;
+    kms_err e = resolve_any(x, in, &k);
+    if (!e)
+        e = get_int(x, in, "RotationPeriodInDays", &has, &period);
+    if (e)
+        return e;
+    if (!has)
+        period = 365;
+    if (period < 90 || period > 2560)
+        return fail(x, KMS_ERR_VALIDATION,
+                    "1 validation error detected: Value '%lld' at 'rotationPeriodInDays' failed to satisfy "
+                    "constraint: Member must have value between 90 and 2560", period);
+    if ((e = check_usable(x, k)))
+        return e;
+    saved = *k;
+    k->rotation_enabled = true;
+    k->rotation_period = (int)period;
+    k->next_rotation = kms_now(x->core) + period * DAY;
+    e = kms_store_update_key(x->core, k, x->msg);
+    if (e) {
+        *k = saved;
+        return e;
+    }
+    *out = json_object();
+    return KMS_OK;
+}
+
+kms_err op_disable_key_rotation(struct op_ctx *x, json_t *in, json_t **out)
+{
+    kms_key *k;
+    kms_key saved;
+    kms_err e = resolve_any(x, in, &k);
+    if (e)
+        return e;
+    if ((e = check_usable(x, k)))
+        return e;
+    saved = *k;
+    k->rotation_enabled = false;
+    k->next_rotation = 0;
+    e = kms_store_update_key(x->core, k, x->msg);
+    if (e) {
+        *k = saved;
+        return e;
+    }
+    *out = json_object();
+    return KMS_OK;
+}
+
+kms_err op_get_key_rotation_status(struct op_ctx *x, json_t *in, json_t **out)
+{
+    kms_key *k;
+    char arn[160];
+    kms_err e = resolve_any(x, in, &k);
+    if (e)
+        return e;
+    if (k->state == KS_PENDING_DELETION)
+        return check_usable(x, k);
+    key_arn(x->core, k, arn, sizeof arn);
+    *out = json_pack("{s:b, s:s}", "KeyRotationEnabled", k->rotation_enabled, "KeyId", arn);
+    if (k->rotation_enabled) {
+        json_object_set_new(*out, "RotationPeriodInDays", json_integer(k->rotation_period));
+        json_object_set_new(*out, "NextRotationDate", json_integer(k->next_rotation));
+    }
+    if (k->n_versions > 1 && !k->versions[k->n_versions - 1].automatic)
+        json_object_set_new(*out, "OnDemandRotationStartDate", json_integer(k->versions[k->n_versions - 1].created));
+    return KMS_OK;
+}
+
+kms_err op_rotate_key_on_demand(struct op_ctx *x, json_t *in, json_t **out)
+{
+    kms_key *k;
+    char arn[160];
+    kms_err e = resolve_any(x, in, &k);
+    if (e)
+        return e;
+    if ((e = check_usable(x, k)))
+        return e;
+    if (k->n_versions >= 25 + 1)
+        return fail(x, KMS_ERR_LIMIT_EXCEEDED, "a key can be rotated on demand at most 25 times");
+    e = kms_store_add_version(x->core, k, 0, x->msg);
+    if (e)
+        return e;
+    key_arn(x->core, k, arn, sizeof arn);
+    *out = json_pack("{s:s}", "KeyId", arn);
+    return KMS_OK;
+}
+
+kms_err op_list_key_rotations(struct op_ctx *x, json_t *in, json_t **out)
+{
+    kms_key *k;
+    size_t start, limit, i, total;
+    json_t *arr;
+    kms_err e = resolve_any(x, in, &k);
+    if (e)
+        return e;
+    total = k->n_versions - 1; /* the original material is not a rotation */
+    if ((e = paging(x, in, 100, 1000, total, &start, &limit)))
+        return e;
+    arr = json_array();
+    for (i = start; i < total && i < start + limit; i++) {
+        kms_version *v = &k->versions[i + 1];
+        char arn[160], mid[80];
+        key_arn(x->core, k, arn, sizeof arn);
+        snprintf(mid, sizeof mid, "%s-v%u", k->id, v->version);
+        json_array_append_new(arr, json_pack("{s:s, s:I, s:s, s:s}", "KeyId", arn, "RotationDate",
+                                             (json_int_t)v->created, "RotationType",
+                                             v->automatic ? "AUTOMATIC" : "ON_DEMAND", "KeyMaterialId", mid));
+    }
+    *out = json_pack("{s:o}", "Rotations", arr);
+    page_end(*out, i, total);
+    return KMS_OK;
+}
+
+/* ---- aliases -------------------------------------------------------------------------------- */
+
+static kms_err alias_target(struct op_ctx *x, json_t *in, kms_key **k)
+{
+    const char *tid;
+    kms_err e = get_str(x, in, "TargetKeyId", true, &tid);
+    if (e)
+        return e;
+    if (!strncmp(tid, "alias/", 6) || strstr(tid, ":alias/"))
+        return fail(x, KMS_ERR_VALIDATION, "TargetKeyId must be a key id or key ARN, not an alias");
+    e = resolve(x, tid, k);
+    if (!e && (*k)->state == KS_PENDING_DELETION)
+        return check_usable(x, *k);
+    return e;
+}
+
+static kms_err alias_name(struct op_ctx *x, json_t *in, const char **name)
+{
+    kms_err e = get_str(x, in, "AliasName", true, name);
+    if (e)
+        return e;
+    if (!valid_alias_name(*name))
+        return fail(x, KMS_ERR_VALIDATION,
+                    "1 validation error detected: Value '%s' at 'aliasName' failed to satisfy constraint: Member must "
+                    "satisfy regular expression pattern: ^alias/[a-zA-Z0-9/_-]+$", *name);
+    if (!strncmp(*name, "alias/aws/", 10))
+        return fail(x, KMS_ERR_INVALID_ALIAS_NAME, "alias/aws/ is reserved for AWS managed keys");
+    return KMS_OK;
+}
+
+kms_err op_create_alias(struct op_ctx *x, json_t *in, json_t **out)
+{
+    const char *name;
+    kms_key *k;
+    kms_alias a;
+    kms_err e = alias_name(x, in, &name);
+    if (!e)
+        e = alias_target(x, in, &k);
+    if (e)
+        return e;
+    if (kms_find_alias(x->core, name))
+        return fail(x, KMS_ERR_ALREADY_EXISTS, "An alias with the name arn:aws:kms:%s:%s:%s already exists",
+                    x->core->region, x->core->account, name);
+    memset(&a, 0, sizeof a);
+    a.name = (char *)name;
+    memcpy(a.key_id, k->id, sizeof a.key_id);
+    a.created = a.updated = kms_now(x->core);
+    e = kms_store_put_alias(x->core, &a, true, x->msg);
+    if (!e)
+        *out = json_object();
+    return e;
+}
+
+kms_err op_update_alias(struct op_ctx *x, json_t *in, json_t **out)
+{
+    const char *name;
+    kms_key *k;
+    kms_alias a, *old;
+    kms_err e = alias_name(x, in, &name);
+    if (!e)
+        e = alias_target(x, in, &k);
+    if (e)
+        return e;
+    old = kms_find_alias(x->core, name);
+    if (!old)
+        return fail(x, KMS_ERR_NOT_FOUND, "Alias arn:aws:kms:%s:%s:%s is not found.", x->core->region,
+                    x->core->account, name);
+    a = *old;
+    a.name = (char *)name;
+    memcpy(a.key_id, k->id, sizeof a.key_id);
+    a.updated = kms_now(x->core);
+    e = kms_store_put_alias(x->core, &a, false, x->msg);
+    if (!e)
+        *out = json_object();
+    return e;
+}
+
+kms_err op_delete_alias(struct op_ctx *x, json_t *in, json_t **out)
+{
+    const char *name;
+    kms_alias *a;
+    kms_err e = get_str(x, in, "AliasName", true, &name);
+    if (e)
+        return e;
+    a = kms_find_alias(x->core, name);
+    if (!a)
+        return fail(x, KMS_ERR_NOT_FOUND, "Alias arn:aws:kms:%s:%s:%s is not found.", x->core->region,
+                    x->core->account, name);
+    snprintf(x->key_id, KMS_KEY_ID_LEN + 1, "%s", a->key_id);
+    if ((e = kms_authorize(x->core, x->caller, x->operation, a->key_id)))
+        return e;
+    e = kms_store_delete_alias(x->core, name, x->msg);
+    if (!e)
+        *out = json_object();
+    return e;
+}
+
+kms_err op_list_aliases(struct op_ctx *x, json_t *in, json_t **out)
+{
+    kms_core *c = x->core;
+    const char *kid;
+    kms_key *filter = NULL;
+    size_t start, limit, i, total = 0, seen = 0, next;
+    json_t *arr;
+    kms_err e = get_str(x, in, "KeyId", false, &kid);
+    if (!e && kid)
+        e = resolve(x, kid, &filter);
+    if (e)
+        return e;
+    for (i = 0; i < c->n_aliases; i++)
+        if (!filter || !strcmp(c->aliases[i].key_id, filter->id))
+            total++;
+    if ((e = paging(x, in, 50, 100, total, &start, &limit)))
+        return e;
+    if (!filter && (e = kms_authorize(c, x->caller, x->operation, NULL)))
+        return e;
+    arr = json_array();
+    next = start;
+    for (i = 0; i < c->n_aliases; i++) {
+        kms_alias *a = &c->aliases[i];
+        char arn[320];
+        if (filter && strcmp(a->key_id, filter->id))
+            continue;
+        if (seen++ < start)
+            continue;
+        if (next >= start + limit)
+            break;
+        snprintf(arn, sizeof arn, "arn:aws:kms:%s:%s:%s", c->region, c->account, a->name);
+        json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:I, s:I}", "AliasName", a->name, "AliasArn", arn,
+                                             "TargetKeyId", a->key_id, "CreationDate", (json_int_t)a->created,
+                                             "LastUpdatedDate", (json_int_t)a->updated));
+        next++;
+    }
+    *out = json_pack("{s:o}", "Aliases", arr);
+    page_end(*out, next, total);
+    return KMS_OK;
+}
+
+/* ---- tags ----------------------------------------------------------------------------------- */
+
+kms_err op_tag_resource(struct op_ctx *x, json_t *in, json_t **out)
+{
+    kms_key *k;
+    json_t *tags = json_object_get(in, "Tags"), *t;
+    size_t i;
+    kms_err e = resolve_any(x, in, &k);
+    if (e)
+        return e;
+    if (!json_is_array(tags))
+        return invalid(x, "tags", "Member must not be null");
+    json_array_foreach(tags, i, t) {
+        const char *tk = json_string_value(json_object_get(t, "TagKey"));
+        const char *tv = json_string_value(json_object_get(t, "TagValue"));
+        if (!tk || !tv || !*tk || strlen(tk) > 128 || strlen(tv) > 256)
+            return fail(x, KMS_ERR_TAG, "each tag needs a TagKey (1-128 chars) and a TagValue (0-256 chars)");
+    }
+    json_array_foreach(tags, i, t) {
+        e = kms_store_set_tag(x->core, k->id, json_string_value(json_object_get(t, "TagKey")),
+                              json_string_value(json_object_get(t, "TagValue")), x->msg);
+        if (e)
+            return e;
+    }
+    *out = json_object();
+    return KMS_OK;
+}
+
+kms_err op_untag_resource(struct op_ctx *x, json_t *in, json_t **out)
+{
+    kms_key *k;
+    json_t *keys = json_object_get(in, "TagKeys"), *t;
+    size_t i;
+    kms_err e = resolve_any(x, in, &k);
+    if (e)
+        return e;
+    if (!json_is_array(keys))
+        return invalid(x, "tagKeys", "Member must not be null");
+    json_array_foreach(keys, i, t) {
+        if (!json_is_string(t))
+            return fail(x, KMS_ERR_SERIALIZATION, "TagKeys must be strings");
+        e = kms_store_delete_tag(x->core, k->id, json_string_value(t), x->msg);
+        if (e)
+            return e;
+    }
+    *out = json_object();
+    return KMS_OK;
+}
+
+kms_err op_list_resource_tags(struct op_ctx *x, json_t *in, json_t **out)
+{
+    kms_key *k;
+    sqlite3_stmt *st;
+    json_t *arr;
+    kms_err e = resolve_any(x, in, &k);
+    if (e)
+        return e;
+    arr = json_array();
+    if (sqlite3_prepare_v2(x->core->db, "SELECT tag_key, tag_value FROM tags WHERE key_id=? ORDER BY tag_key", -1,
+                           &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, k->id, -1, SQLITE_STATIC);
+        while (sqlite3_step(st) == SQLITE_ROW)
+            json_array_append_new(arr, json_pack("{s:s, s:s}", "TagKey", (const char *)sqlite3_column_text(st, 0),
+                                                 "TagValue", (const char *)sqlite3_column_text(st, 1)));
+        sqlite3_finalize(st);
+    }
+    *out = json_pack("{s:o, s:b}", "Tags", arr, "Truncated", 0);
+    return KMS_OK;
+}
+
+/* ---- cryptographic operations --------------------------------------------------------------- */
+
+kms_err op_encrypt(struct op_ctx *x, json_t *in, json_t **out)
+{
+    kms_key *k;
+    uint8_t *pt = NULL;
+    size_t n;
+    kms_ectx ectx;
+    kms_ectx_pair *pairs = NULL;
+    json_t *blob = NULL;
+    char arn[160];
+    kms_err e = get_b64(x, in, "Plaintext", true, 4096, &pt, &n);
+    if (!e)
+        e = check_alg(x, in, "EncryptionAlgorithm");
+    if (!e)
+        e = get_ectx(x, in, "EncryptionContext", &ectx, &pairs);
+    if (!e)
+        e = resolve_usable(x, in, &k);
+    if (!e)
+        e = seal_blob(x, k, pt, n, &ectx, &blob);
+    if (pt) {
+        sodium_memzero(pt, n);
+        free(pt);
+    }
+    free(pairs);
+    if (e)
+        return e;
+    key_arn(x->core, k, arn, sizeof arn);
+    *out = json_pack("{s:o, s:s, s:s}", "CiphertextBlob", blob, "KeyId", arn, "EncryptionAlgorithm",
+                     "SYMMETRIC_DEFAULT");
+    return KMS_OK;
+}
+
+static kms_err data_key(struct op_ctx *x, json_t *in, json_t **out, bool with_plaintext)
+{
+    kms_key *k;
+    const char *spec;
+    bool has_n;
+    long long nbytes = 0;
+    kms_ectx ectx;
+    kms_ectx_pair *pairs = NULL;
+    uint8_t *pt;
+    json_t *blob = NULL;
+    char arn[160];
+    kms_err e;
+
+    if ((e = get_str(x, in, "KeySpec", false, &spec)) || (e = get_int(x, in, "NumberOfBytes", &has_n, &nbytes)))
+        return e;
+    if (spec && has_n)
+        return fail(x, KMS_ERR_VALIDATION, "Please specify either number of bytes or key spec.");
+    if (!spec && !has_n)
+        return fail(x, KMS_ERR_VALIDATION, "Please specify either number of bytes or key spec.");
+    if (spec) {
+        if (!strcmp(spec, "AES_256"))
+            nbytes = 32;
+        else if (!strcmp(spec, "AES_128"))
+            nbytes = 16;
+        else
+            return fail(x, KMS_ERR_VALIDATION,
+                        "1 validation error detected: Value '%s' at 'keySpec' failed to satisfy constraint: Member "
+                        "must satisfy enum value set: [AES_256, AES_128]", spec);
+    } else if (nbytes < 1 || nbytes > 1024) {
+        return fail(x, KMS_ERR_VALIDATION,
+                    "1 validation error detected: Value '%lld' at 'numberOfBytes' failed to satisfy constraint: Member "
+                    "must have value between 1 and 1024", nbytes);
+    }
+    if ((e = get_ectx(x, in, "EncryptionContext", &ectx, &pairs)))
+        return e;
+    e = resolve_usable(x, in, &k);
+    if (e) {
+        free(pairs);
+        return e;
+    }
+    pt = sodium_malloc((size_t)nbytes);
+    if (!pt) {
+        free(pairs);
+        return KMS_ERR_NOMEM;
+    }
+    randombytes_buf(pt, (size_t)nbytes);
+    e = seal_blob(x, k, pt, (size_t)nbytes, &ectx, &blob);
+    free(pairs);
+    if (e) {
+        sodium_free(pt);
+        return e;
+    }
+    key_arn(x->core, k, arn, sizeof arn);
+    *out = json_pack("{s:o, s:s}", "CiphertextBlob", blob, "KeyId", arn);
+    if (with_plaintext)
+        json_object_set_new(*out, "Plaintext", b64_json(pt, (size_t)nbytes));
+    sodium_free(pt);
+    return KMS_OK;
+}
+
+kms_err op_generate_data_key(struct op_ctx *x, json_t *in, json_t **out) { return data_key(x, in, out, true); }
+kms_err op_generate_data_key_without_plaintext(struct op_ctx *x, json_t *in, json_t **out)
+{
+    return data_key(x, in, out, false);
+}
+
+kms_err op_decrypt(struct op_ctx *x, json_t *in, json_t **out)
+{
+    kms_key *explicit_key = NULL, *used;
+    const char *kid;
+    uint8_t *blob = NULL, *pt;
+    size_t blen, n;
+    kms_ectx ectx;
+    kms_ectx_pair *pairs = NULL;
+    char arn[160];
+    kms_err e = get_b64(x, in, "CiphertextBlob", true, KMS_BLOB_MAX, &blob, &blen);
+    if (!e)
+        e = check_alg(x, in, "EncryptionAlgorithm");
+    if (!e)
+        e = get_ectx(x, in, "EncryptionContext", &ectx, &pairs);
+    if (!e)
+        e = get_str(x, in, "KeyId", false, &kid);
+    if (!e && kid)
+        e = resolve(x, kid, &explicit_key);
+    if (!e)
+        e = open_blob(x, blob, blen, &ectx, explicit_key, &used, &pt, &n);
+    free(blob);
+    free(pairs);
+    if (e)
+        return e;
+    key_arn(x->core, used, arn, sizeof arn);
+    *out = json_pack("{s:s, s:o, s:s}", "KeyId", arn, "Plaintext", b64_json(pt, n), "EncryptionAlgorithm",
+                     "SYMMETRIC_DEFAULT");
+    sodium_free(pt);
+    return KMS_OK;
+}
+
+kms_err op_re_encrypt(struct op_ctx *x, json_t *in, json_t **out)
+{
+    kms_key *src_key = NULL, *used, *dst;
+    const char *sid, *did;
+    uint8_t *blob = NULL, *pt = NULL;
+    size_t blen, n = 0;
+    kms_ectx sctx, dctx;
+    kms_ectx_pair *sp = NULL, *dp = NULL;
+    json_t *nb = NULL;
+    char sarn[160], darn[160];
+    kms_err e = get_b64(x, in, "CiphertextBlob", true, KMS_BLOB_MAX, &blob, &blen);
+    if (!e)
+        e = check_alg(x, in, "SourceEncryptionAlgorithm");
+    if (!e)
+        e = check_alg(x, in, "DestinationEncryptionAlgorithm");
+    if (!e)
+        e = get_ectx(x, in, "SourceEncryptionContext", &sctx, &sp);
+    if (!e)
+        e = get_ectx(x, in, "DestinationEncryptionContext", &dctx, &dp);
+    if (!e)
+        e = get_str(x, in, "SourceKeyId", false, &sid);
+    if (!e)
+        e = get_str(x, in, "DestinationKeyId", true, &did);
+    if (!e && sid)
+        e = resolve(x, sid, &src_key);
+    if (!e)
+        e = open_blob(x, blob, blen, &sctx, src_key, &used, &pt, &n);
+    if (!e) {
+        key_arn(x->core, used, sarn, sizeof sarn);
+        e = resolve(x, did, &dst);
+    }
+    if (!e)
+        e = check_usable(x, dst);
+    if (!e)
+        e = maybe_rotate(x, dst);
+    if (!e)
+        e = seal_blob(x, dst, pt, n, &dctx, &nb);
+    if (pt)
+        sodium_free(pt);
+    free(blob);
+    free(sp);
+    free(dp);
+    if (e)
+        return e;
+    key_arn(x->core, dst, darn, sizeof darn);
+    *out = json_pack("{s:o, s:s, s:s, s:s, s:s}", "CiphertextBlob", nb, "SourceKeyId", sarn, "KeyId", darn,
+                     "SourceEncryptionAlgorithm", "SYMMETRIC_DEFAULT", "DestinationEncryptionAlgorithm",
+                     "SYMMETRIC_DEFAULT");
+    return KMS_OK;
+}
+
+kms_err op_generate_random(struct op_ctx *x, json_t *in, json_t **out)
+{
+    bool has;
+    long long n = 0;
+    uint8_t *buf;
+    kms_err e = get_int(x, in, "NumberOfBytes", &has, &n);
+    if (e)
+        return e;
+    if (!has || n < 1 || n > 1024)
+        return fail(x, KMS_ERR_VALIDATION,
+                    "1 validation error detected: Value at 'numberOfBytes' failed to satisfy constraint: Member must "
+                    "have value between 1 and 1024");
+    if ((e = kms_authorize(x->core, x->caller, x->operation, NULL)))
+        return e;
+    buf = sodium_malloc((size_t)n);
+    if (!buf)
+        return KMS_ERR_NOMEM;
+    randombytes_buf(buf, (size_t)n);
+    *out = json_pack("{s:o}", "Plaintext", b64_json(buf, (size_t)n));
+    sodium_free(buf);
+    return KMS_OK;
+}

@@ -1,0 +1,1169 @@
+/*
+ * store.c — the keystore: a SQLite database `keystore.db` in the store directory, unlocked by a root
+ * key, holding CMKs, their key-material versions (encrypted under the root key), aliases, tags,
+ * access keys for the server and the audit trail. docs/FORMAT.md "Keystore" describes the schema.
+ *
+ * Root key: 32 bytes from a 0600 key file (raw or 64 hex chars) or Argon2id(passphrase) with the salt
+ * and limits recorded in the store. A verifier (an AEAD of a fixed string) tells a wrong root key from
+ * a damaged store without modifying anything. Key material rows are sealed with
+ * XChaCha20-Poly1305 under the root key, AAD = "envelopefs-cmk-v1" ‖ key id ‖ version, so rows cannot
+ * be swapped between keys or versions.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "internal.h"
+
+#define STORE_FORMAT "1"
+#define VERIFIER_TEXT "envelopefs keystore verifier v1"
+
+static const char SCHEMA[] =
+    "CREATE TABLE meta(k TEXT PRIMARY KEY, v BLOB NOT NULL);"
+    "CREATE TABLE keys(id TEXT PRIMARY KEY, created INTEGER NOT NULL, description TEXT NOT NULL,"
+    " state INTEGER NOT NULL, deletion_date INTEGER NOT NULL DEFAULT 0, pending_days INTEGER NOT NULL DEFAULT 0,"
+    " rotation_enabled INTEGER NOT NULL DEFAULT 0, rotation_period INTEGER NOT NULL DEFAULT 365,"
+    " next_rotation INTEGER NOT NULL DEFAULT 0, seq INTEGER NOT NULL);"
+    "CREATE TABLE key_versions(key_id TEXT NOT NULL, version INTEGER NOT NULL, created INTEGER NOT NULL,"
+    " automatic INTEGER NOT NULL, material BLOB NOT NULL, PRIMARY KEY(key_id, version));"
+    "CREATE TABLE aliases(name TEXT PRIMARY KEY, key_id TEXT NOT NULL, created INTEGER NOT NULL, updated INTEGER NOT NULL);"
+    "CREATE TABLE tags(key_id TEXT NOT NULL, tag_key TEXT NOT NULL, tag_value TEXT NOT NULL, PRIMARY KEY(key_id, tag_key));"
+    "CREATE TABLE access_keys(id TEXT PRIMARY KEY, account TEXT NOT NULL, user TEXT NOT NULL, secret BLOB NOT NULL, created INTEGER NOT NULL);"
+    "CREATE TABLE audit(seq INTEGER PRIMARY KEY AUTOINCREMENT, time INTEGER NOT NULL, account TEXT, user TEXT,"
+    " source TEXT, operation TEXT NOT NULL, key_id TEXT, result TEXT NOT NULL);";
+
+char *kms_strdupf(const char *fmt, ...)
+{
+    va_list ap;
+    char *s = NULL;
+    va_start(ap, fmt);
+    if (vasprintf(&s, fmt, ap) < 0)
+        s = NULL;
+    va_end(ap);
+    return s;
+}
+
+static void set_msg(char **msg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_msg(char **msg, const char *fmt, ...)
+{
+    va_list ap;
+    char *s = NULL;
+    if (!msg)
+        return;
+    va_start(ap, fmt);
+    if (vasprintf(&s, fmt, ap) < 0)
+        s = NULL;
+    va_end(ap);
+    free(*msg);
+    *msg = s;
+}
+
+static int64_t default_clock(void *arg)
+{
+    (void)arg;
+    return (int64_t)time(NULL);
+}
+
+/* ---- SQL helpers ---------------------------------------------------------------------------- */
+
+static kms_err db_err(kms_core *c, char **msg, const char *what)
+{
+    int code = sqlite3_errcode(c->db);
+    set_msg(msg, "keystore: %s: %s", what, sqlite3_errmsg(c->db));
+    if (code == SQLITE_CORRUPT || code == SQLITE_NOTADB)
+        return KMS_ERR_CORRUPT_STORE;
+    if (code == SQLITE_FULL || code == SQLITE_IOERR || code == SQLITE_CANTOPEN || code == SQLITE_READONLY)
+        return KMS_ERR_IO;
+    return KMS_ERR_INTERNAL;
+}
+
+static int meta_get(sqlite3 *db, const char *k, void *buf, size_t cap, size_t *len)
+{
+    sqlite3_stmt *st;
+    int rc = -1;
+    if (sqlite3_prepare_v2(db, "SELECT v FROM meta WHERE k=?", -1, &st, NULL) != SQLITE_OK)
+        return -2;
+    sqlite3_bind_text(st, 1, k, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        size_t n = (size_t)sqlite3_column_bytes(st, 0);
+        const void *p = sqlite3_column_blob(st, 0);
+        if (n <= cap) {
+            if (n)
+                memcpy(buf, p, n);
+            *len = n;
+            rc = 0;
+        }
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int meta_get_str(sqlite3 *db, const char *k, char *buf, size_t cap)
+{
+    size_t n;
+    if (meta_get(db, k, buf, cap - 1, &n))
+        return -1;
+    buf[n] = 0;
+    return 0;
+}
+
+static int meta_put(sqlite3 *db, const char *k, const void *v, size_t n)
+{
+    sqlite3_stmt *st;
+    int rc;
+    if (sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO meta(k,v) VALUES(?,?)", -1, &st, NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_text(st, 1, k, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 2, v, (int)n, SQLITE_STATIC);
+    rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* ---- root key ------------------------------------------------------------------------------- */
+
+static kms_err read_root_key_file(const char *path, uint8_t *key, char **msg)
+{
+    struct stat sb;
+    char buf[130];
+    ssize_t n;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    kms_err e = KMS_OK;
+
+    if (fd < 0) {
+        set_msg(msg, "cannot open root key file %s: %s", path, strerror(errno));
+        return KMS_ERR_IO;
+    }
+    if (fstat(fd, &sb) || (sb.st_mode & 077)) {
+        set_msg(msg, "root key file %s must not be readable by group or others (chmod 600)", path);
+        close(fd);
+        return KMS_ERR_VALIDATION;
+    }
+    n = read(fd, buf, sizeof buf);
+    close(fd);
+    if (n == 32) {
+        memcpy(key, buf, 32);
+    } else if (n >= 64 && n <= 66) {
+        size_t bin_len = 0;
+        if (sodium_hex2bin(key, 32, buf, (size_t)n, "\r\n", &bin_len, NULL) || bin_len != 32)
+            e = KMS_ERR_VALIDATION;
+    } else {
+        e = KMS_ERR_VALIDATION;
+    }
+    if (e)
+        set_msg(msg, "root key file %s must hold 32 raw bytes or 64 hex characters", path);
+    sodium_memzero(buf, sizeof buf);
+    return e;
+}
+
+static kms_err read_passphrase_file(const char *path, char *pw, size_t cap, char **msg)
+{
+    FILE *f = fopen(path, "re");
+    if (!f) {
+        set_msg(msg, "cannot open passphrase file %s: %s", path, strerror(errno));
+        return KMS_ERR_IO;
+    }
+    if (!fgets(pw, (int)cap, f)) {
+        fclose(f);
+        set_msg(msg, "passphrase file %s is empty", path);
+        return KMS_ERR_VALIDATION;
+    }
+    fclose(f);
+    pw[strcspn(pw, "\r\n")] = 0;
+    if (!pw[0]) {
+        set_msg(msg, "passphrase file %s is empty", path);
+        return KMS_ERR_VALIDATION;
+    }
+    return KMS_OK;
+}
+
+/* Derive the root key. For init (salt == NULL on entry to the store) the caller provides fresh
+ * parameters. kdf: "keyfile" or "argon2id". */
+static kms_err derive_root_key(const kms_store_opts *o, const char *kdf, const uint8_t *salt,
+                               uint64_t ops, uint64_t mem, uint8_t *key, char **msg)
+{
+    int sources = !!o->root_key_file + !!o->passphrase_file + !!o->passphrase;
+    if (sources != 1) {
+        set_msg(msg, "give exactly one of a root key file, a passphrase file or a passphrase");
+        return KMS_ERR_VALIDATION;
+    }
+    if (o->root_key_file) {
+        if (strcmp(kdf, "keyfile")) {
+            set_msg(msg, "this store is protected by a passphrase, not a root key file");
+            return KMS_ERR_BAD_PASSPHRASE;
+        }
+        return read_root_key_file(o->root_key_file, key, msg);
+    }
+    if (strcmp(kdf, "argon2id")) {
+        set_msg(msg, "this store is protected by a root key file, not a passphrase");
+        return KMS_ERR_BAD_PASSPHRASE;
+    }
+    char *pw = sodium_malloc(1024);
+    kms_err e = KMS_OK;
+    if (!pw)
+        return KMS_ERR_NOMEM;
+    if (o->passphrase_file) {
+        e = read_passphrase_file(o->passphrase_file, pw, 1024, msg);
+    } else {
+        size_t l = strlen(o->passphrase);
+        if (!l || l >= 1024) {
+            set_msg(msg, "the passphrase must be 1 to 1023 bytes");
+            e = KMS_ERR_VALIDATION;
+        } else {
+            memcpy(pw, o->passphrase, l + 1);
+        }
+    }
+    if (!e && crypto_pwhash(key, 32, pw, strlen(pw), salt, ops, (size_t)mem,
+                            crypto_pwhash_ALG_ARGON2ID13) != 0) {
+        set_msg(msg, "Argon2id key derivation failed (out of memory?)");
+        e = KMS_ERR_NOMEM;
+    }
+    sodium_free(pw);
+    return e;
+}
+
+/* ---- sealing under the root key ------------------------------------------------------------- */
+
+#define SEAL_OVERHEAD (crypto_aead_xchacha20poly1305_ietf_NPUBBYTES + crypto_aead_xchacha20poly1305_ietf_ABYTES)
+
+static void seal(const uint8_t *root, const uint8_t *aad, size_t aad_len, const uint8_t *pt, size_t n,
+                 uint8_t *out /* n + SEAL_OVERHEAD */)
+{
+    randombytes_buf(out, crypto_aead_xchacha20poly1305_ietf_NPUBBYTES);
+    crypto_aead_xchacha20poly1305_ietf_encrypt(out + crypto_aead_xchacha20poly1305_ietf_NPUBBYTES, NULL,
+                                               pt, n, aad, aad_len, NULL, out, root);
+}
+
+static int unseal(const uint8_t *root, const uint8_t *aad, size_t aad_len, const uint8_t *in, size_t n,
+                  uint8_t *out /* n - SEAL_OVERHEAD */)
+{
+    if (n < SEAL_OVERHEAD)
+        return -1;
+    return crypto_aead_xchacha20poly1305_ietf_decrypt(
+        out, NULL, NULL, in + crypto_aead_xchacha20poly1305_ietf_NPUBBYTES,
+        n - crypto_aead_xchacha20poly1305_ietf_NPUBBYTES, aad, aad_len, in, root);
+}
+
+static size_t material_aad(uint8_t *aad, const char *key_id, uint32_t version)
+{
+    size_t n = 0, l = strlen(key_id);
+    memcpy(aad, "envelopefs-cmk-v1", 17);
+    n = 17;
+    memcpy(aad + n, key_id, l);
+    n += l;
+    aad[n++] = (uint8_t)(version >> 24);
+    aad[n++] = (uint8_t)(version >> 16);
+    aad[n++] = (uint8_t)(version >> 8);
+    aad[n++] = (uint8_t)version;
+    return n;
+}
+
+/* ---- open / init ---------------------------------------------------------------------------- */
+
+static char *db_path(const char *dir)
+{
+    return kms_strdupf("%s/keystore.db", dir);
+}
+
+static kms_err open_db(const char *path, int flags, sqlite3 **db, char **msg)
+{
+    if (sqlite3_open_v2(path, db, flags | SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
+        set_msg(msg, "cannot open %s: %s", path, *db ? sqlite3_errmsg(*db) : "out of memory");
+        sqlite3_close(*db);
+        *db = NULL;
+        return KMS_ERR_IO;
+    }
+    sqlite3_busy_timeout(*db, 10000);
+    return KMS_OK;
+}
+
+kms_err kms_store_init(const kms_store_opts *o, char **errmsg)
+{
+    uint8_t *key = NULL;
+    sqlite3 *db = NULL;
+    char *path = NULL;
+    kms_err e;
+    uint8_t salt[crypto_pwhash_SALTBYTES];
+    uint64_t ops = crypto_pwhash_OPSLIMIT_INTERACTIVE, mem = crypto_pwhash_MEMLIMIT_INTERACTIVE;
+    const char *kdf;
+    uint8_t verifier[sizeof VERIFIER_TEXT - 1 + SEAL_OVERHEAD];
+    struct stat sb;
+
+    if (errmsg)
+        *errmsg = NULL;
+    if (sodium_init() < 0)
+        return KMS_ERR_INTERNAL;
+    if (!o || !o->store_dir) {
+        set_msg(errmsg, "no store directory given");
+        return KMS_ERR_VALIDATION;
+    }
+    if (mkdir(o->store_dir, 0700) && errno != EEXIST) {
+        set_msg(errmsg, "cannot create store directory %s: %s", o->store_dir, strerror(errno));
+        return KMS_ERR_IO;
+    }
+    path = db_path(o->store_dir);
+    if (!path)
+        return KMS_ERR_NOMEM;
+    if (stat(path, &sb) == 0) {
+        set_msg(errmsg, "a key store already exists in %s", o->store_dir);
+        free(path);
+        return KMS_ERR_ALREADY_EXISTS;
+    }
+    key = sodium_malloc(32);
+    if (!key) {
+        free(path);
+        return KMS_ERR_NOMEM;
+    }
+    kdf = o->root_key_file ? "keyfile" : "argon2id";
+    randombytes_buf(salt, sizeof salt);
+    e = derive_root_key(o, kdf, salt, ops, mem, key, errmsg);
+    if (e)
+        goto out;
+    {
+        mode_t old = umask(077);
+        e = open_db(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, &db, errmsg);
+        umask(old);
+    }
+    if (e)
+        goto out;
+    if (sqlite3_exec(db, "PRAGMA journal_mode=WAL; BEGIN;", NULL, NULL, NULL) != SQLITE_OK ||
+        sqlite3_exec(db, SCHEMA, NULL, NULL, NULL) != SQLITE_OK) {
+        set_msg(errmsg, "cannot create key store: %s", sqlite3_errmsg(db));
+        e = KMS_ERR_IO;
+        goto out_unlink;
+    }
+    seal(key, (const uint8_t *)"verifier", 8, (const uint8_t *)VERIFIER_TEXT, sizeof VERIFIER_TEXT - 1,
+         verifier);
+    {
+        const char *region = o->region ? o->region : "us-east-1";
+        const char *account = o->account ? o->account : "111122223333";
+        uint8_t ops_b[8], mem_b[8];
+        for (int i = 0; i < 8; i++) {
+            ops_b[i] = (uint8_t)(ops >> (56 - 8 * i));
+            mem_b[i] = (uint8_t)(mem >> (56 - 8 * i));
+        }
+        if (strlen(account) != 12 || strspn(account, "0123456789") != 12) {
+            set_msg(errmsg, "account must be 12 digits");
+            e = KMS_ERR_VALIDATION;
+            goto out_unlink;
+        }
+        if (meta_put(db, "format", STORE_FORMAT, 1) || meta_put(db, "kdf", kdf, strlen(kdf)) ||
+            meta_put(db, "salt", salt, sizeof salt) || meta_put(db, "opslimit", ops_b, 8) ||
+            meta_put(db, "memlimit", mem_b, 8) || meta_put(db, "verifier", verifier, sizeof verifier) ||
+            meta_put(db, "region", region, strlen(region)) ||
+            meta_put(db, "account", account, strlen(account)) ||
+            sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+            set_msg(errmsg, "cannot write key store: %s", sqlite3_errmsg(db));
+            e = KMS_ERR_IO;
+            goto out_unlink;
+        }
+    }
+    goto out;
+out_unlink:
+    sqlite3_close(db);
+    db = NULL;
+    unlink(path);
+out:
+    sqlite3_close(db);
+    sodium_free(key);
+    free(path);
+    return e;
+}
+
+kms_err kms_core_open(const kms_store_opts *o, kms_core **out, char **errmsg)
+{
+    kms_core *c;
+    char *path;
+    kms_err e;
+    char kdf[16], fmt[8];
+    uint8_t salt[crypto_pwhash_SALTBYTES], ops_b[8], mem_b[8], verifier[128], check[64];
+    size_t n, vlen;
+    uint64_t ops = 0, mem = 0;
+    struct stat sb;
+
+    *out = NULL;
+    if (errmsg)
+        *errmsg = NULL;
+    if (sodium_init() < 0)
+        return KMS_ERR_INTERNAL;
+    if (!o || !o->store_dir) {
+        set_msg(errmsg, "no store directory given");
+        return KMS_ERR_VALIDATION;
+    }
+    path = db_path(o->store_dir);
+    if (!path)
+        return KMS_ERR_NOMEM;
+    if (stat(path, &sb)) {
+        set_msg(errmsg, "no key store in %s (create one with `envelopefs kms init-store`)", o->store_dir);
+        free(path);
+        return KMS_ERR_NOT_FOUND;
+    }
+    c = calloc(1, sizeof *c);
+    if (!c) {
+        free(path);
+        return KMS_ERR_NOMEM;
+    }
+    pthread_mutex_init(&c->lock, NULL);
+    c->clock = default_clock;
+    c->dir = strdup(o->store_dir);
+    c->root_key = sodium_malloc(32);
+    if (!c->dir || !c->root_key) {
+        e = KMS_ERR_NOMEM;
+        goto fail;
+    }
+    e = open_db(path, SQLITE_OPEN_READWRITE, &c->db, errmsg);
+    if (e)
+        goto fail;
+    /* Integrity first: a damaged file is reported, never "repaired". */
+    {
+        sqlite3_stmt *st;
+        int rc = sqlite3_prepare_v2(c->db, "PRAGMA quick_check", -1, &st, NULL);
+        if (rc != SQLITE_OK) {
+            set_msg(errmsg, "key store %s is damaged: %s", path, sqlite3_errmsg(c->db));
+            e = KMS_ERR_CORRUPT_STORE;
+            goto fail;
+        }
+        rc = sqlite3_step(st);
+        if (rc != SQLITE_ROW || strcmp((const char *)sqlite3_column_text(st, 0), "ok")) {
+            set_msg(errmsg, "key store %s is damaged: %s", path,
+                    rc == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0) : sqlite3_errmsg(c->db));
+            sqlite3_finalize(st);
+            e = KMS_ERR_CORRUPT_STORE;
+            goto fail;
+        }
+        sqlite3_finalize(st);
+    }
+    if (meta_get_str(c->db, "format", fmt, sizeof fmt) || meta_get_str(c->db, "kdf", kdf, sizeof kdf) ||
+        meta_get(c->db, "salt", salt, sizeof salt, &n) || n != sizeof salt ||
+        meta_get(c->db, "opslimit", ops_b, 8, &n) || n != 8 || meta_get(c->db, "memlimit", mem_b, 8, &n) ||
+        n != 8 || meta_get(c->db, "verifier", verifier, sizeof verifier, &vlen) ||
+        meta_get_str(c->db, "region", c->region, sizeof c->region) ||
+        meta_get_str(c->db, "account", c->account, sizeof c->account)) {
+        set_msg(errmsg, "key store %s is damaged: its metadata table is missing or incomplete", path);
+        e = KMS_ERR_CORRUPT_STORE;
+        goto fail;
+    }
+    if (strcmp(fmt, STORE_FORMAT)) {
+        set_msg(errmsg, "key store %s has format %s; this build reads format %s", path, fmt, STORE_FORMAT);
+        e = KMS_ERR_CORRUPT_STORE;
+        goto fail;
+    }
+    for (int i = 0; i < 8; i++) {
+        ops = ops << 8 | ops_b[i];
+        mem = mem << 8 | mem_b[i];
+    }
+    if (ops < crypto_pwhash_OPSLIMIT_MIN || ops > crypto_pwhash_OPSLIMIT_MAX || mem < crypto_pwhash_MEMLIMIT_MIN ||
+        mem > (uint64_t)1 << 34) {
+        set_msg(errmsg, "key store %s is damaged: implausible Argon2id parameters", path);
+        e = KMS_ERR_CORRUPT_STORE;
+        goto fail;
+    }
+    e = derive_root_key(o, kdf, salt, ops, mem, c->root_key, errmsg);
+    if (e)
+        goto fail;
+    if (vlen != sizeof VERIFIER_TEXT - 1 + SEAL_OVERHEAD ||
+        unseal(c->root_key, (const uint8_t *)"verifier", 8, verifier, vlen, check) ||
+        sodium_memcmp(check, VERIFIER_TEXT, sizeof VERIFIER_TEXT - 1)) {
+        set_msg(errmsg, "wrong %s for the key store in %s",
+                strcmp(kdf, "keyfile") ? "passphrase" : "root key", o->store_dir);
+        e = KMS_ERR_BAD_PASSPHRASE;
+        goto fail;
+    }
+    if (sqlite3_exec(c->db, "PRAGMA secure_delete=ON; PRAGMA synchronous=NORMAL;", NULL, NULL, NULL)) {
+        e = db_err(c, errmsg, "pragma");
+        goto fail;
+    }
+    e = kms_store_load(c, errmsg);
+    if (e)
+        goto fail;
+    free(path);
+    *out = c;
+    return KMS_OK;
+fail:
+    free(path);
+    kms_core_free(c);
+    return e;
+}
+
+void kms_core_free(kms_core *c)
+{
+    if (!c)
+        return;
+    pthread_mutex_lock(&c->lock);
+    if (c->db)
+        kms_store_flush_audit(c);
+    pthread_mutex_unlock(&c->lock);
+    kms_free_tables(c);
+    sqlite3_close(c->db);
+    sodium_free(c->root_key);
+    free(c->dir);
+    pthread_mutex_destroy(&c->lock);
+    free(c);
+}
+
+void kms_core_set_clock(kms_core *c, kms_clock_fn fn, void *arg)
+{
+    c->clock = fn ? fn : default_clock;
+    c->clock_arg = fn ? arg : NULL;
+}
+
+const char *kms_core_region(const kms_core *c) { return c->region; }
+const char *kms_core_account(const kms_core *c) { return c->account; }
+
+/* ---- in-memory tables ----------------------------------------------------------------------- */
+
+static void free_key(kms_key *k)
+{
+    for (size_t i = 0; i < k->n_versions; i++)
+        sodium_free(k->versions[i].material);
+    free(k->versions);
+    free(k->description);
+}
+
+void kms_free_tables(kms_core *c)
+{
+    for (size_t i = 0; i < c->n_keys; i++)
+        free_key(&c->keys[i]);
+    free(c->keys);
+    c->keys = NULL;
+    c->n_keys = c->cap_keys = 0;
+    for (size_t i = 0; i < c->n_aliases; i++)
+        free(c->aliases[i].name);
+    free(c->aliases);
+    c->aliases = NULL;
+    c->n_aliases = c->cap_aliases = 0;
+}
+
+static int uuid_to_raw(const char *id, uint8_t raw[16])
+{
+    size_t n = 0;
+    if (strlen(id) != KMS_KEY_ID_LEN)
+        return -1;
+    for (const char *p = id; *p && n < 32; p++) {
+        if (*p == '-')
+            continue;
+        int hi = *p;
+        int v = (hi >= '0' && hi <= '9') ? hi - '0' : (hi >= 'a' && hi <= 'f') ? hi - 'a' + 10 : -1;
+        if (v < 0)
+            return -1;
+        if (n % 2 == 0)
+            raw[n / 2] = (uint8_t)(v << 4);
+        else
+            raw[n / 2] |= (uint8_t)v;
+        n++;
+    }
+    return n == 32 ? 0 : -1;
+}
+
+kms_err kms_store_load(kms_core *c, char **msg)
+{
+    sqlite3_stmt *st = NULL;
+    kms_err e = KMS_OK;
+    int rc;
+
+    kms_free_tables(c);
+    if (sqlite3_exec(c->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+        return db_err(c, msg, "begin");
+    if (sqlite3_prepare_v2(c->db,
+                           "SELECT id, created, description, state, deletion_date, pending_days,"
+                           " rotation_enabled, rotation_period, next_rotation FROM keys ORDER BY seq",
+                           -1, &st, NULL) != SQLITE_OK) {
+        e = KMS_ERR_CORRUPT_STORE;
+        set_msg(msg, "key store is damaged: %s", sqlite3_errmsg(c->db));
+        goto out;
+    }
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        kms_key k;
+        memset(&k, 0, sizeof k);
+        const char *id = (const char *)sqlite3_column_text(st, 0);
+        if (!id || strlen(id) != KMS_KEY_ID_LEN || uuid_to_raw(id, k.raw_id)) {
+            e = KMS_ERR_CORRUPT_STORE;
+            set_msg(msg, "key store is damaged: malformed key id in the keys table");
+            goto out;
+        }
+        memcpy(k.id, id, KMS_KEY_ID_LEN + 1);
+        k.created = sqlite3_column_int64(st, 1);
+        k.description = strdup((const char *)sqlite3_column_text(st, 2) ? (const char *)sqlite3_column_text(st, 2) : "");
+        k.state = (enum kms_key_state)sqlite3_column_int(st, 3);
+        k.deletion_date = sqlite3_column_int64(st, 4);
+        k.pending_days = sqlite3_column_int(st, 5);
+        k.rotation_enabled = sqlite3_column_int(st, 6) != 0;
+        k.rotation_period = sqlite3_column_int(st, 7);
+        k.next_rotation = sqlite3_column_int64(st, 8);
+        if (c->n_keys == c->cap_keys) {
+            size_t nc = c->cap_keys ? 2 * c->cap_keys : 16;
+            kms_key *nk = realloc(c->keys, nc * sizeof *nk);
+            if (!nk) {
+                free(k.description);
+                e = KMS_ERR_NOMEM;
+                goto out;
+            }
+            c->keys = nk;
+            c->cap_keys = nc;
+        }
+        c->keys[c->n_keys++] = k;
+    }
+    if (rc != SQLITE_DONE) {
+        e = db_err(c, msg, "reading keys");
+        goto out;
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (sqlite3_prepare_v2(c->db, "SELECT key_id, version, created, automatic FROM key_versions ORDER BY key_id, version",
+                           -1, &st, NULL) != SQLITE_OK) {
+        e = KMS_ERR_CORRUPT_STORE;
+        set_msg(msg, "key store is damaged: %s", sqlite3_errmsg(c->db));
+        goto out;
+    }
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        kms_key *k = kms_find_key(c, (const char *)sqlite3_column_text(st, 0));
+        if (!k)
+            continue; /* orphan row of a destroyed key */
+        kms_version *nv = realloc(k->versions, (k->n_versions + 1) * sizeof *nv);
+        if (!nv) {
+            e = KMS_ERR_NOMEM;
+            goto out;
+        }
+        k->versions = nv;
+        nv[k->n_versions].version = (uint32_t)sqlite3_column_int64(st, 1);
+        nv[k->n_versions].created = sqlite3_column_int64(st, 2);
+        nv[k->n_versions].automatic = sqlite3_column_int(st, 3);
+        nv[k->n_versions].material = NULL;
+        if (nv[k->n_versions].version != k->n_versions + 1) {
+            e = KMS_ERR_CORRUPT_STORE;
+            set_msg(msg, "key store is damaged: key %s has a gap in its key-material versions", k->id);
+            goto out;
+        }
+        k->n_versions++;
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    for (size_t i = 0; i < c->n_keys; i++)
+        if (c->keys[i].n_versions == 0) {
+            e = KMS_ERR_CORRUPT_STORE;
+            set_msg(msg, "key store is damaged: key %s has no key material", c->keys[i].id);
+            goto out;
+        }
+    if (sqlite3_prepare_v2(c->db, "SELECT name, key_id, created, updated FROM aliases ORDER BY name", -1, &st,
+                           NULL) != SQLITE_OK) {
+        e = KMS_ERR_CORRUPT_STORE;
+        set_msg(msg, "key store is damaged: %s", sqlite3_errmsg(c->db));
+        goto out;
+    }
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        kms_alias a;
+        const char *kid = (const char *)sqlite3_column_text(st, 1);
+        if (!kid || strlen(kid) != KMS_KEY_ID_LEN)
+            continue;
+        a.name = strdup((const char *)sqlite3_column_text(st, 0));
+        memcpy(a.key_id, kid, KMS_KEY_ID_LEN + 1);
+        a.created = sqlite3_column_int64(st, 2);
+        a.updated = sqlite3_column_int64(st, 3);
+        if (c->n_aliases == c->cap_aliases) {
+            size_t nc = c->cap_aliases ? 2 * c->cap_aliases : 16;
+            kms_alias *na = realloc(c->aliases, nc * sizeof *na);
+            if (!na) {
+                free(a.name);
+                e = KMS_ERR_NOMEM;
+                goto out;
+            }
+            c->aliases = na;
+            c->cap_aliases = nc;
+        }
+        c->aliases[c->n_aliases++] = a;
+    }
+out:
+    sqlite3_finalize(st);
+    sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL);
+    {
+        sqlite3_stmt *dv;
+        if (sqlite3_prepare_v2(c->db, "PRAGMA data_version", -1, &dv, NULL) == SQLITE_OK) {
+            if (sqlite3_step(dv) == SQLITE_ROW)
+                c->data_version = sqlite3_column_int64(dv, 0);
+            sqlite3_finalize(dv);
+        }
+    }
+    return e;
+}
+
+kms_err kms_store_reload_if_changed(kms_core *c, char **msg)
+{
+    sqlite3_stmt *dv;
+    int64_t v = c->data_version;
+    if (sqlite3_prepare_v2(c->db, "PRAGMA data_version", -1, &dv, NULL) != SQLITE_OK)
+        return db_err(c, msg, "data_version");
+    if (sqlite3_step(dv) == SQLITE_ROW)
+        v = sqlite3_column_int64(dv, 0);
+    sqlite3_finalize(dv);
+    if (v == c->data_version)
+        return KMS_OK;
+    return kms_store_load(c, msg);
+}
+
+kms_key *kms_find_key(kms_core *c, const char *id)
+{
+    if (!id)
+        return NULL;
+    for (size_t i = 0; i < c->n_keys; i++)
+        if (!strcmp(c->keys[i].id, id))
+            return &c->keys[i];
+    return NULL;
+}
+
+kms_alias *kms_find_alias(kms_core *c, const char *name)
+{
+    for (size_t i = 0; i < c->n_aliases; i++)
+        if (!strcmp(c->aliases[i].name, name))
+            return &c->aliases[i];
+    return NULL;
+}
+
+/* After our own write, remember the data version so we do not reload what we already have. */
+static void note_own_write(kms_core *c)
+{
+    (void)c; /* PRAGMA data_version does not change for the connection's own commits. */
+}
+
+/* ---- writes --------------------------------------------------------------------------------- */
+
+static kms_err insert_version_row(kms_core *c, const kms_key *k, uint32_t version, int64_t created,
+                                  int automatic, const uint8_t material[32], char **msg)
+{
+    uint8_t aad[64], sealed[32 + SEAL_OVERHEAD];
+    size_t aad_len = material_aad(aad, k->id, version);
+    sqlite3_stmt *st;
+    int rc;
+
+    seal(c->root_key, aad, aad_len, material, 32, sealed);
+    if (sqlite3_prepare_v2(c->db, "INSERT INTO key_versions(key_id, version, created, automatic, material) VALUES(?,?,?,?,?)",
+                           -1, &st, NULL) != SQLITE_OK)
+        return db_err(c, msg, "insert key material");
+    sqlite3_bind_text(st, 1, k->id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, version);
+    sqlite3_bind_int64(st, 3, created);
+    sqlite3_bind_int(st, 4, automatic);
+    sqlite3_bind_blob(st, 5, sealed, sizeof sealed, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? KMS_OK : db_err(c, msg, "insert key material");
+}
+
+static kms_err write_key_row(kms_core *c, const kms_key *k, bool insert, char **msg)
+{
+    sqlite3_stmt *st;
+    int rc;
+    const char *sql = insert
+        ? "INSERT INTO keys(description, state, deletion_date, pending_days, rotation_enabled,"
+          " rotation_period, next_rotation, created, id, seq) VALUES(?,?,?,?,?,?,?,?,?,"
+          " (SELECT COALESCE(MAX(seq),0)+1 FROM keys))"
+        : "UPDATE keys SET description=?, state=?, deletion_date=?, pending_days=?, rotation_enabled=?,"
+          " rotation_period=?, next_rotation=?, created=? WHERE id=?";
+    if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK)
+        return db_err(c, msg, "write key");
+    sqlite3_bind_text(st, 1, k->description ? k->description : "", -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, (int)k->state);
+    sqlite3_bind_int64(st, 3, k->deletion_date);
+    sqlite3_bind_int(st, 4, k->pending_days);
+    sqlite3_bind_int(st, 5, k->rotation_enabled);
+    sqlite3_bind_int(st, 6, k->rotation_period);
+    sqlite3_bind_int64(st, 7, k->next_rotation);
+    sqlite3_bind_int64(st, 8, k->created);
+    sqlite3_bind_text(st, 9, k->id, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? KMS_OK : db_err(c, msg, "write key");
+}
+
+kms_err kms_store_insert_key(kms_core *c, const kms_key *k, const uint8_t material[32], char **msg)
+{
+    kms_err e;
+    kms_key *slot;
+    if (sqlite3_exec(c->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        return db_err(c, msg, "begin");
+    e = write_key_row(c, k, true, msg);
+    if (!e)
+        e = insert_version_row(c, k, 1, k->created, 0, material, msg);
+    if (e || sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+        return e ? e : db_err(c, msg, "commit");
+    }
+    if (c->n_keys == c->cap_keys) {
+        size_t nc = c->cap_keys ? 2 * c->cap_keys : 16;
+        kms_key *nk = realloc(c->keys, nc * sizeof *nk);
+        if (!nk)
+            return kms_store_load(c, msg);
+        c->keys = nk;
+        c->cap_keys = nc;
+    }
+    slot = &c->keys[c->n_keys];
+    *slot = *k;
+    slot->description = strdup(k->description ? k->description : "");
+    slot->versions = calloc(1, sizeof *slot->versions);
+    if (!slot->description || !slot->versions) {
+        free(slot->description);
+        free(slot->versions);
+        return kms_store_load(c, msg);
+    }
+    slot->n_versions = 1;
+    slot->versions[0].version = 1;
+    slot->versions[0].created = k->created;
+    c->n_keys++;
+    note_own_write(c);
+    return KMS_OK;
+}
+
+kms_err kms_store_add_version(kms_core *c, kms_key *k, int automatic, char **msg)
+{
+    uint8_t *material = sodium_malloc(32);
+    uint32_t v = (uint32_t)k->n_versions + 1;
+    int64_t now = kms_now(c);
+    kms_version *nv;
+    kms_err e;
+
+    if (!material)
+        return KMS_ERR_NOMEM;
+    randombytes_buf(material, 32);
+    nv = realloc(k->versions, (k->n_versions + 1) * sizeof *nv);
+    if (!nv) {
+        sodium_free(material);
+        return KMS_ERR_NOMEM;
+    }
+    k->versions = nv;
+    if (sqlite3_exec(c->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+        sodium_free(material);
+        return db_err(c, msg, "begin");
+    }
+    e = insert_version_row(c, k, v, now, automatic, material, msg);
+    if (!e)
+        e = write_key_row(c, k, false, msg);
+    if (e || sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+        sodium_free(material);
+        return e ? e : db_err(c, msg, "commit");
+    }
+    nv[k->n_versions].version = v;
+    nv[k->n_versions].created = now;
+    nv[k->n_versions].automatic = automatic;
+    nv[k->n_versions].material = material;
+    sodium_mprotect_readonly(material);
+    k->n_versions++;
+    return KMS_OK;
+}
+
+kms_err kms_store_update_key(kms_core *c, const kms_key *k, char **msg)
+{
+    return write_key_row(c, k, false, msg);
+}
+
+kms_err kms_store_destroy_key(kms_core *c, const char *key_id, char **msg)
+{
+    static const char *const sqls[] = {"DELETE FROM key_versions WHERE key_id=?", "DELETE FROM aliases WHERE key_id=?",
+                                       "DELETE FROM tags WHERE key_id=?", "DELETE FROM keys WHERE id=?"};
+    char id[KMS_KEY_ID_LEN + 1];
+    snprintf(id, sizeof id, "%s", key_id);
+    if (sqlite3_exec(c->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        return db_err(c, msg, "begin");
+    for (size_t i = 0; i < sizeof sqls / sizeof sqls[0]; i++) {
+        sqlite3_stmt *st;
+        int rc;
+        if (sqlite3_prepare_v2(c->db, sqls[i], -1, &st, NULL) != SQLITE_OK) {
+            sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+            return db_err(c, msg, "destroy key");
+        }
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        rc = sqlite3_step(st);
+        sqlite3_finalize(st);
+        if (rc != SQLITE_DONE) {
+            sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+            return db_err(c, msg, "destroy key");
+        }
+    }
+    if (sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+        return db_err(c, msg, "commit");
+    /* Drop it from memory too (wipes cached material). */
+    for (size_t i = 0; i < c->n_keys; i++)
+        if (!strcmp(c->keys[i].id, id)) {
+            free_key(&c->keys[i]);
+            memmove(&c->keys[i], &c->keys[i + 1], (c->n_keys - i - 1) * sizeof *c->keys);
+            c->n_keys--;
+            break;
+        }
+    for (size_t i = 0; i < c->n_aliases;) {
+        if (!strcmp(c->aliases[i].key_id, id)) {
+            free(c->aliases[i].name);
+            memmove(&c->aliases[i], &c->aliases[i + 1], (c->n_aliases - i - 1) * sizeof *c->aliases);
+            c->n_aliases--;
+        } else {
+            i++;
+        }
+    }
+    return KMS_OK;
+}
+
+kms_err kms_store_material(kms_core *c, kms_key *k, kms_version *v, const uint8_t **out, char **msg)
+{
+    sqlite3_stmt *st;
+    uint8_t aad[64];
+    size_t aad_len;
+    int rc;
+    kms_err e = KMS_OK;
+
+    if (v->material) {
+        *out = v->material;
+        return KMS_OK;
+    }
+    v->material = sodium_malloc(32);
+    if (!v->material)
+        return KMS_ERR_NOMEM;
+    aad_len = material_aad(aad, k->id, v->version);
+    if (sqlite3_prepare_v2(c->db, "SELECT material FROM key_versions WHERE key_id=? AND version=?", -1, &st,
+                           NULL) != SQLITE_OK) {
+        e = db_err(c, msg, "read key material");
+        goto fail;
+    }
+    sqlite3_bind_text(st, 1, k->id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, v->version);
+    rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW ||
+        unseal(c->root_key, aad, aad_len, sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0),
+               v->material)) {
+        set_msg(msg, "key store is damaged: key material of key %s version %u fails authentication", k->id,
+                v->version);
+        sqlite3_finalize(st);
+        e = KMS_ERR_CORRUPT_STORE;
+        goto fail;
+    }
+    sqlite3_finalize(st);
+    sodium_mprotect_readonly(v->material);
+    *out = v->material;
+    return KMS_OK;
+fail:
+    sodium_free(v->material);
+    v->material = NULL;
+    return e;
+}
+
+kms_err kms_store_put_alias(kms_core *c, const kms_alias *a, bool insert, char **msg)
+{
+    sqlite3_stmt *st;
+    int rc;
+    if (sqlite3_prepare_v2(c->db,
+                           insert ? "INSERT INTO aliases(key_id, created, updated, name) VALUES(?,?,?,?)"
+                                  : "UPDATE aliases SET key_id=?, created=?, updated=? WHERE name=?",
+                           -1, &st, NULL) != SQLITE_OK)
+        return db_err(c, msg, "write alias");
+    sqlite3_bind_text(st, 1, a->key_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, a->created);
+    sqlite3_bind_int64(st, 3, a->updated);
+    sqlite3_bind_text(st, 4, a->name, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE)
+        return db_err(c, msg, "write alias");
+    if (insert) {
+        if (c->n_aliases == c->cap_aliases) {
+            size_t nc = c->cap_aliases ? 2 * c->cap_aliases : 16;
+            kms_alias *na = realloc(c->aliases, nc * sizeof *na);
+            if (!na)
+                return kms_store_load(c, msg);
+            c->aliases = na;
+            c->cap_aliases = nc;
+        }
+        c->aliases[c->n_aliases] = *a;
+        c->aliases[c->n_aliases].name = strdup(a->name);
+        if (!c->aliases[c->n_aliases].name)
+            return kms_store_load(c, msg);
+        c->n_aliases++;
+    } else {
+        kms_alias *x = kms_find_alias(c, a->name);
+        if (x) {
+            memcpy(x->key_id, a->key_id, sizeof x->key_id);
+            x->updated = a->updated;
+        }
+    }
+    return KMS_OK;
+}
+
+kms_err kms_store_delete_alias(kms_core *c, const char *name, char **msg)
+{
+    sqlite3_stmt *st;
+    int rc;
+    if (sqlite3_prepare_v2(c->db, "DELETE FROM aliases WHERE name=?", -1, &st, NULL) != SQLITE_OK)
+        return db_err(c, msg, "delete alias");
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE)
+        return db_err(c, msg, "delete alias");
+    for (size_t i = 0; i < c->n_aliases; i++)
+        if (!strcmp(c->aliases[i].name, name)) {
+            free(c->aliases[i].name);
+            memmove(&c->aliases[i], &c->aliases[i + 1], (c->n_aliases - i - 1) * sizeof *c->aliases);
+            c->n_aliases--;
+            break;
+        }
+    return KMS_OK;
+}
+
+kms_err kms_store_set_tag(kms_core *c, const char *key_id, const char *k, const char *v, char **msg)
+{
+    sqlite3_stmt *st;
+    int rc;
+    if (sqlite3_prepare_v2(c->db, "INSERT OR REPLACE INTO tags(key_id, tag_key, tag_value) VALUES(?,?,?)", -1,
+                           &st, NULL) != SQLITE_OK)
+        return db_err(c, msg, "write tag");
+    sqlite3_bind_text(st, 1, key_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, k, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, v, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? KMS_OK : db_err(c, msg, "write tag");
+}
+
+kms_err kms_store_delete_tag(kms_core *c, const char *key_id, const char *k, char **msg)
+{
+    sqlite3_stmt *st;
+    int rc;
+    if (sqlite3_prepare_v2(c->db, "DELETE FROM tags WHERE key_id=? AND tag_key=?", -1, &st, NULL) != SQLITE_OK)
+        return db_err(c, msg, "delete tag");
+    sqlite3_bind_text(st, 1, key_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, k, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? KMS_OK : db_err(c, msg, "delete tag");
+}
+
+void kms_store_flush_audit(kms_core *c)
+{
+    sqlite3_stmt *st;
+    if (!c->n_audit)
+        return;
+    if (sqlite3_exec(c->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        return; /* keep the records; try again at the next flush */
+    if (sqlite3_prepare_v2(c->db, "INSERT INTO audit(time, account, user, source, operation, key_id, result)"
+                                  " VALUES(?,?,?,?,?,?,?)", -1, &st, NULL) == SQLITE_OK) {
+        for (size_t i = 0; i < c->n_audit; i++) {
+            struct audit_rec *r = &c->audit[i];
+            sqlite3_reset(st);
+            sqlite3_bind_int64(st, 1, r->time);
+            sqlite3_bind_text(st, 2, r->account, -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 3, r->user, -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 4, r->source, -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 5, r->op, -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 6, r->key_id, -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 7, r->result, -1, SQLITE_STATIC);
+            (void)sqlite3_step(st);
+        }
+        sqlite3_finalize(st);
+    }
+    if (sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
+        c->n_audit = 0;
+    else
+        sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+/* ---- access keys ---------------------------------------------------------------------------- */
+
+kms_err kms_core_create_access_key(kms_core *c, const char *account, const char *user, char **akid,
+                                   char **secret)
+{
+    static const char up[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    char id[21], *sec;
+    uint8_t sealed[40 + SEAL_OVERHEAD], aad[32];
+    sqlite3_stmt *st;
+    int rc;
+    kms_err e = KMS_OK;
+
+    *akid = *secret = NULL;
+    if (!account || strlen(account) != 12 || strspn(account, "0123456789") != 12 || !user || !*user ||
+        strlen(user) > 63)
+        return KMS_ERR_VALIDATION;
+    sec = malloc(41);
+    if (!sec)
+        return KMS_ERR_NOMEM;
+    memcpy(id, "AKIA", 4);
+    for (int i = 4; i < 20; i++)
+        id[i] = up[randombytes_uniform(32)];
+    id[20] = 0;
+    for (int i = 0; i < 40; i++)
+        sec[i] = b64[randombytes_uniform(64)];
+    sec[40] = 0;
+    memcpy(aad, id, 20);
+    pthread_mutex_lock(&c->lock);
+    seal(c->root_key, aad, 20, (const uint8_t *)sec, 40, sealed);
+    if (sqlite3_prepare_v2(c->db, "INSERT INTO access_keys(id, account, user, secret, created) VALUES(?,?,?,?,?)",
+                           -1, &st, NULL) != SQLITE_OK) {
+        e = KMS_ERR_IO;
+    } else {
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, account, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, user, -1, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 4, sealed, sizeof sealed, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 5, kms_now(c));
+        rc = sqlite3_step(st);
+        sqlite3_finalize(st);
+        if (rc != SQLITE_DONE)
+            e = KMS_ERR_IO;
+    }
+    pthread_mutex_unlock(&c->lock);
+    if (e) {
+        kms_secret_str_free(sec);
+        return e;
+    }
+    *akid = strdup(id);
+    if (!*akid) {
+        kms_secret_str_free(sec);
+        return KMS_ERR_NOMEM;
+    }
+    *secret = sec;
+    return KMS_OK;
+}
+
+kms_err kms_core_lookup_access_key(kms_core *c, const char *akid, char *secret_out, size_t secret_cap,
+                                   char *account_out, size_t account_cap, char *user_out, size_t user_cap)
+{
+    sqlite3_stmt *st;
+    kms_err e = KMS_ERR_UNRECOGNIZED_CLIENT;
+    if (!akid || strlen(akid) != 20 || secret_cap < 41)
+        return KMS_ERR_UNRECOGNIZED_CLIENT;
+    pthread_mutex_lock(&c->lock);
+    if (sqlite3_prepare_v2(c->db, "SELECT account, user, secret FROM access_keys WHERE id=?", -1, &st, NULL) ==
+        SQLITE_OK) {
+        sqlite3_bind_text(st, 1, akid, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) == SQLITE_ROW) {
+            if (unseal(c->root_key, (const uint8_t *)akid, 20, sqlite3_column_blob(st, 2),
+                       (size_t)sqlite3_column_bytes(st, 2), (uint8_t *)secret_out) == 0) {
+                secret_out[40] = 0;
+                if (account_out)
+                    snprintf(account_out, account_cap, "%s", (const char *)sqlite3_column_text(st, 0));
+                if (user_out)
+                    snprintf(user_out, user_cap, "%s", (const char *)sqlite3_column_text(st, 1));
+                e = KMS_OK;
+            } else {
+                e = KMS_ERR_CORRUPT_STORE;
+            }
+        }
+        sqlite3_finalize(st);
+    } else {
+        e = KMS_ERR_INTERNAL;
+    }
+    pthread_mutex_unlock(&c->lock);
+    return e;
+}
+
+void kms_secret_str_free(char *s)
+{
+    if (!s)
+        return;
+    sodium_memzero(s, strlen(s));
+    free(s);
+}

@@ -1,0 +1,388 @@
+/*
+ * client.c — the kmsclient front end: picks a backend from the URL, counts calls, and implements the
+ * typed helpers (GenerateDataKey, Decrypt, ...) on top of the generic JSON call, so every helper works
+ * on every backend. Plaintext from responses is decoded straight into locked memory and the JSON text
+ * that carried it is wiped.
+ */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+#include <sodium.h>
+
+#include "backend.h"
+
+struct kmsc {
+    void *impl;
+    const kmsc_backend_ops *ops;
+    atomic_uint_fast64_t calls;
+};
+
+static void set_err(kmsc_error *err, kms_err code, const char *msg)
+{
+    if (!err)
+        return;
+    err->code = code;
+    snprintf(err->name, sizeof err->name, "%s", kms_err_name(code));
+    snprintf(err->message, sizeof err->message, "%s", msg ? msg : "");
+}
+
+kms_err kmsc_new(const kmsc_opts *opts, kmsc **out, char **errmsg)
+{
+    kmsc *c;
+    kms_err e;
+
+    *out = NULL;
+    if (errmsg)
+        *errmsg = NULL;
+    if (sodium_init() < 0)
+        return KMS_ERR_INTERNAL;
+    if (!opts || !opts->url) {
+        if (errmsg)
+            *errmsg = strdup("no key-service URL given");
+        return KMS_ERR_VALIDATION;
+    }
+    c = calloc(1, sizeof *c);
+    if (!c)
+        return KMS_ERR_NOMEM;
+    if (!strncmp(opts->url, "local:", 6)) {
+        e = kmsc_backend_local_new(opts, opts->url + 6, &c->impl, &c->ops, errmsg);
+    } else if (!strncmp(opts->url, "http://", 7) || !strncmp(opts->url, "https://", 8)) {
+        e = kmsc_backend_http_new(opts, &c->impl, &c->ops, errmsg);
+    } else {
+        if (errmsg && asprintf(errmsg, "unsupported key-service URL '%s' (use local:STORE_DIR or http(s)://HOST:PORT)",
+                               opts->url) < 0)
+            *errmsg = NULL;
+        e = KMS_ERR_VALIDATION;
+    }
+    if (e) {
+        free(c);
+        return e;
+    }
+    *out = c;
+    return KMS_OK;
+}
+
+void kmsc_free(kmsc *c)
+{
+    if (!c)
+        return;
+    if (c->ops && c->ops->free)
+        c->ops->free(c->impl);
+    free(c);
+}
+
+kms_core *kmsc_embedded_core(kmsc *c)
+{
+    return c && c->ops && !strcmp(c->ops->name, "local") ? kmsc_backend_local_core(c->impl) : NULL;
+}
+
+uint64_t kmsc_call_count(kmsc *c)
+{
+    return atomic_load(&c->calls);
+}
+
+kms_err kmsc_call(kmsc *c, const char *operation, const char *req, size_t req_len, char **resp, size_t *resp_len,
+                  kmsc_error *err)
+{
+    kmsc_error local;
+    if (!err)
+        err = &local;
+    memset(err, 0, sizeof *err);
+    *resp = NULL;
+    *resp_len = 0;
+    atomic_fetch_add(&c->calls, 1);
+    return c->ops->call(c->impl, operation, req, req_len, resp, resp_len, err);
+}
+
+void kmsc_response_free(char *resp, size_t resp_len)
+{
+    if (!resp)
+        return;
+    sodium_memzero(resp, resp_len);
+    free(resp);
+}
+
+kmsc_secret *kmsc_secret_new(size_t len)
+{
+    kmsc_secret *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->data = sodium_malloc(len ? len : 1);
+    if (!s->data) {
+        free(s);
+        return NULL;
+    }
+    s->len = len;
+    return s;
+}
+
+void kmsc_secret_free(kmsc_secret *s)
+{
+    if (!s)
+        return;
+    sodium_free(s->data); /* sodium_free wipes before freeing */
+    free(s);
+}
+
+void kmsc_data_key_free(kmsc_data_key *dk)
+{
+    if (!dk)
+        return;
+    kmsc_secret_free(dk->plaintext);
+    free(dk->ciphertext);
+    free(dk->key_arn);
+    free(dk);
+}
+
+/* ---- typed helpers -------------------------------------------------------------------------- */
+
+static json_t *ectx_json(const kms_ectx *ectx)
+{
+    json_t *o = json_object();
+    if (o && ectx)
+        for (size_t i = 0; i < ectx->n; i++)
+            json_object_set_new(o, ectx->pairs[i].key, json_string(ectx->pairs[i].value));
+    return o;
+}
+
+static json_t *b64(const uint8_t *buf, size_t n)
+{
+    size_t cap = sodium_base64_encoded_len(n, sodium_base64_VARIANT_ORIGINAL);
+    char *s = malloc(cap);
+    json_t *j;
+    if (!s)
+        return NULL;
+    sodium_bin2base64(s, cap, buf, n, sodium_base64_VARIANT_ORIGINAL);
+    j = json_string(s);
+    sodium_memzero(s, cap);
+    free(s);
+    return j;
+}
+
+/* Decode base64 field into malloc'd (secret=false) or locked (secret=true) memory. */
+static kms_err unb64(json_t *resp, const char *field, bool secret, uint8_t **out, size_t *out_len,
+                     kmsc_secret **sout, kmsc_error *err)
+{
+    const char *s = json_string_value(json_object_get(resp, field));
+    size_t cap, n = 0;
+    uint8_t *buf;
+    if (!s) {
+        set_err(err, KMS_ERR_SERIALIZATION, "response has no field");
+        snprintf(err->message, sizeof err->message, "response has no %s field", field);
+        return KMS_ERR_SERIALIZATION;
+    }
+    cap = strlen(s) / 4 * 3 + 3;
+    buf = secret ? sodium_malloc(cap) : malloc(cap);
+    if (!buf)
+        return KMS_ERR_NOMEM;
+    if (sodium_base642bin(buf, cap, s, strlen(s), NULL, &n, NULL, sodium_base64_VARIANT_ORIGINAL)) {
+        secret ? sodium_free(buf) : free(buf);
+        set_err(err, KMS_ERR_SERIALIZATION, "response field is not valid base64");
+        return KMS_ERR_SERIALIZATION;
+    }
+    if (secret) {
+        kmsc_secret *sec = calloc(1, sizeof *sec);
+        if (!sec) {
+            sodium_free(buf);
+            return KMS_ERR_NOMEM;
+        }
+        sec->data = buf;
+        sec->len = n;
+        *sout = sec;
+    } else {
+        *out = buf;
+        *out_len = n;
+    }
+    return KMS_OK;
+}
+
+static void wipe_json_string(json_t *o, const char *field)
+{
+    json_t *v = json_object_get(o, field);
+    if (json_is_string(v)) {
+        const char *s = json_string_value(v);
+        sodium_memzero((char *)s, strlen(s));
+    }
+}
+
+/* Send req (consumed), parse the response into *resp_json. */
+static kms_err call_json(kmsc *c, const char *op, json_t *req, json_t **resp_json, kmsc_error *err)
+{
+    char *body, *resp = NULL;
+    size_t resp_len = 0;
+    json_error_t jerr;
+    kms_err e;
+
+    *resp_json = NULL;
+    if (!req)
+        return KMS_ERR_NOMEM;
+    body = json_dumps(req, JSON_COMPACT);
+    wipe_json_string(req, "Plaintext");
+    json_decref(req);
+    if (!body)
+        return KMS_ERR_NOMEM;
+    e = kmsc_call(c, op, body, strlen(body), &resp, &resp_len, err);
+    sodium_memzero(body, strlen(body));
+    free(body);
+    if (e)
+        return e;
+    *resp_json = json_loadb(resp, resp_len, 0, &jerr);
+    kmsc_response_free(resp, resp_len);
+    if (!*resp_json) {
+        set_err(err, KMS_ERR_SERIALIZATION, "the key service returned malformed JSON");
+        return KMS_ERR_SERIALIZATION;
+    }
+    return KMS_OK;
+}
+
+static kms_err gen(kmsc *c, const char *op, const char *key_id, const kms_ectx *ectx, size_t nbytes,
+                   bool plaintext, kmsc_data_key **out, kmsc_error *err)
+{
+    kmsc_error local;
+    json_t *resp;
+    kmsc_data_key *dk;
+    kms_err e;
+    const char *arn;
+
+    if (!err)
+        err = &local;
+    *out = NULL;
+    e = call_json(c, op,
+                  json_pack("{s:s, s:I, s:o}", "KeyId", key_id, "NumberOfBytes", (json_int_t)nbytes,
+                            "EncryptionContext", ectx_json(ectx)),
+                  &resp, err);
+    if (e)
+        return e;
+    dk = calloc(1, sizeof *dk);
+    if (!dk) {
+        e = KMS_ERR_NOMEM;
+        goto out;
+    }
+    e = unb64(resp, "CiphertextBlob", false, &dk->ciphertext, &dk->ciphertext_len, NULL, err);
+    if (!e && plaintext)
+        e = unb64(resp, "Plaintext", true, NULL, NULL, &dk->plaintext, err);
+    arn = json_string_value(json_object_get(resp, "KeyId"));
+    if (!e && !(dk->key_arn = strdup(arn ? arn : key_id)))
+        e = KMS_ERR_NOMEM;
+    if (!e && plaintext && dk->plaintext->len != nbytes) {
+        set_err(err, KMS_ERR_SERIALIZATION, "the key service returned a data key of the wrong length");
+        e = KMS_ERR_SERIALIZATION;
+    }
+    if (e)
+        kmsc_data_key_free(dk);
+    else
+        *out = dk;
+out:
+    wipe_json_string(resp, "Plaintext");
+    json_decref(resp);
+    return e;
+}
+
+kms_err kmsc_generate_data_key(kmsc *c, const char *key_id, const kms_ectx *ectx, size_t nbytes,
+                               kmsc_data_key **out, kmsc_error *err)
+{
+    return gen(c, "GenerateDataKey", key_id, ectx, nbytes, true, out, err);
+}
+
+kms_err kmsc_generate_data_key_without_plaintext(kmsc *c, const char *key_id, const kms_ectx *ectx, size_t nbytes,
+                                                 kmsc_data_key **out, kmsc_error *err)
+{
+    return gen(c, "GenerateDataKeyWithoutPlaintext", key_id, ectx, nbytes, false, out, err);
+}
+
+kms_err kmsc_decrypt(kmsc *c, const char *key_id, const uint8_t *blob, size_t blob_len, const kms_ectx *ectx,
+                     kmsc_secret **out, kmsc_error *err)
+{
+    kmsc_error local;
+    json_t *req, *resp;
+    kms_err e;
+    if (!err)
+        err = &local;
+    *out = NULL;
+    req = json_pack("{s:o, s:o}", "CiphertextBlob", b64(blob, blob_len), "EncryptionContext", ectx_json(ectx));
+    if (req && key_id)
+        json_object_set_new(req, "KeyId", json_string(key_id));
+    e = call_json(c, "Decrypt", req, &resp, err);
+    if (e)
+        return e;
+    e = unb64(resp, "Plaintext", true, NULL, NULL, out, err);
+    wipe_json_string(resp, "Plaintext");
+    json_decref(resp);
+    return e;
+}
+
+kms_err kmsc_encrypt(kmsc *c, const char *key_id, const uint8_t *pt, size_t pt_len, const kms_ectx *ectx,
+                     uint8_t **blob, size_t *blob_len, kmsc_error *err)
+{
+    kmsc_error local;
+    json_t *resp;
+    kms_err e;
+    if (!err)
+        err = &local;
+    *blob = NULL;
+    e = call_json(c, "Encrypt",
+                  json_pack("{s:s, s:o, s:o}", "KeyId", key_id, "Plaintext", b64(pt, pt_len), "EncryptionContext",
+                            ectx_json(ectx)),
+                  &resp, err);
+    if (e)
+        return e;
+    e = unb64(resp, "CiphertextBlob", false, blob, blob_len, NULL, err);
+    json_decref(resp);
+    return e;
+}
+
+kms_err kmsc_re_encrypt(kmsc *c, const char *src_key_id, const uint8_t *blob, size_t blob_len,
+                        const kms_ectx *src_ectx, const char *dst_key_id, const kms_ectx *dst_ectx,
+                        uint8_t **out_blob, size_t *out_len, kmsc_error *err)
+{
+    kmsc_error local;
+    json_t *req, *resp;
+    kms_err e;
+    if (!err)
+        err = &local;
+    *out_blob = NULL;
+    req = json_pack("{s:o, s:s, s:o, s:o}", "CiphertextBlob", b64(blob, blob_len), "DestinationKeyId", dst_key_id,
+                    "SourceEncryptionContext", ectx_json(src_ectx), "DestinationEncryptionContext",
+                    ectx_json(dst_ectx));
+    if (req && src_key_id)
+        json_object_set_new(req, "SourceKeyId", json_string(src_key_id));
+    e = call_json(c, "ReEncrypt", req, &resp, err);
+    if (e)
+        return e;
+    e = unb64(resp, "CiphertextBlob", false, out_blob, out_len, NULL, err);
+    json_decref(resp);
+    return e;
+}
+
+kms_err kmsc_describe_key(kmsc *c, const char *key_id, char **arn, bool *enabled, kmsc_error *err)
+{
+    kmsc_error local;
+    json_t *resp, *md;
+    kms_err e;
+    if (!err)
+        err = &local;
+    if (arn)
+        *arn = NULL;
+    e = call_json(c, "DescribeKey", json_pack("{s:s}", "KeyId", key_id), &resp, err);
+    if (e)
+        return e;
+    md = json_object_get(resp, "KeyMetadata");
+    if (!json_is_object(md) || !json_is_string(json_object_get(md, "Arn"))) {
+        json_decref(resp);
+        set_err(err, KMS_ERR_SERIALIZATION, "DescribeKey response has no KeyMetadata.Arn");
+        return KMS_ERR_SERIALIZATION;
+    }
+    if (arn && !(*arn = strdup(json_string_value(json_object_get(md, "Arn"))))) {
+        json_decref(resp);
+        return KMS_ERR_NOMEM;
+    }
+    if (enabled) {
+        const char *st = json_string_value(json_object_get(md, "KeyState"));
+        *enabled = st && !strcmp(st, "Enabled");
+    }
+    json_decref(resp);
+    return KMS_OK;
+}

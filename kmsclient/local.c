@@ -1,0 +1,76 @@
+/*
+ * local.c — the embedded backend (`local:STORE_DIR`): the key-service core runs in this process and
+ * calls go straight to kms_core_call with the store's own account as the principal.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+
+typedef struct local_impl {
+    kms_core *core;
+    kms_principal principal;
+} local_impl;
+
+static kms_err local_call(void *p, const char *operation, const char *req, size_t req_len, char **resp,
+                          size_t *resp_len, kmsc_error *err)
+{
+    local_impl *l = p;
+    char *msg = NULL;
+    kms_err e = kms_core_call(l->core, &l->principal, operation, req, req_len, resp, resp_len, &msg);
+    if (e) {
+        err->code = e;
+        snprintf(err->name, sizeof err->name, "%s", kms_err_name(e));
+        snprintf(err->message, sizeof err->message, "%s", msg ? msg : "");
+        free(msg);
+    }
+    return e;
+}
+
+static void local_free(void *p)
+{
+    local_impl *l = p;
+    if (!l)
+        return;
+    kms_core_free(l->core);
+    free(l);
+}
+
+static const kmsc_backend_ops LOCAL_OPS = {"local", local_call, local_free};
+
+kms_err kmsc_backend_local_new(const kmsc_opts *opts, const char *store_dir, void **impl,
+                               const kmsc_backend_ops **ops, char **errmsg)
+{
+    kms_store_opts so = {.store_dir = store_dir,
+                         .root_key_file = opts->root_key_file,
+                         .passphrase_file = opts->passphrase_file,
+                         .passphrase = opts->passphrase};
+    local_impl *l;
+    kms_err e;
+
+    if (!store_dir || !*store_dir) {
+        if (errmsg)
+            *errmsg = strdup("local: URL needs a store directory (local:/path/to/store)");
+        return KMS_ERR_VALIDATION;
+    }
+    l = calloc(1, sizeof *l);
+    if (!l)
+        return KMS_ERR_NOMEM;
+    e = kms_core_open(&so, &l->core, errmsg);
+    if (e) {
+        free(l);
+        return e;
+    }
+    l->principal.account = kms_core_account(l->core);
+    l->principal.user = "local";
+    l->principal.source = "embedded";
+    *impl = l;
+    *ops = &LOCAL_OPS;
+    return KMS_OK;
+}
+
+kms_core *kmsc_backend_local_core(void *impl)
+{
+    return ((local_impl *)impl)->core;
+}

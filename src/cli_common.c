@@ -1,0 +1,120 @@
+/*
+ * cli_common.c — shared key-service settings for the subcommands (see cli_common.h).
+ */
+#include "cli_common.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+char *cli_store_dir(const cli_kms_opts *o)
+{
+    const char *s = o && o->store ? o->store : getenv("ENVELOPEFS_STORE");
+    char *out = NULL;
+    if (s && *s)
+        return strdup(s);
+    s = getenv("XDG_DATA_HOME");
+    if (s && *s) {
+        if (asprintf(&out, "%s/envelopefs", s) < 0)
+            return NULL;
+        return out;
+    }
+    s = getenv("HOME");
+    if (asprintf(&out, "%s/.local/share/envelopefs", s && *s ? s : ".") < 0)
+        return NULL;
+    return out;
+}
+
+char *cli_kms_url(const cli_kms_opts *o)
+{
+    char *dir, *url = NULL;
+    if (o && o->url)
+        return strdup(o->url);
+    dir = cli_store_dir(o);
+    if (!dir)
+        return NULL;
+    if (asprintf(&url, "local:%s", dir) < 0)
+        url = NULL;
+    free(dir);
+    return url;
+}
+
+char *cli_prompt_passphrase(const char *prompt)
+{
+    struct termios old, noecho;
+    char *buf;
+    if (!isatty(STDIN_FILENO))
+        return NULL;
+    buf = sodium_malloc(1024);
+    if (!buf)
+        return NULL;
+    fprintf(stderr, "%s", prompt);
+    fflush(stderr);
+    if (tcgetattr(STDIN_FILENO, &old) == 0) {
+        noecho = old;
+        noecho.c_lflag &= ~(tcflag_t)ECHO;
+        tcsetattr(STDIN_FILENO, TCSANOW, &noecho);
+    }
+    if (!fgets(buf, 1024, stdin))
+        buf[0] = 0;
+    tcsetattr(STDIN_FILENO, TCSANOW, &old);
+    fprintf(stderr, "\n");
+    buf[strcspn(buf, "\r\n")] = 0;
+    return buf;
+}
+
+kmsc *cli_open_kms(const cli_kms_opts *o, const char *url_in)
+{
+    kmsc_opts ko;
+    kmsc *c = NULL;
+    char *url = url_in ? strdup(url_in) : cli_kms_url(o), *msg = NULL, *rk_default = NULL, *pw = NULL;
+    kms_err e;
+
+    if (!url)
+        return NULL;
+    memset(&ko, 0, sizeof ko);
+    ko.url = url;
+    ko.region = o ? o->region : NULL;
+    ko.max_retries = -1;
+    if (!strncmp(url, "local:", 6)) {
+        ko.root_key_file = o && o->root_key_file ? o->root_key_file : getenv("ENVELOPEFS_ROOT_KEY_FILE");
+        ko.passphrase_file = o && o->passphrase_file ? o->passphrase_file : getenv("ENVELOPEFS_PASSPHRASE_FILE");
+        if (ko.root_key_file && !*ko.root_key_file)
+            ko.root_key_file = NULL;
+        if (ko.passphrase_file && !*ko.passphrase_file)
+            ko.passphrase_file = NULL;
+        if (ko.root_key_file && ko.passphrase_file)
+            ko.passphrase_file = NULL; /* an explicit root key wins */
+        if (!ko.root_key_file && !ko.passphrase_file) {
+            if (asprintf(&rk_default, "%s/root.key", url + 6) < 0)
+                rk_default = NULL;
+            if (rk_default && access(rk_default, R_OK) == 0) {
+                ko.root_key_file = rk_default;
+            } else if ((pw = cli_prompt_passphrase("envelopefs: key store passphrase: "))) {
+                ko.passphrase = pw;
+            } else {
+                fprintf(stderr,
+                        "envelopefs: the key store in %s needs a root key or passphrase: use --root-key-file, "
+                        "--passphrase-file (or ENVELOPEFS_ROOT_KEY_FILE / ENVELOPEFS_PASSPHRASE_FILE)\n",
+                        url + 6);
+                goto out;
+            }
+        }
+    }
+    e = kmsc_new(&ko, &c, &msg);
+    if (e) {
+        fprintf(stderr, "envelopefs: %s: %s\n", kms_err_name(e), msg ? msg : kms_strerror(e));
+        c = NULL;
+    }
+out:
+    free(msg);
+    free(rk_default);
+    if (pw)
+        sodium_free(pw);
+    free(url);
+    return c;
+}

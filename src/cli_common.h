@@ -1,0 +1,37 @@
+/*
+ * cli_common.h — what every subcommand that talks to a key service shares: where the store is, how
+ * it is unlocked, and opening a kmsclient from those settings, with the same flags and environment
+ * variables everywhere (--store/ENVELOPEFS_STORE, --kms/--endpoint-url, --root-key-file/
+ * ENVELOPEFS_ROOT_KEY_FILE, --passphrase-file/ENVELOPEFS_PASSPHRASE_FILE, STORE/root.key, prompt).
+ */
+#ifndef ENVELOPEFS_CLI_COMMON_H
+#define ENVELOPEFS_CLI_COMMON_H
+
+#include <stdbool.h>
+#include "envelopefs/kmsclient.h"
+
+typedef struct cli_kms_opts {
+    const char *store;            /* --store */
+    const char *url;              /* --kms / --endpoint-url */
+    const char *root_key_file;    /* --root-key-file */
+    const char *passphrase_file;  /* --passphrase-file */
+    const char *region;           /* --region (http backends) */
+} cli_kms_opts;
+
+/* Store directory from --store, ENVELOPEFS_STORE, $XDG_DATA_HOME/envelopefs, ~/.local/share/envelopefs.
+ * Returns a malloc'd path. */
+char *cli_store_dir(const cli_kms_opts *o);
+
+/* The key-service URL: --kms/--endpoint-url if given, else local:<store dir>. malloc'd. */
+char *cli_kms_url(const cli_kms_opts *o);
+
+/* Open a client for `url` (NULL: cli_kms_url). For local: URLs the store is unlocked with the root key
+ * file / passphrase file (flags, then environment, then STORE/root.key), or an interactive prompt.
+ * Prints a clear message to stderr on failure and returns NULL. */
+kmsc *cli_open_kms(const cli_kms_opts *o, const char *url);
+
+/* Read a passphrase from the terminal without echo into a sodium_malloc'd buffer (free with
+ * sodium_free). NULL if stdin is not a terminal. */
+char *cli_prompt_passphrase(const char *prompt);
+
+#endif
