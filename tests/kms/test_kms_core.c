@@ -1,0 +1,763 @@
+/*
+ * test_kms_core.c — the key-service core through its single dispatch point: every operation and
+ * error of issue 2, rotation, scheduled deletion with an injected clock, tampering, encryption
+ * context binding, store unlocking and corruption, cross-process visibility and concurrency.
+ */
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <sodium.h>
+#include <sqlite3.h>
+
+#include "envelopefs/kms.h"
+#include "testutil.h"
+
+static char g_dir[256];
+static char g_store[300], g_keyfile[320];
+static int64_t g_now = 1700000000;
+
+static int64_t fake_clock(void *arg)
+{
+    (void)arg;
+    return g_now;
+}
+
+/* Call op with a printf-built JSON body. Returns the error; *out gets the parsed response (or NULL). */
+static kms_err callf(kms_core *c, json_t **out, const char *op, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static kms_err callf(kms_core *c, json_t **out, const char *op, const char *fmt, ...)
+{
+    char body[16384], *resp = NULL, *msg = NULL;
+    size_t len = 0;
+    va_list ap;
+    kms_err e;
+    kms_principal p = {.account = "111122223333", .user = "test", .source = "test"};
+    va_start(ap, fmt);
+    vsnprintf(body, sizeof body, fmt, ap);
+    va_end(ap);
+    e = kms_core_call(c, &p, op, body, strlen(body), &resp, &len, &msg);
+    if (out)
+        *out = e ? NULL : json_loadb(resp, len, 0, NULL);
+    if (e && getenv("TEST_VERBOSE"))
+        fprintf(stderr, "%s -> %s: %s\n", op, kms_err_name(e), msg ? msg : "");
+    kms_response_free(resp, len);
+    free(msg);
+    return e;
+}
+
+static const char *jstr(json_t *o, const char *path)
+{
+    /* path "A.B" */
+    char buf[128], *dot;
+    snprintf(buf, sizeof buf, "%s", path);
+    dot = strchr(buf, '.');
+    if (dot) {
+        *dot = 0;
+        o = json_object_get(o, buf);
+        return json_string_value(json_object_get(o, dot + 1));
+    }
+    return json_string_value(json_object_get(o, buf));
+}
+
+static kms_core *open_store(void)
+{
+    kms_store_opts so = {.store_dir = g_store, .root_key_file = g_keyfile};
+    kms_core *c = NULL;
+    char *msg = NULL;
+    kms_err e = kms_core_open(&so, &c, &msg);
+    if (e)
+        fprintf(stderr, "open: %s %s\n", kms_err_name(e), msg ? msg : "");
+    free(msg);
+    CHECK(e == KMS_OK);
+    kms_core_set_clock(c, fake_clock, NULL);
+    return c;
+}
+
+static char *create_key(kms_core *c)
+{
+    json_t *r;
+    char *id;
+    CHECK(callf(c, &r, "CreateKey", "{\"Description\":\"t\"}") == KMS_OK);
+    id = strdup(jstr(r, "KeyMetadata.KeyId"));
+    json_decref(r);
+    return id;
+}
+
+static char *blob_of(json_t *r) { return strdup(jstr(r, "CiphertextBlob")); }
+
+static void file_digest(const char *path, uint8_t out[32])
+{
+    int fd = open(path, O_RDONLY);
+    uint8_t buf[65536];
+    ssize_t n;
+    crypto_hash_sha256_state st;
+    crypto_hash_sha256_init(&st);
+    CHECK(fd >= 0);
+    while ((n = read(fd, buf, sizeof buf)) > 0)
+        crypto_hash_sha256_update(&st, buf, (size_t)n);
+    close(fd);
+    crypto_hash_sha256_final(&st, out);
+}
+
+static void test_store_unlock(void)
+{
+    kms_store_opts so = {.store_dir = g_store, .root_key_file = g_keyfile};
+    char bad[320], badkey[32], *msg = NULL, db[320], pwdir[300], pwfile[320];
+    kms_core *c = NULL;
+    uint8_t before[32], after[32];
+    int fd;
+
+    /* A store already exists: init refuses. */
+    CHECK(kms_store_init(&so, &msg) == KMS_ERR_ALREADY_EXISTS);
+    free(msg);
+    msg = NULL;
+    /* Wrong root key: BAD_PASSPHRASE and the database file is untouched. */
+    snprintf(db, sizeof db, "%s/keystore.db", g_store);
+    file_digest(db, before);
+    snprintf(bad, sizeof bad, "%s/bad.key", g_dir);
+    fd = open(bad, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    memset(badkey, 7, sizeof badkey);
+    CHECK(write(fd, badkey, sizeof badkey) == 32);
+    close(fd);
+    so.root_key_file = bad;
+    CHECK(kms_core_open(&so, &c, &msg) == KMS_ERR_BAD_PASSPHRASE);
+    CHECK(c == NULL);
+    CHECK(msg && strstr(msg, "wrong"));
+    free(msg);
+    msg = NULL;
+    file_digest(db, after);
+    CHECK(memcmp(before, after, 32) == 0);
+    /* A world-readable root key file is refused. */
+    chmod(bad, 0644);
+    CHECK(kms_core_open(&so, &c, &msg) == KMS_ERR_VALIDATION);
+    CHECK(msg && strstr(msg, "chmod 600"));
+    free(msg);
+    msg = NULL;
+
+    /* Passphrase store: Argon2id; wrong passphrase is refused. */
+    snprintf(pwdir, sizeof pwdir, "%s/pwstore", g_dir);
+    snprintf(pwfile, sizeof pwfile, "%s/pw.txt", g_dir);
+    fd = open(pwfile, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    CHECK(write(fd, "correct horse\n", 14) == 14);
+    close(fd);
+    kms_store_opts po = {.store_dir = pwdir, .passphrase_file = pwfile};
+    CHECK(kms_store_init(&po, &msg) == KMS_OK);
+    CHECK(kms_core_open(&po, &c, &msg) == KMS_OK);
+    kms_core_free(c);
+    c = NULL;
+    kms_store_opts wrong = {.store_dir = pwdir, .passphrase = "battery staple"};
+    CHECK(kms_core_open(&wrong, &c, &msg) == KMS_ERR_BAD_PASSPHRASE);
+    free(msg);
+    msg = NULL;
+    /* A root key file on a passphrase store is a clear error too. */
+    kms_store_opts mix = {.store_dir = pwdir, .root_key_file = g_keyfile};
+    CHECK(kms_core_open(&mix, &c, &msg) == KMS_ERR_BAD_PASSPHRASE);
+    free(msg);
+}
+
+static void test_corrupt_store(void)
+{
+    char dir[300], db[320], *msg = NULL;
+    kms_store_opts so = {.store_dir = dir, .root_key_file = g_keyfile};
+    kms_core *c = NULL;
+    int fd;
+    struct stat sb;
+
+    /* Garbage instead of a database. */
+    snprintf(dir, sizeof dir, "%s/garbage", g_dir);
+    CHECK(kms_store_init(&so, &msg) == KMS_OK);
+    snprintf(db, sizeof db, "%s/keystore.db", dir);
+    fd = open(db, O_WRONLY | O_TRUNC);
+    {
+        char junk[160];
+        memset(junk, 'j', sizeof junk);
+        CHECK(write(fd, junk, sizeof junk) == 160);
+    }
+    close(fd);
+    CHECK(kms_core_open(&so, &c, &msg) == KMS_ERR_CORRUPT_STORE);
+    CHECK(msg != NULL);
+    free(msg);
+    msg = NULL;
+    CHECK(stat(db, &sb) == 0 && sb.st_size == 160); /* nothing overwritten */
+
+    /* Truncated database. */
+    snprintf(dir, sizeof dir, "%s/trunc", g_dir);
+    CHECK(kms_store_init(&so, &msg) == KMS_OK);
+    c = open_store();
+    kms_core_free(c);
+    {
+        kms_core *k = NULL;
+        CHECK(kms_core_open(&so, &k, &msg) == KMS_OK);
+        for (int i = 0; i < 20; i++) {
+            json_t *r;
+            CHECK(callf(k, &r, "CreateKey", "{\"Description\":\"%0400d\"}", i) == KMS_OK);
+            json_decref(r);
+        }
+        kms_core_free(k);
+    }
+    snprintf(db, sizeof db, "%s/keystore.db", dir);
+    {
+        /* checkpoint the WAL into the main file, then cut it */
+        sqlite3 *s;
+        CHECK(sqlite3_open(db, &s) == SQLITE_OK);
+        sqlite3_exec(s, "PRAGMA wal_checkpoint(TRUNCATE); PRAGMA journal_mode=DELETE;", NULL, NULL, NULL);
+        sqlite3_close(s);
+    }
+    CHECK(stat(db, &sb) == 0 && sb.st_size > 8192);
+    CHECK(truncate(db, sb.st_size / 2) == 0);
+    c = NULL;
+    CHECK(kms_core_open(&so, &c, &msg) == KMS_ERR_CORRUPT_STORE);
+    CHECK(msg && strstr(msg, "damaged"));
+    free(msg);
+    msg = NULL;
+
+    /* A flipped byte in a key-material row fails authentication: named, not used. */
+    snprintf(dir, sizeof dir, "%s/flip", g_dir);
+    CHECK(kms_store_init(&so, &msg) == KMS_OK);
+    {
+        kms_core *k = NULL;
+        json_t *r;
+        char *id;
+        CHECK(kms_core_open(&so, &k, &msg) == KMS_OK);
+        id = create_key(k);
+        kms_core_free(k);
+        snprintf(db, sizeof db, "%s/keystore.db", dir);
+        sqlite3 *s;
+        CHECK(sqlite3_open(db, &s) == SQLITE_OK);
+        CHECK(sqlite3_exec(s, "UPDATE key_versions SET material = substr(material,1,30) || "
+                              "char((unicode(substr(material,31,1)) + 1) % 256) || substr(material,32)",
+                           NULL, NULL, NULL) == SQLITE_OK);
+        sqlite3_close(s);
+        CHECK(kms_core_open(&so, &k, &msg) == KMS_OK);
+        CHECK(callf(k, &r, "GenerateDataKey", "{\"KeyId\":\"%s\",\"KeySpec\":\"AES_256\"}", id) ==
+              KMS_ERR_CORRUPT_STORE);
+        kms_core_free(k);
+        free(id);
+    }
+}
+
+static void test_keys_and_aliases(kms_core *c)
+{
+    json_t *r;
+    char *ids[5], arn[200];
+    const char *marker;
+    int pages = 0, total = 0;
+    char m[64] = "";
+
+    for (int i = 0; i < 5; i++)
+        ids[i] = create_key(c);
+    /* DescribeKey by id and ARN */
+    CHECK(callf(c, &r, "DescribeKey", "{\"KeyId\":\"%s\"}", ids[0]) == KMS_OK);
+    CHECK(!strcmp(jstr(r, "KeyMetadata.KeyState"), "Enabled"));
+    CHECK(!strcmp(jstr(r, "KeyMetadata.KeyManager"), "CUSTOMER"));
+    CHECK(!strcmp(jstr(r, "KeyMetadata.Origin"), "AWS_KMS"));
+    CHECK(json_integer_value(json_object_get(json_object_get(r, "KeyMetadata"), "CreationDate")) == g_now);
+    snprintf(arn, sizeof arn, "%s", jstr(r, "KeyMetadata.Arn"));
+    CHECK(!strncmp(arn, "arn:aws:kms:us-east-1:111122223333:key/", 39));
+    json_decref(r);
+    CHECK(callf(c, &r, "DescribeKey", "{\"KeyId\":\"%s\"}", arn) == KMS_OK);
+    json_decref(r);
+    CHECK(callf(c, NULL, "DescribeKey", "{\"KeyId\":\"00000000-0000-4000-8000-000000000000\"}") == KMS_ERR_NOT_FOUND);
+    CHECK(callf(c, NULL, "DescribeKey", "{}") == KMS_ERR_VALIDATION);
+    CHECK(callf(c, NULL, "DescribeKey", "{\"KeyId\":\"arn:aws:s3:::bucket\"}") == KMS_ERR_INVALID_ARN);
+
+    /* ListKeys paging: Limit 2 over ≥ 5 keys */
+    do {
+        if (m[0])
+            CHECK(callf(c, &r, "ListKeys", "{\"Limit\":2,\"Marker\":\"%s\"}", m) == KMS_OK);
+        else
+            CHECK(callf(c, &r, "ListKeys", "{\"Limit\":2}") == KMS_OK);
+        total += (int)json_array_size(json_object_get(r, "Keys"));
+        CHECK(json_array_size(json_object_get(r, "Keys")) <= 2);
+        marker = jstr(r, "NextMarker");
+        snprintf(m, sizeof m, "%s", marker ? marker : "");
+        CHECK(json_is_true(json_object_get(r, "Truncated")) == (marker != NULL));
+        json_decref(r);
+        pages++;
+    } while (m[0]);
+    CHECK(total >= 5 && pages >= 3);
+    CHECK(callf(c, NULL, "ListKeys", "{\"Limit\":0}") == KMS_ERR_VALIDATION);
+    CHECK(callf(c, NULL, "ListKeys", "{\"Limit\":1001}") == KMS_ERR_VALIDATION);
+    CHECK(callf(c, NULL, "ListKeys", "{\"Marker\":\"bogus\"}") == KMS_ERR_INVALID_MARKER);
+
+    /* Aliases */
+    CHECK(callf(c, NULL, "CreateAlias", "{\"AliasName\":\"alias/app\",\"TargetKeyId\":\"%s\"}", ids[0]) == KMS_OK);
+    CHECK(callf(c, NULL, "CreateAlias", "{\"AliasName\":\"alias/app\",\"TargetKeyId\":\"%s\"}", ids[1]) ==
+          KMS_ERR_ALREADY_EXISTS);
+    CHECK(callf(c, NULL, "CreateAlias", "{\"AliasName\":\"app2\",\"TargetKeyId\":\"%s\"}", ids[1]) ==
+          KMS_ERR_VALIDATION);
+    CHECK(callf(c, NULL, "CreateAlias", "{\"AliasName\":\"alias/aws/x\",\"TargetKeyId\":\"%s\"}", ids[1]) ==
+          KMS_ERR_INVALID_ALIAS_NAME);
+    CHECK(callf(c, NULL, "CreateAlias", "{\"AliasName\":\"alias/x\",\"TargetKeyId\":\"alias/app\"}") ==
+          KMS_ERR_VALIDATION);
+    CHECK(callf(c, &r, "DescribeKey", "{\"KeyId\":\"alias/app\"}") == KMS_OK);
+    CHECK(!strcmp(jstr(r, "KeyMetadata.KeyId"), ids[0]));
+    json_decref(r);
+    CHECK(callf(c, &r, "DescribeKey", "{\"KeyId\":\"arn:aws:kms:us-east-1:111122223333:alias/app\"}") == KMS_OK);
+    CHECK(!strcmp(jstr(r, "KeyMetadata.KeyId"), ids[0]));
+    json_decref(r);
+    CHECK(callf(c, NULL, "DescribeKey", "{\"KeyId\":\"alias/nope\"}") == KMS_ERR_NOT_FOUND);
+    CHECK(callf(c, NULL, "UpdateAlias", "{\"AliasName\":\"alias/app\",\"TargetKeyId\":\"%s\"}", ids[1]) == KMS_OK);
+    CHECK(callf(c, &r, "DescribeKey", "{\"KeyId\":\"alias/app\"}") == KMS_OK);
+    CHECK(!strcmp(jstr(r, "KeyMetadata.KeyId"), ids[1]));
+    json_decref(r);
+    CHECK(callf(c, NULL, "UpdateAlias", "{\"AliasName\":\"alias/nope\",\"TargetKeyId\":\"%s\"}", ids[1]) ==
+          KMS_ERR_NOT_FOUND);
+    CHECK(callf(c, NULL, "CreateAlias", "{\"AliasName\":\"alias/second\",\"TargetKeyId\":\"%s\"}", ids[1]) == KMS_OK);
+    CHECK(callf(c, &r, "ListAliases", "{\"KeyId\":\"%s\"}", ids[1]) == KMS_OK);
+    CHECK(json_array_size(json_object_get(r, "Aliases")) == 2);
+    json_decref(r);
+    CHECK(callf(c, &r, "ListAliases", "{\"Limit\":1}") == KMS_OK);
+    CHECK(json_array_size(json_object_get(r, "Aliases")) == 1 && jstr(r, "NextMarker"));
+    json_decref(r);
+    CHECK(callf(c, NULL, "DeleteAlias", "{\"AliasName\":\"alias/second\"}") == KMS_OK);
+    CHECK(callf(c, NULL, "DeleteAlias", "{\"AliasName\":\"alias/second\"}") == KMS_ERR_NOT_FOUND);
+
+    /* Description and tags */
+    CHECK(callf(c, NULL, "UpdateKeyDescription", "{\"KeyId\":\"%s\",\"Description\":\"new\"}", ids[2]) == KMS_OK);
+    CHECK(callf(c, &r, "DescribeKey", "{\"KeyId\":\"%s\"}", ids[2]) == KMS_OK);
+    CHECK(!strcmp(jstr(r, "KeyMetadata.Description"), "new"));
+    json_decref(r);
+    CHECK(callf(c, NULL, "TagResource", "{\"KeyId\":\"%s\",\"Tags\":[{\"TagKey\":\"team\",\"TagValue\":\"a\"}]}",
+                ids[2]) == KMS_OK);
+    CHECK(callf(c, &r, "ListResourceTags", "{\"KeyId\":\"%s\"}", ids[2]) == KMS_OK);
+    CHECK(json_array_size(json_object_get(r, "Tags")) == 1);
+    json_decref(r);
+    CHECK(callf(c, NULL, "UntagResource", "{\"KeyId\":\"%s\",\"TagKeys\":[\"team\"]}", ids[2]) == KMS_OK);
+    CHECK(callf(c, &r, "ListResourceTags", "{\"KeyId\":\"%s\"}", ids[2]) == KMS_OK);
+    CHECK(json_array_size(json_object_get(r, "Tags")) == 0);
+    json_decref(r);
+    for (int i = 0; i < 5; i++)
+        free(ids[i]);
+}
+
+static void test_crypto(kms_core *c)
+{
+    json_t *r;
+    char *id = create_key(c), *other = create_key(c), *blob, pt4096[5500], *p;
+    uint8_t raw[6144];
+    size_t raw_len;
+
+    /* GenerateDataKey shapes */
+    CHECK(callf(c, &r, "GenerateDataKey", "{\"KeyId\":\"%s\",\"KeySpec\":\"AES_256\"}", id) == KMS_OK);
+    CHECK(!strncmp(jstr(r, "KeyId"), "arn:aws:kms:", 12));
+    CHECK(strlen(jstr(r, "Plaintext")) == 44); /* 32 bytes in base64 */
+    json_decref(r);
+    CHECK(callf(c, &r, "GenerateDataKey", "{\"KeyId\":\"%s\",\"KeySpec\":\"AES_128\"}", id) == KMS_OK);
+    CHECK(strlen(jstr(r, "Plaintext")) == 24);
+    json_decref(r);
+    CHECK(callf(c, &r, "GenerateDataKey", "{\"KeyId\":\"%s\",\"NumberOfBytes\":1024}", id) == KMS_OK);
+    json_decref(r);
+    CHECK(callf(c, NULL, "GenerateDataKey", "{\"KeyId\":\"%s\",\"NumberOfBytes\":1025}", id) == KMS_ERR_VALIDATION);
+    CHECK(callf(c, NULL, "GenerateDataKey", "{\"KeyId\":\"%s\",\"NumberOfBytes\":0}", id) == KMS_ERR_VALIDATION);
+    CHECK(callf(c, NULL, "GenerateDataKey", "{\"KeyId\":\"%s\"}", id) == KMS_ERR_VALIDATION);
+    CHECK(callf(c, NULL, "GenerateDataKey", "{\"KeyId\":\"%s\",\"KeySpec\":\"AES_256\",\"NumberOfBytes\":32}", id) ==
+          KMS_ERR_VALIDATION);
+    CHECK(callf(c, NULL, "GenerateDataKey", "{\"KeyId\":\"%s\",\"KeySpec\":\"AES_512\"}", id) == KMS_ERR_VALIDATION);
+    CHECK(callf(c, &r, "GenerateDataKeyWithoutPlaintext", "{\"KeyId\":\"%s\",\"KeySpec\":\"AES_256\"}", id) == KMS_OK);
+    CHECK(json_object_get(r, "Plaintext") == NULL && jstr(r, "CiphertextBlob"));
+    json_decref(r);
+
+    /* GenerateDataKey → Decrypt returns the same plaintext, KeyId optional */
+    CHECK(callf(c, &r, "GenerateDataKey",
+                "{\"KeyId\":\"%s\",\"KeySpec\":\"AES_256\",\"EncryptionContext\":{\"purpose\":\"test\",\"fs\":\"1\"}}",
+                id) == KMS_OK);
+    {
+        char *pt = strdup(jstr(r, "Plaintext"));
+        json_t *d;
+        blob = blob_of(r);
+        json_decref(r);
+        CHECK(callf(c, &d, "Decrypt",
+                    "{\"CiphertextBlob\":\"%s\",\"EncryptionContext\":{\"fs\":\"1\",\"purpose\":\"test\"}}", blob) ==
+              KMS_OK);
+        CHECK(!strcmp(jstr(d, "Plaintext"), pt));
+        json_decref(d);
+        /* context: missing, different value, different case, extra pair → InvalidCiphertext */
+        CHECK(callf(c, NULL, "Decrypt", "{\"CiphertextBlob\":\"%s\"}", blob) == KMS_ERR_INVALID_CIPHERTEXT);
+        CHECK(callf(c, NULL, "Decrypt",
+                    "{\"CiphertextBlob\":\"%s\",\"EncryptionContext\":{\"fs\":\"2\",\"purpose\":\"test\"}}",
+                    blob) == KMS_ERR_INVALID_CIPHERTEXT);
+        CHECK(callf(c, NULL, "Decrypt",
+                    "{\"CiphertextBlob\":\"%s\",\"EncryptionContext\":{\"FS\":\"1\",\"purpose\":\"test\"}}",
+                    blob) == KMS_ERR_INVALID_CIPHERTEXT);
+        CHECK(callf(c, NULL, "Decrypt",
+                    "{\"CiphertextBlob\":\"%s\",\"EncryptionContext\":{\"fs\":\"1\",\"purpose\":\"test\",\"x\":\"\"}}",
+                    blob) == KMS_ERR_INVALID_CIPHERTEXT);
+        /* explicit KeyId: right key ok, other key IncorrectKey */
+        CHECK(callf(c, &d, "Decrypt",
+                    "{\"KeyId\":\"%s\",\"CiphertextBlob\":\"%s\",\"EncryptionContext\":{\"fs\":\"1\",\"purpose\":\"test\"}}",
+                    id, blob) == KMS_OK);
+        json_decref(d);
+        CHECK(callf(c, NULL, "Decrypt",
+                    "{\"KeyId\":\"%s\",\"CiphertextBlob\":\"%s\",\"EncryptionContext\":{\"fs\":\"1\",\"purpose\":\"test\"}}",
+                    other, blob) == KMS_ERR_INCORRECT_KEY);
+        free(pt);
+    }
+    /* Tampering any byte → InvalidCiphertext */
+    CHECK(sodium_base642bin(raw, sizeof raw, blob, strlen(blob), NULL, &raw_len, NULL, sodium_base64_VARIANT_ORIGINAL) == 0);
+    for (size_t i = 0; i < raw_len; i++) {
+        char b64[8300];
+        kms_err e;
+        raw[i] ^= 0x01;
+        sodium_bin2base64(b64, sizeof b64, raw, raw_len, sodium_base64_VARIANT_ORIGINAL);
+        e = callf(c, NULL, "Decrypt", "{\"CiphertextBlob\":\"%s\",\"EncryptionContext\":{\"fs\":\"1\",\"purpose\":\"test\"}}", b64);
+        CHECK(e == KMS_ERR_INVALID_CIPHERTEXT);
+        raw[i] ^= 0x01;
+    }
+    {
+        /* truncated and extended blobs */
+        char b64[8300];
+        sodium_bin2base64(b64, sizeof b64, raw, raw_len - 1, sodium_base64_VARIANT_ORIGINAL);
+        CHECK(callf(c, NULL, "Decrypt", "{\"CiphertextBlob\":\"%s\"}", b64) == KMS_ERR_INVALID_CIPHERTEXT);
+        sodium_bin2base64(b64, sizeof b64, raw, 10, sodium_base64_VARIANT_ORIGINAL);
+        CHECK(callf(c, NULL, "Decrypt", "{\"CiphertextBlob\":\"%s\"}", b64) == KMS_ERR_INVALID_CIPHERTEXT);
+    }
+    free(blob);
+
+    /* Encryption-context encoding is unambiguous: {"a":"bc"} must not open {"ab":"c"} */
+    CHECK(callf(c, &r, "Encrypt", "{\"KeyId\":\"%s\",\"Plaintext\":\"aGVsbG8=\",\"EncryptionContext\":{\"a\":\"bc\"}}",
+                id) == KMS_OK);
+    blob = blob_of(r);
+    json_decref(r);
+    CHECK(callf(c, NULL, "Decrypt", "{\"CiphertextBlob\":\"%s\",\"EncryptionContext\":{\"ab\":\"c\"}}", blob) ==
+          KMS_ERR_INVALID_CIPHERTEXT);
+    CHECK(callf(c, &r, "Decrypt", "{\"CiphertextBlob\":\"%s\",\"EncryptionContext\":{\"a\":\"bc\"}}", blob) == KMS_OK);
+    CHECK(!strcmp(jstr(r, "Plaintext"), "aGVsbG8="));
+    json_decref(r);
+    free(blob);
+
+    /* Encrypt limits: 4096 ok, 4097 ValidationException */
+    {
+        uint8_t big[4097];
+        memset(big, 'x', sizeof big);
+        sodium_bin2base64(pt4096, sizeof pt4096, big, 4096, sodium_base64_VARIANT_ORIGINAL);
+        CHECK(callf(c, &r, "Encrypt", "{\"KeyId\":\"%s\",\"Plaintext\":\"%s\"}", id, pt4096) == KMS_OK);
+        json_decref(r);
+        sodium_bin2base64(pt4096, sizeof pt4096, big, 4097, sodium_base64_VARIANT_ORIGINAL);
+        CHECK(callf(c, NULL, "Encrypt", "{\"KeyId\":\"%s\",\"Plaintext\":\"%s\"}", id, pt4096) == KMS_ERR_VALIDATION);
+    }
+    CHECK(callf(c, NULL, "Encrypt", "{\"KeyId\":\"%s\",\"Plaintext\":\"@@@\"}", id) == KMS_ERR_SERIALIZATION);
+    CHECK(callf(c, NULL, "Encrypt", "{\"KeyId\":\"%s\"}", id) == KMS_ERR_VALIDATION);
+
+    /* ReEncrypt to another key with another context; plaintext preserved */
+    CHECK(callf(c, &r, "Encrypt", "{\"KeyId\":\"%s\",\"Plaintext\":\"c2VjcmV0\",\"EncryptionContext\":{\"k\":\"1\"}}",
+                id) == KMS_OK);
+    blob = blob_of(r);
+    json_decref(r);
+    CHECK(callf(c, &r, "ReEncrypt",
+                "{\"CiphertextBlob\":\"%s\",\"SourceEncryptionContext\":{\"k\":\"1\"},\"DestinationKeyId\":\"%s\","
+                "\"DestinationEncryptionContext\":{\"k\":\"2\"}}", blob, other) == KMS_OK);
+    CHECK(strstr(jstr(r, "SourceKeyId"), id) && strstr(jstr(r, "KeyId"), other));
+    p = blob_of(r);
+    json_decref(r);
+    CHECK(callf(c, &r, "Decrypt", "{\"CiphertextBlob\":\"%s\",\"EncryptionContext\":{\"k\":\"2\"}}", p) == KMS_OK);
+    CHECK(!strcmp(jstr(r, "Plaintext"), "c2VjcmV0"));
+    CHECK(strstr(jstr(r, "KeyId"), other));
+    json_decref(r);
+    CHECK(callf(c, NULL, "ReEncrypt",
+                "{\"CiphertextBlob\":\"%s\",\"SourceEncryptionContext\":{\"k\":\"9\"},\"DestinationKeyId\":\"%s\"}",
+                blob, other) == KMS_ERR_INVALID_CIPHERTEXT);
+    free(p);
+    free(blob);
+
+    /* GenerateRandom */
+    CHECK(callf(c, &r, "GenerateRandom", "{\"NumberOfBytes\":32}") == KMS_OK);
+    CHECK(strlen(jstr(r, "Plaintext")) == 44);
+    json_decref(r);
+    CHECK(callf(c, NULL, "GenerateRandom", "{\"NumberOfBytes\":0}") == KMS_ERR_VALIDATION);
+    CHECK(callf(c, NULL, "GenerateRandom", "{}") == KMS_ERR_VALIDATION);
+
+    /* Protocol-level errors */
+    CHECK(callf(c, NULL, "NoSuchOperation", "{}") == KMS_ERR_UNKNOWN_OPERATION);
+    CHECK(callf(c, NULL, "DescribeKey", "{not json") == KMS_ERR_SERIALIZATION);
+    CHECK(callf(c, NULL, "DescribeKey", "[1,2]") == KMS_ERR_SERIALIZATION);
+    free(id);
+    free(other);
+}
+
+static void test_states(kms_core *c)
+{
+    json_t *r;
+    char *id = create_key(c), *blob;
+
+    CHECK(callf(c, &r, "Encrypt", "{\"KeyId\":\"%s\",\"Plaintext\":\"aGk=\"}", id) == KMS_OK);
+    blob = blob_of(r);
+    json_decref(r);
+    /* Disabled: crypto refused with DisabledException, DescribeKey fine */
+    CHECK(callf(c, NULL, "DisableKey", "{\"KeyId\":\"%s\"}", id) == KMS_OK);
+    CHECK(callf(c, &r, "DescribeKey", "{\"KeyId\":\"%s\"}", id) == KMS_OK);
+    CHECK(!strcmp(jstr(r, "KeyMetadata.KeyState"), "Disabled"));
+    CHECK(json_is_false(json_object_get(json_object_get(r, "KeyMetadata"), "Enabled")));
+    json_decref(r);
+    CHECK(callf(c, NULL, "Encrypt", "{\"KeyId\":\"%s\",\"Plaintext\":\"aGk=\"}", id) == KMS_ERR_DISABLED);
+    CHECK(callf(c, NULL, "GenerateDataKey", "{\"KeyId\":\"%s\",\"KeySpec\":\"AES_256\"}", id) == KMS_ERR_DISABLED);
+    CHECK(callf(c, NULL, "Decrypt", "{\"CiphertextBlob\":\"%s\"}", blob) == KMS_ERR_DISABLED);
+    CHECK(callf(c, NULL, "EnableKey", "{\"KeyId\":\"%s\"}", id) == KMS_OK);
+    CHECK(callf(c, &r, "Decrypt", "{\"CiphertextBlob\":\"%s\"}", blob) == KMS_OK);
+    json_decref(r);
+
+    /* ScheduleKeyDeletion: window limits, state, cancel → Disabled */
+    CHECK(callf(c, NULL, "ScheduleKeyDeletion", "{\"KeyId\":\"%s\",\"PendingWindowInDays\":6}", id) == KMS_ERR_VALIDATION);
+    CHECK(callf(c, NULL, "ScheduleKeyDeletion", "{\"KeyId\":\"%s\",\"PendingWindowInDays\":31}", id) == KMS_ERR_VALIDATION);
+    CHECK(callf(c, &r, "ScheduleKeyDeletion", "{\"KeyId\":\"%s\"}", id) == KMS_OK);
+    CHECK(json_integer_value(json_object_get(r, "PendingWindowInDays")) == 30);
+    CHECK(json_integer_value(json_object_get(r, "DeletionDate")) == g_now + 30 * 86400);
+    CHECK(!strcmp(jstr(r, "KeyState"), "PendingDeletion"));
+    json_decref(r);
+    CHECK(callf(c, NULL, "Decrypt", "{\"CiphertextBlob\":\"%s\"}", blob) == KMS_ERR_INVALID_STATE);
+    CHECK(callf(c, NULL, "Encrypt", "{\"KeyId\":\"%s\",\"Plaintext\":\"aGk=\"}", id) == KMS_ERR_INVALID_STATE);
+    CHECK(callf(c, NULL, "EnableKey", "{\"KeyId\":\"%s\"}", id) == KMS_ERR_INVALID_STATE);
+    CHECK(callf(c, NULL, "CancelKeyDeletion", "{\"KeyId\":\"%s\"}", id) == KMS_OK);
+    CHECK(callf(c, &r, "DescribeKey", "{\"KeyId\":\"%s\"}", id) == KMS_OK);
+    CHECK(!strcmp(jstr(r, "KeyMetadata.KeyState"), "Disabled"));
+    json_decref(r);
+    CHECK(callf(c, NULL, "CancelKeyDeletion", "{\"KeyId\":\"%s\"}", id) == KMS_ERR_INVALID_STATE);
+    CHECK(callf(c, NULL, "EnableKey", "{\"KeyId\":\"%s\"}", id) == KMS_OK);
+
+    /* Deletion after the window: crypto-shredding */
+    CHECK(callf(c, NULL, "CreateAlias", "{\"AliasName\":\"alias/doomed\",\"TargetKeyId\":\"%s\"}", id) == KMS_OK);
+    CHECK(callf(c, NULL, "ScheduleKeyDeletion", "{\"KeyId\":\"%s\",\"PendingWindowInDays\":7}", id) == KMS_OK);
+    g_now += 7 * 86400 - 10;
+    CHECK(callf(c, &r, "DescribeKey", "{\"KeyId\":\"%s\"}", id) == KMS_OK); /* not yet */
+    json_decref(r);
+    g_now += 20;
+    CHECK(callf(c, NULL, "DescribeKey", "{\"KeyId\":\"%s\"}", id) == KMS_ERR_NOT_FOUND);
+    CHECK(callf(c, NULL, "DescribeKey", "{\"KeyId\":\"alias/doomed\"}") == KMS_ERR_NOT_FOUND);
+    CHECK(callf(c, NULL, "Decrypt", "{\"CiphertextBlob\":\"%s\"}", blob) == KMS_ERR_INVALID_CIPHERTEXT);
+    /* and it is gone from the store itself, not only from memory */
+    {
+        kms_core *c2 = open_store();
+        CHECK(callf(c2, NULL, "DescribeKey", "{\"KeyId\":\"%s\"}", id) == KMS_ERR_NOT_FOUND);
+        CHECK(callf(c2, NULL, "Decrypt", "{\"CiphertextBlob\":\"%s\"}", blob) == KMS_ERR_INVALID_CIPHERTEXT);
+        kms_core_free(c2);
+    }
+    free(blob);
+    free(id);
+}
+
+static uint32_t blob_version(const char *b64)
+{
+    uint8_t raw[6144];
+    size_t n;
+    CHECK(sodium_base642bin(raw, sizeof raw, b64, strlen(b64), NULL, &n, NULL, sodium_base64_VARIANT_ORIGINAL) == 0);
+    return (uint32_t)raw[18] << 24 | (uint32_t)raw[19] << 16 | (uint32_t)raw[20] << 8 | raw[21];
+}
+
+static void test_rotation(kms_core *c)
+{
+    json_t *r;
+    char *id = create_key(c), *old, *mid, *re;
+
+    CHECK(callf(c, &r, "Encrypt", "{\"KeyId\":\"%s\",\"Plaintext\":\"b2xk\"}", id) == KMS_OK);
+    old = blob_of(r);
+    json_decref(r);
+    CHECK(blob_version(old) == 1);
+    CHECK(callf(c, &r, "GetKeyRotationStatus", "{\"KeyId\":\"%s\"}", id) == KMS_OK);
+    CHECK(json_is_false(json_object_get(r, "KeyRotationEnabled")));
+    json_decref(r);
+    CHECK(callf(c, NULL, "EnableKeyRotation", "{\"KeyId\":\"%s\",\"RotationPeriodInDays\":89}", id) == KMS_ERR_VALIDATION);
+    CHECK(callf(c, NULL, "EnableKeyRotation", "{\"KeyId\":\"%s\",\"RotationPeriodInDays\":2561}", id) == KMS_ERR_VALIDATION);
+    CHECK(callf(c, NULL, "EnableKeyRotation", "{\"KeyId\":\"%s\",\"RotationPeriodInDays\":90}", id) == KMS_OK);
+    CHECK(callf(c, &r, "GetKeyRotationStatus", "{\"KeyId\":\"%s\"}", id) == KMS_OK);
+    CHECK(json_is_true(json_object_get(r, "KeyRotationEnabled")));
+    CHECK(json_integer_value(json_object_get(r, "RotationPeriodInDays")) == 90);
+    CHECK(json_integer_value(json_object_get(r, "NextRotationDate")) == g_now + 90 * 86400);
+    json_decref(r);
+
+    /* On-demand rotation: new encryptions use version 2, the old blob still decrypts */
+    CHECK(callf(c, NULL, "RotateKeyOnDemand", "{\"KeyId\":\"%s\"}", id) == KMS_OK);
+    CHECK(callf(c, &r, "Encrypt", "{\"KeyId\":\"%s\",\"Plaintext\":\"bWlk\"}", id) == KMS_OK);
+    mid = blob_of(r);
+    json_decref(r);
+    CHECK(blob_version(mid) == 2);
+    CHECK(callf(c, &r, "Decrypt", "{\"CiphertextBlob\":\"%s\"}", old) == KMS_OK);
+    CHECK(!strcmp(jstr(r, "Plaintext"), "b2xk"));
+    json_decref(r);
+
+    /* Automatic rotation when due (lazy, at next use) */
+    g_now += 90 * 86400 + 1;
+    CHECK(callf(c, &r, "GenerateDataKey", "{\"KeyId\":\"%s\",\"KeySpec\":\"AES_256\"}", id) == KMS_OK);
+    CHECK(blob_version(jstr(r, "CiphertextBlob")) == 3);
+    json_decref(r);
+    CHECK(callf(c, &r, "ListKeyRotations", "{\"KeyId\":\"%s\"}", id) == KMS_OK);
+    CHECK(json_array_size(json_object_get(r, "Rotations")) == 2);
+    CHECK(!strcmp(json_string_value(json_object_get(json_array_get(json_object_get(r, "Rotations"), 0), "RotationType")),
+                  "ON_DEMAND"));
+    CHECK(!strcmp(json_string_value(json_object_get(json_array_get(json_object_get(r, "Rotations"), 1), "RotationType")),
+                  "AUTOMATIC"));
+    json_decref(r);
+    CHECK(callf(c, &r, "ListKeyRotations", "{\"KeyId\":\"%s\",\"Limit\":1}", id) == KMS_OK);
+    CHECK(json_array_size(json_object_get(r, "Rotations")) == 1 && jstr(r, "NextMarker"));
+    json_decref(r);
+
+    /* ReEncrypt moves an old blob to the newest version */
+    CHECK(callf(c, &r, "ReEncrypt", "{\"CiphertextBlob\":\"%s\",\"DestinationKeyId\":\"%s\"}", old, id) == KMS_OK);
+    re = blob_of(r);
+    json_decref(r);
+    CHECK(blob_version(re) == 3);
+    CHECK(callf(c, &r, "Decrypt", "{\"CiphertextBlob\":\"%s\"}", re) == KMS_OK);
+    CHECK(!strcmp(jstr(r, "Plaintext"), "b2xk"));
+    json_decref(r);
+    /* every version still decrypts after reopening the store */
+    {
+        kms_core *c2 = open_store();
+        CHECK(callf(c2, &r, "Decrypt", "{\"CiphertextBlob\":\"%s\"}", old) == KMS_OK);
+        json_decref(r);
+        CHECK(callf(c2, &r, "Decrypt", "{\"CiphertextBlob\":\"%s\"}", mid) == KMS_OK);
+        json_decref(r);
+        kms_core_free(c2);
+    }
+    CHECK(callf(c, NULL, "DisableKeyRotation", "{\"KeyId\":\"%s\"}", id) == KMS_OK);
+    CHECK(callf(c, &r, "GetKeyRotationStatus", "{\"KeyId\":\"%s\"}", id) == KMS_OK);
+    CHECK(json_is_false(json_object_get(r, "KeyRotationEnabled")));
+    json_decref(r);
+    free(old);
+    free(mid);
+    free(re);
+    free(id);
+}
+
+static void test_cross_process(kms_core *a)
+{
+    /* A second handle on the same store (as the CLI beside a running mount) disables a key. */
+    kms_core *b = open_store();
+    char *id = create_key(b);
+    json_t *r;
+    CHECK(callf(a, &r, "GenerateDataKey", "{\"KeyId\":\"%s\",\"KeySpec\":\"AES_256\"}", id) == KMS_OK);
+    json_decref(r);
+    CHECK(callf(b, NULL, "DisableKey", "{\"KeyId\":\"%s\"}", id) == KMS_OK);
+    CHECK(callf(a, NULL, "GenerateDataKey", "{\"KeyId\":\"%s\",\"KeySpec\":\"AES_256\"}", id) == KMS_ERR_DISABLED);
+    kms_core_free(b);
+    free(id);
+}
+
+struct thr {
+    kms_core *c;
+    const char *id;
+    int ok;
+};
+
+static void *worker(void *p)
+{
+    struct thr *t = p;
+    for (int i = 0; i < 150; i++) {
+        json_t *r, *d;
+        char *blob, *pt;
+        if (callf(t->c, &r, "GenerateDataKey", "{\"KeyId\":\"%s\",\"KeySpec\":\"AES_256\",\"EncryptionContext\":{\"i\":\"%d\"}}",
+                  t->id, i))
+            return NULL;
+        blob = blob_of(r);
+        pt = strdup(jstr(r, "Plaintext"));
+        json_decref(r);
+        if (callf(t->c, &d, "Decrypt", "{\"CiphertextBlob\":\"%s\",\"EncryptionContext\":{\"i\":\"%d\"}}", blob, i) ||
+            strcmp(jstr(d, "Plaintext"), pt))
+            return NULL;
+        json_decref(d);
+        free(blob);
+        free(pt);
+        t->ok++;
+    }
+    return NULL;
+}
+
+static void test_concurrency(kms_core *c)
+{
+    pthread_t th[4];
+    struct thr t[4];
+    char *id = create_key(c);
+    for (int i = 0; i < 4; i++) {
+        t[i] = (struct thr){c, id, 0};
+        CHECK(pthread_create(&th[i], NULL, worker, &t[i]) == 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        CHECK_EQ_INT(t[i].ok, 150);
+    }
+    free(id);
+}
+
+static void test_audit_and_access_keys(void)
+{
+    kms_core *c = open_store();
+    char *akid = NULL, *secret = NULL, sec[64], acct[16], user[64];
+    char db[320];
+    sqlite3 *s;
+    sqlite3_stmt *st;
+    CHECK(kms_core_create_access_key(c, "111122223333", "alice", &akid, &secret) == KMS_OK);
+    CHECK(strlen(akid) == 20 && !strncmp(akid, "AKIA", 4) && strlen(secret) == 40);
+    CHECK(kms_core_lookup_access_key(c, akid, sec, sizeof sec, acct, sizeof acct, user, sizeof user) == KMS_OK);
+    CHECK(!strcmp(sec, secret) && !strcmp(acct, "111122223333") && !strcmp(user, "alice"));
+    CHECK(kms_core_lookup_access_key(c, "AKIAAAAAAAAAAAAAAAAA", sec, sizeof sec, acct, sizeof acct, user,
+                                     sizeof user) == KMS_ERR_UNRECOGNIZED_CLIENT);
+    /* A principal from another account may not use this store's keys. */
+    {
+        kms_principal p = {.account = "999999999999", .user = "mallory", .source = "test"};
+        char *resp = NULL, *msg = NULL;
+        size_t len;
+        CHECK(kms_core_call(c, &p, "ListKeys", "{}", 2, &resp, &len, &msg) == KMS_ERR_ACCESS_DENIED);
+        free(msg);
+    }
+    free(akid);
+    kms_secret_str_free(secret);
+    kms_core_free(c); /* flushes the audit trail */
+    snprintf(db, sizeof db, "%s/keystore.db", g_store);
+    CHECK(sqlite3_open(db, &s) == SQLITE_OK);
+    CHECK(sqlite3_prepare_v2(s, "SELECT COUNT(*), SUM(operation='Decrypt'), SUM(result='InvalidCiphertextException'),"
+                                " SUM(user='mallory' AND result='AccessDeniedException') FROM audit",
+                             -1, &st, NULL) == SQLITE_OK);
+    CHECK(sqlite3_step(st) == SQLITE_ROW);
+    CHECK(sqlite3_column_int(st, 0) > 100);
+    CHECK(sqlite3_column_int(st, 1) > 10);
+    CHECK(sqlite3_column_int(st, 2) > 10);
+    CHECK(sqlite3_column_int(st, 3) == 1);
+    sqlite3_finalize(st);
+    sqlite3_close(s);
+}
+
+int main(void)
+{
+    char tmpl[] = "/tmp/efs-kms-test-XXXXXX";
+    kms_store_opts so;
+    char *msg = NULL;
+    kms_core *c;
+    int fd;
+    uint8_t key[32];
+
+    CHECK(sodium_init() >= 0);
+    CHECK(mkdtemp(tmpl) != NULL);
+    snprintf(g_dir, sizeof g_dir, "%s", tmpl);
+    snprintf(g_store, sizeof g_store, "%s/store", g_dir);
+    snprintf(g_keyfile, sizeof g_keyfile, "%s/root.key", g_dir);
+    fd = open(g_keyfile, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    randombytes_buf(key, sizeof key);
+    CHECK(write(fd, key, sizeof key) == 32);
+    close(fd);
+    memset(&so, 0, sizeof so);
+    so.store_dir = g_store;
+    so.root_key_file = g_keyfile;
+    CHECK(kms_store_init(&so, &msg) == KMS_OK);
+
+    c = open_store();
+    test_keys_and_aliases(c);
+    test_crypto(c);
+    test_states(c);
+    test_rotation(c);
+    test_cross_process(c);
+    test_concurrency(c);
+    kms_core_free(c);
+    test_store_unlock();
+    test_corrupt_store();
+    test_audit_and_access_keys();
+    {
+        char cmd[400];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
+        if (system(cmd) != 0)
+            fprintf(stderr, "warning: could not remove %s\n", g_dir);
+    }
+    TEST_DONE();
+}

@@ -1,0 +1,98 @@
+/*
+ * test_kms_golden.c — golden vectors for the KMS ciphertext blob (docs/FORMAT.md): fixed key
+ * material, key id, version, nonce, context and plaintext must give exactly the recorded bytes, and
+ * the recorded bytes must parse and open. A format change breaks this test on purpose: bump the blob
+ * version and add a new vector instead of editing these.
+ */
+#include <string.h>
+
+#include <sodium.h>
+
+#include "aead.h"
+#include "blob.h"
+#include "ectx.h"
+#include "testutil.h"
+
+/* v1 vector: material = 00 01 .. 1f, key id = 11 22 .. (uuid 1122..), version 2, nonce = a0 a1 .. ab,
+ * plaintext "envelopefs golden", context {"fs":"golden","purpose":"test"}. */
+static const char GOLDEN_V1[] = "0101112233445566778899aabbccddeeff1100000002a0a1a2a3a4a5a6a7a8a9aaab83760a4829a472da0416a7b46816a4bb1ee63e3482885a0e258cba644cba7648f3";
+static const char CTX_HEX[] = "000200026673000667"
+                              "6f6c64656e0007707572706f7365000474657374";
+
+static void hex(const uint8_t *b, size_t n, char *out)
+{
+    sodium_bin2hex(out, n * 2 + 1, b, n);
+}
+
+int main(void)
+{
+    uint8_t material[32], key_id[16], nonce[12], blob[256], *aad;
+    const char *pt = "envelopefs golden";
+    size_t ptlen = strlen(pt), aad_len, n;
+    char h[600];
+    kms_ectx_pair pairs[] = {{"purpose", "test"}, {"fs", "golden"}};
+    kms_ectx ctx = {pairs, 2};
+    kms_blob b;
+    uint8_t out[64];
+
+    CHECK(sodium_init() >= 0);
+    for (int i = 0; i < 32; i++)
+        material[i] = (uint8_t)i;
+    for (int i = 0; i < 16; i++)
+        key_id[i] = (uint8_t)(0x11 * ((i % 15) + 1));
+    for (int i = 0; i < 12; i++)
+        nonce[i] = (uint8_t)(0xa0 + i);
+
+    /* Context encoding is sorted and length-prefixed. */
+    CHECK(kms_ectx_encode(&ctx, &aad, &aad_len) == 0);
+    hex(aad, aad_len, h);
+    CHECK(!strcmp(h, CTX_HEX));
+    {
+        /* {"a":"bc"} and {"ab":"c"} encode differently */
+        kms_ectx_pair p1[] = {{"a", "bc"}}, p2[] = {{"ab", "c"}};
+        kms_ectx c1 = {p1, 1}, c2 = {p2, 1};
+        uint8_t *e1, *e2;
+        size_t l1, l2;
+        CHECK(kms_ectx_encode(&c1, &e1, &l1) == 0 && kms_ectx_encode(&c2, &e2, &l2) == 0);
+        CHECK(l1 == l2 && memcmp(e1, e2, l1) != 0);
+        free(e1);
+        free(e2);
+        /* empty context is the 2-byte count 0 */
+        CHECK(kms_ectx_encode(NULL, &e1, &l1) == 0 && l1 == 2 && e1[0] == 0 && e1[1] == 0);
+        free(e1);
+        /* duplicate and empty keys are refused */
+        kms_ectx_pair d[] = {{"k", "1"}, {"k", "2"}}, em[] = {{"", "x"}};
+        kms_ectx cd = {d, 2}, ce = {em, 1};
+        CHECK(kms_ectx_encode(&cd, &e1, &l1) != 0);
+        CHECK(kms_ectx_encode(&ce, &e1, &l1) != 0);
+    }
+
+    kms_blob_write_header(blob, key_id, 2, nonce);
+    CHECK(kms_gcm_seal(material, nonce, blob, KMS_BLOB_HEADER_LEN, aad, aad_len, (const uint8_t *)pt, ptlen,
+                       blob + KMS_BLOB_HEADER_LEN, blob + KMS_BLOB_HEADER_LEN + ptlen) == 0);
+    n = KMS_BLOB_OVERHEAD + ptlen;
+    hex(blob, n, h);
+    if (getenv("GOLDEN_PRINT"))
+        printf("%s\n", h);
+    CHECK(!strcmp(h, GOLDEN_V1));
+
+    /* The recorded bytes parse and open. */
+    CHECK(sodium_hex2bin(blob, sizeof blob, GOLDEN_V1, strlen(GOLDEN_V1), NULL, &n, NULL) == 0);
+    CHECK(kms_blob_parse(blob, n, &b) == 0);
+    CHECK(b.version == 2 && !memcmp(b.key_id, key_id, 16) && b.ciphertext_len == ptlen);
+    CHECK(kms_gcm_open(material, b.nonce, b.header, KMS_BLOB_HEADER_LEN, aad, aad_len, b.ciphertext,
+                       b.ciphertext_len, b.tag, out) == 0);
+    CHECK(!memcmp(out, pt, ptlen));
+    /* Parser rejects what is not a v1 blob. */
+    CHECK(kms_blob_parse(blob, KMS_BLOB_OVERHEAD - 1, &b) != 0);
+    blob[0] = 2;
+    CHECK(kms_blob_parse(blob, n, &b) != 0);
+    blob[0] = 1;
+    blob[1] = 9;
+    CHECK(kms_blob_parse(blob, n, &b) != 0);
+    blob[1] = 1;
+    memset(blob + 18, 0, 4);
+    CHECK(kms_blob_parse(blob, n, &b) != 0);
+    free(aad);
+    TEST_DONE();
+}
