@@ -542,6 +542,8 @@ int cmd_kms(int argc, char **argv)
                 printf("%s\n", json_string_value(shown));
             } else if (!strcmp(output, "text") && json_is_integer(shown)) {
                 printf("%lld\n", (long long)json_integer_value(shown));
+            } else if (json_is_object(shown) && json_object_size(shown) == 0) {
+                /* like the AWS CLI: operations with an empty result print nothing */
             } else {
                 json_dumpf(shown, stdout, JSON_INDENT(4) | JSON_ENCODE_ANY);
                 printf("\n");
