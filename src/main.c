@@ -14,7 +14,10 @@ struct command {
 
 static const struct command commands[] = {
     {"kms", cmd_kms, "key service: create keys, data keys, encrypt/decrypt, serve (envelopefs kms help)"},
-    /* filesystem commands are added here by fs/ */
+    {"init", cmd_init, "create an encrypted directory: init CIPHERDIR --kms-key-id KEY"},
+    {"mount", cmd_mount, "mount it: mount CIPHERDIR MOUNTPOINT [-f] [-o opts]"},
+    {"unmount", cmd_unmount, "unmount MOUNTPOINT"},
+    {"fsck", cmd_fsck, "check every header and block: fsck CIPHERDIR"},
 };
 
 static void usage(FILE *out)

@@ -1,0 +1,46 @@
+/*
+ * config.h — the filesystem config `CIPHERDIR/envelopefs.conf` (docs/FORMAT.md "Filesystem config"):
+ * a JSON object naming the filesystem id, key service, CMK, cipher, block size and options, with the
+ * wrapped filesystem key and an HMAC over the rest. Parsing is a pure function of the bytes; the MAC
+ * is checked by efs_keys_open once the filesystem key is unwrapped.
+ */
+#ifndef ENVELOPEFS_FS_CONFIG_H
+#define ENVELOPEFS_FS_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define EFS_CONFIG_NAME "envelopefs.conf"
+#define EFS_CONFIG_FORMAT 1
+#define EFS_FS_ID_LEN 16
+
+typedef struct efs_config {
+    int format;
+    uint8_t fs_id[EFS_FS_ID_LEN];
+    char fs_id_hex[2 * EFS_FS_ID_LEN + 1];
+    char *kms_url;          /* malloc'd */
+    char *key_id;           /* malloc'd: the CMK's ARN */
+    uint32_t block_size;
+    bool dek_in_xattr;
+    bool bucket_key;
+    bool plaintext_names;
+    uint8_t *fs_key_blob;   /* malloc'd: KMS CiphertextBlob of the filesystem key */
+    size_t fs_key_blob_len;
+    uint8_t mac[32];
+} efs_config;
+
+/* Parse; -EINVAL with *why (static string) describing the first problem. */
+int efs_config_parse(const char *buf, size_t len, efs_config *c, const char **why);
+/* Canonical bytes the MAC covers (malloc'd). */
+char *efs_config_canonical(const efs_config *c);
+/* Full serialisation with the MAC (malloc'd). */
+char *efs_config_serialize(const efs_config *c);
+void efs_config_clear(efs_config *c);
+
+/* Read CIPHERDIR/envelopefs.conf. -ENOENT if missing; -EINVAL with *why if unreadable. */
+int efs_config_load(const char *cipherdir, efs_config *c, const char **why);
+/* Write it durably (temp file, fsync, rename, fsync dir). */
+int efs_config_store(const char *cipherdir, const efs_config *c);
+
+#endif

@@ -1,0 +1,217 @@
+/*
+ * format.c — encode/parse the encrypted-file header and encrypt/decrypt blocks (see format.h).
+ */
+#include "format.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/kdf.h>
+#include <sodium.h>
+
+static void put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
+static void put32(uint8_t *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i)); }
+static uint16_t get16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
+static uint32_t get32(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24; }
+
+size_t efs_header_len(const efs_header *h)
+{
+    return EFS_HDR_FIXED + h->wrapped_len + EFS_HDR_TAG;
+}
+
+/* Fields without the tag. */
+static size_t encode_body(const efs_header *h, uint8_t *out)
+{
+    memcpy(out, EFS_HDR_MAGIC, 4);
+    put16(out + 4, h->version);
+    put16(out + 6, (uint16_t)efs_header_len(h));
+    put32(out + 8, h->block_size);
+    out[12] = h->key_mode;
+    out[13] = out[14] = out[15] = 0;
+    memcpy(out + 16, h->file_id, EFS_FILE_ID_LEN);
+    put16(out + 32, h->wrapped_len);
+    memcpy(out + EFS_HDR_FIXED, h->wrapped, h->wrapped_len);
+    return EFS_HDR_FIXED + h->wrapped_len;
+}
+
+int efs_header_encode(const efs_header *h, uint8_t *out, size_t cap)
+{
+    size_t n;
+    if (h->wrapped_len > EFS_WRAPPED_MAX || cap < efs_header_len(h))
+        return -EINVAL;
+    n = encode_body(h, out);
+    memcpy(out + n, h->tag, EFS_HDR_TAG);
+    return 0;
+}
+
+int efs_header_parse(const uint8_t *buf, size_t len, efs_header *h, size_t *hdr_len)
+{
+    uint16_t total, wl;
+    if (len < EFS_HDR_FIXED + EFS_HDR_TAG || memcmp(buf, EFS_HDR_MAGIC, 4))
+        return -EINVAL;
+    memset(h, 0, sizeof *h);
+    h->version = get16(buf + 4);
+    if (h->version != EFS_HDR_VERSION)
+        return -EINVAL;
+    total = get16(buf + 6);
+    h->block_size = get32(buf + 8);
+    h->key_mode = buf[12];
+    if (buf[13] || buf[14] || buf[15])
+        return -EINVAL;
+    if (h->key_mode != EFS_KEYMODE_KMS && h->key_mode != EFS_KEYMODE_BUCKET)
+        return -EINVAL;
+    if (h->block_size < 512 || h->block_size > (1u << 20) || (h->block_size & (h->block_size - 1)))
+        return -EINVAL;
+    memcpy(h->file_id, buf + 16, EFS_FILE_ID_LEN);
+    wl = get16(buf + 32);
+    if (wl == 0 || wl > EFS_WRAPPED_MAX || total != EFS_HDR_FIXED + wl + EFS_HDR_TAG || len < total)
+        return -EINVAL;
+    h->wrapped_len = wl;
+    memcpy(h->wrapped, buf + EFS_HDR_FIXED, wl);
+    memcpy(h->tag, buf + EFS_HDR_FIXED + wl, EFS_HDR_TAG);
+    *hdr_len = total;
+    return 0;
+}
+
+int efs_hkdf32(const uint8_t *ikm, size_t ikm_len, const char *info, uint8_t out[32])
+{
+    EVP_PKEY_CTX *pctx = EVP_PKEY_CTX_new_id(EVP_PKEY_HKDF, NULL);
+    size_t outlen = 32;
+    int ok = pctx && EVP_PKEY_derive_init(pctx) == 1 && EVP_PKEY_CTX_set_hkdf_md(pctx, EVP_sha256()) == 1 &&
+             EVP_PKEY_CTX_set1_hkdf_key(pctx, ikm, (int)ikm_len) == 1 &&
+             EVP_PKEY_CTX_add1_hkdf_info(pctx, (const unsigned char *)info, (int)strlen(info)) == 1 &&
+             EVP_PKEY_derive(pctx, out, &outlen) == 1 && outlen == 32;
+    EVP_PKEY_CTX_free(pctx);
+    return ok ? 0 : -EIO;
+}
+
+int efs_file_keys_derive(const uint8_t dek[EFS_DEK_LEN], efs_file_keys *k)
+{
+    if (efs_hkdf32(dek, EFS_DEK_LEN, "envelopefs v1 block", k->block_key) ||
+        efs_hkdf32(dek, EFS_DEK_LEN, "envelopefs v1 header-mac", k->mac_key))
+        return -EIO;
+    return 0;
+}
+
+static int header_mac(const efs_header *h, const efs_file_keys *k, uint8_t out[EFS_HDR_TAG])
+{
+    uint8_t body[EFS_HDR_FIXED + EFS_WRAPPED_MAX], mac[32];
+    unsigned int mac_len = 0;
+    size_t n;
+    if (h->wrapped_len > EFS_WRAPPED_MAX)
+        return -EINVAL;
+    n = encode_body(h, body);
+    if (!HMAC(EVP_sha256(), k->mac_key, 32, body, n, mac, &mac_len) || mac_len != 32)
+        return -EIO;
+    memcpy(out, mac, EFS_HDR_TAG);
+    return 0;
+}
+
+int efs_header_seal(efs_header *h, const efs_file_keys *k)
+{
+    return header_mac(h, k, h->tag);
+}
+
+int efs_header_verify(const efs_header *h, const efs_file_keys *k)
+{
+    uint8_t t[EFS_HDR_TAG];
+    int rc = header_mac(h, k, t);
+    if (rc)
+        return rc;
+    return CRYPTO_memcmp(t, h->tag, EFS_HDR_TAG) ? -EBADMSG : 0;
+}
+
+int efs_plain_size(uint64_t data_len, uint32_t bs, uint64_t *size)
+{
+    uint64_t stored = (uint64_t)bs + EFS_BLOCK_OVERHEAD;
+    uint64_t full = data_len / stored, rem = data_len % stored;
+    *size = full * bs;
+    if (rem == 0)
+        return 0;
+    if (rem <= EFS_BLOCK_OVERHEAD)
+        return -EINVAL;
+    *size += rem - EFS_BLOCK_OVERHEAD;
+    return 0;
+}
+
+uint64_t efs_data_len(uint64_t size, uint32_t bs)
+{
+    uint64_t full = size / bs, rem = size % bs;
+    return full * ((uint64_t)bs + EFS_BLOCK_OVERHEAD) + (rem ? rem + EFS_BLOCK_OVERHEAD : 0);
+}
+
+static void block_aad(const uint8_t file_id[EFS_FILE_ID_LEN], uint64_t blockno, uint8_t aad[28])
+{
+    memcpy(aad, "EFB1", 4);
+    memcpy(aad + 4, file_id, EFS_FILE_ID_LEN);
+    for (int i = 0; i < 8; i++)
+        aad[20 + i] = (uint8_t)(blockno >> (8 * i));
+}
+
+/* One EVP context per thread, reused: allocating one per block costs more than the AES itself. */
+static pthread_key_t ctx_key;
+static pthread_once_t ctx_once = PTHREAD_ONCE_INIT;
+
+static void ctx_free(void *p) { EVP_CIPHER_CTX_free(p); }
+static void ctx_key_init(void) { (void)pthread_key_create(&ctx_key, ctx_free); }
+
+static EVP_CIPHER_CTX *thread_ctx(void)
+{
+    EVP_CIPHER_CTX *ctx;
+    pthread_once(&ctx_once, ctx_key_init);
+    ctx = pthread_getspecific(ctx_key);
+    if (!ctx) {
+        ctx = EVP_CIPHER_CTX_new();
+        if (ctx && pthread_setspecific(ctx_key, ctx)) {
+            EVP_CIPHER_CTX_free(ctx);
+            ctx = NULL;
+        }
+    }
+    return ctx;
+}
+
+int efs_block_encrypt(const efs_file_keys *k, const uint8_t file_id[EFS_FILE_ID_LEN], uint64_t blockno,
+                      const uint8_t *pt, size_t n, uint8_t *out)
+{
+    EVP_CIPHER_CTX *ctx = thread_ctx();
+    uint8_t aad[28];
+    int len = 0;
+    if (!ctx)
+        return -ENOMEM;
+    randombytes_buf(out, EFS_NONCE);
+    block_aad(file_id, blockno, aad);
+    if (EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, k->block_key, out) != 1 ||
+        EVP_EncryptUpdate(ctx, NULL, &len, aad, sizeof aad) != 1 ||
+        (n && EVP_EncryptUpdate(ctx, out + EFS_NONCE, &len, pt, (int)n) != 1) ||
+        EVP_EncryptFinal_ex(ctx, out + EFS_NONCE + n, &len) != 1 ||
+        EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, EFS_TAG, out + EFS_NONCE + n) != 1)
+        return -EIO;
+    return 0;
+}
+
+int efs_block_decrypt(const efs_file_keys *k, const uint8_t file_id[EFS_FILE_ID_LEN], uint64_t blockno,
+                      const uint8_t *in, size_t in_len, uint8_t *pt)
+{
+    EVP_CIPHER_CTX *ctx = thread_ctx();
+    uint8_t aad[28];
+    size_t n;
+    int len = 0;
+    if (!ctx)
+        return -ENOMEM;
+    if (in_len <= EFS_BLOCK_OVERHEAD)
+        return -EBADMSG;
+    n = in_len - EFS_BLOCK_OVERHEAD;
+    block_aad(file_id, blockno, aad);
+    if (EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, k->block_key, in) != 1 ||
+        EVP_DecryptUpdate(ctx, NULL, &len, aad, sizeof aad) != 1 ||
+        EVP_DecryptUpdate(ctx, pt, &len, in + EFS_NONCE, (int)n) != 1 ||
+        EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, EFS_TAG, (void *)(in + EFS_NONCE + n)) != 1 ||
+        EVP_DecryptFinal_ex(ctx, pt + len, &len) != 1) {
+        sodium_memzero(pt, n);
+        return -EBADMSG;
+    }
+    return 0;
+}

@@ -1,0 +1,151 @@
+/*
+ * fsck.c — `envelopefs fsck`: walk the backing tree, check every file header (structure, wrapped
+ * key, tag) and every block, and every symlink target; name each damaged file and block.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "efs.h"
+#include "format.h"
+
+struct fsck {
+    efs_keys *keys;
+    const efs_config *cfg;
+    FILE *out;
+    unsigned long files, damaged;
+};
+
+static void check_file(struct fsck *f, int dirfd, const char *name, const char *path)
+{
+    uint8_t hb[EFS_HDR_MAX];
+    efs_header h;
+    size_t hl;
+    ssize_t n;
+    struct stat st;
+    efs_file_keys *k;
+    int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    uint64_t stored, data_len, nblocks;
+    uint8_t *ct, *pt;
+    bool bad = false;
+
+    f->files++;
+    if (fd < 0) {
+        fprintf(f->out, "DAMAGED %s: cannot open: %s\n", path, strerror(errno));
+        f->damaged++;
+        return;
+    }
+    if (f->cfg->dek_in_xattr) {
+        n = fgetxattr(fd, EFS_XATTR_HEADER, hb, sizeof hb);
+    } else {
+        n = pread(fd, hb, sizeof hb, 0);
+    }
+    if (n < 0 || efs_header_parse(hb, (size_t)n, &h, &hl)) {
+        fprintf(f->out, "DAMAGED %s: header missing or malformed\n", path);
+        f->damaged++;
+        close(fd);
+        return;
+    }
+    if (f->cfg->dek_in_xattr)
+        hl = 0;
+    k = sodium_malloc(sizeof *k);
+    if (!k || efs_keys_open_file(f->keys, &h, k, path)) {
+        fprintf(f->out, "DAMAGED %s: header fails authentication or its data key cannot be unwrapped\n", path);
+        f->damaged++;
+        if (k)
+            sodium_free(k);
+        close(fd);
+        return;
+    }
+    fstat(fd, &st);
+    stored = (uint64_t)h.block_size + EFS_BLOCK_OVERHEAD;
+    data_len = (uint64_t)st.st_size - hl;
+    nblocks = (data_len + stored - 1) / stored;
+    ct = malloc(stored);
+    pt = malloc(h.block_size);
+    for (uint64_t b = 0; ct && pt && b < nblocks; b++) {
+        uint64_t len = data_len - b * stored < stored ? data_len - b * stored : stored;
+        n = pread(fd, ct, len, (off_t)(hl + b * stored));
+        if (n != (ssize_t)len || efs_block_decrypt(k, h.file_id, b, ct, (size_t)len, pt)) {
+            fprintf(f->out, "DAMAGED %s: block %" PRIu64 " fails authentication\n", path, b);
+            bad = true;
+        }
+    }
+    if (bad)
+        f->damaged++;
+    free(ct);
+    if (pt) {
+        sodium_memzero(pt, h.block_size);
+        free(pt);
+    }
+    sodium_free(k);
+    close(fd);
+}
+
+static void check_symlink(struct fsck *f, int dirfd, const char *name, const char *path)
+{
+    char enc[PATH_MAX + 1];
+    uint8_t raw[PATH_MAX], out[PATH_MAX];
+    size_t rl, ol;
+    ssize_t n = readlinkat(dirfd, name, enc, sizeof enc - 1);
+    f->files++;
+    if (n < 0)
+        return;
+    enc[n] = 0;
+    if (sodium_base642bin(raw, sizeof raw, enc, (size_t)n, NULL, &rl, NULL, sodium_base64_VARIANT_URLSAFE_NO_PADDING) ||
+        efs_open_small(f->keys, EFS_PURPOSE_SYMLINK, "envelopefs symlink v1", raw, rl, out, &ol)) {
+        fprintf(f->out, "DAMAGED %s: symlink target fails authentication\n", path);
+        f->damaged++;
+    }
+}
+
+static void walk(struct fsck *f, int dir_fd, const char *path, bool root)
+{
+    DIR *d = fdopendir(dir_fd);
+    struct dirent *e;
+    if (!d) {
+        close(dir_fd);
+        return;
+    }
+    while ((e = readdir(d))) {
+        char sub[PATH_MAX];
+        struct stat st;
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        if (root && efs_reserved_root_name(e->d_name))
+            continue;
+        snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
+        if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW))
+            continue;
+        if (S_ISDIR(st.st_mode)) {
+            int fd = openat(dirfd(d), e->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+            if (fd >= 0)
+                walk(f, fd, sub, false);
+        } else if (S_ISREG(st.st_mode)) {
+            check_file(f, dirfd(d), e->d_name, sub);
+        } else if (S_ISLNK(st.st_mode)) {
+            check_symlink(f, dirfd(d), e->d_name, sub);
+        }
+    }
+    closedir(d);
+}
+
+int efs_fsck(const char *cipherdir, efs_keys *keys, FILE *out)
+{
+    struct fsck f = {.keys = keys, .cfg = efs_keys_config(keys), .out = out};
+    int fd = open(cipherdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    walk(&f, fd, cipherdir, true);
+    fprintf(out, "%lu entries checked, %lu damaged\n", f.files, f.damaged);
+    return f.damaged ? 1 : 0;
+}

@@ -1,0 +1,1416 @@
+/*
+ * fuse_fs.c — the FUSE daemon: a low-level-API passthrough (modelled on libfuse's passthrough_ll.c)
+ * that encrypts every regular file with its own DEK in the format of format.h.
+ *
+ * Inodes: one `struct inode` per backing inode, keyed by (st_dev, st_ino), holding an O_PATH fd and a
+ * lookup count; the FUSE node id is the pointer. Regular files also carry, while open, their derived
+ * file keys (locked memory), header length and plaintext size, under a per-inode rwlock: reads share
+ * it, writes and truncates take it exclusively (read-modify-write of partial blocks).
+ * Per-open handles (fi->fh) hold a backing fd opened O_RDWR (the writeback cache may read through a
+ * write-only handle) without O_APPEND (the kernel owns appends with writeback caching).
+ * Every request is replied to exactly once.
+ */
+#define FUSE_USE_VERSION 34
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <fuse_lowlevel.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "efs.h"
+#include "format.h"
+#include "envelopefs/log.h"
+
+#define HASH_BUCKETS 65536
+#define IO_CHUNK (1u << 20)
+
+struct inode {
+    struct inode *next;          /* hash chain */
+    int fd;                      /* O_PATH */
+    ino_t ino;
+    dev_t dev;
+    mode_t type;                 /* S_IFMT bits */
+    uint64_t nlookup;            /* protected by fs->table_lock */
+    int nopen;                   /* protected by fs->table_lock */
+    pthread_rwlock_t rw;         /* regular files: contents and the fields below */
+    int loaded;                  /* keys valid */
+    efs_file_keys *keys;         /* sodium_malloc'd while loaded */
+    uint8_t file_id[EFS_FILE_ID_LEN];
+    uint32_t bs;
+    uint64_t data_off;           /* header length (0 with the header in an xattr) */
+    uint64_t size;               /* plaintext size while loaded */
+    int64_t hdr_len_cache;       /* -1 unknown; for getattr of files that are not open */
+};
+
+struct handle {
+    int fd;
+    struct inode *in;
+};
+
+struct efs {
+    struct inode root;
+    pthread_mutex_t table_lock;
+    struct inode *table[HASH_BUCKETS];
+    efs_keys *keys;
+    const efs_config *cfg;
+    const char *cipherdir;
+    double timeout;
+};
+
+static struct efs *fs_of(fuse_req_t req) { return fuse_req_userdata(req); }
+
+static struct inode *inode_of(fuse_req_t req, fuse_ino_t ino)
+{
+    return ino == FUSE_ROOT_ID ? &fs_of(req)->root : (struct inode *)(uintptr_t)ino;
+}
+
+static char *procpath(int fd, char buf[64])
+{
+    snprintf(buf, 64, "/proc/self/fd/%d", fd);
+    return buf;
+}
+
+bool efs_reserved_root_name(const char *name)
+{
+    return !strcmp(name, EFS_CONFIG_NAME) || !strncmp(name, "envelopefs.bk.", 14) ||
+           !strncmp(name, ".envelopefs", 11);
+}
+
+static bool reserved(fuse_ino_t parent, const char *name)
+{
+    return parent == FUSE_ROOT_ID && efs_reserved_root_name(name);
+}
+
+/* ---- header access -------------------------------------------------------------------------- */
+
+/* Read and parse the header of the backing file open as fd. */
+static int read_header(struct efs *fs, int fd, efs_header *h, size_t *hdr_len)
+{
+    uint8_t buf[EFS_HDR_MAX];
+    ssize_t n;
+    if (fs->cfg->dek_in_xattr) {
+        n = fgetxattr(fd, EFS_XATTR_HEADER, buf, sizeof buf);
+        if (n < 0)
+            return errno == ENODATA ? -EIO : -errno;
+        if (efs_header_parse(buf, (size_t)n, h, hdr_len))
+            return -EIO;
+        *hdr_len = 0; /* data starts at 0 */
+        return 0;
+    }
+    n = pread(fd, buf, sizeof buf, 0);
+    if (n < 0)
+        return -errno;
+    if (efs_header_parse(buf, (size_t)n, h, hdr_len))
+        return -EIO;
+    return 0;
+}
+
+static int write_header(struct efs *fs, int fd, const efs_header *h)
+{
+    uint8_t buf[EFS_HDR_MAX];
+    size_t len = efs_header_len(h);
+    if (efs_header_encode(h, buf, sizeof buf))
+        return -EIO;
+    if (fs->cfg->dek_in_xattr) {
+        if (fsetxattr(fd, EFS_XATTR_HEADER, buf, len, XATTR_CREATE))
+            return -errno;
+    } else if (pwrite(fd, buf, len, 0) != (ssize_t)len) {
+        return errno ? -errno : -EIO;
+    }
+    /* The header is durable before any data can be. */
+    if (fdatasync(fd))
+        return -errno;
+    return 0;
+}
+
+/* Load keys into the inode (rw lock held exclusively). fd: an open backing fd. */
+static int inode_load(struct efs *fs, struct inode *in, int fd, const char *what)
+{
+    efs_header h;
+    size_t hl;
+    struct stat st;
+    int rc;
+    uint64_t size;
+
+    if (in->loaded)
+        return 0;
+    rc = read_header(fs, fd, &h, &hl);
+    if (rc) {
+        EFS_ERROR("%s: header unreadable or malformed", what);
+        return rc == -ENOMEM ? rc : -EIO;
+    }
+    in->keys = sodium_malloc(sizeof *in->keys);
+    if (!in->keys)
+        return -ENOMEM;
+    rc = efs_keys_open_file(fs->keys, &h, in->keys, what);
+    if (rc) {
+        sodium_free(in->keys);
+        in->keys = NULL;
+        return rc;
+    }
+    if (fstat(fd, &st)) {
+        rc = -errno;
+        sodium_free(in->keys);
+        in->keys = NULL;
+        return rc;
+    }
+    if (efs_plain_size((uint64_t)st.st_size - hl, h.block_size, &size))
+        EFS_WARN("%s: last block truncated in the backing file; reads of it will fail", what);
+    memcpy(in->file_id, h.file_id, EFS_FILE_ID_LEN);
+    in->bs = h.block_size;
+    in->data_off = hl;
+    in->hdr_len_cache = (int64_t)hl;
+    in->size = size;
+    in->loaded = 1;
+    return 0;
+}
+
+static void inode_unload(struct inode *in)
+{
+    if (in->keys) {
+        sodium_free(in->keys);
+        in->keys = NULL;
+    }
+    in->loaded = 0;
+}
+
+/* Plaintext size for getattr of a regular file. */
+static void fix_size(struct efs *fs, struct inode *in, struct stat *st)
+{
+    uint64_t size = 0;
+    if (!S_ISREG(st->st_mode))
+        return;
+    pthread_rwlock_rdlock(&in->rw);
+    if (in->loaded) {
+        st->st_size = (off_t)in->size;
+        pthread_rwlock_unlock(&in->rw);
+        return;
+    }
+    pthread_rwlock_unlock(&in->rw);
+    if (in->hdr_len_cache < 0) {
+        if (fs->cfg->dek_in_xattr) {
+            in->hdr_len_cache = 0;
+        } else {
+            char p[64];
+            uint8_t b[8];
+            int fd = open(procpath(in->fd, p), O_RDONLY | O_CLOEXEC);
+            if (fd >= 0) {
+                if (pread(fd, b, 8, 0) == 8 && !memcmp(b, EFS_HDR_MAGIC, 4))
+                    in->hdr_len_cache = b[6] | b[7] << 8;
+                close(fd);
+            }
+        }
+    }
+    if (in->hdr_len_cache >= 0 && st->st_size >= in->hdr_len_cache)
+        (void)efs_plain_size((uint64_t)st->st_size - (uint64_t)in->hdr_len_cache, fs->cfg->block_size, &size);
+    st->st_size = (off_t)size;
+}
+
+static void fix_symlink_size(struct stat *st)
+{
+    if (S_ISLNK(st->st_mode)) {
+        off_t raw = st->st_size * 3 / 4;
+        st->st_size = raw > 28 ? raw - 28 : 0;
+    }
+}
+
+static int do_stat(struct efs *fs, struct inode *in, struct stat *st)
+{
+    if (fstatat(in->fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW))
+        return -errno;
+    fix_size(fs, in, st);
+    fix_symlink_size(st);
+    return 0;
+}
+
+/* ---- inode table ---------------------------------------------------------------------------- */
+
+static size_t bucket(ino_t ino, dev_t dev) { return (size_t)((ino * 2654435761u) ^ dev) % HASH_BUCKETS; }
+
+static void inode_init(struct inode *in)
+{
+    pthread_rwlock_init(&in->rw, NULL);
+    in->hdr_len_cache = -1;
+}
+
+/* Find or create the inode for (fd, st); consumes fd. Increments nlookup. */
+static struct inode *inode_get(struct efs *fs, int fd, const struct stat *st)
+{
+    size_t b = bucket(st->st_ino, st->st_dev);
+    struct inode *in;
+    pthread_mutex_lock(&fs->table_lock);
+    for (in = fs->table[b]; in; in = in->next)
+        if (in->ino == st->st_ino && in->dev == st->st_dev)
+            break;
+    if (in) {
+        in->nlookup++;
+        pthread_mutex_unlock(&fs->table_lock);
+        close(fd);
+        return in;
+    }
+    in = calloc(1, sizeof *in);
+    if (!in) {
+        pthread_mutex_unlock(&fs->table_lock);
+        close(fd);
+        return NULL;
+    }
+    inode_init(in);
+    in->fd = fd;
+    in->ino = st->st_ino;
+    in->dev = st->st_dev;
+    in->type = st->st_mode & S_IFMT;
+    in->nlookup = 1;
+    in->next = fs->table[b];
+    fs->table[b] = in;
+    pthread_mutex_unlock(&fs->table_lock);
+    return in;
+}
+
+static void inode_maybe_free(struct efs *fs, struct inode *in)
+{
+    /* table_lock held */
+    size_t b;
+    struct inode **pp;
+    if (in == &fs->root || in->nlookup || in->nopen)
+        return;
+    b = bucket(in->ino, in->dev);
+    for (pp = &fs->table[b]; *pp; pp = &(*pp)->next)
+        if (*pp == in) {
+            *pp = in->next;
+            break;
+        }
+    inode_unload(in);
+    close(in->fd);
+    pthread_rwlock_destroy(&in->rw);
+    free(in);
+}
+
+static void unref(struct efs *fs, struct inode *in, uint64_t n)
+{
+    pthread_mutex_lock(&fs->table_lock);
+    in->nlookup = in->nlookup >= n ? in->nlookup - n : 0;
+    inode_maybe_free(fs, in);
+    pthread_mutex_unlock(&fs->table_lock);
+}
+
+static int do_lookup(fuse_req_t req, fuse_ino_t parent, const char *name, struct fuse_entry_param *e)
+{
+    struct efs *fs = fs_of(req);
+    struct inode *p = inode_of(req, parent), *in;
+    struct stat st;
+    int fd;
+
+    memset(e, 0, sizeof *e);
+    if (reserved(parent, name))
+        return -ENOENT;
+    fd = openat(p->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    if (fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW)) {
+        int err = errno;
+        close(fd);
+        return -err;
+    }
+    in = inode_get(fs, fd, &st);
+    if (!in)
+        return -ENOMEM;
+    fix_size(fs, in, &st);
+    fix_symlink_size(&st);
+    e->ino = (uintptr_t)in;
+    e->attr = st;
+    e->attr_timeout = fs->timeout;
+    e->entry_timeout = fs->timeout;
+    return 0;
+}
+
+/* ---- FUSE operations: lifecycle ------------------------------------------------------------- */
+
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+    (void)userdata;
+    if (conn->capable & FUSE_CAP_WRITEBACK_CACHE)
+        conn->want |= FUSE_CAP_WRITEBACK_CACHE;
+    if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
+        conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+    if (conn->capable & FUSE_CAP_ASYNC_READ)
+        conn->want |= FUSE_CAP_ASYNC_READ;
+    conn->want &= ~(unsigned)FUSE_CAP_SPLICE_READ;
+    conn->max_write = IO_CHUNK;
+    conn->max_readahead = IO_CHUNK;
+}
+
+static void op_destroy(void *userdata)
+{
+    struct efs *fs = userdata;
+    efs_keys_clear_cache(fs->keys);
+}
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    struct fuse_entry_param e;
+    int rc = do_lookup(req, parent, name, &e);
+    if (rc)
+        fuse_reply_err(req, -rc);
+    else
+        fuse_reply_entry(req, &e);
+}
+
+static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+    unref(fs_of(req), inode_of(req, ino), nlookup);
+    fuse_reply_none(req);
+}
+
+static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *f)
+{
+    for (size_t i = 0; i < count; i++)
+        unref(fs_of(req), inode_of(req, f[i].ino), f[i].nlookup);
+    fuse_reply_none(req);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    struct stat st;
+    int rc = do_stat(fs_of(req), inode_of(req, ino), &st);
+    (void)fi;
+    if (rc)
+        fuse_reply_err(req, -rc);
+    else
+        fuse_reply_attr(req, &st, fs_of(req)->timeout);
+}
+
+/* ---- contents ------------------------------------------------------------------------------- */
+
+static const char *what_of(struct inode *in, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "file (inode %" PRIu64 ")", (uint64_t)in->ino);
+    return buf;
+}
+
+/* Read plaintext [off, off+len) (rw lock held). Returns bytes read or -errno. */
+static ssize_t read_plain(struct inode *in, int fd, uint8_t *out, size_t len, uint64_t off)
+{
+    uint64_t bs = in->bs, stored = bs + EFS_BLOCK_OVERHEAD, end, first, last, pos;
+    uint8_t *ct, *pt;
+    size_t done = 0;
+
+    if (off >= in->size)
+        return 0;
+    end = off + len > in->size ? in->size : off + len;
+    first = off / bs;
+    last = (end - 1) / bs;
+    ct = malloc(stored);
+    pt = malloc(bs);
+    if (!ct || !pt) {
+        free(ct);
+        free(pt);
+        return -ENOMEM;
+    }
+    for (uint64_t b = first; b <= last; b++) {
+        uint64_t bstart = b * bs, blen = in->size - bstart < bs ? in->size - bstart : bs, from, to;
+        ssize_t n = pread(fd, ct, blen + EFS_BLOCK_OVERHEAD, (off_t)(in->data_off + b * stored));
+        if (n < 0) {
+            free(ct);
+            free(pt);
+            return -errno;
+        }
+        if ((uint64_t)n != blen + EFS_BLOCK_OVERHEAD ||
+            efs_block_decrypt(in->keys, in->file_id, b, ct, (size_t)n, pt)) {
+            char w[64];
+            EFS_ERROR("%s: block %" PRIu64 " fails authentication (tampered, truncated or moved)",
+                      what_of(in, w, sizeof w), b);
+            free(ct);
+            free(pt);
+            return -EIO;
+        }
+        from = b == first ? off - bstart : 0;
+        to = bstart + blen > end ? end - bstart : blen;
+        memcpy(out + done, pt + from, to - from);
+        done += to - from;
+    }
+    pos = done;
+    free(ct);
+    sodium_memzero(pt, bs);
+    free(pt);
+    return (ssize_t)pos;
+}
+
+/* Write plaintext (or zeros when buf == NULL) at [off, off+len), extending the file as needed
+ * (rw lock held exclusively). Space for the new extent is reserved first, so ENOSPC leaves the
+ * file as it was. */
+static int write_plain(struct inode *in, int fd, const uint8_t *buf, size_t len, uint64_t off)
+{
+    uint64_t bs = in->bs, stored = bs + EFS_BLOCK_OVERHEAD, end = off + len;
+    uint64_t newsize = end > in->size ? end : in->size;
+    uint64_t start = off < in->size ? off : in->size;
+    uint64_t first = start / bs, last;
+    uint8_t *out, *pt;
+    size_t out_len = 0, out_cap;
+    uint64_t out_off = in->data_off + first * stored;
+    int rc = 0;
+
+    if (len == 0 && off <= in->size)
+        return 0;
+    last = (end - 1) / bs;
+    if (newsize > in->size) {
+        uint64_t need = in->data_off + efs_data_len(newsize, (uint32_t)bs);
+        rc = posix_fallocate(fd, 0, (off_t)need);
+        if (rc && rc != EOPNOTSUPP && rc != EINVAL)
+            return -rc;
+        rc = 0;
+    }
+    out_cap = (IO_CHUNK / bs + 1) * stored;
+    out = malloc(out_cap);
+    pt = malloc(bs);
+    if (!out || !pt) {
+        free(out);
+        free(pt);
+        return -ENOMEM;
+    }
+    for (uint64_t b = first; b <= last; b++) {
+        uint64_t bstart = b * bs;
+        uint64_t blen = newsize - bstart < bs ? newsize - bstart : bs;
+        uint64_t oldlen = bstart < in->size ? (in->size - bstart < bs ? in->size - bstart : bs) : 0;
+        bool covers = off <= bstart && end >= bstart + blen;
+        if (!covers && oldlen) {
+            ssize_t n = read_plain(in, fd, pt, oldlen, bstart);
+            if (n < 0) {
+                rc = (int)n;
+                break;
+            }
+        }
+        if (oldlen < blen && !covers)
+            memset(pt + oldlen, 0, blen - oldlen);
+        if (end > bstart && off < bstart + blen) {
+            uint64_t from = off > bstart ? off - bstart : 0;
+            uint64_t to = end < bstart + blen ? end - bstart : blen;
+            if (buf)
+                memcpy(pt + from, buf + (bstart + from - off), to - from);
+            else
+                memset(pt + from, 0, to - from);
+        }
+        if (out_len + blen + EFS_BLOCK_OVERHEAD > out_cap) {
+            if (pwrite(fd, out, out_len, (off_t)out_off) != (ssize_t)out_len) {
+                rc = errno ? -errno : -EIO;
+                break;
+            }
+            out_off += out_len;
+            out_len = 0;
+        }
+        rc = efs_block_encrypt(in->keys, in->file_id, b, pt, blen, out + out_len);
+        if (rc)
+            break;
+        out_len += blen + EFS_BLOCK_OVERHEAD;
+    }
+    if (!rc && out_len && pwrite(fd, out, out_len, (off_t)out_off) != (ssize_t)out_len)
+        rc = errno ? -errno : -EIO;
+    if (!rc)
+        in->size = newsize;
+    sodium_memzero(pt, bs);
+    free(pt);
+    free(out);
+    return rc;
+}
+
+static int truncate_plain(struct inode *in, int fd, uint64_t newsize)
+{
+    uint64_t bs = in->bs;
+    int rc;
+    if (newsize == in->size)
+        return 0;
+    if (newsize > in->size)
+        return write_plain(in, fd, NULL, (size_t)(newsize - in->size), in->size);
+    if (newsize % bs) {
+        /* re-encrypt the new last block at its new length */
+        uint64_t bstart = newsize / bs * bs;
+        size_t keep = (size_t)(newsize - bstart);
+        uint8_t *pt = malloc(bs);
+        ssize_t n;
+        if (!pt)
+            return -ENOMEM;
+        n = read_plain(in, fd, pt, keep, bstart);
+        if (n != (ssize_t)keep) {
+            free(pt);
+            return n < 0 ? (int)n : -EIO;
+        }
+        if (ftruncate(fd, (off_t)(in->data_off + efs_data_len(bstart, (uint32_t)bs)))) {
+            free(pt);
+            return -errno;
+        }
+        in->size = bstart;
+        rc = write_plain(in, fd, pt, keep, bstart);
+        sodium_memzero(pt, bs);
+        free(pt);
+        return rc;
+    }
+    if (ftruncate(fd, (off_t)(in->data_off + efs_data_len(newsize, (uint32_t)bs))))
+        return -errno;
+    in->size = newsize;
+    return 0;
+}
+
+/* Open a backing fd for contents: O_RDWR if possible. */
+static int open_backing(struct inode *in, int flags)
+{
+    char p[64];
+    int fd;
+    flags &= ~(O_APPEND | O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC | O_ACCMODE);
+    fd = open(procpath(in->fd, p), flags | O_RDWR | O_CLOEXEC);
+    if (fd < 0 && (errno == EACCES || errno == EROFS))
+        fd = open(procpath(in->fd, p), flags | O_RDONLY | O_CLOEXEC);
+    return fd < 0 ? -errno : fd;
+}
+
+static int handle_new(struct efs *fs, struct inode *in, int fd, int flags, struct fuse_file_info *fi)
+{
+    struct handle *h = calloc(1, sizeof *h);
+    char w[64];
+    int rc;
+    if (!h)
+        return -ENOMEM;
+    pthread_rwlock_wrlock(&in->rw);
+    rc = inode_load(fs, in, fd, what_of(in, w, sizeof w));
+    if (!rc && (flags & O_TRUNC))
+        rc = truncate_plain(in, fd, 0);
+    pthread_rwlock_unlock(&in->rw);
+    if (rc) {
+        free(h);
+        return rc;
+    }
+    h->fd = fd;
+    h->in = in;
+    pthread_mutex_lock(&fs->table_lock);
+    in->nopen++;
+    pthread_mutex_unlock(&fs->table_lock);
+    fi->fh = (uintptr_t)h;
+    fi->keep_cache = 1;
+    return 0;
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    struct efs *fs = fs_of(req);
+    struct inode *in = inode_of(req, ino);
+    int fd = open_backing(in, fi->flags), rc;
+    if (fd < 0) {
+        fuse_reply_err(req, -fd);
+        return;
+    }
+    rc = handle_new(fs, in, fd, fi->flags, fi);
+    if (rc) {
+        close(fd);
+        fuse_reply_err(req, -rc);
+        return;
+    }
+    fuse_reply_open(req, fi);
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    struct efs *fs = fs_of(req);
+    struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+    struct inode *in = h->in;
+    (void)ino;
+    close(h->fd);
+    free(h);
+    pthread_mutex_lock(&fs->table_lock);
+    if (--in->nopen == 0) {
+        pthread_rwlock_wrlock(&in->rw);
+        inode_unload(in);
+        pthread_rwlock_unlock(&in->rw);
+    }
+    inode_maybe_free(fs, in);
+    pthread_mutex_unlock(&fs->table_lock);
+    fuse_reply_err(req, 0);
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+    struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+    uint8_t *buf = malloc(size ? size : 1);
+    ssize_t n;
+    (void)ino;
+    if (!buf) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    pthread_rwlock_rdlock(&h->in->rw);
+    n = read_plain(h->in, h->fd, buf, size, (uint64_t)off);
+    pthread_rwlock_unlock(&h->in->rw);
+    if (n < 0)
+        fuse_reply_err(req, (int)-n);
+    else
+        fuse_reply_buf(req, (const char *)buf, (size_t)n);
+    sodium_memzero(buf, size);
+    free(buf);
+}
+
+static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+                     struct fuse_file_info *fi)
+{
+    struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+    int rc;
+    (void)ino;
+    pthread_rwlock_wrlock(&h->in->rw);
+    rc = write_plain(h->in, h->fd, (const uint8_t *)buf, size, (uint64_t)off);
+    pthread_rwlock_unlock(&h->in->rw);
+    if (rc)
+        fuse_reply_err(req, -rc);
+    else
+        fuse_reply_write(req, size);
+}
+
+static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    (void)ino;
+    (void)fi;
+    fuse_reply_err(req, 0);
+}
+
+static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+    struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+    (void)ino;
+    fuse_reply_err(req, (datasync ? fdatasync(h->fd) : fsync(h->fd)) ? errno : 0);
+}
+
+static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len, struct fuse_file_info *fi)
+{
+    struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+    int rc = 0;
+    (void)ino;
+    if (mode & ~FALLOC_FL_KEEP_SIZE) {
+        fuse_reply_err(req, EOPNOTSUPP);
+        return;
+    }
+    pthread_rwlock_wrlock(&h->in->rw);
+    if (!(mode & FALLOC_FL_KEEP_SIZE) && (uint64_t)(off + len) > h->in->size)
+        rc = write_plain(h->in, h->fd, NULL, (size_t)((uint64_t)(off + len) - h->in->size), h->in->size);
+    pthread_rwlock_unlock(&h->in->rw);
+    fuse_reply_err(req, -rc);
+}
+
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int valid, struct fuse_file_info *fi)
+{
+    struct efs *fs = fs_of(req);
+    struct inode *in = inode_of(req, ino);
+    char p[64];
+    struct stat st;
+    int rc = 0;
+
+    if (valid & FUSE_SET_ATTR_MODE) {
+        if (fchmodat(AT_FDCWD, procpath(in->fd, p), attr->st_mode & 07777, 0))
+            rc = -errno;
+    }
+    if (!rc && (valid & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))) {
+        uid_t u = (valid & FUSE_SET_ATTR_UID) ? attr->st_uid : (uid_t)-1;
+        gid_t g = (valid & FUSE_SET_ATTR_GID) ? attr->st_gid : (gid_t)-1;
+        if (fchownat(in->fd, "", u, g, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW))
+            rc = -errno;
+    }
+    if (!rc && (valid & FUSE_SET_ATTR_SIZE)) {
+        int fd = fi ? ((struct handle *)(uintptr_t)fi->fh)->fd : open_backing(in, 0);
+        char w[64];
+        if (fd < 0) {
+            rc = fd;
+        } else {
+            bool temp = !fi, was_loaded;
+            pthread_rwlock_wrlock(&in->rw);
+            was_loaded = in->loaded;
+            rc = inode_load(fs, in, fd, what_of(in, w, sizeof w));
+            if (!rc)
+                rc = truncate_plain(in, fd, (uint64_t)attr->st_size);
+            if (!was_loaded && in->nopen == 0)
+                inode_unload(in);
+            pthread_rwlock_unlock(&in->rw);
+            if (temp)
+                close(fd);
+        }
+    }
+    if (!rc && (valid & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME))) {
+        struct timespec tv[2];
+        tv[0].tv_sec = 0;
+        tv[1].tv_sec = 0;
+        tv[0].tv_nsec = UTIME_OMIT;
+        tv[1].tv_nsec = UTIME_OMIT;
+        if (valid & FUSE_SET_ATTR_ATIME_NOW)
+            tv[0].tv_nsec = UTIME_NOW;
+        else if (valid & FUSE_SET_ATTR_ATIME)
+            tv[0] = attr->st_atim;
+        if (valid & FUSE_SET_ATTR_MTIME_NOW)
+            tv[1].tv_nsec = UTIME_NOW;
+        else if (valid & FUSE_SET_ATTR_MTIME)
+            tv[1] = attr->st_mtim;
+        if (in->type == S_IFLNK) {
+            rc = 0; /* symlink times: not settable through /proc; keep the backing ones */
+        } else if (utimensat(AT_FDCWD, procpath(in->fd, p), tv, 0)) {
+            rc = -errno;
+        }
+    }
+    if (!rc)
+        rc = do_stat(fs, in, &st);
+    if (rc)
+        fuse_reply_err(req, -rc);
+    else
+        fuse_reply_attr(req, &st, fs->timeout);
+}
+
+/* ---- namespace ------------------------------------------------------------------------------ */
+
+/* Give a new entry the caller's ownership (the daemon runs as root), honouring setgid dirs. */
+static void own(fuse_req_t req, struct inode *parent, int dirfd, const char *name, bool is_dir)
+{
+    const struct fuse_ctx *ctx = fuse_req_ctx(req);
+    struct stat pst;
+    gid_t gid = ctx->gid;
+    if (geteuid() != 0)
+        return;
+    if (fstatat(parent->fd, "", &pst, AT_EMPTY_PATH) == 0 && (pst.st_mode & S_ISGID)) {
+        gid = pst.st_gid;
+        if (is_dir) {
+            struct stat st;
+            if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+                char p[64];
+                int fd = openat(dirfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+                if (fd >= 0) {
+                    (void)fchmodat(AT_FDCWD, procpath(fd, p), (st.st_mode & 07777) | S_ISGID, 0);
+                    close(fd);
+                }
+            }
+        }
+    }
+    (void)fchownat(dirfd, name, ctx->uid, gid, AT_SYMLINK_NOFOLLOW);
+}
+
+static void reply_new_entry(fuse_req_t req, fuse_ino_t parent, const char *name, int rc)
+{
+    struct fuse_entry_param e;
+    if (!rc)
+        rc = do_lookup(req, parent, name, &e);
+    if (rc)
+        fuse_reply_err(req, -rc);
+    else
+        fuse_reply_entry(req, &e);
+}
+
+static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+    struct inode *p = inode_of(req, parent);
+    int rc = 0;
+    if (reserved(parent, name))
+        rc = -EPERM;
+    else if (mkdirat(p->fd, name, mode))
+        rc = -errno;
+    else
+        own(req, p, p->fd, name, true);
+    reply_new_entry(req, parent, name, rc);
+}
+
+static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
+{
+    struct inode *p = inode_of(req, parent);
+    int rc = 0;
+    if (reserved(parent, name))
+        rc = -EPERM;
+    else if (S_ISREG(mode))
+        rc = -EPERM; /* regular files are made by create (they need a header) */
+    else if (mknodat(p->fd, name, mode, rdev))
+        rc = -errno;
+    else
+        own(req, p, p->fd, name, false);
+    reply_new_entry(req, parent, name, rc);
+}
+
+static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+{
+    struct efs *fs = fs_of(req);
+    struct inode *p = inode_of(req, parent);
+    size_t n = strlen(link), sealed_len;
+    uint8_t *sealed = NULL;
+    char *enc = NULL;
+    int rc = 0;
+    if (reserved(parent, name)) {
+        rc = -EPERM;
+    } else if ((n + 28) * 4 / 3 + 4 >= PATH_MAX) {
+        rc = -ENAMETOOLONG;
+    } else if (!(sealed = malloc(n + 28)) || !(enc = malloc((n + 28) * 4 / 3 + 8))) {
+        rc = -ENOMEM;
+    } else if (!(rc = efs_seal_small(fs->keys, EFS_PURPOSE_SYMLINK, "envelopefs symlink v1", (const uint8_t *)link, n,
+                                      sealed, &sealed_len))) {
+        sodium_bin2base64(enc, (n + 28) * 4 / 3 + 8, sealed, sealed_len, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+        if (symlinkat(enc, p->fd, name))
+            rc = -errno;
+        else
+            own(req, p, p->fd, name, false);
+    }
+    free(sealed);
+    free(enc);
+    reply_new_entry(req, parent, name, rc);
+}
+
+static void op_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+    struct efs *fs = fs_of(req);
+    struct inode *in = inode_of(req, ino);
+    char enc[PATH_MAX + 1], out[PATH_MAX + 1];
+    uint8_t raw[PATH_MAX];
+    size_t raw_len, out_len;
+    ssize_t n = readlinkat(in->fd, "", enc, sizeof enc - 1);
+    if (n < 0) {
+        fuse_reply_err(req, errno);
+        return;
+    }
+    enc[n] = 0;
+    if (sodium_base642bin(raw, sizeof raw, enc, (size_t)n, NULL, &raw_len, NULL,
+                          sodium_base64_VARIANT_URLSAFE_NO_PADDING) ||
+        efs_open_small(fs->keys, EFS_PURPOSE_SYMLINK, "envelopefs symlink v1", raw, raw_len, (uint8_t *)out,
+                       &out_len)) {
+        EFS_ERROR("symlink (inode %" PRIu64 "): target fails authentication", (uint64_t)in->ino);
+        fuse_reply_err(req, EIO);
+        return;
+    }
+    out[out_len] = 0;
+    fuse_reply_readlink(req, out);
+}
+
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    if (reserved(parent, name)) {
+        fuse_reply_err(req, ENOENT);
+        return;
+    }
+    fuse_reply_err(req, unlinkat(inode_of(req, parent)->fd, name, 0) ? errno : 0);
+}
+
+static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    if (reserved(parent, name)) {
+        fuse_reply_err(req, ENOENT);
+        return;
+    }
+    fuse_reply_err(req, unlinkat(inode_of(req, parent)->fd, name, AT_REMOVEDIR) ? errno : 0);
+}
+
+static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+                      const char *newname, unsigned int flags)
+{
+    if (reserved(parent, name) || reserved(newparent, newname)) {
+        fuse_reply_err(req, EPERM);
+        return;
+    }
+    if (renameat2(inode_of(req, parent)->fd, name, inode_of(req, newparent)->fd, newname, flags))
+        fuse_reply_err(req, errno);
+    else
+        fuse_reply_err(req, 0);
+}
+
+static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+    struct inode *in = inode_of(req, ino);
+    char p[64];
+    int rc = 0;
+    if (reserved(newparent, newname))
+        rc = -EPERM;
+    else if (linkat(AT_FDCWD, procpath(in->fd, p), inode_of(req, newparent)->fd, newname, AT_SYMLINK_FOLLOW))
+        rc = -errno;
+    reply_new_entry(req, newparent, newname, rc);
+}
+
+static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, struct fuse_file_info *fi)
+{
+    struct efs *fs = fs_of(req);
+    struct inode *p = inode_of(req, parent), *in;
+    struct fuse_entry_param e;
+    efs_header h;
+    efs_file_keys *fk = NULL;
+    int fd = -1, rc;
+    struct stat st;
+
+    if (reserved(parent, name)) {
+        fuse_reply_err(req, EPERM);
+        return;
+    }
+    fk = sodium_malloc(sizeof *fk);
+    if (!fk) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    /* Keys first: if the key service refuses, nothing is written. */
+    rc = efs_keys_new_file(fs->keys, &h, fk);
+    if (rc)
+        goto fail;
+    fd = openat(p->fd, name, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC | O_NOFOLLOW, mode & 07777);
+    if (fd < 0) {
+        rc = -errno;
+        goto fail;
+    }
+    rc = write_header(fs, fd, &h);
+    if (rc) {
+        close(fd);
+        fd = -1;
+        unlinkat(p->fd, name, 0);
+        goto fail;
+    }
+    own(req, p, p->fd, name, false);
+    rc = do_lookup(req, parent, name, &e);
+    if (rc)
+        goto fail;
+    in = (struct inode *)(uintptr_t)e.ino;
+    if (fstat(fd, &st) == 0 && st.st_ino != in->ino) {
+        rc = -EIO; /* raced with a rename */
+        unref(fs, in, 1);
+        goto fail;
+    }
+    pthread_rwlock_wrlock(&in->rw);
+    if (!in->loaded) {
+        in->keys = fk;
+        fk = NULL;
+        memcpy(in->file_id, h.file_id, EFS_FILE_ID_LEN);
+        in->bs = h.block_size;
+        in->data_off = fs->cfg->dek_in_xattr ? 0 : efs_header_len(&h);
+        in->hdr_len_cache = (int64_t)in->data_off;
+        in->size = 0;
+        in->loaded = 1;
+    }
+    pthread_rwlock_unlock(&in->rw);
+    rc = handle_new(fs, in, fd, 0, fi);
+    if (rc) {
+        unref(fs, in, 1);
+        goto fail;
+    }
+    if (fk)
+        sodium_free(fk);
+    e.attr.st_size = 0;
+    fuse_reply_create(req, &e, fi);
+    return;
+fail:
+    if (fd >= 0)
+        close(fd);
+    if (fk)
+        sodium_free(fk);
+    fuse_reply_err(req, -rc);
+}
+
+/* ---- directories ---------------------------------------------------------------------------- */
+
+struct dirh {
+    DIR *dp;
+    struct dirent *entry;
+    off_t offset;
+};
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    struct inode *in = inode_of(req, ino);
+    struct dirh *d = calloc(1, sizeof *d);
+    int fd;
+    if (!d) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    fd = openat(in->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 || !(d->dp = fdopendir(fd))) {
+        int err = errno;
+        if (fd >= 0)
+            close(fd);
+        free(d);
+        fuse_reply_err(req, err);
+        return;
+    }
+    fi->fh = (uintptr_t)d;
+    fi->cache_readdir = 1;
+    fuse_reply_open(req, fi);
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+    struct dirh *d = (struct dirh *)(uintptr_t)fi->fh;
+    char *buf = calloc(1, size), *p = buf;
+    size_t rem = size;
+    if (!buf) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    if (off != d->offset) {
+        seekdir(d->dp, off);
+        d->entry = NULL;
+        d->offset = off;
+    }
+    for (;;) {
+        struct stat st;
+        size_t n;
+        if (!d->entry) {
+            errno = 0;
+            d->entry = readdir(d->dp);
+            if (!d->entry)
+                break;
+        }
+        if (ino == FUSE_ROOT_ID && efs_reserved_root_name(d->entry->d_name)) {
+            d->offset = d->entry->d_off;
+            d->entry = NULL;
+            continue;
+        }
+        memset(&st, 0, sizeof st);
+        st.st_ino = d->entry->d_ino;
+        st.st_mode = (mode_t)(d->entry->d_type << 12);
+        n = fuse_add_direntry(req, p, rem, d->entry->d_name, &st, d->entry->d_off);
+        if (n > rem)
+            break;
+        p += n;
+        rem -= n;
+        d->offset = d->entry->d_off;
+        d->entry = NULL;
+    }
+    fuse_reply_buf(req, buf, size - rem);
+    free(buf);
+}
+
+static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    struct dirh *d = (struct dirh *)(uintptr_t)fi->fh;
+    (void)ino;
+    closedir(d->dp);
+    free(d);
+    fuse_reply_err(req, 0);
+}
+
+static void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+    struct dirh *d = (struct dirh *)(uintptr_t)fi->fh;
+    int fd = dirfd(d->dp);
+    (void)ino;
+    fuse_reply_err(req, (datasync ? fdatasync(fd) : fsync(fd)) ? errno : 0);
+}
+
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+    struct statvfs sv;
+    if (fstatvfs(fs_of(req)->root.fd, &sv))
+        fuse_reply_err(req, errno);
+    else
+        fuse_reply_statfs(req, &sv);
+    (void)ino;
+}
+
+/* ---- xattrs: user.* only, values encrypted (names are not) ---------------------------------- */
+
+static bool hidden_xattr(const char *name)
+{
+    return !strncmp(name, "user.envelopefs.", 16);
+}
+
+static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value, size_t size, int flags)
+{
+    struct efs *fs = fs_of(req);
+    struct inode *in = inode_of(req, ino);
+    uint8_t *sealed;
+    size_t sl;
+    char p[64];
+    int rc;
+    if (strncmp(name, "user.", 5)) {
+        fuse_reply_err(req, EOPNOTSUPP);
+        return;
+    }
+    if (hidden_xattr(name)) {
+        fuse_reply_err(req, EPERM);
+        return;
+    }
+    if (in->type != S_IFREG && in->type != S_IFDIR) {
+        fuse_reply_err(req, EPERM);
+        return;
+    }
+    sealed = malloc(size + 28);
+    if (!sealed) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    rc = efs_seal_small(fs->keys, EFS_PURPOSE_XATTR, name, (const uint8_t *)value, size, sealed, &sl);
+    if (!rc && setxattr(procpath(in->fd, p), name, sealed, sl, flags))
+        rc = -errno;
+    free(sealed);
+    fuse_reply_err(req, -rc);
+}
+
+static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+    struct efs *fs = fs_of(req);
+    struct inode *in = inode_of(req, ino);
+    uint8_t *sealed = NULL, *plain = NULL;
+    size_t pl;
+    ssize_t n;
+    char p[64];
+
+    if (ino == FUSE_ROOT_ID && !strcmp(name, EFS_XATTR_STATS)) {
+        char s[256];
+        int len = snprintf(s, sizeof s, "{\"kms_calls\":%" PRIu64 ",\"dek_cache_hits\":%" PRIu64 "}",
+                           efs_keys_kms_calls(fs->keys), efs_keys_cache_hits(fs->keys));
+        if (size == 0)
+            fuse_reply_xattr(req, (size_t)len);
+        else if (size < (size_t)len)
+            fuse_reply_err(req, ERANGE);
+        else
+            fuse_reply_buf(req, s, (size_t)len);
+        return;
+    }
+    if (strncmp(name, "user.", 5) || hidden_xattr(name) || (in->type != S_IFREG && in->type != S_IFDIR)) {
+        fuse_reply_err(req, strncmp(name, "user.", 5) ? EOPNOTSUPP : ENODATA);
+        return;
+    }
+    n = getxattr(procpath(in->fd, p), name, NULL, 0);
+    if (n < 0) {
+        fuse_reply_err(req, errno);
+        return;
+    }
+    sealed = malloc((size_t)n + 1);
+    plain = malloc((size_t)n + 1);
+    if (!sealed || !plain) {
+        fuse_reply_err(req, ENOMEM);
+        goto out;
+    }
+    n = getxattr(p, name, sealed, (size_t)n);
+    if (n < 0) {
+        fuse_reply_err(req, errno);
+        goto out;
+    }
+    if (efs_open_small(fs->keys, EFS_PURPOSE_XATTR, name, sealed, (size_t)n, plain, &pl)) {
+        EFS_ERROR("xattr %s of inode %" PRIu64 " fails authentication", name, (uint64_t)in->ino);
+        fuse_reply_err(req, EIO);
+        goto out;
+    }
+    if (size == 0)
+        fuse_reply_xattr(req, pl);
+    else if (size < pl)
+        fuse_reply_err(req, ERANGE);
+    else
+        fuse_reply_buf(req, (const char *)plain, pl);
+out:
+    free(sealed);
+    free(plain);
+}
+
+static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+    struct inode *in = inode_of(req, ino);
+    char p[64], *names = NULL, *out = NULL;
+    ssize_t n;
+    size_t o = 0;
+    if (in->type != S_IFREG && in->type != S_IFDIR) {
+        if (size == 0)
+            fuse_reply_xattr(req, 0);
+        else
+            fuse_reply_buf(req, NULL, 0);
+        return;
+    }
+    n = listxattr(procpath(in->fd, p), NULL, 0);
+    if (n < 0) {
+        fuse_reply_err(req, errno);
+        return;
+    }
+    names = malloc((size_t)n + 1);
+    out = malloc((size_t)n + 1);
+    if (!names || !out) {
+        fuse_reply_err(req, ENOMEM);
+        goto done;
+    }
+    n = listxattr(p, names, (size_t)n);
+    if (n < 0) {
+        fuse_reply_err(req, errno);
+        goto done;
+    }
+    for (ssize_t i = 0; i < n;) {
+        size_t l = strlen(names + i) + 1;
+        if (!strncmp(names + i, "user.", 5) && !hidden_xattr(names + i)) {
+            memcpy(out + o, names + i, l);
+            o += l;
+        }
+        i += (ssize_t)l;
+    }
+    if (size == 0)
+        fuse_reply_xattr(req, o);
+    else if (size < o)
+        fuse_reply_err(req, ERANGE);
+    else
+        fuse_reply_buf(req, out, o);
+done:
+    free(names);
+    free(out);
+}
+
+static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+    struct inode *in = inode_of(req, ino);
+    char p[64];
+    if (strncmp(name, "user.", 5)) {
+        fuse_reply_err(req, EOPNOTSUPP);
+        return;
+    }
+    if (hidden_xattr(name)) {
+        fuse_reply_err(req, EPERM);
+        return;
+    }
+    fuse_reply_err(req, removexattr(procpath(in->fd, p), name) ? errno : 0);
+}
+
+static const struct fuse_lowlevel_ops OPS = {
+    .init = op_init,
+    .destroy = op_destroy,
+    .lookup = op_lookup,
+    .forget = op_forget,
+    .forget_multi = op_forget_multi,
+    .getattr = op_getattr,
+    .setattr = op_setattr,
+    .readlink = op_readlink,
+    .mknod = op_mknod,
+    .mkdir = op_mkdir,
+    .unlink = op_unlink,
+    .rmdir = op_rmdir,
+    .symlink = op_symlink,
+    .rename = op_rename,
+    .link = op_link,
+    .open = op_open,
+    .read = op_read,
+    .write = op_write,
+    .flush = op_flush,
+    .release = op_release,
+    .fsync = op_fsync,
+    .opendir = op_opendir,
+    .readdir = op_readdir,
+    .releasedir = op_releasedir,
+    .fsyncdir = op_fsyncdir,
+    .statfs = op_statfs,
+    .setxattr = op_setxattr,
+    .getxattr = op_getxattr,
+    .listxattr = op_listxattr,
+    .removexattr = op_removexattr,
+    .create = op_create,
+    .fallocate = op_fallocate,
+};
+
+/* ---- mount ---------------------------------------------------------------------------------- */
+
+int efs_mount_run(const efs_mount_opts *o, const efs_config *cfg)
+{
+    struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+    struct fuse_session *se = NULL;
+    struct fuse_loop_config *lc = NULL;
+    struct efs *fs;
+    struct rlimit rl = {0, 0};
+    char opt[8192];
+    int rc = 1, fd;
+    kmsc *kms;
+
+    fs = calloc(1, sizeof *fs);
+    if (!fs)
+        return 1;
+    pthread_mutex_init(&fs->table_lock, NULL);
+    fs->cfg = cfg;
+    fs->cipherdir = o->cipherdir;
+    fs->timeout = 1.0;
+    inode_init(&fs->root);
+    fs->root.nlookup = 2;
+    fs->root.type = S_IFDIR;
+    fd = open(o->cipherdir, O_PATH | O_CLOEXEC);
+    if (fd < 0) {
+        fprintf(stderr, "envelopefs: cannot open %s: %s\n", o->cipherdir, strerror(errno));
+        free(fs);
+        return 1;
+    }
+    fs->root.fd = fd;
+
+    snprintf(opt, sizeof opt, "-ofsname=envelopefs:%s,subtype=envelopefs,default_permissions%s%s", o->cipherdir,
+             o->fuse_opts ? "," : "", o->fuse_opts ? o->fuse_opts : "");
+    if (fuse_opt_add_arg(&args, "envelopefs") || fuse_opt_add_arg(&args, opt) ||
+        (o->debug && fuse_opt_add_arg(&args, "-d")))
+        goto out;
+    se = fuse_session_new(&args, &OPS, sizeof OPS, fs);
+    if (!se) {
+        fprintf(stderr, "envelopefs: cannot create the FUSE session (bad -o options?)\n");
+        goto out;
+    }
+    if (fuse_set_signal_handlers(se))
+        goto out;
+    if (fuse_session_mount(se, o->mountpoint)) {
+        fprintf(stderr, "envelopefs: cannot mount on %s\n", o->mountpoint);
+        goto out_handlers;
+    }
+    if (!o->foreground)
+        efs_log_init("envelopefs", true, EFS_LOG_INFO);
+    if (fuse_daemonize(o->foreground)) {
+        fuse_session_unmount(se);
+        goto out_handlers;
+    }
+    /* The daemon holds keys: no core dumps, not ptrace-able by other users. */
+    (void)setrlimit(RLIMIT_CORE, &rl);
+    (void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    kms = o->open_kms(o->open_kms_arg);
+    if (!kms) {
+        EFS_ERROR("cannot open the key service; unmounting %s", o->mountpoint);
+        fuse_session_unmount(se);
+        goto out_handlers;
+    }
+    {
+        char why[512];
+        int krc = efs_keys_open(cfg, kms, &fs->keys, why, sizeof why);
+        if (krc) {
+            EFS_ERROR("%s; unmounting %s", why, o->mountpoint);
+            kmsc_free(kms);
+            fuse_session_unmount(se);
+            goto out_handlers;
+        }
+        if (efs_keys_set_cipherdir(fs->keys, o->cipherdir)) {
+            fuse_session_unmount(se);
+            goto out_handlers;
+        }
+    }
+    EFS_INFO("mounted %s on %s (key %s)", o->cipherdir, o->mountpoint, cfg->key_id);
+    lc = fuse_loop_cfg_create();
+    if (!lc) {
+        fuse_session_unmount(se);
+        goto out_handlers;
+    }
+    fuse_loop_cfg_set_clone_fd(lc, 0);
+    fuse_loop_cfg_set_idle_threads(lc, 8);
+    fuse_loop_cfg_set_max_threads(lc, 16);
+    rc = fuse_session_loop_mt(se, lc) ? 1 : 0;
+    fuse_loop_cfg_destroy(lc);
+    fuse_session_unmount(se);
+    EFS_INFO("unmounted %s", o->mountpoint);
+out_handlers:
+    fuse_remove_signal_handlers(se);
+out:
+    if (se)
+        fuse_session_destroy(se);
+    fuse_opt_free_args(&args);
+    /* free every remaining inode; wipe keys */
+    for (size_t b = 0; b < HASH_BUCKETS; b++) {
+        struct inode *in = fs->table[b];
+        while (in) {
+            struct inode *next = in->next;
+            inode_unload(in);
+            close(in->fd);
+            pthread_rwlock_destroy(&in->rw);
+            free(in);
+            in = next;
+        }
+    }
+    close(fs->root.fd);
+    efs_keys_free(fs->keys);
+    pthread_mutex_destroy(&fs->table_lock);
+    free(fs);
+    return rc;
+}
