@@ -189,8 +189,10 @@ static int errno_of(kms_err e)
     case KMS_ERR_INVALID_STATE:
     case KMS_ERR_ACCESS_DENIED:
     case KMS_ERR_NOT_FOUND:
+        return -EACCES; /* the key is disabled, scheduled for deletion, deleted or not ours to use */
     case KMS_ERR_INCORRECT_KEY:
-        return -EACCES;
+    case KMS_ERR_INVALID_CIPHERTEXT:
+        return -EIO;    /* the wrapped key was modified or belongs elsewhere */
     default:
         return -EIO;
     }
