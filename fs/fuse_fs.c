@@ -23,7 +23,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
-#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -569,7 +568,9 @@ static int open_backing(struct inode *in, int flags)
 {
     char p[64];
     int fd;
-    flags &= ~(O_APPEND | O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC | O_ACCMODE);
+    /* Keep only what matters for the backing file; O_NOFOLLOW would refuse the /proc magic link,
+     * O_DIRECT needs aligned I/O we do not do, O_APPEND belongs to the kernel (writeback cache). */
+    flags &= O_SYNC | O_DSYNC;
     fd = open(procpath(in->fd, p), flags | O_RDWR | O_CLOEXEC);
     if (fd < 0 && (errno == EACCES || errno == EROFS))
         fd = open(procpath(in->fd, p), flags | O_RDONLY | O_CLOEXEC);
@@ -1354,9 +1355,9 @@ int efs_mount_run(const efs_mount_opts *o, const efs_config *cfg)
         fuse_session_unmount(se);
         goto out_handlers;
     }
-    /* The daemon holds keys: no core dumps, not ptrace-able by other users. */
+    /* The daemon holds keys: no core dumps. (PR_SET_DUMPABLE 0 would also forbid the
+     * /proc/self/fd magic links this daemon resolves for chmod/utimens/xattrs.) */
     (void)setrlimit(RLIMIT_CORE, &rl);
-    (void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     kms = o->open_kms(o->open_kms_arg);
     if (!kms) {
         EFS_ERROR("cannot open the key service; unmounting %s", o->mountpoint);
