@@ -932,7 +932,8 @@ kms_err kms_store_material(kms_core *c, kms_key *k, kms_version *v, const uint8_
     sqlite3_bind_text(st, 1, k->id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, v->version);
     rc = sqlite3_step(st);
-    if (rc != SQLITE_ROW ||
+    /* The length is checked before unsealing: the output buffer holds exactly 32 bytes. */
+    if (rc != SQLITE_ROW || sqlite3_column_bytes(st, 0) != 32 + SEAL_OVERHEAD ||
         unseal(c->root_key, aad, aad_len, sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0),
                v->material)) {
         set_msg(msg, "key store is damaged: key material of key %s version %u fails authentication", k->id,
@@ -1140,7 +1141,8 @@ kms_err kms_core_lookup_access_key(kms_core *c, const char *akid, char *secret_o
         SQLITE_OK) {
         sqlite3_bind_text(st, 1, akid, -1, SQLITE_STATIC);
         if (sqlite3_step(st) == SQLITE_ROW) {
-            if (unseal(c->root_key, (const uint8_t *)akid, 20, sqlite3_column_blob(st, 2),
+            if (sqlite3_column_bytes(st, 2) == 40 + SEAL_OVERHEAD &&
+                unseal(c->root_key, (const uint8_t *)akid, 20, sqlite3_column_blob(st, 2),
                        (size_t)sqlite3_column_bytes(st, 2), (uint8_t *)secret_out) == 0) {
                 secret_out[40] = 0;
                 if (account_out)
