@@ -1,0 +1,259 @@
+/*
+ * sigv4.c — AWS Signature Version 4 (see sigv4.h). Canonical request:
+ *   METHOD \n PATH \n QUERY \n (lowercase-name:trimmed-value \n)* \n signed;headers \n hex(sha256(payload))
+ * String to sign: "AWS4-HMAC-SHA256" \n DATE \n SCOPE \n hex(sha256(canonical request)), and the key is the
+ * HMAC chain "AWS4"+secret → date → region → service → "aws4_request".
+ */
+#include "envelopefs/sigv4.h"
+
+#include <ctype.h>
+#include <stdbool.h>
+#include <strings.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/sha.h>
+
+static void hex(const uint8_t *b, size_t n, char *out)
+{
+    static const char d[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = d[b[i] >> 4];
+        out[2 * i + 1] = d[b[i] & 15];
+    }
+    out[2 * n] = 0;
+}
+
+static int hmac(const uint8_t *key, size_t klen, const void *msg, size_t mlen, uint8_t out[32])
+{
+    unsigned int len = 0;
+    return HMAC(EVP_sha256(), key, (int)klen, msg, mlen, out, &len) && len == 32 ? 0 : -1;
+}
+
+/* A growable string. */
+struct sb {
+    char *p;
+    size_t n, cap;
+    int err;
+};
+
+static void sb_add(struct sb *s, const char *t, size_t n)
+{
+    if (s->err)
+        return;
+    if (s->n + n + 1 > s->cap) {
+        size_t cap = (s->cap ? s->cap * 2 : 512) + n;
+        char *np = realloc(s->p, cap);
+        if (!np) {
+            s->err = 1;
+            return;
+        }
+        s->p = np;
+        s->cap = cap;
+    }
+    memcpy(s->p + s->n, t, n);
+    s->n += n;
+    s->p[s->n] = 0;
+}
+
+static void sb_str(struct sb *s, const char *t) { sb_add(s, t, strlen(t)); }
+
+/* Canonical header value: trim, collapse inner runs of whitespace. */
+static void sb_value(struct sb *s, const char *v)
+{
+    bool space = false;
+    while (*v && isspace((unsigned char)*v))
+        v++;
+    for (; *v; v++) {
+        if (isspace((unsigned char)*v)) {
+            space = true;
+            continue;
+        }
+        if (space)
+            sb_add(s, " ", 1);
+        space = false;
+        sb_add(s, v, 1);
+    }
+}
+
+static int cmp_hdr(const void *a, const void *b)
+{
+    return strcasecmp(((const sigv4_header *)a)->name, ((const sigv4_header *)b)->name);
+}
+
+/* signature hex into sig[65]; signed_out gets "a;b;c" (cap bytes). */
+static int compute(const sigv4_request *r, const char *secret, const char *amz_date, const char *region,
+                   const char *service, char sig[65], char *signed_out, size_t signed_cap)
+{
+    struct sb c = {0}, sts = {0}, signed_h = {0};
+    sigv4_header *h;
+    uint8_t digest[32], k1[32], k2[32], k3[32], k4[32], mac[32];
+    char dh[65], date[9], *ksecret;
+    int rc = -1;
+
+    if (!amz_date || strlen(amz_date) != 16)
+        return -1;
+    memcpy(date, amz_date, 8);
+    date[8] = 0;
+    h = malloc((r->n_headers ? r->n_headers : 1) * sizeof *h);
+    if (!h)
+        return -1;
+    memcpy(h, r->headers, r->n_headers * sizeof *h);
+    qsort(h, r->n_headers, sizeof *h, cmp_hdr);
+    sb_str(&c, r->method);
+    sb_str(&c, "\n");
+    sb_str(&c, r->path);
+    sb_str(&c, "\n");
+    sb_str(&c, r->query ? r->query : "");
+    sb_str(&c, "\n");
+    for (size_t i = 0; i < r->n_headers; i++) {
+        for (const char *p = h[i].name; *p; p++) {
+            char lc = (char)tolower((unsigned char)*p);
+            sb_add(&c, &lc, 1);
+            sb_add(&signed_h, &lc, 1);
+        }
+        sb_str(&c, ":");
+        sb_value(&c, h[i].value);
+        sb_str(&c, "\n");
+        if (i + 1 < r->n_headers)
+            sb_str(&signed_h, ";");
+    }
+    sb_str(&c, "\n");
+    sb_str(&c, signed_h.p ? signed_h.p : "");
+    sb_str(&c, "\n");
+    SHA256(r->payload ? r->payload : (const uint8_t *)"", r->payload_len, digest);
+    hex(digest, 32, dh);
+    sb_str(&c, dh);
+    if (c.err || signed_h.err)
+        goto out;
+    SHA256((const uint8_t *)c.p, c.n, digest);
+    hex(digest, 32, dh);
+    sb_str(&sts, "AWS4-HMAC-SHA256\n");
+    sb_str(&sts, amz_date);
+    sb_str(&sts, "\n");
+    sb_str(&sts, date);
+    sb_str(&sts, "/");
+    sb_str(&sts, region);
+    sb_str(&sts, "/");
+    sb_str(&sts, service);
+    sb_str(&sts, "/aws4_request\n");
+    sb_str(&sts, dh);
+    if (sts.err)
+        goto out;
+    if (asprintf(&ksecret, "AWS4%s", secret) < 0)
+        goto out;
+    if (!hmac((const uint8_t *)ksecret, strlen(ksecret), date, 8, k1) &&
+        !hmac(k1, 32, region, strlen(region), k2) && !hmac(k2, 32, service, strlen(service), k3) &&
+        !hmac(k3, 32, "aws4_request", 12, k4) && !hmac(k4, 32, sts.p, sts.n, mac)) {
+        hex(mac, 32, sig);
+        if (signed_out)
+            snprintf(signed_out, signed_cap, "%s", signed_h.p ? signed_h.p : "");
+        rc = 0;
+    }
+    OPENSSL_cleanse(ksecret, strlen(ksecret));
+    free(ksecret);
+    OPENSSL_cleanse(k1, 32);
+    OPENSSL_cleanse(k2, 32);
+    OPENSSL_cleanse(k3, 32);
+    OPENSSL_cleanse(k4, 32);
+out:
+    free(h);
+    free(c.p);
+    free(sts.p);
+    free(signed_h.p);
+    return rc;
+}
+
+int sigv4_sign(const sigv4_request *r, const char *access_key, const char *secret, const char *amz_date,
+               const char *region, const char *service, char *auth, size_t cap)
+{
+    char sig[65], signed_h[512];
+    int n;
+    if (compute(r, secret, amz_date, region, service, sig, signed_h, sizeof signed_h))
+        return -1;
+    n = snprintf(auth, cap, "AWS4-HMAC-SHA256 Credential=%s/%.8s/%s/%s/aws4_request, SignedHeaders=%s, Signature=%s",
+                 access_key, amz_date, region, service, signed_h, sig);
+    return n > 0 && (size_t)n < cap ? 0 : -1;
+}
+
+int sigv4_parse_auth(const char *header, sigv4_auth *a)
+{
+    char *p, *cred = NULL, *sh = NULL, *sig = NULL, *save = NULL, *tok;
+    memset(a, 0, sizeof *a);
+    if (!header || strncmp(header, "AWS4-HMAC-SHA256 ", 17) || strlen(header) >= sizeof a->buf)
+        return -1;
+    snprintf(a->buf, sizeof a->buf, "%s", header + 17);
+    for (tok = strtok_r(a->buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        while (*tok == ' ')
+            tok++;
+        if (!strncmp(tok, "Credential=", 11))
+            cred = tok + 11;
+        else if (!strncmp(tok, "SignedHeaders=", 14))
+            sh = tok + 14;
+        else if (!strncmp(tok, "Signature=", 10))
+            sig = tok + 10;
+    }
+    if (!cred || !sh || !sig || strlen(sig) != 64 || strspn(sig, "0123456789abcdef") != 64 || !*sh)
+        return -1;
+    a->access_key = cred;
+    p = strchr(cred, '/');
+    if (!p)
+        return -1;
+    *p++ = 0;
+    a->date = p;
+    if (!(p = strchr(p, '/')))
+        return -1;
+    *p++ = 0;
+    a->region = p;
+    if (!(p = strchr(p, '/')))
+        return -1;
+    *p++ = 0;
+    a->service = p;
+    if (!(p = strchr(p, '/')))
+        return -1;
+    *p++ = 0;
+    if (strcmp(p, "aws4_request") || strlen(a->date) != 8 || !*a->access_key || !*a->region || !*a->service)
+        return -1;
+    a->signed_headers = sh;
+    a->signature = sig;
+    return 0;
+}
+
+int sigv4_verify(const sigv4_request *r, const sigv4_auth *a, const char *secret, const char *amz_date)
+{
+    char sig[65], signed_h[512];
+    if (!amz_date || strncmp(amz_date, a->date, 8))
+        return -1;
+    if (compute(r, secret, amz_date, a->region, a->service, sig, signed_h, sizeof signed_h))
+        return -1;
+    if (strcmp(signed_h, a->signed_headers))
+        return -1;
+    return CRYPTO_memcmp(sig, a->signature, 64) == 0 ? 0 : -1;
+}
+
+int64_t sigv4_parse_date(const char *d)
+{
+    struct tm tm;
+    if (!d || strlen(d) != 16 || d[8] != 'T' || d[15] != 'Z')
+        return -1;
+    memset(&tm, 0, sizeof tm);
+    if (sscanf(d, "%4d%2d%2dT%2d%2d%2dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour, &tm.tm_min,
+               &tm.tm_sec) != 6)
+        return -1;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    return (int64_t)timegm(&tm);
+}
+
+void sigv4_format_date(int64_t t, char out[17])
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+    gmtime_r(&tt, &tm);
+    strftime(out, 17, "%Y%m%dT%H%M%SZ", &tm);
+}
