@@ -13,6 +13,7 @@
 #include <sodium.h>
 
 #include "backend.h"
+#include "jsonwipe.h"
 
 struct kmsc {
     void *impl;
@@ -39,6 +40,7 @@ kms_err kmsc_new(const kmsc_opts *opts, kmsc **out, char **errmsg)
         *errmsg = NULL;
     if (sodium_init() < 0)
         return KMS_ERR_INTERNAL;
+    kmsc_json_wipe_on_free(); /* jansson's scratch buffers may hold plaintext: wipe them on free */
     if (!opts || !opts->url) {
         if (errmsg)
             *errmsg = strdup("no key-service URL given");
@@ -250,6 +252,10 @@ static kms_err gen(kmsc *c, const char *op, const char *key_id, const kms_ectx *
     if (!err)
         err = &local;
     *out = NULL;
+    if (!key_id) {
+        set_err(err, KMS_ERR_VALIDATION, "KeyId is required");
+        return KMS_ERR_VALIDATION;
+    }
     e = call_json(c, op,
                   json_pack("{s:s, s:I, s:o}", "KeyId", key_id, "NumberOfBytes", (json_int_t)nbytes,
                             "EncryptionContext", ectx_json(ectx)),
@@ -323,6 +329,10 @@ kms_err kmsc_encrypt(kmsc *c, const char *key_id, const uint8_t *pt, size_t pt_l
     if (!err)
         err = &local;
     *blob = NULL;
+    if (!key_id) {
+        set_err(err, KMS_ERR_VALIDATION, "KeyId is required");
+        return KMS_ERR_VALIDATION;
+    }
     e = call_json(c, "Encrypt",
                   json_pack("{s:s, s:o, s:o}", "KeyId", key_id, "Plaintext", b64(pt, pt_len), "EncryptionContext",
                             ectx_json(ectx)),
@@ -344,6 +354,10 @@ kms_err kmsc_re_encrypt(kmsc *c, const char *src_key_id, const uint8_t *blob, si
     if (!err)
         err = &local;
     *out_blob = NULL;
+    if (!dst_key_id) {
+        set_err(err, KMS_ERR_VALIDATION, "DestinationKeyId is required");
+        return KMS_ERR_VALIDATION;
+    }
     req = json_pack("{s:o, s:s, s:o, s:o}", "CiphertextBlob", b64(blob, blob_len), "DestinationKeyId", dst_key_id,
                     "SourceEncryptionContext", ectx_json(src_ectx), "DestinationEncryptionContext",
                     ectx_json(dst_ectx));
@@ -366,6 +380,10 @@ kms_err kmsc_describe_key(kmsc *c, const char *key_id, char **arn, bool *enabled
         err = &local;
     if (arn)
         *arn = NULL;
+    if (!key_id) {
+        set_err(err, KMS_ERR_VALIDATION, "KeyId is required");
+        return KMS_ERR_VALIDATION;
+    }
     e = call_json(c, "DescribeKey", json_pack("{s:s}", "KeyId", key_id), &resp, err);
     if (e)
         return e;

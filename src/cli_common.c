@@ -3,9 +3,11 @@
  */
 #include "cli_common.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -46,6 +48,7 @@ char *cli_kms_url(const cli_kms_opts *o)
 char *cli_prompt_passphrase(const char *prompt)
 {
     struct termios old, noecho;
+    bool restore = false;
     char *buf;
     if (!isatty(STDIN_FILENO))
         return NULL;
@@ -57,11 +60,12 @@ char *cli_prompt_passphrase(const char *prompt)
     if (tcgetattr(STDIN_FILENO, &old) == 0) {
         noecho = old;
         noecho.c_lflag &= ~(tcflag_t)ECHO;
-        tcsetattr(STDIN_FILENO, TCSANOW, &noecho);
+        restore = tcsetattr(STDIN_FILENO, TCSANOW, &noecho) == 0;
     }
     if (!fgets(buf, 1024, stdin))
         buf[0] = 0;
-    tcsetattr(STDIN_FILENO, TCSANOW, &old);
+    if (restore)
+        tcsetattr(STDIN_FILENO, TCSANOW, &old);
     fprintf(stderr, "\n");
     buf[strcspn(buf, "\r\n")] = 0;
     return buf;
@@ -81,6 +85,18 @@ kmsc *cli_open_kms(const cli_kms_opts *o, const char *url_in)
     ko.region = o ? o->region : NULL;
     ko.max_retries = -1;
     if (!strncmp(url, "local:", 6)) {
+        char *db = NULL;
+        struct stat st;
+        /* say "no store" before asking for a passphrase it would not need */
+        if (asprintf(&db, "%s/keystore.db", url + 6) >= 0 && stat(db, &st) && errno == ENOENT) {
+            fprintf(stderr,
+                    "envelopefs: NotFoundException: no key store in %s (create one with `envelopefs kms init-store "
+                    "--generate-root-key`, or pick one with --store / ENVELOPEFS_STORE)\n",
+                    url + 6);
+            free(db);
+            goto out;
+        }
+        free(db);
         ko.root_key_file = o && o->root_key_file ? o->root_key_file : getenv("ENVELOPEFS_ROOT_KEY_FILE");
         ko.passphrase_file = o && o->passphrase_file ? o->passphrase_file : getenv("ENVELOPEFS_PASSPHRASE_FILE");
         if (ko.root_key_file && !*ko.root_key_file)

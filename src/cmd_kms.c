@@ -3,13 +3,16 @@
  *
  * One table maps each kebab-case verb to its AWS operation and each flag to a JSON field and type;
  * one generic path builds the request, sends it through kmsclient (embedded store or any
- * --endpoint-url) and prints the JSON response. On failure it prints the AWS CLI's message
+ * --endpoint-url) and prints the JSON response. Arguments follow the AWS CLI v2: binary values are
+ * base64, `fileb://FILE` (raw bytes) or, with --cli-binary-format raw-in-base64-out, plain text;
+ * `file://FILE` reads any value from a file; maps take `k=v,k2=v2` or JSON; lists take several
+ * values or JSON. On failure it prints the AWS CLI's message
  * "An error occurred (Name) when calling the Op operation: message" and exits 254, as `aws` does;
- * usage errors exit 252. Local-only verbs: init-store, create-access-key.
+ * usage errors exit 252 (also as `aws`). Local-only verbs: init-store, create-access-key.
  */
 #include <errno.h>
-#include <stdarg.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,11 +24,20 @@
 
 #include "cli_common.h"
 #include "commands.h"
+#include "jsonwipe.h"
 
 #define EXIT_SERVICE 254
 #define EXIT_USAGE 252
 
-enum ftype { F_STR, F_INT, F_BOOL, F_BLOB, F_CTX, F_TAGS, F_LIST };
+enum ftype {
+    F_STR,   /* JSON string */
+    F_INT,   /* JSON integer */
+    F_BOOL,  /* flag without value → true */
+    F_BLOB,  /* binary: base64 / fileb:// / raw text with --cli-binary-format raw-in-base64-out */
+    F_CTX,   /* string map: k=v,k2=v2 or a JSON object */
+    F_TAGS,  /* TagKey=k,TagValue=v ... or a JSON array of {"TagKey","TagValue"} */
+    F_LIST,  /* list of strings: v1 v2 ... or a JSON array */
+};
 
 struct flag {
     const char *name;   /* without "--" */
@@ -42,11 +54,13 @@ struct verb {
 #define KEYID {"key-id", "KeyId", F_STR}
 #define LIMIT {"limit", "Limit", F_INT}, {"marker", "Marker", F_STR}
 #define CTX {"encryption-context", "EncryptionContext", F_CTX}
+#define GRANT_TOKENS {"grant-tokens", "GrantTokens", F_LIST}
 
 static const struct verb VERBS[] = {
     {"create-key", "CreateKey", {{"description", "Description", F_STR}, {"tags", "Tags", F_TAGS},
-                                 {"key-spec", "KeySpec", F_STR}, {"key-usage", "KeyUsage", F_STR}, {"origin", "Origin", F_STR}}},
-    {"describe-key", "DescribeKey", {KEYID}},
+                                 {"key-spec", "KeySpec", F_STR}, {"key-usage", "KeyUsage", F_STR},
+                                 {"origin", "Origin", F_STR}}},
+    {"describe-key", "DescribeKey", {KEYID, GRANT_TOKENS}},
     {"list-keys", "ListKeys", {LIMIT}},
     {"update-key-description", "UpdateKeyDescription", {KEYID, {"description", "Description", F_STR}}},
     {"enable-key", "EnableKey", {KEYID}},
@@ -66,43 +80,58 @@ static const struct verb VERBS[] = {
     {"untag-resource", "UntagResource", {KEYID, {"tag-keys", "TagKeys", F_LIST}}},
     {"list-resource-tags", "ListResourceTags", {KEYID, LIMIT}},
     {"generate-data-key", "GenerateDataKey", {KEYID, CTX, {"key-spec", "KeySpec", F_STR},
-                                              {"number-of-bytes", "NumberOfBytes", F_INT}}},
+                                              {"number-of-bytes", "NumberOfBytes", F_INT}, GRANT_TOKENS}},
     {"generate-data-key-without-plaintext", "GenerateDataKeyWithoutPlaintext",
-     {KEYID, CTX, {"key-spec", "KeySpec", F_STR}, {"number-of-bytes", "NumberOfBytes", F_INT}}},
+     {KEYID, CTX, {"key-spec", "KeySpec", F_STR}, {"number-of-bytes", "NumberOfBytes", F_INT}, GRANT_TOKENS}},
     {"encrypt", "Encrypt", {KEYID, CTX, {"plaintext", "Plaintext", F_BLOB},
-                            {"encryption-algorithm", "EncryptionAlgorithm", F_STR}}},
+                            {"encryption-algorithm", "EncryptionAlgorithm", F_STR}, GRANT_TOKENS}},
     {"decrypt", "Decrypt", {KEYID, CTX, {"ciphertext-blob", "CiphertextBlob", F_BLOB},
-                            {"encryption-algorithm", "EncryptionAlgorithm", F_STR}}},
+                            {"encryption-algorithm", "EncryptionAlgorithm", F_STR}, GRANT_TOKENS}},
     {"re-encrypt", "ReEncrypt", {{"ciphertext-blob", "CiphertextBlob", F_BLOB},
                                  {"source-key-id", "SourceKeyId", F_STR},
                                  {"destination-key-id", "DestinationKeyId", F_STR},
                                  {"source-encryption-context", "SourceEncryptionContext", F_CTX},
-                                 {"destination-encryption-context", "DestinationEncryptionContext", F_CTX}}},
+                                 {"destination-encryption-context", "DestinationEncryptionContext", F_CTX},
+                                 GRANT_TOKENS}},
     {"generate-random", "GenerateRandom", {{"number-of-bytes", "NumberOfBytes", F_INT}}},
+};
+#define NVERBS (sizeof VERBS / sizeof VERBS[0])
+
+/* Settings of one invocation that are not request fields. */
+struct cli {
+    cli_kms_opts g;
+    const char *query;        /* --query: dotted path into the response, e.g. KeyMetadata.KeyId */
+    const char *output;       /* --output json|text */
+    bool raw_binary;          /* --cli-binary-format raw-in-base64-out */
 };
 
 static void usage(FILE *f)
 {
     fprintf(f, "usage: envelopefs kms <operation> [--flag value ...] [global options]\n\n"
                "global options:\n"
-               "  --store DIR              key store directory (ENVELOPEFS_STORE; default $XDG_DATA_HOME/envelopefs)\n"
+               "  --store DIR              key store directory (ENVELOPEFS_STORE; default $XDG_DATA_HOME/envelopefs,\n"
+               "                           else ~/.local/share/envelopefs)\n"
                "  --endpoint-url URL       use a key-service server (http(s)://...) instead of the local store (alias --kms)\n"
-               "  --root-key-file FILE     unlock the store with this 0600 root key file (ENVELOPEFS_ROOT_KEY_FILE)\n"
-               "  --passphrase-file FILE   unlock the store with the passphrase in FILE (ENVELOPEFS_PASSPHRASE_FILE)\n"
+               "  --root-key-file FILE     unlock the store with this 0600 root key file (ENVELOPEFS_ROOT_KEY_FILE;\n"
+               "                           STORE/root.key is used when present)\n"
+               "  --passphrase-file FILE   unlock the store with the passphrase in FILE (ENVELOPEFS_PASSPHRASE_FILE);\n"
+               "                           with neither, a terminal prompts for the passphrase\n"
                "  --region REGION          region for http(s) endpoints (AWS_REGION)\n"
-               "  --query FIELD            print only this top-level field of the response\n"
-               "  --output json|text       text prints the --query field raw (e.g. base64 Plaintext)\n\n"
+               "  --query PATH             print only this part of the response (KeyMetadata.KeyId, Keys[0].KeyId)\n"
+               "  --output json|text       text prints a string or number result raw (e.g. base64 Plaintext)\n"
+               "  --cli-binary-format raw-in-base64-out   binary arguments given inline are raw text, not base64\n\n"
                "operations:\n"
                "  init-store [--generate-root-key | --root-key-file F | --passphrase-file F] [--region R] [--account A]\n"
-               "  create-access-key --account ACCOUNT --user USER      (local store: credentials for `kms serve`)\n");
-    for (size_t i = 0; i < sizeof VERBS / sizeof VERBS[0]; i++) {
+               "  create-access-key --user USER [--account ACCOUNT]   (local store: credentials for `kms serve`)\n");
+    for (size_t i = 0; i < NVERBS; i++) {
         fprintf(f, "  %s", VERBS[i].verb);
         for (const struct flag *fl = VERBS[i].flags; fl->name; fl++)
-            fprintf(f, " [--%s]", fl->name);
+            fprintf(f, " [--%s%s]", fl->name, fl->type == F_BOOL ? "" : " ...");
         fprintf(f, "\n");
     }
-    fprintf(f, "\nbinary arguments (--plaintext, --ciphertext-blob) take base64, fileb://FILE (raw bytes) or\n"
-               "file://FILE; --encryption-context takes k=v,k2=v2 or a JSON object; --tags TagKey=k,TagValue=v ...\n");
+    fprintf(f, "\nbinary arguments (--plaintext, --ciphertext-blob) take base64 or fileb://FILE (raw bytes); any value\n"
+               "can be read with file://FILE; --encryption-context takes k=v,k2=v2 or a JSON object; --tags takes\n"
+               "TagKey=k,TagValue=v ... or JSON; errors exit 254 (usage errors 252), as the AWS CLI does.\n");
 }
 
 __attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...)
@@ -116,96 +145,148 @@ __attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ..
     return EXIT_USAGE;
 }
 
-static char *read_file(const char *path, size_t *len)
+/* Whole file into a malloc'd, NUL-terminated buffer; the buffer is sized from fstat first so plaintext
+ * is not left behind in realloc'd copies. NULL with errno on failure. */
+static char *read_whole_file(const char *path, size_t *len)
 {
-    FILE *f = fopen(path, "rb");
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
     char *buf = NULL;
-    size_t cap = 0, n = 0;
-    if (!f)
+    size_t cap, n = 0;
+    if (fd < 0)
         return NULL;
+    if (fstat(fd, &st))
+        goto fail;
+    cap = (size_t)(st.st_size > 0 ? st.st_size : 0) + 4096;
+    if (!(buf = malloc(cap + 1)))
+        goto fail;
     for (;;) {
-        if (n == cap) {
-            char *nb = realloc(buf, cap ? cap * 2 : 8192);
-            if (!nb) {
-                free(buf);
-                fclose(f);
-                return NULL;
-            }
-            buf = nb;
-            cap = cap ? cap * 2 : 8192;
+        ssize_t r;
+        if (n == cap) { /* the file grew while we read it */
+            errno = EFBIG;
+            goto fail;
         }
-        size_t r = fread(buf + n, 1, cap - n, f);
-        n += r;
+        r = read(fd, buf + n, cap - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            goto fail;
         if (r == 0)
             break;
+        n += (size_t)r;
     }
-    fclose(f);
+    close(fd);
+    buf[n] = 0;
     *len = n;
     return buf;
+fail:
+    {
+        int saved = errno;
+        if (buf) {
+            sodium_memzero(buf, cap + 1);
+            free(buf);
+        }
+        close(fd);
+        errno = saved;
+    }
+    return NULL;
 }
 
-/* Binary argument → base64 JSON string. */
-static json_t *blob_arg(const char *arg, const char *flag)
+static void free_secret_buf(char *buf, size_t len)
 {
-    size_t n, cap;
-    char *data, *s;
+    if (buf) {
+        sodium_memzero(buf, len);
+        free(buf);
+    }
+}
+
+/* Base64 of n bytes as a JSON string; the temporary text is wiped. */
+static json_t *b64_json(const unsigned char *data, size_t n)
+{
+    size_t cap = sodium_base64_encoded_len(n, sodium_base64_VARIANT_ORIGINAL);
+    char *s = malloc(cap);
     json_t *j;
+    if (!s)
+        return NULL;
+    sodium_bin2base64(s, cap, data, n, sodium_base64_VARIANT_ORIGINAL);
+    j = json_string(s);
+    sodium_memzero(s, cap);
+    free(s);
+    return j;
+}
+
+/* Binary argument → base64 JSON string (canonical: whitespace dropped, validated like AWS CLI v2). */
+static json_t *blob_arg(const struct cli *cli, const char *arg, const char *flag)
+{
+    const char *text = arg;
+    char *file = NULL;
+    size_t n = 0, bin_len = 0;
+    unsigned char *bin;
+    json_t *j = NULL;
+
     if (!strncmp(arg, "fileb://", 8) || !strncmp(arg, "file://", 7)) {
         const char *path = arg + (arg[4] == 'b' ? 8 : 7);
-        data = read_file(path, &n);
-        if (!data) {
+        file = read_whole_file(path, &n);
+        if (!file) {
             fprintf(stderr, "envelopefs kms: --%s: cannot read %s: %s\n", flag, path, strerror(errno));
             return NULL;
         }
-        cap = sodium_base64_encoded_len(n, sodium_base64_VARIANT_ORIGINAL);
-        s = malloc(cap);
-        if (!s) {
-            free(data);
-            return NULL;
+        if (arg[4] == 'b' || cli->raw_binary) { /* raw bytes */
+            j = b64_json((const unsigned char *)file, n);
+            free_secret_buf(file, n);
+            return j;
         }
-        sodium_bin2base64(s, cap, (const unsigned char *)data, n, sodium_base64_VARIANT_ORIGINAL);
-        sodium_memzero(data, n);
-        free(data);
-        j = json_string(s);
-        sodium_memzero(s, cap);
-        free(s);
-        return j;
+        text = file; /* file:// holds the value as text: base64 */
+    } else if (cli->raw_binary) {
+        return b64_json((const unsigned char *)arg, strlen(arg));
     }
-    {
-        /* validate base64 like AWS CLI v2 */
-        size_t bin_len;
-        unsigned char *tmp = malloc(strlen(arg) + 1);
-        int bad = !tmp || sodium_base642bin(tmp, strlen(arg) + 1, arg, strlen(arg), NULL, &bin_len, NULL,
-                                            sodium_base64_VARIANT_ORIGINAL);
-        free(tmp);
-        if (bad) {
-            fprintf(stderr, "envelopefs kms: --%s: not valid base64 (use fileb://FILE for raw bytes)\n", flag);
-            return NULL;
-        }
+    n = strlen(text);
+    bin = malloc(n + 1);
+    if (bin && sodium_base642bin(bin, n + 1, text, n, " \t\r\n", &bin_len, NULL, sodium_base64_VARIANT_ORIGINAL) == 0)
+        j = b64_json(bin, bin_len);
+    else if (bin)
+        fprintf(stderr,
+                "envelopefs kms: --%s: invalid base64 (use fileb://FILE for raw bytes, or "
+                "--cli-binary-format raw-in-base64-out for text)\n",
+                flag);
+    if (bin) {
+        sodium_memzero(bin, n + 1);
+        free(bin);
     }
-    return json_string(arg);
+    free_secret_buf(file, file ? strlen(file) : 0);
+    return j;
 }
 
-/* k=v,k2=v2 or JSON object → JSON object */
+/* k=v,k2=v2 or JSON object of strings → JSON object; NULL if malformed. */
 static json_t *ctx_arg(const char *arg)
 {
     json_t *o;
     char *copy, *save = NULL, *tok;
-    if (arg[0] == '{') {
+    if (arg[strspn(arg, " \t\r\n")] == '{') {
+        const char *k;
+        json_t *v;
         o = json_loads(arg, 0, NULL);
         if (!json_is_object(o)) {
             json_decref(o);
             return NULL;
         }
+        json_object_foreach(o, k, v)
+            if (!json_is_string(v)) {
+                json_decref(o);
+                return NULL;
+            }
         return o;
     }
     o = json_object();
     copy = strdup(arg);
-    if (!copy)
+    if (!o || !copy) {
+        json_decref(o);
+        free(copy);
         return NULL;
+    }
     for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
         char *eq = strchr(tok, '=');
-        if (!eq) {
+        if (!eq || eq == tok) {
             json_decref(o);
             free(copy);
             return NULL;
@@ -221,7 +302,7 @@ static json_t *ctx_arg(const char *arg)
 static json_t *tag_arg(const char *arg)
 {
     json_t *t = ctx_arg(arg);
-    if (!t || !json_object_get(t, "TagKey")) {
+    if (!t || !json_is_string(json_object_get(t, "TagKey"))) {
         json_decref(t);
         return NULL;
     }
@@ -230,7 +311,97 @@ static json_t *tag_arg(const char *arg)
     return t;
 }
 
-static int init_store(int argc, char **argv, cli_kms_opts *g)
+/* A JSON array argument for a list/tags flag, or NULL if `arg` is not one. */
+static json_t *json_array_arg(const char *arg, enum ftype type)
+{
+    json_t *a, *x;
+    size_t i;
+    if (arg[strspn(arg, " \t\r\n")] != '[')
+        return NULL;
+    a = json_loads(arg, 0, NULL);
+    if (!json_is_array(a))
+        goto bad;
+    json_array_foreach(a, i, x) {
+        if (type == F_LIST ? !json_is_string(x) : !json_is_string(json_object_get(x, "TagKey")))
+            goto bad;
+    }
+    return a;
+bad:
+    json_decref(a);
+    return json_null(); /* "looked like JSON but is not valid": the caller reports it */
+}
+
+/* Look up the response part named by a --query path: Field, Field.Sub, Field[2].Sub. Borrowed. */
+static json_t *query_path(json_t *root, const char *path)
+{
+    json_t *cur = root;
+    const char *p = path;
+    while (cur && *p) {
+        size_t n = strcspn(p, ".[");
+        if (n) {
+            char name[128];
+            if (n >= sizeof name)
+                return NULL;
+            memcpy(name, p, n);
+            name[n] = 0;
+            cur = json_object_get(cur, name);
+            p += n;
+        }
+        while (cur && *p == '[') {
+            char *end;
+            long idx = strtol(p + 1, &end, 10);
+            if (*end != ']')
+                return NULL;
+            cur = json_array_get(cur, idx < 0 ? json_array_size(cur) + (size_t)idx : (size_t)idx);
+            p = end + 1;
+        }
+        if (*p == '.')
+            p++;
+    }
+    return cur;
+}
+
+/* Wipe a string member that carries plaintext before the object is freed. */
+static void wipe_json_field(json_t *o, const char *field)
+{
+    json_t *v = json_object_get(o, field);
+    if (json_is_string(v))
+        sodium_memzero((char *)json_string_value(v), json_string_length(v));
+}
+
+/* Create a 0600 file with 32 random bytes; returns its malloc'd path or NULL (message printed). */
+static char *generate_root_key(const char *dir)
+{
+    uint8_t key[32];
+    char *rk = NULL;
+    int fd;
+    if (mkdir(dir, 0700) && errno != EEXIST) {
+        fprintf(stderr, "envelopefs kms: cannot create %s: %s\n", dir, strerror(errno));
+        return NULL;
+    }
+    if (asprintf(&rk, "%s/root.key", dir) < 0)
+        return NULL;
+    fd = open(rk, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        fprintf(stderr, "envelopefs kms: cannot create %s: %s\n", rk, strerror(errno));
+        free(rk);
+        return NULL;
+    }
+    randombytes_buf(key, sizeof key);
+    if (write(fd, key, sizeof key) != (ssize_t)sizeof key || fsync(fd)) {
+        fprintf(stderr, "envelopefs kms: cannot write %s: %s\n", rk, strerror(errno));
+        sodium_memzero(key, sizeof key);
+        close(fd);
+        unlink(rk);
+        free(rk);
+        return NULL;
+    }
+    sodium_memzero(key, sizeof key);
+    close(fd);
+    return rk;
+}
+
+static int init_store(int argc, char **argv, const cli_kms_opts *g)
 {
     kms_store_opts so;
     char *dir, *msg = NULL, *rk = NULL, *pw = NULL;
@@ -248,6 +419,8 @@ static int init_store(int argc, char **argv, cli_kms_opts *g)
         else
             return usage_error("init-store: unknown argument %s", argv[i]);
     }
+    if (g->url)
+        return usage_error("%s", "init-store creates a local store; it takes --store, not --endpoint-url");
     dir = cli_store_dir(g);
     if (!dir)
         return 1;
@@ -259,59 +432,59 @@ static int init_store(int argc, char **argv, cli_kms_opts *g)
     if (so.passphrase_file && !*so.passphrase_file)
         so.passphrase_file = NULL;
     if (generate) {
-        uint8_t key[32];
-        int fd;
-        if (mkdir(dir, 0700) && errno != EEXIST) {
-            fprintf(stderr, "envelopefs kms: cannot create %s: %s\n", dir, strerror(errno));
+        char *db = NULL;
+        struct stat st;
+        /* do not leave a stray root.key next to an existing store */
+        if (asprintf(&db, "%s/keystore.db", dir) >= 0 && stat(db, &st) == 0) {
+            fprintf(stderr, "An error occurred (AlreadyExistsException) when calling the InitStore operation: "
+                            "a key store already exists in %s\n", dir);
+            free(db);
+            free(dir);
+            return EXIT_SERVICE;
+        }
+        free(db);
+        rk = generate_root_key(dir);
+        if (!rk) {
             free(dir);
             return 1;
         }
-        if (asprintf(&rk, "%s/root.key", dir) < 0) {
-            free(dir);
-            return 1;
-        }
-        fd = open(rk, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-        if (fd < 0) {
-            fprintf(stderr, "envelopefs kms: cannot create %s: %s\n", rk, strerror(errno));
-            free(rk);
-            free(dir);
-            return 1;
-        }
-        randombytes_buf(key, sizeof key);
-        if (write(fd, key, sizeof key) != (ssize_t)sizeof key || fsync(fd)) {
-            fprintf(stderr, "envelopefs kms: cannot write %s: %s\n", rk, strerror(errno));
-            close(fd);
-            unlink(rk);
-            free(rk);
-            free(dir);
-            return 1;
-        }
-        close(fd);
-        sodium_memzero(key, sizeof key);
         so.root_key_file = rk;
         so.passphrase_file = NULL;
     } else if (!so.root_key_file && !so.passphrase_file) {
         pw = cli_prompt_passphrase("envelopefs: new key store passphrase: ");
-        if (!pw) {
+        if (pw) {
+            char *again = cli_prompt_passphrase("envelopefs: repeat the passphrase: ");
+            bool same = again && strlen(pw) == strlen(again) && sodium_memcmp(pw, again, strlen(pw)) == 0;
+            if (again)
+                sodium_free(again);
+            if (!same) {
+                fprintf(stderr, "envelopefs kms: the passphrases differ\n");
+                sodium_free(pw);
+                free(dir);
+                return EXIT_USAGE;
+            }
+        } else {
             fprintf(stderr, "envelopefs kms: init-store needs --generate-root-key, --root-key-file or --passphrase-file\n");
             free(dir);
             return EXIT_USAGE;
         }
         so.passphrase = pw;
     } else if (so.root_key_file && so.passphrase_file) {
-        so.passphrase_file = NULL;
+        so.passphrase_file = NULL; /* an explicit root key wins, as when opening */
     }
     e = kms_store_init(&so, &msg);
     if (e) {
-        fprintf(stderr, "envelopefs kms: %s: %s\n", kms_err_name(e), msg ? msg : kms_strerror(e));
-        if (rk && e != KMS_ERR_ALREADY_EXISTS)
+        fprintf(stderr, "An error occurred (%s) when calling the InitStore operation: %s\n", kms_err_name(e),
+                msg ? msg : kms_strerror(e));
+        if (rk)
             unlink(rk);
-        rc = e == KMS_ERR_ALREADY_EXISTS ? 1 : EXIT_SERVICE;
+        rc = EXIT_SERVICE;
     } else {
         json_t *o = json_pack("{s:s, s:s}", "Store", dir, "Protection", so.root_key_file ? "root-key-file" : "passphrase");
-        if (so.root_key_file)
+        if (o && so.root_key_file)
             json_object_set_new(o, "RootKeyFile", json_string(so.root_key_file));
-        json_dumpf(o, stdout, JSON_INDENT(4));
+        if (o)
+            json_dumpf(o, stdout, JSON_INDENT(4));
         printf("\n");
         json_decref(o);
     }
@@ -323,13 +496,14 @@ static int init_store(int argc, char **argv, cli_kms_opts *g)
     return rc;
 }
 
-static int create_access_key(int argc, char **argv, cli_kms_opts *g)
+static int create_access_key(int argc, char **argv, const cli_kms_opts *g)
 {
     const char *account = NULL, *user = NULL;
     char *akid = NULL, *secret = NULL;
     kmsc *c;
     kms_core *core;
     kms_err e;
+    json_t *o;
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--account") && i + 1 < argc)
             account = argv[++i];
@@ -348,36 +522,206 @@ static int create_access_key(int argc, char **argv, cli_kms_opts *g)
         kmsc_free(c);
         return usage_error("%s", "create-access-key works on a local store only");
     }
-    e = kms_core_create_access_key(core, account ? account : kms_core_account(core), user, &akid, &secret);
+    if (!account)
+        account = kms_core_account(core);
+    e = kms_core_create_access_key(core, account, user, &akid, &secret);
     if (e) {
         fprintf(stderr, "An error occurred (%s) when calling the CreateAccessKey operation: %s\n", kms_err_name(e),
                 kms_strerror(e));
         kmsc_free(c);
         return EXIT_SERVICE;
     }
-    printf("{\n    \"AccessKey\": {\n        \"AccessKeyId\": \"%s\",\n        \"SecretAccessKey\": \"%s\",\n"
-           "        \"Account\": \"%s\",\n        \"UserName\": \"%s\"\n    }\n}\n",
-           akid, secret, account ? account : kms_core_account(core), user);
+    o = json_pack("{s:{s:s, s:s, s:s, s:s}}", "AccessKey", "AccessKeyId", akid, "SecretAccessKey", secret, "Account",
+                  account, "UserName", user);
+    if (o) {
+        json_dumpf(o, stdout, JSON_INDENT(4));
+        printf("\n");
+        wipe_json_field(json_object_get(o, "AccessKey"), "SecretAccessKey");
+        json_decref(o);
+    }
     free(akid);
     kms_secret_str_free(secret);
     kmsc_free(c);
+    return o ? 0 : 1;
+}
+
+/* Value of a non-binary flag: inline, or the contents of file://FILE (one trailing newline dropped). */
+static int flag_value(const char *val, char **owned, const char **out, const char *flag)
+{
+    size_t n;
+    *owned = NULL;
+    *out = val;
+    if (strncmp(val, "file://", 7))
+        return 0;
+    *owned = read_whole_file(val + 7, &n);
+    if (!*owned) {
+        fprintf(stderr, "envelopefs kms: --%s: cannot read %s: %s\n", flag, val + 7, strerror(errno));
+        return -1;
+    }
+    if (n && (*owned)[n - 1] == '\n')
+        (*owned)[--n] = 0;
+    *out = *owned;
     return 0;
+}
+
+/* One flag's value (rest[*i] is the value, or the first of several) → JSON; prints usage errors. */
+static json_t *parse_flag(const struct cli *cli, const struct flag *fl, char **rest, int nrest, int *i)
+{
+    const char *val;
+    char *owned = NULL;
+    json_t *jv = NULL;
+
+    if (fl->type == F_BOOL)
+        return json_true();
+    if (*i + 1 >= nrest) {
+        usage_error("--%s needs a value", fl->name);
+        return NULL;
+    }
+    val = rest[++*i];
+    if (fl->type == F_BLOB)
+        return blob_arg(cli, val, fl->name); /* prints its own errors */
+    if (flag_value(val, &owned, &val, fl->name))
+        return NULL;
+    switch (fl->type) {
+    case F_STR:
+        jv = json_string(val);
+        break;
+    case F_INT: {
+        char *end;
+        long long n;
+        errno = 0;
+        n = strtoll(val, &end, 10);
+        if (*end || !*val || errno)
+            usage_error("--%s must be an integer", fl->name);
+        else
+            jv = json_integer(n);
+        break;
+    }
+    case F_CTX:
+        if (!(jv = ctx_arg(val)))
+            usage_error("--%s takes k=v[,k2=v2] or a JSON object of strings", fl->name);
+        break;
+    case F_TAGS:
+    case F_LIST:
+        jv = json_array_arg(val, fl->type);
+        if (json_is_null(jv)) {
+            json_decref(jv);
+            jv = NULL;
+            usage_error("--%s: invalid JSON list", fl->name);
+            break;
+        }
+        if (jv)
+            break;
+        /* shorthand: one or more values follow, up to the next --flag */
+        jv = json_array();
+        --*i;
+        while (jv && *i + 1 < nrest && strncmp(rest[*i + 1], "--", 2)) {
+            const char *item_text = rest[++*i];
+            json_t *item = fl->type == F_TAGS ? tag_arg(item_text) : json_string(item_text);
+            if (!item) {
+                json_decref(jv);
+                jv = NULL;
+                usage_error("--%s takes TagKey=k,TagValue=v ... or a JSON list", fl->name);
+                break;
+            }
+            json_array_append_new(jv, item);
+        }
+        break;
+    case F_BOOL:
+    case F_BLOB:
+        break;
+    }
+    free(owned);
+    return jv;
+}
+
+/* Build the request body for verb v from its flags. Returns 0 or an exit status (message printed). */
+static int build_request(const struct cli *cli, const struct verb *v, char **rest, int nrest, json_t **out)
+{
+    json_t *req = json_object();
+    *out = NULL;
+    if (!req)
+        return 1;
+    for (int i = 0; i < nrest; i++) {
+        const char *a = rest[i];
+        const struct flag *fl = NULL;
+        json_t *jv;
+        if (strncmp(a, "--", 2)) {
+            json_decref(req);
+            return usage_error("unexpected argument %s", a);
+        }
+        for (const struct flag *f = v->flags; f->name; f++)
+            if (!strcmp(f->name, a + 2))
+                fl = f;
+        if (!fl) {
+            json_decref(req);
+            return usage_error("unknown option %s for %s", a, v->verb);
+        }
+        jv = parse_flag(cli, fl, rest, nrest, &i);
+        if (!jv) {
+            wipe_json_field(req, "Plaintext");
+            json_decref(req);
+            return EXIT_USAGE;
+        }
+        json_object_set_new(req, fl->field, jv);
+    }
+    *out = req;
+    return 0;
+}
+
+/* Print the (queried part of the) response. Returns the exit status. */
+static int print_response(const struct cli *cli, const char *resp, size_t resp_len)
+{
+    json_t *out = json_loadb(resp, resp_len, 0, NULL), *shown;
+    int rc = 0;
+    if (!out) {
+        fprintf(stderr, "envelopefs kms: the key service returned malformed JSON\n");
+        return EXIT_SERVICE;
+    }
+    shown = cli->query ? query_path(out, cli->query) : out;
+    if (!shown || json_is_null(shown)) {
+        /* like `aws --query`: a missing field prints None (text) or null (json) */
+        printf("%s\n", !strcmp(cli->output, "text") ? "None" : "null");
+    } else if (!strcmp(cli->output, "text") && json_is_string(shown)) {
+        printf("%s\n", json_string_value(shown));
+    } else if (!strcmp(cli->output, "text") && json_is_integer(shown)) {
+        printf("%lld\n", (long long)json_integer_value(shown));
+    } else if (!strcmp(cli->output, "text") && json_is_boolean(shown)) {
+        printf("%s\n", json_is_true(shown) ? "True" : "False");
+    } else if (json_is_object(shown) && json_object_size(shown) == 0 && !cli->query) {
+        /* like the AWS CLI: operations with an empty result print nothing */
+    } else {
+        json_dumpf(shown, stdout, JSON_INDENT(4) | JSON_ENCODE_ANY);
+        printf("\n");
+    }
+    if (fflush(stdout)) {
+        fprintf(stderr, "envelopefs kms: writing the output: %s\n", strerror(errno));
+        rc = 1;
+    }
+    wipe_json_field(out, "Plaintext");
+    json_decref(out);
+    return rc;
 }
 
 int cmd_kms(int argc, char **argv)
 {
-    cli_kms_opts g;
+    struct cli cli;
     const struct verb *v = NULL;
-    const char *query = NULL, *output = "json";
-    json_t *req;
+    const char *binfmt = NULL;
+    json_t *req = NULL;
     char **rest;
     int nrest = 0, rc = 0;
 
-    memset(&g, 0, sizeof g);
+    memset(&cli, 0, sizeof cli);
+    cli.output = "json";
+    kmsc_json_wipe_on_free(); /* requests and responses here may carry plaintext */
     if (argc < 2 || !strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? EXIT_USAGE : 0;
     }
+    /* `envelopefs kms serve` (the AWS-protocol server) is dispatched here by the network layer. */
+    if (!strcmp(argv[1], "serve"))
+        return cmd_kms_serve(argc - 1, argv + 1);
     /* Pull out global options wherever they are. */
     rest = calloc((size_t)argc, sizeof *rest);
     if (!rest)
@@ -386,19 +730,21 @@ int cmd_kms(int argc, char **argv)
         const char *a = argv[i];
         const char **slot = NULL;
         if (!strcmp(a, "--store"))
-            slot = &g.store;
+            slot = &cli.g.store;
         else if (!strcmp(a, "--endpoint-url") || !strcmp(a, "--kms"))
-            slot = &g.url;
+            slot = &cli.g.url;
         else if (!strcmp(a, "--root-key-file"))
-            slot = &g.root_key_file;
+            slot = &cli.g.root_key_file;
         else if (!strcmp(a, "--passphrase-file"))
-            slot = &g.passphrase_file;
+            slot = &cli.g.passphrase_file;
         else if (!strcmp(a, "--region") && strcmp(argv[1], "init-store"))
-            slot = &g.region;
+            slot = &cli.g.region;
         else if (!strcmp(a, "--query"))
-            slot = &query;
+            slot = &cli.query;
         else if (!strcmp(a, "--output"))
-            slot = &output;
+            slot = &cli.output;
+        else if (!strcmp(a, "--cli-binary-format"))
+            slot = &binfmt;
         if (slot) {
             if (i + 1 >= argc) {
                 free(rest);
@@ -409,146 +755,70 @@ int cmd_kms(int argc, char **argv)
             rest[nrest++] = argv[i];
         }
     }
+    if (strcmp(cli.output, "json") && strcmp(cli.output, "text")) {
+        free(rest);
+        return usage_error("--output takes json or text, not %s", cli.output);
+    }
+    if (binfmt && strcmp(binfmt, "base64") && strcmp(binfmt, "raw-in-base64-out")) {
+        free(rest);
+        return usage_error("--cli-binary-format takes base64 or raw-in-base64-out, not %s", binfmt);
+    }
+    cli.raw_binary = binfmt && !strcmp(binfmt, "raw-in-base64-out");
+    if (cli.g.url && strncmp(cli.g.url, "http://", 7) && strncmp(cli.g.url, "https://", 8) &&
+        strncmp(cli.g.url, "local:", 6)) {
+        free(rest);
+        return usage_error("--endpoint-url takes http://HOST:PORT or https://HOST:PORT, not %s", cli.g.url);
+    }
     if (!strcmp(argv[1], "init-store")) {
-        rc = init_store(nrest, rest, &g);
+        rc = init_store(nrest, rest, &cli.g);
         free(rest);
         return rc;
     }
     if (!strcmp(argv[1], "create-access-key")) {
-        rc = create_access_key(nrest, rest, &g);
+        rc = create_access_key(nrest, rest, &cli.g);
         free(rest);
         return rc;
     }
-    for (size_t i = 0; i < sizeof VERBS / sizeof VERBS[0]; i++)
+    for (size_t i = 0; i < NVERBS; i++)
         if (!strcmp(VERBS[i].verb, argv[1]))
             v = &VERBS[i];
     if (!v) {
         free(rest);
         return usage_error("unknown operation '%s'", argv[1]);
     }
-    req = json_object();
-    for (int i = 0; i < nrest; i++) {
-        const char *a = rest[i], *val;
-        const struct flag *fl = NULL;
-        json_t *jv = NULL;
-        if (strncmp(a, "--", 2)) {
-            json_decref(req);
-            free(rest);
-            return usage_error("unexpected argument %s", a);
-        }
-        for (const struct flag *f = v->flags; f->name; f++)
-            if (!strcmp(f->name, a + 2))
-                fl = f;
-        if (!fl) {
-            json_decref(req);
-            free(rest);
-            return usage_error("unknown option %s for this operation", a);
-        }
-        if (fl->type == F_BOOL) {
-            json_object_set_new(req, fl->field, json_true());
-            continue;
-        }
-        if (i + 1 >= nrest) {
-            json_decref(req);
-            free(rest);
-            return usage_error("%s needs a value", a);
-        }
-        val = rest[++i];
-        switch (fl->type) {
-        case F_STR:
-            jv = json_string(val);
-            break;
-        case F_INT: {
-            char *end;
-            long long n = strtoll(val, &end, 10);
-            if (*end || !*val) {
-                json_decref(req);
-                free(rest);
-                return usage_error("%s must be an integer", a);
-            }
-            jv = json_integer(n);
-            break;
-        }
-        case F_BLOB:
-            jv = blob_arg(val, fl->name);
-            if (!jv) {
-                json_decref(req);
-                free(rest);
-                return EXIT_USAGE;
-            }
-            break;
-        case F_CTX:
-            jv = ctx_arg(val);
-            if (!jv) {
-                json_decref(req);
-                free(rest);
-                return usage_error("%s takes k=v[,k2=v2] or a JSON object", a);
-            }
-            break;
-        case F_TAGS:
-        case F_LIST: {
-            /* one or more values follow (until the next --flag) */
-            jv = json_array();
-            i--;
-            while (i + 1 < nrest && strncmp(rest[i + 1], "--", 2)) {
-                json_t *item = fl->type == F_TAGS ? tag_arg(rest[++i]) : json_string(rest[++i]);
-                if (!item) {
-                    json_decref(jv);
-                    json_decref(req);
-                    free(rest);
-                    return usage_error("%s takes TagKey=k,TagValue=v ...", a);
-                }
-                json_array_append_new(jv, item);
-            }
-            break;
-        }
-        case F_BOOL:
-            break;
-        }
-        json_object_set_new(req, fl->field, jv);
-    }
+    rc = build_request(&cli, v, rest, nrest, &req);
     free(rest);
+    if (rc)
+        return rc;
     {
-        kmsc *c = cli_open_kms(&g, NULL);
-        char *body, *resp = NULL;
+        kmsc *c = cli_open_kms(&cli.g, NULL);
+        char *body = NULL, *resp = NULL;
         size_t resp_len = 0;
         kmsc_error err;
         kms_err e;
         if (!c) {
+            wipe_json_field(req, "Plaintext");
             json_decref(req);
             return EXIT_SERVICE;
         }
         body = json_dumps(req, JSON_COMPACT);
+        wipe_json_field(req, "Plaintext");
         json_decref(req);
-        e = body ? kmsc_call(c, v->op, body, strlen(body), &resp, &resp_len, &err) : KMS_ERR_NOMEM;
+        memset(&err, 0, sizeof err);
         if (body) {
+            e = kmsc_call(c, v->op, body, strlen(body), &resp, &resp_len, &err);
             sodium_memzero(body, strlen(body));
             free(body);
+        } else {
+            e = KMS_ERR_NOMEM;
+            snprintf(err.name, sizeof err.name, "%s", kms_err_name(e));
         }
         if (e) {
             fprintf(stderr, "An error occurred (%s) when calling the %s operation%s%s\n",
-                    body ? err.name : kms_err_name(e), v->op, body && err.message[0] ? ": " : "",
-                    body ? err.message : "");
+                    err.name[0] ? err.name : kms_err_name(e), v->op, err.message[0] ? ": " : "", err.message);
             rc = EXIT_SERVICE;
         } else {
-            json_t *out = json_loadb(resp, resp_len, 0, NULL);
-            json_t *shown = out;
-            if (query)
-                shown = json_object_get(out, query);
-            if (!shown) {
-                fprintf(stderr, "envelopefs kms: the response has no field %s\n", query ? query : "");
-                rc = 1;
-            } else if (!strcmp(output, "text") && json_is_string(shown)) {
-                printf("%s\n", json_string_value(shown));
-            } else if (!strcmp(output, "text") && json_is_integer(shown)) {
-                printf("%lld\n", (long long)json_integer_value(shown));
-            } else if (json_is_object(shown) && json_object_size(shown) == 0) {
-                /* like the AWS CLI: operations with an empty result print nothing */
-            } else {
-                json_dumpf(shown, stdout, JSON_INDENT(4) | JSON_ENCODE_ANY);
-                printf("\n");
-            }
-            json_decref(out);
+            rc = print_response(&cli, resp, resp_len);
             kmsc_response_free(resp, resp_len);
         }
         kmsc_free(c);

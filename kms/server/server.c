@@ -1,0 +1,486 @@
+/*
+ * server.c — the KMS JSON protocol over HTTP(S) on libmicrohttpd (thread pool, epoll): parse the
+ * request, authenticate it with SigV4 against the store's access keys, throttle per account, hand it
+ * with its principal to kms_core_call, and answer as AWS does: 200 with the JSON body, or 400/500 with
+ * {"__type": Name, "message": ...}; an x-amzn-RequestId header on every reply.
+ *
+ * Why libmicrohttpd: a well-kept C HTTP/1.1 server in Debian with keep-alive, a thread pool, epoll,
+ * per-connection timeouts, connection limits and TLS (GnuTLS); request bodies are bounded here.
+ */
+#include "server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <sodium.h>
+
+#include "envelopefs/log.h"
+#include "envelopefs/sigv4.h"
+
+#define MAX_BODY (64 * 1024)
+#define AK_CACHE 256
+#define BUCKETS 64
+
+struct ak_entry {
+    char id[24];
+    char secret[48];
+    char account[16];
+    char user[64];
+    int used;
+};
+
+struct bucket {
+    char account[16];
+    double tokens;
+    double last;
+};
+
+struct kms_server {
+    struct MHD_Daemon *d;
+    kms_core *core;
+    kms_server_opts o;
+    pthread_mutex_t lock;
+    struct ak_entry *aks;        /* sodium_malloc'd: holds secrets */
+    size_t ak_next;
+    struct bucket buckets[BUCKETS];
+    char *tls_cert, *tls_key;    /* PEM contents */
+    int unix_fd;
+    unsigned port;
+};
+
+struct req_state {
+    char *body;
+    size_t len, cap;
+    bool too_big;
+};
+
+static double now_mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Look up (and cache) an access key; copies into out. */
+static kms_err find_key(kms_server *s, const char *akid, struct ak_entry *out)
+{
+    kms_err e;
+    pthread_mutex_lock(&s->lock);
+    for (size_t i = 0; i < AK_CACHE; i++)
+        if (s->aks[i].used && !strcmp(s->aks[i].id, akid)) {
+            *out = s->aks[i];
+            pthread_mutex_unlock(&s->lock);
+            return KMS_OK;
+        }
+    pthread_mutex_unlock(&s->lock);
+    memset(out, 0, sizeof *out);
+    if (strlen(akid) >= sizeof out->id)
+        return KMS_ERR_UNRECOGNIZED_CLIENT;
+    e = kms_core_lookup_access_key(s->core, akid, out->secret, sizeof out->secret, out->account, sizeof out->account,
+                                   out->user, sizeof out->user);
+    if (e)
+        return e == KMS_ERR_UNRECOGNIZED_CLIENT ? e : KMS_ERR_INTERNAL;
+    snprintf(out->id, sizeof out->id, "%s", akid);
+    out->used = 1;
+    pthread_mutex_lock(&s->lock);
+    s->aks[s->ak_next] = *out;
+    s->ak_next = (s->ak_next + 1) % AK_CACHE;
+    pthread_mutex_unlock(&s->lock);
+    return KMS_OK;
+}
+
+/* Token bucket per account. */
+static bool allow(kms_server *s, const char *account)
+{
+    double t = now_mono(), rate = s->o.rate_limit > 0 ? s->o.rate_limit : 10000;
+    struct bucket *b = NULL, *oldest = &s->buckets[0];
+    bool ok;
+    pthread_mutex_lock(&s->lock);
+    for (int i = 0; i < BUCKETS; i++) {
+        if (!strcmp(s->buckets[i].account, account)) {
+            b = &s->buckets[i];
+            break;
+        }
+        if (s->buckets[i].last < oldest->last)
+            oldest = &s->buckets[i];
+    }
+    if (!b) {
+        b = oldest;
+        snprintf(b->account, sizeof b->account, "%s", account);
+        b->tokens = rate;
+        b->last = t;
+    }
+    b->tokens += (t - b->last) * rate;
+    if (b->tokens > rate)
+        b->tokens = rate;
+    b->last = t;
+    ok = b->tokens >= 1.0;
+    if (ok)
+        b->tokens -= 1.0;
+    pthread_mutex_unlock(&s->lock);
+    return ok;
+}
+
+static void free_wiped(void *p)
+{
+    if (p) {
+        sodium_memzero(p, strlen(p));
+        free(p);
+    }
+}
+
+static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, char *body)
+{
+    struct MHD_Response *r;
+    enum MHD_Result rc;
+    uint8_t rid[16];
+    char id[40];
+    if (!body)
+        return MHD_NO;
+    r = MHD_create_response_from_buffer_with_free_callback(strlen(body), body, free_wiped);
+    if (!r) {
+        free_wiped(body);
+        return MHD_NO;
+    }
+    randombytes_buf(rid, sizeof rid);
+    snprintf(id, sizeof id, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", rid[0], rid[1],
+             rid[2], rid[3], rid[4], rid[5], rid[6], rid[7], rid[8], rid[9], rid[10], rid[11], rid[12], rid[13],
+             rid[14], rid[15]);
+    MHD_add_response_header(r, "Content-Type", "application/x-amz-json-1.1");
+    MHD_add_response_header(r, "x-amzn-RequestId", id);
+    rc = MHD_queue_response(c, status, r);
+    MHD_destroy_response(r);
+    return rc;
+}
+
+static enum MHD_Result reply_error(struct MHD_Connection *c, kms_err e, const char *msg)
+{
+    json_t *o = json_pack("{s:s}", "__type", kms_err_name(e));
+    char *body;
+    unsigned status = 400;
+    if (msg)
+        json_object_set_new(o, "message", json_string(msg));
+    body = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    if (e == KMS_ERR_INTERNAL || e == KMS_ERR_IO || e == KMS_ERR_NOMEM || e == KMS_ERR_CORRUPT_STORE)
+        status = 500;
+    else if (e == KMS_ERR_DEPENDENCY_TIMEOUT)
+        status = 503;
+    return reply(c, status, body);
+}
+
+/* Authenticate; on success fills the principal strings. */
+static kms_err authenticate(kms_server *s, struct MHD_Connection *c, const struct req_state *st,
+                            struct ak_entry *key, const char **msg)
+{
+    const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+    const char *date = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Amz-Date");
+    sigv4_auth a;
+    sigv4_header hdrs[32];
+    size_t n = 0;
+    char names[1024], *save = NULL, *tok;
+    int64_t t;
+    kms_err e;
+
+    if (!auth) {
+        *msg = "Missing Authentication Token";
+        return KMS_ERR_MISSING_AUTH;
+    }
+    if (sigv4_parse_auth(auth, &a)) {
+        *msg = "Authorization header requires 'Credential', 'SignedHeaders' and 'Signature' (AWS4-HMAC-SHA256)";
+        return KMS_ERR_INCOMPLETE_SIGNATURE;
+    }
+    if (strcmp(a.service, "kms")) {
+        *msg = "Credential should be scoped to correct service: 'kms'.";
+        return KMS_ERR_SIGNATURE_MISMATCH;
+    }
+    if (!date || (t = sigv4_parse_date(date)) < 0) {
+        *msg = "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.";
+        return KMS_ERR_INCOMPLETE_SIGNATURE;
+    }
+    if (llabs((long long)(t - (int64_t)time(NULL))) > (s->o.max_skew_s ? s->o.max_skew_s : 300)) {
+        *msg = "Signature expired: the request time is more than 5 minutes from the server's time.";
+        return KMS_ERR_CLOCK_SKEW;
+    }
+    snprintf(names, sizeof names, "%s", a.signed_headers);
+    for (tok = strtok_r(names, ";", &save); tok; tok = strtok_r(NULL, ";", &save)) {
+        const char *v = MHD_lookup_connection_value(c, MHD_HEADER_KIND, tok);
+        if (!v || n == sizeof hdrs / sizeof hdrs[0]) {
+            *msg = "A signed header is missing from the request";
+            return KMS_ERR_INCOMPLETE_SIGNATURE;
+        }
+        hdrs[n].name = tok;
+        hdrs[n].value = v;
+        n++;
+    }
+    if (!strstr(a.signed_headers, "host")) {
+        *msg = "'Host' must be a signed header";
+        return KMS_ERR_INCOMPLETE_SIGNATURE;
+    }
+    e = find_key(s, a.access_key, key);
+    if (e) {
+        *msg = e == KMS_ERR_UNRECOGNIZED_CLIENT ? "The security token included in the request is invalid." : NULL;
+        return e;
+    }
+    {
+        sigv4_request r = {.method = "POST", .path = "/", .query = "", .headers = hdrs, .n_headers = n,
+                           .payload = (const uint8_t *)st->body, .payload_len = st->len};
+        if (sigv4_verify(&r, &a, key->secret, date)) {
+            sodium_memzero(key->secret, sizeof key->secret);
+            *msg = "The request signature we calculated does not match the signature you provided. Check your "
+                   "AWS Secret Access Key and signing method.";
+            return KMS_ERR_SIGNATURE_MISMATCH;
+        }
+    }
+    sodium_memzero(key->secret, sizeof key->secret);
+    return KMS_OK;
+}
+
+static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                              const char *version, const char *upload, size_t *upload_size, void **con_cls)
+{
+    kms_server *s = cls;
+    struct req_state *st = *con_cls;
+    const char *target, *msg = NULL, *op;
+    struct ak_entry key;
+    char *resp = NULL, *emsg = NULL, source[64];
+    size_t resp_len;
+    kms_err e;
+    (void)version;
+
+    if (!st) {
+        st = calloc(1, sizeof *st);
+        if (!st)
+            return MHD_NO;
+        *con_cls = st;
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        if (st->len + *upload_size > MAX_BODY) {
+            st->too_big = true;
+        } else {
+            if (st->len + *upload_size + 1 > st->cap) {
+                size_t cap = st->len + *upload_size + 1 + 1024;
+                char *nb = realloc(st->body, cap);
+                if (!nb)
+                    return MHD_NO;
+                st->body = nb;
+                st->cap = cap;
+            }
+            memcpy(st->body + st->len, upload, *upload_size);
+            st->len += *upload_size;
+            st->body[st->len] = 0;
+        }
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    if (strcmp(method, "POST") || strcmp(url, "/"))
+        return reply_error(c, KMS_ERR_UNKNOWN_OPERATION, "only POST / with X-Amz-Target is served");
+    if (st->too_big)
+        return reply_error(c, KMS_ERR_VALIDATION, "request body too large (limit 64 KiB)");
+    target = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Amz-Target");
+    if (!target || strncmp(target, "TrentService.", 13))
+        return reply_error(c, KMS_ERR_UNKNOWN_OPERATION, "X-Amz-Target must be TrentService.<Operation>");
+    op = target + 13;
+    e = authenticate(s, c, st, &key, &msg);
+    if (e)
+        return reply_error(c, e, msg);
+    if (!allow(s, key.account))
+        return reply_error(c, KMS_ERR_THROTTLING, "Rate exceeded");
+    {
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        char addr[INET6_ADDRSTRLEN] = "unix";
+        if (ci && ci->client_addr && ci->client_addr->sa_family == AF_INET)
+            inet_ntop(AF_INET, &((const struct sockaddr_in *)ci->client_addr)->sin_addr, addr, sizeof addr);
+        snprintf(source, sizeof source, "http:%s", addr);
+    }
+    {
+        kms_principal p = {.account = key.account, .user = key.user, .access_key = key.id, .source = source};
+        e = kms_core_call(s->core, &p, op, st->body ? st->body : "{}", st->body ? st->len : 2, &resp, &resp_len, &emsg);
+    }
+    if (e) {
+        enum MHD_Result r = reply_error(c, e, emsg);
+        free(emsg);
+        return r;
+    }
+    return reply(c, 200, resp);
+}
+
+static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe)
+{
+    struct req_state *st = *con_cls;
+    (void)cls;
+    (void)c;
+    (void)toe;
+    if (st) {
+        if (st->body) {
+            sodium_memzero(st->body, st->cap);
+            free(st->body);
+        }
+        free(st);
+        *con_cls = NULL;
+    }
+}
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "re");
+    char *buf;
+    long n;
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    buf = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        free(buf);
+        buf = NULL;
+    }
+    if (buf)
+        buf[n] = 0;
+    fclose(f);
+    return buf;
+}
+
+kms_err kms_server_start(kms_core *core, const kms_server_opts *o, kms_server **out, char **errmsg)
+{
+    kms_server *s;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_USE_ITC;
+    struct sockaddr_in sin;
+    unsigned threads = o->threads ? o->threads : (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
+
+    *out = NULL;
+    if (errmsg)
+        *errmsg = NULL;
+    s = calloc(1, sizeof *s);
+    if (!s)
+        return KMS_ERR_NOMEM;
+    s->core = core;
+    s->o = *o;
+    s->unix_fd = -1;
+    pthread_mutex_init(&s->lock, NULL);
+    s->aks = sodium_malloc(AK_CACHE * sizeof *s->aks);
+    if (!s->aks) {
+        free(s);
+        return KMS_ERR_NOMEM;
+    }
+    memset(s->aks, 0, AK_CACHE * sizeof *s->aks);
+    if (threads < 1)
+        threads = 1;
+    memset(&sin, 0, sizeof sin);
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sin.sin_port = htons(4599);
+    if (o->listen) {
+        char host[64];
+        const char *colon = strrchr(o->listen, ':');
+        unsigned long port;
+        if (!colon || (size_t)(colon - o->listen) >= sizeof host) {
+            if (errmsg)
+                *errmsg = strdup("--listen takes ADDRESS:PORT, e.g. 127.0.0.1:4599");
+            kms_server_stop(s);
+            return KMS_ERR_VALIDATION;
+        }
+        memcpy(host, o->listen, (size_t)(colon - o->listen));
+        host[colon - o->listen] = 0;
+        port = strtoul(colon + 1, NULL, 10);
+        if (inet_pton(AF_INET, host, &sin.sin_addr) != 1 || port > 65535) {
+            if (errmsg)
+                *errmsg = strdup("--listen takes an IPv4 ADDRESS:PORT, e.g. 127.0.0.1:4599");
+            kms_server_stop(s);
+            return KMS_ERR_VALIDATION;
+        }
+        sin.sin_port = htons((uint16_t)port);
+    }
+    if (o->tls_cert || o->tls_key) {
+        s->tls_cert = o->tls_cert ? slurp(o->tls_cert) : NULL;
+        s->tls_key = o->tls_key ? slurp(o->tls_key) : NULL;
+        if (!s->tls_cert || !s->tls_key) {
+            if (errmsg)
+                *errmsg = strdup("--tls-cert and --tls-key must both name readable PEM files");
+            kms_server_stop(s);
+            return KMS_ERR_VALIDATION;
+        }
+        flags |= MHD_USE_TLS;
+    }
+    if (o->unix_path) {
+        struct sockaddr_un sun;
+        memset(&sun, 0, sizeof sun);
+        sun.sun_family = AF_UNIX;
+        if (strlen(o->unix_path) >= sizeof sun.sun_path) {
+            kms_server_stop(s);
+            return KMS_ERR_VALIDATION;
+        }
+        strcpy(sun.sun_path, o->unix_path);
+        unlink(o->unix_path);
+        s->unix_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (s->unix_fd < 0 || bind(s->unix_fd, (struct sockaddr *)&sun, sizeof sun) || listen(s->unix_fd, 512) ||
+            chmod(o->unix_path, 0600)) {
+            if (errmsg && asprintf(errmsg, "cannot listen on %s: %s", o->unix_path, strerror(errno)) < 0)
+                *errmsg = NULL;
+            kms_server_stop(s);
+            return KMS_ERR_IO;
+        }
+    }
+    s->d = MHD_start_daemon(
+        flags, 0, NULL, NULL, handle, s, MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_LIMIT,
+        o->max_connections ? o->max_connections : 1024u, MHD_OPTION_CONNECTION_TIMEOUT,
+        o->timeout_s ? o->timeout_s : 30u, MHD_OPTION_NOTIFY_COMPLETED, completed, s,
+        s->unix_fd >= 0 ? MHD_OPTION_LISTEN_SOCKET : MHD_OPTION_SOCK_ADDR,
+        s->unix_fd >= 0 ? (intptr_t)s->unix_fd : (intptr_t)&sin, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
+        s->tls_cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, s->tls_cert, MHD_OPTION_HTTPS_MEM_KEY, s->tls_key,
+        MHD_OPTION_END);
+    if (!s->d) {
+        if (errmsg && asprintf(errmsg, "cannot start the HTTP server on %s: %s",
+                               o->unix_path ? o->unix_path : (o->listen ? o->listen : "127.0.0.1:4599"),
+                               strerror(errno)) < 0)
+            *errmsg = NULL;
+        kms_server_stop(s);
+        return KMS_ERR_IO;
+    }
+    {
+        const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
+        s->port = di ? di->port : 0;
+    }
+    *out = s;
+    return KMS_OK;
+}
+
+unsigned kms_server_port(kms_server *s) { return s->port; }
+
+void kms_server_stop(kms_server *s)
+{
+    if (!s)
+        return;
+    if (s->d) {
+        MHD_quiesce_daemon(s->d);
+        MHD_stop_daemon(s->d); /* waits for the worker threads: in-flight requests finish */
+    }
+    if (s->unix_fd >= 0)
+        close(s->unix_fd);
+    if (s->o.unix_path)
+        unlink(s->o.unix_path);
+    if (s->aks)
+        sodium_free(s->aks);
+    if (s->tls_key) {
+        sodium_memzero(s->tls_key, strlen(s->tls_key));
+        free(s->tls_key);
+    }
+    free(s->tls_cert);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+}

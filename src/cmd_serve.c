@@ -1,0 +1,180 @@
+/*
+ * cmd_serve.c — `envelopefs kms serve`: run the key service as a daemon speaking the AWS KMS JSON
+ * protocol (kms/server/). Daemonises unless --foreground; writes a pid file; SIGTERM/SIGINT stop it
+ * cleanly after in-flight requests; no core dumps; one log line at start and stop.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli_common.h"
+#include "commands.h"
+#include "envelopefs/log.h"
+#include "server.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: envelopefs kms serve [--listen ADDR:PORT | --unix PATH] [--tls-cert F --tls-key F]\n"
+               "                            [--foreground] [--pid-file F] [--rate-limit N] [--threads N]\n"
+               "                            [--store DIR] [--root-key-file F] [--passphrase-file F]\n"
+               "Serves the key store over HTTP(S) with the AWS KMS JSON protocol; every request must be\n"
+               "SigV4-signed with an access key from `envelopefs kms create-access-key`.\n"
+               "  --listen ADDR:PORT   default 127.0.0.1:4599\n"
+               "  --rate-limit N       requests per second per account (default 10000, AWS's default quota)\n");
+}
+
+int cmd_kms_serve(int argc, char **argv)
+{
+    enum { O_LISTEN = 1000, O_UNIX, O_CERT, O_KEY, O_FG, O_PID, O_RATE, O_THREADS, O_STORE, O_RK, O_PF };
+    static const struct option opts[] = {
+        {"listen", required_argument, NULL, O_LISTEN}, {"unix", required_argument, NULL, O_UNIX},
+        {"tls-cert", required_argument, NULL, O_CERT}, {"tls-key", required_argument, NULL, O_KEY},
+        {"foreground", no_argument, NULL, O_FG}, {"pid-file", required_argument, NULL, O_PID},
+        {"rate-limit", required_argument, NULL, O_RATE}, {"threads", required_argument, NULL, O_THREADS},
+        {"store", required_argument, NULL, O_STORE}, {"root-key-file", required_argument, NULL, O_RK},
+        {"passphrase-file", required_argument, NULL, O_PF}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    kms_server_opts so;
+    cli_kms_opts k;
+    const char *pid_file = NULL;
+    bool fg = false;
+    int c, sig, rc = 0;
+    sigset_t set;
+    kmsc *client;
+    kms_server *srv;
+    char *msg = NULL;
+    struct rlimit rl = {0, 0};
+
+    memset(&so, 0, sizeof so);
+    memset(&k, 0, sizeof k);
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case O_LISTEN: so.listen = optarg; break;
+        case O_UNIX: so.unix_path = optarg; break;
+        case O_CERT: so.tls_cert = optarg; break;
+        case O_KEY: so.tls_key = optarg; break;
+        case O_FG: fg = true; break;
+        case O_PID: pid_file = optarg; break;
+        case O_RATE: so.rate_limit = strtod(optarg, NULL); break;
+        case O_THREADS: so.threads = (unsigned)strtoul(optarg, NULL, 10); break;
+        case O_STORE: k.store = optarg; break;
+        case O_RK: k.root_key_file = optarg; break;
+        case O_PF: k.passphrase_file = optarg; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind != argc) {
+        usage(stderr);
+        return 2;
+    }
+    setrlimit(RLIMIT_CORE, &rl);
+    efs_log_init("envelopefs-kms", !fg, EFS_LOG_INFO);
+    /* Unlock the store in the foreground so errors are seen, then again in the daemon. */
+    client = cli_open_kms(&k, NULL);
+    if (!client)
+        return 1;
+    if (!fg) {
+        int pfd[2];
+        char ok = 0;
+        kmsc_free(client);
+        if (pipe(pfd))
+            return 1;
+        switch (fork()) {
+        case -1:
+            return 1;
+        case 0:
+            close(pfd[0]);
+            setsid();
+            if (chdir("/")) {
+            }
+            {
+                int nfd = open("/dev/null", O_RDWR);
+                if (nfd >= 0) {
+                    dup2(nfd, 0);
+                    dup2(nfd, 1);
+                    dup2(nfd, 2);
+                    if (nfd > 2)
+                        close(nfd);
+                }
+            }
+            client = cli_open_kms(&k, NULL);
+            if (!client)
+                _exit(1);
+            break;
+        default:
+            close(pfd[1]);
+            if (read(pfd[0], &ok, 1) != 1 || ok != 1) {
+                fprintf(stderr, "envelopefs kms serve: the server failed to start (see syslog)\n");
+                return 1;
+            }
+            return 0;
+        }
+        /* child continues; report readiness through pfd[1] below */
+        sigemptyset(&set);
+        sigaddset(&set, SIGTERM);
+        sigaddset(&set, SIGINT);
+        sigaddset(&set, SIGHUP);
+        pthread_sigmask(SIG_BLOCK, &set, NULL);
+        if (kms_server_start(kmsc_embedded_core(client), &so, &srv, &msg)) {
+            EFS_ERROR("%s", msg ? msg : "cannot start");
+            _exit(1);
+        }
+        if (pid_file) {
+            FILE *f = fopen(pid_file, "we");
+            if (f) {
+                fprintf(f, "%d\n", (int)getpid());
+                fclose(f);
+            }
+        }
+        {
+            char one = 1;
+            if (write(pfd[1], &one, 1) != 1) {
+            }
+            close(pfd[1]);
+        }
+    } else {
+        sigemptyset(&set);
+        sigaddset(&set, SIGTERM);
+        sigaddset(&set, SIGINT);
+        sigaddset(&set, SIGHUP);
+        pthread_sigmask(SIG_BLOCK, &set, NULL);
+        if (kms_server_start(kmsc_embedded_core(client), &so, &srv, &msg)) {
+            fprintf(stderr, "envelopefs kms serve: %s\n", msg ? msg : "cannot start");
+            free(msg);
+            kmsc_free(client);
+            return 1;
+        }
+        if (pid_file) {
+            FILE *f = fopen(pid_file, "we");
+            if (f) {
+                fprintf(f, "%d\n", (int)getpid());
+                fclose(f);
+            }
+        }
+    }
+    EFS_INFO("key service listening on %s (pid %d)",
+             so.unix_path ? so.unix_path : (so.listen ? so.listen : "127.0.0.1:4599"), (int)getpid());
+    if (fg) {
+        printf("listening on %s\n", so.unix_path ? so.unix_path : (so.listen ? so.listen : "127.0.0.1:4599"));
+        fflush(stdout);
+    }
+    do {
+        if (sigwait(&set, &sig))
+            break;
+    } while (sig == SIGHUP);
+    EFS_INFO("stopping on signal %d: finishing in-flight requests", sig);
+    kms_server_stop(srv);
+    kmsc_free(client);
+    if (pid_file)
+        unlink(pid_file);
+    EFS_INFO("key service stopped");
+    return rc;
+}
