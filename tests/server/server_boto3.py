@@ -1,0 +1,92 @@
+#!/usr/bin/env python3
+"""server_boto3.py — boto3 and raw HTTP against `envelopefs kms serve`: operations, error names,
+the wire format (x-amzn-RequestId, __type/message bodies), SigV4 rejections (missing, malformed,
+wrong, expired), unknown operations, malformed JSON.  Usage: server_boto3.py URL AK SK"""
+import base64, datetime, http.client, json, sys, urllib.parse
+import boto3, botocore
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.config import Config
+from botocore.credentials import Credentials
+
+url, ak, sk = sys.argv[1:4]
+kms = boto3.client("kms", endpoint_url=url, region_name="us-east-1", aws_access_key_id=ak,
+                   aws_secret_access_key=sk, config=Config(retries={"max_attempts": 1}))
+
+def err(fn, **kw):
+    try:
+        fn(**kw)
+    except botocore.exceptions.ClientError as e:
+        return e.response["Error"]["Code"]
+    raise AssertionError(f"{fn.__name__} succeeded")
+
+k = kms.create_key(Description="boto3", Tags=[{"TagKey": "a", "TagValue": "b"}])["KeyMetadata"]
+assert k["KeyState"] == "Enabled" and k["Arn"].endswith(k["KeyId"])
+kms.create_alias(AliasName="alias/boto", TargetKeyId=k["KeyId"])
+dk = kms.generate_data_key(KeyId="alias/boto", KeySpec="AES_256", EncryptionContext={"purpose": "boto3"})
+assert len(dk["Plaintext"]) == 32 and dk["KeyId"] == k["Arn"]
+pt = kms.decrypt(CiphertextBlob=dk["CiphertextBlob"], EncryptionContext={"purpose": "boto3"})["Plaintext"]
+assert pt == dk["Plaintext"]
+assert err(kms.decrypt, CiphertextBlob=dk["CiphertextBlob"]) == "InvalidCiphertextException"
+assert err(kms.decrypt, CiphertextBlob=dk["CiphertextBlob"], EncryptionContext={"Purpose": "boto3"}) == "InvalidCiphertextException"
+ct = kms.encrypt(KeyId=k["Arn"], Plaintext=b"x" * 4096)["CiphertextBlob"]
+assert kms.decrypt(CiphertextBlob=ct)["Plaintext"] == b"x" * 4096
+assert err(kms.encrypt, KeyId=k["KeyId"], Plaintext=b"x" * 4097) == "ValidationException"
+assert err(kms.generate_data_key, KeyId=k["KeyId"]) == "ValidationException"
+assert err(kms.describe_key, KeyId="alias/missing") == "NotFoundException"
+kms.enable_key_rotation(KeyId=k["KeyId"])
+kms.rotate_key_on_demand(KeyId=k["KeyId"])
+assert kms.decrypt(CiphertextBlob=ct)["Plaintext"] == b"x" * 4096
+ct2 = kms.re_encrypt(CiphertextBlob=ct, DestinationKeyId="alias/boto")["CiphertextBlob"]
+assert ct2[18:22] == b"\0\0\0\2", "ReEncrypt moves the blob to the newest key version"
+page = kms.list_keys(Limit=1)
+assert len(page["Keys"]) == 1
+paginator = kms.get_paginator("list_aliases")
+assert any(a["AliasName"] == "alias/boto" for p in paginator.paginate() for a in p["Aliases"])
+kms.disable_key(KeyId=k["KeyId"])
+assert err(kms.decrypt, CiphertextBlob=ct) == "DisabledException"
+kms.enable_key(KeyId=k["KeyId"])
+
+# Raw protocol checks
+u = urllib.parse.urlparse(url)
+
+def raw(op, body, sign=True, date=None, secret=sk, extra=None):
+    headers = {"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": f"TrentService.{op}",
+               "Host": u.netloc}
+    if sign:
+        req = AWSRequest(method="POST", url=url + "/", data=body, headers=headers)
+        auth = SigV4Auth(Credentials(ak, secret), "kms", "us-east-1")
+        ts = (date or datetime.datetime.utcnow()).strftime("%Y%m%dT%H%M%SZ")
+        req.context["timestamp"] = ts
+        auth._modify_request_before_signing(req)
+        canonical = auth.canonical_request(req)
+        sts = auth.string_to_sign(req, canonical)
+        sig = auth.signature(sts, req)
+        auth._inject_signature_to_request(req, sig)
+        headers = dict(req.headers.items())
+    headers.update(extra or {})
+    c = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
+    c.request("POST", "/", body=body, headers=headers)
+    r = c.getresponse()
+    data = r.read()
+    rid = r.getheader("x-amzn-RequestId")
+    c.close()
+    return r.status, json.loads(data), rid
+
+st, body, rid = raw("ListKeys", b"{}")
+assert st == 200 and "Keys" in body and rid and len(rid) == 36, (st, body, rid)
+st, body, rid = raw("ListKeys", b"{}", sign=False)
+assert st == 400 and body["__type"] == "MissingAuthenticationTokenException" and rid, body
+st, body, _ = raw("ListKeys", b"{}", secret="wrong")
+assert body["__type"] == "InvalidSignatureException", body
+st, body, _ = raw("ListKeys", b"{}", date=datetime.datetime.utcnow() - datetime.timedelta(minutes=6))
+assert body["__type"] == "InvalidSignatureException" and "expired" in body["message"].lower(), body
+st, body, _ = raw("ListKeys", b"{}", extra={"Authorization": "AWS4-HMAC-SHA256 garbage"})
+assert body["__type"] == "IncompleteSignatureException", body
+st, body, _ = raw("NoSuchThing", b"{}")
+assert body["__type"] == "UnknownOperationException", body
+st, body, _ = raw("ListKeys", b"{not json")
+assert body["__type"] == "SerializationException", body
+st, body, _ = raw("Decrypt", json.dumps({"CiphertextBlob": base64.b64encode(b"\1" * 60).decode()}).encode())
+assert st == 400 and body["__type"] == "InvalidCiphertextException", body
+print("server_boto3: all checks passed")
