@@ -66,6 +66,7 @@ struct kms_core {
     kms_clock_fn clock;
     void *clock_arg;
     int64_t data_version;      /* last PRAGMA data_version seen */
+    sqlite3_stmt *dv_stmt;     /* prepared PRAGMA data_version (checked on every call) */
     kms_key *keys;             /* in-memory copy of the keys table, sorted by creation order */
     size_t n_keys, cap_keys;
     kms_alias *aliases;
@@ -93,6 +94,11 @@ void kms_store_flush_audit(kms_core *c);
 kms_key *kms_find_key(kms_core *c, const char *id);
 kms_alias *kms_find_alias(kms_core *c, const char *name);
 void kms_free_tables(kms_core *c);
+
+/* scratch.c: this thread's locked scratch buffer (KMS_SCRATCH_MAX bytes) for short-lived plaintext;
+ * the caller wipes what it used. NULL if n is too large or on OOM. */
+#define KMS_SCRATCH_MAX 8192
+uint8_t *kms_scratch(size_t n);
 
 /* dispatch.c helpers used by ops */
 char *kms_strdupf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

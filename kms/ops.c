@@ -295,7 +295,7 @@ static kms_err seal_blob(struct op_ctx *x, kms_key *k, const uint8_t *pt, size_t
     return *blob_json ? KMS_OK : KMS_ERR_NOMEM;
 }
 
-/* Open a blob. explicit_key may be NULL. *pt is sodium_malloc'd (free with sodium_free). */
+/* Open a blob. explicit_key may be NULL. *pt is this thread's scratch buffer: wipe *pt_len bytes after use. */
 static kms_err open_blob(struct op_ctx *x, const uint8_t *buf, size_t len, const kms_ectx *ectx,
                          kms_key *explicit_key, kms_key **used, uint8_t **pt, size_t *pt_len)
 {
@@ -338,7 +338,7 @@ static kms_err open_blob(struct op_ctx *x, const uint8_t *buf, size_t len, const
         return e;
     if (kms_ectx_encode(ectx, &aad, &aad_len))
         return fail(x, KMS_ERR_INVALID_CIPHERTEXT, NULL);
-    *pt = sodium_malloc(b.ciphertext_len ? b.ciphertext_len : 1);
+    *pt = kms_scratch(b.ciphertext_len ? b.ciphertext_len : 1);
     if (!*pt) {
         free(aad);
         return KMS_ERR_NOMEM;
@@ -346,8 +346,7 @@ static kms_err open_blob(struct op_ctx *x, const uint8_t *buf, size_t len, const
     if (kms_gcm_open(mat, b.nonce, b.header, KMS_BLOB_HEADER_LEN, aad, aad_len, b.ciphertext, b.ciphertext_len, b.tag,
                      *pt)) {
         free(aad);
-        sodium_free(*pt);
-        *pt = NULL;
+        *pt = NULL; /* kms_gcm_open wiped the scratch */
         return fail(x, KMS_ERR_INVALID_CIPHERTEXT, NULL);
     }
     free(aad);
@@ -1048,7 +1047,7 @@ static kms_err data_key(struct op_ctx *x, json_t *in, json_t **out, bool with_pl
         free(pairs);
         return e;
     }
-    pt = sodium_malloc((size_t)nbytes);
+    pt = kms_scratch((size_t)nbytes);
     if (!pt) {
         free(pairs);
         return KMS_ERR_NOMEM;
@@ -1057,14 +1056,14 @@ static kms_err data_key(struct op_ctx *x, json_t *in, json_t **out, bool with_pl
     e = seal_blob(x, k, pt, (size_t)nbytes, &ectx, &blob);
     free(pairs);
     if (e) {
-        sodium_free(pt);
+        sodium_memzero(pt, (size_t)nbytes);
         return e;
     }
     key_arn(x->core, k, arn, sizeof arn);
     *out = json_pack("{s:o, s:s}", "CiphertextBlob", blob, "KeyId", arn);
     if (with_plaintext)
         json_object_set_new(*out, "Plaintext", b64_json(pt, (size_t)nbytes));
-    sodium_free(pt);
+    sodium_memzero(pt, (size_t)nbytes);
     return KMS_OK;
 }
 
@@ -1101,7 +1100,7 @@ kms_err op_decrypt(struct op_ctx *x, json_t *in, json_t **out)
     key_arn(x->core, used, arn, sizeof arn);
     *out = json_pack("{s:s, s:o, s:s}", "KeyId", arn, "Plaintext", b64_json(pt, n), "EncryptionAlgorithm",
                      "SYMMETRIC_DEFAULT");
-    sodium_free(pt);
+    sodium_memzero(pt, n);
     return KMS_OK;
 }
 
@@ -1143,7 +1142,7 @@ kms_err op_re_encrypt(struct op_ctx *x, json_t *in, json_t **out)
     if (!e)
         e = seal_blob(x, dst, pt, n, &dctx, &nb);
     if (pt)
-        sodium_free(pt);
+        sodium_memzero(pt, n);
     free(blob);
     free(sp);
     free(dp);
@@ -1170,11 +1169,11 @@ kms_err op_generate_random(struct op_ctx *x, json_t *in, json_t **out)
                     "have value between 1 and 1024");
     if ((e = kms_authorize(x->core, x->caller, x->operation, NULL)))
         return e;
-    buf = sodium_malloc((size_t)n);
+    buf = kms_scratch((size_t)n);
     if (!buf)
         return KMS_ERR_NOMEM;
     randombytes_buf(buf, (size_t)n);
     *out = json_pack("{s:o}", "Plaintext", b64_json(buf, (size_t)n));
-    sodium_free(buf);
+    sodium_memzero(buf, (size_t)n);
     return KMS_OK;
 }

@@ -502,6 +502,7 @@ void kms_core_free(kms_core *c)
         kms_store_flush_audit(c);
     pthread_mutex_unlock(&c->lock);
     kms_free_tables(c);
+    sqlite3_finalize(c->dv_stmt);
     sqlite3_close(c->db);
     sodium_free(c->root_key);
     free(c->dir);
@@ -696,13 +697,13 @@ out:
 
 kms_err kms_store_reload_if_changed(kms_core *c, char **msg)
 {
-    sqlite3_stmt *dv;
     int64_t v = c->data_version;
-    if (sqlite3_prepare_v2(c->db, "PRAGMA data_version", -1, &dv, NULL) != SQLITE_OK)
+    if (!c->dv_stmt && sqlite3_prepare_v3(c->db, "PRAGMA data_version", -1, SQLITE_PREPARE_PERSISTENT, &c->dv_stmt,
+                                          NULL) != SQLITE_OK)
         return db_err(c, msg, "data_version");
-    if (sqlite3_step(dv) == SQLITE_ROW)
-        v = sqlite3_column_int64(dv, 0);
-    sqlite3_finalize(dv);
+    if (sqlite3_step(c->dv_stmt) == SQLITE_ROW)
+        v = sqlite3_column_int64(c->dv_stmt, 0);
+    sqlite3_reset(c->dv_stmt);
     if (v == c->data_version)
         return KMS_OK;
     return kms_store_load(c, msg);
