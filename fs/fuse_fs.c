@@ -401,39 +401,46 @@ static const char *what_of(struct inode *in, char *buf, size_t cap)
     return buf;
 }
 
-/* Read plaintext [off, off+len) (rw lock held). Returns bytes read or -errno. */
+/* Read plaintext [off, off+len) (rw lock held). Returns bytes read or -errno. The stored blocks of
+ * the whole range are read with one pread and decrypted one by one. */
 static ssize_t read_plain(struct inode *in, int fd, uint8_t *out, size_t len, uint64_t off)
 {
-    uint64_t bs = in->bs, stored = bs + EFS_BLOCK_OVERHEAD, end, first, last, pos;
+    uint64_t bs = in->bs, stored = bs + EFS_BLOCK_OVERHEAD, end, first, last;
+    uint64_t ct_off, ct_len;
     uint8_t *ct, *pt;
     size_t done = 0;
+    ssize_t n;
 
     if (off >= in->size)
         return 0;
     end = off + len > in->size ? in->size : off + len;
     first = off / bs;
     last = (end - 1) / bs;
-    ct = malloc(stored);
+    ct_off = in->data_off + first * stored;
+    ct_len = (last - first) * stored + (in->size - last * bs < bs ? in->size - last * bs : bs) + EFS_BLOCK_OVERHEAD;
+    ct = malloc(ct_len);
     pt = malloc(bs);
     if (!ct || !pt) {
         free(ct);
         free(pt);
         return -ENOMEM;
     }
+    n = pread(fd, ct, ct_len, (off_t)ct_off);
+    if (n < 0) {
+        free(ct);
+        free(pt);
+        return -errno;
+    }
     for (uint64_t b = first; b <= last; b++) {
         uint64_t bstart = b * bs, blen = in->size - bstart < bs ? in->size - bstart : bs, from, to;
-        ssize_t n = pread(fd, ct, blen + EFS_BLOCK_OVERHEAD, (off_t)(in->data_off + b * stored));
-        if (n < 0) {
-            free(ct);
-            free(pt);
-            return -errno;
-        }
-        if ((uint64_t)n != blen + EFS_BLOCK_OVERHEAD ||
-            efs_block_decrypt(in->keys, in->file_id, b, ct, (size_t)n, pt)) {
+        uint64_t at = (b - first) * stored;
+        if ((uint64_t)n < at + blen + EFS_BLOCK_OVERHEAD ||
+            efs_block_decrypt(in->keys, in->file_id, b, ct + at, blen + EFS_BLOCK_OVERHEAD, pt)) {
             char w[64];
             EFS_ERROR("%s: block %" PRIu64 " fails authentication (tampered, truncated or moved)",
                       what_of(in, w, sizeof w), b);
             free(ct);
+            sodium_memzero(pt, bs);
             free(pt);
             return -EIO;
         }
@@ -442,11 +449,10 @@ static ssize_t read_plain(struct inode *in, int fd, uint8_t *out, size_t len, ui
         memcpy(out + done, pt + from, to - from);
         done += to - from;
     }
-    pos = done;
     free(ct);
     sodium_memzero(pt, bs);
     free(pt);
-    return (ssize_t)pos;
+    return (ssize_t)done;
 }
 
 /* Write plaintext (or zeros when buf == NULL) at [off, off+len), extending the file as needed
