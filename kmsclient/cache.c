@@ -1,11 +1,13 @@
 /*
  * cache.c — the data-key cache (kmsclient.h), modelled on the AWS Encryption SDK's caching materials
  * manager: a bounded LRU of plaintext data keys in locked memory. Entries expire by age, uses and
- * bytes; every eviction wipes the key. Lookups compare a 64-bit hash first, then the full id in
- * constant time; the table is a flat array (max_entries is small: hundreds to a few thousand).
+ * bytes; every eviction wipes the key. Every operation is O(1): a chained hash index on a keyed 64-bit
+ * hash of the id (then the full id compared in constant time), a recency list for LRU eviction and a
+ * creation-order list so that entries past their age are dropped first.
  * Also kmsc_decrypt_cached, which keys entries by SHA-256(key id ‖ blob ‖ encryption context).
  */
 #include <pthread.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -15,6 +17,14 @@
 
 #include "envelopefs/kmsclient.h"
 
+/* Intrusive doubly linked list over entry indices (-1 = none). */
+typedef struct link {
+    int32_t prev, next;
+} link;
+typedef struct list {
+    int32_t head, tail; /* head = most recent */
+} list;
+
 typedef struct entry {
     bool used;
     uint64_t hash;
@@ -23,52 +33,125 @@ typedef struct entry {
     kmsc_secret *key;
     int64_t created;
     uint64_t uses, bytes;
-    uint64_t last_touch; /* LRU clock */
+    int32_t chain;  /* next entry in the same hash bucket, or -1 */
+    link lru;       /* recency order: head most recently used */
+    link age;       /* creation order: tail oldest */
 } entry;
 
 struct kmsc_cache {
     pthread_mutex_t lock;
     kmsc_cache_opts o;
     entry *e;
+    int32_t *heads;  /* hash buckets: index of the first entry, or -1 */
+    size_t mask;     /* number of buckets - 1 (a power of two ≥ max_entries) */
+    uint8_t hash_key[16];
+    int32_t *unused; /* stack of unused entry indices */
+    size_t n_unused;
+    list lru, age;
     size_t n;
-    uint64_t tick;
 };
+
+
+static void list_push_head(kmsc_cache *c, list *l, size_t off, int32_t i)
+{
+    link *li = (link *)((char *)&c->e[i] + off);
+    li->prev = -1;
+    li->next = l->head;
+    if (l->head >= 0)
+        ((link *)((char *)&c->e[l->head] + off))->prev = i;
+    else
+        l->tail = i;
+    l->head = i;
+}
+
+static void list_remove(kmsc_cache *c, list *l, size_t off, int32_t i)
+{
+    link *li = (link *)((char *)&c->e[i] + off);
+    if (li->prev >= 0)
+        ((link *)((char *)&c->e[li->prev] + off))->next = li->next;
+    else
+        l->head = li->next;
+    if (li->next >= 0)
+        ((link *)((char *)&c->e[li->next] + off))->prev = li->prev;
+    else
+        l->tail = li->prev;
+}
+
+#define LRU_OFF offsetof(entry, lru)
+#define AGE_OFF offsetof(entry, age)
 
 static int64_t now(kmsc_cache *c)
 {
     return c->o.clock ? c->o.clock(c->o.clock_arg) : (int64_t)time(NULL);
 }
 
-static uint64_t hash_id(const void *id, size_t len)
+/* Keyed per cache, so ids chosen to collide in one bucket cannot be precomputed. */
+static uint64_t hash_id(const kmsc_cache *c, const void *id, size_t len)
 {
     uint8_t h[8];
-    crypto_generichash(h, sizeof h, id, len, NULL, 0);
     uint64_t v;
+    crypto_generichash(h, sizeof h, id, len, c->hash_key, sizeof c->hash_key);
     memcpy(&v, h, 8);
     return v;
 }
 
-static void drop(entry *x)
+/* Remove entry i from the index and both lists, wipe and free its key, return its slot. Lock held. */
+static void drop(kmsc_cache *c, int32_t i)
 {
+    entry *x = &c->e[i];
+    int32_t *p = &c->heads[x->hash & c->mask];
+    while (*p != i)
+        p = &c->e[*p].chain;
+    *p = x->chain;
+    list_remove(c, &c->lru, LRU_OFF, i);
+    list_remove(c, &c->age, AGE_OFF, i);
     kmsc_secret_free(x->key);
     free(x->id);
     memset(x, 0, sizeof *x);
+    c->unused[c->n_unused++] = i;
+    c->n--;
+}
+
+static bool too_old(const kmsc_cache *c, const entry *x, int64_t t)
+{
+    return t - x->created >= c->o.max_age_s;
+}
+
+static bool used_up(const kmsc_cache *c, const entry *x)
+{
+    return (c->o.max_uses && x->uses >= c->o.max_uses) || (c->o.max_bytes && x->bytes >= c->o.max_bytes);
 }
 
 kmsc_cache *kmsc_cache_new(const kmsc_cache_opts *opts)
 {
     kmsc_cache *c;
-    if (!opts || !opts->max_entries || opts->max_age_s <= 0 || sodium_init() < 0)
+    size_t nb = 1;
+    if (!opts || !opts->max_entries || opts->max_entries > INT32_MAX / 2 || opts->max_age_s <= 0 ||
+        sodium_init() < 0)
         return NULL;
+    while (nb < opts->max_entries)
+        nb <<= 1;
     c = calloc(1, sizeof *c);
     if (!c)
         return NULL;
     c->o = *opts;
     c->e = calloc(opts->max_entries, sizeof *c->e);
-    if (!c->e) {
+    c->heads = malloc(nb * sizeof *c->heads);
+    c->unused = malloc(opts->max_entries * sizeof *c->unused);
+    if (!c->e || !c->heads || !c->unused) {
+        free(c->e);
+        free(c->heads);
+        free(c->unused);
         free(c);
         return NULL;
     }
+    for (size_t i = 0; i < nb; i++)
+        c->heads[i] = -1;
+    c->mask = nb - 1;
+    for (size_t i = opts->max_entries; i-- > 0;)
+        c->unused[c->n_unused++] = (int32_t)i;
+    c->lru = c->age = (list){-1, -1};
+    randombytes_buf(c->hash_key, sizeof c->hash_key);
     pthread_mutex_init(&c->lock, NULL);
     return c;
 }
@@ -78,10 +161,8 @@ void kmsc_cache_clear(kmsc_cache *c)
     if (!c)
         return;
     pthread_mutex_lock(&c->lock);
-    for (size_t i = 0; i < c->o.max_entries; i++)
-        if (c->e[i].used)
-            drop(&c->e[i]);
-    c->n = 0;
+    while (c->lru.head >= 0)
+        drop(c, c->lru.head);
     pthread_mutex_unlock(&c->lock);
 }
 
@@ -92,6 +173,8 @@ void kmsc_cache_free(kmsc_cache *c)
     kmsc_cache_clear(c);
     pthread_mutex_destroy(&c->lock);
     free(c->e);
+    free(c->heads);
+    free(c->unused);
     free(c);
 }
 
@@ -104,49 +187,44 @@ size_t kmsc_cache_size(kmsc_cache *c)
     return n;
 }
 
-static bool expired(kmsc_cache *c, const entry *x, int64_t t)
+static int32_t find(kmsc_cache *c, uint64_t h, const void *id, size_t len)
 {
-    return t - x->created >= c->o.max_age_s || (c->o.max_uses && x->uses >= c->o.max_uses) ||
-           (c->o.max_bytes && x->bytes >= c->o.max_bytes);
-}
-
-static entry *find(kmsc_cache *c, uint64_t h, const void *id, size_t len)
-{
-    for (size_t i = 0; i < c->o.max_entries; i++) {
-        entry *x = &c->e[i];
-        if (x->used && x->hash == h && x->id_len == len && CRYPTO_memcmp(x->id, id, len) == 0)
-            return x;
+    for (int32_t i = c->heads[h & c->mask]; i >= 0; i = c->e[i].chain) {
+        const entry *x = &c->e[i];
+        if (x->hash == h && x->id_len == len && CRYPTO_memcmp(x->id, id, len) == 0)
+            return i;
     }
-    return NULL;
+    return -1;
 }
 
 bool kmsc_cache_get(kmsc_cache *c, const void *id, size_t id_len, uint64_t bytes, kmsc_secret **out)
 {
-    uint64_t h = hash_id(id, id_len);
+    uint64_t h = hash_id(c, id, id_len);
     bool hit = false;
-    entry *x;
+    int32_t i;
     *out = NULL;
     pthread_mutex_lock(&c->lock);
-    x = find(c, h, id, id_len);
-    if (x && expired(c, x, now(c))) {
-        drop(x);
-        c->n--;
-        x = NULL;
+    i = find(c, h, id, id_len);
+    if (i >= 0 && (too_old(c, &c->e[i], now(c)) || used_up(c, &c->e[i]) ||
+                   (c->o.max_bytes && c->e[i].bytes + bytes > c->o.max_bytes))) {
+        drop(c, i); /* expired, or this use would exceed the entry's byte budget */
+        i = -1;
     }
-    if (x && c->o.max_bytes && x->bytes + bytes > c->o.max_bytes) {
-        drop(x); /* this use would exceed the entry's byte budget */
-        c->n--;
-        x = NULL;
-    }
-    if (x) {
+    if (i >= 0) {
+        entry *x = &c->e[i];
         kmsc_secret *copy = kmsc_secret_new(x->key->len);
         if (copy) {
             memcpy(copy->data, x->key->data, x->key->len);
             x->uses++;
             x->bytes += bytes;
-            x->last_touch = ++c->tick;
             *out = copy;
             hit = true;
+            if (used_up(c, x)) {
+                drop(c, i); /* that was its last use: wipe it now rather than on the next lookup */
+            } else {
+                list_remove(c, &c->lru, LRU_OFF, i);
+                list_push_head(c, &c->lru, LRU_OFF, i);
+            }
         }
     }
     pthread_mutex_unlock(&c->lock);
@@ -155,11 +233,12 @@ bool kmsc_cache_get(kmsc_cache *c, const void *id, size_t id_len, uint64_t bytes
 
 bool kmsc_cache_put(kmsc_cache *c, const void *id, size_t id_len, const kmsc_secret *key)
 {
-    uint64_t h = hash_id(id, id_len);
+    uint64_t h = hash_id(c, id, id_len);
     kmsc_secret *copy = kmsc_secret_new(key->len);
     uint8_t *idc = malloc(id_len ? id_len : 1);
-    entry *x, *victim = NULL;
+    int32_t i;
     int64_t t;
+    entry *x;
 
     if (!copy || !idc) {
         kmsc_secret_free(copy);
@@ -170,37 +249,25 @@ bool kmsc_cache_put(kmsc_cache *c, const void *id, size_t id_len, const kmsc_sec
     memcpy(idc, id, id_len);
     pthread_mutex_lock(&c->lock);
     t = now(c);
-    x = find(c, h, id, id_len);
-    if (x) {
-        drop(x);
-        c->n--;
-    }
-    for (size_t i = 0; i < c->o.max_entries; i++) {
-        entry *y = &c->e[i];
-        if (!y->used) {
-            victim = y;
-            break;
-        }
-        if (expired(c, y, t)) {
-            drop(y);
-            c->n--;
-            victim = y;
-            break;
-        }
-        if (!victim || y->last_touch < victim->last_touch)
-            victim = y;
-    }
-    if (victim->used) {
-        drop(victim);
-        c->n--;
-    }
-    victim->used = true;
-    victim->hash = h;
-    victim->id = idc;
-    victim->id_len = id_len;
-    victim->key = copy;
-    victim->created = t;
-    victim->last_touch = ++c->tick;
+    if ((i = find(c, h, id, id_len)) >= 0)
+        drop(c, i);
+    /* entries past their age go first (oldest at the tail of the creation list), then the LRU one */
+    while (c->age.tail >= 0 && too_old(c, &c->e[c->age.tail], t))
+        drop(c, c->age.tail);
+    if (!c->n_unused)
+        drop(c, c->lru.tail);
+    i = c->unused[--c->n_unused];
+    x = &c->e[i];
+    x->used = true;
+    x->hash = h;
+    x->id = idc;
+    x->id_len = id_len;
+    x->key = copy;
+    x->created = t;
+    x->chain = c->heads[h & c->mask];
+    c->heads[h & c->mask] = i;
+    list_push_head(c, &c->lru, LRU_OFF, i);
+    list_push_head(c, &c->age, AGE_OFF, i);
     c->n++;
     pthread_mutex_unlock(&c->lock);
     return true;

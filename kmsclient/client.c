@@ -107,27 +107,7 @@ void kmsc_response_free(char *resp, size_t resp_len)
     free(resp);
 }
 
-kmsc_secret *kmsc_secret_new(size_t len)
-{
-    kmsc_secret *s = calloc(1, sizeof *s);
-    if (!s)
-        return NULL;
-    s->data = sodium_malloc(len ? len : 1);
-    if (!s->data) {
-        free(s);
-        return NULL;
-    }
-    s->len = len;
-    return s;
-}
-
-void kmsc_secret_free(kmsc_secret *s)
-{
-    if (!s)
-        return;
-    sodium_free(s->data); /* sodium_free wipes before freeing */
-    free(s);
-}
+/* kmsc_secret_new / kmsc_secret_free: secret.c */
 
 void kmsc_data_key_free(kmsc_data_key *dk)
 {
@@ -177,27 +157,30 @@ static kms_err unb64(json_t *resp, const char *field, bool secret, uint8_t **out
         return KMS_ERR_SERIALIZATION;
     }
     cap = strlen(s) / 4 * 3 + 3;
-    buf = secret ? sodium_malloc(cap) : malloc(cap);
+    if (secret) {
+        /* decode straight into locked memory; the slack past len stays inside the secret's block */
+        kmsc_secret *sec = kmsc_secret_new(cap);
+        if (!sec)
+            return KMS_ERR_NOMEM;
+        if (sodium_base642bin(sec->data, cap, s, strlen(s), NULL, &n, NULL, sodium_base64_VARIANT_ORIGINAL)) {
+            kmsc_secret_free(sec);
+            set_err(err, KMS_ERR_SERIALIZATION, "response field is not valid base64");
+            return KMS_ERR_SERIALIZATION;
+        }
+        sec->len = n;
+        *sout = sec;
+        return KMS_OK;
+    }
+    buf = malloc(cap);
     if (!buf)
         return KMS_ERR_NOMEM;
     if (sodium_base642bin(buf, cap, s, strlen(s), NULL, &n, NULL, sodium_base64_VARIANT_ORIGINAL)) {
-        secret ? sodium_free(buf) : free(buf);
+        free(buf);
         set_err(err, KMS_ERR_SERIALIZATION, "response field is not valid base64");
         return KMS_ERR_SERIALIZATION;
     }
-    if (secret) {
-        kmsc_secret *sec = calloc(1, sizeof *sec);
-        if (!sec) {
-            sodium_free(buf);
-            return KMS_ERR_NOMEM;
-        }
-        sec->data = buf;
-        sec->len = n;
-        *sout = sec;
-    } else {
-        *out = buf;
-        *out_len = n;
-    }
+    *out = buf;
+    *out_len = n;
     return KMS_OK;
 }
 

@@ -122,7 +122,8 @@ static void usage(FILE *f)
                "  --cli-binary-format raw-in-base64-out   binary arguments given inline are raw text, not base64\n\n"
                "operations:\n"
                "  init-store [--generate-root-key | --root-key-file F | --passphrase-file F] [--region R] [--account A]\n"
-               "  create-access-key --user USER [--account ACCOUNT]   (local store: credentials for `kms serve`)\n");
+               "  create-access-key --user USER [--account ACCOUNT]   (local store: credentials for `kms serve`)\n"
+               "  serve [--listen ADDR:PORT] ...   serve the store over the AWS KMS protocol (`kms serve --help`)\n");
     for (size_t i = 0; i < NVERBS; i++) {
         fprintf(f, "  %s", VERBS[i].verb);
         for (const struct flag *fl = VERBS[i].flags; fl->name; fl++)
@@ -414,8 +415,6 @@ static int init_store(int argc, char **argv, const cli_kms_opts *g)
             generate = 1;
         else if (!strcmp(argv[i], "--account") && i + 1 < argc)
             so.account = argv[++i];
-        else if (!strcmp(argv[i], "--region") && i + 1 < argc)
-            so.region = argv[++i];
         else
             return usage_error("init-store: unknown argument %s", argv[i]);
     }
@@ -425,6 +424,7 @@ static int init_store(int argc, char **argv, const cli_kms_opts *g)
     if (!dir)
         return 1;
     so.store_dir = dir;
+    so.region = g->region;
     so.root_key_file = g->root_key_file ? g->root_key_file : getenv("ENVELOPEFS_ROOT_KEY_FILE");
     so.passphrase_file = g->passphrase_file ? g->passphrase_file : getenv("ENVELOPEFS_PASSPHRASE_FILE");
     if (so.root_key_file && !*so.root_key_file)
@@ -707,7 +707,7 @@ int cmd_kms(int argc, char **argv)
 {
     struct cli cli;
     const struct verb *v = NULL;
-    const char *binfmt = NULL;
+    const char *binfmt = NULL, *verb;
     json_t *req = NULL;
     char **rest;
     int nrest = 0, rc = 0;
@@ -722,11 +722,11 @@ int cmd_kms(int argc, char **argv)
     /* `envelopefs kms serve` (the AWS-protocol server) is dispatched here by the network layer. */
     if (!strcmp(argv[1], "serve"))
         return cmd_kms_serve(argc - 1, argv + 1);
-    /* Pull out global options wherever they are. */
+    /* Pull out global options wherever they are (before or after the operation, as `aws` allows). */
     rest = calloc((size_t)argc, sizeof *rest);
     if (!rest)
         return 1;
-    for (int i = 2; i < argc; i++) {
+    for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char **slot = NULL;
         if (!strcmp(a, "--store"))
@@ -737,7 +737,7 @@ int cmd_kms(int argc, char **argv)
             slot = &cli.g.root_key_file;
         else if (!strcmp(a, "--passphrase-file"))
             slot = &cli.g.passphrase_file;
-        else if (!strcmp(a, "--region") && strcmp(argv[1], "init-store"))
+        else if (!strcmp(a, "--region"))
             slot = &cli.g.region;
         else if (!strcmp(a, "--query"))
             slot = &cli.query;
@@ -755,6 +755,17 @@ int cmd_kms(int argc, char **argv)
             rest[nrest++] = argv[i];
         }
     }
+    if (!nrest || rest[0][0] == '-') {
+        rc = usage_error("expected an operation%s%s", nrest ? " before " : "", nrest ? rest[0] : "");
+        free(rest);
+        return rc;
+    }
+    verb = rest[0];
+    if (!strcmp(verb, "help")) {
+        usage(stdout);
+        free(rest);
+        return 0;
+    }
     if (strcmp(cli.output, "json") && strcmp(cli.output, "text")) {
         free(rest);
         return usage_error("--output takes json or text, not %s", cli.output);
@@ -769,24 +780,25 @@ int cmd_kms(int argc, char **argv)
         free(rest);
         return usage_error("--endpoint-url takes http://HOST:PORT or https://HOST:PORT, not %s", cli.g.url);
     }
-    if (!strcmp(argv[1], "init-store")) {
-        rc = init_store(nrest, rest, &cli.g);
+    if (!strcmp(verb, "init-store")) {
+        rc = init_store(nrest - 1, rest + 1, &cli.g);
         free(rest);
         return rc;
     }
-    if (!strcmp(argv[1], "create-access-key")) {
-        rc = create_access_key(nrest, rest, &cli.g);
+    if (!strcmp(verb, "create-access-key")) {
+        rc = create_access_key(nrest - 1, rest + 1, &cli.g);
         free(rest);
         return rc;
     }
     for (size_t i = 0; i < NVERBS; i++)
-        if (!strcmp(VERBS[i].verb, argv[1]))
+        if (!strcmp(VERBS[i].verb, verb))
             v = &VERBS[i];
     if (!v) {
+        rc = usage_error("unknown operation '%s'", verb);
         free(rest);
-        return usage_error("unknown operation '%s'", argv[1]);
+        return rc;
     }
-    rc = build_request(&cli, v, rest, nrest, &req);
+    rc = build_request(&cli, v, rest + 1, nrest - 1, &req);
     free(rest);
     if (rc)
         return rc;

@@ -11,7 +11,8 @@
  *
  * Ownership: every pointer a function returns through an out-parameter belongs to the caller and is
  * released with the matching _free function named in its comment. Plaintext key material is always
- * returned as a kmsc_secret in locked memory (sodium_malloc) and wiped by kmsc_secret_free.
+ * returned as a kmsc_secret in locked memory (sodium_malloc; small secrets share locked slabs, see
+ * kmsclient/secret.h) and wiped by kmsc_secret_free.
  * Threading: a kmsc and a kmsc_cache are safe to use from many threads at once.
  */
 #ifndef ENVELOPEFS_KMSCLIENT_H
@@ -72,7 +73,7 @@ void kmsc_response_free(char *resp, size_t resp_len);
 
 /* Secret bytes in locked memory. */
 typedef struct kmsc_secret {
-    uint8_t *data;   /* sodium_malloc'd */
+    uint8_t *data;   /* locked memory; only kmsc_secret_new makes a kmsc_secret */
     size_t len;
 } kmsc_secret;
 /* Allocate a secret of len bytes (contents undefined); NULL on OOM. */

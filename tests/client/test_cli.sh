@@ -61,6 +61,15 @@ $B kms rotate-key-on-demand --key-id "$KID" >/dev/null
 [ "$($B kms list-key-rotations --key-id "$KID" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["Rotations"]))')" = 1 ] || fail "list rotations"
 [ "$($B kms decrypt --ciphertext-blob "fileb://$T/ct" --query Plaintext --output text | base64 -d)" = "hello world" ] || fail "old blob after rotation"
 expect_err ValidationException $B kms enable-key-rotation --key-id "$KID" --rotation-period-in-days 10
+# re-encrypt moves the old blob (key-material version 1, bytes 18-21) to the newest version (2)
+ver() { od -An -tx1 -j18 -N4 "$1" | tr -d ' \n'; }
+[ "$(ver "$T/ct")" = 00000001 ] || fail "old blob version $(ver "$T/ct")"
+$B kms re-encrypt --ciphertext-blob "fileb://$T/ct" --destination-key-id "$KID" --query CiphertextBlob --output text | base64 -d >"$T/ct3"
+[ "$(ver "$T/ct3")" = 00000002 ] || fail "re-encrypted blob version $(ver "$T/ct3")"
+[ "$($B kms decrypt --ciphertext-blob "fileb://$T/ct3" --query Plaintext --output text | base64 -d)" = "hello world" ] || fail "decrypt re-encrypted"
+# any flipped byte → InvalidCiphertextException
+python3 -c 'import sys; b=bytearray(open(sys.argv[1],"rb").read()); b[40]^=1; open(sys.argv[2],"wb").write(b)' "$T/ct3" "$T/tampered"
+expect_err InvalidCiphertextException $B kms decrypt --ciphertext-blob "fileb://$T/tampered"
 
 # states
 $B kms disable-key --key-id "$KID"
@@ -84,7 +93,52 @@ $B kms list-aliases --key-id "$K2" | grep -q alias/app || fail "update-alias"
 $B kms delete-alias --alias-name alias/app
 expect_err NotFoundException $B kms delete-alias --alias-name alias/app
 $B kms untag-resource --key-id "$KID" --tag-keys team
-$B kms list-resource-tags --key-id "$KID" | grep -vq storage || fail "untag"
+! $B kms list-resource-tags --key-id "$KID" | grep -q storage || fail "untag"
+
+# tags after creation; rotation can be turned off again
+$B kms tag-resource --key-id "$KID" --tags TagKey=env,TagValue=prod TagKey=tier,TagValue=1
+[ "$($B kms list-resource-tags --key-id "$KID" --query 'Tags' | python3 -c 'import json,sys; print(sorted(t["TagKey"] for t in json.load(sys.stdin)))')" = "['env', 'tier']" ] || fail "tag-resource"
+$B kms tag-resource --key-id "$KID" --tags '[{"TagKey":"json","TagValue":"form"}]'
+$B kms list-resource-tags --key-id "$KID" | grep -q '"form"' || fail "tag-resource JSON form"
+$B kms disable-key-rotation --key-id "$KID"
+[ "$($B kms get-key-rotation-status --key-id "$KID" --query KeyRotationEnabled --output text)" = False ] || fail "disable-key-rotation"
+
+# a data key without plaintext decrypts to the requested length
+$B kms generate-data-key-without-plaintext --key-id "$KID" --key-spec AES_128 --encryption-context a=b >"$T/wp.json"
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert "Plaintext" not in d, d' "$T/wp.json" || fail "without plaintext"
+j CiphertextBlob <"$T/wp.json" | base64 -d >"$T/wp.blob"
+[ "$($B kms decrypt --ciphertext-blob "fileb://$T/wp.blob" --encryption-context a=b --query Plaintext --output text | base64 -d | wc -c)" = 16 ] || fail "AES_128 data key length"
+
+# AWS CLI v2 argument forms: raw text with --cli-binary-format, file:// for any value, globals anywhere
+$B kms encrypt --key-id "$KID" --plaintext 'plain text!' --cli-binary-format raw-in-base64-out --query CiphertextBlob --output text >"$T/ct.b64"
+[ "$($B kms decrypt --ciphertext-blob "file://$T/ct.b64" --query Plaintext --output text | base64 -d)" = 'plain text!' ] || fail "raw-in-base64-out / file://"
+echo "$KID" >"$T/kid"
+[ "$($B kms describe-key --key-id "file://$T/kid" --query KeyMetadata.KeyId --output text)" = "$KID" ] || fail "file:// key id"
+[ "$($B kms --store "$ENVELOPEFS_STORE" --output text describe-key --key-id "$KID" --query KeyMetadata.KeyState)" = Enabled ] || fail "globals before the verb"
+[ "$($B kms list-keys --query 'Keys[0].KeyId' --output text | wc -c)" = 37 ] || fail "--query with an index"
+[ "$($B kms describe-key --key-id "$KID" --query KeyMetadata.NoSuchField)" = null ] || fail "--query missing field"
+set +e; $B kms encrypt --key-id "$KID" --plaintext 'not base64!' >/dev/null 2>"$T/err"; rc=$?; set -e
+[ $rc -eq 252 ] && grep -q "invalid base64" "$T/err" || fail "invalid base64 argument rc=$rc"
+set +e; $B kms decrypt --ciphertext-blob "fileb://$T/does-not-exist" >/dev/null 2>"$T/err"; rc=$?; set -e
+[ $rc -eq 252 ] && grep -q "cannot read" "$T/err" || fail "missing fileb:// file rc=$rc"
+set +e; $B kms generate-data-key --key-id "$KID" --encryption-context novalue >/dev/null 2>"$T/err"; rc=$?; set -e
+[ $rc -eq 252 ] || fail "malformed context rc=$rc"
+
+# paging visits every key exactly once
+all=$($B kms list-keys --limit 1000 | python3 -c 'import json,sys; print(" ".join(sorted(k["KeyId"] for k in json.load(sys.stdin)["Keys"])))')
+seen=; marker=
+while :; do
+  $B kms list-keys --limit 2 ${marker:+--marker "$marker"} >"$T/page"
+  [ "$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["Keys"]))' "$T/page")" -le 2 ] || fail "page larger than --limit"
+  seen="$seen $(python3 -c 'import json,sys; print(" ".join(k["KeyId"] for k in json.load(open(sys.argv[1]))["Keys"]))' "$T/page")"
+  [ "$(j Truncated <"$T/page")" = True ] || break
+  marker=$(j NextMarker <"$T/page")
+done
+[ "$(echo $seen | tr ' ' '\n' | sort | tr '\n' ' ' | sed 's/ $//')" = "$all" ] || fail "paging: '$seen' vs '$all'"
+[ "$(echo "$all" | wc -w)" -ge 5 ] || fail "expected at least 5 keys"
+for a in one two three; do $B kms create-alias --alias-name "alias/page-$a" --target-key-id "$KID"; done
+M=$($B kms list-aliases --limit 1 | j NextMarker)
+$B kms list-aliases --limit 1 --marker "$M" | grep -q '"AliasName"' || fail "alias paging"
 
 # usage errors exit 252 and name the problem
 set +e; $B kms no-such-verb >/dev/null 2>"$T/err"; rc=$?; set -e
@@ -95,4 +149,45 @@ set +e; $B kms describe-key --bogus 1 >/dev/null 2>"$T/err"; rc=$?; set -e
 head -c 32 /dev/urandom >"$T/wrong.key"; chmod 600 "$T/wrong.key"
 set +e; $B kms list-keys --root-key-file "$T/wrong.key" >/dev/null 2>"$T/err"; rc=$?; set -e
 [ $rc -ne 0 ] && grep -q "wrong root key" "$T/err" || fail "wrong root key: $(cat "$T/err")"
+set +e; $B kms >/dev/null 2>"$T/err"; rc=$?; set -e
+[ $rc -eq 252 ] && grep -q "operations:" "$T/err" || fail "no verb rc=$rc"
+set +e; $B kms describe-key --key-id "$KID" --output yaml >/dev/null 2>"$T/err"; rc=$?; set -e
+[ $rc -eq 252 ] || fail "--output yaml rc=$rc"
+
+# a passphrase-protected store: files, environment, wrong passphrase, missing store
+P=$T/pstore
+printf 'correct horse\n' >"$T/pw"; printf 'wrong horse\n' >"$T/badpw"
+$B kms init-store --store "$P" --passphrase-file "$T/pw" | grep -q '"passphrase"' || fail "init-store passphrase"
+[ ! -e "$P/root.key" ] || fail "passphrase store has a root.key"
+PK=$($B kms create-key --store "$P" --passphrase-file "$T/pw" --query KeyMetadata.KeyId --output text)
+[ "$(ENVELOPEFS_PASSPHRASE_FILE=$T/pw $B kms describe-key --store "$P" --key-id "$PK" --query KeyMetadata.KeyId --output text)" = "$PK" ] || fail "ENVELOPEFS_PASSPHRASE_FILE"
+before=$(md5sum <"$P/keystore.db")
+set +e; $B kms list-keys --store "$P" --passphrase-file "$T/badpw" >/dev/null 2>"$T/err" </dev/null; rc=$?; set -e
+[ $rc -eq 254 ] && grep -qi "wrong passphrase" "$T/err" || fail "wrong passphrase rc=$rc: $(cat "$T/err")"
+[ "$(md5sum <"$P/keystore.db")" = "$before" ] || fail "wrong passphrase modified the store"
+set +e; $B kms list-keys --store "$P" >/dev/null 2>"$T/err" </dev/null; rc=$?; set -e
+[ $rc -eq 254 ] && grep -q "passphrase-file" "$T/err" || fail "no credentials without a terminal rc=$rc"
+set +e; $B kms list-keys --store "$T/nowhere" >/dev/null 2>"$T/err" </dev/null; rc=$?; set -e
+[ $rc -eq 254 ] && grep -q "no key store in $T/nowhere" "$T/err" || fail "missing store rc=$rc: $(cat "$T/err")"
+[ ! -e "$T/nowhere" ] || fail "a failed open created the store directory"
+set +e; $B kms init-store --store "$P" --passphrase-file "$T/pw" >/dev/null 2>"$T/err"; rc=$?; set -e
+[ $rc -eq 254 ] && grep -q AlreadyExistsException "$T/err" || fail "init-store twice rc=$rc"
+
+# access keys for `kms serve` (local store only)
+$B kms create-access-key --user alice >"$T/ak.json"
+[ "$(j AccessKey.UserName <"$T/ak.json")" = alice ] && [ -n "$(j AccessKey.SecretAccessKey <"$T/ak.json")" ] || fail "create-access-key"
+
+# `kms help` lists every operation of issue 2, and this script exercises every verb it lists
+$B kms help >"$T/help"
+for v in create-key describe-key list-keys create-alias update-alias delete-alias list-aliases generate-data-key \
+         generate-data-key-without-plaintext encrypt decrypt re-encrypt generate-random enable-key disable-key \
+         schedule-key-deletion cancel-key-deletion enable-key-rotation disable-key-rotation get-key-rotation-status \
+         rotate-key-on-demand list-key-rotations update-key-description tag-resource untag-resource \
+         list-resource-tags init-store; do
+  grep -q "^  $v " "$T/help" || fail "help does not list $v"
+done
+for v in $(awk '/^  [a-z]/{print $1}' "$T/help"); do
+  case $v in serve) continue;; esac  # the server has its own tests (tests/server)
+  grep -q "kms $v " "$0" || fail "verb $v is not exercised by this test"
+done
 echo "test_cli: all checks passed"

@@ -1,17 +1,22 @@
 /*
  * test_kmsclient.c — the client library on an embedded store: typed calls, error mapping, the
- * data-key cache (LRU, age with an injected clock, uses, bytes, wipe on clear) and cached decrypt
- * making no backend call on a hit; concurrent use of one client and cache.
+ * data-key cache (LRU, age with an injected clock, uses, bytes, wipe on every exit, many threads) and
+ * cached decrypt making no backend call on a hit while never confusing contexts or key ids; concurrent
+ * use of one client and cache; jansson's buffers wiped on free once a client exists.
  */
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include <jansson.h>
 #include <sodium.h>
 
 #include "envelopefs/kmsclient.h"
+#include "secret.h"
 #include "../kms/testutil.h"
 
 static int64_t g_now = 1000;
@@ -76,6 +81,361 @@ static void test_cache(void)
     kmsc_secret_free(k3);
     kmsc_secret_free(k4);
     kmsc_secret_free(NULL);
+}
+
+/* Limits of 0 mean unlimited; put replaces; a full cache evicts an expired entry before the LRU one. */
+static void test_cache_limits(void)
+{
+    kmsc_cache_opts o = {.max_entries = 2, .max_age_s = 60, .clock = clk};
+    kmsc_cache *c;
+    kmsc_secret *k1 = secret_of(1, 16), *k2 = secret_of(2, 16), *k3 = secret_of(3, 16), *out;
+
+    g_now = 5000;
+    c = kmsc_cache_new(&o);
+    CHECK(c);
+    CHECK(kmsc_cache_new(&(kmsc_cache_opts){.max_entries = 1, .max_age_s = 0}) == NULL);
+    CHECK(kmsc_cache_new(NULL) == NULL);
+    CHECK(kmsc_cache_put(c, "a", 1, k1));
+    for (int i = 0; i < 1000; i++) { /* no use or byte limit */
+        CHECK(kmsc_cache_get(c, "a", 1, UINT32_MAX, &out));
+        kmsc_secret_free(out);
+    }
+    /* put under an existing id replaces the key and its counters */
+    CHECK(kmsc_cache_put(c, "a", 1, k2));
+    CHECK(kmsc_cache_size(c) == 1);
+    CHECK(kmsc_cache_get(c, "a", 1, 0, &out) && out->data[0] == 2 && out->len == 16);
+    kmsc_secret_free(out);
+    /* ids are compared in full: same prefix, different length */
+    CHECK(!kmsc_cache_get(c, "ab", 2, 0, &out) && !kmsc_cache_get(c, "", 0, 0, &out));
+    g_now += 30;
+    CHECK(kmsc_cache_put(c, "b", 1, k3));
+    CHECK(kmsc_cache_get(c, "a", 1, 0, &out)); /* "a" most recently used, but older */
+    kmsc_secret_free(out);
+    g_now += 31; /* "a" is 61 s old: expired; "b" is 31 s old */
+    CHECK(kmsc_cache_put(c, "c", 1, k1));
+    CHECK(kmsc_cache_get(c, "b", 1, 0, &out) && out->data[0] == 3);
+    kmsc_secret_free(out);
+    CHECK(kmsc_cache_get(c, "c", 1, 0, &out) && out->data[0] == 1);
+    kmsc_secret_free(out);
+    CHECK(!kmsc_cache_get(c, "a", 1, 0, &out));
+    CHECK(kmsc_cache_size(c) == 2);
+    /* the caller's key may be freed after put: the cache holds its own copy */
+    {
+        kmsc_secret *tmp = secret_of(7, 8);
+        CHECK(kmsc_cache_put(c, "t", 1, tmp));
+        kmsc_secret_free(tmp);
+        CHECK(kmsc_cache_get(c, "t", 1, 0, &out) && out->len == 8 && out->data[7] == 7);
+        kmsc_secret_free(out);
+    }
+    kmsc_cache_free(c);
+    kmsc_secret_free(k1);
+    kmsc_secret_free(k2);
+    kmsc_secret_free(k3);
+}
+
+/* Every way a key leaves the cache releases its locked slot exactly once, and a released slot is wiped. */
+static void test_cache_wipe(void)
+{
+    kmsc_cache_opts o = {.max_entries = 2, .max_age_s = 10, .max_uses = 1, .clock = clk};
+    kmsc_cache *c = kmsc_cache_new(&o);
+    kmsc_secret *k = secret_of(9, 32), *out, *big, *again;
+    size_t base = kmsc_secret_pool_in_use();
+    uint8_t *slot;
+    CHECK(c);
+    g_now = 9000;
+    CHECK(kmsc_cache_put(c, "a", 1, k) && kmsc_cache_put(c, "b", 1, k));
+    CHECK_EQ_INT(kmsc_secret_pool_in_use(), base + 2);
+    CHECK(kmsc_cache_put(c, "c", 1, k)); /* LRU eviction of "a" */
+    CHECK_EQ_INT(kmsc_secret_pool_in_use(), base + 2);
+    CHECK(kmsc_cache_put(c, "c", 1, k)); /* replacement of "c" */
+    CHECK_EQ_INT(kmsc_secret_pool_in_use(), base + 2);
+    CHECK(kmsc_cache_get(c, "b", 1, 0, &out)); /* a hit hands out a copy; that was b's last use */
+    CHECK_EQ_INT(kmsc_secret_pool_in_use(), base + 2);
+    CHECK_EQ_INT(kmsc_cache_size(c), 1);
+    kmsc_secret_free(out);
+    CHECK_EQ_INT(kmsc_secret_pool_in_use(), base + 1);
+    CHECK(!kmsc_cache_get(c, "b", 1, 0, &out));
+    g_now += 10;
+    CHECK(!kmsc_cache_get(c, "c", 1, 0, &out)); /* too old: released now */
+    CHECK_EQ_INT(kmsc_secret_pool_in_use(), base);
+    CHECK(kmsc_cache_put(c, "d", 1, k) && kmsc_cache_put(c, "e", 1, k));
+    kmsc_cache_clear(c);
+    CHECK_EQ_INT(kmsc_secret_pool_in_use(), base);
+    CHECK(kmsc_cache_put(c, "f", 1, k));
+    kmsc_cache_free(c);
+    CHECK_EQ_INT(kmsc_secret_pool_in_use(), base);
+    /* the pool is a stack: the slot just released comes back next, and it was wiped */
+    CHECK(kmsc_cache_put((c = kmsc_cache_new(&o)), "g", 1, k));
+    kmsc_cache_free(c); /* the entry's slot (holding 9s) is released and wiped */
+    again = kmsc_secret_new(32);
+    CHECK(again && again->len == 32);
+    slot = again->data;
+    for (size_t i = 0; i < KMSC_SECRET_SLOT; i++)
+        CHECK(slot[i] == 0);
+    kmsc_secret_free(again);
+    /* secrets larger than a slot have their own sodium_malloc block */
+    big = kmsc_secret_new(KMSC_SECRET_SLOT + 1);
+    CHECK(big && kmsc_secret_pool_in_use() == base);
+    memset(big->data, 1, big->len);
+    kmsc_secret_free(big);
+    /* many slots: the pool grows past one slab and shrinks back */
+    {
+        kmsc_secret *many[3000];
+        for (int i = 0; i < 3000; i++) {
+            many[i] = secret_of((uint8_t)i, 32);
+            CHECK(many[i]);
+        }
+        for (int i = 0; i < 3000; i++)
+            CHECK(many[i]->data[31] == (uint8_t)i);
+        for (int i = 0; i < 3000; i++)
+            kmsc_secret_free(many[i]);
+        CHECK_EQ_INT(kmsc_secret_pool_in_use(), base);
+    }
+    kmsc_secret_free(k);
+}
+
+/* Random operations against a plain reference model of the documented semantics. */
+struct model_entry {
+    bool used;
+    int id;
+    uint8_t key;
+    int64_t created;
+    uint64_t uses, bytes, touch;
+};
+
+static void test_cache_model(void)
+{
+    enum { CAP = 5, IDS = 16 };
+    kmsc_cache_opts o = {.max_entries = CAP, .max_age_s = 20, .max_uses = 4, .max_bytes = 50, .clock = clk};
+    kmsc_cache *c = kmsc_cache_new(&o);
+    struct model_entry m[CAP];
+    unsigned seed = 12345;
+    uint64_t tick = 0;
+    uint8_t next_key = 1;
+    CHECK(c);
+    memset(m, 0, sizeof m);
+    g_now = 100000;
+    for (int step = 0; step < 20000; step++) {
+        int id = (int)(rand_r(&seed) % IDS), slot = -1;
+        char idb[4];
+        size_t live = 0;
+        snprintf(idb, sizeof idb, "%d", id);
+        g_now += rand_r(&seed) % 4 == 0 ? rand_r(&seed) % 4 : 0;
+        for (int i = 0; i < CAP; i++)
+            if (m[i].used && m[i].id == id)
+                slot = i;
+        if (rand_r(&seed) % 2) { /* get */
+            uint64_t bytes = rand_r(&seed) % 21;
+            kmsc_secret *out;
+            bool want = false, got;
+            if (slot >= 0) {
+                struct model_entry *x = &m[slot];
+                if (g_now - x->created >= o.max_age_s || x->uses >= o.max_uses || x->bytes >= o.max_bytes ||
+                    x->bytes + bytes > o.max_bytes) {
+                    x->used = false;
+                } else {
+                    want = true;
+                    x->uses++;
+                    x->bytes += bytes;
+                    x->touch = ++tick;
+                    if (x->uses >= o.max_uses || x->bytes >= o.max_bytes)
+                        x->used = false;
+                }
+            }
+            got = kmsc_cache_get(c, idb, strlen(idb), bytes, &out);
+            CHECK(got == want);
+            if (got) {
+                CHECK(out->len == 8 && out->data[0] == m[slot].key && out->data[7] == m[slot].key);
+                kmsc_secret_free(out);
+            }
+        } else { /* put */
+            kmsc_secret *k = secret_of(next_key, 8);
+            int victim = -1;
+            if (slot >= 0)
+                m[slot].used = false;
+            for (int i = 0; i < CAP; i++)
+                if (m[i].used && g_now - m[i].created >= o.max_age_s)
+                    m[i].used = false;
+            for (int i = 0; i < CAP && victim < 0; i++)
+                if (!m[i].used)
+                    victim = i;
+            if (victim < 0)
+                for (int i = 0; i < CAP; i++)
+                    if (victim < 0 || m[i].touch < m[victim].touch)
+                        victim = i;
+            m[victim] = (struct model_entry){true, id, next_key, g_now, 0, 0, ++tick};
+            CHECK(kmsc_cache_put(c, idb, strlen(idb), k));
+            kmsc_secret_free(k);
+            next_key = (uint8_t)(next_key % 250 + 1);
+        }
+        for (int i = 0; i < CAP; i++)
+            live += m[i].used;
+        CHECK_EQ_INT(kmsc_cache_size(c), live);
+    }
+    kmsc_cache_free(c);
+}
+
+struct cache_thr {
+    kmsc_cache *cache;
+    unsigned seed;
+    int hits, wrong;
+};
+
+/* Every id "kN" maps to a key filled with byte N: a hit must return exactly that key. */
+static void *cache_worker(void *p)
+{
+    struct cache_thr *t = p;
+    for (int i = 0; i < 3000; i++) {
+        uint8_t n = (uint8_t)(rand_r(&t->seed) % 32);
+        char id[8];
+        kmsc_secret *out;
+        snprintf(id, sizeof id, "k%u", n);
+        if (kmsc_cache_get(t->cache, id, strlen(id), 1, &out)) {
+            t->hits++;
+            for (size_t j = 0; j < out->len; j++)
+                if (out->data[j] != n)
+                    t->wrong++;
+            if (out->len != 24)
+                t->wrong++;
+            kmsc_secret_free(out);
+        } else {
+            kmsc_secret *k = secret_of(n, 24);
+            if (!kmsc_cache_put(t->cache, id, strlen(id), k))
+                t->wrong++;
+            kmsc_secret_free(k);
+        }
+        if (i % 1000 == 999 && t->seed % 2)
+            kmsc_cache_clear(t->cache);
+    }
+    return NULL;
+}
+
+static void test_cache_threads(void)
+{
+    kmsc_cache_opts o = {.max_entries = 8, .max_age_s = 3600, .max_uses = 50, .max_bytes = 40};
+    kmsc_cache *c = kmsc_cache_new(&o);
+    pthread_t th[4];
+    struct cache_thr t[4];
+    int hits = 0;
+    CHECK(c);
+    for (int i = 0; i < 4; i++) {
+        t[i] = (struct cache_thr){c, (unsigned)i + 1, 0, 0};
+        CHECK(pthread_create(&th[i], NULL, cache_worker, &t[i]) == 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        CHECK(pthread_join(th[i], NULL) == 0);
+        CHECK_EQ_INT(t[i].wrong, 0);
+        hits += t[i].hits;
+    }
+    CHECK(hits > 0);
+    CHECK(kmsc_cache_size(c) <= 8);
+    kmsc_cache_free(c);
+}
+
+/* kmsc_decrypt_cached: the cache id covers key id, blob and the canonical context. */
+static void test_cached_ids(kmsc *c, const char *key_id, const char *other_key_id)
+{
+    kms_ectx_pair abc[] = {{"a", "bc"}}, ab_c[] = {{"ab", "c"}};
+    kms_ectx_pair two[] = {{"x", "1"}, {"y", "2"}}, two_rev[] = {{"y", "2"}, {"x", "1"}};
+    kms_ectx c_abc = {abc, 1}, c_ab_c = {ab_c, 1}, c_two = {two, 2}, c_two_rev = {two_rev, 2};
+    kmsc_cache_opts co = {.max_entries = 8, .max_age_s = 300};
+    kmsc_cache *cache = kmsc_cache_new(&co);
+    kmsc_data_key *dk, *dk2;
+    kmsc_secret *s;
+    kmsc_error err;
+    uint64_t calls;
+    char *arn = NULL;
+
+    CHECK(kmsc_generate_data_key(c, key_id, &c_abc, 32, &dk, &err) == KMS_OK);
+    CHECK(kmsc_generate_data_key(c, key_id, &c_two, 16, &dk2, &err) == KMS_OK);
+    calls = kmsc_call_count(c);
+    CHECK(kmsc_decrypt_cached(c, cache, NULL, dk->ciphertext, dk->ciphertext_len, &c_abc, &s, &err) == KMS_OK);
+    kmsc_secret_free(s);
+    CHECK_EQ_INT(kmsc_call_count(c), calls + 1);
+    /* {"a":"bc"} and {"ab":"c"} must not share an entry: the second goes to the service and fails */
+    CHECK(kmsc_decrypt_cached(c, cache, NULL, dk->ciphertext, dk->ciphertext_len, &c_ab_c, &s, &err) ==
+          KMS_ERR_INVALID_CIPHERTEXT);
+    CHECK(s == NULL && !strcmp(err.name, "InvalidCiphertextException"));
+    CHECK_EQ_INT(kmsc_call_count(c), calls + 2);
+    /* order of the pairs does not matter */
+    CHECK(kmsc_decrypt_cached(c, cache, NULL, dk2->ciphertext, dk2->ciphertext_len, &c_two, &s, &err) == KMS_OK);
+    kmsc_secret_free(s);
+    CHECK_EQ_INT(kmsc_call_count(c), calls + 3);
+    CHECK(kmsc_decrypt_cached(c, cache, NULL, dk2->ciphertext, dk2->ciphertext_len, &c_two_rev, &s, &err) == KMS_OK);
+    CHECK(s->len == 16 && !memcmp(s->data, dk2->plaintext->data, 16));
+    kmsc_secret_free(s);
+    CHECK_EQ_INT(kmsc_call_count(c), calls + 3);
+    /* an explicit KeyId is part of the id: a cached entry never answers for another key */
+    CHECK(kmsc_decrypt_cached(c, cache, other_key_id, dk->ciphertext, dk->ciphertext_len, &c_abc, &s, &err) ==
+          KMS_ERR_INCORRECT_KEY);
+    CHECK(!strcmp(err.name, "IncorrectKeyException"));
+    CHECK_EQ_INT(kmsc_call_count(c), calls + 4);
+    CHECK(kmsc_describe_key(c, key_id, &arn, NULL, &err) == KMS_OK);
+    CHECK(kmsc_decrypt_cached(c, cache, arn, dk->ciphertext, dk->ciphertext_len, &c_abc, &s, &err) == KMS_OK);
+    CHECK(!memcmp(s->data, dk->plaintext->data, 32));
+    kmsc_secret_free(s);
+    free(arn);
+    /* a NULL cache is a plain decrypt */
+    calls = kmsc_call_count(c);
+    CHECK(kmsc_decrypt_cached(c, NULL, NULL, dk->ciphertext, dk->ciphertext_len, &c_abc, &s, &err) == KMS_OK);
+    kmsc_secret_free(s);
+    CHECK_EQ_INT(kmsc_call_count(c), calls + 1);
+    kmsc_data_key_free(dk);
+    kmsc_data_key_free(dk2);
+    kmsc_cache_free(cache);
+}
+
+/* Errors keep their AWS names and messages; state changes show through the typed calls. */
+static void test_typed_errors(kmsc *c)
+{
+    char *resp = NULL, key_id[64], req[200];
+    size_t resp_len;
+    kmsc_error err;
+    kmsc_data_key *dk = NULL;
+    kmsc_secret *s = NULL;
+    uint8_t big[4097] = {0}, *blob = NULL;
+    size_t blob_len = 0;
+    bool enabled = true;
+
+    CHECK(kmsc_call(c, "NoSuchOperation", "{}", 2, &resp, &resp_len, &err) == KMS_ERR_UNKNOWN_OPERATION);
+    CHECK(resp == NULL && !strcmp(err.name, "UnknownOperationException"));
+    CHECK(kmsc_call(c, "CreateKey", "{not json", 9, &resp, &resp_len, &err) == KMS_ERR_SERIALIZATION);
+    CHECK(!strcmp(err.name, "SerializationException"));
+    CHECK(kmsc_call(c, "CreateKey", "{}", 2, &resp, &resp_len, NULL) == KMS_OK);
+    {
+        const char *p = strstr(resp, "\"KeyId\":\"");
+        CHECK(p);
+        snprintf(key_id, 37, "%s", p + 9);
+    }
+    kmsc_response_free(resp, resp_len);
+    CHECK(kmsc_generate_data_key(c, NULL, NULL, 32, &dk, &err) == KMS_ERR_VALIDATION && dk == NULL);
+    CHECK(kmsc_generate_data_key(c, key_id, NULL, 0, &dk, &err) == KMS_ERR_VALIDATION && dk == NULL);
+    CHECK(!strcmp(err.name, "ValidationException"));
+    CHECK(kmsc_generate_data_key(c, key_id, NULL, 1025, &dk, &err) == KMS_ERR_VALIDATION && dk == NULL);
+    CHECK(kmsc_encrypt(c, key_id, big, sizeof big, NULL, &blob, &blob_len, &err) == KMS_ERR_VALIDATION && !blob);
+    CHECK(kmsc_encrypt(c, key_id, big, 4096, NULL, &blob, &blob_len, &err) == KMS_OK && blob);
+    /* tampered blob */
+    blob[blob_len - 1] ^= 1;
+    CHECK(kmsc_decrypt(c, NULL, blob, blob_len, NULL, &s, &err) == KMS_ERR_INVALID_CIPHERTEXT && s == NULL);
+    blob[blob_len - 1] ^= 1;
+    CHECK(kmsc_decrypt(c, NULL, blob, blob_len, NULL, &s, &err) == KMS_OK && s->len == 4096);
+    kmsc_secret_free(s);
+    /* disabled key */
+    snprintf(req, sizeof req, "{\"KeyId\":\"%s\"}", key_id);
+    CHECK(kmsc_call(c, "DisableKey", req, strlen(req), &resp, &resp_len, &err) == KMS_OK);
+    kmsc_response_free(resp, resp_len);
+    CHECK(kmsc_describe_key(c, key_id, NULL, &enabled, &err) == KMS_OK && !enabled);
+    CHECK(kmsc_decrypt(c, NULL, blob, blob_len, NULL, &s, &err) == KMS_ERR_DISABLED && s == NULL);
+    CHECK(!strcmp(err.name, "DisabledException"));
+    CHECK(kmsc_generate_data_key(c, key_id, NULL, 32, &dk, &err) == KMS_ERR_DISABLED && dk == NULL);
+    /* pending deletion */
+    snprintf(req, sizeof req, "{\"KeyId\":\"%s\",\"PendingWindowInDays\":7}", key_id);
+    CHECK(kmsc_call(c, "ScheduleKeyDeletion", req, strlen(req), &resp, &resp_len, &err) == KMS_OK);
+    kmsc_response_free(resp, resp_len);
+    CHECK(kmsc_decrypt(c, NULL, blob, blob_len, NULL, &s, &err) == KMS_ERR_INVALID_STATE);
+    CHECK(!strcmp(err.name, "KMSInvalidStateException"));
+    CHECK(kmsc_describe_key(c, "alias/nope", NULL, NULL, &err) == KMS_ERR_NOT_FOUND);
+    free(blob);
 }
 
 struct thr {
@@ -198,6 +558,25 @@ static void test_client(const char *dir)
     }
     kmsc_data_key_free(dk);
 
+    {
+        char other[64];
+        const char *p;
+        CHECK(kmsc_call(c, "CreateKey", "{}", 2, &resp, &resp_len, &err) == KMS_OK);
+        p = strstr(resp, "\"KeyId\":\"");
+        CHECK(p);
+        snprintf(other, 37, "%s", p + 9);
+        kmsc_response_free(resp, resp_len);
+        test_cached_ids(c, key_id, other);
+    }
+    test_typed_errors(c);
+    /* jansson's scratch buffers are wiped on free once a client exists */
+    {
+        json_malloc_t m;
+        json_free_t f;
+        json_get_alloc_funcs(&m, &f);
+        CHECK(f != free && m != NULL);
+    }
+
     /* many threads on one client and cache */
     {
         pthread_t th[4];
@@ -227,6 +606,10 @@ int main(void)
     CHECK(sodium_init() >= 0);
     CHECK(mkdtemp(tmpl));
     test_cache();
+    test_cache_limits();
+    test_cache_wipe();
+    test_cache_model();
+    test_cache_threads();
     snprintf(store, sizeof store, "%s/store", tmpl);
     CHECK(mkdir(store, 0700) == 0);
     snprintf(keyfile, sizeof keyfile, "%s/root.key", store);
