@@ -18,6 +18,7 @@
 #include <fuse_lowlevel.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -473,8 +474,9 @@ static int write_plain(struct inode *in, int fd, const uint8_t *buf, size_t len,
         return 0;
     last = (end - 1) / bs;
     if (newsize > in->size) {
+        uint64_t have = in->data_off + efs_data_len(in->size, (uint32_t)bs);
         uint64_t need = in->data_off + efs_data_len(newsize, (uint32_t)bs);
-        rc = posix_fallocate(fd, 0, (off_t)need);
+        rc = posix_fallocate(fd, (off_t)have, (off_t)(need - have));
         if (rc && rc != EOPNOTSUPP && rc != EINVAL)
             return -rc;
         rc = 0;
@@ -1321,6 +1323,9 @@ int efs_mount_run(const efs_mount_opts *o, const efs_config *cfg)
     int rc = 1, fd;
     kmsc *kms;
 
+    /* Request buffers are up to ~1 MiB: keep them on the heap instead of an mmap/munmap (and page
+     * faults) per request, which glibc does above its default 128 KiB threshold. */
+    mallopt(M_MMAP_THRESHOLD, 4 << 20);
     fs = calloc(1, sizeof *fs);
     if (!fs)
         return 1;
