@@ -10,6 +10,7 @@
 
 #include <sodium.h>
 
+#include "envelopefs/jsonb64.h"
 #include "aead.h"
 #include "blob.h"
 #include "ectx.h"
@@ -68,20 +69,6 @@ static kms_err get_int(struct op_ctx *x, json_t *in, const char *field, bool *pr
     *present = true;
     *out = json_integer_value(v);
     return KMS_OK;
-}
-
-static json_t *b64_json(const uint8_t *buf, size_t n)
-{
-    size_t cap = sodium_base64_encoded_len(n, sodium_base64_VARIANT_ORIGINAL);
-    char *s = malloc(cap);
-    json_t *j;
-    if (!s)
-        return NULL;
-    sodium_bin2base64(s, cap, buf, n, sodium_base64_VARIANT_ORIGINAL);
-    j = json_string(s);
-    sodium_memzero(s, cap);
-    free(s);
-    return j;
 }
 
 /* Decode a base64 field into a malloc'd buffer. */
@@ -289,7 +276,7 @@ static kms_err seal_blob(struct op_ctx *x, kms_key *k, const uint8_t *pt, size_t
         free(blob);
         return fail(x, KMS_ERR_INTERNAL, "encryption failed");
     }
-    *blob_json = b64_json(blob, n + KMS_BLOB_OVERHEAD);
+    *blob_json = efs_json_base64(blob, n + KMS_BLOB_OVERHEAD);
     free(aad);
     free(blob);
     return *blob_json ? KMS_OK : KMS_ERR_NOMEM;
@@ -1062,7 +1049,7 @@ static kms_err data_key(struct op_ctx *x, json_t *in, json_t **out, bool with_pl
     key_arn(x->core, k, arn, sizeof arn);
     *out = json_pack("{s:o, s:s}", "CiphertextBlob", blob, "KeyId", arn);
     if (with_plaintext)
-        json_object_set_new(*out, "Plaintext", b64_json(pt, (size_t)nbytes));
+        json_object_set_new(*out, "Plaintext", efs_json_base64(pt, (size_t)nbytes));
     sodium_memzero(pt, (size_t)nbytes);
     return KMS_OK;
 }
@@ -1098,7 +1085,7 @@ kms_err op_decrypt(struct op_ctx *x, json_t *in, json_t **out)
     if (e)
         return e;
     key_arn(x->core, used, arn, sizeof arn);
-    *out = json_pack("{s:s, s:o, s:s}", "KeyId", arn, "Plaintext", b64_json(pt, n), "EncryptionAlgorithm",
+    *out = json_pack("{s:s, s:o, s:s}", "KeyId", arn, "Plaintext", efs_json_base64(pt, n), "EncryptionAlgorithm",
                      "SYMMETRIC_DEFAULT");
     sodium_memzero(pt, n);
     return KMS_OK;
@@ -1173,7 +1160,7 @@ kms_err op_generate_random(struct op_ctx *x, json_t *in, json_t **out)
     if (!buf)
         return KMS_ERR_NOMEM;
     randombytes_buf(buf, (size_t)n);
-    *out = json_pack("{s:o}", "Plaintext", b64_json(buf, (size_t)n));
+    *out = json_pack("{s:o}", "Plaintext", efs_json_base64(buf, (size_t)n));
     sodium_memzero(buf, (size_t)n);
     return KMS_OK;
 }

@@ -13,6 +13,7 @@
 #include <sodium.h>
 
 #include "backend.h"
+#include "envelopefs/jsonb64.h"
 #include "jsonwipe.h"
 
 struct kmsc {
@@ -128,20 +129,6 @@ static json_t *ectx_json(const kms_ectx *ectx)
         for (size_t i = 0; i < ectx->n; i++)
             json_object_set_new(o, ectx->pairs[i].key, json_string(ectx->pairs[i].value));
     return o;
-}
-
-static json_t *b64(const uint8_t *buf, size_t n)
-{
-    size_t cap = sodium_base64_encoded_len(n, sodium_base64_VARIANT_ORIGINAL);
-    char *s = malloc(cap);
-    json_t *j;
-    if (!s)
-        return NULL;
-    sodium_bin2base64(s, cap, buf, n, sodium_base64_VARIANT_ORIGINAL);
-    j = json_string(s);
-    sodium_memzero(s, cap);
-    free(s);
-    return j;
 }
 
 /* Decode base64 field into malloc'd (secret=false) or locked (secret=true) memory. */
@@ -291,7 +278,7 @@ kms_err kmsc_decrypt(kmsc *c, const char *key_id, const uint8_t *blob, size_t bl
     if (!err)
         err = &local;
     *out = NULL;
-    req = json_pack("{s:o, s:o}", "CiphertextBlob", b64(blob, blob_len), "EncryptionContext", ectx_json(ectx));
+    req = json_pack("{s:o, s:o}", "CiphertextBlob", efs_json_base64(blob, blob_len), "EncryptionContext", ectx_json(ectx));
     if (req && key_id)
         json_object_set_new(req, "KeyId", json_string(key_id));
     e = call_json(c, "Decrypt", req, &resp, err);
@@ -317,7 +304,7 @@ kms_err kmsc_encrypt(kmsc *c, const char *key_id, const uint8_t *pt, size_t pt_l
         return KMS_ERR_VALIDATION;
     }
     e = call_json(c, "Encrypt",
-                  json_pack("{s:s, s:o, s:o}", "KeyId", key_id, "Plaintext", b64(pt, pt_len), "EncryptionContext",
+                  json_pack("{s:s, s:o, s:o}", "KeyId", key_id, "Plaintext", efs_json_base64(pt, pt_len), "EncryptionContext",
                             ectx_json(ectx)),
                   &resp, err);
     if (e)
@@ -341,7 +328,7 @@ kms_err kmsc_re_encrypt(kmsc *c, const char *src_key_id, const uint8_t *blob, si
         set_err(err, KMS_ERR_VALIDATION, "DestinationKeyId is required");
         return KMS_ERR_VALIDATION;
     }
-    req = json_pack("{s:o, s:s, s:o, s:o}", "CiphertextBlob", b64(blob, blob_len), "DestinationKeyId", dst_key_id,
+    req = json_pack("{s:o, s:s, s:o, s:o}", "CiphertextBlob", efs_json_base64(blob, blob_len), "DestinationKeyId", dst_key_id,
                     "SourceEncryptionContext", ectx_json(src_ectx), "DestinationEncryptionContext",
                     ectx_json(dst_ectx));
     if (req && src_key_id)

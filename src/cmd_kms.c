@@ -23,6 +23,7 @@
 #include <sodium.h>
 
 #include "cli_common.h"
+#include "envelopefs/jsonb64.h"
 #include "commands.h"
 #include "jsonwipe.h"
 
@@ -201,21 +202,6 @@ static void free_secret_buf(char *buf, size_t len)
     }
 }
 
-/* Base64 of n bytes as a JSON string; the temporary text is wiped. */
-static json_t *b64_json(const unsigned char *data, size_t n)
-{
-    size_t cap = sodium_base64_encoded_len(n, sodium_base64_VARIANT_ORIGINAL);
-    char *s = malloc(cap);
-    json_t *j;
-    if (!s)
-        return NULL;
-    sodium_bin2base64(s, cap, data, n, sodium_base64_VARIANT_ORIGINAL);
-    j = json_string(s);
-    sodium_memzero(s, cap);
-    free(s);
-    return j;
-}
-
 /* Binary argument → base64 JSON string (canonical: whitespace dropped, validated like AWS CLI v2). */
 static json_t *blob_arg(const struct cli *cli, const char *arg, const char *flag)
 {
@@ -233,18 +219,18 @@ static json_t *blob_arg(const struct cli *cli, const char *arg, const char *flag
             return NULL;
         }
         if (arg[4] == 'b' || cli->raw_binary) { /* raw bytes */
-            j = b64_json((const unsigned char *)file, n);
+            j = efs_json_base64((const unsigned char *)file, n);
             free_secret_buf(file, n);
             return j;
         }
         text = file; /* file:// holds the value as text: base64 */
     } else if (cli->raw_binary) {
-        return b64_json((const unsigned char *)arg, strlen(arg));
+        return efs_json_base64((const unsigned char *)arg, strlen(arg));
     }
     n = strlen(text);
     bin = malloc(n + 1);
     if (bin && sodium_base642bin(bin, n + 1, text, n, " \t\r\n", &bin_len, NULL, sodium_base64_VARIANT_ORIGINAL) == 0)
-        j = b64_json(bin, bin_len);
+        j = efs_json_base64(bin, bin_len);
     else if (bin)
         fprintf(stderr,
                 "envelopefs kms: --%s: invalid base64 (use fileb://FILE for raw bytes, or "

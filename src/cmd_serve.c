@@ -30,6 +30,31 @@ static void usage(FILE *f)
                "  --rate-limit N       requests per second per account (default 10000, AWS's default quota)\n");
 }
 
+/* Block the stop signals (so sigwait sees them), start the server, write the pid file. */
+static int start_server(kmsc *client, const kms_server_opts *so, const char *pid_file, sigset_t *set,
+                        kms_server **srv)
+{
+    char *msg = NULL;
+    sigemptyset(set);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, set, NULL);
+    if (kms_server_start(kmsc_embedded_core(client), so, srv, &msg)) {
+        EFS_ERROR("cannot start: %s", msg ? msg : "unknown error");
+        free(msg);
+        return -1;
+    }
+    if (pid_file) {
+        FILE *f = fopen(pid_file, "we");
+        if (f) {
+            fprintf(f, "%d\n", (int)getpid());
+            fclose(f);
+        }
+    }
+    return 0;
+}
+
 int cmd_kms_serve(int argc, char **argv)
 {
     enum { O_LISTEN = 1000, O_UNIX, O_CERT, O_KEY, O_FG, O_PID, O_RATE, O_THREADS, O_STORE, O_RK, O_PF };
@@ -48,7 +73,6 @@ int cmd_kms_serve(int argc, char **argv)
     sigset_t set;
     kmsc *client;
     kms_server *srv;
-    char *msg = NULL;
     struct rlimit rl = {0, 0};
 
     memset(&so, 0, sizeof so);
@@ -117,48 +141,18 @@ int cmd_kms_serve(int argc, char **argv)
             }
             return 0;
         }
-        /* child continues; report readiness through pfd[1] below */
-        sigemptyset(&set);
-        sigaddset(&set, SIGTERM);
-        sigaddset(&set, SIGINT);
-        sigaddset(&set, SIGHUP);
-        pthread_sigmask(SIG_BLOCK, &set, NULL);
-        if (kms_server_start(kmsc_embedded_core(client), &so, &srv, &msg)) {
-            EFS_ERROR("%s", msg ? msg : "cannot start");
+        /* child continues: start, then report readiness through pfd[1] */
+        if (start_server(client, &so, pid_file, &set, &srv))
             _exit(1);
-        }
-        if (pid_file) {
-            FILE *f = fopen(pid_file, "we");
-            if (f) {
-                fprintf(f, "%d\n", (int)getpid());
-                fclose(f);
-            }
-        }
         {
             char one = 1;
-            if (write(pfd[1], &one, 1) != 1) {
-            }
+            if (write(pfd[1], &one, 1) != 1)
+                EFS_WARN("could not report readiness to the parent");
             close(pfd[1]);
         }
-    } else {
-        sigemptyset(&set);
-        sigaddset(&set, SIGTERM);
-        sigaddset(&set, SIGINT);
-        sigaddset(&set, SIGHUP);
-        pthread_sigmask(SIG_BLOCK, &set, NULL);
-        if (kms_server_start(kmsc_embedded_core(client), &so, &srv, &msg)) {
-            fprintf(stderr, "envelopefs kms serve: %s\n", msg ? msg : "cannot start");
-            free(msg);
-            kmsc_free(client);
-            return 1;
-        }
-        if (pid_file) {
-            FILE *f = fopen(pid_file, "we");
-            if (f) {
-                fprintf(f, "%d\n", (int)getpid());
-                fclose(f);
-            }
-        }
+    } else if (start_server(client, &so, pid_file, &set, &srv)) {
+        kmsc_free(client);
+        return 1;
     }
     EFS_INFO("key service listening on %s (pid %d)",
              so.unix_path ? so.unix_path : (so.listen ? so.listen : "127.0.0.1:4599"), (int)getpid());
