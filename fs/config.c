@@ -74,7 +74,7 @@ int efs_config_parse(const char *buf, size_t len, efs_config *c, const char **wh
     if (!json_is_integer(json_object_get(o, "format")))
         goto out;
     c->format = (int)json_integer_value(json_object_get(o, "format"));
-    if (c->format != EFS_CONFIG_FORMAT) {
+    if (c->format != 1 && c->format != EFS_CONFIG_FORMAT) {
         *why = c->format > EFS_CONFIG_FORMAT ? "created by a newer envelopefs (config format too new)"
                                              : "unsupported config format";
         goto out;
@@ -116,8 +116,8 @@ int efs_config_parse(const char *buf, size_t len, efs_config *c, const char **wh
     if (!s || (strcmp(s, "plaintext") && strcmp(s, "encrypted")))
         goto out;
     c->plaintext_names = !strcmp(s, "plaintext");
-    if (!c->plaintext_names) {
-        *why = "encrypted names are not supported by this build (config needs \"names\": \"plaintext\")";
+    if (!c->plaintext_names && c->format < 2) {
+        *why = "format 1 has no encrypted names (\"names\" must be \"plaintext\")";
         goto out;
     }
     *why = "bad \"fs_key\"";

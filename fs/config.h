@@ -12,7 +12,7 @@
 #include <stdint.h>
 
 #define EFS_CONFIG_NAME "envelopefs.conf"
-#define EFS_CONFIG_FORMAT 1
+#define EFS_CONFIG_FORMAT 2        /* written by init; format 1 (plaintext names only) is still read */
 #define EFS_FS_ID_LEN 16
 
 typedef struct efs_config {

@@ -17,9 +17,11 @@
 
 #include "efs.h"
 #include "format.h"
+#include "names.h"
 
 struct fsck {
     efs_keys *keys;
+    efs_names *names;
     const efs_config *cfg;
     FILE *out;
     unsigned long files, damaged;
@@ -108,7 +110,7 @@ static void check_symlink(struct fsck *f, int dirfd, const char *name, const cha
     }
 }
 
-static void walk(struct fsck *f, int dir_fd, const char *path, bool root)
+static void walk(struct fsck *f, int dir_fd, const char *path, bool root, const uint8_t *dirid)
 {
     DIR *d = fdopendir(dir_fd);
     struct dirent *e;
@@ -117,19 +119,40 @@ static void walk(struct fsck *f, int dir_fd, const char *path, bool root)
         return;
     }
     while ((e = readdir(d))) {
-        char sub[PATH_MAX];
+        char sub[PATH_MAX], plain[256];
+        const char *shown = e->d_name;
         struct stat st;
         if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
             continue;
         if (root && efs_reserved_root_name(e->d_name))
             continue;
-        snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
+        if (f->names) {
+            int rc = efs_name_from_backing(f->names, dirfd(d), dirid, e->d_name, plain);
+            if (rc == -ENOENT)
+                continue; /* directory id, long-name sidecars, temporary files */
+            if (rc) {
+                fprintf(f->out, "DAMAGED %s/%s: name fails authentication (tampered or moved from another "
+                                "directory)\n", path, e->d_name);
+                f->damaged++;
+                continue;
+            }
+            shown = plain;
+        }
+        snprintf(sub, sizeof sub, "%s/%s", path, shown);
         if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW))
             continue;
         if (S_ISDIR(st.st_mode)) {
             int fd = openat(dirfd(d), e->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-            if (fd >= 0)
-                walk(f, fd, sub, false);
+            uint8_t id[EFS_DIRID_LEN];
+            if (fd < 0)
+                continue;
+            if (f->names && efs_dirid_read_at(fd, id)) {
+                fprintf(f->out, "DAMAGED %s: directory id missing or damaged (its entries cannot be named)\n", sub);
+                f->damaged++;
+                close(fd);
+                continue;
+            }
+            walk(f, fd, sub, false, id);
         } else if (S_ISREG(st.st_mode)) {
             check_file(f, dirfd(d), e->d_name, sub);
         } else if (S_ISLNK(st.st_mode)) {
@@ -141,11 +164,11 @@ static void walk(struct fsck *f, int dir_fd, const char *path, bool root)
 
 int efs_fsck(const char *cipherdir, efs_keys *keys, FILE *out)
 {
-    struct fsck f = {.keys = keys, .cfg = efs_keys_config(keys), .out = out};
+    struct fsck f = {.keys = keys, .names = efs_keys_names(keys), .cfg = efs_keys_config(keys), .out = out};
     int fd = open(cipherdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
         return -errno;
-    walk(&f, fd, cipherdir, true);
+    walk(&f, fd, cipherdir, true, f.cfg->fs_id);
     fprintf(out, "%lu entries checked, %lu damaged\n", f.files, f.damaged);
     return f.damaged ? 1 : 0;
 }

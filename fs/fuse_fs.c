@@ -34,6 +34,7 @@
 
 #include "efs.h"
 #include "format.h"
+#include "names.h"
 #include "envelopefs/log.h"
 
 #define HASH_BUCKETS 65536
@@ -55,6 +56,8 @@ struct inode {
     uint64_t data_off;           /* header length (0 with the header in an xattr) */
     uint64_t size;               /* plaintext size while loaded */
     int64_t hdr_len_cache;       /* -1 unknown; for getattr of files that are not open */
+    int dirid_ok;                /* directories with encrypted names: dirid below is valid */
+    uint8_t dirid[EFS_DIRID_LEN];
 };
 
 struct handle {
@@ -67,6 +70,7 @@ struct efs {
     pthread_mutex_t table_lock;
     struct inode *table[HASH_BUCKETS];
     efs_keys *keys;
+    efs_names *names;            /* NULL with plaintext names */
     const efs_config *cfg;
     const char *cipherdir;
     double timeout;
@@ -94,6 +98,85 @@ bool efs_reserved_root_name(const char *name)
 static bool reserved(fuse_ino_t parent, const char *name)
 {
     return parent == FUSE_ROOT_ID && efs_reserved_root_name(name);
+}
+
+/* ---- names ---------------------------------------------------------------------------------- */
+
+/* A plaintext name's backing entry in its directory. */
+struct bname {
+    char b[EFS_BACKING_MAX];
+    bool is_long;
+    char full[EFS_ENC_MAX];
+};
+
+/* The directory id that binds the names in dir (the filesystem id for the root). */
+static int dir_id(struct efs *fs, struct inode *dir, uint8_t out[EFS_DIRID_LEN])
+{
+    int rc = 0;
+    if (dir == &fs->root) {
+        memcpy(out, fs->cfg->fs_id, EFS_DIRID_LEN);
+        return 0;
+    }
+    pthread_mutex_lock(&fs->table_lock);
+    if (dir->dirid_ok) {
+        memcpy(out, dir->dirid, EFS_DIRID_LEN);
+        pthread_mutex_unlock(&fs->table_lock);
+        return 0;
+    }
+    pthread_mutex_unlock(&fs->table_lock);
+    rc = efs_dirid_read_at(dir->fd, out);
+    if (rc) {
+        EFS_ERROR("directory (inode %" PRIu64 "): its directory id is missing or damaged", (uint64_t)dir->ino);
+        return rc;
+    }
+    pthread_mutex_lock(&fs->table_lock);
+    memcpy(dir->dirid, out, EFS_DIRID_LEN);
+    dir->dirid_ok = 1;
+    pthread_mutex_unlock(&fs->table_lock);
+    return 0;
+}
+
+/* Map name in directory (parent) to its backing name. Plaintext mode: identity, reserved names at
+ * the root refused with `reserved_err`. */
+static int map_name(struct efs *fs, fuse_ino_t parent, struct inode *dir, const char *name, struct bname *bn,
+                    int reserved_err)
+{
+    uint8_t id[EFS_DIRID_LEN];
+    int rc;
+    bn->is_long = false;
+    if (!fs->names) {
+        if (reserved(parent, name))
+            return reserved_err;
+        if (strlen(name) >= sizeof bn->b)
+            return -ENAMETOOLONG;
+        strcpy(bn->b, name);
+        return 0;
+    }
+    rc = dir_id(fs, dir, id);
+    if (!rc)
+        rc = efs_name_encrypt(fs->names, id, name, bn->b, &bn->is_long, bn->full);
+    return rc;
+}
+
+/* Before an entry is made under bn: its long-name sidecar, durably. */
+static int prepare_name(struct inode *dir, const struct bname *bn)
+{
+    return bn->is_long ? efs_longname_write_at(dir->fd, bn->b, bn->full) : 0;
+}
+
+/* After the entry bn is gone: its sidecar. */
+static void forget_name(struct inode *dir, const struct bname *bn)
+{
+    if (bn->is_long)
+        (void)efs_longname_remove_at(dir->fd, bn->b);
+}
+
+static void temp_name(char out[64])
+{
+    uint8_t r[8];
+    randombytes_buf(r, sizeof r);
+    snprintf(out, 64, ".envelopefs.tmp.%02x%02x%02x%02x%02x%02x%02x%02x", r[0], r[1], r[2], r[3], r[4], r[5], r[6],
+             r[7]);
 }
 
 /* ---- header access -------------------------------------------------------------------------- */
@@ -315,10 +398,14 @@ static int do_lookup(fuse_req_t req, fuse_ino_t parent, const char *name, struct
     struct stat st;
     int fd;
 
+    struct bname bn;
+    int rc;
+
     memset(e, 0, sizeof *e);
-    if (reserved(parent, name))
-        return -ENOENT;
-    fd = openat(p->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    rc = map_name(fs, parent, p, name, &bn, -ENOENT);
+    if (rc)
+        return rc;
+    fd = openat(p->fd, bn.b, O_PATH | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0)
         return -errno;
     if (fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW)) {
@@ -819,29 +906,59 @@ static void reply_new_entry(fuse_req_t req, fuse_ino_t parent, const char *name,
 
 static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
+    struct efs *fs = fs_of(req);
     struct inode *p = inode_of(req, parent);
-    int rc = 0;
-    if (reserved(parent, name))
-        rc = -EPERM;
-    else if (mkdirat(p->fd, name, mode))
-        rc = -errno;
-    else
-        own(req, p, p->fd, name, true);
+    struct bname bn;
+    char tmp[64];
+    uint8_t id[EFS_DIRID_LEN];
+    int rc = map_name(fs, parent, p, name, &bn, -EPERM), dfd;
+
+    if (!rc && !fs->names) {
+        if (mkdirat(p->fd, bn.b, mode))
+            rc = -errno;
+        else
+            own(req, p, p->fd, bn.b, true);
+    } else if (!rc) {
+        /* Made under a temporary name with its directory id in place, then renamed: a crash never
+         * leaves a directory whose entries cannot be named. */
+        temp_name(tmp);
+        if (mkdirat(p->fd, tmp, mode)) {
+            rc = -errno;
+        } else if ((dfd = openat(p->fd, tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+            rc = -errno;
+            unlinkat(p->fd, tmp, AT_REMOVEDIR);
+        } else {
+            rc = efs_dirid_create_at(dfd, id);
+            if (!rc) {
+                own(req, p, p->fd, tmp, true);
+                rc = prepare_name(p, &bn);
+            }
+            if (!rc && renameat2(p->fd, tmp, p->fd, bn.b, RENAME_NOREPLACE))
+                rc = -errno;
+            if (rc) {
+                unlinkat(dfd, EFS_DIRID_NAME, 0);
+                unlinkat(p->fd, tmp, AT_REMOVEDIR);
+            }
+            close(dfd);
+        }
+    }
     reply_new_entry(req, parent, name, rc);
 }
 
 static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
 {
+    struct efs *fs = fs_of(req);
     struct inode *p = inode_of(req, parent);
-    int rc = 0;
-    if (reserved(parent, name))
-        rc = -EPERM;
-    else if (S_ISREG(mode))
+    struct bname bn;
+    int rc = map_name(fs, parent, p, name, &bn, -EPERM);
+    if (!rc && S_ISREG(mode))
         rc = -EPERM; /* regular files are made by create (they need a header) */
-    else if (mknodat(p->fd, name, mode, rdev))
+    if (!rc)
+        rc = prepare_name(p, &bn);
+    if (!rc && mknodat(p->fd, bn.b, mode, rdev))
         rc = -errno;
-    else
-        own(req, p, p->fd, name, false);
+    if (!rc)
+        own(req, p, p->fd, bn.b, false);
     reply_new_entry(req, parent, name, rc);
 }
 
@@ -852,20 +969,22 @@ static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, cons
     size_t n = strlen(link), sealed_len;
     uint8_t *sealed = NULL;
     char *enc = NULL;
-    int rc = 0;
-    if (reserved(parent, name)) {
-        rc = -EPERM;
+    struct bname bn;
+    int rc = map_name(fs, parent, p, name, &bn, -EPERM);
+    if (rc) {
+        /* reported below */
     } else if ((n + 28) * 4 / 3 + 4 >= PATH_MAX) {
         rc = -ENAMETOOLONG;
     } else if (!(sealed = malloc(n + 28)) || !(enc = malloc((n + 28) * 4 / 3 + 8))) {
         rc = -ENOMEM;
     } else if (!(rc = efs_seal_small(fs->keys, EFS_PURPOSE_SYMLINK, "envelopefs symlink v1", (const uint8_t *)link, n,
-                                      sealed, &sealed_len))) {
+                                      sealed, &sealed_len)) &&
+               !(rc = prepare_name(p, &bn))) {
         sodium_bin2base64(enc, (n + 28) * 4 / 3 + 8, sealed, sealed_len, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
-        if (symlinkat(enc, p->fd, name))
+        if (symlinkat(enc, p->fd, bn.b))
             rc = -errno;
         else
-            own(req, p, p->fd, name, false);
+            own(req, p, p->fd, bn.b, false);
     }
     free(sealed);
     free(enc);
@@ -899,43 +1018,93 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 
 static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-    if (reserved(parent, name)) {
-        fuse_reply_err(req, ENOENT);
-        return;
+    struct efs *fs = fs_of(req);
+    struct inode *p = inode_of(req, parent);
+    struct bname bn;
+    int rc = map_name(fs, parent, p, name, &bn, -ENOENT);
+    if (!rc && unlinkat(p->fd, bn.b, 0))
+        rc = -errno;
+    if (!rc)
+        forget_name(p, &bn);
+    fuse_reply_err(req, -rc);
+}
+
+/* Remove an empty directory whose only backing entry is its id file: the id file is moved out first
+ * (and back if rmdir fails), so a directory is never left without its id. */
+static int rmdir_encrypted(struct inode *p, const char *backing)
+{
+    char tmp[64];
+    struct dirent *e;
+    DIR *d;
+    int dfd = openat(p->fd, backing, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), rc = 0;
+    if (dfd < 0)
+        return -errno;
+    d = fdopendir(dfd);
+    if (!d) {
+        rc = -errno;
+        close(dfd);
+        return rc;
     }
-    fuse_reply_err(req, unlinkat(inode_of(req, parent)->fd, name, 0) ? errno : 0);
+    while ((e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && strcmp(e->d_name, EFS_DIRID_NAME)) {
+            closedir(d);
+            return -ENOTEMPTY;
+        }
+    temp_name(tmp);
+    if (renameat(dirfd(d), EFS_DIRID_NAME, p->fd, tmp) && errno != ENOENT) {
+        rc = -errno;
+    } else if (unlinkat(p->fd, backing, AT_REMOVEDIR)) {
+        rc = -errno;
+        (void)renameat(p->fd, tmp, dirfd(d), EFS_DIRID_NAME);
+    } else {
+        unlinkat(p->fd, tmp, 0);
+    }
+    closedir(d);
+    return rc;
 }
 
 static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-    if (reserved(parent, name)) {
-        fuse_reply_err(req, ENOENT);
-        return;
-    }
-    fuse_reply_err(req, unlinkat(inode_of(req, parent)->fd, name, AT_REMOVEDIR) ? errno : 0);
+    struct efs *fs = fs_of(req);
+    struct inode *p = inode_of(req, parent);
+    struct bname bn;
+    int rc = map_name(fs, parent, p, name, &bn, -ENOENT);
+    if (!rc)
+        rc = fs->names ? rmdir_encrypted(p, bn.b) : (unlinkat(p->fd, bn.b, AT_REMOVEDIR) ? -errno : 0);
+    if (!rc)
+        forget_name(p, &bn);
+    fuse_reply_err(req, -rc);
 }
 
 static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
                       const char *newname, unsigned int flags)
 {
-    if (reserved(parent, name) || reserved(newparent, newname)) {
-        fuse_reply_err(req, EPERM);
-        return;
-    }
-    if (renameat2(inode_of(req, parent)->fd, name, inode_of(req, newparent)->fd, newname, flags))
-        fuse_reply_err(req, errno);
-    else
-        fuse_reply_err(req, 0);
+    struct efs *fs = fs_of(req);
+    struct inode *p = inode_of(req, parent), *np = inode_of(req, newparent);
+    struct bname from, to;
+    int rc = map_name(fs, parent, p, name, &from, -EPERM);
+    if (!rc)
+        rc = map_name(fs, newparent, np, newname, &to, -EPERM);
+    if (!rc)
+        rc = prepare_name(np, &to);
+    if (!rc && renameat2(p->fd, from.b, np->fd, to.b, flags))
+        rc = -errno;
+    /* the old name is gone (after an exchange both names still exist) */
+    if (!rc && !(flags & RENAME_EXCHANGE) && !(p == np && !strcmp(from.b, to.b)))
+        forget_name(p, &from);
+    fuse_reply_err(req, -rc);
 }
 
 static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
 {
-    struct inode *in = inode_of(req, ino);
+    struct efs *fs = fs_of(req);
+    struct inode *in = inode_of(req, ino), *np = inode_of(req, newparent);
+    struct bname bn;
     char p[64];
-    int rc = 0;
-    if (reserved(newparent, newname))
-        rc = -EPERM;
-    else if (linkat(AT_FDCWD, procpath(in->fd, p), inode_of(req, newparent)->fd, newname, AT_SYMLINK_FOLLOW))
+    int rc = map_name(fs, newparent, np, newname, &bn, -EPERM);
+    if (!rc)
+        rc = prepare_name(np, &bn);
+    if (!rc && linkat(AT_FDCWD, procpath(in->fd, p), np->fd, bn.b, AT_SYMLINK_FOLLOW))
         rc = -errno;
     reply_new_entry(req, newparent, newname, rc);
 }
@@ -950,8 +1119,11 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
     int fd = -1, rc;
     struct stat st;
 
-    if (reserved(parent, name)) {
-        fuse_reply_err(req, EPERM);
+    struct bname bn;
+
+    rc = map_name(fs, parent, p, name, &bn, -EPERM);
+    if (rc) {
+        fuse_reply_err(req, -rc);
         return;
     }
     fk = sodium_malloc(sizeof *fk);
@@ -961,9 +1133,11 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
     }
     /* Keys first: if the key service refuses, nothing is written. */
     rc = efs_keys_new_file(fs->keys, &h, fk);
+    if (!rc)
+        rc = prepare_name(p, &bn);
     if (rc)
         goto fail;
-    fd = openat(p->fd, name, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC | O_NOFOLLOW, mode & 07777);
+    fd = openat(p->fd, bn.b, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC | O_NOFOLLOW, mode & 07777);
     if (fd < 0) {
         rc = -errno;
         goto fail;
@@ -972,10 +1146,11 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
     if (rc) {
         close(fd);
         fd = -1;
-        unlinkat(p->fd, name, 0);
+        unlinkat(p->fd, bn.b, 0);
+        forget_name(p, &bn);
         goto fail;
     }
-    own(req, p, p->fd, name, false);
+    own(req, p, p->fd, bn.b, false);
     rc = do_lookup(req, parent, name, &e);
     if (rc)
         goto fail;
@@ -1021,6 +1196,7 @@ struct dirh {
     DIR *dp;
     struct dirent *entry;
     off_t offset;
+    uint8_t dirid[EFS_DIRID_LEN];  /* encrypted names: this directory's id */
 };
 
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -1031,6 +1207,14 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     if (!d) {
         fuse_reply_err(req, ENOMEM);
         return;
+    }
+    if (fs_of(req)->names) {
+        int rc = dir_id(fs_of(req), in, d->dirid);
+        if (rc) {
+            free(d);
+            fuse_reply_err(req, -rc);
+            return;
+        }
     }
     fd = openat(in->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0 || !(d->dp = fdopendir(fd))) {
@@ -1048,7 +1232,10 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 
 static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
+    struct efs *fs = fs_of(req);
     struct dirh *d = (struct dirh *)(uintptr_t)fi->fh;
+    char plain[256];
+    const char *name;
     char *buf = calloc(1, size), *p = buf;
     size_t rem = size;
     if (!buf) {
@@ -1069,7 +1256,21 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
             if (!d->entry)
                 break;
         }
-        if (ino == FUSE_ROOT_ID && efs_reserved_root_name(d->entry->d_name)) {
+        name = d->entry->d_name;
+        if (!strcmp(name, ".") || !strcmp(name, "..")) {
+            /* shown as they are */
+        } else if (fs->names) {
+            int rc = efs_name_from_backing(fs->names, dirfd(d->dp), d->dirid, name, plain);
+            if (rc == -EBADMSG)
+                EFS_ERROR("directory (inode %" PRIu64 "): entry %s fails authentication (tampered or moved "
+                          "from another directory); skipped", (uint64_t)inode_of(req, ino)->ino, name);
+            if (rc) {
+                d->offset = d->entry->d_off;
+                d->entry = NULL;
+                continue;
+            }
+            name = plain;
+        } else if (ino == FUSE_ROOT_ID && efs_reserved_root_name(name)) {
             d->offset = d->entry->d_off;
             d->entry = NULL;
             continue;
@@ -1077,7 +1278,7 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
         memset(&st, 0, sizeof st);
         st.st_ino = d->entry->d_ino;
         st.st_mode = (mode_t)(d->entry->d_type << 12);
-        n = fuse_add_direntry(req, p, rem, d->entry->d_name, &st, d->entry->d_off);
+        n = fuse_add_direntry(req, p, rem, name, &st, d->entry->d_off);
         if (n > rem)
             break;
         p += n;
@@ -1384,6 +1585,7 @@ int efs_mount_run(const efs_mount_opts *o, const efs_config *cfg)
             fuse_session_unmount(se);
             goto out_handlers;
         }
+        fs->names = efs_keys_names(fs->keys);
         if (efs_keys_set_cipherdir(fs->keys, o->cipherdir)) {
             fuse_session_unmount(se);
             goto out_handlers;

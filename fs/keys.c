@@ -25,6 +25,7 @@
 #include <sodium.h>
 
 #include "envelopefs/log.h"
+#include "names.h"
 
 #define BK_WRAPPED_LEN (16 + crypto_aead_xchacha20poly1305_ietf_NPUBBYTES + EFS_DEK_LEN + crypto_aead_xchacha20poly1305_ietf_ABYTES)
 
@@ -39,6 +40,7 @@ struct efs_keys {
     const efs_config *cfg;
     char *cipherdir;
     uint8_t *small_keys; /* 2 × 32 bytes, locked: symlink, xattr */
+    efs_names *names;    /* NULL with plaintext names */
     pthread_mutex_t lock;
     struct bucket_key current;    /* bucket-key mode: this mount's key for new files */
     struct bucket_key *known;     /* unwrapped bucket keys of earlier mounts */
@@ -139,16 +141,33 @@ int efs_keys_open(const efs_config *cfg, kmsc *kms, efs_keys **out, char *why, s
         efs_keys_free(k);
         return -ENOMEM;
     }
+    if (!cfg->plaintext_names) {
+        uint8_t *nk = sodium_malloc(64);
+        int nrc = nk && !hkdf32(fk->data, "envelopefs v1 names 1", nk) && !hkdf32(fk->data, "envelopefs v1 names 2", nk + 32)
+                      ? efs_names_new(nk, &k->names) : -ENOMEM;
+        if (nk)
+            sodium_free(nk);
+        if (nrc) {
+            snprintf(why, why_cap, "cannot set up name encryption (AES-256-SIV): %s", strerror(-nrc));
+            kmsc_secret_free(fk);
+            k->kms = NULL;
+            efs_keys_free(k);
+            return nrc;
+        }
+    }
     kmsc_secret_free(fk);
     *out = k;
     return 0;
 }
+
+struct efs_names *efs_keys_names(efs_keys *k) { return k->names; }
 
 void efs_keys_free(efs_keys *k)
 {
     if (!k)
         return;
     kmsc_cache_free(k->cache);
+    efs_names_free(k->names);
     if (k->small_keys)
         sodium_free(k->small_keys);
     if (k->current.key)

@@ -36,6 +36,9 @@ int efs_open_small(efs_keys *k, int purpose, const char *aad, const uint8_t *in,
                    size_t *out_len);
 enum { EFS_PURPOSE_SYMLINK = 0, EFS_PURPOSE_XATTR = 1 };
 
+/* The name cipher (NULL when the config keeps plaintext names). Borrowed. */
+struct efs_names *efs_keys_names(efs_keys *k);
+
 uint64_t efs_keys_kms_calls(efs_keys *k);
 uint64_t efs_keys_cache_hits(efs_keys *k);
 const efs_config *efs_keys_config(efs_keys *k);

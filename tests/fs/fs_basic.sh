@@ -41,7 +41,7 @@ seen = {}
 for dp, dn, fn in os.walk(root):
     for f in fn:
         p = os.path.join(dp, f)
-        if f == "envelopefs.conf" or f.startswith("envelopefs.bk.") or os.path.islink(p): continue
+        if "." in f or os.path.islink(p): continue  # config, bucket keys, directory ids, long-name sidecars
         hdr = os.getxattr(p, "user.envelopefs.header") if mode == "xattr" else open(p, "rb").read(2048)
         assert hdr[:4] == b"EnvF", (p, hdr[:4])
         wl = hdr[32] | hdr[33] << 8

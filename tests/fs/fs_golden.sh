@@ -1,21 +1,34 @@
 #!/usr/bin/env bash
-# fs_golden.sh — golden vectors for the on-disk formats: tests/fs/golden/v1 is a key store and an
-# encrypted directory written by format version 1 (keystore format 1, config format 1, file header
-# version 1, KMS blob version 1). Every later version must still mount and read it exactly.
+# fs_golden.sh — golden vectors for the on-disk formats: tests/fs/golden/vN is a key store and an
+# encrypted directory written by config format N (v1: plaintext names; v2: encrypted names with a
+# long-name sidecar), keystore format 1, file header version 1, KMS blob version 1. Every later version
+# must still mount and read each of them exactly.
 . "$(dirname "$0")/lib.sh"
-G=$(dirname "$0")/golden/v1
-cp -a "$G/store" "$T/gstore"; cp -a "$G/cipher" "$T/gcipher"
-chmod 700 "$T/gstore"; chmod 600 "$T/gstore/root.key"   # git does not keep modes
-export ENVELOPEFS_STORE=$T/gstore
-"$B" fsck "$T/gcipher" --kms "local:$T/gstore" >/dev/null || fail "fsck of the golden tree"
-"$B" mount "$T/gcipher" "$MNT" --kms "local:$T/gstore"
-[ "$(cat "$MNT/hello.txt")" = "hello, golden world" ] || fail "hello.txt"
-[ "$(cat "$MNT/dir/sub/nested.txt")" = nested ] || fail "nested.txt"
-[ "$(readlink "$MNT/dir/link")" = ../hello.txt ] || fail "symlink target"
-[ "$(stat -c %s "$MNT/empty")" = 0 ] || fail "empty file"
+check_tree() {
+  local v=$1 G
+  G=$(dirname "$0")/golden/$v
+  rm -rf "$T/gstore" "$T/gcipher"
+  cp -a "$G/store" "$T/gstore"; cp -a "$G/cipher" "$T/gcipher"
+  chmod 700 "$T/gstore"; chmod 600 "$T/gstore/root.key"   # git does not keep modes
+  export ENVELOPEFS_STORE=$T/gstore
+  "$B" fsck "$T/gcipher" --kms "local:$T/gstore" >/dev/null || fail "$v: fsck of the golden tree"
+  "$B" mount "$T/gcipher" "$MNT" --kms "local:$T/gstore"
+  [ "$(cat "$MNT/hello.txt")" = "hello, golden world" ] || fail "$v: hello.txt"
+  [ "$(cat "$MNT/dir/sub/nested.txt")" = nested ] || fail "$v: nested.txt"
+  [ "$(readlink "$MNT/dir/link")" = ../hello.txt ] || fail "$v: symlink target"
+  [ "$(stat -c %s "$MNT/empty")" = 0 ] || fail "$v: empty file"
+  [ "$(sha256sum <"$MNT/blocks.bin" | cut -d' ' -f1)" = "$want" ] || fail "$v: blocks.bin"
+  [ "$(stat -c %s "$MNT/blocks.bin")" = 10000 ] || fail "$v: blocks.bin size"
+  if [ "$v" = v2 ]; then
+    [ "$(cat "$MNT/$(printf 'n%.0s' $(seq 255))")" = "long name" ] || fail "v2: long name"
+    ! ls "$T/gcipher" | grep -q hello || fail "v2: a plaintext name in the backing tree"
+  fi
+  fs_unmount
+  sleep 0.5   # let the daemon close the store
+}
 want=$(python3 -c "
 import hashlib, random
 r = random.Random(42); print(hashlib.sha256(bytes(r.randrange(256) for _ in range(10000))).hexdigest())")
-[ "$(sha256sum <"$MNT/blocks.bin" | cut -d' ' -f1)" = "$want" ] || fail "blocks.bin"
-[ "$(stat -c %s "$MNT/blocks.bin")" = 10000 ] || fail "blocks.bin size"
-echo "fs_golden: the version-1 tree reads back exactly"
+check_tree v1
+check_tree v2
+echo "fs_golden: the v1 and v2 trees read back exactly"
