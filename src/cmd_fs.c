@@ -74,7 +74,7 @@ static void init_usage(FILE *f)
                "  --kms URL          key service (default: local:<store>, the embedded key service)\n"
                "  --dek-in-xattr     keep each file's header (wrapped data key) in an xattr, not in the file\n"
                "  --bucket-key       one intermediate key per mount wraps per-file keys locally (fewer KMS calls)\n"
-               "  --plaintext-names  keep file names in the clear (this build always does)\n"
+               "  --plaintext-names  keep file and directory names in the clear (default: encrypted)\n"
                "  --block-size N     plaintext block size, a power of two from 512 to 1048576 (default 4096)\n");
 }
 
@@ -136,7 +136,6 @@ int cmd_init(int argc, char **argv)
     cfg.kms_url = url;
     cfg.key_id = strdup(key_id);
     cfg.block_size = (uint32_t)bs;
-    cfg.plaintext_names = true; /* encrypted names: see docs/FORMAT.md, not in this build */
     rc = efs_keys_init_config(&cfg, kms, why, sizeof why);
     kmsc_free(kms);
     if (rc) {
