@@ -30,8 +30,9 @@ int efs_names_new(const uint8_t key[64], efs_names **out)
     n->key = sodium_malloc(64);
     n->siv = EVP_CIPHER_fetch(NULL, "AES-256-SIV", NULL);
     if (!n->key || !n->siv) {
+        int rc = n->siv ? -ENOMEM : -ENOSYS; /* no AES-SIV in this OpenSSL */
         efs_names_free(n);
-        return n->siv ? -ENOMEM : -ENOSYS;
+        return rc;
     }
     memcpy(n->key, key, 64);
     *out = n;
