@@ -1567,6 +1567,28 @@ int efs_mount_run(const efs_mount_opts *o, const efs_config *cfg)
         fuse_session_unmount(se);
         goto out_handlers;
     }
+    /* One O_PATH descriptor per inode the kernel knows (as in libfuse's passthrough_ll): raise the
+     * descriptor limit — as root up to the kernel's nr_open, otherwise to the hard limit. */
+    {
+        struct rlimit nofile;
+        FILE *f = fopen("/proc/sys/fs/nr_open", "re");
+        unsigned long nr_open = 0;
+        if (f) {
+            if (fscanf(f, "%lu", &nr_open) != 1)
+                nr_open = 0;
+            fclose(f);
+        }
+        if (getrlimit(RLIMIT_NOFILE, &nofile) == 0) {
+            struct rlimit want = nofile;
+            if (nr_open > want.rlim_max)
+                want.rlim_max = (rlim_t)nr_open;
+            want.rlim_cur = want.rlim_max;
+            if (setrlimit(RLIMIT_NOFILE, &want)) {
+                nofile.rlim_cur = nofile.rlim_max;
+                (void)setrlimit(RLIMIT_NOFILE, &nofile);
+            }
+        }
+    }
     /* The daemon holds keys: no core dumps. (PR_SET_DUMPABLE 0 would also forbid the
      * /proc/self/fd magic links this daemon resolves for chmod/utimens/xattrs.) */
     (void)setrlimit(RLIMIT_CORE, &rl);
