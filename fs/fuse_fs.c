@@ -1324,6 +1324,17 @@ static bool hidden_xattr(const char *name)
     return !strncmp(name, "user.envelopefs.", 16);
 }
 
+/* Reply to getxattr/listxattr: the size when asked for it (size 0), else the value or ERANGE. */
+static void reply_xattr_value(fuse_req_t req, size_t size, const void *value, size_t len)
+{
+    if (size == 0)
+        fuse_reply_xattr(req, len);
+    else if (size < len)
+        fuse_reply_err(req, ERANGE);
+    else
+        fuse_reply_buf(req, value, len);
+}
+
 static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value, size_t size, int flags)
 {
     struct efs *fs = fs_of(req);
@@ -1369,12 +1380,7 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
         char s[256];
         int len = snprintf(s, sizeof s, "{\"kms_calls\":%" PRIu64 ",\"dek_cache_hits\":%" PRIu64 "}",
                            efs_keys_kms_calls(fs->keys), efs_keys_cache_hits(fs->keys));
-        if (size == 0)
-            fuse_reply_xattr(req, (size_t)len);
-        else if (size < (size_t)len)
-            fuse_reply_err(req, ERANGE);
-        else
-            fuse_reply_buf(req, s, (size_t)len);
+        reply_xattr_value(req, size, s, (size_t)len);
         return;
     }
     if (strncmp(name, "user.", 5) || hidden_xattr(name) || (in->type != S_IFREG && in->type != S_IFDIR)) {
@@ -1402,12 +1408,7 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
         fuse_reply_err(req, EIO);
         goto out;
     }
-    if (size == 0)
-        fuse_reply_xattr(req, pl);
-    else if (size < pl)
-        fuse_reply_err(req, ERANGE);
-    else
-        fuse_reply_buf(req, (const char *)plain, pl);
+    reply_xattr_value(req, size, plain, pl);
 out:
     free(sealed);
     free(plain);
@@ -1420,10 +1421,7 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
     ssize_t n;
     size_t o = 0;
     if (in->type != S_IFREG && in->type != S_IFDIR) {
-        if (size == 0)
-            fuse_reply_xattr(req, 0);
-        else
-            fuse_reply_buf(req, NULL, 0);
+        reply_xattr_value(req, size, NULL, 0);
         return;
     }
     n = listxattr(procpath(in->fd, p), NULL, 0);
@@ -1450,12 +1448,7 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
         }
         i += (ssize_t)l;
     }
-    if (size == 0)
-        fuse_reply_xattr(req, o);
-    else if (size < o)
-        fuse_reply_err(req, ERANGE);
-    else
-        fuse_reply_buf(req, out, o);
+    reply_xattr_value(req, size, out, o);
 done:
     free(names);
     free(out);
