@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/evp.h>
@@ -88,11 +89,15 @@ int efs_hkdf32(const uint8_t *ikm, size_t ikm_len, const char *info, uint8_t out
     return ok ? 0 : -EIO;
 }
 
+static _Atomic uint64_t key_gen; /* 0 is never a valid generation */
+
 int efs_file_keys_derive(const uint8_t dek[EFS_DEK_LEN], efs_file_keys *k)
 {
+    k->gen = 0;
     if (efs_hkdf32(dek, EFS_DEK_LEN, "envelopefs v1 block", k->block_key) ||
         efs_hkdf32(dek, EFS_DEK_LEN, "envelopefs v1 header-mac", k->mac_key))
         return -EIO;
+    k->gen = ++key_gen;
     return 0;
 }
 
@@ -151,66 +156,130 @@ static void block_aad(const uint8_t file_id[EFS_FILE_ID_LEN], uint64_t blockno, 
         aad[20 + i] = (uint8_t)(blockno >> (8 * i));
 }
 
-/* One EVP context per thread, reused: allocating one per block costs more than the AES itself. */
-static pthread_key_t ctx_key;
-static pthread_once_t ctx_once = PTHREAD_ONCE_INIT;
+/*
+ * Per-thread crypto state, reused across blocks:
+ * - one EVP context for encryption and one for decryption, each remembering the generation of the
+ *   key whose AES schedule it holds, so consecutive blocks of one file only set a new nonce (the key
+ *   schedule lives in OpenSSL's context memory until the thread ends or the key changes);
+ * - a pool of random bytes for nonces, refilled from the OS 4 KiB at a time instead of one getrandom
+ *   call per block. A forked child discards its inherited pool (pool_epoch).
+ */
+struct thread_crypto {
+    EVP_CIPHER_CTX *enc, *dec;
+    uint64_t enc_gen, dec_gen;
+    unsigned pool_epoch;
+    size_t pool_used;
+    uint8_t pool[4096];
+};
 
-static void ctx_free(void *p) { EVP_CIPHER_CTX_free(p); }
-static void ctx_key_init(void) { (void)pthread_key_create(&ctx_key, ctx_free); }
+static pthread_key_t tc_key;
+static pthread_once_t tc_once = PTHREAD_ONCE_INIT;
+static _Atomic unsigned fork_epoch = 1;
 
-static EVP_CIPHER_CTX *thread_ctx(void)
+static void tc_free(void *p)
 {
-    EVP_CIPHER_CTX *ctx;
-    pthread_once(&ctx_once, ctx_key_init);
-    ctx = pthread_getspecific(ctx_key);
-    if (!ctx) {
-        ctx = EVP_CIPHER_CTX_new();
-        if (ctx && pthread_setspecific(ctx_key, ctx)) {
-            EVP_CIPHER_CTX_free(ctx);
-            ctx = NULL;
-        }
+    struct thread_crypto *tc = p;
+    EVP_CIPHER_CTX_free(tc->enc);
+    EVP_CIPHER_CTX_free(tc->dec);
+    sodium_memzero(tc, sizeof *tc);
+    free(tc);
+}
+static void tc_after_fork(void) { fork_epoch++; }
+static void tc_key_init(void)
+{
+    (void)pthread_key_create(&tc_key, tc_free);
+    (void)pthread_atfork(NULL, NULL, tc_after_fork);
+}
+
+static struct thread_crypto *thread_crypto(void)
+{
+    struct thread_crypto *tc;
+    pthread_once(&tc_once, tc_key_init);
+    tc = pthread_getspecific(tc_key);
+    if (tc)
+        return tc;
+    tc = calloc(1, sizeof *tc);
+    if (!tc)
+        return NULL;
+    tc->enc = EVP_CIPHER_CTX_new();
+    tc->dec = EVP_CIPHER_CTX_new();
+    tc->pool_used = sizeof tc->pool;
+    if (!tc->enc || !tc->dec || pthread_setspecific(tc_key, tc)) {
+        tc_free(tc);
+        return NULL;
     }
-    return ctx;
+    return tc;
+}
+
+static void nonce(struct thread_crypto *tc, uint8_t out[EFS_NONCE])
+{
+    if (tc->pool_used + EFS_NONCE > sizeof tc->pool || tc->pool_epoch != fork_epoch) {
+        randombytes_buf(tc->pool, sizeof tc->pool);
+        tc->pool_used = 0;
+        tc->pool_epoch = fork_epoch;
+    }
+    memcpy(out, tc->pool + tc->pool_used, EFS_NONCE);
+    sodium_memzero(tc->pool + tc->pool_used, EFS_NONCE); /* a nonce is handed out once */
+    tc->pool_used += EFS_NONCE;
+}
+
+/* Start a GCM operation with k and iv; loads the key schedule only when the key changed. */
+static int gcm_init(EVP_CIPHER_CTX *ctx, uint64_t *loaded, const efs_file_keys *k, const uint8_t *iv, int enc)
+{
+    if (k->gen && *loaded == k->gen)
+        return EVP_CipherInit_ex(ctx, NULL, NULL, NULL, iv, enc) == 1 ? 0 : -1;
+    *loaded = 0;
+    if (EVP_CipherInit_ex(ctx, EVP_aes_256_gcm(), NULL, k->block_key, iv, enc) != 1)
+        return -1;
+    *loaded = k->gen;
+    return 0;
 }
 
 int efs_block_encrypt(const efs_file_keys *k, const uint8_t file_id[EFS_FILE_ID_LEN], uint64_t blockno,
                       const uint8_t *pt, size_t n, uint8_t *out)
 {
-    EVP_CIPHER_CTX *ctx = thread_ctx();
+    struct thread_crypto *tc = thread_crypto();
+    EVP_CIPHER_CTX *ctx;
     uint8_t aad[28];
     int len = 0;
-    if (!ctx)
+    if (!tc)
         return -ENOMEM;
-    randombytes_buf(out, EFS_NONCE);
+    ctx = tc->enc;
+    nonce(tc, out);
     block_aad(file_id, blockno, aad);
-    if (EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, k->block_key, out) != 1 ||
+    if (gcm_init(ctx, &tc->enc_gen, k, out, 1) ||
         EVP_EncryptUpdate(ctx, NULL, &len, aad, sizeof aad) != 1 ||
         (n && EVP_EncryptUpdate(ctx, out + EFS_NONCE, &len, pt, (int)n) != 1) ||
         EVP_EncryptFinal_ex(ctx, out + EFS_NONCE + n, &len) != 1 ||
-        EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, EFS_TAG, out + EFS_NONCE + n) != 1)
+        EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, EFS_TAG, out + EFS_NONCE + n) != 1) {
+        tc->enc_gen = 0; /* full re-initialisation next time */
         return -EIO;
+    }
     return 0;
 }
 
 int efs_block_decrypt(const efs_file_keys *k, const uint8_t file_id[EFS_FILE_ID_LEN], uint64_t blockno,
                       const uint8_t *in, size_t in_len, uint8_t *pt)
 {
-    EVP_CIPHER_CTX *ctx = thread_ctx();
+    struct thread_crypto *tc = thread_crypto();
+    EVP_CIPHER_CTX *ctx;
     uint8_t aad[28];
     size_t n;
     int len = 0;
-    if (!ctx)
+    if (!tc)
         return -ENOMEM;
     if (in_len <= EFS_BLOCK_OVERHEAD)
         return -EBADMSG;
+    ctx = tc->dec;
     n = in_len - EFS_BLOCK_OVERHEAD;
     block_aad(file_id, blockno, aad);
-    if (EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, k->block_key, in) != 1 ||
+    if (gcm_init(ctx, &tc->dec_gen, k, in, 0) ||
         EVP_DecryptUpdate(ctx, NULL, &len, aad, sizeof aad) != 1 ||
         EVP_DecryptUpdate(ctx, pt, &len, in + EFS_NONCE, (int)n) != 1 ||
         EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, EFS_TAG, (void *)(in + EFS_NONCE + n)) != 1 ||
         EVP_DecryptFinal_ex(ctx, pt + len, &len) != 1) {
         sodium_memzero(pt, n);
+        tc->dec_gen = 0;
         return -EBADMSG;
     }
     return 0;

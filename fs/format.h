@@ -52,8 +52,10 @@ int efs_hkdf32(const uint8_t *ikm, size_t ikm_len, const char *info, uint8_t out
 typedef struct efs_file_keys {
     uint8_t block_key[32];
     uint8_t mac_key[32];
+    uint64_t gen;   /* unique per derivation: lets a thread keep this key's AES schedule loaded */
 } efs_file_keys;
-/* Derive with HKDF-SHA256 (info "envelopefs v1 block" / "envelopefs v1 header-mac"). */
+/* Derive with HKDF-SHA256 (info "envelopefs v1 block" / "envelopefs v1 header-mac"); sets a fresh
+ * k->gen. Change the key bytes only through this function. */
 int efs_file_keys_derive(const uint8_t dek[EFS_DEK_LEN], efs_file_keys *k);
 /* Compute h->tag over the encoded header fields. */
 int efs_header_seal(efs_header *h, const efs_file_keys *k);
