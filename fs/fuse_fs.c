@@ -34,6 +34,7 @@
 
 #include "efs.h"
 #include "format.h"
+#include "killpriv.h"
 #include "names.h"
 #include "envelopefs/log.h"
 
@@ -42,7 +43,9 @@
 
 struct inode {
     struct inode *next;          /* hash chain */
-    int fd;                      /* O_PATH */
+    int fd;                      /* O_PATH, or -1 while evicted (reopened from fh); see pin() */
+    struct file_handle *fh;      /* to reopen fd; NULL: never evicted */
+    int pins;                    /* operations using fd right now; protected by fs->table_lock */
     ino_t ino;
     dev_t dev;
     mode_t type;                 /* S_IFMT bits */
@@ -74,6 +77,11 @@ struct efs {
     const efs_config *cfg;
     const char *cipherdir;
     double timeout;
+    struct fuse_session *se;     /* for notifications to the kernel */
+    _Atomic uint64_t getxattr_requests; /* observed by tests: writes must not cost one each */
+    int mount_fd;                /* the backing root, for open_by_handle_at */
+    long nfds, fd_budget;        /* inode fds open / allowed before evicting idle ones (table_lock) */
+    size_t evict_cursor;
 };
 
 static struct efs *fs_of(fuse_req_t req) { return fuse_req_userdata(req); }
@@ -331,35 +339,133 @@ static void inode_init(struct inode *in)
     in->hdr_len_cache = -1;
 }
 
-/* Find or create the inode for (fd, st); consumes fd. Increments nlookup. */
+/* Close the O_PATH fds of idle inodes (no operation using them, not open) until well under the
+ * budget; they are reopened from their file handles when next used. table_lock held. The kernel keeps
+ * an inode for every dentry it caches, so without this a large tree exhausts RLIMIT_NOFILE. */
+static void evict_idle(struct efs *fs)
+{
+    long target = fs->fd_budget - fs->fd_budget / 8;
+    for (size_t n = 0; n < HASH_BUCKETS && fs->nfds > target; n++) {
+        struct inode *in = fs->table[fs->evict_cursor];
+        fs->evict_cursor = (fs->evict_cursor + 1) % HASH_BUCKETS;
+        for (; in && fs->nfds > target; in = in->next)
+            if (in->fd >= 0 && in->fh && !in->pins && !in->nopen) {
+                close(in->fd);
+                in->fd = -1;
+                fs->nfds--;
+            }
+    }
+}
+
+/* Make in->fd usable for the duration of an operation: reopen it if evicted. 0 or -errno. */
+static int pin(struct efs *fs, struct inode *in)
+{
+    int rc = 0;
+    pthread_mutex_lock(&fs->table_lock);
+    if (in->fd < 0) {
+        if (fs->nfds >= fs->fd_budget)
+            evict_idle(fs);
+        in->fd = open_by_handle_at(fs->mount_fd, in->fh, O_PATH | O_CLOEXEC);
+        if (in->fd < 0)
+            rc = errno == ESTALE ? -ENOENT : -errno;
+        else
+            fs->nfds++;
+    }
+    if (!rc)
+        in->pins++;
+    pthread_mutex_unlock(&fs->table_lock);
+    return rc;
+}
+
+static void inode_maybe_free(struct efs *fs, struct inode *in);
+
+static void unpin(struct efs *fs, struct inode *in)
+{
+    pthread_mutex_lock(&fs->table_lock);
+    in->pins--;
+    inode_maybe_free(fs, in); /* a forget may have come while it was pinned */
+    pthread_mutex_unlock(&fs->table_lock);
+}
+
+static struct file_handle *handle_of(int fd)
+{
+    struct file_handle *fh = malloc(sizeof *fh + MAX_HANDLE_SZ);
+    int mount_id;
+    if (!fh)
+        return NULL;
+    fh->handle_bytes = MAX_HANDLE_SZ;
+    if (name_to_handle_at(fd, "", fh, &mount_id, AT_EMPTY_PATH)) {
+        free(fh);
+        return NULL; /* no file handles on this filesystem: this inode keeps its fd */
+    }
+    return fh;
+}
+
+/* The known inode for st, referenced (nlookup) and pinned; if it was evicted it adopts *fd (which
+ * is then set to -1). NULL if unknown. table_lock held. */
+static struct inode *inode_ref_locked(struct efs *fs, const struct stat *st, int *fd)
+{
+    struct inode *in;
+    for (in = fs->table[bucket(st->st_ino, st->st_dev)]; in; in = in->next)
+        if (in->ino == st->st_ino && in->dev == st->st_dev)
+            break;
+    if (!in)
+        return NULL;
+    in->nlookup++;
+    in->pins++; /* before evicting, so that this one stays */
+    if (in->fd < 0) {
+        if (fs->nfds >= fs->fd_budget)
+            evict_idle(fs);
+        in->fd = *fd;
+        *fd = -1;
+        fs->nfds++;
+    }
+    return in;
+}
+
+/* Find or create the inode for (fd, st); consumes fd. Increments nlookup and returns the inode
+ * pinned (the caller unpins). */
 static struct inode *inode_get(struct efs *fs, int fd, const struct stat *st)
 {
     size_t b = bucket(st->st_ino, st->st_dev);
-    struct inode *in;
+    struct inode *in, *other;
     pthread_mutex_lock(&fs->table_lock);
-    for (in = fs->table[b]; in; in = in->next)
-        if (in->ino == st->st_ino && in->dev == st->st_dev)
-            break;
+    in = inode_ref_locked(fs, st, &fd);
+    pthread_mutex_unlock(&fs->table_lock);
     if (in) {
-        in->nlookup++;
-        pthread_mutex_unlock(&fs->table_lock);
-        close(fd);
+        if (fd >= 0)
+            close(fd);
         return in;
     }
     in = calloc(1, sizeof *in);
     if (!in) {
-        pthread_mutex_unlock(&fs->table_lock);
         close(fd);
         return NULL;
     }
     inode_init(in);
-    in->fd = fd;
+    in->fh = handle_of(fd); /* outside the lock: a syscall */
     in->ino = st->st_ino;
     in->dev = st->st_dev;
     in->type = st->st_mode & S_IFMT;
     in->nlookup = 1;
+    in->pins = 1;
+    pthread_mutex_lock(&fs->table_lock);
+    other = inode_ref_locked(fs, st, &fd); /* another thread may have made it meanwhile */
+    if (other) {
+        pthread_mutex_unlock(&fs->table_lock);
+        if (fd >= 0)
+            close(fd);
+        pthread_rwlock_destroy(&in->rw);
+        free(in->fh);
+        free(in);
+        return other;
+    }
+    if (fs->nfds >= fs->fd_budget)
+        evict_idle(fs);
+    in->fd = fd;
     in->next = fs->table[b];
     fs->table[b] = in;
+    fs->nfds++;
     pthread_mutex_unlock(&fs->table_lock);
     return in;
 }
@@ -369,7 +475,7 @@ static void inode_maybe_free(struct efs *fs, struct inode *in)
     /* table_lock held */
     size_t b;
     struct inode **pp;
-    if (in == &fs->root || in->nlookup || in->nopen)
+    if (in == &fs->root || in->nlookup || in->nopen || in->pins)
         return;
     b = bucket(in->ino, in->dev);
     for (pp = &fs->table[b]; *pp; pp = &(*pp)->next)
@@ -378,7 +484,11 @@ static void inode_maybe_free(struct efs *fs, struct inode *in)
             break;
         }
     inode_unload(in);
-    close(in->fd);
+    if (in->fd >= 0) {
+        close(in->fd);
+        fs->nfds--;
+    }
+    free(in->fh);
     pthread_rwlock_destroy(&in->rw);
     free(in);
 }
@@ -391,21 +501,15 @@ static void unref(struct efs *fs, struct inode *in, uint64_t n)
     pthread_mutex_unlock(&fs->table_lock);
 }
 
-static int do_lookup(fuse_req_t req, fuse_ino_t parent, const char *name, struct fuse_entry_param *e)
+/* Look up the backing entry `backing` of the open directory dirfd: a referenced inode in e. */
+static int lookup_backing(struct efs *fs, int dirfd, const char *backing, struct fuse_entry_param *e)
 {
-    struct efs *fs = fs_of(req);
-    struct inode *p = inode_of(req, parent), *in;
+    struct inode *in;
     struct stat st;
     int fd;
 
-    struct bname bn;
-    int rc;
-
     memset(e, 0, sizeof *e);
-    rc = map_name(fs, parent, p, name, &bn, -ENOENT);
-    if (rc)
-        return rc;
-    fd = openat(p->fd, bn.b, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    fd = openat(dirfd, backing, O_PATH | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0)
         return -errno;
     if (fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW)) {
@@ -418,11 +522,26 @@ static int do_lookup(fuse_req_t req, fuse_ino_t parent, const char *name, struct
         return -ENOMEM;
     fix_size(fs, in, &st);
     fix_symlink_size(&st);
+    unpin(fs, in);
     e->ino = (uintptr_t)in;
     e->attr = st;
     e->attr_timeout = fs->timeout;
     e->entry_timeout = fs->timeout;
     return 0;
+}
+
+static int do_lookup(fuse_req_t req, fuse_ino_t parent, const char *name, struct fuse_entry_param *e)
+{
+    struct efs *fs = fs_of(req);
+    struct inode *p = inode_of(req, parent);
+    struct bname bn;
+    int rc;
+
+    memset(e, 0, sizeof *e);
+    rc = map_name(fs, parent, p, name, &bn, -ENOENT);
+    if (rc)
+        return rc;
+    return lookup_backing(fs, p->fd, bn.b, e);
 }
 
 /* ---- FUSE operations: lifecycle ------------------------------------------------------------- */
@@ -447,7 +566,7 @@ static void op_destroy(void *userdata)
     efs_keys_clear_cache(fs->keys);
 }
 
-static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+static void op_lookup_body(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
     struct fuse_entry_param e;
     int rc = do_lookup(req, parent, name, &e);
@@ -470,7 +589,7 @@ static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
     fuse_reply_none(req);
 }
 
-static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+static void op_getattr_body(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     struct stat st;
     int rc = do_stat(fs_of(req), inode_of(req, ino), &st);
@@ -698,7 +817,22 @@ static int handle_new(struct efs *fs, struct inode *in, int fd, int flags, struc
     return 0;
 }
 
-static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+/* If the current request asks for it (see killpriv.c), clear setuid/setgid on fd and drop the
+ * kernel's cached mode of ino. 0 or -errno. */
+static int kill_suidgid_if_asked(fuse_req_t req, fuse_ino_t ino, int fd)
+{
+    int rc;
+    if (!efs_killpriv_requested())
+        return 0;
+    rc = efs_kill_suidgid(req, fd);
+    if (rc == 1) {
+        (void)fuse_lowlevel_notify_inval_inode(fs_of(req)->se, ino, -1, 0); /* attributes only */
+        rc = 0;
+    }
+    return rc;
+}
+
+static void op_open_body(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     struct efs *fs = fs_of(req);
     struct inode *in = inode_of(req, ino);
@@ -707,7 +841,9 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         fuse_reply_err(req, -fd);
         return;
     }
-    rc = handle_new(fs, in, fd, fi->flags, fi);
+    rc = kill_suidgid_if_asked(req, ino, fd); /* open(O_TRUNC) by an unprivileged caller */
+    if (!rc)
+        rc = handle_new(fs, in, fd, fi->flags, fi);
     if (rc) {
         close(fd);
         fuse_reply_err(req, -rc);
@@ -761,9 +897,10 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 {
     struct handle *h = (struct handle *)(uintptr_t)fi->fh;
     int rc;
-    (void)ino;
+    rc = kill_suidgid_if_asked(req, ino, h->fd); /* an unprivileged writer */
     pthread_rwlock_wrlock(&h->in->rw);
-    rc = write_plain(h->in, h->fd, (const uint8_t *)buf, size, (uint64_t)off);
+    if (!rc)
+        rc = write_plain(h->in, h->fd, (const uint8_t *)buf, size, (uint64_t)off);
     pthread_rwlock_unlock(&h->in->rw);
     if (rc)
         fuse_reply_err(req, -rc);
@@ -801,7 +938,7 @@ static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, of
     fuse_reply_err(req, -rc);
 }
 
-static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int valid, struct fuse_file_info *fi)
+static void op_setattr_body(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int valid, struct fuse_file_info *fi)
 {
     struct efs *fs = fs_of(req);
     struct inode *in = inode_of(req, ino);
@@ -829,6 +966,8 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int va
             pthread_rwlock_wrlock(&in->rw);
             was_loaded = in->loaded;
             rc = inode_load(fs, in, fd, what_of(in, w, sizeof w));
+            if (!rc) /* truncate by an unprivileged caller */
+                rc = kill_suidgid_if_asked(req, ino, fd);
             if (!rc)
                 rc = truncate_plain(in, fd, (uint64_t)attr->st_size);
             if (!was_loaded && in->nopen == 0)
@@ -904,7 +1043,7 @@ static void reply_new_entry(fuse_req_t req, fuse_ino_t parent, const char *name,
         fuse_reply_entry(req, &e);
 }
 
-static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+static void op_mkdir_body(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
     struct efs *fs = fs_of(req);
     struct inode *p = inode_of(req, parent);
@@ -945,7 +1084,7 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
     reply_new_entry(req, parent, name, rc);
 }
 
-static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
+static void op_mknod_body(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
 {
     struct efs *fs = fs_of(req);
     struct inode *p = inode_of(req, parent);
@@ -962,7 +1101,7 @@ static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
     reply_new_entry(req, parent, name, rc);
 }
 
-static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+static void op_symlink_body(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
 {
     struct efs *fs = fs_of(req);
     struct inode *p = inode_of(req, parent);
@@ -991,7 +1130,7 @@ static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, cons
     reply_new_entry(req, parent, name, rc);
 }
 
-static void op_readlink(fuse_req_t req, fuse_ino_t ino)
+static void op_readlink_body(fuse_req_t req, fuse_ino_t ino)
 {
     struct efs *fs = fs_of(req);
     struct inode *in = inode_of(req, ino);
@@ -1016,7 +1155,7 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
     fuse_reply_readlink(req, out);
 }
 
-static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+static void op_unlink_body(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
     struct efs *fs = fs_of(req);
     struct inode *p = inode_of(req, parent);
@@ -1063,7 +1202,7 @@ static int rmdir_encrypted(struct inode *p, const char *backing)
     return rc;
 }
 
-static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+static void op_rmdir_body(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
     struct efs *fs = fs_of(req);
     struct inode *p = inode_of(req, parent);
@@ -1076,7 +1215,7 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
     fuse_reply_err(req, -rc);
 }
 
-static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+static void op_rename_body(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
                       const char *newname, unsigned int flags)
 {
     struct efs *fs = fs_of(req);
@@ -1095,7 +1234,7 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
     fuse_reply_err(req, -rc);
 }
 
-static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+static void op_link_body(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
 {
     struct efs *fs = fs_of(req);
     struct inode *in = inode_of(req, ino), *np = inode_of(req, newparent);
@@ -1109,7 +1248,7 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const 
     reply_new_entry(req, newparent, newname, rc);
 }
 
-static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, struct fuse_file_info *fi)
+static void op_create_body(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, struct fuse_file_info *fi)
 {
     struct efs *fs = fs_of(req);
     struct inode *p = inode_of(req, parent), *in;
@@ -1199,7 +1338,7 @@ struct dirh {
     uint8_t dirid[EFS_DIRID_LEN];  /* encrypted names: this directory's id */
 };
 
-static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+static void op_opendir_body(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     struct inode *in = inode_of(req, ino);
     struct dirh *d = calloc(1, sizeof *d);
@@ -1230,7 +1369,12 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     fuse_reply_open(req, fi);
 }
 
-static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+/* readdir and readdirplus: entries decrypted (or, at the root of a plaintext-names filesystem,
+ * the reserved names hidden); entries failing authentication are skipped with a log line. With plus,
+ * each entry is also looked up (one reference the kernel will forget), which spares ls -l a LOOKUP
+ * round trip per entry. */
+static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi,
+                       bool plus)
 {
     struct efs *fs = fs_of(req);
     struct dirh *d = (struct dirh *)(uintptr_t)fi->fh;
@@ -1238,6 +1382,7 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
     const char *name;
     char *buf = calloc(1, size), *p = buf;
     size_t rem = size;
+    int err = 0;
     if (!buf) {
         fuse_reply_err(req, ENOMEM);
         return;
@@ -1248,16 +1393,20 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
         d->offset = off;
     }
     for (;;) {
-        struct stat st;
+        struct fuse_entry_param e;
+        bool dots;
         size_t n;
         if (!d->entry) {
             errno = 0;
             d->entry = readdir(d->dp);
-            if (!d->entry)
+            if (!d->entry) {
+                err = errno;
                 break;
+            }
         }
         name = d->entry->d_name;
-        if (!strcmp(name, ".") || !strcmp(name, "..")) {
+        dots = !strcmp(name, ".") || !strcmp(name, "..");
+        if (dots) {
             /* shown as they are */
         } else if (fs->names) {
             int rc = efs_name_from_backing(fs->names, dirfd(d->dp), d->dirid, name, plain);
@@ -1275,19 +1424,48 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
             d->entry = NULL;
             continue;
         }
-        memset(&st, 0, sizeof st);
-        st.st_ino = d->entry->d_ino;
-        st.st_mode = (mode_t)(d->entry->d_type << 12);
-        n = fuse_add_direntry(req, p, rem, name, &st, d->entry->d_off);
-        if (n > rem)
+        memset(&e, 0, sizeof e);
+        e.attr.st_ino = d->entry->d_ino;
+        e.attr.st_mode = (mode_t)(d->entry->d_type << 12);
+        if (plus && !dots) {
+            int rc = lookup_backing(fs, dirfd(d->dp), d->entry->d_name, &e);
+            if (rc == -ENOENT) { /* removed since readdir saw it */
+                d->offset = d->entry->d_off;
+                d->entry = NULL;
+                continue;
+            }
+            if (rc) {
+                err = -rc;
+                break;
+            }
+        }
+        n = plus ? fuse_add_direntry_plus(req, p, rem, name, &e, d->entry->d_off)
+                 : fuse_add_direntry(req, p, rem, name, &e.attr, d->entry->d_off);
+        if (n > rem) {
+            if (e.ino) /* not sent: the kernel will not forget it */
+                unref(fs, (struct inode *)(uintptr_t)e.ino, 1);
             break;
+        }
         p += n;
         rem -= n;
         d->offset = d->entry->d_off;
         d->entry = NULL;
     }
-    fuse_reply_buf(req, buf, size - rem);
+    if (err && rem == size) /* an error with nothing to show: report it */
+        fuse_reply_err(req, err);
+    else
+        fuse_reply_buf(req, buf, size - rem);
     free(buf);
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+    do_readdir(req, ino, size, off, fi, false);
+}
+
+static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+    do_readdir(req, ino, size, off, fi, true);
 }
 
 static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -1335,7 +1513,7 @@ static void reply_xattr_value(fuse_req_t req, size_t size, const void *value, si
         fuse_reply_buf(req, value, len);
 }
 
-static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value, size_t size, int flags)
+static void op_setxattr_body(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value, size_t size, int flags)
 {
     struct efs *fs = fs_of(req);
     struct inode *in = inode_of(req, ino);
@@ -1367,7 +1545,7 @@ static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const 
     fuse_reply_err(req, -rc);
 }
 
-static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+static void op_getxattr_body(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
     struct efs *fs = fs_of(req);
     struct inode *in = inode_of(req, ino);
@@ -1376,10 +1554,27 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
     ssize_t n;
     char p[64];
 
+    fs->getxattr_requests++;
     if (ino == FUSE_ROOT_ID && !strcmp(name, EFS_XATTR_STATS)) {
-        char s[256];
-        int len = snprintf(s, sizeof s, "{\"kms_calls\":%" PRIu64 ",\"dek_cache_hits\":%" PRIu64 "}",
-                           efs_keys_kms_calls(fs->keys), efs_keys_cache_hits(fs->keys));
+        char s[512];
+        long nfds, budget, pinned = 0, evictable = 0, inodes = 0;
+        int len;
+        pthread_mutex_lock(&fs->table_lock);
+        nfds = fs->nfds;
+        budget = fs->fd_budget;
+        for (size_t b = 0; b < HASH_BUCKETS; b++)
+            for (struct inode *i = fs->table[b]; i; i = i->next) {
+                inodes++;
+                pinned += i->pins > 0 || i->nopen > 0;
+                evictable += i->fh != NULL;
+            }
+        pthread_mutex_unlock(&fs->table_lock);
+        len = snprintf(s, sizeof s,
+                       "{\"kms_calls\":%" PRIu64 ",\"dek_cache_hits\":%" PRIu64 ",\"inodes\":%ld,"
+                       "\"inode_fds\":%ld,\"fd_budget\":%ld,\"busy_inodes\":%ld,\"evictable_inodes\":%ld,"
+                       "\"getxattr_requests\":%" PRIu64 "}",
+                       efs_keys_kms_calls(fs->keys), efs_keys_cache_hits(fs->keys), inodes, nfds, budget,
+                       pinned, evictable, (uint64_t)fs->getxattr_requests);
         reply_xattr_value(req, size, s, (size_t)len);
         return;
     }
@@ -1414,7 +1609,7 @@ out:
     free(plain);
 }
 
-static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+static void op_listxattr_body(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
     struct inode *in = inode_of(req, ino);
     char p[64], *names = NULL, *out = NULL;
@@ -1454,7 +1649,7 @@ done:
     free(out);
 }
 
-static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+static void op_removexattr_body(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
     struct inode *in = inode_of(req, ino);
     char p[64];
@@ -1467,6 +1662,248 @@ static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
         return;
     }
     fuse_reply_err(req, removexattr(procpath(in->fd, p), name) ? errno : 0);
+}
+
+/* ---- pinned entry points: every operation that uses an inode's fd holds it pinned ---------- */
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    struct efs *fs_ = fs_of(req); /* req is gone once the body has replied */
+    struct inode *in_ = inode_of(req, parent);
+    int rc_ = pin(fs_, in_);
+    if (rc_) {
+        fuse_reply_err(req, -rc_);
+        return;
+    }
+    op_lookup_body(req, parent, name);
+    unpin(fs_, in_);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    struct efs *fs_ = fs_of(req); /* req is gone once the body has replied */
+    struct inode *in_ = inode_of(req, ino);
+    int rc_ = pin(fs_, in_);
+    if (rc_) {
+        fuse_reply_err(req, -rc_);
+        return;
+    }
+    op_getattr_body(req, ino, fi);
+    unpin(fs_, in_);
+}
+
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int valid, struct fuse_file_info *fi)
+{
+    struct efs *fs_ = fs_of(req); /* req is gone once the body has replied */
+    struct inode *in_ = inode_of(req, ino);
+    int rc_ = pin(fs_, in_);
+    if (rc_) {
+        fuse_reply_err(req, -rc_);
+        return;
+    }
+    op_setattr_body(req, ino, attr, valid, fi);
+    unpin(fs_, in_);
+}
+
+static void op_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+    struct efs *fs_ = fs_of(req); /* req is gone once the body has replied */
+    struct inode *in_ = inode_of(req, ino);
+    int rc_ = pin(fs_, in_);
+    if (rc_) {
+        fuse_reply_err(req, -rc_);
+        return;
+    }
+    op_readlink_body(req, ino);
+    unpin(fs_, in_);
+}
+
+static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
+{
+    struct efs *fs_ = fs_of(req); /* req is gone once the body has replied */
+    struct inode *in_ = inode_of(req, parent);
+    int rc_ = pin(fs_, in_);
+    if (rc_) {
+        fuse_reply_err(req, -rc_);
+        return;
+    }
+    op_mknod_body(req, parent, name, mode, rdev);
+    unpin(fs_, in_);
+}
+
+static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+    struct efs *fs_ = fs_of(req); /* req is gone once the body has replied */
+    struct inode *in_ = inode_of(req, parent);
+    int rc_ = pin(fs_, in_);
+    if (rc_) {
+        fuse_reply_err(req, -rc_);
+        return;
+    }
+    op_mkdir_body(req, parent, name, mode);
+    unpin(fs_, in_);
+}
+
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    struct efs *fs_ = fs_of(req); /* req is gone once the body has replied */
+    struct inode *in_ = inode_of(req, parent);
+    int rc_ = pin(fs_, in_);
+    if (rc_) {
+        fuse_reply_err(req, -rc_);
+        return;
+    }
+    op_unlink_body(req, parent, name);
+    unpin(fs_, in_);
+}
+
+static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    struct efs *fs_ = fs_of(req); /* req is gone once the body has replied */
+    struct inode *in_ = inode_of(req, parent);
+    int rc_ = pin(fs_, in_);
+    if (rc_) {
+        fuse_reply_err(req, -rc_);
+        return;
+    }
+    op_rmdir_body(req, parent, name);
+    unpin(fs_, in_);
+}
+
+static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+{
+    struct efs *fs_ = fs_of(req); /* req is gone once the body has replied */
+    struct inode *in_ = inode_of(req, parent);
+    int rc_ = pin(fs_, in_);
+    if (rc_) {
+        fuse_reply_err(req, -rc_);
+        return;
+    }
+    op_symlink_body(req, link, parent, name);
+    unpin(fs_, in_);
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    struct efs *fs_ = fs_of(req); /* req is gone once the body has replied */
+    struct inode *in_ = inode_of(req, ino);
+    int rc_ = pin(fs_, in_);
+    if (rc_) {
+        fuse_reply_err(req, -rc_);
+        return;
+    }
+    op_open_body(req, ino, fi);
+    unpin(fs_, in_);
+}
+
+static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, struct fuse_file_info *fi)
+{
+    struct efs *fs_ = fs_of(req); /* req is gone once the body has replied */
+    struct inode *in_ = inode_of(req, parent);
+    int rc_ = pin(fs_, in_);
+    if (rc_) {
+        fuse_reply_err(req, -rc_);
+        return;
+    }
+    op_create_body(req, parent, name, mode, fi);
+    unpin(fs_, in_);
+}
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    struct efs *fs_ = fs_of(req); /* req is gone once the body has replied */
+    struct inode *in_ = inode_of(req, ino);
+    int rc_ = pin(fs_, in_);
+    if (rc_) {
+        fuse_reply_err(req, -rc_);
+        return;
+    }
+    op_opendir_body(req, ino, fi);
+    unpin(fs_, in_);
+}
+
+static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value, size_t size, int flags)
+{
+    struct efs *fs_ = fs_of(req); /* req is gone once the body has replied */
+    struct inode *in_ = inode_of(req, ino);
+    int rc_ = pin(fs_, in_);
+    if (rc_) {
+        fuse_reply_err(req, -rc_);
+        return;
+    }
+    op_setxattr_body(req, ino, name, value, size, flags);
+    unpin(fs_, in_);
+}
+
+static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+    struct efs *fs_ = fs_of(req); /* req is gone once the body has replied */
+    struct inode *in_ = inode_of(req, ino);
+    int rc_ = pin(fs_, in_);
+    if (rc_) {
+        fuse_reply_err(req, -rc_);
+        return;
+    }
+    op_getxattr_body(req, ino, name, size);
+    unpin(fs_, in_);
+}
+
+static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+    struct efs *fs_ = fs_of(req); /* req is gone once the body has replied */
+    struct inode *in_ = inode_of(req, ino);
+    int rc_ = pin(fs_, in_);
+    if (rc_) {
+        fuse_reply_err(req, -rc_);
+        return;
+    }
+    op_listxattr_body(req, ino, size);
+    unpin(fs_, in_);
+}
+
+static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+    struct efs *fs_ = fs_of(req); /* req is gone once the body has replied */
+    struct inode *in_ = inode_of(req, ino);
+    int rc_ = pin(fs_, in_);
+    if (rc_) {
+        fuse_reply_err(req, -rc_);
+        return;
+    }
+    op_removexattr_body(req, ino, name);
+    unpin(fs_, in_);
+}
+
+static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent, const char *newname, unsigned int flags)
+{
+    struct efs *fs_ = fs_of(req); /* req is gone once the body has replied */
+    struct inode *a_ = inode_of(req, parent), *b_ = inode_of(req, newparent);
+    int rc_ = pin(fs_, a_);
+    if (!rc_ && (rc_ = pin(fs_, b_)))
+        unpin(fs_, a_);
+    if (rc_) {
+        fuse_reply_err(req, -rc_);
+        return;
+    }
+    op_rename_body(req, parent, name, newparent, newname, flags);
+    unpin(fs_, b_);
+    unpin(fs_, a_);
+}
+
+static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+    struct efs *fs_ = fs_of(req); /* req is gone once the body has replied */
+    struct inode *a_ = inode_of(req, ino), *b_ = inode_of(req, newparent);
+    int rc_ = pin(fs_, a_);
+    if (!rc_ && (rc_ = pin(fs_, b_)))
+        unpin(fs_, a_);
+    if (rc_) {
+        fuse_reply_err(req, -rc_);
+        return;
+    }
+    op_link_body(req, ino, newparent, newname);
+    unpin(fs_, b_);
+    unpin(fs_, a_);
 }
 
 static const struct fuse_lowlevel_ops OPS = {
@@ -1493,6 +1930,7 @@ static const struct fuse_lowlevel_ops OPS = {
     .fsync = op_fsync,
     .opendir = op_opendir,
     .readdir = op_readdir,
+    .readdirplus = op_readdirplus,
     .releasedir = op_releasedir,
     .fsyncdir = op_fsyncdir,
     .statfs = op_statfs,
@@ -1537,6 +1975,7 @@ int efs_mount_run(const efs_mount_opts *o, const efs_config *cfg)
         return 1;
     }
     fs->root.fd = fd;
+    fs->mount_fd = open(o->cipherdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
     snprintf(opt, sizeof opt, "-ofsname=envelopefs:%s,subtype=envelopefs,default_permissions%s%s", o->cipherdir,
              o->fuse_opts ? "," : "", o->fuse_opts ? o->fuse_opts : "");
@@ -1552,6 +1991,13 @@ int efs_mount_run(const efs_mount_opts *o, const efs_config *cfg)
         goto out;
     if (fuse_session_mount(se, o->mountpoint)) {
         fprintf(stderr, "envelopefs: cannot mount on %s\n", o->mountpoint);
+        goto out_handlers;
+    }
+    fs->se = se;
+    /* Before any request is read: the INIT exchange goes through it. */
+    if (efs_killpriv_attach(se)) {
+        fprintf(stderr, "envelopefs: cannot attach the FUSE I/O layer\n");
+        fuse_session_unmount(se);
         goto out_handlers;
     }
     if (!o->foreground)
@@ -1581,6 +2027,14 @@ int efs_mount_run(const efs_mount_opts *o, const efs_config *cfg)
                 (void)setrlimit(RLIMIT_NOFILE, &nofile);
             }
         }
+    }
+    {
+        struct rlimit nofile;
+        long lim = getrlimit(RLIMIT_NOFILE, &nofile) == 0 ? (long)nofile.rlim_cur : 1024;
+        const char *env = getenv("ENVELOPEFS_FD_BUDGET"); /* tests set it low to exercise eviction */
+        fs->fd_budget = lim > 4096 ? lim - 1024 : lim / 2; /* the rest for handles, dirs, the store */
+        if (env && atol(env) >= 16 && atol(env) < fs->fd_budget)
+            fs->fd_budget = atol(env);
     }
     /* The daemon holds keys: no core dumps. (PR_SET_DUMPABLE 0 would also forbid the
      * /proc/self/fd magic links this daemon resolves for chmod/utimens/xattrs.) */
@@ -1631,13 +2085,17 @@ out:
         while (in) {
             struct inode *next = in->next;
             inode_unload(in);
-            close(in->fd);
+            if (in->fd >= 0)
+                close(in->fd);
+            free(in->fh);
             pthread_rwlock_destroy(&in->rw);
             free(in);
             in = next;
         }
     }
     close(fs->root.fd);
+    if (fs->mount_fd >= 0)
+        close(fs->mount_fd);
     efs_keys_free(fs->keys);
     pthread_mutex_destroy(&fs->table_lock);
     free(fs);
