@@ -10,7 +10,7 @@
  * write-only handle) without O_APPEND (the kernel owns appends with writeback caching).
  * Every request is replied to exactly once.
  */
-#define FUSE_USE_VERSION 34
+#define FUSE_USE_VERSION 312
 
 #include <dirent.h>
 #include <errno.h>
@@ -2067,7 +2067,10 @@ int efs_mount_run(const efs_mount_opts *o, const efs_config *cfg)
         goto out_handlers;
     }
     fuse_loop_cfg_set_clone_fd(lc, 0);
-    fuse_loop_cfg_set_idle_threads(lc, 8);
+    /* FUSE_USE_VERSION must be ≥ 312 for this config object: below it, fuse_session_loop_mt is the
+     * 3.2 entry point reading a different struct, which turned on clone_fd and capped idle threads
+     * at 0: a new thread and a cloned /dev/fuse fd for every request. Idle workers are kept (libfuse's
+     * default and advice). */
     fuse_loop_cfg_set_max_threads(lc, 16);
     rc = fuse_session_loop_mt(se, lc) ? 1 : 0;
     fuse_loop_cfg_destroy(lc);

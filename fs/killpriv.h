@@ -6,7 +6,7 @@
 #define EFS_KILLPRIV_H
 
 #ifndef FUSE_USE_VERSION
-#define FUSE_USE_VERSION 34
+#define FUSE_USE_VERSION 312
 #endif
 #include <fuse_lowlevel.h>
 #include <stdbool.h>
