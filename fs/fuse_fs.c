@@ -398,7 +398,10 @@ static struct file_handle *handle_of(int fd)
         free(fh);
         return NULL; /* no file handles on this filesystem: this inode keeps its fd */
     }
-    return fh;
+    {
+        struct file_handle *fit = realloc(fh, sizeof *fh + fh->handle_bytes); /* 8 bytes on ext4, not 128 */
+        return fit ? fit : fh;
+    }
 }
 
 /* The known inode for st, referenced (nlookup) and pinned; if it was evicted it adopts *fd (which
@@ -700,6 +703,11 @@ static int write_plain(struct inode *in, int fd, const uint8_t *buf, size_t len,
         uint64_t blen = newsize - bstart < bs ? newsize - bstart : bs;
         uint64_t oldlen = bstart < in->size ? (in->size - bstart < bs ? in->size - bstart : bs) : 0;
         bool covers = off <= bstart && end >= bstart + blen;
+        const uint8_t *src = pt;
+        if (covers && buf) { /* the whole block comes from the request: encrypt it in place */
+            src = buf + (bstart - off);
+            goto encrypt;
+        }
         if (!covers && oldlen) {
             ssize_t n = read_plain(in, fd, pt, oldlen, bstart);
             if (n < 0) {
@@ -717,6 +725,7 @@ static int write_plain(struct inode *in, int fd, const uint8_t *buf, size_t len,
             else
                 memset(pt + from, 0, to - from);
         }
+    encrypt:
         if (out_len + blen + EFS_BLOCK_OVERHEAD > out_cap) {
             if (pwrite(fd, out, out_len, (off_t)out_off) != (ssize_t)out_len) {
                 rc = errno ? -errno : -EIO;
@@ -725,7 +734,7 @@ static int write_plain(struct inode *in, int fd, const uint8_t *buf, size_t len,
             out_off += out_len;
             out_len = 0;
         }
-        rc = efs_block_encrypt(in->keys, in->file_id, b, pt, blen, out + out_len);
+        rc = efs_block_encrypt(in->keys, in->file_id, b, src, blen, out + out_len);
         if (rc)
             break;
         out_len += blen + EFS_BLOCK_OVERHEAD;
@@ -1958,6 +1967,10 @@ int efs_mount_run(const efs_mount_opts *o, const efs_config *cfg)
     /* Request buffers are up to ~1 MiB: keep them on the heap instead of an mmap/munmap (and page
      * faults) per request, which glibc does above its default 128 KiB threshold. */
     mallopt(M_MMAP_THRESHOLD, 4 << 20);
+    /* Keep freed request buffers (≈1 MiB each) instead of returning them to the kernel after every
+     * request: trimming made each write fault its output buffer in again (4 % of a streaming write). */
+    mallopt(M_TRIM_THRESHOLD, 8 << 20);
+    mallopt(M_ARENA_MAX, 2); /* workers share two heaps: freed buffers are reused across threads */
     fs = calloc(1, sizeof *fs);
     if (!fs)
         return 1;
@@ -2071,7 +2084,13 @@ int efs_mount_run(const efs_mount_opts *o, const efs_config *cfg)
      * 3.2 entry point reading a different struct, which turned on clone_fd and capped idle threads
      * at 0: a new thread and a cloned /dev/fuse fd for every request. Idle workers are kept (libfuse's
      * default and advice). */
-    fuse_loop_cfg_set_max_threads(lc, 16);
+    {
+        /* Each worker holds a ~1 MiB receive buffer and ~1 MiB of cipher buffers once it has served a
+         * large write: twice the CPUs (4 to 16) bounds the daemon's memory and still overlaps I/O. */
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        unsigned workers = cpus < 2 ? 4 : cpus > 8 ? 16 : (unsigned)(2 * cpus);
+        fuse_loop_cfg_set_max_threads(lc, workers);
+    }
     rc = fuse_session_loop_mt(se, lc) ? 1 : 0;
     fuse_loop_cfg_destroy(lc);
     fuse_session_unmount(se);
