@@ -35,6 +35,7 @@
 #include "efs.h"
 #include "format.h"
 #include "killpriv.h"
+#include "spares.h"
 #include "names.h"
 #include "envelopefs/log.h"
 
@@ -73,6 +74,7 @@ struct efs {
     pthread_mutex_t table_lock;
     struct inode *table[HASH_BUCKETS];
     efs_keys *keys;
+    efs_spares *spares;          /* NULL: every create writes and syncs its own header */
     efs_names *names;            /* NULL with plaintext names */
     const efs_config *cfg;
     const char *cipherdir;
@@ -213,20 +215,11 @@ static int read_header(struct efs *fs, int fd, efs_header *h, size_t *hdr_len)
 
 static int write_header(struct efs *fs, int fd, const efs_header *h)
 {
-    uint8_t buf[EFS_HDR_MAX];
-    size_t len = efs_header_len(h);
-    if (efs_header_encode(h, buf, sizeof buf))
-        return -EIO;
-    if (fs->cfg->dek_in_xattr) {
-        if (fsetxattr(fd, EFS_XATTR_HEADER, buf, len, XATTR_CREATE))
-            return -errno;
-    } else if (pwrite(fd, buf, len, 0) != (ssize_t)len) {
-        return errno ? -errno : -EIO;
-    }
+    int rc = efs_header_store(fd, h, fs->cfg->dek_in_xattr);
+    if (rc)
+        return rc;
     /* The header is durable before any data can be. */
-    if (fdatasync(fd))
-        return -errno;
-    return 0;
+    return fdatasync(fd) ? -errno : 0;
 }
 
 /* Load keys into the inode (rw lock held exclusively). fd: an open backing fd. */
@@ -1279,22 +1272,29 @@ static void op_create_body(fuse_req_t req, fuse_ino_t parent, const char *name, 
         fuse_reply_err(req, ENOMEM);
         return;
     }
-    /* Keys first: if the key service refuses, nothing is written. */
-    rc = efs_keys_new_file(fs->keys, &h, fk);
+    /* A spare file with a durable header becomes the new file (spares.c) ... */
+    rc = prepare_name(p, &bn);
     if (!rc)
-        rc = prepare_name(p, &bn);
-    if (rc)
-        goto fail;
-    fd = openat(p->fd, bn.b, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC | O_NOFOLLOW, mode & 07777);
-    if (fd < 0) {
-        rc = -errno;
-        goto fail;
+        rc = efs_spares_take(fs->spares, p->fd, bn.b, mode, &fd, &h, fk);
+    if (rc == -EAGAIN) {
+        /* ... or, with none ready, keys first (if the key service refuses, nothing is written), then
+         * the header, durable before any data can be. */
+        rc = efs_keys_new_file(fs->keys, &h, fk);
+        if (!rc) {
+            fd = openat(p->fd, bn.b, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC | O_NOFOLLOW, mode & 07777);
+            if (fd < 0)
+                rc = -errno;
+        }
+        if (!rc) {
+            rc = write_header(fs, fd, &h);
+            if (rc) {
+                close(fd);
+                fd = -1;
+                unlinkat(p->fd, bn.b, 0);
+            }
+        }
     }
-    rc = write_header(fs, fd, &h);
     if (rc) {
-        close(fd);
-        fd = -1;
-        unlinkat(p->fd, bn.b, 0);
         forget_name(p, &bn);
         goto fail;
     }
@@ -1581,9 +1581,9 @@ static void op_getxattr_body(fuse_req_t req, fuse_ino_t ino, const char *name, s
         len = snprintf(s, sizeof s,
                        "{\"kms_calls\":%" PRIu64 ",\"dek_cache_hits\":%" PRIu64 ",\"inodes\":%ld,"
                        "\"inode_fds\":%ld,\"fd_budget\":%ld,\"busy_inodes\":%ld,\"evictable_inodes\":%ld,"
-                       "\"getxattr_requests\":%" PRIu64 "}",
+                       "\"getxattr_requests\":%" PRIu64 ",\"spare_creates\":%" PRIu64 "}",
                        efs_keys_kms_calls(fs->keys), efs_keys_cache_hits(fs->keys), inodes, nfds, budget,
-                       pinned, evictable, (uint64_t)fs->getxattr_requests);
+                       pinned, evictable, (uint64_t)fs->getxattr_requests, efs_spares_taken(fs->spares));
         reply_xattr_value(req, size, s, (size_t)len);
         return;
     }
@@ -2073,6 +2073,14 @@ int efs_mount_run(const efs_mount_opts *o, const efs_config *cfg)
             goto out_handlers;
         }
     }
+    umask(0); /* modes arrive with the caller's umask applied: create exactly what is asked */
+    {
+        const char *sp = getenv("ENVELOPEFS_SPARES"); /* 0: no spare files (benchmarks compare) */
+        if ((!sp || strcmp(sp, "0")) && efs_spares_new(fs->root.fd, fs->keys, cfg, &fs->spares)) {
+            fuse_session_unmount(se);
+            goto out_handlers;
+        }
+    }
     EFS_INFO("mounted %s on %s (key %s)", o->cipherdir, o->mountpoint, cfg->key_id);
     lc = fuse_loop_cfg_create();
     if (!lc) {
@@ -2118,6 +2126,7 @@ out:
     close(fs->root.fd);
     if (fs->mount_fd >= 0)
         close(fs->mount_fd);
+    efs_spares_free(fs->spares); /* before the keys it uses */
     efs_keys_free(fs->keys);
     pthread_mutex_destroy(&fs->table_lock);
     free(fs);

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# fs_spares.sh — spare files (fs/spares.c): a burst of creates is served by spares whose headers were made
+# durable in batches; spares live only in the hidden .envelopefs-spares directory, age out within 2 s of
+# the last create (no standing key material), are removed at unmount and ignored by fsck; with the key
+# disabled, creates fail once the pool has aged out and leave nothing behind; ENVELOPEFS_SPARES=0 turns
+# them off. Run for both name modes.
+. "$(dirname "$0")/lib.sh"
+SP=$CIPHER/.envelopefs-spares
+stat_of() { getfattr --only-values -n user.envelopefs.stats "$MNT" 2>/dev/null | jget "$1"; }
+count() { find "$SP" -type f 2>/dev/null | wc -l; }
+fs_setup "$@"
+
+for i in $(seq 1 300); do echo "file $i" >"$MNT/f$i"; done
+used=$(stat_of spare_creates)
+[ "$used" -gt 0 ] || fail "300 creates, none served by a spare"
+for i in 1 150 300; do [ "$(cat "$MNT/f$i")" = "file $i" ] || fail "f$i reads back wrong"; done
+ls -a "$MNT" | grep -q envelopefs && fail "the spares directory is visible in the mount"
+stat -c %a "$MNT/f7" | grep -qx 644 || fail "a spare-made file has mode $(stat -c %a "$MNT/f7")"
+echo "300 creates, $used served by spares"
+
+sleep 3.5 # the filler discards spares 2 s after the last create (checked at least every second)
+[ "$(count)" = 0 ] || fail "$(count) spares still on disk 3.5 s after the last create"
+
+# Key disabled: once the pool is empty a create fails and writes nothing.
+echo more >"$MNT/g1"; echo more >"$MNT/g2"   # warm the pool again
+"$B" kms disable-key --key-id "$KEY_ID"
+sleep 3.5
+before=$(find "$CIPHER" | sort)
+touch "$MNT/after-disable" 2>/dev/null && fail "created a file 3.5 s after the key was disabled"
+sleep 0.5
+[ "$(find "$CIPHER" | sort)" = "$before" ] || fail "a refused create (or the filler) left something in CIPHERDIR"
+"$B" kms enable-key --key-id "$KEY_ID"
+echo "key disabled: creates refused once spares aged out, nothing written"
+
+# Unmount removes spares; leftovers from a crash are cleared at mount; fsck ignores the directory.
+for i in $(seq 1 50); do echo x >"$MNT/h$i"; done
+pid=$(pgrep -f "envelopefs mount $CIPHER" | head -1)
+fs_unmount
+for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done # the daemon cleans up as it exits
+[ "$(count)" = 0 ] || fail "$(count) spares left after unmount"
+mkdir -p "$SP"; head -c 200 /dev/urandom >"$SP/s.999.deadbeef"
+"$B" fsck "$CIPHER" >/dev/null || fail "fsck does not ignore the spares directory"
+fs_mount
+[ "$(count)" = 0 ] || fail "a leftover spare survived mounting"
+[ "$(cat "$MNT/f300")" = "file 300" ] || fail "contents after remount"
+fs_unmount
+ENVELOPEFS_SPARES=0 fs_mount
+for i in $(seq 1 20); do echo y >"$MNT/k$i"; done
+[ "$(stat_of spare_creates)" = 0 ] || fail "ENVELOPEFS_SPARES=0 still used spares"
+[ "$(count)" = 0 ] || fail "ENVELOPEFS_SPARES=0 still made spares"
+echo "fs_spares: all checks passed"
