@@ -47,5 +47,13 @@ fs_unmount
 ENVELOPEFS_SPARES=0 fs_mount
 for i in $(seq 1 20); do echo y >"$MNT/k$i"; done
 [ "$(stat_of spare_creates)" = 0 ] || fail "ENVELOPEFS_SPARES=0 still used spares"
+# Modes are created exactly as asked (the kernel applied the caller's umask), on both create paths.
+fs_unmount; fs_mount
+for pass in 1 2; do
+  (umask 002; for i in 1 2 3 4 5; do touch "$MNT/um$pass-$i"; done; mkdir "$MNT/umd$pass")
+  [ "$(stat -c %a "$MNT/um$pass-5")" = 664 ] || fail "umask 002: file mode $(stat -c %a "$MNT/um$pass-5")"
+  [ "$(stat -c %a "$MNT/umd$pass")" = 775 ] || fail "umask 002: directory mode $(stat -c %a "$MNT/umd$pass")"
+  fs_unmount; ENVELOPEFS_SPARES=0 fs_mount
+done
 [ "$(count)" = 0 ] || fail "ENVELOPEFS_SPARES=0 still made spares"
 echo "fs_spares: all checks passed"
