@@ -207,7 +207,7 @@ int cmd_mount(int argc, char **argv)
                                               KMS_OPTS[3], KMS_OPTS[4], KMS_OPTS[5], {NULL, 0, NULL, 0}};
     struct open_ctx oc;
     efs_mount_opts mo;
-    efs_config cfg;
+    efs_config cfg = {0};
     efs_keys *keys = NULL;
     char dir[PATH_MAX], mnt[PATH_MAX];
     int c, rc;
@@ -241,8 +241,10 @@ int cmd_mount(int argc, char **argv)
     }
     efs_log_init("envelopefs", false, EFS_LOG_WARN);
     /* Check everything where the user can see the errors, then let the daemon reopen it. */
-    if (load_and_verify(dir, &cfg, &oc, &keys))
+    if (load_and_verify(dir, &cfg, &oc, &keys)) {
+        efs_config_clear(&cfg);
         return 1;
+    }
     efs_keys_free(keys);
     mo.cipherdir = dir;
     mo.mountpoint = mnt;
@@ -279,7 +281,7 @@ int cmd_fsck(int argc, char **argv)
     static const struct option long_opts[] = {{"help", no_argument, NULL, 'h'}, KMS_OPTS[0], KMS_OPTS[1], KMS_OPTS[2],
                                               KMS_OPTS[3], KMS_OPTS[4], KMS_OPTS[5], {NULL, 0, NULL, 0}};
     struct open_ctx oc;
-    efs_config cfg;
+    efs_config cfg = {0};
     efs_keys *keys = NULL;
     char dir[PATH_MAX];
     int c, rc;
@@ -306,8 +308,10 @@ int cmd_fsck(int argc, char **argv)
         return 2;
     }
     efs_log_init("envelopefs", false, EFS_LOG_ERROR);
-    if (load_and_verify(dir, &cfg, &oc, &keys))
+    if (load_and_verify(dir, &cfg, &oc, &keys)) {
+        efs_config_clear(&cfg);
         return 2;
+    }
     rc = efs_fsck(dir, keys, stdout);
     efs_keys_free(keys);
     efs_config_clear(&cfg);
