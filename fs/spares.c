@@ -35,7 +35,8 @@
 #include "efs.h"
 #include "envelopefs/log.h"
 
-#define SPARE_BATCH 32     /* spares made durable together by one syncfs */
+#define SPARE_BATCH 32     /* at most this many spares made durable together by one syncfs */
+#define SPARE_MIN_BATCH 16 /* and, while files are being created, at least this many */
 #define SPARE_MAX 64       /* at most this many ready */
 #define SPARE_MAX_AGE 2.0  /* seconds: demand window and the oldest spare handed out */
 
@@ -140,12 +141,13 @@ static void *filler(void *arg)
             spare_discard(s, &old);
             pthread_mutex_lock(&s->lock);
         }
-        /* Refill about twice what was taken since last time (at least 4): a lone create costs a few
-         * spare data keys, a burst grows the pool to its cap. */
-        want = 2 * (int)s->takes > 4 ? 2 * (int)s->takes : 4;
+        /* Refill about twice what was taken since last time, at least SPARE_MIN_BATCH: every batch
+         * costs a syncfs (a journal commit that also flushes other files' dirty data), so batches must
+         * not shrink to a spare or two; a burst grows the pool to its cap. */
+        want = 2 * (int)s->takes > SPARE_MIN_BATCH ? 2 * (int)s->takes : SPARE_MIN_BATCH;
         if (want > SPARE_MAX - s->nready)
             want = SPARE_MAX - s->nready;
-        if (now - s->last_take > SPARE_MAX_AGE || (s->takes == 0 && s->nready >= 4))
+        if (now - s->last_take > SPARE_MAX_AGE || (s->takes == 0 && s->nready >= SPARE_MIN_BATCH))
             want = 0;
         s->takes = 0;
         if (want <= 0) {
