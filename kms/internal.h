@@ -6,7 +6,10 @@
  * Each operation is short (one AES-GCM over ≤ 4 KiB, or one small SQL transaction), so one lock
  * keeps the reasoning simple; the HTTP server's parsing and SigV4 work happen outside it.
  * Changes made by other processes on the same store (e.g. the CLI disabling a key while a mount is
- * running) are noticed through SQLite's PRAGMA data_version and reload the in-memory tables.
+ * running) are noticed through SQLite's PRAGMA data_version and reload the in-memory tables. The
+ * check costs a pair of fcntl locks, so it runs at most once per KMS_FRESHNESS_MS (monotonic clock):
+ * a change committed by another process is seen by every call that starts more than
+ * KMS_FRESHNESS_MS after its commit.
  */
 #ifndef ENVELOPEFS_KMS_INTERNAL_H
 #define ENVELOPEFS_KMS_INTERNAL_H
@@ -20,6 +23,7 @@
 
 #define KMS_KEY_ID_LEN 36  /* UUID text */
 #define KMS_MAX_VERSIONS_CACHED 64
+#define KMS_FRESHNESS_MS 2  /* staleness bound for other processes' changes */
 
 enum kms_key_state { KS_ENABLED, KS_DISABLED, KS_PENDING_DELETION };
 
@@ -66,7 +70,8 @@ struct kms_core {
     kms_clock_fn clock;
     void *clock_arg;
     int64_t data_version;      /* last PRAGMA data_version seen */
-    sqlite3_stmt *dv_stmt;     /* prepared PRAGMA data_version (checked on every call) */
+    sqlite3_stmt *dv_stmt;     /* prepared PRAGMA data_version */
+    int64_t dv_checked_ns;     /* CLOCK_MONOTONIC of the last data_version check (0: never) */
     kms_key *keys;             /* in-memory copy of the keys table, sorted by creation order */
     size_t n_keys, cap_keys;
     kms_alias *aliases;
@@ -99,6 +104,11 @@ void kms_free_tables(kms_core *c);
  * the caller wipes what it used. NULL if n is too large or on OOM. */
 #define KMS_SCRATCH_MAX 8192
 uint8_t *kms_scratch(size_t n);
+
+/* random.c: fresh random bytes from OpenSSL's per-thread DRBGs (no system call per call); 0 or -1.
+ * _secret for key material, _public for nonces and identifiers. */
+int kms_random_secret(uint8_t *buf, size_t n);
+int kms_random_public(uint8_t *buf, size_t n);
 
 /* dispatch.c helpers used by ops */
 char *kms_strdupf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -695,15 +695,32 @@ out:
     return e;
 }
 
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Called under the core lock at the start of every call. PRAGMA data_version takes and drops a
+ * SQLite read lock (two fcntl calls), so it is asked at most once per KMS_FRESHNESS_MS: a commit by
+ * another process becomes visible to every call that starts more than KMS_FRESHNESS_MS after it. */
 kms_err kms_store_reload_if_changed(kms_core *c, char **msg)
 {
-    int64_t v = c->data_version;
+    int64_t now = mono_ns(), v;
+    int rc;
+    if (c->dv_checked_ns && now - c->dv_checked_ns < (int64_t)KMS_FRESHNESS_MS * 1000000)
+        return KMS_OK;
     if (!c->dv_stmt && sqlite3_prepare_v3(c->db, "PRAGMA data_version", -1, SQLITE_PREPARE_PERSISTENT, &c->dv_stmt,
                                           NULL) != SQLITE_OK)
         return db_err(c, msg, "data_version");
-    if (sqlite3_step(c->dv_stmt) == SQLITE_ROW)
-        v = sqlite3_column_int64(c->dv_stmt, 0);
+    /* The time is taken before the check: a commit after it is caught by the next check. */
+    rc = sqlite3_step(c->dv_stmt);
+    v = rc == SQLITE_ROW ? sqlite3_column_int64(c->dv_stmt, 0) : 0;
     sqlite3_reset(c->dv_stmt);
+    if (rc != SQLITE_ROW)
+        return KMS_OK; /* store busy: keep the tables, ask again at the next call */
+    c->dv_checked_ns = now;
     if (v == c->data_version)
         return KMS_OK;
     return kms_store_load(c, msg);

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include <jansson.h>
+#include <openssl/rand.h>
 #include <sodium.h>
 
 #include "envelopefs/log.h"
@@ -155,7 +156,11 @@ static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, char *bo
         free_wiped(body);
         return MHD_NO;
     }
-    randombytes_buf(rid, sizeof rid);
+    /* OpenSSL's per-thread DRBG: no getrandom system call per reply (see kms/random.c). */
+    if (RAND_bytes(rid, sizeof rid) != 1) {
+        MHD_destroy_response(r);
+        return MHD_NO;
+    }
     snprintf(id, sizeof id, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", rid[0], rid[1],
              rid[2], rid[3], rid[4], rid[5], rid[6], rid[7], rid[8], rid[9], rid[10], rid[11], rid[12], rid[13],
              rid[14], rid[15]);

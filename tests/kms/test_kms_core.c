@@ -15,6 +15,7 @@
 #include <sqlite3.h>
 
 #include "envelopefs/kms.h"
+#include "internal.h" /* KMS_FRESHNESS_MS */
 #include "testutil.h"
 
 static char g_dir[256];
@@ -622,16 +623,50 @@ static void test_rotation(kms_core *c)
     free(id);
 }
 
+/* Another process's commit is seen by every call that starts more than KMS_FRESHNESS_MS after it. */
+static void wait_freshness(void) { usleep((KMS_FRESHNESS_MS + 1) * 1000); }
+
 static void test_cross_process(kms_core *a)
 {
-    /* A second handle on the same store (as the CLI beside a running mount) disables a key. */
+    /* A second handle on the same store (as the CLI beside a running mount) creates, disables,
+     * re-enables and schedules the deletion of a key; the first handle follows within the bound. */
     kms_core *b = open_store();
     char *id = create_key(b);
     json_t *r;
+    wait_freshness();
     CHECK(callf(a, &r, "GenerateDataKey", "{\"KeyId\":\"%s\",\"KeySpec\":\"AES_256\"}", id) == KMS_OK);
     json_decref(r);
     CHECK(callf(b, NULL, "DisableKey", "{\"KeyId\":\"%s\"}", id) == KMS_OK);
+    wait_freshness();
     CHECK(callf(a, NULL, "GenerateDataKey", "{\"KeyId\":\"%s\",\"KeySpec\":\"AES_256\"}", id) == KMS_ERR_DISABLED);
+    CHECK(callf(b, NULL, "EnableKey", "{\"KeyId\":\"%s\"}", id) == KMS_OK);
+    wait_freshness();
+    CHECK(callf(a, &r, "GenerateDataKey", "{\"KeyId\":\"%s\",\"KeySpec\":\"AES_256\"}", id) == KMS_OK);
+    json_decref(r);
+    CHECK(callf(b, NULL, "ScheduleKeyDeletion", "{\"KeyId\":\"%s\",\"PendingWindowInDays\":7}", id) == KMS_OK);
+    wait_freshness();
+    CHECK(callf(a, NULL, "GenerateDataKey", "{\"KeyId\":\"%s\",\"KeySpec\":\"AES_256\"}", id) ==
+          KMS_ERR_INVALID_STATE);
+    /* Calls in a tight loop right after a change: each one is either still the old answer (within the
+     * bound) or the new one, and once the new one is seen it stays. */
+    CHECK(callf(b, NULL, "CancelKeyDeletion", "{\"KeyId\":\"%s\"}", id) == KMS_OK);
+    CHECK(callf(b, NULL, "EnableKey", "{\"KeyId\":\"%s\"}", id) == KMS_OK);
+    wait_freshness();
+    CHECK(callf(b, NULL, "DisableKey", "{\"KeyId\":\"%s\"}", id) == KMS_OK);
+    {
+        int seen = 0; /* calls refused so far; stop 100 after the first */
+        for (long i = 0; i < 10000000 && seen < 100; i++) {
+            kms_err e = callf(a, &r, "GenerateDataKey", "{\"KeyId\":\"%s\",\"KeySpec\":\"AES_256\"}", id);
+            if (e == KMS_OK) {
+                json_decref(r);
+                CHECK(!seen);
+            } else {
+                CHECK(e == KMS_ERR_DISABLED);
+                seen++;
+            }
+        }
+        CHECK(seen == 100);
+    }
     kms_core_free(b);
     free(id);
 }
