@@ -105,11 +105,6 @@ void kms_free_tables(kms_core *c);
 #define KMS_SCRATCH_MAX 8192
 uint8_t *kms_scratch(size_t n);
 
-/* random.c: fresh random bytes from OpenSSL's per-thread DRBGs (no system call per call); 0 or -1.
- * _secret for key material, _public for nonces and identifiers. */
-int kms_random_secret(uint8_t *buf, size_t n);
-int kms_random_public(uint8_t *buf, size_t n);
-
 /* dispatch.c helpers used by ops */
 char *kms_strdupf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -268,7 +268,7 @@ static kms_err seal_blob(struct op_ctx *x, kms_key *k, const uint8_t *pt, size_t
         free(aad);
         return KMS_ERR_NOMEM;
     }
-    if (kms_random_public(nonce, sizeof nonce)) {
+    if (kms_random(nonce, sizeof nonce)) {
         free(aad);
         free(blob);
         return fail(x, KMS_ERR_INTERNAL, "no random bytes");
@@ -1043,7 +1043,7 @@ static kms_err data_key(struct op_ctx *x, json_t *in, json_t **out, bool with_pl
         free(pairs);
         return KMS_ERR_NOMEM;
     }
-    if (kms_random_secret(pt, (size_t)nbytes)) {
+    if (kms_random(pt, (size_t)nbytes)) {
         sodium_memzero(pt, (size_t)nbytes);
         free(pairs);
         return fail(x, KMS_ERR_INTERNAL, "no random bytes");

@@ -25,7 +25,6 @@
 #include <unistd.h>
 
 #include <jansson.h>
-#include <openssl/rand.h>
 #include <sodium.h>
 
 #include "envelopefs/log.h"
@@ -156,8 +155,7 @@ static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, char *bo
         free_wiped(body);
         return MHD_NO;
     }
-    /* OpenSSL's per-thread DRBG: no getrandom system call per reply (see kms/random.c). */
-    if (RAND_bytes(rid, sizeof rid) != 1) {
+    if (kms_random(rid, sizeof rid)) {
         MHD_destroy_response(r);
         return MHD_NO;
     }

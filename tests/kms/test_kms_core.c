@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -754,6 +755,39 @@ static void test_audit_and_access_keys(void)
     sqlite3_close(s);
 }
 
+/* kms_random: bytes are never handed out twice, also not across fork (the child's pool is refilled). */
+static void test_random(void)
+{
+    uint8_t a[64], b[64], c[64], big[3000];
+    int fds[2];
+    pid_t pid;
+    CHECK(kms_random(a, sizeof a) == 0);
+    CHECK(kms_random(b, sizeof b) == 0);
+    CHECK(memcmp(a, b, sizeof a) != 0);
+    CHECK(kms_random(big, sizeof big) == 0); /* larger than the pool serves: straight from the kernel */
+    for (int i = 0; i < 200; i++) /* several refills */
+        CHECK(kms_random(a, sizeof a) == 0 && memcmp(a, b, sizeof a) != 0);
+    CHECK(pipe(fds) == 0);
+    pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        ssize_t w;
+        if (kms_random(c, sizeof c))
+            _exit(1);
+        w = write(fds[1], c, sizeof c);
+        _exit(w == (ssize_t)sizeof c ? 0 : 1);
+    }
+    {
+        int st = 0;
+        CHECK(kms_random(a, sizeof a) == 0);
+        CHECK(read(fds[0], c, sizeof c) == (ssize_t)sizeof c);
+        CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+        CHECK(memcmp(a, c, sizeof a) != 0);
+    }
+    close(fds[0]);
+    close(fds[1]);
+}
+
 int main(void)
 {
     char tmpl[] = "/tmp/efs-kms-test-XXXXXX";
@@ -777,6 +811,7 @@ int main(void)
     so.root_key_file = g_keyfile;
     CHECK(kms_store_init(&so, &msg) == KMS_OK);
 
+    test_random();
     c = open_store();
     test_keys_and_aliases(c);
     test_crypto(c);
