@@ -40,6 +40,8 @@ struct ak_entry {
     char account[16];
     char user[64];
     int used;
+    char scope[48];         /* "DATE/REGION/SERVICE" of skey, "" if none */
+    uint8_t skey[32];       /* SigV4 signing key of that scope (as secret as the secret) */
 };
 
 struct bucket {
@@ -98,6 +100,32 @@ static kms_err find_key(kms_server *s, const char *akid, struct ak_entry *out)
     pthread_mutex_lock(&s->lock);
     s->aks[s->ak_next] = *out;
     s->ak_next = (s->ak_next + 1) % AK_CACHE;
+    pthread_mutex_unlock(&s->lock);
+    return KMS_OK;
+}
+
+/* The SigV4 signing key of the request's scope (date/region/service) into key->skey: the cached one
+ * when the scope matches, else derived (four HMACs) and cached for the next request of that scope.
+ * The per-request part (body hash, canonical request, final HMAC) is always computed by the caller. */
+static kms_err signing_key(kms_server *s, struct ak_entry *key, const sigv4_auth *a)
+{
+    char scope[sizeof key->scope];
+    int n = snprintf(scope, sizeof scope, "%s/%s/%s", a->date, a->region, a->service);
+    if (n < 0 || (size_t)n >= sizeof scope) /* an odd scope: derive every time, cache nothing */
+        return sigv4_signing_key(key->secret, a->date, a->region, a->service, key->skey) ? KMS_ERR_INTERNAL
+                                                                                        : KMS_OK;
+    if (!strcmp(key->scope, scope))
+        return KMS_OK;
+    if (sigv4_signing_key(key->secret, a->date, a->region, a->service, key->skey))
+        return KMS_ERR_INTERNAL;
+    memcpy(key->scope, scope, sizeof scope);
+    pthread_mutex_lock(&s->lock);
+    for (size_t i = 0; i < AK_CACHE; i++)
+        if (s->aks[i].used && !strcmp(s->aks[i].id, key->id)) {
+            memcpy(s->aks[i].scope, scope, sizeof scope);
+            memcpy(s->aks[i].skey, key->skey, sizeof key->skey);
+            break;
+        }
     pthread_mutex_unlock(&s->lock);
     return KMS_OK;
 }
@@ -238,18 +266,19 @@ static kms_err authenticate(kms_server *s, struct MHD_Connection *c, const struc
         *msg = e == KMS_ERR_UNRECOGNIZED_CLIENT ? "The security token included in the request is invalid." : NULL;
         return e;
     }
-    {
+    e = signing_key(s, key, &a);
+    if (!e) {
         sigv4_request r = {.method = "POST", .path = "/", .query = "", .headers = hdrs, .n_headers = n,
                            .payload = (const uint8_t *)st->body, .payload_len = st->len};
-        if (sigv4_verify(&r, &a, key->secret, date)) {
-            sodium_memzero(key->secret, sizeof key->secret);
+        if (sigv4_verify_with_key(&r, &a, key->skey, date)) {
             *msg = "The request signature we calculated does not match the signature you provided. Check your "
                    "AWS Secret Access Key and signing method.";
-            return KMS_ERR_SIGNATURE_MISMATCH;
+            e = KMS_ERR_SIGNATURE_MISMATCH;
         }
     }
     sodium_memzero(key->secret, sizeof key->secret);
-    return KMS_OK;
+    sodium_memzero(key->skey, sizeof key->skey);
+    return e;
 }
 
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
