@@ -57,6 +57,14 @@ kms_err kms_authorize(kms_core *c, const kms_principal *caller, const char *oper
     return KMS_OK;
 }
 
+/* Bounded copy (snprintf "%s" without the format machinery). */
+static void copy_str(char *dst, size_t cap, const char *src)
+{
+    size_t n = strnlen(src, cap - 1);
+    memcpy(dst, src, n);
+    dst[n] = 0;
+}
+
 static void audit(kms_core *c, const kms_principal *p, const char *op, const char *key_id, kms_err e)
 {
     struct audit_rec *r;
@@ -68,15 +76,15 @@ static void audit(kms_core *c, const kms_principal *p, const char *op, const cha
     if (c->n_audit == 0)
         c->audit_oldest = now;
     r = &c->audit[c->n_audit++];
-    memset(r, 0, sizeof *r);
     r->time = now;
-    snprintf(r->account, sizeof r->account, "%s", p && p->account ? p->account : c->account);
-    snprintf(r->user, sizeof r->user, "%s", p && p->user ? p->user : "local");
-    snprintf(r->source, sizeof r->source, "%s", p && p->source ? p->source : "embedded");
-    snprintf(r->op, sizeof r->op, "%s", op);
-    snprintf(r->key_id, sizeof r->key_id, "%s", key_id ? key_id : "");
-    snprintf(r->result, sizeof r->result, "%s", e ? kms_err_name(e) : "OK");
-    /* Batched: flushed when 64 records are pending, when the oldest is a second old, and at close. */
+    copy_str(r->account, sizeof r->account, p && p->account ? p->account : c->account);
+    copy_str(r->user, sizeof r->user, p && p->user ? p->user : "local");
+    copy_str(r->source, sizeof r->source, p && p->source ? p->source : "embedded");
+    copy_str(r->op, sizeof r->op, op);
+    copy_str(r->key_id, sizeof r->key_id, key_id ? key_id : "");
+    copy_str(r->result, sizeof r->result, e ? kms_err_name(e) : "OK");
+    /* Batched: flushed when KMS_AUDIT_BATCH records are pending, when the oldest is a second old,
+     * and at close. */
     if (now - c->audit_oldest >= 1)
         kms_store_flush_audit(c);
 }

@@ -24,6 +24,8 @@
 #define KMS_KEY_ID_LEN 36  /* UUID text */
 #define KMS_MAX_VERSIONS_CACHED 64
 #define KMS_FRESHNESS_MS 2  /* staleness bound for other processes' changes */
+#define KMS_AUDIT_BATCH 512 /* audit records kept before a flush (also flushed when a second old) */
+#define KMS_AUDIT_ROWS 64   /* rows per INSERT statement of a flush */
 
 enum kms_key_state { KS_ENABLED, KS_DISABLED, KS_PENDING_DELETION };
 
@@ -76,8 +78,9 @@ struct kms_core {
     size_t n_keys, cap_keys;
     kms_alias *aliases;
     size_t n_aliases, cap_aliases;
-    struct audit_rec audit[64];
+    struct audit_rec audit[KMS_AUDIT_BATCH];
     size_t n_audit;
+    sqlite3_stmt *audit_stmt[2]; /* prepared INSERTs of KMS_AUDIT_ROWS rows and of one row */
     int64_t audit_oldest;
 };
 

@@ -503,6 +503,8 @@ void kms_core_free(kms_core *c)
     pthread_mutex_unlock(&c->lock);
     kms_free_tables(c);
     sqlite3_finalize(c->dv_stmt);
+    sqlite3_finalize(c->audit_stmt[0]);
+    sqlite3_finalize(c->audit_stmt[1]);
     sqlite3_close(c->db);
     sodium_free(c->root_key);
     free(c->dir);
@@ -1060,30 +1062,61 @@ kms_err kms_store_delete_tag(kms_core *c, const char *key_id, const char *k, cha
     return rc == SQLITE_DONE ? KMS_OK : db_err(c, msg, "delete tag");
 }
 
+/* Bind one record to parameters base+1..base+7. */
+static void bind_audit(sqlite3_stmt *st, int base, const struct audit_rec *r)
+{
+    sqlite3_bind_int64(st, base + 1, r->time);
+    sqlite3_bind_text(st, base + 2, r->account, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, base + 3, r->user, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, base + 4, r->source, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, base + 5, r->op, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, base + 6, r->key_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, base + 7, r->result, -1, SQLITE_STATIC);
+}
+
+/* The INSERT of `rows` audit records (rows = KMS_AUDIT_ROWS or 1), prepared once per core: a
+ * statement per row costs an update of sqlite_sequence (AUTOINCREMENT) and a VM run per record. */
+static sqlite3_stmt *audit_stmt(kms_core *c, int rows)
+{
+    sqlite3_stmt **st = &c->audit_stmt[rows == 1];
+    char sql[64 + KMS_AUDIT_ROWS * 18];
+    size_t n;
+    if (*st)
+        return *st;
+    n = (size_t)snprintf(sql, sizeof sql,
+                         "INSERT INTO audit(time, account, user, source, operation, key_id, result) VALUES");
+    for (int i = 0; i < rows && n < sizeof sql; i++)
+        n += (size_t)snprintf(sql + n, sizeof sql - n, "%s(?,?,?,?,?,?,?)", i ? "," : "");
+    if (n >= sizeof sql || sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL) != SQLITE_OK) {
+        *st = NULL;
+        return NULL;
+    }
+    return *st;
+}
+
 void kms_store_flush_audit(kms_core *c)
 {
-    sqlite3_stmt *st;
+    size_t i = 0;
+    bool ok = true;
     if (!c->n_audit)
         return;
     if (sqlite3_exec(c->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
         return; /* keep the records; try again at the next flush */
-    if (sqlite3_prepare_v2(c->db, "INSERT INTO audit(time, account, user, source, operation, key_id, result)"
-                                  " VALUES(?,?,?,?,?,?,?)", -1, &st, NULL) == SQLITE_OK) {
-        for (size_t i = 0; i < c->n_audit; i++) {
-            struct audit_rec *r = &c->audit[i];
-            sqlite3_reset(st);
-            sqlite3_bind_int64(st, 1, r->time);
-            sqlite3_bind_text(st, 2, r->account, -1, SQLITE_STATIC);
-            sqlite3_bind_text(st, 3, r->user, -1, SQLITE_STATIC);
-            sqlite3_bind_text(st, 4, r->source, -1, SQLITE_STATIC);
-            sqlite3_bind_text(st, 5, r->op, -1, SQLITE_STATIC);
-            sqlite3_bind_text(st, 6, r->key_id, -1, SQLITE_STATIC);
-            sqlite3_bind_text(st, 7, r->result, -1, SQLITE_STATIC);
-            (void)sqlite3_step(st);
+    while (ok && i < c->n_audit) {
+        int rows = c->n_audit - i >= KMS_AUDIT_ROWS ? KMS_AUDIT_ROWS : 1;
+        sqlite3_stmt *st = audit_stmt(c, rows);
+        if (!st) {
+            ok = false;
+            break;
         }
-        sqlite3_finalize(st);
+        for (int j = 0; j < rows; j++)
+            bind_audit(st, 7 * j, &c->audit[i + (size_t)j]);
+        ok = sqlite3_step(st) == SQLITE_DONE;
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+        i += (size_t)rows;
     }
-    if (sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
+    if (ok && sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
         c->n_audit = 0;
     else
         sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);

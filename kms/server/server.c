@@ -31,6 +31,10 @@
 #include "envelopefs/sigv4.h"
 
 #define MAX_BODY (64 * 1024)
+/* Per-connection memory of libmicrohttpd (request line, headers, reply headers). It zeroes the used
+ * part after every request, and by default gives half of its 32 KiB to the read buffer; 16 KiB still
+ * takes several KiB of headers. */
+#define CONN_MEMORY (16 * 1024)
 #define AK_CACHE 256
 #define BUCKETS 64
 
@@ -471,7 +475,8 @@ kms_err kms_server_start(kms_core *core, const kms_server_opts *o, kms_server **
     s->d = MHD_start_daemon(
         flags, 0, NULL, NULL, handle, s, MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_LIMIT,
         o->max_connections ? o->max_connections : 1024u, MHD_OPTION_CONNECTION_TIMEOUT,
-        o->timeout_s ? o->timeout_s : 30u, MHD_OPTION_NOTIFY_COMPLETED, completed, s,
+        o->timeout_s ? o->timeout_s : 30u, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY,
+        MHD_OPTION_NOTIFY_COMPLETED, completed, s,
         s->unix_fd >= 0 ? MHD_OPTION_LISTEN_SOCKET : MHD_OPTION_SOCK_ADDR,
         s->unix_fd >= 0 ? (intptr_t)s->unix_fd : (intptr_t)&sin, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
         s->tls_cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, s->tls_cert, MHD_OPTION_HTTPS_MEM_KEY, s->tls_key,
