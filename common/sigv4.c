@@ -321,14 +321,31 @@ int sigv4_verify(const sigv4_request *r, const sigv4_auth *a, const char *secret
     return rc;
 }
 
+/* Digits d[0..n) as a number, or -1 if any is not a digit. */
+static int digits(const char *d, int n)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (d[i] < '0' || d[i] > '9')
+            return -1;
+        v = v * 10 + (d[i] - '0');
+    }
+    return v;
+}
+
 int64_t sigv4_parse_date(const char *d)
 {
     struct tm tm;
     if (!d || strlen(d) != 16 || d[8] != 'T' || d[15] != 'Z')
         return -1;
     memset(&tm, 0, sizeof tm);
-    if (sscanf(d, "%4d%2d%2dT%2d%2d%2dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour, &tm.tm_min,
-               &tm.tm_sec) != 6)
+    tm.tm_year = digits(d, 4);
+    tm.tm_mon = digits(d + 4, 2);
+    tm.tm_mday = digits(d + 6, 2);
+    tm.tm_hour = digits(d + 9, 2);
+    tm.tm_min = digits(d + 11, 2);
+    tm.tm_sec = digits(d + 13, 2);
+    if (tm.tm_year < 0 || tm.tm_mon < 0 || tm.tm_mday < 0 || tm.tm_hour < 0 || tm.tm_min < 0 || tm.tm_sec < 0)
         return -1;
     tm.tm_year -= 1900;
     tm.tm_mon -= 1;

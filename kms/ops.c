@@ -189,12 +189,12 @@ static kms_err resolve(struct op_ctx *x, const char *id, kms_key **out)
 static kms_err check_usable(struct op_ctx *x, kms_key *k)
 {
     char arn[160];
+    if (k->state == KS_ENABLED)
+        return KMS_OK;
     key_arn(x->core, k, arn, sizeof arn);
     if (k->state == KS_DISABLED)
         return fail(x, KMS_ERR_DISABLED, "%s is disabled.", arn);
-    if (k->state == KS_PENDING_DELETION)
-        return fail(x, KMS_ERR_INVALID_STATE, "%s is pending deletion.", arn);
-    return KMS_OK;
+    return fail(x, KMS_ERR_INVALID_STATE, "%s is pending deletion.", arn);
 }
 
 /* Automatic rotation is applied lazily, at the first use after it is due. */

@@ -191,9 +191,17 @@ static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, char *bo
         MHD_destroy_response(r);
         return MHD_NO;
     }
-    snprintf(id, sizeof id, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", rid[0], rid[1],
-             rid[2], rid[3], rid[4], rid[5], rid[6], rid[7], rid[8], rid[9], rid[10], rid[11], rid[12], rid[13],
-             rid[14], rid[15]);
+    {
+        static const char hx[] = "0123456789abcdef";
+        size_t o = 0;
+        for (size_t i = 0; i < sizeof rid; i++) { /* 8-4-4-4-12 */
+            if (i == 4 || i == 6 || i == 8 || i == 10)
+                id[o++] = '-';
+            id[o++] = hx[rid[i] >> 4];
+            id[o++] = hx[rid[i] & 15];
+        }
+        id[o] = 0;
+    }
     MHD_add_response_header(r, "Content-Type", "application/x-amz-json-1.1");
     MHD_add_response_header(r, "x-amzn-RequestId", id);
     rc = MHD_queue_response(c, status, r);
