@@ -53,7 +53,7 @@ static int sha256_2(const void *a, size_t alen, const void *b, size_t blen, uint
     if (EVP_DigestInit_ex(ctx, sha256_md(), NULL) == 1 && EVP_DigestUpdate(ctx, a, alen) == 1 &&
         (!blen || EVP_DigestUpdate(ctx, b, blen) == 1) && EVP_DigestFinal_ex(ctx, out, &len) == 1 && len == 32)
         rc = 0;
-    EVP_MD_CTX_free(ctx);
+    EVP_MD_CTX_free(ctx); /* wipes the state (it may hold HMAC key material) */
     return rc;
 }
 
@@ -113,21 +113,23 @@ static void sb_add(struct sb *s, const char *t, size_t n)
 
 static void sb_str(struct sb *s, const char *t) { sb_add(s, t, strlen(t)); }
 
-/* Canonical header value: trim, collapse inner runs of whitespace. */
+/* Canonical header value: trim, collapse inner runs of whitespace (appended a run at a time). */
 static void sb_value(struct sb *s, const char *v)
 {
-    bool space = false;
-    while (*v && isspace((unsigned char)*v))
-        v++;
-    for (; *v; v++) {
-        if (isspace((unsigned char)*v)) {
-            space = true;
-            continue;
-        }
-        if (space)
+    bool first = true;
+    for (;;) {
+        size_t run;
+        while (*v && isspace((unsigned char)*v))
+            v++;
+        if (!*v)
+            return;
+        for (run = 0; v[run] && !isspace((unsigned char)v[run]); run++)
+            ;
+        if (!first)
             sb_add(s, " ", 1);
-        space = false;
-        sb_add(s, v, 1);
+        sb_add(s, v, run);
+        v += run;
+        first = false;
     }
 }
 
@@ -177,6 +179,16 @@ static int compute(const sigv4_request *r, const uint8_t key[32], const char *am
         return -1;
     memcpy(h, r->headers, r->n_headers * sizeof *h);
     qsort(h, r->n_headers, sizeof *h, cmp_hdr);
+    {
+        size_t need = 256 + strlen(r->method) + strlen(r->path) + (r->query ? strlen(r->query) : 0);
+        for (size_t i = 0; i < r->n_headers; i++)
+            need += 2 * strlen(h[i].name) + strlen(h[i].value) + 3;
+        c.p = malloc(need);
+        c.cap = c.p ? need : 0;
+        c.err = !c.p;
+        if (c.p)
+            c.p[0] = 0;
+    }
     sb_str(&c, r->method);
     sb_str(&c, "\n");
     sb_str(&c, r->path);
@@ -184,11 +196,16 @@ static int compute(const sigv4_request *r, const uint8_t key[32], const char *am
     sb_str(&c, r->query ? r->query : "");
     sb_str(&c, "\n");
     for (size_t i = 0; i < r->n_headers; i++) {
-        for (const char *p = h[i].name; *p; p++) {
-            char lc = (char)tolower((unsigned char)*p);
-            sb_add(&c, &lc, 1);
-            sb_add(&signed_h, &lc, 1);
+        char lc[128];
+        size_t ln = strlen(h[i].name);
+        if (ln >= sizeof lc) {
+            c.err = 1;
+            break;
         }
+        for (size_t j = 0; j < ln; j++)
+            lc[j] = (char)tolower((unsigned char)h[i].name[j]);
+        sb_add(&c, lc, ln);
+        sb_add(&signed_h, lc, ln);
         sb_str(&c, ":");
         sb_value(&c, h[i].value);
         sb_str(&c, "\n");
