@@ -99,6 +99,40 @@ static void wipe_json_secrets(json_t *j)
     }
 }
 
+/* Serialise a response: json_dumpb into one buffer sized for typical replies (json_dumps grows a
+ * 16-byte buffer by doubling, and every step is a wiped free with the secret-wiping allocator); a
+ * larger reply is dumped again into a buffer of its exact size. NUL-terminated. */
+static kms_err dump(json_t *out, char **resp, size_t *resp_len)
+{
+    size_t cap = 1024, n;
+    char *buf = malloc(cap);
+    if (!buf)
+        return KMS_ERR_NOMEM;
+    n = json_dumpb(out, buf, cap - 1, JSON_COMPACT);
+    if (n == 0) {
+        free(buf);
+        return KMS_ERR_NOMEM;
+    }
+    if (n > cap - 1) {
+        char *big = malloc(n + 1);
+        sodium_memzero(buf, cap);
+        free(buf);
+        if (!big)
+            return KMS_ERR_NOMEM;
+        buf = big;
+        cap = n + 1;
+        if (json_dumpb(out, buf, n, JSON_COMPACT) != n) {
+            sodium_memzero(buf, cap);
+            free(buf);
+            return KMS_ERR_NOMEM;
+        }
+    }
+    buf[n] = 0;
+    *resp = buf;
+    *resp_len = n;
+    return KMS_OK;
+}
+
 kms_err kms_core_call(kms_core *c, const kms_principal *caller, const char *operation, const char *req,
                       size_t req_len, char **resp, size_t *resp_len, char **message)
 {
@@ -153,13 +187,10 @@ kms_err kms_core_call(kms_core *c, const kms_principal *caller, const char *oper
         return e;
     }
     free(msg);
-    *resp = json_dumps(out, JSON_COMPACT);
+    e = dump(out, resp, resp_len);
     wipe_json_secrets(out);
     json_decref(out);
-    if (!*resp)
-        return KMS_ERR_NOMEM;
-    *resp_len = strlen(*resp);
-    return KMS_OK;
+    return e;
 }
 
 void kms_response_free(char *resp, size_t resp_len)
