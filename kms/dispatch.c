@@ -11,6 +11,7 @@
 #include <jansson.h>
 #include <sodium.h>
 
+#include "envelopefs/jsondump.h"
 #include "internal.h"
 #include "ops.h"
 
@@ -99,13 +100,17 @@ static void wipe_json_secrets(json_t *j)
     }
 }
 
-/* Serialise a response: json_dumpb into one buffer sized for typical replies (json_dumps grows a
- * 16-byte buffer by doubling, and every step is a wiped free with the secret-wiping allocator); a
- * larger reply is dumped again into a buffer of its exact size. NUL-terminated. */
+/* Serialise a response (NUL-terminated): efs_json_dump_compact writes what json_dumps(JSON_COMPACT)
+ * would, at a fraction of the cost (jansson formats a "%p" key into a hashtable per container for
+ * loop detection); for trees it does not take (reals), json_dumpb into one buffer, dumped again into a
+ * buffer of the exact size when the reply is larger. */
 static kms_err dump(json_t *out, char **resp, size_t *resp_len)
 {
     size_t cap = 1024, n;
-    char *buf = malloc(cap);
+    char *buf;
+    if (efs_json_dump_compact(out, resp, resp_len) == 0)
+        return KMS_OK;
+    buf = malloc(cap);
     if (!buf)
         return KMS_ERR_NOMEM;
     n = json_dumpb(out, buf, cap - 1, JSON_COMPACT);

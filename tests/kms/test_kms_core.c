@@ -15,6 +15,7 @@
 #include <sodium.h>
 #include <sqlite3.h>
 
+#include "envelopefs/jsondump.h"
 #include "envelopefs/kms.h"
 #include "internal.h" /* KMS_FRESHNESS_MS */
 #include "testutil.h"
@@ -788,6 +789,60 @@ static void test_random(void)
     close(fds[1]);
 }
 
+/* efs_json_dump_compact writes exactly what json_dumps(JSON_COMPACT) writes, on random trees. */
+static json_t *random_tree(int depth)
+{
+    static const char *const strs[] = {"", "plain", "q\"uote", "back\\slash", "nl\n cr\r tab\t bs\b ff\f",
+                                       "ctl\x01\x1f\x7f", "utf8 \xc3\xa9 \xe2\x82\xac \xf0\x9f\x94\x91", "sl/ash"};
+    uint32_t r = randombytes_uniform(depth > 3 ? 6 : 8);
+    switch (r) {
+    case 0: return json_string(strs[randombytes_uniform(8)]);
+    case 1: return json_integer((json_int_t)randombytes_random() - (json_int_t)randombytes_random() * 65536);
+    case 2: return json_true();
+    case 3: return json_false();
+    case 4: return json_null();
+    case 5: return json_integer(randombytes_uniform(2) ? INT64_MIN : INT64_MAX);
+    case 6: {
+        json_t *a = json_array();
+        for (uint32_t i = randombytes_uniform(4); i > 0; i--)
+            json_array_append_new(a, random_tree(depth + 1));
+        return a;
+    }
+    default: {
+        json_t *o = json_object();
+        for (uint32_t i = randombytes_uniform(5); i > 0; i--) {
+            char k[32];
+            snprintf(k, sizeof k, "%s%u", strs[randombytes_uniform(8)], (unsigned)i);
+            json_object_set_new(o, k, random_tree(depth + 1));
+        }
+        return o;
+    }
+    }
+}
+
+static void test_json_dump(void)
+{
+    for (int i = 0; i < 2000; i++) {
+        json_t *t = random_tree(0);
+        char *want = json_dumps(t, JSON_COMPACT | JSON_ENCODE_ANY), *got = NULL;
+        size_t len = 0;
+        CHECK(efs_json_dump_compact(t, &got, &len) == 0);
+        CHECK(want && got && len == strlen(want) && !strcmp(want, got));
+        if (want && got && strcmp(want, got))
+            fprintf(stderr, "want %s\n got  %s\n", want, got);
+        free(want);
+        free(got);
+        json_decref(t);
+    }
+    {
+        json_t *r = json_pack("{s:f}", "x", 1.5);
+        char *got = NULL;
+        size_t len;
+        CHECK(efs_json_dump_compact(r, &got, &len) == -1 && got == NULL); /* reals: the caller uses jansson */
+        json_decref(r);
+    }
+}
+
 int main(void)
 {
     char tmpl[] = "/tmp/efs-kms-test-XXXXXX";
@@ -812,6 +867,7 @@ int main(void)
     CHECK(kms_store_init(&so, &msg) == KMS_OK);
 
     test_random();
+    test_json_dump();
     c = open_store();
     test_keys_and_aliases(c);
     test_crypto(c);
