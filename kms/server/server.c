@@ -317,10 +317,16 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
             st->too_big = true;
         } else {
             if (st->len + *upload_size + 1 > st->cap) {
+                /* Grown by hand, not realloc: the old block may hold plaintext and is wiped. */
                 size_t cap = st->len + *upload_size + 1 + 1024;
-                char *nb = realloc(st->body, cap);
+                char *nb = malloc(cap);
                 if (!nb)
                     return MHD_NO;
+                if (st->body) {
+                    memcpy(nb, st->body, st->len + 1);
+                    sodium_memzero(st->body, st->len + 1);
+                    free(st->body);
+                }
                 st->body = nb;
                 st->cap = cap;
             }
@@ -371,7 +377,7 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum 
     (void)toe;
     if (st) {
         if (st->body) {
-            sodium_memzero(st->body, st->cap);
+            sodium_memzero(st->body, st->len + 1); /* only the body and its NUL were ever written */
             free(st->body);
         }
         free(st);
