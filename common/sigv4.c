@@ -3,10 +3,15 @@
  *   METHOD \n PATH \n QUERY \n (lowercase-name:trimmed-value \n)* \n signed;headers \n hex(sha256(payload))
  * String to sign: "AWS4-HMAC-SHA256" \n DATE \n SCOPE \n hex(sha256(canonical request)), and the key is the
  * HMAC chain "AWS4"+secret → date → region → service → "aws4_request".
+ *
+ * SHA-256 goes through one EVP_MD fetched once: OpenSSL 3's one-shot HMAC() and EVP_sha256() look the
+ * algorithm up in the provider store (locks, allocations) on every call, which cost more than the
+ * hashing. HMAC is written out over that digest (RFC 2104).
  */
 #include "envelopefs/sigv4.h"
 
 #include <ctype.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <strings.h>
 #include <stdio.h>
@@ -16,8 +21,6 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
-#include <openssl/sha.h>
 
 static void hex(const uint8_t *b, size_t n, char *out)
 {
@@ -29,10 +32,57 @@ static void hex(const uint8_t *b, size_t n, char *out)
     out[2 * n] = 0;
 }
 
+static EVP_MD *g_sha256;
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+static void fetch_sha256(void) { g_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL); }
+
+static const EVP_MD *sha256_md(void)
+{
+    pthread_once(&g_once, fetch_sha256);
+    return g_sha256 ? g_sha256 : EVP_sha256();
+}
+
+/* SHA-256 of two concatenated pieces (b may be NULL). */
+static int sha256_2(const void *a, size_t alen, const void *b, size_t blen, uint8_t out[32])
+{
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    unsigned int len = 0;
+    int rc = -1;
+    if (!ctx)
+        return -1;
+    if (EVP_DigestInit_ex(ctx, sha256_md(), NULL) == 1 && EVP_DigestUpdate(ctx, a, alen) == 1 &&
+        (!blen || EVP_DigestUpdate(ctx, b, blen) == 1) && EVP_DigestFinal_ex(ctx, out, &len) == 1 && len == 32)
+        rc = 0;
+    EVP_MD_CTX_free(ctx); /* wipes the state (it may hold HMAC key material) */
+    return rc;
+}
+
+static int sha256(const void *d, size_t n, uint8_t out[32]) { return sha256_2(d, n, NULL, 0, out); }
+
+/* HMAC-SHA256 (RFC 2104). */
 static int hmac(const uint8_t *key, size_t klen, const void *msg, size_t mlen, uint8_t out[32])
 {
-    unsigned int len = 0;
-    return HMAC(EVP_sha256(), key, (int)klen, msg, mlen, out, &len) && len == 32 ? 0 : -1;
+    uint8_t k[64], pad[64], inner[32];
+    int rc = -1;
+    memset(k, 0, sizeof k);
+    if (klen > sizeof k) {
+        if (sha256(key, klen, k))
+            goto out;
+    } else if (klen) {
+        memcpy(k, key, klen);
+    }
+    for (size_t i = 0; i < sizeof pad; i++)
+        pad[i] = k[i] ^ 0x36;
+    if (sha256_2(pad, sizeof pad, msg, mlen, inner))
+        goto out;
+    for (size_t i = 0; i < sizeof pad; i++)
+        pad[i] = k[i] ^ 0x5c;
+    rc = sha256_2(pad, sizeof pad, inner, sizeof inner, out);
+out:
+    OPENSSL_cleanse(k, sizeof k);
+    OPENSSL_cleanse(pad, sizeof pad);
+    OPENSSL_cleanse(inner, sizeof inner);
+    return rc;
 }
 
 /* A growable string. */
@@ -63,21 +113,23 @@ static void sb_add(struct sb *s, const char *t, size_t n)
 
 static void sb_str(struct sb *s, const char *t) { sb_add(s, t, strlen(t)); }
 
-/* Canonical header value: trim, collapse inner runs of whitespace. */
+/* Canonical header value: trim, collapse inner runs of whitespace (appended a run at a time). */
 static void sb_value(struct sb *s, const char *v)
 {
-    bool space = false;
-    while (*v && isspace((unsigned char)*v))
-        v++;
-    for (; *v; v++) {
-        if (isspace((unsigned char)*v)) {
-            space = true;
-            continue;
-        }
-        if (space)
+    bool first = true;
+    for (;;) {
+        size_t run;
+        while (*v && isspace((unsigned char)*v))
+            v++;
+        if (!*v)
+            return;
+        for (run = 0; v[run] && !isspace((unsigned char)v[run]); run++)
+            ;
+        if (!first)
             sb_add(s, " ", 1);
-        space = false;
-        sb_add(s, v, 1);
+        sb_add(s, v, run);
+        v += run;
+        first = false;
     }
 }
 
@@ -86,14 +138,36 @@ static int cmp_hdr(const void *a, const void *b)
     return strcasecmp(((const sigv4_header *)a)->name, ((const sigv4_header *)b)->name);
 }
 
-/* signature hex into sig[65]; signed_out gets "a;b;c" (cap bytes). */
-static int compute(const sigv4_request *r, const char *secret, const char *amz_date, const char *region,
+int sigv4_signing_key(const char *secret, const char *date, const char *region, const char *service,
+                      uint8_t key[32])
+{
+    uint8_t k1[32], k2[32], k3[32];
+    char *ksecret;
+    int rc = -1;
+    if (!secret || !date || strlen(date) != 8 || !region || !service)
+        return -1;
+    if (asprintf(&ksecret, "AWS4%s", secret) < 0)
+        return -1;
+    if (!hmac((const uint8_t *)ksecret, strlen(ksecret), date, 8, k1) &&
+        !hmac(k1, 32, region, strlen(region), k2) && !hmac(k2, 32, service, strlen(service), k3) &&
+        !hmac(k3, 32, "aws4_request", 12, key))
+        rc = 0;
+    OPENSSL_cleanse(ksecret, strlen(ksecret));
+    free(ksecret);
+    OPENSSL_cleanse(k1, 32);
+    OPENSSL_cleanse(k2, 32);
+    OPENSSL_cleanse(k3, 32);
+    return rc;
+}
+
+/* signature hex into sig[65] with the derived signing key; signed_out gets "a;b;c" (cap bytes). */
+static int compute(const sigv4_request *r, const uint8_t key[32], const char *amz_date, const char *region,
                    const char *service, char sig[65], char *signed_out, size_t signed_cap)
 {
     struct sb c = {0}, sts = {0}, signed_h = {0};
     sigv4_header *h;
-    uint8_t digest[32], k1[32], k2[32], k3[32], k4[32], mac[32];
-    char dh[65], date[9], *ksecret;
+    uint8_t digest[32], mac[32];
+    char dh[65], date[9];
     int rc = -1;
 
     if (!amz_date || strlen(amz_date) != 16)
@@ -105,6 +179,16 @@ static int compute(const sigv4_request *r, const char *secret, const char *amz_d
         return -1;
     memcpy(h, r->headers, r->n_headers * sizeof *h);
     qsort(h, r->n_headers, sizeof *h, cmp_hdr);
+    {
+        size_t need = 256 + strlen(r->method) + strlen(r->path) + (r->query ? strlen(r->query) : 0);
+        for (size_t i = 0; i < r->n_headers; i++)
+            need += 2 * strlen(h[i].name) + strlen(h[i].value) + 3;
+        c.p = malloc(need);
+        c.cap = c.p ? need : 0;
+        c.err = !c.p;
+        if (c.p)
+            c.p[0] = 0;
+    }
     sb_str(&c, r->method);
     sb_str(&c, "\n");
     sb_str(&c, r->path);
@@ -112,11 +196,16 @@ static int compute(const sigv4_request *r, const char *secret, const char *amz_d
     sb_str(&c, r->query ? r->query : "");
     sb_str(&c, "\n");
     for (size_t i = 0; i < r->n_headers; i++) {
-        for (const char *p = h[i].name; *p; p++) {
-            char lc = (char)tolower((unsigned char)*p);
-            sb_add(&c, &lc, 1);
-            sb_add(&signed_h, &lc, 1);
+        char lc[128];
+        size_t ln = strlen(h[i].name);
+        if (ln >= sizeof lc) {
+            c.err = 1;
+            break;
         }
+        for (size_t j = 0; j < ln; j++)
+            lc[j] = (char)tolower((unsigned char)h[i].name[j]);
+        sb_add(&c, lc, ln);
+        sb_add(&signed_h, lc, ln);
         sb_str(&c, ":");
         sb_value(&c, h[i].value);
         sb_str(&c, "\n");
@@ -126,12 +215,14 @@ static int compute(const sigv4_request *r, const char *secret, const char *amz_d
     sb_str(&c, "\n");
     sb_str(&c, signed_h.p ? signed_h.p : "");
     sb_str(&c, "\n");
-    SHA256(r->payload ? r->payload : (const uint8_t *)"", r->payload_len, digest);
+    if (sha256(r->payload ? r->payload : (const uint8_t *)"", r->payload_len, digest))
+        goto out;
     hex(digest, 32, dh);
     sb_str(&c, dh);
     if (c.err || signed_h.err)
         goto out;
-    SHA256((const uint8_t *)c.p, c.n, digest);
+    if (sha256(c.p, c.n, digest))
+        goto out;
     hex(digest, 32, dh);
     sb_str(&sts, "AWS4-HMAC-SHA256\n");
     sb_str(&sts, amz_date);
@@ -145,22 +236,13 @@ static int compute(const sigv4_request *r, const char *secret, const char *amz_d
     sb_str(&sts, dh);
     if (sts.err)
         goto out;
-    if (asprintf(&ksecret, "AWS4%s", secret) < 0)
-        goto out;
-    if (!hmac((const uint8_t *)ksecret, strlen(ksecret), date, 8, k1) &&
-        !hmac(k1, 32, region, strlen(region), k2) && !hmac(k2, 32, service, strlen(service), k3) &&
-        !hmac(k3, 32, "aws4_request", 12, k4) && !hmac(k4, 32, sts.p, sts.n, mac)) {
+    if (!hmac(key, 32, sts.p, sts.n, mac)) {
         hex(mac, 32, sig);
         if (signed_out)
             snprintf(signed_out, signed_cap, "%s", signed_h.p ? signed_h.p : "");
         rc = 0;
     }
-    OPENSSL_cleanse(ksecret, strlen(ksecret));
-    free(ksecret);
-    OPENSSL_cleanse(k1, 32);
-    OPENSSL_cleanse(k2, 32);
-    OPENSSL_cleanse(k3, 32);
-    OPENSSL_cleanse(k4, 32);
+    OPENSSL_cleanse(mac, sizeof mac);
 out:
     free(h);
     free(c.p);
@@ -172,9 +254,18 @@ out:
 int sigv4_sign(const sigv4_request *r, const char *access_key, const char *secret, const char *amz_date,
                const char *region, const char *service, char *auth, size_t cap)
 {
-    char sig[65], signed_h[512];
-    int n;
-    if (compute(r, secret, amz_date, region, service, sig, signed_h, sizeof signed_h))
+    char sig[65], signed_h[512], date[9];
+    uint8_t key[32];
+    int n, rc;
+    if (!amz_date || strlen(amz_date) != 16)
+        return -1;
+    memcpy(date, amz_date, 8);
+    date[8] = 0;
+    if (sigv4_signing_key(secret, date, region, service, key))
+        return -1;
+    rc = compute(r, key, amz_date, region, service, sig, signed_h, sizeof signed_h);
+    OPENSSL_cleanse(key, sizeof key);
+    if (rc)
         return -1;
     n = snprintf(auth, cap, "AWS4-HMAC-SHA256 Credential=%s/%.8s/%s/%s/aws4_request, SignedHeaders=%s, Signature=%s",
                  access_key, amz_date, region, service, signed_h, sig);
@@ -224,16 +315,39 @@ int sigv4_parse_auth(const char *header, sigv4_auth *a)
     return 0;
 }
 
-int sigv4_verify(const sigv4_request *r, const sigv4_auth *a, const char *secret, const char *amz_date)
+int sigv4_verify_with_key(const sigv4_request *r, const sigv4_auth *a, const uint8_t key[32], const char *amz_date)
 {
     char sig[65], signed_h[512];
     if (!amz_date || strncmp(amz_date, a->date, 8))
         return -1;
-    if (compute(r, secret, amz_date, a->region, a->service, sig, signed_h, sizeof signed_h))
+    if (compute(r, key, amz_date, a->region, a->service, sig, signed_h, sizeof signed_h))
         return -1;
     if (strcmp(signed_h, a->signed_headers))
         return -1;
     return CRYPTO_memcmp(sig, a->signature, 64) == 0 ? 0 : -1;
+}
+
+int sigv4_verify(const sigv4_request *r, const sigv4_auth *a, const char *secret, const char *amz_date)
+{
+    uint8_t key[32];
+    int rc;
+    if (sigv4_signing_key(secret, a->date, a->region, a->service, key))
+        return -1;
+    rc = sigv4_verify_with_key(r, a, key, amz_date);
+    OPENSSL_cleanse(key, sizeof key);
+    return rc;
+}
+
+/* Digits d[0..n) as a number, or -1 if any is not a digit. */
+static int digits(const char *d, int n)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (d[i] < '0' || d[i] > '9')
+            return -1;
+        v = v * 10 + (d[i] - '0');
+    }
+    return v;
 }
 
 int64_t sigv4_parse_date(const char *d)
@@ -242,8 +356,13 @@ int64_t sigv4_parse_date(const char *d)
     if (!d || strlen(d) != 16 || d[8] != 'T' || d[15] != 'Z')
         return -1;
     memset(&tm, 0, sizeof tm);
-    if (sscanf(d, "%4d%2d%2dT%2d%2d%2dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour, &tm.tm_min,
-               &tm.tm_sec) != 6)
+    tm.tm_year = digits(d, 4);
+    tm.tm_mon = digits(d + 4, 2);
+    tm.tm_mday = digits(d + 6, 2);
+    tm.tm_hour = digits(d + 9, 2);
+    tm.tm_min = digits(d + 11, 2);
+    tm.tm_sec = digits(d + 13, 2);
+    if (tm.tm_year < 0 || tm.tm_mon < 0 || tm.tm_mday < 0 || tm.tm_hour < 0 || tm.tm_min < 0 || tm.tm_sec < 0)
         return -1;
     tm.tm_year -= 1900;
     tm.tm_mon -= 1;

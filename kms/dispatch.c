@@ -11,6 +11,7 @@
 #include <jansson.h>
 #include <sodium.h>
 
+#include "envelopefs/jsondump.h"
 #include "internal.h"
 #include "ops.h"
 
@@ -57,6 +58,14 @@ kms_err kms_authorize(kms_core *c, const kms_principal *caller, const char *oper
     return KMS_OK;
 }
 
+/* Bounded copy (snprintf "%s" without the format machinery). */
+static void copy_str(char *dst, size_t cap, const char *src)
+{
+    size_t n = strnlen(src, cap - 1);
+    memcpy(dst, src, n);
+    dst[n] = 0;
+}
+
 static void audit(kms_core *c, const kms_principal *p, const char *op, const char *key_id, kms_err e)
 {
     struct audit_rec *r;
@@ -68,15 +77,15 @@ static void audit(kms_core *c, const kms_principal *p, const char *op, const cha
     if (c->n_audit == 0)
         c->audit_oldest = now;
     r = &c->audit[c->n_audit++];
-    memset(r, 0, sizeof *r);
     r->time = now;
-    snprintf(r->account, sizeof r->account, "%s", p && p->account ? p->account : c->account);
-    snprintf(r->user, sizeof r->user, "%s", p && p->user ? p->user : "local");
-    snprintf(r->source, sizeof r->source, "%s", p && p->source ? p->source : "embedded");
-    snprintf(r->op, sizeof r->op, "%s", op);
-    snprintf(r->key_id, sizeof r->key_id, "%s", key_id ? key_id : "");
-    snprintf(r->result, sizeof r->result, "%s", e ? kms_err_name(e) : "OK");
-    /* Batched: flushed when 64 records are pending, when the oldest is a second old, and at close. */
+    copy_str(r->account, sizeof r->account, p && p->account ? p->account : c->account);
+    copy_str(r->user, sizeof r->user, p && p->user ? p->user : "local");
+    copy_str(r->source, sizeof r->source, p && p->source ? p->source : "embedded");
+    copy_str(r->op, sizeof r->op, op);
+    copy_str(r->key_id, sizeof r->key_id, key_id ? key_id : "");
+    copy_str(r->result, sizeof r->result, e ? kms_err_name(e) : "OK");
+    /* Batched: flushed when KMS_AUDIT_BATCH records are pending, when the oldest is a second old,
+     * and at close. */
     if (now - c->audit_oldest >= 1)
         kms_store_flush_audit(c);
 }
@@ -89,6 +98,44 @@ static void wipe_json_secrets(json_t *j)
         const char *s = json_string_value(v);
         sodium_memzero((char *)s, strlen(s));
     }
+}
+
+/* Serialise a response (NUL-terminated): efs_json_dump_compact writes what json_dumps(JSON_COMPACT)
+ * would, at a fraction of the cost (jansson formats a "%p" key into a hashtable per container for
+ * loop detection); for trees it does not take (reals), json_dumpb into one buffer, dumped again into a
+ * buffer of the exact size when the reply is larger. */
+static kms_err dump(json_t *out, char **resp, size_t *resp_len)
+{
+    size_t cap = 1024, n;
+    char *buf;
+    if (efs_json_dump_compact(out, resp, resp_len) == 0)
+        return KMS_OK;
+    buf = malloc(cap);
+    if (!buf)
+        return KMS_ERR_NOMEM;
+    n = json_dumpb(out, buf, cap - 1, JSON_COMPACT);
+    if (n == 0) {
+        free(buf);
+        return KMS_ERR_NOMEM;
+    }
+    if (n > cap - 1) {
+        char *big = malloc(n + 1);
+        sodium_memzero(buf, cap);
+        free(buf);
+        if (!big)
+            return KMS_ERR_NOMEM;
+        buf = big;
+        cap = n + 1;
+        if (json_dumpb(out, buf, n, JSON_COMPACT) != n) {
+            sodium_memzero(buf, cap);
+            free(buf);
+            return KMS_ERR_NOMEM;
+        }
+    }
+    buf[n] = 0;
+    *resp = buf;
+    *resp_len = n;
+    return KMS_OK;
 }
 
 kms_err kms_core_call(kms_core *c, const kms_principal *caller, const char *operation, const char *req,
@@ -145,13 +192,10 @@ kms_err kms_core_call(kms_core *c, const kms_principal *caller, const char *oper
         return e;
     }
     free(msg);
-    *resp = json_dumps(out, JSON_COMPACT);
+    e = dump(out, resp, resp_len);
     wipe_json_secrets(out);
     json_decref(out);
-    if (!*resp)
-        return KMS_ERR_NOMEM;
-    *resp_len = strlen(*resp);
-    return KMS_OK;
+    return e;
 }
 
 void kms_response_free(char *resp, size_t resp_len)

@@ -6,7 +6,10 @@
  * Each operation is short (one AES-GCM over ≤ 4 KiB, or one small SQL transaction), so one lock
  * keeps the reasoning simple; the HTTP server's parsing and SigV4 work happen outside it.
  * Changes made by other processes on the same store (e.g. the CLI disabling a key while a mount is
- * running) are noticed through SQLite's PRAGMA data_version and reload the in-memory tables.
+ * running) are noticed through SQLite's PRAGMA data_version and reload the in-memory tables. The
+ * check costs a pair of fcntl locks, so it runs at most once per KMS_FRESHNESS_MS (monotonic clock):
+ * a change committed by another process is seen by every call that starts more than
+ * KMS_FRESHNESS_MS after its commit.
  */
 #ifndef ENVELOPEFS_KMS_INTERNAL_H
 #define ENVELOPEFS_KMS_INTERNAL_H
@@ -20,6 +23,9 @@
 
 #define KMS_KEY_ID_LEN 36  /* UUID text */
 #define KMS_MAX_VERSIONS_CACHED 64
+#define KMS_FRESHNESS_MS 2  /* staleness bound for other processes' changes */
+#define KMS_AUDIT_BATCH 512 /* audit records kept before a flush (also flushed when a second old) */
+#define KMS_AUDIT_ROWS 64   /* rows per INSERT statement of a flush */
 
 enum kms_key_state { KS_ENABLED, KS_DISABLED, KS_PENDING_DELETION };
 
@@ -66,13 +72,15 @@ struct kms_core {
     kms_clock_fn clock;
     void *clock_arg;
     int64_t data_version;      /* last PRAGMA data_version seen */
-    sqlite3_stmt *dv_stmt;     /* prepared PRAGMA data_version (checked on every call) */
+    sqlite3_stmt *dv_stmt;     /* prepared PRAGMA data_version */
+    int64_t dv_checked_ns;     /* CLOCK_MONOTONIC of the last data_version check (0: never) */
     kms_key *keys;             /* in-memory copy of the keys table, sorted by creation order */
     size_t n_keys, cap_keys;
     kms_alias *aliases;
     size_t n_aliases, cap_aliases;
-    struct audit_rec audit[64];
+    struct audit_rec audit[KMS_AUDIT_BATCH];
     size_t n_audit;
+    sqlite3_stmt *audit_stmt[2]; /* prepared INSERTs of KMS_AUDIT_ROWS rows and of one row */
     int64_t audit_oldest;
 };
 

@@ -189,12 +189,12 @@ static kms_err resolve(struct op_ctx *x, const char *id, kms_key **out)
 static kms_err check_usable(struct op_ctx *x, kms_key *k)
 {
     char arn[160];
+    if (k->state == KS_ENABLED)
+        return KMS_OK;
     key_arn(x->core, k, arn, sizeof arn);
     if (k->state == KS_DISABLED)
         return fail(x, KMS_ERR_DISABLED, "%s is disabled.", arn);
-    if (k->state == KS_PENDING_DELETION)
-        return fail(x, KMS_ERR_INVALID_STATE, "%s is pending deletion.", arn);
-    return KMS_OK;
+    return fail(x, KMS_ERR_INVALID_STATE, "%s is pending deletion.", arn);
 }
 
 /* Automatic rotation is applied lazily, at the first use after it is due. */
@@ -268,7 +268,11 @@ static kms_err seal_blob(struct op_ctx *x, kms_key *k, const uint8_t *pt, size_t
         free(aad);
         return KMS_ERR_NOMEM;
     }
-    randombytes_buf(nonce, sizeof nonce);
+    if (kms_random(nonce, sizeof nonce)) {
+        free(aad);
+        free(blob);
+        return fail(x, KMS_ERR_INTERNAL, "no random bytes");
+    }
     kms_blob_write_header(blob, k->raw_id, v->version, nonce);
     if (kms_gcm_seal(mat, nonce, blob, KMS_BLOB_HEADER_LEN, aad, aad_len, pt, n, blob + KMS_BLOB_HEADER_LEN,
                      blob + KMS_BLOB_HEADER_LEN + n)) {
@@ -1039,7 +1043,11 @@ static kms_err data_key(struct op_ctx *x, json_t *in, json_t **out, bool with_pl
         free(pairs);
         return KMS_ERR_NOMEM;
     }
-    randombytes_buf(pt, (size_t)nbytes);
+    if (kms_random(pt, (size_t)nbytes)) {
+        sodium_memzero(pt, (size_t)nbytes);
+        free(pairs);
+        return fail(x, KMS_ERR_INTERNAL, "no random bytes");
+    }
     e = seal_blob(x, k, pt, (size_t)nbytes, &ectx, &blob);
     free(pairs);
     if (e) {

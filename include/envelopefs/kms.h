@@ -91,6 +91,10 @@ kms_err kms_core_lookup_access_key(kms_core *core, const char *access_key_id,
                                    char *user_out, size_t user_cap) KMS_WUR;
 void kms_secret_str_free(char *s);
 
+/* n fresh random bytes from the kernel's CSPRNG through a per-thread pool (kms/random.c): what the
+ * core uses for data keys and nonces, and the server for request ids. 0, or -1 on failure. */
+int kms_random(uint8_t *buf, size_t n) KMS_WUR;
+
 #ifdef __cplusplus
 }
 #endif

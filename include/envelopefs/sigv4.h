@@ -45,6 +45,15 @@ int sigv4_parse_auth(const char *header, sigv4_auth *a);
  * a->signed_headers) with secret; constant-time compare. Returns 0 on match, -1 otherwise. */
 int sigv4_verify(const sigv4_request *r, const sigv4_auth *a, const char *secret, const char *amz_date);
 
+/* The signing key of a credential scope: the HMAC chain "AWS4"+secret → date ("YYYYMMDD") → region →
+ * service → "aws4_request". It depends only on the scope, so a server may keep it (as secret as the
+ * secret itself) and verify each request with one HMAC: sigv4_verify_with_key is sigv4_verify with the
+ * chain already applied (the body hash, canonical request and final HMAC are computed every time).
+ * Both return 0 or -1. */
+int sigv4_signing_key(const char *secret, const char *date, const char *region, const char *service,
+                      uint8_t key[32]);
+int sigv4_verify_with_key(const sigv4_request *r, const sigv4_auth *a, const uint8_t key[32], const char *amz_date);
+
 /* Seconds since the epoch of an "YYYYMMDDTHHMMSSZ" date, or -1. */
 int64_t sigv4_parse_date(const char *amz_date);
 /* Format t as "YYYYMMDDTHHMMSSZ" into out[17]. */

@@ -31,6 +31,10 @@
 #include "envelopefs/sigv4.h"
 
 #define MAX_BODY (64 * 1024)
+/* Per-connection memory of libmicrohttpd (request line, headers, reply headers). It zeroes the used
+ * part after every request, and by default gives half of its 32 KiB to the read buffer; 16 KiB still
+ * takes several KiB of headers. */
+#define CONN_MEMORY (16 * 1024)
 #define AK_CACHE 256
 #define BUCKETS 64
 
@@ -40,6 +44,8 @@ struct ak_entry {
     char account[16];
     char user[64];
     int used;
+    char scope[48];         /* "DATE/REGION/SERVICE" of skey, "" if none */
+    uint8_t skey[32];       /* SigV4 signing key of that scope (as secret as the secret) */
 };
 
 struct bucket {
@@ -102,6 +108,32 @@ static kms_err find_key(kms_server *s, const char *akid, struct ak_entry *out)
     return KMS_OK;
 }
 
+/* The SigV4 signing key of the request's scope (date/region/service) into key->skey: the cached one
+ * when the scope matches, else derived (four HMACs) and cached for the next request of that scope.
+ * The per-request part (body hash, canonical request, final HMAC) is always computed by the caller. */
+static kms_err signing_key(kms_server *s, struct ak_entry *key, const sigv4_auth *a)
+{
+    char scope[sizeof key->scope];
+    int n = snprintf(scope, sizeof scope, "%s/%s/%s", a->date, a->region, a->service);
+    if (n < 0 || (size_t)n >= sizeof scope) /* an odd scope: derive every time, cache nothing */
+        return sigv4_signing_key(key->secret, a->date, a->region, a->service, key->skey) ? KMS_ERR_INTERNAL
+                                                                                        : KMS_OK;
+    if (!strcmp(key->scope, scope))
+        return KMS_OK;
+    if (sigv4_signing_key(key->secret, a->date, a->region, a->service, key->skey))
+        return KMS_ERR_INTERNAL;
+    memcpy(key->scope, scope, sizeof scope);
+    pthread_mutex_lock(&s->lock);
+    for (size_t i = 0; i < AK_CACHE; i++)
+        if (s->aks[i].used && !strcmp(s->aks[i].id, key->id)) {
+            memcpy(s->aks[i].scope, scope, sizeof scope);
+            memcpy(s->aks[i].skey, key->skey, sizeof key->skey);
+            break;
+        }
+    pthread_mutex_unlock(&s->lock);
+    return KMS_OK;
+}
+
 /* Token bucket per account. */
 static bool allow(kms_server *s, const char *account)
 {
@@ -155,10 +187,21 @@ static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, char *bo
         free_wiped(body);
         return MHD_NO;
     }
-    randombytes_buf(rid, sizeof rid);
-    snprintf(id, sizeof id, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", rid[0], rid[1],
-             rid[2], rid[3], rid[4], rid[5], rid[6], rid[7], rid[8], rid[9], rid[10], rid[11], rid[12], rid[13],
-             rid[14], rid[15]);
+    if (kms_random(rid, sizeof rid)) {
+        MHD_destroy_response(r);
+        return MHD_NO;
+    }
+    {
+        static const char hx[] = "0123456789abcdef";
+        size_t o = 0;
+        for (size_t i = 0; i < sizeof rid; i++) { /* 8-4-4-4-12 */
+            if (i == 4 || i == 6 || i == 8 || i == 10)
+                id[o++] = '-';
+            id[o++] = hx[rid[i] >> 4];
+            id[o++] = hx[rid[i] & 15];
+        }
+        id[o] = 0;
+    }
     MHD_add_response_header(r, "Content-Type", "application/x-amz-json-1.1");
     MHD_add_response_header(r, "x-amzn-RequestId", id);
     rc = MHD_queue_response(c, status, r);
@@ -235,18 +278,19 @@ static kms_err authenticate(kms_server *s, struct MHD_Connection *c, const struc
         *msg = e == KMS_ERR_UNRECOGNIZED_CLIENT ? "The security token included in the request is invalid." : NULL;
         return e;
     }
-    {
+    e = signing_key(s, key, &a);
+    if (!e) {
         sigv4_request r = {.method = "POST", .path = "/", .query = "", .headers = hdrs, .n_headers = n,
                            .payload = (const uint8_t *)st->body, .payload_len = st->len};
-        if (sigv4_verify(&r, &a, key->secret, date)) {
-            sodium_memzero(key->secret, sizeof key->secret);
+        if (sigv4_verify_with_key(&r, &a, key->skey, date)) {
             *msg = "The request signature we calculated does not match the signature you provided. Check your "
                    "AWS Secret Access Key and signing method.";
-            return KMS_ERR_SIGNATURE_MISMATCH;
+            e = KMS_ERR_SIGNATURE_MISMATCH;
         }
     }
     sodium_memzero(key->secret, sizeof key->secret);
-    return KMS_OK;
+    sodium_memzero(key->skey, sizeof key->skey);
+    return e;
 }
 
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
@@ -273,10 +317,16 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
             st->too_big = true;
         } else {
             if (st->len + *upload_size + 1 > st->cap) {
+                /* Grown by hand, not realloc: the old block may hold plaintext and is wiped. */
                 size_t cap = st->len + *upload_size + 1 + 1024;
-                char *nb = realloc(st->body, cap);
+                char *nb = malloc(cap);
                 if (!nb)
                     return MHD_NO;
+                if (st->body) {
+                    memcpy(nb, st->body, st->len + 1);
+                    sodium_memzero(st->body, st->len + 1);
+                    free(st->body);
+                }
                 st->body = nb;
                 st->cap = cap;
             }
@@ -327,7 +377,7 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum 
     (void)toe;
     if (st) {
         if (st->body) {
-            sodium_memzero(st->body, st->cap);
+            sodium_memzero(st->body, st->len + 1); /* only the body and its NUL were ever written */
             free(st->body);
         }
         free(st);
@@ -439,7 +489,8 @@ kms_err kms_server_start(kms_core *core, const kms_server_opts *o, kms_server **
     s->d = MHD_start_daemon(
         flags, 0, NULL, NULL, handle, s, MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_LIMIT,
         o->max_connections ? o->max_connections : 1024u, MHD_OPTION_CONNECTION_TIMEOUT,
-        o->timeout_s ? o->timeout_s : 30u, MHD_OPTION_NOTIFY_COMPLETED, completed, s,
+        o->timeout_s ? o->timeout_s : 30u, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY,
+        MHD_OPTION_NOTIFY_COMPLETED, completed, s,
         s->unix_fd >= 0 ? MHD_OPTION_LISTEN_SOCKET : MHD_OPTION_SOCK_ADDR,
         s->unix_fd >= 0 ? (intptr_t)s->unix_fd : (intptr_t)&sin, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
         s->tls_cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, s->tls_cert, MHD_OPTION_HTTPS_MEM_KEY, s->tls_key,

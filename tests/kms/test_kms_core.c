@@ -8,13 +8,16 @@
 #include <stdarg.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <jansson.h>
 #include <sodium.h>
 #include <sqlite3.h>
 
+#include "envelopefs/jsondump.h"
 #include "envelopefs/kms.h"
+#include "internal.h" /* KMS_FRESHNESS_MS */
 #include "testutil.h"
 
 static char g_dir[256];
@@ -622,16 +625,50 @@ static void test_rotation(kms_core *c)
     free(id);
 }
 
+/* Another process's commit is seen by every call that starts more than KMS_FRESHNESS_MS after it. */
+static void wait_freshness(void) { usleep((KMS_FRESHNESS_MS + 1) * 1000); }
+
 static void test_cross_process(kms_core *a)
 {
-    /* A second handle on the same store (as the CLI beside a running mount) disables a key. */
+    /* A second handle on the same store (as the CLI beside a running mount) creates, disables,
+     * re-enables and schedules the deletion of a key; the first handle follows within the bound. */
     kms_core *b = open_store();
     char *id = create_key(b);
     json_t *r;
+    wait_freshness();
     CHECK(callf(a, &r, "GenerateDataKey", "{\"KeyId\":\"%s\",\"KeySpec\":\"AES_256\"}", id) == KMS_OK);
     json_decref(r);
     CHECK(callf(b, NULL, "DisableKey", "{\"KeyId\":\"%s\"}", id) == KMS_OK);
+    wait_freshness();
     CHECK(callf(a, NULL, "GenerateDataKey", "{\"KeyId\":\"%s\",\"KeySpec\":\"AES_256\"}", id) == KMS_ERR_DISABLED);
+    CHECK(callf(b, NULL, "EnableKey", "{\"KeyId\":\"%s\"}", id) == KMS_OK);
+    wait_freshness();
+    CHECK(callf(a, &r, "GenerateDataKey", "{\"KeyId\":\"%s\",\"KeySpec\":\"AES_256\"}", id) == KMS_OK);
+    json_decref(r);
+    CHECK(callf(b, NULL, "ScheduleKeyDeletion", "{\"KeyId\":\"%s\",\"PendingWindowInDays\":7}", id) == KMS_OK);
+    wait_freshness();
+    CHECK(callf(a, NULL, "GenerateDataKey", "{\"KeyId\":\"%s\",\"KeySpec\":\"AES_256\"}", id) ==
+          KMS_ERR_INVALID_STATE);
+    /* Calls in a tight loop right after a change: each one is either still the old answer (within the
+     * bound) or the new one, and once the new one is seen it stays. */
+    CHECK(callf(b, NULL, "CancelKeyDeletion", "{\"KeyId\":\"%s\"}", id) == KMS_OK);
+    CHECK(callf(b, NULL, "EnableKey", "{\"KeyId\":\"%s\"}", id) == KMS_OK);
+    wait_freshness();
+    CHECK(callf(b, NULL, "DisableKey", "{\"KeyId\":\"%s\"}", id) == KMS_OK);
+    {
+        int seen = 0; /* calls refused so far; stop 100 after the first */
+        for (long i = 0; i < 10000000 && seen < 100; i++) {
+            kms_err e = callf(a, &r, "GenerateDataKey", "{\"KeyId\":\"%s\",\"KeySpec\":\"AES_256\"}", id);
+            if (e == KMS_OK) {
+                json_decref(r);
+                CHECK(!seen);
+            } else {
+                CHECK(e == KMS_ERR_DISABLED);
+                seen++;
+            }
+        }
+        CHECK(seen == 100);
+    }
     kms_core_free(b);
     free(id);
 }
@@ -719,6 +756,93 @@ static void test_audit_and_access_keys(void)
     sqlite3_close(s);
 }
 
+/* kms_random: bytes are never handed out twice, also not across fork (the child's pool is refilled). */
+static void test_random(void)
+{
+    uint8_t a[64], b[64], c[64], big[3000];
+    int fds[2];
+    pid_t pid;
+    CHECK(kms_random(a, sizeof a) == 0);
+    CHECK(kms_random(b, sizeof b) == 0);
+    CHECK(memcmp(a, b, sizeof a) != 0);
+    CHECK(kms_random(big, sizeof big) == 0); /* larger than the pool serves: straight from the kernel */
+    for (int i = 0; i < 200; i++) /* several refills */
+        CHECK(kms_random(a, sizeof a) == 0 && memcmp(a, b, sizeof a) != 0);
+    CHECK(pipe(fds) == 0);
+    pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        ssize_t w;
+        if (kms_random(c, sizeof c))
+            _exit(1);
+        w = write(fds[1], c, sizeof c);
+        _exit(w == (ssize_t)sizeof c ? 0 : 1);
+    }
+    {
+        int st = 0;
+        CHECK(kms_random(a, sizeof a) == 0);
+        CHECK(read(fds[0], c, sizeof c) == (ssize_t)sizeof c);
+        CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+        CHECK(memcmp(a, c, sizeof a) != 0);
+    }
+    close(fds[0]);
+    close(fds[1]);
+}
+
+/* efs_json_dump_compact writes exactly what json_dumps(JSON_COMPACT) writes, on random trees. */
+static json_t *random_tree(int depth)
+{
+    static const char *const strs[] = {"", "plain", "q\"uote", "back\\slash", "nl\n cr\r tab\t bs\b ff\f",
+                                       "ctl\x01\x1f\x7f", "utf8 \xc3\xa9 \xe2\x82\xac \xf0\x9f\x94\x91", "sl/ash"};
+    uint32_t r = randombytes_uniform(depth > 3 ? 6 : 8);
+    switch (r) {
+    case 0: return json_string(strs[randombytes_uniform(8)]);
+    case 1: return json_integer((json_int_t)randombytes_random() - (json_int_t)randombytes_random() * 65536);
+    case 2: return json_true();
+    case 3: return json_false();
+    case 4: return json_null();
+    case 5: return json_integer(randombytes_uniform(2) ? INT64_MIN : INT64_MAX);
+    case 6: {
+        json_t *a = json_array();
+        for (uint32_t i = randombytes_uniform(4); i > 0; i--)
+            json_array_append_new(a, random_tree(depth + 1));
+        return a;
+    }
+    default: {
+        json_t *o = json_object();
+        for (uint32_t i = randombytes_uniform(5); i > 0; i--) {
+            char k[32];
+            snprintf(k, sizeof k, "%s%u", strs[randombytes_uniform(8)], (unsigned)i);
+            json_object_set_new(o, k, random_tree(depth + 1));
+        }
+        return o;
+    }
+    }
+}
+
+static void test_json_dump(void)
+{
+    for (int i = 0; i < 2000; i++) {
+        json_t *t = random_tree(0);
+        char *want = json_dumps(t, JSON_COMPACT | JSON_ENCODE_ANY), *got = NULL;
+        size_t len = 0;
+        CHECK(efs_json_dump_compact(t, &got, &len) == 0);
+        CHECK(want && got && len == strlen(want) && !strcmp(want, got));
+        if (want && got && strcmp(want, got))
+            fprintf(stderr, "want %s\n got  %s\n", want, got);
+        free(want);
+        free(got);
+        json_decref(t);
+    }
+    {
+        json_t *r = json_pack("{s:f}", "x", 1.5);
+        char *got = NULL;
+        size_t len;
+        CHECK(efs_json_dump_compact(r, &got, &len) == -1 && got == NULL); /* reals: the caller uses jansson */
+        json_decref(r);
+    }
+}
+
 int main(void)
 {
     char tmpl[] = "/tmp/efs-kms-test-XXXXXX";
@@ -742,6 +866,8 @@ int main(void)
     so.root_key_file = g_keyfile;
     CHECK(kms_store_init(&so, &msg) == KMS_OK);
 
+    test_random();
+    test_json_dump();
     c = open_store();
     test_keys_and_aliases(c);
     test_crypto(c);
