@@ -5,7 +5,7 @@
  * loss could leave data that no key opens. Doing that at create time costs an fdatasync per file, which
  * on ext4 is a journal commit that also flushes every other file's dirty data (data=ordered): an untar
  * spent half its time there. Instead, a filler thread prepares spares in EFS_SPARES_DIR — a fresh DEK from
- * the key service, a header, a file — and makes a whole batch durable with one syncfs. A create then
+ * the key service, a header, a file — and makes a whole batch durable together (one journal commit). A create then
  * renames a spare into place (RENAME_NOREPLACE, so O_EXCL semantics hold) and sets its mode: the header
  * was durable before the name existed, so it is durable before any data.
  *
@@ -33,6 +33,7 @@
 #include <sodium.h>
 
 #include "efs.h"
+#include "secmem.h"
 #include "envelopefs/log.h"
 
 #define SPARE_BATCH 32     /* at most this many spares made durable together by one syncfs */
@@ -45,7 +46,7 @@ struct spare {
     int fd;
     double born;
     efs_header h;
-    efs_file_keys *fk; /* sodium_malloc'd */
+    efs_file_keys *fk; /* locked memory (secmem.c) */
 };
 
 struct efs_spares {
@@ -88,7 +89,7 @@ static void spare_discard(efs_spares *s, struct spare *sp)
 {
     (void)unlinkat(s->dir_fd, sp->name, 0);
     close(sp->fd);
-    sodium_free(sp->fk);
+    efs_secmem_free(sp->fk, sizeof *sp->fk);
     sodium_memzero(sp, sizeof *sp);
 }
 
@@ -98,7 +99,7 @@ static int spare_make(efs_spares *s, struct spare *sp)
     int rc;
     memset(sp, 0, sizeof *sp);
     sp->fd = -1;
-    sp->fk = sodium_malloc(sizeof *sp->fk);
+    sp->fk = efs_secmem_alloc(sizeof *sp->fk);
     if (!sp->fk)
         return -ENOMEM;
     rc = efs_keys_new_file(s->keys, &sp->h, sp->fk); /* the key service first: a refusal writes nothing */
@@ -119,7 +120,7 @@ static int spare_make(efs_spares *s, struct spare *sp)
 fail:
     if (sp->fd >= 0)
         close(sp->fd);
-    sodium_free(sp->fk);
+    efs_secmem_free(sp->fk, sizeof *sp->fk);
     sp->fk = NULL;
     return rc;
 }
@@ -162,11 +163,18 @@ static void *filler(void *arg)
         pthread_mutex_unlock(&s->lock);
         while (n < want && !(rc = spare_make(s, &batch[n])))
             n++;
-        if (n && syncfs(s->dir_fd)) { /* one journal commit makes the whole batch durable */
-            rc = -errno;
+        /* Make the batch durable: start every header's writeback, then fdatasync each. On a journalling
+         * filesystem the first fdatasync commits the transaction holding them all and the rest find
+         * nothing left to do; unlike syncfs, nothing but the spares is flushed (an untar's dirty data
+         * stays in the page cache). */
+        for (int i = 0; i < n; i++)
+            (void)sync_file_range(batch[i].fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+        for (int i = 0; i < n && !rc; i++)
+            if (fdatasync(batch[i].fd))
+                rc = -errno;
+        if (rc)
             while (n)
                 spare_discard(s, &batch[--n]);
-        }
         pthread_mutex_lock(&s->lock);
         for (int i = 0; i < n; i++) {
             batch[i].born = now_mono();
@@ -284,7 +292,7 @@ int efs_spares_take(efs_spares *s, int dirfd, const char *name, mode_t mode, int
         rc = -errno;
         (void)unlinkat(dirfd, name, 0);
         close(sp.fd);
-        sodium_free(sp.fk);
+        efs_secmem_free(sp.fk, sizeof *sp.fk);
         return rc;
     }
     (void)futimens(sp.fd, NULL); /* born up to SPARE_MAX_AGE ago: the file is new now */
@@ -294,7 +302,7 @@ int efs_spares_take(efs_spares *s, int dirfd, const char *name, mode_t mode, int
     *fd = sp.fd;
     *h = sp.h;
     memcpy(fk, sp.fk, sizeof *fk);
-    sodium_free(sp.fk);
+    efs_secmem_free(sp.fk, sizeof *sp.fk);
     sodium_memzero(&sp, sizeof sp);
     return 0;
 }
