@@ -36,6 +36,7 @@
 #include "format.h"
 #include "killpriv.h"
 #include "spares.h"
+#include "secmem.h"
 #include "names.h"
 #include "envelopefs/log.h"
 
@@ -54,7 +55,7 @@ struct inode {
     int nopen;                   /* protected by fs->table_lock */
     pthread_rwlock_t rw;         /* regular files: contents and the fields below */
     int loaded;                  /* keys valid */
-    efs_file_keys *keys;         /* sodium_malloc'd while loaded */
+    efs_file_keys *keys;         /* locked memory (secmem.c) while loaded */
     uint8_t file_id[EFS_FILE_ID_LEN];
     uint32_t bs;
     uint64_t data_off;           /* header length (0 with the header in an xattr) */
@@ -238,18 +239,18 @@ static int inode_load(struct efs *fs, struct inode *in, int fd, const char *what
         EFS_ERROR("%s: header unreadable or malformed", what);
         return rc == -ENOMEM ? rc : -EIO;
     }
-    in->keys = sodium_malloc(sizeof *in->keys);
+    in->keys = efs_secmem_alloc(sizeof *in->keys);
     if (!in->keys)
         return -ENOMEM;
     rc = efs_keys_open_file(fs->keys, &h, in->keys, what);
     if (rc) {
-        sodium_free(in->keys);
+        efs_secmem_free(in->keys, sizeof *in->keys);
         in->keys = NULL;
         return rc;
     }
     if (fstat(fd, &st)) {
         rc = -errno;
-        sodium_free(in->keys);
+        efs_secmem_free(in->keys, sizeof *in->keys);
         in->keys = NULL;
         return rc;
     }
@@ -267,7 +268,7 @@ static int inode_load(struct efs *fs, struct inode *in, int fd, const char *what
 static void inode_unload(struct inode *in)
 {
     if (in->keys) {
-        sodium_free(in->keys);
+        efs_secmem_free(in->keys, sizeof *in->keys);
         in->keys = NULL;
     }
     in->loaded = 0;
@@ -1267,7 +1268,7 @@ static void op_create_body(fuse_req_t req, fuse_ino_t parent, const char *name, 
         fuse_reply_err(req, -rc);
         return;
     }
-    fk = sodium_malloc(sizeof *fk);
+    fk = efs_secmem_alloc(sizeof *fk);
     if (!fk) {
         fuse_reply_err(req, ENOMEM);
         return;
@@ -1326,7 +1327,7 @@ static void op_create_body(fuse_req_t req, fuse_ino_t parent, const char *name, 
         goto fail;
     }
     if (fk)
-        sodium_free(fk);
+        efs_secmem_free(fk, sizeof *fk);
     e.attr.st_size = 0;
     fuse_reply_create(req, &e, fi);
     return;
@@ -1334,7 +1335,7 @@ fail:
     if (fd >= 0)
         close(fd);
     if (fk)
-        sodium_free(fk);
+        efs_secmem_free(fk, sizeof *fk);
     fuse_reply_err(req, -rc);
 }
 
