@@ -62,6 +62,7 @@ struct efs_spares {
     unsigned takes;        /* since the filler last looked: it makes about twice as many */
     unsigned long counter;
     uint64_t taken;        /* creates served by a spare */
+    bool unusable;         /* the backing filesystem cannot rename them into place */
     bool stop;
 };
 
@@ -267,6 +268,10 @@ int efs_spares_take(efs_spares *s, int dirfd, const char *name, mode_t mode, int
     if (!s)
         return -EAGAIN;
     pthread_mutex_lock(&s->lock);
+    if (s->unusable) {
+        pthread_mutex_unlock(&s->lock);
+        return -EAGAIN;
+    }
     s->last_take = now_mono();
     s->takes++;
     while (s->nready && !have) { /* newest first; skip any that aged out */
@@ -286,6 +291,13 @@ int efs_spares_take(efs_spares *s, int dirfd, const char *name, mode_t mode, int
     if (renameat2(s->dir_fd, sp.name, dirfd, name, RENAME_NOREPLACE)) {
         rc = -errno;
         spare_discard(s, &sp);
+        if (rc == -EINVAL || rc == -ENOSYS || rc == -EXDEV) { /* no RENAME_NOREPLACE here: stop using spares */
+            pthread_mutex_lock(&s->lock);
+            s->unusable = true;
+            pthread_mutex_unlock(&s->lock);
+            EFS_WARN("spare files: rename failed (%s); creates write their headers synchronously", strerror(-rc));
+            return -EAGAIN;
+        }
         return rc;
     }
     if (fchmod(sp.fd, mode & 07777)) {
