@@ -2,12 +2,12 @@
  * spares.c — spare files with durable headers, ready to become new files.
  *
  * A new file's header (its wrapped DEK) must be durable before any of its data can be: otherwise a power
- * loss could leave data that no key opens. Doing that at create time costs an fdatasync per file, which
- * on ext4 is a journal commit that also flushes every other file's dirty data (data=ordered): an untar
- * spent half its time there. Instead, a filler thread prepares spares in EFS_SPARES_DIR — a fresh DEK from
- * the key service, a header, a file — and makes a whole batch durable together (one journal commit). A create then
- * renames a spare into place (RENAME_NOREPLACE, so O_EXCL semantics hold) and sets its mode: the header
- * was durable before the name existed, so it is durable before any data.
+ * loss could leave data that no key opens. Doing that at create time costs an fdatasync inside every
+ * create request: an untar spent half its time there. Instead, a filler thread prepares spares in
+ * EFS_SPARES_DIR — a fresh DEK from the key service, a header, a file — and makes a whole batch durable
+ * together (on a journalling filesystem, one commit). A create then renames a spare into place
+ * (RENAME_NOREPLACE, so O_EXCL semantics hold) and sets its mode: the header was durable before the name
+ * existed, so it is durable before any data.
  *
  * Bounds: the pool fills only while files are being created (a take in the last SPARE_MAX_AGE seconds)
  * and spares older than that are discarded, so an idle mount holds none and costs no key-service calls,
@@ -36,7 +36,7 @@
 #include "secmem.h"
 #include "envelopefs/log.h"
 
-#define SPARE_BATCH 32     /* at most this many spares made durable together by one syncfs */
+#define SPARE_BATCH 32     /* at most this many spares made durable together */
 #define SPARE_MIN_BATCH 16 /* and, while files are being created, at least this many */
 #define SPARE_MAX 64       /* at most this many ready */
 #define SPARE_MAX_AGE 2.0  /* seconds: demand window and the oldest spare handed out */
@@ -144,7 +144,7 @@ static void *filler(void *arg)
             pthread_mutex_lock(&s->lock);
         }
         /* Refill about twice what was taken since last time, at least SPARE_MIN_BATCH: every batch
-         * costs a syncfs (a journal commit that also flushes other files' dirty data), so batches must
+         * costs a journal commit (or, without a journal, a write per spare plus a cache flush), so batches must
          * not shrink to a spare or two; a burst grows the pool to its cap. */
         want = 2 * (int)s->takes > SPARE_MIN_BATCH ? 2 * (int)s->takes : SPARE_MIN_BATCH;
         if (want > SPARE_MAX - s->nready)
