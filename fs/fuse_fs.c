@@ -801,20 +801,30 @@ static int handle_new(struct efs *fs, struct inode *in, int fd, int flags, struc
     int rc;
     if (!h)
         return -ENOMEM;
+    /* Count the handle before loading the keys: RELEASE of an earlier handle is asynchronous and may run
+     * right now in another thread; had it seen nopen reach 0 after our load, it would unload the keys
+     * under this new handle. (Lock order: table_lock, then rw — as in op_release.) */
+    pthread_mutex_lock(&fs->table_lock);
+    in->nopen++;
+    pthread_mutex_unlock(&fs->table_lock);
     pthread_rwlock_wrlock(&in->rw);
     rc = inode_load(fs, in, fd, what_of(in, w, sizeof w));
     if (!rc && (flags & O_TRUNC))
         rc = truncate_plain(in, fd, 0);
     pthread_rwlock_unlock(&in->rw);
     if (rc) {
+        pthread_mutex_lock(&fs->table_lock);
+        if (--in->nopen == 0) {
+            pthread_rwlock_wrlock(&in->rw);
+            inode_unload(in);
+            pthread_rwlock_unlock(&in->rw);
+        }
+        pthread_mutex_unlock(&fs->table_lock);
         free(h);
         return rc;
     }
     h->fd = fd;
     h->in = in;
-    pthread_mutex_lock(&fs->table_lock);
-    in->nopen++;
-    pthread_mutex_unlock(&fs->table_lock);
     fi->fh = (uintptr_t)h;
     fi->keep_cache = 1;
     return 0;
@@ -973,7 +983,7 @@ static void op_setattr_body(fuse_req_t req, fuse_ino_t ino, struct stat *attr, i
                 rc = kill_suidgid_if_asked(req, ino, fd);
             if (!rc)
                 rc = truncate_plain(in, fd, (uint64_t)attr->st_size);
-            if (!was_loaded && in->nopen == 0)
+            if (!was_loaded && __atomic_load_n(&in->nopen, __ATOMIC_ACQUIRE) == 0) /* an open counts first */
                 inode_unload(in);
             pthread_rwlock_unlock(&in->rw);
             if (temp)
