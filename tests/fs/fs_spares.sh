@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # fs_spares.sh — spare files (fs/spares.c): a burst of creates is served by spares whose headers were made
-# durable in batches; spares live only in the hidden .envelopefs-spares directory, age out within 2 s of
-# the last create (no standing key material), are removed at unmount and ignored by fsck; with the key
+# durable in batches; spares live only in the hidden .envelopefs-spares directory, age out 2 s after they
+# are made (no standing key material), are removed at unmount and ignored by fsck; with the key
 # disabled, creates fail once the pool has aged out and leave nothing behind; ENVELOPEFS_SPARES=0 turns
 # them off. Run for both name modes.
 . "$(dirname "$0")/lib.sh"
@@ -18,15 +18,19 @@ ls -a "$MNT" | grep -q envelopefs && fail "the spares directory is visible in th
 stat -c %a "$MNT/f7" | grep -qx 644 || fail "a spare-made file has mode $(stat -c %a "$MNT/f7")"
 echo "300 creates, $used served by spares"
 
-sleep 3.5 # the filler discards spares 2 s after the last create (checked at least every second)
-[ "$(count)" = 0 ] || fail "$(count) spares still on disk 3.5 s after the last create"
+# The filler discards spares 2 s after they were made (it looks at least every second); a batch still
+# being made when the creates stopped is younger, so allow a few seconds more on a loaded machine.
+drained() { for _ in $(seq 100); do [ "$(count)" = 0 ] && return 0; sleep 0.1; done; return 1; }
+sleep 2
+drained || fail "$(count) spares still on disk 12 s after the last create"
 
 # Key disabled: once the pool is empty a create fails and writes nothing.
 echo more >"$MNT/g1"; echo more >"$MNT/g2"   # warm the pool again
 "$B" kms disable-key --key-id "$KEY_ID"
-sleep 3.5
+sleep 2
+drained || fail "spares not discarded after the key was disabled"
 before=$(find "$CIPHER" | sort)
-touch "$MNT/after-disable" 2>/dev/null && fail "created a file 3.5 s after the key was disabled"
+touch "$MNT/after-disable" 2>/dev/null && fail "created a file once the spares had aged out, with the key disabled"
 sleep 0.5
 [ "$(find "$CIPHER" | sort)" = "$before" ] || fail "a refused create (or the filler) left something in CIPHERDIR"
 "$B" kms enable-key --key-id "$KEY_ID"
