@@ -467,6 +467,19 @@ static struct inode *inode_get(struct efs *fs, int fd, const struct stat *st)
     return in;
 }
 
+/* Wipe an inode's keys, close its fd and free it (already out of the table, or the table is going). */
+static void inode_destroy(struct efs *fs, struct inode *in)
+{
+    inode_unload(in);
+    if (in->fd >= 0) {
+        close(in->fd);
+        fs->nfds--;
+    }
+    free(in->fh);
+    pthread_rwlock_destroy(&in->rw);
+    free(in);
+}
+
 static void inode_maybe_free(struct efs *fs, struct inode *in)
 {
     /* table_lock held */
@@ -480,14 +493,7 @@ static void inode_maybe_free(struct efs *fs, struct inode *in)
             *pp = in->next;
             break;
         }
-    inode_unload(in);
-    if (in->fd >= 0) {
-        close(in->fd);
-        fs->nfds--;
-    }
-    free(in->fh);
-    pthread_rwlock_destroy(&in->rw);
-    free(in);
+    inode_destroy(fs, in);
 }
 
 static void unref(struct efs *fs, struct inode *in, uint64_t n)
@@ -1715,244 +1721,122 @@ static void op_removexattr_body(fuse_req_t req, fuse_ino_t ino, const char *name
 
 /* ---- pinned entry points: every operation that uses an inode's fd holds it pinned ---------- */
 
+/* Pin a, and b unless NULL, for the duration of an operation. On failure reply with the error and
+ * return false; nothing stays pinned. */
+static bool pin_or_reply(fuse_req_t req, struct inode *a, struct inode *b)
+{
+    struct efs *fs = fs_of(req);
+    int rc = pin(fs, a);
+    if (!rc && b && (rc = pin(fs, b)))
+        unpin(fs, a);
+    if (rc)
+        fuse_reply_err(req, -rc);
+    return !rc;
+}
+
+/* Run CALL (an op_*_body, which replies) with inodes A and B (B may be NULL) pinned. fs is read first:
+ * req is gone once CALL has replied. */
+#define PINNED(req, a, b, call)                                                                        \
+    do {                                                                                               \
+        struct efs *fs_ = fs_of(req);                                                                  \
+        struct inode *a_ = (a), *b_ = (b);                                                             \
+        if (!pin_or_reply(req, a_, b_))                                                                \
+            return;                                                                                    \
+        call;                                                                                          \
+        if (b_)                                                                                        \
+            unpin(fs_, b_);                                                                            \
+        unpin(fs_, a_);                                                                                \
+    } while (0)
+
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-    struct efs *fs_ = fs_of(req); /* req is gone once the body has replied */
-    struct inode *in_ = inode_of(req, parent);
-    int rc_ = pin(fs_, in_);
-    if (rc_) {
-        fuse_reply_err(req, -rc_);
-        return;
-    }
-    op_lookup_body(req, parent, name);
-    unpin(fs_, in_);
+    PINNED(req, inode_of(req, parent), NULL, op_lookup_body(req, parent, name));
 }
 
 static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-    struct efs *fs_ = fs_of(req); /* req is gone once the body has replied */
-    struct inode *in_ = inode_of(req, ino);
-    int rc_ = pin(fs_, in_);
-    if (rc_) {
-        fuse_reply_err(req, -rc_);
-        return;
-    }
-    op_getattr_body(req, ino, fi);
-    unpin(fs_, in_);
+    PINNED(req, inode_of(req, ino), NULL, op_getattr_body(req, ino, fi));
 }
 
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int valid, struct fuse_file_info *fi)
 {
-    struct efs *fs_ = fs_of(req); /* req is gone once the body has replied */
-    struct inode *in_ = inode_of(req, ino);
-    int rc_ = pin(fs_, in_);
-    if (rc_) {
-        fuse_reply_err(req, -rc_);
-        return;
-    }
-    op_setattr_body(req, ino, attr, valid, fi);
-    unpin(fs_, in_);
+    PINNED(req, inode_of(req, ino), NULL, op_setattr_body(req, ino, attr, valid, fi));
 }
 
 static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 {
-    struct efs *fs_ = fs_of(req); /* req is gone once the body has replied */
-    struct inode *in_ = inode_of(req, ino);
-    int rc_ = pin(fs_, in_);
-    if (rc_) {
-        fuse_reply_err(req, -rc_);
-        return;
-    }
-    op_readlink_body(req, ino);
-    unpin(fs_, in_);
+    PINNED(req, inode_of(req, ino), NULL, op_readlink_body(req, ino));
 }
 
 static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
 {
-    struct efs *fs_ = fs_of(req); /* req is gone once the body has replied */
-    struct inode *in_ = inode_of(req, parent);
-    int rc_ = pin(fs_, in_);
-    if (rc_) {
-        fuse_reply_err(req, -rc_);
-        return;
-    }
-    op_mknod_body(req, parent, name, mode, rdev);
-    unpin(fs_, in_);
+    PINNED(req, inode_of(req, parent), NULL, op_mknod_body(req, parent, name, mode, rdev));
 }
 
 static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
-    struct efs *fs_ = fs_of(req); /* req is gone once the body has replied */
-    struct inode *in_ = inode_of(req, parent);
-    int rc_ = pin(fs_, in_);
-    if (rc_) {
-        fuse_reply_err(req, -rc_);
-        return;
-    }
-    op_mkdir_body(req, parent, name, mode);
-    unpin(fs_, in_);
+    PINNED(req, inode_of(req, parent), NULL, op_mkdir_body(req, parent, name, mode));
 }
 
 static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-    struct efs *fs_ = fs_of(req); /* req is gone once the body has replied */
-    struct inode *in_ = inode_of(req, parent);
-    int rc_ = pin(fs_, in_);
-    if (rc_) {
-        fuse_reply_err(req, -rc_);
-        return;
-    }
-    op_unlink_body(req, parent, name);
-    unpin(fs_, in_);
+    PINNED(req, inode_of(req, parent), NULL, op_unlink_body(req, parent, name));
 }
 
 static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-    struct efs *fs_ = fs_of(req); /* req is gone once the body has replied */
-    struct inode *in_ = inode_of(req, parent);
-    int rc_ = pin(fs_, in_);
-    if (rc_) {
-        fuse_reply_err(req, -rc_);
-        return;
-    }
-    op_rmdir_body(req, parent, name);
-    unpin(fs_, in_);
+    PINNED(req, inode_of(req, parent), NULL, op_rmdir_body(req, parent, name));
 }
 
 static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
 {
-    struct efs *fs_ = fs_of(req); /* req is gone once the body has replied */
-    struct inode *in_ = inode_of(req, parent);
-    int rc_ = pin(fs_, in_);
-    if (rc_) {
-        fuse_reply_err(req, -rc_);
-        return;
-    }
-    op_symlink_body(req, link, parent, name);
-    unpin(fs_, in_);
+    PINNED(req, inode_of(req, parent), NULL, op_symlink_body(req, link, parent, name));
 }
 
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-    struct efs *fs_ = fs_of(req); /* req is gone once the body has replied */
-    struct inode *in_ = inode_of(req, ino);
-    int rc_ = pin(fs_, in_);
-    if (rc_) {
-        fuse_reply_err(req, -rc_);
-        return;
-    }
-    op_open_body(req, ino, fi);
-    unpin(fs_, in_);
+    PINNED(req, inode_of(req, ino), NULL, op_open_body(req, ino, fi));
 }
 
 static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, struct fuse_file_info *fi)
 {
-    struct efs *fs_ = fs_of(req); /* req is gone once the body has replied */
-    struct inode *in_ = inode_of(req, parent);
-    int rc_ = pin(fs_, in_);
-    if (rc_) {
-        fuse_reply_err(req, -rc_);
-        return;
-    }
-    op_create_body(req, parent, name, mode, fi);
-    unpin(fs_, in_);
+    PINNED(req, inode_of(req, parent), NULL, op_create_body(req, parent, name, mode, fi));
 }
 
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-    struct efs *fs_ = fs_of(req); /* req is gone once the body has replied */
-    struct inode *in_ = inode_of(req, ino);
-    int rc_ = pin(fs_, in_);
-    if (rc_) {
-        fuse_reply_err(req, -rc_);
-        return;
-    }
-    op_opendir_body(req, ino, fi);
-    unpin(fs_, in_);
+    PINNED(req, inode_of(req, ino), NULL, op_opendir_body(req, ino, fi));
 }
 
 static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value, size_t size, int flags)
 {
-    struct efs *fs_ = fs_of(req); /* req is gone once the body has replied */
-    struct inode *in_ = inode_of(req, ino);
-    int rc_ = pin(fs_, in_);
-    if (rc_) {
-        fuse_reply_err(req, -rc_);
-        return;
-    }
-    op_setxattr_body(req, ino, name, value, size, flags);
-    unpin(fs_, in_);
+    PINNED(req, inode_of(req, ino), NULL, op_setxattr_body(req, ino, name, value, size, flags));
 }
 
 static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
-    struct efs *fs_ = fs_of(req); /* req is gone once the body has replied */
-    struct inode *in_ = inode_of(req, ino);
-    int rc_ = pin(fs_, in_);
-    if (rc_) {
-        fuse_reply_err(req, -rc_);
-        return;
-    }
-    op_getxattr_body(req, ino, name, size);
-    unpin(fs_, in_);
+    PINNED(req, inode_of(req, ino), NULL, op_getxattr_body(req, ino, name, size));
 }
 
 static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
-    struct efs *fs_ = fs_of(req); /* req is gone once the body has replied */
-    struct inode *in_ = inode_of(req, ino);
-    int rc_ = pin(fs_, in_);
-    if (rc_) {
-        fuse_reply_err(req, -rc_);
-        return;
-    }
-    op_listxattr_body(req, ino, size);
-    unpin(fs_, in_);
+    PINNED(req, inode_of(req, ino), NULL, op_listxattr_body(req, ino, size));
 }
 
 static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
-    struct efs *fs_ = fs_of(req); /* req is gone once the body has replied */
-    struct inode *in_ = inode_of(req, ino);
-    int rc_ = pin(fs_, in_);
-    if (rc_) {
-        fuse_reply_err(req, -rc_);
-        return;
-    }
-    op_removexattr_body(req, ino, name);
-    unpin(fs_, in_);
+    PINNED(req, inode_of(req, ino), NULL, op_removexattr_body(req, ino, name));
 }
 
 static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent, const char *newname, unsigned int flags)
 {
-    struct efs *fs_ = fs_of(req); /* req is gone once the body has replied */
-    struct inode *a_ = inode_of(req, parent), *b_ = inode_of(req, newparent);
-    int rc_ = pin(fs_, a_);
-    if (!rc_ && (rc_ = pin(fs_, b_)))
-        unpin(fs_, a_);
-    if (rc_) {
-        fuse_reply_err(req, -rc_);
-        return;
-    }
-    op_rename_body(req, parent, name, newparent, newname, flags);
-    unpin(fs_, b_);
-    unpin(fs_, a_);
+    PINNED(req, inode_of(req, parent), inode_of(req, newparent),
+           op_rename_body(req, parent, name, newparent, newname, flags));
 }
 
 static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
 {
-    struct efs *fs_ = fs_of(req); /* req is gone once the body has replied */
-    struct inode *a_ = inode_of(req, ino), *b_ = inode_of(req, newparent);
-    int rc_ = pin(fs_, a_);
-    if (!rc_ && (rc_ = pin(fs_, b_)))
-        unpin(fs_, a_);
-    if (rc_) {
-        fuse_reply_err(req, -rc_);
-        return;
-    }
-    op_link_body(req, ino, newparent, newname);
-    unpin(fs_, b_);
-    unpin(fs_, a_);
+    PINNED(req, inode_of(req, ino), inode_of(req, newparent), op_link_body(req, ino, newparent, newname));
 }
 
 static const struct fuse_lowlevel_ops OPS = {
@@ -2193,12 +2077,7 @@ out:
         struct inode *in = fs->table[b];
         while (in) {
             struct inode *next = in->next;
-            inode_unload(in);
-            if (in->fd >= 0)
-                close(in->fd);
-            free(in->fh);
-            pthread_rwlock_destroy(&in->rw);
-            free(in);
+            inode_destroy(fs, in);
             in = next;
         }
     }
