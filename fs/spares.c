@@ -225,12 +225,7 @@ int efs_spares_new(int root_fd, efs_keys *keys, const efs_config *cfg, efs_spare
     s->keys = keys;
     s->cfg = cfg;
     pthread_mutex_init(&s->lock, NULL);
-    {
-        pthread_condattr_t ca;
-        pthread_condattr_init(&ca);
-        pthread_cond_init(&s->wake, &ca);
-        pthread_condattr_destroy(&ca);
-    }
+    pthread_cond_init(&s->wake, NULL); /* CLOCK_REALTIME, as the filler's timed wait expects */
     if (pthread_create(&s->thread, NULL, filler, s)) {
         pthread_cond_destroy(&s->wake);
         pthread_mutex_destroy(&s->lock);
