@@ -38,6 +38,7 @@
 #include "spares.h"
 #include "secmem.h"
 #include "names.h"
+#include "envelopefs/daemon.h"
 #include "envelopefs/log.h"
 
 #define HASH_BUCKETS 65536
@@ -1923,7 +1924,7 @@ int efs_mount_run(const efs_mount_opts *o, const efs_config *cfg)
     struct efs *fs;
     struct rlimit rl = {0, 0};
     char opt[8192];
-    int rc = 1, fd;
+    int rc = 1, fd, ready_fd = -1;
     kmsc *kms;
 
     /* Request buffers are up to ~1 MiB: keep them on the heap instead of an mmap/munmap (and page
@@ -1976,9 +1977,10 @@ int efs_mount_run(const efs_mount_opts *o, const efs_config *cfg)
         fuse_session_unmount(se);
         goto out_handlers;
     }
-    if (!o->foreground)
-        efs_log_init("envelopefs", true, EFS_LOG_INFO);
-    if (fuse_daemonize(o->foreground)) {
+    /* The parent (`envelopefs mount`) waits until the keys are loaded and the spares cleared, so the
+     * mount is serving when it returns, and until then errors go to the user's terminal. */
+    if (!o->foreground && (ready_fd = efs_daemon_start()) < 0) {
+        fprintf(stderr, "envelopefs: cannot go to the background: %s\n", strerror(-ready_fd));
         fuse_session_unmount(se);
         goto out_handlers;
     }
@@ -2044,12 +2046,16 @@ int efs_mount_run(const efs_mount_opts *o, const efs_config *cfg)
             goto out_handlers;
         }
     }
-    EFS_INFO("mounted %s on %s (key %s)", o->cipherdir, o->mountpoint, cfg->key_id);
     lc = fuse_loop_cfg_create();
     if (!lc) {
         fuse_session_unmount(se);
         goto out_handlers;
     }
+    if (ready_fd >= 0) {
+        efs_log_init("envelopefs", true, EFS_LOG_INFO);
+        efs_daemon_ready(ready_fd);
+    }
+    EFS_INFO("mounted %s on %s (key %s)", o->cipherdir, o->mountpoint, cfg->key_id);
     fuse_loop_cfg_set_clone_fd(lc, 0);
     /* FUSE_USE_VERSION must be ≥ 312 for this config object: below it, fuse_session_loop_mt is the
      * 3.2 entry point reading a different struct, which turned on clone_fd and capped idle threads

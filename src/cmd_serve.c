@@ -16,6 +16,7 @@
 
 #include "cli_common.h"
 #include "commands.h"
+#include "envelopefs/daemon.h"
 #include "envelopefs/log.h"
 #include "server.h"
 
@@ -100,56 +101,25 @@ int cmd_kms_serve(int argc, char **argv)
         return 2;
     }
     setrlimit(RLIMIT_CORE, &rl);
-    efs_log_init("envelopefs-kms", !fg, EFS_LOG_INFO);
+    efs_log_init("envelopefs-kms", false, EFS_LOG_INFO); /* syslog once in the background */
     /* Unlock the store in the foreground so errors are seen, then again in the daemon. */
     client = cli_open_kms(&k, NULL);
     if (!client)
         return 1;
     if (!fg) {
-        int pfd[2];
-        char ok = 0;
+        int ready;
         kmsc_free(client);
-        if (pipe(pfd))
+        ready = efs_daemon_start();
+        if (ready < 0) {
+            fprintf(stderr, "envelopefs kms serve: cannot go to the background: %s\n", strerror(-ready));
             return 1;
-        switch (fork()) {
-        case -1:
-            return 1;
-        case 0:
-            close(pfd[0]);
-            setsid();
-            if (chdir("/")) {
-            }
-            {
-                int nfd = open("/dev/null", O_RDWR);
-                if (nfd >= 0) {
-                    dup2(nfd, 0);
-                    dup2(nfd, 1);
-                    dup2(nfd, 2);
-                    if (nfd > 2)
-                        close(nfd);
-                }
-            }
-            client = cli_open_kms(&k, NULL);
-            if (!client)
-                _exit(1);
-            break;
-        default:
-            close(pfd[1]);
-            if (read(pfd[0], &ok, 1) != 1 || ok != 1) {
-                fprintf(stderr, "envelopefs kms serve: the server failed to start (see syslog)\n");
-                return 1;
-            }
-            return 0;
         }
-        /* child continues: start, then report readiness through pfd[1] */
-        if (start_server(client, &so, pid_file, &set, &srv))
+        /* the daemon: open, start, then let `kms serve` return */
+        client = cli_open_kms(&k, NULL);
+        if (!client || start_server(client, &so, pid_file, &set, &srv))
             _exit(1);
-        {
-            char one = 1;
-            if (write(pfd[1], &one, 1) != 1)
-                EFS_WARN("could not report readiness to the parent");
-            close(pfd[1]);
-        }
+        efs_log_init("envelopefs-kms", true, EFS_LOG_INFO);
+        efs_daemon_ready(ready);
     } else if (start_server(client, &so, pid_file, &set, &srv)) {
         kmsc_free(client);
         return 1;

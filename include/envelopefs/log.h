@@ -9,8 +9,10 @@
 
 enum efs_log_level { EFS_LOG_ERROR = 0, EFS_LOG_WARN = 1, EFS_LOG_INFO = 2, EFS_LOG_DEBUG = 3 };
 
-/* ident: program tag; use_syslog: send to syslog instead of stderr; level: most verbose shown.
- * The level can also come from ENVELOPEFS_LOG=error|warn|info|debug. Safe to call again. */
+/* ident: program tag; use_syslog: send to syslog instead of stderr (daemons) — or, if the environment
+ * names a file in ENVELOPEFS_LOG_FILE, append timestamped lines to that file instead (machines without
+ * a syslog daemon); level: most verbose shown. The level can also come from
+ * ENVELOPEFS_LOG=error|warn|info|debug. Safe to call again. */
 void efs_log_init(const char *ident, bool use_syslog, enum efs_log_level level);
 void efs_log(enum efs_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

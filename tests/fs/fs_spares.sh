@@ -44,10 +44,15 @@ for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done # th
 [ "$(count)" = 0 ] || fail "$(count) spares left after unmount"
 mkdir -p "$SP"; head -c 200 /dev/urandom >"$SP/s.999.deadbeef"
 "$B" fsck "$CIPHER" >/dev/null || fail "fsck does not ignore the spares directory"
-fs_mount
+# `envelopefs mount` returns once the daemon is set up (leftovers cleared); its log goes to the file
+# named by ENVELOPEFS_LOG_FILE.
+ENVELOPEFS_LOG_FILE=$T/daemon.log fs_mount
 [ "$(count)" = 0 ] || fail "a leftover spare survived mounting"
 [ "$(cat "$MNT/f300")" = "file 300" ] || fail "contents after remount"
+grep -q "envelopefs\[[0-9]*\]: info: mounted $CIPHER on $MNT" "$T/daemon.log" || fail "no mount line in the log file"
 fs_unmount
+for _ in $(seq 50); do grep -q "unmounted $MNT" "$T/daemon.log" && break; sleep 0.1; done
+grep -q "unmounted $MNT" "$T/daemon.log" || fail "no unmount line in the log file"
 ENVELOPEFS_SPARES=0 fs_mount
 for i in $(seq 1 20); do echo y >"$MNT/k$i"; done
 [ "$(stat_of spare_creates)" = 0 ] || fail "ENVELOPEFS_SPARES=0 still used spares"
