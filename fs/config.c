@@ -2,6 +2,7 @@
  * config.c — parse, serialise, load and store the filesystem config (see config.h).
  */
 #include "config.h"
+#include "format.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -35,6 +36,8 @@ static json_t *to_json(const efs_config *c, bool with_mac)
                   (int)c->block_size, "dek_location", c->dek_in_xattr ? "xattr" : "header", "bucket_key",
                   c->bucket_key, "names", c->plaintext_names ? "plaintext" : "encrypted", "fs_key", b64);
     free(b64);
+    if (o && c->format >= 3)
+        json_object_set_new(o, "header_size", json_integer(c->header_size));
     if (o && with_mac) {
         char hex[65];
         sodium_bin2hex(hex, sizeof hex, c->mac, 32);
@@ -74,7 +77,7 @@ int efs_config_parse(const char *buf, size_t len, efs_config *c, const char **wh
     if (!json_is_integer(json_object_get(o, "format")))
         goto out;
     c->format = (int)json_integer_value(json_object_get(o, "format"));
-    if (c->format != 1 && c->format != EFS_CONFIG_FORMAT) {
+    if (c->format < 1 || c->format > EFS_CONFIG_FORMAT) {
         *why = c->format > EFS_CONFIG_FORMAT ? "created by a newer envelopefs (config format too new)"
                                              : "unsupported config format";
         goto out;
@@ -133,7 +136,15 @@ int efs_config_parse(const char *buf, size_t len, efs_config *c, const char **wh
     s = json_string_value(json_object_get(o, "mac"));
     if (!s || strlen(s) != 64 || sodium_hex2bin(c->mac, 32, s, 64, NULL, &n, NULL) || n != 32)
         goto out;
-    if (json_object_size(o) != 11) {
+    if (c->format >= 3) {
+        json_t *hs = json_object_get(o, "header_size");
+        long long v = json_is_integer(hs) ? json_integer_value(hs) : -1;
+        *why = "bad \"header_size\"";
+        if (c->dek_in_xattr ? v != 0 : v < EFS_HDR_FIXED + 1 + EFS_HDR_TAG || v > EFS_HDR_MAX)
+            goto out;
+        c->header_size = (uint32_t)v;
+    }
+    if (json_object_size(o) != (c->format >= 3 ? 12u : 11u)) {
         *why = "unknown fields (written by a newer envelopefs?)";
         goto out;
     }
@@ -144,6 +155,13 @@ out:
     if (rc)
         efs_config_clear(c);
     return rc;
+}
+
+bool efs_config_header_matches(const efs_config *c, unsigned version, size_t len)
+{
+    if (c->header_size)
+        return version == EFS_HDR_VERSION_PADDED && len == c->header_size;
+    return version == EFS_HDR_VERSION;
 }
 
 int efs_config_load(const char *dir, efs_config *c, const char **why)

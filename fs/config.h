@@ -12,7 +12,8 @@
 #include <stdint.h>
 
 #define EFS_CONFIG_NAME "envelopefs.conf"
-#define EFS_CONFIG_FORMAT 2        /* written by init; format 1 (plaintext names only) is still read */
+#define EFS_CONFIG_FORMAT 3        /* written by init; formats 1 (plaintext names only) and 2 (variable
+                                      file header length) are still read and written as they are */
 #define EFS_FS_ID_LEN 16
 
 typedef struct efs_config {
@@ -25,6 +26,9 @@ typedef struct efs_config {
     bool dek_in_xattr;
     bool bucket_key;
     bool plaintext_names;
+    uint32_t header_size;   /* format 3 with dek_location "header": every file header's length (version 2,
+                               padded), so a file's plaintext size follows from its backing size alone;
+                               0 otherwise (format ≤ 2: read each header; "xattr": no header in the file) */
     uint8_t *fs_key_blob;   /* malloc'd: KMS CiphertextBlob of the filesystem key */
     size_t fs_key_blob_len;
     uint8_t mac[32];
@@ -37,6 +41,10 @@ char *efs_config_canonical(const efs_config *c);
 /* Full serialisation with the MAC (malloc'd). */
 char *efs_config_serialize(const efs_config *c);
 void efs_config_clear(efs_config *c);
+
+/* Is a header of this version and encoded length what this filesystem writes? (Format 3 with headers in
+ * the file: version 2 of exactly header_size bytes; otherwise version 1.) A mismatch is damage. */
+bool efs_config_header_matches(const efs_config *c, unsigned version, size_t len);
 
 /* Read CIPHERDIR/envelopefs.conf. -ENOENT if missing; -EINVAL with *why if unreadable. */
 int efs_config_load(const char *cipherdir, efs_config *c, const char **why);

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,12 +21,24 @@ static uint32_t get32(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1]
 
 size_t efs_header_len(const efs_header *h)
 {
-    return EFS_HDR_FIXED + h->wrapped_len + EFS_HDR_TAG;
+    return h->version == EFS_HDR_VERSION_PADDED ? h->total_len : EFS_HDR_FIXED + (size_t)h->wrapped_len + EFS_HDR_TAG;
 }
 
-/* Fields without the tag. */
+/* Does h describe a header that can be encoded? */
+static bool header_ok(const efs_header *h)
+{
+    size_t need = EFS_HDR_FIXED + (size_t)h->wrapped_len + EFS_HDR_TAG;
+    if (h->wrapped_len > EFS_WRAPPED_MAX)
+        return false;
+    if (h->version == EFS_HDR_VERSION)
+        return true;
+    return h->version == EFS_HDR_VERSION_PADDED && h->total_len >= need && h->total_len <= EFS_HDR_MAX;
+}
+
+/* Everything the tag covers: the fields, then (version 2) zeros up to the tag. Returns its length. */
 static size_t encode_body(const efs_header *h, uint8_t *out)
 {
+    size_t n = EFS_HDR_FIXED + h->wrapped_len, body = efs_header_len(h) - EFS_HDR_TAG;
     memcpy(out, EFS_HDR_MAGIC, 4);
     put16(out + 4, h->version);
     put16(out + 6, (uint16_t)efs_header_len(h));
@@ -35,13 +48,14 @@ static size_t encode_body(const efs_header *h, uint8_t *out)
     memcpy(out + 16, h->file_id, EFS_FILE_ID_LEN);
     put16(out + 32, h->wrapped_len);
     memcpy(out + EFS_HDR_FIXED, h->wrapped, h->wrapped_len);
-    return EFS_HDR_FIXED + h->wrapped_len;
+    memset(out + n, 0, body - n);
+    return body;
 }
 
 int efs_header_encode(const efs_header *h, uint8_t *out, size_t cap)
 {
     size_t n;
-    if (h->wrapped_len > EFS_WRAPPED_MAX || cap < efs_header_len(h))
+    if (!header_ok(h) || cap < efs_header_len(h))
         return -EINVAL;
     n = encode_body(h, out);
     memcpy(out + n, h->tag, EFS_HDR_TAG);
@@ -55,7 +69,7 @@ int efs_header_parse(const uint8_t *buf, size_t len, efs_header *h, size_t *hdr_
         return -EINVAL;
     memset(h, 0, sizeof *h);
     h->version = get16(buf + 4);
-    if (h->version != EFS_HDR_VERSION)
+    if (h->version != EFS_HDR_VERSION && h->version != EFS_HDR_VERSION_PADDED)
         return -EINVAL;
     total = get16(buf + 6);
     h->block_size = get32(buf + 8);
@@ -68,11 +82,18 @@ int efs_header_parse(const uint8_t *buf, size_t len, efs_header *h, size_t *hdr_
         return -EINVAL;
     memcpy(h->file_id, buf + 16, EFS_FILE_ID_LEN);
     wl = get16(buf + 32);
-    if (wl == 0 || wl > EFS_WRAPPED_MAX || total != EFS_HDR_FIXED + wl + EFS_HDR_TAG || len < total)
+    if (wl == 0 || wl > EFS_WRAPPED_MAX || len < total)
         return -EINVAL;
+    if (h->version == EFS_HDR_VERSION ? total != EFS_HDR_FIXED + wl + EFS_HDR_TAG
+                                      : total < EFS_HDR_FIXED + wl + EFS_HDR_TAG || total > EFS_HDR_MAX)
+        return -EINVAL;
+    for (size_t i = EFS_HDR_FIXED + wl; i < (size_t)total - EFS_HDR_TAG; i++) /* version 2 padding */
+        if (buf[i])
+            return -EINVAL;
     h->wrapped_len = wl;
+    h->total_len = h->version == EFS_HDR_VERSION_PADDED ? total : 0;
     memcpy(h->wrapped, buf + EFS_HDR_FIXED, wl);
-    memcpy(h->tag, buf + EFS_HDR_FIXED + wl, EFS_HDR_TAG);
+    memcpy(h->tag, buf + total - EFS_HDR_TAG, EFS_HDR_TAG);
     *hdr_len = total;
     return 0;
 }
@@ -103,10 +124,10 @@ int efs_file_keys_derive(const uint8_t dek[EFS_DEK_LEN], efs_file_keys *k)
 
 static int header_mac(const efs_header *h, const efs_file_keys *k, uint8_t out[EFS_HDR_TAG])
 {
-    uint8_t body[EFS_HDR_FIXED + EFS_WRAPPED_MAX], mac[32];
+    uint8_t body[EFS_HDR_MAX], mac[32];
     unsigned int mac_len = 0;
     size_t n;
-    if (h->wrapped_len > EFS_WRAPPED_MAX)
+    if (!header_ok(h))
         return -EINVAL;
     n = encode_body(h, body);
     if (!HMAC(EVP_sha256(), k->mac_key, 32, body, n, mac, &mac_len) || mac_len != 32)

@@ -11,7 +11,8 @@
 #include <stdint.h>
 
 #define EFS_HDR_MAGIC "EnvF"
-#define EFS_HDR_VERSION 1
+#define EFS_HDR_VERSION 1             /* variable length: 34 + W + 16 (config formats 1 and 2) */
+#define EFS_HDR_VERSION_PADDED 2      /* the filesystem's fixed length, zero padding before the tag (format 3) */
 #define EFS_HDR_FIXED 34              /* bytes before the wrapped DEK */
 #define EFS_HDR_TAG 16
 #define EFS_WRAPPED_MAX 1024
@@ -33,16 +34,18 @@ typedef struct efs_header {
     uint8_t key_mode;
     uint8_t file_id[EFS_FILE_ID_LEN];
     uint16_t wrapped_len;
+    uint16_t total_len;   /* version 2: encoded length including the zero padding; unused in version 1 */
     uint8_t wrapped[EFS_WRAPPED_MAX];
     uint8_t tag[EFS_HDR_TAG];
 } efs_header;
 
-/* Total encoded length of h. */
+/* Total encoded length of h: 34 + W + 16 in version 1, total_len in version 2. */
 size_t efs_header_len(const efs_header *h);
 /* Parse the header at the start of buf; on success *hdr_len is its encoded length. Does not verify
  * the tag (that needs the DEK): call efs_header_verify after unwrapping. */
 int efs_header_parse(const uint8_t *buf, size_t len, efs_header *h, size_t *hdr_len);
-/* Encode h (with its tag) into out (cap ≥ efs_header_len(h)). */
+/* Encode h (with its tag) into out (cap ≥ efs_header_len(h)). -EINVAL if h does not fit its own
+ * length (version 2: total_len < 34 + W + 16 or > EFS_HDR_MAX). */
 int efs_header_encode(const efs_header *h, uint8_t *out, size_t cap);
 
 /* HKDF-SHA256 of a key into 32 bytes with an info label. */

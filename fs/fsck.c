@@ -57,6 +57,13 @@ static void check_file(struct fsck *f, int dirfd, const char *name, const char *
         close(fd);
         return;
     }
+    if (!efs_config_header_matches(f->cfg, h.version, hl)) {
+        fprintf(f->out, "DAMAGED %s: header version %u, %zu bytes: not what this filesystem writes\n", path,
+                (unsigned)h.version, hl);
+        f->damaged++;
+        close(fd);
+        return;
+    }
     if (f->cfg->dek_in_xattr)
         hl = 0;
     k = sodium_malloc(sizeof *k);

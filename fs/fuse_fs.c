@@ -83,6 +83,7 @@ struct efs {
     double timeout;
     struct fuse_session *se;     /* for notifications to the kernel */
     _Atomic uint64_t getxattr_requests; /* observed by tests: writes must not cost one each */
+    _Atomic uint64_t header_probes;     /* headers read only for a size (config format ≤ 2); tests: 0 in format 3 */
     int mount_fd;                /* the backing root, for open_by_handle_at */
     long nfds, fd_budget;        /* inode fds open / allowed before evicting idle ones (table_lock) */
     size_t evict_cursor;
@@ -240,6 +241,10 @@ static int inode_load(struct efs *fs, struct inode *in, int fd, const char *what
         EFS_ERROR("%s: header unreadable or malformed", what);
         return rc == -ENOMEM ? rc : -EIO;
     }
+    if (!efs_config_header_matches(fs->cfg, h.version, hl)) {
+        EFS_ERROR("%s: header version %u, %zu bytes: not what this filesystem writes", what, (unsigned)h.version, hl);
+        return -EIO;
+    }
     in->keys = efs_secmem_alloc(sizeof *in->keys);
     if (!in->keys)
         return -ENOMEM;
@@ -291,10 +296,13 @@ static void fix_size(struct efs *fs, struct inode *in, struct stat *st)
     if (in->hdr_len_cache < 0) {
         if (fs->cfg->dek_in_xattr) {
             in->hdr_len_cache = 0;
+        } else if (fs->cfg->header_size) { /* format 3: every header has this length; stat alone suffices */
+            in->hdr_len_cache = fs->cfg->header_size;
         } else {
             char p[64];
             uint8_t b[8];
             int fd = open(procpath(in->fd, p), O_RDONLY | O_CLOEXEC);
+            fs->header_probes++;
             if (fd >= 0) {
                 if (pread(fd, b, 8, 0) == 8 && !memcmp(b, EFS_HDR_MAGIC, 4))
                     in->hdr_len_cache = b[6] | b[7] << 8;
@@ -1366,7 +1374,8 @@ struct dirh {
     int ahead;                     /* entries after the current one whose headers are being read */
 };
 
-/* readdirplus reads every new regular file's header (its length gives the plaintext size). Start those
+/* In a filesystem without a fixed header size (config format ≤ 2), readdirplus reads every new regular
+ * file's header (its length gives the plaintext size). Start those
  * reads for the next entries all at once, so a cold `ls -l` waits for one batch of disk reads instead of
  * one read per file. Leaves the stream where it was. */
 static void prefetch_headers(struct dirh *d)
@@ -1451,7 +1460,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
         bool dots;
         size_t n;
         if (!d->entry) {
-            if (plus && !fs->cfg->dek_in_xattr && d->ahead-- <= 0)
+            if (plus && !fs->cfg->dek_in_xattr && !fs->cfg->header_size && d->ahead-- <= 0)
                 prefetch_headers(d);
             errno = 0;
             d->entry = readdir(d->dp);
@@ -1628,9 +1637,10 @@ static void op_getxattr_body(fuse_req_t req, fuse_ino_t ino, const char *name, s
         len = snprintf(s, sizeof s,
                        "{\"kms_calls\":%" PRIu64 ",\"dek_cache_hits\":%" PRIu64 ",\"inodes\":%ld,"
                        "\"inode_fds\":%ld,\"fd_budget\":%ld,\"busy_inodes\":%ld,\"evictable_inodes\":%ld,"
-                       "\"getxattr_requests\":%" PRIu64 ",\"spare_creates\":%" PRIu64 "}",
+                       "\"getxattr_requests\":%" PRIu64 ",\"spare_creates\":%" PRIu64 ",\"header_probes\":%" PRIu64 "}",
                        efs_keys_kms_calls(fs->keys), efs_keys_cache_hits(fs->keys), inodes, nfds, budget,
-                       pinned, evictable, (uint64_t)fs->getxattr_requests, efs_spares_taken(fs->spares));
+                       pinned, evictable, (uint64_t)fs->getxattr_requests, efs_spares_taken(fs->spares),
+                       (uint64_t)fs->header_probes);
         reply_xattr_value(req, size, s, (size_t)len);
         return;
     }

@@ -98,6 +98,19 @@ int efs_keys_init_config(efs_config *cfg, kmsc *kms, char *why, size_t why_cap)
     }
     memcpy(cfg->fs_key_blob, dk->ciphertext, dk->ciphertext_len);
     cfg->fs_key_blob_len = dk->ciphertext_len;
+    if (cfg->format >= 3 && !cfg->dek_in_xattr) {
+        /* Every file header gets one length: a file's DEK is wrapped like this key (the same CMK, 32
+         * bytes) or locally (BK_WRAPPED_LEN). 64 bytes spare, rounded up to 64, for a key service whose
+         * ciphertexts vary a little; a DEK that still does not fit makes that create fail clearly. */
+        size_t w = cfg->bucket_key ? BK_WRAPPED_LEN : dk->ciphertext_len;
+        size_t hs = (EFS_HDR_FIXED + w + EFS_HDR_TAG + 64 + 63) / 64 * 64;
+        if (w > EFS_WRAPPED_MAX || hs > EFS_HDR_MAX) {
+            snprintf(why, why_cap, "the key service's ciphertexts (%zu bytes) are too large for a file header", w);
+            kmsc_data_key_free(dk);
+            return -EINVAL;
+        }
+        cfg->header_size = (uint32_t)hs;
+    }
     rc = config_mac(cfg, dk->plaintext->data, cfg->mac);
     kmsc_data_key_free(dk);
     return rc;
@@ -348,7 +361,8 @@ int efs_keys_new_file(efs_keys *k, efs_header *h, efs_file_keys *keys_out)
     if (!dek)
         return -ENOMEM;
     memset(h, 0, sizeof *h);
-    h->version = EFS_HDR_VERSION;
+    h->version = k->cfg->header_size ? EFS_HDR_VERSION_PADDED : EFS_HDR_VERSION;
+    h->total_len = (uint16_t)k->cfg->header_size;
     h->block_size = k->cfg->block_size;
     randombytes_buf(h->file_id, sizeof h->file_id);
     if (k->cfg->bucket_key) {
@@ -379,7 +393,12 @@ int efs_keys_new_file(efs_keys *k, efs_header *h, efs_file_keys *keys_out)
         file_ctx(k->cfg, fid, pairs, &ctx);
         if (kmsc_generate_data_key(k->kms, k->cfg->key_id, &ctx, EFS_DEK_LEN, &dk, &err)) {
             rc = errno_of(kms_to_errno_log(&err, "new file"));
-        } else if (dk->ciphertext_len > EFS_WRAPPED_MAX) {
+        } else if (dk->ciphertext_len > EFS_WRAPPED_MAX ||
+                   (k->cfg->header_size &&
+                    EFS_HDR_FIXED + dk->ciphertext_len + EFS_HDR_TAG > k->cfg->header_size)) {
+            EFS_ERROR("new file: the key service returned a %zu-byte wrapped data key, too large for this "
+                      "filesystem's %u-byte file headers (was the key service changed since init?)",
+                      dk->ciphertext_len, (unsigned)k->cfg->header_size);
             rc = -EIO;
             kmsc_data_key_free(dk);
         } else {
