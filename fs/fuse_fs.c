@@ -936,13 +936,6 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
         fuse_reply_write(req, size);
 }
 
-static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-    (void)ino;
-    (void)fi;
-    fuse_reply_err(req, 0);
-}
-
 static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
     struct handle *h = (struct handle *)(uintptr_t)fi->fh;
@@ -1085,29 +1078,36 @@ static void op_mkdir_body(fuse_req_t req, fuse_ino_t parent, const char *name, m
             rc = -errno;
         else
             own(req, p, p->fd, bn.b, true);
-    } else if (!rc) {
-        /* Made under a temporary name with its directory id in place, then renamed: a crash never
-         * leaves a directory whose entries cannot be named. */
-        temp_name(tmp);
-        if (mkdirat(p->fd, tmp, mode)) {
-            rc = -errno;
-        } else if ((dfd = openat(p->fd, tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
-            rc = -errno;
-            unlinkat(p->fd, tmp, AT_REMOVEDIR);
-        } else {
-            rc = efs_dirid_create_at(dfd, id);
-            if (!rc) {
-                own(req, p, p->fd, tmp, true);
-                rc = prepare_name(p, &bn);
-            }
-            if (!rc && renameat2(p->fd, tmp, p->fd, bn.b, RENAME_NOREPLACE))
+    } else if (!rc && !(rc = prepare_name(p, &bn))) {
+        /* A directory never exists without its durable id, so that a crash never leaves one whose
+         * entries cannot be named: a spare directory (spares.c) whose id was made durable in a batch is
+         * renamed into place ... */
+        rc = efs_spares_take_dir(fs->spares, p->fd, bn.b, mode);
+        if (!rc) {
+            own(req, p, p->fd, bn.b, true);
+        } else if (rc == -EAGAIN) {
+            /* ... or, with none ready, one is made under a temporary name with its id, then renamed. */
+            temp_name(tmp);
+            if (mkdirat(p->fd, tmp, mode)) {
                 rc = -errno;
-            if (rc) {
-                unlinkat(dfd, EFS_DIRID_NAME, 0);
+            } else if ((dfd = openat(p->fd, tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+                rc = -errno;
                 unlinkat(p->fd, tmp, AT_REMOVEDIR);
+            } else {
+                rc = efs_dirid_create_at(dfd, id);
+                if (!rc)
+                    own(req, p, p->fd, tmp, true);
+                if (!rc && renameat2(p->fd, tmp, p->fd, bn.b, RENAME_NOREPLACE))
+                    rc = -errno;
+                if (rc) {
+                    unlinkat(dfd, EFS_DIRID_NAME, 0);
+                    unlinkat(p->fd, tmp, AT_REMOVEDIR);
+                }
+                close(dfd);
             }
-            close(dfd);
         }
+        if (rc && rc != -EEXIST) /* (an existing entry of this name keeps its sidecar) */
+            forget_name(p, &bn);
     }
     reply_new_entry(req, parent, name, rc);
 }
@@ -1321,7 +1321,8 @@ static void op_create_body(fuse_req_t req, fuse_ino_t parent, const char *name, 
         }
     }
     if (rc) {
-        forget_name(p, &bn);
+        if (rc != -EEXIST) /* an existing entry of this name keeps its long-name sidecar */
+            forget_name(p, &bn);
         goto fail;
     }
     own(req, p, p->fd, bn.b, false);
@@ -1637,10 +1638,10 @@ static void op_getxattr_body(fuse_req_t req, fuse_ino_t ino, const char *name, s
         len = snprintf(s, sizeof s,
                        "{\"kms_calls\":%" PRIu64 ",\"dek_cache_hits\":%" PRIu64 ",\"inodes\":%ld,"
                        "\"inode_fds\":%ld,\"fd_budget\":%ld,\"busy_inodes\":%ld,\"evictable_inodes\":%ld,"
-                       "\"getxattr_requests\":%" PRIu64 ",\"spare_creates\":%" PRIu64 ",\"header_probes\":%" PRIu64 "}",
+                       "\"getxattr_requests\":%" PRIu64 ",\"spare_creates\":%" PRIu64 ",\"spare_mkdirs\":%" PRIu64 ",\"header_probes\":%" PRIu64 "}",
                        efs_keys_kms_calls(fs->keys), efs_keys_cache_hits(fs->keys), inodes, nfds, budget,
                        pinned, evictable, (uint64_t)fs->getxattr_requests, efs_spares_taken(fs->spares),
-                       (uint64_t)fs->header_probes);
+                       efs_spares_taken_dirs(fs->spares), (uint64_t)fs->header_probes);
         reply_xattr_value(req, size, s, (size_t)len);
         return;
     }
@@ -1826,6 +1827,13 @@ static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const 
 
 static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
+    /* Only user.* xattrs exist. The kernel asks for security.capability before the first write to each
+     * file and at every chown: answer those without touching the inode table. */
+    if (strncmp(name, "user.", 5)) {
+        fs_of(req)->getxattr_requests++;
+        fuse_reply_err(req, EOPNOTSUPP);
+        return;
+    }
     PINNED(req, inode_of(req, ino), NULL, op_getxattr_body(req, ino, name, size));
 }
 
@@ -1869,7 +1877,9 @@ static const struct fuse_lowlevel_ops OPS = {
     .open = op_open,
     .read = op_read,
     .write = op_write,
-    .flush = op_flush,
+    /* No .flush: the daemon keeps no per-open state to flush (data is written back by the kernel before
+     * FLUSH, locks are the kernel's), and the ENOSYS libfuse answers makes the kernel stop sending FLUSH at
+     * every close — one round trip per file in an untar. */
     .release = op_release,
     .fsync = op_fsync,
     .opendir = op_opendir,

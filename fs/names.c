@@ -164,6 +164,26 @@ int efs_dirid_create_at(int dirfd, uint8_t out[EFS_DIRID_LEN])
     return write_durable_at(dirfd, EFS_DIRID_NAME, buf, sizeof buf);
 }
 
+int efs_dirid_write_at(int dirfd, int *fd_out)
+{
+    uint8_t buf[4 + EFS_DIRID_LEN];
+    int fd, rc = 0;
+    memcpy(buf, DIRID_MAGIC, 4);
+    randombytes_buf(buf + 4, EFS_DIRID_LEN);
+    *fd_out = -1;
+    fd = openat(dirfd, EFS_DIRID_NAME, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0400);
+    if (fd < 0)
+        return -errno;
+    if (write(fd, buf, sizeof buf) != (ssize_t)sizeof buf) {
+        rc = errno ? -errno : -EIO;
+        close(fd);
+        (void)unlinkat(dirfd, EFS_DIRID_NAME, 0);
+        return rc;
+    }
+    *fd_out = fd;
+    return 0;
+}
+
 int efs_dirid_read_at(int dirfd, uint8_t out[EFS_DIRID_LEN])
 {
     uint8_t buf[4 + EFS_DIRID_LEN + 1];

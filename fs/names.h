@@ -40,6 +40,9 @@ void efs_longname_sidecar(const char *backing, char out[EFS_BACKING_MAX]);
  * directory. */
 int efs_dirid_read_at(int dirfd, uint8_t out[EFS_DIRID_LEN]);
 int efs_dirid_create_at(int dirfd, uint8_t out[EFS_DIRID_LEN]);
+/* Write a fresh id into a new, still invisible directory (dirfd) directly, not durably: the caller
+ * fdatasyncs *fd_out (returned open) and the directory before the directory gets its name. 0 or -errno. */
+int efs_dirid_write_at(int dirfd, int *fd_out) __attribute__((warn_unused_result));
 /* Sidecars: write (durably) / read / remove. */
 int efs_longname_write_at(int dirfd, const char *backing, const char *full);
 int efs_longname_read_at(int dirfd, const char *backing, char full[EFS_ENC_MAX]);

@@ -7,7 +7,8 @@
  * EFS_SPARES_DIR — a fresh DEK from the key service, a header, a file — and makes a whole batch durable
  * together (on a journalling filesystem, one commit). A create then renames a spare into place
  * (RENAME_NOREPLACE, so O_EXCL semantics hold) and sets its mode: the header was durable before the name
- * existed, so it is durable before any data.
+ * existed, so it is durable before any data. With encrypted names the same is done for directories: a
+ * spare directory holds its durable directory id (names.c), so mkdir is a rename instead of two fsyncs.
  *
  * Bounds: the pool fills only while files are being created (a take in the last SPARE_MAX_AGE seconds)
  * and spares older than that are discarded, so an idle mount holds none and costs no key-service calls,
@@ -33,13 +34,20 @@
 #include <sodium.h>
 
 #include "efs.h"
+#include "names.h"
 #include "secmem.h"
 #include "envelopefs/log.h"
 
-#define SPARE_BATCH 32     /* at most this many spares made durable together */
-#define SPARE_MIN_BATCH 16 /* and, while files are being created, at least this many */
-#define SPARE_MAX 64       /* at most this many ready */
+#define SPARE_BATCH 192    /* at most this many spares made durable together */
+#define SPARE_MIN_BATCH 16 /* and, while files are being created, at least this many; fewer ready: refill now */
+#define SPARE_MAX 384      /* at most this many ready */
 #define SPARE_MAX_AGE 2.0  /* seconds: demand window and the oldest spare handed out */
+#define FILL_CYCLE 0.1     /* seconds: at most one durability round this often while the pools are not low */
+#define FILL_AHEAD 0.3     /* each round fills the pool for this long at the recent create rate */
+#define SYNC_THREADS 8     /* concurrent fdatasyncs per batch */
+#define DIR_BATCH 64       /* spare directories (encrypted names: each holds its durable directory id) */
+#define DIR_MIN_BATCH 8
+#define DIR_MAX 128
 
 struct spare {
     char name[32];
@@ -49,8 +57,16 @@ struct spare {
     efs_file_keys *fk; /* locked memory (secmem.c) */
 };
 
+struct spare_dir {
+    char name[32];
+    int fd;     /* the directory (O_RDONLY) */
+    int id_fd;  /* its id file, until the batch is durable */
+    double born;
+};
+
 struct efs_spares {
     int dir_fd;
+    bool with_dirs;        /* encrypted names: directories need ids, so spare directories are made too */
     efs_keys *keys;
     const efs_config *cfg;
     pthread_t thread;
@@ -59,11 +75,27 @@ struct efs_spares {
     struct spare ready[SPARE_MAX];
     int nready;
     double last_take;
-    unsigned takes;        /* since the filler last looked: it makes about twice as many */
+    unsigned takes;        /* since the last round */
+    double last_fill;      /* when the last round started */
+    int low, dlow;         /* refill before FILL_CYCLE is over when fewer are ready (rate-dependent) */
     unsigned long counter;
     uint64_t taken;        /* creates served by a spare */
+    struct spare_dir dready[DIR_MAX];
+    int ndready;
+    double last_dtake;
+    unsigned dtakes;
+    uint64_t dtaken;       /* mkdirs served by a spare directory */
     bool unusable;         /* the backing filesystem cannot rename them into place */
     bool stop;
+    /* Sync helpers: a batch's fdatasyncs run concurrently, so the block layer merges their cache flushes
+     * (one or two device flushes per batch instead of one per spare). */
+    pthread_t syncer[SYNC_THREADS];
+    int nsyncers;
+    pthread_mutex_t sync_lock;
+    pthread_cond_t sync_go, sync_done;
+    int sync_fds[SPARE_BATCH + 2 * DIR_BATCH];
+    int sync_n, sync_next, sync_left, sync_err;
+    bool sync_stop;
 };
 
 static double now_mono(void)
@@ -126,14 +158,168 @@ fail:
     return rc;
 }
 
+static void *syncer(void *arg)
+{
+    efs_spares *s = arg;
+    (void)pthread_setname_np(pthread_self(), "efs-sync");
+    pthread_mutex_lock(&s->sync_lock);
+    while (!s->sync_stop) {
+        if (s->sync_next < s->sync_n) {
+            int fd = s->sync_fds[s->sync_next++], rc;
+            pthread_mutex_unlock(&s->sync_lock);
+            rc = fdatasync(fd) ? -errno : 0;
+            pthread_mutex_lock(&s->sync_lock);
+            if (rc && !s->sync_err)
+                s->sync_err = rc;
+            if (--s->sync_left == 0)
+                pthread_cond_signal(&s->sync_done);
+        } else {
+            pthread_cond_wait(&s->sync_go, &s->sync_lock);
+        }
+    }
+    pthread_mutex_unlock(&s->sync_lock);
+    return NULL;
+}
+
+/* fdatasync every descriptor (concurrently when the helpers exist). 0 or the first -errno. */
+static int sync_fds(efs_spares *s, const int *fds, int n)
+{
+    int rc = 0;
+    if (!s->nsyncers) {
+        for (int i = 0; i < n && !rc; i++)
+            if (fdatasync(fds[i]))
+                rc = -errno;
+        return rc;
+    }
+    pthread_mutex_lock(&s->sync_lock);
+    memcpy(s->sync_fds, fds, (size_t)n * sizeof *fds);
+    s->sync_n = s->sync_left = n;
+    s->sync_next = s->sync_err = 0;
+    pthread_cond_broadcast(&s->sync_go);
+    while (s->sync_left)
+        pthread_cond_wait(&s->sync_done, &s->sync_lock);
+    rc = s->sync_err;
+    s->sync_n = s->sync_next = 0;
+    pthread_mutex_unlock(&s->sync_lock);
+    return rc;
+}
+
+static void syncers_start(efs_spares *s)
+{
+    pthread_attr_t a;
+    pthread_mutex_init(&s->sync_lock, NULL);
+    pthread_cond_init(&s->sync_go, NULL);
+    pthread_cond_init(&s->sync_done, NULL);
+    if (pthread_attr_init(&a))
+        return;
+    (void)pthread_attr_setstacksize(&a, 64 * 1024);
+    while (s->nsyncers < SYNC_THREADS && !pthread_create(&s->syncer[s->nsyncers], &a, syncer, s))
+        s->nsyncers++;
+    pthread_attr_destroy(&a);
+}
+
+static void syncers_stop(efs_spares *s)
+{
+    pthread_mutex_lock(&s->sync_lock);
+    s->sync_stop = true;
+    pthread_cond_broadcast(&s->sync_go);
+    pthread_mutex_unlock(&s->sync_lock);
+    while (s->nsyncers)
+        pthread_join(s->syncer[--s->nsyncers], NULL);
+    pthread_cond_destroy(&s->sync_done);
+    pthread_cond_destroy(&s->sync_go);
+    pthread_mutex_destroy(&s->sync_lock);
+}
+
+static void dir_discard(efs_spares *s, struct spare_dir *d)
+{
+    (void)unlinkat(d->fd, EFS_DIRID_NAME, 0);
+    (void)unlinkat(s->dir_fd, d->name, AT_REMOVEDIR);
+    close(d->fd);
+    if (d->id_fd >= 0)
+        close(d->id_fd);
+    memset(d, 0, sizeof *d);
+}
+
+/* Make one spare directory holding a fresh directory id (not yet durable). 0 or -errno. */
+static int dir_make(efs_spares *s, struct spare_dir *d)
+{
+    int rc;
+    memset(d, 0, sizeof *d);
+    d->fd = d->id_fd = -1;
+    snprintf(d->name, sizeof d->name, "d.%lu.%08x", ++s->counter, randombytes_random());
+    if (mkdirat(s->dir_fd, d->name, 0700))
+        return -errno;
+    d->fd = openat(s->dir_fd, d->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (d->fd < 0) {
+        rc = -errno;
+        (void)unlinkat(s->dir_fd, d->name, AT_REMOVEDIR);
+        return rc;
+    }
+    rc = efs_dirid_write_at(d->fd, &d->id_fd);
+    if (rc) {
+        (void)unlinkat(s->dir_fd, d->name, AT_REMOVEDIR);
+        close(d->fd);
+        d->fd = -1;
+    }
+    return rc;
+}
+
+/* How many to make this round: enough for FILL_AHEAD seconds at the rate of takes since the last round
+ * (elapsed seconds ago), at least min_batch, within batch and the cap; 0 without demand (no take in the
+ * last SPARE_MAX_AGE seconds, or none since the last round and enough ready). lock held. */
+static int want_of(unsigned takes, double last_take, int nready, int min_batch, int cap, int batch, double now,
+                   double elapsed)
+{
+    double rate = takes / (elapsed > FILL_CYCLE ? elapsed : FILL_CYCLE);
+    int want = (int)(rate * FILL_AHEAD + 0.5) - nready;
+    if (now - last_take > SPARE_MAX_AGE || (takes == 0 && nready >= min_batch))
+        return 0;
+    if (want < min_batch)
+        want = nready < min_batch ? min_batch : 0;
+    if (want > cap - nready)
+        want = cap - nready;
+    return want > batch ? batch : want;
+}
+
+/* Is a pool short enough to refill before FILL_CYCLE is over? lock held. */
+static bool pool_low(int nready, int low, double last_take, double now)
+{
+    return nready < low && now - last_take <= SPARE_MAX_AGE;
+}
+
+/* The low-water mark: what the recent rate uses in one FILL_CYCLE (a round takes about that long). */
+static int low_of(unsigned takes, double elapsed, int min_batch, int cap)
+{
+    int low = (int)(takes / (elapsed > FILL_CYCLE ? elapsed : FILL_CYCLE) * FILL_CYCLE + 0.5);
+    return low < min_batch ? min_batch : low > cap / 2 ? cap / 2 : low;
+}
+
+/* Wait on the filler's condition for up to sec seconds (lock held). */
+static void wait_for(efs_spares *s, double sec)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until); /* the condition's clock */
+    until.tv_sec += (time_t)sec;
+    until.tv_nsec += (long)((sec - (double)(time_t)sec) * 1e9);
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&s->wake, &s->lock, &until);
+}
+
 static void *filler(void *arg)
 {
     efs_spares *s = arg;
     struct spare batch[SPARE_BATCH];
+    struct spare_dir dbatch[DIR_BATCH];
+    int fds[SPARE_BATCH + 2 * DIR_BATCH];
+    (void)pthread_setname_np(pthread_self(), "efs-spares");
     pthread_mutex_lock(&s->lock);
     while (!s->stop) {
         double now = now_mono();
-        int want, n = 0, rc = 0;
+        int want, wantd, n = 0, nd = 0, nfds = 0, rc = 0, rcd = 0;
         /* Discard what is too old to hand out (oldest first). */
         while (s->nready && now - s->ready[0].born > SPARE_MAX_AGE) {
             struct spare old = s->ready[0];
@@ -143,48 +329,84 @@ static void *filler(void *arg)
             spare_discard(s, &old);
             pthread_mutex_lock(&s->lock);
         }
-        /* Refill about twice what was taken since last time, at least SPARE_MIN_BATCH: every batch
-         * costs a journal commit (or, without a journal, a write per spare plus a cache flush), so batches must
-         * not shrink to a spare or two; a burst grows the pool to its cap. */
-        want = 2 * (int)s->takes > SPARE_MIN_BATCH ? 2 * (int)s->takes : SPARE_MIN_BATCH;
-        if (want > SPARE_MAX - s->nready)
-            want = SPARE_MAX - s->nready;
-        if (now - s->last_take > SPARE_MAX_AGE || (s->takes == 0 && s->nready >= SPARE_MIN_BATCH))
-            want = 0;
-        s->takes = 0;
-        if (want <= 0) {
-            struct timespec until;
-            clock_gettime(CLOCK_REALTIME, &until);
-            until.tv_sec += 1; /* wake up to expire spares */
-            pthread_cond_timedwait(&s->wake, &s->lock, &until);
+        while (s->ndready && now - s->dready[0].born > SPARE_MAX_AGE) {
+            struct spare_dir old = s->dready[0];
+            memmove(&s->dready[0], &s->dready[1], (size_t)(s->ndready - 1) * sizeof s->dready[0]);
+            s->ndready--;
+            pthread_mutex_unlock(&s->lock);
+            dir_discard(s, &old);
+            pthread_mutex_lock(&s->lock);
+        }
+        /* Every round costs a journal commit (or, without a journal, a write per spare plus a cache
+         * flush), and frequent commits slow every other metadata change on the backing filesystem: at
+         * most one round per FILL_CYCLE unless a pool runs low, each sized to the recent create rate. */
+        if (now - s->last_fill < FILL_CYCLE && !pool_low(s->nready, s->low, s->last_take, now) &&
+            !(s->with_dirs && pool_low(s->ndready, s->dlow, s->last_dtake, now))) {
+            wait_for(s, s->last_fill + FILL_CYCLE - now);
             continue;
         }
-        if (want > SPARE_BATCH)
-            want = SPARE_BATCH;
+        want = want_of(s->takes, s->last_take, s->nready, SPARE_MIN_BATCH, SPARE_MAX, SPARE_BATCH, now,
+                       now - s->last_fill);
+        wantd = s->with_dirs ? want_of(s->dtakes, s->last_dtake, s->ndready, DIR_MIN_BATCH, DIR_MAX, DIR_BATCH, now,
+                                       now - s->last_fill)
+                             : 0;
+        if (want <= 0 && wantd <= 0) {
+            wait_for(s, 1.0); /* wake up to expire spares */
+            continue;
+        }
+        s->low = low_of(s->takes, now - s->last_fill, SPARE_MIN_BATCH, SPARE_MAX);
+        s->dlow = low_of(s->dtakes, now - s->last_fill, DIR_MIN_BATCH, DIR_MAX);
+        s->takes = s->dtakes = 0;
+        s->last_fill = now;
         pthread_mutex_unlock(&s->lock);
         while (n < want && !(rc = spare_make(s, &batch[n])))
-            n++;
-        /* Make the batch durable: start every header's writeback, then fdatasync each. On a journalling
-         * filesystem the first fdatasync commits the transaction holding them all and the rest find
-         * nothing left to do; unlike syncfs, nothing but the spares is flushed (an untar's dirty data
-         * stays in the page cache). */
+            fds[nfds++] = batch[n++].fd;
+        while (nd < wantd && !(rcd = dir_make(s, &dbatch[nd]))) {
+            fds[nfds++] = dbatch[nd].id_fd;
+            fds[nfds++] = dbatch[nd++].fd;
+        }
+        /* Make the batch durable: start every header's writeback, then fdatasync each (and each new
+         * directory id with its directory), concurrently. On a journalling filesystem the first
+         * fdatasync commits the transaction holding them all and the rest only flush the device cache —
+         * flushes the block layer merges when they arrive together; unlike syncfs, nothing but the
+         * spares is written (an untar's dirty data stays in the page cache). */
         for (int i = 0; i < n; i++)
             (void)sync_file_range(batch[i].fd, 0, 0, SYNC_FILE_RANGE_WRITE);
-        for (int i = 0; i < n && !rc; i++)
-            if (fdatasync(batch[i].fd))
-                rc = -errno;
+        if (nfds) {
+            int src = sync_fds(s, fds, nfds);
+            if (src && n && !rc)
+                rc = src;
+            if (src && nd && !rcd)
+                rcd = src;
+        }
         if (rc)
             while (n)
                 spare_discard(s, &batch[--n]);
+        if (rcd)
+            while (nd)
+                dir_discard(s, &dbatch[--nd]);
+        for (int i = 0; i < nd; i++) {
+            close(dbatch[i].id_fd);
+            dbatch[i].id_fd = -1;
+        }
         pthread_mutex_lock(&s->lock);
+        now = now_mono();
         for (int i = 0; i < n; i++) {
-            batch[i].born = now_mono();
+            batch[i].born = now;
             s->ready[s->nready++] = batch[i];
+        }
+        for (int i = 0; i < nd; i++) {
+            dbatch[i].born = now;
+            s->dready[s->ndready++] = dbatch[i];
         }
         if (rc) {
             if (rc != -EACCES)
                 EFS_WARN("spare files: %s; creates write their headers synchronously", strerror(-rc));
             s->last_take = 0; /* wait for the next create before asking the key service again */
+        }
+        if (rcd) {
+            EFS_WARN("spare directories: %s; mkdir writes directory ids synchronously", strerror(-rcd));
+            s->last_dtake = 0;
         }
     }
     pthread_mutex_unlock(&s->lock);
@@ -201,9 +423,18 @@ static void clear_dir(int dir_fd)
             close(fd);
         return;
     }
-    while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
-            (void)unlinkat(dir_fd, e->d_name, 0);
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        if (unlinkat(dir_fd, e->d_name, 0) && errno == EISDIR) { /* a spare directory and its id */
+            int sub = openat(dir_fd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (sub >= 0) {
+                (void)unlinkat(sub, EFS_DIRID_NAME, 0);
+                close(sub);
+            }
+            (void)unlinkat(dir_fd, e->d_name, AT_REMOVEDIR);
+        }
+    }
     closedir(d);
 }
 
@@ -224,9 +455,14 @@ int efs_spares_new(int root_fd, efs_keys *keys, const efs_config *cfg, efs_spare
     clear_dir(s->dir_fd); /* spares of an earlier mount: unused, harmless, not reused */
     s->keys = keys;
     s->cfg = cfg;
+    s->with_dirs = !cfg->plaintext_names;
+    s->low = SPARE_MIN_BATCH;
+    s->dlow = DIR_MIN_BATCH;
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->wake, NULL); /* CLOCK_REALTIME, as the filler's timed wait expects */
+    syncers_start(s);
     if (pthread_create(&s->thread, NULL, filler, s)) {
+        syncers_stop(s);
         pthread_cond_destroy(&s->wake);
         pthread_mutex_destroy(&s->lock);
         close(s->dir_fd);
@@ -246,8 +482,11 @@ void efs_spares_free(efs_spares *s)
     pthread_cond_signal(&s->wake);
     pthread_mutex_unlock(&s->lock);
     pthread_join(s->thread, NULL);
+    syncers_stop(s);
     while (s->nready)
         spare_discard(s, &s->ready[--s->nready]);
+    while (s->ndready)
+        dir_discard(s, &s->dready[--s->ndready]);
     pthread_cond_destroy(&s->wake);
     pthread_mutex_destroy(&s->lock);
     close(s->dir_fd);
@@ -279,7 +518,8 @@ int efs_spares_take(efs_spares *s, int dirfd, const char *name, mode_t mode, int
             pthread_mutex_lock(&s->lock);
         }
     }
-    pthread_cond_signal(&s->wake);
+    if (s->nready < s->low) /* otherwise the filler comes round within FILL_CYCLE */
+        pthread_cond_signal(&s->wake);
     pthread_mutex_unlock(&s->lock);
     if (!have)
         return -EAGAIN;
@@ -312,6 +552,66 @@ int efs_spares_take(efs_spares *s, int dirfd, const char *name, mode_t mode, int
     efs_secmem_free(sp.fk, sizeof *sp.fk);
     sodium_memzero(&sp, sizeof sp);
     return 0;
+}
+
+int efs_spares_take_dir(efs_spares *s, int dirfd, const char *name, mode_t mode)
+{
+    struct spare_dir d;
+    bool have = false;
+    int rc = 0;
+    if (!s || !s->with_dirs)
+        return -EAGAIN;
+    pthread_mutex_lock(&s->lock);
+    if (s->unusable) {
+        pthread_mutex_unlock(&s->lock);
+        return -EAGAIN;
+    }
+    s->last_dtake = now_mono();
+    s->dtakes++;
+    while (s->ndready && !have) { /* newest first; skip any that aged out */
+        d = s->dready[--s->ndready];
+        if (s->last_dtake - d.born <= SPARE_MAX_AGE)
+            have = true;
+        else {
+            pthread_mutex_unlock(&s->lock);
+            dir_discard(s, &d);
+            pthread_mutex_lock(&s->lock);
+        }
+    }
+    if (s->ndready < s->dlow)
+        pthread_cond_signal(&s->wake);
+    pthread_mutex_unlock(&s->lock);
+    if (!have)
+        return -EAGAIN;
+    if (renameat2(s->dir_fd, d.name, dirfd, name, RENAME_NOREPLACE)) {
+        rc = -errno;
+        dir_discard(s, &d);
+        return rc == -EINVAL || rc == -ENOSYS || rc == -EXDEV ? -EAGAIN : rc;
+    }
+    if (fchmod(d.fd, mode & 07777)) {
+        rc = -errno;
+        (void)unlinkat(d.fd, EFS_DIRID_NAME, 0);
+        (void)unlinkat(dirfd, name, AT_REMOVEDIR);
+        close(d.fd);
+        return rc;
+    }
+    (void)futimens(d.fd, NULL); /* made up to SPARE_MAX_AGE ago: the directory is new now */
+    close(d.fd);
+    pthread_mutex_lock(&s->lock);
+    s->dtaken++;
+    pthread_mutex_unlock(&s->lock);
+    return 0;
+}
+
+uint64_t efs_spares_taken_dirs(efs_spares *s)
+{
+    uint64_t n;
+    if (!s)
+        return 0;
+    pthread_mutex_lock(&s->lock);
+    n = s->dtaken;
+    pthread_mutex_unlock(&s->lock);
+    return n;
 }
 
 uint64_t efs_spares_taken(efs_spares *s)

@@ -40,6 +40,16 @@ void efs_spares_free(efs_spares *s);
 int efs_spares_take(efs_spares *s, int dirfd, const char *name, mode_t mode, int *fd, efs_header *h,
                     efs_file_keys *fk) __attribute__((warn_unused_result));
 
+/*
+ * Make directory (dirfd, name) from a spare directory that already holds its durable directory id
+ * (encrypted names only): renamed into place with RENAME_NOREPLACE, chmod'ed to mode, times set to now.
+ * 0, or -EAGAIN when none is ready (nothing done: the caller makes it itself), or another -errno (e.g.
+ * -EEXIST; nothing left behind). Ownership is the caller's to set.
+ */
+int efs_spares_take_dir(efs_spares *s, int dirfd, const char *name, mode_t mode) __attribute__((warn_unused_result));
+/* How many mkdirs a spare directory has served (0 for NULL). */
+uint64_t efs_spares_taken_dirs(efs_spares *s);
+
 /* How many creates a spare has served (0 for NULL). */
 uint64_t efs_spares_taken(efs_spares *s);
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# fs_spares.sh — spare files (fs/spares.c): a burst of creates is served by spares whose headers were made
-# durable in batches; spares live only in the hidden .envelopefs-spares directory, age out 2 s after they
+# fs_spares.sh — spare files (fs/spares.c): a burst of creates (and, with encrypted names, of mkdirs) is
+# served by spares whose headers (directory ids) were made durable in batches; spares live only in the hidden .envelopefs-spares directory, age out 2 s after they
 # are made (no standing key material), are removed at unmount and ignored by fsck; with the key
 # disabled, creates fail once the pool has aged out and leave nothing behind; ENVELOPEFS_SPARES=0 turns
 # them off. Run for both name modes.
@@ -17,6 +17,21 @@ for i in 1 150 300; do [ "$(cat "$MNT/f$i")" = "file $i" ] || fail "f$i reads ba
 ls -a "$MNT" | grep -q envelopefs && fail "the spares directory is visible in the mount"
 stat -c %a "$MNT/f7" | grep -qx 644 || fail "a spare-made file has mode $(stat -c %a "$MNT/f7")"
 echo "300 creates, $used served by spares"
+
+# Directories: with encrypted names mkdir takes a spare directory that already holds its durable id;
+# a setgid parent still passes on its group and the setgid bit.
+for i in $(seq 1 60); do mkdir "$MNT/d$i"; echo "in $i" >"$MNT/d$i/x"; done
+mkdir "$MNT/sg"; chgrp 4321 "$MNT/sg"; chmod 2775 "$MNT/sg"; mkdir -m 755 "$MNT/sg/sub"
+dused=$(stat_of spare_mkdirs)
+if grep -q '"plaintext"' "$CIPHER/envelopefs.conf"; then
+  [ "$dused" = 0 ] || fail "plaintext names: $dused mkdirs served by spare directories (they need no id)"
+else
+  [ "$dused" -gt 0 ] || fail "60 mkdirs, none served by a spare directory"
+fi
+[ "$(cat "$MNT/d60/x")" = "in 60" ] || fail "a file in a new directory reads back wrong"
+[ "$(stat -c %a:%g "$MNT/sg/sub")" = 2755:4321 ] || fail "setgid parent: new directory is $(stat -c %a:%g "$MNT/sg/sub")"
+[ "$(stat -c %a "$MNT/d7")" = 755 ] || fail "a spare-made directory has mode $(stat -c %a "$MNT/d7")"
+echo "61 mkdirs, $dused served by spare directories"
 
 # The filler discards spares 2 s after they were made (it looks at least every second); a batch still
 # being made when the creates stopped is younger, so allow a few seconds more on a loaded machine.
@@ -49,6 +64,7 @@ mkdir -p "$SP"; head -c 200 /dev/urandom >"$SP/s.999.deadbeef"
 ENVELOPEFS_LOG_FILE=$T/daemon.log fs_mount
 [ "$(count)" = 0 ] || fail "a leftover spare survived mounting"
 [ "$(cat "$MNT/f300")" = "file 300" ] || fail "contents after remount"
+[ "$(cat "$MNT/d30/x")" = "in 30" ] || fail "a spare-made directory's file after remount"
 grep -q "envelopefs\[[0-9]*\]: info: mounted $CIPHER on $MNT" "$T/daemon.log" || fail "no mount line in the log file"
 fs_unmount
 for _ in $(seq 50); do grep -q "unmounted $MNT" "$T/daemon.log" && break; sleep 0.1; done
