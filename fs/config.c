@@ -36,8 +36,10 @@ static json_t *to_json(const efs_config *c, bool with_mac)
                   (int)c->block_size, "dek_location", c->dek_in_xattr ? "xattr" : "header", "bucket_key",
                   c->bucket_key, "names", c->plaintext_names ? "plaintext" : "encrypted", "fs_key", b64);
     free(b64);
-    if (o && c->format >= 3)
+    if (o && c->format >= 3) {
         json_object_set_new(o, "header_size", json_integer(c->header_size));
+        json_object_set_new(o, "dirids", json_string(c->dirids_in_xattr ? "xattr" : "file"));
+    }
     if (o && with_mac) {
         char hex[65];
         sodium_bin2hex(hex, sizeof hex, c->mac, 32);
@@ -143,8 +145,13 @@ int efs_config_parse(const char *buf, size_t len, efs_config *c, const char **wh
         if (c->dek_in_xattr ? v != 0 : v < EFS_HDR_FIXED + 1 + EFS_HDR_TAG || v > EFS_HDR_MAX)
             goto out;
         c->header_size = (uint32_t)v;
+        *why = "bad \"dirids\"";
+        s = json_string_value(json_object_get(o, "dirids"));
+        if (!s || (strcmp(s, "xattr") && strcmp(s, "file")))
+            goto out;
+        c->dirids_in_xattr = !strcmp(s, "xattr");
     }
-    if (json_object_size(o) != (c->format >= 3 ? 12u : 11u)) {
+    if (json_object_size(o) != (c->format >= 3 ? 13u : 11u)) {
         *why = "unknown fields (written by a newer envelopefs?)";
         goto out;
     }

@@ -26,6 +26,8 @@ typedef struct efs_config {
     bool dek_in_xattr;
     bool bucket_key;
     bool plaintext_names;
+    bool dirids_in_xattr;   /* format 3 ("dirids": "xattr"): directory ids in an xattr of each backing
+                               directory, read with its inode; else ("file", formats 1-2) in envelopefs.dirid */
     uint32_t header_size;   /* format 3 with dek_location "header": every file header's length (version 2,
                                padded), so a file's plaintext size follows from its backing size alone;
                                0 otherwise (format ≤ 2: read each header; "xattr": no header in the file) */

@@ -153,7 +153,7 @@ static void walk(struct fsck *f, int dir_fd, const char *path, bool root, const 
             uint8_t id[EFS_DIRID_LEN];
             if (fd < 0)
                 continue;
-            if (f->names && efs_dirid_read_at(fd, id)) {
+            if (f->names && efs_dirid_read_at(fd, f->cfg->dirids_in_xattr, id)) {
                 fprintf(f->out, "DAMAGED %s: directory id missing or damaged (its entries cannot be named)\n", sub);
                 f->damaged++;
                 close(fd);

@@ -137,7 +137,7 @@ static int dir_id(struct efs *fs, struct inode *dir, uint8_t out[EFS_DIRID_LEN])
         return 0;
     }
     pthread_mutex_unlock(&fs->table_lock);
-    rc = efs_dirid_read_at(dir->fd, out);
+    rc = efs_dirid_read_at(dir->fd, fs->cfg->dirids_in_xattr, out);
     if (rc) {
         EFS_ERROR("directory (inode %" PRIu64 "): its directory id is missing or damaged", (uint64_t)dir->ino);
         return rc;
@@ -1094,7 +1094,7 @@ static void op_mkdir_body(fuse_req_t req, fuse_ino_t parent, const char *name, m
                 rc = -errno;
                 unlinkat(p->fd, tmp, AT_REMOVEDIR);
             } else {
-                rc = efs_dirid_create_at(dfd, id);
+                rc = efs_dirid_create_at(dfd, fs->cfg->dirids_in_xattr, id);
                 if (!rc)
                     own(req, p, p->fd, tmp, true);
                 if (!rc && renameat2(p->fd, tmp, p->fd, bn.b, RENAME_NOREPLACE))
@@ -1236,8 +1236,9 @@ static void op_rmdir_body(fuse_req_t req, fuse_ino_t parent, const char *name)
     struct inode *p = inode_of(req, parent);
     struct bname bn;
     int rc = map_name(fs, parent, p, name, &bn, -ENOENT);
-    if (!rc)
-        rc = fs->names ? rmdir_encrypted(p, bn.b) : (unlinkat(p->fd, bn.b, AT_REMOVEDIR) ? -errno : 0);
+    if (!rc) /* an id in an xattr goes with the directory; an id file must be moved out first */
+        rc = fs->names && !fs->cfg->dirids_in_xattr ? rmdir_encrypted(p, bn.b)
+                                                     : (unlinkat(p->fd, bn.b, AT_REMOVEDIR) ? -errno : 0);
     if (!rc)
         forget_name(p, &bn);
     fuse_reply_err(req, -rc);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -155,22 +156,45 @@ static int write_durable_at(int dirfd, const char *name, const void *data, size_
     return rc;
 }
 
-int efs_dirid_create_at(int dirfd, uint8_t out[EFS_DIRID_LEN])
+static void fd_path(int fd, char out[32])
 {
-    uint8_t buf[4 + EFS_DIRID_LEN];
-    memcpy(buf, DIRID_MAGIC, 4);
-    randombytes_buf(buf + 4, EFS_DIRID_LEN);
-    memcpy(out, buf + 4, EFS_DIRID_LEN);
-    return write_durable_at(dirfd, EFS_DIRID_NAME, buf, sizeof buf);
+    snprintf(out, 32, "/proc/self/fd/%d", fd); /* xattr calls on an O_PATH descriptor go through its path */
 }
 
-int efs_dirid_write_at(int dirfd, int *fd_out)
+static void dirid_fresh(uint8_t buf[4 + EFS_DIRID_LEN])
+{
+    memcpy(buf, DIRID_MAGIC, 4);
+    randombytes_buf(buf + 4, EFS_DIRID_LEN);
+}
+
+int efs_dirid_create_at(int dirfd, bool in_xattr, uint8_t out[EFS_DIRID_LEN])
+{
+    uint8_t buf[4 + EFS_DIRID_LEN];
+    char p[32];
+    int d, rc = 0;
+    dirid_fresh(buf);
+    memcpy(out, buf + 4, EFS_DIRID_LEN);
+    if (!in_xattr)
+        return write_durable_at(dirfd, EFS_DIRID_NAME, buf, sizeof buf);
+    fd_path(dirfd, p);
+    if (setxattr(p, EFS_XATTR_DIRID, buf, sizeof buf, XATTR_CREATE))
+        return -errno;
+    d = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC); /* the xattr is the directory's metadata */
+    if (d < 0 || fsync(d))
+        rc = -errno;
+    if (d >= 0)
+        close(d);
+    return rc;
+}
+
+int efs_dirid_write_at(int dirfd, bool in_xattr, int *fd_out)
 {
     uint8_t buf[4 + EFS_DIRID_LEN];
     int fd, rc = 0;
-    memcpy(buf, DIRID_MAGIC, 4);
-    randombytes_buf(buf + 4, EFS_DIRID_LEN);
+    dirid_fresh(buf);
     *fd_out = -1;
+    if (in_xattr)
+        return fsetxattr(dirfd, EFS_XATTR_DIRID, buf, sizeof buf, XATTR_CREATE) ? -errno : 0;
     fd = openat(dirfd, EFS_DIRID_NAME, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0400);
     if (fd < 0)
         return -errno;
@@ -184,15 +208,23 @@ int efs_dirid_write_at(int dirfd, int *fd_out)
     return 0;
 }
 
-int efs_dirid_read_at(int dirfd, uint8_t out[EFS_DIRID_LEN])
+int efs_dirid_read_at(int dirfd, bool in_xattr, uint8_t out[EFS_DIRID_LEN])
 {
     uint8_t buf[4 + EFS_DIRID_LEN + 1];
-    int fd = openat(dirfd, EFS_DIRID_NAME, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     ssize_t n;
-    if (fd < 0)
-        return errno == ENOENT ? -EIO : -errno;
-    n = read(fd, buf, sizeof buf);
-    close(fd);
+    if (in_xattr) {
+        char p[32];
+        fd_path(dirfd, p);
+        n = getxattr(p, EFS_XATTR_DIRID, buf, sizeof buf);
+        if (n < 0 && errno != ENODATA && errno != ERANGE)
+            return -errno;
+    } else {
+        int fd = openat(dirfd, EFS_DIRID_NAME, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0)
+            return errno == ENOENT ? -EIO : -errno;
+        n = read(fd, buf, sizeof buf);
+        close(fd);
+    }
     if (n != 4 + EFS_DIRID_LEN || memcmp(buf, DIRID_MAGIC, 4))
         return -EIO;
     memcpy(out, buf + 4, EFS_DIRID_LEN);

@@ -36,13 +36,16 @@ enum efs_entry_kind efs_name_kind(const char *backing);
 /* Sidecar file name for a long backing name. */
 void efs_longname_sidecar(const char *backing, char out[EFS_BACKING_MAX]);
 
-/* Directory ids: read the id file of the directory open as dirfd; create one (durably) in a new
- * directory. */
-int efs_dirid_read_at(int dirfd, uint8_t out[EFS_DIRID_LEN]);
-int efs_dirid_create_at(int dirfd, uint8_t out[EFS_DIRID_LEN]);
-/* Write a fresh id into a new, still invisible directory (dirfd) directly, not durably: the caller
- * fdatasyncs *fd_out (returned open) and the directory before the directory gets its name. 0 or -errno. */
-int efs_dirid_write_at(int dirfd, int *fd_out) __attribute__((warn_unused_result));
+/* Directory ids ("EFD1" ‖ 16 random bytes): in the directory's xattr EFS_XATTR_DIRID (config format 3,
+ * in_xattr) or in its file EFS_DIRID_NAME (formats 1-2). dirfd: the directory (O_PATH will do). Read; create
+ * one durably in a new, still invisible directory. -EIO when missing or malformed. */
+#define EFS_XATTR_DIRID "user.envelopefs.dirid"
+int efs_dirid_read_at(int dirfd, bool in_xattr, uint8_t out[EFS_DIRID_LEN]);
+int efs_dirid_create_at(int dirfd, bool in_xattr, uint8_t out[EFS_DIRID_LEN]);
+/* Write a fresh id into a new, still invisible directory (dirfd, opened for reading) directly, not
+ * durably: the caller fsyncs the directory, and *fd_out (the id file, returned open; -1 with in_xattr),
+ * before the directory gets its name. 0 or -errno. */
+int efs_dirid_write_at(int dirfd, bool in_xattr, int *fd_out) __attribute__((warn_unused_result));
 /* Sidecars: write (durably) / read / remove. */
 int efs_longname_write_at(int dirfd, const char *backing, const char *full);
 int efs_longname_read_at(int dirfd, const char *backing, char full[EFS_ENC_MAX]);

@@ -44,7 +44,7 @@
 #define SPARE_MAX_AGE 2.0  /* seconds: demand window and the oldest spare handed out */
 #define FILL_CYCLE 0.1     /* seconds: at most one durability round this often while the pools are not low */
 #define FILL_AHEAD 0.3     /* each round fills the pool for this long at the recent create rate */
-#define SYNC_THREADS 8     /* concurrent fdatasyncs per batch */
+#define SYNC_THREADS 8     /* concurrent fsyncs per batch */
 #define DIR_BATCH 64       /* spare directories (encrypted names: each holds its durable directory id) */
 #define DIR_MIN_BATCH 8
 #define DIR_MAX 128
@@ -87,7 +87,7 @@ struct efs_spares {
     uint64_t dtaken;       /* mkdirs served by a spare directory */
     bool unusable;         /* the backing filesystem cannot rename them into place */
     bool stop;
-    /* Sync helpers: a batch's fdatasyncs run concurrently, so the block layer merges their cache flushes
+    /* Sync helpers: a batch's fsyncs run concurrently, so the block layer merges their cache flushes
      * (one or two device flushes per batch instead of one per spare). */
     pthread_t syncer[SYNC_THREADS];
     int nsyncers;
@@ -167,7 +167,7 @@ static void *syncer(void *arg)
         if (s->sync_next < s->sync_n) {
             int fd = s->sync_fds[s->sync_next++], rc;
             pthread_mutex_unlock(&s->sync_lock);
-            rc = fdatasync(fd) ? -errno : 0;
+            rc = fsync(fd) ? -errno : 0; /* fsync: a directory's id xattr is metadata */
             pthread_mutex_lock(&s->sync_lock);
             if (rc && !s->sync_err)
                 s->sync_err = rc;
@@ -181,13 +181,14 @@ static void *syncer(void *arg)
     return NULL;
 }
 
-/* fdatasync every descriptor (concurrently when the helpers exist). 0 or the first -errno. */
+/* fsync every descriptor (concurrently when the helpers exist). 0 or the first -errno. For a new file fsync
+ * and fdatasync write the same; a new directory's id xattr needs fsync. */
 static int sync_fds(efs_spares *s, const int *fds, int n)
 {
     int rc = 0;
     if (!s->nsyncers) {
         for (int i = 0; i < n && !rc; i++)
-            if (fdatasync(fds[i]))
+            if (fsync(fds[i]))
                 rc = -errno;
         return rc;
     }
@@ -256,7 +257,7 @@ static int dir_make(efs_spares *s, struct spare_dir *d)
         (void)unlinkat(s->dir_fd, d->name, AT_REMOVEDIR);
         return rc;
     }
-    rc = efs_dirid_write_at(d->fd, &d->id_fd);
+    rc = efs_dirid_write_at(d->fd, s->cfg->dirids_in_xattr, &d->id_fd);
     if (rc) {
         (void)unlinkat(s->dir_fd, d->name, AT_REMOVEDIR);
         close(d->fd);
@@ -362,12 +363,13 @@ static void *filler(void *arg)
         while (n < want && !(rc = spare_make(s, &batch[n])))
             fds[nfds++] = batch[n++].fd;
         while (nd < wantd && !(rcd = dir_make(s, &dbatch[nd]))) {
-            fds[nfds++] = dbatch[nd].id_fd;
+            if (dbatch[nd].id_fd >= 0)
+                fds[nfds++] = dbatch[nd].id_fd;
             fds[nfds++] = dbatch[nd++].fd;
         }
-        /* Make the batch durable: start every header's writeback, then fdatasync each (and each new
-         * directory id with its directory), concurrently. On a journalling filesystem the first
-         * fdatasync commits the transaction holding them all and the rest only flush the device cache —
+        /* Make the batch durable: start every header's writeback, then fsync each (and each new
+         * directory with its id), concurrently. On a journalling filesystem the first
+         * fsync commits the transaction holding them all and the rest only flush the device cache —
          * flushes the block layer merges when they arrive together; unlike syncfs, nothing but the
          * spares is written (an untar's dirty data stays in the page cache). */
         for (int i = 0; i < n; i++)
@@ -386,7 +388,8 @@ static void *filler(void *arg)
             while (nd)
                 dir_discard(s, &dbatch[--nd]);
         for (int i = 0; i < nd; i++) {
-            close(dbatch[i].id_fd);
+            if (dbatch[i].id_fd >= 0)
+                close(dbatch[i].id_fd);
             dbatch[i].id_fd = -1;
         }
         pthread_mutex_lock(&s->lock);

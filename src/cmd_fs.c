@@ -12,6 +12,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -131,6 +132,12 @@ int cmd_init(int argc, char **argv)
         return 1;
     }
     cfg.format = EFS_CONFIG_FORMAT;
+    /* Directory ids go in an xattr of each backing directory (read with its inode: no extra disk read
+     * per directory) where the backing filesystem has user xattrs, else in a file inside it. */
+    if (!setxattr(dir, "user.envelopefs.probe", "1", 1, 0)) {
+        cfg.dirids_in_xattr = true;
+        (void)removexattr(dir, "user.envelopefs.probe");
+    }
     randombytes_buf(cfg.fs_id, EFS_FS_ID_LEN);
     sodium_bin2hex(cfg.fs_id_hex, sizeof cfg.fs_id_hex, cfg.fs_id, EFS_FS_ID_LEN);
     cfg.kms_url = url;

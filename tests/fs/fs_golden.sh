@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # fs_golden.sh — golden vectors for the on-disk formats: tests/fs/golden/vN is a key store and an
 # encrypted directory written by config format N (v1: plaintext names; v2: encrypted names with a
-# long-name sidecar; v3: fixed-size file headers, header version 2), keystore format 1, KMS blob
-# version 1. Every later version must still mount and read each of them exactly. (make-golden.sh wrote v3.)
+# long-name sidecar; v3: fixed-size file headers (header version 2), directory ids in xattrs), keystore format 1, KMS blob
+# version 1. Every later version must still mount and read each of them exactly. (make-golden.sh wrote v3; its directory ids, xattrs, are in v3/xattrs.dump.)
 . "$(dirname "$0")/lib.sh"
 check_tree() {
   local v=$1 G
-  G=$(dirname "$0")/golden/$v
+  G=$(cd "$(dirname "$0")" && pwd)/golden/$v
   rm -rf "$T/gstore" "$T/gcipher"
   cp -a "$G/store" "$T/gstore"; cp -a "$G/cipher" "$T/gcipher"
+  if [ -f "$G/xattrs.dump" ]; then (cd "$T/gcipher" && setfattr --restore="$G/xattrs.dump"); fi  # git keeps no xattrs
   chmod 700 "$T/gstore"; chmod 600 "$T/gstore/root.key"   # git does not keep modes
   export ENVELOPEFS_STORE=$T/gstore
   "$B" fsck "$T/gcipher" --kms "local:$T/gstore" >/dev/null || fail "$v: fsck of the golden tree"

@@ -90,4 +90,19 @@ fs_mount
 [ "$(ls "$MNT/p1" | wc -l)$(ls "$MNT/p2" | wc -l)" = 01 ] || [ "$(ls "$MNT/p1" | wc -l)$(ls "$MNT/p2" | wc -l)" = 10 ] || fail "moved entry shown: $(ls "$MNT/p1" "$MNT/p2")"
 [ "$(ls "$MNT/p1" "$MNT/p2" 2>/dev/null | grep -c '^same$')" = 1 ] || fail "garbage name shown: $(ls -b "$MNT/p1" "$MNT/p2")"
 fs_unmount
+# Directory ids live in an xattr of each backing directory (config format 3); one removed is named by fsck
+# and its entries are not shown as garbage.
+grep -q '"dirids": "xattr"' "$CIPHER/envelopefs.conf" || fail "init did not keep directory ids in xattrs"
+victim=$(python3 - "$CIPHER" <<'PY'
+import os, sys
+c = sys.argv[1]
+d = [d for d in sorted(os.listdir(c)) if "." not in d and os.path.isdir(os.path.join(c, d)) and os.listdir(os.path.join(c, d))]
+print(os.path.join(c, d[0]))
+PY
+)
+[ ! -e "$victim/envelopefs.dirid" ] || fail "an id file beside the xattr"
+getfattr --only-values -n user.envelopefs.dirid "$victim" | head -c 4 | grep -q EFD1 || fail "no directory id xattr on $victim"
+setfattr -x user.envelopefs.dirid "$victim"
+set +e; "$B" fsck "$CIPHER" >"$T/fsck.out"; rc=$?; set -e
+[ $rc -eq 1 ] && grep -q "directory id missing or damaged" "$T/fsck.out" || fail "fsck did not report the missing id: $(cat "$T/fsck.out")"
 echo "fs_names: all checks passed"
