@@ -1034,7 +1034,10 @@ static void own(fuse_req_t req, struct inode *parent, int dirfd, const char *nam
     const struct fuse_ctx *ctx = fuse_req_ctx(req);
     struct stat pst;
     gid_t gid = ctx->gid;
-    if (geteuid() != 0)
+    static _Atomic int root = -1; /* the daemon's euid does not change */
+    if (root < 0)
+        root = geteuid() == 0;
+    if (!root)
         return;
     if (fstatat(parent->fd, "", &pst, AT_EMPTY_PATH) == 0 && (pst.st_mode & S_ISGID)) {
         gid = pst.st_gid;
@@ -1053,11 +1056,13 @@ static void own(fuse_req_t req, struct inode *parent, int dirfd, const char *nam
     (void)fchownat(dirfd, name, ctx->uid, gid, AT_SYMLINK_NOFOLLOW);
 }
 
-static void reply_new_entry(fuse_req_t req, fuse_ino_t parent, const char *name, int rc)
+/* Reply to a request that made the entry bn (its backing name, mapped already) in dir, or failed (rc). */
+static void reply_new_entry(fuse_req_t req, struct inode *dir, const struct bname *bn, int rc)
 {
     struct fuse_entry_param e;
+    memset(&e, 0, sizeof e);
     if (!rc)
-        rc = do_lookup(req, parent, name, &e);
+        rc = lookup_backing(fs_of(req), dir->fd, bn->b, &e);
     if (rc)
         fuse_reply_err(req, -rc);
     else
@@ -1109,7 +1114,7 @@ static void op_mkdir_body(fuse_req_t req, fuse_ino_t parent, const char *name, m
         if (rc && rc != -EEXIST) /* (an existing entry of this name keeps its sidecar) */
             forget_name(p, &bn);
     }
-    reply_new_entry(req, parent, name, rc);
+    reply_new_entry(req, p, &bn, rc);
 }
 
 static void op_mknod_body(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
@@ -1126,7 +1131,7 @@ static void op_mknod_body(fuse_req_t req, fuse_ino_t parent, const char *name, m
         rc = -errno;
     if (!rc)
         own(req, p, p->fd, bn.b, false);
-    reply_new_entry(req, parent, name, rc);
+    reply_new_entry(req, p, &bn, rc);
 }
 
 static void op_symlink_body(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
@@ -1155,7 +1160,7 @@ static void op_symlink_body(fuse_req_t req, const char *link, fuse_ino_t parent,
     }
     free(sealed);
     free(enc);
-    reply_new_entry(req, parent, name, rc);
+    reply_new_entry(req, p, &bn, rc);
 }
 
 static void op_readlink_body(fuse_req_t req, fuse_ino_t ino)
@@ -1274,7 +1279,7 @@ static void op_link_body(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, c
         rc = prepare_name(np, &bn);
     if (!rc && linkat(AT_FDCWD, procpath(in->fd, p), np->fd, bn.b, AT_SYMLINK_FOLLOW))
         rc = -errno;
-    reply_new_entry(req, newparent, newname, rc);
+    reply_new_entry(req, np, &bn, rc);
 }
 
 static void op_create_body(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, struct fuse_file_info *fi)
@@ -1327,7 +1332,8 @@ static void op_create_body(fuse_req_t req, fuse_ino_t parent, const char *name, 
         goto fail;
     }
     own(req, p, p->fd, bn.b, false);
-    rc = do_lookup(req, parent, name, &e);
+    memset(&e, 0, sizeof e);
+    rc = lookup_backing(fs, p->fd, bn.b, &e); /* the name is mapped already */
     if (rc)
         goto fail;
     in = (struct inode *)(uintptr_t)e.ino;
