@@ -35,6 +35,7 @@
 #include "efs.h"
 #include "format.h"
 #include "killpriv.h"
+#include "loop.h"
 #include "spares.h"
 #include "secmem.h"
 #include "names.h"
@@ -1947,7 +1948,6 @@ int efs_mount_run(const efs_mount_opts *o, const efs_config *cfg)
 {
     struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
     struct fuse_session *se = NULL;
-    struct fuse_loop_config *lc = NULL;
     struct efs *fs;
     struct rlimit rl = {0, 0};
     char opt[8192];
@@ -2073,30 +2073,19 @@ int efs_mount_run(const efs_mount_opts *o, const efs_config *cfg)
             goto out_handlers;
         }
     }
-    lc = fuse_loop_cfg_create();
-    if (!lc) {
-        fuse_session_unmount(se);
-        goto out_handlers;
-    }
     if (ready_fd >= 0) {
         efs_log_init("envelopefs", true, EFS_LOG_INFO);
         efs_daemon_ready(ready_fd);
     }
     EFS_INFO("mounted %s on %s (key %s)", o->cipherdir, o->mountpoint, cfg->key_id);
-    fuse_loop_cfg_set_clone_fd(lc, 0);
-    /* FUSE_USE_VERSION must be ≥ 312 for this config object: below it, fuse_session_loop_mt is the
-     * 3.2 entry point reading a different struct, which turned on clone_fd and capped idle threads
-     * at 0: a new thread and a cloned /dev/fuse fd for every request. Idle workers are kept (libfuse's
-     * default and advice). */
     {
-        /* Each worker holds a ~1 MiB receive buffer and ~1 MiB of cipher buffers once it has served a
-         * large write: twice the CPUs (4 to 16) bounds the daemon's memory and still overlaps I/O. */
+        /* Each thread holds a ~1 MiB receive buffer and ~1 MiB of cipher buffers once it has served a
+         * large write: twice the CPUs (4 to 16) bounds the daemon's memory and still overlaps I/O. A
+         * client sending one request at a time is served by one thread (loop.c). */
         long cpus = sysconf(_SC_NPROCESSORS_ONLN);
         unsigned workers = cpus < 2 ? 4 : cpus > 8 ? 16 : (unsigned)(2 * cpus);
-        fuse_loop_cfg_set_max_threads(lc, workers);
+        rc = efs_loop_run(se, workers) ? 1 : 0;
     }
-    rc = fuse_session_loop_mt(se, lc) ? 1 : 0;
-    fuse_loop_cfg_destroy(lc);
     fuse_session_unmount(se);
     EFS_INFO("unmounted %s", o->mountpoint);
 out_handlers:

@@ -1,0 +1,224 @@
+/*
+ * loop.c — the FUSE request loop (see loop.h): leader/followers instead of libfuse's multi-threaded loop.
+ *
+ * libfuse's loop keeps every idle worker blocked in read() on /dev/fuse; the kernel hands each request to
+ * the worker that has waited longest, so a client that sends one request at a time (tar, cp -r, git)
+ * wakes a different, cache-cold thread — often on the other CPU — for every request, and libfuse keeps
+ * spawning a spare reader. Here only the leader reads. A request that can be answered quickly is served
+ * by the leader itself, which then reads the next one: a sequential client ping-pongs with one thread.
+ * The leader passes leadership to a follower (waking or starting one, up to max_threads) before serving
+ * when more requests are already queued (poll says so: concurrent clients) or the request may take long
+ * (data, fsync, directory listings), so parallel work still runs in parallel.
+ *
+ * Shutdown as in libfuse: the session ends (unmount: the read returns 0/-ENODEV) or a signal handler calls
+ * fuse_session_exit; the calling thread, which serves no requests itself, wakes up, and cancels the
+ * threads blocked in read (cancellation is enabled only there, never while a request is being served).
+ */
+#include "loop.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "envelopefs/log.h"
+
+#define MAX_LOOP_THREADS 64
+#define SMALL_IO (64 * 1024) /* a READ or WRITE up to this size is served without passing leadership */
+
+struct loop {
+    struct fuse_session *se;
+    pthread_mutex_t lock;
+    pthread_cond_t cv;       /* followers wait here for leadership */
+    sem_t finished;          /* posted when the session ends */
+    pthread_t threads[MAX_LOOP_THREADS];
+    unsigned nthreads, max_threads, idle;
+    bool leader;             /* a thread holds leadership (reads the next request) */
+    bool stop;
+    int err;
+};
+
+/* Requests served after passing leadership: they move data (the kernel sends several at once: readahead,
+ * writeback), wait for the disk, or list directories. Everything else — lookup, create (a spare file is
+ * renamed into place), setattr, xattrs, release, forget — is a few system calls. Values from linux/fuse.h. */
+static bool may_take_long(uint32_t opcode)
+{
+    switch (opcode) {
+    case 15: /* READ */
+    case 16: /* WRITE */
+    case 20: /* FSYNC */
+    case 28: /* READDIR */
+    case 30: /* FSYNCDIR */
+    case 43: /* FALLOCATE */
+    case 44: /* READDIRPLUS */
+    case 47: /* COPY_FILE_RANGE */
+        return true;
+    default:
+        return false;
+    }
+}
+
+static bool more_queued(struct fuse_session *se)
+{
+    struct pollfd p = {.fd = fuse_session_fd(se), .events = POLLIN};
+    return poll(&p, 1, 0) > 0 && (p.revents & POLLIN);
+}
+
+static void *serve(void *arg);
+
+static void free_buf(void *arg)
+{
+    struct fuse_buf *b = arg;
+    free(b->mem);
+    b->mem = NULL;
+}
+
+/* lock held: make sure someone will read the next request. */
+static void pass_leadership(struct loop *l)
+{
+    l->leader = false;
+    if (l->idle) {
+        pthread_cond_signal(&l->cv);
+    } else if (l->nthreads < l->max_threads) {
+        pthread_attr_t a;
+        sigset_t all, old;
+        if (pthread_attr_init(&a))
+            return;
+        sigfillset(&all); /* signals go to the calling thread, which waits for them */
+        pthread_sigmask(SIG_BLOCK, &all, &old);
+        if (!pthread_create(&l->threads[l->nthreads], &a, serve, l))
+            l->nthreads++;
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        pthread_attr_destroy(&a);
+    }
+    /* else: every thread is busy; the first to finish takes leadership */
+}
+
+static void *serve(void *arg)
+{
+    struct loop *l = arg;
+    struct fuse_buf fbuf;
+    memset(&fbuf, 0, sizeof fbuf);
+    (void)pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
+    pthread_mutex_lock(&l->lock);
+    for (;;) {
+        int res;
+        bool passed = false;
+        while (!l->stop && l->leader) {
+            l->idle++;
+            pthread_cond_wait(&l->cv, &l->lock);
+            l->idle--;
+        }
+        if (l->stop)
+            break;
+        l->leader = true;
+        pthread_mutex_unlock(&l->lock);
+
+        pthread_cleanup_push(free_buf, &fbuf);
+        (void)pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, NULL);
+        res = fuse_session_exited(l->se) ? 0 : fuse_session_receive_buf(l->se, &fbuf);
+        (void)pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
+        pthread_cleanup_pop(0);
+
+        if (res == -EINTR || res == -EAGAIN) {
+            pthread_mutex_lock(&l->lock);
+            l->leader = false;
+            if (fuse_session_exited(l->se))
+                goto ended;
+            continue;
+        }
+        if (res <= 0) {
+            pthread_mutex_lock(&l->lock);
+            if (res < 0 && res != -ENODEV)
+                l->err = res;
+            goto ended;
+        }
+        if (fbuf.size >= 8 && !(fbuf.flags & FUSE_BUF_IS_FD)) {
+            uint32_t opcode, size = UINT32_MAX;
+            memcpy(&opcode, (const char *)fbuf.mem + 4, sizeof opcode); /* fuse_in_header: len, opcode */
+            if ((opcode == 15 || opcode == 16) && fbuf.size >= 60) /* fuse_read_in/fuse_write_in: fh, offset, size */
+                memcpy(&size, (const char *)fbuf.mem + 40 + 16, sizeof size);
+            passed = (may_take_long(opcode) && size > SMALL_IO) || more_queued(l->se);
+        } else {
+            passed = true;
+        }
+        if (passed) {
+            pthread_mutex_lock(&l->lock);
+            pass_leadership(l);
+            pthread_mutex_unlock(&l->lock);
+        }
+        fuse_session_process_buf(l->se, &fbuf);
+        pthread_mutex_lock(&l->lock);
+        if (!passed)
+            l->leader = false; /* and, unless another thread took it meanwhile, take it again at once */
+    }
+    pthread_mutex_unlock(&l->lock);
+    free(fbuf.mem);
+    return NULL;
+ended: /* lock held */
+    l->stop = true;
+    l->leader = false;
+    pthread_cond_broadcast(&l->cv);
+    pthread_mutex_unlock(&l->lock);
+    sem_post(&l->finished);
+    free(fbuf.mem);
+    return NULL;
+}
+
+int efs_loop_run(struct fuse_session *se, unsigned max_threads)
+{
+    struct loop l;
+    sigset_t all, old;
+    int rc;
+
+    memset(&l, 0, sizeof l);
+    l.se = se;
+    l.max_threads = max_threads < 1 ? 1 : max_threads > MAX_LOOP_THREADS ? MAX_LOOP_THREADS : max_threads;
+    pthread_mutex_init(&l.lock, NULL);
+    pthread_cond_init(&l.cv, NULL);
+    sem_init(&l.finished, 0, 0);
+
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    rc = pthread_create(&l.threads[0], NULL, serve, &l);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc) {
+        l.err = -rc;
+    } else {
+        l.nthreads = 1;
+        /* Wait for the end: the session ends (a thread posts) or a signal handler exits it (the handler
+         * may run on another thread of the daemon: look again every second). */
+        for (;;) {
+            struct timespec t;
+            bool stopped;
+            pthread_mutex_lock(&l.lock);
+            stopped = l.stop;
+            pthread_mutex_unlock(&l.lock);
+            if (stopped || fuse_session_exited(se))
+                break;
+            clock_gettime(CLOCK_REALTIME, &t);
+            t.tv_sec += 1;
+            (void)sem_timedwait(&l.finished, &t);
+        }
+        pthread_mutex_lock(&l.lock);
+        l.stop = true;
+        pthread_cond_broadcast(&l.cv);
+        for (unsigned i = 0; i < l.nthreads; i++)
+            pthread_cancel(l.threads[i]); /* only acts on a thread blocked in read */
+        pthread_mutex_unlock(&l.lock);
+        for (unsigned i = 0; i < l.nthreads; i++)
+            pthread_join(l.threads[i], NULL);
+    }
+    sem_destroy(&l.finished);
+    pthread_cond_destroy(&l.cv);
+    pthread_mutex_destroy(&l.lock);
+    if (l.err && l.err != -ENODEV)
+        EFS_ERROR("FUSE loop: %s", strerror(-l.err));
+    return l.err ? -1 : 0;
+}

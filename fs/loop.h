@@ -1,0 +1,18 @@
+/*
+ * loop.h — the daemon's FUSE request loop (loop.c): a leader thread serves requests that arrive one at a
+ * time itself, and hands leadership to followers (up to max_threads) when requests queue up or may take
+ * long. Replaces fuse_session_loop_mt.
+ */
+#ifndef EFS_LOOP_H
+#define EFS_LOOP_H
+
+#ifndef FUSE_USE_VERSION
+#define FUSE_USE_VERSION 312
+#endif
+#include <fuse_lowlevel.h>
+
+/* Serve se until it ends (unmount) or fuse_session_exit (a signal handler). The calling thread serves
+ * no requests; it waits and then stops the others. 0, or -1 when reading requests failed. */
+int efs_loop_run(struct fuse_session *se, unsigned max_threads) __attribute__((warn_unused_result));
+
+#endif
