@@ -49,19 +49,36 @@
 #define DIR_MIN_BATCH 8
 #define DIR_MAX 128
 
-struct spare {
+/* What both kinds of spare begin with: all the pool code looks at. */
+struct item {
     char name[32];
-    int fd;
+    int fd;       /* the file (O_RDWR) or directory (O_RDONLY) */
     double born;
+};
+
+struct spare {
+    struct item it;
     efs_header h;
     efs_file_keys *fk; /* locked memory (secmem.c) */
 };
 
 struct spare_dir {
-    char name[32];
-    int fd;     /* the directory (O_RDONLY) */
-    int id_fd;  /* its id file, until the batch is durable */
-    double born;
+    struct item it;
+    int id_fd; /* its id file, until the batch is durable */
+};
+
+/* One pool (spare files or spare directories) and the demand for it. Fields under the spares' lock. */
+struct pool {
+    char *items;           /* `cap` items of `size` bytes, the `n` ready ones first, oldest first */
+    size_t size;
+    int n, cap, min_batch, batch;
+    int low;               /* refill before FILL_CYCLE is over when fewer are ready (rate-dependent) */
+    double last_take;
+    unsigned takes;        /* since the last round */
+    uint64_t taken;        /* creates (mkdirs) served */
+    void (*discard)(efs_spares *s, void *item);
+    const char *what;      /* for log lines */
+    bool uses_kms;         /* made with a key-service call, whose refusals the creates report */
 };
 
 struct efs_spares {
@@ -73,18 +90,10 @@ struct efs_spares {
     pthread_mutex_t lock;
     pthread_cond_t wake;
     struct spare ready[SPARE_MAX];
-    int nready;
-    double last_take;
-    unsigned takes;        /* since the last round */
-    double last_fill;      /* when the last round started */
-    int low, dlow;         /* refill before FILL_CYCLE is over when fewer are ready (rate-dependent) */
-    unsigned long counter;
-    uint64_t taken;        /* creates served by a spare */
     struct spare_dir dready[DIR_MAX];
-    int ndready;
-    double last_dtake;
-    unsigned dtakes;
-    uint64_t dtaken;       /* mkdirs served by a spare directory */
+    struct pool files, dirs;
+    double last_fill;      /* when the last round started */
+    unsigned long counter;
     bool unusable;         /* the backing filesystem cannot rename them into place */
     bool stop;
     /* Sync helpers: a batch's fsyncs run concurrently, so the block layer merges their cache flushes
@@ -118,10 +127,11 @@ int efs_header_store(int fd, const efs_header *h, bool in_xattr)
     return 0;
 }
 
-static void spare_discard(efs_spares *s, struct spare *sp)
+static void spare_discard(efs_spares *s, void *item)
 {
-    (void)unlinkat(s->dir_fd, sp->name, 0);
-    close(sp->fd);
+    struct spare *sp = item;
+    (void)unlinkat(s->dir_fd, sp->it.name, 0);
+    close(sp->it.fd);
     efs_secmem_free(sp->fk, sizeof *sp->fk);
     sodium_memzero(sp, sizeof *sp);
 }
@@ -131,28 +141,28 @@ static int spare_make(efs_spares *s, struct spare *sp)
 {
     int rc;
     memset(sp, 0, sizeof *sp);
-    sp->fd = -1;
+    sp->it.fd = -1;
     sp->fk = efs_secmem_alloc(sizeof *sp->fk);
     if (!sp->fk)
         return -ENOMEM;
     rc = efs_keys_new_file(s->keys, &sp->h, sp->fk); /* the key service first: a refusal writes nothing */
     if (rc)
         goto fail;
-    snprintf(sp->name, sizeof sp->name, "s.%lu.%08x", ++s->counter, randombytes_random());
-    sp->fd = openat(s->dir_fd, sp->name, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (sp->fd < 0) {
+    snprintf(sp->it.name, sizeof sp->it.name, "s.%lu.%08x", ++s->counter, randombytes_random());
+    sp->it.fd = openat(s->dir_fd, sp->it.name, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (sp->it.fd < 0) {
         rc = -errno;
         goto fail;
     }
-    rc = efs_header_store(sp->fd, &sp->h, s->cfg->dek_in_xattr);
+    rc = efs_header_store(sp->it.fd, &sp->h, s->cfg->dek_in_xattr);
     if (rc) {
-        (void)unlinkat(s->dir_fd, sp->name, 0);
+        (void)unlinkat(s->dir_fd, sp->it.name, 0);
         goto fail;
     }
     return 0;
 fail:
-    if (sp->fd >= 0)
-        close(sp->fd);
+    if (sp->it.fd >= 0)
+        close(sp->it.fd);
     efs_secmem_free(sp->fk, sizeof *sp->fk);
     sp->fk = NULL;
     return rc;
@@ -232,11 +242,12 @@ static void syncers_stop(efs_spares *s)
     pthread_mutex_destroy(&s->sync_lock);
 }
 
-static void dir_discard(efs_spares *s, struct spare_dir *d)
+static void dir_discard(efs_spares *s, void *item)
 {
-    (void)unlinkat(d->fd, EFS_DIRID_NAME, 0);
-    (void)unlinkat(s->dir_fd, d->name, AT_REMOVEDIR);
-    close(d->fd);
+    struct spare_dir *d = item;
+    (void)unlinkat(d->it.fd, EFS_DIRID_NAME, 0);
+    (void)unlinkat(s->dir_fd, d->it.name, AT_REMOVEDIR);
+    close(d->it.fd);
     if (d->id_fd >= 0)
         close(d->id_fd);
     memset(d, 0, sizeof *d);
@@ -247,53 +258,100 @@ static int dir_make(efs_spares *s, struct spare_dir *d)
 {
     int rc;
     memset(d, 0, sizeof *d);
-    d->fd = d->id_fd = -1;
-    snprintf(d->name, sizeof d->name, "d.%lu.%08x", ++s->counter, randombytes_random());
-    if (mkdirat(s->dir_fd, d->name, 0700))
+    d->it.fd = d->id_fd = -1;
+    snprintf(d->it.name, sizeof d->it.name, "d.%lu.%08x", ++s->counter, randombytes_random());
+    if (mkdirat(s->dir_fd, d->it.name, 0700))
         return -errno;
-    d->fd = openat(s->dir_fd, d->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (d->fd < 0) {
+    d->it.fd = openat(s->dir_fd, d->it.name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (d->it.fd < 0) {
         rc = -errno;
-        (void)unlinkat(s->dir_fd, d->name, AT_REMOVEDIR);
+        (void)unlinkat(s->dir_fd, d->it.name, AT_REMOVEDIR);
         return rc;
     }
-    rc = efs_dirid_write_at(d->fd, s->cfg->dirids_in_xattr, &d->id_fd);
+    rc = efs_dirid_write_at(d->it.fd, s->cfg->dirids_in_xattr, &d->id_fd);
     if (rc) {
-        (void)unlinkat(s->dir_fd, d->name, AT_REMOVEDIR);
-        close(d->fd);
-        d->fd = -1;
+        (void)unlinkat(s->dir_fd, d->it.name, AT_REMOVEDIR);
+        close(d->it.fd);
+        d->it.fd = -1;
     }
     return rc;
 }
 
-/* How many to make this round: enough for FILL_AHEAD seconds at the rate of takes since the last round
- * (elapsed seconds ago), at least min_batch, within batch and the cap; 0 without demand (no take in the
- * last SPARE_MAX_AGE seconds, or none since the last round and enough ready). lock held. */
-static int want_of(unsigned takes, double last_take, int nready, int min_batch, int cap, int batch, double now,
-                   double elapsed)
+static struct item *item_at(const struct pool *p, int i)
 {
-    double rate = takes / (elapsed > FILL_CYCLE ? elapsed : FILL_CYCLE);
-    int want = (int)(rate * FILL_AHEAD + 0.5) - nready;
-    if (now - last_take > SPARE_MAX_AGE || (takes == 0 && nready >= min_batch))
+    return (struct item *)(p->items + (size_t)i * p->size);
+}
+
+/* Is anyone asking? (a take in the last SPARE_MAX_AGE seconds) */
+static bool in_demand(const struct pool *p, double now)
+{
+    return now - p->last_take <= SPARE_MAX_AGE;
+}
+
+/* How many to make this round: enough for FILL_AHEAD seconds at the rate of takes since the last round
+ * (elapsed seconds ago), at least min_batch, within batch and the cap; 0 without demand (none in
+ * demand, or no take since the last round and enough ready). lock held. */
+static int want_of(const struct pool *p, double now, double elapsed)
+{
+    double rate = p->takes / (elapsed > FILL_CYCLE ? elapsed : FILL_CYCLE);
+    int want = (int)(rate * FILL_AHEAD + 0.5) - p->n;
+    if (!in_demand(p, now) || (p->takes == 0 && p->n >= p->min_batch))
         return 0;
-    if (want < min_batch)
-        want = nready < min_batch ? min_batch : 0;
-    if (want > cap - nready)
-        want = cap - nready;
-    return want > batch ? batch : want;
+    if (want < p->min_batch)
+        want = p->n < p->min_batch ? p->min_batch : 0;
+    if (want > p->cap - p->n)
+        want = p->cap - p->n;
+    return want > p->batch ? p->batch : want;
 }
 
 /* Is a pool short enough to refill before FILL_CYCLE is over? lock held. */
-static bool pool_low(int nready, int low, double last_take, double now)
+static bool pool_low(const struct pool *p, double now)
 {
-    return nready < low && now - last_take <= SPARE_MAX_AGE;
+    return p->n < p->low && in_demand(p, now);
 }
 
-/* The low-water mark: what the recent rate uses in one FILL_CYCLE (a round takes about that long). */
-static int low_of(unsigned takes, double elapsed, int min_batch, int cap)
+/* Start a round: the low-water mark becomes what the recent rate uses in one FILL_CYCLE (a round takes
+ * about that long), and the take count starts again. lock held. */
+static void round_started(struct pool *p, double elapsed)
 {
-    int low = (int)(takes / (elapsed > FILL_CYCLE ? elapsed : FILL_CYCLE) * FILL_CYCLE + 0.5);
-    return low < min_batch ? min_batch : low > cap / 2 ? cap / 2 : low;
+    int low = (int)(p->takes / (elapsed > FILL_CYCLE ? elapsed : FILL_CYCLE) * FILL_CYCLE + 0.5);
+    p->low = low < p->min_batch ? p->min_batch : low > p->cap / 2 ? p->cap / 2 : low;
+    p->takes = 0;
+}
+
+/* Discard, oldest first, what is too old to hand out. lock held (dropped around each discard). */
+static void pool_expire(efs_spares *s, struct pool *p, double now)
+{
+    union {
+        struct spare f;
+        struct spare_dir d;
+    } old;
+    while (p->n && now - item_at(p, 0)->born > SPARE_MAX_AGE) {
+        memcpy(&old, p->items, p->size);
+        memmove(p->items, p->items + p->size, (size_t)(p->n - 1) * p->size);
+        p->n--;
+        pthread_mutex_unlock(&s->lock);
+        p->discard(s, &old);
+        pthread_mutex_lock(&s->lock);
+    }
+}
+
+/* Add what a round made (born now). lock held. */
+static void pool_add(struct pool *p, void *made, int n, double now)
+{
+    for (int i = 0; i < n; i++)
+        ((struct item *)((char *)made + (size_t)i * p->size))->born = now;
+    memcpy(p->items + (size_t)p->n * p->size, made, (size_t)n * p->size);
+    p->n += n;
+}
+
+/* A round failed: log why (unless the key service refused: creates will say so) and wait for the next
+ * take before trying again. lock held. */
+static void round_failed(struct pool *p, int rc)
+{
+    if (!(p->uses_kms && rc == -EACCES))
+        EFS_WARN("spare %s: %s; they are made synchronously", p->what, strerror(-rc));
+    p->last_take = 0;
 }
 
 /* Wait on the filler's condition for up to sec seconds (lock held). */
@@ -321,51 +379,31 @@ static void *filler(void *arg)
     while (!s->stop) {
         double now = now_mono();
         int want, wantd, n = 0, nd = 0, nfds = 0, rc = 0, rcd = 0;
-        /* Discard what is too old to hand out (oldest first). */
-        while (s->nready && now - s->ready[0].born > SPARE_MAX_AGE) {
-            struct spare old = s->ready[0];
-            memmove(&s->ready[0], &s->ready[1], (size_t)(s->nready - 1) * sizeof s->ready[0]);
-            s->nready--;
-            pthread_mutex_unlock(&s->lock);
-            spare_discard(s, &old);
-            pthread_mutex_lock(&s->lock);
-        }
-        while (s->ndready && now - s->dready[0].born > SPARE_MAX_AGE) {
-            struct spare_dir old = s->dready[0];
-            memmove(&s->dready[0], &s->dready[1], (size_t)(s->ndready - 1) * sizeof s->dready[0]);
-            s->ndready--;
-            pthread_mutex_unlock(&s->lock);
-            dir_discard(s, &old);
-            pthread_mutex_lock(&s->lock);
-        }
+        pool_expire(s, &s->files, now);
+        pool_expire(s, &s->dirs, now);
         /* Every round costs a journal commit (or, without a journal, a write per spare plus a cache
          * flush), and frequent commits slow every other metadata change on the backing filesystem: at
          * most one round per FILL_CYCLE unless a pool runs low, each sized to the recent create rate. */
-        if (now - s->last_fill < FILL_CYCLE && !pool_low(s->nready, s->low, s->last_take, now) &&
-            !(s->with_dirs && pool_low(s->ndready, s->dlow, s->last_dtake, now))) {
+        if (now - s->last_fill < FILL_CYCLE && !pool_low(&s->files, now) && !pool_low(&s->dirs, now)) {
             wait_for(s, s->last_fill + FILL_CYCLE - now);
             continue;
         }
-        want = want_of(s->takes, s->last_take, s->nready, SPARE_MIN_BATCH, SPARE_MAX, SPARE_BATCH, now,
-                       now - s->last_fill);
-        wantd = s->with_dirs ? want_of(s->dtakes, s->last_dtake, s->ndready, DIR_MIN_BATCH, DIR_MAX, DIR_BATCH, now,
-                                       now - s->last_fill)
-                             : 0;
+        want = want_of(&s->files, now, now - s->last_fill);
+        wantd = want_of(&s->dirs, now, now - s->last_fill); /* no takes without encrypted names */
         if (want <= 0 && wantd <= 0) {
             wait_for(s, 1.0); /* wake up to expire spares */
             continue;
         }
-        s->low = low_of(s->takes, now - s->last_fill, SPARE_MIN_BATCH, SPARE_MAX);
-        s->dlow = low_of(s->dtakes, now - s->last_fill, DIR_MIN_BATCH, DIR_MAX);
-        s->takes = s->dtakes = 0;
+        round_started(&s->files, now - s->last_fill);
+        round_started(&s->dirs, now - s->last_fill);
         s->last_fill = now;
         pthread_mutex_unlock(&s->lock);
         while (n < want && !(rc = spare_make(s, &batch[n])))
-            fds[nfds++] = batch[n++].fd;
+            fds[nfds++] = batch[n++].it.fd;
         while (nd < wantd && !(rcd = dir_make(s, &dbatch[nd]))) {
             if (dbatch[nd].id_fd >= 0)
                 fds[nfds++] = dbatch[nd].id_fd;
-            fds[nfds++] = dbatch[nd++].fd;
+            fds[nfds++] = dbatch[nd++].it.fd;
         }
         /* Make the batch durable: start every header's writeback, then fsync each (and each new
          * directory with its id), concurrently. On a journalling filesystem the first
@@ -373,7 +411,7 @@ static void *filler(void *arg)
          * flushes the block layer merges when they arrive together; unlike syncfs, nothing but the
          * spares is written (an untar's dirty data stays in the page cache). */
         for (int i = 0; i < n; i++)
-            (void)sync_file_range(batch[i].fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+            (void)sync_file_range(batch[i].it.fd, 0, 0, SYNC_FILE_RANGE_WRITE);
         if (nfds) {
             int src = sync_fds(s, fds, nfds);
             if (src && n && !rc)
@@ -394,23 +432,12 @@ static void *filler(void *arg)
         }
         pthread_mutex_lock(&s->lock);
         now = now_mono();
-        for (int i = 0; i < n; i++) {
-            batch[i].born = now;
-            s->ready[s->nready++] = batch[i];
-        }
-        for (int i = 0; i < nd; i++) {
-            dbatch[i].born = now;
-            s->dready[s->ndready++] = dbatch[i];
-        }
-        if (rc) {
-            if (rc != -EACCES)
-                EFS_WARN("spare files: %s; creates write their headers synchronously", strerror(-rc));
-            s->last_take = 0; /* wait for the next create before asking the key service again */
-        }
-        if (rcd) {
-            EFS_WARN("spare directories: %s; mkdir writes directory ids synchronously", strerror(-rcd));
-            s->last_dtake = 0;
-        }
+        pool_add(&s->files, batch, n, now);
+        pool_add(&s->dirs, dbatch, nd, now);
+        if (rc)
+            round_failed(&s->files, rc);
+        if (rcd)
+            round_failed(&s->dirs, rcd);
     }
     pthread_mutex_unlock(&s->lock);
     return NULL;
@@ -459,8 +486,12 @@ int efs_spares_new(int root_fd, efs_keys *keys, const efs_config *cfg, efs_spare
     s->keys = keys;
     s->cfg = cfg;
     s->with_dirs = !cfg->plaintext_names;
-    s->low = SPARE_MIN_BATCH;
-    s->dlow = DIR_MIN_BATCH;
+    s->files = (struct pool){.items = (char *)s->ready, .size = sizeof s->ready[0], .cap = SPARE_MAX,
+                             .min_batch = SPARE_MIN_BATCH, .batch = SPARE_BATCH, .low = SPARE_MIN_BATCH,
+                             .discard = spare_discard, .what = "files", .uses_kms = true};
+    s->dirs = (struct pool){.items = (char *)s->dready, .size = sizeof s->dready[0], .cap = DIR_MAX,
+                            .min_batch = DIR_MIN_BATCH, .batch = DIR_BATCH, .low = DIR_MIN_BATCH,
+                            .discard = dir_discard, .what = "directories"};
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->wake, NULL); /* CLOCK_REALTIME, as the filler's timed wait expects */
     syncers_start(s);
@@ -486,70 +517,91 @@ void efs_spares_free(efs_spares *s)
     pthread_mutex_unlock(&s->lock);
     pthread_join(s->thread, NULL);
     syncers_stop(s);
-    while (s->nready)
-        spare_discard(s, &s->ready[--s->nready]);
-    while (s->ndready)
-        dir_discard(s, &s->dready[--s->ndready]);
+    while (s->files.n)
+        spare_discard(s, &s->ready[--s->files.n]);
+    while (s->dirs.n)
+        dir_discard(s, &s->dready[--s->dirs.n]);
     pthread_cond_destroy(&s->wake);
     pthread_mutex_destroy(&s->lock);
     close(s->dir_fd);
     free(s);
 }
 
+/* Take the newest ready item of p that has not aged out into out (p->size bytes), discarding stale ones,
+ * and count the demand. false when none (or spares are unusable here). */
+static bool pool_take(efs_spares *s, struct pool *p, void *out)
+{
+    bool have = false;
+    pthread_mutex_lock(&s->lock);
+    if (s->unusable) {
+        pthread_mutex_unlock(&s->lock);
+        return false;
+    }
+    p->last_take = now_mono();
+    p->takes++;
+    while (p->n && !have) { /* newest first; skip any that aged out */
+        memcpy(out, item_at(p, --p->n), p->size);
+        if (p->last_take - ((struct item *)out)->born <= SPARE_MAX_AGE) {
+            have = true;
+        } else {
+            pthread_mutex_unlock(&s->lock);
+            p->discard(s, out);
+            pthread_mutex_lock(&s->lock);
+        }
+    }
+    if (p->n < p->low) /* otherwise the filler comes round within FILL_CYCLE */
+        pthread_cond_signal(&s->wake);
+    pthread_mutex_unlock(&s->lock);
+    return have;
+}
+
+/* Rename the taken item into (dirfd, name) without replacing anything. 0, -errno, or -EAGAIN when this
+ * filesystem cannot (no RENAME_NOREPLACE): spares are then no longer used at all. The item is discarded
+ * on failure. */
+static int pool_place(efs_spares *s, struct pool *p, void *item, int dirfd, const char *name)
+{
+    int rc;
+    if (!renameat2(s->dir_fd, ((struct item *)item)->name, dirfd, name, RENAME_NOREPLACE))
+        return 0;
+    rc = -errno;
+    p->discard(s, item);
+    if (rc == -EINVAL || rc == -ENOSYS || rc == -EXDEV) {
+        pthread_mutex_lock(&s->lock);
+        s->unusable = true;
+        pthread_mutex_unlock(&s->lock);
+        EFS_WARN("spare %s: rename failed (%s); they are made synchronously", p->what, strerror(-rc));
+        return -EAGAIN;
+    }
+    return rc;
+}
+
+static void pool_served(efs_spares *s, struct pool *p)
+{
+    pthread_mutex_lock(&s->lock);
+    p->taken++;
+    pthread_mutex_unlock(&s->lock);
+}
+
 int efs_spares_take(efs_spares *s, int dirfd, const char *name, mode_t mode, int *fd, efs_header *h,
                     efs_file_keys *fk)
 {
     struct spare sp;
-    bool have = false;
-    int rc = 0;
-    if (!s)
+    int rc;
+    if (!s || !pool_take(s, &s->files, &sp))
         return -EAGAIN;
-    pthread_mutex_lock(&s->lock);
-    if (s->unusable) {
-        pthread_mutex_unlock(&s->lock);
-        return -EAGAIN;
-    }
-    s->last_take = now_mono();
-    s->takes++;
-    while (s->nready && !have) { /* newest first; skip any that aged out */
-        sp = s->ready[--s->nready];
-        if (s->last_take - sp.born <= SPARE_MAX_AGE)
-            have = true;
-        else {
-            pthread_mutex_unlock(&s->lock);
-            spare_discard(s, &sp);
-            pthread_mutex_lock(&s->lock);
-        }
-    }
-    if (s->nready < s->low) /* otherwise the filler comes round within FILL_CYCLE */
-        pthread_cond_signal(&s->wake);
-    pthread_mutex_unlock(&s->lock);
-    if (!have)
-        return -EAGAIN;
-    if (renameat2(s->dir_fd, sp.name, dirfd, name, RENAME_NOREPLACE)) {
-        rc = -errno;
-        spare_discard(s, &sp);
-        if (rc == -EINVAL || rc == -ENOSYS || rc == -EXDEV) { /* no RENAME_NOREPLACE here: stop using spares */
-            pthread_mutex_lock(&s->lock);
-            s->unusable = true;
-            pthread_mutex_unlock(&s->lock);
-            EFS_WARN("spare files: rename failed (%s); creates write their headers synchronously", strerror(-rc));
-            return -EAGAIN;
-        }
+    rc = pool_place(s, &s->files, &sp, dirfd, name);
+    if (rc)
         return rc;
-    }
-    if (fchmod(sp.fd, mode & 07777)) {
+    if (fchmod(sp.it.fd, mode & 07777)) {
         rc = -errno;
         (void)unlinkat(dirfd, name, 0);
-        close(sp.fd);
+        close(sp.it.fd);
         efs_secmem_free(sp.fk, sizeof *sp.fk);
         return rc;
     }
-    (void)futimens(sp.fd, NULL); /* born up to SPARE_MAX_AGE ago: the file is new now */
-    pthread_mutex_lock(&s->lock);
-    s->taken++;
-    pthread_mutex_unlock(&s->lock);
-    *fd = sp.fd;
+    (void)futimens(sp.it.fd, NULL); /* born up to SPARE_MAX_AGE ago: the file is new now */
+    pool_served(s, &s->files);
+    *fd = sp.it.fd;
     *h = sp.h;
     memcpy(fk, sp.fk, sizeof *fk);
     efs_secmem_free(sp.fk, sizeof *sp.fk);
@@ -560,70 +612,40 @@ int efs_spares_take(efs_spares *s, int dirfd, const char *name, mode_t mode, int
 int efs_spares_take_dir(efs_spares *s, int dirfd, const char *name, mode_t mode)
 {
     struct spare_dir d;
-    bool have = false;
-    int rc = 0;
-    if (!s || !s->with_dirs)
+    int rc;
+    if (!s || !s->with_dirs || !pool_take(s, &s->dirs, &d))
         return -EAGAIN;
-    pthread_mutex_lock(&s->lock);
-    if (s->unusable) {
-        pthread_mutex_unlock(&s->lock);
-        return -EAGAIN;
-    }
-    s->last_dtake = now_mono();
-    s->dtakes++;
-    while (s->ndready && !have) { /* newest first; skip any that aged out */
-        d = s->dready[--s->ndready];
-        if (s->last_dtake - d.born <= SPARE_MAX_AGE)
-            have = true;
-        else {
-            pthread_mutex_unlock(&s->lock);
-            dir_discard(s, &d);
-            pthread_mutex_lock(&s->lock);
-        }
-    }
-    if (s->ndready < s->dlow)
-        pthread_cond_signal(&s->wake);
-    pthread_mutex_unlock(&s->lock);
-    if (!have)
-        return -EAGAIN;
-    if (renameat2(s->dir_fd, d.name, dirfd, name, RENAME_NOREPLACE)) {
+    rc = pool_place(s, &s->dirs, &d, dirfd, name);
+    if (rc)
+        return rc;
+    if (fchmod(d.it.fd, mode & 07777)) {
         rc = -errno;
-        dir_discard(s, &d);
-        return rc == -EINVAL || rc == -ENOSYS || rc == -EXDEV ? -EAGAIN : rc;
-    }
-    if (fchmod(d.fd, mode & 07777)) {
-        rc = -errno;
-        (void)unlinkat(d.fd, EFS_DIRID_NAME, 0);
+        (void)unlinkat(d.it.fd, EFS_DIRID_NAME, 0);
         (void)unlinkat(dirfd, name, AT_REMOVEDIR);
-        close(d.fd);
+        close(d.it.fd);
         return rc;
     }
-    (void)futimens(d.fd, NULL); /* made up to SPARE_MAX_AGE ago: the directory is new now */
-    close(d.fd);
-    pthread_mutex_lock(&s->lock);
-    s->dtaken++;
-    pthread_mutex_unlock(&s->lock);
+    (void)futimens(d.it.fd, NULL); /* made up to SPARE_MAX_AGE ago: the directory is new now */
+    close(d.it.fd);
+    pool_served(s, &s->dirs);
     return 0;
+}
+
+static uint64_t served(efs_spares *s, struct pool *p)
+{
+    uint64_t n;
+    pthread_mutex_lock(&s->lock);
+    n = p->taken;
+    pthread_mutex_unlock(&s->lock);
+    return n;
 }
 
 uint64_t efs_spares_taken_dirs(efs_spares *s)
 {
-    uint64_t n;
-    if (!s)
-        return 0;
-    pthread_mutex_lock(&s->lock);
-    n = s->dtaken;
-    pthread_mutex_unlock(&s->lock);
-    return n;
+    return s ? served(s, &s->dirs) : 0;
 }
 
 uint64_t efs_spares_taken(efs_spares *s)
 {
-    uint64_t n;
-    if (!s)
-        return 0;
-    pthread_mutex_lock(&s->lock);
-    n = s->taken;
-    pthread_mutex_unlock(&s->lock);
-    return n;
+    return s ? served(s, &s->files) : 0;
 }
