@@ -9,6 +9,7 @@
  * hashing. HMAC is written out over that digest (RFC 2104).
  */
 #include "envelopefs/sigv4.h"
+#include "envelopefs/evp.h"
 
 #include <ctype.h>
 #include <pthread.h>
@@ -32,16 +33,6 @@ static void hex(const uint8_t *b, size_t n, char *out)
     out[2 * n] = 0;
 }
 
-static EVP_MD *g_sha256;
-static pthread_once_t g_once = PTHREAD_ONCE_INIT;
-static void fetch_sha256(void) { g_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL); }
-
-static const EVP_MD *sha256_md(void)
-{
-    pthread_once(&g_once, fetch_sha256);
-    return g_sha256 ? g_sha256 : EVP_sha256();
-}
-
 /* SHA-256 of two concatenated pieces (b may be NULL). */
 static int sha256_2(const void *a, size_t alen, const void *b, size_t blen, uint8_t out[32])
 {
@@ -50,7 +41,7 @@ static int sha256_2(const void *a, size_t alen, const void *b, size_t blen, uint
     int rc = -1;
     if (!ctx)
         return -1;
-    if (EVP_DigestInit_ex(ctx, sha256_md(), NULL) == 1 && EVP_DigestUpdate(ctx, a, alen) == 1 &&
+    if (EVP_DigestInit_ex(ctx, efs_evp_sha256(), NULL) == 1 && EVP_DigestUpdate(ctx, a, alen) == 1 &&
         (!blen || EVP_DigestUpdate(ctx, b, blen) == 1) && EVP_DigestFinal_ex(ctx, out, &len) == 1 && len == 32)
         rc = 0;
     EVP_MD_CTX_free(ctx); /* wipes the state (it may hold HMAC key material) */

@@ -14,6 +14,8 @@
 #include <openssl/kdf.h>
 #include <sodium.h>
 
+#include "envelopefs/evp.h"
+
 static void put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
 static void put32(uint8_t *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i)); }
 static uint16_t get16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
@@ -102,7 +104,7 @@ int efs_hkdf32(const uint8_t *ikm, size_t ikm_len, const char *info, uint8_t out
 {
     EVP_PKEY_CTX *pctx = EVP_PKEY_CTX_new_id(EVP_PKEY_HKDF, NULL);
     size_t outlen = 32;
-    int ok = pctx && EVP_PKEY_derive_init(pctx) == 1 && EVP_PKEY_CTX_set_hkdf_md(pctx, EVP_sha256()) == 1 &&
+    int ok = pctx && EVP_PKEY_derive_init(pctx) == 1 && EVP_PKEY_CTX_set_hkdf_md(pctx, efs_evp_sha256()) == 1 &&
              EVP_PKEY_CTX_set1_hkdf_key(pctx, ikm, (int)ikm_len) == 1 &&
              EVP_PKEY_CTX_add1_hkdf_info(pctx, (const unsigned char *)info, (int)strlen(info)) == 1 &&
              EVP_PKEY_derive(pctx, out, &outlen) == 1 && outlen == 32;
@@ -130,7 +132,7 @@ static int header_mac(const efs_header *h, const efs_file_keys *k, uint8_t out[E
     if (!header_ok(h))
         return -EINVAL;
     n = encode_body(h, body);
-    if (!HMAC(EVP_sha256(), k->mac_key, 32, body, n, mac, &mac_len) || mac_len != 32)
+    if (!HMAC(efs_evp_sha256(), k->mac_key, 32, body, n, mac, &mac_len) || mac_len != 32)
         return -EIO;
     memcpy(out, mac, EFS_HDR_TAG);
     return 0;
@@ -250,7 +252,7 @@ static int gcm_init(EVP_CIPHER_CTX *ctx, uint64_t *loaded, const efs_file_keys *
     if (k->gen && *loaded == k->gen)
         return EVP_CipherInit_ex(ctx, NULL, NULL, NULL, iv, enc) == 1 ? 0 : -1;
     *loaded = 0;
-    if (EVP_CipherInit_ex(ctx, EVP_aes_256_gcm(), NULL, k->block_key, iv, enc) != 1)
+    if (EVP_CipherInit_ex(ctx, efs_evp_aes_256_gcm(), NULL, k->block_key, iv, enc) != 1)
         return -1;
     *loaded = k->gen;
     return 0;

@@ -25,6 +25,7 @@
 #include <openssl/hmac.h>
 #include <sodium.h>
 
+#include "envelopefs/evp.h"
 #include "envelopefs/log.h"
 #include "names.h"
 
@@ -63,7 +64,7 @@ static int config_mac(const efs_config *cfg, const uint8_t *fs_key, uint8_t out[
     if (!canon)
         return -ENOMEM;
     if (!hkdf32(fs_key, "envelopefs v1 config-mac", mk) &&
-        HMAC(EVP_sha256(), mk, 32, (const unsigned char *)canon, strlen(canon), out, &len) && len == 32)
+        HMAC(efs_evp_sha256(), mk, 32, (const unsigned char *)canon, strlen(canon), out, &len) && len == 32)
         rc = 0;
     sodium_memzero(mk, sizeof mk);
     free(canon);
@@ -491,7 +492,7 @@ int efs_seal_small(efs_keys *k, int purpose, const char *aad, const uint8_t *pt,
     if (!c)
         return -ENOMEM;
     randombytes_buf(out, 12);
-    ok = EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), NULL, k->small_keys + 32 * purpose, out) == 1 &&
+    ok = EVP_EncryptInit_ex(c, efs_evp_aes_256_gcm(), NULL, k->small_keys + 32 * purpose, out) == 1 &&
          EVP_EncryptUpdate(c, NULL, &len, (const uint8_t *)aad, (int)strlen(aad)) == 1 &&
          (n == 0 || EVP_EncryptUpdate(c, out + 12, &len, pt, (int)n) == 1) &&
          EVP_EncryptFinal_ex(c, out + 12 + n, &len) == 1 &&
@@ -511,7 +512,7 @@ int efs_open_small(efs_keys *k, int purpose, const char *aad, const uint8_t *in,
     c = EVP_CIPHER_CTX_new();
     if (!c)
         return -ENOMEM;
-    ok = EVP_DecryptInit_ex(c, EVP_aes_256_gcm(), NULL, k->small_keys + 32 * purpose, in) == 1 &&
+    ok = EVP_DecryptInit_ex(c, efs_evp_aes_256_gcm(), NULL, k->small_keys + 32 * purpose, in) == 1 &&
          EVP_DecryptUpdate(c, NULL, &len, (const uint8_t *)aad, (int)strlen(aad)) == 1 &&
          (n == 28 || EVP_DecryptUpdate(c, out, &len, in + 12, (int)(n - 28)) == 1) &&
          EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, 16, (void *)(in + n - 16)) == 1 &&

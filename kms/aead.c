@@ -1,23 +1,13 @@
 /*
  * aead.c — AES-256-GCM through OpenSSL's EVP interface (see aead.h). The cipher is fetched from the
- * provider once: EVP_aes_256_gcm() makes OpenSSL 3 look it up (locks, allocations) at every init.
+ * provider once: EVP_efs_evp_aes_256_gcm() makes OpenSSL 3 look it up (locks, allocations) at every init.
  */
 #include "aead.h"
-
-#include <pthread.h>
 
 #include <openssl/evp.h>
 #include <sodium.h>
 
-static EVP_CIPHER *g_gcm;
-static pthread_once_t g_once = PTHREAD_ONCE_INIT;
-static void fetch_gcm(void) { g_gcm = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL); }
-
-static const EVP_CIPHER *aes_256_gcm(void)
-{
-    pthread_once(&g_once, fetch_gcm);
-    return g_gcm ? g_gcm : EVP_aes_256_gcm();
-}
+#include "envelopefs/evp.h"
 
 static int gcm(int enc, const uint8_t key[32], const uint8_t nonce[12], const uint8_t *aad1,
                size_t aad1_len, const uint8_t *aad2, size_t aad2_len, const uint8_t *in, size_t in_len,
@@ -28,7 +18,7 @@ static int gcm(int enc, const uint8_t key[32], const uint8_t nonce[12], const ui
 
     if (!ctx)
         return -1;
-    if (EVP_CipherInit_ex(ctx, aes_256_gcm(), NULL, key, nonce, enc) != 1)
+    if (EVP_CipherInit_ex(ctx, efs_evp_aes_256_gcm(), NULL, key, nonce, enc) != 1)
         goto out;
     if (aad1_len && EVP_CipherUpdate(ctx, NULL, &len, aad1, (int)aad1_len) != 1)
         goto out;
