@@ -18,13 +18,14 @@
 #include "killpriv.h"
 
 #include <errno.h>
-#include <linux/fuse.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
+
+#include "fusereq.h"
 
 static _Atomic uint64_t init_unique; /* unique of the INIT request, 0 before it */
 static _Atomic int kernel_offers_v2;
@@ -67,19 +68,6 @@ int efs_kill_suidgid(fuse_req_t req, int fd)
     return 1;
 }
 
-/* The u32 field at `off` of a request body of n bytes, or 0 if the body is shorter than `need` (the
- * size of its struct: every field we read sits inside it). */
-static uint32_t field32(const unsigned char *body, size_t n, size_t need, size_t off)
-{
-    uint32_t v;
-    if (n < need)
-        return 0;
-    memcpy(&v, body + off, sizeof v);
-    return v;
-}
-
-#define FIELD(type, member, body, n) field32(body, n, sizeof(type), offsetof(type, member))
-
 /* Note what the request in buf[0..n) asks for: the INIT offer, or this request's KILL flag. */
 static void inspect_request(const unsigned char *buf, size_t n)
 {
@@ -94,19 +82,19 @@ static void inspect_request(const unsigned char *buf, size_t n)
     case FUSE_INIT: { /* older kernels send a shorter fuse_init_in: only up to flags must be there */
         size_t at = offsetof(struct fuse_init_in, flags);
         if (n >= at + sizeof(uint32_t)) {
-            kernel_offers_v2 = (field32(buf, n, at + sizeof(uint32_t), at) & FUSE_HANDLE_KILLPRIV_V2) != 0;
+            kernel_offers_v2 = (efs_fuse_field32(buf, n, at + sizeof(uint32_t), at) & FUSE_HANDLE_KILLPRIV_V2) != 0;
             init_unique = ih.unique;
         }
         break;
     }
     case FUSE_WRITE:
-        kill_requested = (FIELD(struct fuse_write_in, write_flags, buf, n) & FUSE_WRITE_KILL_SUIDGID) != 0;
+        kill_requested = (EFS_FUSE_FIELD(struct fuse_write_in, write_flags, buf, n) & FUSE_WRITE_KILL_SUIDGID) != 0;
         break;
     case FUSE_SETATTR:
-        kill_requested = (FIELD(struct fuse_setattr_in, valid, buf, n) & FATTR_KILL_SUIDGID) != 0;
+        kill_requested = (EFS_FUSE_FIELD(struct fuse_setattr_in, valid, buf, n) & FATTR_KILL_SUIDGID) != 0;
         break;
     case FUSE_OPEN:
-        kill_requested = (FIELD(struct fuse_open_in, open_flags, buf, n) & FUSE_OPEN_KILL_SUIDGID) != 0;
+        kill_requested = (EFS_FUSE_FIELD(struct fuse_open_in, open_flags, buf, n) & FUSE_OPEN_KILL_SUIDGID) != 0;
         break;
     default:
         break;

@@ -28,6 +28,7 @@
 #include <time.h>
 
 #include "envelopefs/log.h"
+#include "fusereq.h"
 
 #define MAX_LOOP_THREADS 64
 #define SMALL_IO (64 * 1024) /* a READ or WRITE up to this size is served without passing leadership */
@@ -46,22 +47,40 @@ struct loop {
 
 /* Requests served after passing leadership: they move data (the kernel sends several at once: readahead,
  * writeback), wait for the disk, or list directories. Everything else — lookup, create (a spare file is
- * renamed into place), setattr, xattrs, release, forget — is a few system calls. Values from linux/fuse.h. */
+ * renamed into place), setattr, xattrs, release, forget — is a few system calls. */
 static bool may_take_long(uint32_t opcode)
 {
     switch (opcode) {
-    case 15: /* READ */
-    case 16: /* WRITE */
-    case 20: /* FSYNC */
-    case 28: /* READDIR */
-    case 30: /* FSYNCDIR */
-    case 43: /* FALLOCATE */
-    case 44: /* READDIRPLUS */
-    case 47: /* COPY_FILE_RANGE */
+    case FUSE_READ:
+    case FUSE_WRITE:
+    case FUSE_FSYNC:
+    case FUSE_READDIR:
+    case FUSE_FSYNCDIR:
+    case FUSE_FALLOCATE:
+    case FUSE_READDIRPLUS:
+    case FUSE_COPY_FILE_RANGE:
         return true;
     default:
         return false;
     }
+}
+
+/* Must the request in buf[0..n) be served after passing leadership? (READ and WRITE only when larger
+ * than SMALL_IO.) Unknown layouts are treated as long. */
+static bool served_by_follower(const unsigned char *buf, size_t n)
+{
+    struct fuse_in_header ih;
+    uint32_t size = UINT32_MAX;
+    if (n < sizeof ih)
+        return true;
+    memcpy(&ih, buf, sizeof ih);
+    if (!may_take_long(ih.opcode))
+        return false;
+    if (ih.opcode == FUSE_READ)
+        size = EFS_FUSE_FIELD(struct fuse_read_in, size, buf + sizeof ih, n - sizeof ih);
+    else if (ih.opcode == FUSE_WRITE)
+        size = EFS_FUSE_FIELD(struct fuse_write_in, size, buf + sizeof ih, n - sizeof ih);
+    return size > SMALL_IO || size == 0; /* 0: body too short to tell */
 }
 
 static bool more_queued(struct fuse_session *se)
@@ -139,15 +158,7 @@ static void *serve(void *arg)
                 l->err = res;
             goto ended;
         }
-        if (fbuf.size >= 8 && !(fbuf.flags & FUSE_BUF_IS_FD)) {
-            uint32_t opcode, size = UINT32_MAX;
-            memcpy(&opcode, (const char *)fbuf.mem + 4, sizeof opcode); /* fuse_in_header: len, opcode */
-            if ((opcode == 15 || opcode == 16) && fbuf.size >= 60) /* fuse_read_in/fuse_write_in: fh, offset, size */
-                memcpy(&size, (const char *)fbuf.mem + 40 + 16, sizeof size);
-            passed = (may_take_long(opcode) && size > SMALL_IO) || more_queued(l->se);
-        } else {
-            passed = true;
-        }
+        passed = (fbuf.flags & FUSE_BUF_IS_FD) || served_by_follower(fbuf.mem, (size_t)res) || more_queued(l->se);
         if (passed) {
             pthread_mutex_lock(&l->lock);
             pass_leadership(l);
