@@ -8,7 +8,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 int efs_daemon_start(void)
@@ -37,11 +36,7 @@ int efs_daemon_start(void)
     close(pfd[1]);
     while (read(pfd[0], &ok, 1) < 0 && errno == EINTR)
         ;
-    if (ok == 1)
-        _exit(0);
-    /* Failed: the child printed why. Reap it if it has exited already (it has, unless it hangs). */
-    (void)waitpid(pid, NULL, WNOHANG);
-    _exit(1);
+    _exit(ok == 1 ? 0 : 1); /* failed: the child printed why */
 }
 
 void efs_daemon_ready(int ready_fd)

@@ -64,6 +64,16 @@ char *efs_config_serialize(const efs_config *c)
     return s;
 }
 
+/* Field key of o is the string `yes` or `no`: 0 and *is_yes, or -1 (missing, not a string, another value). */
+static int two_way(json_t *o, const char *key, const char *yes, const char *no, bool *is_yes)
+{
+    const char *s = json_string_value(json_object_get(o, key));
+    if (!s || (strcmp(s, yes) && strcmp(s, no)))
+        return -1;
+    *is_yes = !strcmp(s, yes);
+    return 0;
+}
+
 int efs_config_parse(const char *buf, size_t len, efs_config *c, const char **why)
 {
     json_t *o = json_loadb(buf, len, JSON_REJECT_DUPLICATES, NULL);
@@ -108,19 +118,15 @@ int efs_config_parse(const char *buf, size_t len, efs_config *c, const char **wh
         c->block_size = (uint32_t)bs;
     }
     *why = "bad \"dek_location\"";
-    s = json_string_value(json_object_get(o, "dek_location"));
-    if (!s || (strcmp(s, "header") && strcmp(s, "xattr")))
+    if (two_way(o, "dek_location", "xattr", "header", &c->dek_in_xattr))
         goto out;
-    c->dek_in_xattr = !strcmp(s, "xattr");
     *why = "bad \"bucket_key\"";
     if (!json_is_boolean(json_object_get(o, "bucket_key")))
         goto out;
     c->bucket_key = json_is_true(json_object_get(o, "bucket_key"));
     *why = "bad \"names\"";
-    s = json_string_value(json_object_get(o, "names"));
-    if (!s || (strcmp(s, "plaintext") && strcmp(s, "encrypted")))
+    if (two_way(o, "names", "plaintext", "encrypted", &c->plaintext_names))
         goto out;
-    c->plaintext_names = !strcmp(s, "plaintext");
     if (!c->plaintext_names && c->format < 2) {
         *why = "format 1 has no encrypted names (\"names\" must be \"plaintext\")";
         goto out;
@@ -146,10 +152,8 @@ int efs_config_parse(const char *buf, size_t len, efs_config *c, const char **wh
             goto out;
         c->header_size = (uint32_t)v;
         *why = "bad \"dirids\"";
-        s = json_string_value(json_object_get(o, "dirids"));
-        if (!s || (strcmp(s, "xattr") && strcmp(s, "file")))
+        if (two_way(o, "dirids", "xattr", "file", &c->dirids_in_xattr))
             goto out;
-        c->dirids_in_xattr = !strcmp(s, "xattr");
     }
     if (json_object_size(o) != (c->format >= 3 ? 13u : 11u)) {
         *why = "unknown fields (written by a newer envelopefs?)";
@@ -162,6 +166,15 @@ out:
     if (rc)
         efs_config_clear(c);
     return rc;
+}
+
+bool efs_config_data_offset(const efs_config *c, uint32_t *off)
+{
+    if (!c->dek_in_xattr && !c->header_size)
+        return false;
+    if (off)
+        *off = c->dek_in_xattr ? 0 : c->header_size;
+    return true;
 }
 
 bool efs_config_header_matches(const efs_config *c, unsigned version, size_t len)

@@ -44,6 +44,11 @@ char *efs_config_canonical(const efs_config *c);
 char *efs_config_serialize(const efs_config *c);
 void efs_config_clear(efs_config *c);
 
+/* Does every regular file's data start at the same offset (0 with the header in an xattr, header_size in
+ * format 3)? Then *off (if not NULL) is it, and a file's plaintext size follows from its backing size alone;
+ * false: each file's header must be read for it (formats 1-2). */
+bool efs_config_data_offset(const efs_config *c, uint32_t *off);
+
 /* Is a header of this version and encoded length what this filesystem writes? (Format 3 with headers in
  * the file: version 2 of exactly header_size bytes; otherwise version 1.) A mismatch is damage. */
 bool efs_config_header_matches(const efs_config *c, unsigned version, size_t len);

@@ -97,12 +97,6 @@ static struct inode *inode_of(fuse_req_t req, fuse_ino_t ino)
     return ino == FUSE_ROOT_ID ? &fs_of(req)->root : (struct inode *)(uintptr_t)ino;
 }
 
-static char *procpath(int fd, char buf[64])
-{
-    snprintf(buf, 64, "/proc/self/fd/%d", fd);
-    return buf;
-}
-
 bool efs_reserved_root_name(const char *name)
 {
     return !strcmp(name, EFS_CONFIG_NAME) || !strncmp(name, "envelopefs.bk.", 14) ||
@@ -295,14 +289,13 @@ static void fix_size(struct efs *fs, struct inode *in, struct stat *st)
     }
     pthread_rwlock_unlock(&in->rw);
     if (in->hdr_len_cache < 0) {
-        if (fs->cfg->dek_in_xattr) {
-            in->hdr_len_cache = 0;
-        } else if (fs->cfg->header_size) { /* format 3: every header has this length; stat alone suffices */
-            in->hdr_len_cache = fs->cfg->header_size;
+        uint32_t off;
+        if (efs_config_data_offset(fs->cfg, &off)) {
+            in->hdr_len_cache = off; /* stat alone suffices */
         } else {
-            char p[64];
+            char p[EFS_PROCPATH_MAX];
             uint8_t b[8];
-            int fd = open(procpath(in->fd, p), O_RDONLY | O_CLOEXEC);
+            int fd = open(efs_procpath(in->fd, p), O_RDONLY | O_CLOEXEC);
             fs->header_probes++;
             if (fd >= 0) {
                 if (pread(fd, b, 8, 0) == 8 && !memcmp(b, EFS_HDR_MAGIC, 4))
@@ -799,14 +792,14 @@ static int truncate_plain(struct inode *in, int fd, uint64_t newsize)
 /* Open a backing fd for contents: O_RDWR if possible. */
 static int open_backing(struct inode *in, int flags)
 {
-    char p[64];
+    char p[EFS_PROCPATH_MAX];
     int fd;
     /* Keep only what matters for the backing file; O_NOFOLLOW would refuse the /proc magic link,
      * O_DIRECT needs aligned I/O we do not do, O_APPEND belongs to the kernel (writeback cache). */
     flags &= O_SYNC | O_DSYNC;
-    fd = open(procpath(in->fd, p), flags | O_RDWR | O_CLOEXEC);
+    fd = open(efs_procpath(in->fd, p), flags | O_RDWR | O_CLOEXEC);
     if (fd < 0 && (errno == EACCES || errno == EROFS))
-        fd = open(procpath(in->fd, p), flags | O_RDONLY | O_CLOEXEC);
+        fd = open(efs_procpath(in->fd, p), flags | O_RDONLY | O_CLOEXEC);
     return fd < 0 ? -errno : fd;
 }
 
@@ -964,12 +957,12 @@ static void op_setattr_body(fuse_req_t req, fuse_ino_t ino, struct stat *attr, i
 {
     struct efs *fs = fs_of(req);
     struct inode *in = inode_of(req, ino);
-    char p[64];
+    char p[EFS_PROCPATH_MAX];
     struct stat st;
     int rc = 0;
 
     if (valid & FUSE_SET_ATTR_MODE) {
-        if (fchmodat(AT_FDCWD, procpath(in->fd, p), attr->st_mode & 07777, 0))
+        if (fchmodat(AT_FDCWD, efs_procpath(in->fd, p), attr->st_mode & 07777, 0))
             rc = -errno;
     }
     if (!rc && (valid & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))) {
@@ -1015,7 +1008,7 @@ static void op_setattr_body(fuse_req_t req, fuse_ino_t ino, struct stat *attr, i
             tv[1] = attr->st_mtim;
         if (in->type == S_IFLNK) {
             rc = 0; /* symlink times: not settable through /proc; keep the backing ones */
-        } else if (utimensat(AT_FDCWD, procpath(in->fd, p), tv, 0)) {
+        } else if (utimensat(AT_FDCWD, efs_procpath(in->fd, p), tv, 0)) {
             rc = -errno;
         }
     }
@@ -1045,10 +1038,10 @@ static void own(fuse_req_t req, struct inode *parent, int dirfd, const char *nam
         if (is_dir) {
             struct stat st;
             if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-                char p[64];
+                char p[EFS_PROCPATH_MAX];
                 int fd = openat(dirfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
                 if (fd >= 0) {
-                    (void)fchmodat(AT_FDCWD, procpath(fd, p), (st.st_mode & 07777) | S_ISGID, 0);
+                    (void)fchmodat(AT_FDCWD, efs_procpath(fd, p), (st.st_mode & 07777) | S_ISGID, 0);
                     close(fd);
                 }
             }
@@ -1274,11 +1267,11 @@ static void op_link_body(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, c
     struct efs *fs = fs_of(req);
     struct inode *in = inode_of(req, ino), *np = inode_of(req, newparent);
     struct bname bn;
-    char p[64];
+    char p[EFS_PROCPATH_MAX];
     int rc = map_name(fs, newparent, np, newname, &bn, -EPERM);
     if (!rc)
         rc = prepare_name(np, &bn);
-    if (!rc && linkat(AT_FDCWD, procpath(in->fd, p), np->fd, bn.b, AT_SYMLINK_FOLLOW))
+    if (!rc && linkat(AT_FDCWD, efs_procpath(in->fd, p), np->fd, bn.b, AT_SYMLINK_FOLLOW))
         rc = -errno;
     reply_new_entry(req, np, &bn, rc);
 }
@@ -1469,7 +1462,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
         bool dots;
         size_t n;
         if (!d->entry) {
-            if (plus && !fs->cfg->dek_in_xattr && !fs->cfg->header_size && d->ahead-- <= 0)
+            if (plus && !efs_config_data_offset(fs->cfg, NULL) && d->ahead-- <= 0)
                 prefetch_headers(d);
             errno = 0;
             d->entry = readdir(d->dp);
@@ -1593,7 +1586,7 @@ static void op_setxattr_body(fuse_req_t req, fuse_ino_t ino, const char *name, c
     struct inode *in = inode_of(req, ino);
     uint8_t *sealed;
     size_t sl;
-    char p[64];
+    char p[EFS_PROCPATH_MAX];
     int rc;
     if (strncmp(name, "user.", 5)) {
         fuse_reply_err(req, EOPNOTSUPP);
@@ -1613,7 +1606,7 @@ static void op_setxattr_body(fuse_req_t req, fuse_ino_t ino, const char *name, c
         return;
     }
     rc = efs_seal_small(fs->keys, EFS_PURPOSE_XATTR, name, (const uint8_t *)value, size, sealed, &sl);
-    if (!rc && setxattr(procpath(in->fd, p), name, sealed, sl, flags))
+    if (!rc && setxattr(efs_procpath(in->fd, p), name, sealed, sl, flags))
         rc = -errno;
     free(sealed);
     fuse_reply_err(req, -rc);
@@ -1626,7 +1619,7 @@ static void op_getxattr_body(fuse_req_t req, fuse_ino_t ino, const char *name, s
     uint8_t *sealed = NULL, *plain = NULL;
     size_t pl;
     ssize_t n;
-    char p[64];
+    char p[EFS_PROCPATH_MAX];
 
     fs->getxattr_requests++;
     if (ino == FUSE_ROOT_ID && !strcmp(name, EFS_XATTR_STATS)) {
@@ -1653,11 +1646,11 @@ static void op_getxattr_body(fuse_req_t req, fuse_ino_t ino, const char *name, s
         reply_xattr_value(req, size, s, (size_t)len);
         return;
     }
-    if (strncmp(name, "user.", 5) || hidden_xattr(name) || (in->type != S_IFREG && in->type != S_IFDIR)) {
-        fuse_reply_err(req, strncmp(name, "user.", 5) ? EOPNOTSUPP : ENODATA);
+    if (hidden_xattr(name) || (in->type != S_IFREG && in->type != S_IFDIR)) { /* (only user.* get here) */
+        fuse_reply_err(req, ENODATA);
         return;
     }
-    n = getxattr(procpath(in->fd, p), name, NULL, 0);
+    n = getxattr(efs_procpath(in->fd, p), name, NULL, 0);
     if (n < 0) {
         fuse_reply_err(req, errno);
         return;
@@ -1687,14 +1680,14 @@ out:
 static void op_listxattr_body(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
     struct inode *in = inode_of(req, ino);
-    char p[64], *names = NULL, *out = NULL;
+    char p[EFS_PROCPATH_MAX], *names = NULL, *out = NULL;
     ssize_t n;
     size_t o = 0;
     if (in->type != S_IFREG && in->type != S_IFDIR) {
         reply_xattr_value(req, size, NULL, 0);
         return;
     }
-    n = listxattr(procpath(in->fd, p), NULL, 0);
+    n = listxattr(efs_procpath(in->fd, p), NULL, 0);
     if (n < 0) {
         fuse_reply_err(req, errno);
         return;
@@ -1727,7 +1720,7 @@ done:
 static void op_removexattr_body(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
     struct inode *in = inode_of(req, ino);
-    char p[64];
+    char p[EFS_PROCPATH_MAX];
     if (strncmp(name, "user.", 5)) {
         fuse_reply_err(req, EOPNOTSUPP);
         return;
@@ -1736,7 +1729,7 @@ static void op_removexattr_body(fuse_req_t req, fuse_ino_t ino, const char *name
         fuse_reply_err(req, EPERM);
         return;
     }
-    fuse_reply_err(req, removexattr(procpath(in->fd, p), name) ? errno : 0);
+    fuse_reply_err(req, removexattr(efs_procpath(in->fd, p), name) ? errno : 0);
 }
 
 /* ---- pinned entry points: every operation that uses an inode's fd holds it pinned ---------- */

@@ -127,6 +127,17 @@ void efs_longname_sidecar(const char *backing, char out[EFS_BACKING_MAX])
     snprintf(out, EFS_BACKING_MAX, "%s.name", backing);
 }
 
+/* fsync the directory dirfd (which may be O_PATH: fsync needs the directory opened itself). */
+static int fsync_dir_at(int dirfd)
+{
+    int d = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = 0;
+    if (d < 0 || fsync(d))
+        rc = -errno;
+    if (d >= 0)
+        close(d);
+    return rc;
+}
+
 static int write_durable_at(int dirfd, const char *name, const void *data, size_t len)
 {
     char tmp[EFS_BACKING_MAX + 32];
@@ -143,22 +154,17 @@ static int write_durable_at(int dirfd, const char *name, const void *data, size_
     close(fd);
     if (!rc && renameat(dirfd, tmp, dirfd, name))
         rc = -errno;
-    if (rc) {
+    if (rc)
         unlinkat(dirfd, tmp, 0);
-    } else {
-        /* dirfd may be an O_PATH descriptor, which cannot be fsynced: open the directory itself */
-        int d = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (d < 0 || fsync(d))
-            rc = -errno;
-        if (d >= 0)
-            close(d);
-    }
+    else
+        rc = fsync_dir_at(dirfd);
     return rc;
 }
 
-static void fd_path(int fd, char out[32])
+char *efs_procpath(int fd, char buf[EFS_PROCPATH_MAX])
 {
-    snprintf(out, 32, "/proc/self/fd/%d", fd); /* xattr calls on an O_PATH descriptor go through its path */
+    snprintf(buf, EFS_PROCPATH_MAX, "/proc/self/fd/%d", fd);
+    return buf;
 }
 
 static void dirid_fresh(uint8_t buf[4 + EFS_DIRID_LEN])
@@ -170,21 +176,14 @@ static void dirid_fresh(uint8_t buf[4 + EFS_DIRID_LEN])
 int efs_dirid_create_at(int dirfd, bool in_xattr, uint8_t out[EFS_DIRID_LEN])
 {
     uint8_t buf[4 + EFS_DIRID_LEN];
-    char p[32];
-    int d, rc = 0;
+    char p[EFS_PROCPATH_MAX];
     dirid_fresh(buf);
     memcpy(out, buf + 4, EFS_DIRID_LEN);
     if (!in_xattr)
         return write_durable_at(dirfd, EFS_DIRID_NAME, buf, sizeof buf);
-    fd_path(dirfd, p);
-    if (setxattr(p, EFS_XATTR_DIRID, buf, sizeof buf, XATTR_CREATE))
+    if (setxattr(efs_procpath(dirfd, p), EFS_XATTR_DIRID, buf, sizeof buf, XATTR_CREATE))
         return -errno;
-    d = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC); /* the xattr is the directory's metadata */
-    if (d < 0 || fsync(d))
-        rc = -errno;
-    if (d >= 0)
-        close(d);
-    return rc;
+    return fsync_dir_at(dirfd); /* the xattr is the directory's metadata */
 }
 
 int efs_dirid_write_at(int dirfd, bool in_xattr, int *fd_out)
@@ -213,9 +212,8 @@ int efs_dirid_read_at(int dirfd, bool in_xattr, uint8_t out[EFS_DIRID_LEN])
     uint8_t buf[4 + EFS_DIRID_LEN + 1];
     ssize_t n;
     if (in_xattr) {
-        char p[32];
-        fd_path(dirfd, p);
-        n = getxattr(p, EFS_XATTR_DIRID, buf, sizeof buf);
+        char p[EFS_PROCPATH_MAX];
+        n = getxattr(efs_procpath(dirfd, p), EFS_XATTR_DIRID, buf, sizeof buf); /* dirfd may be O_PATH */
         if (n < 0 && errno != ENODATA && errno != ERANGE)
             return -errno;
     } else {

@@ -19,6 +19,11 @@
 
 typedef struct efs_names efs_names;
 
+/* "/proc/self/fd/N": the path through which calls that refuse an O_PATH descriptor (xattrs, chmod,
+ * utimes) reach the file it refers to. Returns buf. */
+#define EFS_PROCPATH_MAX 32
+char *efs_procpath(int fd, char buf[EFS_PROCPATH_MAX]);
+
 /* key: 64 bytes (AES-256-SIV). Copied into locked memory. */
 int efs_names_new(const uint8_t key[64], efs_names **out);
 void efs_names_free(efs_names *n);
