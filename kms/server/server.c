@@ -492,7 +492,7 @@ kms_err kms_server_start(kms_core *core, const kms_server_opts *o, kms_server **
         o->timeout_s ? o->timeout_s : 30u, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY,
         MHD_OPTION_NOTIFY_COMPLETED, completed, s,
         s->unix_fd >= 0 ? MHD_OPTION_LISTEN_SOCKET : MHD_OPTION_SOCK_ADDR,
-        s->unix_fd >= 0 ? (intptr_t)s->unix_fd : (intptr_t)&sin, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
+        s->unix_fd >= 0 ? (intptr_t)s->unix_fd : (intptr_t)&sin,
         s->tls_cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, s->tls_cert, MHD_OPTION_HTTPS_MEM_KEY, s->tls_key,
         MHD_OPTION_END);
     if (!s->d) {

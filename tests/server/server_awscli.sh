@@ -61,4 +61,12 @@ A delete-alias --alias-name alias/cli
 # authentication
 AWS_SECRET_ACCESS_KEY=wrong expect InvalidSignatureException A list-keys
 AWS_ACCESS_KEY_ID=AKIAXXXXXXXXXXXXXXXX expect UnrecognizedClientException A list-keys
+
+# A second server on the same port is refused (no SO_REUSEPORT: it would silently take half the
+# connections, against another store), and the first one keeps serving.
+if "$B" kms serve --listen "127.0.0.1:$PORT" --pid-file "$T/second.pid" 2>"$T/second.err"; then
+  kill "$(cat "$T/second.pid")" 2>/dev/null; fail "a second server started on port $PORT"
+fi
+grep -q "cannot start the HTTP server on 127.0.0.1:$PORT" "$T/second.err" || fail "second server: $(cat "$T/second.err")"
+A list-keys >/dev/null || fail "first server after the refused second one"
 echo "server_awscli: all checks passed"
