@@ -33,10 +33,33 @@ static void hex(const uint8_t *b, size_t n, char *out)
     out[2 * n] = 0;
 }
 
+/* One digest context per thread, kept for the thread's life: EVP_MD_CTX_new/free per hash (an
+ * allocation, a provider context, a cleanse) cost more than hashing a canonical request. */
+static pthread_key_t md_key;
+static pthread_once_t md_once = PTHREAD_ONCE_INIT;
+static void md_release(void *p) { EVP_MD_CTX_free(p); }
+static void md_setup(void) { (void)pthread_key_create(&md_key, md_release); }
+
+static EVP_MD_CTX *thread_md(void)
+{
+    EVP_MD_CTX *ctx;
+    if (pthread_once(&md_once, md_setup))
+        return NULL;
+    ctx = pthread_getspecific(md_key);
+    if (!ctx) {
+        ctx = EVP_MD_CTX_new();
+        if (ctx && pthread_setspecific(md_key, ctx)) {
+            EVP_MD_CTX_free(ctx);
+            ctx = NULL;
+        }
+    }
+    return ctx;
+}
+
 /* SHA-256 of two concatenated pieces (b may be NULL). */
 static int sha256_2(const void *a, size_t alen, const void *b, size_t blen, uint8_t out[32])
 {
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    EVP_MD_CTX *ctx = thread_md();
     unsigned int len = 0;
     int rc = -1;
     if (!ctx)
@@ -44,7 +67,9 @@ static int sha256_2(const void *a, size_t alen, const void *b, size_t blen, uint
     if (EVP_DigestInit_ex(ctx, efs_evp_sha256(), NULL) == 1 && EVP_DigestUpdate(ctx, a, alen) == 1 &&
         (!blen || EVP_DigestUpdate(ctx, b, blen) == 1) && EVP_DigestFinal_ex(ctx, out, &len) == 1 && len == 32)
         rc = 0;
-    EVP_MD_CTX_free(ctx); /* wipes the state (it may hold HMAC key material) */
+    /* Back to the initial state: the context may have hashed HMAC key material (the final block is
+     * cleansed by the finalisation, the chaining value by this). */
+    (void)EVP_DigestInit_ex(ctx, efs_evp_sha256(), NULL);
     return rc;
 }
 
@@ -76,12 +101,29 @@ out:
     return rc;
 }
 
-/* A growable string. */
+/* A growable string, starting in a caller's (stack) buffer; heap only when that is outgrown. */
 struct sb {
     char *p;
     size_t n, cap;
     int err;
+    bool heap;
 };
+
+static void sb_init(struct sb *s, char *buf, size_t cap)
+{
+    s->p = buf;
+    s->n = 0;
+    s->cap = cap;
+    s->err = 0;
+    s->heap = false;
+    buf[0] = 0;
+}
+
+static void sb_free(struct sb *s)
+{
+    if (s->heap)
+        free(s->p);
+}
 
 static void sb_add(struct sb *s, const char *t, size_t n)
 {
@@ -89,11 +131,14 @@ static void sb_add(struct sb *s, const char *t, size_t n)
         return;
     if (s->n + n + 1 > s->cap) {
         size_t cap = (s->cap ? s->cap * 2 : 512) + n;
-        char *np = realloc(s->p, cap);
+        char *np = s->heap ? realloc(s->p, cap) : malloc(cap);
         if (!np) {
             s->err = 1;
             return;
         }
+        if (!s->heap)
+            memcpy(np, s->p, s->n + 1);
+        s->heap = true;
         s->p = np;
         s->cap = cap;
     }
@@ -155,31 +200,24 @@ int sigv4_signing_key(const char *secret, const char *date, const char *region, 
 static int compute(const sigv4_request *r, const uint8_t key[32], const char *amz_date, const char *region,
                    const char *service, char sig[65], char *signed_out, size_t signed_cap)
 {
-    struct sb c = {0}, sts = {0}, signed_h = {0};
-    sigv4_header *h;
+    struct sb c, sts, signed_h;
+    sigv4_header hbuf[16], *h = hbuf;
     uint8_t digest[32], mac[32];
-    char dh[65], date[9];
+    char dh[65], date[9], cbuf[2048], stsbuf[256], shbuf[256];
     int rc = -1;
 
     if (!amz_date || strlen(amz_date) != 16)
         return -1;
     memcpy(date, amz_date, 8);
     date[8] = 0;
-    h = malloc((r->n_headers ? r->n_headers : 1) * sizeof *h);
-    if (!h)
+    if (r->n_headers > sizeof hbuf / sizeof hbuf[0] && !(h = malloc(r->n_headers * sizeof *h)))
         return -1;
-    memcpy(h, r->headers, r->n_headers * sizeof *h);
+    if (r->n_headers)
+        memcpy(h, r->headers, r->n_headers * sizeof *h);
     qsort(h, r->n_headers, sizeof *h, cmp_hdr);
-    {
-        size_t need = 256 + strlen(r->method) + strlen(r->path) + (r->query ? strlen(r->query) : 0);
-        for (size_t i = 0; i < r->n_headers; i++)
-            need += 2 * strlen(h[i].name) + strlen(h[i].value) + 3;
-        c.p = malloc(need);
-        c.cap = c.p ? need : 0;
-        c.err = !c.p;
-        if (c.p)
-            c.p[0] = 0;
-    }
+    sb_init(&c, cbuf, sizeof cbuf);
+    sb_init(&sts, stsbuf, sizeof stsbuf);
+    sb_init(&signed_h, shbuf, sizeof shbuf);
     sb_str(&c, r->method);
     sb_str(&c, "\n");
     sb_str(&c, r->path);
@@ -204,7 +242,7 @@ static int compute(const sigv4_request *r, const uint8_t key[32], const char *am
             sb_str(&signed_h, ";");
     }
     sb_str(&c, "\n");
-    sb_str(&c, signed_h.p ? signed_h.p : "");
+    sb_str(&c, signed_h.p);
     sb_str(&c, "\n");
     if (sha256(r->payload ? r->payload : (const uint8_t *)"", r->payload_len, digest))
         goto out;
@@ -230,15 +268,16 @@ static int compute(const sigv4_request *r, const uint8_t key[32], const char *am
     if (!hmac(key, 32, sts.p, sts.n, mac)) {
         hex(mac, 32, sig);
         if (signed_out)
-            snprintf(signed_out, signed_cap, "%s", signed_h.p ? signed_h.p : "");
+            snprintf(signed_out, signed_cap, "%s", signed_h.p);
         rc = 0;
     }
     OPENSSL_cleanse(mac, sizeof mac);
 out:
-    free(h);
-    free(c.p);
-    free(sts.p);
-    free(signed_h.p);
+    if (h != hbuf)
+        free(h);
+    sb_free(&c);
+    sb_free(&sts);
+    sb_free(&signed_h);
     return rc;
 }
 

@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "aead.h"
 #include "envelopefs/kms.h"
 
 #define KMS_KEY_ID_LEN 36  /* UUID text */
@@ -34,6 +35,7 @@ typedef struct kms_version {
     int64_t created;
     int automatic;             /* rotation type of this version (1 = AUTOMATIC, 0 = ON_DEMAND/initial) */
     uint8_t *material;         /* 32 bytes, sodium_malloc'd; NULL until first use */
+    kms_gcm_key *gcm;          /* keyed with material; NULL until first use (used under the core lock) */
 } kms_version;
 
 typedef struct kms_key {
@@ -93,7 +95,7 @@ kms_err kms_store_insert_key(kms_core *c, const kms_key *k, const uint8_t materi
 kms_err kms_store_add_version(kms_core *c, kms_key *k, int automatic, char **msg);
 kms_err kms_store_update_key(kms_core *c, const kms_key *k, char **msg);
 kms_err kms_store_destroy_key(kms_core *c, const char *key_id, char **msg);
-kms_err kms_store_material(kms_core *c, kms_key *k, kms_version *v, const uint8_t **out, char **msg);
+kms_err kms_store_cipher(kms_core *c, kms_key *k, kms_version *v, kms_gcm_key **out, char **msg);
 kms_err kms_store_put_alias(kms_core *c, const kms_alias *a, bool insert, char **msg);
 kms_err kms_store_delete_alias(kms_core *c, const char *name, char **msg);
 kms_err kms_store_set_tag(kms_core *c, const char *key_id, const char *k, const char *v, char **msg);

@@ -254,11 +254,11 @@ static json_t *key_metadata(kms_core *c, const kms_key *k)
 static kms_err seal_blob(struct op_ctx *x, kms_key *k, const uint8_t *pt, size_t n, const kms_ectx *ectx,
                          json_t **blob_json)
 {
-    const uint8_t *mat;
+    kms_gcm_key *gk;
     uint8_t *aad = NULL, nonce[KMS_BLOB_NONCE_LEN], *blob;
     size_t aad_len;
     kms_version *v = &k->versions[k->n_versions - 1];
-    kms_err e = kms_store_material(x->core, k, v, &mat, x->msg);
+    kms_err e = kms_store_cipher(x->core, k, v, &gk, x->msg);
     if (e)
         return e;
     if (kms_ectx_encode(ectx, &aad, &aad_len))
@@ -274,7 +274,7 @@ static kms_err seal_blob(struct op_ctx *x, kms_key *k, const uint8_t *pt, size_t
         return fail(x, KMS_ERR_INTERNAL, "no random bytes");
     }
     kms_blob_write_header(blob, k->raw_id, v->version, nonce);
-    if (kms_gcm_seal(mat, nonce, blob, KMS_BLOB_HEADER_LEN, aad, aad_len, pt, n, blob + KMS_BLOB_HEADER_LEN,
+    if (kms_gcm_seal(gk, nonce, blob, KMS_BLOB_HEADER_LEN, aad, aad_len, pt, n, blob + KMS_BLOB_HEADER_LEN,
                      blob + KMS_BLOB_HEADER_LEN + n)) {
         free(aad);
         free(blob);
@@ -293,7 +293,7 @@ static kms_err open_blob(struct op_ctx *x, const uint8_t *buf, size_t len, const
     kms_blob b;
     kms_key *k = NULL;
     char id[KMS_KEY_ID_LEN + 1];
-    const uint8_t *mat;
+    kms_gcm_key *gk;
     uint8_t *aad = NULL;
     size_t aad_len;
     kms_err e;
@@ -324,7 +324,7 @@ static kms_err open_blob(struct op_ctx *x, const uint8_t *buf, size_t len, const
         return e;
     if (b.version > k->n_versions)
         return fail(x, KMS_ERR_INVALID_CIPHERTEXT, NULL);
-    e = kms_store_material(x->core, k, &k->versions[b.version - 1], &mat, x->msg);
+    e = kms_store_cipher(x->core, k, &k->versions[b.version - 1], &gk, x->msg);
     if (e)
         return e;
     if (kms_ectx_encode(ectx, &aad, &aad_len))
@@ -334,7 +334,7 @@ static kms_err open_blob(struct op_ctx *x, const uint8_t *buf, size_t len, const
         free(aad);
         return KMS_ERR_NOMEM;
     }
-    if (kms_gcm_open(mat, b.nonce, b.header, KMS_BLOB_HEADER_LEN, aad, aad_len, b.ciphertext, b.ciphertext_len, b.tag,
+    if (kms_gcm_open(gk, b.nonce, b.header, KMS_BLOB_HEADER_LEN, aad, aad_len, b.ciphertext, b.ciphertext_len, b.tag,
                      *pt)) {
         free(aad);
         *pt = NULL; /* kms_gcm_open wiped the scratch */

@@ -536,8 +536,10 @@ const char *kms_core_account(const kms_core *c) { return c->account; }
 
 static void free_key(kms_key *k)
 {
-    for (size_t i = 0; i < k->n_versions; i++)
+    for (size_t i = 0; i < k->n_versions; i++) {
+        kms_gcm_key_free(k->versions[i].gcm);
         sodium_free(k->versions[i].material);
+    }
     free(k->versions);
     free(k->description);
 }
@@ -651,6 +653,7 @@ kms_err kms_store_load(kms_core *c, char **msg)
         nv[k->n_versions].created = sqlite3_column_int64(st, 2);
         nv[k->n_versions].automatic = sqlite3_column_int(st, 3);
         nv[k->n_versions].material = NULL;
+        nv[k->n_versions].gcm = NULL;
         if (nv[k->n_versions].version != k->n_versions + 1) {
             e = KMS_ERR_CORRUPT_STORE;
             set_msg(msg, "key store is damaged: key %s has a gap in its key-material versions", k->id);
@@ -884,6 +887,7 @@ kms_err kms_store_add_version(kms_core *c, kms_key *k, int automatic, char **msg
     nv[k->n_versions].created = now;
     nv[k->n_versions].automatic = automatic;
     nv[k->n_versions].material = material;
+    nv[k->n_versions].gcm = NULL;
     sodium_mprotect_readonly(material);
     k->n_versions++;
     return KMS_OK;
@@ -939,7 +943,8 @@ kms_err kms_store_destroy_key(kms_core *c, const char *key_id, char **msg)
     return KMS_OK;
 }
 
-kms_err kms_store_material(kms_core *c, kms_key *k, kms_version *v, const uint8_t **out, char **msg)
+/* The version's material, unsealed from the store on first use (locked memory). */
+static kms_err load_material(kms_core *c, kms_key *k, kms_version *v, char **msg)
 {
     sqlite3_stmt *st;
     uint8_t aad[64];
@@ -947,10 +952,8 @@ kms_err kms_store_material(kms_core *c, kms_key *k, kms_version *v, const uint8_
     int rc;
     kms_err e = KMS_OK;
 
-    if (v->material) {
-        *out = v->material;
+    if (v->material)
         return KMS_OK;
-    }
     v->material = sodium_malloc(32);
     if (!v->material)
         return KMS_ERR_NOMEM;
@@ -975,12 +978,25 @@ kms_err kms_store_material(kms_core *c, kms_key *k, kms_version *v, const uint8_
     }
     sqlite3_finalize(st);
     sodium_mprotect_readonly(v->material);
-    *out = v->material;
     return KMS_OK;
 fail:
     sodium_free(v->material);
     v->material = NULL;
     return e;
+}
+
+kms_err kms_store_cipher(kms_core *c, kms_key *k, kms_version *v, kms_gcm_key **out, char **msg)
+{
+    kms_err e;
+    if (!v->gcm) {
+        if ((e = load_material(c, k, v, msg)))
+            return e;
+        v->gcm = kms_gcm_key_new(v->material);
+        if (!v->gcm)
+            return KMS_ERR_NOMEM;
+    }
+    *out = v->gcm;
+    return KMS_OK;
 }
 
 kms_err kms_store_put_alias(kms_core *c, const kms_alias *a, bool insert, char **msg)

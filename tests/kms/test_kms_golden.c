@@ -67,8 +67,10 @@ int main(void)
         CHECK(kms_ectx_encode(&ce, &e1, &l1) != 0);
     }
 
+    kms_gcm_key *gk = kms_gcm_key_new(material);
+    CHECK(gk != NULL);
     kms_blob_write_header(blob, key_id, 2, nonce);
-    CHECK(kms_gcm_seal(material, nonce, blob, KMS_BLOB_HEADER_LEN, aad, aad_len, (const uint8_t *)pt, ptlen,
+    CHECK(kms_gcm_seal(gk, nonce, blob, KMS_BLOB_HEADER_LEN, aad, aad_len, (const uint8_t *)pt, ptlen,
                        blob + KMS_BLOB_HEADER_LEN, blob + KMS_BLOB_HEADER_LEN + ptlen) == 0);
     n = KMS_BLOB_OVERHEAD + ptlen;
     hex(blob, n, h);
@@ -80,9 +82,25 @@ int main(void)
     CHECK(sodium_hex2bin(blob, sizeof blob, GOLDEN_V1, strlen(GOLDEN_V1), NULL, &n, NULL) == 0);
     CHECK(kms_blob_parse(blob, n, &b) == 0);
     CHECK(b.version == 2 && !memcmp(b.key_id, key_id, 16) && b.ciphertext_len == ptlen);
-    CHECK(kms_gcm_open(material, b.nonce, b.header, KMS_BLOB_HEADER_LEN, aad, aad_len, b.ciphertext,
+    CHECK(kms_gcm_open(gk, b.nonce, b.header, KMS_BLOB_HEADER_LEN, aad, aad_len, b.ciphertext,
                        b.ciphertext_len, b.tag, out) == 0);
     CHECK(!memcmp(out, pt, ptlen));
+    /* The keyed context is reused: a wrong tag fails and wipes out, then the same context seals the
+     * same bytes again (the key schedule survives every nonce re-initialisation). */
+    {
+        uint8_t bad[16], again[sizeof blob];
+        memcpy(bad, b.tag, 16);
+        bad[0] ^= 1;
+        CHECK(kms_gcm_open(gk, b.nonce, b.header, KMS_BLOB_HEADER_LEN, aad, aad_len, b.ciphertext,
+                           b.ciphertext_len, bad, out) != 0);
+        CHECK(sodium_is_zero(out, ptlen));
+        memcpy(again, blob, KMS_BLOB_HEADER_LEN);
+        CHECK(kms_gcm_seal(gk, nonce, again, KMS_BLOB_HEADER_LEN, aad, aad_len, (const uint8_t *)pt, ptlen,
+                           again + KMS_BLOB_HEADER_LEN, again + KMS_BLOB_HEADER_LEN + ptlen) == 0);
+        CHECK(!memcmp(again, blob, n));
+    }
+    kms_gcm_key_free(gk);
+    kms_gcm_key_free(NULL);
     /* Parser rejects what is not a v1 blob. */
     CHECK(kms_blob_parse(blob, KMS_BLOB_OVERHEAD - 1, &b) != 0);
     blob[0] = 2;
