@@ -12,6 +12,7 @@
 #include <sodium.h>
 
 #include "envelopefs/jsondump.h"
+#include "envelopefs/jsonparse.h"
 #include "internal.h"
 #include "ops.h"
 
@@ -143,7 +144,7 @@ kms_err kms_core_call(kms_core *c, const kms_principal *caller, const char *oper
 {
     const struct op_entry *op = NULL;
     json_t *in = NULL, *out = NULL;
-    json_error_t jerr;
+    char jerr[128];
     char *msg = NULL;
     char key_id[KMS_KEY_ID_LEN + 1] = "";
     kms_err e;
@@ -162,10 +163,10 @@ kms_err kms_core_call(kms_core *c, const kms_principal *caller, const char *oper
             *message = kms_strdupf("unknown operation %s", operation ? operation : "(none)");
         return KMS_ERR_UNKNOWN_OPERATION;
     }
-    in = json_loadb(req && req_len ? req : "{}", req && req_len ? req_len : 2, JSON_REJECT_DUPLICATES, &jerr);
+    in = efs_json_parse(req && req_len ? req : "{}", req && req_len ? req_len : 2, jerr, sizeof jerr);
     if (!in || !json_is_object(in)) {
         if (message)
-            *message = kms_strdupf("request body is not a JSON object: %s", in ? "not an object" : jerr.text);
+            *message = kms_strdupf("request body is not a JSON object: %s", in ? "not an object" : jerr);
         json_decref(in);
         return KMS_ERR_SERIALIZATION;
     }
