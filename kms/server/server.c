@@ -73,6 +73,31 @@ struct req_state {
     bool too_big;
 };
 
+/* Per connection (MHD's socket context): the caller's address as the audit trail names it. */
+struct conn_state {
+    char source[64];
+};
+
+static void notify_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                              enum MHD_ConnectionNotificationCode toe)
+{
+    (void)cls;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        struct conn_state *cs = malloc(sizeof *cs);
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        char addr[INET6_ADDRSTRLEN] = "unix";
+        if (!cs)
+            return; /* the request then names its source "http:unknown" */
+        if (ci && ci->client_addr && ci->client_addr->sa_family == AF_INET)
+            inet_ntop(AF_INET, &((const struct sockaddr_in *)ci->client_addr)->sin_addr, addr, sizeof addr);
+        snprintf(cs->source, sizeof cs->source, "http:%s", addr);
+        *socket_context = cs;
+    } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+        free(*socket_context);
+        *socket_context = NULL;
+    }
+}
+
 static double now_mono(void)
 {
     struct timespec ts;
@@ -300,7 +325,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     struct req_state *st = *con_cls;
     const char *target, *msg = NULL, *op;
     struct ak_entry key;
-    char *resp = NULL, *emsg = NULL, source[64];
+    char *resp = NULL, *emsg = NULL;
     size_t resp_len;
     kms_err e;
     (void)version;
@@ -351,14 +376,10 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     if (!allow(s, key.account))
         return reply_error(c, KMS_ERR_THROTTLING, "Rate exceeded");
     {
-        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-        char addr[INET6_ADDRSTRLEN] = "unix";
-        if (ci && ci->client_addr && ci->client_addr->sa_family == AF_INET)
-            inet_ntop(AF_INET, &((const struct sockaddr_in *)ci->client_addr)->sin_addr, addr, sizeof addr);
-        snprintf(source, sizeof source, "http:%s", addr);
-    }
-    {
-        kms_principal p = {.account = key.account, .user = key.user, .access_key = key.id, .source = source};
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        const struct conn_state *cs = ci ? ci->socket_context : NULL;
+        kms_principal p = {.account = key.account, .user = key.user, .access_key = key.id,
+                           .source = cs ? cs->source : "http:unknown"};
         e = kms_core_call(s->core, &p, op, st->body ? st->body : "{}", st->body ? st->len : 2, &resp, &resp_len, &emsg);
     }
     if (e) {
@@ -490,7 +511,7 @@ kms_err kms_server_start(kms_core *core, const kms_server_opts *o, kms_server **
         flags, 0, NULL, NULL, handle, s, MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_LIMIT,
         o->max_connections ? o->max_connections : 1024u, MHD_OPTION_CONNECTION_TIMEOUT,
         o->timeout_s ? o->timeout_s : 30u, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY,
-        MHD_OPTION_NOTIFY_COMPLETED, completed, s,
+        MHD_OPTION_NOTIFY_COMPLETED, completed, s, MHD_OPTION_NOTIFY_CONNECTION, notify_connection, s,
         s->unix_fd >= 0 ? MHD_OPTION_LISTEN_SOCKET : MHD_OPTION_SOCK_ADDR,
         s->unix_fd >= 0 ? (intptr_t)s->unix_fd : (intptr_t)&sin,
         s->tls_cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, s->tls_cert, MHD_OPTION_HTTPS_MEM_KEY, s->tls_key,

@@ -69,4 +69,10 @@ if "$B" kms serve --listen "127.0.0.1:$PORT" --pid-file "$T/second.pid" 2>"$T/se
 fi
 grep -q "cannot start the HTTP server on 127.0.0.1:$PORT" "$T/second.err" || fail "second server: $(cat "$T/second.err")"
 A list-keys >/dev/null || fail "first server after the refused second one"
+
+# The audit trail names each call's principal and source (flushed at the latest when the server stops).
+stop_server
+row=$(sqlite3 "$ENVELOPEFS_STORE/keystore.db" "SELECT account, user, source, key_id, result FROM audit WHERE operation='GenerateDataKey' ORDER BY seq LIMIT 1")
+[ "$row" = "111122223333|alice|http:127.0.0.1|$KID|OK" ] || fail "audit record of GenerateDataKey: $row"
+sqlite3 "$ENVELOPEFS_STORE/keystore.db" "SELECT result FROM audit WHERE operation='Decrypt'" | grep -qx InvalidCiphertextException || fail "audit of a refused Decrypt"
 echo "server_awscli: all checks passed"
