@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "aead.h"
+#include "checkpoint.h"
 #include "envelopefs/kms.h"
 
 #define KMS_KEY_ID_LEN 36  /* UUID text */
@@ -84,6 +85,7 @@ struct kms_core {
     size_t n_audit;
     sqlite3_stmt *audit_stmt[2]; /* prepared INSERTs of KMS_AUDIT_ROWS rows and of one row */
     int64_t audit_oldest;
+    kms_checkpointer *ckpt;    /* WAL checkpoints off the request path; NULL: SQLite's automatic ones */
 };
 
 static inline int64_t kms_now(kms_core *c) { return c->clock(c->clock_arg); }

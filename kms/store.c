@@ -495,6 +495,7 @@ kms_err kms_core_open(const kms_store_opts *o, kms_core **out, char **errmsg)
     e = kms_store_load(c, errmsg);
     if (e)
         goto fail;
+    c->ckpt = kms_checkpointer_start(c->db, path); /* NULL: SQLite checkpoints inside commits */
     free(path);
     *out = c;
     return KMS_OK;
@@ -512,6 +513,7 @@ void kms_core_free(kms_core *c)
     if (c->db)
         kms_store_flush_audit(c);
     pthread_mutex_unlock(&c->lock);
+    kms_checkpointer_stop(c->ckpt);
     kms_free_tables(c);
     sqlite3_finalize(c->dv_stmt);
     sqlite3_finalize(c->audit_stmt[0]);

@@ -49,7 +49,8 @@ kms_err kms_store_init(const kms_store_opts *opts, char **errmsg) KMS_WUR;
 /*
  * Open an existing store and unlock it. Wrong passphrase/root key → KMS_ERR_BAD_PASSPHRASE;
  * damaged store → KMS_ERR_CORRUPT_STORE with a message naming what is wrong; nothing is modified
- * in either case. On success *out owns the store until kms_core_free.
+ * in either case. On success *out owns the store until kms_core_free. The core runs one thread of its
+ * own (the store's WAL checkpoints), so a forked child must open its own core, not use its parent's.
  */
 kms_err kms_core_open(const kms_store_opts *opts, kms_core **out, char **errmsg) KMS_WUR;
 

@@ -1,0 +1,25 @@
+/*
+ * checkpoint.h — WAL checkpoints of the key store on their own thread and database connection.
+ *
+ * SQLite's automatic checkpoint runs inside the commit that crosses the threshold: it copies the WAL
+ * into the database and fsyncs both, under the core lock of the call whose audit flush happened to
+ * commit — milliseconds during which every other call waits. Here the core's connection only signals;
+ * a thread checkpoints (PASSIVE: never blocks a writer) on a second connection. A checkpoint is not a
+ * commit, so the core's PRAGMA data_version (its test for other processes' changes) does not move.
+ */
+#ifndef ENVELOPEFS_KMS_CHECKPOINT_H
+#define ENVELOPEFS_KMS_CHECKPOINT_H
+
+#include <sqlite3.h>
+
+typedef struct kms_checkpointer kms_checkpointer;
+
+/* Take over checkpointing of db (the database file at path): installs db's WAL hook and starts the
+ * thread. NULL on failure, with db's automatic checkpoints left as they were. db must outlive the
+ * checkpointer. */
+kms_checkpointer *kms_checkpointer_start(sqlite3 *db, const char *path) __attribute__((warn_unused_result));
+
+/* Stop the thread, close its connection, and give db its automatic checkpoints back. NULL: no-op. */
+void kms_checkpointer_stop(kms_checkpointer *k);
+
+#endif
