@@ -5,7 +5,9 @@
  */
 #include "envelopefs/jsonb64.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sodium.h>
 
 json_t *efs_json_base64(const uint8_t *data, size_t n)
@@ -21,4 +23,20 @@ json_t *efs_json_base64(const uint8_t *data, size_t n)
     if (s != small)
         free(s);
     return j;
+}
+
+int efs_base64_decode(uint8_t *out, size_t cap, const char *b64, size_t len, const char *ignore, size_t *out_len,
+                      int variant)
+{
+    bool urlsafe = variant == sodium_base64_VARIANT_URLSAFE || variant == sodium_base64_VARIANT_URLSAFE_NO_PADDING;
+    bool padded = variant == sodium_base64_VARIANT_ORIGINAL || variant == sodium_base64_VARIANT_URLSAFE;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)b64[i];
+        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+            c == (urlsafe ? '-' : '+') || c == (urlsafe ? '_' : '/') || (padded && c == '=') ||
+            (c && ignore && strchr(ignore, c)))
+            continue;
+        return -1;
+    }
+    return sodium_base642bin(out, cap, b64, len, ignore, out_len, NULL, variant);
 }

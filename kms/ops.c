@@ -86,7 +86,7 @@ static kms_err get_b64(struct op_ctx *x, json_t *in, const char *field, bool req
     *out = malloc(cap ? cap : 1);
     if (!*out)
         return KMS_ERR_NOMEM;
-    if (sodium_base642bin(*out, cap, s, strlen(s), "\r\n", out_len, NULL, sodium_base64_VARIANT_ORIGINAL)) {
+    if (efs_base64_decode(*out, cap, s, strlen(s), "\r\n", out_len, sodium_base64_VARIANT_ORIGINAL)) {
         free(*out);
         *out = NULL;
         return fail(x, KMS_ERR_SERIALIZATION, "%s is not valid base64", field);

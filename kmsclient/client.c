@@ -149,7 +149,7 @@ static kms_err unb64(json_t *resp, const char *field, bool secret, uint8_t **out
         kmsc_secret *sec = kmsc_secret_new(cap);
         if (!sec)
             return KMS_ERR_NOMEM;
-        if (sodium_base642bin(sec->data, cap, s, strlen(s), NULL, &n, NULL, sodium_base64_VARIANT_ORIGINAL)) {
+        if (efs_base64_decode(sec->data, cap, s, strlen(s), NULL, &n, sodium_base64_VARIANT_ORIGINAL)) {
             kmsc_secret_free(sec);
             set_err(err, KMS_ERR_SERIALIZATION, "response field is not valid base64");
             return KMS_ERR_SERIALIZATION;
@@ -161,7 +161,7 @@ static kms_err unb64(json_t *resp, const char *field, bool secret, uint8_t **out
     buf = malloc(cap);
     if (!buf)
         return KMS_ERR_NOMEM;
-    if (sodium_base642bin(buf, cap, s, strlen(s), NULL, &n, NULL, sodium_base64_VARIANT_ORIGINAL)) {
+    if (efs_base64_decode(buf, cap, s, strlen(s), NULL, &n, sodium_base64_VARIANT_ORIGINAL)) {
         free(buf);
         set_err(err, KMS_ERR_SERIALIZATION, "response field is not valid base64");
         return KMS_ERR_SERIALIZATION;

@@ -229,7 +229,7 @@ static json_t *blob_arg(const struct cli *cli, const char *arg, const char *flag
     }
     n = strlen(text);
     bin = malloc(n + 1);
-    if (bin && sodium_base642bin(bin, n + 1, text, n, " \t\r\n", &bin_len, NULL, sodium_base64_VARIANT_ORIGINAL) == 0)
+    if (bin && efs_base64_decode((uint8_t *)bin, n + 1, text, n, " \t\r\n", &bin_len, sodium_base64_VARIANT_ORIGINAL) == 0)
         j = efs_json_base64(bin, bin_len);
     else if (bin)
         fprintf(stderr,

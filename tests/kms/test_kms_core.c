@@ -446,6 +446,10 @@ static void test_crypto(kms_core *c)
         CHECK(callf(c, NULL, "Encrypt", "{\"KeyId\":\"%s\",\"Plaintext\":\"%s\"}", id, pt4096) == KMS_ERR_VALIDATION);
     }
     CHECK(callf(c, NULL, "Encrypt", "{\"KeyId\":\"%s\",\"Plaintext\":\"@@@\"}", id) == KMS_ERR_SERIALIZATION);
+    /* Non-ASCII in base64: libsodium 1.0.18 alone would decode "Zm9\u00e9" as "Zm9/" (efs_base64_decode). */
+    CHECK(callf(c, NULL, "Encrypt", "{\"KeyId\":\"%s\",\"Plaintext\":\"Zm9\u00e9\"}", id) == KMS_ERR_SERIALIZATION);
+    CHECK(callf(c, NULL, "Encrypt", "{\"KeyId\":\"%s\",\"Plaintext\":\"Zm9\xc3\xa9\"}", id) == KMS_ERR_SERIALIZATION);
+    CHECK(callf(c, NULL, "Encrypt", "{\"KeyId\":\"%s\",\"Plaintext\":\"Zm9v\\r\\n\"}", id) == KMS_OK);
     CHECK(callf(c, NULL, "Encrypt", "{\"KeyId\":\"%s\"}", id) == KMS_ERR_VALIDATION);
 
     /* ReEncrypt to another key with another context; plaintext preserved */
