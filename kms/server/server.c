@@ -60,7 +60,7 @@ struct kms_server {
     kms_server_opts o;
     pthread_mutex_t lock;
     struct ak_entry *aks;        /* sodium_malloc'd: holds secrets */
-    size_t ak_next;
+    size_t ak_next, ak_used;     /* next slot to fill (a ring), slots filled so far */
     struct bucket buckets[BUCKETS];
     char *tls_cert, *tls_key;    /* PEM contents */
     int unix_fd;
@@ -110,8 +110,8 @@ static kms_err find_key(kms_server *s, const char *akid, struct ak_entry *out)
 {
     kms_err e;
     pthread_mutex_lock(&s->lock);
-    for (size_t i = 0; i < AK_CACHE; i++)
-        if (s->aks[i].used && !strcmp(s->aks[i].id, akid)) {
+    for (size_t i = 0; i < s->ak_used; i++) /* slots fill from 0: only the used ones are scanned */
+        if (!strcmp(s->aks[i].id, akid)) {
             *out = s->aks[i];
             pthread_mutex_unlock(&s->lock);
             return KMS_OK;
@@ -129,6 +129,8 @@ static kms_err find_key(kms_server *s, const char *akid, struct ak_entry *out)
     pthread_mutex_lock(&s->lock);
     s->aks[s->ak_next] = *out;
     s->ak_next = (s->ak_next + 1) % AK_CACHE;
+    if (s->ak_used < AK_CACHE)
+        s->ak_used++;
     pthread_mutex_unlock(&s->lock);
     return KMS_OK;
 }
@@ -149,8 +151,8 @@ static kms_err signing_key(kms_server *s, struct ak_entry *key, const sigv4_auth
         return KMS_ERR_INTERNAL;
     memcpy(key->scope, scope, sizeof scope);
     pthread_mutex_lock(&s->lock);
-    for (size_t i = 0; i < AK_CACHE; i++)
-        if (s->aks[i].used && !strcmp(s->aks[i].id, key->id)) {
+    for (size_t i = 0; i < s->ak_used; i++)
+        if (!strcmp(s->aks[i].id, key->id)) {
             memcpy(s->aks[i].scope, scope, sizeof scope);
             memcpy(s->aks[i].skey, key->skey, sizeof key->skey);
             break;
