@@ -311,7 +311,8 @@ static bool only_ws_after_root(const char *t, size_t n)
     return true;
 }
 
-/* Texts whose top-level value is not an object or array (never a key-service request) go to jansson. */
+/* Texts whose top-level value is not an object or array (never a key-service request) go to jansson,
+ * as do texts with a form feed or vertical tab (see efs_json_parse). */
 static bool container_first(const char *t, size_t n)
 {
     size_t i = 0;
@@ -327,7 +328,9 @@ json_t *efs_json_parse(const char *text, size_t len, char *err, size_t errcap)
     yajl_handle h;
     yajl_status st;
 
-    if (has_surrogate_escape(text, len) || !container_first(text, len)) {
+    /* yajl also takes form feed and vertical tab for whitespace; JSON does not (nor raw in strings) */
+    if (has_surrogate_escape(text, len) || !container_first(text, len) || memchr(text, '\f', len) ||
+        memchr(text, '\v', len)) {
         json_error_t je;
         json_t *j = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
         if (!j && err && errcap)

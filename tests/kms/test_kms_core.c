@@ -920,9 +920,9 @@ static void test_json_parse(void)
         "{\"a\":\"\\u12\"}", "{\"a\":\"tab\there\"}", "{\"a\":\"\xc3\xa9\"}", "{\"a\":\"\xc3\"}",
         "{\"a\":\"\xed\xa0\x80\"}", "{\"a\":\"\xc0\xaf\"}", "{\"a\":\"\xf4\x90\x80\x80\"}",
         "{\"\xff\":1}", "\xef\xbb\xbf{}", "{\"a\":[1,[2,[3,{\"b\":null}]]]}", "[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]",
-        "/*c*/{}", "{\"a\":1}//", "\"s\"", "12", "null", "{\"a\":\"\\/\"}", "{\"a\":\"\\\\uD800\"}",
+        "/*c*/{}", "{\"a\":1}//", "{\f}", "{\"a\":\v1}", "[1,\f2]", "{\"a\":\"\f\"}", "\"s\"", "12", "null", "{\"a\":\"\\/\"}", "{\"a\":\"\\\\uD800\"}",
     };
-    static const char mut[] = "{}[],:\"\\0123456789eE.-+tfnu \x00\x80\xff\xc3/";
+    static const char mut[] = "{}[],:\"\\0123456789eE.-+tfnu \x00\x80\xff\xc3/\f\v\t\r\n";
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         parse_agrees(cases[i], strlen(cases[i]));
     parse_agrees("{\"a\":\"x\0y\"}", 11); /* a raw NUL byte */
