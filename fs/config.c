@@ -14,6 +14,8 @@
 #include <jansson.h>
 #include <sodium.h>
 
+#include "envelopefs/jsonb64.h"
+
 void efs_config_clear(efs_config *c)
 {
     free(c->kms_url);
@@ -88,11 +90,14 @@ int efs_config_parse(const char *buf, size_t len, efs_config *c, const char **wh
     *why = "missing or unsupported \"format\"";
     if (!json_is_integer(json_object_get(o, "format")))
         goto out;
-    c->format = (int)json_integer_value(json_object_get(o, "format"));
-    if (c->format < 1 || c->format > EFS_CONFIG_FORMAT) {
-        *why = c->format > EFS_CONFIG_FORMAT ? "created by a newer envelopefs (config format too new)"
-                                             : "unsupported config format";
-        goto out;
+    {
+        long long f = json_integer_value(json_object_get(o, "format")); /* range-checked before the cast */
+        if (f < 1 || f > EFS_CONFIG_FORMAT) {
+            *why = f > EFS_CONFIG_FORMAT ? "created by a newer envelopefs (config format too new)"
+                                         : "unsupported config format";
+            goto out;
+        }
+        c->format = (int)f;
     }
     *why = "bad \"fs_id\"";
     s = json_string_value(json_object_get(o, "fs_id"));
@@ -136,8 +141,9 @@ int efs_config_parse(const char *buf, size_t len, efs_config *c, const char **wh
     if (!s)
         goto out;
     c->fs_key_blob = malloc(strlen(s) + 1);
+    /* efs_base64_decode, not sodium_base642bin: libsodium 1.0.18 decodes every byte >= 0x80 as '/'. */
     if (!c->fs_key_blob ||
-        sodium_base642bin(c->fs_key_blob, strlen(s) + 1, s, strlen(s), NULL, &c->fs_key_blob_len, NULL,
+        efs_base64_decode(c->fs_key_blob, strlen(s) + 1, s, strlen(s), NULL, &c->fs_key_blob_len,
                           sodium_base64_VARIANT_ORIGINAL) || c->fs_key_blob_len == 0)
         goto out;
     *why = "bad \"mac\"";

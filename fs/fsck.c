@@ -16,6 +16,7 @@
 #include <sodium.h>
 
 #include "efs.h"
+#include "envelopefs/jsonb64.h"
 #include "format.h"
 #include "names.h"
 
@@ -110,7 +111,7 @@ static void check_symlink(struct fsck *f, int dirfd, const char *name, const cha
     if (n < 0)
         return;
     enc[n] = 0;
-    if (sodium_base642bin(raw, sizeof raw, enc, (size_t)n, NULL, &rl, NULL, sodium_base64_VARIANT_URLSAFE_NO_PADDING) ||
+    if (efs_base64_decode(raw, sizeof raw, enc, (size_t)n, NULL, &rl, sodium_base64_VARIANT_URLSAFE_NO_PADDING) ||
         efs_open_small(f->keys, EFS_PURPOSE_SYMLINK, "envelopefs symlink v1", raw, rl, out, &ol)) {
         fprintf(f->out, "DAMAGED %s: symlink target fails authentication\n", path);
         f->damaged++;

@@ -40,6 +40,7 @@
 #include "secmem.h"
 #include "names.h"
 #include "envelopefs/daemon.h"
+#include "envelopefs/jsonb64.h"
 #include "envelopefs/log.h"
 
 #define HASH_BUCKETS 65536
@@ -1170,8 +1171,7 @@ static void op_readlink_body(fuse_req_t req, fuse_ino_t ino)
         return;
     }
     enc[n] = 0;
-    if (sodium_base642bin(raw, sizeof raw, enc, (size_t)n, NULL, &raw_len, NULL,
-                          sodium_base64_VARIANT_URLSAFE_NO_PADDING) ||
+    if (efs_base64_decode(raw, sizeof raw, enc, (size_t)n, NULL, &raw_len, sodium_base64_VARIANT_URLSAFE_NO_PADDING) ||
         efs_open_small(fs->keys, EFS_PURPOSE_SYMLINK, "envelopefs symlink v1", raw, raw_len, (uint8_t *)out,
                        &out_len)) {
         EFS_ERROR("symlink (inode %" PRIu64 "): target fails authentication", (uint64_t)in->ino);

@@ -14,6 +14,8 @@
 #include <openssl/evp.h>
 #include <sodium.h>
 
+#include "envelopefs/jsonb64.h"
+
 #define AD_LABEL "envelopefs name v1"
 #define SIV_TAG 16
 #define DIRID_MAGIC "EFD1"
@@ -100,7 +102,9 @@ int efs_name_decrypt(efs_names *n, const uint8_t dirid[EFS_DIRID_LEN], const cha
     uint8_t buf[SIV_TAG + 255 + 4];
     size_t bl = 0;
     int rc;
-    if (sodium_base642bin(buf, sizeof buf, enc, strlen(enc), NULL, &bl, NULL, sodium_base64_VARIANT_URLSAFE_NO_PADDING) ||
+    /* efs_base64_decode, not sodium_base642bin: libsodium 1.0.18 decodes every byte >= 0x80 as '_', which
+     * would let a second backing name decrypt to the same plaintext name. */
+    if (efs_base64_decode(buf, sizeof buf, enc, strlen(enc), NULL, &bl, sodium_base64_VARIANT_URLSAFE_NO_PADDING) ||
         bl <= SIV_TAG || bl > SIV_TAG + 255)
         return -EBADMSG;
     rc = siv(n, 0, dirid, buf + SIV_TAG, bl - SIV_TAG, buf, (uint8_t *)out);
