@@ -1639,10 +1639,11 @@ static void op_getxattr_body(fuse_req_t req, fuse_ino_t ino, const char *name, s
         len = snprintf(s, sizeof s,
                        "{\"kms_calls\":%" PRIu64 ",\"dek_cache_hits\":%" PRIu64 ",\"inodes\":%ld,"
                        "\"inode_fds\":%ld,\"fd_budget\":%ld,\"busy_inodes\":%ld,\"evictable_inodes\":%ld,"
-                       "\"getxattr_requests\":%" PRIu64 ",\"spare_creates\":%" PRIu64 ",\"spare_mkdirs\":%" PRIu64 ",\"header_probes\":%" PRIu64 "}",
+                       "\"getxattr_requests\":%" PRIu64 ",\"spare_creates\":%" PRIu64 ",\"spare_mkdirs\":%" PRIu64 ",\"header_probes\":%" PRIu64 ","
+                       "\"pid\":%ld}",
                        efs_keys_kms_calls(fs->keys), efs_keys_cache_hits(fs->keys), inodes, nfds, budget,
                        pinned, evictable, (uint64_t)fs->getxattr_requests, efs_spares_taken(fs->spares),
-                       efs_spares_taken_dirs(fs->spares), (uint64_t)fs->header_probes);
+                       efs_spares_taken_dirs(fs->spares), (uint64_t)fs->header_probes, (long)getpid());
         reply_xattr_value(req, size, s, (size_t)len);
         return;
     }

@@ -6,9 +6,11 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -262,25 +264,106 @@ int cmd_mount(int argc, char **argv)
     return rc;
 }
 
+/* The stats xattr of a mount names its daemon's pid. Read on a thread with a deadline: a hung daemon
+ * must not hang `unmount` (the probe and its thread are then left behind, and end with the process). */
+struct pid_probe {
+    char *mnt;
+    char buf[1024];
+    ssize_t n;
+};
+
+static void *probe_pid(void *arg)
+{
+    struct pid_probe *p = arg;
+    p->n = getxattr(p->mnt, EFS_XATTR_STATS, p->buf, sizeof p->buf - 1);
+    return NULL;
+}
+
+static pid_t daemon_pid(const char *mnt)
+{
+    struct pid_probe *p = calloc(1, sizeof *p);
+    struct timespec deadline;
+    pthread_t t;
+    const char *f;
+    pid_t pid = 0;
+    if (!p || !(p->mnt = strdup(mnt)) || pthread_create(&t, NULL, probe_pid, p)) {
+        if (p)
+            free(p->mnt);
+        free(p);
+        return 0;
+    }
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += 2;
+    if (pthread_timedjoin_np(t, NULL, &deadline)) {
+        pthread_detach(t);
+        return 0;
+    }
+    if (p->n > 0) {
+        p->buf[p->n] = 0;
+        if ((f = strstr(p->buf, "\"pid\":")))
+            pid = (pid_t)strtol(f + 6, NULL, 10);
+    }
+    free(p->mnt);
+    free(p);
+    return pid;
+}
+
+/* Field 22 of /proc/PID/stat (start time): tells a process from a later one that reuses its pid. 0 if
+ * gone or a zombie (its parent, often init, may take its time to reap it; its work is over). */
+static unsigned long long start_time(pid_t pid)
+{
+    char path[64], buf[1024], *p;
+    unsigned long long t = 0;
+    FILE *f;
+    snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
+    if (!(f = fopen(path, "re")))
+        return 0;
+    if (fgets(buf, sizeof buf, f) && (p = strrchr(buf, ')')) && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X') {
+        /* after ") " come fields 3.. ; the start time is field 22 */
+        for (int field = 2; p && field < 22; field++)
+            p = strchr(p + 1, ' ');
+        if (p)
+            t = strtoull(p + 1, NULL, 10);
+    }
+    fclose(f);
+    return t;
+}
+
+/* Unmount, then wait (up to a minute) until the daemon has finished its own cleanup — spare files
+ * removed, key service closed, audit flushed — so that what follows sees a quiet CIPHERDIR. */
 int cmd_unmount(int argc, char **argv)
 {
-    pid_t pid;
-    int status;
+    pid_t pid, dpid;
+    unsigned long long started = 0;
+    int status, rc = 1;
     if (argc != 2) {
         fprintf(stderr, "usage: envelopefs unmount MOUNTPOINT\n");
         return 2;
     }
+    dpid = daemon_pid(argv[1]);
+    if (dpid > 0)
+        started = start_time(dpid);
     pid = fork();
     if (pid == 0) {
         execlp("fusermount3", "fusermount3", "-u", argv[1], (char *)NULL);
         _exit(127);
     }
     if (pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0)
-        return 0;
-    if (umount2(argv[1], 0) == 0)
-        return 0;
-    fprintf(stderr, "envelopefs unmount: %s: %s\n", argv[1], strerror(errno));
-    return 1;
+        rc = 0;
+    else if (umount2(argv[1], 0) == 0)
+        rc = 0;
+    if (rc) {
+        fprintf(stderr, "envelopefs unmount: %s: %s\n", argv[1], strerror(errno));
+        return 1;
+    }
+    for (int i = 0; started && i < 3000 && start_time(dpid) == started; i++) {
+        struct timespec ms20 = {0, 20 * 1000 * 1000};
+        nanosleep(&ms20, NULL);
+    }
+    if (started && start_time(dpid) == started)
+        fprintf(stderr, "envelopefs unmount: %s is unmounted; its daemon (pid %ld) is still finishing\n", argv[1],
+                (long)dpid);
+    return 0;
 }
 
 int cmd_fsck(int argc, char **argv)

@@ -86,4 +86,11 @@ printf 'abc' >>f5
 fs_remount
 [ "$(cat "$MNT/f5")" = "envelabc" ] || fail "truncate persisted"
 "$B" fsck "$CIPHER" >/dev/null || fail "fsck on a healthy tree"
+# `envelopefs unmount` returns once the daemon has finished (gone, or a zombie waiting for its reaper)
+dpid=$(getfattr --absolute-names --only-values -n user.envelopefs.stats "$MNT" | jget pid)
+[ -d "/proc/$dpid" ] && grep -q envelopefs "/proc/$dpid/comm" || fail "stats name the daemon's pid ($dpid)"
+for i in $(seq 50); do echo "$i" >"$MNT/late$i"; done
+fs_unmount
+state=$(awk '{print $3}' "/proc/$dpid/stat" 2>/dev/null || echo gone)
+case $state in Z|X|gone) ;; *) fail "daemon $dpid still running ($state) after unmount returned";; esac
 echo "fs_basic ($MODE): all checks passed"
