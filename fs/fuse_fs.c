@@ -45,7 +45,7 @@
 
 #define HASH_BUCKETS 65536
 #define IO_CHUNK (1u << 20)
-#define WRITE_BEHIND (8u << 20) /* plaintext bytes written to a file between write-behind kicks */
+#define WRITE_BEHIND (8u << 20) /* plaintext bytes of a sequential run between write-behind kicks */
 
 struct inode {
     struct inode *next;          /* hash chain */
@@ -65,7 +65,7 @@ struct inode {
     uint64_t data_off;           /* header length (0 with the header in an xattr) */
     uint64_t size;               /* plaintext size while loaded */
     int64_t hdr_len_cache;       /* -1 unknown; for getattr of files that are not open */
-    uint64_t written_behind;     /* bytes written since the last write-behind kick (under rw) */
+    uint64_t wb_start, wb_end;   /* write-behind: the sequential run not yet sent to disk (under rw) */
     int dirid_ok;                /* directories with encrypted names: dirid below is valid */
     uint8_t dirid[EFS_DIRID_LEN];
 };
@@ -921,23 +921,31 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
                      struct fuse_file_info *fi)
 {
     struct handle *h = (struct handle *)(uintptr_t)fi->fh;
-    bool kick = false;
+    struct inode *in = h->in;
+    uint64_t kick_from = 0, kick_to = 0;
     int rc;
     rc = kill_suidgid_if_asked(req, ino, h->fd); /* an unprivileged writer */
-    pthread_rwlock_wrlock(&h->in->rw);
+    pthread_rwlock_wrlock(&in->rw);
     if (!rc)
-        rc = write_plain(h->in, h->fd, (const uint8_t *)buf, size, (uint64_t)off);
-    if (!rc && (h->in->written_behind += size) >= WRITE_BEHIND) {
-        h->in->written_behind = 0;
-        kick = true;
+        rc = write_plain(in, h->fd, (const uint8_t *)buf, size, (uint64_t)off);
+    if (!rc) {
+        if ((uint64_t)off != in->wb_end) /* not a continuation: a new run starts here */
+            in->wb_start = (uint64_t)off;
+        in->wb_end = (uint64_t)off + size;
+        if (in->wb_end - in->wb_start >= WRITE_BEHIND) {
+            kick_from = in->data_off + efs_data_len(in->wb_start / in->bs * in->bs, in->bs);
+            kick_to = in->data_off + efs_data_len(in->wb_end, in->bs);
+            in->wb_start = in->wb_end;
+        }
     }
-    pthread_rwlock_unlock(&h->in->rw);
-    /* Write-behind: start writing this file's dirty backing pages now (asynchronously; the call waits
-     * only when the device queue is full, which paces the writer). Otherwise a stream's ciphertext sits
-     * dirty in the backing page cache until fsync, and the disk idles while the daemon encrypts, then the
-     * daemon idles while the disk writes — two stages in series instead of a pipeline. */
-    if (kick)
-        (void)sync_file_range(h->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+    pthread_rwlock_unlock(&in->rw);
+    /* Write-behind for sequential streams: send the run's ciphertext to the disk now (asynchronously; the
+     * call waits only when the device queue is full, which paces the writer). Otherwise a stream's
+     * ciphertext sits dirty in the backing page cache until fsync, and the disk idles while the daemon
+     * encrypts, then the daemon idles while the disk writes — two stages in series instead of a pipeline.
+     * Random writes start no writeback: pages under writeback would make their rewrites wait. */
+    if (kick_to > kick_from)
+        (void)sync_file_range(h->fd, (off_t)kick_from, (off_t)(kick_to - kick_from), SYNC_FILE_RANGE_WRITE);
     if (rc)
         fuse_reply_err(req, -rc);
     else
