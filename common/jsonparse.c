@@ -4,6 +4,7 @@
  * where each value goes and enforces what jansson would (no duplicate keys, no NUL in strings).
  */
 #include "envelopefs/jsonparse.h"
+#include "envelopefs/wipe.h"
 
 #include <errno.h>
 #include <malloc.h>
@@ -14,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <sodium.h>
 #include <yajl/yajl_parse.h>
 
 #define MAX_DEPTH 64
@@ -89,10 +89,7 @@ static void *y_malloc(void *ctx, size_t n)
 static void y_free(void *ctx, void *p)
 {
     (void)ctx;
-    if (p) {
-        sodium_memzero(p, malloc_usable_size(p));
-        free(p);
-    }
+    efs_free_wiped(p);
 }
 
 static void *y_realloc(void *ctx, void *p, size_t n)

@@ -1,13 +1,12 @@
 /*
  * jsonwipe.c — jansson allocation functions that wipe every block on free (see jsonwipe.h).
  */
-#include <malloc.h>
 #include <pthread.h>
 #include <stdlib.h>
 
 #include <jansson.h>
-#include <sodium.h>
 
+#include "envelopefs/wipe.h"
 #include "jsonwipe.h"
 
 static void *wipe_malloc(size_t n)
@@ -15,17 +14,9 @@ static void *wipe_malloc(size_t n)
     return malloc(n);
 }
 
-static void wipe_free(void *p)
-{
-    if (!p)
-        return;
-    sodium_memzero(p, malloc_usable_size(p));
-    free(p);
-}
-
 static void install(void)
 {
-    json_set_alloc_funcs(wipe_malloc, wipe_free);
+    json_set_alloc_funcs(wipe_malloc, efs_free_wiped);
 }
 
 void kmsc_json_wipe_on_free(void)

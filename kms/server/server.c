@@ -43,7 +43,6 @@ struct ak_entry {
     char secret[48];
     char account[16];
     char user[64];
-    int used;
     char scope[48];         /* "DATE/REGION/SERVICE" of skey, "" if none */
     uint8_t skey[32];       /* SigV4 signing key of that scope (as secret as the secret) */
 };
@@ -125,7 +124,6 @@ static kms_err find_key(kms_server *s, const char *akid, struct ak_entry *out)
     if (e)
         return e == KMS_ERR_UNRECOGNIZED_CLIENT ? e : KMS_ERR_INTERNAL;
     snprintf(out->id, sizeof out->id, "%s", akid);
-    out->used = 1;
     pthread_mutex_lock(&s->lock);
     s->aks[s->ak_next] = *out;
     s->ak_next = (s->ak_next + 1) % AK_CACHE;
