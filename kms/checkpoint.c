@@ -6,7 +6,6 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
-#include <time.h>
 
 /* WAL pages after a commit that ask for a checkpoint: SQLite's own default threshold. */
 #define CKPT_PAGES 1000
@@ -20,12 +19,19 @@ struct kms_checkpointer {
     bool due, stop;
 };
 
-/* Runs inside the core's commit (under the core lock): only a flag and a signal. */
+/* Past this many WAL pages the thread has fallen behind (a writer faster than its PASSIVE checkpoints,
+ * which then never copy everything, so the WAL never restarts): the committing call checkpoints itself,
+ * as SQLite's automatic checkpoint does, which bounds the WAL. */
+#define CKPT_BEHIND_PAGES (2 * CKPT_PAGES)
+
+/* Runs inside the core's commit (under the core lock): a flag and a signal, or the bound above. */
 static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
 {
     kms_checkpointer *k = arg;
-    (void)db;
-    (void)name;
+    if (pages >= CKPT_BEHIND_PAGES) {
+        (void)sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        return SQLITE_OK;
+    }
     if (pages >= CKPT_PAGES) {
         pthread_mutex_lock(&k->lock);
         if (!k->due) {
