@@ -232,10 +232,22 @@ static void test_corrupt_store(void)
         kms_core_free(k);
         snprintf(db, sizeof db, "%s/keystore.db", dir);
         sqlite3 *s;
+        sqlite3_stmt *q;
+        uint8_t mat[256];
+        int mlen;
         CHECK(sqlite3_open(db, &s) == SQLITE_OK);
-        CHECK(sqlite3_exec(s, "UPDATE key_versions SET material = substr(material,1,30) || "
-                              "char((unicode(substr(material,31,1)) + 1) % 256) || substr(material,32)",
-                           NULL, NULL, NULL) == SQLITE_OK);
+        /* Flip one bit of byte 31 in C: SQL's char()/unicode() re-encode text as UTF-8, which for some
+         * random bytes changed more than one byte, or none. */
+        CHECK(sqlite3_prepare_v2(s, "SELECT material FROM key_versions", -1, &q, NULL) == SQLITE_OK);
+        CHECK(sqlite3_step(q) == SQLITE_ROW);
+        mlen = sqlite3_column_bytes(q, 0);
+        CHECK(mlen > 31 && mlen <= (int)sizeof mat);
+        memcpy(mat, sqlite3_column_blob(q, 0), (size_t)mlen);
+        sqlite3_finalize(q);
+        mat[30] ^= 1;
+        CHECK(sqlite3_prepare_v2(s, "UPDATE key_versions SET material = ?", -1, &q, NULL) == SQLITE_OK);
+        CHECK(sqlite3_bind_blob(q, 1, mat, mlen, SQLITE_STATIC) == SQLITE_OK && sqlite3_step(q) == SQLITE_DONE);
+        sqlite3_finalize(q);
         sqlite3_close(s);
         CHECK(kms_core_open(&so, &k, &msg) == KMS_OK);
         CHECK(callf(k, &r, "GenerateDataKey", "{\"KeyId\":\"%s\",\"KeySpec\":\"AES_256\"}", id) ==
