@@ -6,6 +6,7 @@
  * commit — milliseconds during which every other call waits. Here the core's connection only signals;
  * a thread checkpoints (PASSIVE: never blocks a writer) on a second connection. A checkpoint is not a
  * commit, so the core's PRAGMA data_version (its test for other processes' changes) does not move.
+ * Should a writer outpace the thread, the committing call checkpoints itself past twice the threshold.
  */
 #ifndef ENVELOPEFS_KMS_CHECKPOINT_H
 #define ENVELOPEFS_KMS_CHECKPOINT_H
