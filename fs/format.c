@@ -258,25 +258,45 @@ static int gcm_init(EVP_CIPHER_CTX *ctx, uint64_t *loaded, const efs_file_keys *
     return 0;
 }
 
+/* Encrypt one block: a fresh nonce into nonce_out, the ciphertext into ct (may be pt itself), the tag
+ * into tag_out. */
+static int seal_one(struct thread_crypto *tc, const efs_file_keys *k, const uint8_t file_id[EFS_FILE_ID_LEN],
+                    uint64_t blockno, const uint8_t *pt, size_t n, uint8_t *nonce_out, uint8_t *ct, uint8_t *tag_out)
+{
+    EVP_CIPHER_CTX *ctx = tc->enc;
+    uint8_t aad[28];
+    int len = 0;
+    nonce(tc, nonce_out);
+    block_aad(file_id, blockno, aad);
+    if (gcm_init(ctx, &tc->enc_gen, k, nonce_out, 1) ||
+        EVP_EncryptUpdate(ctx, NULL, &len, aad, sizeof aad) != 1 ||
+        (n && EVP_EncryptUpdate(ctx, ct, &len, pt, (int)n) != 1) ||
+        EVP_EncryptFinal_ex(ctx, ct + n, &len) != 1 ||
+        EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, EFS_TAG, tag_out) != 1) {
+        tc->enc_gen = 0; /* full re-initialisation next time */
+        return -EIO;
+    }
+    return 0;
+}
+
 int efs_block_encrypt(const efs_file_keys *k, const uint8_t file_id[EFS_FILE_ID_LEN], uint64_t blockno,
                       const uint8_t *pt, size_t n, uint8_t *out)
 {
     struct thread_crypto *tc = thread_crypto();
-    EVP_CIPHER_CTX *ctx;
-    uint8_t aad[28];
-    int len = 0;
+    return tc ? seal_one(tc, k, file_id, blockno, pt, n, out, out + EFS_NONCE, out + EFS_NONCE + n) : -ENOMEM;
+}
+
+int efs_blocks_seal(const efs_file_keys *k, const uint8_t file_id[EFS_FILE_ID_LEN], uint64_t first,
+                    uint8_t *data, size_t count, size_t bs, uint8_t *meta)
+{
+    struct thread_crypto *tc = thread_crypto();
     if (!tc)
         return -ENOMEM;
-    ctx = tc->enc;
-    nonce(tc, out);
-    block_aad(file_id, blockno, aad);
-    if (gcm_init(ctx, &tc->enc_gen, k, out, 1) ||
-        EVP_EncryptUpdate(ctx, NULL, &len, aad, sizeof aad) != 1 ||
-        (n && EVP_EncryptUpdate(ctx, out + EFS_NONCE, &len, pt, (int)n) != 1) ||
-        EVP_EncryptFinal_ex(ctx, out + EFS_NONCE + n, &len) != 1 ||
-        EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, EFS_TAG, out + EFS_NONCE + n) != 1) {
-        tc->enc_gen = 0; /* full re-initialisation next time */
-        return -EIO;
+    for (size_t i = 0; i < count; i++) {
+        uint8_t *m = meta + i * EFS_BLOCK_OVERHEAD, *d = data + i * bs;
+        int rc = seal_one(tc, k, file_id, first + i, d, bs, m, d, m + EFS_NONCE);
+        if (rc)
+            return rc;
     }
     return 0;
 }

@@ -19,6 +19,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <malloc.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/uio.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -66,6 +68,7 @@ struct inode {
     uint64_t size;               /* plaintext size while loaded */
     int64_t hdr_len_cache;       /* -1 unknown; for getattr of files that are not open */
     uint64_t wb_start, wb_end;   /* write-behind: the sequential run not yet sent to disk (under rw) */
+    struct inflight *writes;     /* WRITEs being served (fs->write_lock); see op_write */
     int dirid_ok;                /* directories with encrypted names: dirid below is valid */
     uint8_t dirid[EFS_DIRID_LEN];
 };
@@ -75,9 +78,17 @@ struct handle {
     struct inode *in;
 };
 
+/* A WRITE being served, from entry until it is placed (a list per inode, on the writers' stacks). */
+struct inflight {
+    struct inflight *next;
+    uint64_t off, end;
+};
+
 struct efs {
     struct inode root;
     pthread_mutex_t table_lock;
+    pthread_mutex_t write_lock;  /* inode->writes of every inode */
+    pthread_cond_t write_placed; /* broadcast when a WRITE leaves its inode's list */
     struct inode *table[HASH_BUCKETS];
     efs_keys *keys;
     efs_spares *spares;          /* NULL: every create writes and syncs its own header */
@@ -88,6 +99,8 @@ struct efs {
     struct fuse_session *se;     /* for notifications to the kernel */
     _Atomic uint64_t getxattr_requests; /* observed by tests: writes must not cost one each */
     _Atomic uint64_t header_probes;     /* headers read only for a size (config format ≤ 2); tests: 0 in format 3 */
+    _Atomic uint64_t gap_bytes;         /* plaintext bytes written as zeros because a WRITE began past the end */
+    _Atomic uint64_t gap_waits;         /* WRITEs that waited for an earlier one to fill their gap (op_write) */
     int mount_fd;                /* the backing root, for open_by_handle_at */
     long nfds, fd_budget;        /* inode fds open / allowed before evicting idle ones (table_lock) */
     size_t evict_cursor;
@@ -671,6 +684,20 @@ static ssize_t read_plain(struct inode *in, int fd, uint8_t *out, size_t len, ui
     return (ssize_t)done;
 }
 
+/* Reserve backing space for growing the file to newsize (rw lock held exclusively), so that ENOSPC
+ * comes before anything is written and leaves the file as it was. */
+static int reserve(struct inode *in, int fd, uint64_t newsize)
+{
+    uint64_t have, need;
+    int rc;
+    if (newsize <= in->size)
+        return 0;
+    have = in->data_off + efs_data_len(in->size, in->bs);
+    need = in->data_off + efs_data_len(newsize, in->bs);
+    rc = posix_fallocate(fd, (off_t)have, (off_t)(need - have));
+    return rc && rc != EOPNOTSUPP && rc != EINVAL ? -rc : 0;
+}
+
 /* Write plaintext (or zeros when buf == NULL) at [off, off+len), extending the file as needed
  * (rw lock held exclusively). Space for the new extent is reserved first, so ENOSPC leaves the
  * file as it was. */
@@ -688,15 +715,10 @@ static int write_plain(struct inode *in, int fd, const uint8_t *buf, size_t len,
     if (len == 0 && off <= in->size)
         return 0;
     last = (end - 1) / bs;
-    if (newsize > in->size) {
-        uint64_t have = in->data_off + efs_data_len(in->size, (uint32_t)bs);
-        uint64_t need = in->data_off + efs_data_len(newsize, (uint32_t)bs);
-        rc = posix_fallocate(fd, (off_t)have, (off_t)(need - have));
-        if (rc && rc != EOPNOTSUPP && rc != EINVAL)
-            return -rc;
-        rc = 0;
-    }
-    out_cap = (IO_CHUNK / bs + 1) * stored;
+    rc = reserve(in, fd, newsize);
+    if (rc)
+        return rc;
+    out_cap = (last - first + 1 < IO_CHUNK / bs + 1 ? last - first + 1 : IO_CHUNK / bs + 1) * stored;
     out = malloc(out_cap);
     pt = malloc(bs);
     if (!out || !pt) {
@@ -753,6 +775,111 @@ static int write_plain(struct inode *in, int fd, const uint8_t *buf, size_t len,
     free(pt);
     free(out);
     return rc;
+}
+
+/*
+ * Sealing outside the inode lock. The ciphertext of a block that a write covers whole depends only on
+ * the file's keys and id (fixed while the file is open), the block number and the new plaintext — not
+ * on the file's current contents or size. So op_write encrypts those blocks before it takes the inode
+ * lock and holds the lock only to place them (write_sealed): the several WRITEs the kernel's writeback
+ * sends for one file at once encrypt on all CPUs instead of one at a time. Placing stays serialised, so
+ * concurrent writes still land as if in some serial order.
+ *
+ * The blocks are encrypted in place, in the request's buffer: it is this worker thread's receive buffer
+ * (loop.c owns it; SPLICE_READ is off, so data always arrives there), and the plaintext is not needed
+ * afterwards. Nonces and tags go to a small per-thread array, and one pwritev interleaves the two, so a
+ * 1 MiB WRITE needs no second megabyte of memory and no copy of its ciphertext.
+ */
+struct seal_buf {
+    size_t cap;
+    max_align_t data[];
+};
+
+static pthread_key_t seal_key;
+static pthread_once_t seal_once = PTHREAD_ONCE_INIT;
+static void seal_key_init(void) { (void)pthread_key_create(&seal_key, free); }
+
+/* This thread's scratch memory of at least cap bytes (kept for its next writes), or NULL. */
+static void *seal_scratch(size_t cap)
+{
+    struct seal_buf *b;
+    pthread_once(&seal_once, seal_key_init);
+    b = pthread_getspecific(seal_key);
+    if (b && b->cap >= cap)
+        return b->data;
+    free(b);
+    (void)pthread_setspecific(seal_key, NULL);
+    b = malloc(sizeof *b + cap);
+    if (!b || pthread_setspecific(seal_key, b)) {
+        free(b);
+        return NULL;
+    }
+    b->cap = cap;
+    return b->data;
+}
+
+/* The whole blocks [a, z) of a WRITE at off, sealed in place by seal_whole. */
+struct sealed {
+    uint64_t a, z;
+    struct iovec *iov; /* 2·count+1 pieces: nonce, ciphertext, tag ‖ next nonce, …, tag */
+    size_t niov;
+};
+
+/* Encrypt the whole blocks [a, z) of a WRITE of plaintext buf at off (block-aligned a < z inside it) in
+ * place; no lock needed (see above). 0, or -errno: then buf may be partly encrypted and the WRITE fails. */
+static int seal_whole(struct inode *in, uint8_t *buf, uint64_t off, uint64_t a, uint64_t z, struct sealed *s)
+{
+    size_t bs = in->bs, count = (size_t)((z - a) / bs);
+    size_t niov = 2 * count + 1;
+    struct iovec *iov = seal_scratch(niov * sizeof *iov + count * EFS_BLOCK_OVERHEAD);
+    uint8_t *meta, *data = buf + (a - off);
+    int rc;
+    if (!iov)
+        return -ENOMEM;
+    meta = (uint8_t *)(iov + niov);
+    rc = efs_blocks_seal(in->keys, in->file_id, a / bs, data, count, bs, meta);
+    if (rc)
+        return rc == -ENOMEM ? rc : -EIO;
+    iov[0] = (struct iovec){meta, EFS_NONCE};
+    for (size_t i = 0; i < count; i++) {
+        iov[2 * i + 1] = (struct iovec){data + i * bs, bs};
+        iov[2 * i + 2] = (struct iovec){meta + i * EFS_BLOCK_OVERHEAD + EFS_NONCE,
+                                        i + 1 < count ? EFS_BLOCK_OVERHEAD : EFS_TAG};
+    }
+    *s = (struct sealed){.a = a, .z = z, .iov = iov, .niov = niov};
+    return 0;
+}
+
+/* Write [off, off+len) whose whole blocks s->a..s->z seal_whole sealed (rw lock held exclusively): the
+ * partial blocks at either end (and any gap before s->a, as zeros) the plain way, the sealed blocks with
+ * pwritev. Space for the whole extent is reserved first. */
+static int write_sealed(struct inode *in, int fd, const uint8_t *buf, size_t len, uint64_t off,
+                        const struct sealed *s)
+{
+    uint64_t bs = in->bs, stored = bs + EFS_BLOCK_OVERHEAD, end = off + len;
+    uint64_t at = in->data_off + s->a / bs * stored;
+    int rc = reserve(in, fd, end);
+    if (!rc && s->a > off)
+        rc = write_plain(in, fd, buf, (size_t)(s->a - off), off);
+    else if (!rc && in->size < s->a) /* a gap: zeros up to the first sealed block */
+        rc = write_plain(in, fd, NULL, (size_t)(s->a - in->size), in->size);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < s->niov;) {
+        int n = s->niov - i > IOV_MAX ? IOV_MAX : (int)(s->niov - i);
+        size_t want = 0;
+        ssize_t w;
+        for (int j = 0; j < n; j++)
+            want += s->iov[i + (size_t)j].iov_len;
+        w = pwritev(fd, s->iov + i, n, (off_t)at);
+        if (w != (ssize_t)want)
+            return w < 0 ? -errno : -EIO;
+        at += want;
+        i += (size_t)n;
+    }
+    if (s->z > in->size)
+        in->size = s->z;
+    return end > s->z ? write_plain(in, fd, buf + (s->z - off), (size_t)(end - s->z), s->z) : 0;
 }
 
 static int truncate_plain(struct inode *in, int fd, uint64_t newsize)
@@ -917,17 +1044,91 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
     free(buf);
 }
 
+/*
+ * Out-of-order WRITEs. The kernel's writeback sends several WRITEs of one file at once and the worker
+ * threads place them in whatever order they get the inode lock: a WRITE past the end of the file may come
+ * before the one that precedes it. Placed as it comes, it would first fill the gap with encrypted zero
+ * blocks (holes are stored as such), which the earlier WRITE then overwrites — up to a third of a stream
+ * encrypted and written twice. So a WRITE that would leave a gap waits while another WRITE of the same
+ * file that starts lower and reaches into the gap is still being served (the lowest never waits, so all
+ * finish); if none is, the gap is a real hole and is filled with zero blocks as before.
+ */
+static void writes_enter(struct efs *fs, struct inode *in, struct inflight *me)
+{
+    pthread_mutex_lock(&fs->write_lock);
+    me->next = in->writes;
+    in->writes = me;
+    pthread_mutex_unlock(&fs->write_lock);
+}
+
+static void writes_leave(struct efs *fs, struct inode *in, struct inflight *me)
+{
+    struct inflight **pp;
+    bool waiters;
+    pthread_mutex_lock(&fs->write_lock);
+    for (pp = &in->writes; *pp != me; pp = &(*pp)->next)
+        ;
+    *pp = me->next;
+    waiters = in->writes != NULL;
+    pthread_mutex_unlock(&fs->write_lock);
+    if (waiters)
+        pthread_cond_broadcast(&fs->write_placed);
+}
+
+/* Another WRITE in flight starts below me->off and ends past size (it may fill the gap). write_lock held. */
+static bool gap_filler(const struct inode *in, const struct inflight *me, uint64_t size)
+{
+    for (const struct inflight *p = in->writes; p; p = p->next)
+        if (p != me && p->off < me->off && p->end > size)
+            return true;
+    return false;
+}
+
+/* me leaves a gap at the end of the file (rw held exclusively). If a WRITE that may fill it is in flight,
+ * wait (without rw) until it has been placed and return true with rw held again (the caller rechecks);
+ * otherwise return false at once. */
+static bool writes_wait_gap(struct efs *fs, struct inode *in, const struct inflight *me)
+{
+    uint64_t size = in->size;
+    bool waited = false;
+    pthread_mutex_lock(&fs->write_lock);
+    if (gap_filler(in, me, size)) {
+        pthread_rwlock_unlock(&in->rw);
+        while (gap_filler(in, me, size))
+            pthread_cond_wait(&fs->write_placed, &fs->write_lock);
+        waited = true;
+    }
+    pthread_mutex_unlock(&fs->write_lock);
+    if (waited)
+        pthread_rwlock_wrlock(&in->rw);
+    return waited;
+}
+
 static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
                      struct fuse_file_info *fi)
 {
     struct handle *h = (struct handle *)(uintptr_t)fi->fh;
     struct inode *in = h->in;
     uint64_t kick_from = 0, kick_to = 0;
+    uint64_t a = ((uint64_t)off + in->bs - 1) / in->bs * in->bs, z = ((uint64_t)off + size) / in->bs * in->bs;
+    struct sealed sealed = {0};
+    bool whole = false;
+    struct inflight me = {.off = (uint64_t)off, .end = (uint64_t)off + size};
     int rc;
     rc = kill_suidgid_if_asked(req, ino, h->fd); /* an unprivileged writer */
+    writes_enter(fs_of(req), in, &me);
+    if (!rc && z > a) { /* buf is this thread's receive buffer: see "Sealing outside the inode lock" */
+        rc = seal_whole(in, (uint8_t *)(uintptr_t)buf, (uint64_t)off, a, z, &sealed);
+        whole = !rc;
+    }
     pthread_rwlock_wrlock(&in->rw);
+    while (!rc && me.off > in->size && writes_wait_gap(fs_of(req), in, &me))
+        fs_of(req)->gap_waits++; /* an earlier WRITE being served filled (part of) the gap */
+    if (!rc && me.off > in->size)
+        fs_of(req)->gap_bytes += me.off - in->size;
     if (!rc)
-        rc = write_plain(in, h->fd, (const uint8_t *)buf, size, (uint64_t)off);
+        rc = whole ? write_sealed(in, h->fd, (const uint8_t *)buf, size, (uint64_t)off, &sealed)
+                   : write_plain(in, h->fd, (const uint8_t *)buf, size, (uint64_t)off);
     if (!rc) {
         if ((uint64_t)off != in->wb_end) /* not a continuation: a new run starts here */
             in->wb_start = (uint64_t)off;
@@ -939,6 +1140,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
         }
     }
     pthread_rwlock_unlock(&in->rw);
+    writes_leave(fs_of(req), in, &me);
     /* Write-behind for sequential streams: send the run's ciphertext to the disk now (asynchronously; the
      * call waits only when the device queue is full, which paces the writer). Otherwise a stream's
      * ciphertext sits dirty in the backing page cache until fsync, and the disk idles while the daemon
@@ -1661,10 +1863,11 @@ static void op_getxattr_body(fuse_req_t req, fuse_ino_t ino, const char *name, s
                        "{\"kms_calls\":%" PRIu64 ",\"dek_cache_hits\":%" PRIu64 ",\"inodes\":%ld,"
                        "\"inode_fds\":%ld,\"fd_budget\":%ld,\"busy_inodes\":%ld,\"evictable_inodes\":%ld,"
                        "\"getxattr_requests\":%" PRIu64 ",\"spare_creates\":%" PRIu64 ",\"spare_mkdirs\":%" PRIu64 ",\"header_probes\":%" PRIu64 ","
-                       "\"pid\":%ld}",
+                       "\"gap_bytes\":%" PRIu64 ",\"gap_waits\":%" PRIu64 ",\"pid\":%ld}",
                        efs_keys_kms_calls(fs->keys), efs_keys_cache_hits(fs->keys), inodes, nfds, budget,
                        pinned, evictable, (uint64_t)fs->getxattr_requests, efs_spares_taken(fs->spares),
-                       efs_spares_taken_dirs(fs->spares), (uint64_t)fs->header_probes, (long)getpid());
+                       efs_spares_taken_dirs(fs->spares), (uint64_t)fs->header_probes, (uint64_t)fs->gap_bytes,
+                       (uint64_t)fs->gap_waits, (long)getpid());
         reply_xattr_value(req, size, s, (size_t)len);
         return;
     }
@@ -1980,6 +2183,8 @@ int efs_mount_run(const efs_mount_opts *o, const efs_config *cfg)
     if (!fs)
         return 1;
     pthread_mutex_init(&fs->table_lock, NULL);
+    pthread_mutex_init(&fs->write_lock, NULL);
+    pthread_cond_init(&fs->write_placed, NULL);
     fs->cfg = cfg;
     fs->cipherdir = o->cipherdir;
     fs->timeout = 1.0;
@@ -2094,8 +2299,8 @@ int efs_mount_run(const efs_mount_opts *o, const efs_config *cfg)
     }
     EFS_INFO("mounted %s on %s (key %s)", o->cipherdir, o->mountpoint, cfg->key_id);
     {
-        /* Each thread holds a ~1 MiB receive buffer and ~1 MiB of cipher buffers once it has served a
-         * large write: twice the CPUs (4 to 16) bounds the daemon's memory and still overlaps I/O. A
+        /* Each thread holds a ~1 MiB receive buffer once it has served a large write (whole blocks are
+         * encrypted in place; reads and partial blocks use short-lived buffers): twice the CPUs (4 to 16) bounds the daemon's memory and still overlaps I/O. A
          * client sending one request at a time is served by one thread (loop.c). */
         long cpus = sysconf(_SC_NPROCESSORS_ONLN);
         unsigned workers = cpus < 2 ? 4 : cpus > 8 ? 16 : (unsigned)(2 * cpus);
