@@ -663,8 +663,9 @@ static ssize_t read_plain(struct inode *in, int fd, uint8_t *out, size_t len, ui
     for (uint64_t b = first; b <= last; b++) {
         uint64_t bstart = b * bs, blen = in->size - bstart < bs ? in->size - bstart : bs, from, to;
         uint64_t at = (b - first) * stored;
+        bool whole = bstart >= off && bstart + blen <= end; /* decrypted straight into out */
         if ((uint64_t)n < at + blen + EFS_BLOCK_OVERHEAD ||
-            efs_block_decrypt(in->keys, in->file_id, b, ct + at, blen + EFS_BLOCK_OVERHEAD, pt)) {
+            efs_block_decrypt(in->keys, in->file_id, b, ct + at, blen + EFS_BLOCK_OVERHEAD, whole ? out + done : pt)) {
             char w[64];
             EFS_ERROR("%s: block %" PRIu64 " fails authentication (tampered, truncated or moved)",
                       what_of(in, w, sizeof w), b);
@@ -675,7 +676,8 @@ static ssize_t read_plain(struct inode *in, int fd, uint8_t *out, size_t len, ui
         }
         from = b == first ? off - bstart : 0;
         to = bstart + blen > end ? end - bstart : blen;
-        memcpy(out + done, pt + from, to - from);
+        if (!whole)
+            memcpy(out + done, pt + from, to - from);
         done += to - from;
     }
     free(ct);
