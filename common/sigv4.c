@@ -396,7 +396,16 @@ int64_t sigv4_parse_date(const char *d)
         return -1;
     tm.tm_year -= 1900;
     tm.tm_mon -= 1;
-    return (int64_t)timegm(&tm);
+    {
+        /* timegm normalises out-of-range fields (month 13, 30 February, hour 24): such a date is refused,
+         * as is anything before 1970. A valid date formats back to exactly the text received. */
+        time_t t = timegm(&tm);
+        char back[17];
+        if (t < 0)
+            return -1;
+        sigv4_format_date((int64_t)t, back);
+        return memcmp(back, d, 16) ? -1 : (int64_t)t;
+    }
 }
 
 void sigv4_format_date(int64_t t, char out[17])

@@ -2306,7 +2306,11 @@ int efs_mount_run(const efs_mount_opts *o, const efs_config *cfg)
          * client sending one request at a time is served by one thread (loop.c). */
         long cpus = sysconf(_SC_NPROCESSORS_ONLN);
         unsigned workers = cpus < 2 ? 4 : cpus > 8 ? 16 : (unsigned)(2 * cpus);
-        rc = efs_loop_run(se, workers) ? 1 : 0;
+        /* Spinning for the next request pays off only with a CPU for the client besides the daemon's
+         * leader; ENVELOPEFS_SPIN_US overrides (0 turns it off). */
+        const char *sp = getenv("ENVELOPEFS_SPIN_US");
+        unsigned spin_us = sp ? (unsigned)strtoul(sp, NULL, 10) : cpus >= 2 ? 20 : 0;
+        rc = efs_loop_run(se, workers, spin_us) ? 1 : 0;
     }
     fuse_session_unmount(se);
     EFS_INFO("unmounted %s", o->mountpoint);

@@ -12,7 +12,8 @@
 #include <fuse_lowlevel.h>
 
 /* Serve se until it ends (unmount) or fuse_session_exit (a signal handler). The calling thread serves
- * no requests; it waits and then stops the others. 0, or -1 when reading requests failed. */
-int efs_loop_run(struct fuse_session *se, unsigned max_threads) __attribute__((warn_unused_result));
+ * no requests; it waits and then stops the others. spin_us: how long the leader polls for the next
+ * request before blocking (0: never; see loop.c). 0, or -1 when reading requests failed. */
+int efs_loop_run(struct fuse_session *se, unsigned max_threads, unsigned spin_us) __attribute__((warn_unused_result));
 
 #endif

@@ -50,13 +50,13 @@ kms.enable_key(KeyId=k["KeyId"])
 # Raw protocol checks
 u = urllib.parse.urlparse(url)
 
-def raw(op, body, sign=True, date=None, secret=sk, extra=None):
+def raw(op, body, sign=True, date=None, secret=sk, extra=None, amz_date=None):
     headers = {"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": f"TrentService.{op}",
                "Host": u.netloc}
     if sign:
         req = AWSRequest(method="POST", url=url + "/", data=body, headers=headers)
         auth = SigV4Auth(Credentials(ak, secret), "kms", "us-east-1")
-        ts = (date or datetime.datetime.utcnow()).strftime("%Y%m%dT%H%M%SZ")
+        ts = amz_date or (date or datetime.datetime.utcnow()).strftime("%Y%m%dT%H%M%SZ")
         req.context["timestamp"] = ts
         auth._modify_request_before_signing(req)
         canonical = auth.canonical_request(req)
@@ -81,6 +81,10 @@ st, body, _ = raw("ListKeys", b"{}", secret="wrong")
 assert body["__type"] == "InvalidSignatureException", body
 st, body, _ = raw("ListKeys", b"{}", date=datetime.datetime.utcnow() - datetime.timedelta(minutes=6))
 assert body["__type"] == "InvalidSignatureException" and "expired" in body["message"].lower(), body
+# A date with a field out of range, signed as sent: second 60 of the previous minute would normalise to
+# a time within the allowed skew, but X-Amz-Date must be a real date.
+st, body, _ = raw("ListKeys", b"{}", amz_date=(datetime.datetime.utcnow() - datetime.timedelta(minutes=1)).strftime("%Y%m%dT%H%M60Z"))
+assert st == 400 and body["__type"] == "IncompleteSignatureException", body
 st, body, _ = raw("ListKeys", b"{}", extra={"Authorization": "AWS4-HMAC-SHA256 garbage"})
 assert body["__type"] == "IncompleteSignatureException", body
 st, body, _ = raw("NoSuchThing", b"{}")
