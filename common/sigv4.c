@@ -394,18 +394,20 @@ int64_t sigv4_parse_date(const char *d)
     tm.tm_sec = digits(d + 13, 2);
     if (tm.tm_year < 0 || tm.tm_mon < 0 || tm.tm_mday < 0 || tm.tm_hour < 0 || tm.tm_min < 0 || tm.tm_sec < 0)
         return -1;
+    /* timegm would normalise out-of-range fields (month 13, 30 February, hour 24): refuse them, and
+     * anything before 1970. */
+    {
+        static const int mdays[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+        int y = tm.tm_year;
+        bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+        if (y < 1970 || tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 ||
+            tm.tm_mday > mdays[tm.tm_mon - 1] + (tm.tm_mon == 2 && leap) || tm.tm_hour > 23 || tm.tm_min > 59 ||
+            tm.tm_sec > 59)
+            return -1;
+    }
     tm.tm_year -= 1900;
     tm.tm_mon -= 1;
-    {
-        /* timegm normalises out-of-range fields (month 13, 30 February, hour 24): such a date is refused,
-         * as is anything before 1970. A valid date formats back to exactly the text received. */
-        time_t t = timegm(&tm);
-        char back[17];
-        if (t < 0)
-            return -1;
-        sigv4_format_date((int64_t)t, back);
-        return memcmp(back, d, 16) ? -1 : (int64_t)t;
-    }
+    return (int64_t)timegm(&tm);
 }
 
 void sigv4_format_date(int64_t t, char out[17])
