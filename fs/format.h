@@ -83,8 +83,8 @@ int efs_block_encrypt(const efs_file_keys *k, const uint8_t file_id[EFS_FILE_ID_
 /* Encrypt count whole blocks of bs bytes, numbered first, first+1, …, in place: data (count·bs bytes)
  * becomes the ciphertexts, meta (count·28 bytes) receives each block's nonce (12) and tag (16). Stored,
  * block i is meta[28i, 28i+12) ‖ data[bs·i, bs·(i+1)) ‖ meta[28i+12, 28i+28): the tag of one block and the
- * nonce of the next are adjacent in meta, so count blocks go out as 2·count+1 iovecs. On failure data
- * may be partly encrypted. */
+ * nonce of the next are adjacent in meta, so count blocks go out as 2·count+1 iovecs. -ENOMEM (no
+ * per-thread crypto state) leaves data untouched; after -EIO data may be partly encrypted. */
 int efs_blocks_seal(const efs_file_keys *k, const uint8_t file_id[EFS_FILE_ID_LEN], uint64_t first,
                     uint8_t *data, size_t count, size_t bs, uint8_t *meta) __attribute__((warn_unused_result));
 int efs_block_decrypt(const efs_file_keys *k, const uint8_t file_id[EFS_FILE_ID_LEN], uint64_t blockno,

@@ -828,7 +828,8 @@ struct sealed {
 };
 
 /* Encrypt the whole blocks [a, z) of a WRITE of plaintext buf at off (block-aligned a < z inside it) in
- * place; no lock needed (see above). 0, or -errno: then buf may be partly encrypted and the WRITE fails. */
+ * place; no lock needed (see above). 0; -ENOMEM with buf untouched; or -EIO: buf may be partly encrypted
+ * and the WRITE fails. */
 static int seal_whole(struct inode *in, uint8_t *buf, uint64_t off, uint64_t a, uint64_t z, struct sealed *s)
 {
     size_t bs = in->bs, count = (size_t)((z - a) / bs);
@@ -1122,6 +1123,8 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
     if (!rc && z > a) { /* buf is this thread's receive buffer: see "Sealing outside the inode lock" */
         rc = seal_whole(in, (uint8_t *)(uintptr_t)buf, (uint64_t)off, a, z, &sealed);
         whole = !rc;
+        if (rc == -ENOMEM)
+            rc = 0; /* nothing was encrypted yet: write the plain way */
     }
     pthread_rwlock_wrlock(&in->rw);
     while (!rc && me.off > in->size && writes_wait_gap(fs_of(req), in, &me))

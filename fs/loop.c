@@ -8,7 +8,8 @@
  * by the leader itself, which then reads the next one: a sequential client ping-pongs with one thread.
  * The leader passes leadership to a follower (waking or starting one, up to max_threads) before serving
  * when more requests are already queued (poll says so: concurrent clients) or the request may take long
- * (data, fsync, directory listings), so parallel work still runs in parallel.
+ * (data, fsync, directory listings), so parallel work still runs in parallel. Before it blocks in read, the
+ * leader polls for the next request for a few microseconds (spin(), below).
  *
  * Shutdown as in libfuse: the session ends (unmount: the read returns 0/-ENODEV) or a signal handler calls
  * fuse_session_exit; the calling thread, which serves no requests itself, wakes up, and cancels the
