@@ -20,6 +20,7 @@
 #include <limits.h>
 #include <malloc.h>
 #include <stddef.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,13 +83,15 @@ struct handle {
 struct inflight {
     struct inflight *next;
     uint64_t off, end;
+    bool peeked;                 /* has waited once for a queued WRITE (writes_wait_gap) */
 };
 
 struct efs {
     struct inode root;
     pthread_mutex_t table_lock;
     pthread_mutex_t write_lock;  /* inode->writes of every inode */
-    pthread_cond_t write_placed; /* broadcast when a WRITE leaves its inode's list */
+    pthread_cond_t write_placed; /* broadcast when a WRITE leaves its inode's list (CLOCK_MONOTONIC) */
+    int gap_peekers;             /* WRITEs waiting for a queued WRITE to arrive (write_lock) */
     struct inode *table[HASH_BUCKETS];
     efs_keys *keys;
     efs_spares *spares;          /* NULL: every create writes and syncs its own header */
@@ -1058,10 +1061,14 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
  */
 static void writes_enter(struct efs *fs, struct inode *in, struct inflight *me)
 {
+    bool peekers;
     pthread_mutex_lock(&fs->write_lock);
     me->next = in->writes;
     in->writes = me;
+    peekers = fs->gap_peekers > 0;
     pthread_mutex_unlock(&fs->write_lock);
+    if (peekers) /* this may be the WRITE one of them waits for */
+        pthread_cond_broadcast(&fs->write_placed);
 }
 
 static void writes_leave(struct efs *fs, struct inode *in, struct inflight *me)
@@ -1087,24 +1094,51 @@ static bool gap_filler(const struct inode *in, const struct inflight *me, uint64
     return false;
 }
 
+/* A request is waiting in /dev/fuse that no worker has read yet. */
+static bool requests_queued(struct efs *fs)
+{
+    struct pollfd p = {.fd = fs->se ? fuse_session_fd(fs->se) : -1, .events = POLLIN};
+    return p.fd >= 0 && poll(&p, 1, 0) > 0 && (p.revents & POLLIN);
+}
+
+#define GAP_PEEK_NS 500000L /* how long a WRITE past the end waits, once, for queued requests to be read */
+
 /* me leaves a gap at the end of the file (rw held exclusively). If a WRITE that may fill it is in flight,
- * wait (without rw) until it has been placed and return true with rw held again (the caller rechecks);
- * otherwise return false at once. */
-static bool writes_wait_gap(struct efs *fs, struct inode *in, const struct inflight *me)
+ * wait (without rw) until it has been placed. If none is but requests are queued that no worker has read
+ * yet, wait once up to GAP_PEEK_NS for such a WRITE to arrive. Returns true if rw was released and is
+ * held again (the caller rechecks), false at once if there is nothing to wait for. */
+static bool writes_wait_gap(struct efs *fs, struct inode *in, struct inflight *me)
 {
     uint64_t size = in->size;
-    bool waited = false;
+    bool released = false;
     pthread_mutex_lock(&fs->write_lock);
-    if (gap_filler(in, me, size)) {
+    if (!gap_filler(in, me, size) && !me->peeked && requests_queued(fs)) {
+        struct timespec dl;
+        me->peeked = true;
+        clock_gettime(CLOCK_MONOTONIC, &dl);
+        dl.tv_nsec += GAP_PEEK_NS;
+        if (dl.tv_nsec >= 1000000000L) {
+            dl.tv_sec++;
+            dl.tv_nsec -= 1000000000L;
+        }
         pthread_rwlock_unlock(&in->rw);
+        released = true;
+        fs->gap_peekers++;
+        while (!gap_filler(in, me, size) && pthread_cond_timedwait(&fs->write_placed, &fs->write_lock, &dl) == 0)
+            ;
+        fs->gap_peekers--;
+    }
+    if (gap_filler(in, me, size)) {
+        if (!released)
+            pthread_rwlock_unlock(&in->rw);
+        released = true;
         while (gap_filler(in, me, size))
             pthread_cond_wait(&fs->write_placed, &fs->write_lock);
-        waited = true;
     }
     pthread_mutex_unlock(&fs->write_lock);
-    if (waited)
+    if (released)
         pthread_rwlock_wrlock(&in->rw);
-    return waited;
+    return released;
 }
 
 static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
@@ -2189,7 +2223,13 @@ int efs_mount_run(const efs_mount_opts *o, const efs_config *cfg)
         return 1;
     pthread_mutex_init(&fs->table_lock, NULL);
     pthread_mutex_init(&fs->write_lock, NULL);
-    pthread_cond_init(&fs->write_placed, NULL);
+    {
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&fs->write_placed, &ca);
+        pthread_condattr_destroy(&ca);
+    }
     fs->cfg = cfg;
     fs->cipherdir = o->cipherdir;
     fs->timeout = 1.0;

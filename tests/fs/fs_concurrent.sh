@@ -18,7 +18,7 @@ echo "stream: $gap gap bytes, $(stat_of gap_waits) waits"
 fs_remount
 cmp "$T/stream" "$MNT/stream" || fail "streamed file differs after remount"
 # Before op_write waited for the WRITE that fills a gap, about a third of such a stream was first
-# written as zero blocks. A WRITE the kernel has queued but no thread has read yet cannot be waited
-# for, so a few gaps remain (2-5 % of the stream in our runs): allow a fifth.
+# written as zero blocks. A filler still queued in the kernel is waited for only briefly (no free
+# thread may read it), so a few gaps remain (1-2 % of the stream in our runs): allow a fifth.
 [ "$gap" -le $(((256 << 20) / 5)) ] || fail "stream: $gap bytes written as zero blocks first (gap fills)"
 echo "fs_concurrent: ok"
