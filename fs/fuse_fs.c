@@ -20,7 +20,6 @@
 #include <limits.h>
 #include <malloc.h>
 #include <stddef.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1094,13 +1093,6 @@ static bool gap_filler(const struct inode *in, const struct inflight *me, uint64
     return false;
 }
 
-/* A request is waiting in /dev/fuse that no worker has read yet. */
-static bool requests_queued(struct efs *fs)
-{
-    struct pollfd p = {.fd = fs->se ? fuse_session_fd(fs->se) : -1, .events = POLLIN};
-    return p.fd >= 0 && poll(&p, 1, 0) > 0 && (p.revents & POLLIN);
-}
-
 #define GAP_PEEK_NS 500000L /* how long a WRITE past the end waits, once, for queued requests to be read */
 
 /* me leaves a gap at the end of the file (rw held exclusively). If a WRITE that may fill it is in flight,
@@ -1112,7 +1104,7 @@ static bool writes_wait_gap(struct efs *fs, struct inode *in, struct inflight *m
     uint64_t size = in->size;
     bool released = false;
     pthread_mutex_lock(&fs->write_lock);
-    if (!gap_filler(in, me, size) && !me->peeked && requests_queued(fs)) {
+    if (!gap_filler(in, me, size) && !me->peeked && fs->se && efs_loop_requests_queued(fs->se)) {
         struct timespec dl;
         me->peeked = true;
         clock_gettime(CLOCK_MONOTONIC, &dl);
@@ -2345,8 +2337,9 @@ int efs_mount_run(const efs_mount_opts *o, const efs_config *cfg)
     EFS_INFO("mounted %s on %s (key %s)", o->cipherdir, o->mountpoint, cfg->key_id);
     {
         /* Each thread holds a ~1 MiB receive buffer once it has served a large write (whole blocks are
-         * encrypted in place; reads and partial blocks use short-lived buffers): twice the CPUs (4 to 16) bounds the daemon's memory and still overlaps I/O. A
-         * client sending one request at a time is served by one thread (loop.c). */
+         * encrypted in place; reads and partial blocks use short-lived buffers): twice the CPUs (4 to 16)
+         * bounds the daemon's memory and still overlaps I/O. A client sending one request at a time is
+         * served by one thread (loop.c). */
         long cpus = sysconf(_SC_NPROCESSORS_ONLN);
         unsigned workers = cpus < 2 ? 4 : cpus > 8 ? 16 : (unsigned)(2 * cpus);
         /* Spinning for the next request pays off only with a CPU for the client besides the daemon's

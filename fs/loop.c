@@ -29,6 +29,7 @@
 #include <time.h>
 
 #include "envelopefs/log.h"
+#include "envelopefs/monotime.h"
 #include "fusereq.h"
 
 #define MAX_LOOP_THREADS 64
@@ -86,20 +87,13 @@ static bool served_by_follower(const unsigned char *buf, size_t n)
     return size > SMALL_IO || size == 0; /* 0: body too short to tell */
 }
 
-static bool more_queued(struct fuse_session *se)
+bool efs_loop_requests_queued(struct fuse_session *se)
 {
     struct pollfd p = {.fd = fuse_session_fd(se), .events = POLLIN};
     return poll(&p, 1, 0) > 0 && (p.revents & POLLIN);
 }
 
 static void *serve(void *arg);
-
-static long ns_since(const struct timespec *t0)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (t.tv_sec - t0->tv_sec) * 1000000000L + (t.tv_nsec - t0->tv_nsec);
-}
 
 /*
  * Before blocking in read, the leader polls /dev/fuse for up to spin_ns. A client that sends its next
@@ -112,16 +106,16 @@ static long ns_since(const struct timespec *t0)
 #define COLD_AFTER 8
 static void spin(struct loop *l)
 {
-    struct timespec t0;
+    int64_t t0;
     if (l->spin_ns <= 0 || l->cold >= COLD_AFTER)
         return;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    t0 = efs_mono_ns();
     do {
-        if (more_queued(l->se)) {
+        if (efs_loop_requests_queued(l->se)) {
             l->cold = 0;
             return;
         }
-    } while (ns_since(&t0) < l->spin_ns);
+    } while (efs_mono_ns() - t0 < l->spin_ns);
     l->cold++;
 }
 
@@ -163,7 +157,7 @@ static void *serve(void *arg)
     for (;;) {
         int res;
         bool passed = false;
-        struct timespec wait0;
+        int64_t wait0;
         while (!l->stop && l->leader) {
             l->idle++;
             pthread_cond_wait(&l->cv, &l->lock);
@@ -175,13 +169,13 @@ static void *serve(void *arg)
         pthread_mutex_unlock(&l->lock);
 
         spin(l);
-        clock_gettime(CLOCK_MONOTONIC, &wait0);
+        wait0 = efs_mono_ns();
         pthread_cleanup_push(free_buf, &fbuf);
         (void)pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, NULL);
         res = fuse_session_exited(l->se) ? 0 : fuse_session_receive_buf(l->se, &fbuf);
         (void)pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
         pthread_cleanup_pop(0);
-        if (l->cold >= COLD_AFTER && ns_since(&wait0) < l->spin_ns)
+        if (l->cold >= COLD_AFTER && efs_mono_ns() - wait0 < l->spin_ns)
             l->cold = 0; /* it would have been caught spinning: spin again */
 
         if (res == -EINTR || res == -EAGAIN) {
@@ -197,7 +191,7 @@ static void *serve(void *arg)
                 l->err = res;
             goto ended;
         }
-        passed = (fbuf.flags & FUSE_BUF_IS_FD) || served_by_follower(fbuf.mem, (size_t)res) || more_queued(l->se);
+        passed = (fbuf.flags & FUSE_BUF_IS_FD) || served_by_follower(fbuf.mem, (size_t)res) || efs_loop_requests_queued(l->se);
         if (passed) {
             pthread_mutex_lock(&l->lock);
             pass_leadership(l);

@@ -10,10 +10,14 @@
 #define FUSE_USE_VERSION 312
 #endif
 #include <fuse_lowlevel.h>
+#include <stdbool.h>
 
 /* Serve se until it ends (unmount) or fuse_session_exit (a signal handler). The calling thread serves
  * no requests; it waits and then stops the others. spin_us: how long the leader polls for the next
  * request before blocking (0: never; see loop.c). 0, or -1 when reading requests failed. */
 int efs_loop_run(struct fuse_session *se, unsigned max_threads, unsigned spin_us) __attribute__((warn_unused_result));
+
+/* A request is waiting in se's /dev/fuse that no thread has read yet (poll; does not block). */
+bool efs_loop_requests_queued(struct fuse_session *se);
 
 #endif

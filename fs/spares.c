@@ -37,6 +37,7 @@
 #include "names.h"
 #include "secmem.h"
 #include "envelopefs/log.h"
+#include "envelopefs/monotime.h"
 
 #define SPARE_BATCH 192    /* at most this many spares made durable together */
 #define SPARE_MIN_BATCH 16 /* and, while files are being created, at least this many; fewer ready: refill now */
@@ -106,13 +107,6 @@ struct efs_spares {
     int sync_n, sync_next, sync_left, sync_err;
     bool sync_stop;
 };
-
-static double now_mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 int efs_header_store(int fd, const efs_header *h, bool in_xattr)
 {
@@ -377,7 +371,7 @@ static void *filler(void *arg)
     (void)pthread_setname_np(pthread_self(), "efs-spares");
     pthread_mutex_lock(&s->lock);
     while (!s->stop) {
-        double now = now_mono();
+        double now = efs_mono_s();
         int want, wantd, n = 0, nd = 0, nfds = 0, rc = 0, rcd = 0;
         pool_expire(s, &s->files, now);
         pool_expire(s, &s->dirs, now);
@@ -431,7 +425,7 @@ static void *filler(void *arg)
             dbatch[i].id_fd = -1;
         }
         pthread_mutex_lock(&s->lock);
-        now = now_mono();
+        now = efs_mono_s();
         pool_add(&s->files, batch, n, now);
         pool_add(&s->dirs, dbatch, nd, now);
         if (rc)
@@ -537,7 +531,7 @@ static bool pool_take(efs_spares *s, struct pool *p, void *out)
         pthread_mutex_unlock(&s->lock);
         return false;
     }
-    p->last_take = now_mono();
+    p->last_take = efs_mono_s();
     p->takes++;
     while (p->n && !have) { /* newest first; skip any that aged out */
         memcpy(out, item_at(p, --p->n), p->size);

@@ -21,6 +21,7 @@
 
 #include <sodium.h>
 
+#include "envelopefs/monotime.h"
 #include "internal.h"
 
 #define STORE_FORMAT "1"
@@ -721,19 +722,12 @@ out:
     return e;
 }
 
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* Called under the core lock at the start of every call. PRAGMA data_version takes and drops a
  * SQLite read lock (two fcntl calls), so it is asked at most once per KMS_FRESHNESS_MS: a commit by
  * another process becomes visible to every call that starts more than KMS_FRESHNESS_MS after it. */
 kms_err kms_store_reload_if_changed(kms_core *c, char **msg)
 {
-    int64_t now = mono_ns(), v;
+    int64_t now = efs_mono_ns(), v;
     int rc;
     if (c->dv_checked_ns && now - c->dv_checked_ns < (int64_t)KMS_FRESHNESS_MS * 1000000)
         return KMS_OK;

@@ -28,6 +28,7 @@
 #include <sodium.h>
 
 #include "envelopefs/log.h"
+#include "envelopefs/monotime.h"
 #include "envelopefs/sigv4.h"
 
 #define MAX_BODY (64 * 1024)
@@ -97,13 +98,6 @@ static void notify_connection(void *cls, struct MHD_Connection *c, void **socket
     }
 }
 
-static double now_mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 /* Look up (and cache) an access key; copies into out. */
 static kms_err find_key(kms_server *s, const char *akid, struct ak_entry *out)
 {
@@ -162,7 +156,7 @@ static kms_err signing_key(kms_server *s, struct ak_entry *key, const sigv4_auth
 /* Token bucket per account. */
 static bool allow(kms_server *s, const char *account)
 {
-    double t = now_mono(), rate = s->o.rate_limit > 0 ? s->o.rate_limit : 10000;
+    double t = efs_mono_s(), rate = s->o.rate_limit > 0 ? s->o.rate_limit : 10000;
     struct bucket *b = NULL, *oldest = &s->buckets[0];
     bool ok;
     pthread_mutex_lock(&s->lock);
