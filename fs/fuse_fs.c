@@ -39,7 +39,7 @@
 #include "killpriv.h"
 #include "loop.h"
 #include "spares.h"
-#include "secmem.h"
+#include "envelopefs/secpool.h"
 #include "names.h"
 #include "envelopefs/daemon.h"
 #include "envelopefs/jsonb64.h"
@@ -61,7 +61,7 @@ struct inode {
     int nopen;                   /* protected by fs->table_lock */
     pthread_rwlock_t rw;         /* regular files: contents and the fields below */
     int loaded;                  /* keys valid */
-    efs_file_keys *keys;         /* locked memory (secmem.c) while loaded */
+    efs_file_keys *keys;         /* locked memory (common/secpool.c) while loaded */
     uint8_t file_id[EFS_FILE_ID_LEN];
     uint32_t bs;
     uint64_t data_off;           /* header length (0 with the header in an xattr) */
@@ -258,18 +258,18 @@ static int inode_load(struct efs *fs, struct inode *in, int fd, const char *what
         EFS_ERROR("%s: header version %u, %zu bytes: not what this filesystem writes", what, (unsigned)h.version, hl);
         return -EIO;
     }
-    in->keys = efs_secmem_alloc(sizeof *in->keys);
+    in->keys = efs_secpool_alloc(sizeof *in->keys);
     if (!in->keys)
         return -ENOMEM;
     rc = efs_keys_open_file(fs->keys, &h, in->keys, what);
     if (rc) {
-        efs_secmem_free(in->keys, sizeof *in->keys);
+        efs_secpool_free(in->keys, sizeof *in->keys);
         in->keys = NULL;
         return rc;
     }
     if (fstat(fd, &st)) {
         rc = -errno;
-        efs_secmem_free(in->keys, sizeof *in->keys);
+        efs_secpool_free(in->keys, sizeof *in->keys);
         in->keys = NULL;
         return rc;
     }
@@ -287,7 +287,7 @@ static int inode_load(struct efs *fs, struct inode *in, int fd, const char *what
 static void inode_unload(struct inode *in)
 {
     if (in->keys) {
-        efs_secmem_free(in->keys, sizeof *in->keys);
+        efs_secpool_free(in->keys, sizeof *in->keys);
         in->keys = NULL;
     }
     in->loaded = 0;
@@ -1547,7 +1547,7 @@ static void op_create_body(fuse_req_t req, fuse_ino_t parent, const char *name, 
         fuse_reply_err(req, -rc);
         return;
     }
-    fk = efs_secmem_alloc(sizeof *fk);
+    fk = efs_secpool_alloc(sizeof *fk);
     if (!fk) {
         fuse_reply_err(req, ENOMEM);
         return;
@@ -1608,7 +1608,7 @@ static void op_create_body(fuse_req_t req, fuse_ino_t parent, const char *name, 
         goto fail;
     }
     if (fk)
-        efs_secmem_free(fk, sizeof *fk);
+        efs_secpool_free(fk, sizeof *fk);
     e.attr.st_size = 0;
     fuse_reply_create(req, &e, fi);
     return;
@@ -1616,7 +1616,7 @@ fail:
     if (fd >= 0)
         close(fd);
     if (fk)
-        efs_secmem_free(fk, sizeof *fk);
+        efs_secpool_free(fk, sizeof *fk);
     fuse_reply_err(req, -rc);
 }
 

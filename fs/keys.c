@@ -10,7 +10,7 @@
  * (AAD = fs id ‖ file id), so creating files makes no key-service call.
  */
 #include "keys.h"
-#include "secmem.h"
+#include "envelopefs/secpool.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -357,7 +357,7 @@ static void file_ctx(const efs_config *cfg, const char *fidhex, kms_ectx_pair pa
 
 int efs_keys_new_file(efs_keys *k, efs_header *h, efs_file_keys *keys_out)
 {
-    uint8_t *dek = efs_secmem_alloc(EFS_DEK_LEN);
+    uint8_t *dek = efs_secpool_alloc(EFS_DEK_LEN);
     int rc = 0;
     if (!dek)
         return -ENOMEM;
@@ -420,7 +420,7 @@ int efs_keys_new_file(efs_keys *k, efs_header *h, efs_file_keys *keys_out)
         rc = efs_file_keys_derive(dek, keys_out);
     if (!rc)
         rc = efs_header_seal(h, keys_out);
-    efs_secmem_free(dek, EFS_DEK_LEN);
+    efs_secpool_free(dek, EFS_DEK_LEN);
     return rc;
 }
 

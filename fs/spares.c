@@ -35,7 +35,7 @@
 
 #include "efs.h"
 #include "names.h"
-#include "secmem.h"
+#include "envelopefs/secpool.h"
 #include "envelopefs/log.h"
 #include "envelopefs/monotime.h"
 
@@ -60,7 +60,7 @@ struct item {
 struct spare {
     struct item it;
     efs_header h;
-    efs_file_keys *fk; /* locked memory (secmem.c) */
+    efs_file_keys *fk; /* locked memory (common/secpool.c) */
 };
 
 struct spare_dir {
@@ -126,7 +126,7 @@ static void spare_discard(efs_spares *s, void *item)
     struct spare *sp = item;
     (void)unlinkat(s->dir_fd, sp->it.name, 0);
     close(sp->it.fd);
-    efs_secmem_free(sp->fk, sizeof *sp->fk);
+    efs_secpool_free(sp->fk, sizeof *sp->fk);
     sodium_memzero(sp, sizeof *sp);
 }
 
@@ -136,7 +136,7 @@ static int spare_make(efs_spares *s, struct spare *sp)
     int rc;
     memset(sp, 0, sizeof *sp);
     sp->it.fd = -1;
-    sp->fk = efs_secmem_alloc(sizeof *sp->fk);
+    sp->fk = efs_secpool_alloc(sizeof *sp->fk);
     if (!sp->fk)
         return -ENOMEM;
     rc = efs_keys_new_file(s->keys, &sp->h, sp->fk); /* the key service first: a refusal writes nothing */
@@ -157,7 +157,7 @@ static int spare_make(efs_spares *s, struct spare *sp)
 fail:
     if (sp->it.fd >= 0)
         close(sp->it.fd);
-    efs_secmem_free(sp->fk, sizeof *sp->fk);
+    efs_secpool_free(sp->fk, sizeof *sp->fk);
     sp->fk = NULL;
     return rc;
 }
@@ -590,7 +590,7 @@ int efs_spares_take(efs_spares *s, int dirfd, const char *name, mode_t mode, int
         rc = -errno;
         (void)unlinkat(dirfd, name, 0);
         close(sp.it.fd);
-        efs_secmem_free(sp.fk, sizeof *sp.fk);
+        efs_secpool_free(sp.fk, sizeof *sp.fk);
         return rc;
     }
     (void)futimens(sp.it.fd, NULL); /* born up to SPARE_MAX_AGE ago: the file is new now */
@@ -598,7 +598,7 @@ int efs_spares_take(efs_spares *s, int dirfd, const char *name, mode_t mode, int
     *fd = sp.it.fd;
     *h = sp.h;
     memcpy(fk, sp.fk, sizeof *fk);
-    efs_secmem_free(sp.fk, sizeof *sp.fk);
+    efs_secpool_free(sp.fk, sizeof *sp.fk);
     sodium_memzero(&sp, sizeof sp);
     return 0;
 }

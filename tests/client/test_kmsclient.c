@@ -2,7 +2,8 @@
  * test_kmsclient.c — the client library on an embedded store: typed calls, error mapping, the
  * data-key cache (LRU, age with an injected clock, uses, bytes, wipe on every exit, many threads) and
  * cached decrypt making no backend call on a hit while never confusing contexts or key ids; concurrent
- * use of one client and cache; jansson's buffers wiped on free once a client exists.
+ * use of one client and cache; jansson's buffers wiped on free once a client exists; the locked-slot pool
+ * shared with the filesystem.
  */
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -173,8 +174,8 @@ static void test_cache_wipe(void)
     for (size_t i = 0; i < KMSC_SECRET_SLOT; i++)
         CHECK(slot[i] == 0);
     kmsc_secret_free(again);
-    /* secrets larger than a slot have their own sodium_malloc block */
-    big = kmsc_secret_new(KMSC_SECRET_SLOT + 1);
+    /* secrets larger than the pool's largest slot have their own sodium_malloc block */
+    big = kmsc_secret_new(EFS_SECPOOL_MAX + 1);
     CHECK(big && kmsc_secret_pool_in_use() == base);
     memset(big->data, 1, big->len);
     kmsc_secret_free(big);
@@ -192,6 +193,62 @@ static void test_cache_wipe(void)
         CHECK_EQ_INT(kmsc_secret_pool_in_use(), base);
     }
     kmsc_secret_free(k);
+}
+
+/* The process-wide pool (common/secpool.c) that kmsc_secret and the filesystem's file keys share: both slot
+ * sizes, reuse of the last slot released (wiped), a secret whose len shrank after allocation (base64 decoded
+ * into a secret sized for the longest result) going back to the slot it came from, larger requests outside
+ * the pool, growth past one slab and back. */
+static void test_secpool(void)
+{
+    size_t base = efs_secpool_in_use();
+    uint8_t *a = efs_secpool_alloc(72), *b, *c; /* a file's derived keys: a 128-byte slot */
+    kmsc_secret *s;
+    CHECK(a);
+    for (size_t i = 0; i < EFS_SECPOOL_MAX; i++)
+        CHECK(a[i] == 0);
+    memset(a, 0xa5, EFS_SECPOOL_MAX);
+    CHECK_EQ_INT(efs_secpool_in_use(), base + 1);
+    efs_secpool_free(a, 72);
+    CHECK_EQ_INT(efs_secpool_in_use(), base);
+    b = efs_secpool_alloc(100); /* same size class: the slot just released, wiped */
+    CHECK(b == a);
+    for (size_t i = 0; i < EFS_SECPOOL_MAX; i++)
+        CHECK(b[i] == 0);
+    c = efs_secpool_alloc(32); /* the other class: a different slot */
+    CHECK(c && c != b);
+    CHECK_EQ_INT(efs_secpool_in_use(), base + 2);
+    efs_secpool_free(c, 32);
+    efs_secpool_free(b, 100);
+    efs_secpool_free(NULL, 32);
+    CHECK_EQ_INT(efs_secpool_in_use(), base);
+    a = efs_secpool_alloc(EFS_SECPOOL_MAX + 1); /* outside the pool */
+    CHECK(a && efs_secpool_in_use() == base);
+    memset(a, 1, EFS_SECPOOL_MAX + 1);
+    efs_secpool_free(a, EFS_SECPOOL_MAX + 1);
+    s = kmsc_secret_new(69); /* a 128-byte slot; then only 64 bytes of it are used */
+    CHECK(s);
+    a = s->data;
+    s->len = 64;
+    kmsc_secret_free(s);
+    CHECK_EQ_INT(efs_secpool_in_use(), base);
+    b = efs_secpool_alloc(128); /* back on the 128-byte stack, on top */
+    CHECK(b == a);
+    efs_secpool_free(b, 128);
+    {
+        static uint8_t *many[2000];
+        for (int i = 0; i < 2000; i++) {
+            many[i] = efs_secpool_alloc(72);
+            CHECK(many[i]);
+            many[i][71] = (uint8_t)i;
+        }
+        for (int i = 0; i < 2000; i++)
+            CHECK(many[i][71] == (uint8_t)i);
+        CHECK_EQ_INT(efs_secpool_in_use(), base + 2000);
+        for (int i = 0; i < 2000; i++)
+            efs_secpool_free(many[i], 72);
+        CHECK_EQ_INT(efs_secpool_in_use(), base);
+    }
 }
 
 /* Random operations against a plain reference model of the documented semantics. */
@@ -608,6 +665,7 @@ int main(void)
     test_cache();
     test_cache_limits();
     test_cache_wipe();
+    test_secpool();
     test_cache_model();
     test_cache_threads();
     snprintf(store, sizeof store, "%s/store", tmpl);
