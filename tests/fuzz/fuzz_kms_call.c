@@ -6,8 +6,9 @@
  * ciphertext of "hello" under it with EncryptionContext {"purpose":"fuzz"}, so that seeds can reach
  * past key lookup and blob authentication.
  *
- * Not pure: one throwaway store per process, in a temporary directory (under $TMPDIR) removed at exit,
- * with a frozen clock, so nothing is ever rotated or deleted by time. Calls change it (keys, aliases,
+ * Not pure: one throwaway store per process, in a temporary directory (under $TMPDIR) removed at exit —
+ * or, when the process died of a crash and never reached exit, by the next run (the directory's name
+ * carries its owner's pid) — with a frozen clock, so nothing is ever rotated or deleted by time. Calls change it (keys, aliases,
  * states): after one that may have disabled, scheduled for deletion or re-pointed the fixed key or
  * its alias, both are put back. Invariants: a response is a NUL-terminated JSON object exactly
  * resp_len long; an error has no response and a wire error code; no request makes the store fail
@@ -15,8 +16,11 @@
  * (json_loadb, JSON_REJECT_DUPLICATES) too; what Encrypt and GenerateDataKey return decrypts to their
  * plaintext.
  */
+#include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <signal.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -52,6 +56,26 @@ static void teardown(void)
         nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+/* Remove the stores of earlier runs under tmp that crashed (their pid is gone): a crash skips atexit. */
+static void sweep_stale(const char *tmp)
+{
+    DIR *d = opendir(tmp);
+    struct dirent *e;
+    if (!d)
+        return;
+    while ((e = readdir(d))) {
+        char path[4200];
+        long pid;
+        if (sscanf(e->d_name, "efs-fuzz-kms-%ld-", &pid) != 1 || pid <= 0 || pid == (long)getpid())
+            continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+            continue; /* alive (or not ours to ask about) */
+        snprintf(path, sizeof path, "%s/%s", tmp, e->d_name);
+        nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    }
+    closedir(d);
+}
+
 /* One call on the fixed setup path; aborts unless it succeeds when must_succeed. *out: parsed response. */
 static kms_err call(const char *op, const char *body, json_t **out, bool must_succeed)
 {
@@ -80,7 +104,9 @@ static void setup(void)
         return;
     FUZZ_CHECK(sodium_init() >= 0);
     verbose = getenv("FUZZ_VERBOSE") != NULL;
-    snprintf(dir, sizeof dir, "%s/efs-fuzz-kms-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    tmp = tmp && *tmp ? tmp : "/tmp";
+    sweep_stale(tmp);
+    snprintf(dir, sizeof dir, "%s/efs-fuzz-kms-%ld-XXXXXX", tmp, (long)getpid());
     FUZZ_CHECK(mkdtemp(dir) != NULL);
     snprintf(keyfile, sizeof keyfile, "%s/root.key", dir);
     snprintf(store, sizeof store, "%s/store", dir);
