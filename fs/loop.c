@@ -132,7 +132,7 @@ static void pass_leadership(struct loop *l)
     l->leader = false;
     if (l->idle) {
         pthread_cond_signal(&l->cv);
-    } else if (l->nthreads < l->max_threads) {
+    } else if (l->nthreads < l->max_threads && !l->stop) { /* (efs_loop_run joins threads[0..nthreads)) */
         pthread_attr_t a;
         sigset_t all, old;
         if (pthread_attr_init(&a))
@@ -220,6 +220,7 @@ int efs_loop_run(struct fuse_session *se, unsigned max_threads, unsigned spin_us
     struct loop l;
     sigset_t all, old;
     int rc;
+    unsigned n;
 
     memset(&l, 0, sizeof l);
     l.se = se;
@@ -231,12 +232,17 @@ int efs_loop_run(struct fuse_session *se, unsigned max_threads, unsigned spin_us
 
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);
+    /* Under the lock: the first thread may start more (pass_leadership appends to threads[] under it)
+     * before this one would otherwise have counted it. */
+    pthread_mutex_lock(&l.lock);
     rc = pthread_create(&l.threads[0], NULL, serve, &l);
+    if (!rc)
+        l.nthreads = 1;
+    pthread_mutex_unlock(&l.lock);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc) {
         l.err = -rc;
     } else {
-        l.nthreads = 1;
         /* Wait for the end: the session ends (a thread posts) or a signal handler exits it (the handler
          * may run on another thread of the daemon: look again every second). */
         for (;;) {
@@ -252,12 +258,13 @@ int efs_loop_run(struct fuse_session *se, unsigned max_threads, unsigned spin_us
             (void)sem_timedwait(&l.finished, &t);
         }
         pthread_mutex_lock(&l.lock);
-        l.stop = true;
+        l.stop = true; /* no thread is started from now on */
         pthread_cond_broadcast(&l.cv);
-        for (unsigned i = 0; i < l.nthreads; i++)
+        n = l.nthreads;
+        for (unsigned i = 0; i < n; i++)
             pthread_cancel(l.threads[i]); /* only acts on a thread blocked in read */
         pthread_mutex_unlock(&l.lock);
-        for (unsigned i = 0; i < l.nthreads; i++)
+        for (unsigned i = 0; i < n; i++)
             pthread_join(l.threads[i], NULL);
     }
     sem_destroy(&l.finished);
