@@ -554,6 +554,43 @@ static int lookup_backing(struct efs *fs, int dirfd, const char *backing, struct
     return 0;
 }
 
+/* A readdirplus entry whose inode (dev, d_ino from getdents) the table holds already, with its descriptor
+ * open: a referenced inode in e, its attributes from that descriptor — one fstat instead of opening the
+ * name, stating it and closing the duplicate descriptor (lookup_backing). rm -rf lists each directory
+ * twice and find or a second ls lists known entries again. -ENOENT when the inode is not known (or is
+ * evicted, or the stat fails): the caller looks the name up. */
+static int readdirplus_known(struct efs *fs, dev_t dev, ino_t ino, struct fuse_entry_param *e)
+{
+    struct inode *in;
+    struct stat st;
+    pthread_mutex_lock(&fs->table_lock);
+    for (in = fs->table[bucket(ino, dev)]; in; in = in->next)
+        if (in->ino == ino && in->dev == dev)
+            break;
+    if (!in || in->fd < 0) {
+        pthread_mutex_unlock(&fs->table_lock);
+        return -ENOENT;
+    }
+    in->pins++;
+    pthread_mutex_unlock(&fs->table_lock);
+    if (fstatat(in->fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) || st.st_ino != ino) {
+        unpin(fs, in);
+        return -ENOENT;
+    }
+    pthread_mutex_lock(&fs->table_lock);
+    in->nlookup++;
+    pthread_mutex_unlock(&fs->table_lock);
+    fix_size(fs, in, &st);
+    fix_symlink_size(&st);
+    unpin(fs, in);
+    memset(e, 0, sizeof *e);
+    e->ino = (uintptr_t)in;
+    e->attr = st;
+    e->attr_timeout = fs->timeout;
+    e->entry_timeout = fs->timeout;
+    return 0;
+}
+
 static int do_lookup(fuse_req_t req, fuse_ino_t parent, const char *name, struct fuse_entry_param *e)
 {
     struct efs *fs = fs_of(req);
@@ -1749,7 +1786,10 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
         e.attr.st_ino = d->entry->d_ino;
         e.attr.st_mode = (mode_t)(d->entry->d_type << 12);
         if (plus && !dots) {
-            int rc = lookup_backing(fs, dirfd(d->dp), d->entry->d_name, &e);
+            struct inode *dir = inode_of(req, ino);
+            int rc = dir->dev ? readdirplus_known(fs, dir->dev, d->entry->d_ino, &e) : -ENOENT;
+            if (rc == -ENOENT)
+                rc = lookup_backing(fs, dirfd(d->dp), d->entry->d_name, &e);
             if (rc == -ENOENT) { /* removed since readdir saw it */
                 d->offset = d->entry->d_off;
                 d->entry = NULL;
@@ -2235,6 +2275,11 @@ int efs_mount_run(const efs_mount_opts *o, const efs_config *cfg)
         return 1;
     }
     fs->root.fd = fd;
+    {
+        struct stat rst;
+        if (fstat(fd, &rst) == 0) /* (the root is not in the table; its dev serves readdirplus_known) */
+            fs->root.dev = rst.st_dev, fs->root.ino = rst.st_ino;
+    }
     fs->mount_fd = open(o->cipherdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
     snprintf(opt, sizeof opt, "-ofsname=envelopefs:%s,subtype=envelopefs,default_permissions%s%s", o->cipherdir,

@@ -27,6 +27,19 @@ grep -q appended f1 || fail "hard link shares contents"
 [ "$(stat -c %s rand.bin)" = 300000 ] || fail "plaintext size"
 mv dir/sub/inner.txt dir/moved.txt
 [ "$(cat dir/moved.txt)" = inner ] || fail "rename"
+# Listings report plaintext sizes, link counts and types, also on a second pass over known entries (the
+# daemon answers those from the inodes it holds rather than by opening each name again).
+listing() { find "$MNT" -mindepth 1 -printf '%P %s %n %y\n' | sort; }
+expect_l1=$(listing)
+grep -qx "rand.bin 300000 1 f" <<<"$expect_l1" || fail "listing: size of rand.bin"
+grep -qx "hard1 $(stat -c %s f1) 2 f" <<<"$expect_l1" || fail "listing: hard link"
+grep -qx "sym2 2 1 l" <<<"$expect_l1" || fail "listing: symlink"
+sleep 1.1 # past the attribute timeout, so the kernel asks again
+[ "$(listing)" = "$expect_l1" ] || fail "listing changed on a second pass"
+head -c 4097 /dev/urandom >>rand.bin
+sleep 1.1
+grep -qx "rand.bin 304097 1 f" <<<"$(listing)" || fail "listing: size after append"
+truncate -s 300000 rand.bin
 sum_before=$(cd "$MNT" && find . -type f | sort | xargs md5sum)
 
 # Nothing readable at rest.
