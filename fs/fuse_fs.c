@@ -392,14 +392,17 @@ static int pin(struct efs *fs, struct inode *in)
     return rc;
 }
 
-static void inode_maybe_free(struct efs *fs, struct inode *in);
+static struct inode *inode_take_if_unused(struct efs *fs, struct inode *in);
+static void inode_destroy(struct inode *in);
 
 static void unpin(struct efs *fs, struct inode *in)
 {
+    struct inode *dead;
     pthread_mutex_lock(&fs->table_lock);
     in->pins--;
-    inode_maybe_free(fs, in); /* a forget may have come while it was pinned */
+    dead = inode_take_if_unused(fs, in); /* a forget may have come while it was pinned */
     pthread_mutex_unlock(&fs->table_lock);
+    inode_destroy(dead);
 }
 
 static struct file_handle *handle_of(int fd)
@@ -488,41 +491,50 @@ static struct inode *inode_get(struct efs *fs, int fd, const struct stat *st)
     return in;
 }
 
-/* Wipe an inode's keys, close its fd and free it (already out of the table, or the table is going). */
-static void inode_destroy(struct efs *fs, struct inode *in)
+/* Wipe an inode's keys, close its fd and free it: one out of the table (inode_take_if_unused), or all of
+ * them when the table goes. NULL is a no-op. Called without table_lock: closing the last descriptor of an
+ * unlinked file is where the backing filesystem frees its blocks (ext4: truncate and journal work, long for
+ * a large file), which must not hold up every request that waits for the table. */
+static void inode_destroy(struct inode *in)
 {
+    if (!in)
+        return;
     inode_unload(in);
-    if (in->fd >= 0) {
+    if (in->fd >= 0)
         close(in->fd);
-        fs->nfds--;
-    }
     free(in->fh);
     pthread_rwlock_destroy(&in->rw);
     free(in);
 }
 
-static void inode_maybe_free(struct efs *fs, struct inode *in)
+/* If nothing refers to in any more, take it out of the table and return it for the caller to pass to
+ * inode_destroy once it has released table_lock (held here); NULL otherwise. Its descriptor is no longer
+ * counted from now on. */
+static struct inode *inode_take_if_unused(struct efs *fs, struct inode *in)
 {
-    /* table_lock held */
     size_t b;
     struct inode **pp;
     if (in == &fs->root || in->nlookup || in->nopen || in->pins)
-        return;
+        return NULL;
     b = bucket(in->ino, in->dev);
     for (pp = &fs->table[b]; *pp; pp = &(*pp)->next)
         if (*pp == in) {
             *pp = in->next;
             break;
         }
-    inode_destroy(fs, in);
+    if (in->fd >= 0)
+        fs->nfds--;
+    return in;
 }
 
 static void unref(struct efs *fs, struct inode *in, uint64_t n)
 {
+    struct inode *dead;
     pthread_mutex_lock(&fs->table_lock);
     in->nlookup = in->nlookup >= n ? in->nlookup - n : 0;
-    inode_maybe_free(fs, in);
+    dead = inode_take_if_unused(fs, in);
     pthread_mutex_unlock(&fs->table_lock);
+    inode_destroy(dead);
 }
 
 /* Look up the backing entry `backing` of the open directory dirfd: a referenced inode in e. */
@@ -1050,7 +1062,7 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 {
     struct efs *fs = fs_of(req);
     struct handle *h = (struct handle *)(uintptr_t)fi->fh;
-    struct inode *in = h->in;
+    struct inode *in = h->in, *dead;
     (void)ino;
     close(h->fd);
     free(h);
@@ -1060,9 +1072,10 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
         inode_unload(in);
         pthread_rwlock_unlock(&in->rw);
     }
-    inode_maybe_free(fs, in);
+    dead = inode_take_if_unused(fs, in);
     pthread_mutex_unlock(&fs->table_lock);
     fuse_reply_err(req, 0);
+    inode_destroy(dead);
 }
 
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
@@ -2406,7 +2419,7 @@ out:
         struct inode *in = fs->table[b];
         while (in) {
             struct inode *next = in->next;
-            inode_destroy(fs, in);
+            inode_destroy(in);
             in = next;
         }
     }
