@@ -585,7 +585,7 @@ static int readdirplus_known(struct efs *fs, dev_t dev, ino_t ino, struct fuse_e
     }
     in->pins++;
     pthread_mutex_unlock(&fs->table_lock);
-    if (fstatat(in->fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) || st.st_ino != ino) {
+    if (fstatat(in->fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW)) {
         unpin(fs, in);
         return -ENOENT;
     }
