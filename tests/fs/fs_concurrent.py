@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """fs_concurrent.py — concurrent writes to one file, in shuffled order, from several threads: the daemon
 encrypts whole blocks outside the inode lock and lets a WRITE past the end wait for an earlier one in
-flight (fs/fuse_fs.c, op_write). Every file must read back exactly as written, here and after a remount.
+flight (fs/fuse_fs.c, op_write); then files created, rewritten and deleted by several threads while the
+directory is listed. Every file must read back exactly as written, here and after a remount.
 Usage: fs_concurrent.py MNT REMOUNT_CMD [SEED]"""
 import mmap, os, random, subprocess, sys, threading
 
@@ -92,6 +93,63 @@ buf.write(tail)
 os.pwrite(fd, buf, 20 << 20)
 os.close(fd)
 files["sparse"] = bytes(half) + upper + bytes((20 << 20) - 2 * half) + tail
+
+# 4. Churn in one directory: each thread creates, rewrites and deletes its own files (up to 4 MiB, so that
+#    freeing one is real work for the backing filesystem), while another thread keeps listing the directory
+#    with attributes (READDIRPLUS: entries the daemon knows are answered from their inodes, and inodes of
+#    deleted files are freed meanwhile) — under the sanitizer builds this is the concurrency check of that
+#    path. A listed size may not exceed the largest the file was written with (the kernel keeps the size of
+#    a file it caches, so this catches only gross errors); what survives must read back exactly, here and
+#    after the remount.
+churn = os.path.join(mnt, "churn")
+os.mkdir(churn)
+expected, history, hist_lock = {}, {}, threading.Lock()
+done = threading.Event()
+listing_errors = []
+
+def churner(tid):
+    r = random.Random(seed * 31 + tid)
+    names = [f"t{tid}-{i}" for i in range(6)]
+    for _ in range(30):
+        name = r.choice(names)
+        path = os.path.join(churn, name)
+        if name in expected and r.random() < 0.5:
+            del expected[name]
+            os.unlink(path)
+            continue
+        body = r.randbytes(r.choice([0, 1, 4095, 4096, 70_000, 1 << 20, 4 << 20]))
+        with hist_lock:
+            history.setdefault(name, set()).add(len(body))
+        with open(path, "wb") as f:
+            f.write(body)
+        expected[name] = body
+
+def lister():
+    while not done.is_set():
+        try:
+            for e in os.scandir(churn):
+                try:
+                    size = e.stat(follow_symlinks=False).st_size
+                except FileNotFoundError:
+                    continue  # deleted after the listing saw it
+                with hist_lock:  # (a write in progress shows any size up to the one it is writing)
+                    ok = size <= max(history.get(e.name, {0}))
+                if not ok:
+                    listing_errors.append(f"{e.name}: listed with size {size}, larger than ever written")
+        except OSError as ex:
+            listing_errors.append(f"listing: {ex}")
+
+lt = threading.Thread(target=lister)
+lt.start()
+run_threads(range(THREADS), churner)
+done.set()
+lt.join()
+if listing_errors:
+    fail(listing_errors[0])
+if sorted(os.listdir(churn)) != sorted(expected):
+    fail(f"churn: directory holds {sorted(os.listdir(churn))}, expected {sorted(expected)}")
+for name, body in expected.items():
+    files[os.path.join("churn", name)] = body
 
 def check(when):
     for name, want in files.items():
