@@ -44,6 +44,7 @@
 #include "envelopefs/daemon.h"
 #include "envelopefs/jsonb64.h"
 #include "envelopefs/log.h"
+#include "envelopefs/monotime.h"
 
 #define HASH_BUCKETS 65536
 #define IO_CHUNK (1u << 20)
@@ -424,12 +425,19 @@ static struct file_handle *handle_of(int fd)
 
 /* The known inode for st, referenced (nlookup) and pinned; if it was evicted it adopts *fd (which
  * is then set to -1). NULL if unknown. table_lock held. */
-static struct inode *inode_ref_locked(struct efs *fs, const struct stat *st, int *fd)
+/* The inode (dev, ino) in the table, or NULL. table_lock held. */
+static struct inode *inode_find_locked(struct efs *fs, dev_t dev, ino_t ino)
 {
     struct inode *in;
-    for (in = fs->table[bucket(st->st_ino, st->st_dev)]; in; in = in->next)
-        if (in->ino == st->st_ino && in->dev == st->st_dev)
+    for (in = fs->table[bucket(ino, dev)]; in; in = in->next)
+        if (in->ino == ino && in->dev == dev)
             break;
+    return in;
+}
+
+static struct inode *inode_ref_locked(struct efs *fs, const struct stat *st, int *fd)
+{
+    struct inode *in = inode_find_locked(fs, st->st_dev, st->st_ino);
     if (!in)
         return NULL;
     in->nlookup++;
@@ -537,6 +545,18 @@ static void unref(struct efs *fs, struct inode *in, uint64_t n)
     inode_destroy(dead);
 }
 
+/* Fill e for the referenced, pinned inode in whose backing attributes are st, and unpin it. */
+static void entry_of(struct efs *fs, struct inode *in, struct stat *st, struct fuse_entry_param *e)
+{
+    fix_size(fs, in, st);
+    fix_symlink_size(st);
+    unpin(fs, in);
+    e->ino = (uintptr_t)in;
+    e->attr = *st;
+    e->attr_timeout = fs->timeout;
+    e->entry_timeout = fs->timeout;
+}
+
 /* Look up the backing entry `backing` of the open directory dirfd: a referenced inode in e. */
 static int lookup_backing(struct efs *fs, int dirfd, const char *backing, struct fuse_entry_param *e)
 {
@@ -556,13 +576,7 @@ static int lookup_backing(struct efs *fs, int dirfd, const char *backing, struct
     in = inode_get(fs, fd, &st);
     if (!in)
         return -ENOMEM;
-    fix_size(fs, in, &st);
-    fix_symlink_size(&st);
-    unpin(fs, in);
-    e->ino = (uintptr_t)in;
-    e->attr = st;
-    e->attr_timeout = fs->timeout;
-    e->entry_timeout = fs->timeout;
+    entry_of(fs, in, &st, e);
     return 0;
 }
 
@@ -576,30 +590,23 @@ static int readdirplus_known(struct efs *fs, dev_t dev, ino_t ino, struct fuse_e
     struct inode *in;
     struct stat st;
     pthread_mutex_lock(&fs->table_lock);
-    for (in = fs->table[bucket(ino, dev)]; in; in = in->next)
-        if (in->ino == ino && in->dev == dev)
-            break;
-    if (!in || in->fd < 0) {
-        pthread_mutex_unlock(&fs->table_lock);
-        return -ENOENT;
+    in = inode_find_locked(fs, dev, ino);
+    if (in && in->fd >= 0) {
+        in->nlookup++;
+        in->pins++;
+    } else {
+        in = NULL;
     }
-    in->pins++;
     pthread_mutex_unlock(&fs->table_lock);
+    if (!in)
+        return -ENOENT;
     if (fstatat(in->fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW)) {
+        unref(fs, in, 1); /* still pinned: unpin frees it if nothing else refers to it */
         unpin(fs, in);
         return -ENOENT;
     }
-    pthread_mutex_lock(&fs->table_lock);
-    in->nlookup++;
-    pthread_mutex_unlock(&fs->table_lock);
-    fix_size(fs, in, &st);
-    fix_symlink_size(&st);
-    unpin(fs, in);
     memset(e, 0, sizeof *e);
-    e->ino = (uintptr_t)in;
-    e->attr = st;
-    e->attr_timeout = fs->timeout;
-    e->entry_timeout = fs->timeout;
+    entry_of(fs, in, &st, e);
     return 0;
 }
 
@@ -1155,14 +1162,9 @@ static bool writes_wait_gap(struct efs *fs, struct inode *in, struct inflight *m
     bool released = false;
     pthread_mutex_lock(&fs->write_lock);
     if (!gap_filler(in, me, size) && !me->peeked && fs->se && efs_loop_requests_queued(fs->se)) {
-        struct timespec dl;
+        int64_t until = efs_mono_ns() + GAP_PEEK_NS; /* write_placed waits on CLOCK_MONOTONIC */
+        struct timespec dl = {.tv_sec = until / 1000000000, .tv_nsec = until % 1000000000};
         me->peeked = true;
-        clock_gettime(CLOCK_MONOTONIC, &dl);
-        dl.tv_nsec += GAP_PEEK_NS;
-        if (dl.tv_nsec >= 1000000000L) {
-            dl.tv_sec++;
-            dl.tv_nsec -= 1000000000L;
-        }
         pthread_rwlock_unlock(&in->rw);
         released = true;
         fs->gap_peekers++;
