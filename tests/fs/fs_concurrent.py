@@ -42,6 +42,13 @@ def chunks(total, sizes):
         off += n
     return out
 
+def pwrite_aligned(fd, data, off):
+    """pwrite from a page-aligned buffer, as O_DIRECT wants."""
+    buf = mmap.mmap(-1, len(data))
+    buf.write(data)
+    os.pwrite(fd, buf, off)
+    buf.close()
+
 files = {}
 
 # 1. O_DIRECT: every WRITE reaches the daemon as sent (no page cache), 64 KiB-aligned pieces, shuffled:
@@ -51,13 +58,7 @@ path = os.path.join(mnt, "direct")
 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_DIRECT, 0o644)
 pieces = chunks(len(data), lambda: rng.choice([64, 128, 256, 512, 1024]) << 10)
 rng.shuffle(pieces)
-def direct(p):
-    off, n = p
-    buf = mmap.mmap(-1, n)  # page-aligned, as O_DIRECT wants
-    buf.write(data[off:off + n])
-    os.pwrite(fd, buf, off)
-    buf.close()
-run_threads(pieces, direct)
+run_threads(pieces, lambda p: pwrite_aligned(fd, data[p[0]:p[0] + p[1]], p[0]))
 os.close(fd)
 files["direct"] = data
 
@@ -81,16 +82,8 @@ path = os.path.join(mnt, "sparse")
 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_DIRECT, 0o644)
 pieces = [(half + off, n) for off, n in chunks(half, lambda: 256 << 10)]
 rng.shuffle(pieces)
-def sparse(p):
-    off, n = p
-    buf = mmap.mmap(-1, n)
-    buf.write(upper[off - half:off - half + n])
-    os.pwrite(fd, buf, off)
-    buf.close()
-run_threads(pieces, sparse)
-buf = mmap.mmap(-1, 4096)
-buf.write(tail)
-os.pwrite(fd, buf, 20 << 20)
+run_threads(pieces, lambda p: pwrite_aligned(fd, upper[p[0] - half:p[0] - half + p[1]], p[0]))
+pwrite_aligned(fd, tail, 20 << 20)
 os.close(fd)
 files["sparse"] = bytes(half) + upper + bytes((20 << 20) - 2 * half) + tail
 

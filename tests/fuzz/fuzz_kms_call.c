@@ -8,11 +8,11 @@
  *
  * Not pure: one throwaway store per process, in a temporary directory (under $TMPDIR) removed at exit —
  * or, when the process died of a crash and never reached exit, by the next run (the directory's name
- * carries its owner's pid) — with a frozen clock, so nothing is ever rotated or deleted by time. Calls change it (keys, aliases,
- * states): after one that may have disabled, scheduled for deletion or re-pointed the fixed key or
- * its alias, both are put back. Invariants: a response is a NUL-terminated JSON object exactly
- * resp_len long; an error has no response and a wire error code; no request makes the store fail
- * (internal, I/O, corrupt-store errors); a body the core accepted is a JSON object to jansson
+ * carries its owner's pid) — with a frozen clock, so nothing is ever rotated or deleted by time. Calls
+ * change it (keys, aliases, states): after one that may have disabled, scheduled for deletion or
+ * re-pointed the fixed key or its alias, both are put back. Invariants: a response is a NUL-terminated
+ * JSON object exactly resp_len long; an error has no response and a wire error code; no request makes the
+ * store fail (internal, I/O, corrupt-store errors); a body the core accepted is a JSON object to jansson
  * (json_loadb, JSON_REJECT_DUPLICATES) too; what Encrypt and GenerateDataKey return decrypts to their
  * plaintext.
  */
