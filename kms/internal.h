@@ -16,6 +16,7 @@
 
 #include <pthread.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -76,7 +77,9 @@ struct kms_core {
     void *clock_arg;
     int64_t data_version;      /* last PRAGMA data_version seen */
     sqlite3_stmt *dv_stmt;     /* prepared PRAGMA data_version */
-    int64_t dv_checked_ns;     /* CLOCK_MONOTONIC of the last data_version check (0: never) */
+    _Atomic int64_t dv_checked_ns; /* CLOCK_MONOTONIC of the last data_version check (0: never); written
+                                    * under the lock, read without it by kms_core_generation */
+    _Atomic uint64_t generation;   /* moves at every reload and access-key deletion (kms_core_generation) */
     kms_key *keys;             /* in-memory copy of the keys table, sorted by creation order */
     size_t n_keys, cap_keys;
     kms_alias *aliases;

@@ -711,6 +711,7 @@ kms_err kms_store_load(kms_core *c, char **msg)
 out:
     sqlite3_finalize(st);
     sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL);
+    atomic_fetch_add(&c->generation, 1); /* whatever was read from the store before may be stale */
     {
         sqlite3_stmt *dv;
         if (sqlite3_prepare_v2(c->db, "PRAGMA data_version", -1, &dv, NULL) == SQLITE_OK) {
@@ -727,9 +728,9 @@ out:
  * another process becomes visible to every call that starts more than KMS_FRESHNESS_MS after it. */
 kms_err kms_store_reload_if_changed(kms_core *c, char **msg)
 {
-    int64_t now = efs_mono_ns(), v;
+    int64_t now = efs_mono_ns(), v, checked = atomic_load(&c->dv_checked_ns);
     int rc;
-    if (c->dv_checked_ns && now - c->dv_checked_ns < (int64_t)KMS_FRESHNESS_MS * 1000000)
+    if (checked && now - checked < (int64_t)KMS_FRESHNESS_MS * 1000000)
         return KMS_OK;
     if (!c->dv_stmt && sqlite3_prepare_v3(c->db, "PRAGMA data_version", -1, SQLITE_PREPARE_PERSISTENT, &c->dv_stmt,
                                           NULL) != SQLITE_OK)
@@ -740,7 +741,7 @@ kms_err kms_store_reload_if_changed(kms_core *c, char **msg)
     sqlite3_reset(c->dv_stmt);
     if (rc != SQLITE_ROW)
         return KMS_OK; /* store busy: keep the tables, ask again at the next call */
-    c->dv_checked_ns = now;
+    atomic_store(&c->dv_checked_ns, now);
     if (v == c->data_version)
         return KMS_OK;
     return kms_store_load(c, msg);
@@ -1242,6 +1243,94 @@ kms_err kms_core_lookup_access_key(kms_core *c, const char *akid, char *secret_o
     }
     pthread_mutex_unlock(&c->lock);
     return e;
+}
+
+kms_err kms_core_list_access_keys(kms_core *c, const char *user, kms_access_key_info **out, size_t *n)
+{
+    sqlite3_stmt *st;
+    kms_access_key_info *v = NULL;
+    size_t len = 0, cap = 0;
+    kms_err e = KMS_OK;
+    int rc;
+
+    *out = NULL;
+    *n = 0;
+    pthread_mutex_lock(&c->lock);
+    if (sqlite3_prepare_v2(c->db,
+                           "SELECT id, account, user, created FROM access_keys WHERE ?1 IS NULL OR user=?1"
+                           " ORDER BY created, id",
+                           -1, &st, NULL) != SQLITE_OK) {
+        pthread_mutex_unlock(&c->lock);
+        return KMS_ERR_IO;
+    }
+    sqlite3_bind_text(st, 1, user, -1, SQLITE_STATIC); /* NULL binds NULL: every user */
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        kms_access_key_info *k;
+        if (len == cap) {
+            size_t nc = cap ? 2 * cap : 8;
+            kms_access_key_info *nv = realloc(v, nc * sizeof *nv);
+            if (!nv) {
+                e = KMS_ERR_NOMEM;
+                break;
+            }
+            v = nv;
+            cap = nc;
+        }
+        k = &v[len++];
+        memset(k, 0, sizeof *k);
+        snprintf(k->id, sizeof k->id, "%s", (const char *)sqlite3_column_text(st, 0));
+        snprintf(k->account, sizeof k->account, "%s", (const char *)sqlite3_column_text(st, 1));
+        snprintf(k->user, sizeof k->user, "%s", (const char *)sqlite3_column_text(st, 2));
+        k->created = sqlite3_column_int64(st, 3);
+    }
+    if (!e && rc != SQLITE_DONE)
+        e = KMS_ERR_IO;
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&c->lock);
+    if (e) {
+        free(v);
+        return e;
+    }
+    *out = v;
+    *n = len;
+    return KMS_OK;
+}
+
+kms_err kms_core_delete_access_key(kms_core *c, const char *akid)
+{
+    sqlite3_stmt *st;
+    kms_err e = KMS_OK;
+    if (!akid || strlen(akid) != 20)
+        return KMS_ERR_NOT_FOUND;
+    pthread_mutex_lock(&c->lock);
+    if (sqlite3_prepare_v2(c->db, "DELETE FROM access_keys WHERE id=?", -1, &st, NULL) != SQLITE_OK) {
+        e = KMS_ERR_IO;
+    } else {
+        sqlite3_bind_text(st, 1, akid, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) != SQLITE_DONE)
+            e = KMS_ERR_IO;
+        else if (sqlite3_changes(c->db) == 0)
+            e = KMS_ERR_NOT_FOUND;
+        sqlite3_finalize(st);
+    }
+    if (!e) /* this process's own commits do not move PRAGMA data_version: tell its caches here */
+        atomic_fetch_add(&c->generation, 1);
+    pthread_mutex_unlock(&c->lock);
+    return e;
+}
+
+uint64_t kms_core_generation(kms_core *c)
+{
+    int64_t checked = atomic_load(&c->dv_checked_ns);
+    if (!checked || efs_mono_ns() - checked >= (int64_t)KMS_FRESHNESS_MS * 1000000) {
+        char *msg = NULL;
+        pthread_mutex_lock(&c->lock);
+        /* A failure (store busy, unreadable) keeps the tables; the next call reports it, if lasting. */
+        (void)kms_store_reload_if_changed(c, &msg);
+        pthread_mutex_unlock(&c->lock);
+        free(msg);
+    }
+    return atomic_load(&c->generation);
 }
 
 void kms_secret_str_free(char *s)

@@ -8,7 +8,7 @@
  * `file://FILE` reads any value from a file; maps take `k=v,k2=v2` or JSON; lists take several
  * values or JSON. On failure it prints the AWS CLI's message
  * "An error occurred (Name) when calling the Op operation: message" and exits 254, as `aws` does;
- * usage errors exit 252 (also as `aws`). Local-only verbs: init-store, create-access-key.
+ * usage errors exit 252 (also as `aws`). Local-only verbs: init-store, create-, list- and delete-access-key.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -124,6 +124,8 @@ static void usage(FILE *f)
                "operations:\n"
                "  init-store [--generate-root-key | --root-key-file F | --passphrase-file F] [--region R] [--account A]\n"
                "  create-access-key --user USER [--account ACCOUNT]   (local store: credentials for `kms serve`)\n"
+               "  list-access-keys [--user USER]                      (local store: ids and owners, no secrets)\n"
+               "  delete-access-key --access-key-id ID                (local store: revoke, also in a running server)\n"
                "  serve [--listen ADDR:PORT] ...   serve the store over the AWS KMS protocol (`kms serve --help`)\n");
     for (size_t i = 0; i < NVERBS; i++) {
         fprintf(f, "  %s", VERBS[i].verb);
@@ -482,6 +484,29 @@ static int init_store(int argc, char **argv, const cli_kms_opts *g)
     return rc;
 }
 
+/* The embedded core of a local store, for the verbs that manage the server's credentials (they are not
+ * KMS operations, so no server offers them). 0 with *c to kmsc_free after use, else the exit status
+ * after printing why. */
+static int local_core(const cli_kms_opts *g, const char *verb, kmsc **c, kms_core **core)
+{
+    *c = cli_open_kms(g, NULL);
+    if (!*c)
+        return EXIT_SERVICE;
+    *core = kmsc_embedded_core(*c);
+    if (!*core) {
+        kmsc_free(*c);
+        return usage_error("%s works on a local store only", verb);
+    }
+    return 0;
+}
+
+static int access_key_error(kms_err e, const char *operation)
+{
+    fprintf(stderr, "An error occurred (%s) when calling the %s operation: %s\n", kms_err_name(e), operation,
+            kms_strerror(e));
+    return EXIT_SERVICE;
+}
+
 static int create_access_key(int argc, char **argv, const cli_kms_opts *g)
 {
     const char *account = NULL, *user = NULL;
@@ -490,6 +515,7 @@ static int create_access_key(int argc, char **argv, const cli_kms_opts *g)
     kms_core *core;
     kms_err e;
     json_t *o;
+    int rc;
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--account") && i + 1 < argc)
             account = argv[++i];
@@ -500,22 +526,14 @@ static int create_access_key(int argc, char **argv, const cli_kms_opts *g)
     }
     if (!user)
         return usage_error("%s", "create-access-key needs --user");
-    c = cli_open_kms(g, NULL);
-    if (!c)
-        return EXIT_SERVICE;
-    core = kmsc_embedded_core(c);
-    if (!core) {
-        kmsc_free(c);
-        return usage_error("%s", "create-access-key works on a local store only");
-    }
+    if ((rc = local_core(g, "create-access-key", &c, &core)))
+        return rc;
     if (!account)
         account = kms_core_account(core);
     e = kms_core_create_access_key(core, account, user, &akid, &secret);
     if (e) {
-        fprintf(stderr, "An error occurred (%s) when calling the CreateAccessKey operation: %s\n", kms_err_name(e),
-                kms_strerror(e));
         kmsc_free(c);
-        return EXIT_SERVICE;
+        return access_key_error(e, "CreateAccessKey");
     }
     o = json_pack("{s:{s:s, s:s, s:s, s:s}}", "AccessKey", "AccessKeyId", akid, "SecretAccessKey", secret, "Account",
                   account, "UserName", user);
@@ -529,6 +547,75 @@ static int create_access_key(int argc, char **argv, const cli_kms_opts *g)
     kms_secret_str_free(secret);
     kmsc_free(c);
     return o ? 0 : 1;
+}
+
+/* list-access-keys [--user USER]: ids, owners and creation times (IAM's ListAccessKeys shape), never secrets. */
+static int list_access_keys(int argc, char **argv, const cli_kms_opts *g)
+{
+    const char *user = NULL;
+    kms_access_key_info *keys = NULL;
+    size_t n = 0;
+    kmsc *c;
+    kms_core *core;
+    kms_err e;
+    json_t *o, *arr;
+    int rc;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--user") && i + 1 < argc)
+            user = argv[++i];
+        else
+            return usage_error("list-access-keys: unknown argument %s", argv[i]);
+    }
+    if ((rc = local_core(g, "list-access-keys", &c, &core)))
+        return rc;
+    e = kms_core_list_access_keys(core, user, &keys, &n);
+    kmsc_free(c);
+    if (e)
+        return access_key_error(e, "ListAccessKeys");
+    o = json_object();
+    arr = json_array();
+    if (!o || !arr || json_object_set(o, "AccessKeyMetadata", arr)) {
+        json_decref(o);
+        o = NULL;
+    }
+    json_decref(arr); /* o holds its own reference */
+    for (size_t i = 0; o && i < n; i++)
+        if (json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:I}", "AccessKeyId", keys[i].id, "Account",
+                                                 keys[i].account, "UserName", keys[i].user, "CreateDate",
+                                                 (json_int_t)keys[i].created))) {
+            json_decref(o);
+            o = NULL;
+        }
+    free(keys);
+    if (!o)
+        return 1;
+    json_dumpf(o, stdout, JSON_INDENT(4));
+    printf("\n");
+    json_decref(o);
+    return 0;
+}
+
+/* delete-access-key --access-key-id ID: the credential stops working, also in a running server. */
+static int delete_access_key(int argc, char **argv, const cli_kms_opts *g)
+{
+    const char *akid = NULL;
+    kmsc *c;
+    kms_core *core;
+    kms_err e;
+    int rc;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--access-key-id") && i + 1 < argc)
+            akid = argv[++i];
+        else
+            return usage_error("delete-access-key: unknown argument %s", argv[i]);
+    }
+    if (!akid)
+        return usage_error("%s", "delete-access-key needs --access-key-id");
+    if ((rc = local_core(g, "delete-access-key", &c, &core)))
+        return rc;
+    e = kms_core_delete_access_key(core, akid);
+    kmsc_free(c);
+    return e ? access_key_error(e, "DeleteAccessKey") : 0;
 }
 
 /* Value of a non-binary flag: inline, or the contents of file://FILE (one trailing newline dropped). */
@@ -771,10 +858,19 @@ int cmd_kms(int argc, char **argv)
         free(rest);
         return rc;
     }
-    if (!strcmp(verb, "create-access-key")) {
-        rc = create_access_key(nrest - 1, rest + 1, &cli.g);
-        free(rest);
-        return rc;
+    {
+        static const struct {
+            const char *verb;
+            int (*fn)(int, char **, const cli_kms_opts *);
+        } LOCAL[] = {{"create-access-key", create_access_key},
+                     {"list-access-keys", list_access_keys},
+                     {"delete-access-key", delete_access_key}};
+        for (size_t i = 0; i < sizeof LOCAL / sizeof LOCAL[0]; i++)
+            if (!strcmp(verb, LOCAL[i].verb)) {
+                rc = LOCAL[i].fn(nrest - 1, rest + 1, &cli.g);
+                free(rest);
+                return rc;
+            }
     }
     for (size_t i = 0; i < NVERBS; i++)
         if (!strcmp(VERBS[i].verb, verb))

@@ -92,6 +92,30 @@ kms_err kms_core_lookup_access_key(kms_core *core, const char *access_key_id,
                                    char *user_out, size_t user_cap) KMS_WUR;
 void kms_secret_str_free(char *s);
 
+/* An access key as listed: never its secret. */
+typedef struct kms_access_key_info {
+    char id[21];        /* "AKIA..." */
+    char account[16];
+    char user[64];
+    int64_t created;    /* seconds since the epoch */
+} kms_access_key_info;
+
+/* The store's access keys, all of them (user NULL) or one user's, oldest first. On success *out is a
+ * malloc'd array of *n entries (free() it; NULL when there are none). */
+kms_err kms_core_list_access_keys(kms_core *core, const char *user, kms_access_key_info **out, size_t *n) KMS_WUR;
+
+/* Delete an access key (KMS_ERR_NOT_FOUND if the store has none by that id). A server on the same store,
+ * in this process or another, refuses it for every request that starts more than KMS_FRESHNESS_MS
+ * after the deletion commits (kms_core_generation). */
+kms_err kms_core_delete_access_key(kms_core *core, const char *access_key_id) KMS_WUR;
+
+/* A counter that moves whenever what this core read from the store may be stale: at every reload after
+ * another process's commit, and when an access key is deleted through this core. It first checks the
+ * store for such commits, as every call does (at most once per KMS_FRESHNESS_MS; cheap otherwise: no
+ * lock). A cache of anything read from the store (the server's access keys) is valid while it is the
+ * same. Thread-safe. */
+uint64_t kms_core_generation(kms_core *core);
+
 /* n fresh random bytes from the kernel's CSPRNG through a per-thread pool (kms/random.c): what the
  * core uses for data keys and nonces, and the server for request ids. 0, or -1 on failure. */
 int kms_random(uint8_t *buf, size_t n) KMS_WUR;

@@ -46,6 +46,7 @@ struct ak_entry {
     char user[64];
     char scope[48];         /* "DATE/REGION/SERVICE" of skey, "" if none */
     uint8_t skey[32];       /* SigV4 signing key of that scope (as secret as the secret) */
+    uint64_t gen;           /* kms_core_generation when read from the store: stale once it moves */
 };
 
 struct bucket {
@@ -98,31 +99,49 @@ static void notify_connection(void *cls, struct MHD_Connection *c, void **socket
     }
 }
 
-/* Look up (and cache) an access key; copies into out. */
+/* Look up (and cache) an access key; copies into out. A cached entry is used only while the core's
+ * generation is the one it was read at: a key deleted from the store (by the CLI, another process) is
+ * refused from KMS_FRESHNESS_MS after the deletion on, like any other change to the store. */
 static kms_err find_key(kms_server *s, const char *akid, struct ak_entry *out)
 {
+    uint64_t gen = kms_core_generation(s->core);
+    size_t i;
     kms_err e;
     pthread_mutex_lock(&s->lock);
-    for (size_t i = 0; i < s->ak_used; i++) /* slots fill from 0: only the used ones are scanned */
-        if (!strcmp(s->aks[i].id, akid)) {
-            *out = s->aks[i];
-            pthread_mutex_unlock(&s->lock);
-            return KMS_OK;
-        }
+    for (i = 0; i < s->ak_used; i++) /* slots fill from 0: only the used ones are scanned */
+        if (!strcmp(s->aks[i].id, akid))
+            break;
+    if (i < s->ak_used && s->aks[i].gen == gen) {
+        *out = s->aks[i];
+        pthread_mutex_unlock(&s->lock);
+        return KMS_OK;
+    }
     pthread_mutex_unlock(&s->lock);
     memset(out, 0, sizeof *out);
     if (strlen(akid) >= sizeof out->id)
         return KMS_ERR_UNRECOGNIZED_CLIENT;
     e = kms_core_lookup_access_key(s->core, akid, out->secret, sizeof out->secret, out->account, sizeof out->account,
                                    out->user, sizeof out->user);
-    if (e)
-        return e == KMS_ERR_UNRECOGNIZED_CLIENT ? e : KMS_ERR_INTERNAL;
-    snprintf(out->id, sizeof out->id, "%s", akid);
     pthread_mutex_lock(&s->lock);
-    s->aks[s->ak_next] = *out;
-    s->ak_next = (s->ak_next + 1) % AK_CACHE;
-    if (s->ak_used < AK_CACHE)
-        s->ak_used++;
+    /* The slot found above may have been reused meanwhile: find the id again. */
+    for (i = 0; i < s->ak_used; i++)
+        if (!strcmp(s->aks[i].id, akid))
+            break;
+    if (e) {
+        if (i < s->ak_used && e == KMS_ERR_UNRECOGNIZED_CLIENT) /* deleted: forget it */
+            sodium_memzero(&s->aks[i], sizeof s->aks[i]);
+        pthread_mutex_unlock(&s->lock);
+        return e == KMS_ERR_UNRECOGNIZED_CLIENT ? e : KMS_ERR_INTERNAL;
+    }
+    snprintf(out->id, sizeof out->id, "%s", akid);
+    out->gen = gen;
+    if (i == s->ak_used) { /* not cached: take the next slot of the ring */
+        i = s->ak_next;
+        s->ak_next = (s->ak_next + 1) % AK_CACHE;
+        if (s->ak_used < AK_CACHE)
+            s->ak_used++;
+    }
+    s->aks[i] = *out;
     pthread_mutex_unlock(&s->lock);
     return KMS_OK;
 }

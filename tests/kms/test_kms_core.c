@@ -773,6 +773,54 @@ static void test_audit_and_access_keys(void)
     sqlite3_close(s);
 }
 
+/* Access keys are listed (never with secrets) and deleted; a deletion through one handle is seen by
+ * another (the CLI beside a running server) once its generation moves, within the freshness bound. */
+static void test_access_key_lifecycle(void)
+{
+    kms_core *a = open_store(), *b = open_store();
+    char *alice = NULL, *bob = NULL, *sa = NULL, *sb = NULL, sec[64];
+    kms_access_key_info *k = NULL;
+    size_t n = 0, had;
+    uint64_t ga, gb;
+    CHECK(kms_core_list_access_keys(a, NULL, &k, &n) == KMS_OK);
+    had = n;
+    free(k);
+    CHECK(kms_core_create_access_key(a, "111122223333", "alice-lc", &alice, &sa) == KMS_OK);
+    CHECK(kms_core_create_access_key(a, "111122223333", "bob-lc", &bob, &sb) == KMS_OK);
+    CHECK(kms_core_list_access_keys(b, NULL, &k, &n) == KMS_OK);
+    CHECK(n == had + 2);
+    free(k);
+    CHECK(kms_core_list_access_keys(b, "bob-lc", &k, &n) == KMS_OK);
+    CHECK(n == 1 && !strcmp(k[0].id, bob) && !strcmp(k[0].user, "bob-lc") && !strcmp(k[0].account, "111122223333"));
+    CHECK(k[0].created > 0);
+    free(k);
+    CHECK(kms_core_list_access_keys(b, "nobody", &k, &n) == KMS_OK);
+    CHECK(n == 0 && k == NULL);
+    CHECK(kms_core_lookup_access_key(b, bob, sec, sizeof sec, NULL, 0, NULL, 0) == KMS_OK);
+    gb = kms_core_generation(b);
+    wait_freshness();
+    CHECK(kms_core_generation(b) == gb); /* nothing changed: the generation stays */
+    ga = kms_core_generation(a);
+    CHECK(kms_core_delete_access_key(a, bob) == KMS_OK);
+    CHECK(kms_core_generation(a) != ga); /* its own deletion: at once */
+    wait_freshness();
+    CHECK(kms_core_generation(b) != gb); /* another handle's: within the bound */
+    CHECK(kms_core_lookup_access_key(b, bob, sec, sizeof sec, NULL, 0, NULL, 0) == KMS_ERR_UNRECOGNIZED_CLIENT);
+    CHECK(kms_core_lookup_access_key(b, alice, sec, sizeof sec, NULL, 0, NULL, 0) == KMS_OK);
+    CHECK(kms_core_delete_access_key(b, bob) == KMS_ERR_NOT_FOUND);
+    CHECK(kms_core_delete_access_key(b, "AKIA-too-short") == KMS_ERR_NOT_FOUND);
+    CHECK(kms_core_delete_access_key(b, NULL) == KMS_ERR_NOT_FOUND);
+    CHECK(kms_core_list_access_keys(a, "bob-lc", &k, &n) == KMS_OK);
+    CHECK(n == 0);
+    free(k);
+    free(alice);
+    free(bob);
+    kms_secret_str_free(sa);
+    kms_secret_str_free(sb);
+    kms_core_free(b);
+    kms_core_free(a);
+}
+
 /* The store's WAL stays bounded under a stream of audited calls: checkpoints run on the core's own
  * thread (checkpoint.c), not inside commits, and the audit trail still holds every call. */
 static void test_wal_checkpoints(void)
@@ -1009,6 +1057,7 @@ int main(void)
     test_store_unlock();
     test_corrupt_store();
     test_audit_and_access_keys();
+    test_access_key_lifecycle();
     {
         char cmd[400];
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
