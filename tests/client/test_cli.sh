@@ -176,6 +176,19 @@ set +e; $B kms init-store --store "$P" --passphrase-file "$T/pw" >/dev/null 2>"$
 # access keys for `kms serve` (local store only)
 $B kms create-access-key --user alice >"$T/ak.json"
 [ "$(j AccessKey.UserName <"$T/ak.json")" = alice ] && [ -n "$(j AccessKey.SecretAccessKey <"$T/ak.json")" ] || fail "create-access-key"
+AKID=$(j AccessKey.AccessKeyId <"$T/ak.json")
+$B kms list-access-keys --user alice >"$T/aks.json"
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(d["AccessKeyMetadata"][0]["AccessKeyId"] != sys.argv[2])' "$T/aks.json" "$AKID" || fail "list-access-keys: $(cat "$T/aks.json")"
+grep -q Secret "$T/aks.json" && fail "list-access-keys prints a secret"
+set +e; $B kms delete-access-key >/dev/null 2>"$T/err"; rc=$?; set -e
+[ $rc -eq 252 ] && grep -q "needs --access-key-id" "$T/err" || fail "delete-access-key without an id rc=$rc"
+set +e; AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=y $B kms --endpoint-url http://127.0.0.1:9 list-access-keys >/dev/null 2>"$T/err"; rc=$?; set -e
+[ $rc -eq 252 ] && grep -q "local store only" "$T/err" || fail "list-access-keys against a server rc=$rc"
+$B kms delete-access-key --access-key-id "$AKID" || fail "delete-access-key"
+set +e; $B kms delete-access-key --access-key-id "$AKID" >/dev/null 2>"$T/err"; rc=$?; set -e
+[ $rc -eq 254 ] && grep -q NotFoundException "$T/err" || fail "delete-access-key twice rc=$rc"
+[ "$($B kms list-access-keys --user alice | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["AccessKeyMetadata"]))')" = 0 ] \
+  || fail "a deleted access key is still listed"
 
 # `kms help` lists every operation of issue 2, and this script exercises every verb it lists
 $B kms help >"$T/help"
