@@ -1,11 +1,14 @@
 /*
- * checkpoint.c — the key store's WAL checkpoints on a thread of their own (see checkpoint.h).
+ * checkpoint.c — the key store's maintenance thread: WAL checkpoints and audit pruning (see checkpoint.h).
  */
 #include "checkpoint.h"
 
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <time.h>
+
+#include "retention.h"
 
 /* WAL pages after a commit that ask for a checkpoint: SQLite's own default threshold. */
 #define CKPT_PAGES 1000
@@ -43,21 +46,53 @@ static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
     return SQLITE_OK;
 }
 
+static bool stopping(void *arg)
+{
+    kms_checkpointer *k = arg;
+    bool stop;
+    pthread_mutex_lock(&k->lock);
+    stop = k->stop;
+    pthread_mutex_unlock(&k->lock);
+    return stop;
+}
+
+/* Apply the store's audit retention (read afresh: another process may have changed it). */
+static void prune(kms_checkpointer *k)
+{
+    kms_audit_retention r;
+    if (!kms_retention_get(k->own, &r))
+        (void)kms_audit_prune(k->own, &r, stopping, k); /* a failure is retried at the next round */
+}
+
 static void *run(void *arg)
 {
     kms_checkpointer *k = arg;
+    struct timespec next;
+    prune(k);
+    clock_gettime(CLOCK_MONOTONIC, &next);
+    next.tv_sec += KMS_PRUNE_INTERVAL_S;
     pthread_mutex_lock(&k->lock);
     for (;;) {
-        while (!k->due && !k->stop)
-            pthread_cond_wait(&k->cond, &k->lock);
+        bool prune_due = false;
+        while (!k->due && !k->stop && !prune_due)
+            prune_due = pthread_cond_timedwait(&k->cond, &k->lock, &next) != 0;
         if (k->stop)
             break;
-        k->due = false;
-        pthread_mutex_unlock(&k->lock);
-        /* PASSIVE copies what no reader still needs and never waits; the core's next write
-         * transaction restarts the WAL from its beginning once everything is copied. */
-        (void)sqlite3_wal_checkpoint_v2(k->own, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
-        pthread_mutex_lock(&k->lock);
+        if (k->due) {
+            k->due = false;
+            pthread_mutex_unlock(&k->lock);
+            /* PASSIVE copies what no reader still needs and never waits; the core's next write
+             * transaction restarts the WAL from its beginning once everything is copied. */
+            (void)sqlite3_wal_checkpoint_v2(k->own, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+            pthread_mutex_lock(&k->lock);
+        }
+        if (prune_due) {
+            pthread_mutex_unlock(&k->lock);
+            prune(k);
+            clock_gettime(CLOCK_MONOTONIC, &next);
+            next.tv_sec += KMS_PRUNE_INTERVAL_S;
+            pthread_mutex_lock(&k->lock);
+        }
     }
     pthread_mutex_unlock(&k->lock);
     return NULL;
@@ -78,8 +113,17 @@ kms_checkpointer *kms_checkpointer_start(sqlite3 *db, const char *path)
         goto fail_open;
     if (pthread_mutex_init(&k->lock, NULL))
         goto fail_open;
-    if (pthread_cond_init(&k->cond, NULL))
-        goto fail_cond;
+    {
+        pthread_condattr_t ca;
+        int rc;
+        if (pthread_condattr_init(&ca))
+            goto fail_cond;
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* the prune deadline is monotonic */
+        rc = pthread_cond_init(&k->cond, &ca);
+        pthread_condattr_destroy(&ca);
+        if (rc)
+            goto fail_cond;
+    }
     if (pthread_create(&k->thread, NULL, run, k))
         goto fail_thread;
     (void)sqlite3_wal_hook(db, wal_hook, k); /* replaces the automatic checkpoint */

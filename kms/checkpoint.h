@@ -1,5 +1,6 @@
 /*
- * checkpoint.h — WAL checkpoints of the key store on their own thread and database connection.
+ * checkpoint.h — the key store's maintenance thread, on its own database connection: WAL checkpoints,
+ * and the audit trail's retention (retention.h: at the thread's start and every KMS_PRUNE_INTERVAL_S).
  *
  * SQLite's automatic checkpoint runs inside the commit that crosses the threshold: it copies the WAL
  * into the database and fsyncs both, under the core lock of the call whose audit flush happened to
@@ -7,6 +8,7 @@
  * a thread checkpoints (PASSIVE: never blocks a writer) on a second connection. A checkpoint is not a
  * commit, so the core's PRAGMA data_version (its test for other processes' changes) does not move.
  * Should a writer outpace the thread, the committing call checkpoints itself past twice the threshold.
+ * Pruning is a commit: a round that deletes records makes the core reload its tables once (cheap).
  */
 #ifndef ENVELOPEFS_KMS_CHECKPOINT_H
 #define ENVELOPEFS_KMS_CHECKPOINT_H

@@ -23,6 +23,7 @@
 
 #include "envelopefs/monotime.h"
 #include "internal.h"
+#include "retention.h"
 
 #define STORE_FORMAT "1"
 #define VERIFIER_TEXT "envelopefs keystore verifier v1"
@@ -1240,6 +1241,29 @@ kms_err kms_core_lookup_access_key(kms_core *c, const char *akid, char *secret_o
         sqlite3_finalize(st);
     } else {
         e = KMS_ERR_INTERNAL;
+    }
+    pthread_mutex_unlock(&c->lock);
+    return e;
+}
+
+/* ---- audit retention ------------------------------------------------------------------------ */
+
+kms_err kms_core_audit_retention(kms_core *c, const kms_audit_retention *set, kms_audit_status *status)
+{
+    kms_audit_retention r;
+    kms_err e = KMS_OK;
+    if (set && (set->days < 0 || set->days > KMS_RETENTION_MAX_DAYS || set->max_records < 0))
+        return KMS_ERR_VALIDATION;
+    pthread_mutex_lock(&c->lock);
+    kms_store_flush_audit(c);
+    if (set && kms_retention_set(c->db, set))
+        e = KMS_ERR_IO;
+    else if (kms_retention_get(c->db, &r) || kms_audit_prune(c->db, &r, NULL, NULL) < 0)
+        e = KMS_ERR_IO;
+    else if (status) {
+        status->retention = r;
+        if (kms_audit_stat(c->db, status))
+            e = KMS_ERR_IO;
     }
     pthread_mutex_unlock(&c->lock);
     return e;

@@ -8,11 +8,13 @@
  * `file://FILE` reads any value from a file; maps take `k=v,k2=v2` or JSON; lists take several
  * values or JSON. On failure it prints the AWS CLI's message
  * "An error occurred (Name) when calling the Op operation: message" and exits 254, as `aws` does;
- * usage errors exit 252 (also as `aws`). Local-only verbs: init-store, create-, list- and delete-access-key.
+ * usage errors exit 252 (also as `aws`). Local-only verbs: init-store, create-, list- and delete-access-key, configure-audit.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -126,6 +128,7 @@ static void usage(FILE *f)
                "  create-access-key --user USER [--account ACCOUNT]   (local store: credentials for `kms serve`)\n"
                "  list-access-keys [--user USER]                      (local store: ids and owners, no secrets)\n"
                "  delete-access-key --access-key-id ID                (local store: revoke, also in a running server)\n"
+               "  configure-audit [--retention-days D] [--max-records N]  (local store: audit retention, 0 = no limit)\n"
                "  serve [--listen ADDR:PORT] ...   serve the store over the AWS KMS protocol (`kms serve --help`)\n");
     for (size_t i = 0; i < NVERBS; i++) {
         fprintf(f, "  %s", VERBS[i].verb);
@@ -500,7 +503,8 @@ static int local_core(const cli_kms_opts *g, const char *verb, kmsc **c, kms_cor
     return 0;
 }
 
-static int access_key_error(kms_err e, const char *operation)
+/* A local verb's failure, in the AWS CLI's words. */
+static int local_error(kms_err e, const char *operation)
 {
     fprintf(stderr, "An error occurred (%s) when calling the %s operation: %s\n", kms_err_name(e), operation,
             kms_strerror(e));
@@ -533,7 +537,7 @@ static int create_access_key(int argc, char **argv, const cli_kms_opts *g)
     e = kms_core_create_access_key(core, account, user, &akid, &secret);
     if (e) {
         kmsc_free(c);
-        return access_key_error(e, "CreateAccessKey");
+        return local_error(e, "CreateAccessKey");
     }
     o = json_pack("{s:{s:s, s:s, s:s, s:s}}", "AccessKey", "AccessKeyId", akid, "SecretAccessKey", secret, "Account",
                   account, "UserName", user);
@@ -571,7 +575,7 @@ static int list_access_keys(int argc, char **argv, const cli_kms_opts *g)
     e = kms_core_list_access_keys(core, user, &keys, &n);
     kmsc_free(c);
     if (e)
-        return access_key_error(e, "ListAccessKeys");
+        return local_error(e, "ListAccessKeys");
     o = json_object();
     arr = json_array();
     if (!o || !arr || json_object_set(o, "AccessKeyMetadata", arr)) {
@@ -615,7 +619,61 @@ static int delete_access_key(int argc, char **argv, const cli_kms_opts *g)
         return rc;
     e = kms_core_delete_access_key(core, akid);
     kmsc_free(c);
-    return e ? access_key_error(e, "DeleteAccessKey") : 0;
+    return e ? local_error(e, "DeleteAccessKey") : 0;
+}
+
+/* configure-audit [--retention-days D] [--max-records N]: set the store's audit retention (0: no limit),
+ * apply it, and print it with what the trail holds. Without flags: only print. */
+static int configure_audit(int argc, char **argv, const cli_kms_opts *g)
+{
+    kms_audit_retention r = {0, 0};
+    kms_audit_status st = {{0, 0}, 0, 0, 0};
+    bool set_days = false, set_max = false;
+    kmsc *c;
+    kms_core *core;
+    kms_err e;
+    json_t *o;
+    int rc;
+    for (int i = 0; i < argc; i++) {
+        bool days = !strcmp(argv[i], "--retention-days"), max = !strcmp(argv[i], "--max-records");
+        char *end;
+        long long v;
+        if ((!days && !max) || i + 1 >= argc)
+            return usage_error("configure-audit: unknown argument %s", argv[i]);
+        errno = 0;
+        v = strtoll(argv[++i], &end, 10);
+        if (errno || end == argv[i] || *end || v < 0 || (days && v > KMS_RETENTION_MAX_DAYS))
+            return usage_error("configure-audit: %s takes a whole number from 0 (no limit) to %lld, not %s",
+                               argv[i - 1], days ? (long long)KMS_RETENTION_MAX_DAYS : LLONG_MAX, argv[i]);
+        if (days)
+            r.days = v, set_days = true;
+        else
+            r.max_records = v, set_max = true;
+    }
+    if ((rc = local_core(g, "configure-audit", &c, &core)))
+        return rc;
+    e = KMS_OK;
+    if (set_days != set_max) { /* one flag given: the other keeps its value */
+        e = kms_core_audit_retention(core, NULL, &st);
+        if (!set_days)
+            r.days = st.retention.days;
+        if (!set_max)
+            r.max_records = st.retention.max_records;
+    }
+    if (!e)
+        e = kms_core_audit_retention(core, set_days || set_max ? &r : NULL, &st);
+    kmsc_free(c);
+    if (e)
+        return local_error(e, "ConfigureAudit");
+    o = json_pack("{s:I, s:I, s:I, s:I, s:I}", "RetentionDays", (json_int_t)st.retention.days, "MaxRecords",
+                  (json_int_t)st.retention.max_records, "Records", (json_int_t)st.records, "OldestTime",
+                  (json_int_t)st.oldest, "NewestTime", (json_int_t)st.newest);
+    if (!o)
+        return 1;
+    json_dumpf(o, stdout, JSON_INDENT(4));
+    printf("\n");
+    json_decref(o);
+    return 0;
 }
 
 /* Value of a non-binary flag: inline, or the contents of file://FILE (one trailing newline dropped). */
@@ -864,7 +922,8 @@ int cmd_kms(int argc, char **argv)
             int (*fn)(int, char **, const cli_kms_opts *);
         } LOCAL[] = {{"create-access-key", create_access_key},
                      {"list-access-keys", list_access_keys},
-                     {"delete-access-key", delete_access_key}};
+                     {"delete-access-key", delete_access_key},
+                     {"configure-audit", configure_audit}};
         for (size_t i = 0; i < sizeof LOCAL / sizeof LOCAL[0]; i++)
             if (!strcmp(verb, LOCAL[i].verb)) {
                 rc = LOCAL[i].fn(nrest - 1, rest + 1, &cli.g);

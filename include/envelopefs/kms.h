@@ -116,6 +116,29 @@ kms_err kms_core_delete_access_key(kms_core *core, const char *access_key_id) KM
  * same. Thread-safe. */
 uint64_t kms_core_generation(kms_core *core);
 
+/*
+ * The audit trail's retention, a policy of the store (every process on it applies the same one). Ages
+ * count back from the trail's newest record. A new store keeps everything: deleting audit history is
+ * the operator's decision (`envelopefs kms configure-audit`).
+ */
+#define KMS_RETENTION_MAX_DAYS 100000
+typedef struct kms_audit_retention {
+    int64_t days;        /* records more than this many days older than the newest go; 0: any age stays */
+    int64_t max_records; /* at most this many records stay, the newest; 0: no limit */
+} kms_audit_retention;
+
+typedef struct kms_audit_status {
+    kms_audit_retention retention;
+    int64_t records;         /* records in the trail (after pruning) */
+    int64_t oldest, newest;  /* times (seconds since the epoch) of its first and last record; 0 if empty */
+} kms_audit_status;
+
+/* With set non-NULL, store that policy (KMS_ERR_VALIDATION for negative values or days over
+ * KMS_RETENTION_MAX_DAYS). Then flush this core's buffered records, prune what the policy no longer keeps
+ * (a long-lived core also does that on its maintenance thread, at start and every minute), and fill
+ * status (non-NULL) with the policy and what the trail holds. */
+kms_err kms_core_audit_retention(kms_core *core, const kms_audit_retention *set, kms_audit_status *status) KMS_WUR;
+
 /* n fresh random bytes from the kernel's CSPRNG through a per-thread pool (kms/random.c): what the
  * core uses for data keys and nonces, and the server for request ids. 0, or -1 on failure. */
 int kms_random(uint8_t *buf, size_t n) KMS_WUR;

@@ -190,6 +190,18 @@ set +e; $B kms delete-access-key --access-key-id "$AKID" >/dev/null 2>"$T/err"; 
 [ "$($B kms list-access-keys --user alice | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["AccessKeyMetadata"]))')" = 0 ] \
   || fail "a deleted access key is still listed"
 
+# the audit trail's retention (local store): kept whole by default; a cap and an age, one at a time
+$B kms configure-audit >"$T/audit.json"
+[ "$(j RetentionDays <"$T/audit.json") $(j MaxRecords <"$T/audit.json")" = "0 0" ] || fail "configure-audit default: $(cat "$T/audit.json")"
+[ "$(j Records <"$T/audit.json")" -gt 3 ] || fail "configure-audit: the trail holds $(j Records <"$T/audit.json") records"
+$B kms configure-audit --max-records 3 >"$T/audit.json"
+[ "$(j Records <"$T/audit.json") $(j MaxRecords <"$T/audit.json")" = "3 3" ] || fail "configure-audit --max-records 3: $(cat "$T/audit.json")"
+$B kms configure-audit --retention-days 7 >"$T/audit.json"
+[ "$(j RetentionDays <"$T/audit.json") $(j MaxRecords <"$T/audit.json")" = "7 3" ] || fail "configure-audit kept the other setting: $(cat "$T/audit.json")"
+set +e; $B kms configure-audit --retention-days soon >/dev/null 2>"$T/err"; rc=$?; set -e
+[ $rc -eq 252 ] && grep -q "whole number" "$T/err" || fail "configure-audit --retention-days soon rc=$rc"
+$B kms configure-audit --retention-days 0 --max-records 0 >/dev/null
+
 # `kms help` lists every operation of issue 2, and this script exercises every verb it lists
 $B kms help >"$T/help"
 for v in create-key describe-key list-keys create-alias update-alias delete-alias list-aliases generate-data-key \

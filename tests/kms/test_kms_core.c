@@ -1,7 +1,8 @@
 /*
  * test_kms_core.c — the key-service core through its single dispatch point: every operation and
  * error of issue 2, rotation, scheduled deletion with an injected clock, tampering, encryption
- * context binding, store unlocking and corruption, cross-process visibility and concurrency.
+ * context binding, store unlocking and corruption, cross-process visibility and concurrency, access
+ * keys and the audit trail's retention.
  */
 #include <fcntl.h>
 #include <pthread.h>
@@ -821,6 +822,74 @@ static void test_access_key_lifecycle(void)
     kms_core_free(a);
 }
 
+static int64_t audit_rows(void)
+{
+    char db[320];
+    sqlite3 *s;
+    sqlite3_stmt *st;
+    int64_t n = -1;
+    snprintf(db, sizeof db, "%s/keystore.db", g_store);
+    CHECK(sqlite3_open(db, &s) == SQLITE_OK);
+    sqlite3_busy_timeout(s, 5000);
+    CHECK(sqlite3_prepare_v2(s, "SELECT count(*) FROM audit", -1, &st, NULL) == SQLITE_OK);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(s);
+    return n;
+}
+
+/* The audit trail's retention: by age (counted back from the newest record, in the core's clock) and by
+ * count; applied at once by kms_core_audit_retention, and by a new core's maintenance thread on its own;
+ * out-of-range policies refused. Runs last: it deletes the other tests' audit records. */
+static void test_audit_retention(void)
+{
+    kms_core *a = open_store(), *b;
+    kms_audit_status st;
+    kms_audit_retention r;
+    int64_t newest;
+    CHECK(kms_core_audit_retention(a, NULL, &st) == KMS_OK);
+    CHECK(st.retention.days == 0 && st.retention.max_records == 0); /* a new store keeps everything */
+    CHECK(st.records > 100);
+    g_now += 30 * 86400;
+    for (int i = 0; i < 40; i++)
+        CHECK(callf(a, NULL, "GenerateRandom", "{\"NumberOfBytes\":1}") == KMS_OK);
+    g_now += 10 * 86400;
+    for (int i = 0; i < 60; i++)
+        CHECK(callf(a, NULL, "GenerateRandom", "{\"NumberOfBytes\":1}") == KMS_OK);
+    newest = g_now;
+    r = (kms_audit_retention){.days = 15, .max_records = 0};
+    CHECK(kms_core_audit_retention(a, &r, &st) == KMS_OK); /* flushes, then prunes */
+    CHECK(st.retention.days == 15 && st.records == 100 && st.newest == newest && st.oldest == newest - 10 * 86400);
+    r.days = 5;
+    CHECK(kms_core_audit_retention(a, &r, &st) == KMS_OK);
+    CHECK(st.records == 60 && st.oldest == newest);
+    r.max_records = 25;
+    CHECK(kms_core_audit_retention(a, &r, &st) == KMS_OK);
+    CHECK(st.records == 25 && st.newest == newest && audit_rows() == 25);
+    r = (kms_audit_retention){.days = -1};
+    CHECK(kms_core_audit_retention(a, &r, NULL) == KMS_ERR_VALIDATION);
+    r = (kms_audit_retention){.days = KMS_RETENTION_MAX_DAYS + 1};
+    CHECK(kms_core_audit_retention(a, &r, NULL) == KMS_ERR_VALIDATION);
+    r = (kms_audit_retention){.max_records = -5};
+    CHECK(kms_core_audit_retention(a, &r, NULL) == KMS_ERR_VALIDATION);
+    /* Another core's maintenance thread prunes at its start, without being asked. */
+    r = (kms_audit_retention){.days = 0, .max_records = 250};
+    CHECK(kms_core_audit_retention(a, &r, NULL) == KMS_OK);
+    for (int i = 0; i < 300; i++)
+        CHECK(callf(a, NULL, "GenerateRandom", "{\"NumberOfBytes\":1}") == KMS_OK);
+    kms_core_free(a); /* flushes */
+    CHECK(audit_rows() == 325);
+    b = open_store();
+    for (int i = 0; i < 500 && audit_rows() > 250; i++)
+        usleep(10000);
+    CHECK(audit_rows() == 250);
+    r = (kms_audit_retention){0, 0}; /* keep everything again */
+    CHECK(kms_core_audit_retention(b, &r, &st) == KMS_OK);
+    CHECK(st.records == 250);
+    kms_core_free(b);
+}
+
 /* The store's WAL stays bounded under a stream of audited calls: checkpoints run on the core's own
  * thread (checkpoint.c), not inside commits, and the audit trail still holds every call. */
 static void test_wal_checkpoints(void)
@@ -1058,6 +1127,7 @@ int main(void)
     test_corrupt_store();
     test_audit_and_access_keys();
     test_access_key_lifecycle();
+    test_audit_retention();
     {
         char cmd[400];
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);

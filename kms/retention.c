@@ -1,0 +1,156 @@
+/*
+ * retention.c — the audit trail's retention policy and its pruning (see retention.h).
+ */
+#include "retention.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
+static const char *const KEYS[2] = {"audit_retention_days", "audit_max_records"};
+
+int kms_retention_get(sqlite3 *db, kms_audit_retention *r)
+{
+    sqlite3_stmt *st;
+    int rc;
+    memset(r, 0, sizeof *r);
+    if (sqlite3_prepare_v2(db, "SELECT k, v FROM meta WHERE k IN (?1, ?2)", -1, &st, NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_text(st, 1, KEYS[0], -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, KEYS[1], -1, SQLITE_STATIC);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *k = (const char *)sqlite3_column_text(st, 0);
+        int64_t v = sqlite3_column_int64(st, 1); /* decimal text; anything else reads as 0: no limit */
+        if (v < 0)
+            v = 0;
+        if (k && !strcmp(k, KEYS[0]))
+            r->days = v > KMS_RETENTION_MAX_DAYS ? KMS_RETENTION_MAX_DAYS : v;
+        else
+            r->max_records = v;
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+int kms_retention_set(sqlite3 *db, const kms_audit_retention *r)
+{
+    const int64_t vals[2] = {r->days, r->max_records};
+    sqlite3_stmt *st;
+    int ok = 1;
+    if (r->days < 0 || r->days > KMS_RETENTION_MAX_DAYS || r->max_records < 0)
+        return -1;
+    if (sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO meta(k, v) VALUES(?, ?)", -1, &st, NULL) != SQLITE_OK)
+        return -1;
+    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+        sqlite3_finalize(st);
+        return -1;
+    }
+    for (int i = 0; i < 2 && ok; i++) {
+        char buf[24];
+        snprintf(buf, sizeof buf, "%lld", (long long)vals[i]);
+        sqlite3_bind_text(st, 1, KEYS[i], -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, buf, -1, SQLITE_TRANSIENT);
+        ok = sqlite3_step(st) == SQLITE_DONE;
+        sqlite3_reset(st);
+    }
+    sqlite3_finalize(st);
+    if (ok && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
+        return 0;
+    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    return -1;
+}
+
+/* One transaction of the prepared DELETE below. Returns the rows it deleted, or -1. */
+static int prune_batch(sqlite3 *db, sqlite3_stmt *st, int64_t cutoff, int64_t last_seq)
+{
+    int n;
+    sqlite3_bind_int64(st, 1, cutoff);
+    sqlite3_bind_int64(st, 2, last_seq);
+    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        return -1;
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        sqlite3_reset(st);
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        return -1;
+    }
+    n = sqlite3_changes(db);
+    sqlite3_reset(st);
+    if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        return -1;
+    }
+    return n;
+}
+
+int64_t kms_audit_prune(sqlite3 *db, const kms_audit_retention *r, bool (*stop)(void *), void *arg)
+{
+    sqlite3_stmt *span, *del;
+    int64_t total = 0;
+    if (!r->days && !r->max_records)
+        return 0;
+    /* The oldest KMS_PRUNE_BATCH rows (a range of the primary key: no scan) that are older than the
+     * cutoff or at or below the last seq the cap lets go. A row the clock placed out of order is kept
+     * until the rows before it go: the trail is ordered by seq, and pruning stops at the first kept row. */
+    /* seq is the rowid: min, max and the newest row are lookups, not scans (min and max in one SELECT
+     * would scan the table: SQLite's min/max shortcut takes one aggregate per query). */
+    if (sqlite3_prepare_v2(db,
+                           "SELECT (SELECT min(seq) FROM audit), (SELECT max(seq) FROM audit),"
+                           " (SELECT time FROM audit ORDER BY seq DESC LIMIT 1)",
+                           -1, &span, NULL) != SQLITE_OK)
+        return -1;
+    if (sqlite3_prepare_v2(db,
+                           "DELETE FROM audit WHERE seq < (SELECT min(seq) FROM audit) + " STR(KMS_PRUNE_BATCH)
+                           " AND (time < ?1 OR seq <= ?2)",
+                           -1, &del, NULL) != SQLITE_OK) {
+        sqlite3_finalize(span);
+        return -1;
+    }
+    for (;;) {
+        int64_t lo, hi, newest, cutoff, last_seq;
+        int n;
+        if (stop && stop(arg))
+            break;
+        if (sqlite3_step(span) != SQLITE_ROW || sqlite3_column_type(span, 0) == SQLITE_NULL) {
+            sqlite3_reset(span);
+            break; /* empty trail, or unreadable: nothing more to do now */
+        }
+        lo = sqlite3_column_int64(span, 0);
+        hi = sqlite3_column_int64(span, 1);
+        newest = sqlite3_column_int64(span, 2);
+        sqlite3_reset(span);
+        cutoff = r->days ? newest - r->days * 86400 : INT64_MIN;
+        last_seq = r->max_records && hi - lo + 1 > r->max_records ? hi - r->max_records : INT64_MIN;
+        n = prune_batch(db, del, cutoff, last_seq);
+        if (n < 0) {
+            total = -1;
+            break;
+        }
+        total += n;
+        if (n == 0)
+            break;
+    }
+    sqlite3_finalize(del);
+    sqlite3_finalize(span);
+    return total;
+}
+
+int kms_audit_stat(sqlite3 *db, kms_audit_status *s)
+{
+    sqlite3_stmt *st;
+    int rc;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT count(*), (SELECT time FROM audit ORDER BY seq LIMIT 1),"
+                           " (SELECT time FROM audit ORDER BY seq DESC LIMIT 1) FROM audit",
+                           -1, &st, NULL) != SQLITE_OK)
+        return -1;
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        s->records = sqlite3_column_int64(st, 0);
+        s->oldest = sqlite3_column_int64(st, 1); /* NULL (empty) reads as 0 */
+        s->newest = sqlite3_column_int64(st, 2);
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW ? 0 : -1;
+}
