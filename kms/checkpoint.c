@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "retention.h"
+#include "audit.h"
 
 /* WAL pages after a commit that ask for a checkpoint: SQLite's own default threshold. */
 #define CKPT_PAGES 1000

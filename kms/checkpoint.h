@@ -1,6 +1,6 @@
 /*
  * checkpoint.h — the key store's maintenance thread, on its own database connection: WAL checkpoints,
- * and the audit trail's retention (retention.h: at the thread's start and every KMS_PRUNE_INTERVAL_S).
+ * and the audit trail's retention (audit.h: at the thread's start and every KMS_PRUNE_INTERVAL_S).
  *
  * SQLite's automatic checkpoint runs inside the commit that crosses the threshold: it copies the WAL
  * into the database and fsyncs both, under the core lock of the call whose audit flush happened to

@@ -23,7 +23,7 @@
 
 #include "envelopefs/monotime.h"
 #include "internal.h"
-#include "retention.h"
+#include "audit.h"
 
 #define STORE_FORMAT "1"
 #define VERIFIER_TEXT "envelopefs keystore verifier v1"
@@ -1267,6 +1267,23 @@ kms_err kms_core_audit_retention(kms_core *c, const kms_audit_retention *set, km
     }
     pthread_mutex_unlock(&c->lock);
     return e;
+}
+
+kms_err kms_core_lookup_audit(kms_core *c, const kms_audit_query *q, kms_audit_event **out, size_t *n,
+                              int64_t *next)
+{
+    int rc;
+    *out = NULL;
+    *n = 0;
+    *next = 0;
+    if (!q->max_results || q->max_results > KMS_AUDIT_MAX_RESULTS ||
+        (q->start_time && q->end_time && q->start_time > q->end_time))
+        return KMS_ERR_VALIDATION;
+    pthread_mutex_lock(&c->lock);
+    kms_store_flush_audit(c);
+    rc = kms_audit_lookup(c->db, q, out, n, next);
+    pthread_mutex_unlock(&c->lock);
+    return rc ? KMS_ERR_IO : KMS_OK;
 }
 
 kms_err kms_core_list_access_keys(kms_core *c, const char *user, kms_access_key_info **out, size_t *n)

@@ -8,7 +8,7 @@
  * `file://FILE` reads any value from a file; maps take `k=v,k2=v2` or JSON; lists take several
  * values or JSON. On failure it prints the AWS CLI's message
  * "An error occurred (Name) when calling the Op operation: message" and exits 254, as `aws` does;
- * usage errors exit 252 (also as `aws`). Local-only verbs: init-store, create-, list- and delete-access-key, configure-audit.
+ * usage errors exit 252 (also as `aws`). Local-only verbs: init-store, create-, list- and delete-access-key, configure- and lookup-audit.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -129,6 +130,8 @@ static void usage(FILE *f)
                "  list-access-keys [--user USER]                      (local store: ids and owners, no secrets)\n"
                "  delete-access-key --access-key-id ID                (local store: revoke, also in a running server)\n"
                "  configure-audit [--retention-days D] [--max-records N]  (local store: audit retention, 0 = no limit)\n"
+               "  lookup-audit [--start-time T] [--end-time T] [--user U] [--key-id ID] [--operation OP]\n"
+               "               [--max-results N] [--next-token T]     (local store: the audit trail, newest first)\n"
                "  serve [--listen ADDR:PORT] ...   serve the store over the AWS KMS protocol (`kms serve --help`)\n");
     for (size_t i = 0; i < NVERBS; i++) {
         fprintf(f, "  %s", VERBS[i].verb);
@@ -676,6 +679,118 @@ static int configure_audit(int argc, char **argv, const cli_kms_opts *g)
     return 0;
 }
 
+/* A time for lookup-audit: seconds since the epoch, or UTC as 2026-11-30T08:00:00Z or 2026-11-30. -1 if
+ * neither. */
+static int64_t parse_time(const char *s)
+{
+    struct tm tm;
+    const char *end;
+    if (*s && strspn(s, "0123456789") == strlen(s) && strlen(s) <= 12)
+        return strtoll(s, NULL, 10);
+    memset(&tm, 0, sizeof tm);
+    end = strptime(s, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    if (!end || *end) {
+        memset(&tm, 0, sizeof tm);
+        end = strptime(s, "%Y-%m-%d", &tm);
+        if (!end || *end)
+            return -1;
+    }
+    return (int64_t)timegm(&tm);
+}
+
+/* lookup-audit [--start-time T] [--end-time T] [--user U] [--key-id ID] [--operation OP] [--max-results N]
+ * [--next-token TOKEN]: the audit trail, newest first, a page at a time. */
+static int lookup_audit(int argc, char **argv, const cli_kms_opts *g)
+{
+    kms_audit_query q = {.max_results = 50};
+    kms_audit_event *ev = NULL;
+    size_t n = 0;
+    int64_t next = 0;
+    kmsc *c;
+    kms_core *core;
+    kms_err e;
+    json_t *o, *arr;
+    int rc;
+    for (int i = 0; i < argc; i++) {
+        const char *f = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        char *end;
+        if (!v)
+            return usage_error("lookup-audit: %s needs a value", f);
+        i++;
+        if (!strcmp(f, "--start-time") || !strcmp(f, "--end-time")) {
+            int64_t t = parse_time(v);
+            if (t < 0)
+                return usage_error("lookup-audit: %s takes seconds since the epoch or a UTC time such as "
+                                   "2026-11-30T08:00:00Z, not %s", f, v);
+            *(f[2] == 's' ? &q.start_time : &q.end_time) = t;
+        } else if (!strcmp(f, "--user")) {
+            q.user = v;
+        } else if (!strcmp(f, "--key-id")) {
+            q.key_id = v;
+        } else if (!strcmp(f, "--operation")) {
+            q.operation = v;
+        } else if (!strcmp(f, "--max-results")) {
+            long long m = strtoll(v, &end, 10);
+            if (*end || end == v || m < 1 || m > KMS_AUDIT_MAX_RESULTS)
+                return usage_error("lookup-audit: --max-results takes 1 to %d, not %s", KMS_AUDIT_MAX_RESULTS, v);
+            q.max_results = (size_t)m;
+        } else if (!strcmp(f, "--next-token")) {
+            long long t = strtoll(v, &end, 10);
+            if (*end || end == v || t < 1)
+                return usage_error("lookup-audit: --next-token takes the NextToken of a previous page, not %s", v);
+            q.before = t;
+        } else {
+            return usage_error("lookup-audit: unknown argument %s", f);
+        }
+    }
+    if (q.start_time && q.end_time && q.start_time > q.end_time)
+        return usage_error("%s", "lookup-audit: --start-time is after --end-time");
+    if ((rc = local_core(g, "lookup-audit", &c, &core)))
+        return rc;
+    e = kms_core_lookup_audit(core, &q, &ev, &n, &next);
+    kmsc_free(c);
+    if (e)
+        return local_error(e, "LookupAudit");
+    o = json_object();
+    arr = json_array();
+    if (!o || !arr || json_object_set(o, "Events", arr)) {
+        json_decref(o);
+        o = NULL;
+    }
+    for (size_t i = 0; o && i < n; i++) {
+        char id[24];
+        json_t *x;
+        snprintf(id, sizeof id, "%lld", (long long)ev[i].id);
+        x = json_pack("{s:s, s:I, s:s, s:s, s:s, s:s, s:s}", "EventId", id, "EventTime", (json_int_t)ev[i].time,
+                      "EventName", ev[i].operation, "Account", ev[i].account, "UserName", ev[i].user, "Source",
+                      ev[i].source, "Result", ev[i].result);
+        if (x && ev[i].key_id[0] && json_object_set_new(x, "KeyId", json_string(ev[i].key_id))) {
+            json_decref(x);
+            x = NULL;
+        }
+        if (!x || json_array_append_new(arr, x)) {
+            json_decref(o);
+            o = NULL;
+        }
+    }
+    json_decref(arr); /* o holds its own reference */
+    if (o && next) {
+        char tok[24];
+        snprintf(tok, sizeof tok, "%lld", (long long)next);
+        if (json_object_set_new(o, "NextToken", json_string(tok))) {
+            json_decref(o);
+            o = NULL;
+        }
+    }
+    free(ev);
+    if (!o)
+        return 1;
+    json_dumpf(o, stdout, JSON_INDENT(4));
+    printf("\n");
+    json_decref(o);
+    return 0;
+}
+
 /* Value of a non-binary flag: inline, or the contents of file://FILE (one trailing newline dropped). */
 static int flag_value(const char *val, char **owned, const char **out, const char *flag)
 {
@@ -923,7 +1038,8 @@ int cmd_kms(int argc, char **argv)
         } LOCAL[] = {{"create-access-key", create_access_key},
                      {"list-access-keys", list_access_keys},
                      {"delete-access-key", delete_access_key},
-                     {"configure-audit", configure_audit}};
+                     {"configure-audit", configure_audit},
+                     {"lookup-audit", lookup_audit}};
         for (size_t i = 0; i < sizeof LOCAL / sizeof LOCAL[0]; i++)
             if (!strcmp(verb, LOCAL[i].verb)) {
                 rc = LOCAL[i].fn(nrest - 1, rest + 1, &cli.g);

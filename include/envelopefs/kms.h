@@ -139,6 +139,29 @@ typedef struct kms_audit_status {
  * status (non-NULL) with the policy and what the trail holds. */
 kms_err kms_core_audit_retention(kms_core *core, const kms_audit_retention *set, kms_audit_status *status) KMS_WUR;
 
+/* Reading the audit trail back: one record per call, as the core wrote it. */
+#define KMS_AUDIT_MAX_RESULTS 1000
+typedef struct kms_audit_query {
+    int64_t start_time, end_time;          /* inclusive bounds, seconds since the epoch; 0: unbounded */
+    const char *user, *key_id, *operation; /* exact matches; NULL: any */
+    int64_t before;                        /* only records older than this event id (a page's `next`); 0: none */
+    size_t max_results;                    /* 1 .. KMS_AUDIT_MAX_RESULTS */
+} kms_audit_query;
+
+typedef struct kms_audit_event {
+    int64_t id;   /* increases with every record the store appends */
+    int64_t time; /* seconds since the epoch */
+    char account[16], user[64], source[64], operation[48], key_id[64], result[48];
+} kms_audit_event;
+
+/* The records matching q, newest first, after flushing this core's buffered ones. On success *out is a
+ * malloc'd array of *n events (free() it; NULL when none) and *next is the `before` of the next page, 0
+ * when there is none. The search walks back from the newest record and stops at the first one older
+ * than start_time (records are in time order unless the clock was set back). KMS_ERR_VALIDATION for
+ * max_results out of range or start_time after end_time. */
+kms_err kms_core_lookup_audit(kms_core *core, const kms_audit_query *q, kms_audit_event **out, size_t *n,
+                              int64_t *next) KMS_WUR;
+
 /* n fresh random bytes from the kernel's CSPRNG through a per-thread pool (kms/random.c): what the
  * core uses for data keys and nonces, and the server for request ids. 0, or -1 on failure. */
 int kms_random(uint8_t *buf, size_t n) KMS_WUR;

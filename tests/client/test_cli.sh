@@ -202,6 +202,22 @@ set +e; $B kms configure-audit --retention-days soon >/dev/null 2>"$T/err"; rc=$
 [ $rc -eq 252 ] && grep -q "whole number" "$T/err" || fail "configure-audit --retention-days soon rc=$rc"
 $B kms configure-audit --retention-days 0 --max-records 0 >/dev/null
 
+# reading the trail back: newest first, a page at a time, filtered; times as epoch seconds or UTC
+$B kms generate-random --number-of-bytes 8 >/dev/null; $B kms generate-random --number-of-bytes 8 >/dev/null
+ev() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(len(d["Events"]), d.get("NextToken", "-"), " ".join(e["EventName"] for e in d["Events"]))'; }
+read -r cnt tok names < <($B kms lookup-audit --operation GenerateRandom --max-results 1 | ev)
+[ "$cnt $names" = "1 GenerateRandom" ] && [ "$tok" != - ] || fail "lookup-audit page 1: $cnt $tok $names"
+read -r cnt tok2 names < <($B kms lookup-audit --operation GenerateRandom --max-results 1 --next-token "$tok" | ev)
+[ "$cnt $names" = "1 GenerateRandom" ] && { [ "$tok2" = - ] || [ "$tok2" -lt "$tok" ]; } || fail "lookup-audit page 2: $cnt $tok2 $names"
+read -r cnt tok names < <($B kms lookup-audit --start-time 2100-01-01T00:00:00Z | ev)
+[ "$cnt $tok" = "0 -" ] || fail "lookup-audit in the future: $cnt $tok"
+read -r cnt tok names < <($B kms lookup-audit --end-time "$(date -u +%s)" --start-time 2000-01-01 --max-results 1000 | ev)
+[ "$cnt" -ge 2 ] || fail "lookup-audit over all time: $cnt"
+set +e; $B kms lookup-audit --start-time yesterday >/dev/null 2>"$T/err"; rc=$?; set -e
+[ $rc -eq 252 ] && grep -q "UTC time" "$T/err" || fail "lookup-audit --start-time yesterday rc=$rc"
+set +e; $B kms lookup-audit --max-results 0 >/dev/null 2>"$T/err"; rc=$?; set -e
+[ $rc -eq 252 ] || fail "lookup-audit --max-results 0 rc=$rc"
+
 # `kms help` lists every operation of issue 2, and this script exercises every verb it lists
 $B kms help >"$T/help"
 for v in create-key describe-key list-keys create-alias update-alias delete-alias list-aliases generate-data-key \

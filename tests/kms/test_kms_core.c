@@ -839,6 +839,64 @@ static int64_t audit_rows(void)
     return n;
 }
 
+/* Reading the trail back: filters, time bounds, pages, newest first; buffered records are included. */
+static void test_audit_lookup(void)
+{
+    kms_core *c = open_store();
+    kms_principal carol = {.account = "111122223333", .user = "carol-audit", .source = "test"};
+    kms_audit_event *ev = NULL;
+    kms_audit_query q;
+    size_t n = 0;
+    int64_t next = 0, t0;
+    char *key = create_key(c);
+    g_now += 86400;
+    t0 = g_now;
+    for (int i = 0; i < 7; i++, g_now += 10) {
+        char *resp = NULL, *msg = NULL, body[200];
+        size_t len;
+        snprintf(body, sizeof body, "{\"KeyId\":\"%s\",\"KeySpec\":\"AES_256\"}", key);
+        CHECK(kms_core_call(c, &carol, "GenerateDataKey", body, strlen(body), &resp, &len, &msg) == KMS_OK);
+        kms_response_free(resp, len);
+        free(msg);
+    }
+    CHECK(callf(c, NULL, "DescribeKey", "{\"KeyId\":\"%s\"}", "alias/none") == KMS_ERR_NOT_FOUND);
+    /* carol's seven calls, newest first, in pages of three */
+    q = (kms_audit_query){.user = "carol-audit", .max_results = 3};
+    CHECK(kms_core_lookup_audit(c, &q, &ev, &n, &next) == KMS_OK);
+    CHECK(n == 3 && next == ev[2].id && ev[0].time == t0 + 60 && ev[2].time == t0 + 40);
+    CHECK(ev[0].id > ev[1].id && !strcmp(ev[0].operation, "GenerateDataKey") && !strcmp(ev[0].key_id, key));
+    CHECK(!strcmp(ev[0].source, "test") && !strcmp(ev[0].result, "OK") && !strcmp(ev[0].account, "111122223333"));
+    free(ev);
+    q.before = next;
+    CHECK(kms_core_lookup_audit(c, &q, &ev, &n, &next) == KMS_OK);
+    CHECK(n == 3 && ev[0].time == t0 + 30 && next);
+    free(ev);
+    q.before = next;
+    CHECK(kms_core_lookup_audit(c, &q, &ev, &n, &next) == KMS_OK);
+    CHECK(n == 1 && ev[0].time == t0 && next == 0); /* the last page */
+    free(ev);
+    /* time bounds (inclusive), an operation and its result, nothing matching */
+    q = (kms_audit_query){.user = "carol-audit", .start_time = t0 + 10, .end_time = t0 + 30, .max_results = 10};
+    CHECK(kms_core_lookup_audit(c, &q, &ev, &n, &next) == KMS_OK);
+    CHECK(n == 3 && ev[0].time == t0 + 30 && ev[2].time == t0 + 10 && next == 0);
+    free(ev);
+    q = (kms_audit_query){.operation = "DescribeKey", .start_time = t0, .max_results = 10};
+    CHECK(kms_core_lookup_audit(c, &q, &ev, &n, &next) == KMS_OK);
+    CHECK(n == 1 && !strcmp(ev[0].result, "NotFoundException"));
+    free(ev);
+    q = (kms_audit_query){.key_id = "no-such-key", .max_results = 10};
+    CHECK(kms_core_lookup_audit(c, &q, &ev, &n, &next) == KMS_OK);
+    CHECK(n == 0 && ev == NULL && next == 0);
+    q = (kms_audit_query){.max_results = 0};
+    CHECK(kms_core_lookup_audit(c, &q, &ev, &n, &next) == KMS_ERR_VALIDATION);
+    q = (kms_audit_query){.max_results = KMS_AUDIT_MAX_RESULTS + 1};
+    CHECK(kms_core_lookup_audit(c, &q, &ev, &n, &next) == KMS_ERR_VALIDATION);
+    q = (kms_audit_query){.start_time = 20, .end_time = 10, .max_results = 1};
+    CHECK(kms_core_lookup_audit(c, &q, &ev, &n, &next) == KMS_ERR_VALIDATION);
+    free(key);
+    kms_core_free(c);
+}
+
 /* The audit trail's retention: by age (counted back from the newest record, in the core's clock) and by
  * count; applied at once by kms_core_audit_retention, and by a new core's maintenance thread on its own;
  * out-of-range policies refused. Runs last: it deletes the other tests' audit records. */
@@ -1127,6 +1185,7 @@ int main(void)
     test_corrupt_store();
     test_audit_and_access_keys();
     test_access_key_lifecycle();
+    test_audit_lookup();
     test_audit_retention();
     {
         char cmd[400];

@@ -1,7 +1,8 @@
 /*
- * retention.h — how long the key store keeps its audit trail, and the pruning that applies it.
+ * audit.h — the audit trail as the key store keeps it: how long (retention and pruning) and how it is
+ * read back (lookup). Records are appended by the core (kms_store_flush_audit, store.c).
  *
- * The policy lives in the store's meta table (rows audit_retention_days and audit_max_records, decimal
+ * The retention policy lives in the store's meta table (rows audit_retention_days and audit_max_records, decimal
  * text; absent or 0 means no limit), so every process on the store applies the same one. Ages count back
  * from the trail's newest record, not from a clock: the trail's own time line decides what is old, so a
  * copied store, or a test with its own clock, prunes the same way. Deletion goes oldest first in batches
@@ -9,8 +10,8 @@
  * never waits long for it. Functions here take a connection and nothing else: they run on the core's
  * connection (under the core lock) or on the maintenance thread's own (checkpoint.c).
  */
-#ifndef ENVELOPEFS_KMS_RETENTION_H
-#define ENVELOPEFS_KMS_RETENTION_H
+#ifndef ENVELOPEFS_KMS_AUDIT_H
+#define ENVELOPEFS_KMS_AUDIT_H
 
 #include <sqlite3.h>
 #include <stdbool.h>
@@ -34,5 +35,10 @@ int64_t kms_audit_prune(sqlite3 *db, const kms_audit_retention *r, bool (*stop)(
 
 /* The trail's size and time span into s (retention left as it is). 0 or -1. */
 int kms_audit_stat(sqlite3 *db, kms_audit_status *s) __attribute__((warn_unused_result));
+
+/* Records matching q, newest first (see kms_core_lookup_audit). 0, or -1 on an SQLite error or no
+ * memory. */
+int kms_audit_lookup(sqlite3 *db, const kms_audit_query *q, kms_audit_event **out, size_t *n, int64_t *next)
+    __attribute__((warn_unused_result));
 
 #endif

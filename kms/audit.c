@@ -1,9 +1,10 @@
 /*
- * retention.c — the audit trail's retention policy and its pruning (see retention.h).
+ * audit.c — the audit trail in the key store: retention, pruning and lookup (see audit.h).
  */
-#include "retention.h"
+#include "audit.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define STR_(x) #x
@@ -153,4 +154,73 @@ int kms_audit_stat(sqlite3 *db, kms_audit_status *s)
     }
     sqlite3_finalize(st);
     return rc == SQLITE_ROW ? 0 : -1;
+}
+
+static void copy_col(char *dst, size_t cap, sqlite3_stmt *st, int col)
+{
+    const unsigned char *t = sqlite3_column_text(st, col);
+    snprintf(dst, cap, "%s", t ? (const char *)t : "");
+}
+
+static bool col_is(sqlite3_stmt *st, int col, const char *want)
+{
+    const unsigned char *t = sqlite3_column_text(st, col);
+    return !want || (t && !strcmp((const char *)t, want));
+}
+
+int kms_audit_lookup(sqlite3 *db, const kms_audit_query *q, kms_audit_event **out, size_t *n, int64_t *next)
+{
+    sqlite3_stmt *st;
+    kms_audit_event *v = NULL;
+    size_t len = 0;
+    int rc, ret = 0;
+
+    *out = NULL;
+    *n = 0;
+    *next = 0;
+    /* Backwards along the rowid; the filters are applied here so that the walk can stop at start_time. */
+    if (sqlite3_prepare_v2(db,
+                           "SELECT seq, time, account, user, source, operation, key_id, result FROM audit"
+                           " WHERE seq < ?1 ORDER BY seq DESC",
+                           -1, &st, NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_int64(st, 1, q->before > 0 ? q->before : INT64_MAX);
+    v = malloc(q->max_results * sizeof *v);
+    if (!v) {
+        sqlite3_finalize(st);
+        return -1;
+    }
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t t = sqlite3_column_int64(st, 1);
+        kms_audit_event *e;
+        if (q->start_time && t < q->start_time)
+            break;
+        if ((q->end_time && t > q->end_time) || !col_is(st, 3, q->user) || !col_is(st, 6, q->key_id) ||
+            !col_is(st, 5, q->operation))
+            continue;
+        if (len == q->max_results) { /* one more match: there is a next page, after the last one kept */
+            *next = v[len - 1].id;
+            break;
+        }
+        e = &v[len++];
+        e->id = sqlite3_column_int64(st, 0);
+        e->time = t;
+        copy_col(e->account, sizeof e->account, st, 2);
+        copy_col(e->user, sizeof e->user, st, 3);
+        copy_col(e->source, sizeof e->source, st, 4);
+        copy_col(e->operation, sizeof e->operation, st, 5);
+        copy_col(e->key_id, sizeof e->key_id, st, 6);
+        copy_col(e->result, sizeof e->result, st, 7);
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        ret = -1;
+    sqlite3_finalize(st);
+    if (ret || !len) {
+        free(v);
+        *next = 0;
+        return ret;
+    }
+    *out = v;
+    *n = len;
+    return 0;
 }
