@@ -101,6 +101,7 @@ struct efs {
     double timeout;
     struct fuse_session *se;     /* for notifications to the kernel */
     _Atomic uint64_t getxattr_requests; /* observed by tests: writes must not cost one each */
+    _Atomic uint64_t negative_lookups;  /* LOOKUPs answered with a negative entry (tests: it is cached) */
     _Atomic uint64_t header_probes;     /* headers read only for a size (config format ≤ 2); tests: 0 in format 3 */
     _Atomic uint64_t gap_bytes;         /* plaintext bytes written as zeros because a WRITE began past the end */
     _Atomic uint64_t gap_waits;         /* WRITEs that waited for an earlier one to fill their gap (op_write) */
@@ -650,10 +651,21 @@ static void op_lookup_body(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
     struct fuse_entry_param e;
     int rc = do_lookup(req, parent, name, &e);
-    if (rc)
-        fuse_reply_err(req, -rc);
-    else
+    if (rc == -ENOENT) {
+        /* A negative entry (inode 0): the kernel remembers for the entry timeout that the name does not
+         * exist, so probing a missing name again (PATH searches, build systems, interpreters' imports)
+         * costs no round trip. A create, mkdir, link or rename of that name through this mount replaces
+         * it at once; only changes made to CIPHERDIR behind the mount's back wait for the timeout, as
+         * they already do for names that exist. */
+        memset(&e, 0, sizeof e);
+        e.entry_timeout = fs_of(req)->timeout;
+        fs_of(req)->negative_lookups++;
         fuse_reply_entry(req, &e);
+    } else if (rc) {
+        fuse_reply_err(req, -rc);
+    } else {
+        fuse_reply_entry(req, &e);
+    }
 }
 
 static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
@@ -1932,7 +1944,7 @@ static void op_getxattr_body(fuse_req_t req, fuse_ino_t ino, const char *name, s
 
     fs->getxattr_requests++;
     if (ino == FUSE_ROOT_ID && !strcmp(name, EFS_XATTR_STATS)) {
-        char s[512];
+        char s[1024];
         long nfds, budget, pinned = 0, evictable = 0, inodes = 0;
         int len;
         pthread_mutex_lock(&fs->table_lock);
@@ -1949,11 +1961,12 @@ static void op_getxattr_body(fuse_req_t req, fuse_ino_t ino, const char *name, s
                        "{\"kms_calls\":%" PRIu64 ",\"dek_cache_hits\":%" PRIu64 ",\"inodes\":%ld,"
                        "\"inode_fds\":%ld,\"fd_budget\":%ld,\"busy_inodes\":%ld,\"evictable_inodes\":%ld,"
                        "\"getxattr_requests\":%" PRIu64 ",\"spare_creates\":%" PRIu64 ",\"spare_mkdirs\":%" PRIu64 ",\"header_probes\":%" PRIu64 ","
-                       "\"gap_bytes\":%" PRIu64 ",\"gap_waits\":%" PRIu64 ",\"pid\":%ld}",
+                       "\"gap_bytes\":%" PRIu64 ",\"gap_waits\":%" PRIu64 ",\"negative_lookups\":%" PRIu64
+                       ",\"pid\":%ld}",
                        efs_keys_kms_calls(fs->keys), efs_keys_cache_hits(fs->keys), inodes, nfds, budget,
                        pinned, evictable, (uint64_t)fs->getxattr_requests, efs_spares_taken(fs->spares),
                        efs_spares_taken_dirs(fs->spares), (uint64_t)fs->header_probes, (uint64_t)fs->gap_bytes,
-                       (uint64_t)fs->gap_waits, (long)getpid());
+                       (uint64_t)fs->gap_waits, (uint64_t)fs->negative_lookups, (long)getpid());
         reply_xattr_value(req, size, s, (size_t)len);
         return;
     }

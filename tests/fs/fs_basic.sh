@@ -88,6 +88,23 @@ else
 fi
 echo "KMS calls: open 2 files: $((calls1 - calls0)), create 200 files: $((calls2 - calls1)) ($MODE mode)"
 
+# Missing names: answered with a negative entry the kernel keeps (so probing one again costs no request),
+# which a create, mkdir, symlink, link or rename of that name through the mount replaces at once.
+negs() { getfattr --only-values -n user.envelopefs.stats "$MNT" | jget negative_lookups; }
+n0=$(negs)
+for _ in $(seq 50); do [ ! -e "$MNT/ghost" ] || fail "a missing name exists"; done
+n1=$(negs)
+[ $((n1 - n0)) -ge 1 ] && [ $((n1 - n0)) -le 3 ] || fail "50 probes of a missing name cost $((n1 - n0)) lookups"
+for k in file dir sym link ren; do [ ! -e "$MNT/ghost-$k" ] || fail "ghost-$k exists"; done
+echo boo >"$MNT/ghost-file" && [ "$(cat "$MNT/ghost-file")" = boo ] || fail "create after a negative lookup"
+mkdir "$MNT/ghost-dir" && [ -d "$MNT/ghost-dir" ] || fail "mkdir after a negative lookup"
+ln -s ghost-file "$MNT/ghost-sym" && [ "$(cat "$MNT/ghost-sym")" = boo ] || fail "symlink after a negative lookup"
+ln "$MNT/ghost-file" "$MNT/ghost-link" && [ "$(cat "$MNT/ghost-link")" = boo ] || fail "link after a negative lookup"
+mv "$MNT/ghost-link" "$MNT/ghost-ren" && [ "$(cat "$MNT/ghost-ren")" = boo ] || fail "rename onto a negative entry"
+[ ! -e "$MNT/ghost-link" ] || fail "a renamed name still exists"
+rm -r "$MNT/ghost-file" "$MNT/ghost-dir" "$MNT/ghost-sym" "$MNT/ghost-ren"
+for k in file dir sym ren; do [ ! -e "$MNT/ghost-$k" ] || fail "ghost-$k survived its removal"; done
+
 # truncate / sparse / append
 truncate -s 10000 f5
 [ "$(stat -c %s f5)" = 10000 ] || fail "truncate up"
