@@ -102,6 +102,7 @@ struct efs {
     struct fuse_session *se;     /* for notifications to the kernel */
     _Atomic uint64_t getxattr_requests; /* observed by tests: writes must not cost one each */
     _Atomic uint64_t negative_lookups;  /* LOOKUPs answered with a negative entry (tests: it is cached) */
+    efs_uring *uring;                   /* FUSE over io_uring (uring.c), or NULL */
     _Atomic uint64_t header_probes;     /* headers read only for a size (config format ≤ 2); tests: 0 in format 3 */
     _Atomic uint64_t gap_bytes;         /* plaintext bytes written as zeros because a WRITE began past the end */
     _Atomic uint64_t gap_waits;         /* WRITEs that waited for an earlier one to fill their gap (op_write) */
@@ -1166,14 +1167,16 @@ static bool gap_filler(const struct inode *in, const struct inflight *me, uint64
 
 /* me leaves a gap at the end of the file (rw held exclusively). If a WRITE that may fill it is in flight,
  * wait (without rw) until it has been placed. If none is but requests are queued that no worker has read
- * yet, wait once up to GAP_PEEK_NS for such a WRITE to arrive. Returns true if rw was released and is
+ * yet (over io_uring: always), wait once up to GAP_PEEK_NS for such a WRITE to arrive. Returns true if rw was released and is
  * held again (the caller rechecks), false at once if there is nothing to wait for. */
 static bool writes_wait_gap(struct efs *fs, struct inode *in, struct inflight *me)
 {
     uint64_t size = in->size;
     bool released = false;
     pthread_mutex_lock(&fs->write_lock);
-    if (!gap_filler(in, me, size) && !me->peeked && fs->se && efs_loop_requests_queued(fs->se)) {
+    /* Over io_uring the kernel's queues cannot be looked into, and WRITEs reach the ring threads of both
+     * CPUs in any order: always wait once. */
+    if (!gap_filler(in, me, size) && !me->peeked && fs->se && (fs->uring || efs_loop_requests_queued(fs->se))) {
         int64_t until = efs_mono_ns() + GAP_PEEK_NS; /* write_placed waits on CLOCK_MONOTONIC */
         struct timespec dl = {.tv_sec = until / 1000000000, .tv_nsec = until % 1000000000};
         me->peeked = true;
@@ -1962,11 +1965,12 @@ static void op_getxattr_body(fuse_req_t req, fuse_ino_t ino, const char *name, s
                        "\"inode_fds\":%ld,\"fd_budget\":%ld,\"busy_inodes\":%ld,\"evictable_inodes\":%ld,"
                        "\"getxattr_requests\":%" PRIu64 ",\"spare_creates\":%" PRIu64 ",\"spare_mkdirs\":%" PRIu64 ",\"header_probes\":%" PRIu64 ","
                        "\"gap_bytes\":%" PRIu64 ",\"gap_waits\":%" PRIu64 ",\"negative_lookups\":%" PRIu64
-                       ",\"pid\":%ld}",
+                       ",\"uring_requests\":%" PRIu64 ",\"pid\":%ld}",
                        efs_keys_kms_calls(fs->keys), efs_keys_cache_hits(fs->keys), inodes, nfds, budget,
                        pinned, evictable, (uint64_t)fs->getxattr_requests, efs_spares_taken(fs->spares),
                        efs_spares_taken_dirs(fs->spares), (uint64_t)fs->header_probes, (uint64_t)fs->gap_bytes,
-                       (uint64_t)fs->gap_waits, (uint64_t)fs->negative_lookups, (long)getpid());
+                       (uint64_t)fs->gap_waits, (uint64_t)fs->negative_lookups,
+                       efs_uring_requests(fs->uring), (long)getpid());
         reply_xattr_value(req, size, s, (size_t)len);
         return;
     }
@@ -2328,6 +2332,12 @@ int efs_mount_run(const efs_mount_opts *o, const efs_config *cfg)
     }
     fs->se = se;
     set_readahead(o->mountpoint, IO_CHUNK / 1024);
+    /* FUSE over io_uring, when asked for and allowed: offered in the INIT reply (killpriv.c), started
+     * once that is written. Requests carry up to max_write (IO_CHUNK) bytes. */
+    if (efs_uring_wanted()) {
+        fs->uring = efs_uring_new(se, fuse_session_fd(se), IO_CHUNK + 4096);
+        efs_killpriv_set_uring(fs->uring);
+    }
     /* Before any request is read: the INIT exchange goes through it. */
     if (efs_killpriv_attach(se)) {
         fprintf(stderr, "envelopefs: cannot attach the FUSE I/O layer\n");
@@ -2426,6 +2436,11 @@ int efs_mount_run(const efs_mount_opts *o, const efs_config *cfg)
 out_handlers:
     fuse_remove_signal_handlers(se);
 out:
+    /* The connection is gone: the ring threads have left or are told to; none may still be serving when
+     * the session and the inodes go. */
+    efs_killpriv_set_uring(NULL);
+    efs_uring_free(fs->uring);
+    fs->uring = NULL;
     if (se)
         fuse_session_destroy(se);
     fuse_opt_free_args(&args);

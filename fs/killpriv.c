@@ -25,6 +25,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "envelopefs/log.h"
 #include "fusereq.h"
 
 static _Atomic uint64_t init_unique; /* unique of the INIT request, 0 before it */
@@ -110,23 +111,46 @@ static ssize_t io_read(int fd, void *buf, size_t len, void *userdata)
     return n;
 }
 
+static efs_uring *uring; /* offered in the INIT reply and started once it is written; NULL: not wanted */
+
+void efs_killpriv_set_uring(efs_uring *u) { uring = u; }
+
+void efs_killpriv_inspect(const void *buf, size_t n) { inspect_request(buf, n); }
+
 static ssize_t io_writev(int fd, struct iovec *iov, int count, void *userdata)
 {
     struct fuse_out_header oh;
     struct fuse_init_out out;
     uint64_t iu = init_unique;
+    bool start_uring = false;
+    ssize_t rc;
     (void)userdata;
-    if (iu && count >= 2 && iov[0].iov_len >= sizeof oh && kernel_offers_v2) {
+    if (efs_uring_capture(iov, count)) { /* the reply of a request served from an io_uring entry */
+        size_t total = 0;
+        for (int i = 0; i < count; i++)
+            total += iov[i].iov_len;
+        return (ssize_t)total;
+    }
+    if (iu && count >= 2 && iov[0].iov_len >= sizeof oh && (kernel_offers_v2 || uring)) {
         memcpy(&oh, iov[0].iov_base, sizeof oh);
         if (oh.unique == iu && oh.error == 0 && iov[1].iov_len >= offsetof(struct fuse_init_out, flags) + 4 &&
             iov[1].iov_len <= sizeof out) {
             memcpy(&out, iov[1].iov_base, iov[1].iov_len);
-            out.flags |= FUSE_HANDLE_KILLPRIV_V2;
+            if (kernel_offers_v2)
+                out.flags |= FUSE_HANDLE_KILLPRIV_V2;
+            if (uring && iov[1].iov_len >= offsetof(struct fuse_init_out, flags2) + 4) {
+                out.flags |= FUSE_INIT_EXT; /* flags2 is read only with it */
+                out.flags2 |= EFS_FUSE_OVER_IO_URING_FLAGS2;
+                start_uring = true;
+            }
             iov[1].iov_base = &out; /* our copy, sent below */
             init_unique = 0;
         }
     }
-    return writev(fd, iov, count);
+    rc = writev(fd, iov, count);
+    if (start_uring && rc >= 0 && efs_uring_start(uring))
+        EFS_WARN("FUSE over io_uring could not start: serving over /dev/fuse");
+    return rc;
 }
 
 int efs_killpriv_attach(struct fuse_session *se)

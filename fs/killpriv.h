@@ -10,9 +10,23 @@
 #endif
 #include <fuse_lowlevel.h>
 #include <stdbool.h>
+#include <stddef.h>
+
+#include "uring.h"
+
+/* FUSE_OVER_IO_URING (1 << 41 of the INIT flags) as a bit of fuse_init_out.flags2. */
+#define EFS_FUSE_OVER_IO_URING_FLAGS2 (1u << 9)
 
 /* Route the session's /dev/fuse I/O through this module (after fuse_session_mount). 0 or -errno. */
 int efs_killpriv_attach(struct fuse_session *se) __attribute__((warn_unused_result));
+
+/* Offer FUSE over io_uring in the INIT reply and start u once it is written (before any request is read;
+ * NULL: do not offer it). */
+void efs_killpriv_set_uring(efs_uring *u);
+
+/* What inspecting a request read from /dev/fuse does, for a request that came another way (io_uring):
+ * buf[0..n) is the request as /dev/fuse delivers it. */
+void efs_killpriv_inspect(const void *buf, size_t n);
 
 /* True while handling a request in which the kernel asks the daemon to clear setuid/setgid: a
  * WRITE with FUSE_WRITE_KILL_SUIDGID, a SETATTR with FATTR_KILL_SUIDGID, an OPEN with
