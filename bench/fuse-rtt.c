@@ -12,7 +12,8 @@
  *   fuse-rtt serve dev|devspin|uring MOUNTPOINT    (root; runs until unmounted)
  *   fuse-rtt client PATH COUNT                     (prints µs per stat)
  *
- * The io_uring ABI (kernel uapi fuse.h, protocol 7.42+) is declared here: Debian 12's headers are older.
+ * The io_uring ABI (kernel uapi fuse.h, protocol 7.42+) comes from fs/uring_abi.h: Debian 12's headers
+ * are older.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -31,25 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define RTT_OVER_IO_URING (1ULL << 41) /* INIT flags2 bit */
-#define RTT_URING_REGISTER 1
-#define RTT_URING_COMMIT_AND_FETCH 2
-
-struct rtt_ent_in_out {
-    uint64_t flags, commit_id;
-    uint32_t payload_sz, padding;
-    uint64_t reserved;
-};
-struct rtt_req_header {
-    char in_out[128]; /* fuse_in_header in, fuse_out_header out */
-    char op_in[128];  /* the operation's first argument */
-    struct rtt_ent_in_out ent;
-};
-struct rtt_cmd_req {
-    uint64_t flags, commit_id;
-    uint16_t qid;
-    uint8_t padding[6];
-};
+#include "uring_abi.h" /* fs/: the io_uring part of the kernel ABI */
 
 #define PAYLOAD (1u << 20) /* ≥ max_write and max_pages × 4 KiB */
 #define SPIN_NS 20000
@@ -91,7 +74,7 @@ static size_t handle(const struct fuse_in_header *h, const char *arg, char *out)
         io.minor = in->minor < 44 ? in->minor : 44;
         io.max_readahead = in->max_readahead;
         io.flags = FUSE_INIT_EXT | FUSE_MAX_PAGES | FUSE_BIG_WRITES | FUSE_ASYNC_READ;
-        io.flags2 = g_uring ? (uint32_t)(RTT_OVER_IO_URING >> 32) : 0;
+        io.flags2 = g_uring ? EFS_FUSE_OVER_IO_URING_FLAGS2 : 0;
         io.max_write = PAYLOAD;
         io.max_pages = 256;
         io.max_background = 16;
@@ -170,7 +153,7 @@ static void *dev_loop(void *arg)
 struct queue {
     int qid;
     struct io_uring ring;
-    struct rtt_req_header *hdr[ENTRIES];
+    struct efs_uring_req_header *hdr[ENTRIES];
     char *payload[ENTRIES];
     struct iovec iov[ENTRIES][2];
 };
@@ -178,7 +161,7 @@ struct queue {
 static void prep_cmd(struct queue *q, int ent, uint32_t op, uint64_t commit_id)
 {
     struct io_uring_sqe *sqe = io_uring_get_sqe(&q->ring); /* 128 bytes: IORING_SETUP_SQE128 */
-    struct rtt_cmd_req req = {.commit_id = commit_id, .qid = (uint16_t)q->qid};
+    struct efs_uring_cmd_req req = {.commit_id = commit_id, .qid = (uint16_t)q->qid};
     if (!sqe) { /* the submission queue is full: hand it to the kernel and take a slot again */
         (void)io_uring_submit(&q->ring);
         sqe = io_uring_get_sqe(&q->ring);
@@ -190,7 +173,7 @@ static void prep_cmd(struct queue *q, int ent, uint32_t op, uint64_t commit_id)
     sqe->fd = g_fd;
     sqe->cmd_op = op;
     sqe->user_data = (uint64_t)ent;
-    if (op == RTT_URING_REGISTER) {
+    if (op == EFS_URING_CMD_REGISTER) {
         sqe->addr = (uint64_t)(uintptr_t)q->iov[ent];
         sqe->len = 2;
     }
@@ -216,14 +199,14 @@ static void *uring_loop(void *arg)
         if (!q->hdr[e] || !q->payload[e])
             return NULL;
         memset(q->hdr[e], 0, 4096);
-        q->iov[e][0] = (struct iovec){q->hdr[e], sizeof(struct rtt_req_header)};
+        q->iov[e][0] = (struct iovec){q->hdr[e], sizeof(struct efs_uring_req_header)};
         q->iov[e][1] = (struct iovec){q->payload[e], PAYLOAD};
-        prep_cmd(q, e, RTT_URING_REGISTER, 0);
+        prep_cmd(q, e, EFS_URING_CMD_REGISTER, 0);
     }
     (void)io_uring_submit(&q->ring);
     for (;;) {
         struct io_uring_cqe *cqe;
-        struct rtt_req_header *hd;
+        struct efs_uring_req_header *hd;
         const struct fuse_in_header *h;
         char in[4200], out[512];
         size_t oplen, r;
@@ -253,7 +236,7 @@ static void *uring_loop(void *arg)
         memcpy(hd->in_out, out, sizeof(struct fuse_out_header));
         memcpy(q->payload[e], out + sizeof(struct fuse_out_header), r - sizeof(struct fuse_out_header));
         hd->ent.payload_sz = (uint32_t)(r - sizeof(struct fuse_out_header));
-        prep_cmd(q, e, RTT_URING_COMMIT_AND_FETCH, hd->ent.commit_id);
+        prep_cmd(q, e, EFS_URING_CMD_COMMIT_AND_FETCH, hd->ent.commit_id);
         (void)io_uring_submit(&q->ring);
     }
     io_uring_queue_exit(&q->ring);

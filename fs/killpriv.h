@@ -13,9 +13,7 @@
 #include <stddef.h>
 
 #include "uring.h"
-
-/* FUSE_OVER_IO_URING (1 << 41 of the INIT flags) as a bit of fuse_init_out.flags2. */
-#define EFS_FUSE_OVER_IO_URING_FLAGS2 (1u << 9)
+#include "uring_abi.h"
 
 /* Route the session's /dev/fuse I/O through this module (after fuse_session_mount). 0 or -errno. */
 int efs_killpriv_attach(struct fuse_session *se) __attribute__((warn_unused_result));

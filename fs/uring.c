@@ -26,7 +26,7 @@
  * Shutdown: unmounting ends the connection, which completes every entry with an error; an eventfd per
  * thread wakes it otherwise.
  *
- * The io_uring ABI of the kernel's uapi fuse.h (protocol 7.42+) is declared here: Debian 12's headers
+ * The io_uring ABI of the kernel's uapi fuse.h (protocol 7.42+) is in uring_abi.h: Debian 12's headers
  * predate it.
  */
 #include "uring.h"
@@ -44,28 +44,11 @@
 
 #include "envelopefs/log.h"
 #include "killpriv.h"
+#include "uring_abi.h"
 
-#define URING_CMD_REGISTER 1
-#define URING_CMD_COMMIT_AND_FETCH 2
 #define RING_THREADS 4       /* per CPU queue, one entry each */
 #define HDR_ROOM 4096        /* room before the payload for the rebuilt header and first argument */
 #define STOP_TAG UINT64_MAX  /* user_data of the eventfd read that stops a thread */
-
-struct uring_ent_in_out {
-    uint64_t flags, commit_id;
-    uint32_t payload_sz, padding;
-    uint64_t reserved;
-};
-struct uring_req_header {
-    char in_out[128]; /* fuse_in_header in, fuse_out_header out */
-    char op_in[128];  /* the operation's first argument */
-    struct uring_ent_in_out ent;
-};
-struct uring_cmd_req {
-    uint64_t flags, commit_id;
-    uint16_t qid;
-    uint8_t padding[6];
-};
 
 struct ring_thread {
     struct efs_uring *u;
@@ -75,7 +58,7 @@ struct ring_thread {
     int efd;                        /* eventfd: written to stop the thread */
     uint64_t efd_val;
     struct io_uring ring;
-    struct uring_req_header *hdr;   /* registered buffer 0 */
+    struct efs_uring_req_header *hdr;   /* registered buffer 0 */
     char *buf;                      /* HDR_ROOM bytes, then the payload (registered buffer 1) */
     struct iovec iov[2];
     uint64_t unique;                /* the request being served, 0 between requests */
@@ -163,7 +146,7 @@ static struct io_uring_sqe *sqe_of(struct ring_thread *t)
 static int prep_cmd(struct ring_thread *t, uint32_t op, uint64_t commit_id)
 {
     struct io_uring_sqe *sqe = sqe_of(t);
-    struct uring_cmd_req req = {.commit_id = commit_id, .qid = (uint16_t)t->qid};
+    struct efs_uring_cmd_req req = {.commit_id = commit_id, .qid = (uint16_t)t->qid};
     if (!sqe)
         return -1;
     memset(sqe, 0, 2 * sizeof *sqe); /* a 128-byte SQE */
@@ -171,7 +154,7 @@ static int prep_cmd(struct ring_thread *t, uint32_t op, uint64_t commit_id)
     sqe->fd = t->u->fd;
     sqe->cmd_op = op;
     sqe->user_data = 0;
-    if (op == URING_CMD_REGISTER) {
+    if (op == EFS_URING_CMD_REGISTER) {
         sqe->addr = (uint64_t)(uintptr_t)t->iov;
         sqe->len = 2;
     }
@@ -213,7 +196,7 @@ bool efs_uring_capture(const struct iovec *iov, int count)
 /* Serve the request now in t's entry; its reply is captured. */
 static void serve(struct ring_thread *t)
 {
-    struct uring_req_header *hd = t->hdr;
+    struct efs_uring_req_header *hd = t->hdr;
     struct fuse_in_header ih;
     struct fuse_buf fb;
     size_t oplen, psz = hd->ent.payload_sz;
@@ -256,7 +239,7 @@ static void *run(void *arg)
     CPU_ZERO(&set);
     CPU_SET(t->qid, &set);
     (void)pthread_setaffinity_np(pthread_self(), sizeof set, &set); /* same-CPU handoff */
-    if (prep_cmd(t, URING_CMD_REGISTER, 0) || !(sqe = sqe_of(t)))
+    if (prep_cmd(t, EFS_URING_CMD_REGISTER, 0) || !(sqe = sqe_of(t)))
         return NULL;
     io_uring_prep_read(sqe, t->efd, &t->efd_val, sizeof t->efd_val, 0);
     sqe->user_data = STOP_TAG;
@@ -281,7 +264,7 @@ static void *run(void *arg)
             break;
         }
         serve(t);
-        if (prep_cmd(t, URING_CMD_COMMIT_AND_FETCH, t->hdr->ent.commit_id) || io_uring_submit(&t->ring) < 0)
+        if (prep_cmd(t, EFS_URING_CMD_COMMIT_AND_FETCH, t->hdr->ent.commit_id) || io_uring_submit(&t->ring) < 0)
             break;
     }
     return NULL;

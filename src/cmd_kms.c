@@ -514,6 +514,41 @@ static int local_error(kms_err e, const char *operation)
     return EXIT_SERVICE;
 }
 
+/* The flags of a local verb: each --name takes one value, kept (not copied) in its slot. 0, or the exit
+ * status of the usage error printed. */
+struct local_flag {
+    const char *name;
+    const char **value;
+};
+static int local_flags(const char *verb, int argc, char **argv, const struct local_flag *flags)
+{
+    for (int i = 0; i < argc; i++) {
+        const struct local_flag *f = flags;
+        while (f->name && strcmp(f->name, argv[i]))
+            f++;
+        if (!f->name)
+            return usage_error("%s: unknown argument %s", verb, argv[i]);
+        if (i + 1 >= argc)
+            return usage_error("%s: %s needs a value", verb, argv[i]);
+        *f->value = argv[++i];
+    }
+    return 0;
+}
+
+/* A whole number in [lo, hi] from a flag's value; -1 (after a usage error naming the range) otherwise. */
+static long long local_number(const char *verb, const char *flag, const char *v, long long lo, long long hi)
+{
+    char *end;
+    long long n;
+    errno = 0;
+    n = strtoll(v, &end, 10);
+    if (errno || end == v || *end || n < lo || n > hi) {
+        (void)usage_error("%s: %s takes a whole number from %lld to %lld, not %s", verb, flag, lo, hi, v);
+        return -1;
+    }
+    return n;
+}
+
 static int create_access_key(int argc, char **argv, const cli_kms_opts *g)
 {
     const char *account = NULL, *user = NULL;
@@ -523,14 +558,9 @@ static int create_access_key(int argc, char **argv, const cli_kms_opts *g)
     kms_err e;
     json_t *o;
     int rc;
-    for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "--account") && i + 1 < argc)
-            account = argv[++i];
-        else if (!strcmp(argv[i], "--user") && i + 1 < argc)
-            user = argv[++i];
-        else
-            return usage_error("create-access-key: unknown argument %s", argv[i]);
-    }
+    if ((rc = local_flags("create-access-key", argc, argv,
+                          (const struct local_flag[]){{"--account", &account}, {"--user", &user}, {NULL, NULL}})))
+        return rc;
     if (!user)
         return usage_error("%s", "create-access-key needs --user");
     if ((rc = local_core(g, "create-access-key", &c, &core)))
@@ -556,6 +586,30 @@ static int create_access_key(int argc, char **argv, const cli_kms_opts *g)
     return o ? 0 : 1;
 }
 
+/* {key: []}: a new object and, borrowed from it, its empty array; NULL (and *arr NULL) without memory. */
+static json_t *object_with_array(const char *key, json_t **arr)
+{
+    json_t *o = json_object(), *a = json_array();
+    if (!o || !a || json_object_set(o, key, a)) {
+        json_decref(o);
+        o = NULL;
+    }
+    json_decref(a); /* o holds its own reference */
+    *arr = o ? a : NULL;
+    return o;
+}
+
+/* Print o (indented, as the other verbs do) and drop it. 0, or 1 for NULL (no memory). */
+static int print_result(json_t *o)
+{
+    if (!o)
+        return 1;
+    json_dumpf(o, stdout, JSON_INDENT(4));
+    printf("\n");
+    json_decref(o);
+    return 0;
+}
+
 /* list-access-keys [--user USER]: ids, owners and creation times (IAM's ListAccessKeys shape), never secrets. */
 static int list_access_keys(int argc, char **argv, const cli_kms_opts *g)
 {
@@ -567,25 +621,15 @@ static int list_access_keys(int argc, char **argv, const cli_kms_opts *g)
     kms_err e;
     json_t *o, *arr;
     int rc;
-    for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "--user") && i + 1 < argc)
-            user = argv[++i];
-        else
-            return usage_error("list-access-keys: unknown argument %s", argv[i]);
-    }
+    if ((rc = local_flags("list-access-keys", argc, argv, (const struct local_flag[]){{"--user", &user}, {NULL, NULL}})))
+        return rc;
     if ((rc = local_core(g, "list-access-keys", &c, &core)))
         return rc;
     e = kms_core_list_access_keys(core, user, &keys, &n);
     kmsc_free(c);
     if (e)
         return local_error(e, "ListAccessKeys");
-    o = json_object();
-    arr = json_array();
-    if (!o || !arr || json_object_set(o, "AccessKeyMetadata", arr)) {
-        json_decref(o);
-        o = NULL;
-    }
-    json_decref(arr); /* o holds its own reference */
+    o = object_with_array("AccessKeyMetadata", &arr);
     for (size_t i = 0; o && i < n; i++)
         if (json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:I}", "AccessKeyId", keys[i].id, "Account",
                                                  keys[i].account, "UserName", keys[i].user, "CreateDate",
@@ -594,12 +638,7 @@ static int list_access_keys(int argc, char **argv, const cli_kms_opts *g)
             o = NULL;
         }
     free(keys);
-    if (!o)
-        return 1;
-    json_dumpf(o, stdout, JSON_INDENT(4));
-    printf("\n");
-    json_decref(o);
-    return 0;
+    return print_result(o);
 }
 
 /* delete-access-key --access-key-id ID: the credential stops working, also in a running server. */
@@ -610,12 +649,9 @@ static int delete_access_key(int argc, char **argv, const cli_kms_opts *g)
     kms_core *core;
     kms_err e;
     int rc;
-    for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "--access-key-id") && i + 1 < argc)
-            akid = argv[++i];
-        else
-            return usage_error("delete-access-key: unknown argument %s", argv[i]);
-    }
+    if ((rc = local_flags("delete-access-key", argc, argv,
+                          (const struct local_flag[]){{"--access-key-id", &akid}, {NULL, NULL}})))
+        return rc;
     if (!akid)
         return usage_error("%s", "delete-access-key needs --access-key-id");
     if ((rc = local_core(g, "delete-access-key", &c, &core)))
@@ -631,28 +667,21 @@ static int configure_audit(int argc, char **argv, const cli_kms_opts *g)
 {
     kms_audit_retention r = {0, 0};
     kms_audit_status st = {{0, 0}, 0, 0, 0};
-    bool set_days = false, set_max = false;
+    const char *days = NULL, *max = NULL;
+    bool set_days, set_max;
     kmsc *c;
     kms_core *core;
     kms_err e;
     json_t *o;
     int rc;
-    for (int i = 0; i < argc; i++) {
-        bool days = !strcmp(argv[i], "--retention-days"), max = !strcmp(argv[i], "--max-records");
-        char *end;
-        long long v;
-        if ((!days && !max) || i + 1 >= argc)
-            return usage_error("configure-audit: unknown argument %s", argv[i]);
-        errno = 0;
-        v = strtoll(argv[++i], &end, 10);
-        if (errno || end == argv[i] || *end || v < 0 || (days && v > KMS_RETENTION_MAX_DAYS))
-            return usage_error("configure-audit: %s takes a whole number from 0 (no limit) to %lld, not %s",
-                               argv[i - 1], days ? (long long)KMS_RETENTION_MAX_DAYS : LLONG_MAX, argv[i]);
-        if (days)
-            r.days = v, set_days = true;
-        else
-            r.max_records = v, set_max = true;
-    }
+    if ((rc = local_flags("configure-audit", argc, argv,
+                          (const struct local_flag[]){{"--retention-days", &days}, {"--max-records", &max}, {NULL, NULL}})))
+        return rc;
+    set_days = days != NULL, set_max = max != NULL;
+    if (days && (r.days = local_number("configure-audit", "--retention-days", days, 0, KMS_RETENTION_MAX_DAYS)) < 0)
+        return EXIT_USAGE;
+    if (max && (r.max_records = local_number("configure-audit", "--max-records", max, 0, LLONG_MAX)) < 0)
+        return EXIT_USAGE;
     if ((rc = local_core(g, "configure-audit", &c, &core)))
         return rc;
     e = KMS_OK;
@@ -671,12 +700,7 @@ static int configure_audit(int argc, char **argv, const cli_kms_opts *g)
     o = json_pack("{s:I, s:I, s:I, s:I, s:I}", "RetentionDays", (json_int_t)st.retention.days, "MaxRecords",
                   (json_int_t)st.retention.max_records, "Records", (json_int_t)st.records, "OldestTime",
                   (json_int_t)st.oldest, "NewestTime", (json_int_t)st.newest);
-    if (!o)
-        return 1;
-    json_dumpf(o, stdout, JSON_INDENT(4));
-    printf("\n");
-    json_decref(o);
-    return 0;
+    return print_result(o);
 }
 
 /* A time for lookup-audit: seconds since the epoch, or UTC as 2026-11-30T08:00:00Z or 2026-11-30. -1 if
@@ -703,6 +727,7 @@ static int64_t parse_time(const char *s)
 static int lookup_audit(int argc, char **argv, const cli_kms_opts *g)
 {
     kms_audit_query q = {.max_results = 50};
+    const char *start = NULL, *end = NULL, *max = NULL, *token = NULL;
     kms_audit_event *ev = NULL;
     size_t n = 0;
     int64_t next = 0;
@@ -711,38 +736,26 @@ static int lookup_audit(int argc, char **argv, const cli_kms_opts *g)
     kms_err e;
     json_t *o, *arr;
     int rc;
-    for (int i = 0; i < argc; i++) {
-        const char *f = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        char *end;
-        if (!v)
-            return usage_error("lookup-audit: %s needs a value", f);
-        i++;
-        if (!strcmp(f, "--start-time") || !strcmp(f, "--end-time")) {
-            int64_t t = parse_time(v);
-            if (t < 0)
-                return usage_error("lookup-audit: %s takes seconds since the epoch or a UTC time such as "
-                                   "2026-11-30T08:00:00Z, not %s", f, v);
-            *(f[2] == 's' ? &q.start_time : &q.end_time) = t;
-        } else if (!strcmp(f, "--user")) {
-            q.user = v;
-        } else if (!strcmp(f, "--key-id")) {
-            q.key_id = v;
-        } else if (!strcmp(f, "--operation")) {
-            q.operation = v;
-        } else if (!strcmp(f, "--max-results")) {
-            long long m = strtoll(v, &end, 10);
-            if (*end || end == v || m < 1 || m > KMS_AUDIT_MAX_RESULTS)
-                return usage_error("lookup-audit: --max-results takes 1 to %d, not %s", KMS_AUDIT_MAX_RESULTS, v);
-            q.max_results = (size_t)m;
-        } else if (!strcmp(f, "--next-token")) {
-            long long t = strtoll(v, &end, 10);
-            if (*end || end == v || t < 1)
-                return usage_error("lookup-audit: --next-token takes the NextToken of a previous page, not %s", v);
-            q.before = t;
-        } else {
-            return usage_error("lookup-audit: unknown argument %s", f);
-        }
+    if ((rc = local_flags("lookup-audit", argc, argv,
+                          (const struct local_flag[]){{"--start-time", &start}, {"--end-time", &end},
+                                                      {"--user", &q.user}, {"--key-id", &q.key_id},
+                                                      {"--operation", &q.operation}, {"--max-results", &max},
+                                                      {"--next-token", &token}, {NULL, NULL}})))
+        return rc;
+    for (int i = 0; i < 2; i++) {
+        const char *v = i ? end : start;
+        if (v && (*(i ? &q.end_time : &q.start_time) = parse_time(v)) < 0)
+            return usage_error("lookup-audit: %s takes seconds since the epoch or a UTC time such as "
+                               "2026-11-30T08:00:00Z, not %s", i ? "--end-time" : "--start-time", v);
     }
+    if (max) {
+        long long m = local_number("lookup-audit", "--max-results", max, 1, KMS_AUDIT_MAX_RESULTS);
+        if (m < 0)
+            return EXIT_USAGE;
+        q.max_results = (size_t)m;
+    }
+    if (token && (q.before = local_number("lookup-audit", "--next-token", token, 1, LLONG_MAX)) < 0)
+        return EXIT_USAGE;
     if (q.start_time && q.end_time && q.start_time > q.end_time)
         return usage_error("%s", "lookup-audit: --start-time is after --end-time");
     if ((rc = local_core(g, "lookup-audit", &c, &core)))
@@ -751,12 +764,7 @@ static int lookup_audit(int argc, char **argv, const cli_kms_opts *g)
     kmsc_free(c);
     if (e)
         return local_error(e, "LookupAudit");
-    o = json_object();
-    arr = json_array();
-    if (!o || !arr || json_object_set(o, "Events", arr)) {
-        json_decref(o);
-        o = NULL;
-    }
+    o = object_with_array("Events", &arr);
     for (size_t i = 0; o && i < n; i++) {
         char id[24];
         json_t *x;
@@ -773,7 +781,6 @@ static int lookup_audit(int argc, char **argv, const cli_kms_opts *g)
             o = NULL;
         }
     }
-    json_decref(arr); /* o holds its own reference */
     if (o && next) {
         char tok[24];
         snprintf(tok, sizeof tok, "%lld", (long long)next);
@@ -783,12 +790,7 @@ static int lookup_audit(int argc, char **argv, const cli_kms_opts *g)
         }
     }
     free(ev);
-    if (!o)
-        return 1;
-    json_dumpf(o, stdout, JSON_INDENT(4));
-    printf("\n");
-    json_decref(o);
-    return 0;
+    return print_result(o);
 }
 
 /* Value of a non-binary flag: inline, or the contents of file://FILE (one trailing newline dropped). */
