@@ -36,6 +36,7 @@
 
 #include "efs.h"
 #include "format.h"
+#include "fuseio.h"
 #include "killpriv.h"
 #include "loop.h"
 #include "spares.h"
@@ -2332,14 +2333,12 @@ int efs_mount_run(const efs_mount_opts *o, const efs_config *cfg)
     }
     fs->se = se;
     set_readahead(o->mountpoint, IO_CHUNK / 1024);
-    /* FUSE over io_uring, when asked for and allowed: offered in the INIT reply (killpriv.c), started
+    /* FUSE over io_uring, when asked for and allowed: offered in the INIT reply (fuseio.c), started
      * once that is written. Requests carry up to max_write (IO_CHUNK) bytes. */
-    if (efs_uring_wanted()) {
-        fs->uring = efs_uring_new(se, fuse_session_fd(se), IO_CHUNK + 4096);
-        efs_killpriv_set_uring(fs->uring);
-    }
+    if (efs_uring_wanted() && !(fs->uring = efs_uring_new(se, fuse_session_fd(se), IO_CHUNK + 4096)))
+        EFS_WARN("FUSE over io_uring: out of memory; serving over /dev/fuse");
     /* Before any request is read: the INIT exchange goes through it. */
-    if (efs_killpriv_attach(se)) {
+    if (efs_fuseio_attach(se, fs->uring)) {
         fprintf(stderr, "envelopefs: cannot attach the FUSE I/O layer\n");
         fuse_session_unmount(se);
         goto out_handlers;
@@ -2438,7 +2437,7 @@ out_handlers:
 out:
     /* The connection is gone: the ring threads have left or are told to; none may still be serving when
      * the session and the inodes go. */
-    efs_killpriv_set_uring(NULL);
+    efs_fuseio_drop_uring();
     efs_uring_free(fs->uring);
     fs->uring = NULL;
     if (se)

@@ -1,7 +1,7 @@
 /*
  * fusereq.h — reading fields of a raw FUSE request (struct fuse_in_header, then the opcode's body, as
- * <linux/fuse.h> defines them), for the modules that look at requests before libfuse does (killpriv.c,
- * loop.c). Pure functions of the bytes.
+ * <linux/fuse.h> defines them), for the modules that look at requests before libfuse does (fuseio.c,
+ * killpriv.c, loop.c). Pure functions of the bytes.
  */
 #ifndef EFS_FUSEREQ_H
 #define EFS_FUSEREQ_H

@@ -12,19 +12,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "uring.h"
-#include "uring_abi.h"
-
-/* Route the session's /dev/fuse I/O through this module (after fuse_session_mount). 0 or -errno. */
-int efs_killpriv_attach(struct fuse_session *se) __attribute__((warn_unused_result));
-
-/* Offer FUSE over io_uring in the INIT reply and start u once it is written (before any request is read;
- * NULL: do not offer it). */
-void efs_killpriv_set_uring(efs_uring *u);
-
-/* What inspecting a request read from /dev/fuse does, for a request that came another way (io_uring):
- * buf[0..n) is the request as /dev/fuse delivers it. */
-void efs_killpriv_inspect(const void *buf, size_t n);
+/* Note whether the raw request req[0..n) (as /dev/fuse delivers it) asks to clear setuid/setgid, for
+ * efs_killpriv_requested in this thread. Called with every request before libfuse handles it. */
+void efs_killpriv_note_request(const void *req, size_t n);
 
 /* True while handling a request in which the kernel asks the daemon to clear setuid/setgid: a
  * WRITE with FUSE_WRITE_KILL_SUIDGID, a SETATTR with FATTR_KILL_SUIDGID, an OPEN with

@@ -6,8 +6,8 @@
  * ENVELOPEFS_IO_URING=1 at mount, and root must have set the fuse module's enable_uring.
  *
  * libfuse 3.14 knows nothing of it, so this sits beside libfuse's request processing:
- *  - killpriv.c's custom I/O adds FUSE_OVER_IO_URING to the INIT reply and, once it is written, starts
- *    the threads here; every later reply passes through efs_uring_capture first.
+ *  - fuseio.c (libfuse's custom I/O) adds FUSE_OVER_IO_URING to the INIT reply and, once it is written,
+ *    starts the threads here; every later reply passes through efs_uring_capture first.
  *  - Each thread owns an io_uring (128-byte SQEs) with one registered entry (a header buffer and a
  *    payload buffer) for one CPU queue; RING_THREADS threads per queue, so a request that blocks (a KMS
  *    call, the write path's wait for a gap) does not hold up its CPU's next request: the kernel gives a
@@ -204,8 +204,7 @@ static void serve(struct ring_thread *t)
     memcpy(&ih, hd->in_out, sizeof ih);
     if (ih.len < sizeof ih + psz || ih.len - sizeof ih - psz > sizeof hd->op_in || psz > t->u->payload) {
         EFS_ERROR("io_uring: malformed request (opcode %u, len %u, payload %zu)", ih.opcode, ih.len, psz);
-        oplen = 0, psz = 0; /* answered EIO below: the handler never sees it */
-        t->replied = false;
+        t->replied = false; /* answered EIO below: the handler never sees it */
         goto noreply;
     }
     oplen = ih.len - sizeof ih - psz;
@@ -215,7 +214,7 @@ static void serve(struct ring_thread *t)
     memset(&fb, 0, sizeof fb);
     fb.mem = start;
     fb.size = ih.len;
-    efs_killpriv_inspect(start, fb.size);
+    efs_killpriv_note_request(start, fb.size);
     t->unique = ih.unique;
     t->replied = false;
     serving = t;

@@ -35,12 +35,17 @@ int kms_retention_get(sqlite3 *db, kms_audit_retention *r)
     return rc == SQLITE_DONE ? 0 : -1;
 }
 
+bool kms_retention_valid(const kms_audit_retention *r)
+{
+    return r->days >= 0 && r->days <= KMS_RETENTION_MAX_DAYS && r->max_records >= 0;
+}
+
 int kms_retention_set(sqlite3 *db, const kms_audit_retention *r)
 {
     const int64_t vals[2] = {r->days, r->max_records};
     sqlite3_stmt *st;
     int ok = 1;
-    if (r->days < 0 || r->days > KMS_RETENTION_MAX_DAYS || r->max_records < 0)
+    if (!kms_retention_valid(r))
         return -1;
     if (sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO meta(k, v) VALUES(?, ?)", -1, &st, NULL) != SQLITE_OK)
         return -1;
@@ -91,11 +96,11 @@ int64_t kms_audit_prune(sqlite3 *db, const kms_audit_retention *r, bool (*stop)(
     int64_t total = 0;
     if (!r->days && !r->max_records)
         return 0;
-    /* The oldest KMS_PRUNE_BATCH rows (a range of the primary key: no scan) that are older than the
-     * cutoff or at or below the last seq the cap lets go. A row the clock placed out of order is kept
-     * until the rows before it go: the trail is ordered by seq, and pruning stops at the first kept row. */
-    /* seq is the rowid: min, max and the newest row are lookups, not scans (min and max in one SELECT
-     * would scan the table: SQLite's min/max shortcut takes one aggregate per query). */
+    /* Each batch: the oldest KMS_PRUNE_BATCH rows (a range of the primary key: no scan) that are older
+     * than the cutoff or at or below the last seq the cap lets go. A row the clock placed out of order is
+     * kept until the rows before it go: the trail is ordered by seq, and pruning stops at the first kept
+     * row. seq is the rowid, so min, max and the newest row are lookups, not scans (min and max in one
+     * SELECT would scan the table: SQLite's min/max shortcut takes one aggregate per query). */
     if (sqlite3_prepare_v2(db,
                            "SELECT (SELECT min(seq) FROM audit), (SELECT max(seq) FROM audit),"
                            " (SELECT time FROM audit ORDER BY seq DESC LIMIT 1)",

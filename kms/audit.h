@@ -25,7 +25,10 @@
 /* The store's policy into *r (zeros where unset). 0, or -1 if the meta table cannot be read. */
 int kms_retention_get(sqlite3 *db, kms_audit_retention *r) __attribute__((warn_unused_result));
 
-/* Store the policy (negative values and days over KMS_RETENTION_MAX_DAYS are refused with -1). 0 or -1. */
+/* Whether r is a policy the store can keep: no negative value, days at most KMS_RETENTION_MAX_DAYS. */
+bool kms_retention_valid(const kms_audit_retention *r);
+
+/* Store the policy r (kms_retention_valid: -1 otherwise). 0 or -1. */
 int kms_retention_set(sqlite3 *db, const kms_audit_retention *r) __attribute__((warn_unused_result));
 
 /* Delete what the policy r no longer keeps, oldest first, KMS_PRUNE_BATCH rows per transaction;

@@ -727,11 +727,18 @@ out:
 /* Called under the core lock at the start of every call. PRAGMA data_version takes and drops a
  * SQLite read lock (two fcntl calls), so it is asked at most once per KMS_FRESHNESS_MS: a commit by
  * another process becomes visible to every call that starts more than KMS_FRESHNESS_MS after it. */
+/* Whether the last data_version check is recent enough to skip one at now (no lock needed). */
+static bool checked_recently(kms_core *c, int64_t now)
+{
+    int64_t checked = atomic_load(&c->dv_checked_ns);
+    return checked && now - checked < (int64_t)KMS_FRESHNESS_MS * 1000000;
+}
+
 kms_err kms_store_reload_if_changed(kms_core *c, char **msg)
 {
-    int64_t now = efs_mono_ns(), v, checked = atomic_load(&c->dv_checked_ns);
+    int64_t now = efs_mono_ns(), v;
     int rc;
-    if (checked && now - checked < (int64_t)KMS_FRESHNESS_MS * 1000000)
+    if (checked_recently(c, now))
         return KMS_OK;
     if (!c->dv_stmt && sqlite3_prepare_v3(c->db, "PRAGMA data_version", -1, SQLITE_PREPARE_PERSISTENT, &c->dv_stmt,
                                           NULL) != SQLITE_OK)
@@ -1252,7 +1259,7 @@ kms_err kms_core_audit_retention(kms_core *c, const kms_audit_retention *set, km
 {
     kms_audit_retention r;
     kms_err e = KMS_OK;
-    if (set && (set->days < 0 || set->days > KMS_RETENTION_MAX_DAYS || set->max_records < 0))
+    if (set && !kms_retention_valid(set))
         return KMS_ERR_VALIDATION;
     pthread_mutex_lock(&c->lock);
     kms_store_flush_audit(c);
@@ -1362,8 +1369,7 @@ kms_err kms_core_delete_access_key(kms_core *c, const char *akid)
 
 uint64_t kms_core_generation(kms_core *c)
 {
-    int64_t checked = atomic_load(&c->dv_checked_ns);
-    if (!checked || efs_mono_ns() - checked >= (int64_t)KMS_FRESHNESS_MS * 1000000) {
+    if (!checked_recently(c, efs_mono_ns())) {
         char *msg = NULL;
         pthread_mutex_lock(&c->lock);
         /* A failure (store busy, unreadable) keeps the tables; the next call reports it, if lasting. */

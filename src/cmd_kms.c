@@ -668,7 +668,6 @@ static int configure_audit(int argc, char **argv, const cli_kms_opts *g)
     kms_audit_retention r = {0, 0};
     kms_audit_status st = {{0, 0}, 0, 0, 0};
     const char *days = NULL, *max = NULL;
-    bool set_days, set_max;
     kmsc *c;
     kms_core *core;
     kms_err e;
@@ -677,7 +676,6 @@ static int configure_audit(int argc, char **argv, const cli_kms_opts *g)
     if ((rc = local_flags("configure-audit", argc, argv,
                           (const struct local_flag[]){{"--retention-days", &days}, {"--max-records", &max}, {NULL, NULL}})))
         return rc;
-    set_days = days != NULL, set_max = max != NULL;
     if (days && (r.days = local_number("configure-audit", "--retention-days", days, 0, KMS_RETENTION_MAX_DAYS)) < 0)
         return EXIT_USAGE;
     if (max && (r.max_records = local_number("configure-audit", "--max-records", max, 0, LLONG_MAX)) < 0)
@@ -685,15 +683,15 @@ static int configure_audit(int argc, char **argv, const cli_kms_opts *g)
     if ((rc = local_core(g, "configure-audit", &c, &core)))
         return rc;
     e = KMS_OK;
-    if (set_days != set_max) { /* one flag given: the other keeps its value */
+    if (!days != !max) { /* one flag given: the other keeps its value */
         e = kms_core_audit_retention(core, NULL, &st);
-        if (!set_days)
+        if (!days)
             r.days = st.retention.days;
-        if (!set_max)
+        if (!max)
             r.max_records = st.retention.max_records;
     }
     if (!e)
-        e = kms_core_audit_retention(core, set_days || set_max ? &r : NULL, &st);
+        e = kms_core_audit_retention(core, days || max ? &r : NULL, &st);
     kmsc_free(c);
     if (e)
         return local_error(e, "ConfigureAudit");
@@ -722,6 +720,16 @@ static int64_t parse_time(const char *s)
     return (int64_t)timegm(&tm);
 }
 
+/* The value of lookup-audit's time flag, or -1 after a usage error. */
+static int64_t time_flag(const char *flag, const char *v)
+{
+    int64_t t = parse_time(v);
+    if (t < 0)
+        (void)usage_error("lookup-audit: %s takes seconds since the epoch or a UTC time such as "
+                          "2026-11-30T08:00:00Z, not %s", flag, v);
+    return t;
+}
+
 /* lookup-audit [--start-time T] [--end-time T] [--user U] [--key-id ID] [--operation OP] [--max-results N]
  * [--next-token TOKEN]: the audit trail, newest first, a page at a time. */
 static int lookup_audit(int argc, char **argv, const cli_kms_opts *g)
@@ -742,12 +750,9 @@ static int lookup_audit(int argc, char **argv, const cli_kms_opts *g)
                                                       {"--operation", &q.operation}, {"--max-results", &max},
                                                       {"--next-token", &token}, {NULL, NULL}})))
         return rc;
-    for (int i = 0; i < 2; i++) {
-        const char *v = i ? end : start;
-        if (v && (*(i ? &q.end_time : &q.start_time) = parse_time(v)) < 0)
-            return usage_error("lookup-audit: %s takes seconds since the epoch or a UTC time such as "
-                               "2026-11-30T08:00:00Z, not %s", i ? "--end-time" : "--start-time", v);
-    }
+    if ((start && (q.start_time = time_flag("--start-time", start)) < 0) ||
+        (end && (q.end_time = time_flag("--end-time", end)) < 0))
+        return EXIT_USAGE;
     if (max) {
         long long m = local_number("lookup-audit", "--max-results", max, 1, KMS_AUDIT_MAX_RESULTS);
         if (m < 0)
@@ -1028,16 +1033,12 @@ int cmd_kms(int argc, char **argv)
         free(rest);
         return usage_error("--endpoint-url takes http://HOST:PORT or https://HOST:PORT, not %s", cli.g.url);
     }
-    if (!strcmp(verb, "init-store")) {
-        rc = init_store(nrest - 1, rest + 1, &cli.g);
-        free(rest);
-        return rc;
-    }
     {
         static const struct {
             const char *verb;
             int (*fn)(int, char **, const cli_kms_opts *);
-        } LOCAL[] = {{"create-access-key", create_access_key},
+        } LOCAL[] = {{"init-store", init_store},
+                     {"create-access-key", create_access_key},
                      {"list-access-keys", list_access_keys},
                      {"delete-access-key", delete_access_key},
                      {"configure-audit", configure_audit},

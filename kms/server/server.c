@@ -102,15 +102,23 @@ static void notify_connection(void *cls, struct MHD_Connection *c, void **socket
 /* Look up (and cache) an access key; copies into out. A cached entry is used only while the core's
  * generation is the one it was read at: a key deleted from the store (by the CLI, another process) is
  * refused from KMS_FRESHNESS_MS after the deletion on, like any other change to the store. */
+/* The cache slot holding akid, or s->ak_used if none. s->lock held. */
+static size_t slot_of(const kms_server *s, const char *akid)
+{
+    size_t i;
+    for (i = 0; i < s->ak_used; i++) /* slots fill from 0: only the used ones are scanned */
+        if (!strcmp(s->aks[i].id, akid))
+            break;
+    return i;
+}
+
 static kms_err find_key(kms_server *s, const char *akid, struct ak_entry *out)
 {
     uint64_t gen = kms_core_generation(s->core);
     size_t i;
     kms_err e;
     pthread_mutex_lock(&s->lock);
-    for (i = 0; i < s->ak_used; i++) /* slots fill from 0: only the used ones are scanned */
-        if (!strcmp(s->aks[i].id, akid))
-            break;
+    i = slot_of(s, akid);
     if (i < s->ak_used && s->aks[i].gen == gen) {
         *out = s->aks[i];
         pthread_mutex_unlock(&s->lock);
@@ -123,10 +131,7 @@ static kms_err find_key(kms_server *s, const char *akid, struct ak_entry *out)
     e = kms_core_lookup_access_key(s->core, akid, out->secret, sizeof out->secret, out->account, sizeof out->account,
                                    out->user, sizeof out->user);
     pthread_mutex_lock(&s->lock);
-    /* The slot found above may have been reused meanwhile: find the id again. */
-    for (i = 0; i < s->ak_used; i++)
-        if (!strcmp(s->aks[i].id, akid))
-            break;
+    i = slot_of(s, akid); /* the slot found above may have been reused meanwhile */
     if (e) {
         if (i < s->ak_used && e == KMS_ERR_UNRECOGNIZED_CLIENT) /* deleted: forget it */
             sodium_memzero(&s->aks[i], sizeof s->aks[i]);
@@ -162,12 +167,13 @@ static kms_err signing_key(kms_server *s, struct ak_entry *key, const sigv4_auth
         return KMS_ERR_INTERNAL;
     memcpy(key->scope, scope, sizeof scope);
     pthread_mutex_lock(&s->lock);
-    for (size_t i = 0; i < s->ak_used; i++)
-        if (!strcmp(s->aks[i].id, key->id)) {
+    {
+        size_t i = slot_of(s, key->id);
+        if (i < s->ak_used) {
             memcpy(s->aks[i].scope, scope, sizeof scope);
             memcpy(s->aks[i].skey, key->skey, sizeof key->skey);
-            break;
         }
+    }
     pthread_mutex_unlock(&s->lock);
     return KMS_OK;
 }
