@@ -23,6 +23,7 @@
 #include "aead.h"
 #include "checkpoint.h"
 #include "envelopefs/kms.h"
+#include "policy.h"
 
 #define KMS_KEY_ID_LEN 36  /* UUID text */
 #define KMS_MAX_VERSIONS_CACHED 64
@@ -40,8 +41,30 @@ typedef struct kms_version {
     kms_gcm_key *gcm;          /* keyed with material; NULL until first use (used under the core lock) */
 } kms_version;
 
+/* A grant (kms/store_access.c keeps them, kms/access.c evaluates them): who may do which operations on
+ * one key, under which encryption-context constraint. */
+enum kms_grant_constraint { KMS_GC_NONE, KMS_GC_EQUALS, KMS_GC_SUBSET };
+
+typedef struct kms_grant {
+    char id[65];               /* 64 hex digits */
+    char *token;               /* the GrantToken CreateGrant returned */
+    char *name;                /* or NULL */
+    char *grantee, *retiring;  /* principal ARNs; retiring may be NULL */
+    uint32_t ops;              /* bit i: KMS_GRANT_OPS[i] */
+    enum kms_grant_constraint constraint;
+    kms_ectx_pair *pairs;      /* the constraint's context (strings owned) */
+    size_t n_pairs;
+    char issuing_account[16];
+    int64_t created;
+} kms_grant;
+
 typedef struct kms_key {
     char id[KMS_KEY_ID_LEN + 1];
+    char owner[16];            /* the account the key belongs to (its ARN's account) */
+    char *policy_text;         /* the key policy; NULL: the default policy of the owner's account */
+    kms_policy *policy;        /* policy_text (or the default) compiled, at first use; NULL until then */
+    kms_grant *grants;         /* this key's grants, oldest first */
+    size_t n_grants;
     uint8_t raw_id[16];
     int64_t created;
     char *description;
@@ -105,6 +128,16 @@ kms_err kms_store_put_alias(kms_core *c, const kms_alias *a, bool insert, char *
 kms_err kms_store_delete_alias(kms_core *c, const char *name, char **msg);
 kms_err kms_store_set_tag(kms_core *c, const char *key_id, const char *k, const char *v, char **msg);
 kms_err kms_store_delete_tag(kms_core *c, const char *key_id, const char *k, char **msg);
+
+/* store_access.c: key owners, key policies and grants in the keystore (tables key_policies, grants) */
+kms_err kms_store_access_migrate(sqlite3 *db, char **msg); /* additive and idempotent; at every open */
+kms_err kms_store_access_load(kms_core *c, char **msg);    /* after the keys: owners, policies, grants */
+kms_err kms_store_write_policy(kms_core *c, const kms_key *k, char **msg); /* k's owner and policy_text */
+/* Append g to k (the key takes g's strings on success; on failure they stay the caller's). */
+kms_err kms_store_insert_grant(kms_core *c, kms_key *k, kms_grant *g, char **msg);
+kms_err kms_store_delete_grant(kms_core *c, kms_key *k, size_t idx, char **msg);
+void kms_grant_clear(kms_grant *g);  /* frees g's strings */
+void kms_key_access_free(kms_key *k); /* frees k's policy and grants */
 void kms_store_flush_audit(kms_core *c);
 kms_key *kms_find_key(kms_core *c, const char *id);
 kms_alias *kms_find_alias(kms_core *c, const char *name);

@@ -11,6 +11,7 @@
 #include <sodium.h>
 
 #include "envelopefs/jsonb64.h"
+#include "access.h"
 #include "aead.h"
 #include "blob.h"
 #include "ectx.h"
@@ -20,19 +21,23 @@
 
 /* ---- small helpers -------------------------------------------------------------------------- */
 
+static kms_err vfail(struct op_ctx *x, kms_err e, const char *fmt, va_list ap)
+{
+    char *s = NULL;
+    if (fmt && vasprintf(&s, fmt, ap) < 0)
+        s = NULL;
+    free(*x->msg);
+    *x->msg = s;
+    return e;
+}
+
 static kms_err fail(struct op_ctx *x, kms_err e, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static kms_err fail(struct op_ctx *x, kms_err e, const char *fmt, ...)
 {
     va_list ap;
-    char *s = NULL;
-    if (fmt) {
-        va_start(ap, fmt);
-        if (vasprintf(&s, fmt, ap) < 0)
-            s = NULL;
-        va_end(ap);
-    }
-    free(*x->msg);
-    *x->msg = s;
+    va_start(ap, fmt);
+    e = vfail(x, e, fmt, ap);
+    va_end(ap);
     return e;
 }
 
@@ -135,21 +140,11 @@ static kms_err get_ectx(struct op_ctx *x, json_t *in, const char *field, kms_ect
     return KMS_OK;
 }
 
-/* "arn:aws:kms:REGION:ACCOUNT:key/ID", truncated to cap - 1 bytes; joined by hand (every data-key
- * response carries one, and snprintf's format interpreter showed in profiles). */
+/* "arn:aws:kms:REGION:OWNER:key/ID", truncated to cap - 1 bytes (access.c; joined by hand: every
+ * data-key response carries one, and snprintf's format interpreter showed in profiles). */
 static void key_arn(kms_core *c, const kms_key *k, char *buf, size_t cap)
 {
-    const char *parts[] = {"arn:aws:kms:", c->region, ":", c->account, ":key/", k->id};
-    size_t o = 0;
-    for (size_t i = 0; i < sizeof parts / sizeof parts[0] && cap; i++) {
-        size_t n = strlen(parts[i]);
-        if (n > cap - 1 - o)
-            n = cap - 1 - o;
-        memcpy(buf + o, parts[i], n);
-        o += n;
-    }
-    if (cap)
-        buf[o] = 0;
+    kms_key_arn_of(c, k, buf, cap);
 }
 
 static bool valid_alias_name(const char *n)
@@ -162,24 +157,32 @@ static bool valid_alias_name(const char *n)
     return true;
 }
 
-/* Resolve KeyId: key id, key ARN, alias name or alias ARN. */
+/* Resolve KeyId: key id, key ARN, alias name or alias ARN, then authorize its use. A key id or alias
+ * name means a key of the caller's account (as in AWS); an ARN names the account, so another account's
+ * key is reachable only by its ARN (or a ciphertext that carries its id). */
 static kms_err resolve(struct op_ctx *x, const char *id, kms_key **out)
 {
     kms_core *c = x->core;
-    const char *rest = id;
-    char prefix[128];
+    const char *rest = id, *acct = kms_caller_account(c, x->caller), *alias = NULL;
+    char acct_buf[13];
     *out = NULL;
     if (!id || !*id)
         return invalid(x, "keyId", "Member must have length greater than or equal to 1");
     if (strlen(id) > 2048)
         return invalid(x, "keyId", "Member must have length less than or equal to 2048");
     if (!strncmp(id, "arn:", 4)) {
-        int n = snprintf(prefix, sizeof prefix, "arn:aws:kms:%s:%s:", c->region, c->account);
+        size_t rl = strlen(c->region);
+        const char *a = id + 12 + rl + 1;
         if (strncmp(id, "arn:aws:kms:", 12))
             return fail(x, KMS_ERR_INVALID_ARN, "Invalid arn %s", id);
-        if (strncmp(id, prefix, (size_t)n))
-            return fail(x, KMS_ERR_NOT_FOUND, "Invalid arn %s: no such region/account here", id);
-        rest = id + n;
+        if (strncmp(id + 12, c->region, rl) || id[12 + rl] != ':')
+            return fail(x, KMS_ERR_NOT_FOUND, "Invalid arn %s: no such region here", id);
+        if (strspn(a, "0123456789") != 12 || a[12] != ':')
+            return fail(x, KMS_ERR_INVALID_ARN, "Invalid arn %s", id);
+        memcpy(acct_buf, a, 12);
+        acct_buf[12] = 0;
+        acct = acct_buf;
+        rest = a + 13;
         if (strncmp(rest, "key/", 4) && strncmp(rest, "alias/", 6))
             return fail(x, KMS_ERR_INVALID_ARN, "Invalid arn %s", id);
         if (!strncmp(rest, "key/", 4))
@@ -187,15 +190,19 @@ static kms_err resolve(struct op_ctx *x, const char *id, kms_key **out)
     }
     if (!strncmp(rest, "alias/", 6)) {
         kms_alias *a = kms_find_alias(c, rest);
-        if (!a)
-            return fail(x, KMS_ERR_NOT_FOUND, "Alias arn:aws:kms:%s:%s:%s is not found.", c->region, c->account, rest);
+        kms_key *t = a ? kms_find_key(c, a->key_id) : NULL;
+        if (!t || strcmp(t->owner, acct))
+            return fail(x, KMS_ERR_NOT_FOUND, "Alias arn:aws:kms:%s:%s:%s is not found.", c->region, acct, rest);
+        alias = a->name;
         rest = a->key_id;
     }
     *out = kms_find_key(c, rest);
-    if (!*out)
-        return fail(x, KMS_ERR_NOT_FOUND, "Key 'arn:aws:kms:%s:%s:key/%s' does not exist", c->region, c->account, rest);
+    if (!*out || strcmp((*out)->owner, acct)) {
+        *out = NULL;
+        return fail(x, KMS_ERR_NOT_FOUND, "Key 'arn:aws:kms:%s:%s:key/%s' does not exist", c->region, acct, rest);
+    }
     snprintf(x->key_id, KMS_KEY_ID_LEN + 1, "%s", (*out)->id);
-    return kms_authorize(c, x->caller, x->operation, (*out)->id);
+    return kms_authorize_key(x, *out, alias);
 }
 
 static kms_err check_usable(struct op_ctx *x, kms_key *k)
@@ -243,7 +250,7 @@ static json_t *key_metadata(kms_core *c, const kms_key *k)
     json_t *m;
     key_arn(c, k, arn, sizeof arn);
     m = json_pack("{s:s, s:s, s:s, s:I, s:b, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:[s], s:b, s:s}", "AWSAccountId",
-                  c->account, "KeyId", k->id, "Arn", arn, "CreationDate", (json_int_t)k->created, "Enabled",
+                  k->owner, "KeyId", k->id, "Arn", arn, "CreationDate", (json_int_t)k->created, "Enabled",
                   k->state == KS_ENABLED, "Description", k->description ? k->description : "", "KeyUsage",
                   "ENCRYPT_DECRYPT", "KeyState", states[k->state], "Origin", "AWS_KMS", "KeyManager", "CUSTOMER",
                   "CustomerMasterKeySpec", "SYMMETRIC_DEFAULT", "KeySpec", "SYMMETRIC_DEFAULT",
@@ -327,7 +334,7 @@ static kms_err open_blob(struct op_ctx *x, const uint8_t *buf, size_t len, const
         return fail(x, KMS_ERR_INVALID_CIPHERTEXT, NULL); /* its key no longer exists (or never did) */
     if (!explicit_key) {
         snprintf(x->key_id, KMS_KEY_ID_LEN + 1, "%s", k->id);
-        e = kms_authorize(x->core, x->caller, x->operation, k->id);
+        e = kms_authorize_key(x, k, NULL);
         if (e)
             return e;
     }
@@ -439,12 +446,18 @@ kms_err op_create_key(struct op_ctx *x, json_t *in, json_t **out)
     k.description = (char *)(desc ? desc : "");
     k.state = KS_ENABLED;
     k.rotation_period = 365;
+    snprintf(k.owner, sizeof k.owner, "%s", kms_caller_account(c, x->caller)); /* the caller's account's key */
+    if ((e = kms_new_key_policy(x, in, &k)))
+        return e;
     material = sodium_malloc(32);
-    if (!material)
+    if (!material) {
+        kms_key_access_free(&k);
         return KMS_ERR_NOMEM;
+    }
     randombytes_buf(material, 32);
     e = kms_store_insert_key(c, &k, material, x->msg);
     sodium_free(material);
+    kms_key_access_free(&k); /* the table holds its own copy */
     if (e)
         return e;
     snprintf(x->key_id, KMS_KEY_ID_LEN + 1, "%s", k.id);
@@ -515,24 +528,33 @@ static void page_end(json_t *o, size_t next, size_t total)
     }
 }
 
+/* ListKeys lists the caller's account's keys: the Marker is the index among them. */
 kms_err op_list_keys(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_core *c = x->core;
-    size_t start, limit, i;
-    kms_err e = paging(x, in, 100, 1000, c->n_keys, &start, &limit);
+    const char *acct = kms_caller_account(c, x->caller);
+    size_t start, limit, i, total = 0, seen = 0, next;
+    kms_err e;
     json_t *arr;
+    for (i = 0; i < c->n_keys; i++)
+        total += !strcmp(c->keys[i].owner, acct);
+    e = paging(x, in, 100, 1000, total, &start, &limit);
     if (!e)
         e = kms_authorize(c, x->caller, x->operation, NULL);
     if (e)
         return e;
     arr = json_array();
-    for (i = start; i < c->n_keys && i < start + limit; i++) {
+    next = start;
+    for (i = 0; i < c->n_keys && next < start + limit; i++) {
         char arn[160];
+        if (strcmp(c->keys[i].owner, acct) || seen++ < start)
+            continue;
         key_arn(c, &c->keys[i], arn, sizeof arn);
         json_array_append_new(arr, json_pack("{s:s, s:s}", "KeyId", c->keys[i].id, "KeyArn", arn));
+        next++;
     }
     *out = json_pack("{s:o}", "Keys", arr);
-    page_end(*out, i, c->n_keys);
+    page_end(*out, next, total);
     return KMS_OK;
 }
 
@@ -799,6 +821,13 @@ static kms_err alias_name(struct op_ctx *x, json_t *in, const char **name)
     return KMS_OK;
 }
 
+/* Aliases are the caller's account's when their key is. */
+static bool alias_of_caller(struct op_ctx *x, const kms_alias *a)
+{
+    const kms_key *k = kms_find_key(x->core, a->key_id);
+    return k && !strcmp(k->owner, kms_caller_account(x->core, x->caller));
+}
+
 kms_err op_create_alias(struct op_ctx *x, json_t *in, json_t **out)
 {
     const char *name;
@@ -811,7 +840,7 @@ kms_err op_create_alias(struct op_ctx *x, json_t *in, json_t **out)
         return e;
     if (kms_find_alias(x->core, name))
         return fail(x, KMS_ERR_ALREADY_EXISTS, "An alias with the name arn:aws:kms:%s:%s:%s already exists",
-                    x->core->region, x->core->account, name);
+                    x->core->region, kms_caller_account(x->core, x->caller), name);
     memset(&a, 0, sizeof a);
     a.name = (char *)name;
     memcpy(a.key_id, k->id, sizeof a.key_id);
@@ -833,9 +862,9 @@ kms_err op_update_alias(struct op_ctx *x, json_t *in, json_t **out)
     if (e)
         return e;
     old = kms_find_alias(x->core, name);
-    if (!old)
+    if (!old || !alias_of_caller(x, old))
         return fail(x, KMS_ERR_NOT_FOUND, "Alias arn:aws:kms:%s:%s:%s is not found.", x->core->region,
-                    x->core->account, name);
+                    kms_caller_account(x->core, x->caller), name);
     a = *old;
     a.name = (char *)name;
     memcpy(a.key_id, k->id, sizeof a.key_id);
@@ -856,10 +885,16 @@ kms_err op_delete_alias(struct op_ctx *x, json_t *in, json_t **out)
     a = kms_find_alias(x->core, name);
     if (!a)
         return fail(x, KMS_ERR_NOT_FOUND, "Alias arn:aws:kms:%s:%s:%s is not found.", x->core->region,
-                    x->core->account, name);
-    snprintf(x->key_id, KMS_KEY_ID_LEN + 1, "%s", a->key_id);
-    if ((e = kms_authorize(x->core, x->caller, x->operation, a->key_id)))
-        return e;
+                    kms_caller_account(x->core, x->caller), name);
+    {
+        kms_key *t = kms_find_key(x->core, a->key_id);
+        if (!t || strcmp(t->owner, kms_caller_account(x->core, x->caller)))
+            return fail(x, KMS_ERR_NOT_FOUND, "Alias arn:aws:kms:%s:%s:%s is not found.", x->core->region,
+                        kms_caller_account(x->core, x->caller), name);
+        snprintf(x->key_id, KMS_KEY_ID_LEN + 1, "%s", a->key_id);
+        if ((e = kms_authorize_key(x, t, a->name)))
+            return e;
+    }
     e = kms_store_delete_alias(x->core, name, x->msg);
     if (!e)
         *out = json_object();
@@ -879,7 +914,7 @@ kms_err op_list_aliases(struct op_ctx *x, json_t *in, json_t **out)
     if (e)
         return e;
     for (i = 0; i < c->n_aliases; i++)
-        if (!filter || !strcmp(c->aliases[i].key_id, filter->id))
+        if (filter ? !strcmp(c->aliases[i].key_id, filter->id) : alias_of_caller(x, &c->aliases[i]))
             total++;
     if ((e = paging(x, in, 50, 100, total, &start, &limit)))
         return e;
@@ -890,13 +925,13 @@ kms_err op_list_aliases(struct op_ctx *x, json_t *in, json_t **out)
     for (i = 0; i < c->n_aliases; i++) {
         kms_alias *a = &c->aliases[i];
         char arn[320];
-        if (filter && strcmp(a->key_id, filter->id))
+        if (filter ? strcmp(a->key_id, filter->id) != 0 : !alias_of_caller(x, a))
             continue;
         if (seen++ < start)
             continue;
         if (next >= start + limit)
             break;
-        snprintf(arn, sizeof arn, "arn:aws:kms:%s:%s:%s", c->region, c->account, a->name);
+        snprintf(arn, sizeof arn, "arn:aws:kms:%s:%s:%s", c->region, kms_caller_account(c, x->caller), a->name);
         json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:I, s:I}", "AliasName", a->name, "AliasArn", arn,
                                              "TargetKeyId", a->key_id, "CreationDate", (json_int_t)a->created,
                                              "LastUpdatedDate", (json_int_t)a->updated));
@@ -1134,12 +1169,14 @@ kms_err op_re_encrypt(struct op_ctx *x, json_t *in, json_t **out)
         e = get_str(x, in, "SourceKeyId", false, &sid);
     if (!e)
         e = get_str(x, in, "DestinationKeyId", true, &did);
+    x->action = "ReEncryptFrom";
     if (!e && sid)
         e = resolve(x, sid, &src_key);
     if (!e)
         e = open_blob(x, blob, blen, &sctx, src_key, &used, &pt, &n);
     if (!e) {
         key_arn(x->core, used, sarn, sizeof sarn);
+        x->action = "ReEncryptTo";
         e = resolve(x, did, &dst);
     }
     if (!e)
@@ -1183,4 +1220,38 @@ kms_err op_generate_random(struct op_ctx *x, json_t *in, json_t **out)
     *out = json_pack("{s:o}", "Plaintext", efs_json_base64(buf, (size_t)n));
     sodium_memzero(buf, (size_t)n);
     return KMS_OK;
+}
+
+/* ---- helpers for the operations of ops_access.c --------------------------------------------- */
+
+kms_err kms_op_fail(struct op_ctx *x, kms_err e, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    e = vfail(x, e, fmt, ap);
+    va_end(ap);
+    return e;
+}
+
+kms_err kms_op_str(struct op_ctx *x, json_t *in, const char *field, bool required, const char **out)
+{
+    return get_str(x, in, field, required, out);
+}
+
+kms_err kms_op_resolve(struct op_ctx *x, json_t *in, const char *field, kms_key **k)
+{
+    const char *id;
+    kms_err e = get_str(x, in, field, true, &id);
+    return e ? e : resolve(x, id, k);
+}
+
+kms_err kms_op_paging(struct op_ctx *x, json_t *in, long long def, long long max, size_t total, size_t *start,
+                      size_t *limit)
+{
+    return paging(x, in, def, max, total, start, limit);
+}
+
+void kms_op_page_end(json_t *o, size_t next, size_t total)
+{
+    page_end(o, next, total);
 }

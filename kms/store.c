@@ -502,6 +502,9 @@ kms_err kms_core_open(const kms_store_opts *o, kms_core **out, char **errmsg)
         e = db_err(c, errmsg, "pragma");
         goto fail;
     }
+    e = kms_store_access_migrate(c->db, errmsg); /* key policies and grants (store_access.c) */
+    if (e)
+        goto fail;
     e = kms_store_load(c, errmsg);
     if (e)
         goto fail;
@@ -554,6 +557,7 @@ static void free_key(kms_key *k)
     }
     free(k->versions);
     free(k->description);
+    kms_key_access_free(k);
 }
 
 void kms_free_tables(kms_core *c)
@@ -709,6 +713,7 @@ kms_err kms_store_load(kms_core *c, char **msg)
         }
         c->aliases[c->n_aliases++] = a;
     }
+    e = kms_store_access_load(c, msg);
 out:
     sqlite3_finalize(st);
     sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL);
@@ -838,6 +843,8 @@ kms_err kms_store_insert_key(kms_core *c, const kms_key *k, const uint8_t materi
     e = write_key_row(c, k, true, msg);
     if (!e)
         e = insert_version_row(c, k, 1, k->created, 0, material, msg);
+    if (!e)
+        e = kms_store_write_policy(c, k, msg);
     if (e || sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
         sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
         return e ? e : db_err(c, msg, "commit");
@@ -854,9 +861,14 @@ kms_err kms_store_insert_key(kms_core *c, const kms_key *k, const uint8_t materi
     *slot = *k;
     slot->description = strdup(k->description ? k->description : "");
     slot->versions = calloc(1, sizeof *slot->versions);
-    if (!slot->description || !slot->versions) {
+    slot->policy_text = k->policy_text ? strdup(k->policy_text) : NULL; /* compiled at first use */
+    slot->policy = NULL;
+    slot->grants = NULL;
+    slot->n_grants = 0;
+    if (!slot->description || !slot->versions || (k->policy_text && !slot->policy_text)) {
         free(slot->description);
         free(slot->versions);
+        free(slot->policy_text);
         return kms_store_load(c, msg);
     }
     slot->n_versions = 1;
@@ -914,7 +926,8 @@ kms_err kms_store_update_key(kms_core *c, const kms_key *k, char **msg)
 kms_err kms_store_destroy_key(kms_core *c, const char *key_id, char **msg)
 {
     static const char *const sqls[] = {"DELETE FROM key_versions WHERE key_id=?", "DELETE FROM aliases WHERE key_id=?",
-                                       "DELETE FROM tags WHERE key_id=?", "DELETE FROM keys WHERE id=?"};
+                                       "DELETE FROM tags WHERE key_id=?", "DELETE FROM grants WHERE key_id=?",
+                                       "DELETE FROM key_policies WHERE key_id=?", "DELETE FROM keys WHERE id=?"};
     char id[KMS_KEY_ID_LEN + 1];
     snprintf(id, sizeof id, "%s", key_id);
     if (sqlite3_exec(c->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)

@@ -42,6 +42,9 @@ typedef enum kms_err {
     KMS_ERR_DEPENDENCY_TIMEOUT,      /* DependencyTimeoutException */
     KMS_ERR_UNKNOWN_OPERATION,       /* UnknownOperationException */
     KMS_ERR_SERIALIZATION,           /* SerializationException (malformed JSON body) */
+    KMS_ERR_MALFORMED_POLICY,        /* MalformedPolicyDocumentException */
+    KMS_ERR_INVALID_GRANT_TOKEN,     /* InvalidGrantTokenException */
+    KMS_ERR_INVALID_GRANT_ID,        /* InvalidGrantIdException */
     /* SigV4 / authentication (server side) */
     KMS_ERR_MISSING_AUTH,            /* MissingAuthenticationTokenException */
     KMS_ERR_INCOMPLETE_SIGNATURE,    /* IncompleteSignatureException */
@@ -75,7 +78,9 @@ typedef struct kms_principal {
     const char *account;     /* 12-digit account id, e.g. "111122223333" */
     const char *user;        /* user name, e.g. "alice" */
     const char *access_key;  /* access key id used to sign, or NULL for embedded calls */
-    const char *source;      /* "embedded", "http:127.0.0.1:54321", ... for the audit trail */
+    const char *source;      /* "embedded", "http:127.0.0.1", ... for the audit trail */
+    const char *source_ip;   /* the caller's address for aws:SourceIp conditions, or NULL (embedded) */
+    const char *via_service; /* kms:ViaService when an AWS-shaped service calls on the principal's behalf */
 } kms_principal;
 
 /* One encryption-context pair; strings are borrowed, NUL-terminated UTF-8. */

@@ -749,13 +749,22 @@ static void test_audit_and_access_keys(void)
     CHECK(!strcmp(sec, secret) && !strcmp(acct, "111122223333") && !strcmp(user, "alice"));
     CHECK(kms_core_lookup_access_key(c, "AKIAAAAAAAAAAAAAAAAA", sec, sizeof sec, acct, sizeof acct, user,
                                      sizeof user) == KMS_ERR_UNRECOGNIZED_CLIENT);
-    /* A principal from another account may not use this store's keys. */
+    /* A principal from another account may not use this store's account's keys (the default policy
+     * trusts only the owning account), and lists only its own account's (none). */
     {
         kms_principal p = {.account = "999999999999", .user = "mallory", .source = "test"};
-        char *resp = NULL, *msg = NULL;
+        char *resp = NULL, *msg = NULL, body[200], *kid = create_key(c);
         size_t len;
-        CHECK(kms_core_call(c, &p, "ListKeys", "{}", 2, &resp, &len, &msg) == KMS_ERR_ACCESS_DENIED);
+        snprintf(body, sizeof body, "{\"KeyId\":\"arn:aws:kms:us-east-1:111122223333:key/%s\"}", kid);
+        CHECK(kms_core_call(c, &p, "DescribeKey", body, strlen(body), &resp, &len, &msg) == KMS_ERR_ACCESS_DENIED);
+        CHECK(msg && strstr(msg, "User: arn:aws:iam::999999999999:user/mallory is not authorized to perform: "
+                                 "kms:DescribeKey on resource: arn:aws:kms:us-east-1:111122223333:key/"));
         free(msg);
+        msg = NULL;
+        CHECK(kms_core_call(c, &p, "ListKeys", "{}", 2, &resp, &len, &msg) == KMS_OK);
+        CHECK(strstr(resp, "\"Keys\":[]") != NULL);
+        kms_response_free(resp, len);
+        free(kid);
     }
     free(akid);
     kms_secret_str_free(secret);
