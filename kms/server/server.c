@@ -398,7 +398,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
         const struct conn_state *cs = ci ? ci->socket_context : NULL;
         kms_principal p = {.account = key.account, .user = key.user, .access_key = key.id,
-                           .source = cs ? cs->source : "http:unknown"};
+                           .source = cs ? cs->source : "http:unknown",
+                           .source_ip = cs && strcmp(cs->source, "http:unix") ? cs->source + 5 : NULL};
         e = kms_core_call(s->core, &p, op, st->body ? st->body : "{}", st->body ? st->len : 2, &resp, &resp_len, &emsg);
     }
     if (e) {
