@@ -1,6 +1,7 @@
 /*
  * local.c — the embedded backend (`local:STORE_DIR`): the key-service core runs in this process and
- * calls go straight to kms_core_call with the store's own account as the principal.
+ * calls go straight to kms_core_call as the store's account root, or as the principal kmsc_opts.as_user
+ * names (`--as-user`).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,7 @@
 typedef struct local_impl {
     kms_core *core;
     kms_principal principal;
+    char account[13], user[64];
 } local_impl;
 
 static kms_err local_call(void *p, const char *operation, const char *req, size_t req_len, char **resp,
@@ -63,8 +65,29 @@ kms_err kmsc_backend_local_new(const kmsc_opts *opts, const char *store_dir, voi
         return e;
     }
     l->principal.account = kms_core_account(l->core);
-    l->principal.user = "local";
+    l->principal.user = "root";
     l->principal.source = "embedded";
+    if (opts->as_user) {
+        const char *u = opts->as_user;
+        size_t n = strlen(u);
+        if (!strncmp(u, "arn:aws:iam::", 13) && n > 26 && strspn(u + 13, "0123456789") == 12 && u[25] == ':' &&
+            (!strcmp(u + 26, "root") || (!strncmp(u + 26, "user/", 5) && u[31]))) {
+            memcpy(l->account, u + 13, 12);
+            l->principal.account = l->account;
+            u = strcmp(u + 26, "root") ? u + 31 : "root";
+        } else if (strchr(u, ':') || strchr(u, '/')) {
+            u = NULL;
+        }
+        if (!u || !*u || strlen(u) >= sizeof l->user) {
+            if (errmsg)
+                *errmsg = strdup("--as-user takes a user name or arn:aws:iam::ACCOUNT:root | arn:aws:iam::ACCOUNT:user/NAME");
+            kms_core_free(l->core);
+            free(l);
+            return KMS_ERR_VALIDATION;
+        }
+        snprintf(l->user, sizeof l->user, "%s", u);
+        l->principal.user = l->user;
+    }
     *impl = l;
     *ops = &LOCAL_OPS;
     return KMS_OK;

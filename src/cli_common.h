@@ -16,6 +16,7 @@ typedef struct cli_kms_opts {
     const char *root_key_file;    /* --root-key-file */
     const char *passphrase_file;  /* --passphrase-file */
     const char *region;           /* --region (http backends) */
+    const char *as_user;          /* --as-user (local store): act as this principal, not the account root */
 } cli_kms_opts;
 
 /* Store directory from --store, ENVELOPEFS_STORE, $XDG_DATA_HOME/envelopefs, ~/.local/share/envelopefs.

@@ -41,6 +41,7 @@ enum ftype {
     F_CTX,   /* string map: k=v,k2=v2 or a JSON object */
     F_TAGS,  /* TagKey=k,TagValue=v ... or a JSON array of {"TagKey","TagValue"} */
     F_LIST,  /* list of strings: v1 v2 ... or a JSON array */
+    F_JSON,  /* a JSON object (e.g. --constraints '{"EncryptionContextSubset":{...}}') */
 };
 
 struct flag {
@@ -63,7 +64,8 @@ struct verb {
 static const struct verb VERBS[] = {
     {"create-key", "CreateKey", {{"description", "Description", F_STR}, {"tags", "Tags", F_TAGS},
                                  {"key-spec", "KeySpec", F_STR}, {"key-usage", "KeyUsage", F_STR},
-                                 {"origin", "Origin", F_STR}}},
+                                 {"origin", "Origin", F_STR}, {"policy", "Policy", F_STR},
+                                 {"bypass-policy-lockout-safety-check", "BypassPolicyLockoutSafetyCheck", F_BOOL}}},
     {"describe-key", "DescribeKey", {KEYID, GRANT_TOKENS}},
     {"list-keys", "ListKeys", {LIMIT}},
     {"update-key-description", "UpdateKeyDescription", {KEYID, {"description", "Description", F_STR}}},
@@ -98,6 +100,19 @@ static const struct verb VERBS[] = {
                                  {"destination-encryption-context", "DestinationEncryptionContext", F_CTX},
                                  GRANT_TOKENS}},
     {"generate-random", "GenerateRandom", {{"number-of-bytes", "NumberOfBytes", F_INT}}},
+    {"put-key-policy", "PutKeyPolicy", {KEYID, {"policy", "Policy", F_STR}, {"policy-name", "PolicyName", F_STR},
+                                        {"bypass-policy-lockout-safety-check", "BypassPolicyLockoutSafetyCheck", F_BOOL}}},
+    {"get-key-policy", "GetKeyPolicy", {KEYID, {"policy-name", "PolicyName", F_STR}}},
+    {"list-key-policies", "ListKeyPolicies", {KEYID, LIMIT}},
+    {"create-grant", "CreateGrant", {KEYID, {"grantee-principal", "GranteePrincipal", F_STR},
+                                     {"retiring-principal", "RetiringPrincipal", F_STR},
+                                     {"operations", "Operations", F_LIST}, {"constraints", "Constraints", F_JSON},
+                                     {"name", "Name", F_STR}, GRANT_TOKENS}},
+    {"list-grants", "ListGrants", {KEYID, LIMIT, {"grant-id", "GrantId", F_STR},
+                                   {"grantee-principal", "GranteePrincipal", F_STR}}},
+    {"list-retirable-grants", "ListRetirableGrants", {{"retiring-principal", "RetiringPrincipal", F_STR}, LIMIT}},
+    {"retire-grant", "RetireGrant", {{"grant-token", "GrantToken", F_STR}, KEYID, {"grant-id", "GrantId", F_STR}}},
+    {"revoke-grant", "RevokeGrant", {KEYID, {"grant-id", "GrantId", F_STR}}},
 };
 #define NVERBS (sizeof VERBS / sizeof VERBS[0])
 
@@ -121,6 +136,8 @@ static void usage(FILE *f)
                "  --passphrase-file FILE   unlock the store with the passphrase in FILE (ENVELOPEFS_PASSPHRASE_FILE);\n"
                "                           with neither, a terminal prompts for the passphrase\n"
                "  --region REGION          region for http(s) endpoints (AWS_REGION)\n"
+               "  --as-user USER|ARN       local store: call as this user of the store's account (or principal ARN)\n"
+               "                           instead of the account root\n"
                "  --query PATH             print only this part of the response (KeyMetadata.KeyId, Keys[0].KeyId)\n"
                "  --output json|text       text prints a string or number result raw (e.g. base64 Plaintext)\n"
                "  --cli-binary-format raw-in-base64-out   binary arguments given inline are raw text, not base64\n\n"
@@ -880,6 +897,14 @@ static json_t *parse_flag(const struct cli *cli, const struct flag *fl, char **r
             json_array_append_new(jv, item);
         }
         break;
+    case F_JSON:
+        jv = json_loads(val, 0, NULL);
+        if (!json_is_object(jv)) {
+            json_decref(jv);
+            jv = NULL;
+            usage_error("--%s takes a JSON object", fl->name);
+        }
+        break;
     case F_BOOL:
     case F_BLOB:
         break;
@@ -992,6 +1017,8 @@ int cmd_kms(int argc, char **argv)
             slot = &cli.g.passphrase_file;
         else if (!strcmp(a, "--region"))
             slot = &cli.g.region;
+        else if (!strcmp(a, "--as-user"))
+            slot = &cli.g.as_user;
         else if (!strcmp(a, "--query"))
             slot = &cli.query;
         else if (!strcmp(a, "--output"))

@@ -44,6 +44,9 @@ typedef struct kmsc_opts {
     const char *root_key_file;
     const char *passphrase_file;
     const char *passphrase;
+    /* local: the principal the embedded core acts as: NULL for the store's account root, a user name of
+     * the store's account, or a principal ARN (arn:aws:iam::ACCOUNT:root | arn:aws:iam::ACCOUNT:user/NAME) */
+    const char *as_user;
     /* http(s): overrides; NULL means the standard AWS environment / config files */
     const char *region;
     const char *profile;
