@@ -21,6 +21,7 @@
 
 /* ---- small helpers -------------------------------------------------------------------------- */
 
+static kms_err vfail(struct op_ctx *x, kms_err e, const char *fmt, va_list ap) __attribute__((format(printf, 3, 0)));
 static kms_err vfail(struct op_ctx *x, kms_err e, const char *fmt, va_list ap)
 {
     char *s = NULL;
