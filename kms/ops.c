@@ -803,6 +803,8 @@ static kms_err alias_target(struct op_ctx *x, json_t *in, kms_key **k)
     if (!strncmp(tid, "alias/", 6) || strstr(tid, ":alias/"))
         return fail(x, KMS_ERR_VALIDATION, "TargetKeyId must be a key id or key ARN, not an alias");
     e = resolve(x, tid, k);
+    if (!e && strcmp((*k)->owner, kms_caller_account(x->core, x->caller)))
+        return fail(x, KMS_ERR_NOT_FOUND, "An alias must name a key of the caller's account, not %s", tid);
     if (!e && (*k)->state == KS_PENDING_DELETION)
         return check_usable(x, *k);
     return e;
@@ -866,6 +868,9 @@ kms_err op_update_alias(struct op_ctx *x, json_t *in, json_t **out)
     if (!old || !alias_of_caller(x, old))
         return fail(x, KMS_ERR_NOT_FOUND, "Alias arn:aws:kms:%s:%s:%s is not found.", x->core->region,
                     kms_caller_account(x->core, x->caller), name);
+    /* as in AWS, UpdateAlias needs kms:UpdateAlias on the key the alias leaves too */
+    if ((e = kms_authorize_key(x, kms_find_key(x->core, old->key_id), old->name)))
+        return e;
     a = *old;
     a.name = (char *)name;
     memcpy(a.key_id, k->id, sizeof a.key_id);

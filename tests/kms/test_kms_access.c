@@ -413,6 +413,36 @@ static void test_accounts(void)
                     blob) == KMS_ERR_INVALID_CIPHERTEXT);
         free(blob);
     }
+    /* an alias names a key of its own account, even when the other account's policy would allow it */
+    CHECK(callf(c, &bob, "PutKeyPolicy", NULL, NULL,
+                "{\"KeyId\":\"%s\",\"Policy\":\"{\\\"Statement\\\":{\\\"Effect\\\":\\\"Allow\\\",\\\"Principal\\\":"
+                "{\\\"AWS\\\":[\\\"" ACCT_A "\\\",\\\"" ACCT_B "\\\"]},\\\"Action\\\":\\\"kms:*\\\",\\\"Resource\\\":\\\"*\\\"}}\"}",
+                id) == KMS_OK);
+    CHECK(callf(c, &alice, "DescribeKey", NULL, NULL, "{\"KeyId\":\"%s\"}", arn) == KMS_OK);
+    CHECK(callf(c, &alice, "CreateAlias", NULL, NULL, "{\"AliasName\":\"alias/alices\",\"TargetKeyId\":\"%s\"}", arn) ==
+          KMS_ERR_NOT_FOUND);
+    /* UpdateAlias needs the right on the key the alias leaves as well as on the one it moves to */
+    {
+        char k1[64], k2[64];
+        CHECK(callf(c, &alice, "CreateKey", &r, NULL, "{}") == KMS_OK);
+        snprintf(k1, sizeof k1, "%s", json_string_value(json_object_get(json_object_get(r, "KeyMetadata"), "KeyId")));
+        json_decref(r);
+        CHECK(callf(c, &alice, "CreateKey", &r, NULL, "{}") == KMS_OK);
+        snprintf(k2, sizeof k2, "%s", json_string_value(json_object_get(json_object_get(r, "KeyMetadata"), "KeyId")));
+        json_decref(r);
+        CHECK(callf(c, &alice, "CreateAlias", NULL, NULL, "{\"AliasName\":\"alias/moving\",\"TargetKeyId\":\"%s\"}", k1) ==
+              KMS_OK);
+        CHECK(callf(c, &alice, "PutKeyPolicy", NULL, NULL,
+                    "{\"KeyId\":\"%s\",\"Policy\":\"{\\\"Statement\\\":[{\\\"Effect\\\":\\\"Allow\\\",\\\"Principal\\\":"
+                    "{\\\"AWS\\\":\\\"" ACCT_A "\\\"},\\\"Action\\\":\\\"kms:*\\\",\\\"Resource\\\":\\\"*\\\"},{\\\"Effect\\\":"
+                    "\\\"Deny\\\",\\\"Principal\\\":\\\"*\\\",\\\"Action\\\":\\\"kms:UpdateAlias\\\",\\\"Resource\\\":\\\"*\\\"}]}\"}",
+                    k1) == KMS_OK);
+        CHECK(callf(c, &alice, "UpdateAlias", NULL, NULL, "{\"AliasName\":\"alias/moving\",\"TargetKeyId\":\"%s\"}", k2) ==
+              KMS_ERR_ACCESS_DENIED);
+        CHECK(callf(c, &alice, "DescribeKey", &r, NULL, "{\"KeyId\":\"alias/moving\"}") == KMS_OK);
+        CHECK(!strcmp(json_string_value(json_object_get(json_object_get(r, "KeyMetadata"), "KeyId")), k1));
+        json_decref(r);
+    }
     kms_core_free(c);
 }
 
