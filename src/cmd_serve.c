@@ -28,7 +28,9 @@ static void usage(FILE *f)
                "Serves the key store over HTTP(S) with the AWS KMS JSON protocol; every request must be\n"
                "SigV4-signed with an access key from `envelopefs kms create-access-key`.\n"
                "  --listen ADDR:PORT   default 127.0.0.1:4599\n"
-               "  --rate-limit N       requests per second per account (default 10000, AWS's default quota)\n");
+               "  --rate-limit N       requests per second per account (default 10000, AWS's default quota)\n"
+               "  --unix-principal UID=ARN   with --unix: a peer of this uid may send unsigned requests, served\n"
+               "                       as the principal ARN (arn:aws:iam::ACCOUNT:root | ...:user/NAME); repeatable\n");
 }
 
 /* Block the stop signals (so sigwait sees them), start the server, write the pid file. */
@@ -58,15 +60,17 @@ static int start_server(kmsc *client, const kms_server_opts *so, const char *pid
 
 int cmd_kms_serve(int argc, char **argv)
 {
-    enum { O_LISTEN = 1000, O_UNIX, O_CERT, O_KEY, O_FG, O_PID, O_RATE, O_THREADS, O_STORE, O_RK, O_PF };
+    enum { O_LISTEN = 1000, O_UNIX, O_UNIX_PRINCIPAL, O_CERT, O_KEY, O_FG, O_PID, O_RATE, O_THREADS, O_STORE, O_RK, O_PF };
     static const struct option opts[] = {
         {"listen", required_argument, NULL, O_LISTEN}, {"unix", required_argument, NULL, O_UNIX},
+        {"unix-principal", required_argument, NULL, O_UNIX_PRINCIPAL},
         {"tls-cert", required_argument, NULL, O_CERT}, {"tls-key", required_argument, NULL, O_KEY},
         {"foreground", no_argument, NULL, O_FG}, {"pid-file", required_argument, NULL, O_PID},
         {"rate-limit", required_argument, NULL, O_RATE}, {"threads", required_argument, NULL, O_THREADS},
         {"store", required_argument, NULL, O_STORE}, {"root-key-file", required_argument, NULL, O_RK},
         {"passphrase-file", required_argument, NULL, O_PF}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
     kms_server_opts so;
+    const char *unix_principals[64];
     cli_kms_opts k;
     const char *pid_file = NULL;
     bool fg = false;
@@ -83,6 +87,14 @@ int cmd_kms_serve(int argc, char **argv)
         switch (c) {
         case O_LISTEN: so.listen = optarg; break;
         case O_UNIX: so.unix_path = optarg; break;
+        case O_UNIX_PRINCIPAL:
+            if (so.n_unix_principals == sizeof unix_principals / sizeof unix_principals[0]) {
+                fprintf(stderr, "envelopefs kms serve: at most %zu --unix-principal\n", so.n_unix_principals);
+                return 2;
+            }
+            unix_principals[so.n_unix_principals++] = optarg;
+            so.unix_principals = unix_principals;
+            break;
         case O_CERT: so.tls_cert = optarg; break;
         case O_KEY: so.tls_key = optarg; break;
         case O_FG: fg = true; break;

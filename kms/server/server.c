@@ -66,6 +66,8 @@ struct kms_server {
     char *tls_cert, *tls_key;    /* PEM contents */
     int unix_fd;
     unsigned port;
+    struct uid_principal *uids;  /* Unix-socket peers served without SigV4 */
+    size_t n_uids;
 };
 
 struct req_state {
@@ -74,10 +76,44 @@ struct req_state {
     bool too_big;
 };
 
-/* Per connection (MHD's socket context): the caller's address as the audit trail names it. */
+/* Per connection (MHD's socket context): the caller's address as the audit trail names it, and for a
+ * Unix-socket peer its uid. */
 struct conn_state {
     char source[64];
+    bool peer;  /* uid is the peer's (SO_PEERCRED) */
+    uid_t uid;
 };
+
+/* A Unix-socket peer uid → principal mapping (kms_server_opts.unix_principals), parsed. */
+struct uid_principal {
+    uid_t uid;
+    char account[16];
+    char user[64];
+};
+
+/* "UID=arn:aws:iam::ACCOUNT:root|user/NAME" → m; -1 if malformed. */
+static int parse_uid_principal(const char *s, struct uid_principal *m)
+{
+    char *end;
+    const char *arn;
+    unsigned long uid = strtoul(s, &end, 10);
+    if (end == s || *end != '=' || uid > (unsigned long)(uid_t)-1)
+        return -1;
+    arn = end + 1;
+    if (strncmp(arn, "arn:aws:iam::", 13) || strlen(arn) < 27 || strspn(arn + 13, "0123456789") != 12 ||
+        arn[25] != ':')
+        return -1;
+    m->uid = (uid_t)uid;
+    memcpy(m->account, arn + 13, 12);
+    m->account[12] = 0;
+    if (!strcmp(arn + 26, "root"))
+        snprintf(m->user, sizeof m->user, "root");
+    else if (!strncmp(arn + 26, "user/", 5) && arn[31] && strlen(arn + 31) < sizeof m->user)
+        snprintf(m->user, sizeof m->user, "%s", arn + 31);
+    else
+        return -1;
+    return 0;
+}
 
 static void notify_connection(void *cls, struct MHD_Connection *c, void **socket_context,
                               enum MHD_ConnectionNotificationCode toe)
@@ -92,6 +128,16 @@ static void notify_connection(void *cls, struct MHD_Connection *c, void **socket
         if (ci && ci->client_addr && ci->client_addr->sa_family == AF_INET)
             inet_ntop(AF_INET, &((const struct sockaddr_in *)ci->client_addr)->sin_addr, addr, sizeof addr);
         snprintf(cs->source, sizeof cs->source, "http:%s", addr);
+        cs->peer = false;
+        if (!strcmp(addr, "unix")) {
+            const union MHD_ConnectionInfo *fi = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+            struct ucred cred;
+            socklen_t len = sizeof cred;
+            if (fi && !getsockopt(fi->connect_fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) && len == sizeof cred) {
+                cs->peer = true;
+                cs->uid = cred.uid;
+            }
+        }
         *socket_context = cs;
     } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
         free(*socket_context);
@@ -389,7 +435,23 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     if (!target || strncmp(target, "TrentService.", 13))
         return reply_error(c, KMS_ERR_UNKNOWN_OPERATION, "X-Amz-Target must be TrentService.<Operation>");
     op = target + 13;
-    e = authenticate(s, c, st, &key, &msg);
+    {
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        const struct conn_state *cs = ci ? ci->socket_context : NULL;
+        const struct uid_principal *m = NULL;
+        if (cs && cs->peer && !MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization"))
+            for (size_t i = 0; i < s->n_uids && !m; i++)
+                if (s->uids[i].uid == cs->uid)
+                    m = &s->uids[i];
+        if (m) { /* the kernel vouches for the peer: no signature to check */
+            memset(&key, 0, sizeof key);
+            memcpy(key.account, m->account, sizeof key.account);
+            memcpy(key.user, m->user, sizeof key.user);
+            e = KMS_OK;
+        } else {
+            e = authenticate(s, c, st, &key, &msg);
+        }
+    }
     if (e)
         return reply_error(c, e, msg);
     if (!allow(s, key.account))
@@ -397,7 +459,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     {
         const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
         const struct conn_state *cs = ci ? ci->socket_context : NULL;
-        kms_principal p = {.account = key.account, .user = key.user, .access_key = key.id,
+        kms_principal p = {.account = key.account, .user = key.user, .access_key = key.id[0] ? key.id : NULL,
                            .source = cs ? cs->source : "http:unknown",
                            .source_ip = cs && strcmp(cs->source, "http:unix") ? cs->source + 5 : NULL};
         e = kms_core_call(s->core, &p, op, st->body ? st->body : "{}", st->body ? st->len : 2, &resp, &resp_len, &emsg);
@@ -463,9 +525,26 @@ kms_err kms_server_start(kms_core *core, const kms_server_opts *o, kms_server **
     s->core = core;
     s->o = *o;
     s->unix_fd = -1;
+    if (o->n_unix_principals) {
+        s->uids = calloc(o->n_unix_principals, sizeof *s->uids);
+        if (!s->uids) {
+            free(s);
+            return KMS_ERR_NOMEM;
+        }
+        for (size_t i = 0; i < o->n_unix_principals; i++)
+            if (parse_uid_principal(o->unix_principals[i], &s->uids[s->n_uids++])) {
+                if (errmsg && asprintf(errmsg, "--unix-principal takes UID=arn:aws:iam::ACCOUNT:root or "
+                                               "UID=arn:aws:iam::ACCOUNT:user/NAME, not %s", o->unix_principals[i]) < 0)
+                    *errmsg = NULL;
+                free(s->uids);
+                free(s);
+                return KMS_ERR_VALIDATION;
+            }
+    }
     pthread_mutex_init(&s->lock, NULL);
     s->aks = sodium_malloc(AK_CACHE * sizeof *s->aks);
     if (!s->aks) {
+        free(s->uids);
         free(s);
         return KMS_ERR_NOMEM;
     }
@@ -574,5 +653,6 @@ void kms_server_stop(kms_server *s)
     }
     free(s->tls_cert);
     pthread_mutex_destroy(&s->lock);
+    free(s->uids);
     free(s);
 }

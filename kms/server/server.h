@@ -21,6 +21,11 @@ typedef struct kms_server_opts {
     unsigned max_connections;  /* 0 = 1024 */
     unsigned timeout_s;        /* idle connection timeout; 0 = 30 */
     int64_t max_skew_s;        /* 0 = 300 */
+    /* Unix socket: "UID=PRINCIPAL-ARN" entries (arn:aws:iam::ACCOUNT:root | arn:aws:iam::ACCOUNT:user/NAME).
+     * A request without an Authorization header from a peer whose uid (SO_PEERCRED) is listed is served
+     * as that principal; signed requests are authenticated as always; other peers need SigV4. */
+    const char *const *unix_principals;
+    size_t n_unix_principals;
 } kms_server_opts;
 
 typedef struct kms_server kms_server;
