@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "access.h"
 
@@ -86,11 +87,27 @@ void kms_key_set_policy(kms_key *k, char *text, kms_policy *compiled)
     k->policy = compiled;
 }
 
+/* In a grant constraint the key of a pair is case-insensitive, its value case-sensitive (AWS's rule). */
 static bool ctx_has(const kms_ectx *ectx, const char *key, const char *value)
 {
     for (size_t i = 0; ectx && i < ectx->n; i++)
-        if (!strcmp(ectx->pairs[i].key, key))
-            return !strcmp(ectx->pairs[i].value, value);
+        if (!strcasecmp(ectx->pairs[i].key, key) && !strcmp(ectx->pairs[i].value, value))
+            return true;
+    return false;
+}
+
+/* The operations a grant's constraint applies to: those that take an encryption context. AWS applies
+ * none to the others (DescribeKey, RetireGrant, GetPublicKey, Sign, Verify, the MAC operations); we do
+ * the same. (AWS also skips the constraint for asymmetric keys' Encrypt and Decrypt, which take no
+ * context; here the constraint still applies, so such a grant allows nothing there: stricter, not looser.) */
+static bool takes_context(const char *action)
+{
+    static const char *const OPS[] = {"Encrypt", "Decrypt", "GenerateDataKey", "GenerateDataKeyWithoutPlaintext",
+                                      "ReEncryptFrom", "ReEncryptTo", "GenerateDataKeyPair",
+                                      "GenerateDataKeyPairWithoutPlaintext"};
+    for (size_t i = 0; i < sizeof OPS / sizeof OPS[0]; i++)
+        if (!strcmp(OPS[i], action))
+            return true;
     return false;
 }
 
@@ -131,7 +148,7 @@ static bool grant_allows(const kms_key *k, const char *arn, const char *account,
         const kms_grant *g = &k->grants[i];
         if (!(g->ops & (1u << op)) || !kms_principal_matches(g->grantee, arn, account))
             continue;
-        if (r->new_grant ? within(g, r->new_grant) : kms_grant_admits(g, r->ectx))
+        if (r->new_grant ? within(g, r->new_grant) : !takes_context(r->action) || kms_grant_admits(g, r->ectx))
             return true;
     }
     return false;

@@ -520,7 +520,8 @@ static void test_grants(void)
                 "{\"KeyId\":\"%s\",\"GranteePrincipal\":\"" ACCT_B "\",\"Operations\":[\"Fly\"]}", arn) == KMS_ERR_VALIDATION);
     CHECK(callf(c, &root, "CreateGrant", NULL, NULL,
                 "{\"KeyId\":\"%s\",\"GranteePrincipal\":\"" ACCT_B "\",\"Operations\":[\"DescribeKey\"],"
-                "\"Constraints\":{\"EncryptionContextEquals\":{\"a\":\"b\"}}}", arn) == KMS_ERR_VALIDATION);
+                "\"Constraints\":{\"EncryptionContextEquals\":{\"a\":\"b\"},"
+                "\"EncryptionContextSubset\":{\"a\":\"b\"}}}", arn) == KMS_ERR_VALIDATION); /* not both */
     /* retire: bob (grantee without RetireGrant) may not; carol (retiring principal) may, by token */
     CHECK(callf(c, &bob, "RetireGrant", NULL, NULL, "{\"GrantToken\":\"%s\"}", t1) == KMS_ERR_ACCESS_DENIED);
     CHECK(callf(c, &carol, "RetireGrant", NULL, NULL, "{\"GrantToken\":\"%s\"}", t1) == KMS_OK);
