@@ -173,11 +173,12 @@ static kms_err resolve(struct op_ctx *x, const char *id, kms_key **out)
         return invalid(x, "keyId", "Member must have length less than or equal to 2048");
     if (!strncmp(id, "arn:", 4)) {
         size_t rl = strlen(c->region);
-        const char *a = id + 12 + rl + 1;
+        const char *a;
         if (strncmp(id, "arn:aws:kms:", 12))
             return fail(x, KMS_ERR_INVALID_ARN, "Invalid arn %s", id);
         if (strncmp(id + 12, c->region, rl) || id[12 + rl] != ':')
             return fail(x, KMS_ERR_NOT_FOUND, "Invalid arn %s: no such region here", id);
+        a = id + 12 + rl + 1;
         if (strspn(a, "0123456789") != 12 || a[12] != ':')
             return fail(x, KMS_ERR_INVALID_ARN, "Invalid arn %s", id);
         memcpy(acct_buf, a, 12);

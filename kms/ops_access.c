@@ -589,9 +589,11 @@ static kms_key *key_named(struct op_ctx *x, const char *id)
     kms_key *k;
     if (!strncmp(id, "arn:aws:kms:", 12)) {
         size_t rl = strlen(c->region);
-        const char *a = id + 13 + rl;
-        if (strlen(id) < 13 + rl + 13 || strncmp(id + 12, c->region, rl) || id[12 + rl] != ':' ||
-            strspn(a, "0123456789") != 12 || strncmp(a + 12, ":key/", 5))
+        const char *a;
+        if (strlen(id) < 13 + rl + 12 + 5 || strncmp(id + 12, c->region, rl) || id[12 + rl] != ':')
+            return NULL;
+        a = id + 13 + rl;
+        if (strspn(a, "0123456789") != 12 || strncmp(a + 12, ":key/", 5))
             return NULL;
         memcpy(acct_buf, a, 12);
         acct_buf[12] = 0;
