@@ -183,7 +183,9 @@ kms_err kms_access_check(kms_core *c, const kms_principal *p, kms_key *k, const 
     const kms_policy *pol = kms_key_policy(k);
     kms_policy_decision d;
     fill_req(c, p, k, r, &pr, arn, sizeof arn, key_arn, sizeof key_arn);
-    d = pol ? kms_policy_eval(pol, &pr) : KMS_POLICY_NO_MATCH;
+    /* A policy that cannot be compiled (out of memory, a damaged store) denies everything: its Deny
+     * statements cannot be weighed, so neither can the grants. */
+    d = pol ? kms_policy_eval(pol, &pr) : KMS_POLICY_DENY;
     if (d == KMS_POLICY_ALLOW || (d == KMS_POLICY_NO_MATCH && !r->policy_only && grant_allows(k, arn, pr.account, r)))
         return KMS_OK;
     if (msg) {

@@ -20,8 +20,8 @@
 /* ---- authorization of a key's use ----------------------------------------------------------- */
 
 /* The request's encryption context for this action, as borrowed pairs (in pairs[cap], or malloc'd
- * into *heap when larger). */
-static void request_ectx(json_t *in, const char *action, kms_ectx *ectx, kms_ectx_pair *pairs, size_t cap,
+ * into *heap when larger). false on OOM: the decision must not be made without it. */
+static bool request_ectx(json_t *in, const char *action, kms_ectx *ectx, kms_ectx_pair *pairs, size_t cap,
                          kms_ectx_pair **heap)
 {
     const char *field = !strcmp(action, "ReEncryptFrom") ? "SourceEncryptionContext"
@@ -34,10 +34,10 @@ static void request_ectx(json_t *in, const char *action, kms_ectx *ectx, kms_ect
     ectx->n = 0;
     *heap = NULL;
     if (!json_is_object(o) || !json_object_size(o))
-        return;
+        return true;
     if (json_object_size(o) > cap) {
         if (!(*heap = calloc(json_object_size(o), sizeof **heap)))
-            return;
+            return false;
         pairs = *heap;
     }
     json_object_foreach(o, k, v) {
@@ -49,6 +49,7 @@ static void request_ectx(json_t *in, const char *action, kms_ectx *ectx, kms_ect
     }
     ectx->pairs = pairs;
     ectx->n = n;
+    return true;
 }
 
 kms_err kms_authorize_key(struct op_ctx *x, kms_key *k, const char *alias)
@@ -59,7 +60,8 @@ kms_err kms_authorize_key(struct op_ctx *x, kms_key *k, const char *alias)
     kms_ectx ectx;
     kms_access_req r = {.action = action, .ectx = &ectx, .alias = alias, .new_grant = x->new_grant};
     kms_err e;
-    request_ectx(x->in, action, &ectx, pairs, sizeof pairs / sizeof pairs[0], &heap);
+    if (!request_ectx(x->in, action, &ectx, pairs, sizeof pairs / sizeof pairs[0], &heap))
+        return KMS_ERR_NOMEM;
     if (x->new_grant) {
         for (int i = 0; i < KMS_N_GRANT_OPS; i++)
             if (x->new_grant->ops & (1u << i))

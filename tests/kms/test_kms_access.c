@@ -590,7 +590,18 @@ static void test_migration(void)
         CHECK(sqlite3_step(st) == SQLITE_ROW && !strcmp((const char *)sqlite3_column_text(st, 0), "1"));
         sqlite3_finalize(st);
     }
+    /* a stored policy that no longer parses (a damaged store) denies everything, grants included */
+    {
+        char sql[300];
+        snprintf(sql, sizeof sql,
+                 "INSERT OR REPLACE INTO key_policies(key_id, account, policy, updated) VALUES('%s','" ACCT_A "','{bad',0)",
+                 id);
+        CHECK(sqlite3_exec(s, sql, NULL, NULL, NULL) == SQLITE_OK);
+    }
     sqlite3_close(s);
+    c = open_store();
+    CHECK(callf(c, &alice, "DescribeKey", NULL, NULL, "{\"KeyId\":\"%s\"}", id) == KMS_ERR_ACCESS_DENIED);
+    kms_core_free(c);
 }
 
 int main(int argc, char **argv)
