@@ -411,6 +411,13 @@ static void test_accounts(void)
                     blob) == KMS_ERR_ACCESS_DENIED);
         CHECK(callf(c, &bob, "Decrypt", NULL, NULL, "{\"CiphertextBlob\":\"%s\",\"EncryptionContext\":{\"x\":\"y\"}}",
                     blob) == KMS_ERR_INVALID_CIPHERTEXT);
+        /* a disabled key: DisabledException for its owner, AccessDenied (nothing about its state) for others */
+        CHECK(callf(c, &bob, "DisableKey", NULL, NULL, "{\"KeyId\":\"%s\"}", id) == KMS_OK);
+        CHECK(callf(c, &bob, "Decrypt", NULL, NULL, "{\"CiphertextBlob\":\"%s\"}", blob) == KMS_ERR_DISABLED);
+        CHECK(callf(c, &alice, "Decrypt", NULL, NULL, "{\"CiphertextBlob\":\"%s\"}", blob) == KMS_ERR_ACCESS_DENIED);
+        CHECK(callf(c, &alice, "Encrypt", NULL, NULL, "{\"KeyId\":\"%s\",\"Plaintext\":\"aGk=\"}", arn) ==
+              KMS_ERR_ACCESS_DENIED);
+        CHECK(callf(c, &bob, "EnableKey", NULL, NULL, "{\"KeyId\":\"%s\"}", id) == KMS_OK);
         free(blob);
     }
     /* an alias names a key of its own account, even when the other account's policy would allow it */
