@@ -11,8 +11,8 @@
 #include <jansson.h>
 #include <sodium.h>
 
-#include "envelopefs/jsondump.h"
-#include "envelopefs/jsonparse.h"
+#include "common/jsondump.h"
+#include "common/jsonparse.h"
 #include "internal.h"
 #include "ops.h"
 

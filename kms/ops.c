@@ -10,7 +10,7 @@
 
 #include <sodium.h>
 
-#include "envelopefs/jsonb64.h"
+#include "common/jsonb64.h"
 #include "aead.h"
 #include "blob.h"
 #include "ectx.h"

@@ -21,7 +21,7 @@
 
 #include <sodium.h>
 
-#include "envelopefs/monotime.h"
+#include "common/monotime.h"
 #include "internal.h"
 #include "audit.h"
 

@@ -13,7 +13,7 @@
 #include <sodium.h>
 
 #include "backend.h"
-#include "envelopefs/jsonb64.h"
+#include "common/jsonb64.h"
 #include "jsonwipe.h"
 
 struct kmsc {

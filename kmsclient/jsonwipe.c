@@ -6,7 +6,7 @@
 
 #include <jansson.h>
 
-#include "envelopefs/wipe.h"
+#include "common/wipe.h"
 #include "jsonwipe.h"
 
 static void *wipe_malloc(size_t n)

@@ -22,7 +22,7 @@
 #include "cli_common.h"
 #include "commands.h"
 #include "efs.h"
-#include "envelopefs/log.h"
+#include "common/log.h"
 
 enum { OPT_KMS = 1000, OPT_STORE, OPT_ROOT_KEY, OPT_PASSFILE, OPT_DEK_XATTR, OPT_BUCKET, OPT_PLAIN_NAMES,
        OPT_BLOCK, OPT_KEY_ID, OPT_REGION };

@@ -26,7 +26,7 @@
 #include <sodium.h>
 
 #include "cli_common.h"
-#include "envelopefs/jsonb64.h"
+#include "common/jsonb64.h"
 #include "commands.h"
 #include "jsonwipe.h"
 

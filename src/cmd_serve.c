@@ -16,8 +16,8 @@
 
 #include "cli_common.h"
 #include "commands.h"
-#include "envelopefs/daemon.h"
-#include "envelopefs/log.h"
+#include "common/daemon.h"
+#include "common/log.h"
 #include "server.h"
 
 static void usage(FILE *f)

@@ -27,8 +27,8 @@
 #include <jansson.h>
 #include <sodium.h>
 
-#include "envelopefs/log.h"
-#include "envelopefs/monotime.h"
+#include "common/log.h"
+#include "common/monotime.h"
 #include "envelopefs/sigv4.h"
 
 #define MAX_BODY (64 * 1024)
