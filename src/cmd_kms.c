@@ -28,7 +28,7 @@
 #include "cli_common.h"
 #include "common/jsonb64.h"
 #include "commands.h"
-#include "jsonwipe.h"
+#include "common/jsonwipe.h"
 
 #define EXIT_SERVICE 254
 #define EXIT_USAGE 252
@@ -967,7 +967,7 @@ int cmd_kms(int argc, char **argv)
 
     memset(&cli, 0, sizeof cli);
     cli.output = "json";
-    kmsc_json_wipe_on_free(); /* requests and responses here may carry plaintext */
+    efs_json_wipe_on_free(); /* requests and responses here may carry plaintext */
     if (argc < 2 || !strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? EXIT_USAGE : 0;
