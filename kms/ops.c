@@ -14,6 +14,7 @@
 #include "aead.h"
 #include "blob.h"
 #include "ectx.h"
+#include "authz.h"
 #include "ops.h"
 
 #define DAY 86400
@@ -389,7 +390,7 @@ static kms_err check_alg(struct op_ctx *x, json_t *in, const char *field)
 
 /* ---- key lifecycle -------------------------------------------------------------------------- */
 
-kms_err op_create_key(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_create_key(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_core *c = x->core;
     const char *desc, *spec, *usage, *origin;
@@ -462,7 +463,7 @@ kms_err op_create_key(struct op_ctx *x, json_t *in, json_t **out)
     return *out ? KMS_OK : KMS_ERR_NOMEM;
 }
 
-kms_err op_describe_key(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_describe_key(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_key *k;
     kms_err e = resolve_any(x, in, &k);
@@ -515,7 +516,7 @@ static void page_end(json_t *o, size_t next, size_t total)
     }
 }
 
-kms_err op_list_keys(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_list_keys(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_core *c = x->core;
     size_t start, limit, i;
@@ -536,7 +537,7 @@ kms_err op_list_keys(struct op_ctx *x, json_t *in, json_t **out)
     return KMS_OK;
 }
 
-kms_err op_update_key_description(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_update_key_description(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_key *k;
     const char *desc;
@@ -587,10 +588,10 @@ static kms_err set_enabled(struct op_ctx *x, json_t *in, json_t **out, bool enab
     return KMS_OK;
 }
 
-kms_err op_enable_key(struct op_ctx *x, json_t *in, json_t **out) { return set_enabled(x, in, out, true); }
-kms_err op_disable_key(struct op_ctx *x, json_t *in, json_t **out) { return set_enabled(x, in, out, false); }
+kms_err kms_op_enable_key(struct op_ctx *x, json_t *in, json_t **out) { return set_enabled(x, in, out, true); }
+kms_err kms_op_disable_key(struct op_ctx *x, json_t *in, json_t **out) { return set_enabled(x, in, out, false); }
 
-kms_err op_schedule_key_deletion(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_schedule_key_deletion(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_key *k;
     bool has;
@@ -625,7 +626,7 @@ kms_err op_schedule_key_deletion(struct op_ctx *x, json_t *in, json_t **out)
     return KMS_OK;
 }
 
-kms_err op_cancel_key_deletion(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_cancel_key_deletion(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_key *k;
     kms_key saved;
@@ -651,7 +652,7 @@ kms_err op_cancel_key_deletion(struct op_ctx *x, json_t *in, json_t **out)
 
 /* ---- rotation ------------------------------------------------------------------------------- */
 
-kms_err op_enable_key_rotation(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_enable_key_rotation(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_key *k;
     bool has;
@@ -683,7 +684,7 @@ kms_err op_enable_key_rotation(struct op_ctx *x, json_t *in, json_t **out)
     return KMS_OK;
 }
 
-kms_err op_disable_key_rotation(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_disable_key_rotation(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_key *k;
     kms_key saved;
@@ -704,7 +705,7 @@ kms_err op_disable_key_rotation(struct op_ctx *x, json_t *in, json_t **out)
     return KMS_OK;
 }
 
-kms_err op_get_key_rotation_status(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_get_key_rotation_status(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_key *k;
     char arn[160];
@@ -724,7 +725,7 @@ kms_err op_get_key_rotation_status(struct op_ctx *x, json_t *in, json_t **out)
     return KMS_OK;
 }
 
-kms_err op_rotate_key_on_demand(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_rotate_key_on_demand(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_key *k;
     char arn[160];
@@ -743,7 +744,7 @@ kms_err op_rotate_key_on_demand(struct op_ctx *x, json_t *in, json_t **out)
     return KMS_OK;
 }
 
-kms_err op_list_key_rotations(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_list_key_rotations(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_key *k;
     size_t start, limit, i, total;
@@ -799,7 +800,7 @@ static kms_err alias_name(struct op_ctx *x, json_t *in, const char **name)
     return KMS_OK;
 }
 
-kms_err op_create_alias(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_create_alias(struct op_ctx *x, json_t *in, json_t **out)
 {
     const char *name;
     kms_key *k;
@@ -822,7 +823,7 @@ kms_err op_create_alias(struct op_ctx *x, json_t *in, json_t **out)
     return e;
 }
 
-kms_err op_update_alias(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_update_alias(struct op_ctx *x, json_t *in, json_t **out)
 {
     const char *name;
     kms_key *k;
@@ -846,7 +847,7 @@ kms_err op_update_alias(struct op_ctx *x, json_t *in, json_t **out)
     return e;
 }
 
-kms_err op_delete_alias(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_delete_alias(struct op_ctx *x, json_t *in, json_t **out)
 {
     const char *name;
     kms_alias *a;
@@ -866,7 +867,7 @@ kms_err op_delete_alias(struct op_ctx *x, json_t *in, json_t **out)
     return e;
 }
 
-kms_err op_list_aliases(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_list_aliases(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_core *c = x->core;
     const char *kid;
@@ -909,7 +910,7 @@ kms_err op_list_aliases(struct op_ctx *x, json_t *in, json_t **out)
 
 /* ---- tags ----------------------------------------------------------------------------------- */
 
-kms_err op_tag_resource(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_tag_resource(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_key *k;
     json_t *tags = json_object_get(in, "Tags"), *t;
@@ -935,7 +936,7 @@ kms_err op_tag_resource(struct op_ctx *x, json_t *in, json_t **out)
     return KMS_OK;
 }
 
-kms_err op_untag_resource(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_untag_resource(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_key *k;
     json_t *keys = json_object_get(in, "TagKeys"), *t;
@@ -956,7 +957,7 @@ kms_err op_untag_resource(struct op_ctx *x, json_t *in, json_t **out)
     return KMS_OK;
 }
 
-kms_err op_list_resource_tags(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_list_resource_tags(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_key *k;
     sqlite3_stmt *st;
@@ -979,7 +980,7 @@ kms_err op_list_resource_tags(struct op_ctx *x, json_t *in, json_t **out)
 
 /* ---- cryptographic operations --------------------------------------------------------------- */
 
-kms_err op_encrypt(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_encrypt(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_key *k;
     uint8_t *pt = NULL;
@@ -1074,13 +1075,13 @@ static kms_err data_key(struct op_ctx *x, json_t *in, json_t **out, bool with_pl
     return KMS_OK;
 }
 
-kms_err op_generate_data_key(struct op_ctx *x, json_t *in, json_t **out) { return data_key(x, in, out, true); }
-kms_err op_generate_data_key_without_plaintext(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_generate_data_key(struct op_ctx *x, json_t *in, json_t **out) { return data_key(x, in, out, true); }
+kms_err kms_op_generate_data_key_without_plaintext(struct op_ctx *x, json_t *in, json_t **out)
 {
     return data_key(x, in, out, false);
 }
 
-kms_err op_decrypt(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_decrypt(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_key *explicit_key = NULL, *used;
     const char *kid;
@@ -1111,7 +1112,7 @@ kms_err op_decrypt(struct op_ctx *x, json_t *in, json_t **out)
     return KMS_OK;
 }
 
-kms_err op_re_encrypt(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_re_encrypt(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_key *src_key = NULL, *used, *dst;
     const char *sid, *did;
@@ -1162,7 +1163,7 @@ kms_err op_re_encrypt(struct op_ctx *x, json_t *in, json_t **out)
     return KMS_OK;
 }
 
-kms_err op_generate_random(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_generate_random(struct op_ctx *x, json_t *in, json_t **out)
 {
     bool has;
     long long n = 0;

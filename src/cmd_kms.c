@@ -60,44 +60,69 @@ struct verb {
 #define CTX {"encryption-context", "EncryptionContext", F_CTX}
 #define GRANT_TOKENS {"grant-tokens", "GrantTokens", F_LIST}
 
+/* Each operation's flags (CLI_FLAGS_Name); the verbs themselves come from KMS_OPERATIONS. */
+#define CLI_FLAGS_CreateKey \
+    {{"description", "Description", F_STR}, \
+     {"tags", "Tags", F_TAGS}, \
+     {"key-spec", "KeySpec", F_STR}, \
+     {"key-usage", "KeyUsage", F_STR}, \
+     {"origin", "Origin", F_STR}}
+#define CLI_FLAGS_DescribeKey {KEYID, GRANT_TOKENS}
+#define CLI_FLAGS_ListKeys {LIMIT}
+#define CLI_FLAGS_UpdateKeyDescription {KEYID, {"description", "Description", F_STR}}
+#define CLI_FLAGS_EnableKey {KEYID}
+#define CLI_FLAGS_DisableKey {KEYID}
+#define CLI_FLAGS_ScheduleKeyDeletion {KEYID, {"pending-window-in-days", "PendingWindowInDays", F_INT}}
+#define CLI_FLAGS_CancelKeyDeletion {KEYID}
+#define CLI_FLAGS_EnableKeyRotation {KEYID, {"rotation-period-in-days", "RotationPeriodInDays", F_INT}}
+#define CLI_FLAGS_DisableKeyRotation {KEYID}
+#define CLI_FLAGS_GetKeyRotationStatus {KEYID}
+#define CLI_FLAGS_RotateKeyOnDemand {KEYID}
+#define CLI_FLAGS_ListKeyRotations {KEYID, LIMIT}
+#define CLI_FLAGS_CreateAlias {{"alias-name", "AliasName", F_STR}, {"target-key-id", "TargetKeyId", F_STR}}
+#define CLI_FLAGS_UpdateAlias {{"alias-name", "AliasName", F_STR}, {"target-key-id", "TargetKeyId", F_STR}}
+#define CLI_FLAGS_DeleteAlias {{"alias-name", "AliasName", F_STR}}
+#define CLI_FLAGS_ListAliases {KEYID, LIMIT}
+#define CLI_FLAGS_TagResource {KEYID, {"tags", "Tags", F_TAGS}}
+#define CLI_FLAGS_UntagResource {KEYID, {"tag-keys", "TagKeys", F_LIST}}
+#define CLI_FLAGS_ListResourceTags {KEYID, LIMIT}
+#define CLI_FLAGS_GenerateDataKey \
+    {KEYID, \
+     CTX, \
+     {"key-spec", "KeySpec", F_STR}, \
+     {"number-of-bytes", "NumberOfBytes", F_INT}, \
+     GRANT_TOKENS}
+#define CLI_FLAGS_GenerateDataKeyWithoutPlaintext \
+    {KEYID, \
+     CTX, \
+     {"key-spec", "KeySpec", F_STR}, \
+     {"number-of-bytes", "NumberOfBytes", F_INT}, \
+     GRANT_TOKENS}
+#define CLI_FLAGS_Encrypt \
+    {KEYID, \
+     CTX, \
+     {"plaintext", "Plaintext", F_BLOB}, \
+     {"encryption-algorithm", "EncryptionAlgorithm", F_STR}, \
+     GRANT_TOKENS}
+#define CLI_FLAGS_Decrypt \
+    {KEYID, \
+     CTX, \
+     {"ciphertext-blob", "CiphertextBlob", F_BLOB}, \
+     {"encryption-algorithm", "EncryptionAlgorithm", F_STR}, \
+     GRANT_TOKENS}
+#define CLI_FLAGS_ReEncrypt \
+    {{"ciphertext-blob", "CiphertextBlob", F_BLOB}, \
+     {"source-key-id", "SourceKeyId", F_STR}, \
+     {"destination-key-id", "DestinationKeyId", F_STR}, \
+     {"source-encryption-context", "SourceEncryptionContext", F_CTX}, \
+     {"destination-encryption-context", "DestinationEncryptionContext", F_CTX}, \
+     GRANT_TOKENS}
+#define CLI_FLAGS_GenerateRandom {{"number-of-bytes", "NumberOfBytes", F_INT}}
+
 static const struct verb VERBS[] = {
-    {"create-key", "CreateKey", {{"description", "Description", F_STR}, {"tags", "Tags", F_TAGS},
-                                 {"key-spec", "KeySpec", F_STR}, {"key-usage", "KeyUsage", F_STR},
-                                 {"origin", "Origin", F_STR}}},
-    {"describe-key", "DescribeKey", {KEYID, GRANT_TOKENS}},
-    {"list-keys", "ListKeys", {LIMIT}},
-    {"update-key-description", "UpdateKeyDescription", {KEYID, {"description", "Description", F_STR}}},
-    {"enable-key", "EnableKey", {KEYID}},
-    {"disable-key", "DisableKey", {KEYID}},
-    {"schedule-key-deletion", "ScheduleKeyDeletion", {KEYID, {"pending-window-in-days", "PendingWindowInDays", F_INT}}},
-    {"cancel-key-deletion", "CancelKeyDeletion", {KEYID}},
-    {"enable-key-rotation", "EnableKeyRotation", {KEYID, {"rotation-period-in-days", "RotationPeriodInDays", F_INT}}},
-    {"disable-key-rotation", "DisableKeyRotation", {KEYID}},
-    {"get-key-rotation-status", "GetKeyRotationStatus", {KEYID}},
-    {"rotate-key-on-demand", "RotateKeyOnDemand", {KEYID}},
-    {"list-key-rotations", "ListKeyRotations", {KEYID, LIMIT}},
-    {"create-alias", "CreateAlias", {{"alias-name", "AliasName", F_STR}, {"target-key-id", "TargetKeyId", F_STR}}},
-    {"update-alias", "UpdateAlias", {{"alias-name", "AliasName", F_STR}, {"target-key-id", "TargetKeyId", F_STR}}},
-    {"delete-alias", "DeleteAlias", {{"alias-name", "AliasName", F_STR}}},
-    {"list-aliases", "ListAliases", {KEYID, LIMIT}},
-    {"tag-resource", "TagResource", {KEYID, {"tags", "Tags", F_TAGS}}},
-    {"untag-resource", "UntagResource", {KEYID, {"tag-keys", "TagKeys", F_LIST}}},
-    {"list-resource-tags", "ListResourceTags", {KEYID, LIMIT}},
-    {"generate-data-key", "GenerateDataKey", {KEYID, CTX, {"key-spec", "KeySpec", F_STR},
-                                              {"number-of-bytes", "NumberOfBytes", F_INT}, GRANT_TOKENS}},
-    {"generate-data-key-without-plaintext", "GenerateDataKeyWithoutPlaintext",
-     {KEYID, CTX, {"key-spec", "KeySpec", F_STR}, {"number-of-bytes", "NumberOfBytes", F_INT}, GRANT_TOKENS}},
-    {"encrypt", "Encrypt", {KEYID, CTX, {"plaintext", "Plaintext", F_BLOB},
-                            {"encryption-algorithm", "EncryptionAlgorithm", F_STR}, GRANT_TOKENS}},
-    {"decrypt", "Decrypt", {KEYID, CTX, {"ciphertext-blob", "CiphertextBlob", F_BLOB},
-                            {"encryption-algorithm", "EncryptionAlgorithm", F_STR}, GRANT_TOKENS}},
-    {"re-encrypt", "ReEncrypt", {{"ciphertext-blob", "CiphertextBlob", F_BLOB},
-                                 {"source-key-id", "SourceKeyId", F_STR},
-                                 {"destination-key-id", "DestinationKeyId", F_STR},
-                                 {"source-encryption-context", "SourceEncryptionContext", F_CTX},
-                                 {"destination-encryption-context", "DestinationEncryptionContext", F_CTX},
-                                 GRANT_TOKENS}},
-    {"generate-random", "GenerateRandom", {{"number-of-bytes", "NumberOfBytes", F_INT}}},
+#define X(name, fn, verb, flags) {verb, #name, CLI_FLAGS_##name},
+    KMS_OPERATIONS(X)
+#undef X
 };
 #define NVERBS (sizeof VERBS / sizeof VERBS[0])
 
