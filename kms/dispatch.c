@@ -126,14 +126,12 @@ kms_err kms_core_call(kms_core *c, const kms_principal *caller, const char *oper
             break;
         }
     if (!op) {
-        if (message)
-            *message = kms_strdupf("unknown operation %s", operation ? operation : "(none)");
+        kms_set_msg(message, "unknown operation %s", operation ? operation : "(none)");
         return KMS_ERR_UNKNOWN_OPERATION;
     }
     in = efs_json_parse(req && req_len ? req : "{}", req && req_len ? req_len : 2, jerr, sizeof jerr);
     if (!in || !json_is_object(in)) {
-        if (message)
-            *message = kms_strdupf("request body is not a JSON object: %s", in ? "not an object" : jerr);
+        kms_set_msg(message, "request body is not a JSON object: %s", in ? "not an object" : jerr);
         json_decref(in);
         return KMS_ERR_SERIALIZATION;
     }

@@ -115,7 +115,8 @@ void kms_free_tables(kms_core *c);
 #define KMS_SCRATCH_MAX 8192
 uint8_t *kms_scratch(size_t n);
 
-/* dispatch.c helpers used by ops */
-char *kms_strdupf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* errors.c: the core's one formatted-message helper. *msg becomes a malloc'd printf of fmt (fmt NULL:
+ * no message; NULL also on OOM), after what it held is freed; msg NULL is a no-op. */
+void kms_set_msg(char **msg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #endif

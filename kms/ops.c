@@ -3,7 +3,6 @@
  * Semantics, field names, limits and error names follow the AWS KMS API (botocore's service-2.json).
  */
 #include <ctype.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,21 +20,8 @@
 
 /* ---- small helpers -------------------------------------------------------------------------- */
 
-static kms_err fail(struct op_ctx *x, kms_err e, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static kms_err fail(struct op_ctx *x, kms_err e, const char *fmt, ...)
-{
-    va_list ap;
-    char *s = NULL;
-    if (fmt) {
-        va_start(ap, fmt);
-        if (vasprintf(&s, fmt, ap) < 0)
-            s = NULL;
-        va_end(ap);
-    }
-    free(*x->msg);
-    *x->msg = s;
-    return e;
-}
+/* Set the operation's error message (printf-style; NULL: none) and return e. */
+#define fail(x, e, ...) (kms_set_msg((x)->msg, __VA_ARGS__), (e))
 
 static kms_err invalid(struct op_ctx *x, const char *field, const char *constraint)
 {

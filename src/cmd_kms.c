@@ -27,6 +27,7 @@
 
 #include "cli_common.h"
 #include "common/jsonb64.h"
+#include "common/readfile.h"
 #include "commands.h"
 #include "common/jsonwipe.h"
 
@@ -180,53 +181,6 @@ __attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ..
     return EXIT_USAGE;
 }
 
-/* Whole file into a malloc'd, NUL-terminated buffer; the buffer is sized from fstat first so plaintext
- * is not left behind in realloc'd copies. NULL with errno on failure. */
-static char *read_whole_file(const char *path, size_t *len)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    char *buf = NULL;
-    size_t cap, n = 0;
-    if (fd < 0)
-        return NULL;
-    if (fstat(fd, &st))
-        goto fail;
-    cap = (size_t)(st.st_size > 0 ? st.st_size : 0) + 4096;
-    if (!(buf = malloc(cap + 1)))
-        goto fail;
-    for (;;) {
-        ssize_t r;
-        if (n == cap) { /* the file grew while we read it */
-            errno = EFBIG;
-            goto fail;
-        }
-        r = read(fd, buf + n, cap - n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            goto fail;
-        if (r == 0)
-            break;
-        n += (size_t)r;
-    }
-    close(fd);
-    buf[n] = 0;
-    *len = n;
-    return buf;
-fail:
-    {
-        int saved = errno;
-        if (buf) {
-            sodium_memzero(buf, cap + 1);
-            free(buf);
-        }
-        close(fd);
-        errno = saved;
-    }
-    return NULL;
-}
-
 static void free_secret_buf(char *buf, size_t len)
 {
     if (buf) {
@@ -246,7 +200,7 @@ static json_t *blob_arg(const struct cli *cli, const char *arg, const char *flag
 
     if (!strncmp(arg, "fileb://", 8) || !strncmp(arg, "file://", 7)) {
         const char *path = arg + (arg[4] == 'b' ? 8 : 7);
-        file = read_whole_file(path, &n);
+        file = efs_read_file(path, &n);
         if (!file) {
             fprintf(stderr, "envelopefs kms: --%s: cannot read %s: %s\n", flag, path, strerror(errno));
             return NULL;
@@ -831,7 +785,7 @@ static int flag_value(const char *val, char **owned, const char **out, const cha
     *out = val;
     if (strncmp(val, "file://", 7))
         return 0;
-    *owned = read_whole_file(val + 7, &n);
+    *owned = efs_read_file(val + 7, &n);
     if (!*owned) {
         fprintf(stderr, "envelopefs kms: --%s: cannot read %s: %s\n", flag, val + 7, strerror(errno));
         return -1;
