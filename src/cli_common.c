@@ -4,6 +4,7 @@
 #include "cli_common.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,51 @@
 #include <unistd.h>
 
 #include <sodium.h>
+
+const char *cli_take_kms_options(int *argc, char **argv, cli_kms_opts *o)
+{
+    static const struct {
+        const char *name;
+        size_t offset;
+    } OPTS[] = {
+        {"--store", offsetof(cli_kms_opts, store)},
+        {"--endpoint-url", offsetof(cli_kms_opts, url)},
+        {"--kms", offsetof(cli_kms_opts, url)},
+        {"--root-key-file", offsetof(cli_kms_opts, root_key_file)},
+        {"--passphrase-file", offsetof(cli_kms_opts, passphrase_file)},
+        {"--region", offsetof(cli_kms_opts, region)},
+    };
+    cli_kms_opts got = *o;
+    int n = 1, i;
+
+    for (i = 1; i < *argc && strcmp(argv[i], "--"); i++) {
+        const char *a = argv[i], *val = NULL;
+        size_t k, len = 0;
+        for (k = 0; k < sizeof OPTS / sizeof OPTS[0]; k++) {
+            len = strlen(OPTS[k].name);
+            if (!strncmp(a, OPTS[k].name, len) && (a[len] == 0 || a[len] == '='))
+                break;
+        }
+        if (k == sizeof OPTS / sizeof OPTS[0]) {
+            argv[n++] = argv[i];
+            continue;
+        }
+        if (a[len] == '=') {
+            val = a + len + 1;
+        } else if (i + 1 < *argc) {
+            val = argv[++i];
+        } else {
+            return OPTS[k].name;
+        }
+        *(const char **)((char *)&got + OPTS[k].offset) = val;
+    }
+    while (i < *argc)
+        argv[n++] = argv[i++];
+    argv[n] = NULL; /* argv[argc] is NULL, as for main's */
+    *argc = n;
+    *o = got;
+    return NULL;
+}
 
 char *cli_store_dir(const cli_kms_opts *o)
 {

@@ -951,27 +951,23 @@ int cmd_kms(int argc, char **argv)
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? EXIT_USAGE : 0;
     }
-    /* `envelopefs kms serve` (the AWS-protocol server) is dispatched here by the network layer. */
-    if (!strcmp(argv[1], "serve"))
-        return cmd_kms_serve(argc - 1, argv + 1);
-    /* Pull out global options wherever they are (before or after the operation, as `aws` allows). */
+    /* The key-service options, wherever they are (before or after the operation, as `aws` allows). */
+    {
+        const char *bad = cli_take_kms_options(&argc, argv, &cli.g);
+        if (bad)
+            return usage_error("%s needs a value", bad);
+    }
+    /* `envelopefs kms serve` (the AWS-protocol server, src/cmd_serve.c) takes the same ones. */
+    if (argc >= 2 && !strcmp(argv[1], "serve"))
+        return cmd_kms_serve(argc - 1, argv + 1, &cli.g);
+    /* Then this CLI's own output options, also anywhere. */
     rest = calloc((size_t)argc, sizeof *rest);
     if (!rest)
         return 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char **slot = NULL;
-        if (!strcmp(a, "--store"))
-            slot = &cli.g.store;
-        else if (!strcmp(a, "--endpoint-url") || !strcmp(a, "--kms"))
-            slot = &cli.g.url;
-        else if (!strcmp(a, "--root-key-file"))
-            slot = &cli.g.root_key_file;
-        else if (!strcmp(a, "--passphrase-file"))
-            slot = &cli.g.passphrase_file;
-        else if (!strcmp(a, "--region"))
-            slot = &cli.g.region;
-        else if (!strcmp(a, "--query"))
+        if (!strcmp(a, "--query"))
             slot = &cli.query;
         else if (!strcmp(a, "--output"))
             slot = &cli.output;
