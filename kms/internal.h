@@ -1,6 +1,8 @@
 /*
  * internal.h — the key-service core's private state, shared by store.c (keystore on SQLite),
- * ops.c (the operations) and dispatch.c (the single entry point). Not a public header.
+ * ops.c (the operations), authz.c (who may use a key), dispatch.c (the single entry point) and their
+ * helpers. Private to kms/ (CMake: only envelopefs_kms and the tests linking envelopefs_kms_internal
+ * see this folder).
  *
  * Concurrency: one mutex (core->lock) guards everything below, including the SQLite connection.
  * Each operation is short (one AES-GCM over ≤ 4 KiB, or one small SQL transaction), so one lock
