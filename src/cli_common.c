@@ -4,7 +4,6 @@
 #include "cli_common.h"
 
 #include <errno.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,40 +15,36 @@
 
 const char *cli_take_kms_options(int *argc, char **argv, cli_kms_opts *o)
 {
-    static const struct {
-        const char *name;
-        size_t offset;
-    } OPTS[] = {
-        {"--store", offsetof(cli_kms_opts, store)},
-        {"--endpoint-url", offsetof(cli_kms_opts, url)},
-        {"--kms", offsetof(cli_kms_opts, url)},
-        {"--root-key-file", offsetof(cli_kms_opts, root_key_file)},
-        {"--passphrase-file", offsetof(cli_kms_opts, passphrase_file)},
-        {"--region", offsetof(cli_kms_opts, region)},
-    };
     cli_kms_opts got = *o;
+    const struct {
+        const char *name;
+        const char **slot;
+    } OPTS[] = {
+        {"--store", &got.store},
+        {"--endpoint-url", &got.url},
+        {"--kms", &got.url},
+        {"--root-key-file", &got.root_key_file},
+        {"--passphrase-file", &got.passphrase_file},
+        {"--region", &got.region},
+    };
     int n = 1, i;
 
     for (i = 1; i < *argc && strcmp(argv[i], "--"); i++) {
-        const char *a = argv[i], *val = NULL;
+        const char *a = argv[i];
         size_t k, len = 0;
         for (k = 0; k < sizeof OPTS / sizeof OPTS[0]; k++) {
             len = strlen(OPTS[k].name);
             if (!strncmp(a, OPTS[k].name, len) && (a[len] == 0 || a[len] == '='))
                 break;
         }
-        if (k == sizeof OPTS / sizeof OPTS[0]) {
+        if (k == sizeof OPTS / sizeof OPTS[0])
             argv[n++] = argv[i];
-            continue;
-        }
-        if (a[len] == '=') {
-            val = a + len + 1;
-        } else if (i + 1 < *argc) {
-            val = argv[++i];
-        } else {
+        else if (a[len] == '=')
+            *OPTS[k].slot = a + len + 1;
+        else if (i + 1 < *argc)
+            *OPTS[k].slot = argv[++i];
+        else
             return OPTS[k].name;
-        }
-        *(const char **)((char *)&got + OPTS[k].offset) = val;
     }
     while (i < *argc)
         argv[n++] = argv[i++];
