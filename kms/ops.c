@@ -3,44 +3,24 @@
  * Semantics, field names, limits and error names follow the AWS KMS API (botocore's service-2.json).
  */
 #include <ctype.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <sodium.h>
 
-#include "envelopefs/jsonb64.h"
-#include "access.h"
+#include "common/jsonb64.h"
 #include "aead.h"
 #include "blob.h"
 #include "ectx.h"
+#include "authz.h"
 #include "ops.h"
 
 #define DAY 86400
 
 /* ---- small helpers -------------------------------------------------------------------------- */
 
-static kms_err vfail(struct op_ctx *x, kms_err e, const char *fmt, va_list ap) __attribute__((format(printf, 3, 0)));
-static kms_err vfail(struct op_ctx *x, kms_err e, const char *fmt, va_list ap)
-{
-    char *s = NULL;
-    if (fmt && vasprintf(&s, fmt, ap) < 0)
-        s = NULL;
-    free(*x->msg);
-    *x->msg = s;
-    return e;
-}
-
-static kms_err fail(struct op_ctx *x, kms_err e, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static kms_err fail(struct op_ctx *x, kms_err e, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    e = vfail(x, e, fmt, ap);
-    va_end(ap);
-    return e;
-}
+/* fail(x, e, fmt, ...): the operation's error message and e (ops.h). */
 
 static kms_err invalid(struct op_ctx *x, const char *field, const char *constraint)
 {
@@ -141,7 +121,7 @@ static kms_err get_ectx(struct op_ctx *x, json_t *in, const char *field, kms_ect
     return KMS_OK;
 }
 
-/* "arn:aws:kms:REGION:OWNER:key/ID", truncated to cap - 1 bytes (access.c; joined by hand: every
+/* "arn:aws:kms:REGION:OWNER:key/ID", truncated to cap - 1 bytes (authz.c; joined by hand: every
  * data-key response carries one, and snprintf's format interpreter showed in profiles). */
 static void key_arn(kms_core *c, const kms_key *k, char *buf, size_t cap)
 {
@@ -398,7 +378,7 @@ static kms_err check_alg(struct op_ctx *x, json_t *in, const char *field)
 
 /* ---- key lifecycle -------------------------------------------------------------------------- */
 
-kms_err op_create_key(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_create_key(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_core *c = x->core;
     const char *desc, *spec, *usage, *origin;
@@ -477,7 +457,7 @@ kms_err op_create_key(struct op_ctx *x, json_t *in, json_t **out)
     return *out ? KMS_OK : KMS_ERR_NOMEM;
 }
 
-kms_err op_describe_key(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_describe_key(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_key *k;
     kms_err e = resolve_any(x, in, &k);
@@ -531,7 +511,7 @@ static void page_end(json_t *o, size_t next, size_t total)
 }
 
 /* ListKeys lists the caller's account's keys: the Marker is the index among them. */
-kms_err op_list_keys(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_list_keys(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_core *c = x->core;
     const char *acct = kms_caller_account(c, x->caller);
@@ -560,7 +540,7 @@ kms_err op_list_keys(struct op_ctx *x, json_t *in, json_t **out)
     return KMS_OK;
 }
 
-kms_err op_update_key_description(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_update_key_description(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_key *k;
     const char *desc;
@@ -611,10 +591,10 @@ static kms_err set_enabled(struct op_ctx *x, json_t *in, json_t **out, bool enab
     return KMS_OK;
 }
 
-kms_err op_enable_key(struct op_ctx *x, json_t *in, json_t **out) { return set_enabled(x, in, out, true); }
-kms_err op_disable_key(struct op_ctx *x, json_t *in, json_t **out) { return set_enabled(x, in, out, false); }
+kms_err kms_op_enable_key(struct op_ctx *x, json_t *in, json_t **out) { return set_enabled(x, in, out, true); }
+kms_err kms_op_disable_key(struct op_ctx *x, json_t *in, json_t **out) { return set_enabled(x, in, out, false); }
 
-kms_err op_schedule_key_deletion(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_schedule_key_deletion(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_key *k;
     bool has;
@@ -649,7 +629,7 @@ kms_err op_schedule_key_deletion(struct op_ctx *x, json_t *in, json_t **out)
     return KMS_OK;
 }
 
-kms_err op_cancel_key_deletion(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_cancel_key_deletion(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_key *k;
     kms_key saved;
@@ -675,7 +655,7 @@ kms_err op_cancel_key_deletion(struct op_ctx *x, json_t *in, json_t **out)
 
 /* ---- rotation ------------------------------------------------------------------------------- */
 
-kms_err op_enable_key_rotation(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_enable_key_rotation(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_key *k;
     bool has;
@@ -707,7 +687,7 @@ kms_err op_enable_key_rotation(struct op_ctx *x, json_t *in, json_t **out)
     return KMS_OK;
 }
 
-kms_err op_disable_key_rotation(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_disable_key_rotation(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_key *k;
     kms_key saved;
@@ -728,7 +708,7 @@ kms_err op_disable_key_rotation(struct op_ctx *x, json_t *in, json_t **out)
     return KMS_OK;
 }
 
-kms_err op_get_key_rotation_status(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_get_key_rotation_status(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_key *k;
     char arn[160];
@@ -748,7 +728,7 @@ kms_err op_get_key_rotation_status(struct op_ctx *x, json_t *in, json_t **out)
     return KMS_OK;
 }
 
-kms_err op_rotate_key_on_demand(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_rotate_key_on_demand(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_key *k;
     char arn[160];
@@ -767,7 +747,7 @@ kms_err op_rotate_key_on_demand(struct op_ctx *x, json_t *in, json_t **out)
     return KMS_OK;
 }
 
-kms_err op_list_key_rotations(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_list_key_rotations(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_key *k;
     size_t start, limit, i, total;
@@ -832,7 +812,7 @@ static bool alias_of_caller(struct op_ctx *x, const kms_alias *a)
     return k && !strcmp(k->owner, kms_caller_account(x->core, x->caller));
 }
 
-kms_err op_create_alias(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_create_alias(struct op_ctx *x, json_t *in, json_t **out)
 {
     const char *name;
     kms_key *k;
@@ -855,7 +835,7 @@ kms_err op_create_alias(struct op_ctx *x, json_t *in, json_t **out)
     return e;
 }
 
-kms_err op_update_alias(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_update_alias(struct op_ctx *x, json_t *in, json_t **out)
 {
     const char *name;
     kms_key *k;
@@ -882,7 +862,7 @@ kms_err op_update_alias(struct op_ctx *x, json_t *in, json_t **out)
     return e;
 }
 
-kms_err op_delete_alias(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_delete_alias(struct op_ctx *x, json_t *in, json_t **out)
 {
     const char *name;
     kms_alias *a;
@@ -908,7 +888,7 @@ kms_err op_delete_alias(struct op_ctx *x, json_t *in, json_t **out)
     return e;
 }
 
-kms_err op_list_aliases(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_list_aliases(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_core *c = x->core;
     const char *kid;
@@ -951,7 +931,7 @@ kms_err op_list_aliases(struct op_ctx *x, json_t *in, json_t **out)
 
 /* ---- tags ----------------------------------------------------------------------------------- */
 
-kms_err op_tag_resource(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_tag_resource(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_key *k;
     json_t *tags = json_object_get(in, "Tags"), *t;
@@ -977,7 +957,7 @@ kms_err op_tag_resource(struct op_ctx *x, json_t *in, json_t **out)
     return KMS_OK;
 }
 
-kms_err op_untag_resource(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_untag_resource(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_key *k;
     json_t *keys = json_object_get(in, "TagKeys"), *t;
@@ -998,7 +978,7 @@ kms_err op_untag_resource(struct op_ctx *x, json_t *in, json_t **out)
     return KMS_OK;
 }
 
-kms_err op_list_resource_tags(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_list_resource_tags(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_key *k;
     sqlite3_stmt *st;
@@ -1021,7 +1001,7 @@ kms_err op_list_resource_tags(struct op_ctx *x, json_t *in, json_t **out)
 
 /* ---- cryptographic operations --------------------------------------------------------------- */
 
-kms_err op_encrypt(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_encrypt(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_key *k;
     uint8_t *pt = NULL;
@@ -1116,13 +1096,13 @@ static kms_err data_key(struct op_ctx *x, json_t *in, json_t **out, bool with_pl
     return KMS_OK;
 }
 
-kms_err op_generate_data_key(struct op_ctx *x, json_t *in, json_t **out) { return data_key(x, in, out, true); }
-kms_err op_generate_data_key_without_plaintext(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_generate_data_key(struct op_ctx *x, json_t *in, json_t **out) { return data_key(x, in, out, true); }
+kms_err kms_op_generate_data_key_without_plaintext(struct op_ctx *x, json_t *in, json_t **out)
 {
     return data_key(x, in, out, false);
 }
 
-kms_err op_decrypt(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_decrypt(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_key *explicit_key = NULL, *used;
     const char *kid;
@@ -1153,7 +1133,7 @@ kms_err op_decrypt(struct op_ctx *x, json_t *in, json_t **out)
     return KMS_OK;
 }
 
-kms_err op_re_encrypt(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_re_encrypt(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_key *src_key = NULL, *used, *dst;
     const char *sid, *did;
@@ -1206,7 +1186,7 @@ kms_err op_re_encrypt(struct op_ctx *x, json_t *in, json_t **out)
     return KMS_OK;
 }
 
-kms_err op_generate_random(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_generate_random(struct op_ctx *x, json_t *in, json_t **out)
 {
     bool has;
     long long n = 0;
@@ -1230,15 +1210,6 @@ kms_err op_generate_random(struct op_ctx *x, json_t *in, json_t **out)
 }
 
 /* ---- helpers for the operations of ops_access.c --------------------------------------------- */
-
-kms_err kms_op_fail(struct op_ctx *x, kms_err e, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    e = vfail(x, e, fmt, ap);
-    va_end(ap);
-    return e;
-}
 
 kms_err kms_op_str(struct op_ctx *x, json_t *in, const char *field, bool required, const char **out)
 {

@@ -1,6 +1,7 @@
 /*
  * ops.h — the key-service operations (ops.c), each a function of (context, JSON request) →
- * (JSON response | typed error). Called only by dispatch.c with core->lock held.
+ * (JSON response | typed error), declared from the one list of operations (KMS_OPERATIONS in
+ * envelopefs/kms.h). Called only by dispatch.c with core->lock held.
  */
 #ifndef ENVELOPEFS_KMS_OPS_H
 #define ENVELOPEFS_KMS_OPS_H
@@ -22,31 +23,26 @@ struct op_ctx {
 
 typedef kms_err (*kms_op_fn)(struct op_ctx *ctx, json_t *in, json_t **out);
 
-kms_err kms_authorize(kms_core *c, const kms_principal *caller, const char *operation, const char *key_id);
-/* ops_access.c: the authorization of one use of key k (its policy, then its grants), named by alias
- * (NULL if by id or ARN), with the request's encryption context and grant operations as conditions. */
-kms_err kms_authorize_key(struct op_ctx *x, kms_key *k, const char *alias);
-/* CreateKey's Policy and BypassPolicyLockoutSafetyCheck: validate, check the lockout, set k->policy_text
- * (NULL: the default) and k->policy. k's id and owner are set. */
-kms_err kms_new_key_policy(struct op_ctx *x, json_t *in, kms_key *k);
-/* GrantTokens of a request: at most 10, each a token of a grant this store holds. */
-kms_err kms_check_grant_tokens(struct op_ctx *x, json_t *in);
+/* Apply deletions whose waiting period is over (dispatch.c, before every operation). */
 void kms_sweep_deletions(kms_core *c);
 
-#define X(name) kms_err name(struct op_ctx *ctx, json_t *in, json_t **out);
-X(op_cancel_key_deletion) X(op_create_alias) X(op_create_key) X(op_decrypt) X(op_delete_alias)
-X(op_describe_key) X(op_disable_key) X(op_disable_key_rotation) X(op_enable_key)
-X(op_enable_key_rotation) X(op_encrypt) X(op_generate_data_key) X(op_generate_data_key_without_plaintext)
-X(op_generate_random) X(op_get_key_rotation_status) X(op_list_aliases) X(op_list_key_rotations)
-X(op_list_keys) X(op_list_resource_tags) X(op_re_encrypt) X(op_rotate_key_on_demand)
-X(op_schedule_key_deletion) X(op_tag_resource) X(op_untag_resource) X(op_update_alias)
-X(op_update_key_description)
-X(op_put_key_policy) X(op_get_key_policy) X(op_list_key_policies) X(op_create_grant) X(op_list_grants)
-X(op_list_retirable_grants) X(op_retire_grant) X(op_revoke_grant)
+/* ops_access.c: the authorization of one use of key k (its policy, then its grants), named by alias
+ * (NULL if by id or ARN), with the request's encryption context and grant operations as conditions. */
+kms_err kms_authorize_key(struct op_ctx *x, kms_key *k, const char *alias) KMS_WUR;
+/* CreateKey's Policy and BypassPolicyLockoutSafetyCheck: validate, check the lockout, set k->policy_text
+ * (NULL: the default) and k->policy. k's id and owner are set. */
+kms_err kms_new_key_policy(struct op_ctx *x, json_t *in, kms_key *k) KMS_WUR;
+/* GrantTokens of a request: at most 10, each a token of a grant this store holds. */
+kms_err kms_check_grant_tokens(struct op_ctx *x, json_t *in) KMS_WUR;
+
+#define X(name, fn, verb, flags) kms_err fn(struct op_ctx *ctx, json_t *in, json_t **out);
+KMS_OPERATIONS(X)
 #undef X
 
+/* Set the operation's error message (printf-style; NULL: none) and return e. */
+#define fail(x, e, ...) (kms_set_msg((x)->msg, __VA_ARGS__), (e))
+
 /* ops.c's request helpers, for the operations in ops_access.c */
-kms_err kms_op_fail(struct op_ctx *x, kms_err e, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 kms_err kms_op_str(struct op_ctx *x, json_t *in, const char *field, bool required, const char **out);
 kms_err kms_op_resolve(struct op_ctx *x, json_t *in, const char *field, kms_key **k);
 kms_err kms_op_paging(struct op_ctx *x, json_t *in, long long def, long long max, size_t total, size_t *start,

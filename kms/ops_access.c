@@ -11,7 +11,7 @@
 
 #include <sodium.h>
 
-#include "access.h"
+#include "authz.h"
 #include "ops.h"
 
 #define MAX_GRANTS_PER_KEY 50000
@@ -101,16 +101,16 @@ kms_err kms_check_grant_tokens(struct op_ctx *x, json_t *in)
     if (!takes || !t || json_is_null(t))
         return KMS_OK;
     if (!json_is_array(t))
-        return kms_op_fail(x, KMS_ERR_SERIALIZATION, "GrantTokens must be a list of strings");
+        return fail(x, KMS_ERR_SERIALIZATION, "GrantTokens must be a list of strings");
     if (json_array_size(t) > MAX_GRANT_TOKENS)
-        return kms_op_fail(x, KMS_ERR_VALIDATION,
+        return fail(x, KMS_ERR_VALIDATION,
                            "1 validation error detected: Value at 'grantTokens' failed to satisfy constraint: Member "
                            "must have length less than or equal to %d", MAX_GRANT_TOKENS);
     json_array_foreach(t, i, v) {
         if (!json_is_string(v))
-            return kms_op_fail(x, KMS_ERR_SERIALIZATION, "GrantTokens must be a list of strings");
+            return fail(x, KMS_ERR_SERIALIZATION, "GrantTokens must be a list of strings");
         if (!json_string_length(v) || json_string_length(v) > 8192)
-            return kms_op_fail(x, KMS_ERR_VALIDATION,
+            return fail(x, KMS_ERR_VALIDATION,
                                "1 validation error detected: Value at 'grantTokens' failed to satisfy constraint: "
                                "Member must have length between 1 and 8192");
     }
@@ -118,7 +118,7 @@ kms_err kms_check_grant_tokens(struct op_ctx *x, json_t *in)
      * it must still name a grant this store holds. */
     json_array_foreach(t, i, v) {
         if (!grant_by_token(x->core, json_string_value(v), NULL))
-            return kms_op_fail(x, KMS_ERR_INVALID_GRANT_TOKEN, "Invalid grant token");
+            return fail(x, KMS_ERR_INVALID_GRANT_TOKEN, "Invalid grant token");
     }
     return KMS_OK;
 }
@@ -132,7 +132,7 @@ static kms_err get_bool(struct op_ctx *x, json_t *in, const char *field, bool *o
     if (!v || json_is_null(v))
         return KMS_OK;
     if (!json_is_boolean(v))
-        return kms_op_fail(x, KMS_ERR_SERIALIZATION, "%s must be a boolean", field);
+        return fail(x, KMS_ERR_SERIALIZATION, "%s must be a boolean", field);
     *out = json_is_true(v);
     return KMS_OK;
 }
@@ -144,7 +144,7 @@ static kms_err admit_policy(struct op_ctx *x, const char *text, bool bypass, con
     kms_err e;
     *compiled = NULL;
     if (!*text)
-        return kms_op_fail(x, KMS_ERR_VALIDATION, "1 validation error detected: Value at 'policy' failed to satisfy "
+        return fail(x, KMS_ERR_VALIDATION, "1 validation error detected: Value at 'policy' failed to satisfy "
                                                   "constraint: Member must have length greater than or equal to 1");
     e = kms_policy_parse(text, strlen(text), compiled, x->msg);
     if (e)
@@ -152,7 +152,7 @@ static kms_err admit_policy(struct op_ctx *x, const char *text, bool bypass, con
     if (!bypass && !kms_access_policy_allows_put(x->core, x->caller, k, *compiled)) {
         kms_policy_free(*compiled);
         *compiled = NULL;
-        return kms_op_fail(x, KMS_ERR_MALFORMED_POLICY,
+        return fail(x, KMS_ERR_MALFORMED_POLICY,
                            "The new key policy will not allow you to update the key policy in the future.");
     }
     return KMS_OK;
@@ -188,15 +188,15 @@ static kms_err policy_name(struct op_ctx *x, json_t *in)
         return e;
     if (!*name || strlen(name) > 128 || strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") !=
                                              strlen(name))
-        return kms_op_fail(x, KMS_ERR_VALIDATION,
+        return fail(x, KMS_ERR_VALIDATION,
                            "1 validation error detected: Value '%s' at 'policyName' failed to satisfy constraint: "
                            "Member must satisfy regular expression pattern: [\\w]+", name);
     if (strcmp(name, "default"))
-        return kms_op_fail(x, KMS_ERR_NOT_FOUND, "No such policy: %s (a key has one policy, named default)", name);
+        return fail(x, KMS_ERR_NOT_FOUND, "No such policy: %s (a key has one policy, named default)", name);
     return KMS_OK;
 }
 
-kms_err op_put_key_policy(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_put_key_policy(struct op_ctx *x, json_t *in, json_t **out)
 {
     const char *text;
     bool bypass;
@@ -232,7 +232,7 @@ kms_err op_put_key_policy(struct op_ctx *x, json_t *in, json_t **out)
     return KMS_OK;
 }
 
-kms_err op_get_key_policy(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_get_key_policy(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_key *k;
     char *def = NULL;
@@ -248,7 +248,7 @@ kms_err op_get_key_policy(struct op_ctx *x, json_t *in, json_t **out)
     return *out ? KMS_OK : KMS_ERR_NOMEM;
 }
 
-kms_err op_list_key_policies(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_list_key_policies(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_key *k;
     size_t start, limit;
@@ -300,7 +300,7 @@ static kms_err grant_principal(struct op_ctx *x, json_t *in, const char *field, 
     if (e || !s)
         return e;
     if (!valid_principal(s, service_ok))
-        return kms_op_fail(x, KMS_ERR_VALIDATION,
+        return fail(x, KMS_ERR_VALIDATION,
                            "Invalid %s %s: an IAM principal ARN (arn:aws:iam::ACCOUNT:root|user/NAME|role/NAME) or a "
                            "12-digit account id", field, s);
     *out = strdup(s);
@@ -317,10 +317,10 @@ static kms_err grant_constraints(struct op_ctx *x, json_t *in, kms_grant *g)
     if (!c || json_is_null(c))
         return KMS_OK;
     if (!json_is_object(c))
-        return kms_op_fail(x, KMS_ERR_SERIALIZATION, "Constraints must be an object");
+        return fail(x, KMS_ERR_SERIALIZATION, "Constraints must be an object");
     json_object_foreach(c, k, v) {
         if (strcmp(k, "EncryptionContextSubset") && strcmp(k, "EncryptionContextEquals"))
-            return kms_op_fail(x, KMS_ERR_SERIALIZATION, "Constraints: unknown member %s", k);
+            return fail(x, KMS_ERR_SERIALIZATION, "Constraints: unknown member %s", k);
     }
     sub = json_object_get(c, "EncryptionContextSubset");
     eq = json_object_get(c, "EncryptionContextEquals");
@@ -329,14 +329,14 @@ static kms_err grant_constraints(struct op_ctx *x, json_t *in, kms_grant *g)
     if (json_is_null(eq))
         eq = NULL;
     if (sub && eq)
-        return kms_op_fail(x, KMS_ERR_VALIDATION,
+        return fail(x, KMS_ERR_VALIDATION,
                            "A grant may have an EncryptionContextEquals or an EncryptionContextSubset constraint, "
                            "not both");
     if (!sub && !eq)
         return KMS_OK;
     ctx = sub ? sub : eq;
     if (!json_is_object(ctx))
-        return kms_op_fail(x, KMS_ERR_SERIALIZATION, "%s must be an object of strings",
+        return fail(x, KMS_ERR_SERIALIZATION, "%s must be an object of strings",
                            sub ? "EncryptionContextSubset" : "EncryptionContextEquals");
     g->constraint = sub ? KMS_GC_SUBSET : KMS_GC_EQUALS;
     g->pairs = calloc(json_object_size(ctx) ? json_object_size(ctx) : 1, sizeof *g->pairs);
@@ -344,9 +344,9 @@ static kms_err grant_constraints(struct op_ctx *x, json_t *in, kms_grant *g)
         return KMS_ERR_NOMEM;
     json_object_foreach(ctx, k, v) {
         if (!json_is_string(v))
-            return kms_op_fail(x, KMS_ERR_SERIALIZATION, "encryption context values must be strings");
+            return fail(x, KMS_ERR_SERIALIZATION, "encryption context values must be strings");
         if (!*k)
-            return kms_op_fail(x, KMS_ERR_VALIDATION, "encryption context keys must not be empty");
+            return fail(x, KMS_ERR_VALIDATION, "encryption context keys must not be empty");
         g->pairs[i].key = strdup(k);
         g->pairs[i].value = strdup(json_string_value(v));
         g->n_pairs = ++i;
@@ -362,16 +362,16 @@ static kms_err grant_operations(struct op_ctx *x, json_t *in, uint32_t *ops)
     size_t i;
     *ops = 0;
     if (!a || json_is_null(a))
-        return kms_op_fail(x, KMS_ERR_VALIDATION, "1 validation error detected: Value at 'operations' failed to "
+        return fail(x, KMS_ERR_VALIDATION, "1 validation error detected: Value at 'operations' failed to "
                                                   "satisfy constraint: Member must not be null");
     if (!json_is_array(a))
-        return kms_op_fail(x, KMS_ERR_SERIALIZATION, "Operations must be a list of strings");
+        return fail(x, KMS_ERR_SERIALIZATION, "Operations must be a list of strings");
     if (!json_array_size(a))
-        return kms_op_fail(x, KMS_ERR_VALIDATION, "a grant needs at least one operation");
+        return fail(x, KMS_ERR_VALIDATION, "a grant needs at least one operation");
     json_array_foreach(a, i, v) {
         int op = json_is_string(v) ? kms_grant_op_index(json_string_value(v)) : -1;
         if (op < 0)
-            return kms_op_fail(x, KMS_ERR_VALIDATION,
+            return fail(x, KMS_ERR_VALIDATION,
                                "1 validation error detected: Value at 'operations' failed to satisfy constraint: "
                                "Member must satisfy enum value set: [Decrypt, Encrypt, GenerateDataKey, "
                                "GenerateDataKeyWithoutPlaintext, ReEncryptFrom, ReEncryptTo, Sign, Verify, "
@@ -409,7 +409,7 @@ static kms_err random_text(char *hex, size_t nbytes, bool base64)
     return KMS_OK;
 }
 
-kms_err op_create_grant(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_create_grant(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_grant g = {0};
     const char *name;
@@ -427,7 +427,7 @@ kms_err op_create_grant(struct op_ctx *x, json_t *in, json_t **out)
     if (!e && name &&
         (!*name || strlen(name) > 256 ||
          strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:/_-") != strlen(name)))
-        e = kms_op_fail(x, KMS_ERR_VALIDATION,
+        e = fail(x, KMS_ERR_VALIDATION,
                         "1 validation error detected: Value '%s' at 'name' failed to satisfy constraint: Member must "
                         "satisfy regular expression pattern: ^[a-zA-Z0-9:/_-]+$", name);
     if (!e && name && !(g.name = strdup(name)))
@@ -440,7 +440,7 @@ kms_err op_create_grant(struct op_ctx *x, json_t *in, json_t **out)
     if (e)
         goto out;
     if (k->state == KS_PENDING_DELETION) {
-        e = kms_op_fail(x, KMS_ERR_INVALID_STATE, "Key '%s' is pending deletion.", k->id);
+        e = fail(x, KMS_ERR_INVALID_STATE, "Key '%s' is pending deletion.", k->id);
         goto out;
     }
     if (g.name) /* idempotent: the same name and parameters give the same grant */
@@ -451,7 +451,7 @@ kms_err op_create_grant(struct op_ctx *x, json_t *in, json_t **out)
                 goto out;
             }
     if (k->n_grants >= MAX_GRANTS_PER_KEY) {
-        e = kms_op_fail(x, KMS_ERR_LIMIT_EXCEEDED, "a key may have at most %d grants", MAX_GRANTS_PER_KEY);
+        e = fail(x, KMS_ERR_LIMIT_EXCEEDED, "a key may have at most %d grants", MAX_GRANTS_PER_KEY);
         goto out;
     }
     if ((e = random_text(g.id, 32, false)) || (e = random_text(token, 48, true)))
@@ -502,7 +502,7 @@ static json_t *grant_entry(kms_core *c, const kms_key *k, const kms_grant *g)
     return o;
 }
 
-kms_err op_list_grants(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_list_grants(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_key *k;
     const char *gid, *grantee;
@@ -538,7 +538,7 @@ kms_err op_list_grants(struct op_ctx *x, json_t *in, json_t **out)
 
 /* ListRetirableGrants is an IAM permission in AWS; with no IAM here, a principal may list the grants
  * retirable by principals of its own account (or by the service it calls through). */
-kms_err op_list_retirable_grants(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_list_retirable_grants(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_core *c = x->core;
     char *who = NULL, acct[13], arn[160];
@@ -551,7 +551,7 @@ kms_err op_list_retirable_grants(struct op_ctx *x, json_t *in, json_t **out)
                                        : !(x->caller && x->caller->via_service &&
                                            !strcmp(x->caller->via_service, who))) {
         kms_caller_arn(c, x->caller, arn, sizeof arn);
-        e = kms_op_fail(x, KMS_ERR_ACCESS_DENIED,
+        e = fail(x, KMS_ERR_ACCESS_DENIED,
                         "User: %s is not authorized to perform: kms:ListRetirableGrants on resource: %s because no "
                         "identity-based policy allows the kms:ListRetirableGrants action", arn, who);
         free(who);
@@ -608,7 +608,7 @@ static kms_key *key_named(struct op_ctx *x, const char *id)
 
 /* Who may retire a grant: its retiring principal, its grantee when it allows RetireGrant, and whoever
  * the key policy allows kms:RetireGrant. */
-kms_err op_retire_grant(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_retire_grant(struct op_ctx *x, json_t *in, json_t **out)
 {
     const char *token, *kid, *gid;
     kms_key *k = NULL;
@@ -623,20 +623,20 @@ kms_err op_retire_grant(struct op_ctx *x, json_t *in, json_t **out)
         return e;
     if (token) {
         if (!*token || strlen(token) > 8192)
-            return kms_op_fail(x, KMS_ERR_VALIDATION, "1 validation error detected: Value at 'grantToken' failed to "
+            return fail(x, KMS_ERR_VALIDATION, "1 validation error detected: Value at 'grantToken' failed to "
                                                       "satisfy constraint: Member must have length between 1 and 8192");
         if (!(g = grant_by_token(x->core, token, &k)))
-            return kms_op_fail(x, KMS_ERR_INVALID_GRANT_TOKEN, "Invalid grant token");
+            return fail(x, KMS_ERR_INVALID_GRANT_TOKEN, "Invalid grant token");
     } else {
         if (!kid || !gid)
-            return kms_op_fail(x, KMS_ERR_VALIDATION, "RetireGrant needs a GrantToken, or a KeyId and a GrantId");
+            return fail(x, KMS_ERR_VALIDATION, "RetireGrant needs a GrantToken, or a KeyId and a GrantId");
         if (!(k = key_named(x, kid)))
-            return kms_op_fail(x, KMS_ERR_NOT_FOUND, "Key '%s' does not exist", kid);
+            return fail(x, KMS_ERR_NOT_FOUND, "Key '%s' does not exist", kid);
         for (size_t i = 0; i < k->n_grants && !g; i++)
             if (!strcmp(k->grants[i].id, gid))
                 g = &k->grants[i];
         if (!g)
-            return kms_op_fail(x, strlen(gid) == 64 && strspn(gid, "0123456789abcdef") == 64 ? KMS_ERR_NOT_FOUND
+            return fail(x, strlen(gid) == 64 && strspn(gid, "0123456789abcdef") == 64 ? KMS_ERR_NOT_FOUND
                                                                                               : KMS_ERR_INVALID_GRANT_ID,
                                "Grant %s does not exist on this key", gid);
     }
@@ -654,7 +654,7 @@ kms_err op_retire_grant(struct op_ctx *x, json_t *in, json_t **out)
     return KMS_OK;
 }
 
-kms_err op_revoke_grant(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_revoke_grant(struct op_ctx *x, json_t *in, json_t **out)
 {
     const char *gid;
     kms_key *k;
@@ -670,7 +670,7 @@ kms_err op_revoke_grant(struct op_ctx *x, json_t *in, json_t **out)
             *out = json_object();
             return KMS_OK;
         }
-    return kms_op_fail(x, strlen(gid) == 64 && strspn(gid, "0123456789abcdef") == 64 ? KMS_ERR_NOT_FOUND
+    return fail(x, strlen(gid) == 64 && strspn(gid, "0123456789abcdef") == 64 ? KMS_ERR_NOT_FOUND
                                                                                       : KMS_ERR_INVALID_GRANT_ID,
                        "Grant %s does not exist on this key", gid);
 }

@@ -11,7 +11,7 @@
 
 #include <jansson.h>
 
-#include "access.h"
+#include "authz.h"
 #include "internal.h"
 
 static const char ACCESS_SCHEMA[] =
@@ -25,10 +25,7 @@ static const char ACCESS_SCHEMA[] =
 
 static kms_err sql_err(sqlite3 *db, char **msg, const char *what)
 {
-    if (msg) {
-        free(*msg);
-        *msg = kms_strdupf("key store error (%s): %s", what, sqlite3_errmsg(db));
-    }
+    kms_set_msg(msg, "key store error (%s): %s", what, sqlite3_errmsg(db));
     return KMS_ERR_IO;
 }
 
@@ -68,11 +65,8 @@ kms_err kms_store_access_migrate(sqlite3 *db, char **msg)
             return sql_err(db, msg, "quick_check");
         rc = sqlite3_step(st);
         if (rc != SQLITE_ROW || strcmp((const char *)sqlite3_column_text(st, 0), "ok")) {
-            if (msg) {
-                free(*msg);
-                *msg = kms_strdupf("key store is damaged: %s",
+            kms_set_msg(msg, "key store is damaged: %s",
                                    rc == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0) : sqlite3_errmsg(db));
-            }
             sqlite3_finalize(st);
             return KMS_ERR_CORRUPT_STORE;
         }
@@ -203,10 +197,7 @@ kms_err kms_store_access_load(kms_core *c, char **msg)
             continue; /* orphan row of a destroyed key */
         if (!acct || strlen(acct) != 12) {
             sqlite3_finalize(st);
-            if (msg) {
-                free(*msg);
-                *msg = kms_strdupf("key store is damaged: key %s has a malformed owner account", k->id);
-            }
+            kms_set_msg(msg, "key store is damaged: key %s has a malformed owner account", k->id);
             return KMS_ERR_CORRUPT_STORE;
         }
         memcpy(k->owner, acct, 13);
@@ -233,10 +224,7 @@ kms_err kms_store_access_load(kms_core *c, char **msg)
         if (!id || strlen(id) != 64 || !acct || strlen(acct) != 12 || !sqlite3_column_text(st, 2) ||
             !sqlite3_column_text(st, 4)) {
             sqlite3_finalize(st);
-            if (msg) {
-                free(*msg);
-                *msg = kms_strdupf("key store is damaged: a grant of key %s is malformed", k->id);
-            }
+            kms_set_msg(msg, "key store is damaged: a grant of key %s is malformed", k->id);
             return KMS_ERR_CORRUPT_STORE;
         }
         memcpy(g.id, id, 65);
@@ -253,10 +241,7 @@ kms_err kms_store_access_load(kms_core *c, char **msg)
              ctx_from_json((const char *)sqlite3_column_text(st, 8), &g))) {
             kms_grant_clear(&g);
             sqlite3_finalize(st);
-            if (msg) {
-                free(*msg);
-                *msg = kms_strdupf("key store is damaged: grant %s has a malformed constraint", id);
-            }
+            kms_set_msg(msg, "key store is damaged: grant %s has a malformed constraint", id);
             return KMS_ERR_CORRUPT_STORE;
         }
         ng = realloc(k->grants, (k->n_grants + 1) * sizeof *ng);

@@ -1,12 +1,18 @@
 /*
- * access.h — who may use a key: the decision of the core's single authorization point, from the key's
- * policy (kms/policy.c, compiled once per policy text and cached on the key) and its grants. Private to
- * the core; called with core->lock held.
+ * authz.h — who may do what with which key (authz.c): the one place key policies and grants are
+ * evaluated. The operations (ops.c) call it once they know the key a request acts on (through
+ * kms_authorize_key, ops_access.c), with core->lock held. Private to the core.
  */
-#ifndef ENVELOPEFS_KMS_ACCESS_H
-#define ENVELOPEFS_KMS_ACCESS_H
+#ifndef ENVELOPEFS_KMS_AUTHZ_H
+#define ENVELOPEFS_KMS_AUTHZ_H
 
 #include "internal.h"
+
+/* Operations on no one key (CreateKey, ListKeys, ListAliases, GenerateRandom): KMS_OK for every
+ * authenticated caller — they act on the caller's own account (there is no IAM here to say otherwise).
+ * key_id is unused (NULL); every use of a key is decided by kms_access_check. */
+kms_err kms_authorize(kms_core *c, const kms_principal *caller, const char *operation, const char *key_id)
+    KMS_WUR;
 
 /* The operations a grant may allow (GrantOperation of the AWS model), by bit index. */
 #define KMS_N_GRANT_OPS 17
