@@ -38,6 +38,7 @@ static const struct {
     [KMS_ERR_MALFORMED_POLICY] = {"MalformedPolicyDocumentException", "the key policy is malformed"},
     [KMS_ERR_INVALID_GRANT_TOKEN] = {"InvalidGrantTokenException", "the grant token is not valid"},
     [KMS_ERR_INVALID_GRANT_ID] = {"InvalidGrantIdException", "the grant id is not valid"},
+    [KMS_ERR_DRY_RUN] = {"DryRunOperationException", "the request would have been allowed (DryRun)"},
     [KMS_ERR_MISSING_AUTH] = {"MissingAuthenticationTokenException", "the request is not signed"},
     [KMS_ERR_INCOMPLETE_SIGNATURE] = {"IncompleteSignatureException", "the request signature is malformed"},
     [KMS_ERR_SIGNATURE_MISMATCH] = {"InvalidSignatureException", "the request signature does not match"},

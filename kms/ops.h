@@ -32,8 +32,11 @@ kms_err kms_authorize_key(struct op_ctx *x, kms_key *k, const char *alias) KMS_W
 /* CreateKey's Policy and BypassPolicyLockoutSafetyCheck: validate, check the lockout, set k->policy_text
  * (NULL: the default) and k->policy. k's id and owner are set. */
 kms_err kms_new_key_policy(struct op_ctx *x, json_t *in, kms_key *k) KMS_WUR;
-/* GrantTokens of a request: at most 10, each a token of a grant this store holds. */
+/* The fields every operation that has them shares, checked before it runs: GrantTokens (at most 10, each
+ * a token of a grant this store holds) and DryRun (a boolean). */
 kms_err kms_check_grant_tokens(struct op_ctx *x, json_t *in) KMS_WUR;
+/* A DryRun request, once authorized: DryRunOperationException (ReEncrypt: after both of its keys). */
+kms_err kms_dry_run(struct op_ctx *x, const char *action) KMS_WUR;
 
 #define X(name, fn, verb, flags) kms_err fn(struct op_ctx *ctx, json_t *in, json_t **out);
 KMS_OPERATIONS(X)

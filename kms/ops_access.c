@@ -70,7 +70,31 @@ kms_err kms_authorize_key(struct op_ctx *x, kms_key *k, const char *alias)
     }
     e = kms_access_check(x->core, x->caller, k, &r, x->msg);
     free(heap);
-    return e;
+    return e ? e : kms_dry_run(x, action);
+}
+
+static bool takes(const char *const *ops, size_t n, const char *op)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(ops[i], op))
+            return true;
+    return false;
+}
+
+static const char *const TAKES_DRY_RUN[] = {"CreateGrant", "Decrypt", "DeriveSharedSecret", "Encrypt",
+                                            "GenerateDataKey", "GenerateDataKeyPair",
+                                            "GenerateDataKeyPairWithoutPlaintext", "GenerateDataKeyWithoutPlaintext",
+                                            "GenerateMac", "ReEncrypt", "RetireGrant", "RevokeGrant", "Sign",
+                                            "Verify", "VerifyMac"};
+
+/* A dry run stops right after authorization, so it tells whether the call would be allowed. */
+kms_err kms_dry_run(struct op_ctx *x, const char *action)
+{
+    if (!json_is_true(json_object_get(x->in, "DryRun")) ||
+        !takes(TAKES_DRY_RUN, sizeof TAKES_DRY_RUN / sizeof TAKES_DRY_RUN[0], x->operation) ||
+        !strcmp(action, "ReEncryptFrom")) /* ReEncrypt's destination key is still to be authorized */
+        return KMS_OK;
+    return fail(x, KMS_ERR_DRY_RUN, "The request would have succeeded, but the DryRun option is set.");
 }
 
 /* ---- grant tokens --------------------------------------------------------------------------- */
@@ -93,12 +117,12 @@ kms_err kms_check_grant_tokens(struct op_ctx *x, json_t *in)
                                         "GenerateDataKey", "GenerateDataKeyPair", "GenerateDataKeyPairWithoutPlaintext",
                                         "GenerateDataKeyWithoutPlaintext", "GenerateMac", "GetPublicKey", "ReEncrypt",
                                         "Sign", "Verify", "VerifyMac"};
-    json_t *t = json_object_get(in, "GrantTokens"), *v;
-    bool takes = false;
+    json_t *t = json_object_get(in, "GrantTokens"), *v, *dry = json_object_get(in, "DryRun");
     size_t i;
-    for (i = 0; i < sizeof TAKES / sizeof TAKES[0] && !takes; i++)
-        takes = !strcmp(TAKES[i], x->operation);
-    if (!takes || !t || json_is_null(t))
+    if (dry && !json_is_null(dry) && !json_is_boolean(dry) &&
+        takes(TAKES_DRY_RUN, sizeof TAKES_DRY_RUN / sizeof TAKES_DRY_RUN[0], x->operation))
+        return fail(x, KMS_ERR_SERIALIZATION, "DryRun must be a boolean");
+    if (!takes(TAKES, sizeof TAKES / sizeof TAKES[0], x->operation) || !t || json_is_null(t))
         return KMS_OK;
     if (!json_is_array(t))
         return fail(x, KMS_ERR_SERIALIZATION, "GrantTokens must be a list of strings");
@@ -647,6 +671,8 @@ kms_err kms_op_retire_grant(struct op_ctx *x, json_t *in, json_t **out)
         if ((e = kms_access_check(x->core, x->caller, k, &r, x->msg)))
             return e;
     }
+    if ((e = kms_dry_run(x, "RetireGrant")))
+        return e;
     idx = (size_t)(g - k->grants);
     if ((e = kms_store_delete_grant(x->core, k, idx, x->msg)))
         return e;

@@ -45,6 +45,7 @@ typedef enum kms_err {
     KMS_ERR_MALFORMED_POLICY,        /* MalformedPolicyDocumentException */
     KMS_ERR_INVALID_GRANT_TOKEN,     /* InvalidGrantTokenException */
     KMS_ERR_INVALID_GRANT_ID,        /* InvalidGrantIdException */
+    KMS_ERR_DRY_RUN,                 /* DryRunOperationException: DryRun set, and the call would be allowed */
     /* SigV4 / authentication (server side) */
     KMS_ERR_MISSING_AUTH,            /* MissingAuthenticationTokenException */
     KMS_ERR_INCOMPLETE_SIGNATURE,    /* IncompleteSignatureException */

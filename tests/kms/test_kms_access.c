@@ -531,7 +531,10 @@ static void test_grants(void)
                 "\"EncryptionContextSubset\":{\"a\":\"b\"}}}", arn) == KMS_ERR_VALIDATION); /* not both */
     /* retire: bob (grantee without RetireGrant) may not; carol (retiring principal) may, by token */
     CHECK(callf(c, &bob, "RetireGrant", NULL, NULL, "{\"GrantToken\":\"%s\"}", t1) == KMS_ERR_ACCESS_DENIED);
-    CHECK(callf(c, &carol, "RetireGrant", NULL, NULL, "{\"GrantToken\":\"%s\"}", t1) == KMS_OK);
+    CHECK(callf(c, &carol, "RetireGrant", NULL, NULL, "{\"GrantToken\":\"%s\",\"DryRun\":true}", t1) == KMS_ERR_DRY_RUN);
+    CHECK(callf(c, &carol, "RetireGrant", NULL, NULL, "{\"GrantToken\":\"%s\",\"DryRun\":\"yes\"}", t1) ==
+          KMS_ERR_SERIALIZATION);
+    CHECK(callf(c, &carol, "RetireGrant", NULL, NULL, "{\"GrantToken\":\"%s\"}", t1) == KMS_OK); /* still there */
     CHECK(callf(c, &carol, "RetireGrant", NULL, NULL, "{\"GrantToken\":\"%s\"}", t1) == KMS_ERR_INVALID_GRANT_TOKEN);
     /* gone at once: bob's encrypt is refused */
     CHECK(callf(c, &bob, "Encrypt", NULL, NULL, "{\"KeyId\":\"%s\",\"Plaintext\":\"aGk=\",\"EncryptionContext\":"
@@ -549,6 +552,9 @@ static void test_grants(void)
           KMS_ERR_ACCESS_DENIED);
     kms_core_free(c); /* grants persist */
     c = open_store();
+    CHECK(callf(c, &bob, "DescribeKey", NULL, NULL, "{\"KeyId\":\"%s\"}", arn) == KMS_OK);
+    CHECK(callf(c, &root, "RevokeGrant", NULL, NULL, "{\"KeyId\":\"%s\",\"GrantId\":\"%s\",\"DryRun\":true}", arn, g2) ==
+          KMS_ERR_DRY_RUN);
     CHECK(callf(c, &bob, "DescribeKey", NULL, NULL, "{\"KeyId\":\"%s\"}", arn) == KMS_OK);
     CHECK(callf(c, &root, "RevokeGrant", NULL, NULL, "{\"KeyId\":\"%s\",\"GrantId\":\"%s\"}", arn, g2) == KMS_OK);
     CHECK(callf(c, &root, "RevokeGrant", NULL, NULL, "{\"KeyId\":\"%s\",\"GrantId\":\"%s\"}", arn, g2) ==
