@@ -1164,8 +1164,10 @@ kms_err kms_core_create_access_key(kms_core *c, const char *account, const char 
     kms_err e = KMS_OK;
 
     *akid = *secret = NULL;
+    /* IAM's user-name characters: the user becomes part of the principal ARN policies name */
     if (!account || strlen(account) != 12 || strspn(account, "0123456789") != 12 || !user || !*user ||
-        strlen(user) > 63)
+        strlen(user) > 63 ||
+        strspn(user, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+=,.@_-") != strlen(user))
         return KMS_ERR_VALIDATION;
     sec = malloc(41);
     if (!sec)

@@ -372,6 +372,15 @@ static void test_policy_ops(void)
 static void test_accounts(void)
 {
     kms_core *c = open_store();
+    {   /* access keys: a 12-digit account, a user name of IAM's characters (it becomes the principal ARN) */
+        char *akid = NULL, *secret = NULL;
+        CHECK(kms_core_create_access_key(c, ACCT_B, "user/evil", &akid, &secret) == KMS_ERR_VALIDATION);
+        CHECK(kms_core_create_access_key(c, ACCT_B, "a:b", &akid, &secret) == KMS_ERR_VALIDATION);
+        CHECK(kms_core_create_access_key(c, "1234", "bob", &akid, &secret) == KMS_ERR_VALIDATION);
+        CHECK(kms_core_create_access_key(c, ACCT_B, "bob.smith@example", &akid, &secret) == KMS_OK);
+        free(akid);
+        kms_secret_str_free(secret);
+    }
     char ba[13], bu[64], aa[13], au[64], arn[160], id[64];
     kms_principal bob = who("B:bob", ba, bu), alice = who("A:alice", aa, au);
     json_t *r;
