@@ -18,6 +18,28 @@ AK=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["1111222233
 start_server
 python3 "$(dirname "$0")/server_access.py" "$URL" "$CREDS" "$(dirname "$0")/../kms/access_cases.json"
 
+# A policy changed by another process (the CLI on the store) is in force for the server's next call: its
+# compiled copy goes with the reload (freshness bound KMS_FRESHNESS_MS, 2 ms).
+as_bob() {  # as_bob KEY-ARN -> allow | error code
+  python3 - "$URL" "$CREDS" "$1" <<'P'
+import json, sys, boto3, botocore
+url, creds, key = sys.argv[1:4]
+ak, sk = json.load(open(creds))["444455556666:bob"]
+kms = boto3.client("kms", endpoint_url=url, region_name="us-east-1", aws_access_key_id=ak, aws_secret_access_key=sk)
+try:
+    kms.describe_key(KeyId=key); print("allow")
+except botocore.exceptions.ClientError as e:
+    print(e.response["Error"]["Code"])
+P
+}
+BKEY=$("$B" kms --as-user arn:aws:iam::444455556666:root create-key --query KeyMetadata.Arn --output text)
+[ "$(as_bob "$BKEY")" = allow ] || fail "bob uses his account's key"
+"$B" kms --as-user arn:aws:iam::444455556666:root put-key-policy --key-id "$BKEY" --policy \
+  '{"Statement":[{"Effect":"Allow","Principal":{"AWS":"444455556666"},"Action":"kms:*","Resource":"*"},
+    {"Effect":"Deny","Principal":{"AWS":"arn:aws:iam::444455556666:user/bob"},"Action":"kms:DescribeKey","Resource":"*"}]}'
+sleep 0.01
+[ "$(as_bob "$BKEY")" = AccessDeniedException ] || fail "the server still used the old policy"
+
 # Over a Unix socket the peer's uid names the principal (--unix-principal): unsigned requests from that uid
 # are that principal's; from any other uid they need SigV4 as always.
 stop_server
