@@ -72,6 +72,28 @@ void kms_caller_arn(const kms_core *c, const kms_principal *p, char *buf, size_t
         join(buf, cap, (const char *const[]){"arn:aws:iam::", kms_caller_account(c, p), ":user/", user}, 4);
 }
 
+int kms_principal_split(const char *arn, char account[13], char *user, size_t user_cap)
+{
+    const char *rest;
+    if (strncmp(arn, "arn:aws:iam::", 13) || strlen(arn) < 27 || strspn(arn + 13, "0123456789") != 12 ||
+        arn[25] != ':')
+        return -1;
+    rest = arn + 26;
+    if (strcmp(rest, "root")) {
+        if (strncmp(rest, "user/", 5) || !rest[5])
+            return -1;
+        rest += 5;
+        if (strspn(rest, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+=,.@_-") != strlen(rest))
+            return -1;
+    }
+    if (strlen(rest) >= user_cap)
+        return -1;
+    memcpy(account, arn + 13, 12);
+    account[12] = 0;
+    memcpy(user, rest, strlen(rest) + 1);
+    return 0;
+}
+
 void kms_key_arn_of(const kms_core *c, const kms_key *k, char *buf, size_t cap)
 {
     join(buf, cap, (const char *const[]){"arn:aws:kms:", c->region, ":", k->owner, ":key/", k->id}, 6);

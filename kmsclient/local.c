@@ -68,24 +68,19 @@ kms_err kmsc_backend_local_new(const kmsc_opts *opts, const char *store_dir, voi
     l->principal.user = "root";
     l->principal.source = "embedded";
     if (opts->as_user) {
-        const char *u = opts->as_user;
-        size_t n = strlen(u);
-        if (!strncmp(u, "arn:aws:iam::", 13) && n > 26 && strspn(u + 13, "0123456789") == 12 && u[25] == ':' &&
-            (!strcmp(u + 26, "root") || (!strncmp(u + 26, "user/", 5) && u[31]))) {
-            memcpy(l->account, u + 13, 12);
-            l->principal.account = l->account;
-            u = strcmp(u + 26, "root") ? u + 31 : "root";
-        } else if (strchr(u, ':') || strchr(u, '/')) {
-            u = NULL;
-        }
-        if (!u || !*u || strlen(u) >= sizeof l->user) {
+        /* a principal ARN, or a user of the store's account */
+        char arn[256];
+        int n = strncmp(opts->as_user, "arn:", 4)
+                    ? snprintf(arn, sizeof arn, "arn:aws:iam::%s:user/%s", l->principal.account, opts->as_user)
+                    : snprintf(arn, sizeof arn, "%s", opts->as_user);
+        if (n < 0 || (size_t)n >= sizeof arn || kms_principal_split(arn, l->account, l->user, sizeof l->user)) {
             if (errmsg)
                 *errmsg = strdup("--as-user takes a user name or arn:aws:iam::ACCOUNT:root | arn:aws:iam::ACCOUNT:user/NAME");
             kms_core_free(l->core);
             free(l);
             return KMS_ERR_VALIDATION;
         }
-        snprintf(l->user, sizeof l->user, "%s", u);
+        l->principal.account = l->account;
         l->principal.user = l->user;
     }
     *impl = l;

@@ -213,6 +213,11 @@ kms_err kms_core_lookup_audit(kms_core *core, const kms_audit_query *q, kms_audi
  * core uses for data keys and nonces, and the server for request ids. 0, or -1 on failure. */
 int kms_random(uint8_t *buf, size_t n) KMS_WUR;
 
+/* A principal ARN as a kms_principal names it: "arn:aws:iam::ACCOUNT:root" → (ACCOUNT, "root"),
+ * "arn:aws:iam::ACCOUNT:user/NAME" → (ACCOUNT, NAME), NAME of IAM's user-name characters and shorter than
+ * user_cap. 0, or -1 (nothing written) if arn is not one of those. */
+int kms_principal_split(const char *arn, char account[13], char *user, size_t user_cap) KMS_WUR;
+
 #ifdef __cplusplus
 }
 #endif

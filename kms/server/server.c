@@ -96,24 +96,11 @@ struct uid_principal {
 static int parse_uid_principal(const char *s, struct uid_principal *m)
 {
     char *end;
-    const char *arn;
     unsigned long uid = strtoul(s, &end, 10);
     if (end == s || *end != '=' || uid > (unsigned long)(uid_t)-1)
         return -1;
-    arn = end + 1;
-    if (strncmp(arn, "arn:aws:iam::", 13) || strlen(arn) < 27 || strspn(arn + 13, "0123456789") != 12 ||
-        arn[25] != ':')
-        return -1;
     m->uid = (uid_t)uid;
-    memcpy(m->account, arn + 13, 12);
-    m->account[12] = 0;
-    if (!strcmp(arn + 26, "root"))
-        snprintf(m->user, sizeof m->user, "root");
-    else if (!strncmp(arn + 26, "user/", 5) && arn[31] && strlen(arn + 31) < sizeof m->user)
-        snprintf(m->user, sizeof m->user, "%s", arn + 31);
-    else
-        return -1;
-    return 0;
+    return kms_principal_split(end + 1, m->account, m->user, sizeof m->user);
 }
 
 static void notify_connection(void *cls, struct MHD_Connection *c, void **socket_context,
