@@ -122,8 +122,8 @@ kms_err kms_check_grant_tokens(struct op_ctx *x, json_t *in)
     if (dry && !json_is_null(dry) && !json_is_boolean(dry) &&
         takes(TAKES_DRY_RUN, sizeof TAKES_DRY_RUN / sizeof TAKES_DRY_RUN[0], x->operation))
         return fail(x, KMS_ERR_SERIALIZATION, "DryRun must be a boolean");
-    if (!takes(TAKES, sizeof TAKES / sizeof TAKES[0], x->operation) || !t || json_is_null(t))
-        return KMS_OK;
+    if (!t || json_is_null(t) || !takes(TAKES, sizeof TAKES / sizeof TAKES[0], x->operation))
+        return KMS_OK; /* the common case costs one lookup in the request */
     if (!json_is_array(t))
         return fail(x, KMS_ERR_SERIALIZATION, "GrantTokens must be a list of strings");
     if (json_array_size(t) > MAX_GRANT_TOKENS)
