@@ -39,6 +39,7 @@ static void check_file(struct fsck *f, int dirfd, const char *name, const char *
     int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     uint64_t stored, data_len, nblocks;
     uint8_t *ct, *pt;
+    efs_file_binding fb;
     bool bad = false;
 
     f->files++;
@@ -77,6 +78,8 @@ static void check_file(struct fsck *f, int dirfd, const char *name, const char *
         return;
     }
     fstat(fd, &st);
+    fb.keys = k;
+    memcpy(fb.file_id, h.file_id, EFS_FILE_ID_LEN);
     stored = (uint64_t)h.block_size + EFS_BLOCK_OVERHEAD;
     data_len = (uint64_t)st.st_size - hl;
     nblocks = (data_len + stored - 1) / stored;
@@ -84,8 +87,9 @@ static void check_file(struct fsck *f, int dirfd, const char *name, const char *
     pt = malloc(h.block_size);
     for (uint64_t b = 0; ct && pt && b < nblocks; b++) {
         uint64_t len = data_len - b * stored < stored ? data_len - b * stored : stored;
+        efs_block_binding bb;
         n = pread(fd, ct, len, (off_t)(hl + b * stored));
-        if (n != (ssize_t)len || efs_block_decrypt(k, h.file_id, b, ct, (size_t)len, pt)) {
+        if (n != (ssize_t)len || efs_file_bind(&fb, b, &bb) || efs_block_open(&bb, ct, (size_t)len, pt)) {
             fprintf(f->out, "DAMAGED %s: block %" PRIu64 " fails authentication\n", path, b);
             bad = true;
         }

@@ -34,6 +34,7 @@
 
 #include <sodium.h>
 
+#include "content.h"
 #include "efs.h"
 #include "format.h"
 #include "fuseio.h"
@@ -49,7 +50,6 @@
 
 #define HASH_BUCKETS 65536
 #define IO_CHUNK (1u << 20)
-#define WRITE_BEHIND (8u << 20) /* plaintext bytes of a sequential run between write-behind kicks */
 
 struct inode {
     struct inode *next;          /* hash chain */
@@ -61,16 +61,12 @@ struct inode {
     mode_t type;                 /* S_IFMT bits */
     uint64_t nlookup;            /* protected by fs->table_lock */
     int nopen;                   /* protected by fs->table_lock */
-    pthread_rwlock_t rw;         /* regular files: contents and the fields below */
-    int loaded;                  /* keys valid */
+    pthread_rwlock_t rw;         /* regular files: contents (content.h's lock) and the fields below */
+    int loaded;                  /* keys and content valid */
     efs_file_keys *keys;         /* locked memory (common/secpool.c) while loaded */
-    uint8_t file_id[EFS_FILE_ID_LEN];
-    uint32_t bs;
-    uint64_t data_off;           /* header length (0 with the header in an xattr) */
-    uint64_t size;               /* plaintext size while loaded */
+    efs_file_binding fb;         /* keys and file id: the blocks' binding (efs_file_bind) */
+    efs_content *content;        /* while loaded: size, blocks, writes in flight */
     int64_t hdr_len_cache;       /* -1 unknown; for getattr of files that are not open */
-    uint64_t wb_start, wb_end;   /* write-behind: the sequential run not yet sent to disk (under rw) */
-    struct inflight *writes;     /* WRITEs being served (fs->write_lock); see op_write */
     int dirid_ok;                /* directories with encrypted names: dirid below is valid */
     uint8_t dirid[EFS_DIRID_LEN];
 };
@@ -80,19 +76,10 @@ struct handle {
     struct inode *in;
 };
 
-/* A WRITE being served, from entry until it is placed (a list per inode, on the writers' stacks). */
-struct inflight {
-    struct inflight *next;
-    uint64_t off, end;
-    bool peeked;                 /* has waited once for a queued WRITE (writes_wait_gap) */
-};
-
 struct efs {
     struct inode root;
     pthread_mutex_t table_lock;
-    pthread_mutex_t write_lock;  /* inode->writes of every inode */
-    pthread_cond_t write_placed; /* broadcast when a WRITE leaves its inode's list (CLOCK_MONOTONIC) */
-    int gap_peekers;             /* WRITEs waiting for a queued WRITE to arrive (write_lock) */
+    efs_content_group *writes;   /* the WRITEs in flight of every file (content.c) */
     struct inode *table[HASH_BUCKETS];
     efs_keys *keys;
     efs_spares *spares;          /* NULL: every create writes and syncs its own header */
@@ -105,8 +92,6 @@ struct efs {
     _Atomic uint64_t negative_lookups;  /* LOOKUPs answered with a negative entry (tests: it is cached) */
     efs_uring *uring;                   /* FUSE over io_uring (uring.c), or NULL */
     _Atomic uint64_t header_probes;     /* headers read only for a size (config format ≤ 2); tests: 0 in format 3 */
-    _Atomic uint64_t gap_bytes;         /* plaintext bytes written as zeros because a WRITE began past the end */
-    _Atomic uint64_t gap_waits;         /* WRITEs that waited for an earlier one to fill their gap (op_write) */
     int mount_fd;                /* the backing root, for open_by_handle_at */
     long nfds, fd_budget;        /* inode fds open / allowed before evicting idle ones (table_lock) */
     size_t evict_cursor;
@@ -242,6 +227,33 @@ static int write_header(struct efs *fs, int fd, const efs_header *h)
     return fdatasync(fd) ? -errno : 0;
 }
 
+static const char *what_of(struct inode *in, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "file (inode %" PRIu64 ")", (uint64_t)in->ino);
+    return buf;
+}
+
+/* Give the inode its keys (adopted: locked memory) and its content for the file of header h whose data
+ * starts at data_off and holds size plaintext bytes (rw lock held exclusively). */
+static int inode_attach(struct efs *fs, struct inode *in, efs_file_keys *keys, const efs_header *h,
+                        uint64_t data_off, uint64_t size)
+{
+    char w[64];
+    efs_content_params cp = {.block_size = h->block_size, .data_off = data_off, .size = size,
+                             .bind = efs_file_bind, .bind_arg = &in->fb, .lock = &in->rw,
+                             .group = fs->writes, .what = what_of(in, w, sizeof w)};
+    int rc;
+    in->fb.keys = keys;
+    memcpy(in->fb.file_id, h->file_id, EFS_FILE_ID_LEN);
+    rc = efs_content_new(&cp, &in->content);
+    if (rc)
+        return rc;
+    in->keys = keys;
+    in->hdr_len_cache = (int64_t)data_off;
+    in->loaded = 1;
+    return 0;
+}
+
 /* Load keys into the inode (rw lock held exclusively). fd: an open backing fd. */
 static int inode_load(struct efs *fs, struct inode *in, int fd, const char *what)
 {
@@ -279,17 +291,18 @@ static int inode_load(struct efs *fs, struct inode *in, int fd, const char *what
     }
     if (efs_plain_size((uint64_t)st.st_size - hl, h.block_size, &size))
         EFS_WARN("%s: last block truncated in the backing file; reads of it will fail", what);
-    memcpy(in->file_id, h.file_id, EFS_FILE_ID_LEN);
-    in->bs = h.block_size;
-    in->data_off = hl;
-    in->hdr_len_cache = (int64_t)hl;
-    in->size = size;
-    in->loaded = 1;
-    return 0;
+    rc = inode_attach(fs, in, in->keys, &h, hl, size);
+    if (rc) {
+        efs_secpool_free(in->keys, sizeof *in->keys);
+        in->keys = NULL;
+    }
+    return rc;
 }
 
 static void inode_unload(struct inode *in)
 {
+    efs_content_free(in->content);
+    in->content = NULL;
     if (in->keys) {
         efs_secpool_free(in->keys, sizeof *in->keys);
         in->keys = NULL;
@@ -305,7 +318,7 @@ static void fix_size(struct efs *fs, struct inode *in, struct stat *st)
         return;
     pthread_rwlock_rdlock(&in->rw);
     if (in->loaded) {
-        st->st_size = (off_t)in->size;
+        st->st_size = (off_t)efs_content_size(in->content);
         pthread_rwlock_unlock(&in->rw);
         return;
     }
@@ -696,304 +709,6 @@ static void op_getattr_body(fuse_req_t req, fuse_ino_t ino, struct fuse_file_inf
 
 /* ---- contents ------------------------------------------------------------------------------- */
 
-static const char *what_of(struct inode *in, char *buf, size_t cap)
-{
-    snprintf(buf, cap, "file (inode %" PRIu64 ")", (uint64_t)in->ino);
-    return buf;
-}
-
-/* Read plaintext [off, off+len) (rw lock held). Returns bytes read or -errno. The stored blocks of
- * the whole range are read with one pread and decrypted one by one. */
-static ssize_t read_plain(struct inode *in, int fd, uint8_t *out, size_t len, uint64_t off)
-{
-    uint64_t bs = in->bs, stored = bs + EFS_BLOCK_OVERHEAD, end, first, last;
-    uint64_t ct_off, ct_len;
-    uint8_t *ct, *pt;
-    size_t done = 0;
-    ssize_t n;
-
-    if (off >= in->size)
-        return 0;
-    end = off + len > in->size ? in->size : off + len;
-    first = off / bs;
-    last = (end - 1) / bs;
-    ct_off = in->data_off + first * stored;
-    ct_len = (last - first) * stored + (in->size - last * bs < bs ? in->size - last * bs : bs) + EFS_BLOCK_OVERHEAD;
-    ct = malloc(ct_len);
-    pt = malloc(bs);
-    if (!ct || !pt) {
-        free(ct);
-        free(pt);
-        return -ENOMEM;
-    }
-    n = pread(fd, ct, ct_len, (off_t)ct_off);
-    if (n < 0) {
-        free(ct);
-        free(pt);
-        return -errno;
-    }
-    for (uint64_t b = first; b <= last; b++) {
-        uint64_t bstart = b * bs, blen = in->size - bstart < bs ? in->size - bstart : bs, from, to;
-        uint64_t at = (b - first) * stored;
-        bool whole = bstart >= off && bstart + blen <= end; /* decrypted straight into out */
-        if ((uint64_t)n < at + blen + EFS_BLOCK_OVERHEAD ||
-            efs_block_decrypt(in->keys, in->file_id, b, ct + at, blen + EFS_BLOCK_OVERHEAD, whole ? out + done : pt)) {
-            char w[64];
-            EFS_ERROR("%s: block %" PRIu64 " fails authentication (tampered, truncated or moved)",
-                      what_of(in, w, sizeof w), b);
-            free(ct);
-            sodium_memzero(pt, bs);
-            free(pt);
-            return -EIO;
-        }
-        from = b == first ? off - bstart : 0;
-        to = bstart + blen > end ? end - bstart : blen;
-        if (!whole)
-            memcpy(out + done, pt + from, to - from);
-        done += to - from;
-    }
-    free(ct);
-    sodium_memzero(pt, bs);
-    free(pt);
-    return (ssize_t)done;
-}
-
-/* Reserve backing space for growing the file to newsize (rw lock held exclusively), so that ENOSPC
- * comes before anything is written and leaves the file as it was. */
-static int reserve(struct inode *in, int fd, uint64_t newsize)
-{
-    uint64_t have, need;
-    int rc;
-    if (newsize <= in->size)
-        return 0;
-    have = in->data_off + efs_data_len(in->size, in->bs);
-    need = in->data_off + efs_data_len(newsize, in->bs);
-    rc = posix_fallocate(fd, (off_t)have, (off_t)(need - have));
-    return rc && rc != EOPNOTSUPP && rc != EINVAL ? -rc : 0;
-}
-
-/* Write plaintext (or zeros when buf == NULL) at [off, off+len), extending the file as needed
- * (rw lock held exclusively). Space for the new extent is reserved first, so ENOSPC leaves the
- * file as it was. */
-static int write_plain(struct inode *in, int fd, const uint8_t *buf, size_t len, uint64_t off)
-{
-    uint64_t bs = in->bs, stored = bs + EFS_BLOCK_OVERHEAD, end = off + len;
-    uint64_t newsize = end > in->size ? end : in->size;
-    uint64_t start = off < in->size ? off : in->size;
-    uint64_t first = start / bs, last;
-    uint8_t *out, *pt;
-    size_t out_len = 0, out_cap;
-    uint64_t out_off = in->data_off + first * stored;
-    int rc = 0;
-
-    if (len == 0 && off <= in->size)
-        return 0;
-    last = (end - 1) / bs;
-    rc = reserve(in, fd, newsize);
-    if (rc)
-        return rc;
-    out_cap = (last - first + 1 < IO_CHUNK / bs + 1 ? last - first + 1 : IO_CHUNK / bs + 1) * stored;
-    out = malloc(out_cap);
-    pt = malloc(bs);
-    if (!out || !pt) {
-        free(out);
-        free(pt);
-        return -ENOMEM;
-    }
-    for (uint64_t b = first; b <= last; b++) {
-        uint64_t bstart = b * bs;
-        uint64_t blen = newsize - bstart < bs ? newsize - bstart : bs;
-        uint64_t oldlen = bstart < in->size ? (in->size - bstart < bs ? in->size - bstart : bs) : 0;
-        bool covers = off <= bstart && end >= bstart + blen;
-        const uint8_t *src = pt;
-        if (covers && buf) { /* the whole block comes from the request: encrypt it in place */
-            src = buf + (bstart - off);
-            goto encrypt;
-        }
-        if (!covers && oldlen) {
-            ssize_t n = read_plain(in, fd, pt, oldlen, bstart);
-            if (n < 0) {
-                rc = (int)n;
-                break;
-            }
-        }
-        if (oldlen < blen && !covers)
-            memset(pt + oldlen, 0, blen - oldlen);
-        if (end > bstart && off < bstart + blen) {
-            uint64_t from = off > bstart ? off - bstart : 0;
-            uint64_t to = end < bstart + blen ? end - bstart : blen;
-            if (buf)
-                memcpy(pt + from, buf + (bstart + from - off), to - from);
-            else
-                memset(pt + from, 0, to - from);
-        }
-    encrypt:
-        if (out_len + blen + EFS_BLOCK_OVERHEAD > out_cap) {
-            if (pwrite(fd, out, out_len, (off_t)out_off) != (ssize_t)out_len) {
-                rc = errno ? -errno : -EIO;
-                break;
-            }
-            out_off += out_len;
-            out_len = 0;
-        }
-        rc = efs_block_encrypt(in->keys, in->file_id, b, src, blen, out + out_len);
-        if (rc)
-            break;
-        out_len += blen + EFS_BLOCK_OVERHEAD;
-    }
-    if (!rc && out_len && pwrite(fd, out, out_len, (off_t)out_off) != (ssize_t)out_len)
-        rc = errno ? -errno : -EIO;
-    if (!rc)
-        in->size = newsize;
-    sodium_memzero(pt, bs);
-    free(pt);
-    free(out);
-    return rc;
-}
-
-/*
- * Sealing outside the inode lock. The ciphertext of a block that a write covers whole depends only on
- * the file's keys and id (fixed while the file is open), the block number and the new plaintext — not
- * on the file's current contents or size. So op_write encrypts those blocks before it takes the inode
- * lock and holds the lock only to place them (write_sealed): the several WRITEs the kernel's writeback
- * sends for one file at once encrypt on all CPUs instead of one at a time. Placing stays serialised, so
- * concurrent writes still land as if in some serial order.
- *
- * The blocks are encrypted in place, in the request's buffer: it is this worker thread's receive buffer
- * (loop.c owns it; SPLICE_READ is off, so data always arrives there), and the plaintext is not needed
- * afterwards. Nonces and tags go to a small per-thread array, and one pwritev interleaves the two, so a
- * 1 MiB WRITE needs no second megabyte of memory and no copy of its ciphertext.
- */
-struct seal_buf {
-    size_t cap;
-    max_align_t data[];
-};
-
-static pthread_key_t seal_key;
-static pthread_once_t seal_once = PTHREAD_ONCE_INIT;
-static void seal_key_init(void) { (void)pthread_key_create(&seal_key, free); }
-
-/* This thread's scratch memory of at least cap bytes (kept for its next writes), or NULL. */
-static void *seal_scratch(size_t cap)
-{
-    struct seal_buf *b;
-    pthread_once(&seal_once, seal_key_init);
-    b = pthread_getspecific(seal_key);
-    if (b && b->cap >= cap)
-        return b->data;
-    free(b);
-    (void)pthread_setspecific(seal_key, NULL);
-    b = malloc(sizeof *b + cap);
-    if (!b || pthread_setspecific(seal_key, b)) {
-        free(b);
-        return NULL;
-    }
-    b->cap = cap;
-    return b->data;
-}
-
-/* The whole blocks [a, z) of a WRITE at off, sealed in place by seal_whole. */
-struct sealed {
-    uint64_t a, z;
-    struct iovec *iov; /* 2·count+1 pieces: nonce, ciphertext, tag ‖ next nonce, …, tag */
-    size_t niov;
-};
-
-/* Encrypt the whole blocks [a, z) of a WRITE of plaintext buf at off (block-aligned a < z inside it) in
- * place; no lock needed (see above). 0; -ENOMEM with buf untouched; or -EIO: buf may be partly encrypted
- * and the WRITE fails. */
-static int seal_whole(struct inode *in, uint8_t *buf, uint64_t off, uint64_t a, uint64_t z, struct sealed *s)
-{
-    size_t bs = in->bs, count = (size_t)((z - a) / bs);
-    size_t niov = 2 * count + 1;
-    struct iovec *iov = seal_scratch(niov * sizeof *iov + count * EFS_BLOCK_OVERHEAD);
-    uint8_t *meta, *data = buf + (a - off);
-    int rc;
-    if (!iov)
-        return -ENOMEM;
-    meta = (uint8_t *)(iov + niov);
-    rc = efs_blocks_seal(in->keys, in->file_id, a / bs, data, count, bs, meta);
-    if (rc)
-        return rc == -ENOMEM ? rc : -EIO;
-    iov[0] = (struct iovec){meta, EFS_NONCE};
-    for (size_t i = 0; i < count; i++) {
-        iov[2 * i + 1] = (struct iovec){data + i * bs, bs};
-        iov[2 * i + 2] = (struct iovec){meta + i * EFS_BLOCK_OVERHEAD + EFS_NONCE,
-                                        i + 1 < count ? EFS_BLOCK_OVERHEAD : EFS_TAG};
-    }
-    *s = (struct sealed){.a = a, .z = z, .iov = iov, .niov = niov};
-    return 0;
-}
-
-/* Write [off, off+len) whose whole blocks s->a..s->z seal_whole sealed (rw lock held exclusively): the
- * partial blocks at either end (and any gap before s->a, as zeros) the plain way, the sealed blocks with
- * pwritev. Space for the whole extent is reserved first. */
-static int write_sealed(struct inode *in, int fd, const uint8_t *buf, size_t len, uint64_t off,
-                        const struct sealed *s)
-{
-    uint64_t bs = in->bs, stored = bs + EFS_BLOCK_OVERHEAD, end = off + len;
-    uint64_t at = in->data_off + s->a / bs * stored;
-    int rc = reserve(in, fd, end);
-    if (!rc && s->a > off)
-        rc = write_plain(in, fd, buf, (size_t)(s->a - off), off);
-    else if (!rc && in->size < s->a) /* a gap: zeros up to the first sealed block */
-        rc = write_plain(in, fd, NULL, (size_t)(s->a - in->size), in->size);
-    if (rc)
-        return rc;
-    for (size_t i = 0; i < s->niov;) {
-        int n = s->niov - i > IOV_MAX ? IOV_MAX : (int)(s->niov - i);
-        size_t want = 0;
-        ssize_t w;
-        for (int j = 0; j < n; j++)
-            want += s->iov[i + (size_t)j].iov_len;
-        w = pwritev(fd, s->iov + i, n, (off_t)at);
-        if (w != (ssize_t)want)
-            return w < 0 ? -errno : -EIO;
-        at += want;
-        i += (size_t)n;
-    }
-    if (s->z > in->size)
-        in->size = s->z;
-    return end > s->z ? write_plain(in, fd, buf + (s->z - off), (size_t)(end - s->z), s->z) : 0;
-}
-
-static int truncate_plain(struct inode *in, int fd, uint64_t newsize)
-{
-    uint64_t bs = in->bs;
-    int rc;
-    if (newsize == in->size)
-        return 0;
-    if (newsize > in->size)
-        return write_plain(in, fd, NULL, (size_t)(newsize - in->size), in->size);
-    if (newsize % bs) {
-        /* re-encrypt the new last block at its new length */
-        uint64_t bstart = newsize / bs * bs;
-        size_t keep = (size_t)(newsize - bstart);
-        uint8_t *pt = malloc(bs);
-        ssize_t n;
-        if (!pt)
-            return -ENOMEM;
-        n = read_plain(in, fd, pt, keep, bstart);
-        if (n != (ssize_t)keep) {
-            free(pt);
-            return n < 0 ? (int)n : -EIO;
-        }
-        if (ftruncate(fd, (off_t)(in->data_off + efs_data_len(bstart, (uint32_t)bs)))) {
-            free(pt);
-            return -errno;
-        }
-        in->size = bstart;
-        rc = write_plain(in, fd, pt, keep, bstart);
-        sodium_memzero(pt, bs);
-        free(pt);
-        return rc;
-    }
-    if (ftruncate(fd, (off_t)(in->data_off + efs_data_len(newsize, (uint32_t)bs))))
-        return -errno;
-    in->size = newsize;
-    return 0;
-}
-
 /* Open a backing fd for contents: O_RDWR if possible. */
 static int open_backing(struct inode *in, int flags)
 {
@@ -1023,8 +738,10 @@ static int handle_new(struct efs *fs, struct inode *in, int fd, int flags, struc
     pthread_mutex_unlock(&fs->table_lock);
     pthread_rwlock_wrlock(&in->rw);
     rc = inode_load(fs, in, fd, what_of(in, w, sizeof w));
-    if (!rc && (flags & O_TRUNC))
-        rc = truncate_plain(in, fd, 0);
+    if (!rc && (flags & O_TRUNC)) {
+        efs_content_io io = efs_content_fd_io(fd);
+        rc = efs_content_truncate(in->content, &io, 0);
+    }
     pthread_rwlock_unlock(&in->rw);
     if (rc) {
         pthread_mutex_lock(&fs->table_lock);
@@ -1102,6 +819,7 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
     struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+    efs_content_io io = efs_content_fd_io(h->fd);
     uint8_t *buf = malloc(size ? size : 1);
     ssize_t n;
     (void)ino;
@@ -1110,7 +828,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
         return;
     }
     pthread_rwlock_rdlock(&h->in->rw);
-    n = read_plain(h->in, h->fd, buf, size, (uint64_t)off);
+    n = efs_content_read(h->in->content, &io, buf, size, (uint64_t)off);
     pthread_rwlock_unlock(&h->in->rw);
     if (n < 0)
         fuse_reply_err(req, (int)-n);
@@ -1120,133 +838,16 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
     free(buf);
 }
 
-/*
- * Out-of-order WRITEs. The kernel's writeback sends several WRITEs of one file at once and the worker
- * threads place them in whatever order they get the inode lock: a WRITE past the end of the file may come
- * before the one that precedes it. Placed as it comes, it would first fill the gap with encrypted zero
- * blocks (holes are stored as such), which the earlier WRITE then overwrites — up to a third of a stream
- * encrypted and written twice. So a WRITE that would leave a gap waits while another WRITE of the same
- * file that starts lower and reaches into the gap is still being served (the lowest never waits, so all
- * finish); if none is, the gap is a real hole and is filled with zero blocks as before.
- */
-static void writes_enter(struct efs *fs, struct inode *in, struct inflight *me)
-{
-    bool peekers;
-    pthread_mutex_lock(&fs->write_lock);
-    me->next = in->writes;
-    in->writes = me;
-    peekers = fs->gap_peekers > 0;
-    pthread_mutex_unlock(&fs->write_lock);
-    if (peekers) /* this may be the WRITE one of them waits for */
-        pthread_cond_broadcast(&fs->write_placed);
-}
-
-static void writes_leave(struct efs *fs, struct inode *in, struct inflight *me)
-{
-    struct inflight **pp;
-    bool waiters;
-    pthread_mutex_lock(&fs->write_lock);
-    for (pp = &in->writes; *pp != me; pp = &(*pp)->next)
-        ;
-    *pp = me->next;
-    waiters = in->writes != NULL;
-    pthread_mutex_unlock(&fs->write_lock);
-    if (waiters)
-        pthread_cond_broadcast(&fs->write_placed);
-}
-
-/* Another WRITE in flight starts below me->off and ends past size (it may fill the gap). write_lock held. */
-static bool gap_filler(const struct inode *in, const struct inflight *me, uint64_t size)
-{
-    for (const struct inflight *p = in->writes; p; p = p->next)
-        if (p != me && p->off < me->off && p->end > size)
-            return true;
-    return false;
-}
-
-#define GAP_PEEK_NS 500000L /* how long a WRITE past the end waits, once, for queued requests to be read */
-
-/* me leaves a gap at the end of the file (rw held exclusively). If a WRITE that may fill it is in flight,
- * wait (without rw) until it has been placed. If none is but requests are queued that no worker has read
- * yet (over io_uring: always), wait once up to GAP_PEEK_NS for such a WRITE to arrive. Returns true if rw was released and is
- * held again (the caller rechecks), false at once if there is nothing to wait for. */
-static bool writes_wait_gap(struct efs *fs, struct inode *in, struct inflight *me)
-{
-    uint64_t size = in->size;
-    bool released = false;
-    pthread_mutex_lock(&fs->write_lock);
-    /* Over io_uring the kernel's queues cannot be looked into, and WRITEs reach the ring threads of both
-     * CPUs in any order: always wait once. */
-    if (!gap_filler(in, me, size) && !me->peeked && fs->se && (fs->uring || efs_loop_requests_queued(fs->se))) {
-        int64_t until = efs_mono_ns() + GAP_PEEK_NS; /* write_placed waits on CLOCK_MONOTONIC */
-        struct timespec dl = {.tv_sec = until / 1000000000, .tv_nsec = until % 1000000000};
-        me->peeked = true;
-        pthread_rwlock_unlock(&in->rw);
-        released = true;
-        fs->gap_peekers++;
-        while (!gap_filler(in, me, size) && pthread_cond_timedwait(&fs->write_placed, &fs->write_lock, &dl) == 0)
-            ;
-        fs->gap_peekers--;
-    }
-    if (gap_filler(in, me, size)) {
-        if (!released)
-            pthread_rwlock_unlock(&in->rw);
-        released = true;
-        while (gap_filler(in, me, size))
-            pthread_cond_wait(&fs->write_placed, &fs->write_lock);
-    }
-    pthread_mutex_unlock(&fs->write_lock);
-    if (released)
-        pthread_rwlock_wrlock(&in->rw);
-    return released;
-}
-
+/* The WRITE's data is this worker thread's receive buffer (loop.h: the request buffer contract), which
+ * content.c seals in place: the cast drops a const that libfuse's prototype adds. */
 static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
                      struct fuse_file_info *fi)
 {
     struct handle *h = (struct handle *)(uintptr_t)fi->fh;
-    struct inode *in = h->in;
-    uint64_t kick_from = 0, kick_to = 0;
-    uint64_t a = ((uint64_t)off + in->bs - 1) / in->bs * in->bs, z = ((uint64_t)off + size) / in->bs * in->bs;
-    struct sealed sealed = {0};
-    bool whole = false;
-    struct inflight me = {.off = (uint64_t)off, .end = (uint64_t)off + size};
-    int rc;
-    rc = kill_suidgid_if_asked(req, ino, h->fd); /* an unprivileged writer */
-    writes_enter(fs_of(req), in, &me);
-    if (!rc && z > a) { /* buf is this thread's receive buffer: see "Sealing outside the inode lock" */
-        rc = seal_whole(in, (uint8_t *)(uintptr_t)buf, (uint64_t)off, a, z, &sealed);
-        whole = !rc;
-        if (rc == -ENOMEM)
-            rc = 0; /* nothing was encrypted yet: write the plain way */
-    }
-    pthread_rwlock_wrlock(&in->rw);
-    while (!rc && me.off > in->size && writes_wait_gap(fs_of(req), in, &me))
-        fs_of(req)->gap_waits++; /* an earlier WRITE being served filled (part of) the gap */
-    if (!rc && me.off > in->size)
-        fs_of(req)->gap_bytes += me.off - in->size;
+    efs_content_io io = efs_content_fd_io(h->fd);
+    int rc = kill_suidgid_if_asked(req, ino, h->fd); /* an unprivileged writer */
     if (!rc)
-        rc = whole ? write_sealed(in, h->fd, (const uint8_t *)buf, size, (uint64_t)off, &sealed)
-                   : write_plain(in, h->fd, (const uint8_t *)buf, size, (uint64_t)off);
-    if (!rc) {
-        if ((uint64_t)off != in->wb_end) /* not a continuation: a new run starts here */
-            in->wb_start = (uint64_t)off;
-        in->wb_end = (uint64_t)off + size;
-        if (in->wb_end - in->wb_start >= WRITE_BEHIND) {
-            kick_from = in->data_off + efs_data_len(in->wb_start / in->bs * in->bs, in->bs);
-            kick_to = in->data_off + efs_data_len(in->wb_end, in->bs);
-            in->wb_start = in->wb_end;
-        }
-    }
-    pthread_rwlock_unlock(&in->rw);
-    writes_leave(fs_of(req), in, &me);
-    /* Write-behind for sequential streams: send the run's ciphertext to the disk now (asynchronously; the
-     * call waits only when the device queue is full, which paces the writer). Otherwise a stream's
-     * ciphertext sits dirty in the backing page cache until fsync, and the disk idles while the daemon
-     * encrypts, then the daemon idles while the disk writes — two stages in series instead of a pipeline.
-     * Random writes start no writeback: pages under writeback would make their rewrites wait. */
-    if (kick_to > kick_from)
-        (void)sync_file_range(h->fd, (off_t)kick_from, (off_t)(kick_to - kick_from), SYNC_FILE_RANGE_WRITE);
+        rc = efs_content_write(h->in->content, &io, (uint8_t *)(uintptr_t)buf, size, (uint64_t)off);
     if (rc)
         fuse_reply_err(req, -rc);
     else
@@ -1270,8 +871,10 @@ static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, of
         return;
     }
     pthread_rwlock_wrlock(&h->in->rw);
-    if (!(mode & FALLOC_FL_KEEP_SIZE) && (uint64_t)(off + len) > h->in->size)
-        rc = write_plain(h->in, h->fd, NULL, (size_t)((uint64_t)(off + len) - h->in->size), h->in->size);
+    if (!(mode & FALLOC_FL_KEEP_SIZE) && (uint64_t)(off + len) > efs_content_size(h->in->content)) {
+        efs_content_io io = efs_content_fd_io(h->fd);
+        rc = efs_content_truncate(h->in->content, &io, (uint64_t)(off + len));
+    }
     pthread_rwlock_unlock(&h->in->rw);
     fuse_reply_err(req, -rc);
 }
@@ -1306,8 +909,10 @@ static void op_setattr_body(fuse_req_t req, fuse_ino_t ino, struct stat *attr, i
             rc = inode_load(fs, in, fd, what_of(in, w, sizeof w));
             if (!rc) /* truncate by an unprivileged caller */
                 rc = kill_suidgid_if_asked(req, ino, fd);
-            if (!rc)
-                rc = truncate_plain(in, fd, (uint64_t)attr->st_size);
+            if (!rc) {
+                efs_content_io io = efs_content_fd_io(fd);
+                rc = efs_content_truncate(in->content, &io, (uint64_t)attr->st_size);
+            }
             if (!was_loaded && __atomic_load_n(&in->nopen, __ATOMIC_ACQUIRE) == 0) /* an open counts first */
                 inode_unload(in);
             pthread_rwlock_unlock(&in->rw);
@@ -1659,17 +1264,13 @@ static void op_create_body(fuse_req_t req, fuse_ino_t parent, const char *name, 
         goto fail;
     }
     pthread_rwlock_wrlock(&in->rw);
-    if (!in->loaded) {
-        in->keys = fk;
+    if (!in->loaded && !(rc = inode_attach(fs, in, fk, &h, fs->cfg->dek_in_xattr ? 0 : efs_header_len(&h), 0)))
         fk = NULL;
-        memcpy(in->file_id, h.file_id, EFS_FILE_ID_LEN);
-        in->bs = h.block_size;
-        in->data_off = fs->cfg->dek_in_xattr ? 0 : efs_header_len(&h);
-        in->hdr_len_cache = (int64_t)in->data_off;
-        in->size = 0;
-        in->loaded = 1;
-    }
     pthread_rwlock_unlock(&in->rw);
+    if (rc) {
+        unref(fs, in, 1);
+        goto fail;
+    }
     rc = handle_new(fs, in, fd, 0, fi);
     if (rc) {
         unref(fs, in, 1);
@@ -1969,8 +1570,8 @@ static void op_getxattr_body(fuse_req_t req, fuse_ino_t ino, const char *name, s
                        ",\"uring_requests\":%" PRIu64 ",\"pid\":%ld}",
                        efs_keys_kms_calls(fs->keys), efs_keys_cache_hits(fs->keys), inodes, nfds, budget,
                        pinned, evictable, (uint64_t)fs->getxattr_requests, efs_spares_taken(fs->spares),
-                       efs_spares_taken_dirs(fs->spares), (uint64_t)fs->header_probes, (uint64_t)fs->gap_bytes,
-                       (uint64_t)fs->gap_waits, (uint64_t)fs->negative_lookups,
+                       efs_spares_taken_dirs(fs->spares), (uint64_t)fs->header_probes,
+                       efs_content_group_gap_bytes(fs->writes), efs_content_group_gap_waits(fs->writes), (uint64_t)fs->negative_lookups,
                        efs_uring_requests(fs->uring), (long)getpid());
         reply_xattr_value(req, size, s, (size_t)len);
         return;
@@ -2266,6 +1867,14 @@ static void set_readahead(const char *mountpoint, unsigned kb)
     fclose(f);
 }
 
+/* May a WRITE be queued that no worker has read yet? Over io_uring the kernel's queues cannot be looked
+ * into, and WRITEs reach the ring threads of both CPUs in any order: always. (content.c, gap waits) */
+static bool requests_queued(void *arg)
+{
+    struct efs *fs = arg;
+    return fs->se && (fs->uring || efs_loop_requests_queued(fs->se));
+}
+
 int efs_mount_run(const efs_mount_opts *o, const efs_config *cfg)
 {
     struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
@@ -2287,13 +1896,9 @@ int efs_mount_run(const efs_mount_opts *o, const efs_config *cfg)
     if (!fs)
         return 1;
     pthread_mutex_init(&fs->table_lock, NULL);
-    pthread_mutex_init(&fs->write_lock, NULL);
-    {
-        pthread_condattr_t ca;
-        pthread_condattr_init(&ca);
-        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-        pthread_cond_init(&fs->write_placed, &ca);
-        pthread_condattr_destroy(&ca);
+    if (efs_content_group_new(requests_queued, fs, &fs->writes)) {
+        free(fs);
+        return 1;
     }
     fs->cfg = cfg;
     fs->cipherdir = o->cipherdir;
@@ -2304,6 +1909,7 @@ int efs_mount_run(const efs_mount_opts *o, const efs_config *cfg)
     fd = open(o->cipherdir, O_PATH | O_CLOEXEC);
     if (fd < 0) {
         fprintf(stderr, "envelopefs: cannot open %s: %s\n", o->cipherdir, strerror(errno));
+        efs_content_group_free(fs->writes);
         free(fs);
         return 1;
     }
@@ -2457,6 +2063,7 @@ out:
         close(fs->mount_fd);
     efs_spares_free(fs->spares); /* before the keys it uses */
     efs_keys_free(fs->keys);
+    efs_content_group_free(fs->writes);
     pthread_mutex_destroy(&fs->table_lock);
     free(fs);
     return rc;
