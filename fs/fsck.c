@@ -30,9 +30,8 @@ struct fsck {
 
 static void check_file(struct fsck *f, int dirfd, const char *name, const char *path)
 {
-    uint8_t hb[EFS_HDR_MAX];
     efs_header h;
-    size_t hl;
+    size_t hl, data_off;
     ssize_t n;
     struct stat st;
     efs_file_keys *k;
@@ -48,12 +47,7 @@ static void check_file(struct fsck *f, int dirfd, const char *name, const char *
         f->damaged++;
         return;
     }
-    if (f->cfg->dek_in_xattr) {
-        n = fgetxattr(fd, EFS_XATTR_HEADER, hb, sizeof hb);
-    } else {
-        n = pread(fd, hb, sizeof hb, 0);
-    }
-    if (n < 0 || efs_header_parse(hb, (size_t)n, &h, &hl)) {
+    if (efs_header_load(fd, f->cfg->dek_in_xattr, &h, &hl, &data_off)) {
         fprintf(f->out, "DAMAGED %s: header missing or malformed\n", path);
         f->damaged++;
         close(fd);
@@ -66,8 +60,6 @@ static void check_file(struct fsck *f, int dirfd, const char *name, const char *
         close(fd);
         return;
     }
-    if (f->cfg->dek_in_xattr)
-        hl = 0;
     k = sodium_malloc(sizeof *k);
     if (!k || efs_keys_open_file(f->keys, &h, k, path)) {
         fprintf(f->out, "DAMAGED %s: header fails authentication or its data key cannot be unwrapped\n", path);
@@ -81,14 +73,14 @@ static void check_file(struct fsck *f, int dirfd, const char *name, const char *
     fb.keys = k;
     memcpy(fb.file_id, h.file_id, EFS_FILE_ID_LEN);
     stored = (uint64_t)h.block_size + EFS_BLOCK_OVERHEAD;
-    data_len = (uint64_t)st.st_size - hl;
+    data_len = (uint64_t)st.st_size - data_off;
     nblocks = (data_len + stored - 1) / stored;
     ct = malloc(stored);
     pt = malloc(h.block_size);
     for (uint64_t b = 0; ct && pt && b < nblocks; b++) {
         uint64_t len = data_len - b * stored < stored ? data_len - b * stored : stored;
         efs_block_binding bb;
-        n = pread(fd, ct, len, (off_t)(hl + b * stored));
+        n = pread(fd, ct, len, (off_t)(data_off + b * stored));
         if (n != (ssize_t)len || efs_file_bind(&fb, b, &bb) || efs_block_open(&bb, ct, (size_t)len, pt)) {
             fprintf(f->out, "DAMAGED %s: block %" PRIu64 " fails authentication\n", path, b);
             bad = true;

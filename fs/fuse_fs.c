@@ -85,7 +85,6 @@ struct efs {
     efs_spares *spares;          /* NULL: every create writes and syncs its own header */
     efs_names *names;            /* NULL with plaintext names */
     const efs_config *cfg;
-    const char *cipherdir;
     double timeout;
     struct fuse_session *se;     /* for notifications to the kernel */
     _Atomic uint64_t getxattr_requests; /* observed by tests: writes must not cost one each */
@@ -196,28 +195,6 @@ static void temp_name(char out[64])
 
 /* ---- header access -------------------------------------------------------------------------- */
 
-/* Read and parse the header of the backing file open as fd. */
-static int read_header(struct efs *fs, int fd, efs_header *h, size_t *hdr_len)
-{
-    uint8_t buf[EFS_HDR_MAX];
-    ssize_t n;
-    if (fs->cfg->dek_in_xattr) {
-        n = fgetxattr(fd, EFS_XATTR_HEADER, buf, sizeof buf);
-        if (n < 0)
-            return errno == ENODATA ? -EIO : -errno;
-        if (efs_header_parse(buf, (size_t)n, h, hdr_len))
-            return -EIO;
-        *hdr_len = 0; /* data starts at 0 */
-        return 0;
-    }
-    n = pread(fd, buf, sizeof buf, 0);
-    if (n < 0)
-        return -errno;
-    if (efs_header_parse(buf, (size_t)n, h, hdr_len))
-        return -EIO;
-    return 0;
-}
-
 static int write_header(struct efs *fs, int fd, const efs_header *h)
 {
     int rc = efs_header_store(fd, h, fs->cfg->dek_in_xattr);
@@ -258,14 +235,14 @@ static int inode_attach(struct efs *fs, struct inode *in, efs_file_keys *keys, c
 static int inode_load(struct efs *fs, struct inode *in, int fd, const char *what)
 {
     efs_header h;
-    size_t hl;
+    size_t hl, hlen;
     struct stat st;
     int rc;
     uint64_t size;
 
     if (in->loaded)
         return 0;
-    rc = read_header(fs, fd, &h, &hl);
+    rc = efs_header_load(fd, fs->cfg->dek_in_xattr, &h, &hlen, &hl);
     if (rc) {
         EFS_ERROR("%s: header unreadable or malformed", what);
         return rc == -ENOMEM ? rc : -EIO;
@@ -348,7 +325,7 @@ static void fix_symlink_size(struct stat *st)
 {
     if (S_ISLNK(st->st_mode)) {
         off_t raw = st->st_size * 3 / 4;
-        st->st_size = raw > 28 ? raw - 28 : 0;
+        st->st_size = raw > EFS_BLOCK_OVERHEAD ? raw - EFS_BLOCK_OVERHEAD : 0;
     }
 }
 
@@ -1526,7 +1503,7 @@ static void op_setxattr_body(fuse_req_t req, fuse_ino_t ino, const char *name, c
         fuse_reply_err(req, EPERM);
         return;
     }
-    sealed = malloc(size + 28);
+    sealed = malloc(size + EFS_BLOCK_OVERHEAD);
     if (!sealed) {
         fuse_reply_err(req, ENOMEM);
         return;
@@ -1901,7 +1878,6 @@ int efs_mount_run(const efs_mount_opts *o, const efs_config *cfg)
         return 1;
     }
     fs->cfg = cfg;
-    fs->cipherdir = o->cipherdir;
     fs->timeout = 1.0;
     inode_init(&fs->root);
     fs->root.nlookup = 2;
