@@ -16,7 +16,7 @@
  * its own fields. efs_content_read: held shared (or exclusively). efs_content_write: NOT held — it seals
  * outside, then takes it exclusively itself (and may release and retake it while it waits for a gap).
  * Everything else: held exclusively. A group's internal mutex nests inside every content lock:
- *     owner's locks (e.g. fuse_fs.c's table_lock) → content lock (rw) → group write_lock.
+ *     owner's locks (e.g. inodes.c's table_lock) → content lock (rw) → group write_lock.
  * Nothing here calls back into the owner with a lock of its own held, except bind (with rw held or not).
  *
  * Errors: 0 / -errno. A block that fails authentication (tampered, torn, moved, truncated) is -EIO, with a

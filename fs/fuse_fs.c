@@ -1,621 +1,31 @@
 /*
- * fuse_fs.c — the FUSE daemon: a low-level-API passthrough (modelled on libfuse's passthrough_ll.c)
- * that encrypts every regular file with its own DEK in the format of format.h.
+ * fuse_fs.c — the FUSE daemon's operations (efs_fs_ops): a low-level-API passthrough (modelled on libfuse's
+ * passthrough_ll.c) that encrypts every regular file with its own DEK in the format of format.h. This file
+ * holds the operations table, the pinned entry points, the lifecycle and attribute operations and those of
+ * file contents (open, read, write, fsync, fallocate, release), which are content.c's over the handle's
+ * backing descriptor; the rest is by concern in inodes.c, namespace.c, dirs.c and xattrs.c (mountfs.h).
  *
- * Inodes: one `struct inode` per backing inode, keyed by (st_dev, st_ino), holding an O_PATH fd and a
- * lookup count; the FUSE node id is the pointer. Regular files also carry, while open, their derived
- * file keys (locked memory), header length and plaintext size, under a per-inode rwlock: reads share
- * it, writes and truncates take it exclusively (read-modify-write of partial blocks).
  * Per-open handles (fi->fh) hold a backing fd opened O_RDWR (the writeback cache may read through a
  * write-only handle) without O_APPEND (the kernel owns appends with writeback caching).
- * Every request is replied to exactly once.
+ * Lock order: see inodes.c. Every request is replied to exactly once.
  */
 #define FUSE_USE_VERSION 312
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <fuse_lowlevel.h>
 #include <inttypes.h>
-#include <limits.h>
-#include <malloc.h>
-#include <stddef.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
-#include <sys/uio.h>
-#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <sodium.h>
 
-#include "content.h"
-#include "efs.h"
-#include "format.h"
-#include "fuseio.h"
-#include "killpriv.h"
-#include "loop.h"
-#include "spares.h"
-#include "envelopefs/secpool.h"
-#include "names.h"
-#include "envelopefs/daemon.h"
-#include "envelopefs/jsonb64.h"
 #include "envelopefs/log.h"
-#include "envelopefs/monotime.h"
-
-#define HASH_BUCKETS 65536
-#define IO_CHUNK (1u << 20)
-
-struct inode {
-    struct inode *next;          /* hash chain */
-    int fd;                      /* O_PATH, or -1 while evicted (reopened from fh); see pin() */
-    struct file_handle *fh;      /* to reopen fd; NULL: never evicted */
-    int pins;                    /* operations using fd right now; protected by fs->table_lock */
-    ino_t ino;
-    dev_t dev;
-    mode_t type;                 /* S_IFMT bits */
-    uint64_t nlookup;            /* protected by fs->table_lock */
-    int nopen;                   /* protected by fs->table_lock */
-    pthread_rwlock_t rw;         /* regular files: contents (content.h's lock) and the fields below */
-    int loaded;                  /* keys and content valid */
-    efs_file_keys *keys;         /* locked memory (common/secpool.c) while loaded */
-    efs_file_binding fb;         /* keys and file id: the blocks' binding (efs_file_bind) */
-    efs_content *content;        /* while loaded: size, blocks, writes in flight */
-    int64_t hdr_len_cache;       /* -1 unknown; for getattr of files that are not open */
-    int dirid_ok;                /* directories with encrypted names: dirid below is valid */
-    uint8_t dirid[EFS_DIRID_LEN];
-};
-
-struct handle {
-    int fd;
-    struct inode *in;
-};
-
-struct efs {
-    struct inode root;
-    pthread_mutex_t table_lock;
-    efs_content_group *writes;   /* the WRITEs in flight of every file (content.c) */
-    struct inode *table[HASH_BUCKETS];
-    efs_keys *keys;
-    efs_spares *spares;          /* NULL: every create writes and syncs its own header */
-    efs_names *names;            /* NULL with plaintext names */
-    const efs_config *cfg;
-    double timeout;
-    struct fuse_session *se;     /* for notifications to the kernel */
-    _Atomic uint64_t getxattr_requests; /* observed by tests: writes must not cost one each */
-    _Atomic uint64_t negative_lookups;  /* LOOKUPs answered with a negative entry (tests: it is cached) */
-    efs_uring *uring;                   /* FUSE over io_uring (uring.c), or NULL */
-    _Atomic uint64_t header_probes;     /* headers read only for a size (config format ≤ 2); tests: 0 in format 3 */
-    int mount_fd;                /* the backing root, for open_by_handle_at */
-    long nfds, fd_budget;        /* inode fds open / allowed before evicting idle ones (table_lock) */
-    size_t evict_cursor;
-};
-
-static struct efs *fs_of(fuse_req_t req) { return fuse_req_userdata(req); }
-
-static struct inode *inode_of(fuse_req_t req, fuse_ino_t ino)
-{
-    return ino == FUSE_ROOT_ID ? &fs_of(req)->root : (struct inode *)(uintptr_t)ino;
-}
-
-bool efs_reserved_root_name(const char *name)
-{
-    return !strcmp(name, EFS_CONFIG_NAME) || !strncmp(name, "envelopefs.bk.", 14) ||
-           !strncmp(name, ".envelopefs", 11);
-}
-
-static bool reserved(fuse_ino_t parent, const char *name)
-{
-    return parent == FUSE_ROOT_ID && efs_reserved_root_name(name);
-}
-
-/* ---- names ---------------------------------------------------------------------------------- */
-
-/* A plaintext name's backing entry in its directory. */
-struct bname {
-    char b[EFS_BACKING_MAX];
-    bool is_long;
-    char full[EFS_ENC_MAX];
-};
-
-/* The directory id that binds the names in dir (the filesystem id for the root). */
-static int dir_id(struct efs *fs, struct inode *dir, uint8_t out[EFS_DIRID_LEN])
-{
-    int rc = 0;
-    if (dir == &fs->root) {
-        memcpy(out, fs->cfg->fs_id, EFS_DIRID_LEN);
-        return 0;
-    }
-    pthread_mutex_lock(&fs->table_lock);
-    if (dir->dirid_ok) {
-        memcpy(out, dir->dirid, EFS_DIRID_LEN);
-        pthread_mutex_unlock(&fs->table_lock);
-        return 0;
-    }
-    pthread_mutex_unlock(&fs->table_lock);
-    rc = efs_dirid_read_at(dir->fd, fs->cfg->dirids_in_xattr, out);
-    if (rc) {
-        EFS_ERROR("directory (inode %" PRIu64 "): its directory id is missing or damaged", (uint64_t)dir->ino);
-        return rc;
-    }
-    pthread_mutex_lock(&fs->table_lock);
-    memcpy(dir->dirid, out, EFS_DIRID_LEN);
-    dir->dirid_ok = 1;
-    pthread_mutex_unlock(&fs->table_lock);
-    return 0;
-}
-
-/* Map name in directory (parent) to its backing name. Plaintext mode: identity, reserved names at
- * the root refused with `reserved_err`. */
-static int map_name(struct efs *fs, fuse_ino_t parent, struct inode *dir, const char *name, struct bname *bn,
-                    int reserved_err)
-{
-    uint8_t id[EFS_DIRID_LEN];
-    int rc;
-    bn->is_long = false;
-    if (!fs->names) {
-        if (reserved(parent, name))
-            return reserved_err;
-        if (strlen(name) >= sizeof bn->b)
-            return -ENAMETOOLONG;
-        strcpy(bn->b, name);
-        return 0;
-    }
-    rc = dir_id(fs, dir, id);
-    if (!rc)
-        rc = efs_name_encrypt(fs->names, id, name, bn->b, &bn->is_long, bn->full);
-    return rc;
-}
-
-/* Before an entry is made under bn: its long-name sidecar, durably. */
-static int prepare_name(struct inode *dir, const struct bname *bn)
-{
-    return bn->is_long ? efs_longname_write_at(dir->fd, bn->b, bn->full) : 0;
-}
-
-/* After the entry bn is gone: its sidecar. */
-static void forget_name(struct inode *dir, const struct bname *bn)
-{
-    if (bn->is_long)
-        (void)efs_longname_remove_at(dir->fd, bn->b);
-}
-
-static void temp_name(char out[64])
-{
-    uint8_t r[8];
-    randombytes_buf(r, sizeof r);
-    snprintf(out, 64, ".envelopefs.tmp.%02x%02x%02x%02x%02x%02x%02x%02x", r[0], r[1], r[2], r[3], r[4], r[5], r[6],
-             r[7]);
-}
-
-/* ---- header access -------------------------------------------------------------------------- */
-
-static int write_header(struct efs *fs, int fd, const efs_header *h)
-{
-    int rc = efs_header_store(fd, h, fs->cfg->dek_in_xattr);
-    if (rc)
-        return rc;
-    /* The header is durable before any data can be. */
-    return fdatasync(fd) ? -errno : 0;
-}
-
-static const char *what_of(struct inode *in, char *buf, size_t cap)
-{
-    snprintf(buf, cap, "file (inode %" PRIu64 ")", (uint64_t)in->ino);
-    return buf;
-}
-
-/* Give the inode its keys (adopted: locked memory) and its content for the file of header h whose data
- * starts at data_off and holds size plaintext bytes (rw lock held exclusively). */
-static int inode_attach(struct efs *fs, struct inode *in, efs_file_keys *keys, const efs_header *h,
-                        uint64_t data_off, uint64_t size)
-{
-    char w[64];
-    efs_content_params cp = {.block_size = h->block_size, .data_off = data_off, .size = size,
-                             .bind = efs_file_bind, .bind_arg = &in->fb, .lock = &in->rw,
-                             .group = fs->writes, .what = what_of(in, w, sizeof w)};
-    int rc;
-    in->fb.keys = keys;
-    memcpy(in->fb.file_id, h->file_id, EFS_FILE_ID_LEN);
-    rc = efs_content_new(&cp, &in->content);
-    if (rc)
-        return rc;
-    in->keys = keys;
-    in->hdr_len_cache = (int64_t)data_off;
-    in->loaded = 1;
-    return 0;
-}
-
-/* Load keys into the inode (rw lock held exclusively). fd: an open backing fd. */
-static int inode_load(struct efs *fs, struct inode *in, int fd, const char *what)
-{
-    efs_header h;
-    size_t hl, hlen;
-    struct stat st;
-    int rc;
-    uint64_t size;
-
-    if (in->loaded)
-        return 0;
-    rc = efs_header_load(fd, fs->cfg->dek_in_xattr, &h, &hlen, &hl);
-    if (rc) {
-        EFS_ERROR("%s: header unreadable or malformed", what);
-        return rc == -ENOMEM ? rc : -EIO;
-    }
-    if (!efs_config_header_matches(fs->cfg, h.version, hl)) {
-        EFS_ERROR("%s: header version %u, %zu bytes: not what this filesystem writes", what, (unsigned)h.version, hl);
-        return -EIO;
-    }
-    in->keys = efs_secpool_alloc(sizeof *in->keys);
-    if (!in->keys)
-        return -ENOMEM;
-    rc = efs_keys_open_file(fs->keys, &h, in->keys, what);
-    if (rc) {
-        efs_secpool_free(in->keys, sizeof *in->keys);
-        in->keys = NULL;
-        return rc;
-    }
-    if (fstat(fd, &st)) {
-        rc = -errno;
-        efs_secpool_free(in->keys, sizeof *in->keys);
-        in->keys = NULL;
-        return rc;
-    }
-    if (efs_plain_size((uint64_t)st.st_size - hl, h.block_size, &size))
-        EFS_WARN("%s: last block truncated in the backing file; reads of it will fail", what);
-    rc = inode_attach(fs, in, in->keys, &h, hl, size);
-    if (rc) {
-        efs_secpool_free(in->keys, sizeof *in->keys);
-        in->keys = NULL;
-    }
-    return rc;
-}
-
-static void inode_unload(struct inode *in)
-{
-    efs_content_free(in->content);
-    in->content = NULL;
-    if (in->keys) {
-        efs_secpool_free(in->keys, sizeof *in->keys);
-        in->keys = NULL;
-    }
-    in->loaded = 0;
-}
-
-/* Plaintext size for getattr of a regular file. */
-static void fix_size(struct efs *fs, struct inode *in, struct stat *st)
-{
-    uint64_t size = 0;
-    if (!S_ISREG(st->st_mode))
-        return;
-    pthread_rwlock_rdlock(&in->rw);
-    if (in->loaded) {
-        st->st_size = (off_t)efs_content_size(in->content);
-        pthread_rwlock_unlock(&in->rw);
-        return;
-    }
-    pthread_rwlock_unlock(&in->rw);
-    if (in->hdr_len_cache < 0) {
-        uint32_t off;
-        if (efs_config_data_offset(fs->cfg, &off)) {
-            in->hdr_len_cache = off; /* stat alone suffices */
-        } else {
-            char p[EFS_PROCPATH_MAX];
-            uint8_t b[8];
-            int fd = open(efs_procpath(in->fd, p), O_RDONLY | O_CLOEXEC);
-            fs->header_probes++;
-            if (fd >= 0) {
-                if (pread(fd, b, 8, 0) == 8 && !memcmp(b, EFS_HDR_MAGIC, 4))
-                    in->hdr_len_cache = b[6] | b[7] << 8;
-                close(fd);
-            }
-        }
-    }
-    if (in->hdr_len_cache >= 0 && st->st_size >= in->hdr_len_cache)
-        (void)efs_plain_size((uint64_t)st->st_size - (uint64_t)in->hdr_len_cache, fs->cfg->block_size, &size);
-    st->st_size = (off_t)size;
-}
-
-static void fix_symlink_size(struct stat *st)
-{
-    if (S_ISLNK(st->st_mode)) {
-        off_t raw = st->st_size * 3 / 4;
-        st->st_size = raw > EFS_BLOCK_OVERHEAD ? raw - EFS_BLOCK_OVERHEAD : 0;
-    }
-}
-
-static int do_stat(struct efs *fs, struct inode *in, struct stat *st)
-{
-    if (fstatat(in->fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW))
-        return -errno;
-    fix_size(fs, in, st);
-    fix_symlink_size(st);
-    return 0;
-}
-
-/* ---- inode table ---------------------------------------------------------------------------- */
-
-static size_t bucket(ino_t ino, dev_t dev) { return (size_t)((ino * 2654435761u) ^ dev) % HASH_BUCKETS; }
-
-static void inode_init(struct inode *in)
-{
-    pthread_rwlock_init(&in->rw, NULL);
-    in->hdr_len_cache = -1;
-}
-
-/* Close the O_PATH fds of idle inodes (no operation using them, not open) until well under the
- * budget; they are reopened from their file handles when next used. table_lock held. The kernel keeps
- * an inode for every dentry it caches, so without this a large tree exhausts RLIMIT_NOFILE. */
-static void evict_idle(struct efs *fs)
-{
-    long target = fs->fd_budget - fs->fd_budget / 8;
-    for (size_t n = 0; n < HASH_BUCKETS && fs->nfds > target; n++) {
-        struct inode *in = fs->table[fs->evict_cursor];
-        fs->evict_cursor = (fs->evict_cursor + 1) % HASH_BUCKETS;
-        for (; in && fs->nfds > target; in = in->next)
-            if (in->fd >= 0 && in->fh && !in->pins && !in->nopen) {
-                close(in->fd);
-                in->fd = -1;
-                fs->nfds--;
-            }
-    }
-}
-
-/* Make in->fd usable for the duration of an operation: reopen it if evicted. 0 or -errno. */
-static int pin(struct efs *fs, struct inode *in)
-{
-    int rc = 0;
-    pthread_mutex_lock(&fs->table_lock);
-    if (in->fd < 0) {
-        if (fs->nfds >= fs->fd_budget)
-            evict_idle(fs);
-        in->fd = open_by_handle_at(fs->mount_fd, in->fh, O_PATH | O_CLOEXEC);
-        if (in->fd < 0)
-            rc = errno == ESTALE ? -ENOENT : -errno;
-        else
-            fs->nfds++;
-    }
-    if (!rc)
-        in->pins++;
-    pthread_mutex_unlock(&fs->table_lock);
-    return rc;
-}
-
-static struct inode *inode_take_if_unused(struct efs *fs, struct inode *in);
-static void inode_destroy(struct inode *in);
-
-static void unpin(struct efs *fs, struct inode *in)
-{
-    struct inode *dead;
-    pthread_mutex_lock(&fs->table_lock);
-    in->pins--;
-    dead = inode_take_if_unused(fs, in); /* a forget may have come while it was pinned */
-    pthread_mutex_unlock(&fs->table_lock);
-    inode_destroy(dead);
-}
-
-static struct file_handle *handle_of(int fd)
-{
-    struct file_handle *fh = malloc(sizeof *fh + MAX_HANDLE_SZ);
-    int mount_id;
-    if (!fh)
-        return NULL;
-    fh->handle_bytes = MAX_HANDLE_SZ;
-    if (name_to_handle_at(fd, "", fh, &mount_id, AT_EMPTY_PATH)) {
-        free(fh);
-        return NULL; /* no file handles on this filesystem: this inode keeps its fd */
-    }
-    {
-        struct file_handle *fit = realloc(fh, sizeof *fh + fh->handle_bytes); /* 8 bytes on ext4, not 128 */
-        return fit ? fit : fh;
-    }
-}
-
-/* The known inode for st, referenced (nlookup) and pinned; if it was evicted it adopts *fd (which
- * is then set to -1). NULL if unknown. table_lock held. */
-/* The inode (dev, ino) in the table, or NULL. table_lock held. */
-static struct inode *inode_find_locked(struct efs *fs, dev_t dev, ino_t ino)
-{
-    struct inode *in;
-    for (in = fs->table[bucket(ino, dev)]; in; in = in->next)
-        if (in->ino == ino && in->dev == dev)
-            break;
-    return in;
-}
-
-static struct inode *inode_ref_locked(struct efs *fs, const struct stat *st, int *fd)
-{
-    struct inode *in = inode_find_locked(fs, st->st_dev, st->st_ino);
-    if (!in)
-        return NULL;
-    in->nlookup++;
-    in->pins++; /* before evicting, so that this one stays */
-    if (in->fd < 0) {
-        if (fs->nfds >= fs->fd_budget)
-            evict_idle(fs);
-        in->fd = *fd;
-        *fd = -1;
-        fs->nfds++;
-    }
-    return in;
-}
-
-/* Find or create the inode for (fd, st); consumes fd. Increments nlookup and returns the inode
- * pinned (the caller unpins). */
-static struct inode *inode_get(struct efs *fs, int fd, const struct stat *st)
-{
-    size_t b = bucket(st->st_ino, st->st_dev);
-    struct inode *in, *other;
-    pthread_mutex_lock(&fs->table_lock);
-    in = inode_ref_locked(fs, st, &fd);
-    pthread_mutex_unlock(&fs->table_lock);
-    if (in) {
-        if (fd >= 0)
-            close(fd);
-        return in;
-    }
-    in = calloc(1, sizeof *in);
-    if (!in) {
-        close(fd);
-        return NULL;
-    }
-    inode_init(in);
-    in->fh = handle_of(fd); /* outside the lock: a syscall */
-    in->ino = st->st_ino;
-    in->dev = st->st_dev;
-    in->type = st->st_mode & S_IFMT;
-    in->nlookup = 1;
-    in->pins = 1;
-    pthread_mutex_lock(&fs->table_lock);
-    other = inode_ref_locked(fs, st, &fd); /* another thread may have made it meanwhile */
-    if (other) {
-        pthread_mutex_unlock(&fs->table_lock);
-        if (fd >= 0)
-            close(fd);
-        pthread_rwlock_destroy(&in->rw);
-        free(in->fh);
-        free(in);
-        return other;
-    }
-    if (fs->nfds >= fs->fd_budget)
-        evict_idle(fs);
-    in->fd = fd;
-    in->next = fs->table[b];
-    fs->table[b] = in;
-    fs->nfds++;
-    pthread_mutex_unlock(&fs->table_lock);
-    return in;
-}
-
-/* Wipe an inode's keys, close its fd and free it: one out of the table (inode_take_if_unused), or all of
- * them when the table goes. NULL is a no-op. Called without table_lock: closing the last descriptor of an
- * unlinked file is where the backing filesystem frees its blocks (ext4: truncate and journal work, long for
- * a large file), which must not hold up every request that waits for the table. */
-static void inode_destroy(struct inode *in)
-{
-    if (!in)
-        return;
-    inode_unload(in);
-    if (in->fd >= 0)
-        close(in->fd);
-    free(in->fh);
-    pthread_rwlock_destroy(&in->rw);
-    free(in);
-}
-
-/* If nothing refers to in any more, take it out of the table and return it for the caller to pass to
- * inode_destroy once it has released table_lock (held here); NULL otherwise. Its descriptor is no longer
- * counted from now on. */
-static struct inode *inode_take_if_unused(struct efs *fs, struct inode *in)
-{
-    size_t b;
-    struct inode **pp;
-    if (in == &fs->root || in->nlookup || in->nopen || in->pins)
-        return NULL;
-    b = bucket(in->ino, in->dev);
-    for (pp = &fs->table[b]; *pp; pp = &(*pp)->next)
-        if (*pp == in) {
-            *pp = in->next;
-            break;
-        }
-    if (in->fd >= 0)
-        fs->nfds--;
-    return in;
-}
-
-static void unref(struct efs *fs, struct inode *in, uint64_t n)
-{
-    struct inode *dead;
-    pthread_mutex_lock(&fs->table_lock);
-    in->nlookup = in->nlookup >= n ? in->nlookup - n : 0;
-    dead = inode_take_if_unused(fs, in);
-    pthread_mutex_unlock(&fs->table_lock);
-    inode_destroy(dead);
-}
-
-/* Fill e for the referenced, pinned inode in whose backing attributes are st, and unpin it. */
-static void entry_of(struct efs *fs, struct inode *in, struct stat *st, struct fuse_entry_param *e)
-{
-    fix_size(fs, in, st);
-    fix_symlink_size(st);
-    unpin(fs, in);
-    e->ino = (uintptr_t)in;
-    e->attr = *st;
-    e->attr_timeout = fs->timeout;
-    e->entry_timeout = fs->timeout;
-}
-
-/* Look up the backing entry `backing` of the open directory dirfd: a referenced inode in e. */
-static int lookup_backing(struct efs *fs, int dirfd, const char *backing, struct fuse_entry_param *e)
-{
-    struct inode *in;
-    struct stat st;
-    int fd;
-
-    memset(e, 0, sizeof *e);
-    fd = openat(dirfd, backing, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    if (fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW)) {
-        int err = errno;
-        close(fd);
-        return -err;
-    }
-    in = inode_get(fs, fd, &st);
-    if (!in)
-        return -ENOMEM;
-    entry_of(fs, in, &st, e);
-    return 0;
-}
-
-/* A readdirplus entry whose inode (dev, d_ino from getdents) the table holds already, with its descriptor
- * open: a referenced inode in e, its attributes from that descriptor — one fstat instead of opening the
- * name, stating it and closing the duplicate descriptor (lookup_backing). rm -rf lists each directory
- * twice and find or a second ls lists known entries again. -ENOENT when the inode is not known (or is
- * evicted, or the stat fails): the caller looks the name up. */
-static int readdirplus_known(struct efs *fs, dev_t dev, ino_t ino, struct fuse_entry_param *e)
-{
-    struct inode *in;
-    struct stat st;
-    pthread_mutex_lock(&fs->table_lock);
-    in = inode_find_locked(fs, dev, ino);
-    if (in && in->fd >= 0) {
-        in->nlookup++;
-        in->pins++;
-    } else {
-        in = NULL;
-    }
-    pthread_mutex_unlock(&fs->table_lock);
-    if (!in)
-        return -ENOENT;
-    if (fstatat(in->fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW)) {
-        unref(fs, in, 1); /* still pinned: unpin frees it if nothing else refers to it */
-        unpin(fs, in);
-        return -ENOENT;
-    }
-    memset(e, 0, sizeof *e);
-    entry_of(fs, in, &st, e);
-    return 0;
-}
-
-static int do_lookup(fuse_req_t req, fuse_ino_t parent, const char *name, struct fuse_entry_param *e)
-{
-    struct efs *fs = fs_of(req);
-    struct inode *p = inode_of(req, parent);
-    struct bname bn;
-    int rc;
-
-    memset(e, 0, sizeof *e);
-    rc = map_name(fs, parent, p, name, &bn, -ENOENT);
-    if (rc)
-        return rc;
-    return lookup_backing(fs, p->fd, bn.b, e);
-}
+#include "killpriv.h"
+#include "mountfs.h"
 
 /* ---- FUSE operations: lifecycle ------------------------------------------------------------- */
 
@@ -642,7 +52,7 @@ static void op_destroy(void *userdata)
 static void op_lookup_body(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
     struct fuse_entry_param e;
-    int rc = do_lookup(req, parent, name, &e);
+    int rc = efs_do_lookup(req, parent, name, &e);
     if (rc == -ENOENT) {
         /* A negative entry (inode 0): the kernel remembers for the entry timeout that the name does not
          * exist, so probing a missing name again (PATH searches, build systems, interpreters' imports)
@@ -662,21 +72,21 @@ static void op_lookup_body(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 {
-    unref(fs_of(req), inode_of(req, ino), nlookup);
+    efs_inode_unref(fs_of(req), inode_of(req, ino), nlookup);
     fuse_reply_none(req);
 }
 
 static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *f)
 {
     for (size_t i = 0; i < count; i++)
-        unref(fs_of(req), inode_of(req, f[i].ino), f[i].nlookup);
+        efs_inode_unref(fs_of(req), inode_of(req, f[i].ino), f[i].nlookup);
     fuse_reply_none(req);
 }
 
 static void op_getattr_body(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     struct stat st;
-    int rc = do_stat(fs_of(req), inode_of(req, ino), &st);
+    int rc = efs_inode_stat(fs_of(req), inode_of(req, ino), &st);
     (void)fi;
     if (rc)
         fuse_reply_err(req, -rc);
@@ -700,7 +110,7 @@ static int open_backing(struct inode *in, int flags)
     return fd < 0 ? -errno : fd;
 }
 
-static int handle_new(struct efs *fs, struct inode *in, int fd, int flags, struct fuse_file_info *fi)
+int efs_handle_new(struct efs *fs, struct inode *in, int fd, int flags, struct fuse_file_info *fi)
 {
     struct handle *h = calloc(1, sizeof *h);
     char w[64];
@@ -714,7 +124,7 @@ static int handle_new(struct efs *fs, struct inode *in, int fd, int flags, struc
     in->nopen++;
     pthread_mutex_unlock(&fs->table_lock);
     pthread_rwlock_wrlock(&in->rw);
-    rc = inode_load(fs, in, fd, what_of(in, w, sizeof w));
+    rc = efs_inode_load(fs, in, fd, efs_inode_what(in, w, sizeof w));
     if (!rc && (flags & O_TRUNC)) {
         efs_content_io io = efs_content_fd_io(fd);
         rc = efs_content_truncate(in->content, &io, 0);
@@ -724,7 +134,7 @@ static int handle_new(struct efs *fs, struct inode *in, int fd, int flags, struc
         pthread_mutex_lock(&fs->table_lock);
         if (--in->nopen == 0) {
             pthread_rwlock_wrlock(&in->rw);
-            inode_unload(in);
+            efs_inode_unload(in);
             pthread_rwlock_unlock(&in->rw);
         }
         pthread_mutex_unlock(&fs->table_lock);
@@ -764,7 +174,7 @@ static void op_open_body(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *
     }
     rc = kill_suidgid_if_asked(req, ino, fd); /* open(O_TRUNC) by an unprivileged caller */
     if (!rc)
-        rc = handle_new(fs, in, fd, fi->flags, fi);
+        rc = efs_handle_new(fs, in, fd, fi->flags, fi);
     if (rc) {
         close(fd);
         fuse_reply_err(req, -rc);
@@ -784,13 +194,13 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     pthread_mutex_lock(&fs->table_lock);
     if (--in->nopen == 0) {
         pthread_rwlock_wrlock(&in->rw);
-        inode_unload(in);
+        efs_inode_unload(in);
         pthread_rwlock_unlock(&in->rw);
     }
-    dead = inode_take_if_unused(fs, in);
+    dead = efs_inode_take_if_unused(fs, in);
     pthread_mutex_unlock(&fs->table_lock);
     fuse_reply_err(req, 0);
-    inode_destroy(dead);
+    efs_inode_destroy(dead);
 }
 
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
@@ -883,7 +293,7 @@ static void op_setattr_body(fuse_req_t req, fuse_ino_t ino, struct stat *attr, i
             bool temp = !fi, was_loaded;
             pthread_rwlock_wrlock(&in->rw);
             was_loaded = in->loaded;
-            rc = inode_load(fs, in, fd, what_of(in, w, sizeof w));
+            rc = efs_inode_load(fs, in, fd, efs_inode_what(in, w, sizeof w));
             if (!rc) /* truncate by an unprivileged caller */
                 rc = kill_suidgid_if_asked(req, ino, fd);
             if (!rc) {
@@ -891,7 +301,7 @@ static void op_setattr_body(fuse_req_t req, fuse_ino_t ino, struct stat *attr, i
                 rc = efs_content_truncate(in->content, &io, (uint64_t)attr->st_size);
             }
             if (!was_loaded && __atomic_load_n(&in->nopen, __ATOMIC_ACQUIRE) == 0) /* an open counts first */
-                inode_unload(in);
+                efs_inode_unload(in);
             pthread_rwlock_unlock(&in->rw);
             if (temp)
                 close(fd);
@@ -918,541 +328,11 @@ static void op_setattr_body(fuse_req_t req, fuse_ino_t ino, struct stat *attr, i
         }
     }
     if (!rc)
-        rc = do_stat(fs, in, &st);
+        rc = efs_inode_stat(fs, in, &st);
     if (rc)
         fuse_reply_err(req, -rc);
     else
         fuse_reply_attr(req, &st, fs->timeout);
-}
-
-/* ---- namespace ------------------------------------------------------------------------------ */
-
-/* Give a new entry the caller's ownership (the daemon runs as root), honouring setgid dirs. */
-static void own(fuse_req_t req, struct inode *parent, int dirfd, const char *name, bool is_dir)
-{
-    const struct fuse_ctx *ctx = fuse_req_ctx(req);
-    struct stat pst;
-    gid_t gid = ctx->gid;
-    static _Atomic int root = -1; /* the daemon's euid does not change */
-    if (root < 0)
-        root = geteuid() == 0;
-    if (!root)
-        return;
-    if (fstatat(parent->fd, "", &pst, AT_EMPTY_PATH) == 0 && (pst.st_mode & S_ISGID)) {
-        gid = pst.st_gid;
-        if (is_dir) {
-            struct stat st;
-            if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-                char p[EFS_PROCPATH_MAX];
-                int fd = openat(dirfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-                if (fd >= 0) {
-                    (void)fchmodat(AT_FDCWD, efs_procpath(fd, p), (st.st_mode & 07777) | S_ISGID, 0);
-                    close(fd);
-                }
-            }
-        }
-    }
-    (void)fchownat(dirfd, name, ctx->uid, gid, AT_SYMLINK_NOFOLLOW);
-}
-
-/* Reply to a request that made the entry bn (its backing name, mapped already) in dir, or failed (rc). */
-static void reply_new_entry(fuse_req_t req, struct inode *dir, const struct bname *bn, int rc)
-{
-    struct fuse_entry_param e;
-    memset(&e, 0, sizeof e);
-    if (!rc)
-        rc = lookup_backing(fs_of(req), dir->fd, bn->b, &e);
-    if (rc)
-        fuse_reply_err(req, -rc);
-    else
-        fuse_reply_entry(req, &e);
-}
-
-static void op_mkdir_body(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
-{
-    struct efs *fs = fs_of(req);
-    struct inode *p = inode_of(req, parent);
-    struct bname bn;
-    char tmp[64];
-    uint8_t id[EFS_DIRID_LEN];
-    int rc = map_name(fs, parent, p, name, &bn, -EPERM), dfd;
-
-    if (!rc && !fs->names) {
-        if (mkdirat(p->fd, bn.b, mode))
-            rc = -errno;
-        else
-            own(req, p, p->fd, bn.b, true);
-    } else if (!rc && !(rc = prepare_name(p, &bn))) {
-        /* A directory never exists without its durable id, so that a crash never leaves one whose
-         * entries cannot be named: a spare directory (spares.c) whose id was made durable in a batch is
-         * renamed into place ... */
-        rc = efs_spares_take_dir(fs->spares, p->fd, bn.b, mode);
-        if (!rc) {
-            own(req, p, p->fd, bn.b, true);
-        } else if (rc == -EAGAIN) {
-            /* ... or, with none ready, one is made under a temporary name with its id, then renamed. */
-            temp_name(tmp);
-            if (mkdirat(p->fd, tmp, mode)) {
-                rc = -errno;
-            } else if ((dfd = openat(p->fd, tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
-                rc = -errno;
-                unlinkat(p->fd, tmp, AT_REMOVEDIR);
-            } else {
-                rc = efs_dirid_create_at(dfd, fs->cfg->dirids_in_xattr, id);
-                if (!rc)
-                    own(req, p, p->fd, tmp, true);
-                if (!rc && renameat2(p->fd, tmp, p->fd, bn.b, RENAME_NOREPLACE))
-                    rc = -errno;
-                if (rc) {
-                    unlinkat(dfd, EFS_DIRID_NAME, 0);
-                    unlinkat(p->fd, tmp, AT_REMOVEDIR);
-                }
-                close(dfd);
-            }
-        }
-        if (rc && rc != -EEXIST) /* (an existing entry of this name keeps its sidecar) */
-            forget_name(p, &bn);
-    }
-    reply_new_entry(req, p, &bn, rc);
-}
-
-static void op_mknod_body(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
-{
-    struct efs *fs = fs_of(req);
-    struct inode *p = inode_of(req, parent);
-    struct bname bn;
-    int rc = map_name(fs, parent, p, name, &bn, -EPERM);
-    if (!rc && S_ISREG(mode))
-        rc = -EPERM; /* regular files are made by create (they need a header) */
-    if (!rc)
-        rc = prepare_name(p, &bn);
-    if (!rc && mknodat(p->fd, bn.b, mode, rdev))
-        rc = -errno;
-    if (!rc)
-        own(req, p, p->fd, bn.b, false);
-    reply_new_entry(req, p, &bn, rc);
-}
-
-static void op_symlink_body(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
-{
-    struct efs *fs = fs_of(req);
-    struct inode *p = inode_of(req, parent);
-    size_t n = strlen(link), sealed_len;
-    uint8_t *sealed = NULL;
-    char *enc = NULL;
-    struct bname bn;
-    int rc = map_name(fs, parent, p, name, &bn, -EPERM);
-    if (rc) {
-        /* reported below */
-    } else if ((n + 28) * 4 / 3 + 4 >= PATH_MAX) {
-        rc = -ENAMETOOLONG;
-    } else if (!(sealed = malloc(n + 28)) || !(enc = malloc((n + 28) * 4 / 3 + 8))) {
-        rc = -ENOMEM;
-    } else if (!(rc = efs_seal_small(fs->keys, EFS_PURPOSE_SYMLINK, "envelopefs symlink v1", (const uint8_t *)link, n,
-                                      sealed, &sealed_len)) &&
-               !(rc = prepare_name(p, &bn))) {
-        sodium_bin2base64(enc, (n + 28) * 4 / 3 + 8, sealed, sealed_len, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
-        if (symlinkat(enc, p->fd, bn.b))
-            rc = -errno;
-        else
-            own(req, p, p->fd, bn.b, false);
-    }
-    free(sealed);
-    free(enc);
-    reply_new_entry(req, p, &bn, rc);
-}
-
-static void op_readlink_body(fuse_req_t req, fuse_ino_t ino)
-{
-    struct efs *fs = fs_of(req);
-    struct inode *in = inode_of(req, ino);
-    char enc[PATH_MAX + 1], out[PATH_MAX + 1];
-    uint8_t raw[PATH_MAX];
-    size_t raw_len, out_len;
-    ssize_t n = readlinkat(in->fd, "", enc, sizeof enc - 1);
-    if (n < 0) {
-        fuse_reply_err(req, errno);
-        return;
-    }
-    enc[n] = 0;
-    if (efs_base64_decode(raw, sizeof raw, enc, (size_t)n, NULL, &raw_len, sodium_base64_VARIANT_URLSAFE_NO_PADDING) ||
-        efs_open_small(fs->keys, EFS_PURPOSE_SYMLINK, "envelopefs symlink v1", raw, raw_len, (uint8_t *)out,
-                       &out_len)) {
-        EFS_ERROR("symlink (inode %" PRIu64 "): target fails authentication", (uint64_t)in->ino);
-        fuse_reply_err(req, EIO);
-        return;
-    }
-    out[out_len] = 0;
-    fuse_reply_readlink(req, out);
-}
-
-static void op_unlink_body(fuse_req_t req, fuse_ino_t parent, const char *name)
-{
-    struct efs *fs = fs_of(req);
-    struct inode *p = inode_of(req, parent);
-    struct bname bn;
-    int rc = map_name(fs, parent, p, name, &bn, -ENOENT);
-    if (!rc && unlinkat(p->fd, bn.b, 0))
-        rc = -errno;
-    if (!rc)
-        forget_name(p, &bn);
-    fuse_reply_err(req, -rc);
-}
-
-/* Remove an empty directory whose only backing entry is its id file: the id file is moved out first
- * (and back if rmdir fails), so a directory is never left without its id. */
-static int rmdir_encrypted(struct inode *p, const char *backing)
-{
-    char tmp[64];
-    struct dirent *e;
-    DIR *d;
-    int dfd = openat(p->fd, backing, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), rc = 0;
-    if (dfd < 0)
-        return -errno;
-    d = fdopendir(dfd);
-    if (!d) {
-        rc = -errno;
-        close(dfd);
-        return rc;
-    }
-    while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && strcmp(e->d_name, EFS_DIRID_NAME)) {
-            closedir(d);
-            return -ENOTEMPTY;
-        }
-    temp_name(tmp);
-    if (renameat(dirfd(d), EFS_DIRID_NAME, p->fd, tmp) && errno != ENOENT) {
-        rc = -errno;
-    } else if (unlinkat(p->fd, backing, AT_REMOVEDIR)) {
-        rc = -errno;
-        (void)renameat(p->fd, tmp, dirfd(d), EFS_DIRID_NAME);
-    } else {
-        unlinkat(p->fd, tmp, 0);
-    }
-    closedir(d);
-    return rc;
-}
-
-static void op_rmdir_body(fuse_req_t req, fuse_ino_t parent, const char *name)
-{
-    struct efs *fs = fs_of(req);
-    struct inode *p = inode_of(req, parent);
-    struct bname bn;
-    int rc = map_name(fs, parent, p, name, &bn, -ENOENT);
-    if (!rc) /* an id in an xattr goes with the directory; an id file must be moved out first */
-        rc = fs->names && !fs->cfg->dirids_in_xattr ? rmdir_encrypted(p, bn.b)
-                                                     : (unlinkat(p->fd, bn.b, AT_REMOVEDIR) ? -errno : 0);
-    if (!rc)
-        forget_name(p, &bn);
-    fuse_reply_err(req, -rc);
-}
-
-static void op_rename_body(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
-                      const char *newname, unsigned int flags)
-{
-    struct efs *fs = fs_of(req);
-    struct inode *p = inode_of(req, parent), *np = inode_of(req, newparent);
-    struct bname from, to;
-    int rc = map_name(fs, parent, p, name, &from, -EPERM);
-    if (!rc)
-        rc = map_name(fs, newparent, np, newname, &to, -EPERM);
-    if (!rc)
-        rc = prepare_name(np, &to);
-    if (!rc && renameat2(p->fd, from.b, np->fd, to.b, flags))
-        rc = -errno;
-    /* the old name is gone (after an exchange both names still exist) */
-    if (!rc && !(flags & RENAME_EXCHANGE) && !(p == np && !strcmp(from.b, to.b)))
-        forget_name(p, &from);
-    fuse_reply_err(req, -rc);
-}
-
-static void op_link_body(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
-{
-    struct efs *fs = fs_of(req);
-    struct inode *in = inode_of(req, ino), *np = inode_of(req, newparent);
-    struct bname bn;
-    char p[EFS_PROCPATH_MAX];
-    int rc = map_name(fs, newparent, np, newname, &bn, -EPERM);
-    if (!rc)
-        rc = prepare_name(np, &bn);
-    if (!rc && linkat(AT_FDCWD, efs_procpath(in->fd, p), np->fd, bn.b, AT_SYMLINK_FOLLOW))
-        rc = -errno;
-    reply_new_entry(req, np, &bn, rc);
-}
-
-static void op_create_body(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, struct fuse_file_info *fi)
-{
-    struct efs *fs = fs_of(req);
-    struct inode *p = inode_of(req, parent), *in;
-    struct fuse_entry_param e;
-    efs_header h;
-    efs_file_keys *fk = NULL;
-    int fd = -1, rc;
-    struct stat st;
-
-    struct bname bn;
-
-    rc = map_name(fs, parent, p, name, &bn, -EPERM);
-    if (rc) {
-        fuse_reply_err(req, -rc);
-        return;
-    }
-    fk = efs_secpool_alloc(sizeof *fk);
-    if (!fk) {
-        fuse_reply_err(req, ENOMEM);
-        return;
-    }
-    /* A spare file with a durable header becomes the new file (spares.c) ... */
-    rc = prepare_name(p, &bn);
-    if (!rc)
-        rc = efs_spares_take(fs->spares, p->fd, bn.b, mode, &fd, &h, fk);
-    if (rc == -EAGAIN) {
-        /* ... or, with none ready, keys first (if the key service refuses, nothing is written), then
-         * the header, durable before any data can be. */
-        rc = efs_keys_new_file(fs->keys, &h, fk);
-        if (!rc) {
-            fd = openat(p->fd, bn.b, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC | O_NOFOLLOW, mode & 07777);
-            if (fd < 0)
-                rc = -errno;
-        }
-        if (!rc) {
-            rc = write_header(fs, fd, &h);
-            if (rc) {
-                close(fd);
-                fd = -1;
-                unlinkat(p->fd, bn.b, 0);
-            }
-        }
-    }
-    if (rc) {
-        if (rc != -EEXIST) /* an existing entry of this name keeps its long-name sidecar */
-            forget_name(p, &bn);
-        goto fail;
-    }
-    own(req, p, p->fd, bn.b, false);
-    memset(&e, 0, sizeof e);
-    rc = lookup_backing(fs, p->fd, bn.b, &e); /* the name is mapped already */
-    if (rc)
-        goto fail;
-    in = (struct inode *)(uintptr_t)e.ino;
-    if (fstat(fd, &st) == 0 && st.st_ino != in->ino) {
-        rc = -EIO; /* raced with a rename */
-        unref(fs, in, 1);
-        goto fail;
-    }
-    pthread_rwlock_wrlock(&in->rw);
-    if (!in->loaded && !(rc = inode_attach(fs, in, fk, &h, fs->cfg->dek_in_xattr ? 0 : efs_header_len(&h), 0)))
-        fk = NULL;
-    pthread_rwlock_unlock(&in->rw);
-    if (rc) {
-        unref(fs, in, 1);
-        goto fail;
-    }
-    rc = handle_new(fs, in, fd, 0, fi);
-    if (rc) {
-        unref(fs, in, 1);
-        goto fail;
-    }
-    if (fk)
-        efs_secpool_free(fk, sizeof *fk);
-    e.attr.st_size = 0;
-    fuse_reply_create(req, &e, fi);
-    return;
-fail:
-    if (fd >= 0)
-        close(fd);
-    if (fk)
-        efs_secpool_free(fk, sizeof *fk);
-    fuse_reply_err(req, -rc);
-}
-
-/* ---- directories ---------------------------------------------------------------------------- */
-
-struct dirh {
-    DIR *dp;
-    struct dirent *entry;
-    off_t offset;
-    uint8_t dirid[EFS_DIRID_LEN];  /* encrypted names: this directory's id */
-    int ahead;                     /* entries after the current one whose headers are being read */
-};
-
-/* In a filesystem without a fixed header size (config format ≤ 2), readdirplus reads every new regular
- * file's header (its length gives the plaintext size). Start those
- * reads for the next entries all at once, so a cold `ls -l` waits for one batch of disk reads instead of
- * one read per file. Leaves the stream where it was. */
-static void prefetch_headers(struct dirh *d)
-{
-    long pos = telldir(d->dp);
-    struct dirent *e;
-    int n = 0, dfd = dirfd(d->dp);
-    if (pos < 0)
-        return;
-    while (n < 64 && (e = readdir(d->dp))) {
-        int fd;
-        n++;
-        if (e->d_type != DT_REG)
-            continue;
-        fd = openat(dfd, e->d_name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-        if (fd >= 0) {
-            (void)posix_fadvise(fd, 0, 4096, POSIX_FADV_WILLNEED);
-            close(fd);
-        }
-    }
-    seekdir(d->dp, pos);
-    d->ahead = n;
-}
-
-static void op_opendir_body(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-    struct inode *in = inode_of(req, ino);
-    struct dirh *d = calloc(1, sizeof *d);
-    int fd;
-    if (!d) {
-        fuse_reply_err(req, ENOMEM);
-        return;
-    }
-    if (fs_of(req)->names) {
-        int rc = dir_id(fs_of(req), in, d->dirid);
-        if (rc) {
-            free(d);
-            fuse_reply_err(req, -rc);
-            return;
-        }
-    }
-    fd = openat(in->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0 || !(d->dp = fdopendir(fd))) {
-        int err = errno;
-        if (fd >= 0)
-            close(fd);
-        free(d);
-        fuse_reply_err(req, err);
-        return;
-    }
-    fi->fh = (uintptr_t)d;
-    fi->cache_readdir = 1;
-    fuse_reply_open(req, fi);
-}
-
-/* readdir and readdirplus: entries decrypted (or, at the root of a plaintext-names filesystem,
- * the reserved names hidden); entries failing authentication are skipped with a log line. With plus,
- * each entry is also looked up (one reference the kernel will forget), which spares ls -l a LOOKUP
- * round trip per entry. */
-static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi,
-                       bool plus)
-{
-    struct efs *fs = fs_of(req);
-    struct dirh *d = (struct dirh *)(uintptr_t)fi->fh;
-    char plain[256];
-    const char *name;
-    char *buf = calloc(1, size), *p = buf;
-    size_t rem = size;
-    int err = 0;
-    if (!buf) {
-        fuse_reply_err(req, ENOMEM);
-        return;
-    }
-    if (off != d->offset) {
-        seekdir(d->dp, off);
-        d->entry = NULL;
-        d->offset = off;
-        d->ahead = 0;
-    }
-    for (;;) {
-        struct fuse_entry_param e;
-        bool dots;
-        size_t n;
-        if (!d->entry) {
-            if (plus && !efs_config_data_offset(fs->cfg, NULL) && d->ahead-- <= 0)
-                prefetch_headers(d);
-            errno = 0;
-            d->entry = readdir(d->dp);
-            if (!d->entry) {
-                err = errno;
-                break;
-            }
-        }
-        name = d->entry->d_name;
-        dots = !strcmp(name, ".") || !strcmp(name, "..");
-        if (dots) {
-            /* shown as they are */
-        } else if (fs->names) {
-            int rc = efs_name_from_backing(fs->names, dirfd(d->dp), d->dirid, name, plain);
-            if (rc == -EBADMSG)
-                EFS_ERROR("directory (inode %" PRIu64 "): entry %s fails authentication (tampered or moved "
-                          "from another directory); skipped", (uint64_t)inode_of(req, ino)->ino, name);
-            if (rc) {
-                d->offset = d->entry->d_off;
-                d->entry = NULL;
-                continue;
-            }
-            name = plain;
-        } else if (ino == FUSE_ROOT_ID && efs_reserved_root_name(name)) {
-            d->offset = d->entry->d_off;
-            d->entry = NULL;
-            continue;
-        }
-        memset(&e, 0, sizeof e);
-        e.attr.st_ino = d->entry->d_ino;
-        e.attr.st_mode = (mode_t)(d->entry->d_type << 12);
-        if (plus && !dots) {
-            struct inode *dir = inode_of(req, ino);
-            int rc = dir->dev ? readdirplus_known(fs, dir->dev, d->entry->d_ino, &e) : -ENOENT;
-            if (rc == -ENOENT)
-                rc = lookup_backing(fs, dirfd(d->dp), d->entry->d_name, &e);
-            if (rc == -ENOENT) { /* removed since readdir saw it */
-                d->offset = d->entry->d_off;
-                d->entry = NULL;
-                continue;
-            }
-            if (rc) {
-                err = -rc;
-                break;
-            }
-        }
-        n = plus ? fuse_add_direntry_plus(req, p, rem, name, &e, d->entry->d_off)
-                 : fuse_add_direntry(req, p, rem, name, &e.attr, d->entry->d_off);
-        if (n > rem) {
-            if (e.ino) /* not sent: the kernel will not forget it */
-                unref(fs, (struct inode *)(uintptr_t)e.ino, 1);
-            break;
-        }
-        p += n;
-        rem -= n;
-        d->offset = d->entry->d_off;
-        d->entry = NULL;
-    }
-    if (err && rem == size) /* an error with nothing to show: report it */
-        fuse_reply_err(req, err);
-    else
-        fuse_reply_buf(req, buf, size - rem);
-    free(buf);
-}
-
-static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
-{
-    do_readdir(req, ino, size, off, fi, false);
-}
-
-static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
-{
-    do_readdir(req, ino, size, off, fi, true);
-}
-
-static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-    struct dirh *d = (struct dirh *)(uintptr_t)fi->fh;
-    (void)ino;
-    closedir(d->dp);
-    free(d);
-    fuse_reply_err(req, 0);
-}
-
-static void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
-{
-    struct dirh *d = (struct dirh *)(uintptr_t)fi->fh;
-    int fd = dirfd(d->dp);
-    (void)ino;
-    fuse_reply_err(req, (datasync ? fdatasync(fd) : fsync(fd)) ? errno : 0);
 }
 
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)
@@ -1465,180 +345,6 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
     (void)ino;
 }
 
-/* ---- xattrs: user.* only, values encrypted (names are not) ---------------------------------- */
-
-static bool hidden_xattr(const char *name)
-{
-    return !strncmp(name, "user.envelopefs.", 16);
-}
-
-/* Reply to getxattr/listxattr: the size when asked for it (size 0), else the value or ERANGE. */
-static void reply_xattr_value(fuse_req_t req, size_t size, const void *value, size_t len)
-{
-    if (size == 0)
-        fuse_reply_xattr(req, len);
-    else if (size < len)
-        fuse_reply_err(req, ERANGE);
-    else
-        fuse_reply_buf(req, value, len);
-}
-
-static void op_setxattr_body(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value, size_t size, int flags)
-{
-    struct efs *fs = fs_of(req);
-    struct inode *in = inode_of(req, ino);
-    uint8_t *sealed;
-    size_t sl;
-    char p[EFS_PROCPATH_MAX];
-    int rc;
-    if (strncmp(name, "user.", 5)) {
-        fuse_reply_err(req, EOPNOTSUPP);
-        return;
-    }
-    if (hidden_xattr(name)) {
-        fuse_reply_err(req, EPERM);
-        return;
-    }
-    if (in->type != S_IFREG && in->type != S_IFDIR) {
-        fuse_reply_err(req, EPERM);
-        return;
-    }
-    sealed = malloc(size + EFS_BLOCK_OVERHEAD);
-    if (!sealed) {
-        fuse_reply_err(req, ENOMEM);
-        return;
-    }
-    rc = efs_seal_small(fs->keys, EFS_PURPOSE_XATTR, name, (const uint8_t *)value, size, sealed, &sl);
-    if (!rc && setxattr(efs_procpath(in->fd, p), name, sealed, sl, flags))
-        rc = -errno;
-    free(sealed);
-    fuse_reply_err(req, -rc);
-}
-
-static void op_getxattr_body(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
-{
-    struct efs *fs = fs_of(req);
-    struct inode *in = inode_of(req, ino);
-    uint8_t *sealed = NULL, *plain = NULL;
-    size_t pl;
-    ssize_t n;
-    char p[EFS_PROCPATH_MAX];
-
-    fs->getxattr_requests++;
-    if (ino == FUSE_ROOT_ID && !strcmp(name, EFS_XATTR_STATS)) {
-        char s[1024];
-        long nfds, budget, pinned = 0, evictable = 0, inodes = 0;
-        int len;
-        pthread_mutex_lock(&fs->table_lock);
-        nfds = fs->nfds;
-        budget = fs->fd_budget;
-        for (size_t b = 0; b < HASH_BUCKETS; b++)
-            for (struct inode *i = fs->table[b]; i; i = i->next) {
-                inodes++;
-                pinned += i->pins > 0 || i->nopen > 0;
-                evictable += i->fh != NULL;
-            }
-        pthread_mutex_unlock(&fs->table_lock);
-        len = snprintf(s, sizeof s,
-                       "{\"kms_calls\":%" PRIu64 ",\"dek_cache_hits\":%" PRIu64 ",\"inodes\":%ld,"
-                       "\"inode_fds\":%ld,\"fd_budget\":%ld,\"busy_inodes\":%ld,\"evictable_inodes\":%ld,"
-                       "\"getxattr_requests\":%" PRIu64 ",\"spare_creates\":%" PRIu64 ",\"spare_mkdirs\":%" PRIu64 ",\"header_probes\":%" PRIu64 ","
-                       "\"gap_bytes\":%" PRIu64 ",\"gap_waits\":%" PRIu64 ",\"negative_lookups\":%" PRIu64
-                       ",\"uring_requests\":%" PRIu64 ",\"pid\":%ld}",
-                       efs_keys_kms_calls(fs->keys), efs_keys_cache_hits(fs->keys), inodes, nfds, budget,
-                       pinned, evictable, (uint64_t)fs->getxattr_requests, efs_spares_taken(fs->spares),
-                       efs_spares_taken_dirs(fs->spares), (uint64_t)fs->header_probes,
-                       efs_content_group_gap_bytes(fs->writes), efs_content_group_gap_waits(fs->writes), (uint64_t)fs->negative_lookups,
-                       efs_uring_requests(fs->uring), (long)getpid());
-        reply_xattr_value(req, size, s, (size_t)len);
-        return;
-    }
-    if (hidden_xattr(name) || (in->type != S_IFREG && in->type != S_IFDIR)) { /* (only user.* get here) */
-        fuse_reply_err(req, ENODATA);
-        return;
-    }
-    n = getxattr(efs_procpath(in->fd, p), name, NULL, 0);
-    if (n < 0) {
-        fuse_reply_err(req, errno);
-        return;
-    }
-    sealed = malloc((size_t)n + 1);
-    plain = malloc((size_t)n + 1);
-    if (!sealed || !plain) {
-        fuse_reply_err(req, ENOMEM);
-        goto out;
-    }
-    n = getxattr(p, name, sealed, (size_t)n);
-    if (n < 0) {
-        fuse_reply_err(req, errno);
-        goto out;
-    }
-    if (efs_open_small(fs->keys, EFS_PURPOSE_XATTR, name, sealed, (size_t)n, plain, &pl)) {
-        EFS_ERROR("xattr %s of inode %" PRIu64 " fails authentication", name, (uint64_t)in->ino);
-        fuse_reply_err(req, EIO);
-        goto out;
-    }
-    reply_xattr_value(req, size, plain, pl);
-out:
-    free(sealed);
-    free(plain);
-}
-
-static void op_listxattr_body(fuse_req_t req, fuse_ino_t ino, size_t size)
-{
-    struct inode *in = inode_of(req, ino);
-    char p[EFS_PROCPATH_MAX], *names = NULL, *out = NULL;
-    ssize_t n;
-    size_t o = 0;
-    if (in->type != S_IFREG && in->type != S_IFDIR) {
-        reply_xattr_value(req, size, NULL, 0);
-        return;
-    }
-    n = listxattr(efs_procpath(in->fd, p), NULL, 0);
-    if (n < 0) {
-        fuse_reply_err(req, errno);
-        return;
-    }
-    names = malloc((size_t)n + 1);
-    out = malloc((size_t)n + 1);
-    if (!names || !out) {
-        fuse_reply_err(req, ENOMEM);
-        goto done;
-    }
-    n = listxattr(p, names, (size_t)n);
-    if (n < 0) {
-        fuse_reply_err(req, errno);
-        goto done;
-    }
-    for (ssize_t i = 0; i < n;) {
-        size_t l = strlen(names + i) + 1;
-        if (!strncmp(names + i, "user.", 5) && !hidden_xattr(names + i)) {
-            memcpy(out + o, names + i, l);
-            o += l;
-        }
-        i += (ssize_t)l;
-    }
-    reply_xattr_value(req, size, out, o);
-done:
-    free(names);
-    free(out);
-}
-
-static void op_removexattr_body(fuse_req_t req, fuse_ino_t ino, const char *name)
-{
-    struct inode *in = inode_of(req, ino);
-    char p[EFS_PROCPATH_MAX];
-    if (strncmp(name, "user.", 5)) {
-        fuse_reply_err(req, EOPNOTSUPP);
-        return;
-    }
-    if (hidden_xattr(name)) {
-        fuse_reply_err(req, EPERM);
-        return;
-    }
-    fuse_reply_err(req, removexattr(efs_procpath(in->fd, p), name) ? errno : 0);
-}
-
 /* ---- pinned entry points: every operation that uses an inode's fd holds it pinned ---------- */
 
 /* Pin a, and b unless NULL, for the duration of an operation. On failure reply with the error and
@@ -1646,9 +352,9 @@ static void op_removexattr_body(fuse_req_t req, fuse_ino_t ino, const char *name
 static bool pin_or_reply(fuse_req_t req, struct inode *a, struct inode *b)
 {
     struct efs *fs = fs_of(req);
-    int rc = pin(fs, a);
-    if (!rc && b && (rc = pin(fs, b)))
-        unpin(fs, a);
+    int rc = efs_inode_pin(fs, a);
+    if (!rc && b && (rc = efs_inode_pin(fs, b)))
+        efs_inode_unpin(fs, a);
     if (rc)
         fuse_reply_err(req, -rc);
     return !rc;
@@ -1664,8 +370,8 @@ static bool pin_or_reply(fuse_req_t req, struct inode *a, struct inode *b)
             return;                                                                                    \
         call;                                                                                          \
         if (b_)                                                                                        \
-            unpin(fs_, b_);                                                                            \
-        unpin(fs_, a_);                                                                                \
+            efs_inode_unpin(fs_, b_);                                                                            \
+        efs_inode_unpin(fs_, a_);                                                                                \
     } while (0)
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -1685,32 +391,32 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int va
 
 static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 {
-    PINNED(req, inode_of(req, ino), NULL, op_readlink_body(req, ino));
+    PINNED(req, inode_of(req, ino), NULL, efs_op_readlink(req, ino));
 }
 
 static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
 {
-    PINNED(req, inode_of(req, parent), NULL, op_mknod_body(req, parent, name, mode, rdev));
+    PINNED(req, inode_of(req, parent), NULL, efs_op_mknod(req, parent, name, mode, rdev));
 }
 
 static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
-    PINNED(req, inode_of(req, parent), NULL, op_mkdir_body(req, parent, name, mode));
+    PINNED(req, inode_of(req, parent), NULL, efs_op_mkdir(req, parent, name, mode));
 }
 
 static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-    PINNED(req, inode_of(req, parent), NULL, op_unlink_body(req, parent, name));
+    PINNED(req, inode_of(req, parent), NULL, efs_op_unlink(req, parent, name));
 }
 
 static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-    PINNED(req, inode_of(req, parent), NULL, op_rmdir_body(req, parent, name));
+    PINNED(req, inode_of(req, parent), NULL, efs_op_rmdir(req, parent, name));
 }
 
 static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
 {
-    PINNED(req, inode_of(req, parent), NULL, op_symlink_body(req, link, parent, name));
+    PINNED(req, inode_of(req, parent), NULL, efs_op_symlink(req, link, parent, name));
 }
 
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -1720,17 +426,17 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, struct fuse_file_info *fi)
 {
-    PINNED(req, inode_of(req, parent), NULL, op_create_body(req, parent, name, mode, fi));
+    PINNED(req, inode_of(req, parent), NULL, efs_op_create(req, parent, name, mode, fi));
 }
 
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-    PINNED(req, inode_of(req, ino), NULL, op_opendir_body(req, ino, fi));
+    PINNED(req, inode_of(req, ino), NULL, efs_op_opendir(req, ino, fi));
 }
 
 static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value, size_t size, int flags)
 {
-    PINNED(req, inode_of(req, ino), NULL, op_setxattr_body(req, ino, name, value, size, flags));
+    PINNED(req, inode_of(req, ino), NULL, efs_op_setxattr(req, ino, name, value, size, flags));
 }
 
 static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
@@ -1742,31 +448,31 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
         fuse_reply_err(req, EOPNOTSUPP);
         return;
     }
-    PINNED(req, inode_of(req, ino), NULL, op_getxattr_body(req, ino, name, size));
+    PINNED(req, inode_of(req, ino), NULL, efs_op_getxattr(req, ino, name, size));
 }
 
 static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
-    PINNED(req, inode_of(req, ino), NULL, op_listxattr_body(req, ino, size));
+    PINNED(req, inode_of(req, ino), NULL, efs_op_listxattr(req, ino, size));
 }
 
 static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
-    PINNED(req, inode_of(req, ino), NULL, op_removexattr_body(req, ino, name));
+    PINNED(req, inode_of(req, ino), NULL, efs_op_removexattr(req, ino, name));
 }
 
 static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent, const char *newname, unsigned int flags)
 {
     PINNED(req, inode_of(req, parent), inode_of(req, newparent),
-           op_rename_body(req, parent, name, newparent, newname, flags));
+           efs_op_rename(req, parent, name, newparent, newname, flags));
 }
 
 static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
 {
-    PINNED(req, inode_of(req, ino), inode_of(req, newparent), op_link_body(req, ino, newparent, newname));
+    PINNED(req, inode_of(req, ino), inode_of(req, newparent), efs_op_link(req, ino, newparent, newname));
 }
 
-static const struct fuse_lowlevel_ops OPS = {
+const struct fuse_lowlevel_ops efs_fs_ops = {
     .init = op_init,
     .destroy = op_destroy,
     .lookup = op_lookup,
@@ -1791,10 +497,10 @@ static const struct fuse_lowlevel_ops OPS = {
     .release = op_release,
     .fsync = op_fsync,
     .opendir = op_opendir,
-    .readdir = op_readdir,
-    .readdirplus = op_readdirplus,
-    .releasedir = op_releasedir,
-    .fsyncdir = op_fsyncdir,
+    .readdir = efs_op_readdir,
+    .readdirplus = efs_op_readdirplus,
+    .releasedir = efs_op_releasedir,
+    .fsyncdir = efs_op_fsyncdir,
     .statfs = op_statfs,
     .setxattr = op_setxattr,
     .getxattr = op_getxattr,
@@ -1803,244 +509,3 @@ static const struct fuse_lowlevel_ops OPS = {
     .create = op_create,
     .fallocate = op_fallocate,
 };
-
-/* ---- mount ---------------------------------------------------------------------------------- */
-
-/* Raise the kernel's readahead for this mount's bdi to `kb` (best effort, root only). The default
- * 128 KiB window makes sequential reads arrive as 128 KiB requests; 1 MiB requests halve the per-byte
- * cost of a streaming read. The bdi is found through /proc/self/mountinfo (no request to ourselves). */
-static void set_readahead(const char *mountpoint, unsigned kb)
-{
-    FILE *f = fopen("/proc/self/mountinfo", "re");
-    char line[8192], dev[32] = "", path[96];
-    if (!f)
-        return;
-    while (fgets(line, sizeof line, f)) {
-        char mdev[32], mnt[4096], un[4096];
-        size_t j = 0;
-        if (sscanf(line, "%*s %*s %31s %*s %4095s", mdev, mnt) != 2)
-            continue;
-        for (size_t i = 0; mnt[i] && j + 1 < sizeof un; i++) { /* mountinfo escapes space, tab, \n, \\ */
-            if (mnt[i] == '\\' && mnt[i + 1] >= '0' && mnt[i + 1] <= '3' && mnt[i + 2] && mnt[i + 3]) {
-                un[j++] = (char)((mnt[i + 1] - '0') * 64 + (mnt[i + 2] - '0') * 8 + (mnt[i + 3] - '0'));
-                i += 3;
-            } else {
-                un[j++] = mnt[i];
-            }
-        }
-        un[j] = 0;
-        if (!strcmp(un, mountpoint))
-            snprintf(dev, sizeof dev, "%s", mdev); /* the last match is the topmost mount */
-    }
-    fclose(f);
-    if (!dev[0])
-        return;
-    snprintf(path, sizeof path, "/sys/class/bdi/%s/read_ahead_kb", dev);
-    f = fopen(path, "we");
-    if (!f)
-        return;
-    if (fprintf(f, "%u\n", kb) < 0)
-        EFS_DEBUG("cannot set %s", path);
-    fclose(f);
-}
-
-/* May a WRITE be queued that no worker has read yet? Over io_uring the kernel's queues cannot be looked
- * into, and WRITEs reach the ring threads of both CPUs in any order: always. (content.c, gap waits) */
-static bool requests_queued(void *arg)
-{
-    struct efs *fs = arg;
-    return fs->se && (fs->uring || efs_loop_requests_queued(fs->se));
-}
-
-int efs_mount_run(const efs_mount_opts *o, const efs_config *cfg)
-{
-    struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
-    struct fuse_session *se = NULL;
-    struct efs *fs;
-    struct rlimit rl = {0, 0};
-    char opt[8192];
-    int rc = 1, fd, ready_fd = -1;
-    kmsc *kms;
-
-    /* Request buffers are up to ~1 MiB: keep them on the heap instead of an mmap/munmap (and page
-     * faults) per request, which glibc does above its default 128 KiB threshold. */
-    mallopt(M_MMAP_THRESHOLD, 4 << 20);
-    /* Keep freed request buffers (≈1 MiB each) instead of returning them to the kernel after every
-     * request: trimming made each write fault its output buffer in again (4 % of a streaming write). */
-    mallopt(M_TRIM_THRESHOLD, 8 << 20);
-    mallopt(M_ARENA_MAX, 2); /* workers share two heaps: freed buffers are reused across threads */
-    fs = calloc(1, sizeof *fs);
-    if (!fs)
-        return 1;
-    pthread_mutex_init(&fs->table_lock, NULL);
-    if (efs_content_group_new(requests_queued, fs, &fs->writes)) {
-        free(fs);
-        return 1;
-    }
-    fs->cfg = cfg;
-    fs->timeout = 1.0;
-    inode_init(&fs->root);
-    fs->root.nlookup = 2;
-    fs->root.type = S_IFDIR;
-    fd = open(o->cipherdir, O_PATH | O_CLOEXEC);
-    if (fd < 0) {
-        fprintf(stderr, "envelopefs: cannot open %s: %s\n", o->cipherdir, strerror(errno));
-        efs_content_group_free(fs->writes);
-        free(fs);
-        return 1;
-    }
-    fs->root.fd = fd;
-    {
-        struct stat rst;
-        if (fstat(fd, &rst) == 0) /* (the root is not in the table; its dev serves readdirplus_known) */
-            fs->root.dev = rst.st_dev, fs->root.ino = rst.st_ino;
-    }
-    fs->mount_fd = open(o->cipherdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-
-    snprintf(opt, sizeof opt, "-ofsname=envelopefs:%s,subtype=envelopefs,default_permissions%s%s", o->cipherdir,
-             o->fuse_opts ? "," : "", o->fuse_opts ? o->fuse_opts : "");
-    if (fuse_opt_add_arg(&args, "envelopefs") || fuse_opt_add_arg(&args, opt) ||
-        (o->debug && fuse_opt_add_arg(&args, "-d")))
-        goto out;
-    se = fuse_session_new(&args, &OPS, sizeof OPS, fs);
-    if (!se) {
-        fprintf(stderr, "envelopefs: cannot create the FUSE session (bad -o options?)\n");
-        goto out;
-    }
-    if (fuse_set_signal_handlers(se))
-        goto out;
-    if (fuse_session_mount(se, o->mountpoint)) {
-        fprintf(stderr, "envelopefs: cannot mount on %s\n", o->mountpoint);
-        goto out_handlers;
-    }
-    fs->se = se;
-    set_readahead(o->mountpoint, IO_CHUNK / 1024);
-    /* FUSE over io_uring, when asked for and allowed: offered in the INIT reply (fuseio.c), started
-     * once that is written. Requests carry up to max_write (IO_CHUNK) bytes. */
-    if (efs_uring_wanted() && !(fs->uring = efs_uring_new(se, fuse_session_fd(se), IO_CHUNK + 4096)))
-        EFS_WARN("FUSE over io_uring: out of memory; serving over /dev/fuse");
-    /* Before any request is read: the INIT exchange goes through it. */
-    if (efs_fuseio_attach(se, fs->uring)) {
-        fprintf(stderr, "envelopefs: cannot attach the FUSE I/O layer\n");
-        fuse_session_unmount(se);
-        goto out_handlers;
-    }
-    /* The parent (`envelopefs mount`) waits until the keys are loaded and the spares cleared, so the
-     * mount is serving when it returns, and until then errors go to the user's terminal. */
-    if (!o->foreground && (ready_fd = efs_daemon_start()) < 0) {
-        fprintf(stderr, "envelopefs: cannot go to the background: %s\n", strerror(-ready_fd));
-        fuse_session_unmount(se);
-        goto out_handlers;
-    }
-    /* One O_PATH descriptor per inode the kernel knows (as in libfuse's passthrough_ll): raise the
-     * descriptor limit — as root up to the kernel's nr_open, otherwise to the hard limit. */
-    {
-        struct rlimit nofile;
-        FILE *f = fopen("/proc/sys/fs/nr_open", "re");
-        unsigned long nr_open = 0;
-        if (f) {
-            if (fscanf(f, "%lu", &nr_open) != 1)
-                nr_open = 0;
-            fclose(f);
-        }
-        if (getrlimit(RLIMIT_NOFILE, &nofile) == 0) {
-            struct rlimit want = nofile;
-            if (nr_open > want.rlim_max)
-                want.rlim_max = (rlim_t)nr_open;
-            want.rlim_cur = want.rlim_max;
-            if (setrlimit(RLIMIT_NOFILE, &want)) {
-                nofile.rlim_cur = nofile.rlim_max;
-                (void)setrlimit(RLIMIT_NOFILE, &nofile);
-            }
-        }
-    }
-    {
-        struct rlimit nofile;
-        long lim = getrlimit(RLIMIT_NOFILE, &nofile) == 0 ? (long)nofile.rlim_cur : 1024;
-        const char *env = getenv("ENVELOPEFS_FD_BUDGET"); /* tests set it low to exercise eviction */
-        fs->fd_budget = lim > 4096 ? lim - 1024 : lim / 2; /* the rest for handles, dirs, the store */
-        if (env && atol(env) >= 16 && atol(env) < fs->fd_budget)
-            fs->fd_budget = atol(env);
-    }
-    /* The daemon holds keys: no core dumps. (PR_SET_DUMPABLE 0 would also forbid the
-     * /proc/self/fd magic links this daemon resolves for chmod/utimens/xattrs.) */
-    (void)setrlimit(RLIMIT_CORE, &rl);
-    kms = o->open_kms(o->open_kms_arg);
-    if (!kms) {
-        EFS_ERROR("cannot open the key service; unmounting %s", o->mountpoint);
-        fuse_session_unmount(se);
-        goto out_handlers;
-    }
-    {
-        char why[512];
-        int krc = efs_keys_open(cfg, kms, &fs->keys, why, sizeof why);
-        if (krc) {
-            EFS_ERROR("%s; unmounting %s", why, o->mountpoint);
-            kmsc_free(kms);
-            fuse_session_unmount(se);
-            goto out_handlers;
-        }
-        fs->names = efs_keys_names(fs->keys);
-        if (efs_keys_set_cipherdir(fs->keys, o->cipherdir)) {
-            fuse_session_unmount(se);
-            goto out_handlers;
-        }
-    }
-    umask(0); /* modes arrive with the caller's umask applied: create exactly what is asked */
-    {
-        const char *sp = getenv("ENVELOPEFS_SPARES"); /* 0: no spare files (benchmarks compare) */
-        if ((!sp || strcmp(sp, "0")) && efs_spares_new(fs->root.fd, fs->keys, cfg, &fs->spares)) {
-            fuse_session_unmount(se);
-            goto out_handlers;
-        }
-    }
-    if (ready_fd >= 0) {
-        efs_log_init("envelopefs", true, EFS_LOG_INFO);
-        efs_daemon_ready(ready_fd);
-    }
-    EFS_INFO("mounted %s on %s (key %s)", o->cipherdir, o->mountpoint, cfg->key_id);
-    {
-        /* Each thread holds a ~1 MiB receive buffer once it has served a large write (whole blocks are
-         * encrypted in place; reads and partial blocks use short-lived buffers): twice the CPUs (4 to 16)
-         * bounds the daemon's memory and still overlaps I/O. A client sending one request at a time is
-         * served by one thread (loop.c). */
-        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-        unsigned workers = cpus < 2 ? 4 : cpus > 8 ? 16 : (unsigned)(2 * cpus);
-        /* Spinning for the next request pays off only with a CPU for the client besides the daemon's
-         * leader; ENVELOPEFS_SPIN_US overrides (0 turns it off). */
-        const char *sp = getenv("ENVELOPEFS_SPIN_US");
-        unsigned spin_us = sp ? (unsigned)strtoul(sp, NULL, 10) : cpus >= 2 ? 20 : 0;
-        rc = efs_loop_run(se, workers, spin_us) ? 1 : 0;
-    }
-    fuse_session_unmount(se);
-    EFS_INFO("unmounted %s", o->mountpoint);
-out_handlers:
-    fuse_remove_signal_handlers(se);
-out:
-    /* The connection is gone: the ring threads have left or are told to; none may still be serving when
-     * the session and the inodes go. */
-    efs_fuseio_drop_uring();
-    efs_uring_free(fs->uring);
-    fs->uring = NULL;
-    if (se)
-        fuse_session_destroy(se);
-    fuse_opt_free_args(&args);
-    /* free every remaining inode; wipe keys */
-    for (size_t b = 0; b < HASH_BUCKETS; b++) {
-        struct inode *in = fs->table[b];
-        while (in) {
-            struct inode *next = in->next;
-            inode_destroy(in);
-            in = next;
-        }
-    }
-    close(fs->root.fd);
-    if (fs->mount_fd >= 0)
-        close(fs->mount_fd);
-    efs_spares_free(fs->spares); /* before the keys it uses */
-    efs_keys_free(fs->keys);
-    efs_content_group_free(fs->writes);
-    pthread_mutex_destroy(&fs->table_lock);
-    free(fs);
-    return rc;
-}
