@@ -16,15 +16,16 @@
 #include <sodium.h>
 
 #include "efs.h"
-#include "envelopefs/jsonb64.h"
 #include "format.h"
 #include "names.h"
+#include "symlink.h"
 
 struct fsck {
     efs_keys *keys;
     efs_names *names;
     const efs_config *cfg;
     FILE *out;
+    int root_fd; /* CIPHERDIR: long symlink targets' store */
     unsigned long files, damaged;
 };
 
@@ -99,19 +100,14 @@ static void check_file(struct fsck *f, int dirfd, const char *name, const char *
 
 static void check_symlink(struct fsck *f, int dirfd, const char *name, const char *path)
 {
-    char enc[PATH_MAX + 1];
-    uint8_t raw[PATH_MAX], out[PATH_MAX];
-    size_t rl, ol;
-    ssize_t n = readlinkat(dirfd, name, enc, sizeof enc - 1);
+    char out[PATH_MAX];
+    int rc = efs_symlink_read(f->keys, f->root_fd, dirfd, name, out);
     f->files++;
-    if (n < 0)
-        return;
-    enc[n] = 0;
-    if (efs_base64_decode(raw, sizeof raw, enc, (size_t)n, NULL, &rl, sodium_base64_VARIANT_URLSAFE_NO_PADDING) ||
-        efs_open_small(f->keys, EFS_PURPOSE_SYMLINK, "envelopefs symlink v1", raw, rl, out, &ol)) {
+    if (rc == -EIO) {
         fprintf(f->out, "DAMAGED %s: symlink target fails authentication\n", path);
         f->damaged++;
     }
+    sodium_memzero(out, sizeof out);
 }
 
 static void walk(struct fsck *f, int dir_fd, const char *path, bool root, const uint8_t *dirid)
@@ -172,7 +168,14 @@ int efs_fsck(const char *cipherdir, efs_keys *keys, FILE *out)
     int fd = open(cipherdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
         return -errno;
+    f.root_fd = open(cipherdir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (f.root_fd < 0) {
+        int err = errno;
+        close(fd);
+        return -err;
+    }
     walk(&f, fd, cipherdir, true, f.cfg->fs_id);
+    close(f.root_fd);
     fprintf(out, "%lu entries checked, %lu damaged\n", f.files, f.damaged);
     return f.damaged ? 1 : 0;
 }

@@ -322,7 +322,10 @@ static void op_setattr_body(fuse_req_t req, fuse_ino_t ino, struct stat *attr, i
         else if (valid & FUSE_SET_ATTR_MTIME)
             tv[1] = attr->st_mtim;
         if (in->type == S_IFLNK) {
-            rc = 0; /* symlink times: not settable through /proc; keep the backing ones */
+            /* A symlink's own times (touch -h): the /proc magic link would set its target's, or nothing;
+             * the O_PATH descriptor itself takes them (Linux 5.8+; older kernels: EOPNOTSUPP, not 0). */
+            if (utimensat(in->fd, "", tv, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW))
+                rc = errno == EINVAL ? -EOPNOTSUPP : -errno;
         } else if (utimensat(AT_FDCWD, efs_procpath(in->fd, p), tv, 0)) {
             rc = -errno;
         }

@@ -27,6 +27,7 @@
 #include "envelopefs/log.h"
 #include "envelopefs/secpool.h"
 #include "mountfs.h"
+#include "symlink.h"
 
 const char *efs_inode_what(struct inode *in, char *buf, size_t cap)
 {
@@ -145,20 +146,12 @@ static void efs_inode_fix_size(struct efs *fs, struct inode *in, struct stat *st
     st->st_size = (off_t)size;
 }
 
-static void fix_symlink_size(struct stat *st)
-{
-    if (S_ISLNK(st->st_mode)) {
-        off_t raw = st->st_size * 3 / 4;
-        st->st_size = raw > EFS_BLOCK_OVERHEAD ? raw - EFS_BLOCK_OVERHEAD : 0;
-    }
-}
-
 int efs_inode_stat(struct efs *fs, struct inode *in, struct stat *st)
 {
     if (fstatat(in->fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW))
         return -errno;
     efs_inode_fix_size(fs, in, st);
-    fix_symlink_size(st);
+    efs_symlink_fix_size(fs->root.fd, in->fd, st);
     return 0;
 }
 
@@ -366,7 +359,7 @@ void efs_inode_unref(struct efs *fs, struct inode *in, uint64_t n)
 static void efs_entry_of(struct efs *fs, struct inode *in, struct stat *st, struct fuse_entry_param *e)
 {
     efs_inode_fix_size(fs, in, st);
-    fix_symlink_size(st);
+    efs_symlink_fix_size(fs->root.fd, in->fd, st);
     efs_inode_unpin(fs, in);
     e->ino = (uintptr_t)in;
     e->attr = *st;

@@ -19,10 +19,10 @@
 
 #include <sodium.h>
 
-#include "envelopefs/jsonb64.h"
 #include "envelopefs/log.h"
 #include "envelopefs/secpool.h"
 #include "mountfs.h"
+#include "symlink.h"
 
 bool efs_reserved_root_name(const char *name)
 {
@@ -249,28 +249,14 @@ void efs_op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const c
 {
     struct efs *fs = fs_of(req);
     struct inode *p = inode_of(req, parent);
-    size_t n = strlen(link), sealed_len;
-    uint8_t *sealed = NULL;
-    char *enc = NULL;
     struct bname bn;
     int rc = map_name(fs, parent, p, name, &bn, -EPERM);
-    if (rc) {
-        /* reported below */
-    } else if ((n + 28) * 4 / 3 + 4 >= PATH_MAX) {
+    if (!rc && strlen(link) >= PATH_MAX)
         rc = -ENAMETOOLONG;
-    } else if (!(sealed = malloc(n + 28)) || !(enc = malloc((n + 28) * 4 / 3 + 8))) {
-        rc = -ENOMEM;
-    } else if (!(rc = efs_seal_small(fs->keys, EFS_PURPOSE_SYMLINK, "envelopefs symlink v1", (const uint8_t *)link, n,
-                                      sealed, &sealed_len)) &&
-               !(rc = prepare_name(p, &bn))) {
-        sodium_bin2base64(enc, (n + 28) * 4 / 3 + 8, sealed, sealed_len, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
-        if (symlinkat(enc, p->fd, bn.b))
-            rc = -errno;
-        else
-            own(req, p, p->fd, bn.b, false);
-    }
-    free(sealed);
-    free(enc);
+    if (!rc)
+        rc = prepare_name(p, &bn);
+    if (!rc && !(rc = efs_symlink_create(fs->keys, fs->root.fd, p->fd, bn.b, link)))
+        own(req, p, p->fd, bn.b, false);
     reply_new_entry(req, p, &bn, rc);
 }
 
@@ -278,24 +264,24 @@ void efs_op_readlink(fuse_req_t req, fuse_ino_t ino)
 {
     struct efs *fs = fs_of(req);
     struct inode *in = inode_of(req, ino);
-    char enc[PATH_MAX + 1], out[PATH_MAX + 1];
-    uint8_t raw[PATH_MAX];
-    size_t raw_len, out_len;
-    ssize_t n = readlinkat(in->fd, "", enc, sizeof enc - 1);
-    if (n < 0) {
-        fuse_reply_err(req, errno);
-        return;
-    }
-    enc[n] = 0;
-    if (efs_base64_decode(raw, sizeof raw, enc, (size_t)n, NULL, &raw_len, sodium_base64_VARIANT_URLSAFE_NO_PADDING) ||
-        efs_open_small(fs->keys, EFS_PURPOSE_SYMLINK, "envelopefs symlink v1", raw, raw_len, (uint8_t *)out,
-                       &out_len)) {
+    char out[PATH_MAX];
+    int rc = efs_symlink_read(fs->keys, fs->root.fd, in->fd, "", out);
+    if (rc == -EIO)
         EFS_ERROR("symlink (inode %" PRIu64 "): target fails authentication", (uint64_t)in->ino);
-        fuse_reply_err(req, EIO);
-        return;
-    }
-    out[out_len] = 0;
-    fuse_reply_readlink(req, out);
+    if (rc)
+        fuse_reply_err(req, -rc);
+    else
+        fuse_reply_readlink(req, out);
+}
+
+/* Before the entry `backing` of dirfd is removed or replaced: an O_PATH descriptor of it if it may be a
+ * symlink with a long target (for efs_symlink_forget afterwards), else -1. */
+static int hold_if_long_symlink(int dirfd, const char *backing)
+{
+    struct stat st;
+    if (fstatat(dirfd, backing, &st, AT_SYMLINK_NOFOLLOW) || !efs_symlink_maybe_long(&st))
+        return -1;
+    return openat(dirfd, backing, O_PATH | O_NOFOLLOW | O_CLOEXEC);
 }
 
 void efs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -303,11 +289,14 @@ void efs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
     struct efs *fs = fs_of(req);
     struct inode *p = inode_of(req, parent);
     struct bname bn;
-    int rc = map_name(fs, parent, p, name, &bn, -ENOENT);
+    int rc = map_name(fs, parent, p, name, &bn, -ENOENT), held = -1;
+    if (!rc)
+        held = hold_if_long_symlink(p->fd, bn.b);
     if (!rc && unlinkat(p->fd, bn.b, 0))
         rc = -errno;
     if (!rc)
         forget_name(p, &bn);
+    efs_symlink_forget(fs->root.fd, held); /* (removes its target only if it was the last link) */
     fuse_reply_err(req, -rc);
 }
 
@@ -368,10 +357,14 @@ void efs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino
     int rc = map_name(fs, parent, p, name, &from, -EPERM);
     if (!rc)
         rc = map_name(fs, newparent, np, newname, &to, -EPERM);
+    int held = -1;
     if (!rc)
         rc = prepare_name(np, &to);
+    if (!rc && !(flags & RENAME_EXCHANGE)) /* a replaced symlink's long target */
+        held = hold_if_long_symlink(np->fd, to.b);
     if (!rc && renameat2(p->fd, from.b, np->fd, to.b, flags))
         rc = -errno;
+    efs_symlink_forget(fs->root.fd, held);
     /* the old name is gone (after an exchange both names still exist) */
     if (!rc && !(flags & RENAME_EXCHANGE) && !(p == np && !strcmp(from.b, to.b)))
         forget_name(p, &from);
