@@ -13,7 +13,7 @@
 #include <openssl/kdf.h>
 #include <sodium.h>
 
-#include "envelopefs/evp.h"
+#include "common/evp.h"
 
 int efs_hkdf32(const uint8_t *ikm, size_t ikm_len, const char *info, uint8_t out[32])
 {

@@ -17,8 +17,8 @@
 
 #include <sodium.h>
 
-#include "envelopefs/log.h"
-#include "envelopefs/monotime.h"
+#include "common/log.h"
+#include "common/monotime.h"
 
 #define IO_CHUNK (1u << 20)     /* stored bytes written per call on the plain path */
 #define WRITE_BEHIND (8u << 20) /* plaintext bytes of a sequential run between write-behind kicks */

@@ -15,7 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "envelopefs/log.h"
+#include "common/log.h"
 #include "mountfs.h"
 
 /* ---- directories ---------------------------------------------------------------------------- */

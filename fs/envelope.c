@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "envelopefs/log.h"
+#include "common/log.h"
 
 struct efs_envelope {
     kmsc *kms;

@@ -23,7 +23,7 @@
 
 #include <sodium.h>
 
-#include "envelopefs/log.h"
+#include "common/log.h"
 #include "killpriv.h"
 #include "mountfs.h"
 

@@ -24,8 +24,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "envelopefs/log.h"
-#include "envelopefs/secpool.h"
+#include "common/log.h"
+#include "common/secpool.h"
 #include "mountfs.h"
 #include "symlink.h"
 

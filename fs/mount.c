@@ -15,8 +15,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "envelopefs/daemon.h"
-#include "envelopefs/log.h"
+#include "common/daemon.h"
+#include "common/log.h"
 #include "loop.h"
 #include "mountfs.h"
 

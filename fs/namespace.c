@@ -19,8 +19,8 @@
 
 #include <sodium.h>
 
-#include "envelopefs/log.h"
-#include "envelopefs/secpool.h"
+#include "common/log.h"
+#include "common/secpool.h"
 #include "mountfs.h"
 #include "symlink.h"
 

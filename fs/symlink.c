@@ -12,7 +12,7 @@
 
 #include <sodium.h>
 
-#include "envelopefs/jsonb64.h"
+#include "common/jsonb64.h"
 
 #define SEALED_MAX (PATH_MAX + EFS_BLOCK_OVERHEAD)
 

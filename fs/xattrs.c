@@ -15,7 +15,7 @@
 #include <unistd.h>
 #include <sys/xattr.h>
 
-#include "envelopefs/log.h"
+#include "common/log.h"
 #include "mountfs.h"
 
 /* ---- xattrs: user.* only, values encrypted (names are not) ---------------------------------- */
