@@ -32,9 +32,13 @@ static const struct op_entry {
     {"EnableKeyRotation", op_enable_key_rotation},
     {"Encrypt", op_encrypt},
     {"GenerateDataKey", op_generate_data_key},
+    {"GenerateDataKeyPair", op_generate_data_key_pair},
+    {"GenerateDataKeyPairWithoutPlaintext", op_generate_data_key_pair_without_plaintext},
     {"GenerateDataKeyWithoutPlaintext", op_generate_data_key_without_plaintext},
+    {"GenerateMac", op_generate_mac},
     {"GenerateRandom", op_generate_random},
     {"GetKeyRotationStatus", op_get_key_rotation_status},
+    {"GetPublicKey", op_get_public_key},
     {"ListAliases", op_list_aliases},
     {"ListKeyRotations", op_list_key_rotations},
     {"ListKeys", op_list_keys},
@@ -42,10 +46,13 @@ static const struct op_entry {
     {"ReEncrypt", op_re_encrypt},
     {"RotateKeyOnDemand", op_rotate_key_on_demand},
     {"ScheduleKeyDeletion", op_schedule_key_deletion},
+    {"Sign", op_sign},
     {"TagResource", op_tag_resource},
     {"UntagResource", op_untag_resource},
     {"UpdateAlias", op_update_alias},
     {"UpdateKeyDescription", op_update_key_description},
+    {"Verify", op_verify},
+    {"VerifyMac", op_verify_mac},
 };
 
 kms_err kms_authorize(kms_core *c, const kms_principal *caller, const char *operation, const char *key_id)
@@ -91,13 +98,16 @@ static void audit(kms_core *c, const kms_principal *p, const char *op, const cha
         kms_store_flush_audit(c);
 }
 
-/* Wipe every string in a JSON tree that may hold plaintext (Plaintext fields). */
+/* Wipe every string in a JSON tree that may hold plaintext (Plaintext, PrivateKeyPlaintext fields). */
 static void wipe_json_secrets(json_t *j)
 {
-    json_t *v = json_object_get(j, "Plaintext");
-    if (json_is_string(v)) {
-        const char *s = json_string_value(v);
-        sodium_memzero((char *)s, strlen(s));
+    static const char *const fields[] = {"Plaintext", "PrivateKeyPlaintext"};
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+        json_t *v = json_object_get(j, fields[i]);
+        if (json_is_string(v)) {
+            const char *s = json_string_value(v);
+            sodium_memzero((char *)s, strlen(s));
+        }
     }
 }
 

@@ -30,6 +30,8 @@ static const struct {
     [KMS_ERR_DEPENDENCY_TIMEOUT] = {"DependencyTimeoutException", "the key service did not answer in time"},
     [KMS_ERR_UNKNOWN_OPERATION] = {"UnknownOperationException", "unknown operation"},
     [KMS_ERR_SERIALIZATION] = {"SerializationException", "the request body could not be parsed"},
+    [KMS_ERR_INVALID_SIGNATURE] = {"KMSInvalidSignatureException", "the signature does not verify"},
+    [KMS_ERR_INVALID_MAC] = {"KMSInvalidMacException", "the MAC does not verify"},
     [KMS_ERR_MISSING_AUTH] = {"MissingAuthenticationTokenException", "the request is not signed"},
     [KMS_ERR_INCOMPLETE_SIGNATURE] = {"IncompleteSignatureException", "the request signature is malformed"},
     [KMS_ERR_SIGNATURE_MISMATCH] = {"InvalidSignatureException", "the request signature does not match"},

@@ -20,8 +20,11 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <openssl/evp.h>
+
 #include "aead.h"
 #include "checkpoint.h"
+#include "keyspec.h"
 #include "envelopefs/kms.h"
 
 #define KMS_KEY_ID_LEN 36  /* UUID text */
@@ -36,13 +39,17 @@ typedef struct kms_version {
     uint32_t version;
     int64_t created;
     int automatic;             /* rotation type of this version (1 = AUTOMATIC, 0 = ON_DEMAND/initial) */
-    uint8_t *material;         /* 32 bytes, sodium_malloc'd; NULL until first use */
+    uint8_t *material;         /* symmetric / HMAC key bytes, sodium_malloc'd; NULL until first use */
+    size_t material_len;       /* 32 for SYMMETRIC_DEFAULT, the HMAC key length for HMAC specs */
     kms_gcm_key *gcm;          /* keyed with material; NULL until first use (used under the core lock) */
+    EVP_PKEY *pkey;            /* asymmetric specs: the decoded key pair (OpenSSL heap); NULL until first use */
 } kms_version;
 
 typedef struct kms_key {
     char id[KMS_KEY_ID_LEN + 1];
     uint8_t raw_id[16];
+    enum kms_key_spec spec;    /* fixed at creation (keyspec.h) */
+    enum kms_key_usage usage;
     int64_t created;
     char *description;
     enum kms_key_state state;
@@ -96,11 +103,15 @@ static inline int64_t kms_now(kms_core *c) { return c->clock(c->clock_arg); }
 /* store.c */
 kms_err kms_store_reload_if_changed(kms_core *c, char **msg);
 kms_err kms_store_load(kms_core *c, char **msg);
-kms_err kms_store_insert_key(kms_core *c, const kms_key *k, const uint8_t material[32], char **msg);
+kms_err kms_store_insert_key(kms_core *c, const kms_key *k, const uint8_t *material, size_t len, char **msg);
 kms_err kms_store_add_version(kms_core *c, kms_key *k, int automatic, char **msg);
 kms_err kms_store_update_key(kms_core *c, const kms_key *k, char **msg);
 kms_err kms_store_destroy_key(kms_core *c, const char *key_id, char **msg);
 kms_err kms_store_cipher(kms_core *c, kms_key *k, kms_version *v, kms_gcm_key **out, char **msg);
+/* An asymmetric key's key pair (borrowed, valid while the key exists; used under the core lock). */
+kms_err kms_store_pkey(kms_core *c, kms_key *k, kms_version *v, EVP_PKEY **out, char **msg);
+/* An HMAC key's bytes (borrowed, locked memory, read-only). */
+kms_err kms_store_material(kms_core *c, kms_key *k, kms_version *v, const uint8_t **out, size_t *len, char **msg);
 kms_err kms_store_put_alias(kms_core *c, const kms_alias *a, bool insert, char **msg);
 kms_err kms_store_delete_alias(kms_core *c, const char *name, char **msg);
 kms_err kms_store_set_tag(kms_core *c, const char *key_id, const char *k, const char *v, char **msg);

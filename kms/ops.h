@@ -29,6 +29,9 @@ X(op_generate_random) X(op_get_key_rotation_status) X(op_list_aliases) X(op_list
 X(op_list_keys) X(op_list_resource_tags) X(op_re_encrypt) X(op_rotate_key_on_demand)
 X(op_schedule_key_deletion) X(op_tag_resource) X(op_untag_resource) X(op_update_alias)
 X(op_update_key_description)
+/* asym.c, mac.c, datakeypair.c */
+X(op_generate_data_key_pair) X(op_generate_data_key_pair_without_plaintext) X(op_generate_mac)
+X(op_get_public_key) X(op_sign) X(op_verify) X(op_verify_mac)
 #undef X
 
 #endif

@@ -98,6 +98,21 @@ static const struct verb VERBS[] = {
                                  {"destination-encryption-context", "DestinationEncryptionContext", F_CTX},
                                  GRANT_TOKENS}},
     {"generate-random", "GenerateRandom", {{"number-of-bytes", "NumberOfBytes", F_INT}}},
+    /* asymmetric and HMAC keys, data key pairs */
+    {"get-public-key", "GetPublicKey", {KEYID, GRANT_TOKENS}},
+    {"sign", "Sign", {KEYID, {"message", "Message", F_BLOB}, {"message-type", "MessageType", F_STR},
+                      {"signing-algorithm", "SigningAlgorithm", F_STR}, GRANT_TOKENS}},
+    {"verify", "Verify", {KEYID, {"message", "Message", F_BLOB}, {"message-type", "MessageType", F_STR},
+                          {"signature", "Signature", F_BLOB}, {"signing-algorithm", "SigningAlgorithm", F_STR},
+                          GRANT_TOKENS}},
+    {"generate-mac", "GenerateMac", {KEYID, {"message", "Message", F_BLOB}, {"mac-algorithm", "MacAlgorithm", F_STR},
+                                     GRANT_TOKENS}},
+    {"verify-mac", "VerifyMac", {KEYID, {"message", "Message", F_BLOB}, {"mac", "Mac", F_BLOB},
+                                 {"mac-algorithm", "MacAlgorithm", F_STR}, GRANT_TOKENS}},
+    {"generate-data-key-pair", "GenerateDataKeyPair",
+     {KEYID, CTX, {"key-pair-spec", "KeyPairSpec", F_STR}, GRANT_TOKENS}},
+    {"generate-data-key-pair-without-plaintext", "GenerateDataKeyPairWithoutPlaintext",
+     {KEYID, CTX, {"key-pair-spec", "KeyPairSpec", F_STR}, GRANT_TOKENS}},
 };
 #define NVERBS (sizeof VERBS / sizeof VERBS[0])
 
@@ -139,7 +154,7 @@ static void usage(FILE *f)
             fprintf(f, " [--%s%s]", fl->name, fl->type == F_BOOL ? "" : " ...");
         fprintf(f, "\n");
     }
-    fprintf(f, "\nbinary arguments (--plaintext, --ciphertext-blob) take base64 or fileb://FILE (raw bytes); any value\n"
+    fprintf(f, "\nbinary arguments (--plaintext, --ciphertext-blob, --message, --signature, --mac) take base64 or fileb://FILE (raw bytes); any value\n"
                "can be read with file://FILE; --encryption-context takes k=v,k2=v2 or a JSON object; --tags takes\n"
                "TagKey=k,TagValue=v ... or JSON; errors exit 254 (usage errors 252), as the AWS CLI does.\n");
 }
@@ -952,6 +967,7 @@ static int print_response(const struct cli *cli, const char *resp, size_t resp_l
         rc = 1;
     }
     wipe_json_field(out, "Plaintext");
+    wipe_json_field(out, "PrivateKeyPlaintext");
     json_decref(out);
     return rc;
 }

@@ -1,0 +1,315 @@
+/*
+ * asym.c — the operations of asymmetric keys (RSA and ECC key pairs, keyspec.h): GetPublicKey, Sign,
+ * Verify, and Encrypt / Decrypt with RSAES_OAEP_SHA_1 / _SHA_256. The private key never leaves the core:
+ * it is unsealed from the store into an OpenSSL key object (kms_store_pkey) and used under the core lock.
+ * Semantics and errors follow AWS KMS: a key of the wrong usage is InvalidKeyUsageException, an algorithm
+ * the key spec does not support is InvalidKeyUsageException ("Algorithm X is incompatible with key spec
+ * Y."), a DIGEST of the wrong length and oversized RSA plaintext are ValidationException, a signature that
+ * does not verify is KMSInvalidSignatureException.
+ *
+ * Algorithms as AWS defines them: RSASSA-PSS with MGF1 of the same hash and a salt as long as the hash,
+ * RSASSA-PKCS1-v1_5 with the DigestInfo of the hash, ECDSA signatures DER-encoded (X9.62), RSAES-OAEP
+ * with MGF1 of the same hash and no label. MessageType DIGEST skips the hash step (the message is the
+ * digest); RAW hashes the message (1-4096 bytes) first.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/rsa.h>
+#include <sodium.h>
+
+#include "envelopefs/jsonb64.h"
+#include "keymat.h"
+#include "oputil.h"
+
+#define MAX_SIG 1024 /* larger than any signature of these specs (RSA_4096: 512 bytes) */
+
+static kms_err incompatible(struct op_ctx *x, const char *alg, const kms_key *k)
+{
+    return kms_op_fail(x, KMS_ERR_INVALID_KEY_USAGE, "Algorithm %s is incompatible with key spec %s.", alg,
+                       kms_spec_name(k->spec));
+}
+
+/* The key pair of an Enabled asymmetric key. */
+static kms_err key_pair(struct op_ctx *x, kms_key *k, EVP_PKEY **pk)
+{
+    return kms_store_pkey(x->core, k, &k->versions[0], pk, x->msg);
+}
+
+/* A context for one sign / verify / encrypt / decrypt with algorithm a set up as AWS defines it. */
+static EVP_PKEY_CTX *pkey_ctx(EVP_PKEY *pk, enum kms_alg a, int (*init)(EVP_PKEY_CTX *))
+{
+    const EVP_MD *md = kms_alg_md(a);
+    EVP_PKEY_CTX *pc = EVP_PKEY_CTX_new_from_pkey(NULL, pk, NULL);
+    int ok;
+    if (!pc)
+        return NULL;
+    ok = init(pc) == 1;
+    switch (a) {
+    case KMS_ALG_RSAES_OAEP_SHA_1:
+    case KMS_ALG_RSAES_OAEP_SHA_256:
+        ok = ok && EVP_PKEY_CTX_set_rsa_padding(pc, RSA_PKCS1_OAEP_PADDING) == 1 &&
+             EVP_PKEY_CTX_set_rsa_oaep_md(pc, md) == 1 && EVP_PKEY_CTX_set_rsa_mgf1_md(pc, md) == 1;
+        break;
+    case KMS_ALG_RSASSA_PSS_SHA_256:
+    case KMS_ALG_RSASSA_PSS_SHA_384:
+    case KMS_ALG_RSASSA_PSS_SHA_512:
+        ok = ok && EVP_PKEY_CTX_set_signature_md(pc, md) == 1 &&
+             EVP_PKEY_CTX_set_rsa_padding(pc, RSA_PKCS1_PSS_PADDING) == 1 &&
+             EVP_PKEY_CTX_set_rsa_pss_saltlen(pc, RSA_PSS_SALTLEN_DIGEST) == 1 &&
+             EVP_PKEY_CTX_set_rsa_mgf1_md(pc, md) == 1;
+        break;
+    case KMS_ALG_RSASSA_PKCS1_V1_5_SHA_256:
+    case KMS_ALG_RSASSA_PKCS1_V1_5_SHA_384:
+    case KMS_ALG_RSASSA_PKCS1_V1_5_SHA_512:
+        ok = ok && EVP_PKEY_CTX_set_signature_md(pc, md) == 1 &&
+             EVP_PKEY_CTX_set_rsa_padding(pc, RSA_PKCS1_PADDING) == 1;
+        break;
+    default: /* ECDSA */
+        ok = ok && EVP_PKEY_CTX_set_signature_md(pc, md) == 1;
+        break;
+    }
+    if (!ok) {
+        EVP_PKEY_CTX_free(pc);
+        return NULL;
+    }
+    return pc;
+}
+
+int kms_asym_sign_digest(EVP_PKEY *pk, enum kms_alg a, const uint8_t *dgst, size_t dlen, uint8_t *sig, size_t *siglen)
+{
+    EVP_PKEY_CTX *pc = pkey_ctx(pk, a, EVP_PKEY_sign_init);
+    int ok = pc && EVP_PKEY_sign(pc, sig, siglen, dgst, dlen) == 1;
+    EVP_PKEY_CTX_free(pc);
+    return ok ? 0 : -1;
+}
+
+int kms_asym_verify_digest(EVP_PKEY *pk, enum kms_alg a, const uint8_t *dgst, size_t dlen, const uint8_t *sig,
+                           size_t siglen)
+{
+    EVP_PKEY_CTX *pc = pkey_ctx(pk, a, EVP_PKEY_verify_init);
+    int ok = pc && EVP_PKEY_verify(pc, sig, siglen, dgst, dlen) == 1;
+    EVP_PKEY_CTX_free(pc);
+    return ok ? 0 : -1;
+}
+
+kms_err op_get_public_key(struct op_ctx *x, json_t *in, json_t **out)
+{
+    kms_key *k;
+    EVP_PKEY *pk;
+    uint8_t *der;
+    size_t n;
+    char arn[160];
+    kms_err e = kms_op_resolve_usable(x, in, &k);
+    if (e)
+        return e;
+    kms_op_key_arn(x->core, k, arn, sizeof arn);
+    if (!kms_spec_is_asymmetric(k->spec))
+        return kms_op_fail(x, KMS_ERR_UNSUPPORTED_OPERATION,
+                           "%s is not an asymmetric KMS key (key spec %s): it has no public key.", arn,
+                           kms_spec_name(k->spec));
+    if ((e = key_pair(x, k, &pk)))
+        return e;
+    if (!(der = kms_keymat_public_der(pk, &n)))
+        return KMS_ERR_NOMEM;
+    *out = json_pack("{s:s, s:o}", "KeyId", arn, "PublicKey", efs_json_base64(der, n));
+    free(der);
+    if (!*out || kms_spec_describe(*out, k->spec, k->usage))
+        return KMS_ERR_NOMEM;
+    return KMS_OK;
+}
+
+/* The common front of Sign and Verify: the message, its type and the algorithm; the key, which must be
+ * SIGN_VERIFY and support the algorithm; the digest to sign (dgst, *dlen bytes). */
+static kms_err sign_request(struct op_ctx *x, json_t *in, kms_key **k, enum kms_alg *alg, EVP_PKEY **pk,
+                            uint8_t dgst[EVP_MAX_MD_SIZE], size_t *dlen)
+{
+    const char *alg_name, *type;
+    uint8_t *msg = NULL;
+    size_t n = 0;
+    int a;
+    bool digest;
+    kms_err e;
+
+    if ((e = kms_op_get_b64(x, in, "Message", true, 4096, &msg, &n)) ||
+        (e = kms_op_get_str(x, in, "MessageType", false, &type)) ||
+        (e = kms_op_get_str(x, in, "SigningAlgorithm", true, &alg_name)))
+        goto out;
+    if ((a = kms_alg_parse(KMS_ALG_SIGN, alg_name)) < 0) {
+        e = kms_op_fail(x, KMS_ERR_VALIDATION,
+                        "1 validation error detected: Value '%s' at 'signingAlgorithm' failed to satisfy constraint: "
+                        "Member must satisfy enum value set: [RSASSA_PSS_SHA_256, RSASSA_PSS_SHA_384, "
+                        "RSASSA_PSS_SHA_512, RSASSA_PKCS1_V1_5_SHA_256, RSASSA_PKCS1_V1_5_SHA_384, "
+                        "RSASSA_PKCS1_V1_5_SHA_512, ECDSA_SHA_256, ECDSA_SHA_384, ECDSA_SHA_512]", alg_name);
+        goto out;
+    }
+    if (type && strcmp(type, "RAW") && strcmp(type, "DIGEST")) {
+        e = !strcmp(type, "EXTERNAL_MU")
+                ? kms_op_fail(x, KMS_ERR_VALIDATION, "MessageType EXTERNAL_MU is valid only for ML-DSA keys.")
+                : kms_op_fail(x, KMS_ERR_VALIDATION,
+                              "1 validation error detected: Value '%s' at 'messageType' failed to satisfy "
+                              "constraint: Member must satisfy enum value set: [RAW, DIGEST, EXTERNAL_MU]", type);
+        goto out;
+    }
+    digest = type && !strcmp(type, "DIGEST");
+    if ((e = kms_op_resolve_usable(x, in, k)))
+        goto out;
+    if ((*k)->usage != KMS_USAGE_SIGN_VERIFY) {
+        e = kms_op_wrong_usage(x, *k);
+        goto out;
+    }
+    if (!kms_key_supports((*k)->spec, (*k)->usage, (enum kms_alg)a)) {
+        e = incompatible(x, alg_name, *k);
+        goto out;
+    }
+    *alg = (enum kms_alg)a;
+    if (digest) {
+        if (n != kms_alg_digest_len(*alg)) {
+            e = kms_op_fail(x, KMS_ERR_VALIDATION, "Digest is invalid length for algorithm %s.", alg_name);
+            goto out;
+        }
+        memcpy(dgst, msg, n);
+        *dlen = n;
+    } else {
+        unsigned int dl = 0;
+        if (EVP_Digest(msg, n, dgst, &dl, kms_alg_md(*alg), NULL) != 1) {
+            e = kms_op_fail(x, KMS_ERR_INTERNAL, "hashing the message failed");
+            goto out;
+        }
+        *dlen = dl;
+    }
+    e = key_pair(x, *k, pk);
+out:
+    if (msg) {
+        sodium_memzero(msg, n);
+        free(msg);
+    }
+    return e;
+}
+
+kms_err op_sign(struct op_ctx *x, json_t *in, json_t **out)
+{
+    kms_key *k;
+    enum kms_alg a;
+    EVP_PKEY *pk;
+    uint8_t dgst[EVP_MAX_MD_SIZE], sig[MAX_SIG];
+    size_t dlen = 0, slen = sizeof sig;
+    char arn[160];
+    kms_err e = sign_request(x, in, &k, &a, &pk, dgst, &dlen);
+    if (e)
+        return e;
+    if ((size_t)EVP_PKEY_get_size(pk) > sizeof sig || kms_asym_sign_digest(pk, a, dgst, dlen, sig, &slen))
+        return kms_op_fail(x, KMS_ERR_INTERNAL, "signing failed");
+    kms_op_key_arn(x->core, k, arn, sizeof arn);
+    *out = json_pack("{s:s, s:o, s:s}", "KeyId", arn, "Signature", efs_json_base64(sig, slen), "SigningAlgorithm",
+                     kms_alg_name(a));
+    return *out ? KMS_OK : KMS_ERR_NOMEM;
+}
+
+kms_err op_verify(struct op_ctx *x, json_t *in, json_t **out)
+{
+    kms_key *k;
+    enum kms_alg a;
+    EVP_PKEY *pk;
+    uint8_t dgst[EVP_MAX_MD_SIZE], *sig = NULL;
+    size_t dlen = 0, slen = 0;
+    char arn[160];
+    kms_err e = kms_op_get_b64(x, in, "Signature", true, 6144, &sig, &slen);
+    if (!e)
+        e = sign_request(x, in, &k, &a, &pk, dgst, &dlen);
+    if (!e && kms_asym_verify_digest(pk, a, dgst, dlen, sig, slen))
+        e = kms_op_fail(x, KMS_ERR_INVALID_SIGNATURE, NULL);
+    free(sig);
+    if (e)
+        return e;
+    kms_op_key_arn(x->core, k, arn, sizeof arn);
+    *out = json_pack("{s:s, s:b, s:s}", "KeyId", arn, "SignatureValid", 1, "SigningAlgorithm", kms_alg_name(a));
+    return *out ? KMS_OK : KMS_ERR_NOMEM;
+}
+
+/* The checks Encrypt and Decrypt share for an asymmetric key: RSA ENCRYPT_DECRYPT, an RSAES algorithm it
+ * supports, no encryption context. */
+static kms_err oaep_request(struct op_ctx *x, kms_key *k, const char *alg, const kms_ectx *ectx, enum kms_alg *a,
+                            EVP_PKEY **pk)
+{
+    int v;
+    if (!alg)
+        alg = "SYMMETRIC_DEFAULT";
+    if ((v = kms_alg_parse(KMS_ALG_ENCRYPT, alg)) < 0)
+        return kms_op_fail(x, KMS_ERR_VALIDATION,
+                           "1 validation error detected: Value '%s' at 'encryptionAlgorithm' failed to satisfy "
+                           "constraint: Member must satisfy enum value set: [SYMMETRIC_DEFAULT, RSAES_OAEP_SHA_1, "
+                           "RSAES_OAEP_SHA_256]", alg);
+    if (k->usage != KMS_USAGE_ENCRYPT_DECRYPT)
+        return kms_op_wrong_usage(x, k);
+    if (!kms_key_supports(k->spec, k->usage, (enum kms_alg)v))
+        return incompatible(x, alg, k);
+    if (ectx && ectx->n)
+        return kms_op_fail(x, KMS_ERR_VALIDATION,
+                           "EncryptionContext is not supported when encrypting/decrypting with asymmetric CMKs.");
+    *a = (enum kms_alg)v;
+    return key_pair(x, k, pk);
+}
+
+kms_err kms_asym_encrypt(struct op_ctx *x, kms_key *k, const char *alg, const kms_ectx *ectx, const uint8_t *pt,
+                         size_t n, json_t **out)
+{
+    enum kms_alg a;
+    EVP_PKEY *pk;
+    EVP_PKEY_CTX *pc;
+    uint8_t ct[MAX_SIG];
+    size_t clen = sizeof ct, max;
+    char arn[160];
+    kms_err e = oaep_request(x, k, alg, ectx, &a, &pk);
+    if (e)
+        return e;
+    max = kms_rsa_oaep_max(k->spec, a);
+    if (n > max)
+        return kms_op_fail(x, KMS_ERR_VALIDATION, "Algorithm %s and key spec %s cannot encrypt data larger than %zu bytes.",
+                           kms_alg_name(a), kms_spec_name(k->spec), max);
+    pc = pkey_ctx(pk, a, EVP_PKEY_encrypt_init);
+    if (!pc || EVP_PKEY_encrypt(pc, ct, &clen, pt, n) != 1) {
+        EVP_PKEY_CTX_free(pc);
+        return kms_op_fail(x, KMS_ERR_INTERNAL, "RSA encryption failed");
+    }
+    EVP_PKEY_CTX_free(pc);
+    kms_op_key_arn(x->core, k, arn, sizeof arn);
+    *out = json_pack("{s:o, s:s, s:s}", "CiphertextBlob", efs_json_base64(ct, clen), "KeyId", arn,
+                     "EncryptionAlgorithm", kms_alg_name(a));
+    return *out ? KMS_OK : KMS_ERR_NOMEM;
+}
+
+kms_err kms_asym_decrypt(struct op_ctx *x, kms_key *k, const char *alg, const kms_ectx *ectx, const uint8_t *ct,
+                         size_t n, json_t **out)
+{
+    enum kms_alg a;
+    EVP_PKEY *pk;
+    EVP_PKEY_CTX *pc;
+    uint8_t *pt;
+    size_t plen = KMS_SCRATCH_MAX;
+    char arn[160];
+    kms_err e;
+    if (k->state != KS_ENABLED) {
+        kms_op_key_arn(x->core, k, arn, sizeof arn);
+        return k->state == KS_DISABLED ? kms_op_fail(x, KMS_ERR_DISABLED, "%s is disabled.", arn)
+                                       : kms_op_fail(x, KMS_ERR_INVALID_STATE, "%s is pending deletion.", arn);
+    }
+    if ((e = oaep_request(x, k, alg, ectx, &a, &pk)))
+        return e;
+    if (n != (size_t)EVP_PKEY_get_size(pk))
+        return kms_op_fail(x, KMS_ERR_INVALID_CIPHERTEXT, NULL);
+    if (!(pt = kms_scratch(plen)))
+        return KMS_ERR_NOMEM;
+    pc = pkey_ctx(pk, a, EVP_PKEY_decrypt_init);
+    if (!pc || EVP_PKEY_decrypt(pc, pt, &plen, ct, n) != 1 || plen == 0) {
+        EVP_PKEY_CTX_free(pc);
+        sodium_memzero(pt, KMS_SCRATCH_MAX);
+        return kms_op_fail(x, KMS_ERR_INVALID_CIPHERTEXT, NULL);
+    }
+    EVP_PKEY_CTX_free(pc);
+    kms_op_key_arn(x->core, k, arn, sizeof arn);
+    *out = json_pack("{s:s, s:o, s:s}", "KeyId", arn, "Plaintext", efs_json_base64(pt, plen), "EncryptionAlgorithm",
+                     kms_alg_name(a));
+    sodium_memzero(pt, plen);
+    return *out ? KMS_OK : KMS_ERR_NOMEM;
+}
