@@ -218,6 +218,27 @@ set +e; $B kms lookup-audit --start-time yesterday >/dev/null 2>"$T/err"; rc=$?;
 set +e; $B kms lookup-audit --max-results 0 >/dev/null 2>"$T/err"; rc=$?; set -e
 [ $rc -eq 252 ] || fail "lookup-audit --max-results 0 rc=$rc"
 
+# Asymmetric and HMAC keys and data key pairs (issue 17; the openssl interop is tests/kms/kms_openssl.sh)
+AK=$($B kms create-key --key-spec ECC_NIST_P256 --key-usage SIGN_VERIFY --query KeyMetadata.KeyId --output text)
+$B kms get-public-key --key-id "$AK" --query KeySpec --output text | grep -qx ECC_NIST_P256 || fail "get-public-key"
+SIG=$($B kms sign --key-id "$AK" --message aGVsbG8= --signing-algorithm ECDSA_SHA_256 --query Signature --output text)
+[ "$($B kms verify --key-id "$AK" --message aGVsbG8= --signature "$SIG" --signing-algorithm ECDSA_SHA_256 \
+     --query SignatureValid --output text)" = True ] || fail "verify"
+expect_err KMSInvalidSignatureException $B kms verify --key-id "$AK" --message aGk= --signature "$SIG" --signing-algorithm ECDSA_SHA_256
+expect_err InvalidKeyUsageException $B kms sign --key-id "$AK" --message aGk= --signing-algorithm RSASSA_PSS_SHA_256
+expect_err ValidationException $B kms create-key --key-spec ECC_NIST_P256 --key-usage ENCRYPT_DECRYPT
+HK=$($B kms create-key --key-spec HMAC_224 --key-usage GENERATE_VERIFY_MAC --query KeyMetadata.KeyId --output text)
+MAC=$($B kms generate-mac --key-id "$HK" --message aGVsbG8= --mac-algorithm HMAC_SHA_224 --query Mac --output text)
+[ "$(printf %s "$MAC" | base64 -d | wc -c)" = 28 ] || fail "generate-mac length"
+[ "$($B kms verify-mac --key-id "$HK" --message aGVsbG8= --mac "$MAC" --mac-algorithm HMAC_SHA_224 --query MacValid \
+     --output text)" = True ] || fail "verify-mac"
+expect_err KMSInvalidMacException $B kms verify-mac --key-id "$HK" --message aGk= --mac "$MAC" --mac-algorithm HMAC_SHA_224
+SK=$($B kms create-key --query KeyMetadata.KeyId --output text)
+$B kms generate-data-key-pair --key-id "$SK" --key-pair-spec ECC_NIST_P256 --query PrivateKeyPlaintext --output text \
+  | base64 -d | openssl pkey -inform DER -noout || fail "generate-data-key-pair: PrivateKeyPlaintext is not PKCS#8 DER"
+[ "$($B kms generate-data-key-pair-without-plaintext --key-id "$SK" --key-pair-spec RSA_2048 \
+     --query PrivateKeyPlaintext --output text)" = None ] || fail "generate-data-key-pair-without-plaintext"
+
 # `kms help` lists every operation of issue 2, and this script exercises every verb it lists
 $B kms help >"$T/help"
 for v in create-key describe-key list-keys create-alias update-alias delete-alias list-aliases generate-data-key \
