@@ -76,6 +76,25 @@ static EVP_PKEY_CTX *pkey_ctx(EVP_PKEY *pk, enum kms_alg a, int (*init)(EVP_PKEY
     return pc;
 }
 
+/* The version's prepared context for one operation (0 sign, 1 verify, 2 encrypt, 3 decrypt) and algorithm,
+ * made at first use and reused by every later call (creating one fetches the algorithm from the provider and
+ * sets its parameters, several times the cost of an ECDSA verification). Borrowed; NULL on failure. */
+static EVP_PKEY_CTX *cached_ctx(kms_key *k, int op, enum kms_alg a)
+{
+    static int (*const init[4])(EVP_PKEY_CTX *) = {EVP_PKEY_sign_init, EVP_PKEY_verify_init, EVP_PKEY_encrypt_init,
+                                                  EVP_PKEY_decrypt_init};
+    kms_version *v = &k->versions[0];
+    EVP_PKEY_CTX **slot;
+    if (!v->pkey)
+        return NULL;
+    if (!v->pctx && !(v->pctx = calloc(KMS_PCTX_SLOTS, sizeof *v->pctx)))
+        return NULL;
+    slot = &v->pctx[op * KMS_ALG__COUNT + (int)a];
+    if (!*slot)
+        *slot = pkey_ctx(v->pkey, a, init[op]);
+    return *slot;
+}
+
 int kms_asym_sign_digest(EVP_PKEY *pk, enum kms_alg a, const uint8_t *dgst, size_t dlen, uint8_t *sig, size_t *siglen)
 {
     EVP_PKEY_CTX *pc = pkey_ctx(pk, a, EVP_PKEY_sign_init);
@@ -198,8 +217,11 @@ kms_err op_sign(struct op_ctx *x, json_t *in, json_t **out)
     kms_err e = sign_request(x, in, &k, &a, &pk, dgst, &dlen);
     if (e)
         return e;
-    if ((size_t)EVP_PKEY_get_size(pk) > sizeof sig || kms_asym_sign_digest(pk, a, dgst, dlen, sig, &slen))
-        return kms_op_fail(x, KMS_ERR_INTERNAL, "signing failed");
+    {
+        EVP_PKEY_CTX *pc = cached_ctx(k, 0, a);
+        if ((size_t)EVP_PKEY_get_size(pk) > sizeof sig || !pc || EVP_PKEY_sign(pc, sig, &slen, dgst, dlen) != 1)
+            return kms_op_fail(x, KMS_ERR_INTERNAL, "signing failed");
+    }
     kms_op_key_arn(x->core, k, arn, sizeof arn);
     *out = json_pack("{s:s, s:o, s:s}", "KeyId", arn, "Signature", efs_json_base64(sig, slen), "SigningAlgorithm",
                      kms_alg_name(a));
@@ -217,8 +239,13 @@ kms_err op_verify(struct op_ctx *x, json_t *in, json_t **out)
     kms_err e = kms_op_get_b64(x, in, "Signature", true, 6144, &sig, &slen);
     if (!e)
         e = sign_request(x, in, &k, &a, &pk, dgst, &dlen);
-    if (!e && kms_asym_verify_digest(pk, a, dgst, dlen, sig, slen))
-        e = kms_op_fail(x, KMS_ERR_INVALID_SIGNATURE, NULL);
+    if (!e) {
+        EVP_PKEY_CTX *pc = cached_ctx(k, 1, a);
+        if (!pc)
+            e = kms_op_fail(x, KMS_ERR_INTERNAL, "verification failed");
+        else if (EVP_PKEY_verify(pc, sig, slen, dgst, dlen) != 1)
+            e = kms_op_fail(x, KMS_ERR_INVALID_SIGNATURE, NULL);
+    }
     free(sig);
     if (e)
         return e;
@@ -251,15 +278,14 @@ static kms_err oaep_request(struct op_ctx *x, kms_key *k, const char *alg, const
     return key_pair(x, k, pk);
 }
 
-kms_err kms_asym_encrypt(struct op_ctx *x, kms_key *k, const char *alg, const kms_ectx *ectx, const uint8_t *pt,
-                         size_t n, json_t **out)
+kms_err kms_asym_seal(struct op_ctx *x, kms_key *k, const char *alg, const kms_ectx *ectx, const uint8_t *pt, size_t n,
+                      json_t **ct_json, const char **alg_name)
 {
     enum kms_alg a;
     EVP_PKEY *pk;
     EVP_PKEY_CTX *pc;
     uint8_t ct[MAX_SIG];
     size_t clen = sizeof ct, max;
-    char arn[160];
     kms_err e = oaep_request(x, k, alg, ectx, &a, &pk);
     if (e)
         return e;
@@ -267,20 +293,16 @@ kms_err kms_asym_encrypt(struct op_ctx *x, kms_key *k, const char *alg, const km
     if (n > max)
         return kms_op_fail(x, KMS_ERR_VALIDATION, "Algorithm %s and key spec %s cannot encrypt data larger than %zu bytes.",
                            kms_alg_name(a), kms_spec_name(k->spec), max);
-    pc = pkey_ctx(pk, a, EVP_PKEY_encrypt_init);
-    if (!pc || EVP_PKEY_encrypt(pc, ct, &clen, pt, n) != 1) {
-        EVP_PKEY_CTX_free(pc);
+    pc = cached_ctx(k, 2, a);
+    if (!pc || EVP_PKEY_encrypt(pc, ct, &clen, pt, n) != 1)
         return kms_op_fail(x, KMS_ERR_INTERNAL, "RSA encryption failed");
-    }
-    EVP_PKEY_CTX_free(pc);
-    kms_op_key_arn(x->core, k, arn, sizeof arn);
-    *out = json_pack("{s:o, s:s, s:s}", "CiphertextBlob", efs_json_base64(ct, clen), "KeyId", arn,
-                     "EncryptionAlgorithm", kms_alg_name(a));
-    return *out ? KMS_OK : KMS_ERR_NOMEM;
+    *alg_name = kms_alg_name(a);
+    *ct_json = efs_json_base64(ct, clen);
+    return *ct_json ? KMS_OK : KMS_ERR_NOMEM;
 }
 
-kms_err kms_asym_decrypt(struct op_ctx *x, kms_key *k, const char *alg, const kms_ectx *ectx, const uint8_t *ct,
-                         size_t n, json_t **out)
+kms_err kms_asym_open(struct op_ctx *x, kms_key *k, const char *alg, const kms_ectx *ectx, const uint8_t *ct, size_t n,
+                      uint8_t **pt_out, size_t *pt_len, const char **alg_name)
 {
     enum kms_alg a;
     EVP_PKEY *pk;
@@ -289,6 +311,7 @@ kms_err kms_asym_decrypt(struct op_ctx *x, kms_key *k, const char *alg, const km
     size_t plen = KMS_SCRATCH_MAX;
     char arn[160];
     kms_err e;
+    *pt_out = NULL;
     if (k->state != KS_ENABLED) {
         kms_op_key_arn(x->core, k, arn, sizeof arn);
         return k->state == KS_DISABLED ? kms_op_fail(x, KMS_ERR_DISABLED, "%s is disabled.", arn)
@@ -300,16 +323,43 @@ kms_err kms_asym_decrypt(struct op_ctx *x, kms_key *k, const char *alg, const km
         return kms_op_fail(x, KMS_ERR_INVALID_CIPHERTEXT, NULL);
     if (!(pt = kms_scratch(plen)))
         return KMS_ERR_NOMEM;
-    pc = pkey_ctx(pk, a, EVP_PKEY_decrypt_init);
+    pc = cached_ctx(k, 3, a);
     if (!pc || EVP_PKEY_decrypt(pc, pt, &plen, ct, n) != 1 || plen == 0) {
-        EVP_PKEY_CTX_free(pc);
         sodium_memzero(pt, KMS_SCRATCH_MAX);
         return kms_op_fail(x, KMS_ERR_INVALID_CIPHERTEXT, NULL);
     }
-    EVP_PKEY_CTX_free(pc);
+    *pt_out = pt;
+    *pt_len = plen;
+    *alg_name = kms_alg_name(a);
+    return KMS_OK;
+}
+
+kms_err kms_asym_encrypt(struct op_ctx *x, kms_key *k, const char *alg, const kms_ectx *ectx, const uint8_t *pt,
+                         size_t n, json_t **out)
+{
+    json_t *ct;
+    const char *name;
+    char arn[160];
+    kms_err e = kms_asym_seal(x, k, alg, ectx, pt, n, &ct, &name);
+    if (e)
+        return e;
     kms_op_key_arn(x->core, k, arn, sizeof arn);
-    *out = json_pack("{s:s, s:o, s:s}", "KeyId", arn, "Plaintext", efs_json_base64(pt, plen), "EncryptionAlgorithm",
-                     kms_alg_name(a));
+    *out = json_pack("{s:o, s:s, s:s}", "CiphertextBlob", ct, "KeyId", arn, "EncryptionAlgorithm", name);
+    return *out ? KMS_OK : KMS_ERR_NOMEM;
+}
+
+kms_err kms_asym_decrypt(struct op_ctx *x, kms_key *k, const char *alg, const kms_ectx *ectx, const uint8_t *ct,
+                         size_t n, json_t **out)
+{
+    uint8_t *pt;
+    size_t plen;
+    const char *name;
+    char arn[160];
+    kms_err e = kms_asym_open(x, k, alg, ectx, ct, n, &pt, &plen, &name);
+    if (e)
+        return e;
+    kms_op_key_arn(x->core, k, arn, sizeof arn);
+    *out = json_pack("{s:s, s:o, s:s}", "KeyId", arn, "Plaintext", efs_json_base64(pt, plen), "EncryptionAlgorithm", name);
     sodium_memzero(pt, plen);
     return *out ? KMS_OK : KMS_ERR_NOMEM;
 }

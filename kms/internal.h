@@ -28,6 +28,7 @@
 #include "envelopefs/kms.h"
 
 #define KMS_KEY_ID_LEN 36  /* UUID text */
+#define KMS_PCTX_SLOTS (4 * KMS_ALG__COUNT) /* sign, verify, encrypt, decrypt × algorithm */
 #define KMS_MAX_VERSIONS_CACHED 64
 #define KMS_FRESHNESS_MS 2  /* staleness bound for other processes' changes */
 #define KMS_AUDIT_BATCH 512 /* audit records kept before a flush (also flushed when a second old) */
@@ -43,6 +44,8 @@ typedef struct kms_version {
     size_t material_len;       /* 32 for SYMMETRIC_DEFAULT, the HMAC key length for HMAC specs */
     kms_gcm_key *gcm;          /* keyed with material; NULL until first use (used under the core lock) */
     EVP_PKEY *pkey;            /* asymmetric specs: the decoded key pair (OpenSSL heap); NULL until first use */
+    EVP_PKEY_CTX **pctx;       /* asymmetric specs: prepared contexts per operation and algorithm (asym.c),
+                                * KMS_PCTX_SLOTS of them, NULL until first use; used under the core lock */
 } kms_version;
 
 typedef struct kms_key {

@@ -2,6 +2,7 @@
  * keyspec.c — the key-spec, key-usage and algorithm tables of keyspec.h (AWS KMS's names and pairings:
  * botocore's KeySpec, KeyUsageType, EncryptionAlgorithmSpec, SigningAlgorithmSpec, MacAlgorithmSpec).
  */
+#include <pthread.h>
 #include <string.h>
 
 #include <openssl/obj_mac.h>
@@ -141,18 +142,33 @@ bool kms_key_supports(enum kms_key_spec s, enum kms_key_usage u, enum kms_alg a)
     }
 }
 
+/* The digests, fetched from the provider once (EVP_sha256() and friends are looked up at every use). */
+static EVP_MD *g_md[5];
+static pthread_once_t g_md_once = PTHREAD_ONCE_INIT;
+static void fetch_mds(void)
+{
+    static const char *const names[5] = {"SHA1", "SHA224", "SHA256", "SHA384", "SHA512"};
+    for (int i = 0; i < 5; i++)
+        g_md[i] = EVP_MD_fetch(NULL, names[i], NULL);
+}
+
 const EVP_MD *kms_alg_md(enum kms_alg a)
 {
+    int i;
     if ((unsigned)a >= KMS_ALG__COUNT)
         return NULL;
     switch (ALGS[a].md_bits) {
-    case 1: return EVP_sha1();
-    case 224: return EVP_sha224();
-    case 256: return EVP_sha256();
-    case 384: return EVP_sha384();
-    case 512: return EVP_sha512();
+    case 1: i = 0; break;
+    case 224: i = 1; break;
+    case 256: i = 2; break;
+    case 384: i = 3; break;
+    case 512: i = 4; break;
     default: return NULL;
     }
+    pthread_once(&g_md_once, fetch_mds);
+    if (g_md[i])
+        return g_md[i];
+    return i == 0 ? EVP_sha1() : i == 1 ? EVP_sha224() : i == 2 ? EVP_sha256() : i == 3 ? EVP_sha384() : EVP_sha512();
 }
 
 size_t kms_alg_digest_len(enum kms_alg a)

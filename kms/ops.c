@@ -1177,7 +1177,7 @@ kms_err op_decrypt(struct op_ctx *x, json_t *in, json_t **out)
 kms_err op_re_encrypt(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_key *src_key = NULL, *used, *dst;
-    const char *sid, *did;
+    const char *sid, *did, *salg = NULL, *dalg = NULL;
     uint8_t *blob = NULL, *pt = NULL;
     size_t blen, n = 0;
     kms_ectx sctx, dctx;
@@ -1186,9 +1186,9 @@ kms_err op_re_encrypt(struct op_ctx *x, json_t *in, json_t **out)
     char sarn[160], darn[160];
     kms_err e = get_b64(x, in, "CiphertextBlob", true, KMS_BLOB_MAX, &blob, &blen);
     if (!e)
-        e = check_alg(x, in, "SourceEncryptionAlgorithm");
+        e = get_str(x, in, "SourceEncryptionAlgorithm", false, &salg);
     if (!e)
-        e = check_alg(x, in, "DestinationEncryptionAlgorithm");
+        e = get_str(x, in, "DestinationEncryptionAlgorithm", false, &dalg);
     if (!e)
         e = get_ectx(x, in, "SourceEncryptionContext", &sctx, &sp);
     if (!e)
@@ -1199,22 +1199,33 @@ kms_err op_re_encrypt(struct op_ctx *x, json_t *in, json_t **out)
         e = get_str(x, in, "DestinationKeyId", true, &did);
     if (!e && sid)
         e = resolve(x, sid, &src_key);
-    if (!e && src_key && src_key->spec != KMS_SPEC_SYMMETRIC)
-        e = kms_op_wrong_usage(x, src_key);
-    if (!e)
-        e = open_blob(x, blob, blen, &sctx, src_key, &used, &pt, &n);
+    if (!e && src_key && src_key->spec != KMS_SPEC_SYMMETRIC) { /* an RSA ciphertext (asym.c) */
+        e = kms_asym_open(x, src_key, salg, &sctx, blob, blen, &pt, &n, &salg);
+        used = src_key;
+    } else {
+        if (!e)
+            e = check_alg(x, in, "SourceEncryptionAlgorithm");
+        if (!e)
+            e = open_blob(x, blob, blen, &sctx, src_key, &used, &pt, &n);
+        salg = "SYMMETRIC_DEFAULT";
+    }
     if (!e) {
         key_arn(x->core, used, sarn, sizeof sarn);
         e = resolve(x, did, &dst);
     }
     if (!e)
         e = check_usable(x, dst);
-    if (!e && dst->spec != KMS_SPEC_SYMMETRIC)
-        e = kms_op_wrong_usage(x, dst);
-    if (!e)
-        e = maybe_rotate(x, dst);
-    if (!e)
-        e = seal_blob(x, dst, pt, n, &dctx, &nb);
+    if (!e && dst->spec != KMS_SPEC_SYMMETRIC) {
+        e = kms_asym_seal(x, dst, dalg, &dctx, pt, n, &nb, &dalg);
+    } else {
+        if (!e)
+            e = check_alg(x, in, "DestinationEncryptionAlgorithm");
+        if (!e)
+            e = maybe_rotate(x, dst);
+        if (!e)
+            e = seal_blob(x, dst, pt, n, &dctx, &nb);
+        dalg = "SYMMETRIC_DEFAULT";
+    }
     if (pt)
         sodium_memzero(pt, n);
     free(blob);
@@ -1224,9 +1235,8 @@ kms_err op_re_encrypt(struct op_ctx *x, json_t *in, json_t **out)
         return e;
     key_arn(x->core, dst, darn, sizeof darn);
     *out = json_pack("{s:o, s:s, s:s, s:s, s:s}", "CiphertextBlob", nb, "SourceKeyId", sarn, "KeyId", darn,
-                     "SourceEncryptionAlgorithm", "SYMMETRIC_DEFAULT", "DestinationEncryptionAlgorithm",
-                     "SYMMETRIC_DEFAULT");
-    return KMS_OK;
+                     "SourceEncryptionAlgorithm", salg, "DestinationEncryptionAlgorithm", dalg);
+    return *out ? KMS_OK : KMS_ERR_NOMEM;
 }
 
 kms_err op_generate_random(struct op_ctx *x, json_t *in, json_t **out)

@@ -43,5 +43,11 @@ kms_err kms_asym_encrypt(struct op_ctx *x, kms_key *k, const char *alg, const km
                          size_t n, json_t **out);
 kms_err kms_asym_decrypt(struct op_ctx *x, kms_key *k, const char *alg, const kms_ectx *ectx, const uint8_t *ct,
                          size_t n, json_t **out);
+/* The same as building blocks (ReEncrypt): seal n bytes into *ct (a base64 JSON string), or open a ciphertext
+ * into *pt (this thread's scratch buffer: wipe *pt_len bytes after use); *alg_name: the algorithm's name. */
+kms_err kms_asym_seal(struct op_ctx *x, kms_key *k, const char *alg, const kms_ectx *ectx, const uint8_t *pt, size_t n,
+                      json_t **ct, const char **alg_name);
+kms_err kms_asym_open(struct op_ctx *x, kms_key *k, const char *alg, const kms_ectx *ectx, const uint8_t *ct, size_t n,
+                      uint8_t **pt, size_t *pt_len, const char **alg_name);
 
 #endif

@@ -567,6 +567,9 @@ static void free_key(kms_key *k)
 {
     for (size_t i = 0; i < k->n_versions; i++) {
         kms_gcm_key_free(k->versions[i].gcm);
+        for (size_t j = 0; k->versions[i].pctx && j < KMS_PCTX_SLOTS; j++)
+            EVP_PKEY_CTX_free(k->versions[i].pctx[j]);
+        free(k->versions[i].pctx);
         EVP_PKEY_free(k->versions[i].pkey);
         sodium_free(k->versions[i].material);
     }
@@ -698,6 +701,7 @@ kms_err kms_store_load(kms_core *c, char **msg)
         nv[k->n_versions].material_len = 0;
         nv[k->n_versions].gcm = NULL;
         nv[k->n_versions].pkey = NULL;
+        nv[k->n_versions].pctx = NULL;
         if (nv[k->n_versions].version != k->n_versions + 1) {
             e = KMS_ERR_CORRUPT_STORE;
             set_msg(msg, "key store is damaged: key %s has a gap in its key-material versions", k->id);
@@ -941,6 +945,7 @@ kms_err kms_store_add_version(kms_core *c, kms_key *k, int automatic, char **msg
     nv[k->n_versions].material_len = 32;
     nv[k->n_versions].gcm = NULL;
     nv[k->n_versions].pkey = NULL;
+    nv[k->n_versions].pctx = NULL;
     sodium_mprotect_readonly(material);
     k->n_versions++;
     return KMS_OK;

@@ -373,6 +373,61 @@ static void test_encrypt_decrypt(kms_core *c)
     }
 }
 
+/* ReEncrypt between symmetric and RSA keys, in both directions (AWS allows asymmetric ENCRYPT_DECRYPT keys). */
+static void test_re_encrypt(kms_core *c)
+{
+    char *sym = mkkey(c, "SYMMETRIC_DEFAULT", "ENCRYPT_DECRYPT"), *rsa = mkkey(c, "RSA_2048", "ENCRYPT_DECRYPT");
+    char *rsb = mkkey(c, "RSA_3072", "ENCRYPT_DECRYPT"), *sig = mkkey(c, "ECC_NIST_P256", "SIGN_VERIFY"), *b1, *b2, *b3;
+    json_t *r;
+    CHECK(callf(c, &r, "Encrypt", "{\"KeyId\":\"%s\",\"Plaintext\":\"c2VjcmV0\",\"EncryptionContext\":{\"a\":\"1\"}}", sym) == KMS_OK);
+    b1 = strdup(jstr(r, "CiphertextBlob"));
+    json_decref(r);
+    /* symmetric → RSA */
+    CHECK(callf(c, &r, "ReEncrypt", "{\"CiphertextBlob\":\"%s\",\"SourceEncryptionContext\":{\"a\":\"1\"},"
+                                    "\"DestinationKeyId\":\"%s\",\"DestinationEncryptionAlgorithm\":\"RSAES_OAEP_SHA_256\"}",
+                b1, rsa) == KMS_OK);
+    CHECK(!strcmp(jstr(r, "DestinationEncryptionAlgorithm"), "RSAES_OAEP_SHA_256") &&
+          !strcmp(jstr(r, "SourceEncryptionAlgorithm"), "SYMMETRIC_DEFAULT"));
+    b2 = strdup(jstr(r, "CiphertextBlob"));
+    json_decref(r);
+    CHECK(callf(c, &r, "Decrypt", "{\"KeyId\":\"%s\",\"CiphertextBlob\":\"%s\",\"EncryptionAlgorithm\":\"RSAES_OAEP_SHA_256\"}",
+                rsa, b2) == KMS_OK);
+    CHECK(!strcmp(jstr(r, "Plaintext"), "c2VjcmV0"));
+    json_decref(r);
+    /* RSA → RSA (another key and algorithm) → symmetric */
+    CHECK(callf(c, &r, "ReEncrypt", "{\"CiphertextBlob\":\"%s\",\"SourceKeyId\":\"%s\",\"SourceEncryptionAlgorithm\":"
+                                    "\"RSAES_OAEP_SHA_256\",\"DestinationKeyId\":\"%s\",\"DestinationEncryptionAlgorithm\":"
+                                    "\"RSAES_OAEP_SHA_1\"}", b2, rsa, rsb) == KMS_OK);
+    b3 = strdup(jstr(r, "CiphertextBlob"));
+    json_decref(r);
+    CHECK(callf(c, &r, "ReEncrypt", "{\"CiphertextBlob\":\"%s\",\"SourceKeyId\":\"%s\",\"SourceEncryptionAlgorithm\":"
+                                    "\"RSAES_OAEP_SHA_1\",\"DestinationKeyId\":\"%s\",\"DestinationEncryptionContext\":{\"b\":\"2\"}}",
+                b3, rsb, sym) == KMS_OK);
+    CHECK(!strcmp(jstr(r, "SourceEncryptionAlgorithm"), "RSAES_OAEP_SHA_1"));
+    CHECK(callf(c, NULL, "Decrypt", "{\"CiphertextBlob\":\"%s\",\"EncryptionContext\":{\"b\":\"2\"}}",
+                jstr(r, "CiphertextBlob")) == KMS_OK);
+    json_decref(r);
+    /* errors: no source algorithm for an RSA ciphertext; no destination algorithm; a context for RSA; a signing key */
+    CHECK(callf(c, NULL, "ReEncrypt", "{\"CiphertextBlob\":\"%s\",\"SourceKeyId\":\"%s\",\"DestinationKeyId\":\"%s\"}",
+                b2, rsa, sym) == KMS_ERR_INVALID_KEY_USAGE);
+    CHECK(callf(c, NULL, "ReEncrypt", "{\"CiphertextBlob\":\"%s\",\"SourceEncryptionContext\":{\"a\":\"1\"},"
+                                      "\"DestinationKeyId\":\"%s\"}", b1, rsa) == KMS_ERR_INVALID_KEY_USAGE);
+    CHECK(callf(c, NULL, "ReEncrypt", "{\"CiphertextBlob\":\"%s\",\"SourceEncryptionContext\":{\"a\":\"1\"},"
+                                      "\"DestinationKeyId\":\"%s\",\"DestinationEncryptionAlgorithm\":\"RSAES_OAEP_SHA_1\","
+                                      "\"DestinationEncryptionContext\":{\"x\":\"y\"}}", b1, rsa) == KMS_ERR_VALIDATION);
+    CHECK(callf(c, NULL, "ReEncrypt", "{\"CiphertextBlob\":\"%s\",\"SourceEncryptionContext\":{\"a\":\"1\"},"
+                                      "\"DestinationKeyId\":\"%s\"}", b1, sig) == KMS_ERR_INVALID_KEY_USAGE);
+    CHECK(callf(c, NULL, "ReEncrypt", "{\"CiphertextBlob\":\"%s\",\"SourceKeyId\":\"%s\",\"SourceEncryptionAlgorithm\":"
+                                      "\"RSAES_OAEP_SHA_1\",\"DestinationKeyId\":\"%s\"}", b2, rsa, sym) == KMS_ERR_INVALID_CIPHERTEXT);
+    free(b1);
+    free(b2);
+    free(b3);
+    free(sym);
+    free(rsa);
+    free(rsb);
+    free(sig);
+}
+
 static void test_hmac(kms_core *c)
 {
     static const struct {
@@ -604,6 +659,7 @@ int main(int argc, char **argv)
     test_create_and_describe(c);
     test_sign_verify(c);
     test_encrypt_decrypt(c);
+    test_re_encrypt(c);
     test_hmac(c);
     test_data_key_pairs(c);
     kms_core_free(c);
