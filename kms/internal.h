@@ -34,7 +34,7 @@
 #define KMS_AUDIT_BATCH 512 /* audit records kept before a flush (also flushed when a second old) */
 #define KMS_AUDIT_ROWS 64   /* rows per INSERT statement of a flush */
 
-enum kms_key_state { KS_ENABLED, KS_DISABLED, KS_PENDING_DELETION };
+enum kms_key_state { KS_ENABLED, KS_DISABLED, KS_PENDING_DELETION, KS_PENDING_IMPORT };
 
 typedef struct kms_version {
     uint32_t version;
@@ -53,6 +53,11 @@ typedef struct kms_key {
     uint8_t raw_id[16];
     enum kms_key_spec spec;    /* fixed at creation (keyspec.h) */
     enum kms_key_usage usage;
+    bool external;             /* Origin EXTERNAL: imported key material (import.c); no versions while PendingImport */
+    bool expires;              /* imported material expires (ExpirationModel KEY_MATERIAL_EXPIRES) at valid_to */
+    int64_t valid_to;
+    bool has_digest;           /* material_digest: a keyed hash of the first material imported (reimports must match) */
+    uint8_t material_digest[32];
     int64_t created;
     char *description;
     enum kms_key_state state;
@@ -109,6 +114,16 @@ kms_err kms_store_load(kms_core *c, char **msg);
 kms_err kms_store_insert_key(kms_core *c, const kms_key *k, const uint8_t *material, size_t len, char **msg);
 kms_err kms_store_add_version(kms_core *c, kms_key *k, int automatic, char **msg);
 kms_err kms_store_update_key(kms_core *c, const kms_key *k, char **msg);
+/* Imported material (import.c): make material[32] the key's only version (and write the key row), or delete
+ * the key's material (versions) and write the key row; both in one transaction. */
+kms_err kms_store_import_material(kms_core *c, kms_key *k, const uint8_t material[32], char **msg);
+kms_err kms_store_delete_material(kms_core *c, kms_key *k, char **msg);
+/* Seal / unseal arbitrary bytes under the root key (XChaCha20-Poly1305, out = 24-byte nonce ‖ ct ‖ tag). */
+#define KMS_SEAL_OVERHEAD 40
+void kms_store_seal(kms_core *c, const uint8_t *aad, size_t aad_len, const uint8_t *pt, size_t n, uint8_t *out);
+int kms_store_unseal(kms_core *c, const uint8_t *aad, size_t aad_len, const uint8_t *in, size_t n, uint8_t *out);
+/* A keyed hash of key material under the root key (32 bytes): tells the same imported material again. */
+void kms_store_material_digest(kms_core *c, const uint8_t *material, size_t n, uint8_t out[32]);
 kms_err kms_store_destroy_key(kms_core *c, const char *key_id, char **msg);
 kms_err kms_store_cipher(kms_core *c, kms_key *k, kms_version *v, kms_gcm_key **out, char **msg);
 /* An asymmetric key's key pair (borrowed, valid while the key exists; used under the core lock). */

@@ -211,6 +211,8 @@ static kms_err check_usable(struct op_ctx *x, kms_key *k)
     key_arn(x->core, k, arn, sizeof arn);
     if (k->state == KS_DISABLED)
         return fail(x, KMS_ERR_DISABLED, "%s is disabled.", arn);
+    if (k->state == KS_PENDING_IMPORT)
+        return fail(x, KMS_ERR_INVALID_STATE, "%s is pending import.", arn);
     return fail(x, KMS_ERR_INVALID_STATE, "%s is pending deletion.", arn);
 }
 
@@ -237,20 +239,29 @@ void kms_sweep_deletions(kms_core *c)
             if (kms_store_destroy_key(c, id, NULL) == KMS_OK)
                 continue; /* array shifted */
         }
+        if (k->external && k->expires && k->n_versions && now >= k->valid_to && k->state != KS_PENDING_DELETION) {
+            /* imported material past its ValidTo is deleted: the key waits for a reimport */
+            kms_key saved = *k;
+            k->state = KS_PENDING_IMPORT;
+            if (kms_store_delete_material(c, k, NULL)) {
+                k->state = saved.state;
+            }
+        }
         i++;
     }
 }
 
 static json_t *key_metadata(kms_core *c, const kms_key *k)
 {
-    static const char *const states[] = {"Enabled", "Disabled", "PendingDeletion"};
+    static const char *const states[] = {"Enabled", "Disabled", "PendingDeletion", "PendingImport"};
     char arn[160];
     json_t *m;
     key_arn(c, k, arn, sizeof arn);
     m = json_pack("{s:s, s:s, s:s, s:I, s:b, s:s, s:s, s:s, s:s, s:b, s:s}", "AWSAccountId", c->account, "KeyId",
                   k->id, "Arn", arn, "CreationDate", (json_int_t)k->created, "Enabled", k->state == KS_ENABLED,
                   "Description", k->description ? k->description : "", "KeyState", states[k->state], "Origin",
-                  "AWS_KMS", "KeyManager", "CUSTOMER", "MultiRegion", 0, "CurrentKeyMaterialId", "");
+                  k->external ? "EXTERNAL" : "AWS_KMS", "KeyManager", "CUSTOMER", "MultiRegion", 0,
+                  "CurrentKeyMaterialId", "");
     if (!m || kms_spec_describe(m, k->spec, k->usage)) { /* KeySpec, KeyUsage, the algorithm list */
         json_decref(m);
         return NULL;
@@ -260,6 +271,14 @@ static json_t *key_metadata(kms_core *c, const kms_key *k)
         snprintf(mid, sizeof mid, "%s-v%u", k->id, (unsigned)k->n_versions);
         json_object_set_new(m, "CurrentKeyMaterialId", json_string(mid));
     }
+    if (k->external && k->n_versions) {
+        json_object_set_new(m, "ExpirationModel",
+                            json_string(k->expires ? "KEY_MATERIAL_EXPIRES" : "KEY_MATERIAL_DOES_NOT_EXPIRE"));
+        if (k->expires)
+            json_object_set_new(m, "ValidTo", json_integer(k->valid_to));
+    }
+    if (!k->n_versions)
+        json_object_set_new(m, "CurrentKeyMaterialId", json_string(""));
     if (k->state == KS_PENDING_DELETION) {
         json_object_set_new(m, "DeletionDate", json_integer(k->deletion_date));
         json_object_set_new(m, "PendingDeletionWindowInDays", json_integer(k->pending_days));
@@ -387,9 +406,13 @@ static kms_err resolve_any(struct op_ctx *x, json_t *in, kms_key **k)
 static kms_err rotatable(struct op_ctx *x, const kms_key *k)
 {
     char arn[160];
-    if (k->spec == KMS_SPEC_SYMMETRIC)
+    if (k->spec == KMS_SPEC_SYMMETRIC && !k->external)
         return KMS_OK;
     key_arn(x->core, k, arn, sizeof arn);
+    if (k->external)
+        return fail(x, KMS_ERR_UNSUPPORTED_OPERATION,
+                    "%s has imported key material (Origin EXTERNAL): it is not rotated; put a new key behind the alias "
+                    "instead.", arn);
     return fail(x, KMS_ERR_UNSUPPORTED_OPERATION,
                 "%s is a %s key; key rotation is supported only for symmetric encryption KMS keys.", arn,
                 kms_spec_name(k->spec));
@@ -440,8 +463,15 @@ kms_err op_create_key(struct op_ctx *x, json_t *in, json_t **out)
                     kms_spec_is_hmac((enum kms_key_spec)ks) ? "HMAC" : "asymmetric");
     if (!kms_spec_usage_valid((enum kms_key_spec)ks, (enum kms_key_usage)ku))
         return fail(x, KMS_ERR_VALIDATION, "KeyUsage %s is not compatible with KeySpec %s", usage, spec ? spec : "SYMMETRIC_DEFAULT");
-    if (origin && strcmp(origin, "AWS_KMS"))
-        return fail(x, KMS_ERR_UNSUPPORTED_OPERATION, "Origin %s is not supported; only AWS_KMS", origin);
+    if (origin && strcmp(origin, "AWS_KMS") && strcmp(origin, "EXTERNAL")) {
+        if (!strcmp(origin, "AWS_CLOUDHSM") || !strcmp(origin, "EXTERNAL_KEY_STORE"))
+            return fail(x, KMS_ERR_UNSUPPORTED_OPERATION, "Origin %s is not supported: this key service has no custom key stores", origin);
+        return fail(x, KMS_ERR_VALIDATION,
+                    "1 validation error detected: Value '%s' at 'origin' failed to satisfy constraint: Member must "
+                    "satisfy enum value set: [EXTERNAL_KEY_STORE, AWS_CLOUDHSM, AWS_KMS, EXTERNAL]", origin);
+    }
+    if (origin && !strcmp(origin, "EXTERNAL") && ks != KMS_SPEC_SYMMETRIC)
+        return fail(x, KMS_ERR_UNSUPPORTED_OPERATION, "KeySpec %s is not supported for Origin EXTERNAL; only SYMMETRIC_DEFAULT", spec);
     if (tags && !json_is_array(tags))
         return fail(x, KMS_ERR_SERIALIZATION, "Tags must be a list");
     if (tags) {
@@ -471,7 +501,12 @@ kms_err op_create_key(struct op_ctx *x, json_t *in, json_t **out)
     k.rotation_period = 365;
     k.spec = (enum kms_key_spec)ks;
     k.usage = (enum kms_key_usage)ku;
-    if (kms_spec_is_asymmetric(k.spec)) { /* seconds for RSA_4096: with the core lock released */
+    k.external = origin && !strcmp(origin, "EXTERNAL");
+    material = NULL;
+    material_len = 0;
+    if (k.external) {
+        k.state = KS_PENDING_IMPORT; /* no material until ImportKeyMaterial (import.c) */
+    } else if (kms_spec_is_asymmetric(k.spec)) { /* seconds for RSA_4096: with the core lock released */
         EVP_PKEY *pk = kms_op_keygen(x, k.spec);
         int rc = pk ? kms_keymat_from_pkey(pk, &material, &material_len) : -1;
         EVP_PKEY_free(pk);
@@ -481,7 +516,7 @@ kms_err op_create_key(struct op_ctx *x, json_t *in, json_t **out)
         return fail(x, KMS_ERR_INTERNAL, "could not generate key material for %s", kms_spec_name(k.spec));
     }
     e = kms_store_insert_key(c, &k, material, material_len, x->msg);
-    sodium_free(material);
+    sodium_free(material); /* NULL: no-op */
     if (e)
         return e;
     snprintf(x->key_id, KMS_KEY_ID_LEN + 1, "%s", k.id);
@@ -611,7 +646,7 @@ static kms_err set_enabled(struct op_ctx *x, json_t *in, json_t **out, bool enab
     kms_err e = resolve_any(x, in, &k);
     if (e)
         return e;
-    if (k->state == KS_PENDING_DELETION)
+    if (k->state == KS_PENDING_DELETION || k->state == KS_PENDING_IMPORT)
         return check_usable(x, k);
     old = k->state;
     k->state = enable ? KS_ENABLED : KS_DISABLED;
@@ -674,7 +709,7 @@ kms_err op_cancel_key_deletion(struct op_ctx *x, json_t *in, json_t **out)
     if (k->state != KS_PENDING_DELETION)
         return fail(x, KMS_ERR_INVALID_STATE, "%s is not pending deletion.", arn);
     saved = *k;
-    k->state = KS_DISABLED;
+    k->state = k->external && !k->n_versions ? KS_PENDING_IMPORT : KS_DISABLED;
     k->deletion_date = 0;
     k->pending_days = 0;
     e = kms_store_update_key(x->core, k, x->msg);

@@ -32,6 +32,8 @@ X(op_update_key_description)
 /* asym.c, mac.c, datakeypair.c */
 X(op_generate_data_key_pair) X(op_generate_data_key_pair_without_plaintext) X(op_generate_mac)
 X(op_get_public_key) X(op_sign) X(op_verify) X(op_verify_mac)
+/* import.c */
+X(op_delete_imported_key_material) X(op_get_parameters_for_import) X(op_import_key_material)
 #undef X
 
 #endif

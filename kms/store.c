@@ -35,7 +35,9 @@ static const char SCHEMA[] =
     " state INTEGER NOT NULL, deletion_date INTEGER NOT NULL DEFAULT 0, pending_days INTEGER NOT NULL DEFAULT 0,"
     " rotation_enabled INTEGER NOT NULL DEFAULT 0, rotation_period INTEGER NOT NULL DEFAULT 365,"
     " next_rotation INTEGER NOT NULL DEFAULT 0, seq INTEGER NOT NULL,"
-    " key_spec TEXT NOT NULL DEFAULT 'SYMMETRIC_DEFAULT', key_usage TEXT NOT NULL DEFAULT 'ENCRYPT_DECRYPT');"
+    " key_spec TEXT NOT NULL DEFAULT 'SYMMETRIC_DEFAULT', key_usage TEXT NOT NULL DEFAULT 'ENCRYPT_DECRYPT',"
+    " origin TEXT NOT NULL DEFAULT 'AWS_KMS', expiration_model TEXT NOT NULL DEFAULT '',"
+    " valid_to INTEGER NOT NULL DEFAULT 0, material_digest BLOB);"
     "CREATE TABLE key_versions(key_id TEXT NOT NULL, version INTEGER NOT NULL, created INTEGER NOT NULL,"
     " automatic INTEGER NOT NULL, material BLOB NOT NULL, PRIMARY KEY(key_id, version));"
     "CREATE TABLE aliases(name TEXT PRIMARY KEY, key_id TEXT NOT NULL, created INTEGER NOT NULL, updated INTEGER NOT NULL);"
@@ -380,7 +382,11 @@ static kms_err migrate_v1(kms_core *c, char **msg)
     if (meta_get_str(c->db, "format", fmt, sizeof fmt) == 0 && !strcmp(fmt, "1") &&
         (sqlite3_exec(c->db,
                       "ALTER TABLE keys ADD COLUMN key_spec TEXT NOT NULL DEFAULT 'SYMMETRIC_DEFAULT';"
-                      "ALTER TABLE keys ADD COLUMN key_usage TEXT NOT NULL DEFAULT 'ENCRYPT_DECRYPT';",
+                      "ALTER TABLE keys ADD COLUMN key_usage TEXT NOT NULL DEFAULT 'ENCRYPT_DECRYPT';"
+                      "ALTER TABLE keys ADD COLUMN origin TEXT NOT NULL DEFAULT 'AWS_KMS';"
+                      "ALTER TABLE keys ADD COLUMN expiration_model TEXT NOT NULL DEFAULT '';"
+                      "ALTER TABLE keys ADD COLUMN valid_to INTEGER NOT NULL DEFAULT 0;"
+                      "ALTER TABLE keys ADD COLUMN material_digest BLOB;",
                       NULL, NULL, NULL) != SQLITE_OK ||
          meta_put(c->db, "format", STORE_FORMAT, 1))) {
         kms_err e = db_err(c, msg, "migrating the key store to format 2");
@@ -623,7 +629,8 @@ kms_err kms_store_load(kms_core *c, char **msg)
         return db_err(c, msg, "begin");
     if (sqlite3_prepare_v2(c->db,
                            "SELECT id, created, description, state, deletion_date, pending_days,"
-                           " rotation_enabled, rotation_period, next_rotation, key_spec, key_usage FROM keys ORDER BY seq",
+                           " rotation_enabled, rotation_period, next_rotation, key_spec, key_usage, origin, expiration_model, valid_to,"
+                           " material_digest FROM keys ORDER BY seq",
                            -1, &st, NULL) != SQLITE_OK) {
         e = KMS_ERR_CORRUPT_STORE;
         set_msg(msg, "key store is damaged: %s", sqlite3_errmsg(c->db));
@@ -658,6 +665,24 @@ kms_err kms_store_load(kms_core *c, char **msg)
             }
             k.spec = (enum kms_key_spec)spec;
             k.usage = (enum kms_key_usage)usage;
+        }
+        {
+            const char *origin = (const char *)sqlite3_column_text(st, 11);
+            const char *model = (const char *)sqlite3_column_text(st, 12);
+            k.external = origin && !strcmp(origin, "EXTERNAL");
+            k.expires = model && !strcmp(model, "KEY_MATERIAL_EXPIRES");
+            k.valid_to = sqlite3_column_int64(st, 13);
+            if (sqlite3_column_bytes(st, 14) == 32) {
+                memcpy(k.material_digest, sqlite3_column_blob(st, 14), 32);
+                k.has_digest = true;
+            }
+            if ((unsigned)k.state > KS_PENDING_IMPORT || (k.state == KS_PENDING_IMPORT && !k.external) ||
+                (k.external && k.spec != KMS_SPEC_SYMMETRIC)) {
+                free(k.description);
+                e = KMS_ERR_CORRUPT_STORE;
+                set_msg(msg, "key store is damaged: key %s has an impossible state or origin", id);
+                goto out;
+            }
         }
         if (c->n_keys == c->cap_keys) {
             size_t nc = c->cap_keys ? 2 * c->cap_keys : 16;
@@ -712,7 +737,7 @@ kms_err kms_store_load(kms_core *c, char **msg)
     sqlite3_finalize(st);
     st = NULL;
     for (size_t i = 0; i < c->n_keys; i++)
-        if (c->keys[i].n_versions == 0) {
+        if (c->keys[i].n_versions == 0 && !c->keys[i].external) { /* an imported key may have none (yet) */
             e = KMS_ERR_CORRUPT_STORE;
             set_msg(msg, "key store is damaged: key %s has no key material", c->keys[i].id);
             goto out;
@@ -847,10 +872,12 @@ static kms_err write_key_row(kms_core *c, const kms_key *k, bool insert, char **
     int rc;
     const char *sql = insert
         ? "INSERT INTO keys(description, state, deletion_date, pending_days, rotation_enabled,"
-          " rotation_period, next_rotation, created, id, key_spec, key_usage, seq) VALUES(?,?,?,?,?,?,?,?,?,?,?,"
+          " rotation_period, next_rotation, created, id, origin, expiration_model, valid_to, material_digest,"
+          " key_spec, key_usage, seq) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,"
           " (SELECT COALESCE(MAX(seq),0)+1 FROM keys))"
         : "UPDATE keys SET description=?, state=?, deletion_date=?, pending_days=?, rotation_enabled=?,"
-          " rotation_period=?, next_rotation=?, created=? WHERE id=?";
+          " rotation_period=?, next_rotation=?, created=?, origin=?10, expiration_model=?11, valid_to=?12,"
+          " material_digest=?13 WHERE id=?9";
     if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK)
         return db_err(c, msg, "write key");
     sqlite3_bind_text(st, 1, k->description ? k->description : "", -1, SQLITE_STATIC);
@@ -862,9 +889,15 @@ static kms_err write_key_row(kms_core *c, const kms_key *k, bool insert, char **
     sqlite3_bind_int64(st, 7, k->next_rotation);
     sqlite3_bind_int64(st, 8, k->created);
     sqlite3_bind_text(st, 9, k->id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 10, k->external ? "EXTERNAL" : "AWS_KMS", -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 11, !k->external || (!k->n_versions && !k->has_digest) ? ""
+                              : k->expires ? "KEY_MATERIAL_EXPIRES" : "KEY_MATERIAL_DOES_NOT_EXPIRE", -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 12, k->valid_to);
+    if (k->has_digest)
+        sqlite3_bind_blob(st, 13, k->material_digest, 32, SQLITE_STATIC);
     if (insert) {
-        sqlite3_bind_text(st, 10, kms_spec_name(k->spec), -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 11, kms_usage_name(k->usage), -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 14, kms_spec_name(k->spec), -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 15, kms_usage_name(k->usage), -1, SQLITE_STATIC);
     }
     rc = sqlite3_step(st);
     sqlite3_finalize(st);
@@ -878,7 +911,7 @@ kms_err kms_store_insert_key(kms_core *c, const kms_key *k, const uint8_t *mater
     if (sqlite3_exec(c->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
         return db_err(c, msg, "begin");
     e = write_key_row(c, k, true, msg);
-    if (!e)
+    if (!e && material) /* an imported key (Origin EXTERNAL) starts without material */
         e = insert_version_row(c, k, 1, k->created, 0, material, len, msg);
     if (e || sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
         sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
@@ -901,7 +934,7 @@ kms_err kms_store_insert_key(kms_core *c, const kms_key *k, const uint8_t *mater
         free(slot->versions);
         return kms_store_load(c, msg);
     }
-    slot->n_versions = 1;
+    slot->n_versions = material ? 1 : 0;
     slot->versions[0].version = 1;
     slot->versions[0].created = k->created;
     c->n_keys++;
@@ -954,6 +987,103 @@ kms_err kms_store_add_version(kms_core *c, kms_key *k, int automatic, char **msg
 kms_err kms_store_update_key(kms_core *c, const kms_key *k, char **msg)
 {
     return write_key_row(c, k, false, msg);
+}
+
+static void drop_versions(kms_key *k)
+{
+    for (size_t i = 0; i < k->n_versions; i++) {
+        kms_gcm_key_free(k->versions[i].gcm);
+        sodium_free(k->versions[i].material);
+    }
+    free(k->versions);
+    k->versions = NULL;
+    k->n_versions = 0;
+}
+
+static kms_err delete_versions_row(kms_core *c, const kms_key *k, char **msg)
+{
+    sqlite3_stmt *st;
+    int rc;
+    if (sqlite3_prepare_v2(c->db, "DELETE FROM key_versions WHERE key_id=?", -1, &st, NULL) != SQLITE_OK)
+        return db_err(c, msg, "delete key material");
+    sqlite3_bind_text(st, 1, k->id, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? KMS_OK : db_err(c, msg, "delete key material");
+}
+
+kms_err kms_store_import_material(kms_core *c, kms_key *k, const uint8_t material[32], char **msg)
+{
+    kms_version *v = calloc(1, sizeof *v);
+    uint8_t *m = sodium_malloc(32);
+    int64_t now = kms_now(c);
+    kms_err e;
+    if (!v || !m) {
+        free(v);
+        sodium_free(m);
+        return KMS_ERR_NOMEM;
+    }
+    memcpy(m, material, 32);
+    if (sqlite3_exec(c->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+        free(v);
+        sodium_free(m);
+        return db_err(c, msg, "begin");
+    }
+    e = delete_versions_row(c, k, msg);
+    if (!e)
+        e = insert_version_row(c, k, 1, now, 0, material, 32, msg);
+    if (!e)
+        e = write_key_row(c, k, false, msg);
+    if (e || sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+        free(v);
+        sodium_free(m);
+        return e ? e : db_err(c, msg, "commit");
+    }
+    drop_versions(k);
+    v->version = 1;
+    v->created = now;
+    v->material = m;
+    v->material_len = 32;
+    sodium_mprotect_readonly(m);
+    k->versions = v;
+    k->n_versions = 1;
+    return KMS_OK;
+}
+
+kms_err kms_store_delete_material(kms_core *c, kms_key *k, char **msg)
+{
+    kms_err e;
+    if (sqlite3_exec(c->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        return db_err(c, msg, "begin");
+    e = delete_versions_row(c, k, msg);
+    if (!e)
+        e = write_key_row(c, k, false, msg);
+    if (e || sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+        return e ? e : db_err(c, msg, "commit");
+    }
+    drop_versions(k); /* sodium_free wipes the material */
+    return KMS_OK;
+}
+
+void kms_store_seal(kms_core *c, const uint8_t *aad, size_t aad_len, const uint8_t *pt, size_t n, uint8_t *out)
+{
+    seal(c->root_key, aad, aad_len, pt, n, out);
+}
+
+int kms_store_unseal(kms_core *c, const uint8_t *aad, size_t aad_len, const uint8_t *in, size_t n, uint8_t *out)
+{
+    return unseal(c->root_key, aad, aad_len, in, n, out);
+}
+
+void kms_store_material_digest(kms_core *c, const uint8_t *material, size_t n, uint8_t out[32])
+{
+    /* BLAKE2b keyed with a subkey of the root key: reveals nothing about the material without the root key */
+    uint8_t sub[32];
+    crypto_generichash(sub, sizeof sub, (const uint8_t *)"envelopefs import digest v1", 27, c->root_key, 32);
+    crypto_generichash(out, 32, material, n, sub, sizeof sub);
+    sodium_memzero(sub, sizeof sub);
 }
 
 kms_err kms_store_destroy_key(kms_core *c, const char *key_id, char **msg)

@@ -41,6 +41,7 @@ enum ftype {
     F_CTX,   /* string map: k=v,k2=v2 or a JSON object */
     F_TAGS,  /* TagKey=k,TagValue=v ... or a JSON array of {"TagKey","TagValue"} */
     F_LIST,  /* list of strings: v1 v2 ... or a JSON array */
+    F_TIME,  /* timestamp: seconds since the epoch or UTC 2026-11-30T08:00:00Z → JSON number */
 };
 
 struct flag {
@@ -113,6 +114,13 @@ static const struct verb VERBS[] = {
      {KEYID, CTX, {"key-pair-spec", "KeyPairSpec", F_STR}, GRANT_TOKENS}},
     {"generate-data-key-pair-without-plaintext", "GenerateDataKeyPairWithoutPlaintext",
      {KEYID, CTX, {"key-pair-spec", "KeyPairSpec", F_STR}, GRANT_TOKENS}},
+    /* imported key material (create-key --origin EXTERNAL) */
+    {"get-parameters-for-import", "GetParametersForImport",
+     {KEYID, {"wrapping-algorithm", "WrappingAlgorithm", F_STR}, {"wrapping-key-spec", "WrappingKeySpec", F_STR}}},
+    {"import-key-material", "ImportKeyMaterial",
+     {KEYID, {"import-token", "ImportToken", F_BLOB}, {"encrypted-key-material", "EncryptedKeyMaterial", F_BLOB},
+      {"valid-to", "ValidTo", F_TIME}, {"expiration-model", "ExpirationModel", F_STR}}},
+    {"delete-imported-key-material", "DeleteImportedKeyMaterial", {KEYID}},
 };
 #define NVERBS (sizeof VERBS / sizeof VERBS[0])
 
@@ -123,6 +131,8 @@ struct cli {
     const char *output;       /* --output json|text */
     bool raw_binary;          /* --cli-binary-format raw-in-base64-out */
 };
+
+static int64_t parse_time(const char *s);
 
 static void usage(FILE *f)
 {
@@ -154,7 +164,7 @@ static void usage(FILE *f)
             fprintf(f, " [--%s%s]", fl->name, fl->type == F_BOOL ? "" : " ...");
         fprintf(f, "\n");
     }
-    fprintf(f, "\nbinary arguments (--plaintext, --ciphertext-blob, --message, --signature, --mac) take base64 or fileb://FILE (raw bytes); any value\n"
+    fprintf(f, "\nbinary arguments (--plaintext, --ciphertext-blob, --message, --signature, --mac, --import-token, ...) take base64 or fileb://FILE (raw bytes); any value\n"
                "can be read with file://FILE; --encryption-context takes k=v,k2=v2 or a JSON object; --tags takes\n"
                "TagKey=k,TagValue=v ... or JSON; errors exit 254 (usage errors 252), as the AWS CLI does.\n");
 }
@@ -863,6 +873,14 @@ static json_t *parse_flag(const struct cli *cli, const struct flag *fl, char **r
             usage_error("--%s must be an integer", fl->name);
         else
             jv = json_integer(n);
+        break;
+    }
+    case F_TIME: {
+        int64_t t = parse_time(val);
+        if (t < 0)
+            usage_error("--%s takes seconds since the epoch or a UTC time such as 2027-01-31T00:00:00Z", fl->name);
+        else
+            jv = json_integer(t);
         break;
     }
     case F_CTX:
