@@ -239,6 +239,27 @@ $B kms generate-data-key-pair --key-id "$SK" --key-pair-spec ECC_NIST_P256 --que
 [ "$($B kms generate-data-key-pair-without-plaintext --key-id "$SK" --key-pair-spec RSA_2048 \
      --query PrivateKeyPlaintext --output text)" = None ] || fail "generate-data-key-pair-without-plaintext"
 
+# Imported key material (the RSA_AES_KEY_WRAP path and expiry are in tests/kms/kms_openssl.sh and test_kms_asym)
+XK=$($B kms create-key --origin EXTERNAL --query KeyMetadata.KeyId --output text)
+$B kms describe-key --key-id "$XK" --query KeyMetadata.KeyState --output text | grep -qx PendingImport || fail "EXTERNAL key state"
+$B kms get-parameters-for-import --key-id "$XK" --wrapping-algorithm RSAES_OAEP_SHA_256 --wrapping-key-spec RSA_2048 >"$T/params"
+j PublicKey <"$T/params" | base64 -d >"$T/wrap.der"
+j ImportToken <"$T/params" | base64 -d >"$T/token"
+head -c 32 /dev/urandom >"$T/material"
+openssl pkeyutl -encrypt -pubin -keyform DER -inkey "$T/wrap.der" -pkeyopt rsa_padding_mode:oaep -pkeyopt rsa_oaep_md:sha256 \
+  -pkeyopt rsa_mgf1_md:sha256 -in "$T/material" -out "$T/material.enc"
+expect_err ValidationException $B kms import-key-material --key-id "$XK" --import-token "fileb://$T/token" \
+  --encrypted-key-material "fileb://$T/material.enc"   # KEY_MATERIAL_EXPIRES (the default) needs --valid-to
+$B kms import-key-material --key-id "$XK" --import-token "fileb://$T/token" --encrypted-key-material "fileb://$T/material.enc" \
+  --expiration-model KEY_MATERIAL_DOES_NOT_EXPIRE >/dev/null
+XC=$($B kms encrypt --key-id "$XK" --plaintext aGk= --query CiphertextBlob --output text)
+$B kms delete-imported-key-material --key-id "$XK" >/dev/null
+expect_err KMSInvalidStateException $B kms decrypt --ciphertext-blob "$XC"
+$B kms import-key-material --key-id "$XK" --import-token "fileb://$T/token" --encrypted-key-material "fileb://$T/material.enc" \
+  --valid-to "$(date -u -d '+30 days' +%Y-%m-%dT%H:%M:%SZ)" >/dev/null
+[ "$($B kms decrypt --ciphertext-blob "$XC" --query Plaintext --output text)" = aGk= ] || fail "decrypt after reimport"
+expect_err UnsupportedOperationException $B kms enable-key-rotation --key-id "$XK"
+
 # `kms help` lists every operation of issue 2, and this script exercises every verb it lists
 $B kms help >"$T/help"
 for v in create-key describe-key list-keys create-alias update-alias delete-alias list-aliases generate-data-key \

@@ -4,7 +4,8 @@
 # curve; RAW and DIGEST), `openssl pkeyutl` encrypts with it what decrypt opens (OAEP SHA-1 and SHA-256),
 # and the other way round:
 # the private key of generate-data-key-pair (PKCS#8 DER) signs with `openssl`, and the signature verifies
-# with the pair's public key; its wrapped copy decrypts to the same key.
+# with the pair's public key; its wrapped copy decrypts to the same key. Imported key material wrapped with
+# `openssl enc -id-aes256-wrap-pad` / `openssl pkeyutl` under the wrapping key from get-parameters-for-import.
 set -euo pipefail
 B=${ENVELOPEFS_BIN:?}
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
@@ -97,4 +98,40 @@ q generate-mac --key-id "$H" --message "fileb://$T/msg" --mac-algorithm HMAC_SHA
 set +e; "$B" kms verify-mac --key-id "$H" --message "fileb://$T/digest" --mac "fileb://$T/mac" --mac-algorithm HMAC_SHA_256 \
   >/dev/null 2>"$T/err"; rc=$?; set -e
 [ $rc -eq 254 ] && grep -q KMSInvalidMacException "$T/err" || fail "verify-mac accepted a MAC of another message"
+# Imported key material wrapped by openssl under the downloaded wrapping key (RSA_AES_KEY_WRAP_SHA_256: an
+# OAEP-wrapped AES-256 key, then AES key wrap with padding, as AWS documents it; and RSAES_OAEP_SHA_1 on
+# RSA_4096); ciphertext made before the material was deleted decrypts again after the reimport
+X=$(q create-key --origin EXTERNAL --description imported --query KeyMetadata.KeyId)
+$B kms get-parameters-for-import --key-id "$X" --wrapping-algorithm RSA_AES_KEY_WRAP_SHA_256 --wrapping-key-spec RSA_3072 \
+  >"$T/params.json"
+python3 -c 'import json,sys,base64; d=json.load(open(sys.argv[1]))
+open(sys.argv[2],"wb").write(base64.b64decode(d["PublicKey"])); open(sys.argv[3],"wb").write(base64.b64decode(d["ImportToken"]))' \
+  "$T/params.json" "$T/wrap.der" "$T/token"
+head -c 32 /dev/urandom >"$T/material"; head -c 32 /dev/urandom >"$T/aes"
+openssl enc -id-aes256-wrap-pad -K "$(od -An -tx1 -v "$T/aes" | tr -d ' \n')" -iv A65959A6 -in "$T/material" -out "$T/material.kwp"
+openssl pkeyutl -encrypt -pubin -keyform DER -inkey "$T/wrap.der" -pkeyopt rsa_padding_mode:oaep -pkeyopt rsa_oaep_md:sha256 \
+  -pkeyopt rsa_mgf1_md:sha256 -in "$T/aes" -out "$T/aes.enc"
+cat "$T/aes.enc" "$T/material.kwp" >"$T/material.enc"
+$B kms import-key-material --key-id "$X" --import-token "fileb://$T/token" --encrypted-key-material "fileb://$T/material.enc" \
+  --expiration-model KEY_MATERIAL_DOES_NOT_EXPIRE >/dev/null
+CT=$(q encrypt --key-id "$X" --plaintext "fileb://$T/short" --query CiphertextBlob)
+$B kms delete-imported-key-material --key-id "$X" >/dev/null
+[ "$(q describe-key --key-id "$X" --query KeyMetadata.KeyState)" = PendingImport ] || fail "deleted material: not PendingImport"
+# reimport the same material with another token and algorithm
+$B kms get-parameters-for-import --key-id "$X" --wrapping-algorithm RSAES_OAEP_SHA_1 --wrapping-key-spec RSA_4096 >"$T/params.json"
+python3 -c 'import json,sys,base64; d=json.load(open(sys.argv[1]))
+open(sys.argv[2],"wb").write(base64.b64decode(d["PublicKey"])); open(sys.argv[3],"wb").write(base64.b64decode(d["ImportToken"]))' \
+  "$T/params.json" "$T/wrap.der" "$T/token"
+openssl pkeyutl -encrypt -pubin -keyform DER -inkey "$T/wrap.der" -pkeyopt rsa_padding_mode:oaep -pkeyopt rsa_oaep_md:sha1 \
+  -pkeyopt rsa_mgf1_md:sha1 -in "$T/material" -out "$T/material.enc"
+$B kms import-key-material --key-id "$X" --import-token "fileb://$T/token" --encrypted-key-material "fileb://$T/material.enc" \
+  --expiration-model KEY_MATERIAL_EXPIRES --valid-to "$(($(date +%s) + 86400))" >/dev/null
+q decrypt --ciphertext-blob "$CT" --query Plaintext | base64 -d | cmp -s - "$T/short" || fail "decrypt after reimport"
+# other material is refused
+head -c 32 /dev/urandom >"$T/other"
+openssl pkeyutl -encrypt -pubin -keyform DER -inkey "$T/wrap.der" -pkeyopt rsa_padding_mode:oaep -pkeyopt rsa_oaep_md:sha1 \
+  -pkeyopt rsa_mgf1_md:sha1 -in "$T/other" -out "$T/other.enc"
+set +e; "$B" kms import-key-material --key-id "$X" --import-token "fileb://$T/token" --encrypted-key-material "fileb://$T/other.enc" \
+  --expiration-model KEY_MATERIAL_DOES_NOT_EXPIRE >/dev/null 2>"$T/err"; rc=$?; set -e
+[ $rc -eq 254 ] && grep -q IncorrectKeyMaterialException "$T/err" || fail "other material was imported"
 echo "kms_openssl: all checks passed"

@@ -3,12 +3,14 @@
  * point (issue 17): CreateKey pairings of key spec and usage, DescribeKey's algorithm lists, GetPublicKey,
  * Sign / Verify (RAW and DIGEST, every algorithm, checked against OpenSSL with the downloaded public key),
  * RSA-OAEP Encrypt / Decrypt at AWS's plaintext limits (and ciphertext made by OpenSSL outside), HMAC,
- * GenerateDataKeyPair(WithoutPlaintext), every wrong pairing's AWS error, rotation refused, persistence
+ * GenerateDataKeyPair(WithoutPlaintext), ReEncrypt with RSA keys, imported key material (every wrapping
+ * algorithm, expiry with an injected clock, reimport, tokens), every wrong pairing's AWS error, rotation refused, persistence
  * across a reopen, a tampered key spec column, and the migration of a keystore format 1 (the golden store
  * tests/fs/golden/v1/store, argv[1]) to format 2.
  */
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -541,6 +543,198 @@ static void test_data_key_pairs(kms_core *c)
     free(asym);
 }
 
+static int64_t g_now;
+static int64_t fake_clock(void *arg)
+{
+    (void)arg;
+    return g_now;
+}
+
+/* Wrap 32-byte (or n-byte) material for GetParametersForImport's response r by algorithm alg, as a client
+ * outside would (OpenSSL: RSA-OAEP, or an OAEP-wrapped AES-256 key and AES key wrap with padding). */
+static char *wrap_material(json_t *r, const char *alg, const uint8_t *mat, size_t n)
+{
+    uint8_t der[4096], out[2048], kek[32];
+    const unsigned char *p = der;
+    size_t dl = unb64(jstr(r, "PublicKey"), der, sizeof der), ol = sizeof out;
+    EVP_PKEY *pk = d2i_PUBKEY(NULL, &p, (long)dl);
+    const EVP_MD *md = strstr(alg, "SHA_1") ? EVP_sha1() : EVP_sha256();
+    bool kwp = strstr(alg, "AES_KEY_WRAP") != NULL;
+    EVP_PKEY_CTX *pc = EVP_PKEY_CTX_new_from_pkey(NULL, pk, NULL);
+    randombytes_buf(kek, sizeof kek);
+    CHECK(pk && pc && EVP_PKEY_encrypt_init(pc) == 1 && EVP_PKEY_CTX_set_rsa_padding(pc, RSA_PKCS1_OAEP_PADDING) == 1 &&
+          EVP_PKEY_CTX_set_rsa_oaep_md(pc, md) == 1 && EVP_PKEY_CTX_set_rsa_mgf1_md(pc, md) == 1 &&
+          EVP_PKEY_encrypt(pc, out, &ol, kwp ? kek : mat, kwp ? sizeof kek : n) == 1);
+    EVP_PKEY_CTX_free(pc);
+    if (kwp) {
+        EVP_CIPHER_CTX *cc = EVP_CIPHER_CTX_new();
+        int l1 = 0, l2 = 0;
+        EVP_CIPHER_CTX_set_flags(cc, EVP_CIPHER_CTX_FLAG_WRAP_ALLOW);
+        CHECK(EVP_EncryptInit_ex(cc, EVP_aes_256_wrap_pad(), NULL, kek, NULL) == 1 &&
+              EVP_EncryptUpdate(cc, out + ol, &l1, mat, (int)n) == 1 && EVP_EncryptFinal_ex(cc, out + ol + l1, &l2) == 1);
+        EVP_CIPHER_CTX_free(cc);
+        ol += (size_t)(l1 + l2);
+    }
+    EVP_PKEY_free(pk);
+    return b64(out, ol);
+}
+
+/* GetParametersForImport then ImportKeyMaterial of mat under (alg, spec), with the extra fields given. */
+static kms_err import_material(kms_core *c, const char *id, const char *alg, const char *spec, const uint8_t *mat,
+                               size_t n, const char *extra)
+{
+    json_t *r;
+    char *ekm;
+    kms_err e;
+    CHECK(callf(c, &r, "GetParametersForImport", "{\"KeyId\":\"%s\",\"WrappingAlgorithm\":\"%s\",\"WrappingKeySpec\":\"%s\"}",
+                id, alg, spec) == KMS_OK);
+    CHECK(json_integer_value(json_object_get(r, "ParametersValidTo")) == g_now + 86400);
+    ekm = wrap_material(r, alg, mat, n);
+    e = callf(c, NULL, "ImportKeyMaterial", "{\"KeyId\":\"%s\",\"ImportToken\":\"%s\",\"EncryptedKeyMaterial\":\"%s\"%s}", id,
+              jstr(r, "ImportToken"), ekm, extra);
+    free(ekm);
+    json_decref(r);
+    return e;
+}
+
+static const char *state_of(kms_core *c, const char *id)
+{
+    static char st[32];
+    json_t *r;
+    CHECK(callf(c, &r, "DescribeKey", "{\"KeyId\":\"%s\"}", id) == KMS_OK);
+    snprintf(st, sizeof st, "%s", jstr(json_object_get(r, "KeyMetadata"), "KeyState"));
+    json_decref(r);
+    return st;
+}
+
+/* Imported key material (Origin EXTERNAL): every wrapping algorithm, expiry, reimport, tokens, errors. */
+static void test_import(void)
+{
+    static const char *const algs[] = {"RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256", "RSA_AES_KEY_WRAP_SHA_1",
+                                       "RSA_AES_KEY_WRAP_SHA_256"};
+    static const char noexp[] = ",\"ExpirationModel\":\"KEY_MATERIAL_DOES_NOT_EXPIRE\"";
+    kms_core *c = open_store(g_store);
+    uint8_t mat[32], other[32];
+    char extra[128], *id, *native, *ct, *tok;
+    json_t *r, *m;
+
+    g_now = 1800000000;
+    kms_core_set_clock(c, fake_clock, NULL);
+    CHECK(callf(c, &r, "CreateKey", "{\"Origin\":\"EXTERNAL\",\"Description\":\"byok\"}") == KMS_OK);
+    m = json_object_get(r, "KeyMetadata");
+    CHECK(!strcmp(jstr(m, "KeyState"), "PendingImport") && !strcmp(jstr(m, "Origin"), "EXTERNAL") &&
+          json_is_false(json_object_get(m, "Enabled")));
+    id = strdup(jstr(m, "KeyId"));
+    json_decref(r);
+    CHECK(callf(c, NULL, "CreateKey", "{\"Origin\":\"EXTERNAL\",\"KeySpec\":\"RSA_2048\",\"KeyUsage\":\"SIGN_VERIFY\"}") ==
+          KMS_ERR_UNSUPPORTED_OPERATION);
+    CHECK(callf(c, NULL, "CreateKey", "{\"Origin\":\"AWS_CLOUDHSM\"}") == KMS_ERR_UNSUPPORTED_OPERATION);
+    CHECK(callf(c, NULL, "CreateKey", "{\"Origin\":\"ELSEWHERE\"}") == KMS_ERR_VALIDATION);
+    /* without material: no use, no enabling */
+    CHECK(callf(c, NULL, "Encrypt", "{\"KeyId\":\"%s\",\"Plaintext\":\"aGk=\"}", id) == KMS_ERR_INVALID_STATE);
+    CHECK(callf(c, NULL, "EnableKey", "{\"KeyId\":\"%s\"}", id) == KMS_ERR_INVALID_STATE);
+    CHECK(callf(c, NULL, "GetParametersForImport", "{\"KeyId\":\"%s\",\"WrappingAlgorithm\":\"RSAES_PKCS1_V1_5\","
+                                                   "\"WrappingKeySpec\":\"RSA_2048\"}", id) == KMS_ERR_UNSUPPORTED_OPERATION);
+    CHECK(callf(c, NULL, "GetParametersForImport", "{\"KeyId\":\"%s\",\"WrappingAlgorithm\":\"RSAES_OAEP_SHA_1\","
+                                                   "\"WrappingKeySpec\":\"RSA_1024\"}", id) == KMS_ERR_VALIDATION);
+    CHECK(callf(c, NULL, "GetParametersForImport", "{\"KeyId\":\"%s\",\"WrappingKeySpec\":\"RSA_2048\"}", id) ==
+          KMS_ERR_VALIDATION);
+    native = mkkey(c, "SYMMETRIC_DEFAULT", "ENCRYPT_DECRYPT");
+    CHECK(callf(c, NULL, "GetParametersForImport", "{\"KeyId\":\"%s\",\"WrappingAlgorithm\":\"RSAES_OAEP_SHA_1\","
+                                                   "\"WrappingKeySpec\":\"RSA_2048\"}", native) == KMS_ERR_UNSUPPORTED_OPERATION);
+    CHECK(callf(c, NULL, "DeleteImportedKeyMaterial", "{\"KeyId\":\"%s\"}", native) == KMS_ERR_UNSUPPORTED_OPERATION);
+    randombytes_buf(mat, sizeof mat);
+    randombytes_buf(other, sizeof other);
+    /* ExpirationModel / ValidTo rules */
+    CHECK(import_material(c, id, "RSAES_OAEP_SHA_256", "RSA_2048", mat, 32, "") == KMS_ERR_VALIDATION);
+    snprintf(extra, sizeof extra, ",\"ValidTo\":%lld", (long long)g_now - 1);
+    CHECK(import_material(c, id, "RSAES_OAEP_SHA_256", "RSA_2048", mat, 32, extra) == KMS_ERR_VALIDATION);
+    snprintf(extra, sizeof extra, ",\"ValidTo\":%lld", (long long)g_now + 366 * 86400);
+    CHECK(import_material(c, id, "RSAES_OAEP_SHA_256", "RSA_2048", mat, 32, extra) == KMS_ERR_VALIDATION);
+    snprintf(extra, sizeof extra, "%s,\"ValidTo\":%lld", noexp, (long long)g_now + 100);
+    CHECK(import_material(c, id, "RSAES_OAEP_SHA_256", "RSA_2048", mat, 32, extra) == KMS_ERR_VALIDATION);
+    /* material of the wrong length */
+    CHECK(import_material(c, id, "RSAES_OAEP_SHA_256", "RSA_2048", mat, 16, noexp) == KMS_ERR_VALIDATION);
+    CHECK(!strcmp(state_of(c, id), "PendingImport"));
+    /* every wrapping algorithm imports the same material; other material is refused once there is one */
+    for (size_t i = 0; i < sizeof algs / sizeof algs[0]; i++)
+        CHECK(import_material(c, id, algs[i], i == 3 ? "RSA_3072" : "RSA_2048", mat, 32, noexp) == KMS_OK);
+    CHECK(!strcmp(state_of(c, id), "Enabled"));
+    CHECK(import_material(c, id, "RSA_AES_KEY_WRAP_SHA_256", "RSA_2048", other, 32, noexp) == KMS_ERR_INCORRECT_KEY_MATERIAL);
+    CHECK(callf(c, &r, "Encrypt", "{\"KeyId\":\"%s\",\"Plaintext\":\"aW1wb3J0ZWQ=\"}", id) == KMS_OK);
+    ct = strdup(jstr(r, "CiphertextBlob"));
+    json_decref(r);
+    CHECK(callf(c, NULL, "EnableKeyRotation", "{\"KeyId\":\"%s\"}", id) == KMS_ERR_UNSUPPORTED_OPERATION);
+    CHECK(callf(c, NULL, "RotateKeyOnDemand", "{\"KeyId\":\"%s\"}", id) == KMS_ERR_UNSUPPORTED_OPERATION);
+    /* tokens: another key's, a changed byte, garbage, an expired one */
+    CHECK(callf(c, &r, "GetParametersForImport", "{\"KeyId\":\"%s\",\"WrappingAlgorithm\":\"RSAES_OAEP_SHA_256\","
+                                                 "\"WrappingKeySpec\":\"RSA_2048\"}", id) == KMS_OK);
+    {
+        char *ekm = wrap_material(r, "RSAES_OAEP_SHA_256", mat, 32);
+        uint8_t raw[6144];
+        size_t n = unb64(jstr(r, "ImportToken"), raw, sizeof raw);
+        char *x2;
+        json_t *o;
+        CHECK(callf(c, &o, "CreateKey", "{\"Origin\":\"EXTERNAL\"}") == KMS_OK);
+        x2 = strdup(jstr(json_object_get(o, "KeyMetadata"), "KeyId"));
+        json_decref(o);
+        CHECK(callf(c, NULL, "ImportKeyMaterial", "{\"KeyId\":\"%s\",\"ImportToken\":\"%s\",\"EncryptedKeyMaterial\":\"%s\"%s}",
+                    x2, jstr(r, "ImportToken"), ekm, noexp) == KMS_ERR_INVALID_IMPORT_TOKEN);
+        for (size_t at = 0; at < n; at += n / 7 + 1) {
+            raw[at] ^= 1;
+            tok = b64(raw, n);
+            CHECK(callf(c, NULL, "ImportKeyMaterial", "{\"KeyId\":\"%s\",\"ImportToken\":\"%s\",\"EncryptedKeyMaterial\":\"%s\"%s}",
+                        id, tok, ekm, noexp) == KMS_ERR_INVALID_IMPORT_TOKEN);
+            free(tok);
+            raw[at] ^= 1;
+        }
+        CHECK(callf(c, NULL, "ImportKeyMaterial", "{\"KeyId\":\"%s\",\"ImportToken\":\"aGVsbG8=\",\"EncryptedKeyMaterial\":\"%s\"%s}",
+                    id, ekm, noexp) == KMS_ERR_INVALID_IMPORT_TOKEN);
+        /* a changed EncryptedKeyMaterial */
+        CHECK(callf(c, NULL, "ImportKeyMaterial", "{\"KeyId\":\"%s\",\"ImportToken\":\"%s\",\"EncryptedKeyMaterial\":\"AAAA%s\"%s}",
+                    id, jstr(r, "ImportToken"), ekm + 4, noexp) == KMS_ERR_INVALID_CIPHERTEXT);
+        g_now += 86400;
+        CHECK(callf(c, NULL, "ImportKeyMaterial", "{\"KeyId\":\"%s\",\"ImportToken\":\"%s\",\"EncryptedKeyMaterial\":\"%s\"%s}",
+                    id, jstr(r, "ImportToken"), ekm, noexp) == KMS_ERR_EXPIRED_IMPORT_TOKEN);
+        free(ekm);
+        free(x2);
+        json_decref(r);
+    }
+    /* material that expires: at ValidTo the key is PendingImport again; the reimport opens old ciphertext */
+    snprintf(extra, sizeof extra, ",\"ExpirationModel\":\"KEY_MATERIAL_EXPIRES\",\"ValidTo\":%lld", (long long)g_now + 3600);
+    CHECK(import_material(c, id, "RSAES_OAEP_SHA_1", "RSA_2048", mat, 32, extra) == KMS_OK);
+    CHECK(callf(c, &r, "DescribeKey", "{\"KeyId\":\"%s\"}", id) == KMS_OK);
+    m = json_object_get(r, "KeyMetadata");
+    CHECK(!strcmp(jstr(m, "ExpirationModel"), "KEY_MATERIAL_EXPIRES") &&
+          json_integer_value(json_object_get(m, "ValidTo")) == g_now + 3600);
+    json_decref(r);
+    CHECK(callf(c, NULL, "Decrypt", "{\"CiphertextBlob\":\"%s\"}", ct) == KMS_OK);
+    g_now += 3600;
+    CHECK(callf(c, NULL, "Decrypt", "{\"CiphertextBlob\":\"%s\"}", ct) == KMS_ERR_INVALID_STATE);
+    CHECK(!strcmp(state_of(c, id), "PendingImport"));
+    kms_core_free(c);
+    c = open_store(g_store); /* the state, the expiry and the material's digest were written through */
+    kms_core_set_clock(c, fake_clock, NULL);
+    CHECK(!strcmp(state_of(c, id), "PendingImport"));
+    CHECK(import_material(c, id, "RSAES_OAEP_SHA_256", "RSA_2048", other, 32, noexp) == KMS_ERR_INCORRECT_KEY_MATERIAL);
+    CHECK(import_material(c, id, "RSA_AES_KEY_WRAP_SHA_1", "RSA_2048", mat, 32, noexp) == KMS_OK);
+    CHECK(callf(c, &r, "Decrypt", "{\"CiphertextBlob\":\"%s\"}", ct) == KMS_OK);
+    CHECK(!strcmp(jstr(r, "Plaintext"), "aW1wb3J0ZWQ="));
+    json_decref(r);
+    /* DeleteImportedKeyMaterial: at once; ScheduleKeyDeletion and its cancel keep PendingImport */
+    CHECK(callf(c, NULL, "DeleteImportedKeyMaterial", "{\"KeyId\":\"%s\"}", id) == KMS_OK);
+    CHECK(callf(c, NULL, "Decrypt", "{\"CiphertextBlob\":\"%s\"}", ct) == KMS_ERR_INVALID_STATE);
+    CHECK(callf(c, NULL, "ScheduleKeyDeletion", "{\"KeyId\":\"%s\",\"PendingWindowInDays\":7}", id) == KMS_OK);
+    CHECK(callf(c, NULL, "GetParametersForImport", "{\"KeyId\":\"%s\",\"WrappingAlgorithm\":\"RSAES_OAEP_SHA_1\","
+                                                   "\"WrappingKeySpec\":\"RSA_2048\"}", id) == KMS_ERR_INVALID_STATE);
+    CHECK(callf(c, NULL, "CancelKeyDeletion", "{\"KeyId\":\"%s\"}", id) == KMS_OK);
+    CHECK(!strcmp(state_of(c, id), "PendingImport"));
+    kms_core_free(c);
+    free(ct);
+    free(native);
+    free(id);
+}
+
 /* Keys survive a reopen (sealed material unsealed and decoded again); a changed key_spec column fails the
  * material's authentication (the AAD binds spec and usage). */
 static void test_persistence(void)
@@ -664,6 +858,7 @@ int main(int argc, char **argv)
     test_data_key_pairs(c);
     kms_core_free(c);
     test_persistence();
+    test_import();
     test_migration(argv[1]);
     {
         char cmd[400];
