@@ -2,7 +2,8 @@
 """server_boto3.py — boto3 and raw HTTP against `envelopefs kms serve`: operations, error names,
 the wire format (x-amzn-RequestId, __type/message bodies), SigV4 rejections (missing, malformed,
 wrong, expired), unknown operations, malformed JSON; asymmetric and HMAC keys and data key pairs (Sign, Verify,
-GetPublicKey checked with the cryptography package, RSA-OAEP both ways, GenerateMac, VerifyMac) with their errors.
+GetPublicKey checked with the cryptography package, RSA-OAEP both ways, GenerateMac, VerifyMac) with their errors;
+imported key material (GetParametersForImport, ImportKeyMaterial, DeleteImportedKeyMaterial).
 Usage: server_boto3.py URL AK SK"""
 import base64, datetime, http.client, json, sys, urllib.parse
 import boto3, botocore
@@ -97,6 +98,35 @@ npair = kms.generate_data_key_pair_without_plaintext(KeyId=k["KeyId"], KeyPairSp
 assert "PrivateKeyPlaintext" not in npair and npair["KeyPairSpec"] == "ECC_NIST_P384"
 assert err(kms.generate_data_key_pair, KeyId=sgn["KeyId"], KeyPairSpec="RSA_2048") == "InvalidKeyUsageException"
 assert err(kms.create_key, KeySpec="ECC_NIST_P256", KeyUsage="ENCRYPT_DECRYPT") == "ValidationException"
+
+# Imported key material over the server: the wrapping key from GetParametersForImport, material wrapped with
+# the cryptography package (RSA-OAEP SHA-256), expiry model, reimport after DeleteImportedKeyMaterial
+import datetime as _dt, os as _os
+xk = kms.create_key(Origin="EXTERNAL")["KeyMetadata"]
+assert xk["KeyState"] == "PendingImport" and xk["Origin"] == "EXTERNAL"
+params = kms.get_parameters_for_import(KeyId=xk["KeyId"], WrappingAlgorithm="RSAES_OAEP_SHA_256", WrappingKeySpec="RSA_2048")
+wrap = serialization.load_der_public_key(params["PublicKey"])
+material = _os.urandom(32)
+ekm = wrap.encrypt(material, padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None))
+assert err(kms.import_key_material, KeyId=xk["KeyId"], ImportToken=params["ImportToken"], EncryptedKeyMaterial=ekm) == "ValidationException"
+kms.import_key_material(KeyId=xk["KeyId"], ImportToken=params["ImportToken"], EncryptedKeyMaterial=ekm,
+                        ExpirationModel="KEY_MATERIAL_EXPIRES", ValidTo=_dt.datetime.now(_dt.timezone.utc) + _dt.timedelta(days=30))
+md = kms.describe_key(KeyId=xk["KeyId"])["KeyMetadata"]
+assert md["KeyState"] == "Enabled" and md["ExpirationModel"] == "KEY_MATERIAL_EXPIRES" and "ValidTo" in md, md
+xct = kms.encrypt(KeyId=xk["KeyId"], Plaintext=b"byok")["CiphertextBlob"]
+kms.delete_imported_key_material(KeyId=xk["KeyId"])
+assert err(kms.decrypt, CiphertextBlob=xct) == "KMSInvalidStateException"
+kms.import_key_material(KeyId=xk["KeyId"], ImportToken=params["ImportToken"], EncryptedKeyMaterial=ekm,
+                        ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE")
+assert kms.decrypt(CiphertextBlob=xct)["Plaintext"] == b"byok"
+bad = wrap.encrypt(_os.urandom(32), padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None))
+assert err(kms.import_key_material, KeyId=xk["KeyId"], ImportToken=params["ImportToken"], EncryptedKeyMaterial=bad,
+           ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE") == "IncorrectKeyMaterialException"
+assert err(kms.import_key_material, KeyId=xk["KeyId"], ImportToken=b"EFIT" + b"\0" * 100, EncryptedKeyMaterial=ekm,
+           ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE") == "InvalidImportTokenException"
+assert err(kms.enable_key_rotation, KeyId=xk["KeyId"]) == "UnsupportedOperationException"
+assert err(kms.get_parameters_for_import, KeyId=k["KeyId"], WrappingAlgorithm="RSAES_OAEP_SHA_1",
+           WrappingKeySpec="RSA_2048") == "UnsupportedOperationException"
 
 # Raw protocol checks
 u = urllib.parse.urlparse(url)
