@@ -112,7 +112,7 @@ int kms_asym_verify_digest(EVP_PKEY *pk, enum kms_alg a, const uint8_t *dgst, si
     return ok ? 0 : -1;
 }
 
-kms_err op_get_public_key(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_get_public_key(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_key *k;
     EVP_PKEY *pk;
@@ -206,7 +206,7 @@ out:
     return e;
 }
 
-kms_err op_sign(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_sign(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_key *k;
     enum kms_alg a;
@@ -228,7 +228,7 @@ kms_err op_sign(struct op_ctx *x, json_t *in, json_t **out)
     return *out ? KMS_OK : KMS_ERR_NOMEM;
 }
 
-kms_err op_verify(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_verify(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_key *k;
     enum kms_alg a;

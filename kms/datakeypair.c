@@ -86,12 +86,12 @@ out:
     return e;
 }
 
-kms_err op_generate_data_key_pair(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_generate_data_key_pair(struct op_ctx *x, json_t *in, json_t **out)
 {
     return data_key_pair(x, in, out, true);
 }
 
-kms_err op_generate_data_key_pair_without_plaintext(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_generate_data_key_pair_without_plaintext(struct op_ctx *x, json_t *in, json_t **out)
 {
     return data_key_pair(x, in, out, false);
 }

@@ -46,7 +46,7 @@ static size_t token_aad(uint8_t *aad, const uint8_t *header)
     return sizeof TOKEN_AAD - 1 + KMS_IMPORT_TOKEN_HEADER;
 }
 
-kms_err op_get_parameters_for_import(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_get_parameters_for_import(struct op_ctx *x, json_t *in, json_t **out)
 {
     const char *alg_name, *spec_name;
     int alg, spec;
@@ -195,7 +195,7 @@ static kms_err expiration(struct op_ctx *x, json_t *in, bool *expires, int64_t *
     return KMS_OK;
 }
 
-kms_err op_import_key_material(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_import_key_material(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_key *k, saved;
     uint8_t *tok = NULL, *ekm = NULL, *priv = NULL, *mat, aad[64], digest[32];
@@ -270,7 +270,7 @@ out:
     return e;
 }
 
-kms_err op_delete_imported_key_material(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_delete_imported_key_material(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_key *k;
     enum kms_key_state old;

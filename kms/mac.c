@@ -62,7 +62,7 @@ out:
     return e;
 }
 
-kms_err op_generate_mac(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_generate_mac(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_key *k;
     enum kms_alg a;
@@ -78,7 +78,7 @@ kms_err op_generate_mac(struct op_ctx *x, json_t *in, json_t **out)
     return *out ? KMS_OK : KMS_ERR_NOMEM;
 }
 
-kms_err op_verify_mac(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_verify_mac(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_key *k;
     enum kms_alg a;

@@ -30,10 +30,10 @@ X(op_list_keys) X(op_list_resource_tags) X(op_re_encrypt) X(op_rotate_key_on_dem
 X(op_schedule_key_deletion) X(op_tag_resource) X(op_untag_resource) X(op_update_alias)
 X(op_update_key_description)
 /* asym.c, mac.c, datakeypair.c */
-X(op_generate_data_key_pair) X(op_generate_data_key_pair_without_plaintext) X(op_generate_mac)
-X(op_get_public_key) X(op_sign) X(op_verify) X(op_verify_mac)
+X(kms_op_generate_data_key_pair) X(kms_op_generate_data_key_pair_without_plaintext) X(kms_op_generate_mac)
+X(kms_op_get_public_key) X(kms_op_sign) X(kms_op_verify) X(kms_op_verify_mac)
 /* import.c */
-X(op_delete_imported_key_material) X(op_get_parameters_for_import) X(op_import_key_material)
+X(kms_op_delete_imported_key_material) X(kms_op_get_parameters_for_import) X(kms_op_import_key_material)
 #undef X
 
 #endif
