@@ -1,6 +1,7 @@
 /*
  * internal.h — the key-service core's private state, shared by store.c (keystore on SQLite),
- * ops.c (the operations) and dispatch.c (the single entry point). Not a public header.
+ * ops.c, asym.c, mac.c, datakeypair.c and import.c (the operations) and dispatch.c (the single entry point).
+ * Not a public header.
  *
  * Concurrency: one mutex (core->lock) guards everything below, including the SQLite connection.
  * Each operation is short (one AES-GCM over ≤ 4 KiB, or one small SQL transaction), so one lock

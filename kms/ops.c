@@ -444,8 +444,17 @@ kms_err op_create_key(struct op_ctx *x, json_t *in, json_t **out)
     if ((e = get_str(x, in, "Description", false, &desc)) || (e = get_str(x, in, "KeySpec", false, &spec)) ||
         (e = get_str(x, in, "KeyUsage", false, &usage)) || (e = get_str(x, in, "Origin", false, &origin)))
         return e;
-    if (!spec)
-        get_str(x, in, "CustomerMasterKeySpec", false, &spec);
+    {
+        const char *cmks;
+        if ((e = get_str(x, in, "CustomerMasterKeySpec", false, &cmks)))
+            return e;
+        if (spec && cmks)
+            return fail(x, KMS_ERR_VALIDATION,
+                        "You cannot specify KeySpec and CustomerMasterKeySpec in the same request. CustomerMasterKeySpec "
+                        "is deprecated.");
+        if (!spec)
+            spec = cmks;
+    }
     if (desc && strlen(desc) > 8192)
         return invalid(x, "description", "Member must have length less than or equal to 8192");
     if (spec && (ks = kms_spec_parse(spec)) < 0)

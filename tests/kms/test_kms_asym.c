@@ -141,6 +141,8 @@ static void test_create_and_describe(kms_core *c)
         CHECK(callf(c, NULL, "CreateKey", "{\"KeySpec\":\"%s\",\"KeyUsage\":\"%s\"}", bad[i][0], bad[i][1]) ==
               KMS_ERR_VALIDATION);
     CHECK(callf(c, NULL, "CreateKey", "{\"KeySpec\":\"RSA_2048\"}") == KMS_ERR_VALIDATION); /* usage required */
+    CHECK(callf(c, NULL, "CreateKey", "{\"KeySpec\":\"RSA_2048\",\"CustomerMasterKeySpec\":\"RSA_2048\","
+                                      "\"KeyUsage\":\"SIGN_VERIFY\"}") == KMS_ERR_VALIDATION);
     CHECK(callf(c, NULL, "CreateKey", "{\"KeySpec\":\"HMAC_256\"}") == KMS_ERR_VALIDATION);
     CHECK(callf(c, NULL, "CreateKey", "{\"KeySpec\":\"RSA_1024\",\"KeyUsage\":\"SIGN_VERIFY\"}") == KMS_ERR_VALIDATION);
     CHECK(callf(c, NULL, "CreateKey", "{\"KeySpec\":\"ECC_NIST_P256\",\"KeyUsage\":\"SIGNING\"}") == KMS_ERR_VALIDATION);
