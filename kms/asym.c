@@ -18,7 +18,7 @@
 #include <openssl/rsa.h>
 #include <sodium.h>
 
-#include "envelopefs/jsonb64.h"
+#include "common/jsonb64.h"
 #include "keymat.h"
 #include "oputil.h"
 

@@ -11,7 +11,7 @@
 
 #include <sodium.h>
 
-#include "envelopefs/jsonb64.h"
+#include "common/jsonb64.h"
 #include "keymat.h"
 #include "oputil.h"
 

@@ -10,7 +10,7 @@
 #include <openssl/hmac.h>
 #include <sodium.h>
 
-#include "envelopefs/jsonb64.h"
+#include "common/jsonb64.h"
 #include "oputil.h"
 
 /* The common front: message, algorithm, an Enabled HMAC key that supports it; the MAC into mac. */
