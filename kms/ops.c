@@ -3,7 +3,6 @@
  * Semantics, field names, limits and error names follow the AWS KMS API (botocore's service-2.json).
  */
 #include <ctype.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1291,21 +1290,6 @@ kms_err kms_op_generate_random(struct op_ctx *x, json_t *in, json_t **out)
 }
 
 /* ---- shared with asym.c, mac.c and datakeypair.c (oputil.h) --------------------------------- */
-
-kms_err kms_op_fail(struct op_ctx *x, kms_err e, const char *fmt, ...)
-{
-    va_list ap;
-    char *s = NULL;
-    if (fmt) {
-        va_start(ap, fmt);
-        if (vasprintf(&s, fmt, ap) < 0)
-            s = NULL;
-        va_end(ap);
-    }
-    free(*x->msg);
-    *x->msg = s;
-    return e;
-}
 
 kms_err kms_op_get_str(struct op_ctx *x, json_t *in, const char *field, bool required, const char **out)
 {
