@@ -712,7 +712,9 @@ kms_err kms_store_load(kms_core *c, char **msg)
     sqlite3_finalize(st);
     st = NULL;
     for (size_t i = 0; i < c->n_keys; i++)
-        if (c->keys[i].n_versions == 0 && !c->keys[i].external) { /* an imported key may have none (yet) */
+        if (c->keys[i].n_versions == 0 && /* an imported key waiting for (or being deleted without) material */
+            !(c->keys[i].external &&
+              (c->keys[i].state == KS_PENDING_IMPORT || c->keys[i].state == KS_PENDING_DELETION))) {
             e = KMS_ERR_CORRUPT_STORE;
             kms_set_msg(msg, "key store is damaged: key %s has no key material", c->keys[i].id);
             goto out;

@@ -794,6 +794,22 @@ static void test_import(void)
     CHECK(callf(c, NULL, "CancelKeyDeletion", "{\"KeyId\":\"%s\"}", id) == KMS_OK);
     CHECK(!strcmp(state_of(c, id), "PendingImport"));
     kms_core_free(c);
+    {
+        /* an imported key that claims to be Enabled without material is a damaged store, not a crash */
+        char db[400], sql[200], *msg = NULL;
+        sqlite3 *q;
+        kms_store_opts so = {.store_dir = g_store, .root_key_file = g_keyfile};
+        snprintf(db, sizeof db, "%s/keystore.db", g_store);
+        CHECK(sqlite3_open(db, &q) == SQLITE_OK);
+        snprintf(sql, sizeof sql, "UPDATE keys SET state=0 WHERE id='%s'", id);
+        CHECK(sqlite3_exec(q, sql, NULL, NULL, NULL) == SQLITE_OK);
+        c = NULL;
+        CHECK(kms_core_open(&so, &c, &msg) == KMS_ERR_CORRUPT_STORE && c == NULL);
+        free(msg);
+        snprintf(sql, sizeof sql, "UPDATE keys SET state=3 WHERE id='%s'", id);
+        CHECK(sqlite3_exec(q, sql, NULL, NULL, NULL) == SQLITE_OK);
+        sqlite3_close(q);
+    }
     free(ct);
     free(native);
     free(id);
