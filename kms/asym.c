@@ -113,14 +113,6 @@ static void unlocked_end(struct op_ctx *x, EVP_PKEY_CTX *copy)
     pthread_mutex_lock(&x->core->lock);
 }
 
-int kms_asym_sign_digest(EVP_PKEY *pk, enum kms_alg a, const uint8_t *dgst, size_t dlen, uint8_t *sig, size_t *siglen)
-{
-    EVP_PKEY_CTX *pc = pkey_ctx(pk, a, EVP_PKEY_sign_init);
-    int ok = pc && EVP_PKEY_sign(pc, sig, siglen, dgst, dlen) == 1;
-    EVP_PKEY_CTX_free(pc);
-    return ok ? 0 : -1;
-}
-
 int kms_asym_verify_digest(EVP_PKEY *pk, enum kms_alg a, const uint8_t *dgst, size_t dlen, const uint8_t *sig,
                            size_t siglen)
 {

@@ -39,11 +39,10 @@ int kms_keymat_len_ok(enum kms_key_spec s, size_t len);
 /* The DER SubjectPublicKeyInfo of pk, malloc'd (*len bytes); NULL on failure. */
 uint8_t *kms_keymat_public_der(EVP_PKEY *pk, size_t *len);
 
-/* Sign dlen bytes of digest with pk by algorithm a (AWS's parameters, asym.c): 0 with *siglen set (in: the
- * buffer's size, at least EVP_PKEY_get_size), or -1. Verify: 0 if sig is a valid signature, else -1. */
-int kms_asym_sign_digest(EVP_PKEY *pk, enum kms_alg a, const uint8_t *dgst, size_t dlen, uint8_t *sig, size_t *siglen);
+/* Verify sig over dlen bytes of digest with pk by algorithm a (AWS's parameters, asym.c; a fresh context, for
+ * the fuzz target): 0 if sig is a valid signature, else -1. */
 int kms_asym_verify_digest(EVP_PKEY *pk, enum kms_alg a, const uint8_t *dgst, size_t dlen, const uint8_t *sig,
-                           size_t siglen);
+                           size_t siglen) __attribute__((warn_unused_result));
 
 /* The AAD of a sealed material row into aad (KMS_MATERIAL_AAD_MAX bytes); returns its length.
  * SYMMETRIC_DEFAULT keys: "envelopefs-cmk-v1" ‖ key id ‖ u32 BE version (keystore format 1, unchanged);
