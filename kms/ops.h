@@ -42,14 +42,4 @@ kms_err kms_dry_run(struct op_ctx *x, const char *action) KMS_WUR;
 KMS_OPERATIONS(X)
 #undef X
 
-/* Set the operation's error message (printf-style; NULL: none) and return e. */
-#define fail(x, e, ...) (kms_set_msg((x)->msg, __VA_ARGS__), (e))
-
-/* ops.c's request helpers, for the operations in ops_access.c */
-kms_err kms_op_str(struct op_ctx *x, json_t *in, const char *field, bool required, const char **out);
-kms_err kms_op_resolve(struct op_ctx *x, json_t *in, const char *field, kms_key **k);
-kms_err kms_op_paging(struct op_ctx *x, json_t *in, long long def, long long max, size_t total, size_t *start,
-                      size_t *limit);
-void kms_op_page_end(json_t *o, size_t next, size_t total);
-
 #endif

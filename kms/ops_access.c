@@ -12,7 +12,7 @@
 #include <sodium.h>
 
 #include "authz.h"
-#include "ops.h"
+#include "oputil.h"
 
 #define MAX_GRANTS_PER_KEY 50000
 #define MAX_GRANT_TOKENS 10
@@ -94,7 +94,7 @@ kms_err kms_dry_run(struct op_ctx *x, const char *action)
         !takes(TAKES_DRY_RUN, sizeof TAKES_DRY_RUN / sizeof TAKES_DRY_RUN[0], x->operation) ||
         !strcmp(action, "ReEncryptFrom")) /* ReEncrypt's destination key is still to be authorized */
         return KMS_OK;
-    return fail(x, KMS_ERR_DRY_RUN, "The request would have succeeded, but the DryRun option is set.");
+    return kms_op_fail(x, KMS_ERR_DRY_RUN, "The request would have succeeded, but the DryRun option is set.");
 }
 
 /* ---- grant tokens --------------------------------------------------------------------------- */
@@ -121,20 +121,20 @@ kms_err kms_check_grant_tokens(struct op_ctx *x, json_t *in)
     size_t i;
     if (dry && !json_is_null(dry) && !json_is_boolean(dry) &&
         takes(TAKES_DRY_RUN, sizeof TAKES_DRY_RUN / sizeof TAKES_DRY_RUN[0], x->operation))
-        return fail(x, KMS_ERR_SERIALIZATION, "DryRun must be a boolean");
+        return kms_op_fail(x, KMS_ERR_SERIALIZATION, "DryRun must be a boolean");
     if (!t || json_is_null(t) || !takes(TAKES, sizeof TAKES / sizeof TAKES[0], x->operation))
         return KMS_OK; /* the common case costs one lookup in the request */
     if (!json_is_array(t))
-        return fail(x, KMS_ERR_SERIALIZATION, "GrantTokens must be a list of strings");
+        return kms_op_fail(x, KMS_ERR_SERIALIZATION, "GrantTokens must be a list of strings");
     if (json_array_size(t) > MAX_GRANT_TOKENS)
-        return fail(x, KMS_ERR_VALIDATION,
+        return kms_op_fail(x, KMS_ERR_VALIDATION,
                            "1 validation error detected: Value at 'grantTokens' failed to satisfy constraint: Member "
                            "must have length less than or equal to %d", MAX_GRANT_TOKENS);
     json_array_foreach(t, i, v) {
         if (!json_is_string(v))
-            return fail(x, KMS_ERR_SERIALIZATION, "GrantTokens must be a list of strings");
+            return kms_op_fail(x, KMS_ERR_SERIALIZATION, "GrantTokens must be a list of strings");
         if (!json_string_length(v) || json_string_length(v) > 8192)
-            return fail(x, KMS_ERR_VALIDATION,
+            return kms_op_fail(x, KMS_ERR_VALIDATION,
                                "1 validation error detected: Value at 'grantTokens' failed to satisfy constraint: "
                                "Member must have length between 1 and 8192");
     }
@@ -142,7 +142,7 @@ kms_err kms_check_grant_tokens(struct op_ctx *x, json_t *in)
      * it must still name a grant this store holds. */
     json_array_foreach(t, i, v) {
         if (!grant_by_token(x->core, json_string_value(v), NULL))
-            return fail(x, KMS_ERR_INVALID_GRANT_TOKEN, "Invalid grant token");
+            return kms_op_fail(x, KMS_ERR_INVALID_GRANT_TOKEN, "Invalid grant token");
     }
     return KMS_OK;
 }
@@ -156,7 +156,7 @@ static kms_err get_bool(struct op_ctx *x, json_t *in, const char *field, bool *o
     if (!v || json_is_null(v))
         return KMS_OK;
     if (!json_is_boolean(v))
-        return fail(x, KMS_ERR_SERIALIZATION, "%s must be a boolean", field);
+        return kms_op_fail(x, KMS_ERR_SERIALIZATION, "%s must be a boolean", field);
     *out = json_is_true(v);
     return KMS_OK;
 }
@@ -168,7 +168,7 @@ static kms_err admit_policy(struct op_ctx *x, const char *text, bool bypass, con
     kms_err e;
     *compiled = NULL;
     if (!*text)
-        return fail(x, KMS_ERR_VALIDATION, "1 validation error detected: Value at 'policy' failed to satisfy "
+        return kms_op_fail(x, KMS_ERR_VALIDATION, "1 validation error detected: Value at 'policy' failed to satisfy "
                                                   "constraint: Member must have length greater than or equal to 1");
     e = kms_policy_parse(text, strlen(text), compiled, x->msg);
     if (e)
@@ -176,7 +176,7 @@ static kms_err admit_policy(struct op_ctx *x, const char *text, bool bypass, con
     if (!bypass && !kms_access_policy_allows_put(x->core, x->caller, k, *compiled)) {
         kms_policy_free(*compiled);
         *compiled = NULL;
-        return fail(x, KMS_ERR_MALFORMED_POLICY,
+        return kms_op_fail(x, KMS_ERR_MALFORMED_POLICY,
                            "The new key policy will not allow you to update the key policy in the future.");
     }
     return KMS_OK;
@@ -187,7 +187,7 @@ kms_err kms_new_key_policy(struct op_ctx *x, json_t *in, kms_key *k)
     const char *text;
     bool bypass;
     kms_policy *compiled;
-    kms_err e = kms_op_str(x, in, "Policy", false, &text);
+    kms_err e = kms_op_get_str(x, in, "Policy", false, &text);
     if (!e)
         e = get_bool(x, in, "BypassPolicyLockoutSafetyCheck", &bypass);
     k->policy_text = NULL;
@@ -207,16 +207,16 @@ kms_err kms_new_key_policy(struct op_ctx *x, json_t *in, kms_key *k)
 static kms_err policy_name(struct op_ctx *x, json_t *in)
 {
     const char *name;
-    kms_err e = kms_op_str(x, in, "PolicyName", false, &name);
+    kms_err e = kms_op_get_str(x, in, "PolicyName", false, &name);
     if (e || !name)
         return e;
     if (!*name || strlen(name) > 128 || strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") !=
                                              strlen(name))
-        return fail(x, KMS_ERR_VALIDATION,
+        return kms_op_fail(x, KMS_ERR_VALIDATION,
                            "1 validation error detected: Value '%s' at 'policyName' failed to satisfy constraint: "
                            "Member must satisfy regular expression pattern: [\\w]+", name);
     if (strcmp(name, "default"))
-        return fail(x, KMS_ERR_NOT_FOUND, "No such policy: %s (a key has one policy, named default)", name);
+        return kms_op_fail(x, KMS_ERR_NOT_FOUND, "No such policy: %s (a key has one policy, named default)", name);
     return KMS_OK;
 }
 
@@ -229,11 +229,11 @@ kms_err kms_op_put_key_policy(struct op_ctx *x, json_t *in, json_t **out)
     char *copy, *old_text;
     kms_err e = policy_name(x, in);
     if (!e)
-        e = kms_op_str(x, in, "Policy", true, &text);
+        e = kms_op_get_str(x, in, "Policy", true, &text);
     if (!e)
         e = get_bool(x, in, "BypassPolicyLockoutSafetyCheck", &bypass);
     if (!e)
-        e = kms_op_resolve(x, in, "KeyId", &k);
+        e = kms_op_resolve_any(x, in, &k);
     if (!e)
         e = admit_policy(x, text, bypass, k, &compiled);
     if (e)
@@ -262,7 +262,7 @@ kms_err kms_op_get_key_policy(struct op_ctx *x, json_t *in, json_t **out)
     char *def = NULL;
     kms_err e = policy_name(x, in);
     if (!e)
-        e = kms_op_resolve(x, in, "KeyId", &k);
+        e = kms_op_resolve_any(x, in, &k);
     if (e)
         return e;
     if (!k->policy_text && !(def = kms_default_policy_text(k->owner)))
@@ -276,7 +276,7 @@ kms_err kms_op_list_key_policies(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_key *k;
     size_t start, limit;
-    kms_err e = kms_op_resolve(x, in, "KeyId", &k);
+    kms_err e = kms_op_resolve_any(x, in, &k);
     if (!e)
         e = kms_op_paging(x, in, 100, 1000, 1, &start, &limit);
     if (e)
@@ -319,12 +319,12 @@ static kms_err grant_principal(struct op_ctx *x, json_t *in, const char *field, 
                                char **out)
 {
     const char *s;
-    kms_err e = kms_op_str(x, in, field, required, &s);
+    kms_err e = kms_op_get_str(x, in, field, required, &s);
     *out = NULL;
     if (e || !s)
         return e;
     if (!valid_principal(s, service_ok))
-        return fail(x, KMS_ERR_VALIDATION,
+        return kms_op_fail(x, KMS_ERR_VALIDATION,
                            "Invalid %s %s: an IAM principal ARN (arn:aws:iam::ACCOUNT:root|user/NAME|role/NAME) or a "
                            "12-digit account id", field, s);
     *out = strdup(s);
@@ -341,10 +341,10 @@ static kms_err grant_constraints(struct op_ctx *x, json_t *in, kms_grant *g)
     if (!c || json_is_null(c))
         return KMS_OK;
     if (!json_is_object(c))
-        return fail(x, KMS_ERR_SERIALIZATION, "Constraints must be an object");
+        return kms_op_fail(x, KMS_ERR_SERIALIZATION, "Constraints must be an object");
     json_object_foreach(c, k, v) {
         if (strcmp(k, "EncryptionContextSubset") && strcmp(k, "EncryptionContextEquals"))
-            return fail(x, KMS_ERR_SERIALIZATION, "Constraints: unknown member %s", k);
+            return kms_op_fail(x, KMS_ERR_SERIALIZATION, "Constraints: unknown member %s", k);
     }
     sub = json_object_get(c, "EncryptionContextSubset");
     eq = json_object_get(c, "EncryptionContextEquals");
@@ -353,14 +353,14 @@ static kms_err grant_constraints(struct op_ctx *x, json_t *in, kms_grant *g)
     if (json_is_null(eq))
         eq = NULL;
     if (sub && eq)
-        return fail(x, KMS_ERR_VALIDATION,
+        return kms_op_fail(x, KMS_ERR_VALIDATION,
                            "A grant may have an EncryptionContextEquals or an EncryptionContextSubset constraint, "
                            "not both");
     if (!sub && !eq)
         return KMS_OK;
     ctx = sub ? sub : eq;
     if (!json_is_object(ctx))
-        return fail(x, KMS_ERR_SERIALIZATION, "%s must be an object of strings",
+        return kms_op_fail(x, KMS_ERR_SERIALIZATION, "%s must be an object of strings",
                            sub ? "EncryptionContextSubset" : "EncryptionContextEquals");
     g->constraint = sub ? KMS_GC_SUBSET : KMS_GC_EQUALS;
     g->pairs = calloc(json_object_size(ctx) ? json_object_size(ctx) : 1, sizeof *g->pairs);
@@ -368,9 +368,9 @@ static kms_err grant_constraints(struct op_ctx *x, json_t *in, kms_grant *g)
         return KMS_ERR_NOMEM;
     json_object_foreach(ctx, k, v) {
         if (!json_is_string(v))
-            return fail(x, KMS_ERR_SERIALIZATION, "encryption context values must be strings");
+            return kms_op_fail(x, KMS_ERR_SERIALIZATION, "encryption context values must be strings");
         if (!*k)
-            return fail(x, KMS_ERR_VALIDATION, "encryption context keys must not be empty");
+            return kms_op_fail(x, KMS_ERR_VALIDATION, "encryption context keys must not be empty");
         g->pairs[i].key = strdup(k);
         g->pairs[i].value = strdup(json_string_value(v));
         g->n_pairs = ++i;
@@ -386,16 +386,16 @@ static kms_err grant_operations(struct op_ctx *x, json_t *in, uint32_t *ops)
     size_t i;
     *ops = 0;
     if (!a || json_is_null(a))
-        return fail(x, KMS_ERR_VALIDATION, "1 validation error detected: Value at 'operations' failed to "
+        return kms_op_fail(x, KMS_ERR_VALIDATION, "1 validation error detected: Value at 'operations' failed to "
                                                   "satisfy constraint: Member must not be null");
     if (!json_is_array(a))
-        return fail(x, KMS_ERR_SERIALIZATION, "Operations must be a list of strings");
+        return kms_op_fail(x, KMS_ERR_SERIALIZATION, "Operations must be a list of strings");
     if (!json_array_size(a))
-        return fail(x, KMS_ERR_VALIDATION, "a grant needs at least one operation");
+        return kms_op_fail(x, KMS_ERR_VALIDATION, "a grant needs at least one operation");
     json_array_foreach(a, i, v) {
         int op = json_is_string(v) ? kms_grant_op_index(json_string_value(v)) : -1;
         if (op < 0)
-            return fail(x, KMS_ERR_VALIDATION,
+            return kms_op_fail(x, KMS_ERR_VALIDATION,
                                "1 validation error detected: Value at 'operations' failed to satisfy constraint: "
                                "Member must satisfy enum value set: [Decrypt, Encrypt, GenerateDataKey, "
                                "GenerateDataKeyWithoutPlaintext, ReEncryptFrom, ReEncryptTo, Sign, Verify, "
@@ -447,11 +447,11 @@ kms_err kms_op_create_grant(struct op_ctx *x, json_t *in, json_t **out)
     if (!e)
         e = grant_constraints(x, in, &g);
     if (!e)
-        e = kms_op_str(x, in, "Name", false, &name);
+        e = kms_op_get_str(x, in, "Name", false, &name);
     if (!e && name &&
         (!*name || strlen(name) > 256 ||
          strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:/_-") != strlen(name)))
-        e = fail(x, KMS_ERR_VALIDATION,
+        e = kms_op_fail(x, KMS_ERR_VALIDATION,
                         "1 validation error detected: Value '%s' at 'name' failed to satisfy constraint: Member must "
                         "satisfy regular expression pattern: ^[a-zA-Z0-9:/_-]+$", name);
     if (!e && name && !(g.name = strdup(name)))
@@ -459,12 +459,12 @@ kms_err kms_op_create_grant(struct op_ctx *x, json_t *in, json_t **out)
     if (e)
         goto out;
     x->new_grant = &g;
-    e = kms_op_resolve(x, in, "KeyId", &k);
+    e = kms_op_resolve_any(x, in, &k);
     x->new_grant = NULL;
     if (e)
         goto out;
     if (k->state == KS_PENDING_DELETION) {
-        e = fail(x, KMS_ERR_INVALID_STATE, "Key '%s' is pending deletion.", k->id);
+        e = kms_op_fail(x, KMS_ERR_INVALID_STATE, "Key '%s' is pending deletion.", k->id);
         goto out;
     }
     if (g.name) /* idempotent: the same name and parameters give the same grant */
@@ -475,7 +475,7 @@ kms_err kms_op_create_grant(struct op_ctx *x, json_t *in, json_t **out)
                 goto out;
             }
     if (k->n_grants >= MAX_GRANTS_PER_KEY) {
-        e = fail(x, KMS_ERR_LIMIT_EXCEEDED, "a key may have at most %d grants", MAX_GRANTS_PER_KEY);
+        e = kms_op_fail(x, KMS_ERR_LIMIT_EXCEEDED, "a key may have at most %d grants", MAX_GRANTS_PER_KEY);
         goto out;
     }
     if ((e = random_text(g.id, 32, false)) || (e = random_text(token, 48, true)))
@@ -532,11 +532,11 @@ kms_err kms_op_list_grants(struct op_ctx *x, json_t *in, json_t **out)
     const char *gid, *grantee;
     size_t start, limit, total = 0, seen = 0, next;
     json_t *arr;
-    kms_err e = kms_op_str(x, in, "GrantId", false, &gid);
+    kms_err e = kms_op_get_str(x, in, "GrantId", false, &gid);
     if (!e)
-        e = kms_op_str(x, in, "GranteePrincipal", false, &grantee);
+        e = kms_op_get_str(x, in, "GranteePrincipal", false, &grantee);
     if (!e)
-        e = kms_op_resolve(x, in, "KeyId", &k);
+        e = kms_op_resolve_any(x, in, &k);
     if (e)
         return e;
 #define LISTED(g) ((!gid || !strcmp((g)->id, gid)) && (!grantee || !strcmp((g)->grantee, grantee)))
@@ -575,7 +575,7 @@ kms_err kms_op_list_retirable_grants(struct op_ctx *x, json_t *in, json_t **out)
                                        : !(x->caller && x->caller->via_service &&
                                            !strcmp(x->caller->via_service, who))) {
         kms_caller_arn(c, x->caller, arn, sizeof arn);
-        e = fail(x, KMS_ERR_ACCESS_DENIED,
+        e = kms_op_fail(x, KMS_ERR_ACCESS_DENIED,
                         "User: %s is not authorized to perform: kms:ListRetirableGrants on resource: %s because no "
                         "identity-based policy allows the kms:ListRetirableGrants action", arn, who);
         free(who);
@@ -638,29 +638,29 @@ kms_err kms_op_retire_grant(struct op_ctx *x, json_t *in, json_t **out)
     kms_key *k = NULL;
     kms_grant *g = NULL;
     size_t idx;
-    kms_err e = kms_op_str(x, in, "GrantToken", false, &token);
+    kms_err e = kms_op_get_str(x, in, "GrantToken", false, &token);
     if (!e)
-        e = kms_op_str(x, in, "KeyId", false, &kid);
+        e = kms_op_get_str(x, in, "KeyId", false, &kid);
     if (!e)
-        e = kms_op_str(x, in, "GrantId", false, &gid);
+        e = kms_op_get_str(x, in, "GrantId", false, &gid);
     if (e)
         return e;
     if (token) {
         if (!*token || strlen(token) > 8192)
-            return fail(x, KMS_ERR_VALIDATION, "1 validation error detected: Value at 'grantToken' failed to "
+            return kms_op_fail(x, KMS_ERR_VALIDATION, "1 validation error detected: Value at 'grantToken' failed to "
                                                       "satisfy constraint: Member must have length between 1 and 8192");
         if (!(g = grant_by_token(x->core, token, &k)))
-            return fail(x, KMS_ERR_INVALID_GRANT_TOKEN, "Invalid grant token");
+            return kms_op_fail(x, KMS_ERR_INVALID_GRANT_TOKEN, "Invalid grant token");
     } else {
         if (!kid || !gid)
-            return fail(x, KMS_ERR_VALIDATION, "RetireGrant needs a GrantToken, or a KeyId and a GrantId");
+            return kms_op_fail(x, KMS_ERR_VALIDATION, "RetireGrant needs a GrantToken, or a KeyId and a GrantId");
         if (!(k = key_named(x, kid)))
-            return fail(x, KMS_ERR_NOT_FOUND, "Key '%s' does not exist", kid);
+            return kms_op_fail(x, KMS_ERR_NOT_FOUND, "Key '%s' does not exist", kid);
         for (size_t i = 0; i < k->n_grants && !g; i++)
             if (!strcmp(k->grants[i].id, gid))
                 g = &k->grants[i];
         if (!g)
-            return fail(x, strlen(gid) == 64 && strspn(gid, "0123456789abcdef") == 64 ? KMS_ERR_NOT_FOUND
+            return kms_op_fail(x, strlen(gid) == 64 && strspn(gid, "0123456789abcdef") == 64 ? KMS_ERR_NOT_FOUND
                                                                                               : KMS_ERR_INVALID_GRANT_ID,
                                "Grant %s does not exist on this key", gid);
     }
@@ -684,9 +684,9 @@ kms_err kms_op_revoke_grant(struct op_ctx *x, json_t *in, json_t **out)
 {
     const char *gid;
     kms_key *k;
-    kms_err e = kms_op_str(x, in, "GrantId", true, &gid);
+    kms_err e = kms_op_get_str(x, in, "GrantId", true, &gid);
     if (!e)
-        e = kms_op_resolve(x, in, "KeyId", &k);
+        e = kms_op_resolve_any(x, in, &k);
     if (e)
         return e;
     for (size_t i = 0; i < k->n_grants; i++)
@@ -696,7 +696,7 @@ kms_err kms_op_revoke_grant(struct op_ctx *x, json_t *in, json_t **out)
             *out = json_object();
             return KMS_OK;
         }
-    return fail(x, strlen(gid) == 64 && strspn(gid, "0123456789abcdef") == 64 ? KMS_ERR_NOT_FOUND
+    return kms_op_fail(x, strlen(gid) == 64 && strspn(gid, "0123456789abcdef") == 64 ? KMS_ERR_NOT_FOUND
                                                                                       : KMS_ERR_INVALID_GRANT_ID,
                        "Grant %s does not exist on this key", gid);
 }
