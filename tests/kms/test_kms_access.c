@@ -159,7 +159,14 @@ static int run_case(kms_core *c, json_t *cs, size_t idx)
 
     CHECK(name && expect && op);
     caller = who(json_string_value(json_object_get(cs, "caller")), ca, cu);
-    CHECK(callf(c, &owner, "CreateKey", &r, NULL, "{\"Description\":\"case %zu\"}", idx) == KMS_OK);
+    {
+        json_t *ck = json_deep_copy(json_object_get(cs, "create")); /* e.g. an asymmetric KeySpec */
+        if (!ck)
+            ck = json_object();
+        json_object_set_new(ck, "Description", json_string("case"));
+        CHECK(call(c, &owner, "CreateKey", ck, &r, NULL) == KMS_OK);
+        json_decref(ck);
+    }
     snprintf(key_id, sizeof key_id, "%s", json_string_value(json_object_get(json_object_get(r, "KeyMetadata"), "KeyId")));
     snprintf(key_arn, sizeof key_arn, "%s", json_string_value(json_object_get(json_object_get(r, "KeyMetadata"), "Arn")));
     json_decref(r);
@@ -172,7 +179,7 @@ static int run_case(kms_core *c, json_t *cs, size_t idx)
         CHECK(call(c, &owner, "CreateGrant", g, NULL, NULL) == KMS_OK);
         json_decref(g);
     }
-    {
+    if (!json_object_get(cs, "create")) { /* a symmetric key: $BLOB, a ciphertext under it */
         json_t *enc = json_pack("{s:s, s:s}", "KeyId", key_arn, "Plaintext", "aGVsbG8=");
         if ((v = json_object_get(cs, "blob_context")))
             json_object_set(enc, "EncryptionContext", v);

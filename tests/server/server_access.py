@@ -28,7 +28,8 @@ def client(who):
 def subst(v, subs):
     if isinstance(v, str):
         for k, s in subs:
-            v = v.replace(k, s)
+            if s is not None:
+                v = v.replace(k, s)
         return v
     if isinstance(v, list):
         return [subst(x, subs) for x in v]
@@ -36,7 +37,7 @@ def subst(v, subs):
         return {subst(k, subs): subst(x, subs) for k, x in v.items()}
     return v
 
-BLOBS = ("Plaintext", "CiphertextBlob")
+BLOBS = ("Plaintext", "CiphertextBlob", "Message", "Signature")
 
 def call(kms, op, params):
     params = {k: base64.b64decode(v) if k in BLOBS else v for k, v in params.items()}
@@ -52,14 +53,15 @@ def outcome(fn):
 owner = client("A:root")
 failed = 0
 for i, cs in enumerate(doc["cases"]):
-    k = owner.create_key(Description=f"case {i}")["KeyMetadata"]
+    k = owner.create_key(Description=f"case {i}", **cs.get("create", {}))["KeyMetadata"]
     subs = [("$BLOB", None), ("$KEY", k["Arn"]), ("$A", A), ("$B", B)]
     if "alias" in cs:
         owner.create_alias(AliasName=cs["alias"], TargetKeyId=k["KeyId"])
     for g in cs.get("grants", []):
         owner.create_grant(KeyId=k["Arn"], **subst(g, subs[1:]))
-    blob = owner.encrypt(KeyId=k["Arn"], Plaintext=b"hello", EncryptionContext=cs.get("blob_context", {}))["CiphertextBlob"]
-    subs[0] = ("$BLOB", base64.b64encode(blob).decode())
+    if "create" not in cs:  # a symmetric key: $BLOB, a ciphertext under it
+        blob = owner.encrypt(KeyId=k["Arn"], Plaintext=b"hello", EncryptionContext=cs.get("blob_context", {}))["CiphertextBlob"]
+        subs[0] = ("$BLOB", base64.b64encode(blob).decode())
     if "policy" in cs:
         owner.put_key_policy(KeyId=k["KeyId"], PolicyName="default", Policy=json.dumps(subst(cs["policy"], subs[1:])),
                              BypassPolicyLockoutSafetyCheck=True)
