@@ -169,7 +169,7 @@ bool kms_principal_matches(const char *principal, const char *principal_arn, con
 
 static void free_strs(char **v, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; v && i < n; i++)
         free(v[i]);
     free(v);
 }
@@ -192,11 +192,13 @@ static kms_err str_list(json_t *j, const char *what, char ***out, size_t *n, cha
         if (!json_is_string(v)) {
             free_strs(*out, i);
             *out = NULL;
+            *n = 0;
             return bad(msg, "%s must be a string or a list of strings", what);
         }
         if (!((*out)[i] = strdup(json_string_value(v)))) {
             free_strs(*out, i);
             *out = NULL;
+            *n = 0;
             return KMS_ERR_NOMEM;
         }
         *n = i + 1;

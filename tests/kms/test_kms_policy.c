@@ -148,6 +148,8 @@ static const struct {
     {ST(ALLOW("{'CanonicalUser':'x'}", "'*'", "")), "CanonicalUser"},
     {ST(ALLOW("{'AWS':[]}", "'*'", "")), "empty"},
     {ST(ALLOW("'*'", "'kms:Decrypt!'", "")), "invalid action"},
+    {ST(ALLOW("'*'", "['kms:Decrypt',7]", "")), "Action"}, /* a list cut short (fuzz_policy found its cleanup) */
+    {ST(ALLOW("{'AWS':['" A "',{}]}", "'*'", "")), "Principal.AWS"},
     {ST(ALLOW("'*'", "'iam:PassRole'", "")), "iam:PassRole"},
     {ST(ALLOW("'*'", "'kms:NoSuchThing'", "")), "nosuchthing"},
     {ST("{'Effect':'Allow','Principal':'*','Action':'*','Resource':'arn:aws:s3:::b'}"), "arn:aws:s3:::b"},
