@@ -1,0 +1,173 @@
+/*
+ * cli_vol.c — shared options, store opening and EC2 JSON shapes of the volume commands (cli_vol.h).
+ */
+#include "cli_vol.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli_aws.h"
+
+int cli_vol_parse(int argc, char **argv, const char *who, cli_vol *g)
+{
+    memset(g, 0, sizeof *g);
+    g->output = "json";
+    if (!(g->rest = calloc((size_t)argc + 1, sizeof *g->rest)))
+        return 1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char **slot = NULL;
+        if (!strcmp(a, "--store"))
+            slot = &g->k.store;
+        else if (!strcmp(a, "--endpoint-url") || !strcmp(a, "--kms"))
+            slot = &g->k.url;
+        else if (!strcmp(a, "--root-key-file"))
+            slot = &g->k.root_key_file;
+        else if (!strcmp(a, "--passphrase-file"))
+            slot = &g->k.passphrase_file;
+        else if (!strcmp(a, "--region"))
+            slot = &g->k.region;
+        else if (!strcmp(a, "--volume-store"))
+            slot = &g->volume_store;
+        else if (!strcmp(a, "--query"))
+            slot = &g->query;
+        else if (!strcmp(a, "--output"))
+            slot = &g->output;
+        if (slot) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "%s: %s needs a value\n", who, a);
+                return CLI_EXIT_USAGE;
+            }
+            *slot = argv[++i];
+        } else {
+            g->rest[g->nrest++] = argv[i];
+        }
+    }
+    if (strcmp(g->output, "json") && strcmp(g->output, "text")) {
+        fprintf(stderr, "%s: --output takes json or text, not %s\n", who, g->output);
+        return CLI_EXIT_USAGE;
+    }
+    return 0;
+}
+
+void cli_vol_done(cli_vol *g) { free(g->rest); }
+
+char *cli_vol_store_dir(const cli_vol *g)
+{
+    const char *env = getenv("ENVELOPEFS_VOLUME_STORE");
+    char *dir, *out = NULL;
+    if (g->volume_store)
+        return strdup(g->volume_store);
+    if (env && *env)
+        return strdup(env);
+    if (!(dir = cli_store_dir(&g->k)))
+        return NULL;
+    if (asprintf(&out, "%s/volumes", dir) < 0)
+        out = NULL;
+    free(dir);
+    return out;
+}
+
+kmsc *cli_vol_open_kms(void *g) { return cli_open_kms(&((cli_vol *)g)->k, NULL); }
+
+vol_store *cli_vol_open(const cli_vol *g, bool with_kms, kmsc **kms, const char *op)
+{
+    char *dir = cli_vol_store_dir(g);
+    vol_store *st = NULL;
+    vol_err e = {"", ""};
+    *kms = NULL;
+    if (!dir)
+        return NULL;
+    if (with_kms && !(*kms = cli_open_kms(&g->k, NULL))) {
+        free(dir);
+        return NULL;
+    }
+    if (vol_store_open(dir, *kms, &st, &e)) {
+        cli_service_error(e.code, op, e.message);
+        kmsc_free(*kms);
+        *kms = NULL;
+        st = NULL;
+    }
+    free(dir);
+    return st;
+}
+
+static json_t *iso_time(int64_t t)
+{
+    char buf[40];
+    struct tm tm;
+    time_t tt = (time_t)t;
+    gmtime_r(&tt, &tm);
+    strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S.000Z", &tm);
+    return json_string(buf);
+}
+
+static json_t *tags_json(const char *tags)
+{
+    json_t *t = tags ? json_loads(tags, 0, NULL) : NULL;
+    return t ? t : json_array();
+}
+
+/* key ARN and owner (account) of a lineage */
+static void lineage_info(vol_store *st, const char *lineage, char *arn, size_t cap, char *owner, size_t ocap)
+{
+    vol_lineage l;
+    arn[0] = owner[0] = 0;
+    if (vol_lineage_of(st, lineage, &l, NULL) == 0) {
+        const char *p = l.key_arn;
+        snprintf(arn, cap, "%s", l.key_arn);
+        for (int i = 0; i < 4 && p; i++)
+            p = strchr(p, ':') ? strchr(p, ':') + 1 : NULL;
+        if (p)
+            snprintf(owner, ocap, "%.*s", (int)strcspn(p, ":"), p);
+        vol_lineage_clear(&l);
+    }
+}
+
+json_t *cli_volume_json(vol_store *st, const vol_volume *v)
+{
+    char arn[256], owner[64], *att = vol_attachment_info(st, v->id);
+    json_t *o, *atts = json_array();
+    lineage_info(st, v->lineage, arn, sizeof arn, owner, sizeof owner);
+    if (att) {
+        json_t *a = json_loads(att, 0, NULL);
+        if (a) {
+            json_t *x = json_pack("{s:o, s:s, s:s, s:s, s:s, s:b}", "AttachTime",
+                                  iso_time(json_integer_value(json_object_get(a, "AttachTime"))), "Device",
+                                  json_string_value(json_object_get(a, "Device")) ?: "", "InstanceId", "local",
+                                  "State", "attached", "VolumeId", v->id, "DeleteOnTermination", 0);
+            if (x)
+                json_array_append_new(atts, x);
+            json_decref(a);
+        }
+        free(att);
+    }
+    o = json_pack("{s:o, s:o, s:b, s:s, s:I, s:s, s:s, s:s, s:o, s:b, s:o}", "Attachments", atts, "CreateTime",
+                  iso_time(v->created), "Encrypted", 1, "KmsKeyId", arn, "Size", (json_int_t)v->size_gib, "SnapshotId",
+                  v->snapshot_id, "State", json_array_size(atts) ? "in-use" : "available", "VolumeId", v->id, "Tags",
+                  tags_json(v->tags), "MultiAttachEnabled", 0, "VolumeType", json_string("gp3"));
+    if (o && !json_array_size(json_object_get(o, "Tags")))
+        json_object_del(o, "Tags");
+    return o;
+}
+
+json_t *cli_snapshot_json(vol_store *st, const vol_snapshot *s)
+{
+    char arn[256], owner[64], dek[40];
+    bool done = !strcmp(s->state, "completed");
+    json_t *o;
+    lineage_info(st, s->lineage, arn, sizeof arn, owner, sizeof owner);
+    snprintf(dek, sizeof dek, "dek-%s", s->lineage);
+    o = json_pack("{s:s, s:b, s:s, s:s, s:s, s:s, s:o, s:s, s:s, s:I, s:s, s:s, s:o}", "Description",
+                  s->description ? s->description : "", "Encrypted", 1, "KmsKeyId", arn, "OwnerId", owner, "Progress",
+                  done ? "100%" : "", "SnapshotId", s->id, "StartTime", iso_time(s->started), "State", s->state,
+                  "VolumeId", s->volume_id, "VolumeSize", (json_int_t)s->volume_size, "DataEncryptionKeyId", dek,
+                  "StorageTier", "standard", "Tags", tags_json(s->tags));
+    if (o && done)
+        json_object_set_new(o, "CompletionTime", iso_time(s->completed));
+    if (o && !json_array_size(json_object_get(o, "Tags")))
+        json_object_del(o, "Tags");
+    return o;
+}
