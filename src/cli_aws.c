@@ -38,9 +38,39 @@ json_t *cli_query_path(json_t *root, const char *path)
     return cur;
 }
 
+/* A query with a projection, Items[*].Field: a new array of Field of every item (a new reference). */
+static json_t *query_projection(json_t *root, const char *query)
+{
+    const char *star = strstr(query, "[*]");
+    char head[256];
+    json_t *arr, *out, *x;
+    size_t i;
+    if (!star)
+        return json_incref(cli_query_path(root, query));
+    if ((size_t)(star - query) >= sizeof head)
+        return NULL;
+    memcpy(head, query, (size_t)(star - query));
+    head[star - query] = 0;
+    arr = head[0] ? cli_query_path(root, head) : root;
+    if (!json_is_array(arr) || !(out = json_array()))
+        return NULL;
+    star += 3;
+    if (*star == '.')
+        star++;
+    json_array_foreach(arr, i, x) {
+        json_t *y = *star ? query_projection(x, star) : json_incref(x);
+        if (y && !json_is_null(y))
+            json_array_append_new(out, y);
+        else
+            json_decref(y);
+    }
+    return out;
+}
+
 int cli_print_json(json_t *root, const char *query, const char *output, const char *who)
 {
-    json_t *shown = query ? cli_query_path(root, query) : root;
+    json_t *proj = query && strstr(query, "[*]") ? query_projection(root, query) : NULL;
+    json_t *shown = proj ? proj : query ? cli_query_path(root, query) : root;
     bool text = output && !strcmp(output, "text");
     if (!shown || json_is_null(shown)) {
         /* like `aws --query`: a missing field prints None (text) or null (json) */
@@ -51,6 +81,8 @@ int cli_print_json(json_t *root, const char *query, const char *output, const ch
         printf("%lld\n", (long long)json_integer_value(shown));
     } else if (text && json_is_boolean(shown)) {
         printf("%s\n", json_is_true(shown) ? "True" : "False");
+    } else if (text && json_is_array(shown) && !json_array_size(shown)) {
+        /* an empty list prints nothing */
     } else if (text && json_is_array(shown)) {
         /* a list of scalars prints tab-separated, as the AWS CLI does */
         size_t i;
@@ -73,6 +105,7 @@ int cli_print_json(json_t *root, const char *query, const char *output, const ch
         json_dumpf(shown, stdout, JSON_INDENT(4) | JSON_ENCODE_ANY);
         printf("\n");
     }
+    json_decref(proj);
     if (fflush(stdout)) {
         fprintf(stderr, "%s: writing the output: %s\n", who, strerror(errno));
         return 1;

@@ -645,6 +645,8 @@ int vol_attach_run(const vol_attach_opts *o, vol_err *e)
     }
     EFS_INFO("volume %s detached", o->volume_id);
     fuse_session_unmount(se);
+    if (!o->mountpoint)
+        (void)rmdir(mnt); /* the default mount point (run/VOL.mnt) goes with the attachment */
 fail_signals:
     fuse_remove_signal_handlers(se);
 fail:
