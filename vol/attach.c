@@ -596,6 +596,21 @@ int vol_attach_run(const vol_attach_opts *o, vol_err *e)
     }
     kmsc_secret_free(dk);
     dk = NULL;
+    {
+        /* "clean:VOL" is 0 while attached and 1 after the last flush: 0 at attach means the last daemon died */
+        vol_catalog *cat = vol_store_catalog(st);
+        char key[64], *was = NULL;
+        snprintf(key, sizeof key, "clean:%s", o->volume_id);
+        if (cat->ops->setting_get(cat, key, &was) == 0 && !strcmp(was, "0")) {
+            EFS_WARN("volume %s: the last attach ended without its final flush", o->volume_id);
+            vol_dev_set_unclean(a.dev);
+        }
+        free(was);
+        if (cat->ops->setting_set(cat, key, "0")) {
+            fprintf(stderr, "envelopefs volume attach: cannot write the catalog\n");
+            goto fail;
+        }
+    }
     if ((a.ctl_fd = ctl_listen(sock)) < 0 || pipe2(a.stop_pipe, O_CLOEXEC)) {
         fprintf(stderr, "envelopefs volume attach: cannot listen on %s\n", sock);
         goto fail;
@@ -642,6 +657,11 @@ int vol_attach_run(const vol_attach_opts *o, vol_err *e)
     if (vol_dev_flush(a.dev)) {
         EFS_ERROR("volume %s: the last flush failed", o->volume_id);
         rc = 1;
+    } else {
+        char key[64];
+        snprintf(key, sizeof key, "clean:%s", o->volume_id);
+        if (vol_store_catalog(st)->ops->setting_set(vol_store_catalog(st), key, "1"))
+            EFS_WARN("volume %s: cannot record the clean detach", o->volume_id);
     }
     EFS_INFO("volume %s detached", o->volume_id);
     fuse_session_unmount(se);

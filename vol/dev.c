@@ -27,6 +27,7 @@ struct blk {
     uint64_t seals;
     int64_t refs;              /* as loaded; >1: shared with a snapshot or a restored volume */
     bool shared, dirty, fresh; /* fresh: gen has no catalog row yet */
+    bool ours;                 /* gen was made by this device (this session) */
     uint32_t ctr[VOL_SECTORS]; /* each sector's newest write counter */
 };
 
@@ -39,6 +40,7 @@ struct vol_dev {
     uint8_t *dk;               /* 32 bytes, locked memory */
     uint64_t size;
     uint64_t seal_limit;
+    bool unclean;              /* the last session died: its keys' seal counts are not exact */
     struct blk **buckets;
     size_t nbuckets, nblks;
     struct blk **dirty;
@@ -241,7 +243,7 @@ static int copy_up(vol_dev *d, struct blk *b, const bool *covered)
     if (rc)
         goto out;
     b->gen = gen;
-    b->fresh = true;
+    b->fresh = b->ours = true;
     b->shared = false;
     b->refs = 1;
     b->seals = 0;
@@ -277,14 +279,16 @@ static int write_block(vol_dev *d, uint64_t block, unsigned off, const uint8_t *
         if ((rc = start_chunk(d, block, &gen)))
             return rc;
         b->gen = gen;
-        b->fresh = true;
+        b->fresh = b->ours = true;
         b->shared = false;
         b->refs = 1;
         b->seals = 0;
         memset(b->ctr, 0, sizeof b->ctr);
         if ((rc = mark_dirty(d, b)))
             return rc;
-    } else if (b->shared || b->seals + ns > d->seal_limit) {
+    } else if (b->shared || b->seals + ns > d->seal_limit || (d->unclean && !b->ours)) {
+        /* shared: copy on write. The seal limit, or a key the dead last session may have used beyond its
+         * recorded count: a fresh generation, so no key ever seals more than the limit (docs/DESIGN.md). */
         if ((rc = copy_up(d, b, covered)))
             return rc;
     }
@@ -492,6 +496,7 @@ int vol_dev_snapshot(vol_dev *d, const char *description, const char *tags, vol_
 }
 
 void vol_dev_set_seal_limit(vol_dev *d, uint64_t limit) { d->seal_limit = limit; }
+void vol_dev_set_unclean(vol_dev *d) { d->unclean = true; }
 uint64_t vol_dev_size(const vol_dev *d) { return d->size; }
 
 int vol_dev_open(vol_catalog *cat, vol_chunkstore *cs, const vol_volume *v, const uint8_t dk[32], vol_dev **out)

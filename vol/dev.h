@@ -38,6 +38,9 @@ int vol_dev_snapshot(vol_dev *d, const char *description, const char *tags, vol_
                      vol_err *e) __attribute__((warn_unused_result));
 /* Test hook: the seal count after which a chunk moves to a fresh generation (default VOL_SEAL_LIMIT). */
 void vol_dev_set_seal_limit(vol_dev *d, uint64_t limit);
+/* The previous session of this volume ended without its last flush (a daemon killed): the first write to
+ * each chunk it may have written moves the chunk to a fresh generation (its key's seal count is not exact). */
+void vol_dev_set_unclean(vol_dev *d);
 
 /* Verify every sector of every chunk that owner's block map names (a volume or a snapshot), printing
  * one line per damaged block to out. 0 all well, 1 damage found, -errno could not run. */

@@ -257,11 +257,29 @@ static void test_dev(const char *dir)
     CHECK(vol_sweep(st, &freed) == 0 && freed == 1);
     CHECK(vol_dev_open(cat, cs, &v, dk, &d) == 0);
     CHECK(vol_dev_read(d, b, 3 * VOL_BLOCK_SIZE, 0) == 0 && !memcmp(a, b, 3 * VOL_BLOCK_SIZE));
+    {
+        /* after an unclean end, the first write to a chunk moves it to a new generation (a new key) */
+        uint64_t g0 = 0, g1 = 0, g2 = 0;
+        vol_dev_set_unclean(d);
+        CHECK(cat->ops->map_get(cat, v.id, 0, &g0) == 0);
+        CHECK(vol_dev_write(d, a, 4096, 0) == 0 && vol_dev_flush(d) == 0);
+        CHECK(cat->ops->map_get(cat, v.id, 0, &g1) == 0 && g1 != g0);
+        CHECK(vol_dev_write(d, a, 4096, 0) == 0 && vol_dev_flush(d) == 0);
+        CHECK(cat->ops->map_get(cat, v.id, 0, &g2) == 0 && g2 == g1); /* once per chunk */
+        CHECK(vol_dev_read(d, b, 3 * VOL_BLOCK_SIZE, 0) == 0 && !memcmp(a, b, 3 * VOL_BLOCK_SIZE));
+    }
     /* the seal limit moves a chunk to a new generation (and key) */
     vol_dev_set_seal_limit(d, 200);
-    for (int i = 0; i < 3; i++)
-        CHECK(vol_dev_write(d, a, 100 * 4096, 0) == 0);
-    CHECK(vol_dev_flush(d) == 0);
+    {
+        uint64_t g0 = 0, g1 = 0;
+        CHECK(cat->ops->map_get(cat, v.id, 0, &g0) == 0);
+        for (int i = 0; i < 3; i++)
+            CHECK(vol_dev_write(d, a, 100 * 4096, 0) == 0);
+        CHECK(vol_dev_flush(d) == 0);
+        CHECK(cat->ops->map_get(cat, v.id, 0, &g1) == 0 && g1 != g0);
+        vol_chunk k;
+        CHECK(cat->ops->chunk_get(cat, g1, &k) == 0 && k.seals <= 200);
+    }
     CHECK(vol_dev_read(d, b, 3 * VOL_BLOCK_SIZE, 0) == 0 && !memcmp(a, b, 3 * VOL_BLOCK_SIZE));
     CHECK(vol_check(cat, cs, v.id, v.lineage, dk, stdout) == 0);
     vol_dev_free(d);
