@@ -16,20 +16,17 @@ int cli_vol_parse(int argc, char **argv, const char *who, cli_vol *g)
     g->output = "json";
     if (!(g->rest = calloc((size_t)argc + 1, sizeof *g->rest)))
         return 1;
+    {
+        const char *bad = cli_take_kms_options(&argc, argv, &g->k);
+        if (bad) {
+            fprintf(stderr, "%s: %s needs a value\n", who, bad);
+            return CLI_EXIT_USAGE;
+        }
+    }
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char **slot = NULL;
-        if (!strcmp(a, "--store"))
-            slot = &g->k.store;
-        else if (!strcmp(a, "--endpoint-url") || !strcmp(a, "--kms"))
-            slot = &g->k.url;
-        else if (!strcmp(a, "--root-key-file"))
-            slot = &g->k.root_key_file;
-        else if (!strcmp(a, "--passphrase-file"))
-            slot = &g->k.passphrase_file;
-        else if (!strcmp(a, "--region"))
-            slot = &g->k.region;
-        else if (!strcmp(a, "--volume-store"))
+        if (!strcmp(a, "--volume-store"))
             slot = &g->volume_store;
         else if (!strcmp(a, "--query"))
             slot = &g->query;

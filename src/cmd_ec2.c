@@ -18,7 +18,7 @@
 #include "cli_aws.h"
 #include "cli_vol.h"
 #include "commands.h"
-#include "jsonwipe.h"
+#include "common/jsonwipe.h"
 
 #define WHO "envelopefs ec2"
 
@@ -550,7 +550,7 @@ int cmd_ec2(int argc, char **argv)
     struct args a;
     const char *verb;
     int rc = cli_vol_parse(argc, argv, WHO, &g);
-    kmsc_json_wipe_on_free();
+    efs_json_wipe_on_free();
     if (rc)
         goto out;
     if (!g.nrest || !strcmp(g.rest[0], "help") || !strcmp(g.rest[0], "--help")) {

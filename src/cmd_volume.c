@@ -17,7 +17,7 @@
 #include "cli_vol.h"
 #include "commands.h"
 #include "dev.h"
-#include "jsonwipe.h"
+#include "common/jsonwipe.h"
 
 #define WHO "envelopefs volume"
 
@@ -168,7 +168,7 @@ int cmd_volume(int argc, char **argv)
 {
     cli_vol g;
     int rc = cli_vol_parse(argc, argv, WHO, &g);
-    kmsc_json_wipe_on_free();
+    efs_json_wipe_on_free();
     if (rc)
         goto out;
     if (!g.nrest)

@@ -31,8 +31,8 @@
 #include "attach.h"
 #include "ctl.h"
 #include "dev.h"
-#include "envelopefs/daemon.h"
-#include "envelopefs/log.h"
+#include "common/daemon.h"
+#include "common/log.h"
 #include "loop.h"
 #include "store.h"
 

@@ -15,7 +15,7 @@
 #include <sqlite3.h>
 
 #include "catalog.h"
-#include "envelopefs/log.h"
+#include "common/log.h"
 
 struct sqc {
     vol_catalog base;

@@ -15,7 +15,7 @@
 #include <sodium.h>
 
 #include "dev.h"
-#include "envelopefs/log.h"
+#include "common/log.h"
 #include "sector.h"
 #include "store.h"
 

@@ -18,7 +18,7 @@
 #include <sodium.h>
 
 #include "ctl.h"
-#include "envelopefs/log.h"
+#include "common/log.h"
 #include "store.h"
 
 struct vol_store {
