@@ -473,6 +473,57 @@ static int create_snapshot(cli_vol *g, const struct args *a)
     return rc;
 }
 
+/* Is region the region of the source snapshot's key (this store's region)? Unknown snapshots pass (the
+ * copy reports them). */
+static bool same_region(vol_store *st, const char *snap_id, const char *region)
+{
+    vol_snapshot s;
+    json_t *j;
+    const char *arn, *p;
+    bool same = true;
+    if (vol_store_catalog(st)->ops->snapshot_get(vol_store_catalog(st), snap_id, &s))
+        return true;
+    j = cli_snapshot_json(st, &s);
+    arn = json_string_value(json_object_get(j, "KmsKeyId"));
+    /* arn:aws:kms:REGION:ACCOUNT:key/ID */
+    if (arn && (p = strchr(arn, ':')) && (p = strchr(p + 1, ':')) && (p = strchr(p + 1, ':')))
+        same = strncmp(p + 1, region, strlen(region)) == 0 && p[1 + strlen(region)] == ':';
+    json_decref(j);
+    vol_snapshot_clear(&s);
+    return same;
+}
+
+/* copy-snapshot --source-snapshot-id S [--source-region R] [--encrypted] [--kms-key-id K] [--description D] */
+static int copy_snapshot(cli_vol *g, const struct args *a)
+{
+    const char *src, *region, *key, *desc;
+    vol_store *st;
+    vol_snapshot s;
+    kmsc *kms;
+    vol_err e = {"", ""};
+    int rc;
+    if ((rc = need1(a, "source-snapshot-id", &src, true)) || (rc = need1(a, "source-region", &region, false)) ||
+        (rc = need1(a, "kms-key-id", &key, false)) || (rc = need1(a, "description", &desc, false)))
+        return rc;
+    if (arg1(a, "no-encrypted"))
+        return cli_service_error("InvalidParameterValue", "CopySnapshot", "Encrypted cannot be false: envelopefs "
+                                 "snapshots are always encrypted");
+    if (!(st = cli_vol_open(g, true, &kms, "CopySnapshot")))
+        return CLI_EXIT_SERVICE;
+    if (region && !same_region(st, src, region)) {
+        rc = cli_service_error("InvalidParameterValue", "CopySnapshot",
+                               "copies from another region (another volume store) are not supported yet");
+    } else if (vol_copy_snapshot(st, src, key, desc, &s, &e)) {
+        rc = cli_service_error(e.code, "CopySnapshot", e.message);
+    } else {
+        rc = print(g, json_pack("{s:s}", "SnapshotId", s.id));
+        vol_snapshot_clear(&s);
+    }
+    vol_store_free(st);
+    kmsc_free(kms);
+    return rc;
+}
+
 static int ebs_defaults(cli_vol *g, const struct args *a, const char *verb)
 {
     vol_store *st;
@@ -524,6 +575,7 @@ static const struct {
     {"create-snapshot", "volume-id description tag-specifications"},
     {"describe-snapshots", "snapshot-ids owner-ids filters max-results next-token"},
     {"delete-snapshot", "snapshot-id"},
+    {"copy-snapshot", "source-snapshot-id source-region kms-key-id encrypted no-encrypted description destination-region"},
     {"enable-ebs-encryption-by-default", ""},
     {"disable-ebs-encryption-by-default", ""},
     {"get-ebs-encryption-by-default", ""},
@@ -581,6 +633,8 @@ int cmd_ec2(int argc, char **argv)
         rc = delete_thing(&g, &a, false);
     else if (!strcmp(verb, "create-snapshot"))
         rc = create_snapshot(&g, &a);
+    else if (!strcmp(verb, "copy-snapshot"))
+        rc = copy_snapshot(&g, &a);
     else
         rc = ebs_defaults(&g, &a, verb);
 out:

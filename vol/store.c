@@ -243,7 +243,7 @@ static int managed_key(vol_store *st, bool create, char **arn, vol_err *e)
 }
 
 /* Resolve a --kms-key-id (id, alias, key ARN, alias ARN) to its key ARN. */
-static int resolve_key(vol_store *st, const char *key_id, char **arn, vol_err *e)
+int vol_resolve_key(vol_store *st, const char *key_id, char **arn, vol_err *e)
 {
     kmsc_error ke;
     kms_err k;
@@ -263,7 +263,7 @@ int vol_default_key(vol_store *st, bool create, char **arn, vol_err *e)
     char *set = NULL;
     int rc;
     if (st->cat->ops->setting_get(st->cat, "default_kms_key_id", &set) == 0 && !is_managed_alias(set)) {
-        rc = resolve_key(st, set, arn, e);
+        rc = vol_resolve_key(st, set, arn, e);
         free(set);
         return rc;
     }
@@ -307,7 +307,7 @@ int vol_default_key_id(vol_store *st, char **out, vol_err *e)
 
 int vol_modify_default_key(vol_store *st, const char *key_id, char **arn, vol_err *e)
 {
-    int rc = resolve_key(st, key_id, arn, e);
+    int rc = vol_resolve_key(st, key_id, arn, e);
     if (rc)
         return rc;
     if (is_managed_alias(key_id)) { /* back to the managed key: record the alias itself */
@@ -351,7 +351,7 @@ int vol_lineage_key(vol_store *st, const vol_lineage *l, kmsc_secret **dk, vol_e
 
 /* ---- volumes ---- */
 
-static int new_lineage(vol_store *st, const char *key_arn, const char *ctx_id, vol_lineage *l, vol_err *e)
+int vol_new_lineage(vol_store *st, const char *key_arn, const char *ctx_id, vol_lineage *l, vol_err *e)
 {
     kms_ectx_pair pair = {"aws:ebs:id", ctx_id};
     kms_ectx ctx = {&pair, 1};
@@ -421,7 +421,7 @@ int vol_create_volume(vol_store *st, const vol_create_args *a, vol_volume *out, 
         if ((rc = vol_lineage_of(st, snap.lineage, &lin, e)))
             goto out;
         if (a->kms_key_id) {
-            if ((rc = resolve_key(st, a->kms_key_id, &arn, e)))
+            if ((rc = vol_resolve_key(st, a->kms_key_id, &arn, e)))
                 goto out;
             if (strcmp(arn, lin.key_arn)) {
                 rc = vol_fail(e, -EOPNOTSUPP, "InvalidParameterCombination",
@@ -438,12 +438,12 @@ int vol_create_volume(vol_store *st, const vol_create_args *a, vol_volume *out, 
         snprintf(out->snapshot_id, sizeof out->snapshot_id, "%s", snap.id);
     } else {
         if (a->kms_key_id)
-            rc = resolve_key(st, a->kms_key_id, &arn, e);
+            rc = vol_resolve_key(st, a->kms_key_id, &arn, e);
         else
             rc = vol_default_key(st, true, &arn, e);
         if (rc)
             goto out;
-        if ((rc = new_lineage(st, arn, out->id, &lin, e)))
+        if ((rc = vol_new_lineage(st, arn, out->id, &lin, e)))
             goto out;
         snprintf(out->lineage, sizeof out->lineage, "%s", lin.id);
     }

@@ -71,6 +71,16 @@ int vol_store_lock_shared(vol_store *st) __attribute__((warn_unused_result));
  * attached; returns 0 and does nothing otherwise). *freed (may be NULL): files removed. */
 int vol_sweep(vol_store *st, int *freed) __attribute__((warn_unused_result));
 
+/* copy-snapshot: kms_key_id NULL or the source's key → shares the chunks; another key → a full copy
+ * re-encrypted under a new data key (context {"aws:ebs:id": the new snapshot}). Atomic (see copy.c). */
+int vol_copy_snapshot(vol_store *st, const char *src_id, const char *kms_key_id, const char *description,
+                      vol_snapshot *out, vol_err *e) __attribute__((warn_unused_result));
+/* Resolve a key id (id, alias, ARN; alias/aws/ebs included) to its ARN. */
+int vol_resolve_key(vol_store *st, const char *key_id, char **arn, vol_err *e) __attribute__((warn_unused_result));
+/* A new lineage: a data key from key_arn with context {"aws:ebs:id": ctx_id} (not yet recorded). */
+int vol_new_lineage(vol_store *st, const char *key_arn, const char *ctx_id, vol_lineage *l, vol_err *e)
+    __attribute__((warn_unused_result));
+
 /* Map a kmsclient error to the EC2 code "KMS.<Name>" with its message. */
 int vol_kms_fail(vol_err *e, kms_err code, const kmsc_error *ke);
 

@@ -181,6 +181,38 @@ for i in $(seq 100); do kill -0 "$PID" 2>/dev/null || break; sleep 0.05; done
 cmp <(dd if="$IMG" bs=64k skip=40 count=8 status=none) "$T/synced" || fail "an fsync'd write was lost"
 "$B" volume detach "$W"
 
+# --- at most 5 pending snapshots per volume (pending rows made by hand: ours complete at once)
+python3 - "$VS" "$V" <<'PY'
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1] + "/catalog.db")
+for i in range(5):
+    db.execute("INSERT INTO snapshots VALUES (?, ?, 2, (SELECT lineage FROM volumes WHERE id=?), 'pending', NULL, 0, 0, NULL)",
+               ("snap-%017x" % i, sys.argv[2], sys.argv[2]))
+db.commit()
+PY
+expect_err ConcurrentSnapshotLimitExceeded "$B" ec2 create-snapshot --volume-id "$V"
+for i in 0 1 2 3 4; do "$B" ec2 delete-snapshot --snapshot-id "$(printf 'snap-%017x' $i)"; done
+
+# --- copy-snapshot: the same key shares every chunk; another key makes a full copy that outlives the source key
+nfiles() { find "$VS/chunks" -type f | wc -l; }
+n0=$(nfiles)
+C0=$(q copy-snapshot --source-snapshot-id "$S3" --source-region us-east-1 --description same --query SnapshotId)
+[ "$(nfiles)" = "$n0" ] || fail "a same-key copy copied data"
+[ "$(q describe-snapshots --snapshot-ids "$C0" --query 'Snapshots[0].DataEncryptionKeyId')" = "$DEK3" ] || fail "same-key copy's data key"
+expect_err InvalidParameterValue "$B" ec2 copy-snapshot --source-snapshot-id "$S3" --source-region eu-west-9
+expect_err InvalidSnapshot.NotFound "$B" ec2 copy-snapshot --source-snapshot-id snap-0123456789abcdef0
+K2=$("$B" kms create-key --description copy --query KeyMetadata.Arn --output text)
+C2=$(q copy-snapshot --source-snapshot-id "$S3" --encrypted --kms-key-id "$K2" --description copied --query SnapshotId)
+[ "$(nfiles)" -gt "$n0" ] || fail "a copy under another key copied nothing"
+[ "$(q describe-snapshots --snapshot-ids "$C2" --query 'Snapshots[0].KmsKeyId')" = "$K2" ] || fail "the copy's key"
+[ "$(q describe-snapshots --snapshot-ids "$C2" --query 'Snapshots[0].DataEncryptionKeyId')" != "$DEK3" ] || fail "the copy's data key"
+"$B" volume fsck "$C2" >/dev/null || fail "fsck of the copy"
+"$B" kms disable-key --key-id "$KEYARN"
+restore_check "$C2" "$T/sums3" >/dev/null
+expect_err KMS.DisabledException "$B" ec2 create-volume --snapshot-id "$S3"
+expect_err KMS.DisabledException "$B" ec2 copy-snapshot --source-snapshot-id "$S3" --kms-key-id "$K2"
+"$B" kms enable-key --key-id "$KEYARN"
+
 # --- a snapshot of a deleted volume; a disabled key refuses create, restore and attach
 "$B" ec2 delete-volume --volume-id "$W"
 expect_err InvalidVolume.NotFound "$B" ec2 create-snapshot --volume-id "$W"
