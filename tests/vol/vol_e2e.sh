@@ -96,6 +96,13 @@ S3=$(freeze_snap "$T/m" "$V" third)
 DEK1=$(q describe-snapshots --snapshot-ids "$S1" --query 'Snapshots[0].DataEncryptionKeyId')
 DEK3=$(q describe-snapshots --snapshot-ids "$S3" --query 'Snapshots[0].DataEncryptionKeyId')
 [ "$DEK1" = "$DEK3" ] || fail "one lineage, one data key id"
+# a snapshot while a write storm runs inside the mounted ext4, not frozen: crash-consistent
+( i=0; while [ -e "$T/storm.on" ]; do head -c 64k /dev/urandom > "$T/m/storm.$((i % 40))"; i=$((i + 1)); done ) &
+STORM=$!
+touch "$T/storm.on"; sleep 1
+SW=$(q create-snapshot --volume-id "$V" --description storm --query SnapshotId)
+sleep 0.5; rm -f "$T/storm.on"; wait "$STORM" || true
+rm -f "$T"/m/storm.*; sync
 umount "$T/m"
 "$B" volume detach "$V"
 [ "$(q describe-volumes --volume-ids "$V" --query 'Volumes[0].State')" = available ] || fail "detached volume not available"
@@ -117,6 +124,15 @@ W1=$(restore_check "$S1" "$T/sums1")
 restore_check "$S2" "$T/sums2" >/dev/null
 restore_check "$S3" "$T/sums3" >/dev/null
 expect_err InvalidParameterValue "$B" ec2 create-volume --snapshot-id "$S1" --size 1   # smaller than the snapshot
+# the storm's snapshot: e2fsck accepts it (journal replay allowed), the files before the storm are intact
+WS=$(q create-volume --snapshot-id "$SW" --query VolumeId)
+DS=$(attach_loop "$WS")
+rc=0; e2fsck -fy "$DS" >"$T/fsck.out" 2>&1 || rc=$?
+[ "$rc" -lt 4 ] || { cat "$T/fsck.out"; fail "e2fsck could not repair the storm snapshot (exit $rc)"; }
+e2fsck -fn "$DS" >"$T/fsck.out" 2>&1 || { cat "$T/fsck.out"; fail "the storm snapshot is not clean after journal replay"; }
+mkdir -p "$T/mr"; mount -o ro "$DS" "$T/mr"
+sums "$T/mr" | grep -v '/storm\.' | diff - "$T/sums3" || fail "files of the storm snapshot"
+umount "$T/mr"; "$B" volume detach "$WS"; "$B" ec2 delete-volume --volume-id "$WS"
 
 # delete the middle snapshot: the others still restore, the store shrinks
 for w in $(q describe-volumes --filters Name=snapshot-id,Values="$S2" --query 'Volumes[*].VolumeId'); do "$B" ec2 delete-volume --volume-id "$w"; done
