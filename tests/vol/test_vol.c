@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -298,6 +299,99 @@ static void test_dev(const char *dir)
     free(b);
 }
 
+static int64_t fake_now;
+static int64_t fake_clock(void *arg) { return fake_now ? fake_now : (int64_t)time(NULL); }
+
+/* Keys through a real (embedded) key service: a disabled or deleted key refuses; once the deletion
+ * window has passed the volume and its snapshot are unreadable for good (crypto-shredding). */
+static void test_keys(const char *dir)
+{
+    char ks[512], vs[512], pw[512], *msg = NULL, *resp = NULL, req[256];
+    size_t resp_len = 0;
+    kms_store_opts so = {0};
+    kmsc_opts ko = {0};
+    kmsc *kms = NULL;
+    kmsc_error ke;
+    vol_store *st;
+    vol_volume v, w;
+    vol_snapshot snap;
+    vol_lineage lin;
+    vol_err e;
+    kmsc_secret *dk = NULL;
+    vol_create_args ca = {0};
+    char arn[256] = "", url[600];
+    snprintf(ks, sizeof ks, "%s/keystore", dir);
+    snprintf(vs, sizeof vs, "%s/volumes", dir);
+    snprintf(pw, sizeof pw, "%s/pw", dir);
+    {
+        FILE *f = fopen(pw, "w");
+        fputs("test passphrase\n", f);
+        fclose(f);
+    }
+    so.store_dir = ks;
+    so.passphrase_file = pw;
+    CHECK(kms_store_init(&so, &msg) == KMS_OK);
+    free(msg);
+    snprintf(url, sizeof url, "local:%s", ks);
+    ko.url = url;
+    ko.passphrase_file = pw;
+    CHECK(kmsc_new(&ko, &kms, &msg) == KMS_OK);
+    free(msg);
+    if (!kms)
+        return;
+    kms_core_set_clock(kmsc_embedded_core(kms), fake_clock, NULL);
+    CHECK(kmsc_call(kms, "CreateKey", "{}", 2, &resp, &resp_len, &ke) == KMS_OK);
+    {
+        const char *p = resp ? strstr(resp, "\"Arn\":") : NULL;
+        if (p)
+            sscanf(p, "\"Arn\":%*[ \"]%255[^\"]", arn);
+    }
+    kmsc_response_free(resp, resp_len);
+    CHECK(!strncmp(arn, "arn:aws:kms:", 12));
+    CHECK(vol_store_open(vs, kms, &st, NULL) == 0);
+    ca.size_gib = 1;
+    ca.kms_key_id = arn;
+    CHECK(vol_create_volume(st, &ca, &v, &e) == 0);
+    CHECK(vol_lineage_of(st, v.lineage, &lin, NULL) == 0 && !strcmp(lin.key_arn, arn) && !strcmp(lin.ctx_id, v.id));
+    CHECK(vol_lineage_key(st, &lin, &dk, &e) == 0);
+    {
+        vol_dev *d;
+        CHECK(dk && vol_dev_open(vol_store_catalog(st), vol_store_chunks(st), &v, dk->data, &d) == 0);
+        CHECK(vol_dev_write(d, "secret", 6, 4096) == 0 && vol_dev_flush(d) == 0);
+        vol_dev_free(d);
+    }
+    kmsc_secret_free(dk);
+    dk = NULL;
+    CHECK(vol_create_snapshot(st, v.id, "before", NULL, &snap, &e) == 0);
+    /* the context binds the data key to the volume it was made for */
+    {
+        vol_lineage other = lin;
+        snprintf(other.ctx_id, sizeof other.ctx_id, "vol-00000000000000000");
+        CHECK(vol_lineage_key(st, &other, &dk, &e) < 0 && !strcmp(e.code, "KMS.InvalidCiphertextException"));
+    }
+    snprintf(req, sizeof req, "{\"KeyId\":\"%s\"}", arn);
+    CHECK(kmsc_call(kms, "DisableKey", req, strlen(req), &resp, &resp_len, &ke) == KMS_OK);
+    kmsc_response_free(resp, resp_len);
+    ca.size_gib = 1;
+    CHECK(vol_create_volume(st, &ca, &w, &e) < 0 && !strcmp(e.code, "KMS.DisabledException"));
+    ca.snapshot_id = snap.id;
+    ca.kms_key_id = NULL;
+    CHECK(vol_create_volume(st, &ca, &w, &e) < 0 && !strcmp(e.code, "KMS.DisabledException"));
+    CHECK(vol_lineage_key(st, &lin, &dk, &e) < 0);
+    snprintf(req, sizeof req, "{\"KeyId\":\"%s\",\"PendingWindowInDays\":7}", arn);
+    CHECK(kmsc_call(kms, "ScheduleKeyDeletion", req, strlen(req), &resp, &resp_len, &ke) == KMS_OK);
+    kmsc_response_free(resp, resp_len);
+    CHECK(vol_lineage_key(st, &lin, &dk, &e) < 0 && !strcmp(e.code, "KMS.KMSInvalidStateException"));
+    fake_now = time(NULL) + 8 * 86400; /* the window has passed: the key material is destroyed */
+    CHECK(vol_lineage_key(st, &lin, &dk, &e) < 0 && !strcmp(e.code, "KMS.NotFoundException"));
+    CHECK(vol_create_volume(st, &ca, &w, &e) < 0 && !strncmp(e.code, "KMS.", 4));
+    vol_lineage_clear(&lin);
+    vol_volume_clear(&v);
+    vol_snapshot_clear(&snap);
+    vol_store_free(st);
+    kmsc_free(kms);
+}
+
 int main(void)
 {
     char dir[] = "/tmp/test_vol.XXXXXX", cmd[64];
@@ -307,6 +401,7 @@ int main(void)
     test_catalog(dir);
     test_chunkstore(dir);
     test_dev(dir);
+    test_keys(dir);
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd))
         fprintf(stderr, "cannot remove %s\n", dir);
