@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "attach.h"
 #include "cli_aws.h"
 #include "cli_vol.h"
@@ -29,6 +31,16 @@ static int usage(FILE *f, int rc)
                "       envelopefs volume sweep\n"
                "global options as for `envelopefs ec2` (--store, --volume-store, --kms, --root-key-file, ...)\n");
     return rc;
+}
+
+static void print_attachment(void *arg, const char *text)
+{
+    const cli_vol *g = arg;
+    json_t *j = json_loads(text, 0, NULL);
+    if (j) {
+        (void)cli_print_json(j, g->query, g->output, WHO);
+        json_decref(j);
+    }
 }
 
 static int attach(cli_vol *g)
@@ -68,6 +80,8 @@ static int attach(cli_vol *g)
     o.store_dir = dir;
     o.open_kms = cli_vol_open_kms;
     o.open_kms_arg = g;
+    o.print = print_attachment;
+    o.print_arg = g;
     rc = vol_attach_run(&o, &e);
     free(dir);
     if (rc)

@@ -641,7 +641,10 @@ int vol_attach_run(const vol_attach_opts *o, vol_err *e)
         char *t = j ? json_dumps(j, JSON_INDENT(4)) : NULL;
         if (t) {
             (void)write_file(info, t);
-            printf("%s\n", t);
+            if (o->print)
+                o->print(o->print_arg, t);
+            else
+                printf("%s\n", t);
             fflush(stdout);
         }
         free(t);

@@ -21,6 +21,10 @@ typedef struct vol_attach_opts {
     /* Opens the key service (called before the fork to check, and again in the daemon). */
     kmsc *(*open_kms)(void *arg);
     void *open_kms_arg;
+    /* Prints the attachment (a JSON object) where the user is, before the daemon detaches from the
+     * terminal; NULL: printed as indented JSON. */
+    void (*print)(void *arg, const char *json);
+    void *print_arg;
 } vol_attach_opts;
 
 /* Before the daemon starts, failures return -errno with e filled (nothing changed). Once started the

@@ -26,6 +26,7 @@ struct fcs {
         uint64_t gen;
         int fd;
         uint64_t used;
+        bool created;  /* made by this store and its name not yet synced */
     } fds[FD_CACHE];
     uint64_t tick;
 };
@@ -42,6 +43,7 @@ char *vol_chunkstore_file_path(const char *dir, uint64_t gen)
 static int get_fd(struct fcs *s, uint64_t gen, bool create)
 {
     int fd = -1, slot = 0;
+    bool made = false;
     char *path;
     pthread_mutex_lock(&s->lock);
     for (int i = 0; i < FD_CACHE; i++) {
@@ -59,9 +61,10 @@ static int get_fd(struct fcs *s, uint64_t gen, bool create)
         pthread_mutex_unlock(&s->lock);
         return -ENOMEM;
     }
-    fd = open(path, O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0), 0600);
+    fd = open(path, O_RDWR | O_CLOEXEC);
     if (fd < 0 && errno == ENOENT && create) {
         char *slash = strrchr(path, '/');
+        made = true;
         *slash = 0;
         if (mkdir(path, 0700) && errno != EEXIST) {
             fd = -errno;
@@ -83,6 +86,7 @@ static int get_fd(struct fcs *s, uint64_t gen, bool create)
     s->fds[slot].fd = fd;
     s->fds[slot].gen = gen;
     s->fds[slot].used = ++s->tick;
+    s->fds[slot].created = made;
     fd = dup(fd);
     pthread_mutex_unlock(&s->lock);
     return fd < 0 ? -errno : fd;
@@ -156,7 +160,18 @@ static int f_sync(vol_chunkstore *cs, uint64_t gen)
     close(fd);
     if (rc)
         return rc;
-    /* the file's name (and its directory's) must be durable too */
+    /* A file this store created must have a durable name (and its directory too); one found in the cache
+     * as not created here already had one. Evicted from the cache: sync the names anyway. */
+    {
+        bool known_old = false;
+        pthread_mutex_lock(&s->lock);
+        for (int i = 0; i < FD_CACHE; i++)
+            if (s->fds[i].fd >= 0 && s->fds[i].gen == gen)
+                known_old = !s->fds[i].created;
+        pthread_mutex_unlock(&s->lock);
+        if (known_old)
+            return 0;
+    }
     if (!(path = vol_chunkstore_file_path(s->dir, gen)))
         return -ENOMEM;
     slash = strrchr(path, '/');
@@ -165,6 +180,13 @@ static int f_sync(vol_chunkstore *cs, uint64_t gen)
     if (!rc)
         rc = sync_dir(s->dir);
     free(path);
+    if (!rc) {
+        pthread_mutex_lock(&s->lock);
+        for (int i = 0; i < FD_CACHE; i++)
+            if (s->fds[i].fd >= 0 && s->fds[i].gen == gen)
+                s->fds[i].created = false;
+        pthread_mutex_unlock(&s->lock);
+    }
     return rc;
 }
 

@@ -30,7 +30,7 @@ expect_err() { # expect_err CODE CMD...: fails with exit 254 and the EC2 code
   case $out in *"An error occurred ($code)"*) ;; *) fail "expected $code from $*, got: $out";; esac
 }
 device() { q describe-volumes --volume-ids "$1" --query 'Volumes[0].Attachments[0].Device'; }
-attach_loop() { "$B" volume attach "$1" --loop >/dev/null; device "$1"; }
+attach_loop() { "$B" volume attach "$1" --loop --query Device --output text; }
 sums() { (cd "$1" && find . -type f ! -path './lost+found*' -print0 | sort -z | xargs -0 sha256sum); }
 freeze_snap() { # freeze_snap MNT VOL DESC → snapshot id (ext4 clean at the snapshot, as EBS advises)
   fsfreeze -f "$1"; local s; s=$(q create-snapshot --volume-id "$2" --description "$3" --query SnapshotId) || { fsfreeze -u "$1"; exit 1; }
@@ -72,6 +72,7 @@ case $(q get-ebs-default-kms-key-id --query KmsKeyId) in arn:aws:kms:*:alias/aws
 # --- attach, ext4, files, three snapshots
 D=$(attach_loop "$V")
 [[ $D == /dev/loop* ]] || fail "no loop device: $D"
+[ "$(device "$V")" = "$D" ] || fail "describe-volumes does not show the attachment's device"
 [ "$(q describe-volumes --volume-ids "$V" --query 'Volumes[0].State')" = in-use ] || fail "not in-use"
 expect_err VolumeInUse "$B" volume attach "$V"
 expect_err VolumeInUse "$B" ec2 delete-volume --volume-id "$V"
