@@ -3,6 +3,7 @@
  */
 #include "cli_vol.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -168,3 +169,84 @@ json_t *cli_snapshot_json(vol_store *st, const vol_snapshot *s)
         json_object_del(o, "Tags");
     return o;
 }
+
+int cli_vol_usage_verr(const char *who, const char *fmt, va_list ap)
+{
+    fprintf(stderr, "%s: ", who);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n(see `%s help`)\n", who);
+    return CLI_EXIT_USAGE;
+}
+__attribute__((format(printf, 2, 3))) static int usage_error(const char *who, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    cli_vol_usage_verr(who, fmt, ap);
+    va_end(ap);
+    return CLI_EXIT_USAGE;
+}
+
+/* allowed: space-separated flag names without "--" */
+int cli_args_parse(const char *who, char **rest, int n, const char *verb, const char *allowed, struct cli_args *a)
+{
+    memset(a, 0, sizeof *a);
+    for (int i = 0; i < n; i++) {
+        const char *f = rest[i];
+        const char *p;
+        size_t fl;
+        if (strncmp(f, "--", 2))
+            return usage_error(who, "unexpected argument %s", f);
+        fl = strlen(f + 2);
+        for (p = allowed; (p = strstr(p, f + 2)); p += fl)
+            if ((p == allowed || p[-1] == ' ') && (p[fl] == ' ' || !p[fl]))
+                break;
+        if (!p)
+            return usage_error(who, "unknown option %s for %s", f, verb);
+        if (a->n == 32)
+            return usage_error(who, "too many options");
+        a->name[a->n] = f + 2;
+        a->val[a->n] = rest + i + 1;
+        while (i + 1 < n && strncmp(rest[i + 1], "--", 2))
+            a->nval[a->n]++, i++;
+        a->n++;
+    }
+    return 0;
+}
+
+const char *cli_arg1(const struct cli_args *a, const char *name)
+{
+    for (int i = 0; i < a->n; i++)
+        if (!strcmp(a->name[i], name))
+            return a->nval[i] ? a->val[i][0] : "";
+    return NULL;
+}
+int cli_argv_of(const struct cli_args *a, const char *name, char ***v)
+{
+    for (int i = 0; i < a->n; i++)
+        if (!strcmp(a->name[i], name)) {
+            *v = a->val[i];
+            return a->nval[i];
+        }
+    *v = NULL;
+    return 0;
+}
+
+/* "--x" given with exactly one value; prints the usage error. */
+int cli_need1(const char *who, const struct cli_args *a, const char *name, const char **out, bool required)
+{
+    char **v;
+    int n = cli_argv_of(a, name, &v);
+    *out = NULL;
+    if (!n && !cli_arg1(a, name)) {
+        if (required) {
+            fprintf(stderr, "%s: the following arguments are required: --%s\n", who, name);
+            return CLI_EXIT_USAGE;
+        }
+        return 0;
+    }
+    if (n != 1)
+        return usage_error(who, "--%s takes one value", name);
+    *out = v[0];
+    return 0;
+}
+

@@ -6,6 +6,7 @@
 #ifndef ENVELOPEFS_CLI_VOL_H
 #define ENVELOPEFS_CLI_VOL_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 
 #include <jansson.h>
@@ -30,6 +31,23 @@ char *cli_vol_store_dir(const cli_vol *g);
  * with the error printed (as op's error). */
 vol_store *cli_vol_open(const cli_vol *g, bool with_kms, kmsc **kms, const char *op);
 kmsc *cli_vol_open_kms(void *g);
+
+/* A verb's arguments: each --flag with the values up to the next --flag (a bare --flag has none). */
+struct cli_args {
+    const char *name[32];
+    char **val[32];
+    int nval[32];
+    int n;
+};
+/* allowed: space-separated flag names without "--". 0 or an exit status (message printed). */
+int cli_args_parse(const char *who, char **rest, int n, const char *verb, const char *allowed, struct cli_args *a);
+/* The first value of --name ("" for a bare flag), NULL when absent. */
+const char *cli_arg1(const struct cli_args *a, const char *name);
+/* All values of --name (*v borrowed); 0 when absent. */
+int cli_argv_of(const struct cli_args *a, const char *name, char ***v);
+/* --name with exactly one value into *out (NULL when absent and not required); prints usage errors. */
+int cli_need1(const char *who, const struct cli_args *a, const char *name, const char **out, bool required);
+int cli_vol_usage_verr(const char *who, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 
 /* EC2's shapes. */
 json_t *cli_volume_json(vol_store *st, const vol_volume *v);

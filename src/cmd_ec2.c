@@ -22,94 +22,15 @@
 
 #define WHO "envelopefs ec2"
 
-/* A verb's arguments: each --flag with the values up to the next --flag (a bare --flag has none). */
-struct args {
-    const char *name[32];
-    char **val[32];
-    int nval[32];
-    int n;
-};
-
-__attribute__((format(printf, 1, 0))) static int usage_verr(const char *fmt, va_list ap)
-{
-    fprintf(stderr, WHO ": ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n(see `envelopefs ec2 help`)\n");
-    return CLI_EXIT_USAGE;
-}
-__attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...)
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int usage_error(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    usage_verr(fmt, ap);
+    cli_vol_usage_verr(WHO, fmt, ap);
     va_end(ap);
     return CLI_EXIT_USAGE;
 }
-
-/* allowed: space-separated flag names without "--" */
-static int parse_args(char **rest, int n, const char *verb, const char *allowed, struct args *a)
-{
-    memset(a, 0, sizeof *a);
-    for (int i = 0; i < n; i++) {
-        const char *f = rest[i];
-        const char *p;
-        size_t fl;
-        if (strncmp(f, "--", 2))
-            return usage_error("unexpected argument %s", f);
-        fl = strlen(f + 2);
-        for (p = allowed; (p = strstr(p, f + 2)); p += fl)
-            if ((p == allowed || p[-1] == ' ') && (p[fl] == ' ' || !p[fl]))
-                break;
-        if (!p)
-            return usage_error("unknown option %s for %s", f, verb);
-        if (a->n == 32)
-            return usage_error("too many options");
-        a->name[a->n] = f + 2;
-        a->val[a->n] = rest + i + 1;
-        while (i + 1 < n && strncmp(rest[i + 1], "--", 2))
-            a->nval[a->n]++, i++;
-        a->n++;
-    }
-    return 0;
-}
-
-static const char *arg1(const struct args *a, const char *name)
-{
-    for (int i = 0; i < a->n; i++)
-        if (!strcmp(a->name[i], name))
-            return a->nval[i] ? a->val[i][0] : "";
-    return NULL;
-}
-static int argv_of(const struct args *a, const char *name, char ***v)
-{
-    for (int i = 0; i < a->n; i++)
-        if (!strcmp(a->name[i], name)) {
-            *v = a->val[i];
-            return a->nval[i];
-        }
-    *v = NULL;
-    return 0;
-}
-
-/* "--x" given with exactly one value; prints the usage error. */
-static int need1(const struct args *a, const char *name, const char **out, bool required)
-{
-    char **v;
-    int n = argv_of(a, name, &v);
-    *out = NULL;
-    if (!n && !arg1(a, name)) {
-        if (required) {
-            fprintf(stderr, WHO ": the following arguments are required: --%s\n", name);
-            return CLI_EXIT_USAGE;
-        }
-        return 0;
-    }
-    if (n != 1)
-        return usage_error("--%s takes one value", name);
-    *out = v[0];
-    return 0;
-}
-
 /* --tag-specifications: JSON ([{"ResourceType":"volume","Tags":[{"Key":..,"Value":..}]}]) or the
  * shorthand ResourceType=volume,Tags=[{Key=k,Value=v},{Key=k2,Value=v2}]. Returns the tags (a JSON array
  * text, malloc'd) for resource type rtype, "" when none; NULL on a malformed value. */
@@ -201,18 +122,18 @@ static bool parse_u64(const char *s, uint64_t *v)
     return !*end && !errno;
 }
 
-static int create_volume(cli_vol *g, const struct args *a)
+static int create_volume(cli_vol *g, const struct cli_args *a)
 {
     vol_create_args c = {0};
-    const char *size = NULL, *enc = arg1(a, "no-encrypted");
+    const char *size = NULL, *enc = cli_arg1(a, "no-encrypted");
     char **tv, *tags = NULL;
-    int ntv = argv_of(a, "tag-specifications", &tv), rc;
+    int ntv = cli_argv_of(a, "tag-specifications", &tv), rc;
     kmsc *kms;
     vol_store *st;
     vol_volume v;
     vol_err e = {"", ""};
-    if ((rc = need1(a, "size", &size, false)) || (rc = need1(a, "snapshot-id", &c.snapshot_id, false)) ||
-        (rc = need1(a, "kms-key-id", &c.kms_key_id, false)))
+    if ((rc = cli_need1(WHO, a, "size", &size, false)) || (rc = cli_need1(WHO, a, "snapshot-id", &c.snapshot_id, false)) ||
+        (rc = cli_need1(WHO, a, "kms-key-id", &c.kms_key_id, false)))
         return rc;
     if (enc)
         return cli_service_error("InvalidParameterValue", "CreateVolume",
@@ -353,13 +274,13 @@ static int add_snapshot(void *arg, const vol_snapshot *s)
 }
 
 /* describe-volumes / describe-snapshots: ids must exist (else NotFound naming the first missing one). */
-static int describe(cli_vol *g, const struct args *a, bool volumes)
+static int describe(cli_vol *g, const struct cli_args *a, bool volumes)
 {
     const char *op = volumes ? "DescribeVolumes" : "DescribeSnapshots";
     const char *idflag = volumes ? "volume-ids" : "snapshot-ids", *prefix = volumes ? "vol-" : "snap-";
     const char *field = volumes ? "VolumeId" : "SnapshotId";
     char **ids, **fv, **owners;
-    int nids = argv_of(a, idflag, &ids), nfv = argv_of(a, "filters", &fv), nown = argv_of(a, "owner-ids", &owners);
+    int nids = cli_argv_of(a, idflag, &ids), nfv = cli_argv_of(a, "filters", &fv), nown = cli_argv_of(a, "owner-ids", &owners);
     struct filter f[16];
     int nf = parse_filters(fv, nfv, f, 16), rc = 0;
     struct listing l;
@@ -428,13 +349,13 @@ out:
     return rc;
 }
 
-static int delete_thing(cli_vol *g, const struct args *a, bool volume)
+static int delete_thing(cli_vol *g, const struct cli_args *a, bool volume)
 {
     const char *id, *op = volume ? "DeleteVolume" : "DeleteSnapshot";
     vol_store *st;
     kmsc *kms;
     vol_err e = {"", ""};
-    int rc = need1(a, volume ? "volume-id" : "snapshot-id", &id, true);
+    int rc = cli_need1(WHO, a, volume ? "volume-id" : "snapshot-id", &id, true);
     if (rc)
         return rc;
     if (!(st = cli_vol_open(g, false, &kms, op)))
@@ -445,16 +366,16 @@ static int delete_thing(cli_vol *g, const struct args *a, bool volume)
     return rc;
 }
 
-static int create_snapshot(cli_vol *g, const struct args *a)
+static int create_snapshot(cli_vol *g, const struct cli_args *a)
 {
     const char *vid, *desc;
     char **tv, *tags = NULL;
-    int ntv = argv_of(a, "tag-specifications", &tv), rc;
+    int ntv = cli_argv_of(a, "tag-specifications", &tv), rc;
     vol_store *st;
     vol_snapshot s;
     kmsc *kms;
     vol_err e = {"", ""};
-    if ((rc = need1(a, "volume-id", &vid, true)) || (rc = need1(a, "description", &desc, false)))
+    if ((rc = cli_need1(WHO, a, "volume-id", &vid, true)) || (rc = cli_need1(WHO, a, "description", &desc, false)))
         return rc;
     if (ntv && !(tags = tag_spec(tv, ntv, "snapshot")))
         return usage_error("--tag-specifications takes ResourceType=snapshot,Tags=[{Key=k,Value=v}] or JSON");
@@ -494,7 +415,7 @@ static bool same_region(vol_store *st, const char *snap_id, const char *region)
 }
 
 /* copy-snapshot --source-snapshot-id S [--source-region R] [--encrypted] [--kms-key-id K] [--description D] */
-static int copy_snapshot(cli_vol *g, const struct args *a)
+static int copy_snapshot(cli_vol *g, const struct cli_args *a)
 {
     const char *src, *region, *key, *desc;
     vol_store *st;
@@ -502,10 +423,10 @@ static int copy_snapshot(cli_vol *g, const struct args *a)
     kmsc *kms;
     vol_err e = {"", ""};
     int rc;
-    if ((rc = need1(a, "source-snapshot-id", &src, true)) || (rc = need1(a, "source-region", &region, false)) ||
-        (rc = need1(a, "kms-key-id", &key, false)) || (rc = need1(a, "description", &desc, false)))
+    if ((rc = cli_need1(WHO, a, "source-snapshot-id", &src, true)) || (rc = cli_need1(WHO, a, "source-region", &region, false)) ||
+        (rc = cli_need1(WHO, a, "kms-key-id", &key, false)) || (rc = cli_need1(WHO, a, "description", &desc, false)))
         return rc;
-    if (arg1(a, "no-encrypted"))
+    if (cli_arg1(a, "no-encrypted"))
         return cli_service_error("InvalidParameterValue", "CopySnapshot", "Encrypted cannot be false: envelopefs "
                                  "snapshots are always encrypted");
     if (!(st = cli_vol_open(g, true, &kms, "CopySnapshot")))
@@ -524,7 +445,7 @@ static int copy_snapshot(cli_vol *g, const struct args *a)
     return rc;
 }
 
-static int ebs_defaults(cli_vol *g, const struct args *a, const char *verb)
+static int ebs_defaults(cli_vol *g, const struct cli_args *a, const char *verb)
 {
     vol_store *st;
     kmsc *kms;
@@ -545,7 +466,7 @@ static int ebs_defaults(cli_vol *g, const struct args *a, const char *verb)
         const char *key = "alias/aws/ebs";
         bool reset = !strcmp(verb, "reset-ebs-default-kms-key-id");
         const char *op = reset ? "ResetEbsDefaultKmsKeyId" : "ModifyEbsDefaultKmsKeyId";
-        if (!reset && (rc = need1(a, "kms-key-id", &key, true)))
+        if (!reset && (rc = cli_need1(WHO, a, "kms-key-id", &key, true)))
             goto out;
         if (vol_modify_default_key(st, key, &arn, &e)) {
             rc = cli_service_error(e.code, op, e.message);
@@ -599,7 +520,7 @@ static void usage(FILE *f)
 int cmd_ec2(int argc, char **argv)
 {
     cli_vol g;
-    struct args a;
+    struct cli_args a;
     const char *verb;
     int rc = cli_vol_parse(argc, argv, WHO, &g);
     efs_json_wipe_on_free();
@@ -614,7 +535,7 @@ int cmd_ec2(int argc, char **argv)
     rc = -1;
     for (size_t i = 0; i < sizeof VERBS / sizeof VERBS[0]; i++)
         if (!strcmp(verb, VERBS[i].verb))
-            rc = parse_args(g.rest + 1, g.nrest - 1, verb, VERBS[i].flags, &a);
+            rc = cli_args_parse(WHO, g.rest + 1, g.nrest - 1, verb, VERBS[i].flags, &a);
     if (rc < 0) {
         rc = usage_error("unknown operation '%s'", verb);
         goto out;

@@ -64,6 +64,12 @@ typedef struct vol_catalog_ops {
     int (*chunk_ref)(vol_catalog *c, uint64_t gen, int delta, int64_t *refs_after);
     int (*chunk_delete)(vol_catalog *c, uint64_t gen);
     int (*chunk_list)(vol_catalog *c, vol_gen_fn fn, void *arg);
+    /* Blocks put into a pending snapshot through the EBS direct API, with their SHA-256 (for
+     * CompleteSnapshot's count and LINEAR checksum). */
+    int (*put_set)(vol_catalog *c, const char *snapshot, uint64_t block, const uint8_t sha256[32]);
+    int (*put_list)(vol_catalog *c, const char *snapshot, int (*fn)(void *arg, uint64_t block, const uint8_t *sha256),
+                    void *arg);                                           /* ascending blocks */
+    int (*put_drop)(vol_catalog *c, const char *snapshot);
     /* Reserve n fresh generations: [*first, *first + n). Never handed out twice, even across crashes. */
     int (*gen_reserve)(vol_catalog *c, uint64_t n, uint64_t *first);
 } vol_catalog_ops;

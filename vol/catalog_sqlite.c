@@ -36,7 +36,9 @@ static const char SCHEMA[] =
     "  refs INTEGER NOT NULL, seals INTEGER NOT NULL, ctrs BLOB NOT NULL);"
     "CREATE TABLE IF NOT EXISTS maps (owner TEXT NOT NULL, block INTEGER NOT NULL, gen INTEGER NOT NULL,"
     "  PRIMARY KEY (owner, block)) WITHOUT ROWID;"
-    "CREATE INDEX IF NOT EXISTS maps_gen ON maps (gen);";
+    "CREATE INDEX IF NOT EXISTS maps_gen ON maps (gen);"
+    "CREATE TABLE IF NOT EXISTS puts (snapshot TEXT NOT NULL, block INTEGER NOT NULL, sha256 BLOB NOT NULL,"
+    "  PRIMARY KEY (snapshot, block)) WITHOUT ROWID;";
 
 static int db_err(vol_catalog *c, int rc, const char *what)
 {
@@ -562,6 +564,52 @@ static int s_chunk_list(vol_catalog *c, vol_gen_fn fn, void *arg)
     return rc;
 }
 
+static int s_put_set(vol_catalog *c, const char *snapshot, uint64_t block, const uint8_t sha256[32])
+{
+    sqlite3_stmt *st;
+    int rc = prep(c, "INSERT OR REPLACE INTO puts (snapshot, block, sha256) VALUES (?, ?, ?)", &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, snapshot, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (int64_t)block);
+    sqlite3_bind_blob(st, 3, sha256, 32, SQLITE_TRANSIENT);
+    return step_done(c, st, "put");
+}
+
+static int s_put_list(vol_catalog *c, const char *snapshot, int (*fn)(void *, uint64_t, const uint8_t *), void *arg)
+{
+    sqlite3_stmt *st;
+    int rc = prep(c, "SELECT block, sha256 FROM puts WHERE snapshot = ? ORDER BY block", &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, snapshot, -1, SQLITE_STATIC);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int r;
+        if (sqlite3_column_bytes(st, 1) != 32) {
+            sqlite3_finalize(st);
+            return -EIO;
+        }
+        r = fn(arg, (uint64_t)sqlite3_column_int64(st, 0), sqlite3_column_blob(st, 1));
+        if (r) {
+            sqlite3_finalize(st);
+            return r;
+        }
+    }
+    rc = rc == SQLITE_DONE ? 0 : db_err(c, rc, "puts");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int s_put_drop(vol_catalog *c, const char *snapshot)
+{
+    sqlite3_stmt *st;
+    int rc = prep(c, "DELETE FROM puts WHERE snapshot = ?", &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, snapshot, -1, SQLITE_STATIC);
+    return step_done(c, st, "puts");
+}
+
 static int s_gen_reserve(vol_catalog *c, uint64_t n, uint64_t *first)
 {
     sqlite3_stmt *st;
@@ -585,7 +633,8 @@ static const vol_catalog_ops SQLITE_OPS = {
     s_close, s_begin, s_commit, s_rollback, s_setting_get, s_setting_set, s_lineage_put, s_lineage_get,
     s_volume_put, s_volume_get, s_volume_delete, s_volume_list, s_snapshot_put, s_snapshot_get,
     s_snapshot_delete, s_snapshot_list, s_snapshot_pending, s_map_get, s_map_set, s_map_del, s_map_list,
-    s_map_copy, s_map_drop, s_chunk_put, s_chunk_get, s_chunk_ref, s_chunk_delete, s_chunk_list, s_gen_reserve,
+    s_map_copy, s_map_drop, s_chunk_put, s_chunk_get, s_chunk_ref, s_chunk_delete, s_chunk_list, s_put_set,
+    s_put_list, s_put_drop, s_gen_reserve,
 };
 
 int vol_catalog_sqlite_open(const char *path, vol_catalog **out)

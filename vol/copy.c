@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <sodium.h>
 
@@ -96,7 +97,7 @@ int vol_copy_snapshot(vol_store *st, const char *src_id, const char *kms_key_id,
     uint8_t sl[16], dl[16], *buf = NULL, *pt = NULL;
     vol_sealer *sealer = NULL;
     uint64_t first = 0;
-    int rc;
+    int rc, slock = -1;
 
     memset(out, 0, sizeof *out);
     if (!vol_id_valid("snap-", src_id))
@@ -141,6 +142,10 @@ int vol_copy_snapshot(vol_store *st, const char *src_id, const char *kms_key_id,
     snprintf(out->lineage, sizeof out->lineage, "%s", dlin.id);
     if ((rc = cat->ops->map_list(cat, src_id, add_block, &bl)))
         goto dberr;
+    if ((slock = vol_store_lock_shared(st)) < 0) { /* the sweep must not take chunks not yet recorded */
+        rc = vol_fail(e, slock, "InternalError", "cannot lock the volume store");
+        goto out;
+    }
     if (bl.n && (rc = cat->ops->gen_reserve(cat, bl.n, &first)))
         goto dberr;
     if (vol_lineage_bin(slin.id, sl) || vol_lineage_bin(dlin.id, dl) || !(chunks = calloc(bl.n + 1, sizeof *chunks)) ||
@@ -179,6 +184,8 @@ dberr:
     cat->ops->rollback(cat);
     vol_fail(e, rc, "InternalError", "the volume catalog refused the copy: %s", strerror(-rc));
 out:
+    if (slock >= 0)
+        close(slock);
     if (rc)
         vol_snapshot_clear(out);
     kmsc_secret_free(sdk);

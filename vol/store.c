@@ -621,6 +621,8 @@ int vol_delete_snapshot(vol_store *st, const char *id, vol_err *e)
     if ((rc = st->cat->ops->snapshot_get(st->cat, id, &s)))
         return vol_fail(e, rc, "InvalidSnapshot.NotFound", "The snapshot '%s' does not exist.", id);
     vol_snapshot_clear(&s);
+    if (st->cat->ops->put_drop(st->cat, id)) /* a direct-API snapshot deleted while pending */
+        return vol_fail(e, -EIO, "InternalError", "the volume catalog refused the change");
     return drop_owner(st, id, st->cat->ops->snapshot_delete, e);
 }
 
