@@ -95,4 +95,16 @@ cmp <(dd if="$IMG" bs=512k skip=7 count=1 status=none) "$T/blk7" || fail "block 
 cmp <(dd if="$IMG" bs=512k skip=1 count=1 status=none) "$T/zero" || fail "block 1"
 "$B" volume detach "$V"
 "$B" volume fsck "$C" >/dev/null || fail "fsck of the child"
+# snapshot upload / download: an image with holes and a partial last block comes back identical, holes
+# stay holes, all-zero blocks are not stored
+truncate -s 3M "$T/img"
+dd if="$T/blk0" of="$T/img" bs=512k seek=1 conv=notrunc status=none
+head -c 100000 /dev/urandom | dd of="$T/img" bs=1 seek=$((3 * 1024 * 1024)) conv=notrunc status=none   # partial last block
+UP=$("$B" snapshot upload "$T/img" --description image --query SnapshotId --output text)
+[ "$(e list-snapshot-blocks --snapshot-id "$UP" --query 'Blocks[*].BlockIndex' --output text)" = "1	6" ] || fail "uploaded blocks"
+"$B" snapshot download "$UP" "$T/back"
+cmp <(head -c "$(stat -c %s "$T/img")" "$T/back") "$T/img" || fail "download differs from the upload"
+[ "$(stat -c %s "$T/back")" = $((1 << 30)) ] || fail "the download is the volume's size"
+[ "$(du -k "$T/back" | cut -f1)" -lt 4096 ] || fail "the download's holes were filled"
+expect_err InvalidSnapshot.NotFound "" "$B" snapshot download snap-0123456789abcdef0 "$T/nope"
 echo "vol_ebs: ok"
