@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -25,7 +26,7 @@
 
 static int usage(FILE *f, int rc)
 {
-    fprintf(f, "usage: envelopefs volume attach VOL [MOUNTPOINT] [--loop] [--foreground]\n"
+    fprintf(f, "usage: envelopefs volume attach VOL [MOUNTPOINT] [--loop] [--nbd SOCKET] [--foreground]\n"
                "       envelopefs volume detach VOL\n"
                "       envelopefs volume fsck VOL|SNAP\n"
                "       envelopefs volume sweep\n"
@@ -47,7 +48,7 @@ static int attach(cli_vol *g)
 {
     vol_attach_opts o = {0};
     vol_err e = {"", ""};
-    char *dir = cli_vol_store_dir(g), mnt[PATH_MAX];
+    char *dir = cli_vol_store_dir(g), mnt[PATH_MAX], nbdpath[PATH_MAX];
     int rc;
     for (int i = 1; i < g->nrest; i++) {
         const char *a = g->rest[i];
@@ -55,6 +56,19 @@ static int attach(cli_vol *g)
             o.loop = true;
         else if (!strcmp(a, "--foreground") || !strcmp(a, "-f"))
             o.foreground = true;
+        else if (!strcmp(a, "--nbd") && i + 1 < g->nrest) {
+            const char *p = g->rest[++i];
+            if (p[0] != '/') { /* the daemon runs in / */
+                char cwd[PATH_MAX];
+                if (!getcwd(cwd, sizeof cwd) || snprintf(nbdpath, sizeof nbdpath, "%s/%s", cwd, p) >= (int)sizeof nbdpath) {
+                    free(dir);
+                    fprintf(stderr, WHO ": --nbd %s: path too long\n", p);
+                    return CLI_EXIT_USAGE;
+                }
+                p = nbdpath;
+            }
+            o.nbd = p;
+        }
         else if (a[0] == '-') {
             free(dir);
             fprintf(stderr, WHO ": unknown option %s\n", a);

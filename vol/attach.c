@@ -473,6 +473,38 @@ static void clear_stale(vol_store *st, const char *vol, const char *mnt)
         (void)umount2(mnt, MNT_DETACH);
 }
 
+/* nbdkit's file plugin on the image, in the foreground as our child, on a Unix socket: its pid once the
+ * socket exists, or -1. */
+static pid_t start_nbdkit(const char *sock, const char *image)
+{
+    pid_t pid;
+    struct stat sb;
+    unlink(sock);
+    pid = fork();
+    if (pid == 0) {
+        int null = open("/dev/null", O_RDWR);
+        if (null >= 0) {
+            dup2(null, STDIN_FILENO);
+            dup2(null, STDOUT_FILENO);
+        }
+        execlp("nbdkit", "nbdkit", "--foreground", "--exit-with-parent", "--unix", sock, "file", image, (char *)NULL);
+        _exit(127);
+    }
+    if (pid < 0)
+        return -1;
+    for (int i = 0; i < 500; i++) {
+        int status;
+        if (stat(sock, &sb) == 0 && S_ISSOCK(sb.st_mode))
+            return pid;
+        if (waitpid(pid, &status, WNOHANG) == pid)
+            return -1;
+        usleep(10000);
+    }
+    kill(pid, SIGTERM);
+    waitpid(pid, NULL, 0);
+    return -1;
+}
+
 struct loop_arg {
     struct fuse_session *se;
     int rc;
@@ -497,6 +529,7 @@ int vol_attach_run(const vol_attach_opts *o, vol_err *e)
     char *mnt = NULL, *image = NULL, *sock = NULL, *info = NULL, *loopf = NULL, opt[512], device[64] = "";
     int rc, ready = -1, lock = -1, slock = -1;
     pthread_t ctl, lt;
+    pid_t nbd_pid = 0;
     bool ctl_started = false;
     struct loop_arg la = {NULL, 0};
 
@@ -634,11 +667,24 @@ int vol_attach_run(const vol_attach_opts *o, vol_err *e)
         }
         (void)write_file(loopf, device);
     }
+    if (o->nbd && (nbd_pid = start_nbdkit(o->nbd, image)) < 0) {
+        fprintf(stderr, "envelopefs volume attach: nbdkit could not serve %s on %s\n", image, o->nbd);
+        nbd_pid = 0;
+        fuse_session_exit(se);
+        fuse_session_unmount(se);
+        pthread_join(lt, NULL);
+        goto fail_signals;
+    }
     {
         json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I}", "VolumeId", o->volume_id, "State", "attached",
                               "Device", device[0] ? device : image, "Image", image, "MountPoint", mnt, "AttachTime",
                               (json_int_t)a.attached, "Pid", (json_int_t)getpid());
-        char *t = j ? json_dumps(j, JSON_INDENT(4)) : NULL;
+        char *t;
+        if (j && nbd_pid > 0) {
+            json_object_set_new(j, "NbdSocket", json_string(o->nbd));
+            json_object_set_new(j, "NbdPid", json_integer(nbd_pid));
+        }
+        t = j ? json_dumps(j, JSON_INDENT(4)) : NULL;
         if (t) {
             (void)write_file(info, t);
             if (o->print)
@@ -672,6 +718,10 @@ int vol_attach_run(const vol_attach_opts *o, vol_err *e)
         (void)rmdir(mnt); /* the default mount point (run/VOL.mnt) goes with the attachment */
 fail_signals:
     fuse_remove_signal_handlers(se);
+    if (nbd_pid > 0) { /* (detach stops it before unmounting; a daemon ended otherwise stops it here) */
+        kill(nbd_pid, SIGTERM);
+        waitpid(nbd_pid, NULL, 0);
+    }
 fail:
     if (ctl_started) {
         if (write(a.stop_pipe[1], "x", 1) != 1)
@@ -759,6 +809,12 @@ int vol_detach(const char *store_dir, const char *volume_id, vol_err *e)
     free(text);
     snprintf(mnt, sizeof mnt, "%s", json_string_value(json_object_get(j, "MountPoint")) ?: "");
     pid = (pid_t)json_integer_value(json_object_get(j, "Pid"));
+    {
+        pid_t nbd = (pid_t)json_integer_value(json_object_get(j, "NbdPid"));
+        if (nbd > 0 && kill(nbd, SIGTERM) == 0)
+            for (int i = 0; i < 500 && kill(nbd, 0) == 0; i++) /* (the daemon reaps it) */
+                usleep(10000);
+    }
     if (strncmp(json_string_value(json_object_get(j, "Device")) ?: "", "/dev/loop", 9) == 0)
         snprintf(dev, sizeof dev, "%s", json_string_value(json_object_get(j, "Device")));
     json_decref(j);

@@ -17,6 +17,7 @@ typedef struct vol_attach_opts {
     const char *volume_id;
     const char *mountpoint;    /* absolute, or NULL: STORE/run/VOL.mnt */
     bool loop;                 /* also set up a loop device (direct I/O, 4 KiB sectors) and print it */
+    const char *nbd;           /* also serve the image over NBD on this Unix socket (nbdkit's file plugin) */
     bool foreground;
     /* Opens the key service (called before the fork to check, and again in the daemon). */
     kmsc *(*open_kms)(void *arg);
