@@ -781,6 +781,21 @@ early:
     return rc;
 }
 
+/* Is the block device mounted somewhere (a source in /proc/self/mounts)? */
+static bool dev_mounted(const char *dev)
+{
+    FILE *f = fopen("/proc/self/mounts", "re");
+    char line[4096];
+    bool found = false;
+    size_t n = strlen(dev);
+    if (!f)
+        return false;
+    while (!found && fgets(line, sizeof line, f))
+        found = !strncmp(line, dev, n) && line[n] == ' ';
+    fclose(f);
+    return found;
+}
+
 int vol_detach(const char *store_dir, const char *volume_id, vol_err *e)
 {
     vol_store *st = NULL;
@@ -818,6 +833,10 @@ int vol_detach(const char *store_dir, const char *volume_id, vol_err *e)
     if (strncmp(json_string_value(json_object_get(j, "Device")) ?: "", "/dev/loop", 9) == 0)
         snprintf(dev, sizeof dev, "%s", json_string_value(json_object_get(j, "Device")));
     json_decref(j);
+    if (dev[0] && dev_mounted(dev)) {
+        vol_store_free(st);
+        return vol_fail(e, -EBUSY, "VolumeInUse", "%s (volume %s) is mounted: unmount it first", dev, volume_id);
+    }
     if (dev[0]) {
         char *argv[] = {"losetup", "-d", dev, NULL};
         if (run_capture(argv, NULL, 0)) {

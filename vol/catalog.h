@@ -34,6 +34,7 @@ typedef struct vol_catalog_ops {
 
     int (*setting_get)(vol_catalog *c, const char *key, char **value);   /* *value malloc'd; -ENOENT */
     int (*setting_set)(vol_catalog *c, const char *key, const char *value);
+    int (*setting_delete)(vol_catalog *c, const char *key);               /* no error if absent */
 
     int (*lineage_put)(vol_catalog *c, const vol_lineage *l);             /* -EEXIST */
     int (*lineage_get)(vol_catalog *c, const char *id, vol_lineage *out);

@@ -130,6 +130,16 @@ static int s_setting_set(vol_catalog *c, const char *key, const char *value)
     return step_done(c, st, "setting");
 }
 
+static int s_setting_delete(vol_catalog *c, const char *key)
+{
+    sqlite3_stmt *st;
+    int rc = prep(c, "DELETE FROM meta WHERE k = ?", &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    return step_done(c, st, "setting");
+}
+
 static int s_lineage_put(vol_catalog *c, const vol_lineage *l)
 {
     sqlite3_stmt *st;
@@ -630,7 +640,7 @@ static int s_gen_reserve(vol_catalog *c, uint64_t n, uint64_t *first)
 }
 
 static const vol_catalog_ops SQLITE_OPS = {
-    s_close, s_begin, s_commit, s_rollback, s_setting_get, s_setting_set, s_lineage_put, s_lineage_get,
+    s_close, s_begin, s_commit, s_rollback, s_setting_get, s_setting_set, s_setting_delete, s_lineage_put, s_lineage_get,
     s_volume_put, s_volume_get, s_volume_delete, s_volume_list, s_snapshot_put, s_snapshot_get,
     s_snapshot_delete, s_snapshot_list, s_snapshot_pending, s_map_get, s_map_set, s_map_del, s_map_list,
     s_map_copy, s_map_drop, s_chunk_put, s_chunk_get, s_chunk_ref, s_chunk_delete, s_chunk_list, s_put_set,

@@ -533,6 +533,10 @@ int vol_delete_volume(vol_store *st, const char *id, vol_err *e)
     rc = drop_owner(st, id, st->cat->ops->volume_delete, e);
     close(lock);
     if (!rc) {
+        char key[64];
+        snprintf(key, sizeof key, "clean:%s", id);
+        if (st->cat->ops->setting_delete(st->cat, key))
+            EFS_WARN("volume %s: its attach record stays in the catalog", id);
         char *p = vol_run_path(st, id, ".lock");
         if (p)
             unlink(p);

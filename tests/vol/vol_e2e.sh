@@ -81,6 +81,7 @@ mkdir -p "$T/m"
 mount "$D" "$T/m"
 head -c 3M /dev/urandom > "$T/m/a"; mkdir "$T/m/d"; head -c 100k /dev/urandom > "$T/m/d/small"; sync
 sums "$T/m" > "$T/sums1"
+expect_err VolumeInUse "$B" volume detach "$V"   # its loop device is mounted
 S1=$(freeze_snap "$T/m" "$V" first)
 [[ $S1 =~ ^snap-[0-9a-f]{17}$ ]] || fail "snapshot id $S1"
 head -c 2M /dev/urandom > "$T/m/b"; sync
