@@ -306,7 +306,7 @@ static int64_t fake_clock(void *arg) { return fake_now ? fake_now : (int64_t)tim
  * window has passed the volume and its snapshot are unreadable for good (crypto-shredding). */
 static void test_keys(const char *dir)
 {
-    char ks[512], vs[512], pw[512], *msg = NULL, *resp = NULL, req[256];
+    char ks[512], vs[512], pw[512], *msg = NULL, *resp = NULL, req[640];
     size_t resp_len = 0;
     kms_store_opts so = {0};
     kmsc_opts ko = {0};
