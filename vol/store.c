@@ -606,6 +606,13 @@ int vol_create_snapshot(vol_store *st, const char *volume_id, const char *descri
         char *sock = vol_run_path(st, volume_id, ".sock");
         rc = sock ? vol_ctl_snapshot(sock, description, tags, out, e) : vol_fail(e, -ENOMEM, "InternalError", "oom");
         free(sock);
+        if (!rc) { /* the daemon recorded it: the whole record from the catalog */
+            vol_snapshot full;
+            if (st->cat->ops->snapshot_get(st->cat, out->id, &full) == 0) {
+                vol_snapshot_clear(out);
+                *out = full;
+            }
+        }
     } else if (lock < 0) {
         rc = vol_fail(e, lock, "InternalError", "cannot lock volume %s: %s", volume_id, strerror(-lock));
     } else {

@@ -83,6 +83,7 @@ head -c 3M /dev/urandom > "$T/m/a"; mkdir "$T/m/d"; head -c 100k /dev/urandom > 
 sums "$T/m" > "$T/sums1"
 expect_err VolumeInUse "$B" volume detach "$V"   # its loop device is mounted
 S1=$(freeze_snap "$T/m" "$V" first)
+[ "$(q describe-snapshots --snapshot-ids "$S1" --query 'Snapshots[0].KmsKeyId')" = "$KEYARN" ] || fail "the snapshot's key"
 [[ $S1 =~ ^snap-[0-9a-f]{17}$ ]] || fail "snapshot id $S1"
 head -c 2M /dev/urandom > "$T/m/b"; sync
 sums "$T/m" > "$T/sums2"
@@ -102,7 +103,9 @@ DEK3=$(q describe-snapshots --snapshot-ids "$S3" --query 'Snapshots[0].DataEncry
 ( i=0; while [ -e "$T/storm.on" ]; do head -c 64k /dev/urandom > "$T/m/storm.$((i % 40))"; i=$((i + 1)); done ) &
 STORM=$!
 touch "$T/storm.on"; sleep 1
-SW=$(q create-snapshot --volume-id "$V" --description storm --query SnapshotId)
+"$B" ec2 create-snapshot --volume-id "$V" --description storm > "$T/sw.json"
+SW=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["SnapshotId"])' "$T/sw.json")
+grep -q "\"KmsKeyId\": \"$KEYARN\"" "$T/sw.json" || fail "create-snapshot of an attached volume prints its key"
 sleep 0.5; rm -f "$T/storm.on"; wait "$STORM" || true
 rm -f "$T"/m/storm.*; sync
 umount "$T/m"
