@@ -109,13 +109,16 @@ static json_t *tags_json(const char *tags)
 }
 
 /* key ARN and owner (account) of a lineage */
-static void lineage_info(vol_store *st, const char *lineage, char *arn, size_t cap, char *owner, size_t ocap)
+static void lineage_info(vol_store *st, const char *lineage, char *arn, size_t cap, char *owner, size_t ocap,
+                         char *dek, size_t dcap)
 {
     vol_lineage l;
     arn[0] = owner[0] = 0;
+    snprintf(dek, dcap, "dek-%s", lineage);
     if (vol_lineage_of(st, lineage, &l, NULL) == 0) {
         const char *p = l.key_arn;
         snprintf(arn, cap, "%s", l.key_arn);
+        snprintf(dek, dcap, "dek-%s", l.binding); /* one data key, one id: a rewrapped copy keeps it */
         for (int i = 0; i < 4 && p; i++)
             p = strchr(p, ':') ? strchr(p, ':') + 1 : NULL;
         if (p)
@@ -126,9 +129,9 @@ static void lineage_info(vol_store *st, const char *lineage, char *arn, size_t c
 
 json_t *cli_volume_json(vol_store *st, const vol_volume *v)
 {
-    char arn[256], owner[64], *att = vol_attachment_info(st, v->id);
+    char arn[256], owner[64], dek[40], *att = vol_attachment_info(st, v->id);
     json_t *o, *atts = json_array();
-    lineage_info(st, v->lineage, arn, sizeof arn, owner, sizeof owner);
+    lineage_info(st, v->lineage, arn, sizeof arn, owner, sizeof owner, dek, sizeof dek);
     if (att) {
         json_t *a = json_loads(att, 0, NULL);
         if (a) {
@@ -156,8 +159,7 @@ json_t *cli_snapshot_json(vol_store *st, const vol_snapshot *s)
     char arn[256], owner[64], dek[40];
     bool done = !strcmp(s->state, "completed");
     json_t *o;
-    lineage_info(st, s->lineage, arn, sizeof arn, owner, sizeof owner);
-    snprintf(dek, sizeof dek, "dek-%s", s->lineage);
+    lineage_info(st, s->lineage, arn, sizeof arn, owner, sizeof owner, dek, sizeof dek);
     o = json_pack("{s:s, s:b, s:s, s:s, s:s, s:s, s:o, s:s, s:s, s:I, s:s, s:s, s:o}", "Description",
                   s->description ? s->description : "", "Encrypted", 1, "KmsKeyId", arn, "OwnerId", owner, "Progress",
                   done ? "100%" : "", "SnapshotId", s->id, "StartTime", iso_time(s->started), "State", s->state,

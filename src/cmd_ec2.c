@@ -434,7 +434,7 @@ static int copy_snapshot(cli_vol *g, const struct cli_args *a)
     if (region && !same_region(st, src, region)) {
         rc = cli_service_error("InvalidParameterValue", "CopySnapshot",
                                "copies from another region (another volume store) are not supported yet");
-    } else if (vol_copy_snapshot(st, src, key, desc, &s, &e)) {
+    } else if (vol_copy_snapshot(st, src, key, cli_arg1(a, "rewrap-only") != NULL, desc, &s, &e)) {
         rc = cli_service_error(e.code, "CopySnapshot", e.message);
     } else {
         rc = print(g, json_pack("{s:s}", "SnapshotId", s.id));
@@ -496,7 +496,8 @@ static const struct {
     {"create-snapshot", "volume-id description tag-specifications"},
     {"describe-snapshots", "snapshot-ids owner-ids filters max-results next-token"},
     {"delete-snapshot", "snapshot-id"},
-    {"copy-snapshot", "source-snapshot-id source-region kms-key-id encrypted no-encrypted description destination-region"},
+    {"copy-snapshot", "source-snapshot-id source-region kms-key-id encrypted no-encrypted description destination-region "
+                      "rewrap-only"},
     {"enable-ebs-encryption-by-default", ""},
     {"disable-ebs-encryption-by-default", ""},
     {"get-ebs-encryption-by-default", ""},

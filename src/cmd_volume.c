@@ -162,6 +162,7 @@ static int fsck(cli_vol *g)
             vol_lineage_clear(&l);
         goto out;
     }
+    snprintf(lineage, sizeof lineage, "%s", l.binding);
     vol_lineage_clear(&l);
     rc = vol_check(vol_store_catalog(st), vol_store_chunks(st), id, lineage, dk->data, stdout);
     kmsc_secret_free(dk);

@@ -623,7 +623,7 @@ int vol_attach_run(const vol_attach_opts *o, vol_err *e)
         fprintf(stderr, "An error occurred (%s) when calling the AttachVolume operation: %s\n", e->code, e->message);
         goto fail;
     }
-    if (vol_dev_open(vol_store_catalog(st), vol_store_chunks(st), &v, dk->data, &a.dev)) {
+    if (vol_dev_open(vol_store_catalog(st), vol_store_chunks(st), &v, lin.binding, dk->data, &a.dev)) {
         fprintf(stderr, "envelopefs volume attach: cannot open the volume\n");
         goto fail;
     }

@@ -26,7 +26,7 @@ struct sqc {
 static const char SCHEMA[] =
     "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);"
     "CREATE TABLE IF NOT EXISTS lineages (id TEXT PRIMARY KEY, key_arn TEXT NOT NULL, ctx_id TEXT NOT NULL,"
-    "  wrapped BLOB NOT NULL, created INTEGER NOT NULL);"
+    "  wrapped BLOB NOT NULL, created INTEGER NOT NULL, binding TEXT NOT NULL);"
     "CREATE TABLE IF NOT EXISTS volumes (id TEXT PRIMARY KEY, size_gib INTEGER NOT NULL, lineage TEXT NOT NULL,"
     "  snapshot_id TEXT NOT NULL, created INTEGER NOT NULL, tags TEXT);"
     "CREATE TABLE IF NOT EXISTS snapshots (id TEXT PRIMARY KEY, volume_id TEXT NOT NULL, volume_size INTEGER NOT NULL,"
@@ -143,7 +143,7 @@ static int s_setting_delete(vol_catalog *c, const char *key)
 static int s_lineage_put(vol_catalog *c, const vol_lineage *l)
 {
     sqlite3_stmt *st;
-    int rc = prep(c, "INSERT INTO lineages (id, key_arn, ctx_id, wrapped, created) VALUES (?, ?, ?, ?, ?)", &st);
+    int rc = prep(c, "INSERT INTO lineages (id, key_arn, ctx_id, wrapped, created, binding) VALUES (?, ?, ?, ?, ?, ?)", &st);
     if (rc)
         return rc;
     sqlite3_bind_text(st, 1, l->id, -1, SQLITE_STATIC);
@@ -151,13 +151,14 @@ static int s_lineage_put(vol_catalog *c, const vol_lineage *l)
     sqlite3_bind_text(st, 3, l->ctx_id, -1, SQLITE_STATIC);
     sqlite3_bind_blob(st, 4, l->wrapped, (int)l->wrapped_len, SQLITE_STATIC);
     sqlite3_bind_int64(st, 5, l->created);
+    sqlite3_bind_text(st, 6, l->binding[0] ? l->binding : l->id, -1, SQLITE_STATIC);
     return step_done(c, st, "lineage");
 }
 
 static int s_lineage_get(vol_catalog *c, const char *id, vol_lineage *out)
 {
     sqlite3_stmt *st;
-    int rc = prep(c, "SELECT id, key_arn, ctx_id, wrapped, created FROM lineages WHERE id = ?", &st);
+    int rc = prep(c, "SELECT id, key_arn, ctx_id, wrapped, created, binding FROM lineages WHERE id = ?", &st);
     memset(out, 0, sizeof *out);
     if (rc)
         return rc;
@@ -169,6 +170,7 @@ static int s_lineage_get(vol_catalog *c, const char *id, vol_lineage *out)
         col_cpy(st, 1, out->key_arn, sizeof out->key_arn);
         col_cpy(st, 2, out->ctx_id, sizeof out->ctx_id);
         out->created = sqlite3_column_int64(st, 4);
+        col_cpy(st, 5, out->binding, sizeof out->binding);
         out->wrapped = malloc(n > 0 ? (size_t)n : 1);
         if (out->wrapped) {
             memcpy(out->wrapped, sqlite3_column_blob(st, 3), (size_t)n);

@@ -84,8 +84,42 @@ out:
     return rc;
 }
 
-int vol_copy_snapshot(vol_store *st, const char *src_id, const char *kms_key_id, const char *description,
-                      vol_snapshot *out, vol_err *e)
+/* --rewrap-only: a lineage record with the source's binding and data key, wrapped under arn for the new
+ * snapshot; the chunks are shared. */
+static int rewrap(vol_store *st, const vol_lineage *slin, const char *arn, const char *src_id, vol_snapshot *out,
+                  vol_err *e)
+{
+    vol_catalog *cat = vol_store_catalog(st);
+    kms_ectx_pair sp = {"aws:ebs:id", slin->ctx_id}, dp = {"aws:ebs:id", out->id};
+    kms_ectx sctx = {&sp, 1}, dctx = {&dp, 1};
+    vol_lineage l = *slin;
+    kmsc_error ke;
+    uint8_t raw[VOL_LINEAGE_LEN];
+    kms_err k;
+    int rc;
+    memset(&ke, 0, sizeof ke);
+    k = kmsc_re_encrypt(vol_store_kms(st), slin->key_arn, slin->wrapped, slin->wrapped_len, &sctx, arn, &dctx,
+                        &l.wrapped, &l.wrapped_len, &ke);
+    if (k)
+        return vol_kms_fail(e, k, &ke);
+    randombytes_buf(raw, sizeof raw);
+    sodium_bin2hex(l.id, sizeof l.id, raw, sizeof raw);
+    snprintf(l.key_arn, sizeof l.key_arn, "%s", arn);
+    snprintf(l.ctx_id, sizeof l.ctx_id, "%s", out->id);
+    l.created = time(NULL);
+    snprintf(out->lineage, sizeof out->lineage, "%s", l.id);
+    out->completed = time(NULL);
+    if ((rc = cat->ops->begin(cat)) || (rc = cat->ops->lineage_put(cat, &l)) || (rc = cat->ops->snapshot_put(cat, out)) ||
+        (rc = cat->ops->map_copy(cat, src_id, out->id)) || (rc = cat->ops->commit(cat))) {
+        cat->ops->rollback(cat);
+        rc = vol_fail(e, rc, "InternalError", "the volume catalog refused the copy: %s", strerror(-rc));
+    }
+    free(l.wrapped);
+    return rc;
+}
+
+int vol_copy_snapshot(vol_store *st, const char *src_id, const char *kms_key_id, bool rewrap_only,
+                      const char *description, vol_snapshot *out, vol_err *e)
 {
     vol_catalog *cat = vol_store_catalog(st);
     vol_snapshot src;
@@ -127,6 +161,15 @@ int vol_copy_snapshot(vol_store *st, const char *src_id, const char *kms_key_id,
         rc = vol_fail(e, -ENOMEM, "InternalError", "out of memory");
         goto out;
     }
+    if (rewrap_only && (!arn || !strcmp(arn, slin.key_arn))) {
+        rc = vol_fail(e, -EINVAL, "InvalidParameterCombination", "--rewrap-only needs a --kms-key-id other than the "
+                      "source's key");
+        goto out;
+    }
+    if (rewrap_only) {
+        rc = rewrap(st, &slin, arn, src_id, out, e);
+        goto out;
+    }
     if (!arn || !strcmp(arn, slin.key_arn)) {
         /* the same key in the same store: share every chunk, copy nothing */
         snprintf(out->lineage, sizeof out->lineage, "%s", src.lineage);
@@ -148,7 +191,7 @@ int vol_copy_snapshot(vol_store *st, const char *src_id, const char *kms_key_id,
     }
     if (bl.n && (rc = cat->ops->gen_reserve(cat, bl.n, &first)))
         goto dberr;
-    if (vol_lineage_bin(slin.id, sl) || vol_lineage_bin(dlin.id, dl) || !(chunks = calloc(bl.n + 1, sizeof *chunks)) ||
+    if (vol_lineage_bin(slin.binding, sl) || vol_lineage_bin(dlin.binding, dl) || !(chunks = calloc(bl.n + 1, sizeof *chunks)) ||
         !(buf = malloc(VOL_CHUNK_FILE_SIZE)) || !(pt = sodium_malloc(VOL_SECTOR_SIZE)) || !(sealer = vol_sealer_new())) {
         rc = vol_fail(e, -ENOMEM, "InternalError", "out of memory");
         goto out;
@@ -162,7 +205,7 @@ int vol_copy_snapshot(vol_store *st, const char *src_id, const char *kms_key_id,
                           rc == -EBADMSG ? "fails authentication (see volume fsck)" : strerror(-rc));
             goto cleanup_new;
         }
-        snprintf(chunks[i].lineage, sizeof chunks[i].lineage, "%s", dlin.id);
+        snprintf(chunks[i].lineage, sizeof chunks[i].lineage, "%s", dlin.binding);
     }
     out->completed = time(NULL);
     if ((rc = cat->ops->begin(cat)) || (rc = cat->ops->lineage_put(cat, &dlin)))

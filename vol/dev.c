@@ -36,7 +36,8 @@ struct vol_dev {
     vol_catalog *cat;
     vol_chunkstore *cs;
     vol_volume vol;
-    uint8_t lineage[VOL_LINEAGE_LEN];
+    uint8_t lineage[VOL_LINEAGE_LEN];   /* the sector binding */
+    char binding[2 * VOL_LINEAGE_LEN + 1];
     uint8_t *dk;               /* 32 bytes, locked memory */
     uint64_t size;
     uint64_t seal_limit;
@@ -427,7 +428,7 @@ static int flush_locked(vol_dev *d)
             vol_chunk k;
             memset(&k, 0, sizeof k);
             k.gen = b->gen;
-            snprintf(k.lineage, sizeof k.lineage, "%s", d->vol.lineage);
+            snprintf(k.lineage, sizeof k.lineage, "%s", d->binding);
             k.block = b->block;
             k.refs = 1;
             if (!b->fresh && (rc = cat->ops->chunk_get(cat, b->gen, &k)))
@@ -499,7 +500,8 @@ void vol_dev_set_seal_limit(vol_dev *d, uint64_t limit) { d->seal_limit = limit;
 void vol_dev_set_unclean(vol_dev *d) { d->unclean = true; }
 uint64_t vol_dev_size(const vol_dev *d) { return d->size; }
 
-int vol_dev_open(vol_catalog *cat, vol_chunkstore *cs, const vol_volume *v, const uint8_t dk[32], vol_dev **out)
+int vol_dev_open(vol_catalog *cat, vol_chunkstore *cs, const vol_volume *v, const char *binding_hex,
+                 const uint8_t dk[32], vol_dev **out)
 {
     vol_dev *d = calloc(1, sizeof *d);
     *out = NULL;
@@ -513,7 +515,8 @@ int vol_dev_open(vol_catalog *cat, vol_chunkstore *cs, const vol_volume *v, cons
     d->size = v->size_gib << 30;
     d->seal_limit = VOL_SEAL_LIMIT;
     d->nbuckets = 1024;
-    if (vol_lineage_bin(v->lineage, d->lineage) || !(d->buckets = calloc(d->nbuckets, sizeof *d->buckets)) ||
+    snprintf(d->binding, sizeof d->binding, "%s", binding_hex);
+    if (vol_lineage_bin(binding_hex, d->lineage) || !(d->buckets = calloc(d->nbuckets, sizeof *d->buckets)) ||
         !(d->dk = sodium_malloc(32)) || !(d->sealer = vol_sealer_new())) {
         vol_dev_free(d);
         return -ENOMEM;

@@ -20,10 +20,10 @@
 
 typedef struct vol_dev vol_dev;
 
-/* cat and cs are borrowed and used only under the device's lock; dk (32 bytes) is copied into locked
+/* binding_hex: the lineage's sector binding (vol_lineage.binding). cat and cs are borrowed and used only under the device's lock; dk (32 bytes) is copied into locked
  * memory and wiped by vol_dev_free. */
-int vol_dev_open(vol_catalog *cat, vol_chunkstore *cs, const vol_volume *v, const uint8_t dk[32],
-                 vol_dev **out) __attribute__((warn_unused_result));
+int vol_dev_open(vol_catalog *cat, vol_chunkstore *cs, const vol_volume *v, const char *binding_hex,
+                 const uint8_t dk[32], vol_dev **out) __attribute__((warn_unused_result));
 /* Wipes the key; does not flush (call vol_dev_flush first). NULL is a no-op. */
 void vol_dev_free(vol_dev *d);
 uint64_t vol_dev_size(const vol_dev *d);

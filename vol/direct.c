@@ -164,7 +164,7 @@ int vol_ebs_put(vol_store *st, const char *snap, uint64_t block, const uint8_t *
     }
     if ((rc = vol_lineage_of(st, s.lineage, &lin, e)) || (rc = vol_lineage_key(st, &lin, &dk, e)))
         goto out;
-    if (vol_lineage_bin(lin.id, lb) || !(sealer = vol_sealer_new()) || !(slot = malloc(VOL_SLOT_SIZE))) {
+    if (vol_lineage_bin(lin.binding, lb) || !(sealer = vol_sealer_new()) || !(slot = malloc(VOL_SLOT_SIZE))) {
         rc = vol_fail(e, -ENOMEM, "InternalServerException", "out of memory");
         goto out;
     }
@@ -191,7 +191,7 @@ int vol_ebs_put(vol_store *st, const char *snap, uint64_t block, const uint8_t *
     if ((rc = cs->ops->sync(cs, gen)))
         goto ioerr;
     k.gen = gen;
-    snprintf(k.lineage, sizeof k.lineage, "%s", lin.id);
+    snprintf(k.lineage, sizeof k.lineage, "%s", lin.binding);
     k.block = block;
     k.refs = 1;
     if ((rc = cat->ops->begin(cat)))

@@ -366,6 +366,7 @@ int vol_new_lineage(vol_store *st, const char *key_arn, const char *ctx_id, vol_
         return vol_kms_fail(e, k, &ke);
     randombytes_buf(raw, sizeof raw);
     sodium_bin2hex(l->id, sizeof l->id, raw, sizeof raw);
+    memcpy(l->binding, l->id, sizeof l->binding);
     snprintf(l->key_arn, sizeof l->key_arn, "%s", dk->key_arn ? dk->key_arn : key_arn);
     snprintf(l->ctx_id, sizeof l->ctx_id, "%s", ctx_id);
     l->wrapped = dk->ciphertext;

@@ -72,9 +72,11 @@ int vol_store_lock_shared(vol_store *st) __attribute__((warn_unused_result));
 int vol_sweep(vol_store *st, int *freed) __attribute__((warn_unused_result));
 
 /* copy-snapshot: kms_key_id NULL or the source's key → shares the chunks; another key → a full copy
- * re-encrypted under a new data key (context {"aws:ebs:id": the new snapshot}). Atomic (see copy.c). */
-int vol_copy_snapshot(vol_store *st, const char *src_id, const char *kms_key_id, const char *description,
-                      vol_snapshot *out, vol_err *e) __attribute__((warn_unused_result));
+ * re-encrypted under a new data key (context {"aws:ebs:id": the new snapshot}); rewrap_only (another key
+ * required) → the source's data key re-wrapped under kms_key_id (ReEncrypt, context the new snapshot),
+ * the chunks shared: constant time. Atomic (see copy.c). */
+int vol_copy_snapshot(vol_store *st, const char *src_id, const char *kms_key_id, bool rewrap_only,
+                      const char *description, vol_snapshot *out, vol_err *e) __attribute__((warn_unused_result));
 /* Resolve a key id (id, alias, ARN; alias/aws/ebs included) to its ARN. */
 int vol_resolve_key(vol_store *st, const char *key_id, char **arn, vol_err *e) __attribute__((warn_unused_result));
 /* A new lineage: a data key from key_arn with context {"aws:ebs:id": ctx_id} (not yet recorded). */

@@ -33,7 +33,9 @@ int vol_fail(vol_err *e, int rc, const char *code, const char *fmt, ...) __attri
 
 /* A lineage: one data key shared by a volume, its snapshots and volumes restored from them. */
 typedef struct vol_lineage {
-    char id[2 * VOL_LINEAGE_LEN + 1];  /* hex; also bound into every sector */
+    char id[2 * VOL_LINEAGE_LEN + 1];  /* hex: the record's id */
+    char binding[2 * VOL_LINEAGE_LEN + 1]; /* hex: bound into every sector (= id, except for a rewrapped copy,
+                                            * which keeps its source's data key and binding) */
     char key_arn[256];                 /* the KMS key protecting the data key */
     char ctx_id[32];                   /* the "aws:ebs:id" the data key was generated for */
     uint8_t *wrapped;                  /* KMS CiphertextBlob (malloc'd by getters; vol_lineage_clear) */

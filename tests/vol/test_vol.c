@@ -199,7 +199,7 @@ static void test_dev(const char *dir)
     v.size_gib = 1;
     snprintf(v.lineage, sizeof v.lineage, "0f0e0d0c0b0a09080706050403020100");
     CHECK(cat->ops->volume_put(cat, &v) == 0);
-    CHECK(vol_dev_open(cat, cs, &v, dk, &d) == 0);
+    CHECK(vol_dev_open(cat, cs, &v, v.lineage, dk, &d) == 0);
     memset(a, 0, 3 * VOL_BLOCK_SIZE);
     /* never written: zeros, no chunk */
     CHECK(vol_dev_read(d, b, 4096, 12345) == 0 && b[0] == 0 && b[4095] == 0);
@@ -226,7 +226,7 @@ static void test_dev(const char *dir)
     {
         vol_dev *dw;
         uint8_t *c = malloc(3 * VOL_BLOCK_SIZE);
-        CHECK(vol_dev_open(cat, cs, &w, dk, &dw) == 0);
+        CHECK(vol_dev_open(cat, cs, &w, w.lineage, dk, &dw) == 0);
         CHECK(vol_dev_read(dw, c, 3 * VOL_BLOCK_SIZE, 0) == 0);
         CHECK(c[VOL_BLOCK_SIZE - 10000] != 0x77 && c[VOL_BLOCK_SIZE - 50000] == 1);
         /* a write to the restored volume does not reach the snapshot */
@@ -243,7 +243,7 @@ static void test_dev(const char *dir)
         r.size_gib = 1;
         snprintf(r.lineage, sizeof r.lineage, "%s", v.lineage);
         CHECK(cat->ops->volume_put(cat, &r) == 0 && cat->ops->map_copy(cat, s2.id, r.id) == 0);
-        CHECK(vol_dev_open(cat, cs, &r, dk, &dr) == 0);
+        CHECK(vol_dev_open(cat, cs, &r, r.lineage, dk, &dr) == 0);
         CHECK(vol_dev_read(dr, b, 3 * VOL_BLOCK_SIZE, 0) == 0 && !memcmp(a, b, 3 * VOL_BLOCK_SIZE));
         vol_dev_free(dr);
     }
@@ -256,7 +256,7 @@ static void test_dev(const char *dir)
     CHECK(vol_dev_write(d, a, 4096, 2 * VOL_BLOCK_SIZE + 8192) == 0);
     vol_dev_free(d); /* no flush: as if the daemon died */
     CHECK(vol_sweep(st, &freed) == 0 && freed == 1);
-    CHECK(vol_dev_open(cat, cs, &v, dk, &d) == 0);
+    CHECK(vol_dev_open(cat, cs, &v, v.lineage, dk, &d) == 0);
     CHECK(vol_dev_read(d, b, 3 * VOL_BLOCK_SIZE, 0) == 0 && !memcmp(a, b, 3 * VOL_BLOCK_SIZE));
     {
         /* after an unclean end, the first write to a chunk moves it to a new generation (a new key) */
@@ -356,7 +356,7 @@ static void test_keys(const char *dir)
     CHECK(vol_lineage_key(st, &lin, &dk, &e) == 0);
     {
         vol_dev *d;
-        CHECK(dk && vol_dev_open(vol_store_catalog(st), vol_store_chunks(st), &v, dk->data, &d) == 0);
+        CHECK(dk && vol_dev_open(vol_store_catalog(st), vol_store_chunks(st), &v, lin.binding, dk->data, &d) == 0);
         CHECK(vol_dev_write(d, "secret", 6, 4096) == 0 && vol_dev_flush(d) == 0);
         vol_dev_free(d);
     }

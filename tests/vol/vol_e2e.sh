@@ -228,8 +228,17 @@ C2=$(q copy-snapshot --source-snapshot-id "$S3" --encrypted --kms-key-id "$K2" -
 [ "$(q describe-snapshots --snapshot-ids "$C2" --query 'Snapshots[0].KmsKeyId')" = "$K2" ] || fail "the copy's key"
 [ "$(q describe-snapshots --snapshot-ids "$C2" --query 'Snapshots[0].DataEncryptionKeyId')" != "$DEK3" ] || fail "the copy's data key"
 "$B" volume fsck "$C2" >/dev/null || fail "fsck of the copy"
+# --rewrap-only: the same data key wrapped under K2, no chunk copied
+n1=$(nfiles)
+R2=$(q copy-snapshot --source-snapshot-id "$S3" --kms-key-id "$K2" --rewrap-only --query SnapshotId)
+[ "$(nfiles)" = "$n1" ] || fail "a rewrap copied data"
+[ "$(q describe-snapshots --snapshot-ids "$R2" --query 'Snapshots[0].KmsKeyId')" = "$K2" ] || fail "the rewrap's key"
+[ "$(q describe-snapshots --snapshot-ids "$R2" --query 'Snapshots[0].DataEncryptionKeyId')" = "$DEK3" ] || fail "a rewrap keeps the data key"
+expect_err InvalidParameterCombination "$B" ec2 copy-snapshot --source-snapshot-id "$S3" --rewrap-only
 "$B" kms disable-key --key-id "$KEYARN"
 restore_check "$C2" "$T/sums3" >/dev/null
+restore_check "$R2" "$T/sums3" >/dev/null
+"$B" volume fsck "$R2" >/dev/null || fail "fsck of the rewrapped copy"
 expect_err KMS.DisabledException "$B" ec2 create-volume --snapshot-id "$S3"
 expect_err KMS.DisabledException "$B" ec2 copy-snapshot --source-snapshot-id "$S3" --kms-key-id "$K2"
 "$B" kms enable-key --key-id "$KEYARN"
