@@ -27,6 +27,7 @@
 #include "content.h"
 #include "efs.h"
 #include "fuseio.h"
+#include "loop.h"
 #include "names.h"
 #include "spares.h"
 #include "uring.h"
@@ -75,6 +76,7 @@ struct efs {
     _Atomic uint64_t getxattr_requests; /* observed by tests: writes must not cost one each */
     _Atomic uint64_t negative_lookups;  /* LOOKUPs answered with a negative entry (tests: it is cached) */
     efs_uring *uring;                   /* FUSE over io_uring (uring.c), or NULL */
+    efs_loop_counts loop;               /* the /dev/fuse request loop's counters (loop.h) */
     _Atomic uint64_t header_probes;     /* headers read only for a size (config format ≤ 2); tests: 0 in format 3 */
     int mount_fd;                /* the backing root, for open_by_handle_at */
     long nfds, fd_budget;        /* inode fds open / allowed before evicting idle ones (table_lock) */
