@@ -38,7 +38,8 @@
 struct inode {
     struct inode *next;          /* hash chain */
     int fd;                      /* O_PATH, or -1 while evicted (reopened from fh); see efs_inode_pin() */
-    struct file_handle *fh;      /* to reopen fd; NULL: never evicted */
+    struct file_handle *fh;      /* to reopen fd, taken when first evicted (table_lock); NULL: not yet */
+    int no_handle;               /* the backing filesystem gave no handle: never evicted (table_lock) */
     int pins;                    /* operations using fd right now; protected by fs->table_lock */
     ino_t ino;
     dev_t dev;

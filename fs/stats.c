@@ -22,7 +22,7 @@ int efs_stats_json(struct efs *fs, char *buf, size_t cap)
         for (struct inode *i = fs->table[b]; i; i = i->next) {
             inodes++;
             pinned += i->pins > 0 || i->nopen > 0;
-            evictable += i->fh != NULL;
+            evictable += !i->no_handle;
         }
     pthread_mutex_unlock(&fs->table_lock);
     len = snprintf(buf, cap,
