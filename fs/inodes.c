@@ -400,6 +400,16 @@ int efs_lookup_backing(struct efs *fs, int dirfd, const char *backing, struct fu
  * name, stating it and closing the duplicate descriptor (lookup_backing). rm -rf lists each directory
  * twice and find or a second ls lists known entries again. -ENOENT when the inode is not known (or is
  * evicted, or the stat fails): the caller looks the name up. */
+void efs_inode_mark_unlinked(struct efs *fs, dev_t dev, ino_t ino)
+{
+    struct inode *in;
+    pthread_mutex_lock(&fs->table_lock);
+    in = inode_find_locked(fs, dev, ino);
+    if (in)
+        __atomic_store_n(&in->unlinked, 1, __ATOMIC_RELAXED);
+    pthread_mutex_unlock(&fs->table_lock);
+}
+
 int efs_readdirplus_known(struct efs *fs, dev_t dev, ino_t ino, struct fuse_entry_param *e)
 {
     struct inode *in;
