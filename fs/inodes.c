@@ -395,11 +395,6 @@ int efs_lookup_backing(struct efs *fs, int dirfd, const char *backing, struct fu
     return 0;
 }
 
-/* A readdirplus entry whose inode (dev, d_ino from getdents) the table holds already, with its descriptor
- * open: a referenced inode in e, its attributes from that descriptor — one fstat instead of opening the
- * name, stating it and closing the duplicate descriptor (lookup_backing). rm -rf lists each directory
- * twice and find or a second ls lists known entries again. -ENOENT when the inode is not known (or is
- * evicted, or the stat fails): the caller looks the name up. */
 void efs_inode_mark_unlinked(struct efs *fs, dev_t dev, ino_t ino)
 {
     struct inode *in;
@@ -410,6 +405,11 @@ void efs_inode_mark_unlinked(struct efs *fs, dev_t dev, ino_t ino)
     pthread_mutex_unlock(&fs->table_lock);
 }
 
+/* A readdirplus entry whose inode (dev, d_ino from getdents) the table holds already, with its descriptor
+ * open: a referenced inode in e, its attributes from that descriptor — one fstat instead of opening the
+ * name, stating it and closing the duplicate descriptor (lookup_backing). rm -rf lists each directory
+ * twice and find or a second ls lists known entries again. -ENOENT when the inode is not known (or is
+ * evicted, or the stat fails): the caller looks the name up. */
 int efs_readdirplus_known(struct efs *fs, dev_t dev, ino_t ino, struct fuse_entry_param *e)
 {
     struct inode *in;
