@@ -31,10 +31,12 @@ bool kms_retention_valid(const kms_audit_retention *r);
 /* Store the policy r (kms_retention_valid: -1 otherwise). 0 or -1. */
 int kms_retention_set(sqlite3 *db, const kms_audit_retention *r) __attribute__((warn_unused_result));
 
-/* Delete what the policy r no longer keeps, oldest first, KMS_PRUNE_BATCH rows per transaction;
+/* Delete what the policy r no longer keeps, oldest first, KMS_PRUNE_BATCH rows per transaction, each
+ * leaving a checkpoint digest signed with sk (trail.h) where the chain now starts;
  * stop(arg), when given, is asked between batches. Returns the number of rows deleted, or -1 on an
  * SQLite error (rows deleted before it stay deleted). */
-int64_t kms_audit_prune(sqlite3 *db, const kms_audit_retention *r, bool (*stop)(void *), void *arg);
+int64_t kms_audit_prune(sqlite3 *db, const kms_audit_retention *r, const uint8_t *sk, bool (*stop)(void *),
+                        void *arg);
 
 /* The trail's size and time span into s (retention left as it is). 0 or -1. */
 int kms_audit_stat(sqlite3 *db, kms_audit_status *s) __attribute__((warn_unused_result));

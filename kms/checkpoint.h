@@ -14,13 +14,17 @@
 #define ENVELOPEFS_KMS_CHECKPOINT_H
 
 #include <sqlite3.h>
+#include <stdint.h>
 
 typedef struct kms_checkpointer kms_checkpointer;
 
 /* Take over checkpointing of db (the database file at path): installs db's WAL hook and starts the
  * thread. NULL on failure, with db's automatic checkpoints left as they were. db must outlive the
  * checkpointer. */
-kms_checkpointer *kms_checkpointer_start(sqlite3 *db, const char *path) __attribute__((warn_unused_result));
+/* sk: the audit signing key (borrowed; pruning leaves a signed checkpoint). tick(arg), when given, is
+ * called about once a second (the core seals its audit trail's head with it). */
+kms_checkpointer *kms_checkpointer_start(sqlite3 *db, const char *path, const uint8_t *sk, void (*tick)(void *),
+                                         void *arg) __attribute__((warn_unused_result));
 
 /* Stop the thread, close its connection, and give db its automatic checkpoints back. NULL: no-op. */
 void kms_checkpointer_stop(kms_checkpointer *k);

@@ -2,8 +2,9 @@
  * dispatch.c — kms_core_call, the single entry point of the key service. Every operation, from the
  * embedded client, the HTTP server or the CLI, passes here: parse the JSON body, take the lock,
  * notice other processes' changes, apply due deletions, run the operation, authorise
- * (kms_authorize: the one place key policies and grants will be enforced), and append an audit
- * record. Operations themselves live in ops.c.
+ * (kms_authorize: the one place key policies and grants will be enforced), queue an audit record
+ * and, after the lock, wait until it is durable (trail.h: group commit) before answering. Operations
+ * themselves live in ops.c.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 #include <sodium.h>
 
 #include "envelopefs/jsondump.h"
+#include "envelopefs/log.h"
 #include "envelopefs/jsonparse.h"
 #include "internal.h"
 #include "ops.h"
@@ -59,36 +61,21 @@ kms_err kms_authorize(kms_core *c, const kms_principal *caller, const char *oper
     return KMS_OK;
 }
 
-/* Bounded copy (snprintf "%s" without the format machinery). */
-static void copy_str(char *dst, size_t cap, const char *src)
+/* A call refused before it reached an operation (unknown name, malformed body): recorded too. */
+static kms_err refuse(kms_core *c, const kms_principal *caller, const char *name, kms_err e, char *msg,
+                      char **message)
 {
-    size_t n = strnlen(src, cap - 1);
-    memcpy(dst, src, n);
-    dst[n] = 0;
-}
-
-static void audit(kms_core *c, const kms_principal *p, const char *op, const char *key_id, kms_err e)
-{
-    struct audit_rec *r;
-    int64_t now = kms_now(c);
-    if (c->n_audit == sizeof c->audit / sizeof c->audit[0])
-        kms_store_flush_audit(c);
-    if (c->n_audit == sizeof c->audit / sizeof c->audit[0])
-        return; /* store not writable: drop rather than block the key service */
-    if (c->n_audit == 0)
-        c->audit_oldest = now;
-    r = &c->audit[c->n_audit++];
-    r->time = now;
-    copy_str(r->account, sizeof r->account, p && p->account ? p->account : c->account);
-    copy_str(r->user, sizeof r->user, p && p->user ? p->user : "local");
-    copy_str(r->source, sizeof r->source, p && p->source ? p->source : "embedded");
-    copy_str(r->op, sizeof r->op, op);
-    copy_str(r->key_id, sizeof r->key_id, key_id ? key_id : "");
-    copy_str(r->result, sizeof r->result, e ? kms_err_name(e) : "OK");
-    /* Batched: flushed when KMS_AUDIT_BATCH records are pending, when the oldest is a second old,
-     * and at close. */
-    if (now - c->audit_oldest >= 1)
-        kms_store_flush_audit(c);
+    uint64_t ticket;
+    pthread_mutex_lock(&c->lock);
+    ticket = kms_trail_append(c, caller, name, NULL, NULL, NULL, e, msg);
+    pthread_mutex_unlock(&c->lock);
+    if (ticket && kms_trail_commit(c, ticket) != KMS_OK)
+        EFS_DEBUG("audit: the record of a refused %s call could not be written", name);
+    if (message)
+        *message = msg;
+    else
+        free(msg);
+    return e;
 }
 
 /* Wipe every string in a JSON tree that may hold plaintext (Plaintext fields). */
@@ -147,6 +134,7 @@ kms_err kms_core_call(kms_core *c, const kms_principal *caller, const char *oper
     char jerr[128];
     char *msg = NULL;
     char key_id[KMS_KEY_ID_LEN + 1] = "";
+    uint64_t ticket;
     kms_err e;
 
     *resp = NULL;
@@ -159,16 +147,16 @@ kms_err kms_core_call(kms_core *c, const kms_principal *caller, const char *oper
             break;
         }
     if (!op) {
-        if (message)
-            *message = kms_strdupf("unknown operation %s", operation ? operation : "(none)");
-        return KMS_ERR_UNKNOWN_OPERATION;
+        char name[48];
+        snprintf(name, sizeof name, "%s", operation ? operation : "(none)");
+        msg = kms_strdupf("unknown operation %s", name);
+        return refuse(c, caller, name, KMS_ERR_UNKNOWN_OPERATION, msg, message);
     }
     in = efs_json_parse(req && req_len ? req : "{}", req && req_len ? req_len : 2, jerr, sizeof jerr);
     if (!in || !json_is_object(in)) {
-        if (message)
-            *message = kms_strdupf("request body is not a JSON object: %s", in ? "not an object" : jerr);
+        msg = kms_strdupf("request body is not a JSON object: %s", in ? "not an object" : jerr);
         json_decref(in);
-        return KMS_ERR_SERIALIZATION;
+        return refuse(c, caller, op->name, KMS_ERR_SERIALIZATION, msg, message);
     }
     pthread_mutex_lock(&c->lock);
     e = kms_store_reload_if_changed(c, &msg);
@@ -177,10 +165,23 @@ kms_err kms_core_call(kms_core *c, const kms_principal *caller, const char *oper
         struct op_ctx ctx = {.core = c, .caller = caller, .operation = op->name, .key_id = key_id, .msg = &msg};
         e = op->fn(&ctx, in, &out);
     }
-    audit(c, caller, op->name, key_id, e);
+    ticket = kms_trail_append(c, caller, op->name, in, out, key_id, e, msg);
     pthread_mutex_unlock(&c->lock);
     wipe_json_secrets(in);
     json_decref(in);
+    /* Durable before the answer: a caller that sees success can rely on its record surviving a crash. */
+    if (!ticket || kms_trail_commit(c, ticket)) {
+        if (out) {
+            wipe_json_secrets(out);
+            json_decref(out);
+            out = NULL;
+        }
+        if (!e) {
+            e = KMS_ERR_INTERNAL;
+            free(msg);
+            msg = kms_strdupf("the audit trail cannot be written; the call is refused");
+        }
+    }
     if (e) {
         if (out) {
             wipe_json_secrets(out);

@@ -76,6 +76,7 @@ typedef struct kms_principal {
     const char *user;        /* user name, e.g. "alice" */
     const char *access_key;  /* access key id used to sign, or NULL for embedded calls */
     const char *source;      /* "embedded", "http:127.0.0.1:54321", ... for the audit trail */
+    const char *user_agent;  /* the client's User-Agent (audit trail), or NULL */
 } kms_principal;
 
 /* One encryption-context pair; strings are borrowed, NUL-terminated UTF-8. */

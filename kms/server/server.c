@@ -330,7 +330,7 @@ static enum MHD_Result reply_error(struct MHD_Connection *c, kms_err e, const ch
 
 /* Authenticate; on success fills the principal strings. */
 static kms_err authenticate(kms_server *s, struct MHD_Connection *c, const struct req_state *st,
-                            struct ak_entry *key, const char **msg)
+                            struct ak_entry *key, const char **msg, char claimed[24])
 {
     const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
     const char *date = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Amz-Date");
@@ -349,6 +349,7 @@ static kms_err authenticate(kms_server *s, struct MHD_Connection *c, const struc
         *msg = "Authorization header requires 'Credential', 'SignedHeaders' and 'Signature' (AWS4-HMAC-SHA256)";
         return KMS_ERR_INCOMPLETE_SIGNATURE;
     }
+    snprintf(claimed, 24, "%s", a.access_key);
     if (strcmp(a.service, "kms")) {
         *msg = "Credential should be scoped to correct service: 'kms'.";
         return KMS_ERR_SIGNATURE_MISMATCH;
@@ -452,15 +453,27 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     if (!target || strncmp(target, "TrentService.", 13))
         return reply_error(c, KMS_ERR_UNKNOWN_OPERATION, "X-Amz-Target must be TrentService.<Operation>");
     op = target + 13;
-    e = authenticate(s, c, st, &key, &msg);
-    if (e)
-        return reply_error(c, e, msg);
+    {
+        char claimed[24] = "";
+        e = authenticate(s, c, st, &key, &msg, claimed);
+        if (e) {
+            /* Recorded with what it claimed (rate-limited in the core: a flood cannot fill the disk). */
+            const srv_conn *cs = conn_of(c);
+            kms_principal p = {.account = NULL, .user = "unknown", .access_key = claimed[0] ? claimed : NULL,
+                               .source = cs ? cs->source : "http:unknown",
+                               .user_agent = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "User-Agent")};
+            if (e != KMS_ERR_INTERNAL)
+                kms_core_audit_auth_failure(s->core, &p, op, e, msg);
+            return reply_error(c, e, msg);
+        }
+    }
     if (!allow(s, key.account))
         return reply_error(c, KMS_ERR_THROTTLING, "Rate exceeded");
     {
         const srv_conn *cs = conn_of(c);
         kms_principal p = {.account = key.account, .user = key.user, .access_key = key.id,
-                           .source = cs ? cs->source : "http:unknown"};
+                           .source = cs ? cs->source : "http:unknown",
+                           .user_agent = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "User-Agent")};
         e = kms_core_call(s->core, &p, op, st->body ? st->body : "{}", st->body ? st->len : 2, &resp, &resp_len, &emsg);
     }
     if (e) {
