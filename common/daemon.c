@@ -3,7 +3,7 @@
  * the parent go as soon as the fork happened), the starting command returns when the daemon has finished
  * its setup, so a script that mounts and then looks finds the mount serving and setup errors visible.
  */
-#include "envelopefs/daemon.h"
+#include "common/daemon.h"
 
 #include <errno.h>
 #include <fcntl.h>

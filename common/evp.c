@@ -1,7 +1,7 @@
 /*
  * evp.c — implementation of evp.h: each algorithm fetched once (pthread_once).
  */
-#include "envelopefs/evp.h"
+#include "common/evp.h"
 
 #include <pthread.h>
 

@@ -3,7 +3,7 @@
  * often a key). Small inputs are encoded on the stack; the output is ASCII, so jansson's UTF-8 check
  * is skipped. Every intermediate copy is wiped.
  */
-#include "envelopefs/jsonb64.h"
+#include "common/jsonb64.h"
 
 #include <stdbool.h>
 #include <stdlib.h>

@@ -4,7 +4,7 @@
  * \" \\ \b \f \n \r \t and \u00XX for other control characters, everything else (UTF-8) verbatim,
  * integers in decimal. Buffers that grow are wiped before they are freed.
  */
-#include "envelopefs/jsondump.h"
+#include "common/jsondump.h"
 
 #include <inttypes.h>
 #include <stdio.h>

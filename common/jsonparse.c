@@ -3,8 +3,8 @@
  * open containers. yajl does the lexing, unescaping and UTF-8 validation; this file only decides
  * where each value goes and enforces what jansson would (no duplicate keys, no NUL in strings).
  */
-#include "envelopefs/jsonparse.h"
-#include "envelopefs/wipe.h"
+#include "common/jsonparse.h"
+#include "common/wipe.h"
 
 #include <errno.h>
 #include <malloc.h>

@@ -2,7 +2,7 @@
  * log.c — implementation of log.h: leveled messages to stderr, syslog or a file, thread-safe (each message
  * is formatted into one buffer and written with one call).
  */
-#include "envelopefs/log.h"
+#include "common/log.h"
 
 #include <fcntl.h>
 #include <stdarg.h>

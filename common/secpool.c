@@ -10,7 +10,7 @@
  * bounded by the peak number of live secrets. The trade: no guard page between slots, so an overflow of a
  * slot reaches its neighbour instead of faulting.
  */
-#include "envelopefs/secpool.h"
+#include "common/secpool.h"
 
 #include <pthread.h>
 #include <stdbool.h>

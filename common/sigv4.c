@@ -9,7 +9,7 @@
  * hashing. HMAC is written out over that digest (RFC 2104).
  */
 #include "envelopefs/sigv4.h"
-#include "envelopefs/evp.h"
+#include "common/evp.h"
 
 #include <ctype.h>
 #include <pthread.h>

@@ -1,7 +1,7 @@
 /*
  * wipe.c — efs_free_wiped (see wipe.h).
  */
-#include "envelopefs/wipe.h"
+#include "common/wipe.h"
 
 #include <malloc.h>
 #include <stdlib.h>

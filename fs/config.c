@@ -14,7 +14,7 @@
 #include <jansson.h>
 #include <sodium.h>
 
-#include "envelopefs/jsonb64.h"
+#include "common/jsonb64.h"
 
 void efs_config_clear(efs_config *c)
 {

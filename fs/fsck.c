@@ -16,7 +16,7 @@
 #include <sodium.h>
 
 #include "efs.h"
-#include "envelopefs/jsonb64.h"
+#include "common/jsonb64.h"
 #include "format.h"
 #include "names.h"
 

@@ -40,12 +40,12 @@
 #include "killpriv.h"
 #include "loop.h"
 #include "spares.h"
-#include "envelopefs/secpool.h"
+#include "common/secpool.h"
 #include "names.h"
-#include "envelopefs/daemon.h"
-#include "envelopefs/jsonb64.h"
-#include "envelopefs/log.h"
-#include "envelopefs/monotime.h"
+#include "common/daemon.h"
+#include "common/jsonb64.h"
+#include "common/log.h"
+#include "common/monotime.h"
 
 #define HASH_BUCKETS 65536
 #define IO_CHUNK (1u << 20)

@@ -17,7 +17,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "envelopefs/log.h"
+#include "common/log.h"
 #include "fusereq.h"
 #include "killpriv.h"
 #include "uring_abi.h"

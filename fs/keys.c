@@ -10,7 +10,7 @@
  * (AAD = fs id ‖ file id), so creating files makes no key-service call.
  */
 #include "keys.h"
-#include "envelopefs/secpool.h"
+#include "common/secpool.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -25,8 +25,8 @@
 #include <openssl/hmac.h>
 #include <sodium.h>
 
-#include "envelopefs/evp.h"
-#include "envelopefs/log.h"
+#include "common/evp.h"
+#include "common/log.h"
 #include "names.h"
 
 #define BK_WRAPPED_LEN (16 + crypto_aead_xchacha20poly1305_ietf_NPUBBYTES + EFS_DEK_LEN + crypto_aead_xchacha20poly1305_ietf_ABYTES)

@@ -28,8 +28,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "envelopefs/log.h"
-#include "envelopefs/monotime.h"
+#include "common/log.h"
+#include "common/monotime.h"
 #include "fusereq.h"
 
 #define MAX_LOOP_THREADS 64

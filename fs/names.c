@@ -14,7 +14,7 @@
 #include <openssl/evp.h>
 #include <sodium.h>
 
-#include "envelopefs/jsonb64.h"
+#include "common/jsonb64.h"
 
 #define AD_LABEL "envelopefs name v1"
 #define SIV_TAG 16

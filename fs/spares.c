@@ -35,9 +35,9 @@
 
 #include "efs.h"
 #include "names.h"
-#include "envelopefs/secpool.h"
-#include "envelopefs/log.h"
-#include "envelopefs/monotime.h"
+#include "common/secpool.h"
+#include "common/log.h"
+#include "common/monotime.h"
 
 #define SPARE_BATCH 192    /* at most this many spares made durable together */
 #define SPARE_MIN_BATCH 16 /* and, while files are being created, at least this many; fewer ready: refill now */

@@ -42,7 +42,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "envelopefs/log.h"
+#include "common/log.h"
 #include "killpriv.h"
 #include "uring_abi.h"
 

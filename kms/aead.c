@@ -10,7 +10,7 @@
 #include <sodium.h>
 #include <stdlib.h>
 
-#include "envelopefs/evp.h"
+#include "common/evp.h"
 
 struct kms_gcm_key {
     EVP_CIPHER_CTX *ctx;

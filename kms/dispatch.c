@@ -1,10 +1,10 @@
 /*
  * dispatch.c — kms_core_call, the single entry point of the key service. Every operation, from the
  * embedded client, the HTTP server or the CLI, passes here: parse the JSON body, take the lock,
- * notice other processes' changes, apply due deletions, run the operation, authorise
- * (kms_authorize: the one place key policies and grants will be enforced), queue an audit record
- * and, after the lock, wait until it is durable (trail.h: group commit) before answering. Operations
- * themselves live in ops.c.
+ * notice other processes' changes, apply due deletions, run the operation (which authorises the
+ * caller through authz.c once it knows the key), queue an audit record and, after the lock, wait
+ * until it is durable (trail.h: group commit) before answering. Operations themselves live in ops.c;
+ * the table below is generated from the one list of operations in envelopefs/kms.h.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -12,54 +12,21 @@
 #include <jansson.h>
 #include <sodium.h>
 
-#include "envelopefs/jsondump.h"
-#include "envelopefs/log.h"
-#include "envelopefs/jsonparse.h"
+#include "common/jsondump.h"
+#include "common/jsonparse.h"
+#include "common/log.h"
 #include "internal.h"
 #include "ops.h"
 
+/* The dispatch table, generated from the one list of operations (KMS_OPERATIONS, envelopefs/kms.h). */
 static const struct op_entry {
     const char *name;
     kms_op_fn fn;
 } OPS[] = {
-    {"CancelKeyDeletion", op_cancel_key_deletion},
-    {"CreateAlias", op_create_alias},
-    {"CreateKey", op_create_key},
-    {"Decrypt", op_decrypt},
-    {"DeleteAlias", op_delete_alias},
-    {"DescribeKey", op_describe_key},
-    {"DisableKey", op_disable_key},
-    {"DisableKeyRotation", op_disable_key_rotation},
-    {"EnableKey", op_enable_key},
-    {"EnableKeyRotation", op_enable_key_rotation},
-    {"Encrypt", op_encrypt},
-    {"GenerateDataKey", op_generate_data_key},
-    {"GenerateDataKeyWithoutPlaintext", op_generate_data_key_without_plaintext},
-    {"GenerateRandom", op_generate_random},
-    {"GetKeyRotationStatus", op_get_key_rotation_status},
-    {"ListAliases", op_list_aliases},
-    {"ListKeyRotations", op_list_key_rotations},
-    {"ListKeys", op_list_keys},
-    {"ListResourceTags", op_list_resource_tags},
-    {"ReEncrypt", op_re_encrypt},
-    {"RotateKeyOnDemand", op_rotate_key_on_demand},
-    {"ScheduleKeyDeletion", op_schedule_key_deletion},
-    {"TagResource", op_tag_resource},
-    {"UntagResource", op_untag_resource},
-    {"UpdateAlias", op_update_alias},
-    {"UpdateKeyDescription", op_update_key_description},
+#define X(name, fn, verb, flags) {#name, fn},
+    KMS_OPERATIONS(X)
+#undef X
 };
-
-kms_err kms_authorize(kms_core *c, const kms_principal *caller, const char *operation, const char *key_id)
-{
-    /* Key policies and grants will be evaluated here. Today: a principal of another account than the
-     * store's may not use its keys (AWS's default key policy trusts only the owning account). */
-    (void)operation;
-    (void)key_id;
-    if (caller && caller->account && strcmp(caller->account, c->account))
-        return KMS_ERR_ACCESS_DENIED;
-    return KMS_OK;
-}
 
 /* A call refused before it reached an operation (unknown name, malformed body): recorded too. */
 static kms_err refuse(kms_core *c, const kms_principal *caller, const char *name, kms_err e, char *msg,
@@ -149,12 +116,12 @@ kms_err kms_core_call(kms_core *c, const kms_principal *caller, const char *oper
     if (!op) {
         char name[48];
         snprintf(name, sizeof name, "%s", operation ? operation : "(none)");
-        msg = kms_strdupf("unknown operation %s", name);
+        kms_set_msg(&msg, "unknown operation %s", name);
         return refuse(c, caller, name, KMS_ERR_UNKNOWN_OPERATION, msg, message);
     }
     in = efs_json_parse(req && req_len ? req : "{}", req && req_len ? req_len : 2, jerr, sizeof jerr);
     if (!in || !json_is_object(in)) {
-        msg = kms_strdupf("request body is not a JSON object: %s", in ? "not an object" : jerr);
+        kms_set_msg(&msg, "request body is not a JSON object: %s", in ? "not an object" : jerr);
         json_decref(in);
         return refuse(c, caller, op->name, KMS_ERR_SERIALIZATION, msg, message);
     }
@@ -178,8 +145,7 @@ kms_err kms_core_call(kms_core *c, const kms_principal *caller, const char *oper
         }
         if (!e) {
             e = KMS_ERR_INTERNAL;
-            free(msg);
-            msg = kms_strdupf("the audit trail cannot be written; the call is refused");
+            kms_set_msg(&msg, "the audit trail cannot be written; the call is refused");
         }
     }
     if (e) {

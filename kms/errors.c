@@ -1,9 +1,14 @@
 /*
- * errors.c — kms_err ↔ AWS exception names and one-line descriptions (kms_types.h).
+ * errors.c — kms_err ↔ AWS exception names and one-line descriptions (kms_types.h), and the core's
+ * error messages (kms_set_msg, internal.h).
  */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "envelopefs/kms_types.h"
+#include "internal.h"
 
 static const struct {
     const char *name;
@@ -72,4 +77,20 @@ kms_err kms_err_from_name(const char *name)
         if (table[i].name && !strcmp(table[i].name, name))
             return (kms_err)i;
     return KMS_ERR_REMOTE;
+}
+
+void kms_set_msg(char **msg, const char *fmt, ...)
+{
+    va_list ap;
+    char *s = NULL;
+    if (!msg)
+        return;
+    if (fmt) {
+        va_start(ap, fmt);
+        if (vasprintf(&s, fmt, ap) < 0)
+            s = NULL;
+        va_end(ap);
+    }
+    free(*msg);
+    *msg = s;
 }

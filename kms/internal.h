@@ -1,6 +1,8 @@
 /*
  * internal.h — the key-service core's private state, shared by store.c (keystore on SQLite),
- * ops.c (the operations) and dispatch.c (the single entry point). Not a public header.
+ * ops.c (the operations), authz.c (who may use a key), dispatch.c (the single entry point) and their
+ * helpers. Private to kms/ (CMake: only envelopefs_kms and the tests linking envelopefs_kms_internal
+ * see this folder).
  *
  * Concurrency: one mutex (core->lock) guards everything below, including the SQLite connection.
  * Each operation is short (one AES-GCM over ≤ 4 KiB, or one small SQL transaction), so one lock
@@ -123,7 +125,8 @@ void kms_free_tables(kms_core *c);
 #define KMS_SCRATCH_MAX 8192
 uint8_t *kms_scratch(size_t n);
 
-/* dispatch.c helpers used by ops */
-char *kms_strdupf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* errors.c: the core's one formatted-message helper. *msg becomes a malloc'd printf of fmt (fmt NULL:
+ * no message; NULL also on OOM), after what it held is freed; msg NULL is a no-op. */
+void kms_set_msg(char **msg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #endif

@@ -3,38 +3,25 @@
  * Semantics, field names, limits and error names follow the AWS KMS API (botocore's service-2.json).
  */
 #include <ctype.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <sodium.h>
 
-#include "envelopefs/jsonb64.h"
+#include "common/jsonb64.h"
 #include "aead.h"
 #include "blob.h"
 #include "ectx.h"
+#include "authz.h"
 #include "ops.h"
 
 #define DAY 86400
 
 /* ---- small helpers -------------------------------------------------------------------------- */
 
-static kms_err fail(struct op_ctx *x, kms_err e, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static kms_err fail(struct op_ctx *x, kms_err e, const char *fmt, ...)
-{
-    va_list ap;
-    char *s = NULL;
-    if (fmt) {
-        va_start(ap, fmt);
-        if (vasprintf(&s, fmt, ap) < 0)
-            s = NULL;
-        va_end(ap);
-    }
-    free(*x->msg);
-    *x->msg = s;
-    return e;
-}
+/* Set the operation's error message (printf-style; NULL: none) and return e. */
+#define fail(x, e, ...) (kms_set_msg((x)->msg, __VA_ARGS__), (e))
 
 static kms_err invalid(struct op_ctx *x, const char *field, const char *constraint)
 {
@@ -389,7 +376,7 @@ static kms_err check_alg(struct op_ctx *x, json_t *in, const char *field)
 
 /* ---- key lifecycle -------------------------------------------------------------------------- */
 
-kms_err op_create_key(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_create_key(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_core *c = x->core;
     const char *desc, *spec, *usage, *origin;
@@ -462,7 +449,7 @@ kms_err op_create_key(struct op_ctx *x, json_t *in, json_t **out)
     return *out ? KMS_OK : KMS_ERR_NOMEM;
 }
 
-kms_err op_describe_key(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_describe_key(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_key *k;
     kms_err e = resolve_any(x, in, &k);
@@ -515,7 +502,7 @@ static void page_end(json_t *o, size_t next, size_t total)
     }
 }
 
-kms_err op_list_keys(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_list_keys(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_core *c = x->core;
     size_t start, limit, i;
@@ -536,7 +523,7 @@ kms_err op_list_keys(struct op_ctx *x, json_t *in, json_t **out)
     return KMS_OK;
 }
 
-kms_err op_update_key_description(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_update_key_description(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_key *k;
     const char *desc;
@@ -587,10 +574,10 @@ static kms_err set_enabled(struct op_ctx *x, json_t *in, json_t **out, bool enab
     return KMS_OK;
 }
 
-kms_err op_enable_key(struct op_ctx *x, json_t *in, json_t **out) { return set_enabled(x, in, out, true); }
-kms_err op_disable_key(struct op_ctx *x, json_t *in, json_t **out) { return set_enabled(x, in, out, false); }
+kms_err kms_op_enable_key(struct op_ctx *x, json_t *in, json_t **out) { return set_enabled(x, in, out, true); }
+kms_err kms_op_disable_key(struct op_ctx *x, json_t *in, json_t **out) { return set_enabled(x, in, out, false); }
 
-kms_err op_schedule_key_deletion(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_schedule_key_deletion(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_key *k;
     bool has;
@@ -625,7 +612,7 @@ kms_err op_schedule_key_deletion(struct op_ctx *x, json_t *in, json_t **out)
     return KMS_OK;
 }
 
-kms_err op_cancel_key_deletion(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_cancel_key_deletion(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_key *k;
     kms_key saved;
@@ -651,7 +638,7 @@ kms_err op_cancel_key_deletion(struct op_ctx *x, json_t *in, json_t **out)
 
 /* ---- rotation ------------------------------------------------------------------------------- */
 
-kms_err op_enable_key_rotation(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_enable_key_rotation(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_key *k;
     bool has;
@@ -683,7 +670,7 @@ kms_err op_enable_key_rotation(struct op_ctx *x, json_t *in, json_t **out)
     return KMS_OK;
 }
 
-kms_err op_disable_key_rotation(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_disable_key_rotation(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_key *k;
     kms_key saved;
@@ -704,7 +691,7 @@ kms_err op_disable_key_rotation(struct op_ctx *x, json_t *in, json_t **out)
     return KMS_OK;
 }
 
-kms_err op_get_key_rotation_status(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_get_key_rotation_status(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_key *k;
     char arn[160];
@@ -724,7 +711,7 @@ kms_err op_get_key_rotation_status(struct op_ctx *x, json_t *in, json_t **out)
     return KMS_OK;
 }
 
-kms_err op_rotate_key_on_demand(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_rotate_key_on_demand(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_key *k;
     char arn[160];
@@ -743,7 +730,7 @@ kms_err op_rotate_key_on_demand(struct op_ctx *x, json_t *in, json_t **out)
     return KMS_OK;
 }
 
-kms_err op_list_key_rotations(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_list_key_rotations(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_key *k;
     size_t start, limit, i, total;
@@ -799,7 +786,7 @@ static kms_err alias_name(struct op_ctx *x, json_t *in, const char **name)
     return KMS_OK;
 }
 
-kms_err op_create_alias(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_create_alias(struct op_ctx *x, json_t *in, json_t **out)
 {
     const char *name;
     kms_key *k;
@@ -822,7 +809,7 @@ kms_err op_create_alias(struct op_ctx *x, json_t *in, json_t **out)
     return e;
 }
 
-kms_err op_update_alias(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_update_alias(struct op_ctx *x, json_t *in, json_t **out)
 {
     const char *name;
     kms_key *k;
@@ -846,7 +833,7 @@ kms_err op_update_alias(struct op_ctx *x, json_t *in, json_t **out)
     return e;
 }
 
-kms_err op_delete_alias(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_delete_alias(struct op_ctx *x, json_t *in, json_t **out)
 {
     const char *name;
     kms_alias *a;
@@ -866,7 +853,7 @@ kms_err op_delete_alias(struct op_ctx *x, json_t *in, json_t **out)
     return e;
 }
 
-kms_err op_list_aliases(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_list_aliases(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_core *c = x->core;
     const char *kid;
@@ -909,7 +896,7 @@ kms_err op_list_aliases(struct op_ctx *x, json_t *in, json_t **out)
 
 /* ---- tags ----------------------------------------------------------------------------------- */
 
-kms_err op_tag_resource(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_tag_resource(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_key *k;
     json_t *tags = json_object_get(in, "Tags"), *t;
@@ -935,7 +922,7 @@ kms_err op_tag_resource(struct op_ctx *x, json_t *in, json_t **out)
     return KMS_OK;
 }
 
-kms_err op_untag_resource(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_untag_resource(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_key *k;
     json_t *keys = json_object_get(in, "TagKeys"), *t;
@@ -956,7 +943,7 @@ kms_err op_untag_resource(struct op_ctx *x, json_t *in, json_t **out)
     return KMS_OK;
 }
 
-kms_err op_list_resource_tags(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_list_resource_tags(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_key *k;
     sqlite3_stmt *st;
@@ -979,7 +966,7 @@ kms_err op_list_resource_tags(struct op_ctx *x, json_t *in, json_t **out)
 
 /* ---- cryptographic operations --------------------------------------------------------------- */
 
-kms_err op_encrypt(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_encrypt(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_key *k;
     uint8_t *pt = NULL;
@@ -1074,13 +1061,13 @@ static kms_err data_key(struct op_ctx *x, json_t *in, json_t **out, bool with_pl
     return KMS_OK;
 }
 
-kms_err op_generate_data_key(struct op_ctx *x, json_t *in, json_t **out) { return data_key(x, in, out, true); }
-kms_err op_generate_data_key_without_plaintext(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_generate_data_key(struct op_ctx *x, json_t *in, json_t **out) { return data_key(x, in, out, true); }
+kms_err kms_op_generate_data_key_without_plaintext(struct op_ctx *x, json_t *in, json_t **out)
 {
     return data_key(x, in, out, false);
 }
 
-kms_err op_decrypt(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_decrypt(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_key *explicit_key = NULL, *used;
     const char *kid;
@@ -1111,7 +1098,7 @@ kms_err op_decrypt(struct op_ctx *x, json_t *in, json_t **out)
     return KMS_OK;
 }
 
-kms_err op_re_encrypt(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_re_encrypt(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_key *src_key = NULL, *used, *dst;
     const char *sid, *did;
@@ -1162,7 +1149,7 @@ kms_err op_re_encrypt(struct op_ctx *x, json_t *in, json_t **out)
     return KMS_OK;
 }
 
-kms_err op_generate_random(struct op_ctx *x, json_t *in, json_t **out)
+kms_err kms_op_generate_random(struct op_ctx *x, json_t *in, json_t **out)
 {
     bool has;
     long long n = 0;

@@ -11,7 +11,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +20,7 @@
 
 #include <sodium.h>
 
-#include "envelopefs/monotime.h"
+#include "common/monotime.h"
 #include "internal.h"
 #include "audit.h"
 
@@ -42,32 +41,6 @@ static const char SCHEMA[] =
     "CREATE TABLE audit(seq INTEGER PRIMARY KEY AUTOINCREMENT, time INTEGER NOT NULL, account TEXT, user TEXT,"
     " source TEXT, operation TEXT NOT NULL, key_id TEXT, result TEXT NOT NULL);";
 
-char *kms_strdupf(const char *fmt, ...)
-{
-    va_list ap;
-    char *s = NULL;
-    va_start(ap, fmt);
-    if (vasprintf(&s, fmt, ap) < 0)
-        s = NULL;
-    va_end(ap);
-    return s;
-}
-
-static void set_msg(char **msg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void set_msg(char **msg, const char *fmt, ...)
-{
-    va_list ap;
-    char *s = NULL;
-    if (!msg)
-        return;
-    va_start(ap, fmt);
-    if (vasprintf(&s, fmt, ap) < 0)
-        s = NULL;
-    va_end(ap);
-    free(*msg);
-    *msg = s;
-}
-
 static int64_t default_clock(void *arg)
 {
     (void)arg;
@@ -79,7 +52,7 @@ static int64_t default_clock(void *arg)
 static kms_err db_err(kms_core *c, char **msg, const char *what)
 {
     int code = sqlite3_errcode(c->db);
-    set_msg(msg, "keystore: %s: %s", what, sqlite3_errmsg(c->db));
+    kms_set_msg(msg, "keystore: %s: %s", what, sqlite3_errmsg(c->db));
     if (code == SQLITE_CORRUPT || code == SQLITE_NOTADB)
         return KMS_ERR_CORRUPT_STORE;
     if (code == SQLITE_FULL || code == SQLITE_IOERR || code == SQLITE_CANTOPEN || code == SQLITE_READONLY)
@@ -141,11 +114,11 @@ static kms_err read_root_key_file(const char *path, uint8_t *key, char **msg)
     kms_err e = KMS_OK;
 
     if (fd < 0) {
-        set_msg(msg, "cannot open root key file %s: %s", path, strerror(errno));
+        kms_set_msg(msg, "cannot open root key file %s: %s", path, strerror(errno));
         return KMS_ERR_IO;
     }
     if (fstat(fd, &sb) || (sb.st_mode & 077)) {
-        set_msg(msg, "root key file %s must not be readable by group or others (chmod 600)", path);
+        kms_set_msg(msg, "root key file %s must not be readable by group or others (chmod 600)", path);
         close(fd);
         return KMS_ERR_VALIDATION;
     }
@@ -161,7 +134,7 @@ static kms_err read_root_key_file(const char *path, uint8_t *key, char **msg)
         e = KMS_ERR_VALIDATION;
     }
     if (e)
-        set_msg(msg, "root key file %s must hold 32 raw bytes or 64 hex characters", path);
+        kms_set_msg(msg, "root key file %s must hold 32 raw bytes or 64 hex characters", path);
     sodium_memzero(buf, sizeof buf);
     return e;
 }
@@ -170,18 +143,18 @@ static kms_err read_passphrase_file(const char *path, char *pw, size_t cap, char
 {
     FILE *f = fopen(path, "re");
     if (!f) {
-        set_msg(msg, "cannot open passphrase file %s: %s", path, strerror(errno));
+        kms_set_msg(msg, "cannot open passphrase file %s: %s", path, strerror(errno));
         return KMS_ERR_IO;
     }
     if (!fgets(pw, (int)cap, f)) {
         fclose(f);
-        set_msg(msg, "passphrase file %s is empty", path);
+        kms_set_msg(msg, "passphrase file %s is empty", path);
         return KMS_ERR_VALIDATION;
     }
     fclose(f);
     pw[strcspn(pw, "\r\n")] = 0;
     if (!pw[0]) {
-        set_msg(msg, "passphrase file %s is empty", path);
+        kms_set_msg(msg, "passphrase file %s is empty", path);
         return KMS_ERR_VALIDATION;
     }
     return KMS_OK;
@@ -194,18 +167,18 @@ static kms_err derive_root_key(const kms_store_opts *o, const char *kdf, const u
 {
     int sources = !!o->root_key_file + !!o->passphrase_file + !!o->passphrase;
     if (sources != 1) {
-        set_msg(msg, "give exactly one of a root key file, a passphrase file or a passphrase");
+        kms_set_msg(msg, "give exactly one of a root key file, a passphrase file or a passphrase");
         return KMS_ERR_VALIDATION;
     }
     if (o->root_key_file) {
         if (strcmp(kdf, "keyfile")) {
-            set_msg(msg, "this store is protected by a passphrase, not a root key file");
+            kms_set_msg(msg, "this store is protected by a passphrase, not a root key file");
             return KMS_ERR_BAD_PASSPHRASE;
         }
         return read_root_key_file(o->root_key_file, key, msg);
     }
     if (strcmp(kdf, "argon2id")) {
-        set_msg(msg, "this store is protected by a root key file, not a passphrase");
+        kms_set_msg(msg, "this store is protected by a root key file, not a passphrase");
         return KMS_ERR_BAD_PASSPHRASE;
     }
     char *pw = sodium_malloc(1024);
@@ -217,7 +190,7 @@ static kms_err derive_root_key(const kms_store_opts *o, const char *kdf, const u
     } else {
         size_t l = strlen(o->passphrase);
         if (!l || l >= 1024) {
-            set_msg(msg, "the passphrase must be 1 to 1023 bytes");
+            kms_set_msg(msg, "the passphrase must be 1 to 1023 bytes");
             e = KMS_ERR_VALIDATION;
         } else {
             memcpy(pw, o->passphrase, l + 1);
@@ -225,7 +198,7 @@ static kms_err derive_root_key(const kms_store_opts *o, const char *kdf, const u
     }
     if (!e && crypto_pwhash(key, 32, pw, strlen(pw), salt, ops, (size_t)mem,
                             crypto_pwhash_ALG_ARGON2ID13) != 0) {
-        set_msg(msg, "Argon2id key derivation failed (out of memory?)");
+        kms_set_msg(msg, "Argon2id key derivation failed (out of memory?)");
         e = KMS_ERR_NOMEM;
     }
     sodium_free(pw);
@@ -272,13 +245,15 @@ static size_t material_aad(uint8_t *aad, const char *key_id, uint32_t version)
 
 static char *db_path(const char *dir)
 {
-    return kms_strdupf("%s/keystore.db", dir);
+    char *path = NULL;
+    kms_set_msg(&path, "%s/keystore.db", dir);
+    return path;
 }
 
 static kms_err open_db(const char *path, int flags, sqlite3 **db, char **msg)
 {
     if (sqlite3_open_v2(path, db, flags | SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
-        set_msg(msg, "cannot open %s: %s", path, *db ? sqlite3_errmsg(*db) : "out of memory");
+        kms_set_msg(msg, "cannot open %s: %s", path, *db ? sqlite3_errmsg(*db) : "out of memory");
         sqlite3_close(*db);
         *db = NULL;
         return KMS_ERR_IO;
@@ -304,18 +279,18 @@ kms_err kms_store_init(const kms_store_opts *o, char **errmsg)
     if (sodium_init() < 0)
         return KMS_ERR_INTERNAL;
     if (!o || !o->store_dir) {
-        set_msg(errmsg, "no store directory given");
+        kms_set_msg(errmsg, "no store directory given");
         return KMS_ERR_VALIDATION;
     }
     if (mkdir(o->store_dir, 0700) && errno != EEXIST) {
-        set_msg(errmsg, "cannot create store directory %s: %s", o->store_dir, strerror(errno));
+        kms_set_msg(errmsg, "cannot create store directory %s: %s", o->store_dir, strerror(errno));
         return KMS_ERR_IO;
     }
     path = db_path(o->store_dir);
     if (!path)
         return KMS_ERR_NOMEM;
     if (stat(path, &sb) == 0) {
-        set_msg(errmsg, "a key store already exists in %s", o->store_dir);
+        kms_set_msg(errmsg, "a key store already exists in %s", o->store_dir);
         free(path);
         return KMS_ERR_ALREADY_EXISTS;
     }
@@ -338,7 +313,7 @@ kms_err kms_store_init(const kms_store_opts *o, char **errmsg)
         goto out;
     if (sqlite3_exec(db, "PRAGMA journal_mode=WAL; BEGIN;", NULL, NULL, NULL) != SQLITE_OK ||
         sqlite3_exec(db, SCHEMA, NULL, NULL, NULL) != SQLITE_OK) {
-        set_msg(errmsg, "cannot create key store: %s", sqlite3_errmsg(db));
+        kms_set_msg(errmsg, "cannot create key store: %s", sqlite3_errmsg(db));
         e = KMS_ERR_IO;
         goto out_unlink;
     }
@@ -353,7 +328,7 @@ kms_err kms_store_init(const kms_store_opts *o, char **errmsg)
             mem_b[i] = (uint8_t)(mem >> (56 - 8 * i));
         }
         if (strlen(account) != 12 || strspn(account, "0123456789") != 12) {
-            set_msg(errmsg, "account must be 12 digits");
+            kms_set_msg(errmsg, "account must be 12 digits");
             e = KMS_ERR_VALIDATION;
             goto out_unlink;
         }
@@ -363,7 +338,7 @@ kms_err kms_store_init(const kms_store_opts *o, char **errmsg)
             meta_put(db, "region", region, strlen(region)) ||
             meta_put(db, "account", account, strlen(account)) ||
             sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-            set_msg(errmsg, "cannot write key store: %s", sqlite3_errmsg(db));
+            kms_set_msg(errmsg, "cannot write key store: %s", sqlite3_errmsg(db));
             e = KMS_ERR_IO;
             goto out_unlink;
         }
@@ -405,14 +380,14 @@ kms_err kms_core_open(const kms_store_opts *o, kms_core **out, char **errmsg)
     if (sodium_init() < 0)
         return KMS_ERR_INTERNAL;
     if (!o || !o->store_dir) {
-        set_msg(errmsg, "no store directory given");
+        kms_set_msg(errmsg, "no store directory given");
         return KMS_ERR_VALIDATION;
     }
     path = db_path(o->store_dir);
     if (!path)
         return KMS_ERR_NOMEM;
     if (stat(path, &sb)) {
-        set_msg(errmsg, "no key store in %s (create one with `envelopefs kms init-store`)", o->store_dir);
+        kms_set_msg(errmsg, "no key store in %s (create one with `envelopefs kms init-store`)", o->store_dir);
         free(path);
         return KMS_ERR_NOT_FOUND;
     }
@@ -455,13 +430,13 @@ kms_err kms_core_open(const kms_store_opts *o, kms_core **out, char **errmsg)
             snprintf(sql, sizeof sql, "PRAGMA quick_check(%s)", tables[i]);
             rc = sqlite3_prepare_v2(c->db, sql, -1, &st, NULL);
             if (rc != SQLITE_OK) {
-                set_msg(errmsg, "key store %s is damaged: %s", path, sqlite3_errmsg(c->db));
+                kms_set_msg(errmsg, "key store %s is damaged: %s", path, sqlite3_errmsg(c->db));
                 e = KMS_ERR_CORRUPT_STORE;
                 goto fail;
             }
             rc = sqlite3_step(st);
             if (rc != SQLITE_ROW || strcmp((const char *)sqlite3_column_text(st, 0), "ok")) {
-                set_msg(errmsg, "key store %s is damaged: %s", path,
+                kms_set_msg(errmsg, "key store %s is damaged: %s", path,
                         rc == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0) : sqlite3_errmsg(c->db));
                 sqlite3_finalize(st);
                 e = KMS_ERR_CORRUPT_STORE;
@@ -476,12 +451,12 @@ kms_err kms_core_open(const kms_store_opts *o, kms_core **out, char **errmsg)
         n != 8 || meta_get(c->db, "verifier", verifier, sizeof verifier, &vlen) ||
         meta_get_str(c->db, "region", c->region, sizeof c->region) ||
         meta_get_str(c->db, "account", c->account, sizeof c->account)) {
-        set_msg(errmsg, "key store %s is damaged: its metadata table is missing or incomplete", path);
+        kms_set_msg(errmsg, "key store %s is damaged: its metadata table is missing or incomplete", path);
         e = KMS_ERR_CORRUPT_STORE;
         goto fail;
     }
     if (strcmp(fmt, STORE_FORMAT)) {
-        set_msg(errmsg, "key store %s has format %s; this build reads format %s", path, fmt, STORE_FORMAT);
+        kms_set_msg(errmsg, "key store %s has format %s; this build reads format %s", path, fmt, STORE_FORMAT);
         e = KMS_ERR_CORRUPT_STORE;
         goto fail;
     }
@@ -491,7 +466,7 @@ kms_err kms_core_open(const kms_store_opts *o, kms_core **out, char **errmsg)
     }
     if (ops < crypto_pwhash_OPSLIMIT_MIN || ops > crypto_pwhash_OPSLIMIT_MAX || mem < crypto_pwhash_MEMLIMIT_MIN ||
         mem > (uint64_t)1 << 34) {
-        set_msg(errmsg, "key store %s is damaged: implausible Argon2id parameters", path);
+        kms_set_msg(errmsg, "key store %s is damaged: implausible Argon2id parameters", path);
         e = KMS_ERR_CORRUPT_STORE;
         goto fail;
     }
@@ -501,7 +476,7 @@ kms_err kms_core_open(const kms_store_opts *o, kms_core **out, char **errmsg)
     if (vlen != sizeof VERIFIER_TEXT - 1 + SEAL_OVERHEAD ||
         unseal(c->root_key, (const uint8_t *)"verifier", 8, verifier, vlen, check) ||
         sodium_memcmp(check, VERIFIER_TEXT, sizeof VERIFIER_TEXT - 1)) {
-        set_msg(errmsg, "wrong %s for the key store in %s",
+        kms_set_msg(errmsg, "wrong %s for the key store in %s",
                 strcmp(kdf, "keyfile") ? "passphrase" : "root key", o->store_dir);
         e = KMS_ERR_BAD_PASSPHRASE;
         goto fail;
@@ -614,7 +589,7 @@ kms_err kms_store_load(kms_core *c, char **msg)
                            " rotation_enabled, rotation_period, next_rotation FROM keys ORDER BY seq",
                            -1, &st, NULL) != SQLITE_OK) {
         e = KMS_ERR_CORRUPT_STORE;
-        set_msg(msg, "key store is damaged: %s", sqlite3_errmsg(c->db));
+        kms_set_msg(msg, "key store is damaged: %s", sqlite3_errmsg(c->db));
         goto out;
     }
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -623,7 +598,7 @@ kms_err kms_store_load(kms_core *c, char **msg)
         const char *id = (const char *)sqlite3_column_text(st, 0);
         if (!id || strlen(id) != KMS_KEY_ID_LEN || uuid_to_raw(id, k.raw_id)) {
             e = KMS_ERR_CORRUPT_STORE;
-            set_msg(msg, "key store is damaged: malformed key id in the keys table");
+            kms_set_msg(msg, "key store is damaged: malformed key id in the keys table");
             goto out;
         }
         memcpy(k.id, id, KMS_KEY_ID_LEN + 1);
@@ -657,7 +632,7 @@ kms_err kms_store_load(kms_core *c, char **msg)
     if (sqlite3_prepare_v2(c->db, "SELECT key_id, version, created, automatic FROM key_versions ORDER BY key_id, version",
                            -1, &st, NULL) != SQLITE_OK) {
         e = KMS_ERR_CORRUPT_STORE;
-        set_msg(msg, "key store is damaged: %s", sqlite3_errmsg(c->db));
+        kms_set_msg(msg, "key store is damaged: %s", sqlite3_errmsg(c->db));
         goto out;
     }
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -677,7 +652,7 @@ kms_err kms_store_load(kms_core *c, char **msg)
         nv[k->n_versions].gcm = NULL;
         if (nv[k->n_versions].version != k->n_versions + 1) {
             e = KMS_ERR_CORRUPT_STORE;
-            set_msg(msg, "key store is damaged: key %s has a gap in its key-material versions", k->id);
+            kms_set_msg(msg, "key store is damaged: key %s has a gap in its key-material versions", k->id);
             goto out;
         }
         k->n_versions++;
@@ -687,13 +662,13 @@ kms_err kms_store_load(kms_core *c, char **msg)
     for (size_t i = 0; i < c->n_keys; i++)
         if (c->keys[i].n_versions == 0) {
             e = KMS_ERR_CORRUPT_STORE;
-            set_msg(msg, "key store is damaged: key %s has no key material", c->keys[i].id);
+            kms_set_msg(msg, "key store is damaged: key %s has no key material", c->keys[i].id);
             goto out;
         }
     if (sqlite3_prepare_v2(c->db, "SELECT name, key_id, created, updated FROM aliases ORDER BY name", -1, &st,
                            NULL) != SQLITE_OK) {
         e = KMS_ERR_CORRUPT_STORE;
-        set_msg(msg, "key store is damaged: %s", sqlite3_errmsg(c->db));
+        kms_set_msg(msg, "key store is damaged: %s", sqlite3_errmsg(c->db));
         goto out;
     }
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -992,7 +967,7 @@ static kms_err load_material(kms_core *c, kms_key *k, kms_version *v, char **msg
     if (rc != SQLITE_ROW || sqlite3_column_bytes(st, 0) != 32 + SEAL_OVERHEAD ||
         unseal(c->root_key, aad, aad_len, sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0),
                v->material)) {
-        set_msg(msg, "key store is damaged: key material of key %s version %u fails authentication", k->id,
+        kms_set_msg(msg, "key store is damaged: key material of key %s version %u fails authentication", k->id,
                 v->version);
         sqlite3_finalize(st);
         e = KMS_ERR_CORRUPT_STORE;

@@ -11,7 +11,7 @@
 
 #include <sodium.h>
 
-#include "envelopefs/monotime.h"
+#include "common/monotime.h"
 #include "internal.h"
 
 /* ---- the chain ------------------------------------------------------------------------------- */
@@ -215,10 +215,7 @@ static kms_err migrate(kms_core *c, char **msg)
     if (sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
         return KMS_OK;
 fail:
-    if (msg) {
-        free(*msg);
-        *msg = kms_strdupf("keystore: adding the audit chain: %s", sqlite3_errmsg(c->db));
-    }
+    kms_set_msg(msg, "keystore: adding the audit chain: %s", sqlite3_errmsg(c->db));
     sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
     return KMS_ERR_IO;
 }
@@ -242,20 +239,14 @@ kms_err kms_trail_open(kms_core *c, char **msg)
             c->audit_sk, NULL, NULL, sealed + crypto_aead_xchacha20poly1305_ietf_NPUBBYTES,
             n - crypto_aead_xchacha20poly1305_ietf_NPUBBYTES, (const uint8_t *)SK_AAD, sizeof SK_AAD - 1, sealed,
             c->root_key)) {
-        if (msg) {
-            free(*msg);
-            *msg = kms_strdupf("key store is damaged: the audit signing key is missing or does not unseal");
-        }
+        kms_set_msg(msg, "key store is damaged: the audit signing key is missing or does not unseal");
         return KMS_ERR_CORRUPT_STORE;
     }
     {
         uint8_t pk[crypto_sign_PUBLICKEYBYTES];
         crypto_sign_ed25519_sk_to_pk(pk, c->audit_sk);
         if (sodium_memcmp(pk, c->audit_pk, sizeof pk)) {
-            if (msg) {
-                free(*msg);
-                *msg = kms_strdupf("key store is damaged: the audit public key does not match its secret half");
-            }
+            kms_set_msg(msg, "key store is damaged: the audit public key does not match its secret half");
             return KMS_ERR_CORRUPT_STORE;
         }
     }

@@ -8,8 +8,8 @@
 
 #include <sodium.h>
 
-#include "envelopefs/log.h"
-#include "envelopefs/monotime.h"
+#include "common/log.h"
+#include "common/monotime.h"
 #include "internal.h"
 #include "trail.h"
 

@@ -1,9 +1,9 @@
 /*
  * cache.c — the data-key cache (kmsclient.h), modelled on the AWS Encryption SDK's caching materials
  * manager: a bounded LRU of plaintext data keys in locked memory. Entries expire by age, uses and
- * bytes; every eviction wipes the key. Every operation is O(1): a chained hash index on a keyed 64-bit
- * hash of the id (then the full id compared in constant time), a recency list for LRU eviction and a
- * creation-order list so that entries past their age are dropped first.
+ * bytes; every eviction wipes the key. Every operation is O(1): a chained hash index on a 64-bit XXH3
+ * of the id under a random secret per cache (then the full id compared in constant time), a recency
+ * list for LRU eviction and a creation-order list so that entries past their age are dropped first.
  * Also kmsc_decrypt_cached, which keys entries by SHA-256(key id ‖ blob ‖ encryption context).
  */
 #include <pthread.h>
@@ -12,10 +12,14 @@
 #include <string.h>
 #include <time.h>
 
-#include <openssl/evp.h>
+#include <openssl/crypto.h>
 #include <sodium.h>
+#include <xxhash.h>
 
 #include "envelopefs/kmsclient.h"
+
+#define HASH_SECRET_LEN 192 /* XXH3's default secret size (at least XXH3_SECRET_SIZE_MIN) */
+_Static_assert(HASH_SECRET_LEN >= XXH3_SECRET_SIZE_MIN, "XXH3 secret too short");
 
 /* Intrusive doubly linked list over entry indices (-1 = none). */
 typedef struct link {
@@ -44,7 +48,7 @@ struct kmsc_cache {
     entry *e;
     int32_t *heads;  /* hash buckets: index of the first entry, or -1 */
     size_t mask;     /* number of buckets - 1 (a power of two ≥ max_entries) */
-    uint8_t hash_key[16];
+    uint8_t hash_secret[HASH_SECRET_LEN];
     int32_t *unused; /* stack of unused entry indices */
     size_t n_unused;
     list lru, age;
@@ -85,14 +89,12 @@ static int64_t now(kmsc_cache *c)
     return c->o.clock ? c->o.clock(c->o.clock_arg) : (int64_t)time(NULL);
 }
 
-/* Keyed per cache, so ids chosen to collide in one bucket cannot be precomputed. */
+/* The bucket index only needs a fast hash that spreads ids well: XXH3, not a cryptographic hash. Its
+ * secret is random per cache, so that ids chosen to fall into one bucket are not easy to prepare (and
+ * if they were, a lookup would walk a longer chain, never match a wrong entry: ids are compared whole). */
 static uint64_t hash_id(const kmsc_cache *c, const void *id, size_t len)
 {
-    uint8_t h[8];
-    uint64_t v;
-    crypto_generichash(h, sizeof h, id, len, c->hash_key, sizeof c->hash_key);
-    memcpy(&v, h, 8);
-    return v;
+    return XXH3_64bits_withSecret(id, len, c->hash_secret, sizeof c->hash_secret);
 }
 
 /* Remove entry i from the index and both lists, wipe and free its key, return its slot. Lock held. */
@@ -151,7 +153,7 @@ kmsc_cache *kmsc_cache_new(const kmsc_cache_opts *opts)
     for (size_t i = opts->max_entries; i-- > 0;)
         c->unused[c->n_unused++] = (int32_t)i;
     c->lru = c->age = (list){-1, -1};
-    randombytes_buf(c->hash_key, sizeof c->hash_key);
+    randombytes_buf(c->hash_secret, sizeof c->hash_secret);
     pthread_mutex_init(&c->lock, NULL);
     return c;
 }

@@ -13,8 +13,8 @@
 #include <sodium.h>
 
 #include "backend.h"
-#include "envelopefs/jsonb64.h"
-#include "jsonwipe.h"
+#include "common/jsonb64.h"
+#include "common/jsonwipe.h"
 
 struct kmsc {
     void *impl;
@@ -41,7 +41,7 @@ kms_err kmsc_new(const kmsc_opts *opts, kmsc **out, char **errmsg)
         *errmsg = NULL;
     if (sodium_init() < 0)
         return KMS_ERR_INTERNAL;
-    kmsc_json_wipe_on_free(); /* jansson's scratch buffers may hold plaintext: wipe them on free */
+    efs_json_wipe_on_free(); /* jansson's scratch buffers may hold plaintext: wipe them on free */
     if (!opts || !opts->url) {
         if (errmsg)
             *errmsg = strdup("no key-service URL given");

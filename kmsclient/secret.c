@@ -8,7 +8,7 @@
 #include <sodium.h>
 
 #include "envelopefs/kmsclient.h"
-#include "envelopefs/secpool.h"
+#include "common/secpool.h"
 #include "secret.h"
 
 /* The public struct first, so a kmsc_secret * is a secret_impl *. Only kmsc_secret_new makes them. The

@@ -11,7 +11,7 @@
 
 #include <stddef.h>
 
-#include "envelopefs/secpool.h"
+#include "common/secpool.h"
 
 #define KMSC_SECRET_SLOT 64 /* the pool's slot for secrets of up to 64 bytes (a data key: 32) */
 

@@ -13,6 +13,47 @@
 
 #include <sodium.h>
 
+const char *cli_take_kms_options(int *argc, char **argv, cli_kms_opts *o)
+{
+    cli_kms_opts got = *o;
+    const struct {
+        const char *name;
+        const char **slot;
+    } OPTS[] = {
+        {"--store", &got.store},
+        {"--endpoint-url", &got.url},
+        {"--kms", &got.url},
+        {"--root-key-file", &got.root_key_file},
+        {"--passphrase-file", &got.passphrase_file},
+        {"--region", &got.region},
+    };
+    int n = 1, i;
+
+    for (i = 1; i < *argc && strcmp(argv[i], "--"); i++) {
+        const char *a = argv[i];
+        size_t k, len = 0;
+        for (k = 0; k < sizeof OPTS / sizeof OPTS[0]; k++) {
+            len = strlen(OPTS[k].name);
+            if (!strncmp(a, OPTS[k].name, len) && (a[len] == 0 || a[len] == '='))
+                break;
+        }
+        if (k == sizeof OPTS / sizeof OPTS[0])
+            argv[n++] = argv[i];
+        else if (a[len] == '=')
+            *OPTS[k].slot = a + len + 1;
+        else if (i + 1 < *argc)
+            *OPTS[k].slot = argv[++i];
+        else
+            return OPTS[k].name;
+    }
+    while (i < *argc)
+        argv[n++] = argv[i++];
+    argv[n] = NULL; /* argv[argc] is NULL, as for main's */
+    *argc = n;
+    *o = got;
+    return NULL;
+}
+
 char *cli_store_dir(const cli_kms_opts *o)
 {
     const char *s = o && o->store ? o->store : getenv("ENVELOPEFS_STORE");

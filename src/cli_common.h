@@ -18,6 +18,16 @@ typedef struct cli_kms_opts {
     const char *region;           /* --region (http backends) */
 } cli_kms_opts;
 
+/*
+ * The one parser of these options, for every verb: takes --store, --endpoint-url (alias --kms),
+ * --root-key-file, --passphrase-file and --region, each as `--opt VALUE` or `--opt=VALUE`, out of
+ * argv[1..*argc-1] wherever they stand (before the verb, after it, among its arguments: as `aws`
+ * allows), closing the gaps in argv and lowering *argc; argv[0] stays, and so does everything from a
+ * "--" on. The last of a repeated option wins. NULL on success, else the option that lacks its value
+ * (then *o is unchanged and argv may be reordered: the caller reports the error and stops). Callers run it before looking at their verb or their own options.
+ */
+const char *cli_take_kms_options(int *argc, char **argv, cli_kms_opts *o);
+
 /* Store directory from --store, ENVELOPEFS_STORE, $XDG_DATA_HOME/envelopefs, ~/.local/share/envelopefs.
  * Returns a malloc'd path. */
 char *cli_store_dir(const cli_kms_opts *o);

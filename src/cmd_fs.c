@@ -22,31 +22,19 @@
 #include "cli_common.h"
 #include "commands.h"
 #include "efs.h"
-#include "envelopefs/log.h"
+#include "common/log.h"
 
-enum { OPT_KMS = 1000, OPT_STORE, OPT_ROOT_KEY, OPT_PASSFILE, OPT_DEK_XATTR, OPT_BUCKET, OPT_PLAIN_NAMES,
-       OPT_BLOCK, OPT_KEY_ID, OPT_REGION };
+enum { OPT_DEK_XATTR = 1000, OPT_BUCKET, OPT_PLAIN_NAMES, OPT_BLOCK, OPT_KEY_ID };
 
-static const struct option KMS_OPTS[] = {
-    {"kms", required_argument, NULL, OPT_KMS},
-    {"endpoint-url", required_argument, NULL, OPT_KMS},
-    {"store", required_argument, NULL, OPT_STORE},
-    {"root-key-file", required_argument, NULL, OPT_ROOT_KEY},
-    {"passphrase-file", required_argument, NULL, OPT_PASSFILE},
-    {"region", required_argument, NULL, OPT_REGION},
-};
-
-/* Handle a key-service option; returns 1 if it was one. */
-static int kms_opt(int c, cli_kms_opts *k)
+/* Take the key-service options (cli_take_kms_options) out of argv before getopt sees the rest; 0, or 2
+ * after saying which option lacks its value. */
+static int take_kms_options(const char *cmd, int *argc, char **argv, cli_kms_opts *k)
 {
-    switch (c) {
-    case OPT_KMS: k->url = optarg; return 1;
-    case OPT_STORE: k->store = optarg; return 1;
-    case OPT_ROOT_KEY: k->root_key_file = optarg; return 1;
-    case OPT_PASSFILE: k->passphrase_file = optarg; return 1;
-    case OPT_REGION: k->region = optarg; return 1;
-    default: return 0;
-    }
+    const char *bad = cli_take_kms_options(argc, argv, k);
+    if (!bad)
+        return 0;
+    fprintf(stderr, "envelopefs %s: %s needs a value\n", cmd, bad);
+    return 2;
 }
 
 static bool dir_is_empty(const char *path, int *err)
@@ -86,8 +74,7 @@ int cmd_init(int argc, char **argv)
     static const struct option long_opts[] = {
         {"kms-key-id", required_argument, NULL, OPT_KEY_ID}, {"dek-in-xattr", no_argument, NULL, OPT_DEK_XATTR},
         {"bucket-key", no_argument, NULL, OPT_BUCKET}, {"plaintext-names", no_argument, NULL, OPT_PLAIN_NAMES},
-        {"block-size", required_argument, NULL, OPT_BLOCK}, {"help", no_argument, NULL, 'h'},
-        KMS_OPTS[0], KMS_OPTS[1], KMS_OPTS[2], KMS_OPTS[3], KMS_OPTS[4], KMS_OPTS[5], {NULL, 0, NULL, 0}};
+        {"block-size", required_argument, NULL, OPT_BLOCK}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
     cli_kms_opts k = {0};
     efs_config cfg;
     const char *key_id = NULL;
@@ -97,10 +84,10 @@ int cmd_init(int argc, char **argv)
     long bs = 4096;
 
     memset(&cfg, 0, sizeof cfg);
+    if ((rc = take_kms_options("init", &argc, argv, &k)))
+        return rc;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
-        if (kms_opt(c, &k))
-            continue;
         switch (c) {
         case OPT_KEY_ID: key_id = optarg; break;
         case OPT_DEK_XATTR: cfg.dek_in_xattr = true; break;
@@ -212,8 +199,7 @@ static void mount_usage(FILE *f)
 
 int cmd_mount(int argc, char **argv)
 {
-    static const struct option long_opts[] = {{"help", no_argument, NULL, 'h'}, KMS_OPTS[0], KMS_OPTS[1], KMS_OPTS[2],
-                                              KMS_OPTS[3], KMS_OPTS[4], KMS_OPTS[5], {NULL, 0, NULL, 0}};
+    static const struct option long_opts[] = {{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
     struct open_ctx oc;
     efs_mount_opts mo;
     efs_config cfg = {0};
@@ -223,10 +209,10 @@ int cmd_mount(int argc, char **argv)
 
     memset(&oc, 0, sizeof oc);
     memset(&mo, 0, sizeof mo);
+    if ((rc = take_kms_options("mount", &argc, argv, &oc.k)))
+        return rc;
     optind = 1;
     while ((c = getopt_long(argc, argv, "hfdo:", long_opts, NULL)) != -1) {
-        if (kms_opt(c, &oc.k))
-            continue;
         switch (c) {
         case 'f': mo.foreground = true; break;
         case 'd': mo.debug = mo.foreground = true; break;
@@ -368,8 +354,7 @@ int cmd_unmount(int argc, char **argv)
 
 int cmd_fsck(int argc, char **argv)
 {
-    static const struct option long_opts[] = {{"help", no_argument, NULL, 'h'}, KMS_OPTS[0], KMS_OPTS[1], KMS_OPTS[2],
-                                              KMS_OPTS[3], KMS_OPTS[4], KMS_OPTS[5], {NULL, 0, NULL, 0}};
+    static const struct option long_opts[] = {{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
     struct open_ctx oc;
     efs_config cfg = {0};
     efs_keys *keys = NULL;
@@ -377,10 +362,10 @@ int cmd_fsck(int argc, char **argv)
     int c, rc;
 
     memset(&oc, 0, sizeof oc);
+    if ((rc = take_kms_options("fsck", &argc, argv, &oc.k)))
+        return rc;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
-        if (kms_opt(c, &oc.k))
-            continue;
         if (c == 'h') {
             printf("usage: envelopefs fsck CIPHERDIR [--kms URL] [--store DIR] [--root-key-file F]\n"
                    "Checks every header and block; names each damaged file and block; exits 1 if any.\n");

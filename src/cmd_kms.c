@@ -26,9 +26,10 @@
 #include <sodium.h>
 
 #include "cli_common.h"
-#include "envelopefs/jsonb64.h"
+#include "common/jsonb64.h"
+#include "common/readfile.h"
 #include "commands.h"
-#include "jsonwipe.h"
+#include "common/jsonwipe.h"
 
 #define EXIT_SERVICE 254
 #define EXIT_USAGE 252
@@ -60,44 +61,69 @@ struct verb {
 #define CTX {"encryption-context", "EncryptionContext", F_CTX}
 #define GRANT_TOKENS {"grant-tokens", "GrantTokens", F_LIST}
 
+/* Each operation's flags (CLI_FLAGS_Name); the verbs themselves come from KMS_OPERATIONS. */
+#define CLI_FLAGS_CreateKey \
+    {{"description", "Description", F_STR}, \
+     {"tags", "Tags", F_TAGS}, \
+     {"key-spec", "KeySpec", F_STR}, \
+     {"key-usage", "KeyUsage", F_STR}, \
+     {"origin", "Origin", F_STR}}
+#define CLI_FLAGS_DescribeKey {KEYID, GRANT_TOKENS}
+#define CLI_FLAGS_ListKeys {LIMIT}
+#define CLI_FLAGS_UpdateKeyDescription {KEYID, {"description", "Description", F_STR}}
+#define CLI_FLAGS_EnableKey {KEYID}
+#define CLI_FLAGS_DisableKey {KEYID}
+#define CLI_FLAGS_ScheduleKeyDeletion {KEYID, {"pending-window-in-days", "PendingWindowInDays", F_INT}}
+#define CLI_FLAGS_CancelKeyDeletion {KEYID}
+#define CLI_FLAGS_EnableKeyRotation {KEYID, {"rotation-period-in-days", "RotationPeriodInDays", F_INT}}
+#define CLI_FLAGS_DisableKeyRotation {KEYID}
+#define CLI_FLAGS_GetKeyRotationStatus {KEYID}
+#define CLI_FLAGS_RotateKeyOnDemand {KEYID}
+#define CLI_FLAGS_ListKeyRotations {KEYID, LIMIT}
+#define CLI_FLAGS_CreateAlias {{"alias-name", "AliasName", F_STR}, {"target-key-id", "TargetKeyId", F_STR}}
+#define CLI_FLAGS_UpdateAlias {{"alias-name", "AliasName", F_STR}, {"target-key-id", "TargetKeyId", F_STR}}
+#define CLI_FLAGS_DeleteAlias {{"alias-name", "AliasName", F_STR}}
+#define CLI_FLAGS_ListAliases {KEYID, LIMIT}
+#define CLI_FLAGS_TagResource {KEYID, {"tags", "Tags", F_TAGS}}
+#define CLI_FLAGS_UntagResource {KEYID, {"tag-keys", "TagKeys", F_LIST}}
+#define CLI_FLAGS_ListResourceTags {KEYID, LIMIT}
+#define CLI_FLAGS_GenerateDataKey \
+    {KEYID, \
+     CTX, \
+     {"key-spec", "KeySpec", F_STR}, \
+     {"number-of-bytes", "NumberOfBytes", F_INT}, \
+     GRANT_TOKENS}
+#define CLI_FLAGS_GenerateDataKeyWithoutPlaintext \
+    {KEYID, \
+     CTX, \
+     {"key-spec", "KeySpec", F_STR}, \
+     {"number-of-bytes", "NumberOfBytes", F_INT}, \
+     GRANT_TOKENS}
+#define CLI_FLAGS_Encrypt \
+    {KEYID, \
+     CTX, \
+     {"plaintext", "Plaintext", F_BLOB}, \
+     {"encryption-algorithm", "EncryptionAlgorithm", F_STR}, \
+     GRANT_TOKENS}
+#define CLI_FLAGS_Decrypt \
+    {KEYID, \
+     CTX, \
+     {"ciphertext-blob", "CiphertextBlob", F_BLOB}, \
+     {"encryption-algorithm", "EncryptionAlgorithm", F_STR}, \
+     GRANT_TOKENS}
+#define CLI_FLAGS_ReEncrypt \
+    {{"ciphertext-blob", "CiphertextBlob", F_BLOB}, \
+     {"source-key-id", "SourceKeyId", F_STR}, \
+     {"destination-key-id", "DestinationKeyId", F_STR}, \
+     {"source-encryption-context", "SourceEncryptionContext", F_CTX}, \
+     {"destination-encryption-context", "DestinationEncryptionContext", F_CTX}, \
+     GRANT_TOKENS}
+#define CLI_FLAGS_GenerateRandom {{"number-of-bytes", "NumberOfBytes", F_INT}}
+
 static const struct verb VERBS[] = {
-    {"create-key", "CreateKey", {{"description", "Description", F_STR}, {"tags", "Tags", F_TAGS},
-                                 {"key-spec", "KeySpec", F_STR}, {"key-usage", "KeyUsage", F_STR},
-                                 {"origin", "Origin", F_STR}}},
-    {"describe-key", "DescribeKey", {KEYID, GRANT_TOKENS}},
-    {"list-keys", "ListKeys", {LIMIT}},
-    {"update-key-description", "UpdateKeyDescription", {KEYID, {"description", "Description", F_STR}}},
-    {"enable-key", "EnableKey", {KEYID}},
-    {"disable-key", "DisableKey", {KEYID}},
-    {"schedule-key-deletion", "ScheduleKeyDeletion", {KEYID, {"pending-window-in-days", "PendingWindowInDays", F_INT}}},
-    {"cancel-key-deletion", "CancelKeyDeletion", {KEYID}},
-    {"enable-key-rotation", "EnableKeyRotation", {KEYID, {"rotation-period-in-days", "RotationPeriodInDays", F_INT}}},
-    {"disable-key-rotation", "DisableKeyRotation", {KEYID}},
-    {"get-key-rotation-status", "GetKeyRotationStatus", {KEYID}},
-    {"rotate-key-on-demand", "RotateKeyOnDemand", {KEYID}},
-    {"list-key-rotations", "ListKeyRotations", {KEYID, LIMIT}},
-    {"create-alias", "CreateAlias", {{"alias-name", "AliasName", F_STR}, {"target-key-id", "TargetKeyId", F_STR}}},
-    {"update-alias", "UpdateAlias", {{"alias-name", "AliasName", F_STR}, {"target-key-id", "TargetKeyId", F_STR}}},
-    {"delete-alias", "DeleteAlias", {{"alias-name", "AliasName", F_STR}}},
-    {"list-aliases", "ListAliases", {KEYID, LIMIT}},
-    {"tag-resource", "TagResource", {KEYID, {"tags", "Tags", F_TAGS}}},
-    {"untag-resource", "UntagResource", {KEYID, {"tag-keys", "TagKeys", F_LIST}}},
-    {"list-resource-tags", "ListResourceTags", {KEYID, LIMIT}},
-    {"generate-data-key", "GenerateDataKey", {KEYID, CTX, {"key-spec", "KeySpec", F_STR},
-                                              {"number-of-bytes", "NumberOfBytes", F_INT}, GRANT_TOKENS}},
-    {"generate-data-key-without-plaintext", "GenerateDataKeyWithoutPlaintext",
-     {KEYID, CTX, {"key-spec", "KeySpec", F_STR}, {"number-of-bytes", "NumberOfBytes", F_INT}, GRANT_TOKENS}},
-    {"encrypt", "Encrypt", {KEYID, CTX, {"plaintext", "Plaintext", F_BLOB},
-                            {"encryption-algorithm", "EncryptionAlgorithm", F_STR}, GRANT_TOKENS}},
-    {"decrypt", "Decrypt", {KEYID, CTX, {"ciphertext-blob", "CiphertextBlob", F_BLOB},
-                            {"encryption-algorithm", "EncryptionAlgorithm", F_STR}, GRANT_TOKENS}},
-    {"re-encrypt", "ReEncrypt", {{"ciphertext-blob", "CiphertextBlob", F_BLOB},
-                                 {"source-key-id", "SourceKeyId", F_STR},
-                                 {"destination-key-id", "DestinationKeyId", F_STR},
-                                 {"source-encryption-context", "SourceEncryptionContext", F_CTX},
-                                 {"destination-encryption-context", "DestinationEncryptionContext", F_CTX},
-                                 GRANT_TOKENS}},
-    {"generate-random", "GenerateRandom", {{"number-of-bytes", "NumberOfBytes", F_INT}}},
+#define X(name, fn, verb, flags) {verb, #name, CLI_FLAGS_##name},
+    KMS_OPERATIONS(X)
+#undef X
 };
 #define NVERBS (sizeof VERBS / sizeof VERBS[0])
 
@@ -159,53 +185,6 @@ __attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ..
     return EXIT_USAGE;
 }
 
-/* Whole file into a malloc'd, NUL-terminated buffer; the buffer is sized from fstat first so plaintext
- * is not left behind in realloc'd copies. NULL with errno on failure. */
-static char *read_whole_file(const char *path, size_t *len)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    char *buf = NULL;
-    size_t cap, n = 0;
-    if (fd < 0)
-        return NULL;
-    if (fstat(fd, &st))
-        goto fail;
-    cap = (size_t)(st.st_size > 0 ? st.st_size : 0) + 4096;
-    if (!(buf = malloc(cap + 1)))
-        goto fail;
-    for (;;) {
-        ssize_t r;
-        if (n == cap) { /* the file grew while we read it */
-            errno = EFBIG;
-            goto fail;
-        }
-        r = read(fd, buf + n, cap - n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            goto fail;
-        if (r == 0)
-            break;
-        n += (size_t)r;
-    }
-    close(fd);
-    buf[n] = 0;
-    *len = n;
-    return buf;
-fail:
-    {
-        int saved = errno;
-        if (buf) {
-            sodium_memzero(buf, cap + 1);
-            free(buf);
-        }
-        close(fd);
-        errno = saved;
-    }
-    return NULL;
-}
-
 static void free_secret_buf(char *buf, size_t len)
 {
     if (buf) {
@@ -225,7 +204,7 @@ static json_t *blob_arg(const struct cli *cli, const char *arg, const char *flag
 
     if (!strncmp(arg, "fileb://", 8) || !strncmp(arg, "file://", 7)) {
         const char *path = arg + (arg[4] == 'b' ? 8 : 7);
-        file = read_whole_file(path, &n);
+        file = efs_read_file(path, &n);
         if (!file) {
             fprintf(stderr, "envelopefs kms: --%s: cannot read %s: %s\n", flag, path, strerror(errno));
             return NULL;
@@ -937,7 +916,7 @@ static int flag_value(const char *val, char **owned, const char **out, const cha
     *out = val;
     if (strncmp(val, "file://", 7))
         return 0;
-    *owned = read_whole_file(val + 7, &n);
+    *owned = efs_read_file(val + 7, &n);
     if (!*owned) {
         fprintf(stderr, "envelopefs kms: --%s: cannot read %s: %s\n", flag, val + 7, strerror(errno));
         return -1;
@@ -1098,32 +1077,28 @@ int cmd_kms(int argc, char **argv)
 
     memset(&cli, 0, sizeof cli);
     cli.output = "json";
-    kmsc_json_wipe_on_free(); /* requests and responses here may carry plaintext */
+    efs_json_wipe_on_free(); /* requests and responses here may carry plaintext */
     if (argc < 2 || !strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? EXIT_USAGE : 0;
     }
-    /* `envelopefs kms serve` (the AWS-protocol server) is dispatched here by the network layer. */
-    if (!strcmp(argv[1], "serve"))
-        return cmd_kms_serve(argc - 1, argv + 1);
-    /* Pull out global options wherever they are (before or after the operation, as `aws` allows). */
+    /* The key-service options, wherever they are (before or after the operation, as `aws` allows). */
+    {
+        const char *bad = cli_take_kms_options(&argc, argv, &cli.g);
+        if (bad)
+            return usage_error("%s needs a value", bad);
+    }
+    /* `envelopefs kms serve` (the AWS-protocol server, src/cmd_serve.c) takes the same ones. */
+    if (argc >= 2 && !strcmp(argv[1], "serve"))
+        return cmd_kms_serve(argc - 1, argv + 1, &cli.g);
+    /* Then this CLI's own output options, also anywhere. */
     rest = calloc((size_t)argc, sizeof *rest);
     if (!rest)
         return 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char **slot = NULL;
-        if (!strcmp(a, "--store"))
-            slot = &cli.g.store;
-        else if (!strcmp(a, "--endpoint-url") || !strcmp(a, "--kms"))
-            slot = &cli.g.url;
-        else if (!strcmp(a, "--root-key-file"))
-            slot = &cli.g.root_key_file;
-        else if (!strcmp(a, "--passphrase-file"))
-            slot = &cli.g.passphrase_file;
-        else if (!strcmp(a, "--region"))
-            slot = &cli.g.region;
-        else if (!strcmp(a, "--query"))
+        if (!strcmp(a, "--query"))
             slot = &cli.query;
         else if (!strcmp(a, "--output"))
             slot = &cli.output;

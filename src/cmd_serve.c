@@ -1,7 +1,9 @@
 /*
  * cmd_serve.c — `envelopefs kms serve`: run the key service as a daemon speaking the AWS KMS JSON
- * protocol (kms/server/). Daemonises unless --foreground; writes a pid file; SIGTERM/SIGINT stop it
- * cleanly after in-flight requests; no core dumps; one log line at start and stop.
+ * protocol (kms/server/). The store options (--store, --root-key-file, --passphrase-file) come parsed
+ * by cmd_kms (cli_take_kms_options), before or after `serve`. Daemonises unless --foreground; writes a
+ * pid file; SIGTERM/SIGINT stop it cleanly after in-flight requests; no core dumps; one log line at
+ * start and stop.
  */
 #include <errno.h>
 #include <limits.h>
@@ -17,8 +19,8 @@
 
 #include "cli_common.h"
 #include "commands.h"
-#include "envelopefs/daemon.h"
-#include "envelopefs/log.h"
+#include "common/daemon.h"
+#include "common/log.h"
 #include "server.h"
 
 static void usage(FILE *f)
@@ -90,21 +92,18 @@ static int start_server(kmsc *client, const kms_server_opts *so, const char *pid
     return 0;
 }
 
-int cmd_kms_serve(int argc, char **argv)
+int cmd_kms_serve(int argc, char **argv, const cli_kms_opts *g)
 {
-    enum { O_LISTEN = 1000, O_UNIX, O_CERT, O_KEY, O_FG, O_PID, O_RATE, O_THREADS, O_STORE, O_RK, O_PF, O_MAXC,
-           O_PERIP, O_IDLE, O_REQT };
+    enum { O_LISTEN = 1000, O_UNIX, O_CERT, O_KEY, O_FG, O_PID, O_RATE, O_THREADS, O_MAXC, O_PERIP, O_IDLE, O_REQT };
     static const struct option opts[] = {
         {"listen", required_argument, NULL, O_LISTEN}, {"unix", required_argument, NULL, O_UNIX},
         {"tls-cert", required_argument, NULL, O_CERT}, {"tls-key", required_argument, NULL, O_KEY},
         {"foreground", no_argument, NULL, O_FG}, {"pid-file", required_argument, NULL, O_PID},
         {"rate-limit", required_argument, NULL, O_RATE}, {"threads", required_argument, NULL, O_THREADS},
-        {"store", required_argument, NULL, O_STORE}, {"root-key-file", required_argument, NULL, O_RK},
-        {"passphrase-file", required_argument, NULL, O_PF}, {"max-connections", required_argument, NULL, O_MAXC},
-        {"per-ip-limit", required_argument, NULL, O_PERIP}, {"idle-timeout", required_argument, NULL, O_IDLE},
-        {"request-timeout", required_argument, NULL, O_REQT}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+        {"max-connections", required_argument, NULL, O_MAXC}, {"per-ip-limit", required_argument, NULL, O_PERIP},
+        {"idle-timeout", required_argument, NULL, O_IDLE}, {"request-timeout", required_argument, NULL, O_REQT},
+        {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
     kms_server_opts so;
-    cli_kms_opts k;
     const char *pid_file = NULL;
     bool fg = false;
     int c, sig, rc = 0;
@@ -114,7 +113,6 @@ int cmd_kms_serve(int argc, char **argv)
     struct rlimit rl = {0, 0};
 
     memset(&so, 0, sizeof so);
-    memset(&k, 0, sizeof k);
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
@@ -126,9 +124,6 @@ int cmd_kms_serve(int argc, char **argv)
         case O_PID: pid_file = optarg; break;
         case O_RATE: so.rate_limit = strtod(optarg, NULL); break;
         case O_THREADS: so.threads = (unsigned)strtoul(optarg, NULL, 10); break;
-        case O_STORE: k.store = optarg; break;
-        case O_RK: k.root_key_file = optarg; break;
-        case O_PF: k.passphrase_file = optarg; break;
         case O_MAXC: so.max_connections = positive(optarg); break;
         case O_PERIP: so.per_ip_limit = positive(optarg); break;
         case O_IDLE: so.timeout_s = positive(optarg); break;
@@ -142,11 +137,15 @@ int cmd_kms_serve(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    if (g->url) {
+        fprintf(stderr, "envelopefs kms serve: serves a local store; it takes --store, not --endpoint-url\n");
+        return 2;
+    }
     setrlimit(RLIMIT_CORE, &rl);
     raise_nofile(so.max_connections ? so.max_connections : KMS_SERVER_MAX_CONNECTIONS);
     efs_log_init("envelopefs-kms", false, EFS_LOG_INFO); /* syslog once in the background */
     /* Unlock the store in the foreground so errors are seen, then again in the daemon. */
-    client = cli_open_kms(&k, NULL);
+    client = cli_open_kms(g, NULL);
     if (!client)
         return 1;
     if (!fg) {
@@ -158,7 +157,7 @@ int cmd_kms_serve(int argc, char **argv)
             return 1;
         }
         /* the daemon: open, start, then let `kms serve` return */
-        client = cli_open_kms(&k, NULL);
+        client = cli_open_kms(g, NULL);
         if (!client || start_server(client, &so, pid_file, &set, &srv))
             _exit(1);
         efs_log_init("envelopefs-kms", true, EFS_LOG_INFO);

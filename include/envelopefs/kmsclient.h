@@ -12,7 +12,7 @@
  * Ownership: every pointer a function returns through an out-parameter belongs to the caller and is
  * released with the matching _free function named in its comment. Plaintext key material is always
  * returned as a kmsc_secret in locked memory (sodium_malloc; small secrets share locked slabs, see
- * envelopefs/secpool.h) and wiped by kmsc_secret_free.
+ * common/secpool.h) and wiped by kmsc_secret_free.
  * Threading: a kmsc and a kmsc_cache are safe to use from many threads at once.
  */
 #ifndef ENVELOPEFS_KMSCLIENT_H

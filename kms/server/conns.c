@@ -11,8 +11,8 @@
 #include <sys/socket.h>
 #include <time.h>
 
-#include "envelopefs/log.h"
-#include "envelopefs/monotime.h"
+#include "common/log.h"
+#include "common/monotime.h"
 
 #define REAP_INTERVAL_MS 200
 

@@ -28,8 +28,9 @@
 #include <jansson.h>
 #include <sodium.h>
 
-#include "envelopefs/log.h"
-#include "envelopefs/monotime.h"
+#include "common/log.h"
+#include "common/readfile.h"
+#include "common/monotime.h"
 #include "envelopefs/sigv4.h"
 #include "conns.h"
 
@@ -515,27 +516,6 @@ static unsigned default_connection_limit(void)
     return n > KMS_SERVER_MAX_CONNECTIONS ? KMS_SERVER_MAX_CONNECTIONS : (unsigned)n;
 }
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "re");
-    char *buf;
-    long n;
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    buf = n >= 0 ? malloc((size_t)n + 1) : NULL;
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    if (buf)
-        buf[n] = 0;
-    fclose(f);
-    return buf;
-}
-
 kms_err kms_server_start(kms_core *core, const kms_server_opts *o, kms_server **out, char **errmsg)
 {
     kms_server *s;
@@ -587,8 +567,8 @@ kms_err kms_server_start(kms_core *core, const kms_server_opts *o, kms_server **
         sin.sin_port = htons((uint16_t)port);
     }
     if (o->tls_cert || o->tls_key) {
-        s->tls_cert = o->tls_cert ? slurp(o->tls_cert) : NULL;
-        s->tls_key = o->tls_key ? slurp(o->tls_key) : NULL;
+        s->tls_cert = o->tls_cert ? efs_read_file(o->tls_cert, NULL) : NULL;
+        s->tls_key = o->tls_key ? efs_read_file(o->tls_key, NULL) : NULL;
         if (!s->tls_cert || !s->tls_key) {
             if (errmsg)
                 *errmsg = strdup("--tls-cert and --tls-key must both name readable PEM files");

@@ -9,7 +9,7 @@
 
 #include <jansson.h>
 
-#include "envelopefs/jsonparse.h"
+#include "common/jsonparse.h"
 #include "fuzz.h"
 
 static int depth_of(const json_t *j)

@@ -9,12 +9,12 @@
  * Not pure: one throwaway store per process, in a temporary directory (under $TMPDIR) removed at exit —
  * or, when the process died of a crash and never reached exit, by the next run (the directory's name
  * carries its owner's pid) — with a frozen clock, so nothing is ever rotated or deleted by time. Calls
- * change it (keys, aliases, states): after one that may have disabled, scheduled for deletion or
- * re-pointed the fixed key or its alias, both are put back. Invariants: a response is a NUL-terminated
- * JSON object exactly resp_len long; an error has no response and a wire error code; no request makes the
- * store fail (internal, I/O, corrupt-store errors); a body the core accepted is a JSON object to jansson
- * (json_loadb, JSON_REJECT_DUPLICATES) too; what Encrypt and GenerateDataKey return decrypts to their
- * plaintext.
+ * change it (keys, aliases, states): after any that is not read-only (KMS_OPERATIONS' flags), which may
+ * have disabled, scheduled for deletion or re-pointed the fixed key or its alias, both are put back.
+ * Invariants: a response is a NUL-terminated JSON object exactly resp_len long; an error has no
+ * response and a wire error code; no request makes the store fail (internal, I/O, corrupt-store
+ * errors); a body the core accepted is a JSON object to jansson (json_loadb, JSON_REJECT_DUPLICATES)
+ * too; what Encrypt and GenerateDataKey return decrypts to their plaintext.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -205,6 +205,24 @@ static void check_decrypts(json_t *req, const char *blob, const char *pt)
     json_decref(r);
 }
 
+/* Whether op is an operation that changes nothing (KMS_OP_READ_ONLY in the one list of operations):
+ * after any other, the fixed key and its alias are put back. Unknown names change nothing either. */
+static bool read_only(const char *op)
+{
+    static const struct {
+        const char *name;
+        unsigned flags;
+    } OPS[] = {
+#define X(name, fn, verb, flags) {#name, flags},
+        KMS_OPERATIONS(X)
+#undef X
+    };
+    for (size_t i = 0; i < sizeof OPS / sizeof OPS[0]; i++)
+        if (!strcmp(OPS[i].name, op))
+            return OPS[i].flags & KMS_OP_READ_ONLY;
+    return true;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const uint8_t *nl = memchr(data, '\n', size);
@@ -249,8 +267,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                        json_string_value(json_object_get(!strcmp(op, "Encrypt") ? req : r, "Plaintext")));
     }
 out:
-    if (!strcmp(op, "DisableKey") || !strcmp(op, "ScheduleKeyDeletion") || !strcmp(op, "UpdateAlias") ||
-        !strcmp(op, "DeleteAlias"))
+    if (!read_only(op))
         restore();
     json_decref(req);
     json_decref(r);

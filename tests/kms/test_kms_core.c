@@ -16,8 +16,8 @@
 #include <sodium.h>
 #include <sqlite3.h>
 
-#include "envelopefs/jsondump.h"
-#include "envelopefs/jsonparse.h"
+#include "common/jsondump.h"
+#include "common/jsonparse.h"
 #include "envelopefs/kms.h"
 #include "internal.h" /* KMS_FRESHNESS_MS */
 #include "testutil.h"

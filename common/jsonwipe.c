@@ -6,8 +6,8 @@
 
 #include <jansson.h>
 
-#include "envelopefs/wipe.h"
-#include "jsonwipe.h"
+#include "common/wipe.h"
+#include "common/jsonwipe.h"
 
 static void *wipe_malloc(size_t n)
 {
@@ -19,7 +19,7 @@ static void install(void)
     json_set_alloc_funcs(wipe_malloc, efs_free_wiped);
 }
 
-void kmsc_json_wipe_on_free(void)
+void efs_json_wipe_on_free(void)
 {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     (void)pthread_once(&once, install);

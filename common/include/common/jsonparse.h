@@ -16,7 +16,7 @@
  * reason in err (errcap bytes, may be NULL) when the text is not one well-formed JSON value, an
  * object repeats a key, a string holds a NUL, or nesting is deeper than 64. Internal buffers that
  * held request bytes (which may carry plaintext) are wiped before they are freed; the tree's own
- * strings are freed by jansson's allocator (see kmsclient/jsonwipe.h).
+ * strings are freed by jansson's allocator (see common/jsonwipe.h).
  */
 json_t *efs_json_parse(const char *text, size_t len, char *err, size_t errcap) __attribute__((warn_unused_result));
 

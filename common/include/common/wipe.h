@@ -1,7 +1,7 @@
 /*
  * wipe.h — free a malloc'd block after zeroing all of it (malloc_usable_size, not just what the caller
  * wrote). For allocators handed to libraries whose scratch buffers may hold plaintext: jansson's
- * (kmsclient/jsonwipe.c) and yajl's (common/jsonparse.c).
+ * (common/jsonwipe.c) and yajl's (common/jsonparse.c).
  */
 #ifndef ENVELOPEFS_WIPE_H
 #define ENVELOPEFS_WIPE_H
