@@ -16,17 +16,27 @@
 #include "common/jsonparse.h"
 #include "common/log.h"
 #include "internal.h"
+#include "model.h"
 #include "ops.h"
 
 /* The dispatch table, generated from the one list of operations (KMS_OPERATIONS, envelopefs/kms.h). */
 static const struct op_entry {
     const char *name;
     kms_op_fn fn;
+    unsigned flags;
 } OPS[] = {
-#define X(name, fn, verb, flags) {#name, fn},
+#define X(name, fn, verb, flags) {#name, fn, flags},
     KMS_OPERATIONS(X)
 #undef X
 };
+
+bool kms_trail_read_only(const char *op)
+{
+    for (size_t i = 0; i < sizeof OPS / sizeof OPS[0]; i++)
+        if (!strcmp(OPS[i].name, op))
+            return (OPS[i].flags & KMS_OP_READ_ONLY) != 0;
+    return true; /* not an operation: nothing was changed */
+}
 
 /* A call refused before it reached an operation (unknown name, malformed body): recorded too. */
 static kms_err refuse(kms_core *c, const kms_principal *caller, const char *name, kms_err e, char *msg,
@@ -102,6 +112,7 @@ kms_err kms_core_call(kms_core *c, const kms_principal *caller, const char *oper
     char *msg = NULL;
     char key_id[KMS_KEY_ID_LEN + 1] = "";
     uint64_t ticket;
+    bool dry_run = false;
     kms_err e;
 
     *resp = NULL;
@@ -125,11 +136,14 @@ kms_err kms_core_call(kms_core *c, const kms_principal *caller, const char *oper
         json_decref(in);
         return refuse(c, caller, op->name, KMS_ERR_SERIALIZATION, msg, message);
     }
+    e = kms_model_check(op->name, in, &dry_run, &msg); /* before any key is looked at, as AWS's model */
     pthread_mutex_lock(&c->lock);
-    e = kms_store_reload_if_changed(c, &msg);
+    if (!e)
+        e = kms_store_reload_if_changed(c, &msg);
     if (!e) {
         kms_sweep_deletions(c);
-        struct op_ctx ctx = {.core = c, .caller = caller, .operation = op->name, .key_id = key_id, .msg = &msg};
+        struct op_ctx ctx = {.core = c, .caller = caller, .operation = op->name, .key_id = key_id, .msg = &msg,
+                             .dry_run = dry_run};
         e = op->fn(&ctx, in, &out);
     }
     ticket = kms_trail_append(c, caller, op->name, in, out, key_id, e, msg);

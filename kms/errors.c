@@ -35,6 +35,7 @@ static const struct {
     [KMS_ERR_DEPENDENCY_TIMEOUT] = {"DependencyTimeoutException", "the key service did not answer in time"},
     [KMS_ERR_UNKNOWN_OPERATION] = {"UnknownOperationException", "unknown operation"},
     [KMS_ERR_SERIALIZATION] = {"SerializationException", "the request body could not be parsed"},
+    [KMS_ERR_DRY_RUN] = {"DryRunOperationException", "the request would have succeeded, but DryRun was set"},
     [KMS_ERR_MISSING_AUTH] = {"MissingAuthenticationTokenException", "the request is not signed"},
     [KMS_ERR_INCOMPLETE_SIGNATURE] = {"IncompleteSignatureException", "the request signature is malformed"},
     [KMS_ERR_SIGNATURE_MISMATCH] = {"InvalidSignatureException", "the request signature does not match"},

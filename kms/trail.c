@@ -256,17 +256,6 @@ kms_err kms_trail_open(kms_core *c, char **msg)
 
 /* ---- records ------------------------------------------------------------------------------------ */
 
-bool kms_trail_read_only(const char *op)
-{
-    static const char *const writes[] = {"Create", "Delete", "Disable", "Enable", "Schedule", "Cancel", "Tag",
-                                         "Untag",  "Update", "Rotate",  "Put",    "Revoke",   "Retire", "Import",
-                                         "Replicate"};
-    for (size_t i = 0; i < sizeof writes / sizeof writes[0]; i++)
-        if (!strncmp(op, writes[i], strlen(writes[i])))
-            return false;
-    return true;
-}
-
 /* Request fields a record may carry: none holds plaintext, ciphertext or a secret. */
 static const char *const REQ_FIELDS[] = {
     "KeyId", "KeySpec", "NumberOfBytes", "EncryptionContext", "EncryptionAlgorithm", "SourceEncryptionContext",

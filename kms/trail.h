@@ -49,7 +49,8 @@ kms_err kms_trail_open(struct kms_core *c, char **msg) __attribute__((warn_unuse
 /* Seal the head if any record is unsealed (kind "close"), wipe the key, free queued records. */
 void kms_trail_close(struct kms_core *c);
 
-/* Whether an operation only reads (CloudTrail's readOnly). */
+/* Whether an operation only reads (CloudTrail's readOnly), from the one list of operations
+ * (KMS_OP_READ_ONLY; dispatch.c). A name that is no operation: true. */
 bool kms_trail_read_only(const char *op);
 
 /* Queue the record of one call (core lock held). req/resp: the request and response trees (may be

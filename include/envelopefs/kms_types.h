@@ -42,6 +42,7 @@ typedef enum kms_err {
     KMS_ERR_DEPENDENCY_TIMEOUT,      /* DependencyTimeoutException */
     KMS_ERR_UNKNOWN_OPERATION,       /* UnknownOperationException */
     KMS_ERR_SERIALIZATION,           /* SerializationException (malformed JSON body) */
+    KMS_ERR_DRY_RUN,                 /* DryRunOperationException: DryRun set, and the call would be allowed */
     /* SigV4 / authentication (server side) */
     KMS_ERR_MISSING_AUTH,            /* MissingAuthenticationTokenException */
     KMS_ERR_INCOMPLETE_SIGNATURE,    /* IncompleteSignatureException */

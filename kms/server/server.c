@@ -324,6 +324,8 @@ static enum MHD_Result reply_error(struct MHD_Connection *c, kms_err e, const ch
     json_decref(o);
     if (e == KMS_ERR_INTERNAL || e == KMS_ERR_IO || e == KMS_ERR_NOMEM || e == KMS_ERR_CORRUPT_STORE)
         status = 500;
+    else if (e == KMS_ERR_DRY_RUN)
+        status = 412; /* as AWS answers DryRunOperationException */
     else if (e == KMS_ERR_DEPENDENCY_TIMEOUT)
         status = 503;
     return reply(c, status, body);
