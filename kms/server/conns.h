@@ -58,7 +58,7 @@ void srv_conn_remove(srv_conns *t, srv_conn *c);
 void srv_conn_request_started(srv_conn *c);
 void srv_conn_request_done(srv_conn *c);
 
-/* Counters for tests and logs: connections ended for their deadline, and by eviction. */
+/* Counters for the log: connections ended for their deadline, and by eviction; open now. */
 void srv_conns_stats(srv_conns *t, uint64_t *expired, uint64_t *evicted, size_t *open);
 
 int64_t srv_now_ms(void);

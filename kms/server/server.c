@@ -640,11 +640,6 @@ kms_err kms_server_start(kms_core *core, const kms_server_opts *o, kms_server **
 
 unsigned kms_server_port(kms_server *s) { return s->port; }
 
-void kms_server_conn_stats(kms_server *s, uint64_t *expired, uint64_t *evicted, size_t *open)
-{
-    srv_conns_stats(s->conns, expired, evicted, open);
-}
-
 void kms_server_stop(kms_server *s)
 {
     if (!s)
@@ -652,6 +647,13 @@ void kms_server_stop(kms_server *s)
     if (s->d) {
         MHD_quiesce_daemon(s->d);
         MHD_stop_daemon(s->d); /* waits for the worker threads: in-flight requests finish */
+    }
+    if (s->conns) {
+        uint64_t expired, evicted;
+        size_t open;
+        srv_conns_stats(s->conns, &expired, &evicted, &open);
+        EFS_INFO("server: %llu connections ended at their deadline, %llu evicted near the limit",
+                 (unsigned long long)expired, (unsigned long long)evicted);
     }
     srv_conns_free(s->conns);
     if (s->unix_fd >= 0)

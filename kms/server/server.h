@@ -33,8 +33,6 @@ typedef struct kms_server kms_server;
 kms_err kms_server_start(kms_core *core, const kms_server_opts *o, kms_server **out, char **errmsg);
 /* The bound TCP port (useful with port 0). */
 unsigned kms_server_port(kms_server *s);
-/* Connections ended by the guard (conns.h): for their deadline, by eviction near the limit; open now. */
-void kms_server_conn_stats(kms_server *s, uint64_t *expired, uint64_t *evicted, size_t *open);
 /* Stop accepting, finish in-flight requests, free. NULL is a no-op. */
 void kms_server_stop(kms_server *s);
 
