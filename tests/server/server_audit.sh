@@ -33,7 +33,7 @@ PY
 "$B" kms validate-audit >"$T/v.json" || fail "validate-audit after kill -9: $(cat "$T/v.json")"
 
 unset PORT
-start_server
+ENVELOPEFS_KMS_SYNC=full start_server  # every commit fsynced: the same records, the same checks
 python3 "$P" secrets "$URL" "$AK" "$SK" "$T/secrets"
 python3 "$P" authfail "$URL" "$AK" "$SK" 400
 stop_server
