@@ -9,6 +9,7 @@
 #include <stdio.h>
 
 #include "config.h"
+#include "headerio.h"
 #include "keys.h"
 
 typedef struct efs_mount_opts {
@@ -35,7 +36,6 @@ int efs_fsck(const char *cipherdir, efs_keys *keys, FILE *out);
 int efs_keys_set_cipherdir(efs_keys *k, const char *dir);
 /* Is `name` (in the root of the backing tree) reserved for envelopefs's own files? */
 bool efs_reserved_root_name(const char *name);
-#define EFS_XATTR_HEADER "user.envelopefs.header"
 #define EFS_XATTR_STATS "user.envelopefs.stats"
 
 #endif

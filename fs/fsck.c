@@ -16,29 +16,30 @@
 #include <sodium.h>
 
 #include "efs.h"
-#include "common/jsonb64.h"
 #include "format.h"
 #include "names.h"
+#include "symlink.h"
 
 struct fsck {
     efs_keys *keys;
     efs_names *names;
     const efs_config *cfg;
     FILE *out;
+    int root_fd; /* CIPHERDIR: long symlink targets' store */
     unsigned long files, damaged;
 };
 
 static void check_file(struct fsck *f, int dirfd, const char *name, const char *path)
 {
-    uint8_t hb[EFS_HDR_MAX];
     efs_header h;
-    size_t hl;
+    size_t hl, data_off;
     ssize_t n;
     struct stat st;
     efs_file_keys *k;
     int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     uint64_t stored, data_len, nblocks;
     uint8_t *ct, *pt;
+    efs_file_binding fb;
     bool bad = false;
 
     f->files++;
@@ -47,12 +48,7 @@ static void check_file(struct fsck *f, int dirfd, const char *name, const char *
         f->damaged++;
         return;
     }
-    if (f->cfg->dek_in_xattr) {
-        n = fgetxattr(fd, EFS_XATTR_HEADER, hb, sizeof hb);
-    } else {
-        n = pread(fd, hb, sizeof hb, 0);
-    }
-    if (n < 0 || efs_header_parse(hb, (size_t)n, &h, &hl)) {
+    if (efs_header_load(fd, f->cfg->dek_in_xattr, &h, &hl, &data_off)) {
         fprintf(f->out, "DAMAGED %s: header missing or malformed\n", path);
         f->damaged++;
         close(fd);
@@ -65,8 +61,6 @@ static void check_file(struct fsck *f, int dirfd, const char *name, const char *
         close(fd);
         return;
     }
-    if (f->cfg->dek_in_xattr)
-        hl = 0;
     k = sodium_malloc(sizeof *k);
     if (!k || efs_keys_open_file(f->keys, &h, k, path)) {
         fprintf(f->out, "DAMAGED %s: header fails authentication or its data key cannot be unwrapped\n", path);
@@ -77,15 +71,18 @@ static void check_file(struct fsck *f, int dirfd, const char *name, const char *
         return;
     }
     fstat(fd, &st);
+    fb.keys = k;
+    memcpy(fb.file_id, h.file_id, EFS_FILE_ID_LEN);
     stored = (uint64_t)h.block_size + EFS_BLOCK_OVERHEAD;
-    data_len = (uint64_t)st.st_size - hl;
+    data_len = (uint64_t)st.st_size - data_off;
     nblocks = (data_len + stored - 1) / stored;
     ct = malloc(stored);
     pt = malloc(h.block_size);
     for (uint64_t b = 0; ct && pt && b < nblocks; b++) {
         uint64_t len = data_len - b * stored < stored ? data_len - b * stored : stored;
-        n = pread(fd, ct, len, (off_t)(hl + b * stored));
-        if (n != (ssize_t)len || efs_block_decrypt(k, h.file_id, b, ct, (size_t)len, pt)) {
+        efs_block_binding bb;
+        n = pread(fd, ct, len, (off_t)(data_off + b * stored));
+        if (n != (ssize_t)len || efs_file_bind(&fb, b, &bb) || efs_block_open(&bb, ct, (size_t)len, pt)) {
             fprintf(f->out, "DAMAGED %s: block %" PRIu64 " fails authentication\n", path, b);
             bad = true;
         }
@@ -103,19 +100,14 @@ static void check_file(struct fsck *f, int dirfd, const char *name, const char *
 
 static void check_symlink(struct fsck *f, int dirfd, const char *name, const char *path)
 {
-    char enc[PATH_MAX + 1];
-    uint8_t raw[PATH_MAX], out[PATH_MAX];
-    size_t rl, ol;
-    ssize_t n = readlinkat(dirfd, name, enc, sizeof enc - 1);
+    char out[PATH_MAX];
+    int rc = efs_symlink_read(f->keys, f->root_fd, dirfd, name, out);
     f->files++;
-    if (n < 0)
-        return;
-    enc[n] = 0;
-    if (efs_base64_decode(raw, sizeof raw, enc, (size_t)n, NULL, &rl, sodium_base64_VARIANT_URLSAFE_NO_PADDING) ||
-        efs_open_small(f->keys, EFS_PURPOSE_SYMLINK, "envelopefs symlink v1", raw, rl, out, &ol)) {
+    if (rc == -EIO) {
         fprintf(f->out, "DAMAGED %s: symlink target fails authentication\n", path);
         f->damaged++;
     }
+    sodium_memzero(out, sizeof out);
 }
 
 static void walk(struct fsck *f, int dir_fd, const char *path, bool root, const uint8_t *dirid)
@@ -176,7 +168,14 @@ int efs_fsck(const char *cipherdir, efs_keys *keys, FILE *out)
     int fd = open(cipherdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
         return -errno;
+    f.root_fd = open(cipherdir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (f.root_fd < 0) {
+        int err = errno;
+        close(fd);
+        return -err;
+    }
     walk(&f, fd, cipherdir, true, f.cfg->fs_id);
+    close(f.root_fd);
     fprintf(out, "%lu entries checked, %lu damaged\n", f.files, f.damaged);
     return f.damaged ? 1 : 0;
 }

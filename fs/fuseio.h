@@ -13,12 +13,19 @@
 
 #include "uring.h"
 
-/* Route the session's /dev/fuse I/O through this module (after fuse_session_mount, before any request is
- * read). With u non-NULL, FUSE over io_uring is offered in the INIT reply and u started once that is
- * written. 0 or -errno. */
-int efs_fuseio_attach(struct fuse_session *se, efs_uring *u) __attribute__((warn_unused_result));
+/* The custom I/O state of one session (what the INIT exchange noted; its io_uring). One per session, so
+ * that a process may serve several. */
+typedef struct efs_fuseio efs_fuseio;
+efs_fuseio *efs_fuseio_new(void) __attribute__((warn_unused_result)); /* NULL: out of memory */
+void efs_fuseio_free(efs_fuseio *io);                                  /* after the session; NULL: no-op */
+
+/* Route the session's /dev/fuse I/O through io (after fuse_session_mount, before any request is read).
+ * libfuse hands the custom I/O callbacks only the session's userdata (fuse_session_new's): it MUST be a
+ * struct whose first member is an `efs_fuseio *` pointing at io. With u non-NULL, FUSE over io_uring is
+ * offered in the INIT reply and u started once that is written. 0 or -errno. */
+int efs_fuseio_attach(efs_fuseio *io, struct fuse_session *se, efs_uring *u) __attribute__((warn_unused_result));
 
 /* Forget the efs_uring given to efs_fuseio_attach (before it is freed). */
-void efs_fuseio_drop_uring(void);
+void efs_fuseio_drop_uring(efs_fuseio *io);
 
 #endif

@@ -1,5 +1,6 @@
 /*
- * keys.c — filesystem key management (see keys.h).
+ * keys.c — filesystem key management (see keys.h). The key-service calls for data keys, their cache and
+ * the mapping of its errors are envelope.c's; this file chooses the encryption contexts.
  *
  * Encryption contexts bind every wrapped key to this filesystem:
  *   filesystem key  {"envelopefs:fs-id": FSID, "envelopefs:purpose": "fs-key"}
@@ -15,7 +16,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +26,7 @@
 #include <sodium.h>
 
 #include "common/evp.h"
+#include "envelope.h"
 #include "common/log.h"
 #include "names.h"
 
@@ -38,7 +39,7 @@ struct bucket_key {
 
 struct efs_keys {
     kmsc *kms;
-    kmsc_cache *cache;
+    efs_envelope *env;   /* data keys under the filesystem's CMK, and their cache */
     const efs_config *cfg;
     char *cipherdir;
     uint8_t *small_keys; /* 2 × 32 bytes, locked: symlink, xattr */
@@ -47,7 +48,6 @@ struct efs_keys {
     struct bucket_key current;    /* bucket-key mode: this mount's key for new files */
     struct bucket_key *known;     /* unwrapped bucket keys of earlier mounts */
     size_t n_known;
-    atomic_uint_fast64_t cache_hits;
 };
 
 static int hkdf32(const uint8_t *ikm, const char *info, uint8_t *out)
@@ -125,7 +125,6 @@ int efs_keys_open(const efs_config *cfg, kmsc *kms, efs_keys **out, char *why, s
     kmsc_error err;
     uint8_t mac[32];
     efs_keys *k;
-    kmsc_cache_opts co = {.max_entries = 4096, .max_age_s = 600};
 
     *out = NULL;
     fs_ctx(cfg, pairs, &ctx);
@@ -146,10 +145,9 @@ int efs_keys_open(const efs_config *cfg, kmsc *kms, efs_keys **out, char *why, s
     }
     k->kms = kms;
     k->cfg = cfg;
-    k->cache = kmsc_cache_new(&co);
     k->small_keys = sodium_malloc(64);
     pthread_mutex_init(&k->lock, NULL);
-    if (!k->cache || !k->small_keys || hkdf32(fk->data, "envelopefs v1 symlink", k->small_keys) ||
+    if (efs_envelope_new(kms, cfg->key_id, NULL, &k->env) || !k->small_keys || hkdf32(fk->data, "envelopefs v1 symlink", k->small_keys) ||
         hkdf32(fk->data, "envelopefs v1 xattr", k->small_keys + 32)) {
         kmsc_secret_free(fk);
         k->kms = NULL;
@@ -181,7 +179,7 @@ void efs_keys_free(efs_keys *k)
 {
     if (!k)
         return;
-    kmsc_cache_free(k->cache);
+    efs_envelope_free(k->env);
     efs_names_free(k->names);
     if (k->small_keys)
         sodium_free(k->small_keys);
@@ -196,9 +194,9 @@ void efs_keys_free(efs_keys *k)
     free(k);
 }
 
-void efs_keys_clear_cache(efs_keys *k) { kmsc_cache_clear(k->cache); }
+void efs_keys_clear_cache(efs_keys *k) { efs_envelope_clear_cache(k->env); }
 uint64_t efs_keys_kms_calls(efs_keys *k) { return kmsc_call_count(k->kms); }
-uint64_t efs_keys_cache_hits(efs_keys *k) { return atomic_load(&k->cache_hits); }
+uint64_t efs_keys_cache_hits(efs_keys *k) { return efs_envelope_cache_hits(k->env); }
 const efs_config *efs_keys_config(efs_keys *k) { return k->cfg; }
 
 int efs_keys_set_cipherdir(efs_keys *k, const char *dir);
@@ -209,28 +207,6 @@ int efs_keys_set_cipherdir(efs_keys *k, const char *dir)
 }
 
 static void hex16(const uint8_t *b, char out[33]) { sodium_bin2hex(out, 33, b, 16); }
-
-static kms_err kms_to_errno_log(kmsc_error *err, const char *what)
-{
-    EFS_ERROR("%s: key service refused the data key: %s: %s", what, err->name, err->message);
-    return err->code;
-}
-
-static int errno_of(kms_err e)
-{
-    switch (e) {
-    case KMS_ERR_DISABLED:
-    case KMS_ERR_INVALID_STATE:
-    case KMS_ERR_ACCESS_DENIED:
-    case KMS_ERR_NOT_FOUND:
-        return -EACCES; /* the key is disabled, scheduled for deletion, deleted or not ours to use */
-    case KMS_ERR_INCORRECT_KEY:
-    case KMS_ERR_INVALID_CIPHERTEXT:
-        return -EIO;    /* the wrapped key was modified or belongs elsewhere */
-    default:
-        return -EIO;
-    }
-}
 
 /* ---- bucket keys ---------------------------------------------------------------------------- */
 
@@ -249,14 +225,14 @@ static int bucket_key_create(efs_keys *k)
     kms_ectx_pair pairs[3];
     kms_ectx ctx;
     kmsc_data_key *dk;
-    kmsc_error err;
-    int fd;
+    int fd, rc;
 
     randombytes_buf(k->current.id, 16);
     hex16(k->current.id, idhex);
     bk_ctx(k->cfg, idhex, pairs, &ctx);
-    if (kmsc_generate_data_key(k->kms, k->cfg->key_id, &ctx, 32, &dk, &err))
-        return errno_of(kms_to_errno_log(&err, "bucket key"));
+    rc = efs_envelope_generate(k->env, &ctx, 32, &dk, "bucket key");
+    if (rc)
+        return rc;
     snprintf(path, sizeof path, "%s/envelopefs.bk.%s", k->cipherdir, idhex);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0400);
@@ -294,7 +270,6 @@ static const uint8_t *bucket_key_get(efs_keys *k, const uint8_t id[16], int *rc)
     kms_ectx_pair pairs[3];
     kms_ectx ctx;
     kmsc_secret *s;
-    kmsc_error err;
     ssize_t n;
     int fd;
     struct bucket_key *nk;
@@ -315,14 +290,15 @@ static const uint8_t *bucket_key_get(efs_keys *k, const uint8_t id[16], int *rc)
     n = read(fd, blob, sizeof blob);
     close(fd);
     bk_ctx(k->cfg, idhex, pairs, &ctx);
-    if (n <= 0 || kmsc_decrypt(k->kms, k->cfg->key_id, blob, (size_t)n, &ctx, &s, &err)) {
-        if (n > 0)
-            kms_to_errno_log(&err, "bucket key");
-        *rc = n > 0 ? errno_of(err.code) : -EIO;
+    if (n <= 0) {
+        *rc = -EIO;
         return NULL;
     }
+    *rc = efs_envelope_unwrap(k->env, &ctx, blob, (size_t)n, 32, NULL, 0, &s, "bucket key");
+    if (*rc)
+        return NULL;
     nk = realloc(k->known, (k->n_known + 1) * sizeof *nk);
-    if (!nk || s->len != 32) {
+    if (!nk) {
         kmsc_secret_free(s);
         *rc = -ENOMEM;
         return NULL;
@@ -388,12 +364,11 @@ int efs_keys_new_file(efs_keys *k, efs_header *h, efs_file_keys *keys_out)
         kms_ectx_pair pairs[2];
         kms_ectx ctx;
         kmsc_data_key *dk;
-        kmsc_error err;
         h->key_mode = EFS_KEYMODE_KMS;
         hex16(h->file_id, fid);
         file_ctx(k->cfg, fid, pairs, &ctx);
-        if (kmsc_generate_data_key(k->kms, k->cfg->key_id, &ctx, EFS_DEK_LEN, &dk, &err)) {
-            rc = errno_of(kms_to_errno_log(&err, "new file"));
+        if ((rc = efs_envelope_generate(k->env, &ctx, EFS_DEK_LEN, &dk, "new file"))) {
+            /* logged */
         } else if (dk->ciphertext_len > EFS_WRAPPED_MAX ||
                    (k->cfg->header_size &&
                     EFS_HDR_FIXED + dk->ciphertext_len + EFS_HDR_TAG > k->cfg->header_size)) {
@@ -408,10 +383,10 @@ int efs_keys_new_file(efs_keys *k, efs_header *h, efs_file_keys *keys_out)
             h->wrapped_len = (uint16_t)dk->ciphertext_len;
             /* remember it: the creator opens the file right away */
             {
-                uint8_t id[EFS_FILE_ID_LEN + EFS_WRAPPED_MAX];
-                memcpy(id, h->file_id, EFS_FILE_ID_LEN);
-                memcpy(id + EFS_FILE_ID_LEN, h->wrapped, h->wrapped_len);
-                (void)kmsc_cache_put(k->cache, id, EFS_FILE_ID_LEN + h->wrapped_len, dk->plaintext);
+                uint8_t id[EFS_ENVELOPE_ID_MAX];
+                size_t il = efs_envelope_cache_id(h->file_id, EFS_FILE_ID_LEN, h->wrapped, h->wrapped_len, id, sizeof id);
+                if (il)
+                    efs_envelope_remember(k->env, id, il, dk->plaintext);
             }
             kmsc_data_key_free(dk);
         }
@@ -447,28 +422,16 @@ int efs_keys_open_file(efs_keys *k, const efs_header *h, efs_file_keys *keys_out
         }
         pthread_mutex_unlock(&k->lock);
     } else {
-        uint8_t id[EFS_FILE_ID_LEN + EFS_WRAPPED_MAX];
-        memcpy(id, h->file_id, EFS_FILE_ID_LEN);
-        memcpy(id + EFS_FILE_ID_LEN, h->wrapped, h->wrapped_len);
-        if (kmsc_cache_get(k->cache, id, EFS_FILE_ID_LEN + h->wrapped_len, 0, &dek)) {
-            atomic_fetch_add(&k->cache_hits, 1);
-        } else {
-            char fid[33];
-            kms_ectx_pair pairs[2];
-            kms_ectx ctx;
-            kmsc_error err;
-            hex16(h->file_id, fid);
-            file_ctx(k->cfg, fid, pairs, &ctx);
-            if (kmsc_decrypt(k->kms, k->cfg->key_id, h->wrapped, h->wrapped_len, &ctx, &dek, &err)) {
-                EFS_ERROR("%s: cannot unwrap its data key: %s: %s", what, err.name, err.message);
-                return errno_of(err.code);
-            }
-            if (dek->len != EFS_DEK_LEN) {
-                kmsc_secret_free(dek);
-                return -EIO;
-            }
-            (void)kmsc_cache_put(k->cache, id, EFS_FILE_ID_LEN + h->wrapped_len, dek);
-        }
+        uint8_t id[EFS_ENVELOPE_ID_MAX];
+        size_t il = efs_envelope_cache_id(h->file_id, EFS_FILE_ID_LEN, h->wrapped, h->wrapped_len, id, sizeof id);
+        char fid[33];
+        kms_ectx_pair pairs[2];
+        kms_ectx ctx;
+        hex16(h->file_id, fid);
+        file_ctx(k->cfg, fid, pairs, &ctx);
+        rc = efs_envelope_unwrap(k->env, &ctx, h->wrapped, h->wrapped_len, EFS_DEK_LEN, id, il, &dek, what);
+        if (rc)
+            return rc;
     }
     if (!rc)
         rc = efs_file_keys_derive(dek->data, keys_out);
@@ -491,14 +454,14 @@ int efs_seal_small(efs_keys *k, int purpose, const char *aad, const uint8_t *pt,
     int len = 0, ok;
     if (!c)
         return -ENOMEM;
-    randombytes_buf(out, 12);
+    randombytes_buf(out, EFS_NONCE);
     ok = EVP_EncryptInit_ex(c, efs_evp_aes_256_gcm(), NULL, k->small_keys + 32 * purpose, out) == 1 &&
          EVP_EncryptUpdate(c, NULL, &len, (const uint8_t *)aad, (int)strlen(aad)) == 1 &&
-         (n == 0 || EVP_EncryptUpdate(c, out + 12, &len, pt, (int)n) == 1) &&
-         EVP_EncryptFinal_ex(c, out + 12 + n, &len) == 1 &&
-         EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, 16, out + 12 + n) == 1;
+         (n == 0 || EVP_EncryptUpdate(c, out + EFS_NONCE, &len, pt, (int)n) == 1) &&
+         EVP_EncryptFinal_ex(c, out + EFS_NONCE + n, &len) == 1 &&
+         EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, EFS_TAG, out + EFS_NONCE + n) == 1;
     EVP_CIPHER_CTX_free(c);
-    *out_len = n + 28;
+    *out_len = n + EFS_BLOCK_OVERHEAD;
     return ok ? 0 : -EIO;
 }
 
@@ -507,17 +470,17 @@ int efs_open_small(efs_keys *k, int purpose, const char *aad, const uint8_t *in,
 {
     EVP_CIPHER_CTX *c;
     int len = 0, ok;
-    if (n < 28)
+    if (n < EFS_BLOCK_OVERHEAD)
         return -EBADMSG;
     c = EVP_CIPHER_CTX_new();
     if (!c)
         return -ENOMEM;
     ok = EVP_DecryptInit_ex(c, efs_evp_aes_256_gcm(), NULL, k->small_keys + 32 * purpose, in) == 1 &&
          EVP_DecryptUpdate(c, NULL, &len, (const uint8_t *)aad, (int)strlen(aad)) == 1 &&
-         (n == 28 || EVP_DecryptUpdate(c, out, &len, in + 12, (int)(n - 28)) == 1) &&
-         EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, 16, (void *)(in + n - 16)) == 1 &&
-         EVP_DecryptFinal_ex(c, out + (n - 28), &len) == 1;
+         (n == EFS_BLOCK_OVERHEAD || EVP_DecryptUpdate(c, out, &len, in + EFS_NONCE, (int)(n - EFS_BLOCK_OVERHEAD)) == 1) &&
+         EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, EFS_TAG, (void *)(in + n - EFS_TAG)) == 1 &&
+         EVP_DecryptFinal_ex(c, out + (n - EFS_BLOCK_OVERHEAD), &len) == 1;
     EVP_CIPHER_CTX_free(c);
-    *out_len = n - 28;
+    *out_len = n - EFS_BLOCK_OVERHEAD;
     return ok ? 0 : -EBADMSG;
 }

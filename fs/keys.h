@@ -31,7 +31,7 @@ int efs_keys_open_file(efs_keys *k, const efs_header *h, efs_file_keys *keys_out
 /* Symlink targets and xattr values: AES-256-GCM under a derived key, random nonce; output is
  * base64url (symlinks) or raw (xattrs). aad binds the purpose (and xattr name). */
 int efs_seal_small(efs_keys *k, int purpose, const char *aad, const uint8_t *pt, size_t n, uint8_t *out,
-                   size_t *out_len); /* out: n + 28 */
+                   size_t *out_len); /* out: n + EFS_BLOCK_OVERHEAD */
 int efs_open_small(efs_keys *k, int purpose, const char *aad, const uint8_t *in, size_t n, uint8_t *out,
                    size_t *out_len);
 enum { EFS_PURPOSE_SYMLINK = 0, EFS_PURPOSE_XATTR = 1 };

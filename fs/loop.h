@@ -12,6 +12,15 @@
 #include <fuse_lowlevel.h>
 #include <stdbool.h>
 
+/*
+ * The request buffer contract (what lets the write path seal in place, content.c "Sealing outside the
+ * lock"): each thread reads requests into a buffer of its own (libfuse's per-thread fuse_buf; SPLICE_READ
+ * is off, so data always arrives there, never in a pipe). A handler runs in the thread that read its request,
+ * and until it returns that buffer belongs to it alone: a WRITE's data (the `buf` of the write operation,
+ * const only in libfuse's prototype) may be modified in place — the daemon encrypts it there — and must not
+ * be used after the handler has replied and returned, when the thread reads its next request into it.
+ */
+
 /* Serve se until it ends (unmount) or fuse_session_exit (a signal handler). The calling thread serves
  * no requests; it waits and then stops the others. spin_us: how long the leader polls for the next
  * request before blocking (0: never; see loop.c). 0, or -1 when reading requests failed. */

@@ -34,6 +34,7 @@
 #include <sodium.h>
 
 #include "efs.h"
+#include "headerio.h"
 #include "names.h"
 #include "common/secpool.h"
 #include "common/log.h"
@@ -107,19 +108,6 @@ struct efs_spares {
     int sync_n, sync_next, sync_left, sync_err;
     bool sync_stop;
 };
-
-int efs_header_store(int fd, const efs_header *h, bool in_xattr)
-{
-    uint8_t buf[EFS_HDR_MAX];
-    size_t len = efs_header_len(h);
-    if (efs_header_encode(h, buf, sizeof buf))
-        return -EIO;
-    if (in_xattr)
-        return fsetxattr(fd, EFS_XATTR_HEADER, buf, len, XATTR_CREATE) ? -errno : 0;
-    if (pwrite(fd, buf, len, 0) != (ssize_t)len)
-        return errno ? -errno : -EIO;
-    return 0;
-}
 
 static void spare_discard(efs_spares *s, void *item)
 {

@@ -18,10 +18,6 @@ typedef struct efs_spares efs_spares;
 /* The reserved directory, at the root of CIPHERDIR, that holds spares (hidden by readdir and fsck). */
 #define EFS_SPARES_DIR ".envelopefs-spares"
 
-/* Write an encoded header h at the start of fd, or into its header xattr when in_xattr. Not synced.
- * 0 or -errno. */
-int efs_header_store(int fd, const efs_header *h, bool in_xattr) __attribute__((warn_unused_result));
-
 /* Start the pool for the filesystem whose backing root is root_fd (borrowed, as are keys and cfg, which
  * must outlive the pool). Leftover spares of an earlier mount are removed. *out is NULL (and 0 is
  * returned) when the pool cannot be set up: creates then simply take the synchronous path. */

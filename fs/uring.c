@@ -13,14 +13,14 @@
  *    call, the write path's wait for a gap) does not hold up its CPU's next request: the kernel gives a
  *    queue's requests to any of its free entries. Threads are pinned to their queue's CPU. Four, not
  *    two: writeback WRITEs arrive on both CPUs' queues in any order, and a WRITE past a gap waits for
- *    its filler (fuse_fs.c), which must find a free entry to arrive.
+ *    its filler (content.c), which must find a free entry to arrive.
  *  - A request arrives as three parts: the fuse_in_header and the operation's first argument in the
  *    header buffer, the rest in the payload. The payload buffer sits HDR_ROOM bytes into a larger
  *    allocation, and the two small parts are copied right before it, so libfuse gets the request as
  *    /dev/fuse would deliver it (fuse_session_process_buf) without the payload being copied.
  *  - The handler's reply (libfuse's writev, captured by this thread) is copied into the entry, then
  *    committed by COMMIT_AND_FETCH, which also asks for the next request. Every handler of this daemon
- *    replies in the thread that runs it (fuse_fs.c); a request left unanswered gets EIO.
+ *    replies in the thread that runs it (mountfs.h); a request left unanswered gets EIO.
  *  - FORGET and INTERRUPT still come through /dev/fuse (loop.c), as does everything before every queue
  *    has registered.
  * Shutdown: unmounting ends the connection, which completes every entry with an error; an eventfd per

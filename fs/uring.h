@@ -13,6 +13,13 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+/*
+ * The request buffer contract, as for /dev/fuse (loop.h): a request served from a ring entry is handed to
+ * libfuse in the entry's own payload buffer, which belongs to the thread serving it until its handler
+ * returns; a WRITE's data may be modified in place (the daemon seals it there). The reply is copied out
+ * of libfuse's iovecs (efs_uring_capture) before the handler returns, and the buffer is handed back to the
+ * kernel for the next request only when the reply is committed, after the handler has returned.
+ */
 typedef struct efs_uring efs_uring;
 
 /* Whether this mount should offer io_uring: ENVELOPEFS_IO_URING=1 and the kernel allowing it. Logs why

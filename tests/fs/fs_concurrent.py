@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """fs_concurrent.py — concurrent writes to one file, in shuffled order, from several threads: the daemon
 encrypts whole blocks outside the inode lock and lets a WRITE past the end wait for an earlier one in
-flight (fs/fuse_fs.c, op_write); then files created, rewritten and deleted by several threads while the
+flight (fs/content.c, efs_content_write); then files created, rewritten and deleted by several threads while the
 directory is listed. Every file must read back exactly as written, here and after a remount.
 Usage: fs_concurrent.py MNT REMOUNT_CMD [SEED]"""
 import mmap, os, random, subprocess, sys, threading

@@ -1,0 +1,40 @@
+/*
+ * stats.c — the directory mount's statistics, read as the root's user.envelopefs.stats xattr (tests and
+ * operators): key-service calls and cache hits, the inode table and its descriptors, spares, the write
+ * path's gap counters, io_uring requests. One JSON object; the names are stable.
+ */
+#define FUSE_USE_VERSION 312
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include "mountfs.h"
+
+int efs_stats_json(struct efs *fs, char *buf, size_t cap)
+{
+    long nfds, budget, pinned = 0, evictable = 0, inodes = 0;
+    int len;
+    pthread_mutex_lock(&fs->table_lock);
+    nfds = fs->nfds;
+    budget = fs->fd_budget;
+    for (size_t b = 0; b < HASH_BUCKETS; b++)
+        for (struct inode *i = fs->table[b]; i; i = i->next) {
+            inodes++;
+            pinned += i->pins > 0 || i->nopen > 0;
+            evictable += i->fh != NULL;
+        }
+    pthread_mutex_unlock(&fs->table_lock);
+    len = snprintf(buf, cap,
+                   "{\"kms_calls\":%" PRIu64 ",\"dek_cache_hits\":%" PRIu64 ",\"inodes\":%ld,"
+                   "\"inode_fds\":%ld,\"fd_budget\":%ld,\"busy_inodes\":%ld,\"evictable_inodes\":%ld,"
+                   "\"getxattr_requests\":%" PRIu64 ",\"spare_creates\":%" PRIu64 ",\"spare_mkdirs\":%" PRIu64 ",\"header_probes\":%" PRIu64 ","
+                   "\"gap_bytes\":%" PRIu64 ",\"gap_waits\":%" PRIu64 ",\"negative_lookups\":%" PRIu64
+                   ",\"uring_requests\":%" PRIu64 ",\"pid\":%ld}",
+                   efs_keys_kms_calls(fs->keys), efs_keys_cache_hits(fs->keys), inodes, nfds, budget,
+                   pinned, evictable, (uint64_t)fs->getxattr_requests, efs_spares_taken(fs->spares),
+                   efs_spares_taken_dirs(fs->spares), (uint64_t)fs->header_probes,
+                   efs_content_group_gap_bytes(fs->writes), efs_content_group_gap_waits(fs->writes), (uint64_t)fs->negative_lookups,
+                   efs_uring_requests(fs->uring), (long)getpid());
+    return len < 0 ? 0 : len >= (int)cap ? (int)cap - 1 : len;
+}
