@@ -1,12 +1,13 @@
 /*
  * audit.h — the audit trail as the key store keeps it: how long (retention and pruning) and how it is
- * read back (lookup). Records are appended by the core (kms_store_flush_audit, store.c).
+ * read back (lookup). Records are appended by the core (trail.c), which also signs the checkpoint
+ * digest pruning leaves.
  *
  * The retention policy lives in the store's meta table (rows audit_retention_days and audit_max_records, decimal
  * text; absent or 0 means no limit), so every process on the store applies the same one. Ages count back
  * from the trail's newest record, not from a clock: the trail's own time line decides what is old, so a
  * copied store, or a test with its own clock, prunes the same way. Deletion goes oldest first in batches
- * of KMS_PRUNE_BATCH rows, one short transaction each: a writer (an audit flush under the core lock)
+ * of KMS_PRUNE_BATCH rows, one short transaction each: a writer (an audit commit under the core lock)
  * never waits long for it. Functions here take a connection and nothing else: they run on the core's
  * connection (under the core lock) or on the maintenance thread's own (checkpoint.c).
  */

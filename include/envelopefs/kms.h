@@ -173,7 +173,7 @@ typedef struct kms_audit_status {
 } kms_audit_status;
 
 /* With set non-NULL, store that policy (KMS_ERR_VALIDATION for negative values or days over
- * KMS_RETENTION_MAX_DAYS). Then flush this core's buffered records, prune what the policy no longer keeps
+ * KMS_RETENTION_MAX_DAYS). Then write this core's queued records, prune what the policy no longer keeps
  * (a long-lived core also does that on its maintenance thread, at start and every minute), and fill
  * status (non-NULL) with the policy and what the trail holds. */
 kms_err kms_core_audit_retention(kms_core *core, const kms_audit_retention *set, kms_audit_status *status) KMS_WUR;
@@ -234,7 +234,7 @@ void kms_core_audit_public_key(kms_core *core, char out[65]);
 void kms_core_audit_auth_failure(kms_core *core, const kms_principal *claimed, const char *operation, kms_err e,
                                  const char *message);
 
-/* The records matching q, newest first, after flushing this core's buffered ones. On success *out is a
+/* The records matching q, newest first (every answered call's record is already written). On success *out is a
  * malloc'd array of *n events (free() it; NULL when none) and *next is the `before` of the next page, 0
  * when there is none. The search walks back from the newest record and stops at the first one older
  * than start_time (records are in time order unless the clock was set back). KMS_ERR_VALIDATION for
