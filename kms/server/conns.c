@@ -11,7 +11,6 @@
 #include <sys/socket.h>
 #include <time.h>
 
-#include "common/log.h"
 #include "common/monotime.h"
 
 #define REAP_INTERVAL_MS 200

@@ -140,8 +140,8 @@ static void answer_bad_length(srv_conn *sc, bool too_large)
                      "HTTP/1.1 %s\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: %zu\r\n"
                      "Connection: close\r\n\r\n%s",
                      too_large ? "413 Content Too Large" : "400 Bad Request", strlen(body), body);
-    if (!sc->tls && n > 0 && (size_t)n < sizeof buf && send(sc->fd, buf, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
-        EFS_DEBUG("server: cannot answer a bad Content-Length: %s", strerror(errno));
+    if (!sc->tls && n > 0 && (size_t)n < sizeof buf)
+        (void)!send(sc->fd, buf, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT); /* best effort: it closes anyway */
     shutdown(sc->fd, SHUT_RDWR);
 }
 
@@ -154,9 +154,11 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
         answer_bad_length(thread_conn, strstr(fmt, "Too large") != NULL);
         thread_conn = NULL;
     }
+    /* Where libmicrohttpd's own logger wrote (stderr): the daemon sets its log level after the server
+     * has started, so the event-loop threads do not read it. */
     vsnprintf(line, sizeof line, fmt, ap);
     line[strcspn(line, "\n")] = 0;
-    EFS_DEBUG("libmicrohttpd: %s", line);
+    fprintf(stderr, "libmicrohttpd: %s\n", line);
 }
 
 /* Look up (and cache) an access key; copies into out. A cached entry is used only while the core's
