@@ -850,6 +850,59 @@ static void test_access_key_lifecycle(void)
 }
 
 /* Reading the trail back: filters, time bounds, pages, newest first; buffered records are included. */
+/* Every operation of the one list leaves exactly one CloudTrail-shaped record per call, allowed or
+ * refused (an empty request fails most of them), and so do an unknown operation and a malformed body. */
+static void test_audit_every_operation(void)
+{
+    static const char *const names[] = {
+#define X(name, fn, verb, flags) #name,
+        KMS_OPERATIONS(X)
+#undef X
+        "NoSuchOperation"};
+    kms_core *c = open_store();
+    kms_principal dave = {.account = "111122223333", .user = "dave-every-op", .access_key = "AKIADAVE", .source = "test",
+                          .user_agent = "test-agent/1"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        char *resp = NULL, *msg = NULL;
+        size_t len;
+        kms_audit_query q = {.user = "dave-every-op", .operation = names[i], .max_results = 10};
+        kms_audit_event *ev = NULL;
+        size_t n = 0;
+        int64_t next = 0;
+        json_t *j;
+        kms_err e = kms_core_call(c, &dave, names[i], "{}", 2, &resp, &len, &msg);
+        kms_response_free(resp, len);
+        free(msg);
+        CHECK(kms_core_lookup_audit(c, &q, &ev, &n, &next) == KMS_OK);
+        if (n != 1)
+            fprintf(stderr, "%s left %zu records\n", names[i], n);
+        CHECK(n == 1 && ev[0].event);
+        j = json_loads(ev[0].event, 0, NULL);
+        CHECK(j && !strcmp(json_string_value(json_object_get(j, "eventName")), names[i]));
+        CHECK(!strcmp(json_string_value(json_object_get(j, "eventSource")), "kms.amazonaws.com"));
+        CHECK(!strcmp(json_string_value(json_object_get(j, "userAgent")), "test-agent/1"));
+        CHECK(!strcmp(json_string_value(json_object_get(json_object_get(j, "userIdentity"), "accessKeyId")), "AKIADAVE"));
+        CHECK(!e == !json_object_get(j, "errorCode"));
+        CHECK(json_is_string(json_object_get(j, "eventID")) && json_is_boolean(json_object_get(j, "readOnly")));
+        json_decref(j);
+        kms_audit_events_free(ev, n);
+    }
+    {
+        char *resp = NULL, *msg = NULL;
+        size_t len;
+        kms_audit_query q = {.user = "dave-every-op", .operation = "ListKeys", .max_results = 10};
+        kms_audit_event *ev = NULL;
+        size_t n = 0;
+        int64_t next = 0;
+        CHECK(kms_core_call(c, &dave, "ListKeys", "{not json", 9, &resp, &len, &msg) == KMS_ERR_SERIALIZATION);
+        free(msg);
+        CHECK(kms_core_lookup_audit(c, &q, &ev, &n, &next) == KMS_OK);
+        CHECK(n == 2 && !strcmp(ev[0].result, "SerializationException"));
+        kms_audit_events_free(ev, n);
+    }
+    kms_core_free(c);
+}
+
 static void test_audit_lookup(void)
 {
     kms_core *c = open_store();
@@ -1197,6 +1250,7 @@ int main(void)
     test_corrupt_store();
     test_audit_and_access_keys();
     test_access_key_lifecycle();
+    test_audit_every_operation();
     test_audit_lookup();
     test_audit_retention();
     {
