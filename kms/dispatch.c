@@ -56,13 +56,16 @@ static kms_err refuse(kms_core *c, const kms_principal *caller, const char *name
     return e;
 }
 
-/* Wipe every string in a JSON tree that may hold plaintext (Plaintext fields). */
+/* Wipe every string in a JSON tree that may hold plaintext (Plaintext, PrivateKeyPlaintext fields). */
 static void wipe_json_secrets(json_t *j)
 {
-    json_t *v = json_object_get(j, "Plaintext");
-    if (json_is_string(v)) {
-        const char *s = json_string_value(v);
-        sodium_memzero((char *)s, strlen(s));
+    static const char *const fields[] = {"Plaintext", "PrivateKeyPlaintext"};
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+        json_t *v = json_object_get(j, fields[i]);
+        if (json_is_string(v)) {
+            const char *s = json_string_value(v);
+            sodium_memzero((char *)s, strlen(s));
+        }
     }
 }
 

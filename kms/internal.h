@@ -1,6 +1,6 @@
 /*
  * internal.h — the key-service core's private state, shared by store.c (keystore on SQLite),
- * ops.c (the operations), authz.c (who may use a key), dispatch.c (the single entry point) and their
+ * ops.c, asym.c, mac.c, datakeypair.c and import.c (the operations), authz.c (who may use a key), dispatch.c (the single entry point) and their
  * helpers. Private to kms/ (CMake: only envelopefs_kms and the tests linking envelopefs_kms_internal
  * see this folder).
  *
@@ -22,28 +22,43 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <openssl/evp.h>
+
 #include "aead.h"
 #include "checkpoint.h"
+#include "keyspec.h"
 #include "trail.h"
 #include "envelopefs/kms.h"
 
 #define KMS_KEY_ID_LEN 36  /* UUID text */
+#define KMS_PCTX_SLOTS (4 * KMS_ALG__COUNT) /* sign, verify, encrypt, decrypt × algorithm */
 #define KMS_MAX_VERSIONS_CACHED 64
 #define KMS_FRESHNESS_MS 2  /* staleness bound for other processes' changes */
 
-enum kms_key_state { KS_ENABLED, KS_DISABLED, KS_PENDING_DELETION };
+enum kms_key_state { KS_ENABLED, KS_DISABLED, KS_PENDING_DELETION, KS_PENDING_IMPORT };
 
 typedef struct kms_version {
     uint32_t version;
     int64_t created;
     int automatic;             /* rotation type of this version (1 = AUTOMATIC, 0 = ON_DEMAND/initial) */
-    uint8_t *material;         /* 32 bytes, sodium_malloc'd; NULL until first use */
+    uint8_t *material;         /* symmetric / HMAC key bytes, sodium_malloc'd; NULL until first use */
+    size_t material_len;       /* 32 for SYMMETRIC_DEFAULT, the HMAC key length for HMAC specs */
     kms_gcm_key *gcm;          /* keyed with material; NULL until first use (used under the core lock) */
+    EVP_PKEY *pkey;            /* asymmetric specs: the decoded key pair (OpenSSL heap); NULL until first use */
+    EVP_PKEY_CTX **pctx;       /* asymmetric specs: prepared contexts per operation and algorithm (asym.c),
+                                * KMS_PCTX_SLOTS of them, NULL until first use; used under the core lock */
 } kms_version;
 
 typedef struct kms_key {
     char id[KMS_KEY_ID_LEN + 1];
     uint8_t raw_id[16];
+    enum kms_key_spec spec;    /* fixed at creation (keyspec.h) */
+    enum kms_key_usage usage;
+    bool external;             /* Origin EXTERNAL: imported key material (import.c); no versions while PendingImport */
+    bool expires;              /* imported material expires (ExpirationModel KEY_MATERIAL_EXPIRES) at valid_to */
+    int64_t valid_to;
+    bool has_digest;           /* material_digest: a keyed hash of the first material imported (reimports must match) */
+    uint8_t material_digest[32];
     int64_t created;
     char *description;
     enum kms_key_state state;
@@ -107,11 +122,25 @@ static inline int64_t kms_now(kms_core *c) { return c->clock(c->clock_arg); }
 /* store.c */
 kms_err kms_store_reload_if_changed(kms_core *c, char **msg);
 kms_err kms_store_load(kms_core *c, char **msg);
-kms_err kms_store_insert_key(kms_core *c, const kms_key *k, const uint8_t material[32], char **msg);
+kms_err kms_store_insert_key(kms_core *c, const kms_key *k, const uint8_t *material, size_t len, char **msg);
 kms_err kms_store_add_version(kms_core *c, kms_key *k, int automatic, char **msg);
 kms_err kms_store_update_key(kms_core *c, const kms_key *k, char **msg);
+/* Imported material (import.c): make material[32] the key's only version (and write the key row), or delete
+ * the key's material (versions) and write the key row; both in one transaction. */
+kms_err kms_store_import_material(kms_core *c, kms_key *k, const uint8_t material[32], char **msg);
+kms_err kms_store_delete_material(kms_core *c, kms_key *k, char **msg);
+/* Seal / unseal arbitrary bytes under the root key (XChaCha20-Poly1305, out = 24-byte nonce ‖ ct ‖ tag). */
+#define KMS_SEAL_OVERHEAD 40
+void kms_store_seal(kms_core *c, const uint8_t *aad, size_t aad_len, const uint8_t *pt, size_t n, uint8_t *out);
+int kms_store_unseal(kms_core *c, const uint8_t *aad, size_t aad_len, const uint8_t *in, size_t n, uint8_t *out);
+/* A keyed hash of key material under the root key (32 bytes): tells the same imported material again. */
+void kms_store_material_digest(kms_core *c, const uint8_t *material, size_t n, uint8_t out[32]);
 kms_err kms_store_destroy_key(kms_core *c, const char *key_id, char **msg);
 kms_err kms_store_cipher(kms_core *c, kms_key *k, kms_version *v, kms_gcm_key **out, char **msg);
+/* An asymmetric key's key pair (borrowed, valid while the key exists; used under the core lock). */
+kms_err kms_store_pkey(kms_core *c, kms_key *k, kms_version *v, EVP_PKEY **out, char **msg);
+/* An HMAC key's bytes (borrowed, locked memory, read-only). */
+kms_err kms_store_material(kms_core *c, kms_key *k, kms_version *v, const uint8_t **out, size_t *len, char **msg);
 kms_err kms_store_put_alias(kms_core *c, const kms_alias *a, bool insert, char **msg);
 kms_err kms_store_delete_alias(kms_core *c, const char *name, char **msg);
 kms_err kms_store_set_tag(kms_core *c, const char *key_id, const char *k, const char *v, char **msg);

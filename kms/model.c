@@ -36,7 +36,9 @@ static const struct enum_field {
 
 /* The operations whose model has DryRun. */
 static const char *const DRY_RUN_OPS[] = {"Decrypt", "Encrypt", "GenerateDataKey", "GenerateDataKeyWithoutPlaintext",
-                                          "ReEncrypt", "CreateGrant", "RetireGrant", "RevokeGrant"};
+                                          "GenerateDataKeyPair", "GenerateDataKeyPairWithoutPlaintext", "ReEncrypt",
+                                          "Sign", "Verify", "GenerateMac", "VerifyMac", "CreateGrant", "RetireGrant",
+                                          "RevokeGrant"};
 
 static kms_err enum_error(char **msg, const char *field, const char *value, const char *const *values)
 {

@@ -15,7 +15,8 @@
 #include "blob.h"
 #include "ectx.h"
 #include "authz.h"
-#include "ops.h"
+#include "keymat.h"
+#include "oputil.h"
 
 #define DAY 86400
 
@@ -194,6 +195,8 @@ static kms_err check_usable(struct op_ctx *x, kms_key *k)
     key_arn(x->core, k, arn, sizeof arn);
     if (k->state == KS_DISABLED)
         return fail(x, KMS_ERR_DISABLED, "%s is disabled.", arn);
+    if (k->state == KS_PENDING_IMPORT)
+        return fail(x, KMS_ERR_INVALID_STATE, "%s is pending import.", arn);
     return fail(x, KMS_ERR_INVALID_STATE, "%s is pending deletion.", arn);
 }
 
@@ -220,29 +223,46 @@ void kms_sweep_deletions(kms_core *c)
             if (kms_store_destroy_key(c, id, NULL) == KMS_OK)
                 continue; /* array shifted */
         }
+        if (k->external && k->expires && k->n_versions && now >= k->valid_to && k->state != KS_PENDING_DELETION) {
+            /* imported material past its ValidTo is deleted: the key waits for a reimport */
+            kms_key saved = *k;
+            k->state = KS_PENDING_IMPORT;
+            if (kms_store_delete_material(c, k, NULL)) {
+                k->state = saved.state;
+            }
+        }
         i++;
     }
 }
 
 static json_t *key_metadata(kms_core *c, const kms_key *k)
 {
-    static const char *const states[] = {"Enabled", "Disabled", "PendingDeletion"};
+    static const char *const states[] = {"Enabled", "Disabled", "PendingDeletion", "PendingImport"};
     char arn[160];
     json_t *m;
     key_arn(c, k, arn, sizeof arn);
-    m = json_pack("{s:s, s:s, s:s, s:I, s:b, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:[s], s:b, s:s}", "AWSAccountId",
-                  c->account, "KeyId", k->id, "Arn", arn, "CreationDate", (json_int_t)k->created, "Enabled",
-                  k->state == KS_ENABLED, "Description", k->description ? k->description : "", "KeyUsage",
-                  "ENCRYPT_DECRYPT", "KeyState", states[k->state], "Origin", "AWS_KMS", "KeyManager", "CUSTOMER",
-                  "CustomerMasterKeySpec", "SYMMETRIC_DEFAULT", "KeySpec", "SYMMETRIC_DEFAULT",
-                  "EncryptionAlgorithms", "SYMMETRIC_DEFAULT", "MultiRegion", 0, "CurrentKeyMaterialId", "");
-    if (!m)
+    m = json_pack("{s:s, s:s, s:s, s:I, s:b, s:s, s:s, s:s, s:s, s:b, s:s}", "AWSAccountId", c->account, "KeyId",
+                  k->id, "Arn", arn, "CreationDate", (json_int_t)k->created, "Enabled", k->state == KS_ENABLED,
+                  "Description", k->description ? k->description : "", "KeyState", states[k->state], "Origin",
+                  k->external ? "EXTERNAL" : "AWS_KMS", "KeyManager", "CUSTOMER", "MultiRegion", 0,
+                  "CurrentKeyMaterialId", "");
+    if (!m || kms_spec_describe(m, k->spec, k->usage)) { /* KeySpec, KeyUsage, the algorithm list */
+        json_decref(m);
         return NULL;
+    }
     {
         char mid[80];
         snprintf(mid, sizeof mid, "%s-v%u", k->id, (unsigned)k->n_versions);
         json_object_set_new(m, "CurrentKeyMaterialId", json_string(mid));
     }
+    if (k->external && k->n_versions) {
+        json_object_set_new(m, "ExpirationModel",
+                            json_string(k->expires ? "KEY_MATERIAL_EXPIRES" : "KEY_MATERIAL_DOES_NOT_EXPIRE"));
+        if (k->expires)
+            json_object_set_new(m, "ValidTo", json_integer(k->valid_to));
+    }
+    if (!k->n_versions)
+        json_object_set_new(m, "CurrentKeyMaterialId", json_string(""));
     if (k->state == KS_PENDING_DELETION) {
         json_object_set_new(m, "DeletionDate", json_integer(k->deletion_date));
         json_object_set_new(m, "PendingDeletionWindowInDays", json_integer(k->pending_days));
@@ -311,7 +331,7 @@ static kms_err open_blob(struct op_ctx *x, const uint8_t *buf, size_t len, const
                     "The key ID in the request does not identify a CMK that can perform this operation.");
     }
     k = explicit_key ? explicit_key : kms_find_key(x->core, id);
-    if (!k)
+    if (!k || k->spec != KMS_SPEC_SYMMETRIC)
         return fail(x, KMS_ERR_INVALID_CIPHERTEXT, NULL); /* its key no longer exists (or never did) */
     if (!explicit_key) {
         snprintf(x->key_id, KMS_KEY_ID_LEN + 1, "%s", k->id);
@@ -373,6 +393,22 @@ static kms_err resolve_any(struct op_ctx *x, json_t *in, kms_key **k)
     return e ? e : resolve(x, id, k);
 }
 
+/* Rotation is for SYMMETRIC_DEFAULT keys only (AWS refuses it for asymmetric and HMAC keys). */
+static kms_err rotatable(struct op_ctx *x, const kms_key *k)
+{
+    char arn[160];
+    if (k->spec == KMS_SPEC_SYMMETRIC && !k->external)
+        return KMS_OK;
+    key_arn(x->core, k, arn, sizeof arn);
+    if (k->external)
+        return fail(x, KMS_ERR_UNSUPPORTED_OPERATION,
+                    "%s has imported key material (Origin EXTERNAL): it is not rotated; put a new key behind the alias "
+                    "instead.", arn);
+    return fail(x, KMS_ERR_UNSUPPORTED_OPERATION,
+                "%s is a %s key; key rotation is supported only for symmetric encryption KMS keys.", arn,
+                kms_spec_name(k->spec));
+}
+
 static kms_err check_alg(struct op_ctx *x, json_t *in, const char *field)
 {
     const char *alg;
@@ -419,6 +455,8 @@ kms_err kms_op_create_key(struct op_ctx *x, json_t *in, json_t **out)
     const char *desc, *spec, *usage, *origin;
     kms_key k;
     uint8_t *material;
+    size_t material_len;
+    int ks = KMS_SPEC_SYMMETRIC, ku;
     kms_err e;
     json_t *tags = json_object_get(in, "Tags");
     uint8_t raw[16];
@@ -426,16 +464,43 @@ kms_err kms_op_create_key(struct op_ctx *x, json_t *in, json_t **out)
     if ((e = get_str(x, in, "Description", false, &desc)) || (e = get_str(x, in, "KeySpec", false, &spec)) ||
         (e = get_str(x, in, "KeyUsage", false, &usage)) || (e = get_str(x, in, "Origin", false, &origin)))
         return e;
-    if (!spec)
-        get_str(x, in, "CustomerMasterKeySpec", false, &spec);
+    {
+        const char *cmks;
+        if ((e = get_str(x, in, "CustomerMasterKeySpec", false, &cmks)))
+            return e;
+        if (spec && cmks)
+            return fail(x, KMS_ERR_VALIDATION,
+                        "You cannot specify KeySpec and CustomerMasterKeySpec in the same request. CustomerMasterKeySpec "
+                        "is deprecated.");
+        if (!spec)
+            spec = cmks;
+    }
     if (desc && strlen(desc) > 8192)
         return invalid(x, "description", "Member must have length less than or equal to 8192");
-    if (spec && strcmp(spec, "SYMMETRIC_DEFAULT"))
-        return fail(x, KMS_ERR_UNSUPPORTED_OPERATION, "KeySpec %s is not supported; only SYMMETRIC_DEFAULT", spec);
-    if (usage && strcmp(usage, "ENCRYPT_DECRYPT"))
-        return fail(x, KMS_ERR_UNSUPPORTED_OPERATION, "KeyUsage %s is not supported; only ENCRYPT_DECRYPT", usage);
-    if (origin && strcmp(origin, "AWS_KMS"))
-        return fail(x, KMS_ERR_UNSUPPORTED_OPERATION, "Origin %s is not supported; only AWS_KMS", origin);
+    if (spec && (ks = kms_spec_parse(spec)) < 0)
+        return fail(x, KMS_ERR_VALIDATION,
+                    "1 validation error detected: Value '%s' at 'keySpec' failed to satisfy constraint: Member must "
+                    "satisfy enum value set: [RSA_2048, RSA_3072, RSA_4096, ECC_NIST_P256, ECC_NIST_P384, ECC_NIST_P521, "
+                    "ECC_SECG_P256K1, SYMMETRIC_DEFAULT, HMAC_224, HMAC_256, HMAC_384, HMAC_512]", spec);
+    if (usage && kms_usage_parse(usage) < 0)
+        return fail(x, KMS_ERR_VALIDATION,
+                    "1 validation error detected: Value '%s' at 'keyUsage' failed to satisfy constraint: Member must "
+                    "satisfy enum value set: [SIGN_VERIFY, ENCRYPT_DECRYPT, GENERATE_VERIFY_MAC]", usage);
+    ku = usage ? kms_usage_parse(usage) : kms_spec_default_usage((enum kms_key_spec)ks);
+    if (ku < 0)
+        return fail(x, KMS_ERR_VALIDATION, "You must specify a KeyUsage value for a %s KMS key.",
+                    kms_spec_is_hmac((enum kms_key_spec)ks) ? "HMAC" : "asymmetric");
+    if (!kms_spec_usage_valid((enum kms_key_spec)ks, (enum kms_key_usage)ku))
+        return fail(x, KMS_ERR_VALIDATION, "KeyUsage %s is not compatible with KeySpec %s", usage, spec ? spec : "SYMMETRIC_DEFAULT");
+    if (origin && strcmp(origin, "AWS_KMS") && strcmp(origin, "EXTERNAL")) {
+        if (!strcmp(origin, "AWS_CLOUDHSM") || !strcmp(origin, "EXTERNAL_KEY_STORE"))
+            return fail(x, KMS_ERR_UNSUPPORTED_OPERATION, "Origin %s is not supported: this key service has no custom key stores", origin);
+        return fail(x, KMS_ERR_VALIDATION,
+                    "1 validation error detected: Value '%s' at 'origin' failed to satisfy constraint: Member must "
+                    "satisfy enum value set: [EXTERNAL_KEY_STORE, AWS_CLOUDHSM, AWS_KMS, EXTERNAL]", origin);
+    }
+    if (origin && !strcmp(origin, "EXTERNAL") && ks != KMS_SPEC_SYMMETRIC)
+        return fail(x, KMS_ERR_UNSUPPORTED_OPERATION, "KeySpec %s is not supported for Origin EXTERNAL; only SYMMETRIC_DEFAULT", spec);
     if (tags && !json_is_array(tags))
         return fail(x, KMS_ERR_SERIALIZATION, "Tags must be a list");
     if (tags && (e = check_tags(x, tags)))
@@ -455,12 +520,24 @@ kms_err kms_op_create_key(struct op_ctx *x, json_t *in, json_t **out)
     k.description = (char *)(desc ? desc : "");
     k.state = KS_ENABLED;
     k.rotation_period = 365;
-    material = sodium_malloc(32);
-    if (!material)
-        return KMS_ERR_NOMEM;
-    randombytes_buf(material, 32);
-    e = kms_store_insert_key(c, &k, material, x->msg);
-    sodium_free(material);
+    k.spec = (enum kms_key_spec)ks;
+    k.usage = (enum kms_key_usage)ku;
+    k.external = origin && !strcmp(origin, "EXTERNAL");
+    material = NULL;
+    material_len = 0;
+    if (k.external) {
+        k.state = KS_PENDING_IMPORT; /* no material until ImportKeyMaterial (import.c) */
+    } else if (kms_spec_is_asymmetric(k.spec)) { /* seconds for RSA_4096: with the core lock released */
+        EVP_PKEY *pk = kms_op_keygen(x, k.spec);
+        int rc = pk ? kms_keymat_from_pkey(pk, &material, &material_len) : -1;
+        EVP_PKEY_free(pk);
+        if (rc)
+            return fail(x, KMS_ERR_INTERNAL, "could not generate a %s key pair", kms_spec_name(k.spec));
+    } else if (kms_keymat_generate(k.spec, &material, &material_len)) {
+        return fail(x, KMS_ERR_INTERNAL, "could not generate key material for %s", kms_spec_name(k.spec));
+    }
+    e = kms_store_insert_key(c, &k, material, material_len, x->msg);
+    sodium_free(material); /* NULL: no-op */
     if (e)
         return e;
     snprintf(x->key_id, KMS_KEY_ID_LEN + 1, "%s", k.id);
@@ -590,7 +667,7 @@ static kms_err set_enabled(struct op_ctx *x, json_t *in, json_t **out, bool enab
     kms_err e = resolve_any(x, in, &k);
     if (e)
         return e;
-    if (k->state == KS_PENDING_DELETION)
+    if (k->state == KS_PENDING_DELETION || k->state == KS_PENDING_IMPORT)
         return check_usable(x, k);
     old = k->state;
     k->state = enable ? KS_ENABLED : KS_DISABLED;
@@ -653,7 +730,7 @@ kms_err kms_op_cancel_key_deletion(struct op_ctx *x, json_t *in, json_t **out)
     if (k->state != KS_PENDING_DELETION)
         return fail(x, KMS_ERR_INVALID_STATE, "%s is not pending deletion.", arn);
     saved = *k;
-    k->state = KS_DISABLED;
+    k->state = k->external && !k->n_versions ? KS_PENDING_IMPORT : KS_DISABLED;
     k->deletion_date = 0;
     k->pending_days = 0;
     e = kms_store_update_key(x->core, k, x->msg);
@@ -684,7 +761,7 @@ kms_err kms_op_enable_key_rotation(struct op_ctx *x, json_t *in, json_t **out)
         return fail(x, KMS_ERR_VALIDATION,
                     "1 validation error detected: Value '%lld' at 'rotationPeriodInDays' failed to satisfy "
                     "constraint: Member must have value between 90 and 2560", period);
-    if ((e = check_usable(x, k)))
+    if ((e = rotatable(x, k)) || (e = check_usable(x, k)))
         return e;
     saved = *k;
     k->rotation_enabled = true;
@@ -706,7 +783,7 @@ kms_err kms_op_disable_key_rotation(struct op_ctx *x, json_t *in, json_t **out)
     kms_err e = resolve_any(x, in, &k);
     if (e)
         return e;
-    if ((e = check_usable(x, k)))
+    if ((e = rotatable(x, k)) || (e = check_usable(x, k)))
         return e;
     saved = *k;
     k->rotation_enabled = false;
@@ -726,6 +803,8 @@ kms_err kms_op_get_key_rotation_status(struct op_ctx *x, json_t *in, json_t **ou
     char arn[160];
     kms_err e = resolve_any(x, in, &k);
     if (e)
+        return e;
+    if ((e = rotatable(x, k)))
         return e;
     if (k->state == KS_PENDING_DELETION)
         return check_usable(x, k);
@@ -747,7 +826,7 @@ kms_err kms_op_rotate_key_on_demand(struct op_ctx *x, json_t *in, json_t **out)
     kms_err e = resolve_any(x, in, &k);
     if (e)
         return e;
-    if ((e = check_usable(x, k)))
+    if ((e = rotatable(x, k)) || (e = check_usable(x, k)))
         return e;
     if (k->n_versions >= 25 + 1)
         return fail(x, KMS_ERR_LIMIT_EXCEEDED, "a key can be rotated on demand at most 25 times");
@@ -765,6 +844,8 @@ kms_err kms_op_list_key_rotations(struct op_ctx *x, json_t *in, json_t **out)
     size_t start, limit, i, total;
     json_t *arr;
     kms_err e = resolve_any(x, in, &k);
+    if (!e)
+        e = rotatable(x, k);
     if (e)
         return e;
     total = k->n_versions - 1; /* the original material is not a rotation */
@@ -1055,14 +1136,24 @@ kms_err kms_op_encrypt(struct op_ctx *x, json_t *in, json_t **out)
     kms_ectx ectx;
     kms_ectx_pair *pairs = NULL;
     json_t *blob = NULL;
+    const char *alg = NULL;
     char arn[160];
     kms_err e = get_b64(x, in, "Plaintext", true, 4096, &pt, &n);
     if (!e)
-        e = check_alg(x, in, "EncryptionAlgorithm");
+        e = get_str(x, in, "EncryptionAlgorithm", false, &alg);
     if (!e)
         e = get_ectx(x, in, "EncryptionContext", &ectx, &pairs);
     if (!e)
         e = resolve_usable(x, in, &k);
+    if (!e && k->spec != KMS_SPEC_SYMMETRIC) {
+        e = kms_asym_encrypt(x, k, alg, &ectx, pt, n, out); /* RSA keys; the wrong usage for others */
+        sodium_memzero(pt, n);
+        free(pt);
+        free(pairs);
+        return e;
+    }
+    if (!e)
+        e = check_alg(x, in, "EncryptionAlgorithm");
     if (!e)
         e = dry_run(x);
     if (!e)
@@ -1116,6 +1207,8 @@ static kms_err data_key(struct op_ctx *x, json_t *in, json_t **out, bool with_pl
     if ((e = get_ectx(x, in, "EncryptionContext", &ectx, &pairs)))
         return e;
     e = resolve_usable(x, in, &k);
+    if (!e && k->spec != KMS_SPEC_SYMMETRIC)
+        e = kms_op_wrong_usage(x, k);
     if (!e)
         e = dry_run(x);
     if (e) {
@@ -1161,15 +1254,25 @@ kms_err kms_op_decrypt(struct op_ctx *x, json_t *in, json_t **out)
     kms_ectx ectx;
     kms_ectx_pair *pairs = NULL;
     char arn[160];
+    const char *alg = NULL;
     kms_err e = get_b64(x, in, "CiphertextBlob", true, KMS_BLOB_MAX, &blob, &blen);
     if (!e)
-        e = check_alg(x, in, "EncryptionAlgorithm");
+        e = get_str(x, in, "EncryptionAlgorithm", false, &alg);
     if (!e)
         e = get_ectx(x, in, "EncryptionContext", &ectx, &pairs);
     if (!e)
         e = get_str(x, in, "KeyId", false, &kid);
     if (!e && kid)
         e = resolve(x, kid, &explicit_key);
+    if (!e && explicit_key && explicit_key->spec != KMS_SPEC_SYMMETRIC) {
+        /* an asymmetric ciphertext names no key: Decrypt needs KeyId and EncryptionAlgorithm */
+        e = kms_asym_decrypt(x, explicit_key, alg, &ectx, blob, blen, out);
+        free(blob);
+        free(pairs);
+        return e;
+    }
+    if (!e)
+        e = check_alg(x, in, "EncryptionAlgorithm");
     if (!e)
         e = open_blob(x, blob, blen, &ectx, explicit_key, &used, &pt, &n);
     if (!e && (e = dry_run(x)))
@@ -1188,7 +1291,7 @@ kms_err kms_op_decrypt(struct op_ctx *x, json_t *in, json_t **out)
 kms_err kms_op_re_encrypt(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_key *src_key = NULL, *used, *dst;
-    const char *sid, *did;
+    const char *sid, *did, *salg = NULL, *dalg = NULL;
     uint8_t *blob = NULL, *pt = NULL;
     size_t blen, n = 0;
     kms_ectx sctx, dctx;
@@ -1197,9 +1300,9 @@ kms_err kms_op_re_encrypt(struct op_ctx *x, json_t *in, json_t **out)
     char sarn[160], darn[160];
     kms_err e = get_b64(x, in, "CiphertextBlob", true, KMS_BLOB_MAX, &blob, &blen);
     if (!e)
-        e = check_alg(x, in, "SourceEncryptionAlgorithm");
+        e = get_str(x, in, "SourceEncryptionAlgorithm", false, &salg);
     if (!e)
-        e = check_alg(x, in, "DestinationEncryptionAlgorithm");
+        e = get_str(x, in, "DestinationEncryptionAlgorithm", false, &dalg);
     if (!e)
         e = get_ectx(x, in, "SourceEncryptionContext", &sctx, &sp);
     if (!e)
@@ -1210,8 +1313,16 @@ kms_err kms_op_re_encrypt(struct op_ctx *x, json_t *in, json_t **out)
         e = get_str(x, in, "DestinationKeyId", true, &did);
     if (!e && sid)
         e = resolve(x, sid, &src_key);
-    if (!e)
-        e = open_blob(x, blob, blen, &sctx, src_key, &used, &pt, &n);
+    if (!e && src_key && src_key->spec != KMS_SPEC_SYMMETRIC) { /* an RSA ciphertext (asym.c) */
+        e = kms_asym_open(x, src_key, salg, &sctx, blob, blen, &pt, &n, &salg);
+        used = src_key;
+    } else {
+        if (!e)
+            e = check_alg(x, in, "SourceEncryptionAlgorithm");
+        if (!e)
+            e = open_blob(x, blob, blen, &sctx, src_key, &used, &pt, &n);
+        salg = "SYMMETRIC_DEFAULT";
+    }
     if (!e) {
         key_arn(x->core, used, sarn, sizeof sarn);
         e = resolve(x, did, &dst);
@@ -1220,10 +1331,17 @@ kms_err kms_op_re_encrypt(struct op_ctx *x, json_t *in, json_t **out)
         e = dry_run(x);
     if (!e)
         e = check_usable(x, dst);
-    if (!e)
-        e = maybe_rotate(x, dst);
-    if (!e)
-        e = seal_blob(x, dst, pt, n, &dctx, &nb);
+    if (!e && dst->spec != KMS_SPEC_SYMMETRIC) {
+        e = kms_asym_seal(x, dst, dalg, &dctx, pt, n, &nb, &dalg);
+    } else {
+        if (!e)
+            e = check_alg(x, in, "DestinationEncryptionAlgorithm");
+        if (!e)
+            e = maybe_rotate(x, dst);
+        if (!e)
+            e = seal_blob(x, dst, pt, n, &dctx, &nb);
+        dalg = "SYMMETRIC_DEFAULT";
+    }
     if (pt)
         sodium_memzero(pt, n);
     free(blob);
@@ -1233,9 +1351,8 @@ kms_err kms_op_re_encrypt(struct op_ctx *x, json_t *in, json_t **out)
         return e;
     key_arn(x->core, dst, darn, sizeof darn);
     *out = json_pack("{s:o, s:s, s:s, s:s, s:s}", "CiphertextBlob", nb, "SourceKeyId", sarn, "KeyId", darn,
-                     "SourceEncryptionAlgorithm", "SYMMETRIC_DEFAULT", "DestinationEncryptionAlgorithm",
-                     "SYMMETRIC_DEFAULT");
-    return KMS_OK;
+                     "SourceEncryptionAlgorithm", salg, "DestinationEncryptionAlgorithm", dalg);
+    return *out ? KMS_OK : KMS_ERR_NOMEM;
 }
 
 kms_err kms_op_generate_random(struct op_ctx *x, json_t *in, json_t **out)
@@ -1259,4 +1376,46 @@ kms_err kms_op_generate_random(struct op_ctx *x, json_t *in, json_t **out)
     *out = json_pack("{s:o}", "Plaintext", efs_json_base64(buf, (size_t)n));
     sodium_memzero(buf, (size_t)n);
     return KMS_OK;
+}
+
+/* ---- shared with asym.c, mac.c and datakeypair.c (oputil.h) --------------------------------- */
+
+kms_err kms_op_get_str(struct op_ctx *x, json_t *in, const char *field, bool required, const char **out)
+{
+    return get_str(x, in, field, required, out);
+}
+
+kms_err kms_op_get_b64(struct op_ctx *x, json_t *in, const char *field, bool required, size_t max, uint8_t **out,
+                       size_t *out_len)
+{
+    return get_b64(x, in, field, required, max, out, out_len);
+}
+
+kms_err kms_op_get_ectx(struct op_ctx *x, json_t *in, const char *field, kms_ectx *ctx, kms_ectx_pair **pairs)
+{
+    return get_ectx(x, in, field, ctx, pairs);
+}
+
+/* For the operations in other files (asym.c, mac.c, datakeypair.c): resolved, usable, authorised — and a
+ * DryRun stops here. */
+kms_err kms_op_resolve_usable(struct op_ctx *x, json_t *in, kms_key **k)
+{
+    kms_err e = resolve_usable(x, in, k);
+    return e ? e : dry_run(x);
+}
+kms_err kms_op_resolve_any(struct op_ctx *x, json_t *in, kms_key **k) { return resolve_any(x, in, k); }
+void kms_op_key_arn(kms_core *c, const kms_key *k, char *buf, size_t cap) { key_arn(c, k, buf, cap); }
+
+kms_err kms_op_seal_blob(struct op_ctx *x, kms_key *k, const uint8_t *pt, size_t n, const kms_ectx *ectx,
+                         json_t **blob_json)
+{
+    return seal_blob(x, k, pt, n, ectx, blob_json);
+}
+
+kms_err kms_op_wrong_usage(struct op_ctx *x, const kms_key *k)
+{
+    char arn[160];
+    key_arn(x->core, k, arn, sizeof arn);
+    return fail(x, KMS_ERR_INVALID_KEY_USAGE, "%s key usage is %s (key spec %s), which is not valid for %s.", arn,
+                kms_usage_name(k->usage), kms_spec_name(k->spec), x->operation);
 }

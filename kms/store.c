@@ -23,8 +23,9 @@
 #include "common/monotime.h"
 #include "internal.h"
 #include "audit.h"
+#include "keymat.h"
 
-#define STORE_FORMAT "1"
+#define STORE_FORMAT "2"      /* 2: keys carry key_spec / key_usage (format 1 is migrated on open) */
 #define VERIFIER_TEXT "envelopefs keystore verifier v1"
 
 static const char SCHEMA[] =
@@ -32,7 +33,10 @@ static const char SCHEMA[] =
     "CREATE TABLE keys(id TEXT PRIMARY KEY, created INTEGER NOT NULL, description TEXT NOT NULL,"
     " state INTEGER NOT NULL, deletion_date INTEGER NOT NULL DEFAULT 0, pending_days INTEGER NOT NULL DEFAULT 0,"
     " rotation_enabled INTEGER NOT NULL DEFAULT 0, rotation_period INTEGER NOT NULL DEFAULT 365,"
-    " next_rotation INTEGER NOT NULL DEFAULT 0, seq INTEGER NOT NULL);"
+    " next_rotation INTEGER NOT NULL DEFAULT 0, seq INTEGER NOT NULL,"
+    " key_spec TEXT NOT NULL DEFAULT 'SYMMETRIC_DEFAULT', key_usage TEXT NOT NULL DEFAULT 'ENCRYPT_DECRYPT',"
+    " origin TEXT NOT NULL DEFAULT 'AWS_KMS', expiration_model TEXT NOT NULL DEFAULT '',"
+    " valid_to INTEGER NOT NULL DEFAULT 0, material_digest BLOB);"
     "CREATE TABLE key_versions(key_id TEXT NOT NULL, version INTEGER NOT NULL, created INTEGER NOT NULL,"
     " automatic INTEGER NOT NULL, material BLOB NOT NULL, PRIMARY KEY(key_id, version));"
     "CREATE TABLE aliases(name TEXT PRIMARY KEY, key_id TEXT NOT NULL, created INTEGER NOT NULL, updated INTEGER NOT NULL);"
@@ -227,20 +231,6 @@ static int unseal(const uint8_t *root, const uint8_t *aad, size_t aad_len, const
         n - crypto_aead_xchacha20poly1305_ietf_NPUBBYTES, aad, aad_len, in, root);
 }
 
-static size_t material_aad(uint8_t *aad, const char *key_id, uint32_t version)
-{
-    size_t n = 0, l = strlen(key_id);
-    memcpy(aad, "envelopefs-cmk-v1", 17);
-    n = 17;
-    memcpy(aad + n, key_id, l);
-    n += l;
-    aad[n++] = (uint8_t)(version >> 24);
-    aad[n++] = (uint8_t)(version >> 16);
-    aad[n++] = (uint8_t)(version >> 8);
-    aad[n++] = (uint8_t)version;
-    return n;
-}
-
 /* ---- open / init ---------------------------------------------------------------------------- */
 
 static char *db_path(const char *dir)
@@ -363,6 +353,37 @@ static bool sync_full(void)
     return v && !strcmp(v, "full");
 }
 
+/* Keystore format 1 → 2: every key of a format-1 store is SYMMETRIC_DEFAULT / ENCRYPT_DECRYPT, which is
+ * what the new columns default to; nothing else changes, so rows, sealed material and the golden vectors of
+ * format 1 stay as they are. One transaction, after the root key is verified; a process that finds another
+ * already migrated the store (format re-read under the write lock) does nothing. */
+static kms_err migrate_v1(kms_core *c, char **msg)
+{
+    char fmt[8];
+    if (sqlite3_exec(c->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        return db_err(c, msg, "migrating the key store to format 2");
+    if (meta_get_str(c->db, "format", fmt, sizeof fmt) == 0 && !strcmp(fmt, "1") &&
+        (sqlite3_exec(c->db,
+                      "ALTER TABLE keys ADD COLUMN key_spec TEXT NOT NULL DEFAULT 'SYMMETRIC_DEFAULT';"
+                      "ALTER TABLE keys ADD COLUMN key_usage TEXT NOT NULL DEFAULT 'ENCRYPT_DECRYPT';"
+                      "ALTER TABLE keys ADD COLUMN origin TEXT NOT NULL DEFAULT 'AWS_KMS';"
+                      "ALTER TABLE keys ADD COLUMN expiration_model TEXT NOT NULL DEFAULT '';"
+                      "ALTER TABLE keys ADD COLUMN valid_to INTEGER NOT NULL DEFAULT 0;"
+                      "ALTER TABLE keys ADD COLUMN material_digest BLOB;",
+                      NULL, NULL, NULL) != SQLITE_OK ||
+         meta_put(c->db, "format", STORE_FORMAT, 1))) {
+        kms_err e = db_err(c, msg, "migrating the key store to format 2");
+        sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+        return e;
+    }
+    if (sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        kms_err e = db_err(c, msg, "migrating the key store to format 2");
+        sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+        return e;
+    }
+    return KMS_OK;
+}
+
 kms_err kms_core_open(const kms_store_opts *o, kms_core **out, char **errmsg)
 {
     kms_core *c;
@@ -455,7 +476,7 @@ kms_err kms_core_open(const kms_store_opts *o, kms_core **out, char **errmsg)
         e = KMS_ERR_CORRUPT_STORE;
         goto fail;
     }
-    if (strcmp(fmt, STORE_FORMAT)) {
+    if (strcmp(fmt, "1") && strcmp(fmt, STORE_FORMAT)) {
         kms_set_msg(errmsg, "key store %s has format %s; this build reads format %s", path, fmt, STORE_FORMAT);
         e = KMS_ERR_CORRUPT_STORE;
         goto fail;
@@ -487,6 +508,8 @@ kms_err kms_core_open(const kms_store_opts *o, kms_core **out, char **errmsg)
         e = db_err(c, errmsg, "pragma");
         goto fail;
     }
+    if (!strcmp(fmt, "1") && (e = migrate_v1(c, errmsg)))
+        goto fail;
     e = kms_store_load(c, errmsg);
     if (!e)
         e = kms_trail_open(c, errmsg);
@@ -534,6 +557,10 @@ static void free_key(kms_key *k)
 {
     for (size_t i = 0; i < k->n_versions; i++) {
         kms_gcm_key_free(k->versions[i].gcm);
+        for (size_t j = 0; k->versions[i].pctx && j < KMS_PCTX_SLOTS; j++)
+            EVP_PKEY_CTX_free(k->versions[i].pctx[j]);
+        free(k->versions[i].pctx);
+        EVP_PKEY_free(k->versions[i].pkey);
         sodium_free(k->versions[i].material);
     }
     free(k->versions);
@@ -586,7 +613,8 @@ kms_err kms_store_load(kms_core *c, char **msg)
         return db_err(c, msg, "begin");
     if (sqlite3_prepare_v2(c->db,
                            "SELECT id, created, description, state, deletion_date, pending_days,"
-                           " rotation_enabled, rotation_period, next_rotation FROM keys ORDER BY seq",
+                           " rotation_enabled, rotation_period, next_rotation, key_spec, key_usage, origin, expiration_model, valid_to,"
+                           " material_digest FROM keys ORDER BY seq",
                            -1, &st, NULL) != SQLITE_OK) {
         e = KMS_ERR_CORRUPT_STORE;
         kms_set_msg(msg, "key store is damaged: %s", sqlite3_errmsg(c->db));
@@ -610,6 +638,36 @@ kms_err kms_store_load(kms_core *c, char **msg)
         k.rotation_enabled = sqlite3_column_int(st, 6) != 0;
         k.rotation_period = sqlite3_column_int(st, 7);
         k.next_rotation = sqlite3_column_int64(st, 8);
+        {
+            int spec = kms_spec_parse((const char *)sqlite3_column_text(st, 9));
+            int usage = kms_usage_parse((const char *)sqlite3_column_text(st, 10));
+            if (spec < 0 || usage < 0 || !kms_spec_usage_valid((enum kms_key_spec)spec, (enum kms_key_usage)usage)) {
+                free(k.description);
+                e = KMS_ERR_CORRUPT_STORE;
+                kms_set_msg(msg, "key store is damaged: key %s has an unknown key spec or usage", id);
+                goto out;
+            }
+            k.spec = (enum kms_key_spec)spec;
+            k.usage = (enum kms_key_usage)usage;
+        }
+        {
+            const char *origin = (const char *)sqlite3_column_text(st, 11);
+            const char *model = (const char *)sqlite3_column_text(st, 12);
+            k.external = origin && !strcmp(origin, "EXTERNAL");
+            k.expires = model && !strcmp(model, "KEY_MATERIAL_EXPIRES");
+            k.valid_to = sqlite3_column_int64(st, 13);
+            if (sqlite3_column_bytes(st, 14) == 32) {
+                memcpy(k.material_digest, sqlite3_column_blob(st, 14), 32);
+                k.has_digest = true;
+            }
+            if ((unsigned)k.state > KS_PENDING_IMPORT || (k.state == KS_PENDING_IMPORT && !k.external) ||
+                (k.external && k.spec != KMS_SPEC_SYMMETRIC)) {
+                free(k.description);
+                e = KMS_ERR_CORRUPT_STORE;
+                kms_set_msg(msg, "key store is damaged: key %s has an impossible state or origin", id);
+                goto out;
+            }
+        }
         if (c->n_keys == c->cap_keys) {
             size_t nc = c->cap_keys ? 2 * c->cap_keys : 16;
             kms_key *nk = realloc(c->keys, nc * sizeof *nk);
@@ -649,7 +707,10 @@ kms_err kms_store_load(kms_core *c, char **msg)
         nv[k->n_versions].created = sqlite3_column_int64(st, 2);
         nv[k->n_versions].automatic = sqlite3_column_int(st, 3);
         nv[k->n_versions].material = NULL;
+        nv[k->n_versions].material_len = 0;
         nv[k->n_versions].gcm = NULL;
+        nv[k->n_versions].pkey = NULL;
+        nv[k->n_versions].pctx = NULL;
         if (nv[k->n_versions].version != k->n_versions + 1) {
             e = KMS_ERR_CORRUPT_STORE;
             kms_set_msg(msg, "key store is damaged: key %s has a gap in its key-material versions", k->id);
@@ -660,7 +721,9 @@ kms_err kms_store_load(kms_core *c, char **msg)
     sqlite3_finalize(st);
     st = NULL;
     for (size_t i = 0; i < c->n_keys; i++)
-        if (c->keys[i].n_versions == 0) {
+        if (c->keys[i].n_versions == 0 && /* an imported key waiting for (or being deleted without) material */
+            !(c->keys[i].external &&
+              (c->keys[i].state == KS_PENDING_IMPORT || c->keys[i].state == KS_PENDING_DELETION))) {
             e = KMS_ERR_CORRUPT_STORE;
             kms_set_msg(msg, "key store is damaged: key %s has no key material", c->keys[i].id);
             goto out;
@@ -766,14 +829,16 @@ static void note_own_write(kms_core *c)
 /* ---- writes --------------------------------------------------------------------------------- */
 
 static kms_err insert_version_row(kms_core *c, const kms_key *k, uint32_t version, int64_t created,
-                                  int automatic, const uint8_t material[32], char **msg)
+                                  int automatic, const uint8_t *material, size_t len, char **msg)
 {
-    uint8_t aad[64], sealed[32 + SEAL_OVERHEAD];
-    size_t aad_len = material_aad(aad, k->id, version);
+    uint8_t aad[KMS_MATERIAL_AAD_MAX], sealed[KMS_KEYMAT_MAX + SEAL_OVERHEAD];
+    size_t aad_len = kms_material_aad(aad, k->id, version, k->spec, k->usage);
     sqlite3_stmt *st;
     int rc;
 
-    seal(c->root_key, aad, aad_len, material, 32, sealed);
+    if (!kms_keymat_len_ok(k->spec, len))
+        return KMS_ERR_INTERNAL;
+    seal(c->root_key, aad, aad_len, material, len, sealed);
     if (sqlite3_prepare_v2(c->db, "INSERT INTO key_versions(key_id, version, created, automatic, material) VALUES(?,?,?,?,?)",
                            -1, &st, NULL) != SQLITE_OK)
         return db_err(c, msg, "insert key material");
@@ -781,7 +846,7 @@ static kms_err insert_version_row(kms_core *c, const kms_key *k, uint32_t versio
     sqlite3_bind_int64(st, 2, version);
     sqlite3_bind_int64(st, 3, created);
     sqlite3_bind_int(st, 4, automatic);
-    sqlite3_bind_blob(st, 5, sealed, sizeof sealed, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 5, sealed, (int)(len + SEAL_OVERHEAD), SQLITE_STATIC);
     rc = sqlite3_step(st);
     sqlite3_finalize(st);
     return rc == SQLITE_DONE ? KMS_OK : db_err(c, msg, "insert key material");
@@ -793,10 +858,12 @@ static kms_err write_key_row(kms_core *c, const kms_key *k, bool insert, char **
     int rc;
     const char *sql = insert
         ? "INSERT INTO keys(description, state, deletion_date, pending_days, rotation_enabled,"
-          " rotation_period, next_rotation, created, id, seq) VALUES(?,?,?,?,?,?,?,?,?,"
+          " rotation_period, next_rotation, created, id, origin, expiration_model, valid_to, material_digest,"
+          " key_spec, key_usage, seq) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,"
           " (SELECT COALESCE(MAX(seq),0)+1 FROM keys))"
         : "UPDATE keys SET description=?, state=?, deletion_date=?, pending_days=?, rotation_enabled=?,"
-          " rotation_period=?, next_rotation=?, created=? WHERE id=?";
+          " rotation_period=?, next_rotation=?, created=?, origin=?10, expiration_model=?11, valid_to=?12,"
+          " material_digest=?13 WHERE id=?9";
     if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK)
         return db_err(c, msg, "write key");
     sqlite3_bind_text(st, 1, k->description ? k->description : "", -1, SQLITE_STATIC);
@@ -808,20 +875,30 @@ static kms_err write_key_row(kms_core *c, const kms_key *k, bool insert, char **
     sqlite3_bind_int64(st, 7, k->next_rotation);
     sqlite3_bind_int64(st, 8, k->created);
     sqlite3_bind_text(st, 9, k->id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 10, k->external ? "EXTERNAL" : "AWS_KMS", -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 11, !k->external || (!k->n_versions && !k->has_digest) ? ""
+                              : k->expires ? "KEY_MATERIAL_EXPIRES" : "KEY_MATERIAL_DOES_NOT_EXPIRE", -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 12, k->valid_to);
+    if (k->has_digest)
+        sqlite3_bind_blob(st, 13, k->material_digest, 32, SQLITE_STATIC);
+    if (insert) {
+        sqlite3_bind_text(st, 14, kms_spec_name(k->spec), -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 15, kms_usage_name(k->usage), -1, SQLITE_STATIC);
+    }
     rc = sqlite3_step(st);
     sqlite3_finalize(st);
     return rc == SQLITE_DONE ? KMS_OK : db_err(c, msg, "write key");
 }
 
-kms_err kms_store_insert_key(kms_core *c, const kms_key *k, const uint8_t material[32], char **msg)
+kms_err kms_store_insert_key(kms_core *c, const kms_key *k, const uint8_t *material, size_t len, char **msg)
 {
     kms_err e;
     kms_key *slot;
     if (sqlite3_exec(c->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
         return db_err(c, msg, "begin");
     e = write_key_row(c, k, true, msg);
-    if (!e)
-        e = insert_version_row(c, k, 1, k->created, 0, material, msg);
+    if (!e && material) /* an imported key (Origin EXTERNAL) starts without material */
+        e = insert_version_row(c, k, 1, k->created, 0, material, len, msg);
     if (e || sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
         sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
         return e ? e : db_err(c, msg, "commit");
@@ -843,7 +920,7 @@ kms_err kms_store_insert_key(kms_core *c, const kms_key *k, const uint8_t materi
         free(slot->versions);
         return kms_store_load(c, msg);
     }
-    slot->n_versions = 1;
+    slot->n_versions = material ? 1 : 0;
     slot->versions[0].version = 1;
     slot->versions[0].created = k->created;
     c->n_keys++;
@@ -872,7 +949,7 @@ kms_err kms_store_add_version(kms_core *c, kms_key *k, int automatic, char **msg
         sodium_free(material);
         return db_err(c, msg, "begin");
     }
-    e = insert_version_row(c, k, v, now, automatic, material, msg);
+    e = insert_version_row(c, k, v, now, automatic, material, 32, msg);
     if (!e)
         e = write_key_row(c, k, false, msg);
     if (e || sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
@@ -884,7 +961,10 @@ kms_err kms_store_add_version(kms_core *c, kms_key *k, int automatic, char **msg
     nv[k->n_versions].created = now;
     nv[k->n_versions].automatic = automatic;
     nv[k->n_versions].material = material;
+    nv[k->n_versions].material_len = 32;
     nv[k->n_versions].gcm = NULL;
+    nv[k->n_versions].pkey = NULL;
+    nv[k->n_versions].pctx = NULL;
     sodium_mprotect_readonly(material);
     k->n_versions++;
     return KMS_OK;
@@ -893,6 +973,103 @@ kms_err kms_store_add_version(kms_core *c, kms_key *k, int automatic, char **msg
 kms_err kms_store_update_key(kms_core *c, const kms_key *k, char **msg)
 {
     return write_key_row(c, k, false, msg);
+}
+
+static void drop_versions(kms_key *k)
+{
+    for (size_t i = 0; i < k->n_versions; i++) {
+        kms_gcm_key_free(k->versions[i].gcm);
+        sodium_free(k->versions[i].material);
+    }
+    free(k->versions);
+    k->versions = NULL;
+    k->n_versions = 0;
+}
+
+static kms_err delete_versions_row(kms_core *c, const kms_key *k, char **msg)
+{
+    sqlite3_stmt *st;
+    int rc;
+    if (sqlite3_prepare_v2(c->db, "DELETE FROM key_versions WHERE key_id=?", -1, &st, NULL) != SQLITE_OK)
+        return db_err(c, msg, "delete key material");
+    sqlite3_bind_text(st, 1, k->id, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? KMS_OK : db_err(c, msg, "delete key material");
+}
+
+kms_err kms_store_import_material(kms_core *c, kms_key *k, const uint8_t material[32], char **msg)
+{
+    kms_version *v = calloc(1, sizeof *v);
+    uint8_t *m = sodium_malloc(32);
+    int64_t now = kms_now(c);
+    kms_err e;
+    if (!v || !m) {
+        free(v);
+        sodium_free(m);
+        return KMS_ERR_NOMEM;
+    }
+    memcpy(m, material, 32);
+    if (sqlite3_exec(c->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+        free(v);
+        sodium_free(m);
+        return db_err(c, msg, "begin");
+    }
+    e = delete_versions_row(c, k, msg);
+    if (!e)
+        e = insert_version_row(c, k, 1, now, 0, material, 32, msg);
+    if (!e)
+        e = write_key_row(c, k, false, msg);
+    if (e || sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+        free(v);
+        sodium_free(m);
+        return e ? e : db_err(c, msg, "commit");
+    }
+    drop_versions(k);
+    v->version = 1;
+    v->created = now;
+    v->material = m;
+    v->material_len = 32;
+    sodium_mprotect_readonly(m);
+    k->versions = v;
+    k->n_versions = 1;
+    return KMS_OK;
+}
+
+kms_err kms_store_delete_material(kms_core *c, kms_key *k, char **msg)
+{
+    kms_err e;
+    if (sqlite3_exec(c->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        return db_err(c, msg, "begin");
+    e = delete_versions_row(c, k, msg);
+    if (!e)
+        e = write_key_row(c, k, false, msg);
+    if (e || sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+        return e ? e : db_err(c, msg, "commit");
+    }
+    drop_versions(k); /* sodium_free wipes the material */
+    return KMS_OK;
+}
+
+void kms_store_seal(kms_core *c, const uint8_t *aad, size_t aad_len, const uint8_t *pt, size_t n, uint8_t *out)
+{
+    seal(c->root_key, aad, aad_len, pt, n, out);
+}
+
+int kms_store_unseal(kms_core *c, const uint8_t *aad, size_t aad_len, const uint8_t *in, size_t n, uint8_t *out)
+{
+    return unseal(c->root_key, aad, aad_len, in, n, out);
+}
+
+void kms_store_material_digest(kms_core *c, const uint8_t *material, size_t n, uint8_t out[32])
+{
+    /* BLAKE2b keyed with a subkey of the root key: reveals nothing about the material without the root key */
+    uint8_t sub[32];
+    crypto_generichash(sub, sizeof sub, (const uint8_t *)"envelopefs import digest v1", 27, c->root_key, 32);
+    crypto_generichash(out, 32, material, n, sub, sizeof sub);
+    sodium_memzero(sub, sizeof sub);
 }
 
 kms_err kms_store_destroy_key(kms_core *c, const char *key_id, char **msg)
@@ -940,51 +1117,53 @@ kms_err kms_store_destroy_key(kms_core *c, const char *key_id, char **msg)
     return KMS_OK;
 }
 
-/* The version's material, unsealed from the store on first use (locked memory). */
+/* The version's material, unsealed from the store on first use (locked memory); an asymmetric key's is
+ * decoded into v->pkey at once and the DER wiped. */
 static kms_err load_material(kms_core *c, kms_key *k, kms_version *v, char **msg)
 {
     sqlite3_stmt *st;
-    uint8_t aad[64];
-    size_t aad_len;
+    uint8_t aad[KMS_MATERIAL_AAD_MAX], *m;
+    size_t aad_len, n = 0;
     int rc;
     kms_err e = KMS_OK;
 
-    if (v->material)
+    if (v->material || v->pkey)
         return KMS_OK;
-    v->material = sodium_malloc(32);
-    if (!v->material)
-        return KMS_ERR_NOMEM;
-    aad_len = material_aad(aad, k->id, v->version);
+    aad_len = kms_material_aad(aad, k->id, v->version, k->spec, k->usage);
     if (sqlite3_prepare_v2(c->db, "SELECT material FROM key_versions WHERE key_id=? AND version=?", -1, &st,
-                           NULL) != SQLITE_OK) {
-        e = db_err(c, msg, "read key material");
-        goto fail;
-    }
+                           NULL) != SQLITE_OK)
+        return db_err(c, msg, "read key material");
     sqlite3_bind_text(st, 1, k->id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, v->version);
     rc = sqlite3_step(st);
-    /* The length is checked before unsealing: the output buffer holds exactly 32 bytes. */
-    if (rc != SQLITE_ROW || sqlite3_column_bytes(st, 0) != 32 + SEAL_OVERHEAD ||
-        unseal(c->root_key, aad, aad_len, sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0),
-               v->material)) {
+    if (rc == SQLITE_ROW && sqlite3_column_bytes(st, 0) > (int)SEAL_OVERHEAD)
+        n = (size_t)sqlite3_column_bytes(st, 0) - SEAL_OVERHEAD;
+    /* The length is checked before unsealing: the output buffer holds exactly n bytes. */
+    m = n && kms_keymat_len_ok(k->spec, n) ? sodium_malloc(n) : NULL;
+    if (!m || unseal(c->root_key, aad, aad_len, sqlite3_column_blob(st, 0), n + SEAL_OVERHEAD, m) ||
+        (kms_spec_is_asymmetric(k->spec) && kms_keymat_decode(k->spec, m, n, &v->pkey))) {
         kms_set_msg(msg, "key store is damaged: key material of key %s version %u fails authentication", k->id,
                 v->version);
         sqlite3_finalize(st);
-        e = KMS_ERR_CORRUPT_STORE;
-        goto fail;
+        sodium_free(m);
+        return KMS_ERR_CORRUPT_STORE;
     }
     sqlite3_finalize(st);
-    sodium_mprotect_readonly(v->material);
-    return KMS_OK;
-fail:
-    sodium_free(v->material);
-    v->material = NULL;
+    if (v->pkey) {
+        sodium_free(m); /* sodium_free wipes */
+        return e;
+    }
+    sodium_mprotect_readonly(m);
+    v->material = m;
+    v->material_len = n;
     return e;
 }
 
 kms_err kms_store_cipher(kms_core *c, kms_key *k, kms_version *v, kms_gcm_key **out, char **msg)
 {
     kms_err e;
+    if (k->spec != KMS_SPEC_SYMMETRIC)
+        return KMS_ERR_INTERNAL; /* callers check the key's usage first */
     if (!v->gcm) {
         if ((e = load_material(c, k, v, msg)))
             return e;
@@ -993,6 +1172,29 @@ kms_err kms_store_cipher(kms_core *c, kms_key *k, kms_version *v, kms_gcm_key **
             return KMS_ERR_NOMEM;
     }
     *out = v->gcm;
+    return KMS_OK;
+}
+
+kms_err kms_store_pkey(kms_core *c, kms_key *k, kms_version *v, EVP_PKEY **out, char **msg)
+{
+    kms_err e;
+    if (!kms_spec_is_asymmetric(k->spec))
+        return KMS_ERR_INTERNAL;
+    if ((e = load_material(c, k, v, msg)))
+        return e;
+    *out = v->pkey;
+    return KMS_OK;
+}
+
+kms_err kms_store_material(kms_core *c, kms_key *k, kms_version *v, const uint8_t **out, size_t *len, char **msg)
+{
+    kms_err e;
+    if (kms_spec_is_asymmetric(k->spec))
+        return KMS_ERR_INTERNAL;
+    if ((e = load_material(c, k, v, msg)))
+        return e;
+    *out = v->material;
+    *len = v->material_len;
     return KMS_OK;
 }
 

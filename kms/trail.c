@@ -263,7 +263,8 @@ static const char *const REQ_FIELDS[] = {
     "DestinationEncryptionAlgorithm", "AliasName", "TargetKeyId", "Description", "KeyUsage", "Origin",
     "PendingWindowInDays", "RotationPeriodInDays", "Limit", "Marker", "TagKeys", "Tags", "MultiRegion",
     "CustomerMasterKeySpec", "DryRun", "PolicyName", "BypassPolicyLockoutSafetyCheck", "GrantId", "GrantName",
-    "GranteePrincipal", "RetiringPrincipal", "Operations", "Constraints", "IncludeKeyMetadata"};
+    "GranteePrincipal", "RetiringPrincipal", "Operations", "Constraints", "IncludeKeyMetadata", "SigningAlgorithm",
+    "MessageType", "MacAlgorithm", "KeyPairSpec", "WrappingAlgorithm", "WrappingKeySpec", "ExpirationModel", "ValidTo"};
 /* Response fields of mutating calls a record may carry (CloudTrail leaves crypto results out). */
 static const char *const RESP_FIELDS[] = {"KeyId", "KeyMetadata", "DeletionDate", "KeyState", "PendingWindowInDays",
                                           "GrantId"};

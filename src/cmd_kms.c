@@ -42,6 +42,7 @@ enum ftype {
     F_CTX,   /* string map: k=v,k2=v2 or a JSON object */
     F_TAGS,  /* TagKey=k,TagValue=v ... or a JSON array of {"TagKey","TagValue"} */
     F_LIST,  /* list of strings: v1 v2 ... or a JSON array */
+    F_TIME,  /* timestamp: seconds since the epoch or UTC 2026-11-30T08:00:00Z → JSON number */
 };
 
 struct flag {
@@ -119,6 +120,28 @@ struct verb {
      {"destination-encryption-context", "DestinationEncryptionContext", F_CTX}, \
      GRANT_TOKENS}
 #define CLI_FLAGS_GenerateRandom {{"number-of-bytes", "NumberOfBytes", F_INT}}
+/* asymmetric and HMAC keys, data key pairs (issue 17) */
+#define CLI_FLAGS_GetPublicKey {KEYID, GRANT_TOKENS}
+#define CLI_FLAGS_Sign \
+    {KEYID, {"message", "Message", F_BLOB}, {"message-type", "MessageType", F_STR}, \
+     {"signing-algorithm", "SigningAlgorithm", F_STR}, GRANT_TOKENS}
+#define CLI_FLAGS_Verify \
+    {KEYID, {"message", "Message", F_BLOB}, {"message-type", "MessageType", F_STR}, \
+     {"signature", "Signature", F_BLOB}, {"signing-algorithm", "SigningAlgorithm", F_STR}, GRANT_TOKENS}
+#define CLI_FLAGS_GenerateMac \
+    {KEYID, {"message", "Message", F_BLOB}, {"mac-algorithm", "MacAlgorithm", F_STR}, GRANT_TOKENS}
+#define CLI_FLAGS_VerifyMac \
+    {KEYID, {"message", "Message", F_BLOB}, {"mac", "Mac", F_BLOB}, {"mac-algorithm", "MacAlgorithm", F_STR}, \
+     GRANT_TOKENS}
+#define CLI_FLAGS_GenerateDataKeyPair {KEYID, CTX, {"key-pair-spec", "KeyPairSpec", F_STR}, GRANT_TOKENS}
+#define CLI_FLAGS_GenerateDataKeyPairWithoutPlaintext {KEYID, CTX, {"key-pair-spec", "KeyPairSpec", F_STR}, GRANT_TOKENS}
+/* imported key material (create-key --origin EXTERNAL) */
+#define CLI_FLAGS_GetParametersForImport \
+    {KEYID, {"wrapping-algorithm", "WrappingAlgorithm", F_STR}, {"wrapping-key-spec", "WrappingKeySpec", F_STR}}
+#define CLI_FLAGS_ImportKeyMaterial \
+    {KEYID, {"import-token", "ImportToken", F_BLOB}, {"encrypted-key-material", "EncryptedKeyMaterial", F_BLOB}, \
+     {"valid-to", "ValidTo", F_TIME}, {"expiration-model", "ExpirationModel", F_STR}}
+#define CLI_FLAGS_DeleteImportedKeyMaterial {KEYID}
 
 static const struct verb VERBS[] = {
 #define X(name, fn, verb, flags) {verb, #name, CLI_FLAGS_##name},
@@ -134,6 +157,8 @@ struct cli {
     const char *output;       /* --output json|text */
     bool raw_binary;          /* --cli-binary-format raw-in-base64-out */
 };
+
+static int64_t parse_time(const char *s);
 
 static void usage(FILE *f)
 {
@@ -169,7 +194,7 @@ static void usage(FILE *f)
             fprintf(f, " [--%s%s]", fl->name, fl->type == F_BOOL ? "" : " ...");
         fprintf(f, "\n");
     }
-    fprintf(f, "\nbinary arguments (--plaintext, --ciphertext-blob) take base64 or fileb://FILE (raw bytes); any value\n"
+    fprintf(f, "\nbinary arguments (--plaintext, --ciphertext-blob, --message, --signature, --mac, --import-token, ...) take base64 or fileb://FILE (raw bytes); any value\n"
                "can be read with file://FILE; --encryption-context takes k=v,k2=v2 or a JSON object; --tags takes\n"
                "TagKey=k,TagValue=v ... or JSON; errors exit 254 (usage errors 252), as the AWS CLI does.\n");
 }
@@ -960,6 +985,14 @@ static json_t *parse_flag(const struct cli *cli, const struct flag *fl, char **r
             jv = json_integer(n);
         break;
     }
+    case F_TIME: {
+        int64_t t = parse_time(val);
+        if (t < 0)
+            usage_error("--%s takes seconds since the epoch or a UTC time such as 2027-01-31T00:00:00Z", fl->name);
+        else
+            jv = json_integer(t);
+        break;
+    }
     case F_CTX:
         if (!(jv = ctx_arg(val)))
             usage_error("--%s takes k=v[,k2=v2] or a JSON object of strings", fl->name);
@@ -1062,6 +1095,7 @@ static int print_response(const struct cli *cli, const char *resp, size_t resp_l
         rc = 1;
     }
     wipe_json_field(out, "Plaintext");
+    wipe_json_field(out, "PrivateKeyPlaintext");
     json_decref(out);
     return rc;
 }

@@ -113,7 +113,19 @@ kms_err kms_core_call(kms_core *core, const kms_principal *caller, const char *o
     X(Encrypt, kms_op_encrypt, "encrypt", KMS_OP_READ_ONLY)                                                \
     X(Decrypt, kms_op_decrypt, "decrypt", KMS_OP_READ_ONLY)                                                \
     X(ReEncrypt, kms_op_re_encrypt, "re-encrypt", KMS_OP_READ_ONLY)                                        \
-    X(GenerateRandom, kms_op_generate_random, "generate-random", KMS_OP_READ_ONLY)
+    X(GenerateRandom, kms_op_generate_random, "generate-random", KMS_OP_READ_ONLY)                        \
+    X(GetPublicKey, kms_op_get_public_key, "get-public-key", KMS_OP_READ_ONLY)                             \
+    X(Sign, kms_op_sign, "sign", KMS_OP_READ_ONLY)                                                         \
+    X(Verify, kms_op_verify, "verify", KMS_OP_READ_ONLY)                                                   \
+    X(GenerateMac, kms_op_generate_mac, "generate-mac", KMS_OP_READ_ONLY)                                  \
+    X(VerifyMac, kms_op_verify_mac, "verify-mac", KMS_OP_READ_ONLY)                                        \
+    X(GenerateDataKeyPair, kms_op_generate_data_key_pair, "generate-data-key-pair", KMS_OP_READ_ONLY)      \
+    X(GenerateDataKeyPairWithoutPlaintext, kms_op_generate_data_key_pair_without_plaintext,                \
+      "generate-data-key-pair-without-plaintext", KMS_OP_READ_ONLY)                                        \
+    X(GetParametersForImport, kms_op_get_parameters_for_import, "get-parameters-for-import",               \
+      KMS_OP_READ_ONLY)                                                                                    \
+    X(ImportKeyMaterial, kms_op_import_key_material, "import-key-material", 0)                             \
+    X(DeleteImportedKeyMaterial, kms_op_delete_imported_key_material, "delete-imported-key-material", 0)
 
 /* Wipe and free a response body from kms_core_call. NULL is a no-op. */
 void kms_response_free(char *resp, size_t resp_len);

@@ -43,6 +43,11 @@ typedef enum kms_err {
     KMS_ERR_UNKNOWN_OPERATION,       /* UnknownOperationException */
     KMS_ERR_SERIALIZATION,           /* SerializationException (malformed JSON body) */
     KMS_ERR_DRY_RUN,                 /* DryRunOperationException: DryRun set, and the call would be allowed */
+    KMS_ERR_INVALID_SIGNATURE,       /* KMSInvalidSignatureException (Verify) */
+    KMS_ERR_INVALID_MAC,             /* KMSInvalidMacException (VerifyMac) */
+    KMS_ERR_INCORRECT_KEY_MATERIAL,  /* IncorrectKeyMaterialException (ImportKeyMaterial) */
+    KMS_ERR_EXPIRED_IMPORT_TOKEN,    /* ExpiredImportTokenException */
+    KMS_ERR_INVALID_IMPORT_TOKEN,    /* InvalidImportTokenException */
     /* SigV4 / authentication (server side) */
     KMS_ERR_MISSING_AUTH,            /* MissingAuthenticationTokenException */
     KMS_ERR_INCOMPLETE_SIGNATURE,    /* IncompleteSignatureException */

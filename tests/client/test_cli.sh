@@ -247,6 +247,48 @@ $B kms validate-audit --public-key "$PK" >"$T/v.json" || fail "validate-audit: $
 set +e; $B kms validate-audit --public-key "$(printf '%064d' 7)" >/dev/null 2>&1; rc=$?; set -e
 [ $rc -eq 1 ] || fail "validate-audit with another key rc=$rc"
 
+# Asymmetric and HMAC keys and data key pairs (issue 17; the openssl interop is tests/kms/kms_openssl.sh)
+AK=$($B kms create-key --key-spec ECC_NIST_P256 --key-usage SIGN_VERIFY --query KeyMetadata.KeyId --output text)
+$B kms get-public-key --key-id "$AK" --query KeySpec --output text | grep -qx ECC_NIST_P256 || fail "get-public-key"
+SIG=$($B kms sign --key-id "$AK" --message aGVsbG8= --signing-algorithm ECDSA_SHA_256 --query Signature --output text)
+[ "$($B kms verify --key-id "$AK" --message aGVsbG8= --signature "$SIG" --signing-algorithm ECDSA_SHA_256 \
+     --query SignatureValid --output text)" = True ] || fail "verify"
+expect_err KMSInvalidSignatureException $B kms verify --key-id "$AK" --message aGk= --signature "$SIG" --signing-algorithm ECDSA_SHA_256
+expect_err InvalidKeyUsageException $B kms sign --key-id "$AK" --message aGk= --signing-algorithm RSASSA_PSS_SHA_256
+expect_err ValidationException $B kms create-key --key-spec ECC_NIST_P256 --key-usage ENCRYPT_DECRYPT
+HK=$($B kms create-key --key-spec HMAC_224 --key-usage GENERATE_VERIFY_MAC --query KeyMetadata.KeyId --output text)
+MAC=$($B kms generate-mac --key-id "$HK" --message aGVsbG8= --mac-algorithm HMAC_SHA_224 --query Mac --output text)
+[ "$(printf %s "$MAC" | base64 -d | wc -c)" = 28 ] || fail "generate-mac length"
+[ "$($B kms verify-mac --key-id "$HK" --message aGVsbG8= --mac "$MAC" --mac-algorithm HMAC_SHA_224 --query MacValid \
+     --output text)" = True ] || fail "verify-mac"
+expect_err KMSInvalidMacException $B kms verify-mac --key-id "$HK" --message aGk= --mac "$MAC" --mac-algorithm HMAC_SHA_224
+SK=$($B kms create-key --query KeyMetadata.KeyId --output text)
+$B kms generate-data-key-pair --key-id "$SK" --key-pair-spec ECC_NIST_P256 --query PrivateKeyPlaintext --output text \
+  | base64 -d | openssl pkey -inform DER -noout || fail "generate-data-key-pair: PrivateKeyPlaintext is not PKCS#8 DER"
+[ "$($B kms generate-data-key-pair-without-plaintext --key-id "$SK" --key-pair-spec RSA_2048 \
+     --query PrivateKeyPlaintext --output text)" = None ] || fail "generate-data-key-pair-without-plaintext"
+
+# Imported key material (the RSA_AES_KEY_WRAP path and expiry are in tests/kms/kms_openssl.sh and test_kms_asym)
+XK=$($B kms create-key --origin EXTERNAL --query KeyMetadata.KeyId --output text)
+$B kms describe-key --key-id "$XK" --query KeyMetadata.KeyState --output text | grep -qx PendingImport || fail "EXTERNAL key state"
+$B kms get-parameters-for-import --key-id "$XK" --wrapping-algorithm RSAES_OAEP_SHA_256 --wrapping-key-spec RSA_2048 >"$T/params"
+j PublicKey <"$T/params" | base64 -d >"$T/wrap.der"
+j ImportToken <"$T/params" | base64 -d >"$T/token"
+head -c 32 /dev/urandom >"$T/material"
+openssl pkeyutl -encrypt -pubin -keyform DER -inkey "$T/wrap.der" -pkeyopt rsa_padding_mode:oaep -pkeyopt rsa_oaep_md:sha256 \
+  -pkeyopt rsa_mgf1_md:sha256 -in "$T/material" -out "$T/material.enc"
+expect_err ValidationException $B kms import-key-material --key-id "$XK" --import-token "fileb://$T/token" \
+  --encrypted-key-material "fileb://$T/material.enc"   # KEY_MATERIAL_EXPIRES (the default) needs --valid-to
+$B kms import-key-material --key-id "$XK" --import-token "fileb://$T/token" --encrypted-key-material "fileb://$T/material.enc" \
+  --expiration-model KEY_MATERIAL_DOES_NOT_EXPIRE >/dev/null
+XC=$($B kms encrypt --key-id "$XK" --plaintext aGk= --query CiphertextBlob --output text)
+$B kms delete-imported-key-material --key-id "$XK" >/dev/null
+expect_err KMSInvalidStateException $B kms decrypt --ciphertext-blob "$XC"
+$B kms import-key-material --key-id "$XK" --import-token "fileb://$T/token" --encrypted-key-material "fileb://$T/material.enc" \
+  --valid-to "$(date -u -d '+30 days' +%Y-%m-%dT%H:%M:%SZ)" >/dev/null
+[ "$($B kms decrypt --ciphertext-blob "$XC" --query Plaintext --output text)" = aGk= ] || fail "decrypt after reimport"
+expect_err UnsupportedOperationException $B kms enable-key-rotation --key-id "$XK"
+
 # one parser for the key-service options, for every verb: before `serve` as before any other (issue 14),
 # as --opt VALUE or --opt=VALUE; the store here opens only with its root key file, which is not in it
 S2=$T/store2; RK2=$T/rk2

@@ -14,7 +14,8 @@
  * Invariants: a response is a NUL-terminated JSON object exactly resp_len long; an error has no
  * response and a wire error code; no request makes the store fail (internal, I/O, corrupt-store
  * errors); a body the core accepted is a JSON object to jansson (json_loadb, JSON_REJECT_DUPLICATES)
- * too; what Encrypt and GenerateDataKey return decrypts to their plaintext.
+ * too; what Encrypt and GenerateDataKey return decrypts to their plaintext, and GenerateDataKeyPair's
+ * wrapped private key to its PrivateKeyPlaintext.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -180,10 +181,12 @@ static uint8_t *unb64(const char *s, size_t *n)
     return b;
 }
 
-/* A blob just returned for request req decrypts, with req's context, to the plaintext pt (base64). */
-static void check_decrypts(json_t *req, const char *blob, const char *pt)
+/* A blob just returned (in resp) for request req decrypts, with req's context, to the plaintext pt (base64);
+ * an RSA ciphertext names no key, so its key and algorithm (from resp) go with it. */
+static void check_decrypts(json_t *req, json_t *resp, const char *blob, const char *pt)
 {
     json_t *d = json_pack("{s:s}", "CiphertextBlob", blob), *ctx = json_object_get(req, "EncryptionContext"), *r;
+    const char *alg = json_string_value(json_object_get(resp, "EncryptionAlgorithm"));
     char *body;
     uint8_t *want, *got;
     size_t want_n = 0, got_n = 0;
@@ -191,6 +194,10 @@ static void check_decrypts(json_t *req, const char *blob, const char *pt)
     FUZZ_CHECK(d && blob && pt);
     if (ctx)
         json_object_set(d, "EncryptionContext", ctx);
+    if (alg && strcmp(alg, "SYMMETRIC_DEFAULT")) {
+        json_object_set(d, "KeyId", json_object_get(resp, "KeyId"));
+        json_object_set(d, "EncryptionAlgorithm", json_object_get(resp, "EncryptionAlgorithm"));
+    }
     body = json_dumps(d, JSON_COMPACT);
     json_decref(d);
     FUZZ_CHECK(body != NULL);
@@ -263,9 +270,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(json_is_object(req));
     }
     if (req && (!strcmp(op, "Encrypt") || !strcmp(op, "GenerateDataKey"))) {
-        check_decrypts(req, json_string_value(json_object_get(r, "CiphertextBlob")),
+        check_decrypts(req, r, json_string_value(json_object_get(r, "CiphertextBlob")),
                        json_string_value(json_object_get(!strcmp(op, "Encrypt") ? req : r, "Plaintext")));
     }
+    if (req && !strcmp(op, "GenerateDataKeyPair")) /* the wrapped private key is the plaintext one */
+        check_decrypts(req, r, json_string_value(json_object_get(r, "PrivateKeyCiphertextBlob")),
+                       json_string_value(json_object_get(r, "PrivateKeyPlaintext")));
 out:
     if (!read_only(op))
         restore();

@@ -11,6 +11,7 @@
 #include "aead.h"
 #include "blob.h"
 #include "ectx.h"
+#include "keymat.h"
 #include "testutil.h"
 
 /* v1 vector: material = 00 01 .. 1f, key id = 11 22 .. (uuid 1122..), version 2, nonce = a0 a1 .. ab,
@@ -22,6 +23,50 @@ static const char CTX_HEX[] = "000200026673000667"
 static void hex(const uint8_t *b, size_t n, char *out)
 {
     sodium_bin2hex(out, n * 2 + 1, b, n);
+}
+
+/* Keystore format 2, sealed key material of a key that is not SYMMETRIC_DEFAULT (docs/FORMAT.md "Key
+ * material"): root key 40 41 .. 5f, nonce 60 61 .. 77, key id 11223344-5566-7788-99aa-bbccddeeff11, version 1,
+ * HMAC_256 / GENERATE_VERIFY_MAC, material 00 01 .. 1f. Added with format 2; the v1 vector above is unchanged. */
+static const char MAT_AAD_V2[] = "656e76656c6f706566732d636d6b2d7632"             /* envelopefs-cmk-v2 */
+                                 "31313232333334342d353536362d373738382d393961612d626263636464656566663131"
+                                 "00000001" "484d41435f323536" "00" "47454e45524154455f5645524946595f4d4143";
+static const char MAT_SEALED_V2[] = "606162636465666768696a6b6c6d6e6f7071727374757677"
+                                    "957ff1667717e52cf5ba3d7156cfd3e4ec36bba5e974f050f976e1d18b4d411d"
+                                    "043fae11d227ba046bb607844d11a915";
+
+static void test_material_v2(void)
+{
+    uint8_t root[32], nonce[24], mat[32], aad[KMS_MATERIAL_AAD_MAX], sealed[24 + 32 + 16], back[32];
+    const char *id = "11223344-5566-7788-99aa-bbccddeeff11";
+    char h[400];
+    size_t n;
+    for (int i = 0; i < 32; i++) {
+        root[i] = (uint8_t)(0x40 + i);
+        mat[i] = (uint8_t)i;
+    }
+    for (int i = 0; i < 24; i++)
+        nonce[i] = (uint8_t)(0x60 + i);
+    n = kms_material_aad(aad, id, 1, KMS_SPEC_HMAC_256, KMS_USAGE_GENERATE_VERIFY_MAC);
+    hex(aad, n, h);
+    CHECK(!strcmp(h, MAT_AAD_V2));
+    /* SYMMETRIC_DEFAULT keys keep format 1's AAD: "envelopefs-cmk-v1" ‖ id ‖ u32 BE version */
+    n = kms_material_aad(aad, id, 2, KMS_SPEC_SYMMETRIC, KMS_USAGE_ENCRYPT_DECRYPT);
+    CHECK(n == 17 + 36 + 4 && !memcmp(aad, "envelopefs-cmk-v1", 17) && !memcmp(aad + 17, id, 36) &&
+          !memcmp(aad + 53, "\0\0\0\2", 4));
+    n = kms_material_aad(aad, id, 1, KMS_SPEC_HMAC_256, KMS_USAGE_GENERATE_VERIFY_MAC);
+    memcpy(sealed, nonce, 24);
+    crypto_aead_xchacha20poly1305_ietf_encrypt(sealed + 24, NULL, mat, 32, aad, n, NULL, nonce, root);
+    hex(sealed, sizeof sealed, h);
+    if (getenv("GOLDEN_PRINT"))
+        printf("%s\n", h);
+    CHECK(!strcmp(h, MAT_SEALED_V2));
+    CHECK(crypto_aead_xchacha20poly1305_ietf_decrypt(back, NULL, NULL, sealed + 24, sizeof sealed - 24, aad, n, sealed,
+                                                     root) == 0 && !memcmp(back, mat, 32));
+    /* another spec or usage in the AAD: the row does not open */
+    n = kms_material_aad(aad, id, 1, KMS_SPEC_HMAC_512, KMS_USAGE_GENERATE_VERIFY_MAC);
+    CHECK(crypto_aead_xchacha20poly1305_ietf_decrypt(back, NULL, NULL, sealed + 24, sizeof sealed - 24, aad, n, sealed,
+                                                     root) != 0);
 }
 
 int main(void)
@@ -112,5 +157,6 @@ int main(void)
     memset(blob + 18, 0, 4);
     CHECK(kms_blob_parse(blob, n, &b) != 0);
     free(aad);
+    test_material_v2();
     TEST_DONE();
 }

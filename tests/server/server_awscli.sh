@@ -58,6 +58,25 @@ expect ValidationException A schedule-key-deletion --key-id "$KID" --pending-win
 A update-alias --alias-name alias/cli --target-key-id "$K2"
 A delete-alias --alias-name alias/cli
 
+# asymmetric and HMAC keys with the AWS CLI's own argument handling (issue 17)
+EK=$(A create-key --key-spec ECC_NIST_P384 --key-usage SIGN_VERIFY --query KeyMetadata.KeyId --output text)
+A sign --key-id "$EK" --message "fileb://$T/pt" --message-type RAW --signing-algorithm ECDSA_SHA_384 \
+  --query Signature --output text | base64 -d >"$T/sig"
+[ "$(A verify --key-id "$EK" --message "fileb://$T/pt" --signature "fileb://$T/sig" --signing-algorithm ECDSA_SHA_384 \
+     --query SignatureValid --output text)" = True ] || fail "aws kms verify"
+A get-public-key --key-id "$EK" --query PublicKey --output text | base64 -d >"$T/pub.der"
+openssl dgst -sha384 -keyform DER -verify "$T/pub.der" -signature "$T/sig" "$T/pt" >/dev/null || fail "openssl verify of aws kms sign"
+expect KMSInvalidSignatureException A verify --key-id "$EK" --message "fileb://$T/pub.der" --signature "fileb://$T/sig" \
+  --signing-algorithm ECDSA_SHA_384
+HK=$(A create-key --key-spec HMAC_512 --key-usage GENERATE_VERIFY_MAC --query KeyMetadata.KeyId --output text)
+A generate-mac --key-id "$HK" --message "fileb://$T/pt" --mac-algorithm HMAC_SHA_512 --query Mac --output text \
+  | base64 -d >"$T/mac"
+[ "$(stat -c %s "$T/mac")" = 64 ] || fail "aws kms generate-mac: not 64 bytes"
+[ "$(A verify-mac --key-id "$HK" --message "fileb://$T/pt" --mac "fileb://$T/mac" --mac-algorithm HMAC_SHA_512 \
+     --query MacValid --output text)" = True ] || fail "aws kms verify-mac"
+[ "$(A generate-data-key-pair --key-id "$KID" --key-pair-spec ECC_NIST_P256 --query KeyPairSpec --output text)" = ECC_NIST_P256 ] \
+  || fail "aws kms generate-data-key-pair"
+
 # authentication
 AWS_SECRET_ACCESS_KEY=wrong expect InvalidSignatureException A list-keys
 AWS_ACCESS_KEY_ID=AKIAXXXXXXXXXXXXXXXX expect UnrecognizedClientException A list-keys

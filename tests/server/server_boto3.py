@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """server_boto3.py — boto3 and raw HTTP against `envelopefs kms serve`: operations, error names,
 the wire format (x-amzn-RequestId, __type/message bodies), SigV4 rejections (missing, malformed,
-wrong, expired), unknown operations, malformed JSON.  Usage: server_boto3.py URL AK SK"""
+wrong, expired), unknown operations, malformed JSON; asymmetric and HMAC keys and data key pairs (Sign, Verify,
+GetPublicKey checked with the cryptography package, RSA-OAEP both ways, GenerateMac, VerifyMac) with their errors;
+imported key material (GetParametersForImport, ImportKeyMaterial, DeleteImportedKeyMaterial).
+Usage: server_boto3.py URL AK SK"""
 import base64, datetime, http.client, json, sys, urllib.parse
 import boto3, botocore
 from botocore.auth import SigV4Auth
@@ -46,6 +49,84 @@ assert any(a["AliasName"] == "alias/boto" for p in paginator.paginate() for a in
 kms.disable_key(KeyId=k["KeyId"])
 assert err(kms.decrypt, CiphertextBlob=ct) == "DisabledException"
 kms.enable_key(KeyId=k["KeyId"])
+
+# Asymmetric and HMAC keys, data key pairs (issue 17), with boto3's own shapes and error names
+import hashlib
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding
+sgn = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]
+assert sgn["KeySpec"] == "ECC_NIST_P256" and sgn["SigningAlgorithms"] == ["ECDSA_SHA_256"], sgn
+pub = kms.get_public_key(KeyId=sgn["KeyId"])
+assert pub["KeyUsage"] == "SIGN_VERIFY" and pub["SigningAlgorithms"] == ["ECDSA_SHA_256"]
+pk = serialization.load_der_public_key(pub["PublicKey"])
+sig = kms.sign(KeyId=sgn["KeyId"], Message=b"boto3 message", MessageType="RAW", SigningAlgorithm="ECDSA_SHA_256")["Signature"]
+pk.verify(sig, b"boto3 message", ec.ECDSA(hashes.SHA256()))
+dsig = kms.sign(KeyId=sgn["KeyId"], Message=hashlib.sha256(b"boto3 message").digest(), MessageType="DIGEST",
+                SigningAlgorithm="ECDSA_SHA_256")["Signature"]
+pk.verify(dsig, b"boto3 message", ec.ECDSA(hashes.SHA256()))
+assert kms.verify(KeyId=sgn["KeyId"], Message=b"boto3 message", Signature=dsig, SigningAlgorithm="ECDSA_SHA_256")["SignatureValid"]
+assert err(kms.verify, KeyId=sgn["KeyId"], Message=b"other", Signature=sig, SigningAlgorithm="ECDSA_SHA_256") == "KMSInvalidSignatureException"
+assert err(kms.sign, KeyId=sgn["KeyId"], Message=b"x" * 31, MessageType="DIGEST", SigningAlgorithm="ECDSA_SHA_256") == "ValidationException"
+assert err(kms.sign, KeyId=sgn["KeyId"], Message=b"x", SigningAlgorithm="RSASSA_PSS_SHA_256") == "InvalidKeyUsageException"
+assert err(kms.sign, KeyId=k["KeyId"], Message=b"x", SigningAlgorithm="ECDSA_SHA_256") == "InvalidKeyUsageException"
+assert err(kms.get_public_key, KeyId=k["KeyId"]) == "UnsupportedOperationException"
+assert err(kms.enable_key_rotation, KeyId=sgn["KeyId"]) == "UnsupportedOperationException"
+ek = kms.create_key(KeySpec="RSA_2048", KeyUsage="ENCRYPT_DECRYPT")["KeyMetadata"]
+assert ek["EncryptionAlgorithms"] == ["RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256"], ek
+epk = serialization.load_der_public_key(kms.get_public_key(KeyId=ek["Arn"])["PublicKey"])
+ct = epk.encrypt(b"r" * 190, padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None))
+d = kms.decrypt(KeyId=ek["KeyId"], CiphertextBlob=ct, EncryptionAlgorithm="RSAES_OAEP_SHA_256")
+assert d["Plaintext"] == b"r" * 190 and d["EncryptionAlgorithm"] == "RSAES_OAEP_SHA_256"
+ct = kms.encrypt(KeyId=ek["KeyId"], Plaintext=b"s" * 214, EncryptionAlgorithm="RSAES_OAEP_SHA_1")["CiphertextBlob"]
+assert kms.decrypt(KeyId=ek["KeyId"], CiphertextBlob=ct, EncryptionAlgorithm="RSAES_OAEP_SHA_1")["Plaintext"] == b"s" * 214
+assert err(kms.encrypt, KeyId=ek["KeyId"], Plaintext=b"s" * 215, EncryptionAlgorithm="RSAES_OAEP_SHA_1") == "ValidationException"
+assert err(kms.encrypt, KeyId=ek["KeyId"], Plaintext=b"s") == "InvalidKeyUsageException"
+assert err(kms.encrypt, KeyId=ek["KeyId"], Plaintext=b"s", EncryptionAlgorithm="RSAES_OAEP_SHA_256",
+           EncryptionContext={"a": "b"}) == "ValidationException"
+hk = kms.create_key(KeySpec="HMAC_512", KeyUsage="GENERATE_VERIFY_MAC")["KeyMetadata"]
+assert hk["MacAlgorithms"] == ["HMAC_SHA_512"], hk
+mac = kms.generate_mac(KeyId=hk["KeyId"], Message=b"m", MacAlgorithm="HMAC_SHA_512")["Mac"]
+assert len(mac) == 64
+assert kms.verify_mac(KeyId=hk["KeyId"], Message=b"m", Mac=mac, MacAlgorithm="HMAC_SHA_512")["MacValid"]
+assert err(kms.verify_mac, KeyId=hk["KeyId"], Message=b"n", Mac=mac, MacAlgorithm="HMAC_SHA_512") == "KMSInvalidMacException"
+assert err(kms.generate_mac, KeyId=hk["KeyId"], Message=b"m", MacAlgorithm="HMAC_SHA_256") == "InvalidKeyUsageException"
+pair = kms.generate_data_key_pair(KeyId="alias/boto", KeyPairSpec="RSA_2048", EncryptionContext={"p": "q"})
+priv = serialization.load_der_private_key(pair["PrivateKeyPlaintext"], password=None)
+assert priv.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo) == pair["PublicKey"]
+assert kms.decrypt(CiphertextBlob=pair["PrivateKeyCiphertextBlob"], EncryptionContext={"p": "q"})["Plaintext"] == pair["PrivateKeyPlaintext"]
+npair = kms.generate_data_key_pair_without_plaintext(KeyId=k["KeyId"], KeyPairSpec="ECC_NIST_P384")
+assert "PrivateKeyPlaintext" not in npair and npair["KeyPairSpec"] == "ECC_NIST_P384"
+assert err(kms.generate_data_key_pair, KeyId=sgn["KeyId"], KeyPairSpec="RSA_2048") == "InvalidKeyUsageException"
+assert err(kms.create_key, KeySpec="ECC_NIST_P256", KeyUsage="ENCRYPT_DECRYPT") == "ValidationException"
+
+# Imported key material over the server: the wrapping key from GetParametersForImport, material wrapped with
+# the cryptography package (RSA-OAEP SHA-256), expiry model, reimport after DeleteImportedKeyMaterial
+import datetime as _dt, os as _os
+xk = kms.create_key(Origin="EXTERNAL")["KeyMetadata"]
+assert xk["KeyState"] == "PendingImport" and xk["Origin"] == "EXTERNAL"
+params = kms.get_parameters_for_import(KeyId=xk["KeyId"], WrappingAlgorithm="RSAES_OAEP_SHA_256", WrappingKeySpec="RSA_2048")
+wrap = serialization.load_der_public_key(params["PublicKey"])
+material = _os.urandom(32)
+ekm = wrap.encrypt(material, padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None))
+assert err(kms.import_key_material, KeyId=xk["KeyId"], ImportToken=params["ImportToken"], EncryptedKeyMaterial=ekm) == "ValidationException"
+kms.import_key_material(KeyId=xk["KeyId"], ImportToken=params["ImportToken"], EncryptedKeyMaterial=ekm,
+                        ExpirationModel="KEY_MATERIAL_EXPIRES", ValidTo=_dt.datetime.now(_dt.timezone.utc) + _dt.timedelta(days=30))
+md = kms.describe_key(KeyId=xk["KeyId"])["KeyMetadata"]
+assert md["KeyState"] == "Enabled" and md["ExpirationModel"] == "KEY_MATERIAL_EXPIRES" and "ValidTo" in md, md
+xct = kms.encrypt(KeyId=xk["KeyId"], Plaintext=b"byok")["CiphertextBlob"]
+kms.delete_imported_key_material(KeyId=xk["KeyId"])
+assert err(kms.decrypt, CiphertextBlob=xct) == "KMSInvalidStateException"
+kms.import_key_material(KeyId=xk["KeyId"], ImportToken=params["ImportToken"], EncryptedKeyMaterial=ekm,
+                        ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE")
+assert kms.decrypt(CiphertextBlob=xct)["Plaintext"] == b"byok"
+bad = wrap.encrypt(_os.urandom(32), padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None))
+assert err(kms.import_key_material, KeyId=xk["KeyId"], ImportToken=params["ImportToken"], EncryptedKeyMaterial=bad,
+           ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE") == "IncorrectKeyMaterialException"
+assert err(kms.import_key_material, KeyId=xk["KeyId"], ImportToken=b"EFIT" + b"\0" * 100, EncryptedKeyMaterial=ekm,
+           ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE") == "InvalidImportTokenException"
+assert err(kms.enable_key_rotation, KeyId=xk["KeyId"]) == "UnsupportedOperationException"
+assert err(kms.get_parameters_for_import, KeyId=k["KeyId"], WrappingAlgorithm="RSAES_OAEP_SHA_1",
+           WrappingKeySpec="RSA_2048") == "UnsupportedOperationException"
 
 # Raw protocol checks
 u = urllib.parse.urlparse(url)
