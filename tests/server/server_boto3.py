@@ -216,6 +216,9 @@ for fn, kw in [(kms.encrypt, {"KeyId": k["KeyId"], "Plaintext": b"x"}), (kms.dec
                (kms.generate_data_key_without_plaintext, {"KeyId": k["KeyId"], "KeySpec": "AES_256"})]:
     assert err(fn, DryRun=True, **kw) == "DryRunOperationException", fn.__name__
     fn(DryRun=False, **kw)
+ek = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["KeyId"]
+assert err(kms.sign, KeyId=ek, Message=b"m", SigningAlgorithm="ECDSA_SHA_256", DryRun=True) == "DryRunOperationException"
+kms.sign(KeyId=ek, Message=b"m", SigningAlgorithm="ECDSA_SHA_256")
 kms.disable_key(KeyId=t)  # a dry run is answered after the checks: a disabled key is still refused
 assert err(kms.encrypt, KeyId=t, Plaintext=b"x", DryRun=True) == "DisabledException"
 kms.enable_key(KeyId=t)
