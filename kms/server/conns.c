@@ -205,6 +205,7 @@ void srv_conn_request_started(srv_conn *c)
 {
     if (!c)
         return;
+    c->headers_done = false;
     atomic_store_explicit(&c->since_ms, srv_now_ms(), memory_order_relaxed);
     atomic_store_explicit(&c->phase, SRV_IN_REQUEST, memory_order_relaxed);
 }

@@ -32,6 +32,7 @@ typedef struct srv_conn {
     _Atomic int phase;        /* enum srv_phase */
     _Atomic int64_t since_ms; /* CLOCK_MONOTONIC ms when the phase began */
     _Atomic uint32_t requests;/* requests completed on this connection */
+    bool headers_done;        /* the current request's headers reached the handler (its own thread only) */
     size_t idx;               /* position in the table (table lock) */
     bool ended;               /* shutdown issued (table lock) */
 } srv_conn;

@@ -128,7 +128,8 @@ static void *request_started(void *cls, const char *uri, struct MHD_Connection *
  * its own 413/400, but its state machine then builds the status line and headers a second time, so
  * the client reads two of them. No callback runs between the two (the handler is never called), so
  * the answer is given here, when libmicrohttpd logs the error on the event-loop thread that is
- * parsing that request: our reply, once, written to the socket, which is then shut down so that
+ * parsing that request (the connection whose request line this thread read last, if its headers have
+ * not reached the handler yet; otherwise nothing is done and the doubled reply goes out): our reply, once, written to the socket, which is then shut down so that
  * libmicrohttpd's doubled reply fails with EPIPE and the connection closes. Over TLS a plain write
  * is impossible: the connection is just closed. */
 static void answer_bad_length(srv_conn *sc, bool too_large)
@@ -149,7 +150,7 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
     char line[256];
     (void)cls;
-    if (strstr(fmt, "Content-Length") && thread_conn &&
+    if (strstr(fmt, "Content-Length") && thread_conn && !thread_conn->headers_done &&
         atomic_load_explicit(&thread_conn->phase, memory_order_relaxed) == SRV_IN_REQUEST) {
         answer_bad_length(thread_conn, strstr(fmt, "Too large") != NULL);
         thread_conn = NULL;
@@ -419,8 +420,10 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     if (!st->started) {
         /* Headers complete. A body announced larger than we take is refused before it is read. */
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+        srv_conn *sc = conn_of(c);
         st->started = true;
-        thread_conn = conn_of(c);
+        if (sc)
+            sc->headers_done = true; /* past the point where libmicrohttpd checks Content-Length */
         if (cl && strtoull(cl, NULL, 10) > MAX_BODY)
             return reply_error(c, KMS_ERR_VALIDATION, "request body too large (limit 64 KiB)");
         return MHD_YES;
