@@ -47,7 +47,7 @@ for row in db.execute("SELECT * FROM audit_digests"):
     print("\t".join(c.hex() if isinstance(c, bytes) else str(c) for c in row))
 PY
 [ -s "$T/server.log" ] && [ "$(wc -l <"$T/records")" -gt 100 ] || fail "nothing to search"
-{ cat "$T/secrets"; printf '%s' "$SK" | xxd -p -c 256; printf '%s' "$PASS" | xxd -p -c 256; } >"$T/all"
+{ cat "$T/secrets"; python3 -c 'import sys; print(sys.argv[1].encode().hex()); print(sys.argv[2].encode().hex())' "$SK" "$PASS"; } >"$T/all"
 python3 - "$T/all" "$T/records" "$T/server.log" <<'PY' || fail "a secret appears in the audit trail or the log"
 import base64, sys
 secrets = [bytes.fromhex(l.strip()) for l in open(sys.argv[1]) if l.strip()]
