@@ -25,14 +25,15 @@
 #include <jansson.h>
 #include <sodium.h>
 
+#include "cli_aws.h"
 #include "cli_common.h"
 #include "common/jsonb64.h"
 #include "common/readfile.h"
 #include "commands.h"
 #include "common/jsonwipe.h"
 
-#define EXIT_SERVICE 254
-#define EXIT_USAGE 252
+#define EXIT_SERVICE CLI_EXIT_SERVICE
+#define EXIT_USAGE CLI_EXIT_USAGE
 
 enum ftype {
     F_STR,   /* JSON string */
@@ -332,36 +333,6 @@ static json_t *json_array_arg(const char *arg, enum ftype type)
 bad:
     json_decref(a);
     return json_null(); /* "looked like JSON but is not valid": the caller reports it */
-}
-
-/* Look up the response part named by a --query path: Field, Field.Sub, Field[2].Sub. Borrowed. */
-static json_t *query_path(json_t *root, const char *path)
-{
-    json_t *cur = root;
-    const char *p = path;
-    while (cur && *p) {
-        size_t n = strcspn(p, ".[");
-        if (n) {
-            char name[128];
-            if (n >= sizeof name)
-                return NULL;
-            memcpy(name, p, n);
-            name[n] = 0;
-            cur = json_object_get(cur, name);
-            p += n;
-        }
-        while (cur && *p == '[') {
-            char *end;
-            long idx = strtol(p + 1, &end, 10);
-            if (*end != ']')
-                return NULL;
-            cur = json_array_get(cur, idx < 0 ? json_array_size(cur) + (size_t)idx : (size_t)idx);
-            p = end + 1;
-        }
-        if (*p == '.')
-            p++;
-    }
-    return cur;
 }
 
 /* Wipe a string member that carries plaintext before the object is freed. */
@@ -1068,32 +1039,13 @@ static int build_request(const struct cli *cli, const struct verb *v, char **res
 /* Print the (queried part of the) response. Returns the exit status. */
 static int print_response(const struct cli *cli, const char *resp, size_t resp_len)
 {
-    json_t *out = json_loadb(resp, resp_len, 0, NULL), *shown;
-    int rc = 0;
+    json_t *out = json_loadb(resp, resp_len, 0, NULL);
+    int rc;
     if (!out) {
         fprintf(stderr, "envelopefs kms: the key service returned malformed JSON\n");
         return EXIT_SERVICE;
     }
-    shown = cli->query ? query_path(out, cli->query) : out;
-    if (!shown || json_is_null(shown)) {
-        /* like `aws --query`: a missing field prints None (text) or null (json) */
-        printf("%s\n", !strcmp(cli->output, "text") ? "None" : "null");
-    } else if (!strcmp(cli->output, "text") && json_is_string(shown)) {
-        printf("%s\n", json_string_value(shown));
-    } else if (!strcmp(cli->output, "text") && json_is_integer(shown)) {
-        printf("%lld\n", (long long)json_integer_value(shown));
-    } else if (!strcmp(cli->output, "text") && json_is_boolean(shown)) {
-        printf("%s\n", json_is_true(shown) ? "True" : "False");
-    } else if (json_is_object(shown) && json_object_size(shown) == 0 && !cli->query) {
-        /* like the AWS CLI: operations with an empty result print nothing */
-    } else {
-        json_dumpf(shown, stdout, JSON_INDENT(4) | JSON_ENCODE_ANY);
-        printf("\n");
-    }
-    if (fflush(stdout)) {
-        fprintf(stderr, "envelopefs kms: writing the output: %s\n", strerror(errno));
-        rc = 1;
-    }
+    rc = cli_print_json(out, cli->query, cli->output, "envelopefs kms");
     wipe_json_field(out, "Plaintext");
     wipe_json_field(out, "PrivateKeyPlaintext");
     json_decref(out);

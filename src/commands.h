@@ -16,5 +16,9 @@ int cmd_init(int argc, char **argv);       /* envelopefs init CIPHERDIR ...  (sr
 int cmd_mount(int argc, char **argv);      /* envelopefs mount CIPHERDIR MOUNTPOINT          */
 int cmd_unmount(int argc, char **argv);    /* envelopefs unmount MOUNTPOINT                  */
 int cmd_fsck(int argc, char **argv);       /* envelopefs fsck CIPHERDIR                      */
+int cmd_ec2(int argc, char **argv);        /* envelopefs ec2 <operation> (volumes, snapshots; src/cmd_ec2.c) */
+int cmd_ebs(int argc, char **argv);        /* envelopefs ebs <operation> (EBS direct API; src/cmd_ebs.c) */
+int cmd_snapshot(int argc, char **argv);   /* envelopefs snapshot upload|download (src/cmd_snapshot.c) */
+int cmd_volume(int argc, char **argv);     /* envelopefs volume attach|detach|fsck (src/cmd_volume.c) */
 
 #endif

@@ -1,0 +1,56 @@
+/*
+ * cli_vol.h — what `envelopefs ec2` and `envelopefs volume` share: their global options (the key store
+ * and key service as for `kms`, the volume store, --query/--output), opening the volume store, and the
+ * EC2 JSON shapes of volumes and snapshots.
+ */
+#ifndef ENVELOPEFS_CLI_VOL_H
+#define ENVELOPEFS_CLI_VOL_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+
+#include <jansson.h>
+
+#include "cli_common.h"
+#include "store.h"
+
+typedef struct cli_vol {
+    cli_kms_opts k;
+    const char *volume_store;   /* --volume-store / ENVELOPEFS_VOLUME_STORE; default STORE/volumes */
+    const char *query, *output;
+    char **rest;                /* what is left: the verb and its arguments */
+    int nrest;
+} cli_vol;
+
+/* Pull the global options out of argv[1..] (anywhere). Returns 0 or an exit status (message printed). */
+int cli_vol_parse(int argc, char **argv, const char *who, cli_vol *g);
+void cli_vol_done(cli_vol *g);
+/* The volume store directory (malloc'd). */
+char *cli_vol_store_dir(const cli_vol *g);
+/* Open the store; with_kms: also the key service (*kms set, freed by the caller after the store). NULL
+ * with the error printed (as op's error). */
+vol_store *cli_vol_open(const cli_vol *g, bool with_kms, kmsc **kms, const char *op);
+kmsc *cli_vol_open_kms(void *g);
+
+/* A verb's arguments: each --flag with the values up to the next --flag (a bare --flag has none). */
+struct cli_args {
+    const char *name[32];
+    char **val[32];
+    int nval[32];
+    int n;
+};
+/* allowed: space-separated flag names without "--". 0 or an exit status (message printed). */
+int cli_args_parse(const char *who, char **rest, int n, const char *verb, const char *allowed, struct cli_args *a);
+/* The first value of --name ("" for a bare flag), NULL when absent. */
+const char *cli_arg1(const struct cli_args *a, const char *name);
+/* All values of --name (*v borrowed); 0 when absent. */
+int cli_argv_of(const struct cli_args *a, const char *name, char ***v);
+/* --name with exactly one value into *out (NULL when absent and not required); prints usage errors. */
+int cli_need1(const char *who, const struct cli_args *a, const char *name, const char **out, bool required);
+int cli_vol_usage_verr(const char *who, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+
+/* EC2's shapes. */
+json_t *cli_volume_json(vol_store *st, const vol_volume *v);
+json_t *cli_snapshot_json(vol_store *st, const vol_snapshot *s);
+
+#endif

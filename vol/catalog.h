@@ -1,0 +1,91 @@
+/*
+ * catalog.h — the volume catalog behind a small interface (a vtable and an opaque handle), so that a
+ * server database (PostgreSQL) can replace catalog_sqlite.c: volumes, snapshots, lineages (wrapped data
+ * keys), block maps (owner = a volume or snapshot id, 512 KiB block index → chunk generation), chunks
+ * (reference counts, per-sector write counters) and settings. Schema: docs/FORMAT.md "Volume catalog".
+ *
+ * Transactions: begin/commit/rollback bracket several calls atomically (begin takes the write lock at
+ * once). Calls outside a transaction are each atomic on their own.
+ * Error convention: 0 / -errno (-ENOENT: no such row; -EEXIST: the row exists; -EPROTO: a catalog written
+ * by a newer format; -EIO: database failure). Getters fill caller structs whose malloc'd members are
+ * released with the vol_*_clear functions of vol.h. One handle is used by one thread at a time.
+ */
+#ifndef ENVELOPEFS_VOL_CATALOG_H
+#define ENVELOPEFS_VOL_CATALOG_H
+
+#include <stdint.h>
+
+#include "vol.h"
+
+#define VOL_CATALOG_FORMAT 1
+
+typedef struct vol_catalog vol_catalog;
+
+typedef int (*vol_volume_fn)(void *arg, const vol_volume *v);
+typedef int (*vol_snapshot_fn)(void *arg, const vol_snapshot *s);
+typedef int (*vol_map_fn)(void *arg, uint64_t block, uint64_t gen);
+typedef int (*vol_gen_fn)(void *arg, uint64_t gen);
+
+typedef struct vol_catalog_ops {
+    void (*close)(vol_catalog *c);
+    int (*begin)(vol_catalog *c);
+    int (*commit)(vol_catalog *c);
+    void (*rollback)(vol_catalog *c);
+
+    int (*setting_get)(vol_catalog *c, const char *key, char **value);   /* *value malloc'd; -ENOENT */
+    int (*setting_set)(vol_catalog *c, const char *key, const char *value);
+    int (*setting_delete)(vol_catalog *c, const char *key);               /* no error if absent */
+
+    int (*lineage_put)(vol_catalog *c, const vol_lineage *l);             /* -EEXIST */
+    int (*lineage_get)(vol_catalog *c, const char *id, vol_lineage *out);
+
+    int (*volume_put)(vol_catalog *c, const vol_volume *v);               /* insert; -EEXIST */
+    int (*volume_get)(vol_catalog *c, const char *id, vol_volume *out);
+    int (*volume_delete)(vol_catalog *c, const char *id);
+    int (*volume_list)(vol_catalog *c, vol_volume_fn fn, void *arg);      /* by creation time */
+
+    int (*snapshot_put)(vol_catalog *c, const vol_snapshot *s);           /* insert or replace */
+    int (*snapshot_get)(vol_catalog *c, const char *id, vol_snapshot *out);
+    int (*snapshot_delete)(vol_catalog *c, const char *id);
+    int (*snapshot_list)(vol_catalog *c, vol_snapshot_fn fn, void *arg);  /* by start time */
+    int (*snapshot_pending)(vol_catalog *c, const char *volume_id, int *count);
+
+    int (*map_get)(vol_catalog *c, const char *owner, uint64_t block, uint64_t *gen);   /* -ENOENT */
+    int (*map_set)(vol_catalog *c, const char *owner, uint64_t block, uint64_t gen);
+    int (*map_del)(vol_catalog *c, const char *owner, uint64_t block);
+    int (*map_list)(vol_catalog *c, const char *owner, vol_map_fn fn, void *arg);       /* ascending blocks */
+    /* Give `to` every mapping of `from` (to must have none) and add one reference to each chunk. */
+    int (*map_copy)(vol_catalog *c, const char *from, const char *to);
+    /* Remove every mapping of owner, dropping one reference per chunk; fn (may be NULL) gets each
+     * chunk whose count fell to 0 (the caller deletes its row and then its bytes). */
+    int (*map_drop)(vol_catalog *c, const char *owner, vol_gen_fn fn, void *arg);
+
+    int (*chunk_put)(vol_catalog *c, const vol_chunk *k);                 /* insert or replace */
+    int (*chunk_get)(vol_catalog *c, uint64_t gen, vol_chunk *out);
+    int (*chunk_ref)(vol_catalog *c, uint64_t gen, int delta, int64_t *refs_after);
+    int (*chunk_delete)(vol_catalog *c, uint64_t gen);
+    int (*chunk_list)(vol_catalog *c, vol_gen_fn fn, void *arg);
+    /* Blocks put into a pending snapshot through the EBS direct API, with their SHA-256 (for
+     * CompleteSnapshot's count and LINEAR checksum). */
+    int (*put_set)(vol_catalog *c, const char *snapshot, uint64_t block, const uint8_t sha256[32]);
+    int (*put_list)(vol_catalog *c, const char *snapshot, int (*fn)(void *arg, uint64_t block, const uint8_t *sha256),
+                    void *arg);                                           /* ascending blocks */
+    int (*put_drop)(vol_catalog *c, const char *snapshot);
+    /* Reserve n fresh generations: [*first, *first + n). Never handed out twice, even across crashes. */
+    int (*gen_reserve)(vol_catalog *c, uint64_t n, uint64_t *first);
+} vol_catalog_ops;
+
+struct vol_catalog {
+    const vol_catalog_ops *ops;
+};
+
+/* SQLite: PATH (created 0600 with the schema if missing; WAL; a newer format is -EPROTO). */
+int vol_catalog_sqlite_open(const char *path, vol_catalog **out) __attribute__((warn_unused_result));
+
+static inline void vol_catalog_close(vol_catalog *c)
+{
+    if (c)
+        c->ops->close(c);
+}
+
+#endif

@@ -1,0 +1,705 @@
+/*
+ * catalog_sqlite.c — the volume catalog in one SQLite database (WAL, synchronous=FULL, foreign keys
+ * off: reference counts are kept by the calls themselves, inside the caller's transaction). Schema in
+ * docs/FORMAT.md "Volume catalog"; `meta.format` guards against a catalog from a newer envelopefs.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "catalog.h"
+#include "common/log.h"
+
+struct sqc {
+    vol_catalog base;
+    sqlite3 *db;
+};
+#define DB(c) (((struct sqc *)(c))->db)
+
+static const char SCHEMA[] =
+    "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS lineages (id TEXT PRIMARY KEY, key_arn TEXT NOT NULL, ctx_id TEXT NOT NULL,"
+    "  wrapped BLOB NOT NULL, created INTEGER NOT NULL, binding TEXT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS volumes (id TEXT PRIMARY KEY, size_gib INTEGER NOT NULL, lineage TEXT NOT NULL,"
+    "  snapshot_id TEXT NOT NULL, created INTEGER NOT NULL, tags TEXT);"
+    "CREATE TABLE IF NOT EXISTS snapshots (id TEXT PRIMARY KEY, volume_id TEXT NOT NULL, volume_size INTEGER NOT NULL,"
+    "  lineage TEXT NOT NULL, state TEXT NOT NULL, description TEXT, started INTEGER NOT NULL,"
+    "  completed INTEGER NOT NULL, tags TEXT);"
+    "CREATE TABLE IF NOT EXISTS chunks (gen INTEGER PRIMARY KEY, lineage TEXT NOT NULL, block INTEGER NOT NULL,"
+    "  refs INTEGER NOT NULL, seals INTEGER NOT NULL, ctrs BLOB NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS maps (owner TEXT NOT NULL, block INTEGER NOT NULL, gen INTEGER NOT NULL,"
+    "  PRIMARY KEY (owner, block)) WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS maps_gen ON maps (gen);"
+    "CREATE TABLE IF NOT EXISTS puts (snapshot TEXT NOT NULL, block INTEGER NOT NULL, sha256 BLOB NOT NULL,"
+    "  PRIMARY KEY (snapshot, block)) WITHOUT ROWID;";
+
+static int db_err(vol_catalog *c, int rc, const char *what)
+{
+    if (rc == SQLITE_CONSTRAINT)
+        return -EEXIST;
+    if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED)
+        return -EBUSY;
+    EFS_ERROR("volume catalog: %s: %s", what, sqlite3_errmsg(DB(c)));
+    return -EIO;
+}
+
+static int prep(vol_catalog *c, const char *sql, sqlite3_stmt **st)
+{
+    int rc = sqlite3_prepare_v2(DB(c), sql, -1, st, NULL);
+    return rc == SQLITE_OK ? 0 : db_err(c, rc, sql);
+}
+
+/* Run a statement without results; binds text args ("s"), int64 ("i") from a format. */
+static int exec1(vol_catalog *c, const char *sql)
+{
+    char *msg = NULL;
+    int rc = sqlite3_exec(DB(c), sql, NULL, NULL, &msg);
+    if (rc != SQLITE_OK) {
+        EFS_ERROR("volume catalog: %s: %s", sql, msg ? msg : "");
+        sqlite3_free(msg);
+        return rc == SQLITE_BUSY ? -EBUSY : -EIO;
+    }
+    return 0;
+}
+
+static int step_done(vol_catalog *c, sqlite3_stmt *st, const char *what)
+{
+    int rc = sqlite3_step(st);
+    int r = rc == SQLITE_DONE ? 0 : db_err(c, rc, what);
+    sqlite3_finalize(st);
+    return r;
+}
+
+static void s_close(vol_catalog *c)
+{
+    sqlite3_close(DB(c));
+    free(c);
+}
+static int s_begin(vol_catalog *c) { return exec1(c, "BEGIN IMMEDIATE"); }
+static int s_commit(vol_catalog *c) { return exec1(c, "COMMIT"); }
+static void s_rollback(vol_catalog *c)
+{
+    if (!sqlite3_get_autocommit(DB(c)))
+        (void)exec1(c, "ROLLBACK");
+}
+
+static char *col_dup(sqlite3_stmt *st, int i)
+{
+    const unsigned char *t = sqlite3_column_text(st, i);
+    return t ? strdup((const char *)t) : NULL;
+}
+static void col_cpy(sqlite3_stmt *st, int i, char *out, size_t cap)
+{
+    const unsigned char *t = sqlite3_column_text(st, i);
+    snprintf(out, cap, "%s", t ? (const char *)t : "");
+}
+
+static int s_setting_get(vol_catalog *c, const char *key, char **value)
+{
+    sqlite3_stmt *st;
+    int rc = prep(c, "SELECT v FROM meta WHERE k = ?", &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *value = col_dup(st, 0);
+        rc = *value ? 0 : -ENOMEM;
+    } else {
+        rc = rc == SQLITE_DONE ? -ENOENT : db_err(c, rc, "setting");
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int s_setting_set(vol_catalog *c, const char *key, const char *value)
+{
+    sqlite3_stmt *st;
+    int rc = prep(c, "INSERT OR REPLACE INTO meta (k, v) VALUES (?, ?)", &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
+    return step_done(c, st, "setting");
+}
+
+static int s_setting_delete(vol_catalog *c, const char *key)
+{
+    sqlite3_stmt *st;
+    int rc = prep(c, "DELETE FROM meta WHERE k = ?", &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    return step_done(c, st, "setting");
+}
+
+static int s_lineage_put(vol_catalog *c, const vol_lineage *l)
+{
+    sqlite3_stmt *st;
+    int rc = prep(c, "INSERT INTO lineages (id, key_arn, ctx_id, wrapped, created, binding) VALUES (?, ?, ?, ?, ?, ?)", &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, l->id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, l->key_arn, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, l->ctx_id, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 4, l->wrapped, (int)l->wrapped_len, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 5, l->created);
+    sqlite3_bind_text(st, 6, l->binding[0] ? l->binding : l->id, -1, SQLITE_STATIC);
+    return step_done(c, st, "lineage");
+}
+
+static int s_lineage_get(vol_catalog *c, const char *id, vol_lineage *out)
+{
+    sqlite3_stmt *st;
+    int rc = prep(c, "SELECT id, key_arn, ctx_id, wrapped, created, binding FROM lineages WHERE id = ?", &st);
+    memset(out, 0, sizeof *out);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        int n = sqlite3_column_bytes(st, 3);
+        col_cpy(st, 0, out->id, sizeof out->id);
+        col_cpy(st, 1, out->key_arn, sizeof out->key_arn);
+        col_cpy(st, 2, out->ctx_id, sizeof out->ctx_id);
+        out->created = sqlite3_column_int64(st, 4);
+        col_cpy(st, 5, out->binding, sizeof out->binding);
+        out->wrapped = malloc(n > 0 ? (size_t)n : 1);
+        if (out->wrapped) {
+            memcpy(out->wrapped, sqlite3_column_blob(st, 3), (size_t)n);
+            out->wrapped_len = (size_t)n;
+            rc = 0;
+        } else {
+            rc = -ENOMEM;
+        }
+    } else {
+        rc = rc == SQLITE_DONE ? -ENOENT : db_err(c, rc, "lineage");
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static void volume_row(sqlite3_stmt *st, vol_volume *v)
+{
+    memset(v, 0, sizeof *v);
+    col_cpy(st, 0, v->id, sizeof v->id);
+    v->size_gib = (uint64_t)sqlite3_column_int64(st, 1);
+    col_cpy(st, 2, v->lineage, sizeof v->lineage);
+    col_cpy(st, 3, v->snapshot_id, sizeof v->snapshot_id);
+    v->created = sqlite3_column_int64(st, 4);
+    v->tags = col_dup(st, 5);
+}
+#define VOLUME_COLS "id, size_gib, lineage, snapshot_id, created, tags"
+
+static int s_volume_put(vol_catalog *c, const vol_volume *v)
+{
+    sqlite3_stmt *st;
+    int rc = prep(c, "INSERT INTO volumes (" VOLUME_COLS ") VALUES (?, ?, ?, ?, ?, ?)", &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, v->id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (int64_t)v->size_gib);
+    sqlite3_bind_text(st, 3, v->lineage, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, v->snapshot_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 5, v->created);
+    if (v->tags)
+        sqlite3_bind_text(st, 6, v->tags, -1, SQLITE_STATIC);
+    return step_done(c, st, "volume");
+}
+
+static int s_volume_get(vol_catalog *c, const char *id, vol_volume *out)
+{
+    sqlite3_stmt *st;
+    int rc = prep(c, "SELECT " VOLUME_COLS " FROM volumes WHERE id = ?", &st);
+    memset(out, 0, sizeof *out);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        volume_row(st, out);
+        rc = 0;
+    } else {
+        rc = rc == SQLITE_DONE ? -ENOENT : db_err(c, rc, "volume");
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int delete_by_id(vol_catalog *c, const char *sql, const char *id)
+{
+    sqlite3_stmt *st;
+    int rc = prep(c, sql, &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    rc = step_done(c, st, sql);
+    if (!rc && sqlite3_changes(DB(c)) == 0)
+        rc = -ENOENT;
+    return rc;
+}
+
+static int s_volume_delete(vol_catalog *c, const char *id) { return delete_by_id(c, "DELETE FROM volumes WHERE id = ?", id); }
+
+static int s_volume_list(vol_catalog *c, vol_volume_fn fn, void *arg)
+{
+    sqlite3_stmt *st;
+    int rc = prep(c, "SELECT " VOLUME_COLS " FROM volumes ORDER BY created, id", &st);
+    if (rc)
+        return rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        vol_volume v;
+        int r;
+        volume_row(st, &v);
+        r = fn(arg, &v);
+        vol_volume_clear(&v);
+        if (r) {
+            sqlite3_finalize(st);
+            return r;
+        }
+    }
+    rc = rc == SQLITE_DONE ? 0 : db_err(c, rc, "volumes");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+#define SNAP_COLS "id, volume_id, volume_size, lineage, state, description, started, completed, tags"
+static void snapshot_row(sqlite3_stmt *st, vol_snapshot *s)
+{
+    memset(s, 0, sizeof *s);
+    col_cpy(st, 0, s->id, sizeof s->id);
+    col_cpy(st, 1, s->volume_id, sizeof s->volume_id);
+    s->volume_size = (uint64_t)sqlite3_column_int64(st, 2);
+    col_cpy(st, 3, s->lineage, sizeof s->lineage);
+    col_cpy(st, 4, s->state, sizeof s->state);
+    s->description = col_dup(st, 5);
+    s->started = sqlite3_column_int64(st, 6);
+    s->completed = sqlite3_column_int64(st, 7);
+    s->tags = col_dup(st, 8);
+}
+
+static int s_snapshot_put(vol_catalog *c, const vol_snapshot *s)
+{
+    sqlite3_stmt *st;
+    int rc = prep(c, "INSERT OR REPLACE INTO snapshots (" SNAP_COLS ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, s->id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, s->volume_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, (int64_t)s->volume_size);
+    sqlite3_bind_text(st, 4, s->lineage, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, s->state, -1, SQLITE_STATIC);
+    if (s->description)
+        sqlite3_bind_text(st, 6, s->description, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 7, s->started);
+    sqlite3_bind_int64(st, 8, s->completed);
+    if (s->tags)
+        sqlite3_bind_text(st, 9, s->tags, -1, SQLITE_STATIC);
+    return step_done(c, st, "snapshot");
+}
+
+static int s_snapshot_get(vol_catalog *c, const char *id, vol_snapshot *out)
+{
+    sqlite3_stmt *st;
+    int rc = prep(c, "SELECT " SNAP_COLS " FROM snapshots WHERE id = ?", &st);
+    memset(out, 0, sizeof *out);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        snapshot_row(st, out);
+        rc = 0;
+    } else {
+        rc = rc == SQLITE_DONE ? -ENOENT : db_err(c, rc, "snapshot");
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int s_snapshot_delete(vol_catalog *c, const char *id)
+{
+    return delete_by_id(c, "DELETE FROM snapshots WHERE id = ?", id);
+}
+
+static int s_snapshot_list(vol_catalog *c, vol_snapshot_fn fn, void *arg)
+{
+    sqlite3_stmt *st;
+    int rc = prep(c, "SELECT " SNAP_COLS " FROM snapshots ORDER BY started, rowid", &st);
+    if (rc)
+        return rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        vol_snapshot s;
+        int r;
+        snapshot_row(st, &s);
+        r = fn(arg, &s);
+        vol_snapshot_clear(&s);
+        if (r) {
+            sqlite3_finalize(st);
+            return r;
+        }
+    }
+    rc = rc == SQLITE_DONE ? 0 : db_err(c, rc, "snapshots");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int s_snapshot_pending(vol_catalog *c, const char *volume_id, int *count)
+{
+    sqlite3_stmt *st;
+    int rc = prep(c, "SELECT count(*) FROM snapshots WHERE volume_id = ? AND state = 'pending'", &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, volume_id, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    *count = rc == SQLITE_ROW ? sqlite3_column_int(st, 0) : 0;
+    rc = rc == SQLITE_ROW ? 0 : db_err(c, rc, "pending");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int s_map_get(vol_catalog *c, const char *owner, uint64_t block, uint64_t *gen)
+{
+    sqlite3_stmt *st;
+    int rc = prep(c, "SELECT gen FROM maps WHERE owner = ? AND block = ?", &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, owner, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (int64_t)block);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *gen = (uint64_t)sqlite3_column_int64(st, 0);
+        rc = 0;
+    } else {
+        rc = rc == SQLITE_DONE ? -ENOENT : db_err(c, rc, "map");
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int s_map_set(vol_catalog *c, const char *owner, uint64_t block, uint64_t gen)
+{
+    sqlite3_stmt *st;
+    int rc = prep(c, "INSERT OR REPLACE INTO maps (owner, block, gen) VALUES (?, ?, ?)", &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, owner, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (int64_t)block);
+    sqlite3_bind_int64(st, 3, (int64_t)gen);
+    return step_done(c, st, "map");
+}
+
+static int s_map_del(vol_catalog *c, const char *owner, uint64_t block)
+{
+    sqlite3_stmt *st;
+    int rc = prep(c, "DELETE FROM maps WHERE owner = ? AND block = ?", &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, owner, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (int64_t)block);
+    return step_done(c, st, "map");
+}
+
+static int s_map_list(vol_catalog *c, const char *owner, vol_map_fn fn, void *arg)
+{
+    sqlite3_stmt *st;
+    int rc = prep(c, "SELECT block, gen FROM maps WHERE owner = ? ORDER BY block", &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, owner, -1, SQLITE_STATIC);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int r = fn(arg, (uint64_t)sqlite3_column_int64(st, 0), (uint64_t)sqlite3_column_int64(st, 1));
+        if (r) {
+            sqlite3_finalize(st);
+            return r;
+        }
+    }
+    rc = rc == SQLITE_DONE ? 0 : db_err(c, rc, "maps");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int s_map_copy(vol_catalog *c, const char *from, const char *to)
+{
+    sqlite3_stmt *st;
+    int rc = prep(c, "UPDATE chunks SET refs = refs + 1 WHERE gen IN (SELECT gen FROM maps WHERE owner = ?)", &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, from, -1, SQLITE_STATIC);
+    if ((rc = step_done(c, st, "map copy")))
+        return rc;
+    if ((rc = prep(c, "INSERT INTO maps (owner, block, gen) SELECT ?, block, gen FROM maps WHERE owner = ?", &st)))
+        return rc;
+    sqlite3_bind_text(st, 1, to, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, from, -1, SQLITE_STATIC);
+    return step_done(c, st, "map copy");
+}
+
+static int s_map_drop(vol_catalog *c, const char *owner, vol_gen_fn fn, void *arg)
+{
+    sqlite3_stmt *st;
+    int rc = prep(c, "UPDATE chunks SET refs = refs - 1 WHERE gen IN (SELECT gen FROM maps WHERE owner = ?)", &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, owner, -1, SQLITE_STATIC);
+    if ((rc = step_done(c, st, "map drop")))
+        return rc;
+    if ((rc = prep(c, "DELETE FROM maps WHERE owner = ?", &st)))
+        return rc;
+    sqlite3_bind_text(st, 1, owner, -1, SQLITE_STATIC);
+    if ((rc = step_done(c, st, "map drop")))
+        return rc;
+    if (!fn)
+        return 0;
+    if ((rc = prep(c, "SELECT gen FROM chunks WHERE refs <= 0", &st)))
+        return rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int r = fn(arg, (uint64_t)sqlite3_column_int64(st, 0));
+        if (r) {
+            sqlite3_finalize(st);
+            return r;
+        }
+    }
+    rc = rc == SQLITE_DONE ? 0 : db_err(c, rc, "map drop");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static void ctrs_encode(const uint32_t *ctr, uint8_t out[4 * VOL_SECTORS])
+{
+    for (unsigned i = 0; i < VOL_SECTORS; i++)
+        for (int b = 0; b < 4; b++)
+            out[4 * i + b] = (uint8_t)(ctr[i] >> (8 * b));
+}
+
+static int s_chunk_put(vol_catalog *c, const vol_chunk *k)
+{
+    sqlite3_stmt *st;
+    uint8_t blob[4 * VOL_SECTORS];
+    int rc = prep(c, "INSERT OR REPLACE INTO chunks (gen, lineage, block, refs, seals, ctrs) VALUES (?, ?, ?, ?, ?, ?)", &st);
+    if (rc)
+        return rc;
+    ctrs_encode(k->ctr, blob);
+    sqlite3_bind_int64(st, 1, (int64_t)k->gen);
+    sqlite3_bind_text(st, 2, k->lineage, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, (int64_t)k->block);
+    sqlite3_bind_int64(st, 4, k->refs);
+    sqlite3_bind_int64(st, 5, (int64_t)k->seals);
+    sqlite3_bind_blob(st, 6, blob, sizeof blob, SQLITE_TRANSIENT);
+    return step_done(c, st, "chunk");
+}
+
+static int s_chunk_get(vol_catalog *c, uint64_t gen, vol_chunk *out)
+{
+    sqlite3_stmt *st;
+    int rc = prep(c, "SELECT lineage, block, refs, seals, ctrs FROM chunks WHERE gen = ?", &st);
+    memset(out, 0, sizeof *out);
+    if (rc)
+        return rc;
+    sqlite3_bind_int64(st, 1, (int64_t)gen);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        const uint8_t *b = sqlite3_column_blob(st, 4);
+        out->gen = gen;
+        col_cpy(st, 0, out->lineage, sizeof out->lineage);
+        out->block = (uint64_t)sqlite3_column_int64(st, 1);
+        out->refs = sqlite3_column_int64(st, 2);
+        out->seals = (uint64_t)sqlite3_column_int64(st, 3);
+        if (sqlite3_column_bytes(st, 4) != 4 * VOL_SECTORS || !b) {
+            EFS_ERROR("volume catalog: chunk %" PRIu64 " has a malformed counter list", gen);
+            rc = -EIO;
+        } else {
+            for (unsigned i = 0; i < VOL_SECTORS; i++)
+                out->ctr[i] = b[4 * i] | (uint32_t)b[4 * i + 1] << 8 | (uint32_t)b[4 * i + 2] << 16 |
+                              (uint32_t)b[4 * i + 3] << 24;
+            rc = 0;
+        }
+    } else {
+        rc = rc == SQLITE_DONE ? -ENOENT : db_err(c, rc, "chunk");
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int s_chunk_ref(vol_catalog *c, uint64_t gen, int delta, int64_t *refs_after)
+{
+    sqlite3_stmt *st;
+    int rc = prep(c, "UPDATE chunks SET refs = refs + ? WHERE gen = ? RETURNING refs", &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_int(st, 1, delta);
+    sqlite3_bind_int64(st, 2, (int64_t)gen);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        if (refs_after)
+            *refs_after = sqlite3_column_int64(st, 0);
+        rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -EIO;
+    } else {
+        rc = rc == SQLITE_DONE ? -ENOENT : db_err(c, rc, "chunk ref");
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int s_chunk_delete(vol_catalog *c, uint64_t gen)
+{
+    sqlite3_stmt *st;
+    int rc = prep(c, "DELETE FROM chunks WHERE gen = ?", &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_int64(st, 1, (int64_t)gen);
+    return step_done(c, st, "chunk delete");
+}
+
+static int s_chunk_list(vol_catalog *c, vol_gen_fn fn, void *arg)
+{
+    sqlite3_stmt *st;
+    int rc = prep(c, "SELECT gen FROM chunks ORDER BY gen", &st);
+    if (rc)
+        return rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int r = fn(arg, (uint64_t)sqlite3_column_int64(st, 0));
+        if (r) {
+            sqlite3_finalize(st);
+            return r;
+        }
+    }
+    rc = rc == SQLITE_DONE ? 0 : db_err(c, rc, "chunks");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int s_put_set(vol_catalog *c, const char *snapshot, uint64_t block, const uint8_t sha256[32])
+{
+    sqlite3_stmt *st;
+    int rc = prep(c, "INSERT OR REPLACE INTO puts (snapshot, block, sha256) VALUES (?, ?, ?)", &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, snapshot, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (int64_t)block);
+    sqlite3_bind_blob(st, 3, sha256, 32, SQLITE_TRANSIENT);
+    return step_done(c, st, "put");
+}
+
+static int s_put_list(vol_catalog *c, const char *snapshot, int (*fn)(void *, uint64_t, const uint8_t *), void *arg)
+{
+    sqlite3_stmt *st;
+    int rc = prep(c, "SELECT block, sha256 FROM puts WHERE snapshot = ? ORDER BY block", &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, snapshot, -1, SQLITE_STATIC);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int r;
+        if (sqlite3_column_bytes(st, 1) != 32) {
+            sqlite3_finalize(st);
+            return -EIO;
+        }
+        r = fn(arg, (uint64_t)sqlite3_column_int64(st, 0), sqlite3_column_blob(st, 1));
+        if (r) {
+            sqlite3_finalize(st);
+            return r;
+        }
+    }
+    rc = rc == SQLITE_DONE ? 0 : db_err(c, rc, "puts");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int s_put_drop(vol_catalog *c, const char *snapshot)
+{
+    sqlite3_stmt *st;
+    int rc = prep(c, "DELETE FROM puts WHERE snapshot = ?", &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, snapshot, -1, SQLITE_STATIC);
+    return step_done(c, st, "puts");
+}
+
+static int s_gen_reserve(vol_catalog *c, uint64_t n, uint64_t *first)
+{
+    sqlite3_stmt *st;
+    int rc = prep(c, "UPDATE meta SET v = CAST(v AS INTEGER) + ? WHERE k = 'next_gen' RETURNING CAST(v AS INTEGER) - ?", &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_int64(st, 1, (int64_t)n);
+    sqlite3_bind_int64(st, 2, (int64_t)n);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *first = (uint64_t)sqlite3_column_int64(st, 0);
+        rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -EIO;
+    } else {
+        rc = rc == SQLITE_DONE ? -EIO : db_err(c, rc, "generation");
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static const vol_catalog_ops SQLITE_OPS = {
+    s_close, s_begin, s_commit, s_rollback, s_setting_get, s_setting_set, s_setting_delete, s_lineage_put, s_lineage_get,
+    s_volume_put, s_volume_get, s_volume_delete, s_volume_list, s_snapshot_put, s_snapshot_get,
+    s_snapshot_delete, s_snapshot_list, s_snapshot_pending, s_map_get, s_map_set, s_map_del, s_map_list,
+    s_map_copy, s_map_drop, s_chunk_put, s_chunk_get, s_chunk_ref, s_chunk_delete, s_chunk_list, s_put_set,
+    s_put_list, s_put_drop, s_gen_reserve,
+};
+
+int vol_catalog_sqlite_open(const char *path, vol_catalog **out)
+{
+    struct sqc *s = calloc(1, sizeof *s);
+    char *fmt = NULL;
+    int rc;
+    *out = NULL;
+    if (!s)
+        return -ENOMEM;
+    s->base.ops = &SQLITE_OPS;
+    {
+        int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600); /* mode 0600 before SQLite sees it */
+        if (fd < 0) {
+            rc = -errno;
+            free(s);
+            return rc;
+        }
+        close(fd);
+    }
+    if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
+        EFS_ERROR("volume catalog %s: %s", path, s->db ? sqlite3_errmsg(s->db) : "cannot open");
+        sqlite3_close(s->db);
+        free(s);
+        return -EIO;
+    }
+    sqlite3_busy_timeout(s->db, 10000);
+    if ((rc = exec1(&s->base, "PRAGMA journal_mode=WAL")) || (rc = exec1(&s->base, "PRAGMA synchronous=FULL")) ||
+        (rc = exec1(&s->base, "BEGIN IMMEDIATE")))
+        goto fail;
+    if ((rc = exec1(&s->base, SCHEMA)))
+        goto fail;
+    rc = s_setting_get(&s->base, "format", &fmt);
+    if (rc == -ENOENT) {
+        if ((rc = exec1(&s->base, "INSERT INTO meta (k, v) VALUES ('format', '1'), ('next_gen', '1')")))
+            goto fail;
+    } else if (rc) {
+        goto fail;
+    } else if (atoi(fmt) > VOL_CATALOG_FORMAT) {
+        EFS_ERROR("volume catalog %s has format %s, newer than this envelopefs (%d)", path, fmt, VOL_CATALOG_FORMAT);
+        rc = -EPROTO;
+        goto fail;
+    }
+    free(fmt);
+    fmt = NULL;
+    if ((rc = exec1(&s->base, "COMMIT")))
+        goto fail;
+    *out = &s->base;
+    return 0;
+fail:
+    free(fmt);
+    s_rollback(&s->base);
+    sqlite3_close(s->db);
+    free(s);
+    return rc;
+}

@@ -1,0 +1,301 @@
+/*
+ * chunkstore_file.c — the local-files chunk store: one sparse file per chunk, DIR/<gen & 0xff, 2 hex>/<gen,
+ * 16 hex>, mode 0600. A small cache of open descriptors (under a mutex) spares an open per I/O.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "chunkstore.h"
+
+#define FD_CACHE 64
+
+struct fcs {
+    vol_chunkstore base;
+    char *dir;
+    pthread_mutex_t lock;
+    struct {
+        uint64_t gen;
+        int fd;
+        uint64_t used;
+        bool created;  /* made by this store and its name not yet synced */
+    } fds[FD_CACHE];
+    uint64_t tick;
+};
+
+char *vol_chunkstore_file_path(const char *dir, uint64_t gen)
+{
+    char *p = NULL;
+    if (asprintf(&p, "%s/%02x/%016" PRIx64, dir, (unsigned)(gen & 0xff), gen) < 0)
+        return NULL;
+    return p;
+}
+
+/* An open descriptor for gen (create: make the file and its directory). Returns a dup the caller closes. */
+static int get_fd(struct fcs *s, uint64_t gen, bool create)
+{
+    int fd = -1, slot = 0;
+    bool made = false;
+    char *path;
+    pthread_mutex_lock(&s->lock);
+    for (int i = 0; i < FD_CACHE; i++) {
+        if (s->fds[i].fd >= 0 && s->fds[i].gen == gen) {
+            s->fds[i].used = ++s->tick;
+            fd = dup(s->fds[i].fd);
+            pthread_mutex_unlock(&s->lock);
+            return fd < 0 ? -errno : fd;
+        }
+        if (s->fds[i].used < s->fds[slot].used)
+            slot = i;
+    }
+    path = vol_chunkstore_file_path(s->dir, gen);
+    if (!path) {
+        pthread_mutex_unlock(&s->lock);
+        return -ENOMEM;
+    }
+    fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT && create) {
+        char *slash = strrchr(path, '/');
+        made = true;
+        *slash = 0;
+        if (mkdir(path, 0700) && errno != EEXIST) {
+            fd = -errno;
+            free(path);
+            pthread_mutex_unlock(&s->lock);
+            return fd;
+        }
+        *slash = '/';
+        fd = open(path, O_RDWR | O_CLOEXEC | O_CREAT, 0600);
+    }
+    free(path);
+    if (fd < 0) {
+        fd = -errno;
+        pthread_mutex_unlock(&s->lock);
+        return fd;
+    }
+    if (s->fds[slot].fd >= 0)
+        close(s->fds[slot].fd);
+    s->fds[slot].fd = fd;
+    s->fds[slot].gen = gen;
+    s->fds[slot].used = ++s->tick;
+    s->fds[slot].created = made;
+    fd = dup(fd);
+    pthread_mutex_unlock(&s->lock);
+    return fd < 0 ? -errno : fd;
+}
+
+static int f_pread(vol_chunkstore *cs, uint64_t gen, void *buf, size_t n, uint64_t off)
+{
+    int fd = get_fd((struct fcs *)cs, gen, false);
+    size_t got = 0;
+    if (fd < 0)
+        return fd;
+    while (got < n) {
+        ssize_t r = pread(fd, (char *)buf + got, n - got, (off_t)(off + got));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            int e = -errno;
+            close(fd);
+            return e;
+        }
+        if (r == 0)
+            break;
+        got += (size_t)r;
+    }
+    memset((char *)buf + got, 0, n - got);
+    close(fd);
+    return 0;
+}
+
+static int f_pwrite(vol_chunkstore *cs, uint64_t gen, const void *buf, size_t n, uint64_t off)
+{
+    int fd = get_fd((struct fcs *)cs, gen, true);
+    size_t put = 0;
+    if (fd < 0)
+        return fd;
+    while (put < n) {
+        ssize_t r = pwrite(fd, (const char *)buf + put, n - put, (off_t)(off + put));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            int e = -errno;
+            close(fd);
+            return e;
+        }
+        put += (size_t)r;
+    }
+    close(fd);
+    return 0;
+}
+
+static int sync_dir(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = 0;
+    if (fd < 0)
+        return -errno;
+    if (fsync(fd))
+        rc = -errno;
+    close(fd);
+    return rc;
+}
+
+static int f_sync(vol_chunkstore *cs, uint64_t gen)
+{
+    struct fcs *s = (struct fcs *)cs;
+    int fd = get_fd(s, gen, false), rc = 0;
+    char *path, *slash;
+    if (fd < 0)
+        return fd;
+    if (fdatasync(fd))
+        rc = -errno;
+    close(fd);
+    if (rc)
+        return rc;
+    /* A file this store created must have a durable name (and its directory too); one found in the cache
+     * as not created here already had one. Evicted from the cache: sync the names anyway. */
+    {
+        bool known_old = false;
+        pthread_mutex_lock(&s->lock);
+        for (int i = 0; i < FD_CACHE; i++)
+            if (s->fds[i].fd >= 0 && s->fds[i].gen == gen)
+                known_old = !s->fds[i].created;
+        pthread_mutex_unlock(&s->lock);
+        if (known_old)
+            return 0;
+    }
+    if (!(path = vol_chunkstore_file_path(s->dir, gen)))
+        return -ENOMEM;
+    slash = strrchr(path, '/');
+    *slash = 0;
+    rc = sync_dir(path);
+    if (!rc)
+        rc = sync_dir(s->dir);
+    free(path);
+    if (!rc) {
+        pthread_mutex_lock(&s->lock);
+        for (int i = 0; i < FD_CACHE; i++)
+            if (s->fds[i].fd >= 0 && s->fds[i].gen == gen)
+                s->fds[i].created = false;
+        pthread_mutex_unlock(&s->lock);
+    }
+    return rc;
+}
+
+static int f_remove(vol_chunkstore *cs, uint64_t gen)
+{
+    struct fcs *s = (struct fcs *)cs;
+    char *path = vol_chunkstore_file_path(s->dir, gen);
+    int rc = 0;
+    if (!path)
+        return -ENOMEM;
+    pthread_mutex_lock(&s->lock);
+    for (int i = 0; i < FD_CACHE; i++)
+        if (s->fds[i].fd >= 0 && s->fds[i].gen == gen) {
+            close(s->fds[i].fd);
+            s->fds[i].fd = -1;
+            s->fds[i].used = 0;
+        }
+    pthread_mutex_unlock(&s->lock);
+    if (unlink(path) && errno != ENOENT)
+        rc = -errno;
+    free(path);
+    return rc;
+}
+
+static int f_list(vol_chunkstore *cs, int (*fn)(void *, uint64_t), void *arg)
+{
+    struct fcs *s = (struct fcs *)cs;
+    DIR *top = opendir(s->dir);
+    struct dirent *d;
+    int rc = 0;
+    if (!top)
+        return -errno;
+    while (!rc && (d = readdir(top))) {
+        char *sub = NULL;
+        DIR *dd;
+        struct dirent *e;
+        if (strlen(d->d_name) != 2 || d->d_name[0] == '.')
+            continue;
+        if (asprintf(&sub, "%s/%s", s->dir, d->d_name) < 0)
+            return -ENOMEM;
+        dd = opendir(sub);
+        free(sub);
+        if (!dd)
+            continue;
+        while (!rc && (e = readdir(dd))) {
+            char *end;
+            uint64_t g;
+            if (strlen(e->d_name) != 16)
+                continue;
+            g = strtoull(e->d_name, &end, 16);
+            if (*end)
+                continue;
+            rc = fn(arg, g);
+        }
+        closedir(dd);
+    }
+    closedir(top);
+    return rc;
+}
+
+struct usage {
+    struct fcs *s;
+    int64_t bytes;
+};
+static int add_usage(void *arg, uint64_t gen)
+{
+    struct usage *u = arg;
+    char *p = vol_chunkstore_file_path(u->s->dir, gen);
+    struct stat st;
+    if (p && stat(p, &st) == 0)
+        u->bytes += (int64_t)st.st_blocks * 512;
+    free(p);
+    return 0;
+}
+
+static int64_t f_bytes_used(vol_chunkstore *cs)
+{
+    struct usage u = {(struct fcs *)cs, 0};
+    int rc = f_list(cs, add_usage, &u);
+    return rc ? rc : u.bytes;
+}
+
+static void f_close(vol_chunkstore *cs)
+{
+    struct fcs *s = (struct fcs *)cs;
+    for (int i = 0; i < FD_CACHE; i++)
+        if (s->fds[i].fd >= 0)
+            close(s->fds[i].fd);
+    pthread_mutex_destroy(&s->lock);
+    free(s->dir);
+    free(s);
+}
+
+static const vol_chunkstore_ops FILE_OPS = {f_close, f_pread, f_pwrite, f_sync, f_remove, f_list, f_bytes_used};
+
+int vol_chunkstore_file_open(const char *dir, vol_chunkstore **out)
+{
+    struct fcs *s;
+    *out = NULL;
+    if (mkdir(dir, 0700) && errno != EEXIST)
+        return -errno;
+    if (!(s = calloc(1, sizeof *s)) || !(s->dir = strdup(dir))) {
+        free(s);
+        return -ENOMEM;
+    }
+    for (int i = 0; i < FD_CACHE; i++)
+        s->fds[i].fd = -1;
+    pthread_mutex_init(&s->lock, NULL);
+    s->base.ops = &FILE_OPS;
+    *out = &s->base;
+    return 0;
+}

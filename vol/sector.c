@@ -1,0 +1,180 @@
+/*
+ * sector.c — sealing and opening 4 KiB sectors of a chunk (format in sector.h / docs/FORMAT.md).
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+#include <openssl/kdf.h>
+#include <sodium.h>
+
+#include "sector.h"
+
+struct vol_sealer {
+    EVP_CIPHER_CTX *enc, *dec;
+};
+
+vol_sealer *vol_sealer_new(void)
+{
+    vol_sealer *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->enc = EVP_CIPHER_CTX_new();
+    s->dec = EVP_CIPHER_CTX_new();
+    if (!s->enc || !s->dec || EVP_EncryptInit_ex(s->enc, EVP_aes_256_gcm(), NULL, NULL, NULL) != 1 ||
+        EVP_DecryptInit_ex(s->dec, EVP_aes_256_gcm(), NULL, NULL, NULL) != 1) {
+        vol_sealer_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+void vol_sealer_free(vol_sealer *s)
+{
+    if (!s)
+        return;
+    EVP_CIPHER_CTX_free(s->enc);
+    EVP_CIPHER_CTX_free(s->dec);
+    free(s);
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+static void put32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+static uint32_t get32(const uint8_t *p) { return p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24; }
+
+int vol_lineage_bin(const char *hex, uint8_t out[VOL_LINEAGE_LEN])
+{
+    size_t n = 0;
+    if (!hex || strlen(hex) != 2 * VOL_LINEAGE_LEN ||
+        sodium_hex2bin(out, VOL_LINEAGE_LEN, hex, 2 * VOL_LINEAGE_LEN, NULL, &n, NULL) || n != VOL_LINEAGE_LEN)
+        return -EINVAL;
+    return 0;
+}
+
+int vol_chunk_key(const uint8_t dk[32], const uint8_t lineage[VOL_LINEAGE_LEN], uint64_t block, uint64_t gen,
+                  uint8_t out[32])
+{
+    static const char label[] = "envelopefs vol v1 chunk";
+    uint8_t info[sizeof label - 1 + VOL_LINEAGE_LEN + 16];
+    EVP_PKEY_CTX *p = EVP_PKEY_CTX_new_id(EVP_PKEY_HKDF, NULL);
+    size_t outlen = 32;
+    int rc = -EIO;
+    memcpy(info, label, sizeof label - 1);
+    memcpy(info + sizeof label - 1, lineage, VOL_LINEAGE_LEN);
+    put64(info + sizeof label - 1 + VOL_LINEAGE_LEN, block);
+    put64(info + sizeof label - 1 + VOL_LINEAGE_LEN + 8, gen);
+    if (p && EVP_PKEY_derive_init(p) == 1 && EVP_PKEY_CTX_set_hkdf_md(p, EVP_sha256()) == 1 &&
+        EVP_PKEY_CTX_set1_hkdf_key(p, dk, 32) == 1 && EVP_PKEY_CTX_add1_hkdf_info(p, info, sizeof info) == 1 &&
+        EVP_PKEY_derive(p, out, &outlen) == 1 && outlen == 32)
+        rc = 0;
+    EVP_PKEY_CTX_free(p);
+    return rc;
+}
+
+void vol_chunk_header(uint8_t out[VOL_CHUNK_HDR], const uint8_t lineage[VOL_LINEAGE_LEN], uint64_t block, uint64_t gen)
+{
+    memset(out, 0, VOL_CHUNK_HDR);
+    memcpy(out, VOL_CHUNK_MAGIC, 4);
+    out[4] = VOL_CHUNK_VERSION; /* u16 LE */
+    put32(out + 8, VOL_SECTOR_SIZE);
+    put32(out + 12, VOL_SECTORS);
+    memcpy(out + 16, lineage, VOL_LINEAGE_LEN);
+    put64(out + 32, block);
+    put64(out + 40, gen);
+}
+
+int vol_chunk_header_check(const uint8_t *hdr, size_t len, const uint8_t lineage[VOL_LINEAGE_LEN], uint64_t block,
+                           uint64_t gen)
+{
+    uint8_t want[VOL_CHUNK_HDR];
+    if (len < VOL_CHUNK_HDR)
+        return -EBADMSG;
+    vol_chunk_header(want, lineage, block, gen);
+    return sodium_memcmp(want, hdr, VOL_CHUNK_HDR) ? -EBADMSG : 0;
+}
+
+static void aad_of(uint8_t aad[44], const uint8_t lineage[VOL_LINEAGE_LEN], uint64_t block, uint64_t gen,
+                   unsigned sector, uint32_t ctr)
+{
+    memcpy(aad, "EVS1", 4);
+    memcpy(aad + 4, lineage, VOL_LINEAGE_LEN);
+    put64(aad + 20, block);
+    put64(aad + 28, gen);
+    put32(aad + 36, sector);
+    put32(aad + 40, ctr);
+}
+
+int vol_sector_seal(vol_sealer *s, const uint8_t key[32], const uint8_t lineage[VOL_LINEAGE_LEN], uint64_t block,
+                    uint64_t gen, unsigned sector, uint32_t ctr, const uint8_t *nonce, const uint8_t pt[VOL_SECTOR_SIZE],
+                    uint8_t slot[VOL_SLOT_SIZE])
+{
+    uint8_t aad[44];
+    uint8_t *n = slot + 4, *ct = slot + 4 + VOL_SLOT_NONCE, *tag = ct + VOL_SECTOR_SIZE;
+    int len = 0;
+    if (ctr == 0 || sector >= VOL_SECTORS)
+        return -EINVAL;
+    put32(slot, ctr);
+    if (nonce)
+        memcpy(n, nonce, VOL_SLOT_NONCE);
+    else
+        randombytes_buf(n, VOL_SLOT_NONCE);
+    aad_of(aad, lineage, block, gen, sector, ctr);
+    if (EVP_EncryptInit_ex(s->enc, NULL, NULL, key, n) != 1 ||
+        EVP_EncryptUpdate(s->enc, NULL, &len, aad, sizeof aad) != 1 ||
+        EVP_EncryptUpdate(s->enc, ct, &len, pt, VOL_SECTOR_SIZE) != 1 || len != VOL_SECTOR_SIZE ||
+        EVP_EncryptFinal_ex(s->enc, ct + len, &len) != 1 ||
+        EVP_CIPHER_CTX_ctrl(s->enc, EVP_CTRL_GCM_GET_TAG, VOL_SLOT_TAG, tag) != 1)
+        return -EIO;
+    return 0;
+}
+
+static bool all_zero(const uint8_t *p, size_t n)
+{
+    uint8_t acc = 0;
+    for (size_t i = 0; i < n; i++)
+        acc |= p[i];
+    return acc == 0;
+}
+
+int vol_sector_open(vol_sealer *s, const uint8_t key[32], const uint8_t lineage[VOL_LINEAGE_LEN], uint64_t block,
+                    uint64_t gen, unsigned sector, uint32_t min_ctr, const uint8_t slot[VOL_SLOT_SIZE],
+                    uint8_t pt[VOL_SECTOR_SIZE], uint32_t *ctr_out)
+{
+    uint8_t aad[44], tag[VOL_SLOT_TAG];
+    const uint8_t *n = slot + 4, *ct = slot + 4 + VOL_SLOT_NONCE;
+    uint32_t ctr = get32(slot);
+    int len = 0;
+    if (sector >= VOL_SECTORS)
+        return -EINVAL;
+    if (ctr == 0) {
+        if (min_ctr || !all_zero(slot, VOL_SLOT_SIZE))
+            return -EBADMSG;
+        memset(pt, 0, VOL_SECTOR_SIZE);
+        *ctr_out = 0;
+        return 0;
+    }
+    if (ctr < min_ctr)
+        return -EBADMSG; /* an older write of this sector than the catalog's last flush: rolled back */
+    memcpy(tag, ct + VOL_SECTOR_SIZE, VOL_SLOT_TAG);
+    aad_of(aad, lineage, block, gen, sector, ctr);
+    if (EVP_DecryptInit_ex(s->dec, NULL, NULL, key, n) != 1 ||
+        EVP_DecryptUpdate(s->dec, NULL, &len, aad, sizeof aad) != 1 ||
+        EVP_DecryptUpdate(s->dec, pt, &len, ct, VOL_SECTOR_SIZE) != 1 ||
+        EVP_CIPHER_CTX_ctrl(s->dec, EVP_CTRL_GCM_SET_TAG, VOL_SLOT_TAG, tag) != 1 ||
+        EVP_DecryptFinal_ex(s->dec, pt + len, &len) != 1) {
+        sodium_memzero(pt, VOL_SECTOR_SIZE);
+        return -EBADMSG;
+    }
+    *ctr_out = ctr;
+    return 0;
+}

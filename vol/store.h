@@ -1,0 +1,89 @@
+/*
+ * store.h — the volume store and its control plane: a directory (by default STORE/volumes beside the key
+ * store) holding the catalog (catalog.db), the chunk files (chunks/) and the attach state (run/), plus the
+ * EC2-shaped operations on it: create, describe and delete volumes and snapshots, the default key.
+ * Keys go through kmsclient only (any backend). Each failing call returns -errno and fills a vol_err
+ * with EC2's error code.
+ */
+#ifndef ENVELOPEFS_VOL_STORE_H
+#define ENVELOPEFS_VOL_STORE_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "envelopefs/kmsclient.h"
+#include "catalog.h"
+#include "chunkstore.h"
+#include "vol.h"
+
+typedef struct vol_store vol_store;
+
+/* Open (creating) the store in dir. kms is borrowed (may be NULL for calls that need no key). */
+int vol_store_open(const char *dir, kmsc *kms, vol_store **out, vol_err *e) __attribute__((warn_unused_result));
+void vol_store_free(vol_store *st);
+vol_catalog *vol_store_catalog(vol_store *st);
+vol_chunkstore *vol_store_chunks(vol_store *st);
+const char *vol_store_dir(vol_store *st);
+kmsc *vol_store_kms(vol_store *st);
+
+typedef struct vol_create_args {
+    uint64_t size_gib;          /* 0: the snapshot's size */
+    const char *snapshot_id;    /* NULL: a new, empty volume */
+    const char *kms_key_id;     /* NULL: the default key */
+    const char *tags;           /* JSON array text of {"Key","Value"}, or NULL */
+} vol_create_args;
+
+int vol_create_volume(vol_store *st, const vol_create_args *a, vol_volume *out, vol_err *e) __attribute__((warn_unused_result));
+int vol_delete_volume(vol_store *st, const char *id, vol_err *e) __attribute__((warn_unused_result));
+/* A snapshot of a volume: point in time. An attached volume's daemon takes it (control socket). */
+int vol_create_snapshot(vol_store *st, const char *volume_id, const char *description, const char *tags,
+                        vol_snapshot *out, vol_err *e) __attribute__((warn_unused_result));
+int vol_delete_snapshot(vol_store *st, const char *id, vol_err *e) __attribute__((warn_unused_result));
+
+/* Record a snapshot of owner's current block map in one transaction (shared by the CLI and the attach
+ * daemon, which flushes first). s->id is filled in; state pending, then completed. */
+int vol_snapshot_record(vol_catalog *cat, const vol_volume *v, const char *description, const char *tags,
+                        vol_snapshot *out, vol_err *e) __attribute__((warn_unused_result));
+
+/* The key of a volume or snapshot (its lineage's key ARN) and the lineage record. */
+int vol_lineage_of(vol_store *st, const char *lineage_id, vol_lineage *out, vol_err *e) __attribute__((warn_unused_result));
+/* Decrypt a lineage's data key (context {"aws:ebs:id": ctx_id}); *dk in locked memory (kmsc_secret_free). */
+int vol_lineage_key(vol_store *st, const vol_lineage *l, kmsc_secret **dk, vol_err *e) __attribute__((warn_unused_result));
+
+/* The default key: the ARN of modify-ebs-default-kms-key-id's key, or of alias/aws/ebs (created on first
+ * use). create: make alias/aws/ebs's key if missing. */
+int vol_default_key(vol_store *st, bool create, char **arn, vol_err *e) __attribute__((warn_unused_result));
+/* What get-ebs-default-kms-key-id prints (an ARN; alias/aws/ebs's alias ARN when unchanged). */
+int vol_default_key_id(vol_store *st, char **out, vol_err *e) __attribute__((warn_unused_result));
+int vol_modify_default_key(vol_store *st, const char *key_id, char **arn, vol_err *e) __attribute__((warn_unused_result));
+
+/* Attachment (run/VOL.lock held by the daemon; run/VOL.json describes it). */
+bool vol_is_attached(vol_store *st, const char *volume_id);
+/* The attachment's JSON text (malloc'd) or NULL when not attached. */
+char *vol_attachment_info(vol_store *st, const char *volume_id);
+char *vol_run_path(vol_store *st, const char *volume_id, const char *suffix);
+/* Take the volume's lock (exclusive, non-blocking): fd ≥ 0, or -EBUSY when attached. */
+int vol_lock_volume(vol_store *st, const char *volume_id) __attribute__((warn_unused_result));
+/* Shared lock on run/store.lock held by every attach daemon; the orphan sweep needs it exclusively. */
+int vol_store_lock_shared(vol_store *st) __attribute__((warn_unused_result));
+
+/* Delete chunk files no catalog row names and chunk rows no map references (only when nothing is
+ * attached; returns 0 and does nothing otherwise). *freed (may be NULL): files removed. */
+int vol_sweep(vol_store *st, int *freed) __attribute__((warn_unused_result));
+
+/* copy-snapshot: kms_key_id NULL or the source's key → shares the chunks; another key → a full copy
+ * re-encrypted under a new data key (context {"aws:ebs:id": the new snapshot}); rewrap_only (another key
+ * required) → the source's data key re-wrapped under kms_key_id (ReEncrypt, context the new snapshot),
+ * the chunks shared: constant time. Atomic (see copy.c). */
+int vol_copy_snapshot(vol_store *st, const char *src_id, const char *kms_key_id, bool rewrap_only,
+                      const char *description, vol_snapshot *out, vol_err *e) __attribute__((warn_unused_result));
+/* Resolve a key id (id, alias, ARN; alias/aws/ebs included) to its ARN. */
+int vol_resolve_key(vol_store *st, const char *key_id, char **arn, vol_err *e) __attribute__((warn_unused_result));
+/* A new lineage: a data key from key_arn with context {"aws:ebs:id": ctx_id} (not yet recorded). */
+int vol_new_lineage(vol_store *st, const char *key_arn, const char *ctx_id, vol_lineage *l, vol_err *e)
+    __attribute__((warn_unused_result));
+
+/* Map a kmsclient error to the EC2 code "KMS.<Name>" with its message. */
+int vol_kms_fail(vol_err *e, kms_err code, const kmsc_error *ke);
+
+#endif

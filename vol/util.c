@@ -1,0 +1,73 @@
+/*
+ * util.c — small helpers of the volume layer: ids, error detail, freeing records.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "vol.h"
+
+int vol_fail(vol_err *e, int rc, const char *code, const char *fmt, ...)
+{
+    va_list ap;
+    if (!e)
+        return rc;
+    snprintf(e->code, sizeof e->code, "%s", code);
+    va_start(ap, fmt);
+    vsnprintf(e->message, sizeof e->message, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+void vol_lineage_clear(vol_lineage *l)
+{
+    if (!l)
+        return;
+    free(l->wrapped);
+    l->wrapped = NULL;
+    l->wrapped_len = 0;
+}
+
+void vol_volume_clear(vol_volume *v)
+{
+    if (!v)
+        return;
+    free(v->tags);
+    v->tags = NULL;
+}
+
+void vol_snapshot_clear(vol_snapshot *s)
+{
+    if (!s)
+        return;
+    free(s->description);
+    free(s->tags);
+    s->description = s->tags = NULL;
+}
+
+int vol_new_id(const char *prefix, char *out, size_t cap)
+{
+    uint8_t r[9];
+    char hex[19];
+    randombytes_buf(r, sizeof r);
+    sodium_bin2hex(hex, sizeof hex, r, sizeof r);
+    hex[17] = 0;
+    if ((size_t)snprintf(out, cap, "%s%s", prefix, hex) >= cap)
+        return -ENAMETOOLONG;
+    return 0;
+}
+
+bool vol_id_valid(const char *prefix, const char *s)
+{
+    size_t p = strlen(prefix);
+    if (!s || strncmp(s, prefix, p) || strlen(s) != p + 17)
+        return false;
+    for (const char *c = s + p; *c; c++)
+        if (!((*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'f')))
+            return false;
+    return true;
+}
