@@ -35,6 +35,7 @@ static const struct {
     [KMS_ERR_DEPENDENCY_TIMEOUT] = {"DependencyTimeoutException", "the key service did not answer in time"},
     [KMS_ERR_UNKNOWN_OPERATION] = {"UnknownOperationException", "unknown operation"},
     [KMS_ERR_SERIALIZATION] = {"SerializationException", "the request body could not be parsed"},
+    [KMS_ERR_DRY_RUN] = {"DryRunOperationException", "the request would have succeeded, but DryRun was set"},
     [KMS_ERR_INVALID_SIGNATURE] = {"KMSInvalidSignatureException", "the signature does not verify"},
     [KMS_ERR_INVALID_MAC] = {"KMSInvalidMacException", "the MAC does not verify"},
     [KMS_ERR_INCORRECT_KEY_MATERIAL] = {"IncorrectKeyMaterialException", "the key material is not the key's"},

@@ -15,6 +15,7 @@ struct op_ctx {
     const char *operation;
     char *key_id;   /* out: the key the operation acted on (for the audit trail), KMS_KEY_ID_LEN+1 */
     char **msg;     /* out: error message (malloc'd) */
+    bool dry_run;   /* DryRun: stop with KMS_ERR_DRY_RUN once the call is authorised (model.c checked it) */
 };
 
 typedef kms_err (*kms_op_fn)(struct op_ctx *ctx, json_t *in, json_t **out);

@@ -42,6 +42,7 @@ typedef enum kms_err {
     KMS_ERR_DEPENDENCY_TIMEOUT,      /* DependencyTimeoutException */
     KMS_ERR_UNKNOWN_OPERATION,       /* UnknownOperationException */
     KMS_ERR_SERIALIZATION,           /* SerializationException (malformed JSON body) */
+    KMS_ERR_DRY_RUN,                 /* DryRunOperationException: DryRun set, and the call would be allowed */
     KMS_ERR_INVALID_SIGNATURE,       /* KMSInvalidSignatureException (Verify) */
     KMS_ERR_INVALID_MAC,             /* KMSInvalidMacException (VerifyMac) */
     KMS_ERR_INCORRECT_KEY_MATERIAL,  /* IncorrectKeyMaterialException (ImportKeyMaterial) */
@@ -81,6 +82,7 @@ typedef struct kms_principal {
     const char *user;        /* user name, e.g. "alice" */
     const char *access_key;  /* access key id used to sign, or NULL for embedded calls */
     const char *source;      /* "embedded", "http:127.0.0.1:54321", ... for the audit trail */
+    const char *user_agent;  /* the client's User-Agent (audit trail), or NULL */
 } kms_principal;
 
 /* One encryption-context pair; strings are borrowed, NUL-terminated UTF-8. */
