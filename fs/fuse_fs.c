@@ -31,9 +31,11 @@
 
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
-    (void)userdata;
-    if (conn->capable & FUSE_CAP_WRITEBACK_CACHE)
+    struct efs *fs = userdata;
+    if (conn->capable & FUSE_CAP_WRITEBACK_CACHE) {
         conn->want |= FUSE_CAP_WRITEBACK_CACHE;
+        fs->writeback_cache = 1;
+    }
     if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
         conn->want |= FUSE_CAP_PARALLEL_DIROPS;
     if (conn->capable & FUSE_CAP_ASYNC_READ)
@@ -266,6 +268,14 @@ static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, of
     fuse_reply_err(req, -rc);
 }
 
+/* Does a SETATTR ask only what the kernel's flush of cached times of an unlinked regular file asks (mtime
+ * and ctime, given; no atime, no "now", nothing else)? in->unlinked is a hint: the caller checks st_nlink. */
+static bool unlinked_times_only(const struct efs *fs, struct inode *in, int valid)
+{
+    return fs->writeback_cache && in->type == S_IFREG && __atomic_load_n(&in->unlinked, __ATOMIC_RELAXED) &&
+           (valid & FUSE_SET_ATTR_MTIME) && !(valid & ~(FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_CTIME));
+}
+
 static void op_setattr_body(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int valid, struct fuse_file_info *fi)
 {
     struct efs *fs = fs_of(req);
@@ -306,6 +316,16 @@ static void op_setattr_body(fuse_req_t req, fuse_ino_t ino, struct stat *attr, i
             if (temp)
                 close(fd);
         }
+    }
+    if (!rc && unlinked_times_only(fs, in, valid) && !(rc = efs_inode_stat(fs, in, &st)) && st.st_nlink == 0) {
+        /* The kernel flushing the times it keeps of a file that has just lost its last name (rm: one per
+         * file): nothing can see them any more but the kernel itself, which keeps its own mtime and ctime
+         * of regular files with the writeback cache: not written (a utimensat on an orphan inode). */
+        st.st_mtim = attr->st_mtim;
+        if (valid & FUSE_SET_ATTR_CTIME)
+            st.st_ctim = attr->st_ctim;
+        fuse_reply_attr(req, &st, fs->timeout);
+        return;
     }
     if (!rc && (valid & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME))) {
         struct timespec tv[2];

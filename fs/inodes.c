@@ -165,9 +165,28 @@ void efs_inode_init(struct inode *in)
     in->hdr_len_cache = -1;
 }
 
+static struct file_handle *handle_of(int fd)
+{
+    struct file_handle *fh = malloc(sizeof *fh + MAX_HANDLE_SZ);
+    int mount_id;
+    if (!fh)
+        return NULL;
+    fh->handle_bytes = MAX_HANDLE_SZ;
+    if (name_to_handle_at(fd, "", fh, &mount_id, AT_EMPTY_PATH)) {
+        free(fh);
+        return NULL; /* no file handles on this filesystem: this inode keeps its fd */
+    }
+    {
+        struct file_handle *fit = realloc(fh, sizeof *fh + fh->handle_bytes); /* 8 bytes on ext4, not 128 */
+        return fit ? fit : fh;
+    }
+}
+
 /* Close the O_PATH fds of idle inodes (no operation using them, not open) until well under the
  * budget; they are reopened from their file handles when next used. table_lock held. The kernel keeps
- * an inode for every dentry it caches, so without this a large tree exhausts RLIMIT_NOFILE. */
+ * an inode for every dentry it caches, so without this a large tree exhausts RLIMIT_NOFILE. An inode's
+ * handle is taken here, the first time it is evicted, not when it is made: most inodes never are (one
+ * name_to_handle_at per LOOKUP or READDIRPLUS entry of a new inode saved), and this runs only over budget. */
 static void evict_idle(struct efs *fs)
 {
     long target = fs->fd_budget - fs->fd_budget / 8;
@@ -175,7 +194,11 @@ static void evict_idle(struct efs *fs)
         struct inode *in = fs->table[fs->evict_cursor];
         fs->evict_cursor = (fs->evict_cursor + 1) % HASH_BUCKETS;
         for (; in && fs->nfds > target; in = in->next)
-            if (in->fd >= 0 && in->fh && !in->pins && !in->nopen) {
+            if (in->fd >= 0 && !in->no_handle && !in->pins && !in->nopen) {
+                if (!in->fh && !(in->fh = handle_of(in->fd))) {
+                    in->no_handle = 1; /* no file handles here: this inode keeps its fd */
+                    continue;
+                }
                 close(in->fd);
                 in->fd = -1;
                 fs->nfds--;
@@ -214,23 +237,6 @@ void efs_inode_unpin(struct efs *fs, struct inode *in)
     dead = efs_inode_take_if_unused(fs, in); /* a forget may have come while it was pinned */
     pthread_mutex_unlock(&fs->table_lock);
     efs_inode_destroy(dead);
-}
-
-static struct file_handle *handle_of(int fd)
-{
-    struct file_handle *fh = malloc(sizeof *fh + MAX_HANDLE_SZ);
-    int mount_id;
-    if (!fh)
-        return NULL;
-    fh->handle_bytes = MAX_HANDLE_SZ;
-    if (name_to_handle_at(fd, "", fh, &mount_id, AT_EMPTY_PATH)) {
-        free(fh);
-        return NULL; /* no file handles on this filesystem: this inode keeps its fd */
-    }
-    {
-        struct file_handle *fit = realloc(fh, sizeof *fh + fh->handle_bytes); /* 8 bytes on ext4, not 128 */
-        return fit ? fit : fh;
-    }
 }
 
 /* The known inode for st, referenced (nlookup) and pinned; if it was evicted it adopts *fd (which
@@ -282,7 +288,6 @@ static struct inode *efs_inode_get(struct efs *fs, int fd, const struct stat *st
         return NULL;
     }
     efs_inode_init(in);
-    in->fh = handle_of(fd); /* outside the lock: a syscall */
     in->ino = st->st_ino;
     in->dev = st->st_dev;
     in->type = st->st_mode & S_IFMT;
@@ -388,6 +393,16 @@ int efs_lookup_backing(struct efs *fs, int dirfd, const char *backing, struct fu
         return -ENOMEM;
     efs_entry_of(fs, in, &st, e);
     return 0;
+}
+
+void efs_inode_mark_unlinked(struct efs *fs, dev_t dev, ino_t ino)
+{
+    struct inode *in;
+    pthread_mutex_lock(&fs->table_lock);
+    in = inode_find_locked(fs, dev, ino);
+    if (in)
+        __atomic_store_n(&in->unlinked, 1, __ATOMIC_RELAXED);
+    pthread_mutex_unlock(&fs->table_lock);
 }
 
 /* A readdirplus entry whose inode (dev, d_ino from getdents) the table holds already, with its descriptor

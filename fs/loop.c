@@ -22,6 +22,7 @@
 #include <pthread.h>
 #include <semaphore.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -47,7 +48,12 @@ struct loop {
     int err;
     long spin_ns;            /* the leader polls this long for the next request before blocking */
     unsigned cold;           /* consecutive waits longer than spin_ns (leader only): spinning is off */
+    unsigned unspun_run;     /* reads without spinning since the last spin or probe (leader only) */
+    efs_loop_counts *counts; /* the caller's, or own below */
+    efs_loop_counts own;
 };
+
+#define COUNT(l, field) atomic_fetch_add_explicit(&(l)->counts->field, 1, memory_order_relaxed)
 
 /* Requests served after passing leadership: they move data (the kernel sends several at once: readahead,
  * writeback), wait for the disk, or list directories. Everything else — lookup, create (a spare file is
@@ -100,23 +106,44 @@ static void *serve(void *arg);
  * request a few microseconds after our reply (a random reader, tar, cp) then finds the leader awake: on
  * these paravirtualised VMs putting a thread to sleep and waking it costs more than serving a small
  * request (4 KiB random reads: ~50 µs per request blocking, ~20 µs spinning). After COLD_AFTER waits in a
- * row that outlasted the window the leader stops spinning (an idle or slow client costs no CPU) until a
- * request again arrives within it.
+ * row that outlasted the window the leader stops spinning (an idle or slow client costs no CPU), but it
+ * still spins before every PROBE_EVERY-th read while cold: a probe that finds a request turns spinning
+ * back on. (Turning it back on only when a blocking wait turned out shorter than the window was not
+ * enough: a blocking wait includes waking the leader, which on these VMs alone takes longer than the
+ * window, so a fast client that had once made the leader cold — a pause between two runs — could stay
+ * unspun for its whole run. The stats xattr counts loop_unspun and loop_probe_hits.)
  */
 #define COLD_AFTER 8
+#define PROBE_EVERY 16
 static void spin(struct loop *l)
 {
     int64_t t0;
-    if (l->spin_ns <= 0 || l->cold >= COLD_AFTER)
+    bool probe = false;
+    if (l->spin_ns <= 0) {
+        COUNT(l, unspun);
         return;
+    }
+    if (l->cold >= COLD_AFTER) {
+        if (++l->unspun_run < PROBE_EVERY) {
+            COUNT(l, unspun);
+            return;
+        }
+        probe = true;
+    }
+    l->unspun_run = 0;
     t0 = efs_mono_ns();
     do {
         if (efs_loop_requests_queued(l->se)) {
             l->cold = 0;
+            COUNT(l, spin_hits);
+            if (probe)
+                COUNT(l, probe_hits);
             return;
         }
     } while (efs_mono_ns() - t0 < l->spin_ns);
-    l->cold++;
+    if (l->cold < COLD_AFTER)
+        l->cold++;
+    COUNT(l, spin_misses);
 }
 
 static void free_buf(void *arg)
@@ -139,8 +166,10 @@ static void pass_leadership(struct loop *l)
             return;
         sigfillset(&all); /* signals go to the calling thread, which waits for them */
         pthread_sigmask(SIG_BLOCK, &all, &old);
-        if (!pthread_create(&l->threads[l->nthreads], &a, serve, l))
+        if (!pthread_create(&l->threads[l->nthreads], &a, serve, l)) {
             l->nthreads++;
+            COUNT(l, threads);
+        }
         pthread_sigmask(SIG_SETMASK, &old, NULL);
         pthread_attr_destroy(&a);
     }
@@ -191,8 +220,10 @@ static void *serve(void *arg)
                 l->err = res;
             goto ended;
         }
+        COUNT(l, requests);
         passed = (fbuf.flags & FUSE_BUF_IS_FD) || served_by_follower(fbuf.mem, (size_t)res) || efs_loop_requests_queued(l->se);
         if (passed) {
+            COUNT(l, passed);
             pthread_mutex_lock(&l->lock);
             pass_leadership(l);
             pthread_mutex_unlock(&l->lock);
@@ -215,7 +246,7 @@ ended: /* lock held */
     return NULL;
 }
 
-int efs_loop_run(struct fuse_session *se, unsigned max_threads, unsigned spin_us)
+int efs_loop_run(struct fuse_session *se, unsigned max_threads, unsigned spin_us, efs_loop_counts *counts)
 {
     struct loop l;
     sigset_t all, old;
@@ -224,6 +255,7 @@ int efs_loop_run(struct fuse_session *se, unsigned max_threads, unsigned spin_us
 
     memset(&l, 0, sizeof l);
     l.se = se;
+    l.counts = counts ? counts : &l.own;
     l.spin_ns = (long)(spin_us > 1000 ? 1000 : spin_us) * 1000;
     l.max_threads = max_threads < 1 ? 1 : max_threads > MAX_LOOP_THREADS ? MAX_LOOP_THREADS : max_threads;
     pthread_mutex_init(&l.lock, NULL);
@@ -236,8 +268,10 @@ int efs_loop_run(struct fuse_session *se, unsigned max_threads, unsigned spin_us
      * before this one would otherwise have counted it. */
     pthread_mutex_lock(&l.lock);
     rc = pthread_create(&l.threads[0], NULL, serve, &l);
-    if (!rc)
+    if (!rc) {
         l.nthreads = 1;
+        COUNT(&l, threads);
+    }
     pthread_mutex_unlock(&l.lock);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc) {

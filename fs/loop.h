@@ -11,6 +11,7 @@
 #endif
 #include <fuse_lowlevel.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 /*
  * The request buffer contract (what lets the write path seal in place, content.c "Sealing outside the
@@ -21,10 +22,27 @@
  * be used after the handler has replied and returned, when the thread reads its next request into it.
  */
 
+/* What a loop counts (relaxed atomics, read while it runs: the stats xattr shows them). Every read of a
+ * request by the leader is one of spin_hits (it was already queued, or arrived while the leader polled),
+ * spin_misses (the window ended empty and the leader blocked) or unspun (the leader blocked at once:
+ * spinning was off, or spin_us is 0). While spinning is off the leader still spins before every 16th read
+ * (a probe, counted in spin_hits or spin_misses). */
+typedef struct efs_loop_counts {
+    _Atomic uint64_t requests;    /* requests read */
+    _Atomic uint64_t spin_hits;
+    _Atomic uint64_t spin_misses;
+    _Atomic uint64_t unspun;
+    _Atomic uint64_t probe_hits;  /* spin_hits of a probe while spinning was off: it is on again */
+    _Atomic uint64_t passed;      /* requests after which leadership was passed to another thread */
+    _Atomic uint64_t threads;     /* threads started */
+} efs_loop_counts;
+
 /* Serve se until it ends (unmount) or fuse_session_exit (a signal handler). The calling thread serves
  * no requests; it waits and then stops the others. spin_us: how long the leader polls for the next
- * request before blocking (0: never; see loop.c). 0, or -1 when reading requests failed. */
-int efs_loop_run(struct fuse_session *se, unsigned max_threads, unsigned spin_us) __attribute__((warn_unused_result));
+ * request before blocking (0: never; see loop.c). counts (may be NULL) is updated while it runs and must
+ * outlive it. 0, or -1 when reading requests failed. */
+int efs_loop_run(struct fuse_session *se, unsigned max_threads, unsigned spin_us, efs_loop_counts *counts)
+    __attribute__((warn_unused_result));
 
 /* A request is waiting in se's /dev/fuse that no thread has read yet (poll; does not block). */
 bool efs_loop_requests_queued(struct fuse_session *se);

@@ -27,6 +27,7 @@
 #include "content.h"
 #include "efs.h"
 #include "fuseio.h"
+#include "loop.h"
 #include "names.h"
 #include "spares.h"
 #include "uring.h"
@@ -37,7 +38,9 @@
 struct inode {
     struct inode *next;          /* hash chain */
     int fd;                      /* O_PATH, or -1 while evicted (reopened from fh); see efs_inode_pin() */
-    struct file_handle *fh;      /* to reopen fd; NULL: never evicted */
+    struct file_handle *fh;      /* to reopen fd, taken when first evicted (table_lock); NULL: not yet */
+    int no_handle;               /* the backing filesystem gave no handle: never evicted (table_lock) */
+    int unlinked;                /* its last name went through this mount (a hint; __atomic; setattr checks) */
     int pins;                    /* operations using fd right now; protected by fs->table_lock */
     ino_t ino;
     dev_t dev;
@@ -71,10 +74,12 @@ struct efs {
     efs_names *names;            /* NULL with plaintext names */
     const efs_config *cfg;
     double timeout;
+    int writeback_cache;         /* the kernel keeps regular files' mtime and ctime (FUSE_CAP_WRITEBACK_CACHE) */
     struct fuse_session *se;     /* for notifications to the kernel */
     _Atomic uint64_t getxattr_requests; /* observed by tests: writes must not cost one each */
     _Atomic uint64_t negative_lookups;  /* LOOKUPs answered with a negative entry (tests: it is cached) */
     efs_uring *uring;                   /* FUSE over io_uring (uring.c), or NULL */
+    efs_loop_counts loop;               /* the /dev/fuse request loop's counters (loop.h) */
     _Atomic uint64_t header_probes;     /* headers read only for a size (config format ≤ 2); tests: 0 in format 3 */
     int mount_fd;                /* the backing root, for open_by_handle_at */
     long nfds, fd_budget;        /* inode fds open / allowed before evicting idle ones (table_lock) */
@@ -110,6 +115,8 @@ int efs_inode_attach(struct efs *fs, struct inode *in, efs_file_keys *keys, cons
 /* Load keys and content from the backing file open as fd (rw held exclusively); no-op when loaded. */
 int efs_inode_load(struct efs *fs, struct inode *in, int fd, const char *what) __attribute__((warn_unused_result));
 void efs_inode_unload(struct inode *in);
+/* Note that the regular file (dev, ino) has just lost its last name (unlink): a hint for setattr. */
+void efs_inode_mark_unlinked(struct efs *fs, dev_t dev, ino_t ino);
 /* Attributes as the mount shows them (plaintext sizes). */
 int efs_inode_stat(struct efs *fs, struct inode *in, struct stat *st) __attribute__((warn_unused_result));
 

@@ -275,11 +275,15 @@ void efs_op_readlink(fuse_req_t req, fuse_ino_t ino)
 }
 
 /* Before the entry `backing` of dirfd is removed or replaced: an O_PATH descriptor of it if it may be a
- * symlink with a long target (for efs_symlink_forget afterwards), else -1. */
-static int hold_if_long_symlink(int dirfd, const char *backing)
+ * symlink with a long target (for efs_symlink_forget afterwards), else -1. *st: its attributes, or st_ino
+ * 0 if it could not be stated. */
+static int hold_if_long_symlink(int dirfd, const char *backing, struct stat *st)
 {
-    struct stat st;
-    if (fstatat(dirfd, backing, &st, AT_SYMLINK_NOFOLLOW) || !efs_symlink_maybe_long(&st))
+    if (fstatat(dirfd, backing, st, AT_SYMLINK_NOFOLLOW)) {
+        st->st_ino = 0;
+        return -1;
+    }
+    if (!efs_symlink_maybe_long(st))
         return -1;
     return openat(dirfd, backing, O_PATH | O_NOFOLLOW | O_CLOEXEC);
 }
@@ -289,13 +293,16 @@ void efs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
     struct efs *fs = fs_of(req);
     struct inode *p = inode_of(req, parent);
     struct bname bn;
+    struct stat st = {0};
     int rc = map_name(fs, parent, p, name, &bn, -ENOENT), held = -1;
     if (!rc)
-        held = hold_if_long_symlink(p->fd, bn.b);
+        held = hold_if_long_symlink(p->fd, bn.b, &st);
     if (!rc && unlinkat(p->fd, bn.b, 0))
         rc = -errno;
     if (!rc)
         forget_name(p, &bn);
+    if (!rc && st.st_ino && S_ISREG(st.st_mode) && st.st_nlink == 1)
+        efs_inode_mark_unlinked(fs, st.st_dev, st.st_ino); /* its last name (setattr: times need not be kept) */
     efs_symlink_forget(fs->root.fd, held); /* (removes its target only if it was the last link) */
     fuse_reply_err(req, -rc);
 }
@@ -361,7 +368,7 @@ void efs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino
     if (!rc)
         rc = prepare_name(np, &to);
     if (!rc && !(flags & RENAME_EXCHANGE)) /* a replaced symlink's long target */
-        held = hold_if_long_symlink(np->fd, to.b);
+        held = hold_if_long_symlink(np->fd, to.b, &(struct stat){0});
     if (!rc && renameat2(p->fd, from.b, np->fd, to.b, flags))
         rc = -errno;
     efs_symlink_forget(fs->root.fd, held);

@@ -6,6 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+#include "trail.h"
 
 #define STR_(x) #x
 #define STR(x) STR_(x)
@@ -68,51 +71,83 @@ int kms_retention_set(sqlite3 *db, const kms_audit_retention *r)
     return -1;
 }
 
-/* One transaction of the prepared DELETE below. Returns the rows it deleted, or -1. */
-static int prune_batch(sqlite3 *db, sqlite3_stmt *st, int64_t cutoff, int64_t last_seq)
+/* One transaction: delete the oldest rows the policy lets go, up to KMS_PRUNE_BATCH, as one contiguous
+ * range from the start (the chain must stay whole: a row the clock placed out of order stops the
+ * cut), and sign a checkpoint digest saying where the chain now begins and the hash it continues from.
+ * Digests of the removed range go too. Returns the rows deleted, or -1. */
+static int prune_batch(sqlite3 *db, const uint8_t *sk, int64_t cutoff, int64_t last_seq, int64_t lo)
 {
-    int n;
-    sqlite3_bind_int64(st, 1, cutoff);
-    sqlite3_bind_int64(st, 2, last_seq);
+    sqlite3_stmt *st = NULL;
+    int64_t upto = -1;
+    uint8_t hash[32];
+    bool chained = false;
+    int n = -1;
     if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
         return -1;
-    if (sqlite3_step(st) != SQLITE_DONE) {
-        sqlite3_reset(st);
-        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-        return -1;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT seq FROM audit WHERE seq >= ?3 AND (seq >= ?3 + " STR(KMS_PRUNE_BATCH)
+                           " OR NOT (time < ?1 OR seq <= ?2)) ORDER BY seq LIMIT 1",
+                           -1, &st, NULL) != SQLITE_OK)
+        goto out;
+    sqlite3_bind_int64(st, 1, cutoff);
+    sqlite3_bind_int64(st, 2, last_seq);
+    sqlite3_bind_int64(st, 3, lo);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        upto = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    st = NULL;
+    if (upto <= lo) { /* nothing to cut (or every row would go: the newest always stays) */
+        n = 0;
+        goto out;
     }
+    chained = !kms_trail_hash_of(db, upto - 1, hash);
+    if (sqlite3_prepare_v2(db, "DELETE FROM audit WHERE seq < ?", -1, &st, NULL) != SQLITE_OK)
+        goto out;
+    sqlite3_bind_int64(st, 1, upto);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        goto out;
     n = sqlite3_changes(db);
-    sqlite3_reset(st);
-    if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-        return -1;
+    sqlite3_finalize(st);
+    st = NULL;
+    if (chained) {
+        if (sqlite3_prepare_v2(db,
+                               "DELETE FROM audit_digests WHERE (kind IN ('periodic','close') AND last_seq < ?1)"
+                               " OR kind IN ('start','checkpoint')",
+                               -1, &st, NULL) != SQLITE_OK)
+            goto fail;
+        sqlite3_bind_int64(st, 1, upto);
+        if (sqlite3_step(st) != SQLITE_DONE ||
+            kms_trail_put_digest(db, sk, "checkpoint", upto, upto - 1, hash, (int64_t)time(NULL)))
+            goto fail;
     }
+    sqlite3_finalize(st);
+    if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
+        return n;
+    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    return -1;
+fail:
+    n = -1;
+out:
+    sqlite3_finalize(st);
+    sqlite3_exec(db, n >= 0 ? "COMMIT" : "ROLLBACK", NULL, NULL, NULL);
     return n;
 }
 
-int64_t kms_audit_prune(sqlite3 *db, const kms_audit_retention *r, bool (*stop)(void *), void *arg)
+int64_t kms_audit_prune(sqlite3 *db, const kms_audit_retention *r, const uint8_t *sk, bool (*stop)(void *), void *arg)
 {
-    sqlite3_stmt *span, *del;
+    sqlite3_stmt *span;
     int64_t total = 0;
     if (!r->days && !r->max_records)
         return 0;
     /* Each batch: the oldest KMS_PRUNE_BATCH rows (a range of the primary key: no scan) that are older
-     * than the cutoff or at or below the last seq the cap lets go. A row the clock placed out of order is
-     * kept until the rows before it go: the trail is ordered by seq, and pruning stops at the first kept
-     * row. seq is the rowid, so min, max and the newest row are lookups, not scans (min and max in one
-     * SELECT would scan the table: SQLite's min/max shortcut takes one aggregate per query). */
+     * than the cutoff or at or below the last seq the cap lets go. seq is the rowid, so min, max and the
+     * newest row are lookups, not scans (min and max in one SELECT would scan the table: SQLite's
+     * min/max shortcut takes one aggregate per query). */
     if (sqlite3_prepare_v2(db,
                            "SELECT (SELECT min(seq) FROM audit), (SELECT max(seq) FROM audit),"
                            " (SELECT time FROM audit ORDER BY seq DESC LIMIT 1)",
                            -1, &span, NULL) != SQLITE_OK)
         return -1;
-    if (sqlite3_prepare_v2(db,
-                           "DELETE FROM audit WHERE seq < (SELECT min(seq) FROM audit) + " STR(KMS_PRUNE_BATCH)
-                           " AND (time < ?1 OR seq <= ?2)",
-                           -1, &del, NULL) != SQLITE_OK) {
-        sqlite3_finalize(span);
-        return -1;
-    }
     for (;;) {
         int64_t lo, hi, newest, cutoff, last_seq;
         int n;
@@ -128,7 +163,7 @@ int64_t kms_audit_prune(sqlite3 *db, const kms_audit_retention *r, bool (*stop)(
         sqlite3_reset(span);
         cutoff = r->days ? newest - r->days * 86400 : INT64_MIN;
         last_seq = r->max_records && hi - lo + 1 > r->max_records ? hi - r->max_records : INT64_MIN;
-        n = prune_batch(db, del, cutoff, last_seq);
+        n = prune_batch(db, sk, cutoff, last_seq, lo);
         if (n < 0) {
             total = -1;
             break;
@@ -137,7 +172,6 @@ int64_t kms_audit_prune(sqlite3 *db, const kms_audit_retention *r, bool (*stop)(
         if (n == 0)
             break;
     }
-    sqlite3_finalize(del);
     sqlite3_finalize(span);
     return total;
 }
@@ -173,6 +207,25 @@ static bool col_is(sqlite3_stmt *st, int col, const char *want)
     return !want || (t && !strcmp((const char *)t, want));
 }
 
+/* ResourceName: a key id, or a key ARN (whose last part is the id). */
+static bool resource_is(sqlite3_stmt *st, const char *want)
+{
+    const char *slash;
+    if (!want)
+        return true;
+    slash = strncmp(want, "arn:", 4) ? NULL : strrchr(want, '/');
+    return col_is(st, 6, slash ? slash + 1 : want);
+}
+
+void kms_audit_events_free(kms_audit_event *ev, size_t n)
+{
+    if (!ev)
+        return;
+    for (size_t i = 0; i < n; i++)
+        free(ev[i].event);
+    free(ev);
+}
+
 int kms_audit_lookup(sqlite3 *db, const kms_audit_query *q, kms_audit_event **out, size_t *n, int64_t *next)
 {
     sqlite3_stmt *st;
@@ -185,7 +238,8 @@ int kms_audit_lookup(sqlite3 *db, const kms_audit_query *q, kms_audit_event **ou
     *next = 0;
     /* Backwards along the rowid; the filters are applied here so that the walk can stop at start_time. */
     if (sqlite3_prepare_v2(db,
-                           "SELECT seq, time, account, user, source, operation, key_id, result FROM audit"
+                           "SELECT seq, time, account, user, source, operation, key_id, result, event_id,"
+                           " access_key, read_only, event FROM audit"
                            " WHERE seq < ?1 ORDER BY seq DESC",
                            -1, &st, NULL) != SQLITE_OK)
         return -1;
@@ -201,7 +255,8 @@ int kms_audit_lookup(sqlite3 *db, const kms_audit_query *q, kms_audit_event **ou
         if (q->start_time && t < q->start_time)
             break;
         if ((q->end_time && t > q->end_time) || !col_is(st, 3, q->user) || !col_is(st, 6, q->key_id) ||
-            !col_is(st, 5, q->operation))
+            !col_is(st, 5, q->operation) || !col_is(st, 8, q->event_id) || !col_is(st, 9, q->access_key) ||
+            (q->read_only && sqlite3_column_int(st, 10) != (q->read_only == 1)) || !resource_is(st, q->resource))
             continue;
         if (len == q->max_results) { /* one more match: there is a next page, after the last one kept */
             *next = v[len - 1].id;
@@ -216,12 +271,16 @@ int kms_audit_lookup(sqlite3 *db, const kms_audit_query *q, kms_audit_event **ou
         copy_col(e->operation, sizeof e->operation, st, 5);
         copy_col(e->key_id, sizeof e->key_id, st, 6);
         copy_col(e->result, sizeof e->result, st, 7);
+        copy_col(e->event_id, sizeof e->event_id, st, 8);
+        copy_col(e->access_key, sizeof e->access_key, st, 9);
+        e->read_only = sqlite3_column_int(st, 10);
+        e->event = sqlite3_column_text(st, 11) ? strdup((const char *)sqlite3_column_text(st, 11)) : NULL;
     }
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)
         ret = -1;
     sqlite3_finalize(st);
     if (ret || !len) {
-        free(v);
+        kms_audit_events_free(v, len);
         *next = 0;
         return ret;
     }

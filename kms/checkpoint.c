@@ -20,6 +20,9 @@ struct kms_checkpointer {
     pthread_mutex_t lock;
     pthread_cond_t cond;
     bool due, stop;
+    const uint8_t *sk;    /* audit signing key (the core's, borrowed) */
+    void (*tick)(void *);
+    void *tick_arg;
 };
 
 /* Past this many WAL pages the thread has fallen behind (a writer faster than its PASSIVE checkpoints,
@@ -61,23 +64,37 @@ static void prune(kms_checkpointer *k)
 {
     kms_audit_retention r;
     if (!kms_retention_get(k->own, &r))
-        (void)kms_audit_prune(k->own, &r, stopping, k); /* a failure is retried at the next round */
+        (void)kms_audit_prune(k->own, &r, k->sk, stopping, k); /* a failure is retried at the next round */
 }
 
 static void *run(void *arg)
 {
     kms_checkpointer *k = arg;
-    struct timespec next;
+    struct timespec next, tick;
     prune(k);
     clock_gettime(CLOCK_MONOTONIC, &next);
+    tick = next;
     next.tv_sec += KMS_PRUNE_INTERVAL_S;
+    tick.tv_sec += 1;
     pthread_mutex_lock(&k->lock);
     for (;;) {
-        bool prune_due = false;
-        while (!k->due && !k->stop && !prune_due)
-            prune_due = pthread_cond_timedwait(&k->cond, &k->lock, &next) != 0;
+        bool prune_due = false, tick_due = false;
+        while (!k->due && !k->stop && !tick_due)
+            tick_due = pthread_cond_timedwait(&k->cond, &k->lock, k->tick ? &tick : &next) != 0;
         if (k->stop)
             break;
+        if (tick_due) {
+            struct timespec now;
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            prune_due = now.tv_sec > next.tv_sec || (now.tv_sec == next.tv_sec && now.tv_nsec >= next.tv_nsec);
+            tick = now;
+            tick.tv_sec += 1;
+            if (k->tick) {
+                pthread_mutex_unlock(&k->lock);
+                k->tick(k->tick_arg);
+                pthread_mutex_lock(&k->lock);
+            }
+        }
         if (k->due) {
             k->due = false;
             pthread_mutex_unlock(&k->lock);
@@ -98,12 +115,16 @@ static void *run(void *arg)
     return NULL;
 }
 
-kms_checkpointer *kms_checkpointer_start(sqlite3 *db, const char *path)
+kms_checkpointer *kms_checkpointer_start(sqlite3 *db, const char *path, const uint8_t *sk, void (*tick)(void *),
+                                         void *arg)
 {
     kms_checkpointer *k = calloc(1, sizeof *k);
     if (!k)
         return NULL;
     k->db = db;
+    k->sk = sk;
+    k->tick = tick;
+    k->tick_arg = arg;
     if (sqlite3_open_v2(path, &k->own, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK)
         goto fail_open;
     sqlite3_busy_timeout(k->own, 1000);

@@ -2,8 +2,9 @@
  * dispatch.c — kms_core_call, the single entry point of the key service. Every operation, from the
  * embedded client, the HTTP server or the CLI, passes here: parse the JSON body, take the lock,
  * notice other processes' changes, apply due deletions, run the operation (which authorises the
- * caller through authz.c once it knows the key), and append an audit record. Operations themselves
- * live in ops.c; the table below is generated from the one list of operations in envelopefs/kms.h.
+ * caller through authz.c once it knows the key), queue an audit record and, after the lock, wait
+ * until it is durable (trail.h: group commit) before answering. Operations themselves live in ops.c;
+ * the table below is generated from the one list of operations in envelopefs/kms.h.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -14,48 +15,45 @@
 #include "common/jsondump.h"
 #include "common/jsonparse.h"
 #include "internal.h"
+#include "model.h"
 #include "ops.h"
 
 /* The dispatch table, generated from the one list of operations (KMS_OPERATIONS, envelopefs/kms.h). */
 static const struct op_entry {
     const char *name;
     kms_op_fn fn;
+    unsigned flags;
 } OPS[] = {
-#define X(name, fn, verb, flags) {#name, fn},
+#define X(name, fn, verb, flags) {#name, fn, flags},
     KMS_OPERATIONS(X)
 #undef X
 };
 
-/* Bounded copy (snprintf "%s" without the format machinery). */
-static void copy_str(char *dst, size_t cap, const char *src)
+bool kms_trail_read_only(const char *op)
 {
-    size_t n = strnlen(src, cap - 1);
-    memcpy(dst, src, n);
-    dst[n] = 0;
+    for (size_t i = 0; i < sizeof OPS / sizeof OPS[0]; i++)
+        if (!strcmp(OPS[i].name, op))
+            return (OPS[i].flags & KMS_OP_READ_ONLY) != 0;
+    return true; /* not an operation: nothing was changed */
 }
 
-static void audit(kms_core *c, const kms_principal *p, const char *op, const char *key_id, kms_err e)
+/* A call refused before it reached an operation (unknown name, malformed body): recorded too. */
+static kms_err refuse(kms_core *c, const kms_principal *caller, const char *name, kms_err e, char *msg,
+                      char **message)
 {
-    struct audit_rec *r;
-    int64_t now = kms_now(c);
-    if (c->n_audit == sizeof c->audit / sizeof c->audit[0])
-        kms_store_flush_audit(c);
-    if (c->n_audit == sizeof c->audit / sizeof c->audit[0])
-        return; /* store not writable: drop rather than block the key service */
-    if (c->n_audit == 0)
-        c->audit_oldest = now;
-    r = &c->audit[c->n_audit++];
-    r->time = now;
-    copy_str(r->account, sizeof r->account, p && p->account ? p->account : c->account);
-    copy_str(r->user, sizeof r->user, p && p->user ? p->user : "local");
-    copy_str(r->source, sizeof r->source, p && p->source ? p->source : "embedded");
-    copy_str(r->op, sizeof r->op, op);
-    copy_str(r->key_id, sizeof r->key_id, key_id ? key_id : "");
-    copy_str(r->result, sizeof r->result, e ? kms_err_name(e) : "OK");
-    /* Batched: flushed when KMS_AUDIT_BATCH records are pending, when the oldest is a second old,
-     * and at close. */
-    if (now - c->audit_oldest >= 1)
-        kms_store_flush_audit(c);
+    uint64_t ticket;
+    pthread_mutex_lock(&c->lock);
+    ticket = kms_trail_append(c, caller, name, NULL, NULL, NULL, e, msg);
+    pthread_mutex_unlock(&c->lock);
+    if (ticket) {
+        kms_err written = kms_trail_commit(c, ticket); /* the call is refused either way */
+        (void)written;
+    }
+    if (message)
+        *message = msg;
+    else
+        free(msg);
+    return e;
 }
 
 /* Wipe every string in a JSON tree that may hold plaintext (Plaintext, PrivateKeyPlaintext fields). */
@@ -117,6 +115,8 @@ kms_err kms_core_call(kms_core *c, const kms_principal *caller, const char *oper
     char jerr[128];
     char *msg = NULL;
     char key_id[KMS_KEY_ID_LEN + 1] = "";
+    uint64_t ticket;
+    bool dry_run = false;
     kms_err e;
 
     *resp = NULL;
@@ -129,29 +129,45 @@ kms_err kms_core_call(kms_core *c, const kms_principal *caller, const char *oper
             break;
         }
     if (!op) {
-        kms_set_msg(message, "unknown operation %s", operation ? operation : "(none)");
-        return KMS_ERR_UNKNOWN_OPERATION;
+        char name[48];
+        snprintf(name, sizeof name, "%s", operation ? operation : "(none)");
+        kms_set_msg(&msg, "unknown operation %s", name);
+        return refuse(c, caller, name, KMS_ERR_UNKNOWN_OPERATION, msg, message);
     }
     in = efs_json_parse(req && req_len ? req : "{}", req && req_len ? req_len : 2, jerr, sizeof jerr);
     if (!in || !json_is_object(in)) {
-        kms_set_msg(message, "request body is not a JSON object: %s", in ? "not an object" : jerr);
+        kms_set_msg(&msg, "request body is not a JSON object: %s", in ? "not an object" : jerr);
         json_decref(in);
-        return KMS_ERR_SERIALIZATION;
+        return refuse(c, caller, op->name, KMS_ERR_SERIALIZATION, msg, message);
     }
+    e = kms_model_check(op->name, in, &dry_run, &msg); /* before any key is looked at, as AWS's model */
     pthread_mutex_lock(&c->lock);
-    e = kms_store_reload_if_changed(c, &msg);
+    if (!e)
+        e = kms_store_reload_if_changed(c, &msg);
     if (!e) {
         kms_sweep_deletions(c);
         struct op_ctx ctx = {.core = c, .caller = caller, .operation = op->name, .key_id = key_id, .msg = &msg,
-                             .in = in};
+                             .dry_run = dry_run, .in = in};
         e = kms_check_grant_tokens(&ctx, in);
         if (!e)
             e = op->fn(&ctx, in, &out);
     }
-    audit(c, caller, op->name, key_id, e);
+    ticket = kms_trail_append(c, caller, op->name, in, out, key_id, e, msg);
     pthread_mutex_unlock(&c->lock);
     wipe_json_secrets(in);
     json_decref(in);
+    /* Durable before the answer: a caller that sees success can rely on its record surviving a crash. */
+    if (!ticket || kms_trail_commit(c, ticket)) {
+        if (out) {
+            wipe_json_secrets(out);
+            json_decref(out);
+            out = NULL;
+        }
+        if (!e) {
+            e = KMS_ERR_INTERNAL;
+            kms_set_msg(&msg, "the audit trail cannot be written; the call is refused");
+        }
+    }
     if (e) {
         if (out) {
             wipe_json_secrets(out);

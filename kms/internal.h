@@ -27,6 +27,7 @@
 #include "aead.h"
 #include "checkpoint.h"
 #include "keyspec.h"
+#include "trail.h"
 #include "envelopefs/kms.h"
 #include "policy.h"
 
@@ -34,8 +35,6 @@
 #define KMS_PCTX_SLOTS (4 * KMS_ALG__COUNT) /* sign, verify, encrypt, decrypt × algorithm */
 #define KMS_MAX_VERSIONS_CACHED 64
 #define KMS_FRESHNESS_MS 2  /* staleness bound for other processes' changes */
-#define KMS_AUDIT_BATCH 512 /* audit records kept before a flush (also flushed when a second old) */
-#define KMS_AUDIT_ROWS 64   /* rows per INSERT statement of a flush */
 
 enum kms_key_state { KS_ENABLED, KS_DISABLED, KS_PENDING_DELETION, KS_PENDING_IMPORT };
 
@@ -101,10 +100,6 @@ typedef struct kms_alias {
     int64_t created, updated;
 } kms_alias;
 
-struct audit_rec {
-    int64_t time;
-    char account[16], user[64], source[64], op[48], key_id[KMS_KEY_ID_LEN + 1], result[48];
-};
 
 struct kms_core {
     pthread_mutex_t lock;
@@ -124,10 +119,24 @@ struct kms_core {
     size_t n_keys, cap_keys;
     kms_alias *aliases;
     size_t n_aliases, cap_aliases;
-    struct audit_rec audit[KMS_AUDIT_BATCH];
-    size_t n_audit;
-    sqlite3_stmt *audit_stmt[2]; /* prepared INSERTs of KMS_AUDIT_ROWS rows and of one row */
-    int64_t audit_oldest;
+    /* The audit trail (trail.c). Queue and chain state under the core lock; durability under trail_mu. */
+    struct audit_rec *q;       /* records appended, not yet written */
+    size_t q_n, q_cap;
+    uint64_t q_ticket;         /* tickets handed out */
+    uint64_t q_written;        /* newest ticket committed */
+    sqlite3_stmt *audit_ins;
+    int64_t digest_ms;         /* CLOCK_MONOTONIC ms of this core's last digest */
+    int64_t since_digest;      /* records this core wrote since then */
+    uint8_t *audit_sk;         /* Ed25519 secret key (sodium_malloc'd), signs digests */
+    uint8_t audit_pk[32];
+    bool trail_init;
+    pthread_mutex_t trail_mu;
+    pthread_cond_t trail_cv;
+    uint64_t trail_durable, trail_failed; /* newest ticket durable / newest in a failed write */
+    bool trail_writing;
+    double af_tokens;          /* authentication-failure records: token bucket (kms_core_audit_auth_failure) */
+    int64_t af_last_ms;
+    uint64_t af_suppressed;
     kms_checkpointer *ckpt;    /* WAL checkpoints off the request path; NULL: SQLite's automatic ones */
 };
 
@@ -169,7 +178,6 @@ kms_err kms_store_insert_grant(kms_core *c, kms_key *k, kms_grant *g, char **msg
 kms_err kms_store_delete_grant(kms_core *c, kms_key *k, size_t idx, char **msg);
 void kms_grant_clear(kms_grant *g);  /* frees g's strings */
 void kms_key_access_free(kms_key *k); /* frees k's policy and grants */
-void kms_store_flush_audit(kms_core *c);
 kms_key *kms_find_key(kms_core *c, const char *id);
 kms_alias *kms_find_alias(kms_core *c, const char *name);
 void kms_free_tables(kms_core *c);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <sodium.h>
 
@@ -368,6 +369,13 @@ static kms_err open_blob(struct op_ctx *x, const uint8_t *buf, size_t len, const
     return KMS_OK;
 }
 
+/* DryRun: every authorisation of the call has passed; stop before doing it. */
+static kms_err dry_run(struct op_ctx *x)
+{
+    return x->dry_run ? fail(x, KMS_ERR_DRY_RUN, "The request would have succeeded, but the DryRun option is set.")
+                      : KMS_OK;
+}
+
 static kms_err resolve_usable(struct op_ctx *x, json_t *in, kms_key **k)
 {
     const char *id;
@@ -411,6 +419,35 @@ static kms_err check_alg(struct op_ctx *x, json_t *in, const char *field)
     if (!e && alg && strcmp(alg, "SYMMETRIC_DEFAULT"))
         return fail(x, KMS_ERR_INVALID_KEY_USAGE, "%s %s is not supported by a SYMMETRIC_DEFAULT key", field, alg);
     return e;
+}
+
+#define KMS_MAX_TAGS 50
+
+/* AWS's tag rules: TagKey 1-128 characters, TagValue 0-256, the aws: prefix reserved (TagException);
+ * at most KMS_MAX_TAGS in one request (LimitExceededException). Characters, not bytes. */
+static size_t utf8_chars(const char *s)
+{
+    size_t n = 0;
+    for (; *s; s++)
+        n += ((unsigned char)*s & 0xc0) != 0x80;
+    return n;
+}
+
+static kms_err check_tags(struct op_ctx *x, json_t *tags)
+{
+    json_t *t;
+    size_t i;
+    if (json_array_size(tags) > KMS_MAX_TAGS)
+        return fail(x, KMS_ERR_LIMIT_EXCEEDED, "A key may have at most %d tags.", KMS_MAX_TAGS);
+    json_array_foreach(tags, i, t) {
+        const char *tk = json_string_value(json_object_get(t, "TagKey"));
+        const char *tv = json_string_value(json_object_get(t, "TagValue"));
+        if (!tk || !tv || !*tk || utf8_chars(tk) > 128 || utf8_chars(tv) > 256)
+            return fail(x, KMS_ERR_TAG, "each tag needs a TagKey (1-128 characters) and a TagValue (0-256 characters)");
+        if (!strncasecmp(tk, "aws:", 4))
+            return fail(x, KMS_ERR_TAG, "Tag keys beginning with aws: are reserved for AWS use");
+    }
+    return KMS_OK;
 }
 
 /* ---- key lifecycle -------------------------------------------------------------------------- */
@@ -469,16 +506,8 @@ kms_err kms_op_create_key(struct op_ctx *x, json_t *in, json_t **out)
         return fail(x, KMS_ERR_UNSUPPORTED_OPERATION, "KeySpec %s is not supported for Origin EXTERNAL; only SYMMETRIC_DEFAULT", spec);
     if (tags && !json_is_array(tags))
         return fail(x, KMS_ERR_SERIALIZATION, "Tags must be a list");
-    if (tags) {
-        size_t i;
-        json_t *t;
-        json_array_foreach(tags, i, t) {
-            const char *tk = json_string_value(json_object_get(t, "TagKey"));
-            const char *tv = json_string_value(json_object_get(t, "TagValue"));
-            if (!tk || !tv || !*tk || strlen(tk) > 128 || strlen(tv) > 256)
-                return fail(x, KMS_ERR_TAG, "each tag needs a TagKey (1-128 chars) and a TagValue (0-256 chars)");
-        }
-    }
+    if (tags && (e = check_tags(x, tags)))
+        return e;
     e = kms_authorize(c, x->caller, x->operation, NULL);
     if (e)
         return e;
@@ -1024,11 +1053,35 @@ kms_err kms_op_tag_resource(struct op_ctx *x, json_t *in, json_t **out)
         return e;
     if (!json_is_array(tags))
         return invalid(x, "tags", "Member must not be null");
-    json_array_foreach(tags, i, t) {
-        const char *tk = json_string_value(json_object_get(t, "TagKey"));
-        const char *tv = json_string_value(json_object_get(t, "TagValue"));
-        if (!tk || !tv || !*tk || strlen(tk) > 128 || strlen(tv) > 256)
-            return fail(x, KMS_ERR_TAG, "each tag needs a TagKey (1-128 chars) and a TagValue (0-256 chars)");
+    if ((e = check_tags(x, tags)))
+        return e;
+    {
+        /* At most KMS_MAX_TAGS per key, counting those it has and the new keys. */
+        int64_t have = 0, added = 0;
+        sqlite3_stmt *st;
+        if (sqlite3_prepare_v2(x->core->db, "SELECT count(*) FROM tags WHERE key_id=?", -1, &st, NULL) == SQLITE_OK) {
+            sqlite3_bind_text(st, 1, k->id, -1, SQLITE_STATIC);
+            if (sqlite3_step(st) == SQLITE_ROW)
+                have = sqlite3_column_int64(st, 0);
+            sqlite3_finalize(st);
+        }
+        json_array_foreach(tags, i, t) {
+            const char *tk = json_string_value(json_object_get(t, "TagKey"));
+            bool dup = false;
+            if (sqlite3_prepare_v2(x->core->db, "SELECT 1 FROM tags WHERE key_id=? AND tag_key=?", -1, &st, NULL) ==
+                SQLITE_OK) {
+                sqlite3_bind_text(st, 1, k->id, -1, SQLITE_STATIC);
+                sqlite3_bind_text(st, 2, tk, -1, SQLITE_STATIC);
+                dup = sqlite3_step(st) == SQLITE_ROW;
+                sqlite3_finalize(st);
+            }
+            for (size_t j = 0; j < i && !dup; j++)
+                dup = !strcmp(tk, json_string_value(json_object_get(json_array_get(tags, j), "TagKey")));
+            added += !dup;
+        }
+        if (have + added > KMS_MAX_TAGS)
+            return fail(x, KMS_ERR_LIMIT_EXCEEDED, "A key may have at most %d tags; this would make it %lld.",
+                        KMS_MAX_TAGS, (long long)(have + added));
     }
     json_array_foreach(tags, i, t) {
         e = kms_store_set_tag(x->core, k->id, json_string_value(json_object_get(t, "TagKey")),
@@ -1065,20 +1118,48 @@ kms_err kms_op_list_resource_tags(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_key *k;
     sqlite3_stmt *st;
-    json_t *arr;
+    json_t *arr, *lim = json_object_get(in, "Limit"), *mk = json_object_get(in, "Marker");
+    json_int_t limit = 50;
+    const char *marker = NULL;
+    bool more = false;
     kms_err e = resolve_any(x, in, &k);
     if (e)
         return e;
+    if (lim) {
+        if (!json_is_integer(lim))
+            return fail(x, KMS_ERR_SERIALIZATION, "Limit must be a number");
+        limit = json_integer_value(lim);
+        if (limit < 1 || limit > 50)
+            return invalid(x, "limit", "Member must have value between 1 and 50");
+    }
+    if (mk) {
+        /* Our marker is the last tag key of the previous page. */
+        if (!json_is_string(mk) || !*json_string_value(mk))
+            return fail(x, KMS_ERR_INVALID_MARKER, "Marker is not valid");
+        marker = json_string_value(mk);
+    }
     arr = json_array();
-    if (sqlite3_prepare_v2(x->core->db, "SELECT tag_key, tag_value FROM tags WHERE key_id=? ORDER BY tag_key", -1,
-                           &st, NULL) == SQLITE_OK) {
+    if (sqlite3_prepare_v2(x->core->db,
+                           "SELECT tag_key, tag_value FROM tags WHERE key_id=?1 AND tag_key > ?2 ORDER BY tag_key"
+                           " LIMIT ?3",
+                           -1, &st, NULL) == SQLITE_OK) {
         sqlite3_bind_text(st, 1, k->id, -1, SQLITE_STATIC);
-        while (sqlite3_step(st) == SQLITE_ROW)
+        sqlite3_bind_text(st, 2, marker ? marker : "", -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, limit + 1);
+        while (sqlite3_step(st) == SQLITE_ROW) {
+            if ((json_int_t)json_array_size(arr) == limit) {
+                more = true;
+                break;
+            }
             json_array_append_new(arr, json_pack("{s:s, s:s}", "TagKey", (const char *)sqlite3_column_text(st, 0),
                                                  "TagValue", (const char *)sqlite3_column_text(st, 1)));
+        }
         sqlite3_finalize(st);
     }
-    *out = json_pack("{s:o, s:b}", "Tags", arr, "Truncated", 0);
+    *out = json_pack("{s:o, s:b}", "Tags", arr, "Truncated", more);
+    if (more)
+        json_object_set_new(*out, "NextMarker", json_string(json_string_value(
+                                                    json_object_get(json_array_get(arr, json_array_size(arr) - 1), "TagKey"))));
     return KMS_OK;
 }
 
@@ -1110,6 +1191,8 @@ kms_err kms_op_encrypt(struct op_ctx *x, json_t *in, json_t **out)
     }
     if (!e)
         e = check_alg(x, in, "EncryptionAlgorithm");
+    if (!e)
+        e = dry_run(x);
     if (!e)
         e = seal_blob(x, k, pt, n, &ectx, &blob);
     if (pt) {
@@ -1163,6 +1246,8 @@ static kms_err data_key(struct op_ctx *x, json_t *in, json_t **out, bool with_pl
     e = resolve_usable(x, in, &k);
     if (!e && k->spec != KMS_SPEC_SYMMETRIC)
         e = kms_op_wrong_usage(x, k);
+    if (!e)
+        e = dry_run(x);
     if (e) {
         free(pairs);
         return e;
@@ -1227,6 +1312,8 @@ kms_err kms_op_decrypt(struct op_ctx *x, json_t *in, json_t **out)
         e = check_alg(x, in, "EncryptionAlgorithm");
     if (!e)
         e = open_blob(x, blob, blen, &ectx, explicit_key, &used, &pt, &n);
+    if (!e && (e = dry_run(x)))
+        sodium_memzero(pt, n);
     free(blob);
     free(pairs);
     if (e)
@@ -1279,6 +1366,8 @@ kms_err kms_op_re_encrypt(struct op_ctx *x, json_t *in, json_t **out)
         x->action = "ReEncryptTo";
         e = resolve(x, did, &dst);
     }
+    if (!e)
+        e = dry_run(x);
     if (!e)
         e = check_usable(x, dst);
     if (!e && dst->spec != KMS_SPEC_SYMMETRIC) {
@@ -1346,7 +1435,13 @@ kms_err kms_op_get_ectx(struct op_ctx *x, json_t *in, const char *field, kms_ect
     return get_ectx(x, in, field, ctx, pairs);
 }
 
-kms_err kms_op_resolve_usable(struct op_ctx *x, json_t *in, kms_key **k) { return resolve_usable(x, in, k); }
+/* For the operations in other files (asym.c, mac.c, datakeypair.c): resolved, usable, authorised — and a
+ * DryRun stops here. */
+kms_err kms_op_resolve_usable(struct op_ctx *x, json_t *in, kms_key **k)
+{
+    kms_err e = resolve_usable(x, in, k);
+    return e ? e : dry_run(x);
+}
 kms_err kms_op_resolve_any(struct op_ctx *x, json_t *in, kms_key **k) { return resolve_any(x, in, k); }
 void kms_op_key_arn(kms_core *c, const kms_key *k, char *buf, size_t cap) { key_arn(c, k, buf, cap); }
 

@@ -19,6 +19,7 @@ struct op_ctx {
     const char *action;         /* the action being authorized when it is not the operation's name
                                  * (ReEncrypt: ReEncryptFrom, then ReEncryptTo); NULL: operation */
     const kms_grant *new_grant; /* CreateGrant: the grant asked for */
+    bool dry_run;   /* DryRun: stop with KMS_ERR_DRY_RUN once the call is authorised (model.c checked it) */
 };
 
 typedef kms_err (*kms_op_fn)(struct op_ctx *ctx, json_t *in, json_t **out);

@@ -70,7 +70,7 @@ kms_err kms_authorize_key(struct op_ctx *x, kms_key *k, const char *alias)
     }
     e = kms_access_check(x->core, x->caller, k, &r, x->msg);
     free(heap);
-    return e ? e : kms_dry_run(x, action);
+    return e;
 }
 
 static bool takes(const char *const *ops, size_t n, const char *op)
@@ -81,20 +81,13 @@ static bool takes(const char *const *ops, size_t n, const char *op)
     return false;
 }
 
-static const char *const TAKES_DRY_RUN[] = {"CreateGrant", "Decrypt", "DeriveSharedSecret", "Encrypt",
-                                            "GenerateDataKey", "GenerateDataKeyPair",
-                                            "GenerateDataKeyPairWithoutPlaintext", "GenerateDataKeyWithoutPlaintext",
-                                            "GenerateMac", "ReEncrypt", "RetireGrant", "RevokeGrant", "Sign",
-                                            "Verify", "VerifyMac"};
-
-/* A dry run stops right after authorization, so it tells whether the call would be allowed. */
+/* The grant operations' dry run (model.c has checked DryRun and set x->dry_run): right after the
+ * authorization, so it tells whether the call would be allowed. */
 kms_err kms_dry_run(struct op_ctx *x, const char *action)
 {
-    if (!json_is_true(json_object_get(x->in, "DryRun")) ||
-        !takes(TAKES_DRY_RUN, sizeof TAKES_DRY_RUN / sizeof TAKES_DRY_RUN[0], x->operation) ||
-        !strcmp(action, "ReEncryptFrom")) /* ReEncrypt's destination key is still to be authorized */
-        return KMS_OK;
-    return kms_op_fail(x, KMS_ERR_DRY_RUN, "The request would have succeeded, but the DryRun option is set.");
+    (void)action;
+    return x->dry_run ? kms_op_fail(x, KMS_ERR_DRY_RUN, "The request would have succeeded, but the DryRun option is set.")
+                      : KMS_OK;
 }
 
 /* ---- grant tokens --------------------------------------------------------------------------- */
@@ -117,11 +110,8 @@ kms_err kms_check_grant_tokens(struct op_ctx *x, json_t *in)
                                         "GenerateDataKey", "GenerateDataKeyPair", "GenerateDataKeyPairWithoutPlaintext",
                                         "GenerateDataKeyWithoutPlaintext", "GenerateMac", "GetPublicKey", "ReEncrypt",
                                         "Sign", "Verify", "VerifyMac"};
-    json_t *t = json_object_get(in, "GrantTokens"), *v, *dry = json_object_get(in, "DryRun");
+    json_t *t = json_object_get(in, "GrantTokens"), *v;
     size_t i;
-    if (dry && !json_is_null(dry) && !json_is_boolean(dry) &&
-        takes(TAKES_DRY_RUN, sizeof TAKES_DRY_RUN / sizeof TAKES_DRY_RUN[0], x->operation))
-        return kms_op_fail(x, KMS_ERR_SERIALIZATION, "DryRun must be a boolean");
     if (!t || json_is_null(t) || !takes(TAKES, sizeof TAKES / sizeof TAKES[0], x->operation))
         return KMS_OK; /* the common case costs one lookup in the request */
     if (!json_is_array(t))
@@ -461,6 +451,8 @@ kms_err kms_op_create_grant(struct op_ctx *x, json_t *in, json_t **out)
     x->new_grant = &g;
     e = kms_op_resolve_any(x, in, &k);
     x->new_grant = NULL;
+    if (!e)
+        e = kms_dry_run(x, "CreateGrant");
     if (e)
         goto out;
     if (k->state == KS_PENDING_DELETION) {
@@ -687,6 +679,8 @@ kms_err kms_op_revoke_grant(struct op_ctx *x, json_t *in, json_t **out)
     kms_err e = kms_op_get_str(x, in, "GrantId", true, &gid);
     if (!e)
         e = kms_op_resolve_any(x, in, &k);
+    if (!e)
+        e = kms_dry_run(x, "RevokeGrant");
     if (e)
         return e;
     for (size_t i = 0; i < k->n_grants; i++)

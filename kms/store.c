@@ -345,6 +345,14 @@ out:
     return e;
 }
 
+/* ENVELOPEFS_KMS_SYNC=full: every commit (each group of audit records) fsyncs the WAL, so a power
+ * loss loses nothing that was answered; the default (normal) syncs at checkpoints only. */
+static bool sync_full(void)
+{
+    const char *v = getenv("ENVELOPEFS_KMS_SYNC");
+    return v && !strcmp(v, "full");
+}
+
 /* Keystore format 1 → 2: every key of a format-1 store is SYMMETRIC_DEFAULT / ENCRYPT_DECRYPT, which is
  * what the new columns default to; nothing else changes, so rows, sealed material and the golden vectors of
  * format 1 stay as they are. One transaction, after the root key is verified; a process that finds another
@@ -494,7 +502,9 @@ kms_err kms_core_open(const kms_store_opts *o, kms_core **out, char **errmsg)
         e = KMS_ERR_BAD_PASSPHRASE;
         goto fail;
     }
-    if (sqlite3_exec(c->db, "PRAGMA secure_delete=ON; PRAGMA synchronous=NORMAL;", NULL, NULL, NULL)) {
+    if (sqlite3_exec(c->db, sync_full() ? "PRAGMA secure_delete=ON; PRAGMA synchronous=FULL;"
+                                        : "PRAGMA secure_delete=ON; PRAGMA synchronous=NORMAL;",
+                     NULL, NULL, NULL)) {
         e = db_err(c, errmsg, "pragma");
         goto fail;
     }
@@ -504,9 +514,11 @@ kms_err kms_core_open(const kms_store_opts *o, kms_core **out, char **errmsg)
     if (e)
         goto fail;
     e = kms_store_load(c, errmsg);
+    if (!e)
+        e = kms_trail_open(c, errmsg);
     if (e)
         goto fail;
-    c->ckpt = kms_checkpointer_start(c->db, path); /* NULL: SQLite checkpoints inside commits */
+    c->ckpt = kms_checkpointer_start(c->db, path, c->audit_sk, kms_trail_tick, c); /* NULL: SQLite checkpoints inside commits */
     free(path);
     *out = c;
     return KMS_OK;
@@ -521,14 +533,11 @@ void kms_core_free(kms_core *c)
     if (!c)
         return;
     pthread_mutex_lock(&c->lock);
-    if (c->db)
-        kms_store_flush_audit(c);
+    kms_trail_close(c); /* writes what is queued and seals the head */
     pthread_mutex_unlock(&c->lock);
     kms_checkpointer_stop(c->ckpt);
     kms_free_tables(c);
     sqlite3_finalize(c->dv_stmt);
-    sqlite3_finalize(c->audit_stmt[0]);
-    sqlite3_finalize(c->audit_stmt[1]);
     sqlite3_close(c->db);
     sodium_free(c->root_key);
     free(c->dir);
@@ -1292,66 +1301,6 @@ kms_err kms_store_delete_tag(kms_core *c, const char *key_id, const char *k, cha
     return rc == SQLITE_DONE ? KMS_OK : db_err(c, msg, "delete tag");
 }
 
-/* Bind one record to parameters base+1..base+7. */
-static void bind_audit(sqlite3_stmt *st, int base, const struct audit_rec *r)
-{
-    sqlite3_bind_int64(st, base + 1, r->time);
-    sqlite3_bind_text(st, base + 2, r->account, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, base + 3, r->user, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, base + 4, r->source, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, base + 5, r->op, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, base + 6, r->key_id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, base + 7, r->result, -1, SQLITE_STATIC);
-}
-
-/* The INSERT of `rows` audit records (rows = KMS_AUDIT_ROWS or 1), prepared once per core: a
- * statement per row costs an update of sqlite_sequence (AUTOINCREMENT) and a VM run per record. */
-static sqlite3_stmt *audit_stmt(kms_core *c, int rows)
-{
-    sqlite3_stmt **st = &c->audit_stmt[rows == 1];
-    char sql[64 + KMS_AUDIT_ROWS * 18];
-    size_t n;
-    if (*st)
-        return *st;
-    n = (size_t)snprintf(sql, sizeof sql,
-                         "INSERT INTO audit(time, account, user, source, operation, key_id, result) VALUES");
-    for (int i = 0; i < rows && n < sizeof sql; i++)
-        n += (size_t)snprintf(sql + n, sizeof sql - n, "%s(?,?,?,?,?,?,?)", i ? "," : "");
-    if (n >= sizeof sql || sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL) != SQLITE_OK) {
-        *st = NULL;
-        return NULL;
-    }
-    return *st;
-}
-
-void kms_store_flush_audit(kms_core *c)
-{
-    size_t i = 0;
-    bool ok = true;
-    if (!c->n_audit)
-        return;
-    if (sqlite3_exec(c->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
-        return; /* keep the records; try again at the next flush */
-    while (ok && i < c->n_audit) {
-        int rows = c->n_audit - i >= KMS_AUDIT_ROWS ? KMS_AUDIT_ROWS : 1;
-        sqlite3_stmt *st = audit_stmt(c, rows);
-        if (!st) {
-            ok = false;
-            break;
-        }
-        for (int j = 0; j < rows; j++)
-            bind_audit(st, 7 * j, &c->audit[i + (size_t)j]);
-        ok = sqlite3_step(st) == SQLITE_DONE;
-        sqlite3_reset(st);
-        sqlite3_clear_bindings(st);
-        i += (size_t)rows;
-    }
-    if (ok && sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
-        c->n_audit = 0;
-    else
-        sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
-}
-
 /* ---- access keys ---------------------------------------------------------------------------- */
 
 kms_err kms_core_create_access_key(kms_core *c, const char *account, const char *user, char **akid,
@@ -1454,10 +1403,10 @@ kms_err kms_core_audit_retention(kms_core *c, const kms_audit_retention *set, km
     if (set && !kms_retention_valid(set))
         return KMS_ERR_VALIDATION;
     pthread_mutex_lock(&c->lock);
-    kms_store_flush_audit(c);
+    kms_trail_flush_locked(c);
     if (set && kms_retention_set(c->db, set))
         e = KMS_ERR_IO;
-    else if (kms_retention_get(c->db, &r) || kms_audit_prune(c->db, &r, NULL, NULL) < 0)
+    else if (kms_retention_get(c->db, &r) || kms_audit_prune(c->db, &r, c->audit_sk, NULL, NULL) < 0)
         e = KMS_ERR_IO;
     else if (status) {
         status->retention = r;
@@ -1479,7 +1428,7 @@ kms_err kms_core_lookup_audit(kms_core *c, const kms_audit_query *q, kms_audit_e
         (q->start_time && q->end_time && q->start_time > q->end_time))
         return KMS_ERR_VALIDATION;
     pthread_mutex_lock(&c->lock);
-    kms_store_flush_audit(c);
+    kms_trail_flush_locked(c);
     rc = kms_audit_lookup(c->db, q, out, n, next);
     pthread_mutex_unlock(&c->lock);
     return rc ? KMS_ERR_IO : KMS_OK;

@@ -8,7 +8,7 @@
  * `file://FILE` reads any value from a file; maps take `k=v,k2=v2` or JSON; lists take several
  * values or JSON. On failure it prints the AWS CLI's message
  * "An error occurred (Name) when calling the Op operation: message" and exits 254, as `aws` does;
- * usage errors exit 252 (also as `aws`). Local-only verbs: init-store, create-, list- and delete-access-key, configure- and lookup-audit.
+ * usage errors exit 252 (also as `aws`). Local-only verbs: init-store, create-, list- and delete-access-key, configure-, lookup- and validate-audit, get-audit-public-key.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -207,7 +207,11 @@ static void usage(FILE *f)
                "  delete-access-key --access-key-id ID                (local store: revoke, also in a running server)\n"
                "  configure-audit [--retention-days D] [--max-records N]  (local store: audit retention, 0 = no limit)\n"
                "  lookup-audit [--start-time T] [--end-time T] [--user U] [--key-id ID] [--operation OP]\n"
+               "               [--lookup-attributes AttributeKey=K,AttributeValue=V]\n"
                "               [--max-results N] [--next-token T]     (local store: the audit trail, newest first)\n"
+               "  validate-audit [--start-time T] [--public-key HEX]  (local store: check the trail's hash chain and\n"
+               "               signed digests; names the first bad record; exit 1 if not intact)\n"
+               "  get-audit-public-key                                (the key validate-audit checks digests with)\n"
                "  serve [--listen ADDR:PORT] ...   serve the store over the AWS KMS protocol (`kms serve --help`)\n");
     for (size_t i = 0; i < NVERBS; i++) {
         fprintf(f, "  %s", VERBS[i].verb);
@@ -729,54 +733,126 @@ static int64_t time_flag(const char *flag, const char *v)
     return t;
 }
 
-/* lookup-audit [--start-time T] [--end-time T] [--user U] [--key-id ID] [--operation OP] [--max-results N]
- * [--next-token TOKEN]: the audit trail, newest first, a page at a time. */
+/* --lookup-attributes AttributeKey=K,AttributeValue=V (the AWS CLI's form; JSON accepted too) into q.
+ * 0, or EXIT_USAGE. The strings point into v or into json kept by *keep. */
+static int lookup_attribute(const char *v, kms_audit_query *q, json_t **keep)
+{
+    static const char *const names[] = {"EventName", "Username", "ResourceName", "EventId", "ReadOnly",
+                                        "AccessKeyId", "EventSource", "ResourceType"};
+    const char *k = NULL, *val = NULL;
+    char *dup;
+    json_t *j = NULL;
+    if (*v == '{' || *v == '[') {
+        j = json_loads(v, 0, NULL);
+        json_t *o = json_is_array(j) ? json_array_get(j, 0) : j;
+        k = json_string_value(json_object_get(o, "AttributeKey"));
+        val = json_string_value(json_object_get(o, "AttributeValue"));
+        *keep = j;
+    } else if ((dup = strdup(v))) {
+        char *save = NULL;
+        for (char *t = strtok_r(dup, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+            if (!strncmp(t, "AttributeKey=", 13))
+                k = t + 13;
+            else if (!strncmp(t, "AttributeValue=", 15))
+                val = t + 15;
+        }
+        *keep = json_pack("{s:s?, s:s?}", "k", k, "v", val); /* copies: dup goes */
+        free(dup);
+        k = json_string_value(json_object_get(*keep, "k"));
+        val = json_string_value(json_object_get(*keep, "v"));
+    }
+    if (!k || !val)
+        return usage_error("lookup-audit: --lookup-attributes takes AttributeKey=K,AttributeValue=V (K one of "
+                           "EventName, Username, ResourceName, EventId, ReadOnly, AccessKeyId, EventSource, ResourceType)");
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (!strcmp(k, names[i])) {
+            switch (i) {
+            case 0: q->operation = val; break;
+            case 1: q->user = val; break;
+            case 2: q->resource = val; break;
+            case 3: q->event_id = val; break;
+            case 4:
+                if (strcmp(val, "true") && strcmp(val, "false"))
+                    return usage_error("lookup-audit: ReadOnly is true or false, not %s", val);
+                q->read_only = !strcmp(val, "true") ? 1 : 2;
+                break;
+            case 5: q->access_key = val; break;
+            case 6: /* every record here is kms.amazonaws.com's */
+                if (strcmp(val, "kms.amazonaws.com"))
+                    q->event_id = "-"; /* matches nothing */
+                break;
+            case 7:
+                if (strcmp(val, "AWS::KMS::Key"))
+                    q->event_id = "-";
+                break;
+            }
+            return 0;
+        }
+    return usage_error("lookup-audit: unknown lookup attribute %s", k);
+}
+
+/* lookup-audit [--start-time T] [--end-time T] [--user U] [--key-id ID] [--operation OP]
+ * [--lookup-attributes AttributeKey=K,AttributeValue=V] [--max-results N] [--next-token TOKEN]: the audit
+ * trail, newest first, a page at a time, in CloudTrail's LookupEvents shape. */
 static int lookup_audit(int argc, char **argv, const cli_kms_opts *g)
 {
     kms_audit_query q = {.max_results = 50};
-    const char *start = NULL, *end = NULL, *max = NULL, *token = NULL;
+    const char *start = NULL, *end = NULL, *max = NULL, *token = NULL, *attr = NULL;
     kms_audit_event *ev = NULL;
     size_t n = 0;
     int64_t next = 0;
     kmsc *c;
     kms_core *core;
     kms_err e;
-    json_t *o, *arr;
+    json_t *o, *arr, *keep = NULL;
     int rc;
     if ((rc = local_flags("lookup-audit", argc, argv,
                           (const struct local_flag[]){{"--start-time", &start}, {"--end-time", &end},
                                                       {"--user", &q.user}, {"--key-id", &q.key_id},
                                                       {"--operation", &q.operation}, {"--max-results", &max},
-                                                      {"--next-token", &token}, {NULL, NULL}})))
+                                                      {"--next-token", &token}, {"--lookup-attributes", &attr},
+                                                      {NULL, NULL}})))
         return rc;
     if ((start && (q.start_time = time_flag("--start-time", start)) < 0) ||
         (end && (q.end_time = time_flag("--end-time", end)) < 0))
         return EXIT_USAGE;
+    if (attr && (rc = lookup_attribute(attr, &q, &keep))) {
+        json_decref(keep);
+        return rc;
+    }
     if (max) {
         long long m = local_number("lookup-audit", "--max-results", max, 1, KMS_AUDIT_MAX_RESULTS);
-        if (m < 0)
+        if (m < 0) {
+            json_decref(keep);
             return EXIT_USAGE;
+        }
         q.max_results = (size_t)m;
     }
-    if (token && (q.before = local_number("lookup-audit", "--next-token", token, 1, LLONG_MAX)) < 0)
-        return EXIT_USAGE;
-    if (q.start_time && q.end_time && q.start_time > q.end_time)
-        return usage_error("%s", "lookup-audit: --start-time is after --end-time");
-    if ((rc = local_core(g, "lookup-audit", &c, &core)))
+    if ((token && (q.before = local_number("lookup-audit", "--next-token", token, 1, LLONG_MAX)) < 0) ||
+        (q.start_time && q.end_time && q.start_time > q.end_time)) {
+        json_decref(keep);
+        return token && q.before < 0 ? EXIT_USAGE : usage_error("%s", "lookup-audit: --start-time is after --end-time");
+    }
+    if ((rc = local_core(g, "lookup-audit", &c, &core))) {
+        json_decref(keep);
         return rc;
+    }
     e = kms_core_lookup_audit(core, &q, &ev, &n, &next);
     kmsc_free(c);
+    json_decref(keep);
     if (e)
-        return local_error(e, "LookupAudit");
+        return local_error(e, "LookupEvents");
     o = object_with_array("Events", &arr);
     for (size_t i = 0; o && i < n; i++) {
-        char id[24];
-        json_t *x;
-        snprintf(id, sizeof id, "%lld", (long long)ev[i].id);
-        x = json_pack("{s:s, s:I, s:s, s:s, s:s, s:s, s:s}", "EventId", id, "EventTime", (json_int_t)ev[i].time,
-                      "EventName", ev[i].operation, "Account", ev[i].account, "UserName", ev[i].user, "Source",
-                      ev[i].source, "Result", ev[i].result);
-        if (x && ev[i].key_id[0] && json_object_set_new(x, "KeyId", json_string(ev[i].key_id))) {
+        json_t *x, *res = json_array();
+        if (ev[i].key_id[0])
+            json_array_append_new(res, json_pack("{s:s, s:s}", "ResourceType", "AWS::KMS::Key", "ResourceName",
+                                                 ev[i].key_id));
+        x = json_pack("{s:s, s:s, s:s, s:I, s:s, s:s, s:o, s:s}", "EventId", ev[i].event_id, "EventName",
+                      ev[i].operation, "ReadOnly", ev[i].read_only ? "true" : "false", "EventTime",
+                      (json_int_t)ev[i].time, "EventSource", "kms.amazonaws.com", "Username", ev[i].user,
+                      "Resources", res, "CloudTrailEvent", ev[i].event ? ev[i].event : "");
+        if (x && ev[i].access_key[0] && json_object_set_new(x, "AccessKeyId", json_string(ev[i].access_key))) {
             json_decref(x);
             x = NULL;
         }
@@ -793,8 +869,63 @@ static int lookup_audit(int argc, char **argv, const cli_kms_opts *g)
             o = NULL;
         }
     }
-    free(ev);
+    kms_audit_events_free(ev, n);
     return print_result(o);
+}
+
+/* validate-audit [--start-time T] [--public-key HEX]: check the trail's chain and digests; prints what
+ * was checked and, if it fails, the first bad record; exit 1 when the trail is not intact. */
+static int validate_audit(int argc, char **argv, const cli_kms_opts *g)
+{
+    const char *start = NULL, *pk = NULL;
+    int64_t t = 0;
+    kms_audit_validation v;
+    kmsc *c;
+    kms_core *core;
+    kms_err e;
+    json_t *o;
+    int rc;
+    if ((rc = local_flags("validate-audit", argc, argv,
+                          (const struct local_flag[]){{"--start-time", &start}, {"--public-key", &pk}, {NULL, NULL}})))
+        return rc;
+    if (start && (t = time_flag("--start-time", start)) < 0)
+        return EXIT_USAGE;
+    if (pk && strlen(pk) != 64)
+        return usage_error("%s", "validate-audit: --public-key takes 64 hex digits (get-audit-public-key)");
+    if ((rc = local_core(g, "validate-audit", &c, &core)))
+        return rc;
+    e = kms_core_validate_audit(core, t, pk, &v);
+    kmsc_free(c);
+    if (e)
+        return local_error(e, "ValidateAudit");
+    o = json_pack("{s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:s}", "Valid", v.valid, "RecordsChecked",
+                  (json_int_t)v.records, "DigestsChecked", (json_int_t)v.digests, "FirstSeq", (json_int_t)v.first_seq,
+                  "LastSeq", (json_int_t)v.last_seq, "UnsealedRecords", (json_int_t)v.unsealed, "LegacyRecords",
+                  (json_int_t)v.legacy, "PublicKey", v.public_key);
+    if (o && !v.valid)
+        json_object_set_new(o, "FirstBadRecord",
+                            json_pack("{s:I, s:s, s:s}", "Seq", (json_int_t)v.bad_seq, "EventId", v.bad_event_id,
+                                      "Reason", v.reason));
+    rc = print_result(o);
+    if (!v.valid)
+        fprintf(stderr, "envelopefs kms validate-audit: the audit trail is not intact: %s\n", v.reason);
+    return rc ? rc : (v.valid ? 0 : 1);
+}
+
+/* get-audit-public-key: the public half of the audit signing key, for validate-audit --public-key. */
+static int get_audit_public_key(int argc, char **argv, const cli_kms_opts *g)
+{
+    char hex[65];
+    kmsc *c;
+    kms_core *core;
+    int rc;
+    if ((rc = local_flags("get-audit-public-key", argc, argv, (const struct local_flag[]){{NULL, NULL}})))
+        return rc;
+    if ((rc = local_core(g, "get-audit-public-key", &c, &core)))
+        return rc;
+    kms_core_audit_public_key(core, hex);
+    kmsc_free(c);
+    return print_result(json_pack("{s:s, s:s}", "KeyAlgorithm", "ED25519", "PublicKey", hex));
 }
 
 /* Value of a non-binary flag: inline, or the contents of file://FILE (one trailing newline dropped). */
@@ -1035,7 +1166,9 @@ int cmd_kms(int argc, char **argv)
                      {"list-access-keys", list_access_keys},
                      {"delete-access-key", delete_access_key},
                      {"configure-audit", configure_audit},
-                     {"lookup-audit", lookup_audit}};
+                     {"lookup-audit", lookup_audit},
+                     {"validate-audit", validate_audit},
+                     {"get-audit-public-key", get_audit_public_key}};
         for (size_t i = 0; i < sizeof LOCAL / sizeof LOCAL[0]; i++)
             if (!strcmp(verb, LOCAL[i].verb)) {
                 rc = LOCAL[i].fn(nrest - 1, rest + 1, &cli.g);

@@ -6,6 +6,7 @@
  * start and stop.
  */
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
@@ -26,13 +27,44 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: envelopefs kms serve [--listen ADDR:PORT | --unix PATH] [--tls-cert F --tls-key F]\n"
                "                            [--foreground] [--pid-file F] [--rate-limit N] [--threads N]\n"
+               "                            [--max-connections N] [--per-ip-limit N] [--idle-timeout S]\n"
+               "                            [--request-timeout S]\n"
                "                            [--store DIR] [--root-key-file F] [--passphrase-file F]\n"
                "Serves the key store over HTTP(S) with the AWS KMS JSON protocol; every request must be\n"
                "SigV4-signed with an access key from `envelopefs kms create-access-key`.\n"
                "  --listen ADDR:PORT   default 127.0.0.1:4599\n"
                "  --rate-limit N       requests per second per account (default 10000, AWS's default quota)\n"
-               "  --unix-principal UID=ARN   with --unix: a peer of this uid may send unsigned requests, served\n"
-               "                       as the principal ARN (arn:aws:iam::ACCOUNT:root | ...:user/NAME); repeatable\n");
+               "  --max-connections N  open connections at most (default: what RLIMIT_NOFILE allows, <= 60000;\n"
+               "                       the soft limit is raised to the hard one, and as root the hard one too)\n"
+               "  --per-ip-limit N     connections per source address (default 256)\n"
+               "  --idle-timeout S     a connection's wait for its next request line (default 30)\n"
+               "  --request-timeout S  a whole request from its request line to its reply (default 20)\n");
+}
+
+/* A flag's positive number (at most 1,000,000), or UINT_MAX for a usage error. */
+static unsigned positive(const char *v)
+{
+    char *end;
+    unsigned long n = strtoul(v, &end, 10);
+    return *v && !*end && n >= 1 && n <= 1000000 ? (unsigned)n : UINT_MAX;
+}
+
+/* Room for `connections` descriptors and 256 more: the soft limit up to the hard one, and as root
+ * the hard one up to fs.nr_open. Best effort: the server sizes its connection limit to what it got. */
+static void raise_nofile(unsigned connections)
+{
+    struct rlimit rl;
+    rlim_t want = (rlim_t)connections + 256;
+    if (getrlimit(RLIMIT_NOFILE, &rl) || (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur >= want))
+        return;
+    if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < want) {
+        struct rlimit up = {want, want};
+        if (!setrlimit(RLIMIT_NOFILE, &up))
+            return;
+    }
+    rl.rlim_cur = rl.rlim_max != RLIM_INFINITY && rl.rlim_max < want ? rl.rlim_max : want;
+    if (setrlimit(RLIMIT_NOFILE, &rl))
+        EFS_WARN("cannot raise RLIMIT_NOFILE to %llu: %s", (unsigned long long)rl.rlim_cur, strerror(errno));
 }
 
 /* Block the stop signals (so sigwait sees them), start the server, write the pid file. */
@@ -62,16 +94,16 @@ static int start_server(kmsc *client, const kms_server_opts *so, const char *pid
 
 int cmd_kms_serve(int argc, char **argv, const cli_kms_opts *g)
 {
-    enum { O_LISTEN = 1000, O_UNIX, O_UNIX_PRINCIPAL, O_CERT, O_KEY, O_FG, O_PID, O_RATE, O_THREADS };
+    enum { O_LISTEN = 1000, O_UNIX, O_CERT, O_KEY, O_FG, O_PID, O_RATE, O_THREADS, O_MAXC, O_PERIP, O_IDLE, O_REQT };
     static const struct option opts[] = {
         {"listen", required_argument, NULL, O_LISTEN}, {"unix", required_argument, NULL, O_UNIX},
-        {"unix-principal", required_argument, NULL, O_UNIX_PRINCIPAL},
         {"tls-cert", required_argument, NULL, O_CERT}, {"tls-key", required_argument, NULL, O_KEY},
         {"foreground", no_argument, NULL, O_FG}, {"pid-file", required_argument, NULL, O_PID},
         {"rate-limit", required_argument, NULL, O_RATE}, {"threads", required_argument, NULL, O_THREADS},
+        {"max-connections", required_argument, NULL, O_MAXC}, {"per-ip-limit", required_argument, NULL, O_PERIP},
+        {"idle-timeout", required_argument, NULL, O_IDLE}, {"request-timeout", required_argument, NULL, O_REQT},
         {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
     kms_server_opts so;
-    const char *unix_principals[64];
     const char *pid_file = NULL;
     bool fg = false;
     int c, sig, rc = 0;
@@ -86,25 +118,22 @@ int cmd_kms_serve(int argc, char **argv, const cli_kms_opts *g)
         switch (c) {
         case O_LISTEN: so.listen = optarg; break;
         case O_UNIX: so.unix_path = optarg; break;
-        case O_UNIX_PRINCIPAL:
-            if (so.n_unix_principals == sizeof unix_principals / sizeof unix_principals[0]) {
-                fprintf(stderr, "envelopefs kms serve: at most %zu --unix-principal\n", so.n_unix_principals);
-                return 2;
-            }
-            unix_principals[so.n_unix_principals++] = optarg;
-            so.unix_principals = unix_principals;
-            break;
         case O_CERT: so.tls_cert = optarg; break;
         case O_KEY: so.tls_key = optarg; break;
         case O_FG: fg = true; break;
         case O_PID: pid_file = optarg; break;
         case O_RATE: so.rate_limit = strtod(optarg, NULL); break;
         case O_THREADS: so.threads = (unsigned)strtoul(optarg, NULL, 10); break;
+        case O_MAXC: so.max_connections = positive(optarg); break;
+        case O_PERIP: so.per_ip_limit = positive(optarg); break;
+        case O_IDLE: so.timeout_s = positive(optarg); break;
+        case O_REQT: so.request_timeout_s = positive(optarg); break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
     }
-    if (optind != argc) {
+    if (optind != argc || so.max_connections == UINT_MAX || so.per_ip_limit == UINT_MAX || so.timeout_s == UINT_MAX ||
+        so.request_timeout_s == UINT_MAX) {
         usage(stderr);
         return 2;
     }
@@ -113,6 +142,7 @@ int cmd_kms_serve(int argc, char **argv, const cli_kms_opts *g)
         return 2;
     }
     setrlimit(RLIMIT_CORE, &rl);
+    raise_nofile(so.max_connections ? so.max_connections : KMS_SERVER_MAX_CONNECTIONS);
     efs_log_init("envelopefs-kms", false, EFS_LOG_INFO); /* syslog once in the background */
     /* Unlock the store in the foreground so errors are seen, then again in the daemon. */
     client = cli_open_kms(g, NULL);

@@ -193,7 +193,7 @@ typedef struct kms_audit_status {
 } kms_audit_status;
 
 /* With set non-NULL, store that policy (KMS_ERR_VALIDATION for negative values or days over
- * KMS_RETENTION_MAX_DAYS). Then flush this core's buffered records, prune what the policy no longer keeps
+ * KMS_RETENTION_MAX_DAYS). Then write this core's queued records, prune what the policy no longer keeps
  * (a long-lived core also does that on its maintenance thread, at start and every minute), and fill
  * status (non-NULL) with the policy and what the trail holds. */
 kms_err kms_core_audit_retention(kms_core *core, const kms_audit_retention *set, kms_audit_status *status) KMS_WUR;
@@ -202,7 +202,10 @@ kms_err kms_core_audit_retention(kms_core *core, const kms_audit_retention *set,
 #define KMS_AUDIT_MAX_RESULTS 1000
 typedef struct kms_audit_query {
     int64_t start_time, end_time;          /* inclusive bounds, seconds since the epoch; 0: unbounded */
-    const char *user, *key_id, *operation; /* exact matches; NULL: any */
+    const char *user, *key_id, *operation; /* exact matches; NULL: any (CloudTrail's Username, EventName) */
+    const char *resource;                  /* ResourceName: a key id or key ARN the record names; NULL: any */
+    const char *event_id, *access_key;     /* EventId, AccessKeyId; NULL: any */
+    int read_only;                         /* ReadOnly: 0 any, 1 true, 2 false */
     int64_t before;                        /* only records older than this event id (a page's `next`); 0: none */
     size_t max_results;                    /* 1 .. KMS_AUDIT_MAX_RESULTS */
 } kms_audit_query;
@@ -211,9 +214,47 @@ typedef struct kms_audit_event {
     int64_t id;   /* increases with every record the store appends */
     int64_t time; /* seconds since the epoch */
     char account[16], user[64], source[64], operation[48], key_id[64], result[48];
+    char event_id[40], access_key[24];
+    int read_only;
+    char *event;  /* the CloudTrail JSON record (malloc'd; kms_audit_events_free) */
 } kms_audit_event;
 
-/* The records matching q, newest first, after flushing this core's buffered ones. On success *out is a
+/* Free what kms_core_lookup_audit returned. */
+void kms_audit_events_free(kms_audit_event *ev, size_t n);
+
+/* Verify the audit trail: every record's hash chain link and contents from the chain's start (or, with
+ * start_time, from the newest digest before the first record at or after it), every digest's Ed25519
+ * signature, and that no record a digest covers is missing (truncation). public_key_hex (64 hex
+ * digits) pins the key to check against; NULL uses the store's (itself checked against its sealed
+ * secret half). */
+typedef struct kms_audit_validation {
+    bool valid;
+    int64_t records, digests;    /* records and digests checked */
+    int64_t legacy;              /* records from before the chain existed (not verifiable) */
+    int64_t unsealed;            /* records after the newest digest (the residual window) */
+    int64_t first_seq, last_seq; /* the checked range */
+    int64_t bad_seq;             /* the first bad record's seq (0 if none; a digest's problem: -id) */
+    char bad_event_id[40];       /* its eventID if it could be read */
+    char reason[200];
+    char public_key[65];         /* hex of the key used */
+} kms_audit_validation;
+kms_err kms_core_validate_audit(kms_core *core, int64_t start_time, const char *public_key_hex,
+                                kms_audit_validation *out) KMS_WUR;
+
+/* The public half of the store's audit signing key, 64 hex digits + NUL. */
+void kms_core_audit_public_key(kms_core *core, char out[65]);
+
+/* Record a request that failed authentication (the server: bad signature, unknown access key, expired
+ * request) with the access key id it claimed and its source address. Rate-limited (a token bucket of
+ * KMS_AUTH_FAILURE_RATE records a second, burst KMS_AUTH_FAILURE_BURST): failures beyond it are counted
+ * and the next record says how many were suppressed, so a flood cannot fill the disk. Waits until
+ * the record is durable. */
+#define KMS_AUTH_FAILURE_RATE 10
+#define KMS_AUTH_FAILURE_BURST 100
+void kms_core_audit_auth_failure(kms_core *core, const kms_principal *claimed, const char *operation, kms_err e,
+                                 const char *message);
+
+/* The records matching q, newest first (every answered call's record is already written). On success *out is a
  * malloc'd array of *n events (free() it; NULL when none) and *next is the `before` of the next page, 0
  * when there is none. The search walks back from the newest record and stops at the first one older
  * than start_time (records are in time order unless the clock was set back). KMS_ERR_VALIDATION for

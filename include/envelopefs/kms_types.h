@@ -42,6 +42,7 @@ typedef enum kms_err {
     KMS_ERR_DEPENDENCY_TIMEOUT,      /* DependencyTimeoutException */
     KMS_ERR_UNKNOWN_OPERATION,       /* UnknownOperationException */
     KMS_ERR_SERIALIZATION,           /* SerializationException (malformed JSON body) */
+    KMS_ERR_DRY_RUN,                 /* DryRunOperationException: DryRun set, and the call would be allowed */
     KMS_ERR_INVALID_SIGNATURE,       /* KMSInvalidSignatureException (Verify) */
     KMS_ERR_INVALID_MAC,             /* KMSInvalidMacException (VerifyMac) */
     KMS_ERR_INCORRECT_KEY_MATERIAL,  /* IncorrectKeyMaterialException (ImportKeyMaterial) */
@@ -50,7 +51,6 @@ typedef enum kms_err {
     KMS_ERR_MALFORMED_POLICY,        /* MalformedPolicyDocumentException */
     KMS_ERR_INVALID_GRANT_TOKEN,     /* InvalidGrantTokenException */
     KMS_ERR_INVALID_GRANT_ID,        /* InvalidGrantIdException */
-    KMS_ERR_DRY_RUN,                 /* DryRunOperationException: DryRun set, and the call would be allowed */
     /* SigV4 / authentication (server side) */
     KMS_ERR_MISSING_AUTH,            /* MissingAuthenticationTokenException */
     KMS_ERR_INCOMPLETE_SIGNATURE,    /* IncompleteSignatureException */
@@ -84,7 +84,8 @@ typedef struct kms_principal {
     const char *account;     /* 12-digit account id, e.g. "111122223333" */
     const char *user;        /* user name, e.g. "alice" */
     const char *access_key;  /* access key id used to sign, or NULL for embedded calls */
-    const char *source;      /* "embedded", "http:127.0.0.1", ... for the audit trail */
+    const char *source;      /* "embedded", "http:127.0.0.1:54321", ... for the audit trail */
+    const char *user_agent;  /* the client's User-Agent (audit trail), or NULL */
     const char *source_ip;   /* the caller's address for aws:SourceIp conditions, or NULL (embedded) */
     const char *via_service; /* kms:ViaService when an AWS-shaped service calls on the principal's behalf */
 } kms_principal;

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -31,6 +32,7 @@
 #include "common/readfile.h"
 #include "common/monotime.h"
 #include "envelopefs/sigv4.h"
+#include "conns.h"
 
 #define MAX_BODY (64 * 1024)
 /* Per-connection memory of libmicrohttpd (request line, headers, reply headers). It zeroes the used
@@ -67,70 +69,97 @@ struct kms_server {
     char *tls_cert, *tls_key;    /* PEM contents */
     int unix_fd;
     unsigned port;
-    struct uid_principal *uids;  /* Unix-socket peers served without SigV4 */
-    size_t n_uids;
+    unsigned max_connections;
+    srv_conns *conns;            /* deadlines and eviction (conns.h) */
 };
 
 struct req_state {
     char *body;
     size_t len, cap;
     bool too_big;
+    bool started;    /* the handler's first call (headers complete) has been seen */
 };
 
-/* Per connection (MHD's socket context): the caller's address as the audit trail names it, and for a
- * Unix-socket peer its uid. */
-struct conn_state {
-    char source[64];
-    bool peer;  /* uid is the peer's (SO_PEERCRED) */
-    uid_t uid;
-};
+/* The connection whose request line this event-loop thread parsed last (see mhd_log). */
+static __thread srv_conn *thread_conn;
 
-/* A Unix-socket peer uid → principal mapping (kms_server_opts.unix_principals), parsed. */
-struct uid_principal {
-    uid_t uid;
-    char account[16];
-    char user[64];
-};
-
-/* "UID=arn:aws:iam::ACCOUNT:root|user/NAME" → m; -1 if malformed. */
-static int parse_uid_principal(const char *s, struct uid_principal *m)
-{
-    char *end;
-    unsigned long uid = strtoul(s, &end, 10);
-    if (end == s || *end != '=' || uid > (unsigned long)(uid_t)-1)
-        return -1;
-    m->uid = (uid_t)uid;
-    return kms_principal_split(end + 1, m->account, m->user, sizeof m->user);
-}
-
+/* Per connection (MHD's socket context): a srv_conn of the guard's table, which also carries the
+ * caller's address as the audit trail names it. */
 static void notify_connection(void *cls, struct MHD_Connection *c, void **socket_context,
                               enum MHD_ConnectionNotificationCode toe)
 {
-    (void)cls;
+    kms_server *s = cls;
     if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
-        struct conn_state *cs = malloc(sizeof *cs);
         const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-        char addr[INET6_ADDRSTRLEN] = "unix";
-        if (!cs)
-            return; /* the request then names its source "http:unknown" */
+        const union MHD_ConnectionInfo *fi = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        char addr[INET6_ADDRSTRLEN] = "unix", source[64];
         if (ci && ci->client_addr && ci->client_addr->sa_family == AF_INET)
             inet_ntop(AF_INET, &((const struct sockaddr_in *)ci->client_addr)->sin_addr, addr, sizeof addr);
-        snprintf(cs->source, sizeof cs->source, "http:%s", addr);
-        cs->peer = false;
-        if (!strcmp(addr, "unix")) {
-            const union MHD_ConnectionInfo *fi = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-            struct ucred cred;
-            socklen_t len = sizeof cred;
-            if (fi && !getsockopt(fi->connect_fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) && len == sizeof cred) {
-                cs->peer = true;
-                cs->uid = cred.uid;
-            }
-        }
-        *socket_context = cs;
+        snprintf(source, sizeof source, "http:%s", addr);
+        if (fi) /* NULL (no memory): the request then names its source "http:unknown" */
+            *socket_context = srv_conn_add(s->conns, fi->connect_fd, s->tls_cert != NULL, source);
     } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
-        free(*socket_context);
+        if (thread_conn == *socket_context)
+            thread_conn = NULL;
+        srv_conn_remove(s->conns, *socket_context);
         *socket_context = NULL;
     }
+}
+
+static srv_conn *conn_of(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+/* libmicrohttpd calls this when a request line has been read: the request's deadline starts. Its
+ * result becomes the request's state (*con_cls of the handler; freed by completed()). */
+static void *request_started(void *cls, const char *uri, struct MHD_Connection *c)
+{
+    srv_conn *sc = conn_of(c);
+    (void)cls;
+    (void)uri;
+    srv_conn_request_started(sc);
+    thread_conn = sc;
+    return calloc(1, sizeof(struct req_state));
+}
+
+/* libmicrohttpd 0.9.75 answers a Content-Length it cannot parse (too many digits, not a number) with
+ * its own 413/400, but its state machine then builds the status line and headers a second time, so
+ * the client reads two of them. No callback runs between the two (the handler is never called), so
+ * the answer is given here, when libmicrohttpd logs the error on the event-loop thread that is
+ * parsing that request (the connection whose request line this thread read last, if its headers have
+ * not reached the handler yet; otherwise nothing is done and the doubled reply goes out): our reply, once, written to the socket, which is then shut down so that
+ * libmicrohttpd's doubled reply fails with EPIPE and the connection closes. Over TLS a plain write
+ * is impossible: the connection is just closed. */
+static void answer_bad_length(srv_conn *sc, bool too_large)
+{
+    char buf[512];
+    const char *body = too_large ? "{\"__type\":\"ValidationException\",\"message\":\"Content-Length is too large\"}"
+                                 : "{\"__type\":\"SerializationException\",\"message\":\"Content-Length is not a number\"}";
+    int n = snprintf(buf, sizeof buf,
+                     "HTTP/1.1 %s\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: %zu\r\n"
+                     "Connection: close\r\n\r\n%s",
+                     too_large ? "413 Content Too Large" : "400 Bad Request", strlen(body), body);
+    if (!sc->tls && n > 0 && (size_t)n < sizeof buf)
+        (void)!send(sc->fd, buf, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT); /* best effort: it closes anyway */
+    shutdown(sc->fd, SHUT_RDWR);
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char line[256];
+    (void)cls;
+    if (strstr(fmt, "Content-Length") && thread_conn && !thread_conn->headers_done &&
+        atomic_load_explicit(&thread_conn->phase, memory_order_relaxed) == SRV_IN_REQUEST) {
+        answer_bad_length(thread_conn, strstr(fmt, "Too large") != NULL);
+        thread_conn = NULL;
+    }
+    /* Where libmicrohttpd's own logger wrote (stderr): the daemon sets its log level after the server
+     * has started, so the event-loop threads do not read it. */
+    vsnprintf(line, sizeof line, fmt, ap);
+    line[strcspn(line, "\n")] = 0;
+    fprintf(stderr, "libmicrohttpd: %s\n", line);
 }
 
 /* Look up (and cache) an access key; copies into out. A cached entry is used only while the core's
@@ -298,6 +327,8 @@ static enum MHD_Result reply_error(struct MHD_Connection *c, kms_err e, const ch
     json_decref(o);
     if (e == KMS_ERR_INTERNAL || e == KMS_ERR_IO || e == KMS_ERR_NOMEM || e == KMS_ERR_CORRUPT_STORE)
         status = 500;
+    else if (e == KMS_ERR_DRY_RUN)
+        status = 412; /* as AWS answers DryRunOperationException */
     else if (e == KMS_ERR_DEPENDENCY_TIMEOUT)
         status = 503;
     return reply(c, status, body);
@@ -305,7 +336,7 @@ static enum MHD_Result reply_error(struct MHD_Connection *c, kms_err e, const ch
 
 /* Authenticate; on success fills the principal strings. */
 static kms_err authenticate(kms_server *s, struct MHD_Connection *c, const struct req_state *st,
-                            struct ak_entry *key, const char **msg)
+                            struct ak_entry *key, const char **msg, char claimed[24])
 {
     const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
     const char *date = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Amz-Date");
@@ -324,6 +355,7 @@ static kms_err authenticate(kms_server *s, struct MHD_Connection *c, const struc
         *msg = "Authorization header requires 'Credential', 'SignedHeaders' and 'Signature' (AWS4-HMAC-SHA256)";
         return KMS_ERR_INCOMPLETE_SIGNATURE;
     }
+    snprintf(claimed, 24, "%s", a.access_key);
     if (strcmp(a.service, "kms")) {
         *msg = "Credential should be scoped to correct service: 'kms'.";
         return KMS_ERR_SIGNATURE_MISMATCH;
@@ -383,11 +415,17 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     kms_err e;
     (void)version;
 
-    if (!st) {
-        st = calloc(1, sizeof *st);
-        if (!st)
-            return MHD_NO;
-        *con_cls = st;
+    if (!st)
+        return MHD_NO; /* request_started could not allocate it */
+    if (!st->started) {
+        /* Headers complete. A body announced larger than we take is refused before it is read. */
+        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+        srv_conn *sc = conn_of(c);
+        st->started = true;
+        if (sc)
+            sc->headers_done = true; /* past the point where libmicrohttpd checks Content-Length */
+        if (cl && strtoull(cl, NULL, 10) > MAX_BODY)
+            return reply_error(c, KMS_ERR_VALIDATION, "request body too large (limit 64 KiB)");
         return MHD_YES;
     }
     if (*upload_size) {
@@ -424,32 +462,27 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         return reply_error(c, KMS_ERR_UNKNOWN_OPERATION, "X-Amz-Target must be TrentService.<Operation>");
     op = target + 13;
     {
-        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-        const struct conn_state *cs = ci ? ci->socket_context : NULL;
-        const struct uid_principal *m = NULL;
-        if (cs && cs->peer && !MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization"))
-            for (size_t i = 0; i < s->n_uids && !m; i++)
-                if (s->uids[i].uid == cs->uid)
-                    m = &s->uids[i];
-        if (m) { /* the kernel vouches for the peer: no signature to check */
-            memset(&key, 0, sizeof key);
-            memcpy(key.account, m->account, sizeof key.account);
-            memcpy(key.user, m->user, sizeof key.user);
-            e = KMS_OK;
-        } else {
-            e = authenticate(s, c, st, &key, &msg);
+        char claimed[24] = "";
+        e = authenticate(s, c, st, &key, &msg, claimed);
+        if (e) {
+            /* Recorded with what it claimed (rate-limited in the core: a flood cannot fill the disk). */
+            const srv_conn *cs = conn_of(c);
+            kms_principal p = {.account = NULL, .user = "unknown", .access_key = claimed[0] ? claimed : NULL,
+                               .source = cs ? cs->source : "http:unknown",
+                               .user_agent = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "User-Agent")};
+            if (e != KMS_ERR_INTERNAL)
+                kms_core_audit_auth_failure(s->core, &p, op, e, msg);
+            return reply_error(c, e, msg);
         }
     }
-    if (e)
-        return reply_error(c, e, msg);
     if (!allow(s, key.account))
         return reply_error(c, KMS_ERR_THROTTLING, "Rate exceeded");
     {
-        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-        const struct conn_state *cs = ci ? ci->socket_context : NULL;
-        kms_principal p = {.account = key.account, .user = key.user, .access_key = key.id[0] ? key.id : NULL,
+        const srv_conn *cs = conn_of(c);
+        kms_principal p = {.account = key.account, .user = key.user, .access_key = key.id,
                            .source = cs ? cs->source : "http:unknown",
-                           .source_ip = cs && strcmp(cs->source, "http:unix") ? cs->source + 5 : NULL};
+                           .source_ip = cs && strcmp(cs->source, "http:unix") ? cs->source + 5 : NULL,
+                           .user_agent = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "User-Agent")};
         e = kms_core_call(s->core, &p, op, st->body ? st->body : "{}", st->body ? st->len : 2, &resp, &resp_len, &emsg);
     }
     if (e) {
@@ -464,8 +497,8 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum 
 {
     struct req_state *st = *con_cls;
     (void)cls;
-    (void)c;
     (void)toe;
+    srv_conn_request_done(conn_of(c));
     if (st) {
         if (st->body) {
             sodium_memzero(st->body, st->len + 1); /* only the body and its NUL were ever written */
@@ -474,6 +507,21 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum 
         free(st);
         *con_cls = NULL;
     }
+}
+
+/* The connection limit RLIMIT_NOFILE allows (less descriptors for the store, logs and listeners),
+ * at most KMS_SERVER_MAX_CONNECTIONS. `kms serve` raises the soft limit to the hard one first. */
+static unsigned default_connection_limit(void)
+{
+    struct rlimit rl;
+    rlim_t n;
+    if (getrlimit(RLIMIT_NOFILE, &rl))
+        return 1024;
+    n = rl.rlim_cur == RLIM_INFINITY ? KMS_SERVER_MAX_CONNECTIONS + 256 : rl.rlim_cur;
+    if (n < 512)
+        return 256;
+    n -= 256;
+    return n > KMS_SERVER_MAX_CONNECTIONS ? KMS_SERVER_MAX_CONNECTIONS : (unsigned)n;
 }
 
 kms_err kms_server_start(kms_core *core, const kms_server_opts *o, kms_server **out, char **errmsg)
@@ -492,26 +540,9 @@ kms_err kms_server_start(kms_core *core, const kms_server_opts *o, kms_server **
     s->core = core;
     s->o = *o;
     s->unix_fd = -1;
-    if (o->n_unix_principals) {
-        s->uids = calloc(o->n_unix_principals, sizeof *s->uids);
-        if (!s->uids) {
-            free(s);
-            return KMS_ERR_NOMEM;
-        }
-        for (size_t i = 0; i < o->n_unix_principals; i++)
-            if (parse_uid_principal(o->unix_principals[i], &s->uids[s->n_uids++])) {
-                if (errmsg && asprintf(errmsg, "--unix-principal takes UID=arn:aws:iam::ACCOUNT:root or "
-                                               "UID=arn:aws:iam::ACCOUNT:user/NAME, not %s", o->unix_principals[i]) < 0)
-                    *errmsg = NULL;
-                free(s->uids);
-                free(s);
-                return KMS_ERR_VALIDATION;
-            }
-    }
     pthread_mutex_init(&s->lock, NULL);
     s->aks = sodium_malloc(AK_CACHE * sizeof *s->aks);
     if (!s->aks) {
-        free(s->uids);
         free(s);
         return KMS_ERR_NOMEM;
     }
@@ -573,10 +604,25 @@ kms_err kms_server_start(kms_core *core, const kms_server_opts *o, kms_server **
             return KMS_ERR_IO;
         }
     }
+    {
+        unsigned limit = o->max_connections ? o->max_connections : default_connection_limit();
+        unsigned margin = limit / 32 > 8 ? limit / 32 : 8;
+        srv_conns_opts co = {.idle_ms = (o->timeout_s ? o->timeout_s : 30u) * 1000u,
+                             .request_ms = (o->request_timeout_s ? o->request_timeout_s : 20u) * 1000u,
+                             .high_water = limit > margin ? limit - margin : limit,
+                             .low_water = limit > 2 * margin ? limit - 2 * margin : limit};
+        s->max_connections = limit;
+        s->conns = srv_conns_new(&co);
+        if (!s->conns) {
+            kms_server_stop(s);
+            return KMS_ERR_NOMEM;
+        }
+    }
     s->d = MHD_start_daemon(
-        flags, 0, NULL, NULL, handle, s, MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_LIMIT,
-        o->max_connections ? o->max_connections : 1024u, MHD_OPTION_CONNECTION_TIMEOUT,
-        o->timeout_s ? o->timeout_s : 30u, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY,
+        flags, 0, NULL, NULL, handle, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s, MHD_OPTION_THREAD_POOL_SIZE,
+        threads, MHD_OPTION_CONNECTION_LIMIT, s->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        o->per_ip_limit ? o->per_ip_limit : 256u, MHD_OPTION_CONNECTION_TIMEOUT, o->timeout_s ? o->timeout_s : 30u,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY, MHD_OPTION_URI_LOG_CALLBACK, request_started, s,
         MHD_OPTION_NOTIFY_COMPLETED, completed, s, MHD_OPTION_NOTIFY_CONNECTION, notify_connection, s,
         s->unix_fd >= 0 ? MHD_OPTION_LISTEN_SOCKET : MHD_OPTION_SOCK_ADDR,
         s->unix_fd >= 0 ? (intptr_t)s->unix_fd : (intptr_t)&sin,
@@ -608,6 +654,14 @@ void kms_server_stop(kms_server *s)
         MHD_quiesce_daemon(s->d);
         MHD_stop_daemon(s->d); /* waits for the worker threads: in-flight requests finish */
     }
+    if (s->conns) {
+        uint64_t expired, evicted;
+        size_t open;
+        srv_conns_stats(s->conns, &expired, &evicted, &open);
+        EFS_INFO("server: %llu connections ended at their deadline, %llu evicted near the limit",
+                 (unsigned long long)expired, (unsigned long long)evicted);
+    }
+    srv_conns_free(s->conns);
     if (s->unix_fd >= 0)
         close(s->unix_fd);
     if (s->o.unix_path)
@@ -620,6 +674,5 @@ void kms_server_stop(kms_server *s)
     }
     free(s->tls_cert);
     pthread_mutex_destroy(&s->lock);
-    free(s->uids);
     free(s);
 }

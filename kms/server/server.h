@@ -11,6 +11,8 @@
 
 #include "envelopefs/kms.h"
 
+#define KMS_SERVER_MAX_CONNECTIONS 60000
+
 typedef struct kms_server_opts {
     const char *listen;        /* "127.0.0.1:PORT" (default 127.0.0.1:4599) */
     const char *unix_path;     /* listen on a Unix socket instead */
@@ -18,14 +20,11 @@ typedef struct kms_server_opts {
     const char *tls_key;
     unsigned threads;          /* 0 = number of CPUs */
     double rate_limit;         /* requests per second per account; 0 = 10000 (AWS's default) */
-    unsigned max_connections;  /* 0 = 1024 */
-    unsigned timeout_s;        /* idle connection timeout; 0 = 30 */
+    unsigned max_connections;  /* 0 = what RLIMIT_NOFILE allows, at most KMS_SERVER_MAX_CONNECTIONS */
+    unsigned per_ip_limit;     /* connections per source address; 0 = 256 */
+    unsigned timeout_s;        /* a connection's wait for its next request line; 0 = 30 */
+    unsigned request_timeout_s;/* a whole request (headers, body, reply) from its request line; 0 = 20 */
     int64_t max_skew_s;        /* 0 = 300 */
-    /* Unix socket: "UID=PRINCIPAL-ARN" entries (arn:aws:iam::ACCOUNT:root | arn:aws:iam::ACCOUNT:user/NAME).
-     * A request without an Authorization header from a peer whose uid (SO_PEERCRED) is listed is served
-     * as that principal; signed requests are authenticated as always; other peers need SigV4. */
-    const char *const *unix_principals;
-    size_t n_unix_principals;
 } kms_server_opts;
 
 typedef struct kms_server kms_server;

@@ -115,6 +115,38 @@ printf 'abc' >>f5
 [ "$(cat f5)" = "envelabc" ] || fail "append"
 fs_remount
 [ "$(cat "$MNT/f5")" = "envelabc" ] || fail "truncate persisted"
+# a file open after its last name went: times set through it stay visible (the kernel's own flush of an
+# unlinked file's times is not written to the backing file; an explicit one must still show), data reads back
+python3 - "$MNT/orphan" <<'PY' || fail "times and data of an unlinked open file"
+import os, sys
+fd = os.open(sys.argv[1], os.O_CREAT | os.O_RDWR, 0o644)
+os.write(fd, b"x" * 5000)
+os.unlink(sys.argv[1])
+os.utime(f"/proc/self/fd/{fd}", ns=(10**18, 1234567890 * 10**9))
+os.fsync(fd)
+st = os.fstat(fd)
+assert st.st_nlink == 0 and st.st_size == 5000 and st.st_mtime == 1234567890, st
+os.utime(fd, times=(5, 7))
+st = os.fstat(fd)
+assert (st.st_atime, st.st_mtime) == (5, 7), st
+assert os.pread(fd, 10, 4990) == b"x" * 10
+os.close(fd)
+PY
+[ ! -e "$MNT/orphan" ] || fail "unlinked file still has a name"
+# the request loop counts what it reads (stats xattr): every request is read once, by spinning or not
+stats0=$(getfattr --absolute-names --only-values -n user.envelopefs.stats "$MNT")
+for i in $(seq 20); do getfattr --absolute-names --only-values -n user.envelopefs.stats "$MNT" >/dev/null; done
+stats1=$(getfattr --absolute-names --only-values -n user.envelopefs.stats "$MNT")
+python3 - "$stats0" "$stats1" <<'PY' || fail "request loop counters"
+import json, sys
+a, b = (json.loads(x) for x in sys.argv[1:3])
+d = {k: b[k] - a[k] for k in b if k.startswith("loop_")}
+if b["uring_requests"] > a["uring_requests"]:  # served over io_uring (ENVELOPEFS_IO_URING=1): not the loop's
+    sys.exit(0)
+assert d["loop_requests"] >= 21, d  # 20 GETXATTRs and the last one's own
+reads = d["loop_spin_hits"] + d["loop_spin_misses"] + d["loop_unspun"]
+assert reads >= 21 and b["loop_threads"] >= 1 and all(v >= 0 for v in d.values()), d
+PY
 "$B" fsck "$CIPHER" >/dev/null || fail "fsck on a healthy tree"
 # `envelopefs unmount` returns once the daemon has finished (gone, or a zombie waiting for its reaper)
 dpid=$(getfattr --absolute-names --only-values -n user.envelopefs.stats "$MNT" | jget pid)

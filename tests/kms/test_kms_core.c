@@ -691,6 +691,23 @@ static void test_cross_process(kms_core *a)
     free(id);
 }
 
+static int64_t audit_rows(void)
+{
+    char db[320];
+    sqlite3 *s;
+    sqlite3_stmt *st;
+    int64_t n = -1;
+    snprintf(db, sizeof db, "%s/keystore.db", g_store);
+    CHECK(sqlite3_open(db, &s) == SQLITE_OK);
+    sqlite3_busy_timeout(s, 5000);
+    CHECK(sqlite3_prepare_v2(s, "SELECT count(*) FROM audit", -1, &st, NULL) == SQLITE_OK);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(s);
+    return n;
+}
+
 struct thr {
     kms_core *c;
     const char *id;
@@ -720,11 +737,16 @@ static void *worker(void *p)
     return NULL;
 }
 
+/* Four threads at once; every answered call's audit record is already in the database (group commit:
+ * durable before the answer, seen here through another connection without any flush), and the chain
+ * the concurrent commits built validates. */
 static void test_concurrency(kms_core *c)
 {
     pthread_t th[4];
     struct thr t[4];
     char *id = create_key(c);
+    int64_t before = audit_rows();
+    kms_audit_validation v;
     for (int i = 0; i < 4; i++) {
         t[i] = (struct thr){c, id, 0};
         CHECK(pthread_create(&th[i], NULL, worker, &t[i]) == 0);
@@ -733,6 +755,11 @@ static void test_concurrency(kms_core *c)
         pthread_join(th[i], NULL);
         CHECK_EQ_INT(t[i].ok, 150);
     }
+    CHECK(audit_rows() == before + 4 * 150 * 2);
+    CHECK(kms_core_validate_audit(c, 0, NULL, &v) == KMS_OK);
+    if (!v.valid)
+        fprintf(stderr, "validate-audit: %s\n", v.reason);
+    CHECK(v.valid && v.records >= 4 * 150 * 2 && v.bad_seq == 0);
     free(id);
 }
 
@@ -831,24 +858,60 @@ static void test_access_key_lifecycle(void)
     kms_core_free(a);
 }
 
-static int64_t audit_rows(void)
+/* Reading the trail back: filters, time bounds, pages, newest first; buffered records are included. */
+/* Every operation of the one list leaves exactly one CloudTrail-shaped record per call, allowed or
+ * refused (an empty request fails most of them), and so do an unknown operation and a malformed body. */
+static void test_audit_every_operation(void)
 {
-    char db[320];
-    sqlite3 *s;
-    sqlite3_stmt *st;
-    int64_t n = -1;
-    snprintf(db, sizeof db, "%s/keystore.db", g_store);
-    CHECK(sqlite3_open(db, &s) == SQLITE_OK);
-    sqlite3_busy_timeout(s, 5000);
-    CHECK(sqlite3_prepare_v2(s, "SELECT count(*) FROM audit", -1, &st, NULL) == SQLITE_OK);
-    if (sqlite3_step(st) == SQLITE_ROW)
-        n = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_close(s);
-    return n;
+    static const char *const names[] = {
+#define X(name, fn, verb, flags) #name,
+        KMS_OPERATIONS(X)
+#undef X
+        "NoSuchOperation"};
+    kms_core *c = open_store();
+    kms_principal dave = {.account = "111122223333", .user = "dave-every-op", .access_key = "AKIADAVE", .source = "test",
+                          .user_agent = "test-agent/1"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        char *resp = NULL, *msg = NULL;
+        size_t len;
+        kms_audit_query q = {.user = "dave-every-op", .operation = names[i], .max_results = 10};
+        kms_audit_event *ev = NULL;
+        size_t n = 0;
+        int64_t next = 0;
+        json_t *j;
+        kms_err e = kms_core_call(c, &dave, names[i], "{}", 2, &resp, &len, &msg);
+        kms_response_free(resp, len);
+        free(msg);
+        CHECK(kms_core_lookup_audit(c, &q, &ev, &n, &next) == KMS_OK);
+        if (n != 1)
+            fprintf(stderr, "%s left %zu records\n", names[i], n);
+        CHECK(n == 1 && ev[0].event);
+        j = json_loads(ev[0].event, 0, NULL);
+        CHECK(j && !strcmp(json_string_value(json_object_get(j, "eventName")), names[i]));
+        CHECK(!strcmp(json_string_value(json_object_get(j, "eventSource")), "kms.amazonaws.com"));
+        CHECK(!strcmp(json_string_value(json_object_get(j, "userAgent")), "test-agent/1"));
+        CHECK(!strcmp(json_string_value(json_object_get(json_object_get(j, "userIdentity"), "accessKeyId")), "AKIADAVE"));
+        CHECK(!e == !json_object_get(j, "errorCode"));
+        CHECK(json_is_string(json_object_get(j, "eventID")) && json_is_boolean(json_object_get(j, "readOnly")));
+        json_decref(j);
+        kms_audit_events_free(ev, n);
+    }
+    {
+        char *resp = NULL, *msg = NULL;
+        size_t len;
+        kms_audit_query q = {.user = "dave-every-op", .operation = "ListKeys", .max_results = 10};
+        kms_audit_event *ev = NULL;
+        size_t n = 0;
+        int64_t next = 0;
+        CHECK(kms_core_call(c, &dave, "ListKeys", "{not json", 9, &resp, &len, &msg) == KMS_ERR_SERIALIZATION);
+        free(msg);
+        CHECK(kms_core_lookup_audit(c, &q, &ev, &n, &next) == KMS_OK);
+        CHECK(n == 2 && !strcmp(ev[0].result, "SerializationException"));
+        kms_audit_events_free(ev, n);
+    }
+    kms_core_free(c);
 }
 
-/* Reading the trail back: filters, time bounds, pages, newest first; buffered records are included. */
 static void test_audit_lookup(void)
 {
     kms_core *c = open_store();
@@ -875,24 +938,24 @@ static void test_audit_lookup(void)
     CHECK(n == 3 && next == ev[2].id && ev[0].time == t0 + 60 && ev[2].time == t0 + 40);
     CHECK(ev[0].id > ev[1].id && !strcmp(ev[0].operation, "GenerateDataKey") && !strcmp(ev[0].key_id, key));
     CHECK(!strcmp(ev[0].source, "test") && !strcmp(ev[0].result, "OK") && !strcmp(ev[0].account, "111122223333"));
-    free(ev);
+    kms_audit_events_free(ev, n);
     q.before = next;
     CHECK(kms_core_lookup_audit(c, &q, &ev, &n, &next) == KMS_OK);
     CHECK(n == 3 && ev[0].time == t0 + 30 && next);
-    free(ev);
+    kms_audit_events_free(ev, n);
     q.before = next;
     CHECK(kms_core_lookup_audit(c, &q, &ev, &n, &next) == KMS_OK);
     CHECK(n == 1 && ev[0].time == t0 && next == 0); /* the last page */
-    free(ev);
+    kms_audit_events_free(ev, n);
     /* time bounds (inclusive), an operation and its result, nothing matching */
     q = (kms_audit_query){.user = "carol-audit", .start_time = t0 + 10, .end_time = t0 + 30, .max_results = 10};
     CHECK(kms_core_lookup_audit(c, &q, &ev, &n, &next) == KMS_OK);
     CHECK(n == 3 && ev[0].time == t0 + 30 && ev[2].time == t0 + 10 && next == 0);
-    free(ev);
+    kms_audit_events_free(ev, n);
     q = (kms_audit_query){.operation = "DescribeKey", .start_time = t0, .max_results = 10};
     CHECK(kms_core_lookup_audit(c, &q, &ev, &n, &next) == KMS_OK);
     CHECK(n == 1 && !strcmp(ev[0].result, "NotFoundException"));
-    free(ev);
+    kms_audit_events_free(ev, n);
     q = (kms_audit_query){.key_id = "no-such-key", .max_results = 10};
     CHECK(kms_core_lookup_audit(c, &q, &ev, &n, &next) == KMS_OK);
     CHECK(n == 0 && ev == NULL && next == 0);
@@ -967,7 +1030,7 @@ static void test_wal_checkpoints(void)
     sqlite3 *s;
     sqlite3_stmt *q;
     off_t max_wal = 0;
-    int before = 0, n = 400000;
+    int before = 0, n = 100000;
     snprintf(db, sizeof db, "%s/keystore.db", g_store);
     CHECK(sqlite3_open(db, &s) == SQLITE_OK);
     CHECK(sqlite3_prepare_v2(s, "SELECT COUNT(*) FROM audit", -1, &q, NULL) == SQLITE_OK);
@@ -984,12 +1047,14 @@ static void test_wal_checkpoints(void)
             max_wal = st.st_size;
     }
     kms_core_free(c);
-    /* 400,000 records are ~8x SQLite's 1,000-page checkpoint threshold (the WAL would reach ~38 MB
-     * unchecked); PASSIVE checkpoints may lag a writer this fast, so the WAL can grow to a few times the
-     * threshold (4 MB) before it restarts. */
-    if (getenv("WALDEBUG") || max_wal >= 16 << 20)
+    /* Every call commits its own audit record (durable before the answer), at least one 4 KiB page per
+     * commit: 100,000 calls write ~100x SQLite's 1,000-page checkpoint threshold through the WAL (it
+     * would pass 400 MB unchecked); PASSIVE checkpoints lag a writer committing this often (the WAL
+     * restarts only after a checkpoint that copied everything), so the WAL can grow to several times the
+     * threshold (4 MB; 17-23 MB seen on a loaded machine) before it restarts: bounded, far below 400 MB. */
+    if (getenv("WALDEBUG") || max_wal >= 64 << 20)
         fprintf(stderr, "WAL grew to %lld bytes\n", (long long)max_wal);
-    CHECK(max_wal > 0 && max_wal < 16 << 20);
+    CHECK(max_wal > 0 && max_wal < 64 << 20);
     CHECK(sqlite3_step(q) == SQLITE_ROW);
     CHECK(sqlite3_column_int(q, 0) == before + n);
     sqlite3_finalize(q);
@@ -1194,6 +1259,7 @@ int main(void)
     test_corrupt_store();
     test_audit_and_access_keys();
     test_access_key_lifecycle();
+    test_audit_every_operation();
     test_audit_lookup();
     test_audit_retention();
     {

@@ -40,36 +40,3 @@ BKEY=$("$B" kms --as-user arn:aws:iam::444455556666:root create-key --query KeyM
 sleep 0.01
 [ "$(as_bob "$BKEY")" = AccessDeniedException ] || fail "the server still used the old policy"
 
-# Over a Unix socket the peer's uid names the principal (--unix-principal): unsigned requests from that uid
-# are that principal's; from any other uid they need SigV4 as always.
-stop_server
-unix_call() {  # unix_call SOCKET OPERATION BODY -> prints "STATUS BODY"
-  python3 - "$@" <<'P'
-import http.client, socket, sys
-class C(http.client.HTTPConnection):
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX); self.sock.connect(sys.argv[1])
-c = C("localhost"); c.request("POST", "/", sys.argv[3], {"X-Amz-Target": "TrentService." + sys.argv[2],
-                                                          "Content-Type": "application/x-amz-json-1.1"})
-r = c.getresponse(); print(r.status, r.read().decode())
-P
-}
-serve_unix() {
-  rm -f "$T/kms.sock"
-  "$B" kms serve --unix "$T/kms.sock" --pid-file "$T/server.pid" "$@"
-  for _ in $(seq 100); do [ -S "$T/kms.sock" ] && return 0; sleep 0.1; done; fail "no socket"
-}
-serve_unix --unix-principal "$(id -u)=arn:aws:iam::444455556666:user/bob"
-AKEY=$("$B" kms list-keys --query 'Keys[0].KeyArn' --output text)
-out=$(unix_call "$T/kms.sock" DescribeKey "{\"KeyId\":\"$AKEY\"}")
-[[ $out == "400 "*AccessDeniedException*"User: arn:aws:iam::444455556666:user/bob is not authorized to perform: kms:DescribeKey on resource: $AKEY"* ]] || fail "unix peer as bob: $out"
-out=$(unix_call "$T/kms.sock" ListKeys '{}')
-[[ $out == "200 "*444455556666* && $out != *111122223333* ]] || fail "bob lists B's keys: $out"
-stop_server
-serve_unix --unix-principal "$(( $(id -u) + 1 ))=arn:aws:iam::111122223333:root"
-out=$(unix_call "$T/kms.sock" ListKeys '{}')
-[[ $out == "400 "*MissingAuthenticationToken* ]] || fail "an unmapped uid must sign: $out"
-stop_server
-set +e; "$B" kms serve --unix "$T/kms.sock" --unix-principal "0=bob" --pid-file "$T/server.pid" 2>"$T/err"; rc=$?; set -e
-[ $rc -ne 0 ] && grep -q "unix-principal" "$T/err" || fail "a malformed --unix-principal is refused"
-echo "server_access: unix peers ok"

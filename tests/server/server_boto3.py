@@ -174,4 +174,53 @@ st, body, _ = raw("ListKeys", b"{not json")
 assert body["__type"] == "SerializationException", body
 st, body, _ = raw("Decrypt", json.dumps({"CiphertextBlob": base64.b64encode(b"\1" * 60).decode()}).encode())
 assert st == 400 and body["__type"] == "InvalidCiphertextException", body
+
+# AWS semantics the model and the service enforce (issue 16's "smaller gaps")
+t = kms.create_key(Description="tags")["KeyMetadata"]["KeyId"]
+assert err(kms.tag_resource, KeyId=t, Tags=[{"TagKey": "aws:owner", "TagValue": "x"}]) == "TagException"
+assert err(kms.tag_resource, KeyId=t, Tags=[{"TagKey": "k" * 129, "TagValue": "x"}]) == "TagException"
+assert err(kms.tag_resource, KeyId=t, Tags=[{"TagKey": "k", "TagValue": "v" * 257}]) == "TagException"
+kms.tag_resource(KeyId=t, Tags=[{"TagKey": "k" * 128, "TagValue": "v" * 256}])
+kms.tag_resource(KeyId=t, Tags=[{"TagKey": f"t{i:02d}", "TagValue": str(i)} for i in range(49)])
+assert err(kms.tag_resource, KeyId=t, Tags=[{"TagKey": "one-too-many", "TagValue": "x"}]) == "LimitExceededException"
+kms.tag_resource(KeyId=t, Tags=[{"TagKey": "t00", "TagValue": "replaced"}])  # not a new key: allowed at 50
+assert err(kms.create_key, Tags=[{"TagKey": f"c{i}", "TagValue": "x"} for i in range(51)]) == "LimitExceededException"
+assert err(kms.create_key, Tags=[{"TagKey": "AWS:x", "TagValue": "x"}]) == "TagException"
+seen, marker = [], None
+while True:
+    page = kms.list_resource_tags(KeyId=t, Limit=7, **({"Marker": marker} if marker else {}))
+    seen += [x["TagKey"] for x in page["Tags"]]
+    assert len(page["Tags"]) <= 7
+    if not page["Truncated"]:
+        assert "NextMarker" not in page
+        break
+    marker = page["NextMarker"]
+assert len(seen) == 50 == len(set(seen)) and seen == sorted(seen), seen
+assert err(kms.list_resource_tags, KeyId=t, Limit=51) == "ValidationException"
+assert err(kms.generate_data_key, KeyId=k["KeyId"], KeySpec="AES_256", GrantTokens=["g"] * 11) == "ValidationException"
+# ten are allowed, but each must be a token of a grant the store holds (issue 16's grants)
+assert err(kms.generate_data_key, KeyId=k["KeyId"], KeySpec="AES_256", GrantTokens=["g"] * 10) == "InvalidGrantTokenException"
+assert err(kms.encrypt, KeyId=k["KeyId"], Plaintext=b"x", EncryptionAlgorithm="ROT13") == "ValidationException"
+assert err(kms.encrypt, KeyId=k["KeyId"], Plaintext=b"x", EncryptionAlgorithm="RSAES_OAEP_SHA_256") == "InvalidKeyUsageException"
+assert err(kms.encrypt, KeyId="alias/none", Plaintext=b"x", EncryptionAlgorithm="ROT13") == "ValidationException"  # before the key
+assert err(kms.generate_data_key, KeyId=k["KeyId"], KeySpec="AES_512") == "ValidationException"
+assert err(kms.create_key, KeySpec="RSA_1024") == "ValidationException"
+assert err(kms.create_key, KeyUsage="ENCRYPT") == "ValidationException"
+try:
+    kms.generate_data_key(KeyId=k["KeyId"], KeySpec="AES_256", DryRun=True)
+    raise AssertionError("DryRun succeeded")
+except botocore.exceptions.ClientError as e:
+    assert e.response["Error"]["Code"] == "DryRunOperationException" and e.response["ResponseMetadata"]["HTTPStatusCode"] == 412, e.response
+blob = kms.encrypt(KeyId=k["KeyId"], Plaintext=b"dry")["CiphertextBlob"]
+for fn, kw in [(kms.encrypt, {"KeyId": k["KeyId"], "Plaintext": b"x"}), (kms.decrypt, {"CiphertextBlob": blob}),
+               (kms.re_encrypt, {"CiphertextBlob": blob, "DestinationKeyId": t}),
+               (kms.generate_data_key_without_plaintext, {"KeyId": k["KeyId"], "KeySpec": "AES_256"})]:
+    assert err(fn, DryRun=True, **kw) == "DryRunOperationException", fn.__name__
+    fn(DryRun=False, **kw)
+ek = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["KeyId"]
+assert err(kms.sign, KeyId=ek, Message=b"m", SigningAlgorithm="ECDSA_SHA_256", DryRun=True) == "DryRunOperationException"
+kms.sign(KeyId=ek, Message=b"m", SigningAlgorithm="ECDSA_SHA_256")
+kms.disable_key(KeyId=t)  # a dry run is answered after the checks: a disabled key is still refused
+assert err(kms.encrypt, KeyId=t, Plaintext=b"x", DryRun=True) == "DisabledException"
+kms.enable_key(KeyId=t)
 print("server_boto3: all checks passed")

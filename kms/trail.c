@@ -1,0 +1,584 @@
+/*
+ * trail.c — CloudTrail-shaped audit records, their hash chain, signed digests and group commit
+ * (see trail.h); validation lives in trail_check.c.
+ */
+#include "trail.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <sodium.h>
+
+#include "common/monotime.h"
+#include "internal.h"
+
+/* ---- the chain ------------------------------------------------------------------------------- */
+
+static void put_be64(uint8_t b[8], uint64_t v)
+{
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        b[i] = (uint8_t)v;
+}
+
+static void hash_str(crypto_hash_sha256_state *h, const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    uint8_t len[8];
+    put_be64(len, n);
+    crypto_hash_sha256_update(h, len, 8);
+    if (n)
+        crypto_hash_sha256_update(h, (const uint8_t *)s, n);
+}
+
+void kms_trail_hash(const uint8_t prev[32], int64_t seq, int64_t time, const char *const cols[9], int read_only,
+                    uint8_t out[32])
+{
+    static const char tag[] = "envelopefs-audit-v1";
+    crypto_hash_sha256_state h;
+    uint8_t b[8], ro = (uint8_t)!!read_only;
+    crypto_hash_sha256_init(&h);
+    crypto_hash_sha256_update(&h, (const uint8_t *)tag, sizeof tag); /* with its NUL */
+    crypto_hash_sha256_update(&h, prev, 32);
+    put_be64(b, (uint64_t)seq);
+    crypto_hash_sha256_update(&h, b, 8);
+    put_be64(b, (uint64_t)time);
+    crypto_hash_sha256_update(&h, b, 8);
+    for (int i = 0; i < 9; i++)
+        hash_str(&h, cols[i]);
+    crypto_hash_sha256_update(&h, &ro, 1);
+    crypto_hash_sha256_final(&h, out);
+}
+
+size_t kms_trail_digest_msg(uint8_t *m, const char *kind, int64_t first_seq, int64_t last_seq,
+                            const uint8_t last_hash[32], int64_t time)
+{
+    static const char tag[] = "envelopefs-audit-digest-v1";
+    size_t n = 0, kl = strlen(kind);
+    memcpy(m, tag, sizeof tag);
+    n += sizeof tag;
+    m[n++] = (uint8_t)kl;
+    memcpy(m + n, kind, kl);
+    n += kl;
+    put_be64(m + n, (uint64_t)first_seq);
+    put_be64(m + n + 8, (uint64_t)last_seq);
+    n += 16;
+    memcpy(m + n, last_hash, 32);
+    n += 32;
+    put_be64(m + n, (uint64_t)time);
+    return n + 8;
+}
+
+int kms_trail_put_digest(sqlite3 *db, const uint8_t *sk, const char *kind, int64_t first_seq, int64_t last_seq,
+                         const uint8_t last_hash[32], int64_t time)
+{
+    uint8_t m[128], sig[crypto_sign_BYTES];
+    size_t n = kms_trail_digest_msg(m, kind, first_seq, last_seq, last_hash, time);
+    sqlite3_stmt *st;
+    int rc;
+    if (!sk || crypto_sign_detached(sig, NULL, m, n, sk))
+        return -1;
+    if (sqlite3_prepare_v2(db,
+                           "INSERT INTO audit_digests(kind, first_seq, last_seq, last_hash, time, sig)"
+                           " VALUES(?,?,?,?,?,?)",
+                           -1, &st, NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_text(st, 1, kind, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, first_seq);
+    sqlite3_bind_int64(st, 3, last_seq);
+    sqlite3_bind_blob(st, 4, last_hash, 32, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 5, time);
+    sqlite3_bind_blob(st, 6, sig, sizeof sig, SQLITE_STATIC);
+    rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int kms_trail_hash_of(sqlite3 *db, int64_t seq, uint8_t out[32])
+{
+    sqlite3_stmt *st;
+    int rc = -1;
+    if (sqlite3_prepare_v2(db, "SELECT hash FROM audit WHERE seq=?", -1, &st, NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_int64(st, 1, seq);
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_bytes(st, 0) == 32) {
+        memcpy(out, sqlite3_column_blob(st, 0), 32);
+        rc = 0;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* ---- schema and key ------------------------------------------------------------------------------ */
+
+static bool has_column(sqlite3 *db, const char *table, const char *col)
+{
+    sqlite3_stmt *st;
+    char sql[96];
+    bool found = false;
+    snprintf(sql, sizeof sql, "PRAGMA table_info(%s)", table);
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+        return false;
+    while (sqlite3_step(st) == SQLITE_ROW)
+        if (!strcmp((const char *)sqlite3_column_text(st, 1), col))
+            found = true;
+    sqlite3_finalize(st);
+    return found;
+}
+
+static int meta_blob(sqlite3 *db, const char *k, uint8_t *buf, size_t cap, size_t *len)
+{
+    sqlite3_stmt *st;
+    int rc = -1;
+    if (sqlite3_prepare_v2(db, "SELECT v FROM meta WHERE k=?", -1, &st, NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_text(st, 1, k, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) == SQLITE_ROW && (size_t)sqlite3_column_bytes(st, 0) <= cap) {
+        *len = (size_t)sqlite3_column_bytes(st, 0);
+        memcpy(buf, sqlite3_column_blob(st, 0), *len);
+        rc = 0;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int meta_set(sqlite3 *db, const char *k, const void *v, size_t n)
+{
+    sqlite3_stmt *st;
+    int rc;
+    if (sqlite3_prepare_v2(db, "INSERT OR IGNORE INTO meta(k, v) VALUES(?, ?)", -1, &st, NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_text(st, 1, k, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 2, v, (int)n, SQLITE_STATIC);
+    rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
+    sqlite3_finalize(st);
+    return rc;
+}
+
+#define SK_AAD "envelopefs-audit-signing-key-v1"
+#define SEALED_SK (crypto_aead_xchacha20poly1305_ietf_NPUBBYTES + crypto_sign_SECRETKEYBYTES + \
+                   crypto_aead_xchacha20poly1305_ietf_ABYTES)
+
+/* The migration, in one transaction (another process may race us: INSERT OR IGNORE and re-read). */
+static kms_err migrate(kms_core *c, char **msg)
+{
+    static const char *const cols[][2] = {{"event_id", "TEXT"}, {"access_key", "TEXT"}, {"read_only", "INTEGER"},
+                                          {"event", "TEXT"},    {"prev", "BLOB"},       {"hash", "BLOB"}};
+    uint8_t buf[8];
+    size_t n;
+    if (!meta_blob(c->db, "feature_audit_chain", buf, sizeof buf, &n))
+        return KMS_OK;
+    if (sqlite3_exec(c->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        goto fail;
+    if (meta_blob(c->db, "feature_audit_chain", buf, sizeof buf, &n)) {
+        uint8_t pk[crypto_sign_PUBLICKEYBYTES], zero[32] = {0};
+        uint8_t *sk = sodium_malloc(crypto_sign_SECRETKEYBYTES);
+        uint8_t sealed[SEALED_SK];
+        sqlite3_stmt *st;
+        int64_t next = 1;
+        int bad = !sk;
+        for (size_t i = 0; !bad && i < sizeof cols / sizeof cols[0]; i++)
+            if (!has_column(c->db, "audit", cols[i][0])) {
+                char sql[96];
+                snprintf(sql, sizeof sql, "ALTER TABLE audit ADD COLUMN %s %s", cols[i][0], cols[i][1]);
+                bad = sqlite3_exec(c->db, sql, NULL, NULL, NULL) != SQLITE_OK;
+            }
+        if (!bad)
+            bad = sqlite3_exec(c->db,
+                               "CREATE TABLE IF NOT EXISTS audit_digests(id INTEGER PRIMARY KEY, kind TEXT NOT NULL,"
+                               " first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL, last_hash BLOB NOT NULL,"
+                               " time INTEGER NOT NULL, sig BLOB NOT NULL)",
+                               NULL, NULL, NULL) != SQLITE_OK;
+        if (!bad) {
+            crypto_sign_keypair(pk, sk);
+            randombytes_buf(sealed, crypto_aead_xchacha20poly1305_ietf_NPUBBYTES);
+            crypto_aead_xchacha20poly1305_ietf_encrypt(sealed + crypto_aead_xchacha20poly1305_ietf_NPUBBYTES, NULL,
+                                                       sk, crypto_sign_SECRETKEYBYTES, (const uint8_t *)SK_AAD,
+                                                       sizeof SK_AAD - 1, NULL, sealed, c->root_key);
+            bad = meta_set(c->db, "audit_sign_pk", pk, sizeof pk) || meta_set(c->db, "audit_sign_sk", sealed, sizeof sealed);
+        }
+        /* The chain starts after the records already there (they stay, unchained: "legacy"). */
+        if (!bad && sqlite3_prepare_v2(c->db, "SELECT seq FROM audit ORDER BY seq DESC LIMIT 1", -1, &st, NULL) ==
+                        SQLITE_OK) {
+            if (sqlite3_step(st) == SQLITE_ROW)
+                next = sqlite3_column_int64(st, 0) + 1;
+            sqlite3_finalize(st);
+        }
+        if (!bad)
+            bad = kms_trail_put_digest(c->db, sk, "start", next, next - 1, zero, kms_now(c)) ||
+                  meta_set(c->db, "feature_audit_chain", "1", 1);
+        sodium_free(sk);
+        if (bad)
+            goto fail;
+    }
+    if (sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
+        return KMS_OK;
+fail:
+    kms_set_msg(msg, "keystore: adding the audit chain: %s", sqlite3_errmsg(c->db));
+    sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+    return KMS_ERR_IO;
+}
+
+kms_err kms_trail_open(kms_core *c, char **msg)
+{
+    uint8_t sealed[SEALED_SK];
+    size_t n, pn;
+    kms_err e = migrate(c, msg);
+    if (e)
+        return e;
+    pthread_mutex_init(&c->trail_mu, NULL);
+    pthread_cond_init(&c->trail_cv, NULL);
+    c->trail_init = true;
+    c->audit_sk = sodium_malloc(crypto_sign_SECRETKEYBYTES);
+    if (!c->audit_sk)
+        return KMS_ERR_NOMEM;
+    if (meta_blob(c->db, "audit_sign_sk", sealed, sizeof sealed, &n) || n != sizeof sealed ||
+        meta_blob(c->db, "audit_sign_pk", c->audit_pk, sizeof c->audit_pk, &pn) || pn != sizeof c->audit_pk ||
+        crypto_aead_xchacha20poly1305_ietf_decrypt(
+            c->audit_sk, NULL, NULL, sealed + crypto_aead_xchacha20poly1305_ietf_NPUBBYTES,
+            n - crypto_aead_xchacha20poly1305_ietf_NPUBBYTES, (const uint8_t *)SK_AAD, sizeof SK_AAD - 1, sealed,
+            c->root_key)) {
+        kms_set_msg(msg, "key store is damaged: the audit signing key is missing or does not unseal");
+        return KMS_ERR_CORRUPT_STORE;
+    }
+    {
+        uint8_t pk[crypto_sign_PUBLICKEYBYTES];
+        crypto_sign_ed25519_sk_to_pk(pk, c->audit_sk);
+        if (sodium_memcmp(pk, c->audit_pk, sizeof pk)) {
+            kms_set_msg(msg, "key store is damaged: the audit public key does not match its secret half");
+            return KMS_ERR_CORRUPT_STORE;
+        }
+    }
+    c->digest_ms = efs_mono_ns() / 1000000;
+    return KMS_OK;
+}
+
+/* ---- records ------------------------------------------------------------------------------------ */
+
+/* Request fields a record may carry: none holds plaintext, ciphertext or a secret. */
+static const char *const REQ_FIELDS[] = {
+    "KeyId", "KeySpec", "NumberOfBytes", "EncryptionContext", "EncryptionAlgorithm", "SourceEncryptionContext",
+    "DestinationEncryptionContext", "SourceKeyId", "DestinationKeyId", "SourceEncryptionAlgorithm",
+    "DestinationEncryptionAlgorithm", "AliasName", "TargetKeyId", "Description", "KeyUsage", "Origin",
+    "PendingWindowInDays", "RotationPeriodInDays", "Limit", "Marker", "TagKeys", "Tags", "MultiRegion",
+    "CustomerMasterKeySpec", "DryRun", "PolicyName", "BypassPolicyLockoutSafetyCheck", "GrantId", "GrantName",
+    "GranteePrincipal", "RetiringPrincipal", "Operations", "Constraints", "IncludeKeyMetadata", "SigningAlgorithm",
+    "MessageType", "MacAlgorithm", "KeyPairSpec", "WrappingAlgorithm", "WrappingKeySpec", "ExpirationModel", "ValidTo"};
+/* Response fields of mutating calls a record may carry (CloudTrail leaves crypto results out). */
+static const char *const RESP_FIELDS[] = {"KeyId", "KeyMetadata", "DeletionDate", "KeyState", "PendingWindowInDays",
+                                          "GrantId"};
+
+static json_t *pick(json_t *in, const char *const *fields, size_t n)
+{
+    json_t *o;
+    if (!json_is_object(in))
+        return json_null();
+    o = json_object();
+    for (size_t i = 0; i < n; i++) {
+        json_t *v = json_object_get(in, fields[i]);
+        if (v) {
+            char k[48];
+            snprintf(k, sizeof k, "%s", fields[i]);
+            k[0] = (char)(k[0] - 'A' + 'a'); /* CloudTrail's camelCase */
+            json_object_set(o, k, v);
+        }
+    }
+    if (!json_object_size(o)) {
+        json_decref(o);
+        return json_null();
+    }
+    return o;
+}
+
+static void uuid4(char out[37])
+{
+    uint8_t r[16];
+    static const char hx[] = "0123456789abcdef";
+    size_t o = 0;
+    if (kms_random(r, sizeof r))
+        randombytes_buf(r, sizeof r);
+    r[6] = (uint8_t)((r[6] & 0x0f) | 0x40);
+    r[8] = (uint8_t)((r[8] & 0x3f) | 0x80);
+    for (size_t i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            out[o++] = '-';
+        out[o++] = hx[r[i] >> 4];
+        out[o++] = hx[r[i] & 15];
+    }
+    out[o] = 0;
+}
+
+/* Bounded copy; bytes outside printable ASCII become '?' (names, access key ids and user agents come
+ * from clients, and a record must stay valid JSON). */
+static void copy_str(char *dst, size_t cap, const char *src)
+{
+    size_t n = strnlen(src ? src : "", cap - 1);
+    for (size_t i = 0; i < n; i++)
+        dst[i] = src[i] >= 0x20 && src[i] < 0x7f ? src[i] : '?';
+    dst[n] = 0;
+}
+
+uint64_t kms_trail_append(kms_core *c, const kms_principal *p, const char *op, json_t *req, json_t *resp,
+                          const char *key_id, kms_err e, const char *msg)
+{
+    struct audit_rec *r;
+    json_t *ev, *ui, *res;
+    char when[32], arn[160], principal_arn[128];
+    const char *account = p && p->account ? p->account : c->account;
+    const char *user = p && p->user ? p->user : "local";
+    char safe_user[64], safe_source[64];
+    const char *source = p && p->source ? p->source : "embedded";
+    time_t t;
+    struct tm tm;
+    char agent[160];
+
+    if (c->q_n >= KMS_TRAIL_MAX_PENDING)
+        return 0;
+    if (c->q_n == c->q_cap) {
+        size_t cap = c->q_cap ? c->q_cap * 2 : 64;
+        struct audit_rec *q = realloc(c->q, cap * sizeof *q);
+        if (!q)
+            return 0;
+        c->q = q;
+        c->q_cap = cap;
+    }
+    r = &c->q[c->q_n];
+    memset(r, 0, sizeof *r);
+    r->time = kms_now(c);
+    copy_str(r->account, sizeof r->account, account);
+    copy_str(r->user, sizeof r->user, user);
+    copy_str(r->source, sizeof r->source, source);
+    copy_str(safe_user, sizeof safe_user, user);
+    copy_str(safe_source, sizeof safe_source, source);
+    user = safe_user;
+    source = safe_source;
+    copy_str(r->op, sizeof r->op, op);
+    copy_str(r->key_id, sizeof r->key_id, key_id);
+    copy_str(r->result, sizeof r->result, e ? kms_err_name(e) : "OK");
+    copy_str(r->access_key, sizeof r->access_key, p ? p->access_key : NULL);
+    r->read_only = kms_trail_read_only(op);
+    copy_str(agent, sizeof agent, p && p->user_agent ? p->user_agent : (p && p->access_key ? "unknown" : "envelopefs-embedded"));
+    uuid4(r->event_id);
+
+    t = (time_t)r->time;
+    gmtime_r(&t, &tm);
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    if (!strcmp(user, "root") || !strcmp(user, "local"))
+        snprintf(principal_arn, sizeof principal_arn, "arn:aws:iam::%s:root", account);
+    else
+        snprintf(principal_arn, sizeof principal_arn, "arn:aws:iam::%s:user/%s", account, user);
+    ui = json_pack("{s:s, s:s, s:s, s:s}", "type", strcmp(principal_arn + strlen(principal_arn) - 5, ":root") ? "IAMUser" : "Root",
+                   "principalId", r->access_key[0] ? r->access_key : account, "arn", principal_arn, "accountId", account);
+    if (ui && r->access_key[0])
+        json_object_set_new(ui, "accessKeyId", json_string(r->access_key));
+    if (ui && strcmp(user, "local"))
+        json_object_set_new(ui, "userName", json_string(user));
+    res = json_array();
+    if (r->key_id[0]) {
+        snprintf(arn, sizeof arn, "arn:aws:kms:%s:%s:key/%s", c->region, c->account, r->key_id);
+        json_array_append_new(res, json_pack("{s:s, s:s, s:s}", "accountId", c->account, "type", "AWS::KMS::Key",
+                                             "ARN", arn));
+    }
+    ev = json_pack("{s:s, s:o, s:s, s:s, s:s, s:s, s:s, s:s}", "eventVersion", "1.08", "userIdentity", ui,
+                   "eventTime", when, "eventSource", "kms.amazonaws.com", "eventName", r->op, "awsRegion", c->region,
+                   "sourceIPAddress", strncmp(source, "http:", 5) ? source : source + 5, "userAgent", agent);
+    if (!ev) {
+        json_decref(res);
+        return 0;
+    }
+    if (e) {
+        json_object_set_new(ev, "errorCode", json_string(kms_err_name(e)));
+        if (msg)
+            json_object_set_new(ev, "errorMessage", json_stringn(msg, strnlen(msg, 512)));
+    }
+    json_object_set_new(ev, "requestParameters", pick(req, REQ_FIELDS, sizeof REQ_FIELDS / sizeof REQ_FIELDS[0]));
+    json_object_set_new(ev, "responseElements", e || r->read_only
+                                                    ? json_null()
+                                                    : pick(resp, RESP_FIELDS, sizeof RESP_FIELDS / sizeof RESP_FIELDS[0]));
+    {
+        char rid[37];
+        uuid4(rid);
+        json_object_set_new(ev, "requestID", json_string(rid));
+    }
+    json_object_set_new(ev, "eventID", json_string(r->event_id));
+    json_object_set_new(ev, "readOnly", json_boolean(r->read_only));
+    json_object_set_new(ev, "resources", res);
+    json_object_set_new(ev, "eventType", json_string("AwsApiCall"));
+    json_object_set_new(ev, "managementEvent", json_true());
+    json_object_set_new(ev, "recipientAccountId", json_string(c->account));
+    json_object_set_new(ev, "eventCategory", json_string("Management"));
+    r->event = json_dumps(ev, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(ev);
+    if (!r->event)
+        return 0;
+    r->ticket = ++c->q_ticket;
+    c->q_n++;
+    return r->ticket;
+}
+
+/* ---- writing ------------------------------------------------------------------------------------ */
+
+/* The chain's head (seq, hash) inside the writer's transaction: the newest record, or where the newest
+ * start/checkpoint digest says the chain continues. */
+static int head(sqlite3 *db, int64_t *seq, uint8_t hash[32])
+{
+    sqlite3_stmt *st;
+    int rc = -1;
+    memset(hash, 0, 32);
+    *seq = 0;
+    if (sqlite3_prepare_v2(db, "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", -1, &st, NULL) != SQLITE_OK)
+        return -1;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        *seq = sqlite3_column_int64(st, 0);
+        if (sqlite3_column_bytes(st, 1) == 32)
+            memcpy(hash, sqlite3_column_blob(st, 1), 32);
+        rc = 0;
+    }
+    sqlite3_finalize(st);
+    if (!rc)
+        return 0;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT first_seq, last_hash FROM audit_digests WHERE kind IN ('start','checkpoint')"
+                           " ORDER BY id DESC LIMIT 1",
+                           -1, &st, NULL) != SQLITE_OK)
+        return -1;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        *seq = sqlite3_column_int64(st, 0) - 1;
+        if (sqlite3_column_bytes(st, 1) == 32)
+            memcpy(hash, sqlite3_column_blob(st, 1), 32);
+    }
+    sqlite3_finalize(st);
+    return 0;
+}
+
+static void free_recs(struct audit_rec *r, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(r[i].event);
+}
+
+/* Write every queued record (core lock held): one transaction, a digest when one is due. */
+static bool write_queued(kms_core *c, bool seal_now)
+{
+    sqlite3_stmt *st = c->audit_ins;
+    uint8_t prev[32], h[32];
+    int64_t seq, now_ms = efs_mono_ns() / 1000000;
+    bool ok = true;
+    if (!c->q_n && !(c->since_digest && (seal_now || now_ms - c->digest_ms >= KMS_DIGEST_INTERVAL_MS)))
+        return true;
+    if (!st && sqlite3_prepare_v3(c->db,
+                                  "INSERT INTO audit(seq, time, account, user, source, operation, key_id, result,"
+                                  " event_id, access_key, read_only, event, prev, hash)"
+                                  " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                                  -1, SQLITE_PREPARE_PERSISTENT, &c->audit_ins, NULL) != SQLITE_OK)
+        return false;
+    st = c->audit_ins;
+    if (sqlite3_exec(c->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        return false;
+    ok = !head(c->db, &seq, prev);
+    for (size_t i = 0; ok && i < c->q_n; i++) {
+        struct audit_rec *r = &c->q[i];
+        const char *cols[9] = {r->account, r->user, r->source, r->op, r->key_id, r->result, r->event_id,
+                               r->access_key, r->event};
+        seq++;
+        kms_trail_hash(prev, seq, r->time, cols, r->read_only, h);
+        sqlite3_bind_int64(st, 1, seq);
+        sqlite3_bind_int64(st, 2, r->time);
+        for (int j = 0; j < 8; j++)
+            sqlite3_bind_text(st, 3 + j, cols[j], -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 11, r->read_only);
+        sqlite3_bind_text(st, 12, r->event, -1, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 13, prev, 32, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 14, h, 32, SQLITE_STATIC);
+        ok = sqlite3_step(st) == SQLITE_DONE;
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+        memcpy(prev, h, 32);
+    }
+    c->since_digest += (int64_t)c->q_n;
+    if (ok && c->since_digest &&
+        (seal_now || c->since_digest >= KMS_DIGEST_RECORDS || now_ms - c->digest_ms >= KMS_DIGEST_INTERVAL_MS))
+        ok = !kms_trail_put_digest(c->db, c->audit_sk, seal_now ? "close" : "periodic", seq - c->since_digest + 1,
+                                   seq, prev, kms_now(c));
+    if (ok && sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK) {
+        if (c->q_n)
+            c->q_written = c->q[c->q_n - 1].ticket;
+        free_recs(c->q, c->q_n);
+        c->q_n = 0;
+        if (seal_now || c->since_digest >= KMS_DIGEST_RECORDS || now_ms - c->digest_ms >= KMS_DIGEST_INTERVAL_MS) {
+            c->since_digest = 0;
+            c->digest_ms = now_ms;
+        }
+        return true;
+    }
+    c->since_digest -= (int64_t)c->q_n;
+    sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+    return false;
+}
+
+void kms_trail_tick(void *arg)
+{
+    kms_core *c = arg;
+    pthread_mutex_lock(&c->lock);
+    if (c->trail_init && c->since_digest && efs_mono_ns() / 1000000 - c->digest_ms >= KMS_DIGEST_INTERVAL_MS)
+        (void)write_queued(c, false); /* due: writes the digest even with nothing queued */
+    pthread_mutex_unlock(&c->lock);
+}
+
+void kms_trail_flush_locked(kms_core *c)
+{
+    if (c->trail_init)
+        (void)write_queued(c, false);
+}
+
+kms_err kms_trail_commit(kms_core *c, uint64_t ticket)
+{
+    pthread_mutex_lock(&c->trail_mu);
+    while (c->trail_durable < ticket) {
+        uint64_t written;
+        bool ok;
+        if (c->trail_failed >= ticket) {
+            pthread_mutex_unlock(&c->trail_mu);
+            return KMS_ERR_IO;
+        }
+        if (c->trail_writing) {
+            pthread_cond_wait(&c->trail_cv, &c->trail_mu);
+            continue;
+        }
+        c->trail_writing = true;
+        pthread_mutex_unlock(&c->trail_mu);
+        pthread_mutex_lock(&c->lock);
+        ok = write_queued(c, false);
+        written = ok ? c->q_written : c->q_ticket;
+        pthread_mutex_unlock(&c->lock);
+        pthread_mutex_lock(&c->trail_mu);
+        c->trail_writing = false;
+        if (ok && written > c->trail_durable)
+            c->trail_durable = written;
+        else if (!ok)
+            c->trail_failed = written;
+        pthread_cond_broadcast(&c->trail_cv);
+    }
+    pthread_mutex_unlock(&c->trail_mu);
+    return KMS_OK;
+}
+
+void kms_trail_close(kms_core *c)
+{
+    if (!c->trail_init)
+        return;
+    if (c->db)
+        (void)write_queued(c, true);
+    free_recs(c->q, c->q_n);
+    free(c->q);
+    c->q = NULL;
+    c->q_n = 0;
+    sqlite3_finalize(c->audit_ins);
+    c->audit_ins = NULL;
+    sodium_free(c->audit_sk);
+    c->audit_sk = NULL;
+    pthread_cond_destroy(&c->trail_cv);
+    pthread_mutex_destroy(&c->trail_mu);
+    c->trail_init = false;
+}
