@@ -3,6 +3,7 @@
  */
 #include "cli_vol.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -252,3 +253,22 @@ int cli_need1(const char *who, const struct cli_args *a, const char *name, const
     return 0;
 }
 
+int cli_vol_print(const cli_vol *g, const char *who, json_t *o)
+{
+    int rc;
+    if (!o)
+        return 1;
+    rc = cli_print_json(o, g->query, g->output, who);
+    json_decref(o);
+    return rc;
+}
+
+bool cli_parse_u64(const char *s, uint64_t *v)
+{
+    char *end;
+    if (!s || !*s || *s == '-')
+        return false;
+    errno = 0;
+    *v = strtoull(s, &end, 10);
+    return !*end && !errno;
+}

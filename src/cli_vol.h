@@ -8,6 +8,7 @@
 
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #include <jansson.h>
 
@@ -48,6 +49,11 @@ int cli_argv_of(const struct cli_args *a, const char *name, char ***v);
 /* --name with exactly one value into *out (NULL when absent and not required); prints usage errors. */
 int cli_need1(const char *who, const struct cli_args *a, const char *name, const char **out, bool required);
 int cli_vol_usage_verr(const char *who, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+
+/* Print o (consumed; NULL: 1) through --query/--output as the AWS CLI does; the exit status. */
+int cli_vol_print(const cli_vol *g, const char *who, json_t *o);
+/* A decimal unsigned integer, whole string, no sign: false when s is not one or overflows. */
+bool cli_parse_u64(const char *s, uint64_t *v);
 
 /* EC2's shapes. */
 json_t *cli_volume_json(vol_store *st, const vol_volume *v);

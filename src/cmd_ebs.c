@@ -26,26 +26,6 @@
 #define WHO "envelopefs ebs"
 #define BLOCK_SIZE VOL_BLOCK_SIZE
 
-static int print(const cli_vol *g, json_t *o)
-{
-    int rc;
-    if (!o)
-        return 1;
-    rc = cli_print_json(o, g->query, g->output, WHO);
-    json_decref(o);
-    return rc;
-}
-
-static bool num(const char *s, uint64_t *v)
-{
-    char *end;
-    if (!s || !*s || *s == '-')
-        return false;
-    errno = 0;
-    *v = strtoull(s, &end, 10);
-    return !*end && !errno;
-}
-
 static json_t *iso(int64_t t)
 {
     char buf[40];
@@ -66,7 +46,7 @@ static int start_snapshot(cli_vol *g, const struct cli_args *a, vol_store *st)
     if ((rc = cli_need1(WHO, a, "volume-size", &size, true)) || (rc = cli_need1(WHO, a, "parent-snapshot-id", &parent, false)) ||
         (rc = cli_need1(WHO, a, "kms-key-arn", &key, false)) || (rc = cli_need1(WHO, a, "description", &desc, false)))
         return rc;
-    if (!num(size, &gib))
+    if (!cli_parse_u64(size, &gib))
         return cli_service_error("ValidationException", "StartSnapshot", "VolumeSize must be a number (Reason: INVALID_VOLUME_SIZE)");
     if (vol_ebs_start(st, gib, parent, cli_arg1(a, "encrypted") != NULL, key, desc, NULL, &s, &e))
         return cli_service_error(e.code, "StartSnapshot", e.message);
@@ -81,7 +61,7 @@ static int start_snapshot(cli_vol *g, const struct cli_args *a, vol_store *st)
             json_object_set_new(o, "ParentSnapshotId", json_string(parent));
         json_decref(j);
         vol_snapshot_clear(&s);
-        return print(g, o);
+        return cli_vol_print(g, WHO, o);
     }
 }
 
@@ -99,7 +79,7 @@ static int put_block(cli_vol *g, const struct cli_args *a, vol_store *st)
         return rc;
     if (strcmp(alg, "SHA256"))
         return cli_service_error("ValidationException", "PutSnapshotBlock", "ChecksumAlgorithm must be SHA256 (Reason: INVALID_CHECKSUM)");
-    if (!num(idx, &block) || !num(len, &dlen))
+    if (!cli_parse_u64(idx, &block) || !cli_parse_u64(len, &dlen))
         return cli_service_error("ValidationException", "PutSnapshotBlock", "BlockIndex and DataLength are numbers (Reason: INVALID_BLOCK)");
     if (strncmp(data, "fileb://", 8)) {
         fprintf(stderr, WHO ": --block-data takes fileb://FILE\n");
@@ -118,7 +98,7 @@ static int put_block(cli_vol *g, const struct cli_args *a, vol_store *st)
     free(buf);
     if (rc)
         return cli_service_error(e.code, "PutSnapshotBlock", e.message);
-    return print(g, json_pack("{s:s, s:s}", "Checksum", sum, "ChecksumAlgorithm", "SHA256"));
+    return cli_vol_print(g, WHO, json_pack("{s:s, s:s}", "Checksum", sum, "ChecksumAlgorithm", "SHA256"));
 }
 
 static int complete(cli_vol *g, const struct cli_args *a, vol_store *st)
@@ -131,14 +111,14 @@ static int complete(cli_vol *g, const struct cli_args *a, vol_store *st)
         (rc = cli_need1(WHO, a, "checksum", &sum, false)) || (rc = cli_need1(WHO, a, "checksum-algorithm", &alg, false)) ||
         (rc = cli_need1(WHO, a, "checksum-aggregation-method", &method, false)))
         return rc;
-    if (!num(count, &n))
+    if (!cli_parse_u64(count, &n))
         return cli_service_error("ValidationException", "CompleteSnapshot", "ChangedBlocksCount must be a number");
     if (sum && ((alg && strcmp(alg, "SHA256")) || (method && strcmp(method, "LINEAR"))))
         return cli_service_error("ValidationException", "CompleteSnapshot",
                                  "only the SHA256 algorithm with the LINEAR aggregation (Reason: INVALID_CHECKSUM)");
     if (vol_ebs_complete(st, snap, (int64_t)n, sum, &e))
         return cli_service_error(e.code, "CompleteSnapshot", e.message);
-    return print(g, json_pack("{s:s}", "Status", "completed"));
+    return cli_vol_print(g, WHO, json_pack("{s:s}", "Status", "completed"));
 }
 
 /* Listings: every block of a snapshot's map, or where two snapshots' maps differ. */
@@ -169,13 +149,13 @@ static int paging(const struct cli_args *a, const char *op, uint64_t *max, uint6
     const char *m = cli_arg1(a, "max-results"), *t = cli_arg1(a, "next-token"), *s = cli_arg1(a, "starting-block-index");
     *max = 10000;
     *start = 0;
-    if (m && (!num(m, max) || *max < 100 || *max > 10000))
+    if (m && (!cli_parse_u64(m, max) || *max < 100 || *max > 10000))
         return cli_service_error("ValidationException", op, "MaxResults must be 100-10000 (Reason: INVALID_PARAMETER_VALUE)");
-    if (s && !num(s, start))
+    if (s && !cli_parse_u64(s, start))
         return cli_service_error("ValidationException", op, "StartingBlockIndex must be a number");
     if (t) {
         uint64_t v;
-        if (strncmp(t, "EBP1", 4) || !num(t + 4, &v))
+        if (strncmp(t, "EBP1", 4) || !cli_parse_u64(t + 4, &v))
             return cli_service_error("ValidationException", op, "The page token is not valid (Reason: INVALID_PAGE_TOKEN)");
         *start = v;
     }
@@ -218,7 +198,7 @@ static int list_blocks(cli_vol *g, const struct cli_args *a, vol_store *st)
     if (o && next[0])
         json_object_set_new(o, "NextToken", json_string(next));
     vol_snapshot_clear(&s);
-    rc = print(g, o);
+    rc = cli_vol_print(g, WHO, o);
 out:
     json_decref(arr);
     free(l.e);
@@ -290,7 +270,7 @@ static int list_changed(cli_vol *g, const struct cli_args *a, vol_store *st)
                   (json_int_t)s2.volume_size, "BlockSize", (int)BLOCK_SIZE);
     if (o && next[0])
         json_object_set_new(o, "NextToken", json_string(next));
-    rc = print(g, o);
+    rc = cli_vol_print(g, WHO, o);
 out:
     json_decref(arr);
     free(l1.e);
@@ -315,7 +295,7 @@ static int get_block(cli_vol *g, const struct cli_args *a, vol_store *st, const 
         fprintf(stderr, WHO ": get-snapshot-block needs an OUTFILE argument\n");
         return CLI_EXIT_USAGE;
     }
-    if (!num(idx, &block))
+    if (!cli_parse_u64(idx, &block))
         return cli_service_error("ValidationException", "GetSnapshotBlock", "BlockIndex must be a number (Reason: INVALID_BLOCK)");
     if (!(buf = sodium_malloc(BLOCK_SIZE)))
         return 1;
@@ -331,7 +311,7 @@ static int get_block(cli_vol *g, const struct cli_args *a, vol_store *st, const 
     }
     sodium_free(buf);
     sodium_bin2base64(b64, sizeof b64, sha, sizeof sha, sodium_base64_VARIANT_ORIGINAL);
-    return print(g, json_pack("{s:i, s:s, s:s}", "DataLength", (int)BLOCK_SIZE, "Checksum", b64, "ChecksumAlgorithm", "SHA256"));
+    return cli_vol_print(g, WHO, json_pack("{s:i, s:s, s:s}", "DataLength", (int)BLOCK_SIZE, "Checksum", b64, "ChecksumAlgorithm", "SHA256"));
 }
 
 static const struct {

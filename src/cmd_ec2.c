@@ -102,26 +102,6 @@ bad:
     return NULL;
 }
 
-static int print(const cli_vol *g, json_t *o)
-{
-    int rc;
-    if (!o)
-        return 1;
-    rc = cli_print_json(o, g->query, g->output, WHO);
-    json_decref(o);
-    return rc;
-}
-
-static bool parse_u64(const char *s, uint64_t *v)
-{
-    char *end;
-    if (!s || !*s || *s == '-')
-        return false;
-    errno = 0;
-    *v = strtoull(s, &end, 10);
-    return !*end && !errno;
-}
-
 static int create_volume(cli_vol *g, const struct cli_args *a)
 {
     vol_create_args c = {0};
@@ -138,7 +118,7 @@ static int create_volume(cli_vol *g, const struct cli_args *a)
     if (enc)
         return cli_service_error("InvalidParameterValue", "CreateVolume",
                                  "envelopefs volumes are always encrypted (EBS encryption by default)");
-    if (size && !parse_u64(size, &c.size_gib))
+    if (size && !cli_parse_u64(size, &c.size_gib))
         return cli_service_error("InvalidParameterValue", "CreateVolume", "Invalid value for parameter size");
     if (size && c.size_gib == 0)
         return cli_service_error("InvalidParameterValue", "CreateVolume",
@@ -153,7 +133,7 @@ static int create_volume(cli_vol *g, const struct cli_args *a)
     if (vol_create_volume(st, &c, &v, &e)) {
         rc = cli_service_error(e.code, "CreateVolume", e.message);
     } else {
-        rc = print(g, cli_volume_json(st, &v));
+        rc = cli_vol_print(g, WHO, cli_volume_json(st, &v));
         vol_volume_clear(&v);
     }
     vol_store_free(st);
@@ -341,7 +321,7 @@ static int describe(cli_vol *g, const struct cli_args *a, bool volumes)
     }
     out = json_object();
     json_object_set_new(out, volumes ? "Volumes" : "Snapshots", kept);
-    rc = print(g, out);
+    rc = cli_vol_print(g, WHO, out);
 out:
     json_decref(l.arr);
     free_filters(f, nf);
@@ -386,7 +366,7 @@ static int create_snapshot(cli_vol *g, const struct cli_args *a)
     if (vol_create_snapshot(st, vid, desc, tags && *tags ? tags : NULL, &s, &e)) {
         rc = cli_service_error(e.code, "CreateSnapshot", e.message);
     } else {
-        rc = print(g, cli_snapshot_json(st, &s));
+        rc = cli_vol_print(g, WHO, cli_snapshot_json(st, &s));
         vol_snapshot_clear(&s);
     }
     vol_store_free(st);
@@ -437,7 +417,7 @@ static int copy_snapshot(cli_vol *g, const struct cli_args *a)
     } else if (vol_copy_snapshot(st, src, key, cli_arg1(a, "rewrap-only") != NULL, desc, &s, &e)) {
         rc = cli_service_error(e.code, "CopySnapshot", e.message);
     } else {
-        rc = print(g, json_pack("{s:s}", "SnapshotId", s.id));
+        rc = cli_vol_print(g, WHO, json_pack("{s:s}", "SnapshotId", s.id));
         vol_snapshot_clear(&s);
     }
     vol_store_free(st);
@@ -453,7 +433,7 @@ static int ebs_defaults(cli_vol *g, const struct cli_args *a, const char *verb)
     char *arn = NULL;
     int rc = 0;
     if (!strcmp(verb, "enable-ebs-encryption-by-default") || !strcmp(verb, "get-ebs-encryption-by-default"))
-        return print(g, json_pack("{s:b, s:s}", "EbsEncryptionByDefault", 1, "SseType", "sse-ebs"));
+        return cli_vol_print(g, WHO, json_pack("{s:b, s:s}", "EbsEncryptionByDefault", 1, "SseType", "sse-ebs"));
     if (!strcmp(verb, "disable-ebs-encryption-by-default"))
         return cli_service_error("UnsupportedOperation", "DisableEbsEncryptionByDefault",
                                  "envelopefs volumes are always encrypted");
@@ -478,7 +458,7 @@ static int ebs_defaults(cli_vol *g, const struct cli_args *a, const char *verb)
         }
     }
     if (!rc && arn)
-        rc = print(g, json_pack("{s:s}", "KmsKeyId", arn));
+        rc = cli_vol_print(g, WHO, json_pack("{s:s}", "KmsKeyId", arn));
 out:
     free(arn);
     vol_store_free(st);
