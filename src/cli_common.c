@@ -27,6 +27,7 @@ const char *cli_take_kms_options(int *argc, char **argv, cli_kms_opts *o)
         {"--passphrase-file", &got.passphrase_file},
         {"--region", &got.region},
         {"--as-user", &got.as_user},
+        {"--regions", &got.regions},
     };
     int n = 1, i;
 

@@ -17,11 +17,12 @@ typedef struct cli_kms_opts {
     const char *passphrase_file;  /* --passphrase-file */
     const char *region;           /* --region (http backends) */
     const char *as_user;          /* --as-user (local store): act as this principal, not the account root */
+    const char *regions;          /* --regions FILE: where other regions live (common/regions.h) */
 } cli_kms_opts;
 
 /*
  * The one parser of these options, for every verb: takes --store, --endpoint-url (alias --kms),
- * --root-key-file, --passphrase-file and --region, each as `--opt VALUE` or `--opt=VALUE`, out of
+ * --root-key-file, --passphrase-file, --region, --as-user and --regions, each as `--opt VALUE` or `--opt=VALUE`, out of
  * argv[1..*argc-1] wherever they stand (before the verb, after it, among its arguments: as `aws`
  * allows), closing the gaps in argv and lowering *argc; argv[0] stays, and so does everything from a
  * "--" on. The last of a repeated option wins. NULL on success, else the option that lacks its value
