@@ -21,7 +21,9 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
+#include <jansson.h>
 #include <openssl/evp.h>
 
 #include "aead.h"
@@ -148,6 +150,32 @@ kms_err kms_store_load(kms_core *c, char **msg);
 kms_err kms_store_insert_key(kms_core *c, const kms_key *k, const uint8_t *material, size_t len, char **msg);
 kms_err kms_store_add_version(kms_core *c, kms_key *k, int automatic, char **msg);
 kms_err kms_store_update_key(kms_core *c, const kms_key *k, char **msg);
+/* Multi-Region replication (mrk.c): version `version`'s material in the clear (sodium_malloc'd: the caller
+ * sodium_frees it), and appending a version with given material (the next number) in one transaction. */
+kms_err kms_store_version_plain(kms_core *c, const kms_key *k, uint32_t version, uint8_t **out, size_t *len,
+                                char **msg);
+kms_err kms_store_put_version(kms_core *c, kms_key *k, int64_t created, int automatic, const uint8_t *material,
+                              size_t len, char **msg);
+
+/* mrk.c: multi-Region keys (table multi_region; docs/FORMAT.md). A key is multi-Region when its id
+ * starts with "mrk-". */
+#define KMS_MRK_PREFIX "mrk-"
+kms_err kms_mrk_migrate(sqlite3 *db, char **msg); /* additive and idempotent; at every open */
+void kms_mrk_id(const uint8_t raw[16], char out[KMS_KEY_ID_LEN + 1]);
+static inline bool kms_is_mrk(const kms_key *k) { return !strncmp(k->id, KMS_MRK_PREFIX, 4); }
+/* Whether k is a multi-Region replica (not the primary) in this core's region. */
+bool kms_mrk_is_replica(kms_core *c, const kms_key *k);
+/* A new multi-Region primary key k in this region (CreateKey). */
+kms_err kms_mrk_created(kms_core *c, const kms_key *k, char **msg);
+/* DescribeKey's MultiRegion and MultiRegionConfiguration into m. */
+void kms_mrk_describe(kms_core *c, const kms_key *k, json_t *m);
+/* After k (a primary) got a new version: copy it to every replica it can reach (best effort: a replica
+ * missed here catches up by kms_mrk_pull at its next use of the version). */
+void kms_mrk_push(kms_core *c, const kms_principal *caller, kms_key *k);
+/* k is a replica: copy the versions its primary has and it lacks. */
+kms_err kms_mrk_pull(kms_core *c, kms_key *k, char **msg);
+/* ScheduleKeyDeletion of k: KMSInvalidStateException while k is a primary with a replica that exists. */
+kms_err kms_mrk_may_delete(kms_core *c, const kms_key *k, char **msg);
 /* Imported material (import.c): make material[32] the key's only version (and write the key row), or delete
  * the key's material (versions) and write the key row; both in one transaction. */
 kms_err kms_store_import_material(kms_core *c, kms_key *k, const uint8_t material[32], char **msg);

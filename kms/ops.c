@@ -208,10 +208,16 @@ static kms_err maybe_rotate(struct op_ctx *x, kms_key *k)
 {
     int64_t now = kms_now(x->core);
     kms_err e = KMS_OK;
+    bool rotated = false;
+    if (k->rotation_enabled && k->next_rotation && now >= k->next_rotation && kms_mrk_is_replica(x->core, k))
+        return KMS_OK; /* a replica receives its primary's versions */
     while (!e && k->rotation_enabled && k->state == KS_ENABLED && k->next_rotation && now >= k->next_rotation) {
         k->next_rotation += (int64_t)k->rotation_period * DAY;
         e = kms_store_add_version(x->core, k, 1, x->msg);
+        rotated = !e;
     }
+    if (rotated && kms_is_mrk(k))
+        kms_mrk_push(x->core, x->caller, k);
     return e;
 }
 
@@ -266,6 +272,7 @@ static json_t *key_metadata(kms_core *c, const kms_key *k)
     }
     if (!k->n_versions)
         json_object_set_new(m, "CurrentKeyMaterialId", json_string(""));
+    kms_mrk_describe(c, k, m);
     if (k->state == KS_PENDING_DELETION) {
         json_object_set_new(m, "DeletionDate", json_integer(k->deletion_date));
         json_object_set_new(m, "PendingDeletionWindowInDays", json_integer(k->pending_days));
@@ -327,13 +334,23 @@ static kms_err open_blob(struct op_ctx *x, const uint8_t *buf, size_t len, const
     snprintf(id, sizeof id, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b.key_id[0],
              b.key_id[1], b.key_id[2], b.key_id[3], b.key_id[4], b.key_id[5], b.key_id[6], b.key_id[7], b.key_id[8],
              b.key_id[9], b.key_id[10], b.key_id[11], b.key_id[12], b.key_id[13], b.key_id[14], b.key_id[15]);
-    if (explicit_key && strcmp(explicit_key->id, id)) {
+    if (explicit_key && strcmp(explicit_key->id, id) && !kms_is_mrk(explicit_key)) {
         char arn[160];
         key_arn(x->core, explicit_key, arn, sizeof arn);
         return fail(x, KMS_ERR_INCORRECT_KEY,
                     "The key ID in the request does not identify a CMK that can perform this operation.");
     }
     k = explicit_key ? explicit_key : kms_find_key(x->core, id);
+    if (!k && !explicit_key) { /* a multi-Region key: the same raw id, "mrk-" + hex */
+        kms_mrk_id(b.key_id, id);
+        k = kms_find_key(x->core, id);
+    }
+    if (explicit_key && strcmp(explicit_key->id, id) && kms_is_mrk(explicit_key)) {
+        kms_mrk_id(b.key_id, id);
+        if (strcmp(explicit_key->id, id))
+            return fail(x, KMS_ERR_INCORRECT_KEY,
+                        "The key ID in the request does not identify a CMK that can perform this operation.");
+    }
     if (!k || k->spec != KMS_SPEC_SYMMETRIC)
         return fail(x, KMS_ERR_INVALID_CIPHERTEXT, NULL); /* its key no longer exists (or never did) */
     if (!explicit_key) {
@@ -345,6 +362,11 @@ static kms_err open_blob(struct op_ctx *x, const uint8_t *buf, size_t len, const
     e = check_usable(x, k);
     if (e)
         return e;
+    if (b.version > k->n_versions && kms_is_mrk(k) && kms_mrk_is_replica(x->core, k)) {
+        char *m = NULL;
+        (void)kms_mrk_pull(x->core, k, &m); /* a rotation of the primary this replica missed */
+        free(m);
+    }
     if (b.version > k->n_versions)
         return fail(x, KMS_ERR_INVALID_CIPHERTEXT, NULL);
     e = kms_store_cipher(x->core, k, &k->versions[b.version - 1], &gk, x->msg);
@@ -400,6 +422,11 @@ static kms_err resolve_any(struct op_ctx *x, json_t *in, kms_key **k)
 static kms_err rotatable(struct op_ctx *x, const kms_key *k)
 {
     char arn[160];
+    if (k->spec == KMS_SPEC_SYMMETRIC && !k->external && kms_mrk_is_replica(x->core, k)) {
+        key_arn(x->core, k, arn, sizeof arn);
+        return fail(x, KMS_ERR_UNSUPPORTED_OPERATION,
+                    "%s is a multi-Region replica key: rotate its primary key, whose new key material reaches it", arn);
+    }
     if (k->spec == KMS_SPEC_SYMMETRIC && !k->external)
         return KMS_OK;
     key_arn(x->core, k, arn, sizeof arn);
@@ -463,6 +490,7 @@ kms_err kms_op_create_key(struct op_ctx *x, json_t *in, json_t **out)
     kms_err e;
     json_t *tags = json_object_get(in, "Tags");
     uint8_t raw[16];
+    bool multi_region;
 
     if ((e = get_str(x, in, "Description", false, &desc)) || (e = get_str(x, in, "KeySpec", false, &spec)) ||
         (e = get_str(x, in, "KeyUsage", false, &usage)) || (e = get_str(x, in, "Origin", false, &origin)))
@@ -508,6 +536,12 @@ kms_err kms_op_create_key(struct op_ctx *x, json_t *in, json_t **out)
         return fail(x, KMS_ERR_SERIALIZATION, "Tags must be a list");
     if (tags && (e = check_tags(x, tags)))
         return e;
+    {
+        json_t *mr = json_object_get(in, "MultiRegion");
+        if (mr && !json_is_boolean(mr))
+            return fail(x, KMS_ERR_SERIALIZATION, "MultiRegion must be a boolean");
+        multi_region = json_is_true(mr);
+    }
     e = kms_authorize(c, x->caller, x->operation, NULL);
     if (e)
         return e;
@@ -519,6 +553,8 @@ kms_err kms_op_create_key(struct op_ctx *x, json_t *in, json_t **out)
     snprintf(k.id, sizeof k.id, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", raw[0], raw[1],
              raw[2], raw[3], raw[4], raw[5], raw[6], raw[7], raw[8], raw[9], raw[10], raw[11], raw[12], raw[13],
              raw[14], raw[15]);
+    if (multi_region)
+        kms_mrk_id(raw, k.id); /* "mrk-" + 32 hex (mrk.c) */
     k.created = kms_now(c);
     k.description = (char *)(desc ? desc : "");
     k.state = KS_ENABLED;
@@ -551,6 +587,8 @@ kms_err kms_op_create_key(struct op_ctx *x, json_t *in, json_t **out)
     if (e)
         return e;
     snprintf(x->key_id, KMS_KEY_ID_LEN + 1, "%s", k.id);
+    if (multi_region && (e = kms_mrk_created(c, &k, x->msg)))
+        return e;
     if (tags) {
         size_t i;
         json_t *t;
@@ -722,6 +760,8 @@ kms_err kms_op_schedule_key_deletion(struct op_ctx *x, json_t *in, json_t **out)
                     "Member must have value between 7 and 30", days);
     if (k->state == KS_PENDING_DELETION)
         return check_usable(x, k);
+    if (kms_is_mrk(k) && (e = kms_mrk_may_delete(x->core, k, x->msg)))
+        return e;
     saved = *k;
     k->state = KS_PENDING_DELETION;
     k->pending_days = (int)days;
@@ -852,6 +892,8 @@ kms_err kms_op_rotate_key_on_demand(struct op_ctx *x, json_t *in, json_t **out)
     e = kms_store_add_version(x->core, k, 0, x->msg);
     if (e)
         return e;
+    if (kms_is_mrk(k))
+        kms_mrk_push(x->core, x->caller, k); /* to every replica it reaches */
     key_arn(x->core, k, arn, sizeof arn);
     *out = json_pack("{s:s}", "KeyId", arn);
     return KMS_OK;
@@ -1418,6 +1460,8 @@ kms_err kms_op_generate_random(struct op_ctx *x, json_t *in, json_t **out)
 }
 
 /* ---- shared with asym.c, mac.c and datakeypair.c (oputil.h) --------------------------------- */
+
+kms_err kms_op_check_tags(struct op_ctx *x, json_t *tags) { return check_tags(x, tags); }
 
 kms_err kms_op_get_str(struct op_ctx *x, json_t *in, const char *field, bool required, const char **out)
 {

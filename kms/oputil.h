@@ -24,6 +24,7 @@ kms_err kms_op_get_ectx(struct op_ctx *x, json_t *in, const char *field, kms_ect
 /* KeyId → an Enabled key (authorised; due automatic rotation applied). */
 kms_err kms_op_resolve_usable(struct op_ctx *x, json_t *in, kms_key **k);
 /* KeyId → a key in any state (authorised). */
+kms_err kms_op_check_tags(struct op_ctx *x, json_t *tags); /* CreateKey's checks of Tags */
 kms_err kms_op_resolve_any(struct op_ctx *x, json_t *in, kms_key **k);
 /* The key's ARN into buf. */
 void kms_op_key_arn(kms_core *c, const kms_key *k, char *buf, size_t cap);

@@ -511,6 +511,8 @@ kms_err kms_core_open(const kms_store_opts *o, kms_core **out, char **errmsg)
     if (!strcmp(fmt, "1") && (e = migrate_v1(c, errmsg)))
         goto fail;
     e = kms_store_access_migrate(c->db, errmsg); /* key policies and grants (store_access.c) */
+    if (!e)
+        e = kms_mrk_migrate(c->db, errmsg); /* multi-Region keys (mrk.c) */
     if (e)
         goto fail;
     e = kms_store_load(c, errmsg);
@@ -590,6 +592,8 @@ static int uuid_to_raw(const char *id, uint8_t raw[16])
     size_t n = 0;
     if (strlen(id) != KMS_KEY_ID_LEN)
         return -1;
+    if (!strncmp(id, "mrk-", 4)) /* a multi-Region key (mrk.c): "mrk-" and the 16 raw bytes in hex */
+        id += 4;
     for (const char *p = id; *p && n < 32; p++) {
         if (*p == '-')
             continue;
@@ -978,6 +982,61 @@ kms_err kms_store_add_version(kms_core *c, kms_key *k, int automatic, char **msg
     nv[k->n_versions].pkey = NULL;
     nv[k->n_versions].pctx = NULL;
     sodium_mprotect_readonly(material);
+    k->n_versions++;
+    return KMS_OK;
+}
+
+kms_err kms_store_version_plain(kms_core *c, const kms_key *k, uint32_t version, uint8_t **out, size_t *len,
+                                char **msg)
+{
+    sqlite3_stmt *st;
+    uint8_t aad[KMS_MATERIAL_AAD_MAX], *m = NULL;
+    size_t aad_len = kms_material_aad(aad, k->id, version, k->spec, k->usage), n = 0;
+    *out = NULL;
+    *len = 0;
+    if (sqlite3_prepare_v2(c->db, "SELECT material FROM key_versions WHERE key_id=? AND version=?", -1, &st,
+                           NULL) != SQLITE_OK)
+        return db_err(c, msg, "read key material");
+    sqlite3_bind_text(st, 1, k->id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, version);
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_bytes(st, 0) > (int)SEAL_OVERHEAD)
+        n = (size_t)sqlite3_column_bytes(st, 0) - SEAL_OVERHEAD;
+    m = n && kms_keymat_len_ok(k->spec, n) ? sodium_malloc(n) : NULL;
+    if (!m || unseal(c->root_key, aad, aad_len, sqlite3_column_blob(st, 0), n + SEAL_OVERHEAD, m)) {
+        sqlite3_finalize(st);
+        sodium_free(m);
+        kms_set_msg(msg, "key store is damaged: key material of key %s version %u fails authentication", k->id,
+                    version);
+        return KMS_ERR_CORRUPT_STORE;
+    }
+    sqlite3_finalize(st);
+    *out = m;
+    *len = n;
+    return KMS_OK;
+}
+
+kms_err kms_store_put_version(kms_core *c, kms_key *k, int64_t created, int automatic, const uint8_t *material,
+                              size_t len, char **msg)
+{
+    uint32_t v = (uint32_t)k->n_versions + 1;
+    kms_version *nv = realloc(k->versions, (k->n_versions + 1) * sizeof *nv);
+    kms_err e;
+    if (!nv)
+        return KMS_ERR_NOMEM;
+    k->versions = nv;
+    if (sqlite3_exec(c->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        return db_err(c, msg, "begin");
+    e = insert_version_row(c, k, v, created, automatic, material, len, msg);
+    if (!e)
+        e = write_key_row(c, k, false, msg);
+    if (e || sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+        return e ? e : db_err(c, msg, "commit");
+    }
+    memset(&nv[k->n_versions], 0, sizeof nv[0]); /* material read back at first use */
+    nv[k->n_versions].version = v;
+    nv[k->n_versions].created = created;
+    nv[k->n_versions].automatic = automatic;
     k->n_versions++;
     return KMS_OK;
 }

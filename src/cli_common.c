@@ -123,6 +123,11 @@ kmsc *cli_open_kms(const cli_kms_opts *o, const char *url_in)
 
     if (!url)
         return NULL;
+    if (o && o->regions) { /* the key core finds other regions there (ReplicateKey; common/regions.h) */
+        char *abs = realpath(o->regions, NULL);
+        setenv("ENVELOPEFS_REGIONS", abs ? abs : o->regions, 1);
+        free(abs);
+    }
     memset(&ko, 0, sizeof ko);
     ko.url = url;
     ko.region = o ? o->region : NULL;

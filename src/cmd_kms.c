@@ -72,7 +72,13 @@ struct verb {
      {"key-usage", "KeyUsage", F_STR}, \
      {"origin", "Origin", F_STR}, \
      {"policy", "Policy", F_STR}, \
+     {"bypass-policy-lockout-safety-check", "BypassPolicyLockoutSafetyCheck", F_BOOL}, \
+     {"multi-region", "MultiRegion", F_BOOL}}
+#define CLI_FLAGS_ReplicateKey \
+    {KEYID, {"replica-region", "ReplicaRegion", F_STR}, {"policy", "Policy", F_STR}, \
+     {"description", "Description", F_STR}, {"tags", "Tags", F_TAGS}, \
      {"bypass-policy-lockout-safety-check", "BypassPolicyLockoutSafetyCheck", F_BOOL}}
+#define CLI_FLAGS_UpdatePrimaryRegion {KEYID, {"primary-region", "PrimaryRegion", F_STR}}
 #define CLI_FLAGS_DescribeKey {KEYID, GRANT_TOKENS}
 #define CLI_FLAGS_ListKeys {LIMIT}
 #define CLI_FLAGS_UpdateKeyDescription {KEYID, {"description", "Description", F_STR}}

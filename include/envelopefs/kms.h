@@ -133,7 +133,15 @@ kms_err kms_core_call(kms_core *core, const kms_principal *caller, const char *o
     X(ListGrants, kms_op_list_grants, "list-grants", KMS_OP_READ_ONLY)                                     \
     X(ListRetirableGrants, kms_op_list_retirable_grants, "list-retirable-grants", KMS_OP_READ_ONLY)        \
     X(RetireGrant, kms_op_retire_grant, "retire-grant", 0)                                                 \
-    X(RevokeGrant, kms_op_revoke_grant, "revoke-grant", 0)
+    X(RevokeGrant, kms_op_revoke_grant, "revoke-grant", 0)                                                 \
+    X(ReplicateKey, kms_op_replicate_key, "replicate-key", 0)                                              \
+    X(UpdatePrimaryRegion, kms_op_update_primary_region, "update-primary-region", 0)
+
+/* For copies between regions (copy-snapshot --source-region): 1 if key_id is a multi-Region key this store
+ * holds (primary or replica) that also has a copy in region `region` — ciphertext under it opens there with
+ * no call across regions, so nothing needs re-wrapping; 0 otherwise (not multi-Region, unknown, or no
+ * replica there). Reads this store's multi_region table only. Thread-safe. */
+int kms_core_mrk_replica_in(kms_core *core, const char *key_id, const char *region);
 
 /* Wipe and free a response body from kms_core_call. NULL is a no-op. */
 void kms_response_free(char *resp, size_t resp_len);

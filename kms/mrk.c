@@ -1,0 +1,567 @@
+/*
+ * mrk.c — multi-Region keys: CreateKey MultiRegion (ids "mrk-" + 32 hex), ReplicateKey, UpdatePrimaryRegion,
+ * DescribeKey's MultiRegionConfiguration, and the copies of key material between regions.
+ *
+ * A region is one key store (common/regions.h: the regions file, $ENVELOPEFS_REGIONS or --regions, maps
+ * its name to a store directory). Every store holding a multi-Region key has a row for it in table
+ * multi_region (docs/FORMAT.md): the primary's region and the list of every region holding the key. The
+ * primary's row is the authority; a replica's list is refreshed whenever the primary writes to it.
+ *
+ * Replication opens the other region's store directly (its own kms_core, unlocked with that region's root
+ * key) and writes the replica there: the same id, spec, usage, origin and every key-material version,
+ * each unsealed from this store's root key and sealed again under the other store's (material is in the
+ * clear only in locked memory, between the two seals; never logged, never in a trail record). Both stores'
+ * trails record the call. Ciphertext blobs name the key by its 16 raw id bytes, the same in every region,
+ * so a replica decrypts what the primary sealed with no call across regions; a version it lacks (a
+ * rotation it missed) is pulled from the primary at that use (kms_mrk_pull).
+ *
+ * A region given by a key-service endpoint ("kms" in the regions file) cannot be replicated to yet:
+ * UnsupportedOperationException names the region.
+ *
+ * Called with the calling core's lock held; the other region's core is opened for the call and freed
+ * before it returns, so its lock is never contended and no two core locks are taken in opposite orders.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "authz.h"
+#include "common/regions.h"
+#include "internal.h"
+#include "oputil.h"
+
+#define fail kms_op_fail
+
+static const char MRK_SCHEMA[] =
+    "CREATE TABLE IF NOT EXISTS multi_region(key_id TEXT PRIMARY KEY, primary_region TEXT NOT NULL,"
+    " regions TEXT NOT NULL);"
+    "INSERT OR IGNORE INTO meta(k, v) VALUES('feature.multi_region', '1');";
+
+kms_err kms_mrk_migrate(sqlite3 *db, char **msg)
+{
+    if (sqlite3_exec(db, MRK_SCHEMA, NULL, NULL, NULL) != SQLITE_OK) {
+        kms_set_msg(msg, "key store error (multi_region table): %s", sqlite3_errmsg(db));
+        return KMS_ERR_IO;
+    }
+    return KMS_OK;
+}
+
+void kms_mrk_id(const uint8_t raw[16], char out[KMS_KEY_ID_LEN + 1])
+{
+    memcpy(out, KMS_MRK_PREFIX, 4);
+    for (int i = 0; i < 16; i++)
+        snprintf(out + 4 + 2 * i, 3, "%02x", raw[i]);
+}
+
+/* The key's row: primary region into primary (cap 32), the region list (new reference) into *regions. */
+static bool row_get(sqlite3 *db, const char *id, char primary[32], json_t **regions)
+{
+    sqlite3_stmt *st;
+    bool ok = false;
+    *regions = NULL;
+    if (sqlite3_prepare_v2(db, "SELECT primary_region, regions FROM multi_region WHERE key_id=?", -1, &st, NULL) !=
+        SQLITE_OK)
+        return false;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        const char *p = (const char *)sqlite3_column_text(st, 0), *r = (const char *)sqlite3_column_text(st, 1);
+        *regions = r ? json_loads(r, 0, NULL) : NULL;
+        if (p && *regions && json_is_array(*regions)) {
+            snprintf(primary, 32, "%s", p);
+            ok = true;
+        } else {
+            json_decref(*regions);
+            *regions = NULL;
+        }
+    }
+    sqlite3_finalize(st);
+    return ok;
+}
+
+static kms_err row_put(kms_core *c, const char *id, const char *primary, json_t *regions, char **msg)
+{
+    sqlite3_stmt *st;
+    char *text = json_dumps(regions, JSON_COMPACT);
+    int rc;
+    if (!text)
+        return KMS_ERR_NOMEM;
+    if (sqlite3_prepare_v2(c->db, "INSERT OR REPLACE INTO multi_region(key_id, primary_region, regions) VALUES(?,?,?)",
+                           -1, &st, NULL) != SQLITE_OK) {
+        free(text);
+        kms_set_msg(msg, "key store error (multi_region): %s", sqlite3_errmsg(c->db));
+        return KMS_ERR_IO;
+    }
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, primary, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, text, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    free(text);
+    if (rc != SQLITE_DONE) {
+        kms_set_msg(msg, "key store error (multi_region): %s", sqlite3_errmsg(c->db));
+        return KMS_ERR_IO;
+    }
+    return KMS_OK;
+}
+
+static bool in_list(json_t *regions, const char *r)
+{
+    size_t i;
+    json_t *v;
+    json_array_foreach(regions, i, v) if (json_is_string(v) && !strcmp(json_string_value(v), r)) return true;
+    return false;
+}
+
+bool kms_mrk_is_replica(kms_core *c, const kms_key *k)
+{
+    char primary[32];
+    json_t *regions;
+    bool replica;
+    if (!kms_is_mrk(k) || !row_get(c->db, k->id, primary, &regions))
+        return false;
+    replica = strcmp(primary, c->region) != 0;
+    json_decref(regions);
+    return replica;
+}
+
+kms_err kms_mrk_created(kms_core *c, const kms_key *k, char **msg)
+{
+    json_t *regions = json_pack("[s]", c->region);
+    kms_err e = regions ? row_put(c, k->id, c->region, regions, msg) : KMS_ERR_NOMEM;
+    json_decref(regions);
+    return e;
+}
+
+static void arn_in(const char *region, const kms_key *k, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "arn:aws:kms:%s:%s:key/%s", region, k->owner, k->id);
+}
+
+void kms_mrk_describe(kms_core *c, const kms_key *k, json_t *m)
+{
+    char primary[32], arn[160];
+    json_t *regions, *reps, *v;
+    size_t i;
+    if (!kms_is_mrk(k) || !row_get(c->db, k->id, primary, &regions))
+        return;
+    json_object_set_new(m, "MultiRegion", json_true());
+    reps = json_array();
+    json_array_foreach(regions, i, v) {
+        if (!json_is_string(v) || !strcmp(json_string_value(v), primary))
+            continue;
+        arn_in(json_string_value(v), k, arn, sizeof arn);
+        json_array_append_new(reps, json_pack("{s:s, s:s}", "Arn", arn, "Region", json_string_value(v)));
+    }
+    arn_in(primary, k, arn, sizeof arn);
+    json_object_set_new(m, "MultiRegionConfiguration",
+                        json_pack("{s:s, s:{s:s, s:s}, s:o}", "MultiRegionKeyType",
+                                  strcmp(primary, c->region) ? "REPLICA" : "PRIMARY", "PrimaryKey", "Arn", arn,
+                                  "Region", primary, "ReplicaKeys", reps));
+    json_decref(regions);
+}
+
+/* Open region `name`'s key store (its own core). */
+static kms_err open_region(kms_core *c, const char *name, kms_core **out, char **msg)
+{
+    efs_region r;
+    char err[256] = "", *rk = NULL;
+    kms_store_opts o;
+    kms_err e;
+    int rc;
+    *out = NULL;
+    if (!strcmp(name, c->region)) {
+        kms_set_msg(msg, "%s is this key's own region", name);
+        return KMS_ERR_VALIDATION;
+    }
+    rc = efs_region_lookup(NULL, name, &r, err, sizeof err);
+    if (rc) {
+        kms_set_msg(msg, rc == -ENOENT ? "region %s is not in the regions file (--regions / ENVELOPEFS_REGIONS)"
+                                       : "the regions file cannot be used for %s: %s", name, err);
+        return rc == -ENOENT ? KMS_ERR_UNSUPPORTED_OPERATION : KMS_ERR_INTERNAL;
+    }
+    if (!r.store) {
+        kms_set_msg(msg, "region %s is a key-service endpoint (%s): replication reaches key stores only", name,
+                    r.kms_url ? r.kms_url : "");
+        efs_region_clear(&r);
+        return KMS_ERR_UNSUPPORTED_OPERATION;
+    }
+    memset(&o, 0, sizeof o);
+    o.store_dir = r.store;
+    if (r.root_key_file)
+        o.root_key_file = r.root_key_file;
+    else if (asprintf(&rk, "%s/root.key", r.store) >= 0)
+        o.root_key_file = rk;
+    e = kms_core_open(&o, out, msg);
+    free(rk);
+    if (!e && strcmp(kms_core_region(*out), name)) {
+        kms_set_msg(msg, "the regions file maps %s to %s, a key store of region %s", name, r.store,
+                    kms_core_region(*out));
+        kms_core_free(*out);
+        *out = NULL;
+        e = KMS_ERR_INTERNAL;
+    }
+    efs_region_clear(&r);
+    return e;
+}
+
+/* Copy the versions src has and dst lacks (dst is the same key in the other store). */
+static kms_err copy_versions(kms_core *sc, const kms_key *src, kms_core *dc, kms_key *dst, char **msg)
+{
+    kms_err e = KMS_OK;
+    while (!e && dst->n_versions < src->n_versions) {
+        const kms_version *v = &src->versions[dst->n_versions];
+        uint8_t *m;
+        size_t n;
+        e = kms_store_version_plain(sc, src, v->version, &m, &n, msg);
+        if (!e)
+            e = kms_store_put_version(dc, dst, v->created, v->automatic, m, n, msg);
+        sodium_free(m);
+    }
+    return e;
+}
+
+/* Lock the other region's core and bring its view of the store up to date. */
+static kms_err other_lock(kms_core *d, char **msg)
+{
+    pthread_mutex_lock(&d->lock);
+    kms_err e = kms_store_reload_if_changed(d, msg);
+    if (e)
+        pthread_mutex_unlock(&d->lock);
+    return e;
+}
+
+/* Record op in the other region's trail (its lock held; released here) and close it. */
+static kms_err other_done(kms_core *d, const kms_principal *caller, const char *op, json_t *in, const char *key_id,
+                          kms_err e, char **msg)
+{
+    uint64_t t = kms_trail_append(d, caller, op, in, NULL, key_id, e, msg ? *msg : NULL);
+    pthread_mutex_unlock(&d->lock);
+    if ((!t || kms_trail_commit(d, t)) && !e) {
+        kms_set_msg(msg, "the other region's audit trail cannot be written");
+        e = KMS_ERR_INTERNAL;
+    }
+    kms_core_free(d);
+    return e;
+}
+
+kms_err kms_op_replicate_key(struct op_ctx *x, json_t *in, json_t **out)
+{
+    kms_core *c = x->core, *d = NULL;
+    kms_key *k, nk, *rk;
+    const char *region, *desc;
+    char primary[32], tid[KMS_KEY_ID_LEN + 1] = "", arn[160];
+    json_t *regions = NULL, *tags = json_object_get(in, "Tags");
+    uint8_t *m = NULL;
+    size_t n;
+    kms_err e;
+
+    if ((e = kms_op_resolve_any(x, in, &k)) || (e = kms_op_get_str(x, in, "ReplicaRegion", true, &region)) ||
+        (e = kms_op_get_str(x, in, "Description", false, &desc)))
+        return e;
+    kms_op_key_arn(c, k, arn, sizeof arn);
+    if (!kms_is_mrk(k) || !row_get(c->db, k->id, primary, &regions))
+        return fail(x, KMS_ERR_UNSUPPORTED_OPERATION, "%s is not a multi-Region key", arn);
+    if (strcmp(primary, c->region)) {
+        json_decref(regions);
+        return fail(x, KMS_ERR_UNSUPPORTED_OPERATION, "%s is a replica key: replicate its primary key (%s)", arn,
+                    primary);
+    }
+    if (k->state == KS_DISABLED || k->state != KS_ENABLED) {
+        json_decref(regions);
+        return fail(x, k->state == KS_DISABLED ? KMS_ERR_DISABLED : KMS_ERR_INVALID_STATE, "%s is %s.", arn,
+                    k->state == KS_DISABLED ? "disabled" : k->state == KS_PENDING_IMPORT ? "pending import"
+                                                                                            : "pending deletion");
+    }
+    if (strlen(region) > 31 || !*region) {
+        json_decref(regions);
+        return fail(x, KMS_ERR_VALIDATION, "ReplicaRegion must have 1 to 31 characters");
+    }
+    if (tags && (!json_is_array(tags) || (e = kms_op_check_tags(x, tags)))) {
+        json_decref(regions);
+        return e ? e : fail(x, KMS_ERR_SERIALIZATION, "Tags must be a list");
+    }
+    if (x->dry_run || (e = open_region(c, region, &d, x->msg))) {
+        json_decref(regions);
+        return e;
+    }
+    if ((e = other_lock(d, x->msg))) {
+        kms_core_free(d);
+        json_decref(regions);
+        return e;
+    }
+    snprintf(tid, sizeof tid, "%s", k->id);
+    struct op_ctx tx = {.core = d, .caller = x->caller, .operation = "ReplicateKey", .key_id = tid, .msg = x->msg,
+                        .in = in};
+    if (kms_find_key(d, k->id)) {
+        e = fail(x, KMS_ERR_ALREADY_EXISTS, "Replica key %s already exists in region %s", k->id, region);
+        goto done;
+    }
+    if ((e = kms_authorize(d, x->caller, "CreateKey", NULL)))
+        goto done;
+    memset(&nk, 0, sizeof nk);
+    memcpy(nk.id, k->id, sizeof nk.id);
+    memcpy(nk.raw_id, k->raw_id, 16);
+    snprintf(nk.owner, sizeof nk.owner, "%s", k->owner);
+    nk.spec = k->spec;
+    nk.usage = k->usage;
+    nk.external = k->external;
+    nk.expires = k->expires;
+    nk.valid_to = k->valid_to;
+    nk.has_digest = k->has_digest;
+    memcpy(nk.material_digest, k->material_digest, 32);
+    nk.created = kms_now(d);
+    nk.description = (char *)(desc ? desc : k->description);
+    nk.state = KS_ENABLED;
+    nk.rotation_period = k->rotation_period; /* rotation runs at the primary; replicas receive its versions */
+    if ((e = kms_new_key_policy(&tx, in, &nk)))
+        goto done;
+    e = kms_store_version_plain(c, k, 1, &m, &n, x->msg);
+    if (!e)
+        e = kms_store_insert_key(d, &nk, m, n, x->msg);
+    sodium_free(m);
+    kms_key_access_free(&nk);
+    rk = e ? NULL : kms_find_key(d, k->id);
+    if (!e && !rk)
+        e = KMS_ERR_INTERNAL;
+    if (!e)
+        e = copy_versions(c, k, d, rk, x->msg);
+    if (!e && tags) {
+        size_t i;
+        json_t *t;
+        json_array_foreach(tags, i, t) if (!e) e = kms_store_set_tag(d, k->id, json_string_value(json_object_get(t, "TagKey")),
+                                                                     json_string_value(json_object_get(t, "TagValue")), x->msg);
+    }
+    if (!e && !in_list(regions, region))
+        json_array_append_new(regions, json_string(region));
+    if (!e)
+        e = row_put(d, k->id, primary, regions, x->msg);
+    if (!e)
+        e = row_put(c, k->id, primary, regions, x->msg);
+    if (!e) {
+        json_t *md = json_object();
+        char rarn[160];
+        arn_in(region, rk, rarn, sizeof rarn);
+        json_object_set_new(md, "AWSAccountId", json_string(rk->owner));
+        json_object_set_new(md, "KeyId", json_string(rk->id));
+        json_object_set_new(md, "Arn", json_string(rarn));
+        json_object_set_new(md, "CreationDate", json_integer(rk->created));
+        json_object_set_new(md, "Enabled", json_true());
+        json_object_set_new(md, "Description", json_string(rk->description ? rk->description : ""));
+        json_object_set_new(md, "KeyState", json_string("Enabled"));
+        json_object_set_new(md, "KeyManager", json_string("CUSTOMER"));
+        json_object_set_new(md, "Origin", json_string(rk->external ? "EXTERNAL" : "AWS_KMS"));
+        json_object_set_new(md, "KeySpec", json_string(kms_spec_name(rk->spec)));
+        json_object_set_new(md, "KeyUsage", json_string(kms_usage_name(rk->usage)));
+        kms_mrk_describe(d, rk, md);
+        *out = json_pack("{s:o, s:s*, s:o}", "ReplicaKeyMetadata", md, "ReplicaPolicy", rk->policy_text,
+                         "ReplicaTags", tags ? json_incref(tags) : json_array());
+        if (!*out)
+            e = KMS_ERR_NOMEM;
+    }
+done:
+    json_decref(regions);
+    return other_done(d, x->caller, "ReplicateKey", in, tid, e, x->msg);
+}
+
+/* Write the primary's row (and versions) to the replica in region r: the replica's list follows. */
+static kms_err refresh_replica(kms_core *c, const kms_principal *caller, kms_key *k, const char *r,
+                               const char *primary, json_t *regions, const char *op, json_t *in, char **msg)
+{
+    kms_core *d;
+    kms_key *rk;
+    kms_err e = open_region(c, r, &d, msg);
+    if (e)
+        return e;
+    if ((e = other_lock(d, msg))) {
+        kms_core_free(d);
+        return e;
+    }
+    rk = kms_find_key(d, k->id);
+    if (!rk) {
+        kms_set_msg(msg, "region %s no longer holds key %s", r, k->id);
+        e = KMS_ERR_NOT_FOUND;
+    } else {
+        e = copy_versions(c, k, d, rk, msg);
+        if (!e)
+            e = row_put(d, k->id, primary, regions, msg);
+    }
+    return other_done(d, caller, op, in, k->id, e, msg);
+}
+
+void kms_mrk_push(kms_core *c, const kms_principal *caller, kms_key *k)
+{
+    char primary[32];
+    json_t *regions, *v;
+    size_t i;
+    if (!kms_is_mrk(k) || !row_get(c->db, k->id, primary, &regions))
+        return;
+    json_array_foreach(regions, i, v) {
+        char *msg = NULL;
+        if (json_is_string(v) && strcmp(json_string_value(v), c->region))
+            (void)refresh_replica(c, caller, k, json_string_value(v), primary, regions, "ReplicateKeyMaterial", NULL,
+                                  &msg); /* unreachable now: kms_mrk_pull at its next use */
+        free(msg);
+    }
+    json_decref(regions);
+}
+
+kms_err kms_mrk_pull(kms_core *c, kms_key *k, char **msg)
+{
+    char primary[32];
+    json_t *regions;
+    kms_core *d;
+    kms_key *pk;
+    kms_err e;
+    if (!kms_is_mrk(k) || !row_get(c->db, k->id, primary, &regions))
+        return KMS_ERR_NOT_FOUND;
+    json_decref(regions);
+    if (!strcmp(primary, c->region))
+        return KMS_OK;
+    if ((e = open_region(c, primary, &d, msg)))
+        return e;
+    if ((e = other_lock(d, msg))) {
+        kms_core_free(d);
+        return e;
+    }
+    pk = kms_find_key(d, k->id);
+    e = pk ? copy_versions(d, pk, c, k, msg) : KMS_ERR_NOT_FOUND;
+    pthread_mutex_unlock(&d->lock);
+    kms_core_free(d);
+    return e;
+}
+
+kms_err kms_mrk_may_delete(kms_core *c, const kms_key *k, char **msg)
+{
+    char primary[32];
+    json_t *regions, *v, *left;
+    size_t i;
+    kms_err e = KMS_OK;
+    if (!kms_is_mrk(k) || !row_get(c->db, k->id, primary, &regions))
+        return KMS_OK;
+    if (strcmp(primary, c->region)) {
+        json_decref(regions);
+        return KMS_OK; /* a replica may be deleted at any time */
+    }
+    left = json_array();
+    json_array_foreach(regions, i, v) {
+        kms_core *d;
+        char *m = NULL;
+        bool gone = false;
+        if (!json_is_string(v))
+            continue;
+        if (strcmp(json_string_value(v), c->region) &&
+            open_region(c, json_string_value(v), &d, &m) == KMS_OK) {
+            pthread_mutex_lock(&d->lock);
+            gone = kms_store_reload_if_changed(d, &m) == KMS_OK && !kms_find_key(d, k->id);
+            pthread_mutex_unlock(&d->lock);
+            kms_core_free(d);
+        }
+        free(m);
+        if (!gone)
+            json_array_append(left, v);
+    }
+    if (json_array_size(left) != json_array_size(regions))
+        e = row_put(c, k->id, primary, left, msg); /* replicas deleted since */
+    if (!e && json_array_size(left) > 1) {
+        char arn[160];
+        kms_op_key_arn(c, k, arn, sizeof arn);
+        kms_set_msg(msg, "%s is a multi-Region primary key with %zu replica key(s): delete its replicas first, "
+                         "or make another region primary (UpdatePrimaryRegion)", arn, json_array_size(left) - 1);
+        e = KMS_ERR_INVALID_STATE;
+    }
+    json_decref(left);
+    json_decref(regions);
+    return e;
+}
+
+kms_err kms_op_update_primary_region(struct op_ctx *x, json_t *in, json_t **out)
+{
+    kms_core *c = x->core, *d;
+    kms_key *k, *rk;
+    const char *region;
+    char primary[32], arn[160];
+    json_t *regions;
+    kms_err e;
+
+    if ((e = kms_op_resolve_any(x, in, &k)) || (e = kms_op_get_str(x, in, "PrimaryRegion", true, &region)))
+        return e;
+    kms_op_key_arn(c, k, arn, sizeof arn);
+    if (!kms_is_mrk(k) || !row_get(c->db, k->id, primary, &regions))
+        return fail(x, KMS_ERR_UNSUPPORTED_OPERATION, "%s is not a multi-Region key", arn);
+    if (strcmp(primary, c->region)) {
+        json_decref(regions);
+        return fail(x, KMS_ERR_UNSUPPORTED_OPERATION,
+                    "%s is a replica key: call UpdatePrimaryRegion in its primary region %s", arn, primary);
+    }
+    if (k->state != KS_ENABLED) {
+        json_decref(regions);
+        return fail(x, k->state == KS_DISABLED ? KMS_ERR_DISABLED : KMS_ERR_INVALID_STATE, "%s is not enabled.", arn);
+    }
+    if (!strcmp(region, c->region)) {
+        json_decref(regions);
+        *out = json_object(); /* already primary here */
+        return KMS_OK;
+    }
+    if (!in_list(regions, region)) {
+        json_decref(regions);
+        return fail(x, KMS_ERR_NOT_FOUND, "Key %s has no replica in region %s", k->id, region);
+    }
+    if (x->dry_run || (e = open_region(c, region, &d, x->msg))) {
+        json_decref(regions);
+        return e;
+    }
+    if ((e = other_lock(d, x->msg))) {
+        kms_core_free(d);
+        json_decref(regions);
+        return e;
+    }
+    rk = kms_find_key(d, k->id);
+    if (!rk)
+        e = fail(x, KMS_ERR_NOT_FOUND, "region %s no longer holds key %s", region, k->id);
+    else if (rk->state != KS_ENABLED)
+        e = fail(x, rk->state == KS_DISABLED ? KMS_ERR_DISABLED : KMS_ERR_INVALID_STATE,
+                 "the replica of %s in %s is not enabled", k->id, region);
+    if (!e)
+        e = copy_versions(c, k, d, rk, x->msg);
+    if (!e) { /* the rotation schedule moves with the primary role */
+        rk->rotation_enabled = k->rotation_enabled;
+        rk->rotation_period = k->rotation_period;
+        rk->next_rotation = k->next_rotation;
+        e = kms_store_update_key(d, rk, x->msg);
+    }
+    if (!e)
+        e = row_put(d, k->id, region, regions, x->msg);
+    if (!e)
+        e = row_put(c, k->id, region, regions, x->msg);
+    if (!e && k->rotation_enabled) {
+        k->rotation_enabled = false;
+        e = kms_store_update_key(c, k, x->msg);
+    }
+    json_decref(regions);
+    e = other_done(d, x->caller, "UpdatePrimaryRegion", in, k->id, e, x->msg);
+    if (!e) {
+        *out = json_object();
+        if (!*out)
+            e = KMS_ERR_NOMEM;
+    }
+    return e;
+}
+
+int kms_core_mrk_replica_in(kms_core *c, const char *key_id, const char *region)
+{
+    int yes = 0;
+    char primary[32];
+    json_t *regions;
+    if (!key_id || !region || strncmp(key_id, KMS_MRK_PREFIX, 4))
+        return 0;
+    pthread_mutex_lock(&c->lock);
+    if (row_get(c->db, key_id, primary, &regions)) {
+        yes = in_list(regions, region) && in_list(regions, c->region);
+        json_decref(regions);
+    }
+    pthread_mutex_unlock(&c->lock);
+    return yes;
+}
