@@ -418,15 +418,21 @@ static kms_err resolve_any(struct op_ctx *x, json_t *in, kms_key **k)
     return e ? e : resolve(x, id, k);
 }
 
+/* Rotation of a multi-Region key is set and done at its primary (its versions reach the replicas). */
+static kms_err not_replica(struct op_ctx *x, const kms_key *k)
+{
+    char arn[160];
+    if (!kms_is_mrk(k) || !kms_mrk_is_replica(x->core, k))
+        return KMS_OK;
+    key_arn(x->core, k, arn, sizeof arn);
+    return fail(x, KMS_ERR_UNSUPPORTED_OPERATION,
+                "%s is a multi-Region replica key: rotate its primary key, whose new key material reaches it", arn);
+}
+
 /* Rotation is for SYMMETRIC_DEFAULT keys only (AWS refuses it for asymmetric and HMAC keys). */
 static kms_err rotatable(struct op_ctx *x, const kms_key *k)
 {
     char arn[160];
-    if (k->spec == KMS_SPEC_SYMMETRIC && !k->external && kms_mrk_is_replica(x->core, k)) {
-        key_arn(x->core, k, arn, sizeof arn);
-        return fail(x, KMS_ERR_UNSUPPORTED_OPERATION,
-                    "%s is a multi-Region replica key: rotate its primary key, whose new key material reaches it", arn);
-    }
     if (k->spec == KMS_SPEC_SYMMETRIC && !k->external)
         return KMS_OK;
     key_arn(x->core, k, arn, sizeof arn);
@@ -820,7 +826,7 @@ kms_err kms_op_enable_key_rotation(struct op_ctx *x, json_t *in, json_t **out)
         return fail(x, KMS_ERR_VALIDATION,
                     "1 validation error detected: Value '%lld' at 'rotationPeriodInDays' failed to satisfy "
                     "constraint: Member must have value between 90 and 2560", period);
-    if ((e = rotatable(x, k)) || (e = check_usable(x, k)))
+    if ((e = rotatable(x, k)) || (e = not_replica(x, k)) || (e = check_usable(x, k)))
         return e;
     saved = *k;
     k->rotation_enabled = true;
@@ -842,7 +848,7 @@ kms_err kms_op_disable_key_rotation(struct op_ctx *x, json_t *in, json_t **out)
     kms_err e = resolve_any(x, in, &k);
     if (e)
         return e;
-    if ((e = rotatable(x, k)) || (e = check_usable(x, k)))
+    if ((e = rotatable(x, k)) || (e = not_replica(x, k)) || (e = check_usable(x, k)))
         return e;
     saved = *k;
     k->rotation_enabled = false;
@@ -885,7 +891,7 @@ kms_err kms_op_rotate_key_on_demand(struct op_ctx *x, json_t *in, json_t **out)
     kms_err e = resolve_any(x, in, &k);
     if (e)
         return e;
-    if ((e = rotatable(x, k)) || (e = check_usable(x, k)))
+    if ((e = rotatable(x, k)) || (e = not_replica(x, k)) || (e = check_usable(x, k)))
         return e;
     if (k->n_versions >= 25 + 1)
         return fail(x, KMS_ERR_LIMIT_EXCEEDED, "a key can be rotated on demand at most 25 times");
