@@ -1,0 +1,219 @@
+/*
+ * test_kms_mrk.c — multi-Region keys through the embedded core: two key stores in one process as two regions
+ * (a regions file names both), CreateKey MultiRegion, ReplicateKey and its errors, ciphertext from one region
+ * opened in the other, rotation pushed to a reachable replica and pulled by one that was unreachable at
+ * rotation, UpdatePrimaryRegion, deletion of a primary with replicas, both audit trails, and the hook
+ * copies between regions use (kms_core_mrk_replica_in).
+ */
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <sodium.h>
+
+#include "envelopefs/kms.h"
+#include <sys/stat.h>
+
+#include "testutil.h"
+
+static char g_dir[256];
+
+static kms_err callf(kms_core *c, json_t **out, const char *op, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static kms_err callf(kms_core *c, json_t **out, const char *op, const char *fmt, ...)
+{
+    char body[8192], *resp = NULL, *msg = NULL;
+    size_t len = 0;
+    va_list ap;
+    kms_principal p = {.account = "111122223333", .user = "test", .source = "test"};
+    kms_err e;
+    va_start(ap, fmt);
+    vsnprintf(body, sizeof body, fmt, ap);
+    va_end(ap);
+    e = kms_core_call(c, &p, op, body, strlen(body), &resp, &len, &msg);
+    if (out)
+        *out = e ? NULL : json_loadb(resp, len, 0, NULL);
+    if (e && getenv("TEST_VERBOSE"))
+        fprintf(stderr, "%s -> %s: %s\n", op, kms_err_name(e), msg ? msg : "");
+    kms_response_free(resp, len);
+    free(msg);
+    return e;
+}
+
+static kms_core *make_store(const char *name, const char *region)
+{
+    char dir[400], key[450];
+    uint8_t k[32];
+    int fd;
+    char *msg = NULL;
+    kms_core *c = NULL;
+    snprintf(dir, sizeof dir, "%s/%s", g_dir, name);
+    snprintf(key, sizeof key, "%s/root.key", dir);
+    kms_store_opts so = {.store_dir = dir, .root_key_file = key, .region = region};
+    CHECK(mkdir(dir, 0700) == 0);
+    fd = open(key, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    randombytes_buf(k, sizeof k);
+    CHECK(write(fd, k, sizeof k) == 32);
+    close(fd);
+    CHECK(kms_store_init(&so, &msg) == KMS_OK);
+    CHECK(kms_core_open(&so, &c, &msg) == KMS_OK);
+    return c;
+}
+
+static void write_regions(const char *b_store)
+{
+    char path[400];
+    FILE *f;
+    snprintf(path, sizeof path, "%s/regions.json", g_dir);
+    f = fopen(path, "w");
+    CHECK(f != NULL);
+    fprintf(f, "{\"regions\": {\"us-east-1\": {\"store\": \"%s/a\"}, \"eu-west-1\": {\"store\": \"%s\"}}}\n", g_dir,
+            b_store);
+    CHECK(fclose(f) == 0);
+    CHECK(setenv("ENVELOPEFS_REGIONS", path, 1) == 0);
+}
+
+static const char *mr_type(kms_core *c, const char *id)
+{
+    static char buf[16];
+    json_t *r;
+    buf[0] = 0;
+    if (callf(c, &r, "DescribeKey", "{\"KeyId\":\"%s\"}", id) == KMS_OK) {
+        snprintf(buf, sizeof buf, "%s",
+                 json_string_value(json_object_get(json_object_get(json_object_get(r, "KeyMetadata"),
+                                                                   "MultiRegionConfiguration"), "MultiRegionKeyType")) ?: "");
+        json_decref(r);
+    }
+    return buf;
+}
+
+static char *encrypt(kms_core *c, const char *id, const char *pt_b64)
+{
+    json_t *r;
+    char *b;
+    CHECK(callf(c, &r, "Encrypt", "{\"KeyId\":\"%s\",\"Plaintext\":\"%s\"}", id, pt_b64) == KMS_OK);
+    b = strdup(json_string_value(json_object_get(r, "CiphertextBlob")));
+    json_decref(r);
+    return b;
+}
+
+static void check_decrypts(kms_core *c, const char *blob, const char *pt_b64)
+{
+    json_t *r;
+    CHECK(callf(c, &r, "Decrypt", "{\"CiphertextBlob\":\"%s\"}", blob) == KMS_OK);
+    CHECK(!strcmp(json_string_value(json_object_get(r, "Plaintext")), pt_b64));
+    json_decref(r);
+}
+
+static size_t audit_count(kms_core *c, const char *op)
+{
+    kms_audit_query q = {.operation = op, .max_results = 100};
+    kms_audit_event *ev = NULL;
+    size_t n = 0;
+    int64_t next = 0;
+    CHECK(kms_core_lookup_audit(c, &q, &ev, &n, &next) == KMS_OK);
+    for (size_t i = 0; i < n; i++)
+        CHECK(!strstr(ev[i].event, "Plaintext"));
+    kms_audit_events_free(ev, n);
+    return n;
+}
+
+int main(void)
+{
+    kms_core *a, *b;
+    json_t *r;
+    char id[64], single[64], *ct1, *ct2, *ct3, bstore[400], hidden[400];
+
+    snprintf(g_dir, sizeof g_dir, "/tmp/efs-mrk.XXXXXX");
+    CHECK(mkdtemp(g_dir) != NULL);
+    a = make_store("a", "us-east-1");
+    b = make_store("b", "eu-west-1");
+    snprintf(bstore, sizeof bstore, "%s/b", g_dir);
+    snprintf(hidden, sizeof hidden, "%s/b-away", g_dir);
+    write_regions(bstore);
+
+    CHECK(callf(a, &r, "CreateKey", "{\"MultiRegion\":true}") == KMS_OK);
+    snprintf(id, sizeof id, "%s", json_string_value(json_object_get(json_object_get(r, "KeyMetadata"), "KeyId")));
+    CHECK(json_is_true(json_object_get(json_object_get(r, "KeyMetadata"), "MultiRegion")));
+    json_decref(r);
+    CHECK(!strncmp(id, "mrk-", 4) && strlen(id) == 36 && strspn(id + 4, "0123456789abcdef") == 32);
+    CHECK(!strcmp(mr_type(a, id), "PRIMARY"));
+    CHECK(callf(a, &r, "CreateKey", "{}") == KMS_OK);
+    snprintf(single, sizeof single, "%s", json_string_value(json_object_get(json_object_get(r, "KeyMetadata"), "KeyId")));
+    json_decref(r);
+    CHECK_EQ_INT(callf(a, NULL, "CreateKey", "{\"MultiRegion\":\"yes\"}"), KMS_ERR_SERIALIZATION);
+
+    /* errors */
+    CHECK_EQ_INT(callf(a, NULL, "ReplicateKey", "{\"KeyId\":\"%s\",\"ReplicaRegion\":\"eu-west-1\"}", single),
+                 KMS_ERR_UNSUPPORTED_OPERATION);
+    CHECK_EQ_INT(callf(a, NULL, "ReplicateKey", "{\"KeyId\":\"%s\",\"ReplicaRegion\":\"nowhere-1\"}", id),
+                 KMS_ERR_UNSUPPORTED_OPERATION);
+    CHECK_EQ_INT(callf(a, NULL, "ReplicateKey", "{\"KeyId\":\"%s\"}", id), KMS_ERR_VALIDATION);
+    CHECK_EQ_INT(callf(a, NULL, "ReplicateKey", "{\"KeyId\":\"%s\",\"ReplicaRegion\":\"us-east-1\"}", id),
+                 KMS_ERR_VALIDATION);
+    CHECK_EQ_INT(callf(a, NULL, "DisableKey", "{\"KeyId\":\"%s\"}", id), KMS_OK);
+    CHECK_EQ_INT(callf(a, NULL, "ReplicateKey", "{\"KeyId\":\"%s\",\"ReplicaRegion\":\"eu-west-1\"}", id),
+                 KMS_ERR_DISABLED);
+    CHECK_EQ_INT(callf(a, NULL, "EnableKey", "{\"KeyId\":\"%s\"}", id), KMS_OK);
+    CHECK(!kms_core_mrk_replica_in(a, id, "eu-west-1"));
+
+    ct1 = encrypt(a, id, "djE="); /* made before the replica exists */
+    CHECK_EQ_INT(callf(a, &r, "ReplicateKey",
+                       "{\"KeyId\":\"%s\",\"ReplicaRegion\":\"eu-west-1\",\"Description\":\"eu\"}", id), KMS_OK);
+    CHECK(!strcmp(json_string_value(json_object_get(json_object_get(r, "ReplicaKeyMetadata"), "Description")), "eu"));
+    json_decref(r);
+    CHECK_EQ_INT(callf(a, NULL, "ReplicateKey", "{\"KeyId\":\"%s\",\"ReplicaRegion\":\"eu-west-1\"}", id),
+                 KMS_ERR_ALREADY_EXISTS);
+    CHECK(kms_core_mrk_replica_in(a, id, "eu-west-1") && kms_core_mrk_replica_in(b, id, "us-east-1"));
+    CHECK(!kms_core_mrk_replica_in(a, single, "eu-west-1") && !kms_core_mrk_replica_in(a, id, "nowhere-1"));
+    CHECK(!strcmp(mr_type(b, id), "REPLICA"));
+    CHECK_EQ_INT(callf(b, NULL, "ReplicateKey", "{\"KeyId\":\"%s\",\"ReplicaRegion\":\"us-east-1\"}", id),
+                 KMS_ERR_UNSUPPORTED_OPERATION);
+    check_decrypts(b, ct1, "djE=");
+
+    /* rotation reaches a reachable replica at once */
+    CHECK_EQ_INT(callf(b, NULL, "RotateKeyOnDemand", "{\"KeyId\":\"%s\"}", id), KMS_ERR_UNSUPPORTED_OPERATION);
+    CHECK_EQ_INT(callf(a, NULL, "RotateKeyOnDemand", "{\"KeyId\":\"%s\"}", id), KMS_OK);
+    ct2 = encrypt(a, id, "djI=");
+    check_decrypts(b, ct2, "djI=");
+
+    /* ... and one unreachable at rotation catches up at first use */
+    CHECK(rename(bstore, hidden) == 0);
+    CHECK_EQ_INT(callf(a, NULL, "RotateKeyOnDemand", "{\"KeyId\":\"%s\"}", id), KMS_OK); /* push fails, quietly */
+    CHECK(rename(hidden, bstore) == 0);
+    ct3 = encrypt(a, id, "djM=");
+    check_decrypts(b, ct3, "djM=");
+    check_decrypts(a, encrypt(b, id, "Yg=="), "Yg==");
+
+    /* deletion and the primary role */
+    CHECK_EQ_INT(callf(a, NULL, "ScheduleKeyDeletion", "{\"KeyId\":\"%s\"}", id), KMS_ERR_INVALID_STATE);
+    CHECK_EQ_INT(callf(a, NULL, "UpdatePrimaryRegion", "{\"KeyId\":\"%s\",\"PrimaryRegion\":\"nowhere-1\"}", id),
+                 KMS_ERR_NOT_FOUND);
+    CHECK_EQ_INT(callf(a, NULL, "UpdatePrimaryRegion", "{\"KeyId\":\"%s\",\"PrimaryRegion\":\"eu-west-1\"}", single),
+                 KMS_ERR_UNSUPPORTED_OPERATION);
+    CHECK_EQ_INT(callf(a, NULL, "UpdatePrimaryRegion", "{\"KeyId\":\"%s\",\"PrimaryRegion\":\"eu-west-1\"}", id), KMS_OK);
+    CHECK(!strcmp(mr_type(a, id), "REPLICA") && !strcmp(mr_type(b, id), "PRIMARY"));
+    CHECK_EQ_INT(callf(b, NULL, "RotateKeyOnDemand", "{\"KeyId\":\"%s\"}", id), KMS_OK);
+    check_decrypts(a, encrypt(b, id, "djQ="), "djQ=");
+    CHECK_EQ_INT(callf(a, NULL, "ScheduleKeyDeletion", "{\"KeyId\":\"%s\",\"PendingWindowInDays\":7}", id), KMS_OK);
+
+    /* both trails hold the calls */
+    CHECK(audit_count(a, "ReplicateKey") >= 1 && audit_count(b, "ReplicateKey") >= 1);
+    CHECK(audit_count(a, "UpdatePrimaryRegion") >= 1 && audit_count(b, "UpdatePrimaryRegion") >= 1);
+
+    free(ct1);
+    free(ct2);
+    free(ct3);
+    kms_core_free(a);
+    kms_core_free(b);
+    {
+        char cmd[400];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
+        CHECK(system(cmd) == 0);
+    }
+    TEST_DONE();
+}
