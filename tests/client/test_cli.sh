@@ -317,6 +317,25 @@ curl -sk -X POST -H 'X-Amz-Target: TrentService.ListKeys' -H 'Content-Type: appl
 grep -q MissingAuthenticationToken "$T/resp" || fail "unsigned request over TLS: $(cat "$T/resp")"
 kill $SPID; wait $SPID 2>/dev/null || true
 
+# multi-Region keys from the command line: two stores as two regions (--regions FILE)
+mkdir -p "$T/mr"
+$B kms init-store --store "$T/mr/a" --generate-root-key --region us-east-1 >/dev/null
+$B kms init-store --store "$T/mr/b" --generate-root-key --region eu-west-1 >/dev/null
+printf '{"regions": {"us-east-1": {"store": "%s"}, "eu-west-1": {"store": "%s"}}}\n' "$T/mr/a" "$T/mr/b" >"$T/mr/regions.json"
+MRK=$($B kms --store "$T/mr/a" create-key --multi-region --query KeyMetadata.KeyId --output text)
+case $MRK in mrk-????????????????????????????????) ;; *) fail "multi-region key id $MRK";; esac
+$B kms replicate-key --store "$T/mr/a" --regions "$T/mr/regions.json" --key-id "$MRK" --replica-region eu-west-1 \
+  --description copy --tags TagKey=site,TagValue=eu >"$T/mr/rep" || fail "kms replicate-key"
+grep -q '"MultiRegionKeyType": "REPLICA"' "$T/mr/rep" || fail "replicate-key: $(cat "$T/mr/rep")"
+MCT=$($B kms --store "$T/mr/a" encrypt --key-id "$MRK" --plaintext aGk= --query CiphertextBlob --output text)
+[ "$($B kms --store "$T/mr/b" decrypt --ciphertext-blob "$MCT" --query Plaintext --output text)" = aGk= ] || fail "replica decrypt"
+$B kms replicate-key --store "$T/mr/a" --regions "$T/mr/regions.json" --key-id "$MRK" --replica-region eu-west-1 2>"$T/mr/err" && fail "second replicate-key"
+grep -q AlreadyExistsException "$T/mr/err" || fail "replicate-key twice: $(cat "$T/mr/err")"
+$B kms update-primary-region --store "$T/mr/a" --regions "$T/mr/regions.json" --key-id "$MRK" --primary-region eu-west-1 >/dev/null \
+  || fail "kms update-primary-region"
+[ "$($B kms --store "$T/mr/b" describe-key --key-id "$MRK" --query KeyMetadata.MultiRegionConfiguration.MultiRegionKeyType --output text)" = PRIMARY ] \
+  || fail "update-primary-region did not move the primary"
+
 # `kms help` lists every operation of issue 2, and this script exercises every verb it lists
 $B kms help >"$T/help"
 for v in create-key describe-key list-keys create-alias update-alias delete-alias list-aliases generate-data-key \
