@@ -401,7 +401,7 @@ void kms_mrk_push(kms_core *c, const kms_principal *caller, kms_key *k)
     json_array_foreach(regions, i, v) {
         char *msg = NULL;
         if (json_is_string(v) && strcmp(json_string_value(v), c->region))
-            (void)refresh_replica(c, caller, k, json_string_value(v), primary, regions, "ReplicateKeyMaterial", NULL,
+            (void)refresh_replica(c, caller, k, json_string_value(v), primary, regions, "SynchronizeMultiRegionKey", NULL,
                                   &msg); /* unreachable now: kms_mrk_pull at its next use */
         free(msg);
     }

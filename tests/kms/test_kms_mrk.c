@@ -212,6 +212,12 @@ int main(void)
     /* both trails hold the calls */
     CHECK(audit_count(a, "ReplicateKey") >= 1 && audit_count(b, "ReplicateKey") >= 1);
     CHECK(audit_count(a, "UpdatePrimaryRegion") >= 1 && audit_count(b, "UpdatePrimaryRegion") >= 1);
+    CHECK(audit_count(b, "SynchronizeMultiRegionKey") >= 1); /* the rotation pushed to the replica */
+    {
+        kms_audit_validation va, vb;
+        CHECK(kms_core_validate_audit(a, 0, NULL, &va) == KMS_OK && va.valid);
+        CHECK(kms_core_validate_audit(b, 0, NULL, &vb) == KMS_OK && vb.valid);
+    }
 
     free(ct1);
     free(ct2);
