@@ -40,6 +40,10 @@ assert kms("decrypt", "--ciphertext-blob", exp["symmetric_ciphertext"], "--encry
 assert kms("decrypt", "--ciphertext-blob", exp["imported_ciphertext"])["Plaintext"] == msg
 md = kms("describe-key", "--key-id", k["imported"])["KeyMetadata"]
 assert md["Origin"] == "EXTERNAL" and md["ExpirationModel"] == "KEY_MATERIAL_DOES_NOT_EXPIRE", md
+if "multi_region" in k:  # v3 on: a multi-Region key (feature multi_region), its second version's ciphertext
+    assert kms("decrypt", "--ciphertext-blob", exp["multi_region_ciphertext"])["Plaintext"] == msg
+    md = kms("describe-key", "--key-id", k["multi_region"])["KeyMetadata"]
+    assert md["MultiRegion"] and md["MultiRegionConfiguration"]["MultiRegionKeyType"] == "PRIMARY", md
 print(f"{name}: ok")
 PY
 done

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make-golden.sh VERSION — write tests/kms/golden/VERSION: a key store of the current keystore format holding
 # one key of each kind (RSA_2048 SIGN_VERIFY, RSA_3072 ENCRYPT_DECRYPT, ECC_NIST_P256, HMAC_256, an imported
-# SYMMETRIC_DEFAULT key, a SYMMETRIC_DEFAULT key) and expected.json: public keys, signatures, a MAC,
+# SYMMETRIC_DEFAULT key, a SYMMETRIC_DEFAULT key; from v3 a multi-Region key rotated once) and expected.json: public keys, signatures, a MAC,
 # ciphertexts and their plaintexts made with them, which kms_golden_store.sh checks a later build still
 # reads. Run once when the keystore format changes; the tree is then checked in and never regenerated.
 set -euo pipefail
@@ -18,6 +18,8 @@ RE=$(q create-key --key-spec RSA_3072 --key-usage ENCRYPT_DECRYPT --description 
 EC=$(q create-key --key-spec ECC_NIST_P256 --key-usage SIGN_VERIFY --description golden-ecc --query KeyMetadata.KeyId)
 HM=$(q create-key --key-spec HMAC_256 --key-usage GENERATE_VERIFY_MAC --description golden-hmac --query KeyMetadata.KeyId)
 SY=$(q create-key --description golden-symmetric --query KeyMetadata.KeyId)
+MR=$(q create-key --multi-region --description golden-multi-region --query KeyMetadata.KeyId)
+"$B" kms rotate-key-on-demand --key-id "$MR" >/dev/null
 XT=$(q create-key --origin EXTERNAL --description golden-imported --query KeyMetadata.KeyId)
 "$B" kms get-parameters-for-import --key-id "$XT" --wrapping-algorithm RSAES_OAEP_SHA_256 --wrapping-key-spec RSA_2048 >"$T/p"
 python3 -c 'import json,sys,base64; d=json.load(open(sys.argv[1]))
@@ -29,9 +31,9 @@ openssl pkeyutl -encrypt -pubin -keyform DER -inkey "$T/wrap.der" -pkeyopt rsa_p
 "$B" kms import-key-material --key-id "$XT" --import-token "fileb://$T/token" --encrypted-key-material "fileb://$T/material.enc" \
   --expiration-model KEY_MATERIAL_DOES_NOT_EXPIRE >/dev/null
 MSG=$(printf 'envelopefs golden message' | base64)
-python3 - "$G/expected.json" "$MSG" "$RS" "$RE" "$EC" "$HM" "$SY" "$XT" "$B" <<'PY'
+python3 - "$G/expected.json" "$MSG" "$RS" "$RE" "$EC" "$HM" "$SY" "$XT" "$B" "$MR" <<'PY'
 import json, subprocess, sys
-out, msg, rs, re_, ec, hm, sy, xt, b = sys.argv[1:10]
+out, msg, rs, re_, ec, hm, sy, xt, b, mr = sys.argv[1:11]
 def kms(*a):
     return json.loads(subprocess.check_output([b, "kms", *a]))
 exp = {"message": msg, "keys": {"rsa_sign": rs, "rsa_encrypt": re_, "ecc": ec, "hmac": hm, "symmetric": sy, "imported": xt}}
@@ -42,6 +44,8 @@ exp["mac"] = kms("generate-mac", "--key-id", hm, "--message", msg, "--mac-algori
 exp["rsa_ciphertext"] = kms("encrypt", "--key-id", re_, "--plaintext", msg, "--encryption-algorithm", "RSAES_OAEP_SHA_256")["CiphertextBlob"]
 exp["symmetric_ciphertext"] = kms("encrypt", "--key-id", sy, "--plaintext", msg, "--encryption-context", "golden=v2")["CiphertextBlob"]
 exp["imported_ciphertext"] = kms("encrypt", "--key-id", xt, "--plaintext", msg)["CiphertextBlob"]
+exp["keys"]["multi_region"] = mr
+exp["multi_region_ciphertext"] = kms("encrypt", "--key-id", mr, "--plaintext", msg)["CiphertextBlob"]  # version 2
 json.dump(exp, open(out, "w"), indent=2)
 PY
 echo "wrote $G"
