@@ -319,7 +319,52 @@ static int describe(cli_vol *g, const struct cli_args *a, bool volumes)
                 json_array_append(kept, x);
         }
     }
-    out = json_object();
+    /* Paging, as EC2: --max-results 5..1000 (not with ids); the token is the id of the last item of the
+       previous page (the listing's order is stable: created, id), opaque to the caller. */
+    {
+        const char *mr = cli_arg1(a, "max-results"), *tok = cli_arg1(a, "next-token");
+        uint64_t max = 0;
+        size_t from = 0, n = json_array_size(kept);
+        if (mr && nids) {
+            json_decref(kept);
+            rc = cli_service_error("InvalidParameterCombination", op, volumes
+                ? "The parameter volumeSet cannot be used with the parameter maxResults"
+                : "The parameter snapshotSet cannot be used with the parameter maxResults");
+            goto out;
+        }
+        if (mr && (!cli_parse_u64(mr, &max) || max < 5 || max > 1000)) {
+            json_decref(kept);
+            rc = cli_service_error("InvalidParameterValue", op,
+                                   "Value for parameter maxResults is invalid. Expecting a value between 5 and 1000.");
+            goto out;
+        }
+        if (tok) {
+            bool hit = false;
+            for (size_t k = 0; k < n && !hit; k++)
+                if (!strcmp(json_string_value(json_object_get(json_array_get(kept, k), field)), tok)) {
+                    from = k + 1;
+                    hit = true;
+                }
+            if (!hit) {
+                json_decref(kept);
+                rc = cli_service_error("InvalidNextToken", op, "The token provided is invalid or has expired.");
+                goto out;
+            }
+        }
+        if (from || (max && n - from > max)) {
+            json_t *page = json_array();
+            size_t end = max && n - from > max ? from + max : n;
+            for (size_t k = from; k < end; k++)
+                json_array_append(page, json_array_get(kept, k));
+            out = json_object();
+            if (end < n)
+                json_object_set_new(out, "NextToken", json_string(json_string_value(
+                    json_object_get(json_array_get(kept, end - 1), field))));
+            json_decref(kept);
+            kept = page;
+        } else
+            out = json_object();
+    }
     json_object_set_new(out, volumes ? "Volumes" : "Snapshots", kept);
     rc = cli_vol_print(g, WHO, out);
 out:
