@@ -45,6 +45,19 @@ void efs_envelope_free(efs_envelope *e)
     free(e);
 }
 
+void efs_envelope_batch_begin(efs_envelope *e)
+{
+    kmsc_defer_begin(e->kms);
+}
+
+int efs_envelope_batch_end(efs_envelope *e)
+{
+    kms_err code = kmsc_defer_end(e->kms);
+    if (code)
+        EFS_ERROR("key service: a batch of data keys could not be audited (%s): discarded", kms_err_name(code));
+    return code ? efs_envelope_errno(code) : 0;
+}
+
 int efs_envelope_errno(kms_err code)
 {
     switch (code) {

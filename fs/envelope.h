@@ -46,6 +46,12 @@ void efs_envelope_remember(efs_envelope *e, const uint8_t *id, size_t id_len, co
 size_t efs_envelope_cache_id(const uint8_t *binder, size_t binder_len, const uint8_t *wrapped, size_t wrapped_len,
                              uint8_t *id, size_t cap);
 
+/* A batch of generate calls from this thread whose audit records the key service commits together
+ * (kmsc_defer_begin/_end): nothing generated inside may be made visible until efs_envelope_batch_end
+ * returned 0; on an error (-errno) discard all of it. */
+void efs_envelope_batch_begin(efs_envelope *e);
+int efs_envelope_batch_end(efs_envelope *e) __attribute__((warn_unused_result));
+
 /* A key-service error as -errno (see above). */
 int efs_envelope_errno(kms_err code);
 

@@ -331,6 +331,16 @@ static void file_ctx(const efs_config *cfg, const char *fidhex, kms_ectx_pair pa
     *ctx = (kms_ectx){pairs, 2};
 }
 
+void efs_keys_batch_begin(efs_keys *k)
+{
+    efs_envelope_batch_begin(k->env);
+}
+
+int efs_keys_batch_end(efs_keys *k)
+{
+    return efs_envelope_batch_end(k->env);
+}
+
 int efs_keys_new_file(efs_keys *k, efs_header *h, efs_file_keys *keys_out)
 {
     uint8_t *dek = efs_secpool_alloc(EFS_DEK_LEN);

@@ -24,6 +24,11 @@ int efs_keys_init_config(efs_config *cfg, kmsc *kms, char *why, size_t why_cap);
 
 /* A new file: random file id, new DEK (KMS or bucket key), sealed header. keys_out derived from it. */
 int efs_keys_new_file(efs_keys *k, efs_header *h, efs_file_keys *keys_out);
+/* A batch of efs_keys_new_file calls from this thread (the spare filler): their key-service audit records
+ * are committed together at efs_keys_batch_end, before which no header made inside may become visible;
+ * on an error (-errno) every one of them must be discarded. */
+void efs_keys_batch_begin(efs_keys *k);
+int efs_keys_batch_end(efs_keys *k) __attribute__((warn_unused_result));
 /* Open an existing file's header: unwrap its DEK (cached) and verify the header tag.
  * -EACCES when the key service refuses (disabled/deleted key), -EIO otherwise (logged). */
 int efs_keys_open_file(efs_keys *k, const efs_header *h, efs_file_keys *keys_out, const char *what);

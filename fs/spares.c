@@ -380,8 +380,17 @@ static void *filler(void *arg)
         round_started(&s->dirs, now - s->last_fill);
         s->last_fill = now;
         pthread_mutex_unlock(&s->lock);
-        while (n < want && !(rc = spare_make(s, &batch[n])))
-            fds[nfds++] = batch[n++].it.fd;
+        /* The batch's data keys are audited in one key-service commit (embedded store), made before
+         * any of its spares can be taken; if it fails, the whole batch is discarded below. */
+        if (want > 0) {
+            int brc;
+            efs_keys_batch_begin(s->keys);
+            while (n < want && !(rc = spare_make(s, &batch[n])))
+                fds[nfds++] = batch[n++].it.fd;
+            brc = efs_keys_batch_end(s->keys);
+            if (brc && !rc)
+                rc = brc;
+        }
         while (nd < wantd && !(rcd = dir_make(s, &dbatch[nd]))) {
             if (dbatch[nd].id_fd >= 0)
                 fds[nfds++] = dbatch[nd].id_fd;

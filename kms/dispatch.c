@@ -107,6 +107,26 @@ static kms_err dump(json_t *out, char **resp, size_t *resp_len)
     return KMS_OK;
 }
 
+/* This thread's deferred-commit scope (kms_core_defer_begin): the core it is on and the newest ticket. */
+static _Thread_local struct {
+    kms_core *core;
+    uint64_t ticket;
+} deferred;
+
+void kms_core_defer_begin(kms_core *c)
+{
+    deferred.core = c;
+    deferred.ticket = 0;
+}
+
+kms_err kms_core_defer_end(kms_core *c)
+{
+    uint64_t t = deferred.core == c ? deferred.ticket : 0;
+    deferred.core = NULL;
+    deferred.ticket = 0;
+    return t ? kms_trail_commit(c, t) : KMS_OK;
+}
+
 kms_err kms_core_call(kms_core *c, const kms_principal *caller, const char *operation, const char *req,
                       size_t req_len, char **resp, size_t *resp_len, char **message)
 {
@@ -156,8 +176,12 @@ kms_err kms_core_call(kms_core *c, const kms_principal *caller, const char *oper
     pthread_mutex_unlock(&c->lock);
     wipe_json_secrets(in);
     json_decref(in);
-    /* Durable before the answer: a caller that sees success can rely on its record surviving a crash. */
-    if (!ticket || kms_trail_commit(c, ticket)) {
+    /* Durable before the answer: a caller that sees success can rely on its record surviving a crash.
+     * In a deferred scope the caller waits for it in kms_core_defer_end, before it uses the answer. */
+    if (ticket && !e && deferred.core == c) {
+        if (ticket > deferred.ticket)
+            deferred.ticket = ticket;
+    } else if (!ticket || kms_trail_commit(c, ticket)) {
         if (out) {
             wipe_json_secrets(out);
             json_decref(out);

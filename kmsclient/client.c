@@ -82,6 +82,19 @@ kms_core *kmsc_embedded_core(kmsc *c)
     return c && c->ops && !strcmp(c->ops->name, "local") ? kmsc_backend_local_core(c->impl) : NULL;
 }
 
+void kmsc_defer_begin(kmsc *c)
+{
+    kms_core *core = kmsc_embedded_core(c);
+    if (core)
+        kms_core_defer_begin(core);
+}
+
+kms_err kmsc_defer_end(kmsc *c)
+{
+    kms_core *core = kmsc_embedded_core(c);
+    return core ? kms_core_defer_end(core) : KMS_OK;
+}
+
 uint64_t kmsc_call_count(kmsc *c)
 {
     return atomic_load(&c->calls);

@@ -77,6 +77,19 @@ kms_err kms_core_call(kms_core *core, const kms_principal *caller, const char *o
                       char **message) KMS_WUR;
 
 /*
+ * Deferred audit commits for the calling thread (group commit for a caller that makes many calls at once,
+ * e.g. a filesystem preparing a batch of new files' data keys). Between kms_core_defer_begin and
+ * kms_core_defer_end, each kms_core_call made by this thread on `core` queues its audit record and returns
+ * without waiting for it to be committed; kms_core_defer_end then commits every record queued so far in
+ * one transaction. Contract: nothing a call inside the scope returned may be used or shown to anyone (a
+ * data key written where another party reads it, a response sent) until kms_core_defer_end returned
+ * KMS_OK; on an error the caller must discard all of it (the records may be lost). Scopes do not nest;
+ * kms_core_defer_end without a begin is KMS_OK. Calls that fail are committed at once as outside a scope.
+ */
+void kms_core_defer_begin(kms_core *core);
+kms_err kms_core_defer_end(kms_core *core) KMS_WUR;
+
+/*
  * The operations kms_core_call implements: the one list from which the core's dispatch table, the
  * CLI's verbs (`envelopefs kms VERB`, `kms help`) and the tests' views of the set are generated.
  * X(Name, function, "cli-verb", flags): Name is the AWS operation name, function the core's

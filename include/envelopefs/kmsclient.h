@@ -66,6 +66,13 @@ void kmsc_free(kmsc *c);
 /* For the embedded backend, the core (borrowed); NULL for remote backends. */
 kms_core *kmsc_embedded_core(kmsc *c);
 
+/* A batch of calls from this thread whose audit records are committed together (embedded backend:
+ * kms_core_defer_begin/_end, with the same contract: use nothing the calls returned until kmsc_defer_end
+ * returned KMS_OK, discard all of it otherwise). Remote backends: no-ops (the server commits each record
+ * before it answers). */
+void kmsc_defer_begin(kmsc *c);
+kms_err kmsc_defer_end(kmsc *c) KMS_WUR;
+
 /*
  * Generic call: any operation by its AWS name with a JSON body. *resp is NUL-terminated JSON, free
  * with kmsc_response_free (wipes it: it may hold plaintext). err may be NULL.

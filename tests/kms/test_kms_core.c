@@ -763,6 +763,51 @@ static void test_concurrency(kms_core *c)
     free(id);
 }
 
+/* A deferred scope (kms_core_defer_begin/_end): a batch of calls from one thread is committed together at
+ * the end; every successful call of the scope is in the database then, a failed one was committed at once,
+ * the chain validates, and a scope on this thread does not capture another thread's calls. */
+static void *deferred_other(void *p)
+{
+    struct thr *t = p;
+    char body[160];
+    json_t *r = NULL;
+    snprintf(body, sizeof body, "{\"KeyId\":\"%s\",\"NumberOfBytes\":32}", t->id);
+    t->ok = callf(t->c, &r, "GenerateDataKey", "%s", body) == KMS_OK;
+    json_decref(r);
+    return NULL;
+}
+
+static void test_deferred_commit(kms_core *c)
+{
+    char *id = create_key(c);
+    int64_t before = audit_rows();
+    kms_audit_validation v;
+    pthread_t th;
+    struct thr t = {c, id, 0};
+    CHECK(kms_core_defer_end(c) == KMS_OK); /* no scope: nothing to do */
+    kms_core_defer_begin(c);
+    for (int i = 0; i < 20; i++) {
+        json_t *r = NULL;
+        CHECK(callf(c, &r, "GenerateDataKey", "{\"KeyId\":\"%s\",\"NumberOfBytes\":32}", id) == KMS_OK);
+        CHECK(jstr(r, "Plaintext") && jstr(r, "CiphertextBlob"));
+        json_decref(r);
+    }
+    /* A refused call inside the scope is committed before it returns, as outside one. */
+    CHECK(callf(c, NULL, "GenerateDataKey", "{\"KeyId\":\"alias/no-such-alias\",\"NumberOfBytes\":32}") ==
+          KMS_ERR_NOT_FOUND);
+    /* Another thread's call is not part of this thread's scope: durable when it returns. */
+    CHECK(pthread_create(&th, NULL, deferred_other, &t) == 0);
+    pthread_join(th, NULL);
+    CHECK(t.ok == 1);
+    CHECK(audit_rows() >= before + 2);
+    CHECK(kms_core_defer_end(c) == KMS_OK);
+    CHECK_EQ_INT(audit_rows(), before + 22);
+    CHECK(kms_core_validate_audit(c, 0, NULL, &v) == KMS_OK);
+    CHECK(v.valid && v.bad_seq == 0);
+    CHECK(kms_core_defer_end(c) == KMS_OK); /* the scope is over: a second end commits nothing */
+    free(id);
+}
+
 static void test_audit_and_access_keys(void)
 {
     kms_core *c = open_store();
@@ -1254,6 +1299,7 @@ int main(void)
     test_rotation(c);
     test_cross_process(c);
     test_concurrency(c);
+    test_deferred_commit(c);
     kms_core_free(c);
     test_store_unlock();
     test_corrupt_store();
