@@ -19,8 +19,11 @@
 #define EFS_DEK_LEN 32
 #define EFS_BLOCK_AAD_MAX 64                     /* longest AAD a binding may give a block */
 
-/* HKDF-SHA256 of a key into 32 bytes with an info label. */
+/* HKDF-SHA256 (RFC 5869, empty salt) of a key into 32 bytes with an info label. 0, or -EIO. */
 int efs_hkdf32(const uint8_t *ikm, size_t ikm_len, const char *info, uint8_t out[32])
+    __attribute__((warn_unused_result));
+/* HMAC-SHA256 of msg[0, n) under a 32-byte key. 0, or -EIO. */
+int efs_hmac_sha256(const uint8_t key[32], const uint8_t *msg, size_t n, uint8_t out[32])
     __attribute__((warn_unused_result));
 
 /* Keys derived from a data key: blocks (AES-256-GCM) and the file header's MAC (HMAC-SHA256). */

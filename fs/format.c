@@ -8,7 +8,6 @@
 #include <stdbool.h>
 #include <string.h>
 
-#include <openssl/hmac.h>
 
 #include "common/evp.h"
 
@@ -99,12 +98,11 @@ int efs_header_parse(const uint8_t *buf, size_t len, efs_header *h, size_t *hdr_
 static int header_mac(const efs_header *h, const efs_file_keys *k, uint8_t out[EFS_HDR_TAG])
 {
     uint8_t body[EFS_HDR_MAX], mac[32];
-    unsigned int mac_len = 0;
     size_t n;
     if (!header_ok(h))
         return -EINVAL;
     n = encode_body(h, body);
-    if (!HMAC(efs_evp_sha256(), k->mac_key, 32, body, n, mac, &mac_len) || mac_len != 32)
+    if (efs_hmac_sha256(k->mac_key, body, n, mac))
         return -EIO;
     memcpy(out, mac, EFS_HDR_TAG);
     return 0;

@@ -22,7 +22,6 @@
 #include <unistd.h>
 
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <sodium.h>
 
 #include "common/evp.h"
@@ -58,13 +57,12 @@ static int hkdf32(const uint8_t *ikm, const char *info, uint8_t *out)
 static int config_mac(const efs_config *cfg, const uint8_t *fs_key, uint8_t out[32])
 {
     uint8_t mk[32];
-    unsigned int len = 0;
     char *canon = efs_config_canonical(cfg);
     int rc = -EIO;
     if (!canon)
         return -ENOMEM;
     if (!hkdf32(fs_key, "envelopefs v1 config-mac", mk) &&
-        HMAC(efs_evp_sha256(), mk, 32, (const unsigned char *)canon, strlen(canon), out, &len) && len == 32)
+        !efs_hmac_sha256(mk, (const uint8_t *)canon, strlen(canon), out))
         rc = 0;
     sodium_memzero(mk, sizeof mk);
     free(canon);

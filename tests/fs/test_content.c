@@ -658,9 +658,29 @@ static void test_volume(void)
     free(got);
 }
 
+/* efs_hkdf32 is RFC 5869 HKDF-SHA256 with an empty salt: test case 3 (IKM 0x0b × 22, no salt, no info),
+ * the first 32 bytes of its OKM; and efs_file_keys_derive's shared extract equals two separate calls. */
+static void test_hkdf(void)
+{
+    static const uint8_t want[32] = {0x8d, 0xa4, 0xe7, 0x75, 0xa5, 0x63, 0xc1, 0x8f, 0x71, 0x5f, 0x80,
+                                     0x2a, 0x06, 0x3c, 0x5a, 0x31, 0xb8, 0xa1, 0x1f, 0x5c, 0x5e, 0xe1,
+                                     0x87, 0x9e, 0xc3, 0x45, 0x4e, 0x5f, 0x3c, 0x73, 0x8d, 0x2d};
+    uint8_t ikm[22], out[32], dek[EFS_DEK_LEN], a[32], b[32];
+    efs_file_keys k;
+    memset(ikm, 0x0b, sizeof ikm);
+    CHECK(efs_hkdf32(ikm, sizeof ikm, "", out) == 0);
+    CHECK(memcmp(out, want, 32) == 0);
+    randombytes_buf(dek, sizeof dek);
+    CHECK(efs_file_keys_derive(dek, &k) == 0);
+    CHECK(efs_hkdf32(dek, sizeof dek, "envelopefs v1 block", a) == 0);
+    CHECK(efs_hkdf32(dek, sizeof dek, "envelopefs v1 header-mac", b) == 0);
+    CHECK(memcmp(a, k.block_key, 32) == 0 && memcmp(b, k.mac_key, 32) == 0 && k.gen != 0);
+}
+
 int main(void)
 {
     CHECK(sodium_init() >= 0);
+    test_hkdf();
     CHECK(mkdtemp(tmpdir));
     test_ranges();
     test_model(512, 0);
