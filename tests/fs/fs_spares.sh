@@ -7,7 +7,7 @@
 . "$(dirname "$0")/lib.sh"
 SP=$CIPHER/.envelopefs-spares
 stat_of() { getfattr --only-values -n user.envelopefs.stats "$MNT" 2>/dev/null | jget "$1"; }
-count() { find "$SP" -type f 2>/dev/null | wc -l; }
+count() { find "$SP" -mindepth 1 2>/dev/null | wc -l; }  # spare files, spare directories and their ids
 fs_setup "$@"
 
 for i in $(seq 1 300); do echo "file $i" >"$MNT/f$i"; done
@@ -47,7 +47,9 @@ drained || fail "spares not discarded after the key was disabled"
 before=$(find "$CIPHER" | sort)
 touch "$MNT/after-disable" 2>/dev/null && fail "created a file once the spares had aged out, with the key disabled"
 sleep 0.5
-[ "$(find "$CIPHER" | sort)" = "$before" ] || fail "a refused create (or the filler) left something in CIPHERDIR"
+after=$(find "$CIPHER" | sort)
+[ "$after" = "$before" ] ||
+  fail "a refused create (or the filler) left something in CIPHERDIR: $(diff <(echo "$before") <(echo "$after") | grep '^[<>]' | head -5 | tr '\n' ' ')"
 "$B" kms enable-key --key-id "$KEY_ID"
 echo "key disabled: creates refused once spares aged out, nothing written"
 
