@@ -17,7 +17,9 @@
 
 #include "vol.h"
 
-#define VOL_CATALOG_FORMAT 1
+/* 1: the first format; 2: a catalog with lazy-rekey sources (owner_lineages rows), written from the
+ * first source_add on, so that a program that predates them refuses it. */
+#define VOL_CATALOG_FORMAT 2
 
 typedef struct vol_catalog vol_catalog;
 

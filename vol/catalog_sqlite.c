@@ -460,7 +460,11 @@ static int s_source_add(vol_catalog *c, const char *owner, const char *lineage)
         return rc;
     sqlite3_bind_text(st, 1, owner, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, lineage, -1, SQLITE_STATIC);
-    return step_done(c, st, "source");
+    if ((rc = step_done(c, st, "source")))
+        return rc;
+    /* a program that predates owner_lineages would read (and write) such blocks with the wrong key: from
+     * the first source on, the catalog is format 2, which it refuses */
+    return exec1(c, "UPDATE meta SET v = '2' WHERE k = 'format' AND CAST(v AS INTEGER) < 2");
 }
 
 static int s_source_list(vol_catalog *c, const char *owner, vol_text_fn fn, void *arg)

@@ -534,10 +534,21 @@ static void test_rekey(const char *dir)
 
     /* restore under K2: a lineage of its own (its data key made for the new volume), the snapshot's
      * lineage recorded as its source */
+    {
+        char *f = NULL;
+        CHECK(cat->ops->setting_get(cat, "format", &f) == 0 && f && !strcmp(f, "1"));
+        free(f);
+    }
     ca.snapshot_id = s.id;
     ca.kms_key_id = k2;
     ca.size_gib = 0;
     CHECK(vol_create_volume(st, &ca, &w, &e) == 0);
+    {
+        /* from the first source on, the catalog is format 2 (a program that predates it refuses it) */
+        char *f = NULL;
+        CHECK(cat->ops->setting_get(cat, "format", &f) == 0 && f && !strcmp(f, "2"));
+        free(f);
+    }
     CHECK(strcmp(w.lineage, v.lineage) && !strcmp(w.snapshot_id, s.id));
     CHECK(vol_lineage_of(st, w.lineage, &lw, &e) == 0 && !strcmp(lw.key_arn, k2) && !strcmp(lw.ctx_id, w.id));
     CHECK(vol_create_volume(st, &ca, &x, &e) == 0); /* a second one, never rekeyed */
