@@ -4,7 +4,7 @@
 # through to K1's chunks (checksums match), writes go to K2's lineage; with K1 disabled it cannot attach
 # (the key service's error); `volume rekey` (refused while attached, killed with -9 and rerun) moves the
 # rest, after which K1 can be disabled and the volume still attaches, passes e2fsck -fn and every
-# checksum; a snapshot taken part-way keeps needing both keys and restores whole.
+# checksum; a snapshot taken part-way keeps needing both keys, restores whole and downloads whole.
 set -euo pipefail
 B=${ENVELOPEFS_BIN:?ENVELOPEFS_BIN must point at the envelopefs binary}
 [ -e /dev/fuse ] || { echo "SKIP: /dev/fuse absent"; exit 77; }
@@ -115,6 +115,11 @@ expect_err KMS.DisabledException "$B" ec2 create-volume --snapshot-id "$SP"
 "$B" volume fsck "$SP" >/dev/null || fail "fsck of the partial snapshot"
 WP=$(q create-volume --snapshot-id "$SP" --query VolumeId)
 check_vol "$WP" "$T/sums2"
+# and through the EBS direct API (get-snapshot-block opens each block under its own lineage's key)
+"$B" snapshot download "$SP" "$T/sp.img" >/dev/null
+e2fsck -fn "$T/sp.img" >"$T/fsck.out" 2>&1 || { cat "$T/fsck.out"; fail "e2fsck of the downloaded partial snapshot"; }
+mount -o loop,ro "$T/sp.img" "$T/m"; sums "$T/m" | diff - "$T/sums2" || fail "checksums of the downloaded partial snapshot"
+umount "$T/m"; rm -f "$T/sp.img"
 
 # --- deleting everything frees every chunk
 for s in $(q describe-snapshots --query 'Snapshots[*].SnapshotId'); do "$B" ec2 delete-snapshot --snapshot-id "$s"; done
