@@ -86,8 +86,10 @@ typedef struct vol_catalog_ops {
     int (*source_drop)(vol_catalog *c, const char *owner);
     /* Each distinct chunk lineage (binding) that owner's map names, with its number of blocks. */
     int (*map_bindings)(vol_catalog *c, const char *owner, vol_binding_fn fn, void *arg);
-    /* owner's mappings whose chunk is not bound to `binding`, ascending blocks, at most limit (0: all). */
-    int (*map_foreign)(vol_catalog *c, const char *owner, const char *binding, uint64_t limit, vol_map_fn fn, void *arg);
+    /* owner's mappings at blocks ≥ from whose chunk is not bound to `binding`, ascending, at most limit
+     * (0: all). */
+    int (*map_foreign)(vol_catalog *c, const char *owner, const char *binding, uint64_t from, uint64_t limit,
+                       vol_map_fn fn, void *arg);
 } vol_catalog_ops;
 
 struct vol_catalog {

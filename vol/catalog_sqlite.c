@@ -516,16 +516,18 @@ static int s_map_bindings(vol_catalog *c, const char *owner, vol_binding_fn fn, 
     return rc;
 }
 
-static int s_map_foreign(vol_catalog *c, const char *owner, const char *binding, uint64_t limit, vol_map_fn fn, void *arg)
+static int s_map_foreign(vol_catalog *c, const char *owner, const char *binding, uint64_t from, uint64_t limit,
+                         vol_map_fn fn, void *arg)
 {
     sqlite3_stmt *st;
     int rc = prep(c, "SELECT m.block, m.gen FROM maps m JOIN chunks k ON k.gen = m.gen WHERE m.owner = ? AND "
-                     "k.lineage <> ? ORDER BY m.block LIMIT ?", &st);
+                     "m.block >= ? AND k.lineage <> ? ORDER BY m.block LIMIT ?", &st);
     if (rc)
         return rc;
     sqlite3_bind_text(st, 1, owner, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, binding, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 3, limit ? (int64_t)limit : -1);
+    sqlite3_bind_int64(st, 2, (int64_t)from);
+    sqlite3_bind_text(st, 3, binding, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, limit ? (int64_t)limit : -1);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         int r = fn(arg, (uint64_t)sqlite3_column_int64(st, 0), (uint64_t)sqlite3_column_int64(st, 1));
         if (r) {

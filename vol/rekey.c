@@ -205,7 +205,7 @@ int vol_rekey_volume(vol_store *st, const char *volume_id, uint64_t batch, vol_r
     vol_rekey_status status;
     struct batch bl = {0};
     vol_chunk *nk = NULL;
-    uint64_t *freed = NULL, first = 0, done = 0;
+    uint64_t *freed = NULL, first = 0, done = 0, from = 0;
     uint8_t dlin[VOL_LINEAGE_LEN], *buf = NULL, *pt = NULL;
     vol_sealer *sealer = NULL;
     size_t nfreed = 0, written = 0;
@@ -244,7 +244,8 @@ int vol_rekey_volume(vol_store *st, const char *volume_id, uint64_t batch, vol_r
     for (;;) {
         bl.n = 0;
         nfreed = written = 0;
-        if ((rc = cat->ops->map_foreign(cat, volume_id, ring.k[0].binding, batch, add_block, &bl)))
+        /* (from the block after the last batch: each batch reads only its own rows, not the whole map) */
+        if ((rc = cat->ops->map_foreign(cat, volume_id, ring.k[0].binding, from, batch, add_block, &bl)))
             goto dberr;
         if (!bl.n)
             break;
@@ -289,6 +290,7 @@ int vol_rekey_volume(vol_store *st, const char *volume_id, uint64_t batch, vol_r
         for (size_t i = 0; i < nfreed; i++) /* after the commit: a crash here leaves files the sweep reclaims */
             (void)cs->ops->remove(cs, freed[i]);
         done += bl.n;
+        from = bl.block[bl.n - 1] + 1;
         if (moved)
             *moved = done;
         if (fn && (rc = fn(arg, done, status.foreign, true))) {

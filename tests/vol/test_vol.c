@@ -113,6 +113,26 @@ static int count_gen(void *arg, uint64_t gen)
     return 0;
 }
 
+static int count_text(void *arg, const char *t)
+{
+    (void)t;
+    ++*(int *)arg;
+    return 0;
+}
+static int count_binding(void *arg, const char *b, uint64_t blocks)
+{
+    (void)b;
+    *(int *)arg += (int)blocks;
+    return 0;
+}
+static int first_block(void *arg, uint64_t block, uint64_t gen)
+{
+    (void)gen;
+    if (!*(uint64_t *)arg)
+        *(uint64_t *)arg = block;
+    return 0;
+}
+
 static void test_catalog(const char *dir)
 {
     char path[512];
@@ -142,12 +162,37 @@ static void test_catalog(const char *dir)
     k.ctr[127] = 0xdeadbeef;
     CHECK(c->ops->chunk_put(c, &k) == 0);
     CHECK(c->ops->map_set(c, v.id, 7, 3) == 0);
+    /* lazy-rekey sources go with the map: copied by map_copy, dropped by map_drop */
+    CHECK(c->ops->source_add(c, v.id, "ffeeddccbbaa99887766554433221100") == 0);
+    CHECK(c->ops->source_add(c, v.id, "ffeeddccbbaa99887766554433221100") == 0); /* twice: one row */
+    {
+        /* a chunk of another lineage at block 9: map_foreign finds it (from any block up to 9), map_bindings
+         * counts one block per lineage */
+        vol_chunk o = k;
+        uint64_t fb = 0;
+        o.gen = 4;
+        o.block = 9;
+        snprintf(o.lineage, sizeof o.lineage, "ffeeddccbbaa99887766554433221100");
+        CHECK(c->ops->chunk_put(c, &o) == 0 && c->ops->map_set(c, v.id, 9, 4) == 0);
+        n = 0;
+        CHECK(c->ops->map_foreign(c, v.id, v.lineage, 0, 0, first_block, &fb) == 0 && fb == 9);
+        fb = 0;
+        CHECK(c->ops->map_foreign(c, v.id, v.lineage, 10, 0, first_block, &fb) == 0 && fb == 0);
+        CHECK(c->ops->map_bindings(c, v.id, count_binding, &n) == 0 && n == 2);
+        CHECK(c->ops->map_del(c, v.id, 9) == 0 && c->ops->chunk_delete(c, 4) == 0);
+    }
     CHECK(c->ops->map_copy(c, v.id, "snap-0123456789abcdef0") == 0);
+    n = 0;
+    CHECK(c->ops->source_list(c, "snap-0123456789abcdef0", count_text, &n) == 0 && n == 1);
+    n = 0;
     CHECK(c->ops->chunk_get(c, 3, &kg) == 0 && kg.refs == 2 && kg.ctr[127] == 0xdeadbeef && kg.block == 7);
     CHECK(c->ops->map_get(c, "snap-0123456789abcdef0", 7, &gen) == 0 && gen == 3);
     CHECK(c->ops->map_drop(c, v.id, count_gen, &n) == 0 && n == 0); /* still referenced by the snapshot */
     CHECK(c->ops->chunk_ref(c, 3, 0, &refs) == 0 && refs == 1);
     CHECK(c->ops->map_drop(c, "snap-0123456789abcdef0", count_gen, &n) == 0 && n == 1);
+    n = 0;
+    CHECK(c->ops->source_list(c, "snap-0123456789abcdef0", count_text, &n) == 0 && n == 0);
+    CHECK(c->ops->source_list(c, v.id, count_text, &n) == 0 && n == 0);
     CHECK(c->ops->begin(c) == 0 && c->ops->volume_delete(c, v.id) == 0);
     c->ops->rollback(c); /* rolled back: still there */
     CHECK(c->ops->volume_get(c, v.id, &got) == 0);
