@@ -3,6 +3,8 @@
  *   attach VOL [MOUNTPOINT] [--loop] [--foreground]   serve the volume as an image file (and a loop device)
  *   detach VOL                                        detach the loop device, unmount, wait for the last flush
  *   fsck VOL|SNAP                                     verify every sector; one line per damaged block, exit 1
+ *   rekey VOL [--batch N]                             move every block still on its snapshot's key to the volume's own
+ *   status VOL|SNAP                                   its key, blocks, and how many are still on another key
  *   sweep                                             reclaim chunk files no catalog row names
  * Global options as for `envelopefs ec2`. Errors print the AWS CLI's line (exit 254), usage errors 252.
  */
@@ -20,6 +22,7 @@
 #include "cli_vol.h"
 #include "commands.h"
 #include "dev.h"
+#include "rekey.h"
 #include "common/jsonwipe.h"
 
 #define WHO "envelopefs volume"
@@ -29,6 +32,8 @@ static int usage(FILE *f, int rc)
     fprintf(f, "usage: envelopefs volume attach VOL [MOUNTPOINT] [--loop] [--nbd SOCKET] [--foreground]\n"
                "       envelopefs volume detach VOL\n"
                "       envelopefs volume fsck VOL|SNAP\n"
+               "       envelopefs volume rekey VOL [--batch N]   (detached; restartable)\n"
+               "       envelopefs volume status VOL|SNAP\n"
                "       envelopefs volume sweep\n"
                "global options as for `envelopefs ec2` (--store, --volume-store, --kms, --root-key-file, ...)\n");
     return rc;
@@ -123,8 +128,7 @@ static int fsck(cli_vol *g)
     char lineage[64] = "";
     vol_store *st;
     kmsc *kms;
-    vol_lineage l;
-    kmsc_secret *dk = NULL;
+    vol_keyring ring = {NULL, 0};
     vol_err e = {"", ""};
     int rc;
     if (!id)
@@ -156,22 +160,161 @@ static int fsck(cli_vol *g)
         rc = cli_service_error("VolumeInUse", "Fsck", "the volume is attached: detach it first (or check a snapshot)");
         goto out;
     }
-    if (vol_lineage_of(st, lineage, &l, &e) || vol_lineage_key(st, &l, &dk, &e)) {
+    /* every key its chunks need: a volume (or its snapshot) part-way through a rekey has more than one */
+    if (vol_owner_keys(st, id, lineage, &ring, &e)) {
         rc = cli_service_error(e.code, "Fsck", e.message);
-        if (!e.code[0] || strncmp(e.code, "KMS", 3))
-            vol_lineage_clear(&l);
         goto out;
     }
-    snprintf(lineage, sizeof lineage, "%s", l.binding);
-    vol_lineage_clear(&l);
-    rc = vol_check(vol_store_catalog(st), vol_store_chunks(st), id, lineage, dk->data, stdout);
-    kmsc_secret_free(dk);
+    rc = vol_check_keys(vol_store_catalog(st), vol_store_chunks(st), id, &ring, stdout);
+    vol_keyring_clear(&ring);
     if (rc < 0) {
         fprintf(stderr, WHO " fsck: %s\n", strerror(-rc));
         rc = 2;
     } else if (rc == 0) {
         printf("%s: every block is intact\n", id);
     }
+out:
+    vol_store_free(st);
+    kmsc_free(kms);
+    return rc;
+}
+
+/* The owner's lineage (a volume's or a snapshot's); 0 or -ENOENT. */
+static int owner_lineage(vol_store *st, const char *id, char *out, size_t cap)
+{
+    vol_catalog *cat = vol_store_catalog(st);
+    int rc;
+    if (id[0] == 'v') {
+        vol_volume v;
+        if ((rc = cat->ops->volume_get(cat, id, &v)) == 0)
+            snprintf(out, cap, "%s", v.lineage);
+        vol_volume_clear(&v);
+    } else {
+        vol_snapshot s;
+        if ((rc = cat->ops->snapshot_get(cat, id, &s)) == 0)
+            snprintf(out, cap, "%s", s.lineage);
+        vol_snapshot_clear(&s);
+    }
+    return rc;
+}
+
+struct rekey_progress {
+    bool tty;
+};
+static int rekey_progress(void *arg, uint64_t done, uint64_t total, bool committed)
+{
+    struct rekey_progress *p = arg;
+    if (p->tty && committed)
+        fprintf(stderr, "\r" WHO " rekey: %llu/%llu blocks", (unsigned long long)done, (unsigned long long)total);
+    return 0;
+}
+
+static int rekey(cli_vol *g)
+{
+    const char *id = NULL;
+    uint64_t batch = 0, moved = 0;
+    struct rekey_progress p = {isatty(STDERR_FILENO) != 0};
+    vol_store *st;
+    kmsc *kms;
+    vol_err e = {"", ""};
+    int rc;
+    for (int i = 1; i < g->nrest; i++) {
+        if (!strcmp(g->rest[i], "--batch") && i + 1 < g->nrest) {
+            if (!cli_parse_u64(g->rest[++i], &batch) || batch == 0 || batch > 65536) {
+                fprintf(stderr, WHO ": --batch must be 1..65536\n");
+                return CLI_EXIT_USAGE;
+            }
+        } else if (g->rest[i][0] == '-' || id) {
+            return usage(stderr, CLI_EXIT_USAGE);
+        } else {
+            id = g->rest[i];
+        }
+    }
+    if (!id)
+        return usage(stderr, CLI_EXIT_USAGE);
+    if (!(st = cli_vol_open(g, true, &kms, "RekeyVolume")))
+        return CLI_EXIT_SERVICE;
+    rc = vol_rekey_volume(st, id, batch, rekey_progress, &p, &moved, &e);
+    if (p.tty)
+        fputc('\n', stderr);
+    if (rc) {
+        rc = cli_service_error(e.code[0] ? e.code : "InternalError", "RekeyVolume", e.message);
+    } else {
+        char lineage[64] = "";
+        vol_lineage l;
+        json_t *o;
+        if (owner_lineage(st, id, lineage, sizeof lineage) || vol_lineage_of(st, lineage, &l, &e)) {
+            rc = cli_service_error("InternalError", "RekeyVolume", "the volume vanished meanwhile");
+        } else {
+            o = json_pack("{s:s, s:s, s:I, s:I}", "VolumeId", id, "KmsKeyId", l.key_arn, "BlocksRekeyed",
+                          (json_int_t)moved, "BlocksOnOtherKeys", (json_int_t)0);
+            vol_lineage_clear(&l);
+            rc = cli_vol_print(g, WHO, o);
+        }
+    }
+    vol_store_free(st);
+    kmsc_free(kms);
+    return rc;
+}
+
+struct key_list {
+    vol_store *st;
+    json_t *arr;
+};
+static int add_source_key(void *arg, const char *lineage)
+{
+    struct key_list *k = arg;
+    vol_lineage l;
+    if (vol_lineage_of(k->st, lineage, &l, NULL) == 0) {
+        json_array_append_new(k->arr, json_string(l.key_arn));
+        vol_lineage_clear(&l);
+    }
+    return 0;
+}
+
+/* status VOL|SNAP: the key, the blocks, how many are still on another lineage (no key service call). */
+static int status(cli_vol *g)
+{
+    const char *id = g->nrest == 2 ? g->rest[1] : NULL;
+    char lineage[64] = "";
+    vol_store *st;
+    kmsc *kms;
+    vol_lineage l;
+    vol_rekey_status s;
+    vol_err e = {"", ""};
+    struct key_list kl;
+    json_t *o;
+    int rc;
+    if (!id)
+        return usage(stderr, CLI_EXIT_USAGE);
+    if (!vol_id_valid("vol-", id) && !vol_id_valid("snap-", id))
+        return cli_service_error("InvalidParameterValue", "Status", "expecting a vol-… or snap-… id");
+    if (!(st = cli_vol_open(g, false, &kms, "Status")))
+        return CLI_EXIT_SERVICE;
+    if (owner_lineage(st, id, lineage, sizeof lineage)) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "The %s '%s' does not exist.", id[0] == 'v' ? "volume" : "snapshot", id);
+        rc = cli_service_error(id[0] == 'v' ? "InvalidVolume.NotFound" : "InvalidSnapshot.NotFound", "Status", msg);
+        goto out;
+    }
+    if (vol_lineage_of(st, lineage, &l, &e)) {
+        rc = cli_service_error(e.code, "Status", e.message);
+        goto out;
+    }
+    kl.st = st;
+    kl.arr = json_array();
+    if ((rc = vol_rekey_status_of(vol_store_catalog(st), id, l.binding, &s)) ||
+        (s.foreign && (rc = vol_store_catalog(st)->ops->source_list(vol_store_catalog(st), id, add_source_key, &kl)))) {
+        json_decref(kl.arr);
+        vol_lineage_clear(&l);
+        rc = cli_service_error("InternalError", "Status", strerror(-rc));
+        goto out;
+    }
+    o = json_pack("{s:s, s:s, s:I, s:I, s:s, s:o}", id[0] == 'v' ? "VolumeId" : "SnapshotId", id, "KmsKeyId", l.key_arn,
+                  "Blocks", (json_int_t)s.blocks, "BlocksOnOtherKeys", (json_int_t)s.foreign, "RekeyState",
+                  s.foreign ? "pending" : "completed", "SourceKmsKeyIds", kl.arr);
+    vol_lineage_clear(&l);
+    rc = cli_vol_print(g, WHO, o);
 out:
     vol_store_free(st);
     kmsc_free(kms);
@@ -210,6 +353,10 @@ int cmd_volume(int argc, char **argv)
         rc = detach(&g);
     else if (!strcmp(g.rest[0], "fsck"))
         rc = fsck(&g);
+    else if (!strcmp(g.rest[0], "rekey"))
+        rc = rekey(&g);
+    else if (!strcmp(g.rest[0], "status"))
+        rc = status(&g);
     else if (!strcmp(g.rest[0], "sweep"))
         rc = sweep(&g);
     else {

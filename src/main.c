@@ -21,7 +21,7 @@ static const struct command commands[] = {
     {"ec2", cmd_ec2, "EBS-style encrypted volumes and snapshots (envelopefs ec2 help)"},
     {"ebs", cmd_ebs, "the EBS direct API: start-snapshot, put-/get-snapshot-block, list-(changed-)blocks (envelopefs ebs help)"},
     {"snapshot", cmd_snapshot, "a disk image into a snapshot and back: snapshot upload IMAGE / download SNAP IMAGE"},
-    {"volume", cmd_volume, "attach a volume as an image file / loop device, detach, fsck (envelopefs volume help)"},
+    {"volume", cmd_volume, "attach a volume as an image file / loop device, detach, fsck, rekey, status (envelopefs volume help)"},
 };
 
 static void usage(FILE *out)

@@ -34,6 +34,7 @@
 #include "common/daemon.h"
 #include "common/log.h"
 #include "loop.h"
+#include "rekey.h"
 #include "store.h"
 
 #define IMAGE_INO 2
@@ -526,6 +527,7 @@ int vol_attach_run(const vol_attach_opts *o, vol_err *e)
     vol_lineage lin;
     kmsc *kms = NULL;
     kmsc_secret *dk = NULL;
+    vol_keyring ring = {NULL, 0};
     char *mnt = NULL, *image = NULL, *sock = NULL, *info = NULL, *loopf = NULL, opt[512], device[64] = "";
     int rc, ready = -1, lock = -1, slock = -1;
     pthread_t ctl, lt;
@@ -555,10 +557,10 @@ int vol_attach_run(const vol_attach_opts *o, vol_err *e)
     }
     close(lock);
     lock = -1;
-    if ((rc = vol_lineage_of(st, v.lineage, &lin, e)) || (rc = vol_lineage_key(st, &lin, &dk, e)))
+    /* every key its block map needs (a volume part-way through a rekey needs its source's too) */
+    if ((rc = vol_owner_keys(st, v.id, v.lineage, &ring, e)))
         goto early;
-    kmsc_secret_free(dk);
-    dk = NULL;
+    vol_keyring_clear(&ring);
     if (o->mountpoint) {
         mnt = strdup(o->mountpoint);
     } else {
@@ -619,16 +621,15 @@ int vol_attach_run(const vol_attach_opts *o, vol_err *e)
     }
     if ((slock = vol_store_lock_shared(st)) < 0)
         goto fail;
-    if (vol_lineage_key(st, &lin, &dk, e)) {
+    if (vol_owner_keys(st, v.id, v.lineage, &ring, e)) {
         fprintf(stderr, "An error occurred (%s) when calling the AttachVolume operation: %s\n", e->code, e->message);
         goto fail;
     }
-    if (vol_dev_open(vol_store_catalog(st), vol_store_chunks(st), &v, lin.binding, dk->data, &a.dev)) {
+    if (vol_dev_open_keys(vol_store_catalog(st), vol_store_chunks(st), &v, &ring, &a.dev)) {
         fprintf(stderr, "envelopefs volume attach: cannot open the volume\n");
         goto fail;
     }
-    kmsc_secret_free(dk);
-    dk = NULL;
+    vol_keyring_clear(&ring);
     {
         /* "clean:VOL" is 0 while attached and 1 after the last flush: 0 at attach means the last daemon died */
         vol_catalog *cat = vol_store_catalog(st);
@@ -742,6 +743,7 @@ fail:
         unlink(loopf);
     vol_dev_free(a.dev);
     kmsc_secret_free(dk);
+    vol_keyring_clear(&ring);
     if (lock >= 0)
         close(lock);
     if (slock >= 0)

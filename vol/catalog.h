@@ -17,7 +17,9 @@
 
 #include "vol.h"
 
-#define VOL_CATALOG_FORMAT 1
+/* 1: the first format; 2: a catalog with lazy-rekey sources (owner_lineages rows), written from the
+ * first source_add on, so that a program that predates them refuses it. */
+#define VOL_CATALOG_FORMAT 2
 
 typedef struct vol_catalog vol_catalog;
 
@@ -25,6 +27,8 @@ typedef int (*vol_volume_fn)(void *arg, const vol_volume *v);
 typedef int (*vol_snapshot_fn)(void *arg, const vol_snapshot *s);
 typedef int (*vol_map_fn)(void *arg, uint64_t block, uint64_t gen);
 typedef int (*vol_gen_fn)(void *arg, uint64_t gen);
+typedef int (*vol_text_fn)(void *arg, const char *text);
+typedef int (*vol_binding_fn)(void *arg, const char *binding, uint64_t blocks);
 
 typedef struct vol_catalog_ops {
     void (*close)(vol_catalog *c);
@@ -73,6 +77,19 @@ typedef struct vol_catalog_ops {
     int (*put_drop)(vol_catalog *c, const char *snapshot);
     /* Reserve n fresh generations: [*first, *first + n). Never handed out twice, even across crashes. */
     int (*gen_reserve)(vol_catalog *c, uint64_t n, uint64_t *first);
+
+    /* Lazy rekey (table owner_lineages): the lineages besides its own whose data keys open chunks an
+     * owner's block map may still name (a volume restored under another key, and its snapshots).
+     * map_copy copies them along with the mappings; map_drop drops them. */
+    int (*source_add)(vol_catalog *c, const char *owner, const char *lineage);        /* no error if present */
+    int (*source_list)(vol_catalog *c, const char *owner, vol_text_fn fn, void *arg);
+    int (*source_drop)(vol_catalog *c, const char *owner);
+    /* Each distinct chunk lineage (binding) that owner's map names, with its number of blocks. */
+    int (*map_bindings)(vol_catalog *c, const char *owner, vol_binding_fn fn, void *arg);
+    /* owner's mappings at blocks ≥ from whose chunk is not bound to `binding`, ascending, at most limit
+     * (0: all). */
+    int (*map_foreign)(vol_catalog *c, const char *owner, const char *binding, uint64_t from, uint64_t limit,
+                       vol_map_fn fn, void *arg);
 } vol_catalog_ops;
 
 struct vol_catalog {

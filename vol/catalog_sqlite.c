@@ -38,7 +38,9 @@ static const char SCHEMA[] =
     "  PRIMARY KEY (owner, block)) WITHOUT ROWID;"
     "CREATE INDEX IF NOT EXISTS maps_gen ON maps (gen);"
     "CREATE TABLE IF NOT EXISTS puts (snapshot TEXT NOT NULL, block INTEGER NOT NULL, sha256 BLOB NOT NULL,"
-    "  PRIMARY KEY (snapshot, block)) WITHOUT ROWID;";
+    "  PRIMARY KEY (snapshot, block)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS owner_lineages (owner TEXT NOT NULL, lineage TEXT NOT NULL,"
+    "  PRIMARY KEY (owner, lineage)) WITHOUT ROWID;";
 
 static int db_err(vol_catalog *c, int rc, const char *what)
 {
@@ -439,7 +441,103 @@ static int s_map_copy(vol_catalog *c, const char *from, const char *to)
         return rc;
     sqlite3_bind_text(st, 1, to, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, from, -1, SQLITE_STATIC);
+    if ((rc = step_done(c, st, "map copy")))
+        return rc;
+    /* the keys that open the copied chunks go with them */
+    if ((rc = prep(c, "INSERT OR IGNORE INTO owner_lineages (owner, lineage) SELECT ?, lineage FROM owner_lineages "
+                      "WHERE owner = ?", &st)))
+        return rc;
+    sqlite3_bind_text(st, 1, to, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, from, -1, SQLITE_STATIC);
     return step_done(c, st, "map copy");
+}
+
+static int s_source_add(vol_catalog *c, const char *owner, const char *lineage)
+{
+    sqlite3_stmt *st;
+    int rc = prep(c, "INSERT OR IGNORE INTO owner_lineages (owner, lineage) VALUES (?, ?)", &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, owner, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, lineage, -1, SQLITE_STATIC);
+    if ((rc = step_done(c, st, "source")))
+        return rc;
+    /* a program that predates owner_lineages would read (and write) such blocks with the wrong key: from
+     * the first source on, the catalog is format 2, which it refuses */
+    return exec1(c, "UPDATE meta SET v = '2' WHERE k = 'format' AND CAST(v AS INTEGER) < 2");
+}
+
+static int s_source_list(vol_catalog *c, const char *owner, vol_text_fn fn, void *arg)
+{
+    sqlite3_stmt *st;
+    int rc = prep(c, "SELECT lineage FROM owner_lineages WHERE owner = ? ORDER BY lineage", &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, owner, -1, SQLITE_STATIC);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int r = fn(arg, (const char *)sqlite3_column_text(st, 0));
+        if (r) {
+            sqlite3_finalize(st);
+            return r;
+        }
+    }
+    rc = rc == SQLITE_DONE ? 0 : db_err(c, rc, "sources");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int s_source_drop(vol_catalog *c, const char *owner)
+{
+    sqlite3_stmt *st;
+    int rc = prep(c, "DELETE FROM owner_lineages WHERE owner = ?", &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, owner, -1, SQLITE_STATIC);
+    return step_done(c, st, "sources");
+}
+
+static int s_map_bindings(vol_catalog *c, const char *owner, vol_binding_fn fn, void *arg)
+{
+    sqlite3_stmt *st;
+    int rc = prep(c, "SELECT k.lineage, count(*) FROM maps m JOIN chunks k ON k.gen = m.gen WHERE m.owner = ? "
+                     "GROUP BY k.lineage ORDER BY k.lineage", &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, owner, -1, SQLITE_STATIC);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int r = fn(arg, (const char *)sqlite3_column_text(st, 0), (uint64_t)sqlite3_column_int64(st, 1));
+        if (r) {
+            sqlite3_finalize(st);
+            return r;
+        }
+    }
+    rc = rc == SQLITE_DONE ? 0 : db_err(c, rc, "bindings");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int s_map_foreign(vol_catalog *c, const char *owner, const char *binding, uint64_t from, uint64_t limit,
+                         vol_map_fn fn, void *arg)
+{
+    sqlite3_stmt *st;
+    int rc = prep(c, "SELECT m.block, m.gen FROM maps m JOIN chunks k ON k.gen = m.gen WHERE m.owner = ? AND "
+                     "m.block >= ? AND k.lineage <> ? ORDER BY m.block LIMIT ?", &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, owner, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (int64_t)from);
+    sqlite3_bind_text(st, 3, binding, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, limit ? (int64_t)limit : -1);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int r = fn(arg, (uint64_t)sqlite3_column_int64(st, 0), (uint64_t)sqlite3_column_int64(st, 1));
+        if (r) {
+            sqlite3_finalize(st);
+            return r;
+        }
+    }
+    rc = rc == SQLITE_DONE ? 0 : db_err(c, rc, "foreign blocks");
+    sqlite3_finalize(st);
+    return rc;
 }
 
 static int s_map_drop(vol_catalog *c, const char *owner, vol_gen_fn fn, void *arg)
@@ -454,7 +552,7 @@ static int s_map_drop(vol_catalog *c, const char *owner, vol_gen_fn fn, void *ar
     if ((rc = prep(c, "DELETE FROM maps WHERE owner = ?", &st)))
         return rc;
     sqlite3_bind_text(st, 1, owner, -1, SQLITE_STATIC);
-    if ((rc = step_done(c, st, "map drop")))
+    if ((rc = step_done(c, st, "map drop")) || (rc = s_source_drop(c, owner)))
         return rc;
     if (!fn)
         return 0;
@@ -647,6 +745,7 @@ static const vol_catalog_ops SQLITE_OPS = {
     s_snapshot_delete, s_snapshot_list, s_snapshot_pending, s_map_get, s_map_set, s_map_del, s_map_list,
     s_map_copy, s_map_drop, s_chunk_put, s_chunk_get, s_chunk_ref, s_chunk_delete, s_chunk_list, s_put_set,
     s_put_list, s_put_drop, s_gen_reserve,
+    s_source_add, s_source_list, s_source_drop, s_map_bindings, s_map_foreign,
 };
 
 int vol_catalog_sqlite_open(const char *path, vol_catalog **out)

@@ -16,6 +16,7 @@
 #include <sodium.h>
 
 #include "common/log.h"
+#include "rekey.h"
 #include "sector.h"
 #include "store.h"
 
@@ -44,8 +45,8 @@ static int add_block(void *arg, uint64_t block, uint64_t gen)
 
 /* Re-seal one chunk (src lineage/key → dst lineage/key, new generation). k: the source's catalog row,
  * replaced by the new chunk's. */
-static int reseal(vol_store *st, vol_sealer *s, const uint8_t *sdk, const uint8_t slin[16], const uint8_t *ddk,
-                  const uint8_t dlin[16], vol_chunk *k, uint64_t ngen, uint8_t *buf, uint8_t *pt)
+int vol_reseal(vol_store *st, vol_sealer *s, const uint8_t *sdk, const uint8_t slin[16], const uint8_t *ddk,
+               const uint8_t dlin[16], vol_chunk *k, uint64_t ngen, uint8_t *buf, uint8_t *pt)
 {
     vol_chunkstore *cs = vol_store_chunks(st);
     uint8_t skey[32], dkey[32], hdr[VOL_CHUNK_HDR];
@@ -124,7 +125,8 @@ int vol_copy_snapshot(vol_store *st, const char *src_id, const char *kms_key_id,
     vol_catalog *cat = vol_store_catalog(st);
     vol_snapshot src;
     vol_lineage slin = {0}, dlin = {0};
-    kmsc_secret *sdk = NULL, *ddk = NULL;
+    kmsc_secret *ddk = NULL;
+    vol_keyring ring = {NULL, 0};
     struct blocks bl = {0};
     vol_chunk *chunks = NULL;
     char *arn = NULL;
@@ -144,8 +146,9 @@ int vol_copy_snapshot(vol_store *st, const char *src_id, const char *kms_key_id,
     }
     if ((rc = vol_lineage_of(st, src.lineage, &slin, e)))
         goto out;
-    /* the source key must be usable for any copy (EBS checks it) */
-    if ((rc = vol_lineage_key(st, &slin, &sdk, e)))
+    /* the source keys must be usable for any copy (EBS checks it): its own and, for a snapshot of a volume
+     * part-way through a rekey, each other lineage its chunks are still on */
+    if ((rc = vol_owner_keys(st, src_id, src.lineage, &ring, e)))
         goto out;
     if (kms_key_id && (rc = vol_resolve_key(st, kms_key_id, &arn, e)))
         goto out;
@@ -197,9 +200,15 @@ int vol_copy_snapshot(vol_store *st, const char *src_id, const char *kms_key_id,
         goto out;
     }
     for (size_t i = 0; i < bl.n; i++) {
+        const uint8_t *sdk;
         if ((rc = cat->ops->chunk_get(cat, bl.gen[i], &chunks[i])))
             goto dberr;
-        if ((rc = reseal(st, sealer, sdk->data, sl, ddk->data, dl, &chunks[i], first + i, buf, pt))) {
+        if (!(sdk = vol_keyring_find(&ring, chunks[i].lineage)) || vol_lineage_bin(chunks[i].lineage, sl)) {
+            rc = vol_fail(e, -EIO, "InternalError", "block %" PRIu64 " of %s: no key of it opens lineage %s",
+                          bl.block[i], src_id, chunks[i].lineage);
+            goto cleanup_new;
+        }
+        if ((rc = vol_reseal(st, sealer, sdk, sl, ddk->data, dl, &chunks[i], first + i, buf, pt))) {
             rc = vol_fail(e, rc == -EBADMSG ? -EIO : rc, "InternalError",
                           "block %" PRIu64 " of %s %s", bl.block[i], src_id,
                           rc == -EBADMSG ? "fails authentication (see volume fsck)" : strerror(-rc));
@@ -231,7 +240,7 @@ out:
         close(slock);
     if (rc)
         vol_snapshot_clear(out);
-    kmsc_secret_free(sdk);
+    vol_keyring_clear(&ring);
     kmsc_secret_free(ddk);
     vol_lineage_clear(&slin);
     vol_lineage_clear(&dlin);

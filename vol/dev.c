@@ -4,6 +4,9 @@
  * durability through one catalog transaction per flush. Crash rules: a chunk's bytes are durable before
  * any catalog row names it; a chunk is freed only after the transaction that dropped its last reference
  * (a crash in between leaves an orphan file for vol_sweep); a shared chunk is never written.
+ * Lazy rekey: a block whose chunk is bound to another lineage (a volume restored under another key) is
+ * read with that lineage's key (vol_dev_add_key) and is never written: its first write copies it up
+ * into a new chunk of the volume's own lineage, re-sealing the rest of the block under the own key.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -28,6 +31,7 @@ struct blk {
     int64_t refs;              /* as loaded; >1: shared with a snapshot or a restored volume */
     bool shared, dirty, fresh; /* fresh: gen has no catalog row yet */
     bool ours;                 /* gen was made by this device (this session) */
+    unsigned key;              /* the chunk's key: 0 the volume's own lineage, i ≥ 1 d->extra.k[i - 1] */
     uint32_t ctr[VOL_SECTORS]; /* each sector's newest write counter */
 };
 
@@ -39,6 +43,7 @@ struct vol_dev {
     uint8_t lineage[VOL_LINEAGE_LEN];   /* the sector binding */
     char binding[2 * VOL_LINEAGE_LEN + 1];
     uint8_t *dk;               /* 32 bytes, locked memory */
+    vol_keyring extra;         /* other lineages' keys: chunks not yet moved to this lineage (lazy rekey) */
     uint64_t size;
     uint64_t seal_limit;
     bool unclean;              /* the last session died: its keys' seal counts are not exact */
@@ -125,6 +130,18 @@ static int lookup(vol_dev *d, uint64_t block, struct blk **out)
             free(b);
             return -EIO;
         }
+        if (strcmp(k.lineage, d->binding)) {
+            size_t i = 0;
+            while (i < d->extra.n && strcmp(d->extra.k[i].binding, k.lineage))
+                i++;
+            if (i == d->extra.n) {
+                EFS_ERROR("volume %s: block %" PRIu64 " names chunk %" PRIu64 " of lineage %s, whose key this "
+                          "attachment lacks", d->vol.id, block, gen, k.lineage);
+                free(b);
+                return -EIO;
+            }
+            b->key = (unsigned)i + 1;
+        }
         b->gen = gen;
         b->refs = k.refs;
         b->shared = k.refs > 1;
@@ -162,6 +179,18 @@ static int chunk_key(vol_dev *d, uint64_t block, uint64_t gen, uint8_t key[32])
     return vol_chunk_key(d->dk, d->lineage, block, gen, key);
 }
 
+/* The binding and chunk key of b's current chunk (its own lineage's or a source lineage's). */
+static int blk_key(vol_dev *d, struct blk *b, uint8_t lin[VOL_LINEAGE_LEN], uint8_t key[32])
+{
+    if (b->key == 0) {
+        memcpy(lin, d->lineage, VOL_LINEAGE_LEN);
+        return chunk_key(d, b->block, b->gen, key);
+    }
+    if (vol_lineage_bin(d->extra.k[b->key - 1].binding, lin))
+        return -EIO;
+    return vol_chunk_key(d->extra.k[b->key - 1].dk, lin, b->block, b->gen, key);
+}
+
 static int start_chunk(vol_dev *d, uint64_t block, uint64_t *gen)
 {
     uint8_t hdr[VOL_CHUNK_HDR];
@@ -175,25 +204,25 @@ static int start_chunk(vol_dev *d, uint64_t block, uint64_t *gen)
 /* Read and open sectors [s0, s0+n) of b's chunk into pt (n·4096 bytes). */
 static int read_sectors(vol_dev *d, struct blk *b, unsigned s0, unsigned n, uint8_t *pt)
 {
-    uint8_t key[32], hdr[VOL_CHUNK_HDR];
+    uint8_t key[32], hdr[VOL_CHUNK_HDR], lin[VOL_LINEAGE_LEN];
     uint8_t *slots = malloc((size_t)n * VOL_SLOT_SIZE);
     int rc;
     if (!slots)
         return -ENOMEM;
+    if ((rc = blk_key(d, b, lin, key)))
+        goto out;
     if ((rc = d->cs->ops->pread(d->cs, b->gen, hdr, sizeof hdr, 0)) ||
         (rc = d->cs->ops->pread(d->cs, b->gen, slots, (size_t)n * VOL_SLOT_SIZE, vol_slot_offset(s0))))
         goto out;
-    if (vol_chunk_header_check(hdr, sizeof hdr, d->lineage, b->block, b->gen)) {
+    if (vol_chunk_header_check(hdr, sizeof hdr, lin, b->block, b->gen)) {
         EFS_ERROR("volume %s: block %" PRIu64 " (chunk %" PRIu64 "): the chunk header is damaged or not this chunk's",
                   d->vol.id, b->block, b->gen);
         rc = -EIO;
         goto out;
     }
-    if ((rc = chunk_key(d, b->block, b->gen, key)))
-        goto out;
     for (unsigned i = 0; i < n; i++) {
         uint32_t got = 0;
-        if (vol_sector_open(d->sealer, key, d->lineage, b->block, b->gen, s0 + i, b->ctr[s0 + i],
+        if (vol_sector_open(d->sealer, key, lin, b->block, b->gen, s0 + i, b->ctr[s0 + i],
                             slots + (size_t)i * VOL_SLOT_SIZE, pt + (size_t)i * VOL_SECTOR_SIZE, &got)) {
             EFS_ERROR("volume %s: block %" PRIu64 " (chunk %" PRIu64 ") sector %u failed authentication "
                       "(modified, moved or rolled back)", d->vol.id, b->block, b->gen, s0 + i);
@@ -206,8 +235,8 @@ static int read_sectors(vol_dev *d, struct blk *b, unsigned s0, unsigned n, uint
                 break;
         }
     }
-    sodium_memzero(key, sizeof key);
 out:
+    sodium_memzero(key, sizeof key);
     free(slots);
     return rc;
 }
@@ -244,6 +273,7 @@ static int copy_up(vol_dev *d, struct blk *b, const bool *covered)
     if (rc)
         goto out;
     b->gen = gen;
+    b->key = 0;
     b->fresh = b->ours = true;
     b->shared = false;
     b->refs = 1;
@@ -280,6 +310,7 @@ static int write_block(vol_dev *d, uint64_t block, unsigned off, const uint8_t *
         if ((rc = start_chunk(d, block, &gen)))
             return rc;
         b->gen = gen;
+        b->key = 0;
         b->fresh = b->ours = true;
         b->shared = false;
         b->refs = 1;
@@ -287,8 +318,8 @@ static int write_block(vol_dev *d, uint64_t block, unsigned off, const uint8_t *
         memset(b->ctr, 0, sizeof b->ctr);
         if ((rc = mark_dirty(d, b)))
             return rc;
-    } else if (b->shared || b->seals + ns > d->seal_limit || (d->unclean && !b->ours)) {
-        /* shared: copy on write. The seal limit, or a key the dead last session may have used beyond its
+    } else if (b->shared || b->key || b->seals + ns > d->seal_limit || (d->unclean && !b->ours)) {
+        /* shared: copy on write. Another lineage's chunk: copy up into this lineage (lazy rekey). The seal limit, or a key the dead last session may have used beyond its
          * recorded count: a fresh generation, so no key ever seals more than the limit (docs/DESIGN.md). */
         if ((rc = copy_up(d, b, covered)))
             return rc;
@@ -397,6 +428,7 @@ static int discard_block(vol_dev *d, uint64_t block, unsigned off, uint8_t *unus
     if (rc)
         return rc;
     b->gen = 0;
+    b->key = 0;
     b->fresh = false;
     memset(b->ctr, 0, sizeof b->ctr);
     return mark_dirty(d, b);
@@ -497,6 +529,17 @@ int vol_dev_snapshot(vol_dev *d, const char *description, const char *tags, vol_
 }
 
 void vol_dev_set_seal_limit(vol_dev *d, uint64_t limit) { d->seal_limit = limit; }
+
+int vol_dev_add_key(vol_dev *d, const char *binding_hex, const uint8_t dk[32])
+{
+    int rc;
+    if (!strcmp(binding_hex, d->binding) || vol_keyring_find(&d->extra, binding_hex))
+        return 0;
+    pthread_mutex_lock(&d->lock);
+    rc = vol_keyring_add(&d->extra, binding_hex, NULL, dk);
+    pthread_mutex_unlock(&d->lock);
+    return rc;
+}
 void vol_dev_set_unclean(vol_dev *d) { d->unclean = true; }
 uint64_t vol_dev_size(const vol_dev *d) { return d->size; }
 
@@ -538,6 +581,7 @@ void vol_dev_free(vol_dev *d)
     free(d->buckets);
     free(d->dirty);
     free(d->junk);
+    vol_keyring_clear(&d->extra);
     if (d->dk)
         sodium_free(d->dk);
     vol_sealer_free(d->sealer);
@@ -551,8 +595,7 @@ struct check {
     vol_catalog *cat;
     vol_chunkstore *cs;
     const char *owner;
-    uint8_t lineage[VOL_LINEAGE_LEN];
-    const uint8_t *dk;
+    const vol_keyring *keys;
     FILE *out;
     vol_sealer *sealer;
     uint8_t *buf, *pt;
@@ -563,25 +606,32 @@ static int check_one(void *arg, uint64_t block, uint64_t gen)
 {
     struct check *c = arg;
     vol_chunk k;
-    uint8_t key[32];
+    uint8_t key[32], lin[VOL_LINEAGE_LEN];
+    const uint8_t *dk;
     unsigned badsec = 0, first = 0;
     if (c->cat->ops->chunk_get(c->cat, gen, &k)) {
         fprintf(c->out, "%s: block %" PRIu64 ": chunk %" PRIu64 " is missing from the catalog\n", c->owner, block, gen);
         c->bad++;
         return 0;
     }
+    if (!(dk = vol_keyring_find(c->keys, k.lineage)) || vol_lineage_bin(k.lineage, lin)) {
+        fprintf(c->out, "%s: block %" PRIu64 ": chunk %" PRIu64 " is of lineage %s, which no key of %s opens\n",
+                c->owner, block, gen, k.lineage, c->owner);
+        c->bad++;
+        return 0;
+    }
     if (c->cs->ops->pread(c->cs, gen, c->buf, VOL_CHUNK_FILE_SIZE, 0) ||
-        vol_chunk_header_check(c->buf, VOL_CHUNK_HDR, c->lineage, block, gen)) {
+        vol_chunk_header_check(c->buf, VOL_CHUNK_HDR, lin, block, gen)) {
         fprintf(c->out, "%s: block %" PRIu64 ": chunk %" PRIu64 " is missing or its header is not this chunk's\n",
                 c->owner, block, gen);
         c->bad++;
         return 0;
     }
-    if (vol_chunk_key(c->dk, c->lineage, block, gen, key))
+    if (vol_chunk_key(dk, lin, block, gen, key))
         return -EIO;
     for (unsigned s = 0; s < VOL_SECTORS; s++) {
         uint32_t got;
-        if (vol_sector_open(c->sealer, key, c->lineage, block, gen, s, k.ctr[s], c->buf + vol_slot_offset(s), c->pt, &got)) {
+        if (vol_sector_open(c->sealer, key, lin, block, gen, s, k.ctr[s], c->buf + vol_slot_offset(s), c->pt, &got)) {
             if (!badsec++)
                 first = s;
         }
@@ -598,10 +648,18 @@ static int check_one(void *arg, uint64_t block, uint64_t gen)
 int vol_check(vol_catalog *cat, vol_chunkstore *cs, const char *owner, const char *lineage_hex, const uint8_t dk[32],
               FILE *out)
 {
-    struct check c = {cat, cs, owner, {0}, dk, out, NULL, NULL, NULL, 0};
+    vol_keyring r = {NULL, 0};
+    int rc = vol_keyring_add(&r, lineage_hex, NULL, dk);
+    if (!rc)
+        rc = vol_check_keys(cat, cs, owner, &r, out);
+    vol_keyring_clear(&r);
+    return rc;
+}
+
+int vol_check_keys(vol_catalog *cat, vol_chunkstore *cs, const char *owner, const vol_keyring *keys, FILE *out)
+{
+    struct check c = {cat, cs, owner, keys, out, NULL, NULL, NULL, 0};
     int rc;
-    if (vol_lineage_bin(lineage_hex, c.lineage))
-        return -EINVAL;
     c.sealer = vol_sealer_new();
     c.buf = malloc(VOL_CHUNK_FILE_SIZE);
     c.pt = sodium_malloc(VOL_SECTOR_SIZE);

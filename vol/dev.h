@@ -36,6 +36,10 @@ int vol_dev_flush(vol_dev *d) __attribute__((warn_unused_result));
 /* Quiesce, flush, record the snapshot in one catalog transaction; later writes copy on write. */
 int vol_dev_snapshot(vol_dev *d, const char *description, const char *tags, vol_snapshot *out,
                      vol_err *e) __attribute__((warn_unused_result));
+/* Lazy rekey: the data key of another lineage (binding_hex) whose chunks the volume's map still names;
+ * those blocks are read with it and copied up into the volume's own lineage on their first write.
+ * Copied into locked memory. */
+int vol_dev_add_key(vol_dev *d, const char *binding_hex, const uint8_t dk[32]) __attribute__((warn_unused_result));
 /* Test hook: the seal count after which a chunk moves to a fresh generation (default VOL_SEAL_LIMIT). */
 void vol_dev_set_seal_limit(vol_dev *d, uint64_t limit);
 /* The previous session of this volume ended without its last flush (a daemon killed): the first write to
@@ -46,5 +50,8 @@ void vol_dev_set_unclean(vol_dev *d);
  * one line per damaged block to out. 0 all well, 1 damage found, -errno could not run. */
 int vol_check(vol_catalog *cat, vol_chunkstore *cs, const char *owner, const char *lineage_hex,
               const uint8_t dk[32], FILE *out) __attribute__((warn_unused_result));
+/* The same with a key per chunk lineage (a volume or snapshot part-way through a rekey). */
+int vol_check_keys(vol_catalog *cat, vol_chunkstore *cs, const char *owner, const vol_keyring *keys, FILE *out)
+    __attribute__((warn_unused_result));
 
 #endif

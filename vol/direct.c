@@ -16,6 +16,7 @@
 #include <sodium.h>
 
 #include "direct.h"
+#include "rekey.h"
 #include "sector.h"
 
 #define NOT_FOUND(e, id) vol_fail(e, -ENOENT, "ResourceNotFoundException", \
@@ -312,8 +313,8 @@ int vol_ebs_get(vol_store *st, const char *snap, uint64_t block, const char *tok
                       "(Reason: INVALID_BLOCK_TOKEN)", block, snap);
         goto out;
     }
-    if ((rc = cat->ops->chunk_get(cat, gen, &k)) || (rc = vol_lineage_of(st, s.lineage, &lin, e)) ||
-        (rc = vol_lineage_key(st, &lin, &dk, e)))
+    /* (a snapshot of a volume part-way through a rekey: the chunk's own lineage's key) */
+    if ((rc = cat->ops->chunk_get(cat, gen, &k)) || (rc = vol_binding_key(st, snap, s.lineage, k.lineage, &dk, e)))
         goto out;
     if (vol_lineage_bin(k.lineage, lb) || !(sealer = vol_sealer_new()) || !(buf = malloc(VOL_CHUNK_FILE_SIZE))) {
         rc = vol_fail(e, -ENOMEM, "InternalServerException", "out of memory");

@@ -19,6 +19,7 @@
 
 #include "ctl.h"
 #include "common/log.h"
+#include "rekey.h"
 #include "store.h"
 
 struct vol_store {
@@ -384,7 +385,7 @@ int vol_create_volume(vol_store *st, const vol_create_args *a, vol_volume *out, 
     vol_lineage lin;
     char *arn = NULL;
     int rc;
-    bool from_snap = a->snapshot_id && *a->snapshot_id;
+    bool from_snap = a->snapshot_id && *a->snapshot_id, rekey = false;
 
     memset(out, 0, sizeof *out);
     memset(&snap, 0, sizeof snap);
@@ -418,25 +419,25 @@ int vol_create_volume(vol_store *st, const vol_create_args *a, vol_volume *out, 
     out->size_gib = a->size_gib ? a->size_gib : snap.volume_size;
     out->created = time(NULL);
     if (from_snap) {
-        kmsc_secret *dk = NULL;
+        vol_keyring ring = {NULL, 0};
         if ((rc = vol_lineage_of(st, snap.lineage, &lin, e)))
             goto out;
-        if (a->kms_key_id) {
-            if ((rc = vol_resolve_key(st, a->kms_key_id, &arn, e)))
-                goto out;
-            if (strcmp(arn, lin.key_arn)) {
-                rc = vol_fail(e, -EOPNOTSUPP, "InvalidParameterCombination",
-                              "restoring snapshot %s under another key than its own (%s) is not supported yet: "
-                              "copy-snapshot it first", snap.id, lin.key_arn);
-                goto out;
-            }
-        }
-        /* The same key: the lineage's data key. The key must be usable (restore refuses a disabled key). */
-        if ((rc = vol_lineage_key(st, &lin, &dk, e)))
+        if (a->kms_key_id && (rc = vol_resolve_key(st, a->kms_key_id, &arn, e)))
             goto out;
-        kmsc_secret_free(dk);
-        snprintf(out->lineage, sizeof out->lineage, "%s", lin.id);
+        /* Every key the snapshot's chunks need must be usable (restore refuses a disabled key). */
+        if ((rc = vol_owner_keys(st, snap.id, snap.lineage, &ring, e)))
+            goto out;
+        vol_keyring_clear(&ring);
         snprintf(out->snapshot_id, sizeof out->snapshot_id, "%s", snap.id);
+        if (arn && strcmp(arn, lin.key_arn)) {
+            /* Another key: a lineage of the volume's own (lazy rekey); the snapshot's lineage is recorded as
+             * its source, whose key opens the blocks not yet written or rekeyed. */
+            vol_lineage_clear(&lin);
+            if ((rc = vol_new_lineage(st, arn, out->id, &lin, e)))
+                goto out;
+            rekey = true;
+        }
+        snprintf(out->lineage, sizeof out->lineage, "%s", lin.id);
     } else {
         if (a->kms_key_id)
             rc = vol_resolve_key(st, a->kms_key_id, &arn, e);
@@ -454,11 +455,13 @@ int vol_create_volume(vol_store *st, const vol_create_args *a, vol_volume *out, 
     }
     if ((rc = cat->ops->begin(cat)))
         goto dberr;
-    if (!from_snap && (rc = cat->ops->lineage_put(cat, &lin)))
+    if ((!from_snap || rekey) && (rc = cat->ops->lineage_put(cat, &lin)))
         goto dberr;
     if ((rc = cat->ops->volume_put(cat, out)))
         goto dberr;
     if (from_snap && (rc = cat->ops->map_copy(cat, snap.id, out->id)))
+        goto dberr;
+    if (rekey && (rc = cat->ops->source_add(cat, out->id, snap.lineage)))
         goto dberr;
     if ((rc = cat->ops->commit(cat)))
         goto dberr;

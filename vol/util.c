@@ -1,5 +1,5 @@
 /*
- * util.c — small helpers of the volume layer: ids, error detail, freeing records.
+ * util.c — small helpers of the volume layer: ids, error detail, freeing records, key rings.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -70,4 +70,42 @@ bool vol_id_valid(const char *prefix, const char *s)
         if (!((*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'f')))
             return false;
     return true;
+}
+
+int vol_keyring_add(vol_keyring *r, const char *binding, const char *lineage, const uint8_t *dk)
+{
+    vol_key *k;
+    if (!binding || strlen(binding) != 2 * VOL_LINEAGE_LEN)
+        return -EINVAL;
+    if (!(k = realloc(r->k, (r->n + 1) * sizeof *k)))
+        return -ENOMEM;
+    r->k = k;
+    k += r->n;
+    memset(k, 0, sizeof *k);
+    if (!(k->dk = sodium_malloc(32)))
+        return -ENOMEM;
+    memcpy(k->dk, dk, 32);
+    snprintf(k->binding, sizeof k->binding, "%s", binding);
+    snprintf(k->lineage, sizeof k->lineage, "%s", lineage ? lineage : "");
+    r->n++;
+    return 0;
+}
+
+const uint8_t *vol_keyring_find(const vol_keyring *r, const char *binding)
+{
+    for (size_t i = 0; r && binding && i < r->n; i++)
+        if (!strcmp(r->k[i].binding, binding))
+            return r->k[i].dk;
+    return NULL;
+}
+
+void vol_keyring_clear(vol_keyring *r)
+{
+    if (!r)
+        return;
+    for (size_t i = 0; i < r->n; i++)
+        sodium_free(r->k[i].dk);
+    free(r->k);
+    r->k = NULL;
+    r->n = 0;
 }

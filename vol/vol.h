@@ -79,6 +79,26 @@ typedef struct vol_chunk {
     uint32_t ctr[VOL_SECTORS];
 } vol_chunk;
 
+/* The data keys that open the chunks one block map names, by sector binding. A volume restored under
+ * another key than its snapshot's (lazy rekey) needs its own lineage's key and, until `volume rekey`
+ * has moved every block, the key of each source lineage its map still names. k[0] is the owner's own. */
+typedef struct vol_key {
+    char binding[2 * VOL_LINEAGE_LEN + 1];
+    char lineage[2 * VOL_LINEAGE_LEN + 1];  /* the lineage record the key was unwrapped from */
+    uint8_t *dk;                            /* 32 bytes, locked memory (sodium_malloc) */
+} vol_key;
+typedef struct vol_keyring {
+    vol_key *k;
+    size_t n;
+} vol_keyring;
+/* Add a copy of dk (32 bytes) for binding (hex) and lineage. 0 / -ENOMEM / -EINVAL. */
+int vol_keyring_add(vol_keyring *r, const char *binding, const char *lineage, const uint8_t *dk)
+    __attribute__((warn_unused_result));
+/* The key for binding, or NULL. */
+const uint8_t *vol_keyring_find(const vol_keyring *r, const char *binding);
+/* Wipe and free every key (r itself is the caller's); r is left empty. */
+void vol_keyring_clear(vol_keyring *r);
+
 /* New random id: prefix ("vol-", "snap-") + 17 lowercase hex digits. */
 int vol_new_id(const char *prefix, char *out, size_t cap) __attribute__((warn_unused_result));
 /* Is s a well-formed id with this prefix? */

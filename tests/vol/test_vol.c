@@ -2,12 +2,16 @@
  * test_vol.c — unit tests of the volume layer without FUSE: the sector format (golden vector, tamper,
  * move, rollback), the SQLite catalog (rows, reference counts, generations, a newer format refused), the
  * file chunk store, and the data path over both (copy-on-write after a snapshot, restore, discard,
- * delete of a middle snapshot, a crash before the flush, the seal limit moving a chunk to a new key).
+ * delete of a middle snapshot, a crash before the flush, the seal limit moving a chunk to a new key), keys
+ * through the embedded key service, and lazy rekey (a volume restored under another key: reads across
+ * lineages, copy-up of written blocks into the new lineage, `volume rekey` killed and rerun, the old key
+ * disabled afterwards, snapshots taken part-way still readable).
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -17,6 +21,7 @@
 #include "catalog.h"
 #include "chunkstore.h"
 #include "dev.h"
+#include "rekey.h"
 #include "sector.h"
 #include "store.h"
 
@@ -108,6 +113,26 @@ static int count_gen(void *arg, uint64_t gen)
     return 0;
 }
 
+static int count_text(void *arg, const char *t)
+{
+    (void)t;
+    ++*(int *)arg;
+    return 0;
+}
+static int count_binding(void *arg, const char *b, uint64_t blocks)
+{
+    (void)b;
+    *(int *)arg += (int)blocks;
+    return 0;
+}
+static int first_block(void *arg, uint64_t block, uint64_t gen)
+{
+    (void)gen;
+    if (!*(uint64_t *)arg)
+        *(uint64_t *)arg = block;
+    return 0;
+}
+
 static void test_catalog(const char *dir)
 {
     char path[512];
@@ -137,12 +162,37 @@ static void test_catalog(const char *dir)
     k.ctr[127] = 0xdeadbeef;
     CHECK(c->ops->chunk_put(c, &k) == 0);
     CHECK(c->ops->map_set(c, v.id, 7, 3) == 0);
+    /* lazy-rekey sources go with the map: copied by map_copy, dropped by map_drop */
+    CHECK(c->ops->source_add(c, v.id, "ffeeddccbbaa99887766554433221100") == 0);
+    CHECK(c->ops->source_add(c, v.id, "ffeeddccbbaa99887766554433221100") == 0); /* twice: one row */
+    {
+        /* a chunk of another lineage at block 9: map_foreign finds it (from any block up to 9), map_bindings
+         * counts one block per lineage */
+        vol_chunk o = k;
+        uint64_t fb = 0;
+        o.gen = 4;
+        o.block = 9;
+        snprintf(o.lineage, sizeof o.lineage, "ffeeddccbbaa99887766554433221100");
+        CHECK(c->ops->chunk_put(c, &o) == 0 && c->ops->map_set(c, v.id, 9, 4) == 0);
+        n = 0;
+        CHECK(c->ops->map_foreign(c, v.id, v.lineage, 0, 0, first_block, &fb) == 0 && fb == 9);
+        fb = 0;
+        CHECK(c->ops->map_foreign(c, v.id, v.lineage, 10, 0, first_block, &fb) == 0 && fb == 0);
+        CHECK(c->ops->map_bindings(c, v.id, count_binding, &n) == 0 && n == 2);
+        CHECK(c->ops->map_del(c, v.id, 9) == 0 && c->ops->chunk_delete(c, 4) == 0);
+    }
     CHECK(c->ops->map_copy(c, v.id, "snap-0123456789abcdef0") == 0);
+    n = 0;
+    CHECK(c->ops->source_list(c, "snap-0123456789abcdef0", count_text, &n) == 0 && n == 1);
+    n = 0;
     CHECK(c->ops->chunk_get(c, 3, &kg) == 0 && kg.refs == 2 && kg.ctr[127] == 0xdeadbeef && kg.block == 7);
     CHECK(c->ops->map_get(c, "snap-0123456789abcdef0", 7, &gen) == 0 && gen == 3);
     CHECK(c->ops->map_drop(c, v.id, count_gen, &n) == 0 && n == 0); /* still referenced by the snapshot */
     CHECK(c->ops->chunk_ref(c, 3, 0, &refs) == 0 && refs == 1);
     CHECK(c->ops->map_drop(c, "snap-0123456789abcdef0", count_gen, &n) == 0 && n == 1);
+    n = 0;
+    CHECK(c->ops->source_list(c, "snap-0123456789abcdef0", count_text, &n) == 0 && n == 0);
+    CHECK(c->ops->source_list(c, v.id, count_text, &n) == 0 && n == 0);
     CHECK(c->ops->begin(c) == 0 && c->ops->volume_delete(c, v.id) == 0);
     c->ops->rollback(c); /* rolled back: still there */
     CHECK(c->ops->volume_get(c, v.id, &got) == 0);
@@ -392,6 +442,288 @@ static void test_keys(const char *dir)
     kmsc_free(kms);
 }
 
+/* A key through the embedded key service: its ARN into arn. */
+static void create_key(kmsc *kms, char arn[256])
+{
+    char *resp = NULL;
+    size_t resp_len = 0;
+    kmsc_error ke;
+    arn[0] = 0;
+    CHECK(kmsc_call(kms, "CreateKey", "{}", 2, &resp, &resp_len, &ke) == KMS_OK);
+    {
+        const char *p = resp ? strstr(resp, "\"Arn\":") : NULL;
+        if (p)
+            sscanf(p, "\"Arn\":%*[ \"]%255[^\"]", arn);
+    }
+    kmsc_response_free(resp, resp_len);
+}
+
+static void key_call(kmsc *kms, const char *op, const char *arn)
+{
+    char req[400], *resp = NULL;
+    size_t resp_len = 0;
+    kmsc_error ke;
+    snprintf(req, sizeof req, "{\"KeyId\":\"%s\"}", arn);
+    CHECK(kmsc_call(kms, op, req, strlen(req), &resp, &resp_len, &ke) == KMS_OK);
+    kmsc_response_free(resp, resp_len);
+}
+
+/* The chunk lineage (binding) of owner's block. */
+static void block_lineage(vol_catalog *cat, const char *owner, uint64_t block, char out[33])
+{
+    uint64_t gen = 0;
+    vol_chunk k;
+    out[0] = 0;
+    if (cat->ops->map_get(cat, owner, block, &gen) == 0 && cat->ops->chunk_get(cat, gen, &k) == 0)
+        snprintf(out, 33, "%s", k.lineage);
+}
+
+/* Read the whole first `n` bytes of a volume through the data path with every key its map needs. */
+static int read_volume(vol_store *st, const vol_volume *v, uint8_t *buf, size_t n, vol_err *e)
+{
+    vol_keyring ring = {NULL, 0};
+    vol_dev *d = NULL;
+    int rc = vol_owner_keys(st, v->id, v->lineage, &ring, e);
+    if (rc)
+        return rc;
+    if (!(rc = vol_dev_open_keys(vol_store_catalog(st), vol_store_chunks(st), v, &ring, &d)))
+        rc = vol_dev_read(d, buf, n, 0);
+    vol_dev_free(d);
+    vol_keyring_clear(&ring);
+    return rc;
+}
+
+static int check_owner(vol_store *st, const char *owner, const char *lineage, vol_err *e)
+{
+    vol_keyring ring = {NULL, 0};
+    int rc = vol_owner_keys(st, owner, lineage, &ring, e);
+    if (!rc)
+        rc = vol_check_keys(vol_store_catalog(st), vol_store_chunks(st), owner, &ring, stdout);
+    vol_keyring_clear(&ring);
+    return rc;
+}
+
+struct crash {
+    int batches;
+};
+/* The rekey's test hook: die like kill -9 once the second batch's chunks are synced, before its commit. */
+static int crash_at_second(void *arg, uint64_t done, uint64_t total, bool committed)
+{
+    struct crash *c = arg;
+    if (!committed && ++c->batches == 2)
+        _exit(9);
+    return 0;
+}
+
+#define RK_BLOCKS 9
+/* Lazy rekey: create-volume --snapshot-id S --kms-key-id K2, then volume rekey. */
+static void test_rekey(const char *dir)
+{
+    char ks[512], vs[512], pw[512], url[600], *msg = NULL, k1[256], k2[256], lin_b[33];
+    kms_store_opts so = {0};
+    kmsc_opts ko = {0};
+    kmsc *kms = NULL;
+    vol_store *st = NULL;
+    vol_catalog *cat;
+    vol_volume v, w, x, w2;
+    vol_snapshot s, sw, cp;
+    vol_lineage lv, lw;
+    vol_keyring ring = {NULL, 0};
+    vol_rekey_status rs;
+    vol_err e;
+    vol_create_args ca = {0};
+    size_t n = RK_BLOCKS * VOL_BLOCK_SIZE;
+    uint8_t *a = malloc(n), *b = malloc(n);
+    uint64_t moved = 0;
+    int freed = 0;
+    snprintf(ks, sizeof ks, "%s/rk-keystore", dir);
+    snprintf(vs, sizeof vs, "%s/rk-volumes", dir);
+    snprintf(pw, sizeof pw, "%s/pw", dir);
+    so.store_dir = ks;
+    so.passphrase_file = pw;
+    CHECK(kms_store_init(&so, &msg) == KMS_OK);
+    free(msg);
+    snprintf(url, sizeof url, "local:%s", ks);
+    ko.url = url;
+    ko.passphrase_file = pw;
+    CHECK(kmsc_new(&ko, &kms, &msg) == KMS_OK);
+    free(msg);
+    if (!kms || !a || !b)
+        return;
+    create_key(kms, k1);
+    create_key(kms, k2);
+    CHECK(vol_store_open(vs, kms, &st, NULL) == 0);
+    cat = vol_store_catalog(st);
+
+    /* a volume under K1 with RK_BLOCKS blocks of data (and holes inside some), its snapshot */
+    ca.size_gib = 1;
+    ca.kms_key_id = k1;
+    CHECK(vol_create_volume(st, &ca, &v, &e) == 0);
+    randombytes_buf(a, n);
+    for (size_t i = 0; i < RK_BLOCKS; i++)
+        memset(a + i * VOL_BLOCK_SIZE + 65536, 0, 8192); /* never-written sectors stay holes */
+    {
+        vol_dev *d = NULL;
+        CHECK(vol_owner_keys(st, v.id, v.lineage, &ring, &e) == 0 && ring.n == 1);
+        CHECK(vol_dev_open_keys(cat, vol_store_chunks(st), &v, &ring, &d) == 0);
+        vol_keyring_clear(&ring);
+        for (size_t i = 0; i < RK_BLOCKS; i++) {
+            CHECK(vol_dev_write(d, a + i * VOL_BLOCK_SIZE, 65536, i * VOL_BLOCK_SIZE) == 0);
+            CHECK(vol_dev_write(d, a + i * VOL_BLOCK_SIZE + 73728, VOL_BLOCK_SIZE - 73728, i * VOL_BLOCK_SIZE + 73728) == 0);
+        }
+        CHECK(vol_dev_flush(d) == 0);
+        vol_dev_free(d);
+    }
+    CHECK(vol_create_snapshot(st, v.id, "k1", NULL, &s, &e) == 0);
+    CHECK(vol_lineage_of(st, v.lineage, &lv, &e) == 0);
+
+    /* restore under K2: a lineage of its own (its data key made for the new volume), the snapshot's
+     * lineage recorded as its source */
+    {
+        char *f = NULL;
+        CHECK(cat->ops->setting_get(cat, "format", &f) == 0 && f && !strcmp(f, "1"));
+        free(f);
+    }
+    ca.snapshot_id = s.id;
+    ca.kms_key_id = k2;
+    ca.size_gib = 0;
+    CHECK(vol_create_volume(st, &ca, &w, &e) == 0);
+    {
+        /* from the first source on, the catalog is format 2 (a program that predates it refuses it) */
+        char *f = NULL;
+        CHECK(cat->ops->setting_get(cat, "format", &f) == 0 && f && !strcmp(f, "2"));
+        free(f);
+    }
+    CHECK(strcmp(w.lineage, v.lineage) && !strcmp(w.snapshot_id, s.id));
+    CHECK(vol_lineage_of(st, w.lineage, &lw, &e) == 0 && !strcmp(lw.key_arn, k2) && !strcmp(lw.ctx_id, w.id));
+    CHECK(vol_create_volume(st, &ca, &x, &e) == 0); /* a second one, never rekeyed */
+    CHECK(vol_rekey_status_of(cat, w.id, lw.binding, &rs) == 0 && rs.blocks == RK_BLOCKS && rs.foreign == RK_BLOCKS);
+    /* lazy reads across lineages: every block opens under K1's data key */
+    CHECK(vol_owner_keys(st, w.id, w.lineage, &ring, &e) == 0 && ring.n == 2);
+    CHECK(ring.n == 2 && !strcmp(ring.k[1].lineage, v.lineage) && !strcmp(ring.k[0].lineage, w.lineage));
+    vol_keyring_clear(&ring);
+    memset(b, 0xee, n);
+    CHECK(read_volume(st, &w, b, n, &e) == 0 && !memcmp(a, b, n));
+
+    /* a 4 KiB write inside block 2 copies the whole block up into W's lineage */
+    {
+        vol_dev *d = NULL;
+        CHECK(vol_owner_keys(st, w.id, w.lineage, &ring, &e) == 0);
+        CHECK(vol_dev_open_keys(cat, vol_store_chunks(st), &w, &ring, &d) == 0);
+        vol_keyring_clear(&ring);
+        memset(a + 2 * VOL_BLOCK_SIZE + 4096 * 7, 0x5a, 4096);
+        CHECK(vol_dev_write(d, a + 2 * VOL_BLOCK_SIZE + 4096 * 7, 4096, 2 * VOL_BLOCK_SIZE + 4096 * 7) == 0);
+        /* and a write into a block the snapshot never had */
+        memset(a + 8 * VOL_BLOCK_SIZE, 0x11, 4096);
+        CHECK(vol_dev_write(d, a + 8 * VOL_BLOCK_SIZE, 4096, 8 * VOL_BLOCK_SIZE) == 0);
+        CHECK(vol_dev_flush(d) == 0);
+        CHECK(vol_dev_read(d, b, n, 0) == 0 && !memcmp(a, b, n));
+        vol_dev_free(d);
+    }
+    block_lineage(cat, w.id, 2, lin_b);
+    CHECK(!strcmp(lin_b, lw.binding));
+    block_lineage(cat, w.id, 3, lin_b);
+    CHECK(!strcmp(lin_b, lv.binding));
+    block_lineage(cat, s.id, 2, lin_b); /* the snapshot is untouched */
+    CHECK(!strcmp(lin_b, lv.binding));
+    {
+        /* the copied-up chunk holds block 2's holes as holes: its counters say never written */
+        uint64_t gen = 0;
+        vol_chunk k;
+        CHECK(cat->ops->map_get(cat, w.id, 2, &gen) == 0 && cat->ops->chunk_get(cat, gen, &k) == 0);
+        CHECK(k.ctr[16] == 0 && k.ctr[17] == 0 && k.ctr[7] == 1 && k.ctr[0] == 1 && k.seals == VOL_SECTORS - 2);
+    }
+    CHECK(vol_rekey_status_of(cat, w.id, lw.binding, &rs) == 0 && rs.blocks == RK_BLOCKS && rs.foreign == RK_BLOCKS - 2);
+    CHECK(check_owner(st, w.id, w.lineage, &e) == 0);
+
+    /* a snapshot part-way: its chunks keep their lineages, it needs both keys, and it restores */
+    CHECK(vol_create_snapshot(st, w.id, "partial", NULL, &sw, &e) == 0);
+    CHECK(check_owner(st, sw.id, sw.lineage, &e) == 0);
+    ca.snapshot_id = sw.id;
+    ca.kms_key_id = NULL;
+    CHECK(vol_create_volume(st, &ca, &w2, &e) == 0 && !strcmp(w2.lineage, w.lineage));
+    memset(b, 0xee, n);
+    CHECK(read_volume(st, &w2, b, n, &e) == 0 && !memcmp(a, b, n));
+    /* a full copy of it under K1 re-seals each chunk from its own lineage */
+    CHECK(vol_copy_snapshot(st, sw.id, k1, false, NULL, &cp, &e) == 0);
+    CHECK(check_owner(st, cp.id, cp.lineage, &e) == 0);
+
+    /* rekey refuses while the volume is attached */
+    {
+        int lock = vol_lock_volume(st, w.id);
+        CHECK(lock >= 0);
+        CHECK(vol_rekey_volume(st, w.id, 0, NULL, NULL, NULL, &e) == -EBUSY && !strcmp(e.code, "VolumeInUse"));
+        if (lock >= 0)
+            close(lock);
+    }
+    /* volume rekey, killed (-9) after its first batch committed and its second written */
+    {
+        pid_t pid = fork();
+        int status = 0;
+        if (pid == 0) {
+            kmsc *k = NULL;
+            vol_store *cst = NULL;
+            struct crash c = {0};
+            if (kmsc_new(&ko, &k, &msg) || vol_store_open(vs, k, &cst, NULL))
+                _exit(2);
+            _exit(vol_rekey_volume(cst, w.id, 2, crash_at_second, &c, NULL, NULL) ? 4 : 3); /* (not reached) */
+        }
+        CHECK(pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 9);
+    }
+    CHECK(vol_rekey_status_of(cat, w.id, lw.binding, &rs) == 0 && rs.foreign == RK_BLOCKS - 4);
+    CHECK(read_volume(st, &w, b, n, &e) == 0 && !memcmp(a, b, n));
+    CHECK(vol_sweep(st, &freed) == 0 && freed == 2); /* the dead run's uncommitted chunks */
+    CHECK(vol_rekey_volume(st, w.id, 2, NULL, NULL, &moved, &e) == 0 && moved == RK_BLOCKS - 4);
+    CHECK(vol_rekey_status_of(cat, w.id, lw.binding, &rs) == 0 && rs.foreign == 0 && rs.lineages == 1);
+    CHECK(vol_rekey_volume(st, w.id, 2, NULL, NULL, &moved, &e) == 0 && moved == 0); /* nothing left */
+    CHECK(vol_sweep(st, &freed) == 0 && freed == 0);
+
+    /* K1 disabled: the rekeyed volume and the K1 copy still read; the never-rekeyed volume, the partial
+     * snapshot and a restore from the K1 snapshot are refused with the key service's error */
+    key_call(kms, "DisableKey", k1);
+    key_call(kms, "EnableKey", k2);
+    memset(b, 0xee, n);
+    CHECK(read_volume(st, &w, b, n, &e) == 0 && !memcmp(a, b, n));
+    CHECK(vol_owner_keys(st, w.id, w.lineage, &ring, &e) == 0 && ring.n == 1);
+    vol_keyring_clear(&ring);
+    CHECK(check_owner(st, w.id, w.lineage, &e) == 0);
+    memset(&e, 0, sizeof e);
+    CHECK(read_volume(st, &x, b, n, &e) < 0 && !strcmp(e.code, "KMS.DisabledException"));
+    CHECK(vol_rekey_volume(st, x.id, 0, NULL, NULL, NULL, &e) < 0 && !strcmp(e.code, "KMS.DisabledException"));
+    CHECK(check_owner(st, sw.id, sw.lineage, &e) < 0 && !strcmp(e.code, "KMS.DisabledException"));
+    {
+        vol_volume y;
+        ca.snapshot_id = s.id;
+        ca.kms_key_id = k2;
+        CHECK(vol_create_volume(st, &ca, &y, &e) < 0 && !strcmp(e.code, "KMS.DisabledException"));
+    }
+    key_call(kms, "EnableKey", k1);
+    CHECK(check_owner(st, sw.id, sw.lineage, &e) == 0);
+    key_call(kms, "DisableKey", k2);
+    CHECK(read_volume(st, &w, b, n, &e) < 0 && !strcmp(e.code, "KMS.DisabledException"));
+    CHECK(check_owner(st, cp.id, cp.lineage, &e) == 0); /* the copy is K1's alone */
+    key_call(kms, "EnableKey", k2);
+    /* deleting everything frees every chunk, sources included */
+    CHECK(vol_delete_volume(st, w.id, &e) == 0 && vol_delete_volume(st, w2.id, &e) == 0 &&
+          vol_delete_volume(st, x.id, &e) == 0 && vol_delete_volume(st, v.id, &e) == 0);
+    CHECK(vol_delete_snapshot(st, s.id, &e) == 0 && vol_delete_snapshot(st, sw.id, &e) == 0 &&
+          vol_delete_snapshot(st, cp.id, &e) == 0);
+    CHECK(vol_store_chunks(st)->ops->bytes_used(vol_store_chunks(st)) == 0);
+    vol_lineage_clear(&lv);
+    vol_lineage_clear(&lw);
+    vol_volume_clear(&v);
+    vol_volume_clear(&w);
+    vol_volume_clear(&w2);
+    vol_volume_clear(&x);
+    vol_snapshot_clear(&s);
+    vol_snapshot_clear(&sw);
+    vol_snapshot_clear(&cp);
+    vol_store_free(st);
+    kmsc_free(kms);
+    free(a);
+    free(b);
+}
+
 int main(void)
 {
     char dir[] = "/tmp/test_vol.XXXXXX", cmd[64];
@@ -402,6 +734,7 @@ int main(void)
     test_chunkstore(dir);
     test_dev(dir);
     test_keys(dir);
+    test_rekey(dir);
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd))
         fprintf(stderr, "cannot remove %s\n", dir);
