@@ -160,6 +160,12 @@ kms_err kms_store_put_version(kms_core *c, kms_key *k, int64_t created, int auto
 /* mrk.c: multi-Region keys (table multi_region; docs/FORMAT.md). A key is multi-Region when its id
  * starts with "mrk-". */
 #define KMS_MRK_PREFIX "mrk-"
+/* The store's meta table (k TEXT → v BLOB). kms_meta_get: 0 with the value in buf[0, *len); -1 when absent
+ * or longer than cap; -2 on a database error. kms_meta_put: 0 or -1; replace false keeps an existing row
+ * (INSERT OR IGNORE: a racing process's value wins, re-read it). */
+int kms_meta_get(sqlite3 *db, const char *k, void *buf, size_t cap, size_t *len);
+int kms_meta_put(sqlite3 *db, const char *k, const void *v, size_t n, bool replace);
+
 kms_err kms_mrk_migrate(sqlite3 *db, char **msg); /* additive and idempotent; at every open */
 void kms_mrk_id(const uint8_t raw[16], char out[KMS_KEY_ID_LEN + 1]);
 static inline bool kms_is_mrk(const kms_key *k) { return !strncmp(k->id, KMS_MRK_PREFIX, 4); }

@@ -64,7 +64,7 @@ static kms_err db_err(kms_core *c, char **msg, const char *what)
     return KMS_ERR_INTERNAL;
 }
 
-static int meta_get(sqlite3 *db, const char *k, void *buf, size_t cap, size_t *len)
+int kms_meta_get(sqlite3 *db, const char *k, void *buf, size_t cap, size_t *len)
 {
     sqlite3_stmt *st;
     int rc = -1;
@@ -88,17 +88,18 @@ static int meta_get(sqlite3 *db, const char *k, void *buf, size_t cap, size_t *l
 static int meta_get_str(sqlite3 *db, const char *k, char *buf, size_t cap)
 {
     size_t n;
-    if (meta_get(db, k, buf, cap - 1, &n))
+    if (kms_meta_get(db, k, buf, cap - 1, &n))
         return -1;
     buf[n] = 0;
     return 0;
 }
 
-static int meta_put(sqlite3 *db, const char *k, const void *v, size_t n)
+int kms_meta_put(sqlite3 *db, const char *k, const void *v, size_t n, bool replace)
 {
     sqlite3_stmt *st;
     int rc;
-    if (sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO meta(k,v) VALUES(?,?)", -1, &st, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(db, replace ? "INSERT OR REPLACE INTO meta(k,v) VALUES(?,?)" : "INSERT OR IGNORE INTO meta(k,v) VALUES(?,?)",
+                           -1, &st, NULL) != SQLITE_OK)
         return -1;
     sqlite3_bind_text(st, 1, k, -1, SQLITE_STATIC);
     sqlite3_bind_blob(st, 2, v, (int)n, SQLITE_STATIC);
@@ -322,11 +323,11 @@ kms_err kms_store_init(const kms_store_opts *o, char **errmsg)
             e = KMS_ERR_VALIDATION;
             goto out_unlink;
         }
-        if (meta_put(db, "format", STORE_FORMAT, 1) || meta_put(db, "kdf", kdf, strlen(kdf)) ||
-            meta_put(db, "salt", salt, sizeof salt) || meta_put(db, "opslimit", ops_b, 8) ||
-            meta_put(db, "memlimit", mem_b, 8) || meta_put(db, "verifier", verifier, sizeof verifier) ||
-            meta_put(db, "region", region, strlen(region)) ||
-            meta_put(db, "account", account, strlen(account)) ||
+        if (kms_meta_put(db, "format", STORE_FORMAT, 1, true) || kms_meta_put(db, "kdf", kdf, strlen(kdf), true) ||
+            kms_meta_put(db, "salt", salt, sizeof salt, true) || kms_meta_put(db, "opslimit", ops_b, 8, true) ||
+            kms_meta_put(db, "memlimit", mem_b, 8, true) || kms_meta_put(db, "verifier", verifier, sizeof verifier, true) ||
+            kms_meta_put(db, "region", region, strlen(region), true) ||
+            kms_meta_put(db, "account", account, strlen(account), true) ||
             sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
             kms_set_msg(errmsg, "cannot write key store: %s", sqlite3_errmsg(db));
             e = KMS_ERR_IO;
@@ -371,7 +372,7 @@ static kms_err migrate_v1(kms_core *c, char **msg)
                       "ALTER TABLE keys ADD COLUMN valid_to INTEGER NOT NULL DEFAULT 0;"
                       "ALTER TABLE keys ADD COLUMN material_digest BLOB;",
                       NULL, NULL, NULL) != SQLITE_OK ||
-         meta_put(c->db, "format", STORE_FORMAT, 1))) {
+         kms_meta_put(c->db, "format", STORE_FORMAT, 1, true))) {
         kms_err e = db_err(c, msg, "migrating the key store to format 2");
         sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
         return e;
@@ -467,9 +468,9 @@ kms_err kms_core_open(const kms_store_opts *o, kms_core **out, char **errmsg)
         }
     }
     if (meta_get_str(c->db, "format", fmt, sizeof fmt) || meta_get_str(c->db, "kdf", kdf, sizeof kdf) ||
-        meta_get(c->db, "salt", salt, sizeof salt, &n) || n != sizeof salt ||
-        meta_get(c->db, "opslimit", ops_b, 8, &n) || n != 8 || meta_get(c->db, "memlimit", mem_b, 8, &n) ||
-        n != 8 || meta_get(c->db, "verifier", verifier, sizeof verifier, &vlen) ||
+        kms_meta_get(c->db, "salt", salt, sizeof salt, &n) || n != sizeof salt ||
+        kms_meta_get(c->db, "opslimit", ops_b, 8, &n) || n != 8 || kms_meta_get(c->db, "memlimit", mem_b, 8, &n) ||
+        n != 8 || kms_meta_get(c->db, "verifier", verifier, sizeof verifier, &vlen) ||
         meta_get_str(c->db, "region", c->region, sizeof c->region) ||
         meta_get_str(c->db, "account", c->account, sizeof c->account)) {
         kms_set_msg(errmsg, "key store %s is damaged: its metadata table is missing or incomplete", path);

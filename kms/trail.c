@@ -127,35 +127,6 @@ static bool has_column(sqlite3 *db, const char *table, const char *col)
     return found;
 }
 
-static int meta_blob(sqlite3 *db, const char *k, uint8_t *buf, size_t cap, size_t *len)
-{
-    sqlite3_stmt *st;
-    int rc = -1;
-    if (sqlite3_prepare_v2(db, "SELECT v FROM meta WHERE k=?", -1, &st, NULL) != SQLITE_OK)
-        return -1;
-    sqlite3_bind_text(st, 1, k, -1, SQLITE_STATIC);
-    if (sqlite3_step(st) == SQLITE_ROW && (size_t)sqlite3_column_bytes(st, 0) <= cap) {
-        *len = (size_t)sqlite3_column_bytes(st, 0);
-        memcpy(buf, sqlite3_column_blob(st, 0), *len);
-        rc = 0;
-    }
-    sqlite3_finalize(st);
-    return rc;
-}
-
-static int meta_set(sqlite3 *db, const char *k, const void *v, size_t n)
-{
-    sqlite3_stmt *st;
-    int rc;
-    if (sqlite3_prepare_v2(db, "INSERT OR IGNORE INTO meta(k, v) VALUES(?, ?)", -1, &st, NULL) != SQLITE_OK)
-        return -1;
-    sqlite3_bind_text(st, 1, k, -1, SQLITE_STATIC);
-    sqlite3_bind_blob(st, 2, v, (int)n, SQLITE_STATIC);
-    rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
-    sqlite3_finalize(st);
-    return rc;
-}
-
 #define SK_AAD "envelopefs-audit-signing-key-v1"
 #define SEALED_SK (crypto_aead_xchacha20poly1305_ietf_NPUBBYTES + crypto_sign_SECRETKEYBYTES + \
                    crypto_aead_xchacha20poly1305_ietf_ABYTES)
@@ -167,11 +138,11 @@ static kms_err migrate(kms_core *c, char **msg)
                                           {"event", "TEXT"},    {"prev", "BLOB"},       {"hash", "BLOB"}};
     uint8_t buf[8];
     size_t n;
-    if (!meta_blob(c->db, "feature_audit_chain", buf, sizeof buf, &n))
+    if (!kms_meta_get(c->db, "feature_audit_chain", buf, sizeof buf, &n))
         return KMS_OK;
     if (sqlite3_exec(c->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
         goto fail;
-    if (meta_blob(c->db, "feature_audit_chain", buf, sizeof buf, &n)) {
+    if (kms_meta_get(c->db, "feature_audit_chain", buf, sizeof buf, &n)) {
         uint8_t pk[crypto_sign_PUBLICKEYBYTES], zero[32] = {0};
         uint8_t *sk = sodium_malloc(crypto_sign_SECRETKEYBYTES);
         uint8_t sealed[SEALED_SK];
@@ -196,7 +167,7 @@ static kms_err migrate(kms_core *c, char **msg)
             crypto_aead_xchacha20poly1305_ietf_encrypt(sealed + crypto_aead_xchacha20poly1305_ietf_NPUBBYTES, NULL,
                                                        sk, crypto_sign_SECRETKEYBYTES, (const uint8_t *)SK_AAD,
                                                        sizeof SK_AAD - 1, NULL, sealed, c->root_key);
-            bad = meta_set(c->db, "audit_sign_pk", pk, sizeof pk) || meta_set(c->db, "audit_sign_sk", sealed, sizeof sealed);
+            bad = kms_meta_put(c->db, "audit_sign_pk", pk, sizeof pk, false) || kms_meta_put(c->db, "audit_sign_sk", sealed, sizeof sealed, false);
         }
         /* The chain starts after the records already there (they stay, unchained: "legacy"). */
         if (!bad && sqlite3_prepare_v2(c->db, "SELECT seq FROM audit ORDER BY seq DESC LIMIT 1", -1, &st, NULL) ==
@@ -207,7 +178,7 @@ static kms_err migrate(kms_core *c, char **msg)
         }
         if (!bad)
             bad = kms_trail_put_digest(c->db, sk, "start", next, next - 1, zero, kms_now(c)) ||
-                  meta_set(c->db, "feature_audit_chain", "1", 1);
+                  kms_meta_put(c->db, "feature_audit_chain", "1", 1, false);
         sodium_free(sk);
         if (bad)
             goto fail;
@@ -233,8 +204,8 @@ kms_err kms_trail_open(kms_core *c, char **msg)
     c->audit_sk = sodium_malloc(crypto_sign_SECRETKEYBYTES);
     if (!c->audit_sk)
         return KMS_ERR_NOMEM;
-    if (meta_blob(c->db, "audit_sign_sk", sealed, sizeof sealed, &n) || n != sizeof sealed ||
-        meta_blob(c->db, "audit_sign_pk", c->audit_pk, sizeof c->audit_pk, &pn) || pn != sizeof c->audit_pk ||
+    if (kms_meta_get(c->db, "audit_sign_sk", sealed, sizeof sealed, &n) || n != sizeof sealed ||
+        kms_meta_get(c->db, "audit_sign_pk", c->audit_pk, sizeof c->audit_pk, &pn) || pn != sizeof c->audit_pk ||
         crypto_aead_xchacha20poly1305_ietf_decrypt(
             c->audit_sk, NULL, NULL, sealed + crypto_aead_xchacha20poly1305_ietf_NPUBBYTES,
             n - crypto_aead_xchacha20poly1305_ietf_NPUBBYTES, (const uint8_t *)SK_AAD, sizeof SK_AAD - 1, sealed,
