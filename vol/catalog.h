@@ -81,6 +81,8 @@ struct vol_catalog {
 
 /* SQLite: PATH (created 0600 with the schema if missing; WAL; a newer format is -EPROTO). */
 int vol_catalog_sqlite_open(const char *path, vol_catalog **out) __attribute__((warn_unused_result));
+/* SQLite, read only (another region's catalog, read by copy-snapshot): nothing is created or written. */
+int vol_catalog_sqlite_open_ro(const char *path, vol_catalog **out) __attribute__((warn_unused_result));
 
 static inline void vol_catalog_close(vol_catalog *c)
 {

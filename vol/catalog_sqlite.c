@@ -649,6 +649,46 @@ static const vol_catalog_ops SQLITE_OPS = {
     s_put_list, s_put_drop, s_gen_reserve,
 };
 
+/* Read only (a source region's catalog for copy-snapshot): no schema is created or changed; a catalog
+ * without the base tables or from a newer format is refused. */
+int vol_catalog_sqlite_open_ro(const char *path, vol_catalog **out)
+{
+    struct sqc *s = calloc(1, sizeof *s);
+    char *fmt = NULL;
+    int rc;
+    *out = NULL;
+    if (!s)
+        return -ENOMEM;
+    s->base.ops = &SQLITE_OPS;
+    if (access(path, R_OK)) {
+        rc = -errno;
+        free(s);
+        return rc;
+    }
+    if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
+        EFS_ERROR("volume catalog %s: %s", path, s->db ? sqlite3_errmsg(s->db) : "cannot open");
+        sqlite3_close(s->db);
+        free(s);
+        return -EIO;
+    }
+    sqlite3_busy_timeout(s->db, 10000);
+    rc = s_setting_get(&s->base, "format", &fmt);
+    if (rc == -ENOENT) {
+        rc = -EIO;
+    } else if (!rc && atoi(fmt) > VOL_CATALOG_FORMAT) {
+        EFS_ERROR("volume catalog %s has format %s, newer than this envelopefs (%d)", path, fmt, VOL_CATALOG_FORMAT);
+        rc = -EPROTO;
+    }
+    free(fmt);
+    if (rc) {
+        sqlite3_close(s->db);
+        free(s);
+        return rc;
+    }
+    *out = &s->base;
+    return 0;
+}
+
 int vol_catalog_sqlite_open(const char *path, vol_catalog **out)
 {
     struct sqc *s = calloc(1, sizeof *s);

@@ -1,15 +1,20 @@
 /*
  * copy.c — copy-snapshot (store.h): under the source's own key, a new snapshot row sharing every chunk
  * (no data copied); under another key, a full copy re-encrypted under a new lineage whose data key comes
- * from the new key with context {"aws:ebs:id": NEW_SNAPSHOT_ID}, as EBS does. Atomic: the chunks are
- * written and synced first, then one transaction records the lineage, the chunks, the block map and the
- * snapshot as completed; an interrupted copy leaves only orphan chunk files (vol_sweep), never a snapshot.
+ * from the new key with context {"aws:ebs:id": NEW_SNAPSHOT_ID}, as EBS does. The source may be another
+ * region's store (opened read only): its data key is opened by this region's replica when the source key
+ * is a multi-Region key with one here (no call across regions), else by the source region's key service;
+ * the copy is always a new lineage in this store. Atomic: the chunks are written and synced first, then
+ * one transaction records the lineage, the chunks, the block map and the snapshot as completed; an
+ * interrupted copy leaves only orphan chunk files (vol_sweep), never a snapshot.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -44,14 +49,13 @@ static int add_block(void *arg, uint64_t block, uint64_t gen)
 
 /* Re-seal one chunk (src lineage/key → dst lineage/key, new generation). k: the source's catalog row,
  * replaced by the new chunk's. */
-static int reseal(vol_store *st, vol_sealer *s, const uint8_t *sdk, const uint8_t slin[16], const uint8_t *ddk,
-                  const uint8_t dlin[16], vol_chunk *k, uint64_t ngen, uint8_t *buf, uint8_t *pt)
+static int reseal(vol_chunkstore *scs, vol_chunkstore *cs, vol_sealer *s, const uint8_t *sdk, const uint8_t slin[16],
+                  const uint8_t *ddk, const uint8_t dlin[16], vol_chunk *k, uint64_t ngen, uint8_t *buf, uint8_t *pt)
 {
-    vol_chunkstore *cs = vol_store_chunks(st);
     uint8_t skey[32], dkey[32], hdr[VOL_CHUNK_HDR];
     uint64_t seals = 0;
     int rc;
-    if ((rc = cs->ops->pread(cs, k->gen, buf, VOL_CHUNK_FILE_SIZE, 0)))
+    if ((rc = scs->ops->pread(scs, k->gen, buf, VOL_CHUNK_FILE_SIZE, 0)))
         return rc;
     if (vol_chunk_header_check(buf, VOL_CHUNK_HDR, slin, k->block, k->gen))
         return -EBADMSG;
@@ -118,10 +122,75 @@ static int rewrap(vol_store *st, const vol_lineage *slin, const char *arn, const
     return rc;
 }
 
-int vol_copy_snapshot(vol_store *st, const char *src_id, const char *kms_key_id, bool rewrap_only,
-                      const char *description, vol_snapshot *out, vol_err *e)
+/* Decrypt a lineage's data key through kms, naming key_id. */
+static int unwrap(kmsc *kms, const char *key_id, const vol_lineage *l, kmsc_secret **dk, vol_err *e)
 {
-    vol_catalog *cat = vol_store_catalog(st);
+    kms_ectx_pair pair = {"aws:ebs:id", l->ctx_id};
+    kms_ectx ctx = {&pair, 1};
+    kmsc_error ke;
+    kms_err k;
+    memset(&ke, 0, sizeof ke);
+    if ((k = kmsc_decrypt(kms, key_id, l->wrapped, l->wrapped_len, &ctx, dk, &ke)))
+        return vol_kms_fail(e, k, &ke);
+    if ((*dk)->len != 32) {
+        kmsc_secret_free(*dk);
+        *dk = NULL;
+        return vol_fail(e, -EIO, "InternalError", "the data key of lineage %s has the wrong length", l->id);
+    }
+    return 0;
+}
+
+/* The source's data key for a copy from another region. A multi-Region key (mrk-) with a replica in this
+ * region opens the wrapped key here as it is: ciphertext names the key by its id, which the replica
+ * shares, so the source region's key service is not called at all (kms_core_mrk_replica_in answers for
+ * an embedded key store; a remote one is simply asked, and a NotFoundException falls back to the source
+ * region). Anything else goes to the source region's key service, opened only now. */
+static int source_key(vol_store *st, const vol_copy_args *a, const vol_lineage *l, kmsc_secret **dk, vol_err *e)
+{
+    kmsc *here = vol_store_kms(st), *there;
+    const char *id = strstr(l->key_arn, ":key/"), *region = a->src_region ? a->src_region : "";
+    id = id ? id + 5 : l->key_arn;
+    if (here && !strncmp(id, "mrk-", 4)) {
+        kms_core *core = kmsc_embedded_core(here);
+        if (!core || kms_core_mrk_replica_in(core, id, region)) {
+            int rc = unwrap(here, id, l, dk, e);
+            if (!rc || core || rc != -ENOENT)
+                return rc;
+        }
+    }
+    there = a->src_kms ? a->src_kms(a->src_kms_arg) : NULL;
+    if (!there)
+        return vol_fail(e, -EHOSTUNREACH, "InternalError", "cannot reach the key service of region %s for the data key "
+                        "of the source snapshot (key %s)", region, l->key_arn);
+    return unwrap(there, l->key_arn, l, dk, e);
+}
+
+/* A shared lock on another region's run/store.lock, opened read only (its sweep then waits for the copy).
+ * -1 when that store has no lock file (no sweep or attach ever ran there). */
+static int lock_source(vol_store *src)
+{
+    char *p = NULL;
+    int fd;
+    if (asprintf(&p, "%s/run/store.lock", vol_store_dir(src)) < 0)
+        return -ENOMEM;
+    fd = open(p, O_RDONLY | O_CLOEXEC);
+    free(p);
+    if (fd < 0)
+        return errno == ENOENT ? -1 : -errno;
+    if (flock(fd, LOCK_SH)) {
+        int rc = -errno;
+        close(fd);
+        return rc;
+    }
+    return fd;
+}
+
+int vol_copy_snapshot_from(vol_store *st, const vol_copy_args *a, vol_snapshot *out, vol_err *e)
+{
+    vol_store *from = a->src ? a->src : st;
+    vol_catalog *cat = vol_store_catalog(st), *scat = vol_store_catalog(from);
+    const char *src_id = a->src_id;
+    bool cross = from != st;
     vol_snapshot src;
     vol_lineage slin = {0}, dlin = {0};
     kmsc_secret *sdk = NULL, *ddk = NULL;
@@ -131,23 +200,33 @@ int vol_copy_snapshot(vol_store *st, const char *src_id, const char *kms_key_id,
     uint8_t sl[16], dl[16], *buf = NULL, *pt = NULL;
     vol_sealer *sealer = NULL;
     uint64_t first = 0;
-    int rc, slock = -1;
+    int rc, slock = -1, srclock = -1;
 
     memset(out, 0, sizeof *out);
     if (!vol_id_valid("snap-", src_id))
         return vol_fail(e, -EINVAL, "InvalidSnapshotID.Malformed", "Invalid id: \"%s\" (expecting \"snap-...\")", src_id);
-    if ((rc = cat->ops->snapshot_get(cat, src_id, &src)))
-        return vol_fail(e, rc, "InvalidSnapshot.NotFound", "The snapshot '%s' does not exist.", src_id);
+    if ((rc = scat->ops->snapshot_get(scat, src_id, &src)))
+        return vol_fail(e, rc, "InvalidSnapshot.NotFound", "The snapshot '%s' does not exist%s%s.", src_id,
+                        cross ? " in region " : "", cross && a->src_region ? a->src_region : "");
     if (strcmp(src.state, "completed")) {
         rc = vol_fail(e, -EBUSY, "IncorrectState", "Snapshot '%s' is in the '%s' state.", src_id, src.state);
         goto out;
     }
-    if ((rc = vol_lineage_of(st, src.lineage, &slin, e)))
+    if (cross && a->rewrap_only) {
+        rc = vol_fail(e, -EINVAL, "InvalidParameterCombination", "--rewrap-only copies within one region only (a "
+                      "region's chunks stay in its own store)");
+        goto out;
+    }
+    if ((rc = vol_lineage_of(from, src.lineage, &slin, e)))
         goto out;
     /* the source key must be usable for any copy (EBS checks it) */
-    if ((rc = vol_lineage_key(st, &slin, &sdk, e)))
+    if ((rc = cross ? source_key(st, a, &slin, &sdk, e) : vol_lineage_key(st, &slin, &sdk, e)))
         goto out;
-    if (kms_key_id && (rc = vol_resolve_key(st, kms_key_id, &arn, e)))
+    if (a->kms_key_id)
+        rc = vol_resolve_key(st, a->kms_key_id, &arn, e);
+    else if (cross) /* EBS: a copy into another region without a key gets that region's default key */
+        rc = vol_default_key(st, true, &arn, e);
+    if (rc)
         goto out;
     if (vol_new_id("snap-", out->id, sizeof out->id)) {
         rc = vol_fail(e, -EIO, "InternalError", "cannot make an id");
@@ -157,20 +236,24 @@ int vol_copy_snapshot(vol_store *st, const char *src_id, const char *kms_key_id,
     out->volume_size = src.volume_size;
     snprintf(out->state, sizeof out->state, "completed");
     out->started = time(NULL);
-    if (description && !(out->description = strdup(description))) {
+    if (a->description)
+        out->description = strdup(a->description);
+    else if (cross && asprintf(&out->description, "[Copied %s from %s]", src_id, a->src_region ? a->src_region : "") < 0)
+        out->description = NULL;
+    if ((a->description || cross) && !out->description) {
         rc = vol_fail(e, -ENOMEM, "InternalError", "out of memory");
         goto out;
     }
-    if (rewrap_only && (!arn || !strcmp(arn, slin.key_arn))) {
+    if (a->rewrap_only && (!arn || !strcmp(arn, slin.key_arn))) {
         rc = vol_fail(e, -EINVAL, "InvalidParameterCombination", "--rewrap-only needs a --kms-key-id other than the "
                       "source's key");
         goto out;
     }
-    if (rewrap_only) {
+    if (a->rewrap_only) {
         rc = rewrap(st, &slin, arn, src_id, out, e);
         goto out;
     }
-    if (!arn || !strcmp(arn, slin.key_arn)) {
+    if (!cross && (!arn || !strcmp(arn, slin.key_arn))) {
         /* the same key in the same store: share every chunk, copy nothing */
         snprintf(out->lineage, sizeof out->lineage, "%s", src.lineage);
         out->completed = time(NULL);
@@ -179,14 +262,18 @@ int vol_copy_snapshot(vol_store *st, const char *src_id, const char *kms_key_id,
             goto dberr;
         goto out;
     }
-    /* another key: a new lineage, every chunk re-sealed */
+    /* another key or another region: a new lineage, every chunk re-sealed */
     if ((rc = vol_new_lineage(st, arn, out->id, &dlin, e)) || (rc = vol_lineage_key(st, &dlin, &ddk, e)))
         goto out;
     snprintf(out->lineage, sizeof out->lineage, "%s", dlin.id);
-    if ((rc = cat->ops->map_list(cat, src_id, add_block, &bl)))
+    if ((rc = scat->ops->map_list(scat, src_id, add_block, &bl)))
         goto dberr;
     if ((slock = vol_store_lock_shared(st)) < 0) { /* the sweep must not take chunks not yet recorded */
         rc = vol_fail(e, slock, "InternalError", "cannot lock the volume store");
+        goto out;
+    }
+    if (cross && (srclock = lock_source(from)) < -1) {
+        rc = vol_fail(e, srclock, "InternalError", "cannot lock the source region's volume store");
         goto out;
     }
     if (bl.n && (rc = cat->ops->gen_reserve(cat, bl.n, &first)))
@@ -197,15 +284,18 @@ int vol_copy_snapshot(vol_store *st, const char *src_id, const char *kms_key_id,
         goto out;
     }
     for (size_t i = 0; i < bl.n; i++) {
-        if ((rc = cat->ops->chunk_get(cat, bl.gen[i], &chunks[i])))
-            goto dberr;
-        if ((rc = reseal(st, sealer, sdk->data, sl, ddk->data, dl, &chunks[i], first + i, buf, pt))) {
+        if ((rc = scat->ops->chunk_get(scat, bl.gen[i], &chunks[i])))
+            goto dberr_new;
+        if ((rc = reseal(vol_store_chunks(from), vol_store_chunks(st), sealer, sdk->data, sl, ddk->data, dl, &chunks[i],
+                         first + i, buf, pt))) {
             rc = vol_fail(e, rc == -EBADMSG ? -EIO : rc, "InternalError",
                           "block %" PRIu64 " of %s %s", bl.block[i], src_id,
                           rc == -EBADMSG ? "fails authentication (see volume fsck)" : strerror(-rc));
             goto cleanup_new;
         }
         snprintf(chunks[i].lineage, sizeof chunks[i].lineage, "%s", dlin.binding);
+        if (a->progress)
+            a->progress(a->progress_arg, i + 1, bl.n);
     }
     out->completed = time(NULL);
     if ((rc = cat->ops->begin(cat)) || (rc = cat->ops->lineage_put(cat, &dlin)))
@@ -227,6 +317,8 @@ dberr:
     cat->ops->rollback(cat);
     vol_fail(e, rc, "InternalError", "the volume catalog refused the copy: %s", strerror(-rc));
 out:
+    if (srclock >= 0)
+        close(srclock);
     if (slock >= 0)
         close(slock);
     if (rc)
@@ -245,4 +337,11 @@ out:
     vol_sealer_free(sealer);
     free(arn);
     return rc;
+}
+
+int vol_copy_snapshot(vol_store *st, const char *src_id, const char *kms_key_id, bool rewrap_only,
+                      const char *description, vol_snapshot *out, vol_err *e)
+{
+    vol_copy_args a = {.src_id = src_id, .kms_key_id = kms_key_id, .rewrap_only = rewrap_only, .description = description};
+    return vol_copy_snapshot_from(st, &a, out, e);
 }
