@@ -2,7 +2,8 @@
 # vol_xregion.sh — copy-snapshot between regions: two key stores with their volume stores, named in one
 # regions file. A snapshot of us-east-1 is copied into eu-west-1 (read only from the source store, the
 # source data key opened by the source region's key service, re-encrypted under eu-west-1's default key
-# or a named one) and downloads identical; bad input is refused.
+# or a named one) and downloads identical; a multi-Region key replicated into eu-west-1 lets the copy open
+# the source's data key there while us-east-1's key store is gone; bad input is refused.
 set -euo pipefail
 B=${ENVELOPEFS_BIN:?ENVELOPEFS_BIN must point at the envelopefs binary}
 [ -e /dev/fuse ] || { echo "SKIP: /dev/fuse absent"; exit 77; }
@@ -97,5 +98,38 @@ expect_err InvalidParameterValue "volume_stor" "$B" ec2 --store "$E" --regions "
 C3=$(ea copy-snapshot --source-snapshot-id "$S" --source-region us-east-1 --query SnapshotId)
 [ "$(nfiles "$A")" = "$n_a" ] || fail "a same-key copy in us-east-1 copied data"
 ea delete-snapshot --snapshot-id "$C3" >/dev/null
+
+# --- a multi-Region key replicated into eu-west-1: the copy opens the source's data key with the replica,
+# so it works with us-east-1's key store out of reach (the regions file R2 names only its volume store)
+MRK=$("$B" kms --store "$A" create-key --multi-region --query KeyMetadata.KeyId --output text)
+"$B" kms --store "$A" --regions "$R" replicate-key --key-id "$MRK" --replica-region eu-west-1 >/dev/null
+MARN_A=$("$B" kms --store "$A" describe-key --key-id "$MRK" --query KeyMetadata.Arn --output text)
+MARN_E=$("$B" kms --store "$E" describe-key --key-id "$MRK" --query KeyMetadata.Arn --output text)
+M=$("$B" snapshot --store "$A" upload "$T/img" --kms-key-arn "$MARN_A" --query SnapshotId --output text)
+[ "$(ea describe-snapshots --snapshot-ids "$M" --query 'Snapshots[0].KmsKeyId')" = "$MARN_A" ] || fail "mrk snapshot's key"
+R2=$T/regions-nokms.json
+printf '{"regions": {"us-east-1": {"store": "%s", "volume_store": "%s"}, "eu-west-1": {"store": "%s"}}}\n' \
+  "$T/unreachable" "$A/volumes" "$E" >"$R2"
+em() { "$B" ec2 --store "$E" --regions "$R2" "$@" --output text; }
+# the key-service part of us-east-1 is really absent: a single-Region source cannot be copied now
+expect_err InternalError "cannot reach the key service of region us-east-1" \
+  em copy-snapshot --source-snapshot-id "$S" --source-region us-east-1
+CM=$(em copy-snapshot --source-snapshot-id "$M" --source-region us-east-1 --kms-key-id "$MRK" --query SnapshotId)
+[ "$(em describe-snapshots --snapshot-ids "$CM" --query 'Snapshots[0].KmsKeyId')" = "$MARN_E" ] || fail "mrk copy's key"
+"$B" snapshot --store "$E" download "$CM" "$T/outm" >/dev/null
+cmp "$T/out" "$T/outm" || fail "the mrk copy downloads different bytes"
+CM2=$(em copy-snapshot --source-snapshot-id "$M" --source-region us-east-1 --kms-key-id "$MARN_E" --query SnapshotId)
+[ "$(em describe-snapshots --snapshot-ids "$CM2" --query 'Snapshots[0].KmsKeyId')" = "$MARN_E" ] || fail "replica ARN copy"
+CM3=$(em copy-snapshot --source-snapshot-id "$M" --source-region us-east-1 --query SnapshotId)   # default key: still the replica opens it
+[ "$(em describe-snapshots --snapshot-ids "$CM3" --query 'Snapshots[0].KmsKeyId')" = "$CKEY" ] || fail "mrk copy under the default key"
+"$B" volume --store "$E" fsck "$CM3" >/dev/null || fail "fsck of the mrk copy"
+# the replica's own state rules: disabled in eu-west-1, the copy is refused there
+"$B" kms --store "$E" disable-key --key-id "$MRK"
+expect_err KMS.DisabledException "" em copy-snapshot --source-snapshot-id "$M" --source-region us-east-1 --kms-key-id "$EK"
+"$B" kms --store "$E" enable-key --key-id "$MRK"
+# and through the source region's key service (R, reachable) the same copy works too
+CM4=$(ee copy-snapshot --source-snapshot-id "$M" --source-region us-east-1 --kms-key-id "$MRK" --query SnapshotId)
+"$B" snapshot --store "$E" download "$CM4" "$T/outm4" >/dev/null
+cmp "$T/out" "$T/outm4" || fail "the second mrk copy"
 
 echo "vol_xregion: all checks passed"
