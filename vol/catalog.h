@@ -26,6 +26,20 @@ typedef int (*vol_snapshot_fn)(void *arg, const vol_snapshot *s);
 typedef int (*vol_map_fn)(void *arg, uint64_t block, uint64_t gen);
 typedef int (*vol_gen_fn)(void *arg, uint64_t gen);
 
+/* Where a copied snapshot came from (copy-snapshot), for EBS's incremental rule: a copy shares the blocks
+ * its source has unchanged since the source of an earlier copy (`base`) of the same volume. */
+typedef struct vol_copy_rec {
+    char snapshot[32];         /* the copy: a snapshot of this catalog */
+    char source_region[64];    /* the source's region ("" when unnamed: this store) */
+    char source_snapshot[32];
+    char source_volume[32];    /* the source snapshot's volume */
+    char base[32];             /* the earlier copy whose chunks it shares, or "" (a full copy) */
+    uint64_t blocks_copied;    /* blocks re-sealed by this copy */
+    uint64_t blocks_shared;    /* blocks shared with base (or with the source, for copies that copy no data) */
+    int64_t created;
+} vol_copy_rec;
+typedef int (*vol_copy_fn)(void *arg, const vol_copy_rec *r);
+
 typedef struct vol_catalog_ops {
     void (*close)(vol_catalog *c);
     int (*begin)(vol_catalog *c);
@@ -73,6 +87,11 @@ typedef struct vol_catalog_ops {
     int (*put_drop)(vol_catalog *c, const char *snapshot);
     /* Reserve n fresh generations: [*first, *first + n). Never handed out twice, even across crashes. */
     int (*gen_reserve)(vol_catalog *c, uint64_t n, uint64_t *first);
+    /* Copies (table `copies`, added to older catalogs on open): record one (-EEXIST), get one (-ENOENT),
+     * list those of one source region and volume (newest first). A deleted snapshot's record goes with it. */
+    int (*copy_put)(vol_catalog *c, const vol_copy_rec *r);
+    int (*copy_get)(vol_catalog *c, const char *snapshot, vol_copy_rec *out);
+    int (*copy_list)(vol_catalog *c, const char *source_region, const char *source_volume, vol_copy_fn fn, void *arg);
 } vol_catalog_ops;
 
 struct vol_catalog {

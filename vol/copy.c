@@ -4,7 +4,10 @@
  * from the new key with context {"aws:ebs:id": NEW_SNAPSHOT_ID}, as EBS does. The source may be another
  * region's store (opened read only): its data key is opened by this region's replica when the source key
  * is a multi-Region key with one here (no call across regions), else by the source region's key service;
- * the copy is always a new lineage in this store. Atomic: the chunks are written and synced first, then
+ * the copy is always a new lineage in this store — or, by EBS's incremental rule, joins the lineage of an
+ * earlier copy here (same key) of an ancestor snapshot of the same source volume: the blocks whose source
+ * chunk is the ancestor's (same generation) share that copy's chunks, only the others are re-sealed; the
+ * `copies` table records where each copy came from. Atomic: the chunks are written and synced first, then
  * one transaction records the lineage, the chunks, the block map and the snapshot as completed; an
  * interrupted copy leaves only orphan chunk files (vol_sweep), never a snapshot.
  */
@@ -91,7 +94,7 @@ out:
 /* --rewrap-only: a lineage record with the source's binding and data key, wrapped under arn for the new
  * snapshot; the chunks are shared. */
 static int rewrap(vol_store *st, const vol_lineage *slin, const char *arn, const char *src_id, vol_snapshot *out,
-                  vol_err *e)
+                  const vol_copy_rec *rec, vol_err *e)
 {
     vol_catalog *cat = vol_store_catalog(st);
     kms_ectx_pair sp = {"aws:ebs:id", slin->ctx_id}, dp = {"aws:ebs:id", out->id};
@@ -114,7 +117,8 @@ static int rewrap(vol_store *st, const vol_lineage *slin, const char *arn, const
     snprintf(out->lineage, sizeof out->lineage, "%s", l.id);
     out->completed = time(NULL);
     if ((rc = cat->ops->begin(cat)) || (rc = cat->ops->lineage_put(cat, &l)) || (rc = cat->ops->snapshot_put(cat, out)) ||
-        (rc = cat->ops->map_copy(cat, src_id, out->id)) || (rc = cat->ops->commit(cat))) {
+        (rc = cat->ops->map_copy(cat, src_id, out->id)) || (rc = cat->ops->copy_put(cat, rec)) ||
+        (rc = cat->ops->commit(cat))) {
         cat->ops->rollback(cat);
         rc = vol_fail(e, rc, "InternalError", "the volume catalog refused the copy: %s", strerror(-rc));
     }
@@ -185,13 +189,106 @@ static int lock_source(vol_store *src)
     return fd;
 }
 
+struct recs {
+    vol_copy_rec *r;
+    size_t n, cap;
+};
+static int add_rec(void *arg, const vol_copy_rec *r)
+{
+    struct recs *x = arg;
+    if (x->n == x->cap) {
+        size_t cap = x->cap ? 2 * x->cap : 16;
+        vol_copy_rec *y = realloc(x->r, cap * sizeof *y);
+        if (!y)
+            return -ENOMEM;
+        x->r = y;
+        x->cap = cap;
+    }
+    x->r[x->n++] = *r;
+    return 0;
+}
+
+/* EBS's incremental rule: an earlier copy here (completed, its lineage under arn) of a snapshot of the same
+ * source volume that the source store still has, taken no later than src. The latest such source wins.
+ * 1 and *base (the earlier copy), *anc (its source) filled; 0: none (a full copy); <0: error. */
+static int find_base(vol_store *st, vol_store *from, const char *region, const vol_snapshot *src, const char *arn,
+                     vol_snapshot *base, vol_snapshot *anc)
+{
+    vol_catalog *cat = vol_store_catalog(st), *scat = vol_store_catalog(from);
+    struct recs x = {0};
+    int rc, found = 0;
+    if (!strcmp(src->volume_id, "vol-ffffffff") || !src->volume_id[0])
+        return 0; /* a copy or a direct-API snapshot: no volume to follow */
+    if ((rc = cat->ops->copy_list(cat, region, src->volume_id, add_rec, &x))) {
+        free(x.r);
+        return rc;
+    }
+    for (size_t i = 0; i < x.n; i++) {
+        vol_snapshot d, s;
+        vol_lineage l;
+        bool ok;
+        if (cat->ops->snapshot_get(cat, x.r[i].snapshot, &d))
+            continue;
+        ok = !strcmp(d.state, "completed") && cat->ops->lineage_get(cat, d.lineage, &l) == 0;
+        if (ok) {
+            ok = !strcmp(l.key_arn, arn);
+            vol_lineage_clear(&l);
+        }
+        if (ok && scat->ops->snapshot_get(scat, x.r[i].source_snapshot, &s) == 0) {
+            if (!strcmp(s.state, "completed") && !strcmp(s.volume_id, src->volume_id) && s.started <= src->started &&
+                (!found || s.started > anc->started)) {
+                if (found) {
+                    vol_snapshot_clear(base);
+                    vol_snapshot_clear(anc);
+                }
+                *base = d;
+                *anc = s;
+                found = 1;
+                continue;
+            }
+            vol_snapshot_clear(&s);
+        }
+        vol_snapshot_clear(&d);
+    }
+    free(x.r);
+    return found;
+}
+
+/* Of src's blocks (bl), those whose chunk is the ancestor's (anc: the same generation, so the same bytes)
+ * take the earlier copy's chunk for that block (share[i]; 0: copy it). */
+static int plan_shared(vol_catalog *scat, vol_catalog *cat, const char *anc, const char *base, const struct blocks *bl,
+                       uint64_t *share)
+{
+    struct blocks am = {0}, bm = {0};
+    size_t ia = 0, ib = 0;
+    int rc;
+    if (!(rc = scat->ops->map_list(scat, anc, add_block, &am)) && !(rc = cat->ops->map_list(cat, base, add_block, &bm)))
+        for (size_t i = 0; i < bl->n; i++) {
+            share[i] = 0;
+            while (ia < am.n && am.block[ia] < bl->block[i])
+                ia++;
+            if (ia == am.n || am.block[ia] != bl->block[i] || am.gen[ia] != bl->gen[i])
+                continue;
+            while (ib < bm.n && bm.block[ib] < bl->block[i])
+                ib++;
+            if (ib < bm.n && bm.block[ib] == bl->block[i])
+                share[i] = bm.gen[ib];
+        }
+    free(am.block);
+    free(am.gen);
+    free(bm.block);
+    free(bm.gen);
+    return rc;
+}
+
 int vol_copy_snapshot_from(vol_store *st, const vol_copy_args *a, vol_snapshot *out, vol_err *e)
 {
     vol_store *from = a->src ? a->src : st;
     vol_catalog *cat = vol_store_catalog(st), *scat = vol_store_catalog(from);
     const char *src_id = a->src_id;
     bool cross = from != st;
-    vol_snapshot src;
+    vol_snapshot src, base = {0}, anc = {0};
+    vol_copy_rec rec = {0};
     vol_lineage slin = {0}, dlin = {0};
     kmsc_secret *sdk = NULL, *ddk = NULL;
     struct blocks bl = {0};
@@ -199,8 +296,9 @@ int vol_copy_snapshot_from(vol_store *st, const vol_copy_args *a, vol_snapshot *
     char *arn = NULL;
     uint8_t sl[16], dl[16], *buf = NULL, *pt = NULL;
     vol_sealer *sealer = NULL;
-    uint64_t first = 0;
-    int rc, slock = -1, srclock = -1;
+    uint64_t first = 0, *share = NULL;
+    size_t ncopy = 0;
+    int rc, slock = -1, srclock = -1, incremental = 0;
 
     memset(out, 0, sizeof *out);
     if (!vol_id_valid("snap-", src_id))
@@ -244,30 +342,58 @@ int vol_copy_snapshot_from(vol_store *st, const vol_copy_args *a, vol_snapshot *
         rc = vol_fail(e, -ENOMEM, "InternalError", "out of memory");
         goto out;
     }
+    snprintf(rec.snapshot, sizeof rec.snapshot, "%s", out->id);
+    snprintf(rec.source_region, sizeof rec.source_region, "%s", a->src_region ? a->src_region : "");
+    snprintf(rec.source_snapshot, sizeof rec.source_snapshot, "%s", src_id);
+    snprintf(rec.source_volume, sizeof rec.source_volume, "%s", src.volume_id);
+    rec.created = out->started;
+    if ((rc = scat->ops->map_list(scat, src_id, add_block, &bl)))
+        goto dberr;
     if (a->rewrap_only && (!arn || !strcmp(arn, slin.key_arn))) {
         rc = vol_fail(e, -EINVAL, "InvalidParameterCombination", "--rewrap-only needs a --kms-key-id other than the "
                       "source's key");
         goto out;
     }
     if (a->rewrap_only) {
-        rc = rewrap(st, &slin, arn, src_id, out, e);
+        rec.blocks_shared = bl.n;
+        rc = rewrap(st, &slin, arn, src_id, out, &rec, e);
         goto out;
     }
     if (!cross && (!arn || !strcmp(arn, slin.key_arn))) {
         /* the same key in the same store: share every chunk, copy nothing */
         snprintf(out->lineage, sizeof out->lineage, "%s", src.lineage);
         out->completed = time(NULL);
+        rec.blocks_shared = bl.n;
         if ((rc = cat->ops->begin(cat)) || (rc = cat->ops->snapshot_put(cat, out)) ||
-            (rc = cat->ops->map_copy(cat, src_id, out->id)) || (rc = cat->ops->commit(cat)))
+            (rc = cat->ops->map_copy(cat, src_id, out->id)) || (rc = cat->ops->copy_put(cat, &rec)) ||
+            (rc = cat->ops->commit(cat)))
             goto dberr;
         goto out;
     }
-    /* another key or another region: a new lineage, every chunk re-sealed */
-    if ((rc = vol_new_lineage(st, arn, out->id, &dlin, e)) || (rc = vol_lineage_key(st, &dlin, &ddk, e)))
+    /* another key or another region: the blocks unchanged since an earlier copy's source are that copy's
+     * (its lineage, its chunks); the others, or all of them, re-sealed into a new lineage */
+    if (!(share = calloc(bl.n + 1, sizeof *share))) {
+        rc = vol_fail(e, -ENOMEM, "InternalError", "out of memory");
         goto out;
-    snprintf(out->lineage, sizeof out->lineage, "%s", dlin.id);
-    if ((rc = scat->ops->map_list(scat, src_id, add_block, &bl)))
+    }
+    if ((incremental = find_base(st, from, rec.source_region, &src, arn, &base, &anc)) < 0) {
+        rc = incremental;
         goto dberr;
+    }
+    if (incremental) {
+        if ((rc = vol_lineage_of(st, base.lineage, &dlin, e)) || (rc = vol_lineage_key(st, &dlin, &ddk, e)))
+            goto out;
+        if ((rc = plan_shared(scat, cat, anc.id, base.id, &bl, share)))
+            goto dberr;
+        snprintf(rec.base, sizeof rec.base, "%s", base.id);
+    } else if ((rc = vol_new_lineage(st, arn, out->id, &dlin, e)) || (rc = vol_lineage_key(st, &dlin, &ddk, e))) {
+        goto out;
+    }
+    snprintf(out->lineage, sizeof out->lineage, "%s", dlin.id);
+    for (size_t i = 0; i < bl.n; i++)
+        ncopy += !share[i];
+    rec.blocks_copied = ncopy;
+    rec.blocks_shared = bl.n - ncopy;
     if ((slock = vol_store_lock_shared(st)) < 0) { /* the sweep must not take chunks not yet recorded */
         rc = vol_fail(e, slock, "InternalError", "cannot lock the volume store");
         goto out;
@@ -276,41 +402,59 @@ int vol_copy_snapshot_from(vol_store *st, const vol_copy_args *a, vol_snapshot *
         rc = vol_fail(e, srclock, "InternalError", "cannot lock the source region's volume store");
         goto out;
     }
-    if (bl.n && (rc = cat->ops->gen_reserve(cat, bl.n, &first)))
+    if (ncopy && (rc = cat->ops->gen_reserve(cat, ncopy, &first)))
         goto dberr;
     if (vol_lineage_bin(slin.binding, sl) || vol_lineage_bin(dlin.binding, dl) || !(chunks = calloc(bl.n + 1, sizeof *chunks)) ||
         !(buf = malloc(VOL_CHUNK_FILE_SIZE)) || !(pt = sodium_malloc(VOL_SECTOR_SIZE)) || !(sealer = vol_sealer_new())) {
         rc = vol_fail(e, -ENOMEM, "InternalError", "out of memory");
         goto out;
     }
-    for (size_t i = 0; i < bl.n; i++) {
-        if ((rc = scat->ops->chunk_get(scat, bl.gen[i], &chunks[i])))
+    for (size_t i = 0, j = 0; i < bl.n; i++) {
+        if (share[i]) {
+            if (a->progress)
+                a->progress(a->progress_arg, i + 1, bl.n);
+            continue;
+        }
+        if ((rc = scat->ops->chunk_get(scat, bl.gen[i], &chunks[j])))
             goto dberr_new;
-        if ((rc = reseal(vol_store_chunks(from), vol_store_chunks(st), sealer, sdk->data, sl, ddk->data, dl, &chunks[i],
-                         first + i, buf, pt))) {
+        if ((rc = reseal(vol_store_chunks(from), vol_store_chunks(st), sealer, sdk->data, sl, ddk->data, dl, &chunks[j],
+                         first + j, buf, pt))) {
             rc = vol_fail(e, rc == -EBADMSG ? -EIO : rc, "InternalError",
                           "block %" PRIu64 " of %s %s", bl.block[i], src_id,
                           rc == -EBADMSG ? "fails authentication (see volume fsck)" : strerror(-rc));
             goto cleanup_new;
         }
-        snprintf(chunks[i].lineage, sizeof chunks[i].lineage, "%s", dlin.binding);
+        snprintf(chunks[j].lineage, sizeof chunks[j].lineage, "%s", dlin.binding);
+        j++;
         if (a->progress)
             a->progress(a->progress_arg, i + 1, bl.n);
     }
     out->completed = time(NULL);
-    if ((rc = cat->ops->begin(cat)) || (rc = cat->ops->lineage_put(cat, &dlin)))
+    if ((rc = cat->ops->begin(cat)) || (!incremental && (rc = cat->ops->lineage_put(cat, &dlin))))
         goto dberr_new;
-    for (size_t i = 0; i < bl.n && !rc; i++)
-        if (!(rc = cat->ops->chunk_put(cat, &chunks[i])))
-            rc = cat->ops->map_set(cat, out->id, bl.block[i], chunks[i].gen);
-    if (rc || (rc = cat->ops->snapshot_put(cat, out)) || (rc = cat->ops->commit(cat)))
+    for (size_t i = 0, j = 0; i < bl.n && !rc; i++) {
+        if (share[i]) { /* the earlier copy's chunk: gone since (that copy deleted) → rerun */
+            if ((rc = cat->ops->chunk_ref(cat, share[i], 1, NULL)) == -ENOENT)
+                rc = -ESTALE;
+            if (!rc)
+                rc = cat->ops->map_set(cat, out->id, bl.block[i], share[i]);
+        } else if (!(rc = cat->ops->chunk_put(cat, &chunks[j]))) {
+            rc = cat->ops->map_set(cat, out->id, bl.block[i], chunks[j++].gen);
+        }
+    }
+    if (rc || (rc = cat->ops->snapshot_put(cat, out)) || (rc = cat->ops->copy_put(cat, &rec)) ||
+        (rc = cat->ops->commit(cat)))
         goto dberr_new;
     goto out;
 dberr_new:
     cat->ops->rollback(cat);
-    vol_fail(e, rc, "InternalError", "the volume catalog refused the copy: %s", strerror(-rc));
+    if (rc == -ESTALE)
+        vol_fail(e, rc, "IncorrectState", "the earlier copy %s that this copy shares blocks with was deleted meanwhile: "
+                 "copy again", base.id);
+    else
+        vol_fail(e, rc, "InternalError", "the volume catalog refused the copy: %s", strerror(-rc));
 cleanup_new:
-    for (size_t i = 0; i < bl.n; i++)
+    for (size_t i = 0; i < ncopy; i++)
         (void)vol_store_chunks(st)->ops->remove(vol_store_chunks(st), first + i);
     goto out;
 dberr:
@@ -328,6 +472,9 @@ out:
     vol_lineage_clear(&slin);
     vol_lineage_clear(&dlin);
     vol_snapshot_clear(&src);
+    vol_snapshot_clear(&base);
+    vol_snapshot_clear(&anc);
+    free(share);
     free(bl.block);
     free(bl.gen);
     free(chunks);

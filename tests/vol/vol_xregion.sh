@@ -132,4 +132,56 @@ CM4=$(ee copy-snapshot --source-snapshot-id "$M" --source-region us-east-1 --kms
 "$B" snapshot --store "$E" download "$CM4" "$T/outm4" >/dev/null
 cmp "$T/out" "$T/outm4" || fail "the second mrk copy"
 
+# --- incremental copies (EBS's rule): a second snapshot of the same volume copied under the same key
+# re-seals only the blocks changed since the first copy's source and shares the rest with that copy
+copies_row() { # copies_row STORE SNAP → "base copied shared source_snapshot" from the destination's copies table
+  python3 - "$1/volumes/catalog.db" "$2" <<'PY'
+import sqlite3, sys
+r = sqlite3.connect(sys.argv[1]).execute(
+    "SELECT base, blocks_copied, blocks_shared, source_snapshot, source_region FROM copies WHERE snapshot=?", (sys.argv[2],)).fetchone()
+print(" ".join(str(x) if x != "" else "-" for x in r) if r else "none")
+PY
+}
+newbytes() { find "$1/volumes/chunks" -type f -newer "$2" -printf '%s\n' | awk '{s+=$1} END {print s+0}'; }
+V=$(ea create-volume --size 1 --query VolumeId)
+IMG=$("$B" volume --store "$A" attach "$V" --query Image --output text)
+head -c 4M /dev/urandom | dd of="$IMG" bs=512K conv=notrunc,fsync status=none            # blocks 0-7
+S1=$(ea create-snapshot --volume-id "$V" --query SnapshotId)
+head -c 1M /dev/urandom | dd of="$IMG" bs=512K seek=2 conv=notrunc,fsync status=none     # blocks 2, 3
+head -c 512K /dev/urandom | dd of="$IMG" bs=512K seek=20 conv=notrunc,fsync status=none  # block 20
+S2=$(ea create-snapshot --volume-id "$V" --query SnapshotId)
+"$B" volume --store "$A" detach "$V"
+"$B" snapshot --store "$A" download "$S2" "$T/s2.img" >/dev/null
+n0=$(nfiles "$E")
+I1=$(ee copy-snapshot --source-snapshot-id "$S1" --source-region us-east-1 --query SnapshotId)
+[ "$(nfiles "$E")" = $((n0 + 8)) ] || fail "the first copy stored $(( $(nfiles "$E") - n0 )) chunks, expected 8"
+[ "$(copies_row "$E" "$I1")" = "- 8 0 $S1 us-east-1" ] || fail "first copy's record: $(copies_row "$E" "$I1")"
+touch "$T/mark2"; sleep 1
+n1=$(nfiles "$E")
+I2=$(ee copy-snapshot --source-snapshot-id "$S2" --source-region us-east-1 --query SnapshotId)
+[ "$(nfiles "$E")" = $((n1 + 3)) ] || fail "the incremental copy stored $(( $(nfiles "$E") - n1 )) chunks, expected 3"
+[ "$(copies_row "$E" "$I2")" = "$I1 3 6 $S2 us-east-1" ] || fail "incremental copy's record: $(copies_row "$E" "$I2")"
+nb=$(newbytes "$E" "$T/mark2")
+[ "$nb" -le $((3 * 528448)) ] && [ "$nb" -ge $((3 * 524288)) ] || fail "the incremental copy wrote $nb bytes for 3 changed blocks"
+[ "$(ee describe-snapshots --snapshot-ids "$I2" --query 'Snapshots[0].DataEncryptionKeyId')" = \
+  "$(ee describe-snapshots --snapshot-ids "$I1" --query 'Snapshots[0].DataEncryptionKeyId')" ] || fail "incremental copy's lineage"
+"$B" snapshot --store "$E" download "$I2" "$T/i2.img" >/dev/null
+cmp "$T/s2.img" "$T/i2.img" || fail "the incremental copy differs from its source"
+"$B" volume --store "$E" fsck "$I2" >/dev/null || fail "fsck of the incremental copy"
+# the earlier copy deleted: the later one keeps every block (shared chunks are referenced, not owned)
+ee delete-snapshot --snapshot-id "$I1" >/dev/null
+[ "$(copies_row "$E" "$I1")" = none ] || fail "a deleted copy's record stays"
+[ "$(nfiles "$E")" = $((n1 + 3 - 2)) ] || fail "deleting the first copy freed $(( n1 + 3 - $(nfiles "$E") )) chunks, expected 2"
+"$B" snapshot --store "$E" download "$I2" "$T/i2b.img" >/dev/null
+cmp "$T/s2.img" "$T/i2b.img" || fail "the incremental copy lost blocks with the earlier copy"
+# another key: nothing to share, a full copy
+n2=$(nfiles "$E")
+I3=$(ee copy-snapshot --source-snapshot-id "$S2" --source-region us-east-1 --kms-key-id "$EK" --query SnapshotId)
+[ "$(nfiles "$E")" = $((n2 + 9)) ] || fail "a copy under another key shared chunks"
+[ "$(copies_row "$E" "$I3")" = "- 9 0 $S2 us-east-1" ] || fail "full copy's record: $(copies_row "$E" "$I3")"
+# a catalog from before the copies table opens and gets it (additive)
+python3 -c 'import sqlite3,sys; d=sqlite3.connect(sys.argv[1]); d.execute("DROP TABLE copies"); d.commit()' "$E/volumes/catalog.db"
+ee describe-snapshots --snapshot-ids "$I2" --query 'Snapshots[0].State' >/dev/null || fail "an older catalog does not open"
+[ "$(copies_row "$E" "$I2")" = none ] || fail "the copies table was not recreated empty"
+
 echo "vol_xregion: all checks passed"
