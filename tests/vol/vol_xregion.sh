@@ -15,6 +15,7 @@ A=$T/use1 E=$T/euw1 R=$T/regions.json
 fail() { echo "FAIL: $*" >&2; exit 1; }
 cleanup() {
   cd /
+  [ -f "$T/server.pid" ] && kill "$(cat "$T/server.pid")" 2>/dev/null
   for s in "$A" "$E"; do
     for v in $(ls "$s/volumes/run" 2>/dev/null | sed -n 's/\.json$//p'); do
       "$B" volume --store "$s" detach "$v" >/dev/null 2>&1 || true
@@ -134,6 +135,27 @@ CM4=$(ee copy-snapshot --source-snapshot-id "$M" --source-region us-east-1 --kms
 "$B" snapshot --store "$E" download "$CM4" "$T/outm4" >/dev/null
 cmp "$T/out" "$T/outm4" || fail "the second mrk copy"
 
+# --- the source region given as a key-service endpoint (a server on us-east-1's key store): the data key is
+# opened there, as the signed-in user (its audit trail shows the Decrypt)
+"$B" kms --store "$A" create-access-key --user alice >"$T/ak.json"
+AK=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["AccessKey"]["AccessKeyId"])' "$T/ak.json")
+SK=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["AccessKey"]["SecretAccessKey"])' "$T/ak.json")
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+R3=$T/regions-endpoint.json
+printf '{"regions": {"us-east-1": {"kms": "http://127.0.0.1:%s", "volume_store": "%s"}}}\n' "$PORT" "$A/volumes" >"$R3"
+expect_err KMS.TransportError "" env AWS_ACCESS_KEY_ID="$AK" AWS_SECRET_ACCESS_KEY="$SK" \
+  "$B" ec2 --store "$E" --regions "$R3" copy-snapshot --source-snapshot-id "$S" --source-region us-east-1   # not serving yet
+"$B" kms --store "$A" serve --listen "127.0.0.1:$PORT" --pid-file "$T/server.pid"
+for _ in $(seq 100); do python3 -c "import socket; socket.create_connection(('127.0.0.1',$PORT),0.2)" 2>/dev/null && break; sleep 0.1; done
+CR=$(env AWS_ACCESS_KEY_ID="$AK" AWS_SECRET_ACCESS_KEY="$SK" "$B" ec2 --store "$E" --regions "$R3" copy-snapshot \
+       --source-snapshot-id "$S" --source-region us-east-1 --query SnapshotId --output text) || { kill "$(cat "$T/server.pid")"; fail "copy via endpoint"; }
+kill "$(cat "$T/server.pid")"
+for _ in $(seq 50); do [ -f "$T/server.pid" ] || break; sleep 0.1; done
+"$B" snapshot --store "$E" download "$CR" "$T/outr" >/dev/null
+cmp "$T/out" "$T/outr" || fail "the copy through the endpoint differs"
+"$B" kms --store "$A" lookup-audit --operation Decrypt --max-results 1 | grep -q '"Username": "alice"' \
+  || fail "the source region's server did not open the data key"
+
 # --- incremental copies (EBS's rule): a second snapshot of the same volume copied under the same key
 # re-seals only the blocks changed since the first copy's source and shares the rest with that copy
 copies_row() { # copies_row STORE SNAP → "base copied shared source_snapshot" from the destination's copies table
@@ -181,6 +203,15 @@ n2=$(nfiles "$E")
 I3=$(ee copy-snapshot --source-snapshot-id "$S2" --source-region us-east-1 --kms-key-id "$EK" --query SnapshotId)
 [ "$(nfiles "$E")" = $((n2 + 9)) ] || fail "a copy under another key shared chunks"
 [ "$(copies_row "$E" "$I3")" = "- 9 0 $S2 us-east-1" ] || fail "full copy's record: $(copies_row "$E" "$I3")"
+# the same rule within one store: two copies under another key of us-east-1's own snapshots
+AK2=$("$B" kms --store "$A" create-key --description in-store --query KeyMetadata.Arn --output text)
+na=$(nfiles "$A")
+L1=$(ea copy-snapshot --source-snapshot-id "$S1" --kms-key-id "$AK2" --query SnapshotId)
+L2=$(ea copy-snapshot --source-snapshot-id "$S2" --source-region us-east-1 --kms-key-id "$AK2" --query SnapshotId)
+[ "$(nfiles "$A")" = $((na + 8 + 3)) ] || fail "in-store copies stored $(( $(nfiles "$A") - na )) chunks, expected 8 + 3"
+[ "$(copies_row "$A" "$L2")" = "$L1 3 6 $S2 us-east-1" ] || fail "in-store incremental record: $(copies_row "$A" "$L2")"
+"$B" snapshot --store "$A" download "$L2" "$T/l2.img" >/dev/null
+cmp "$T/s2.img" "$T/l2.img" || fail "the in-store incremental copy differs"
 # a catalog from before the copies table opens and gets it (additive)
 python3 -c 'import sqlite3,sys; d=sqlite3.connect(sys.argv[1]); d.execute("DROP TABLE copies"); d.commit()' "$E/volumes/catalog.db"
 ee describe-snapshots --snapshot-ids "$I2" --query 'Snapshots[0].State' >/dev/null || fail "an older catalog does not open"
