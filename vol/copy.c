@@ -4,7 +4,7 @@
  * from the new key with context {"aws:ebs:id": NEW_SNAPSHOT_ID}, as EBS does. The source may be another
  * region's store (opened read only): its data key is opened by this region's replica when the source key
  * is a multi-Region key with one here (no call across regions), else by the source region's key service;
- * the copy is always a new lineage in this store — or, by EBS's incremental rule, joins the lineage of an
+ * the copy is a new lineage in this store — or, by EBS's incremental rule, joins the lineage of an
  * earlier copy here (same key) of an ancestor snapshot of the same source volume: the blocks whose source
  * chunk is the ancestor's (same generation) share that copy's chunks, only the others are re-sealed; the
  * `copies` table records where each copy came from. Atomic: the chunks are written and synced first, then
