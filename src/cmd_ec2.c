@@ -1,7 +1,8 @@
 /*
  * cmd_ec2.c — `envelopefs ec2 <operation>`: EBS's control plane shaped like `aws ec2` over the local
  * volume store (vol/store.h): create-, describe- and delete-volume(s), create-, describe- and
- * delete-snapshot(s), and the account's encryption defaults. Output is the response JSON the AWS CLI
+ * delete-snapshot(s), copy-snapshot (also from another region's volume store, found in the regions file:
+ * common/regions.h) and the account's encryption defaults. Output is the response JSON the AWS CLI
  * prints; errors print its "An error occurred (Code) ..." line with EC2's codes and exit 254, usage
  * errors 252.
  */
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -19,6 +21,7 @@
 #include "cli_vol.h"
 #include "commands.h"
 #include "common/jsonwipe.h"
+#include "common/regions.h"
 
 #define WHO "envelopefs ec2"
 
@@ -439,32 +442,122 @@ static bool same_region(vol_store *st, const char *snap_id, const char *region)
     return same;
 }
 
-/* copy-snapshot --source-snapshot-id S [--source-region R] [--encrypted] [--kms-key-id K] [--description D] */
+/* The source region's key service for a copy between regions, opened on first need (vol_copy_args). */
+struct src_kms {
+    const efs_region *r;
+    kmsc *kms;
+    bool tried;
+};
+static kmsc *open_src_kms(void *arg)
+{
+    struct src_kms *s = arg;
+    if (!s->tried) {
+        cli_kms_opts o;
+        char *rk = NULL;
+        memset(&o, 0, sizeof o);
+        s->tried = true;
+        o.store = s->r->store;
+        o.url = s->r->kms_url;
+        o.region = s->r->name;
+        /* never this region's root key (flags, environment): the region's own, or STORE/root.key */
+        if (!s->r->kms_url && !s->r->root_key_file && asprintf(&rk, "%s/root.key", s->r->store) < 0)
+            rk = NULL;
+        o.root_key_file = s->r->root_key_file ? s->r->root_key_file : rk;
+        if (s->r->kms_url || o.root_key_file)
+            s->kms = cli_open_kms(&o, NULL);
+        free(rk);
+    }
+    return s->kms;
+}
+
+static void copy_progress(void *arg, uint64_t done, uint64_t total)
+{
+    if (isatty(STDERR_FILENO) && total)
+        fprintf(stderr, "\rcopying %s: %" PRIu64 "/%" PRIu64 " blocks (%3u%%)%s", (const char *)arg, done, total,
+                (unsigned)(done * 100 / total), done == total ? "\n" : "");
+}
+
+/* This region's name: the embedded key store's, else --region / AWS_REGION / AWS_DEFAULT_REGION. */
+static const char *own_region(const cli_vol *g, kmsc *kms)
+{
+    kms_core *core = kms ? kmsc_embedded_core(kms) : NULL;
+    const char *r = core ? kms_core_region(core) : g->k.region;
+    if (!r || !*r)
+        r = getenv("AWS_REGION");
+    if (!r || !*r)
+        r = getenv("AWS_DEFAULT_REGION");
+    return r && *r ? r : NULL;
+}
+
+static bool same_dir(const char *a, const char *b)
+{
+    char *x = realpath(a, NULL), *y = realpath(b, NULL);
+    bool same = x && y && !strcmp(x, y);
+    free(x);
+    free(y);
+    return same;
+}
+
+/* copy-snapshot --source-snapshot-id S [--source-region R] [--encrypted] [--kms-key-id K] [--description D]
+ * [--rewrap-only]. R another region: its volume store (from the regions file) is read, this one written. */
 static int copy_snapshot(cli_vol *g, const struct cli_args *a)
 {
-    const char *src, *region, *key, *desc;
-    vol_store *st;
+    const char *region, *own;
+    vol_copy_args c = {0};
+    efs_region r = {0};
+    struct src_kms sk = {&r, NULL, false};
+    vol_store *st, *src = NULL;
     vol_snapshot s;
     kmsc *kms;
     vol_err e = {"", ""};
     int rc;
-    if ((rc = cli_need1(WHO, a, "source-snapshot-id", &src, true)) || (rc = cli_need1(WHO, a, "source-region", &region, false)) ||
-        (rc = cli_need1(WHO, a, "kms-key-id", &key, false)) || (rc = cli_need1(WHO, a, "description", &desc, false)))
+    if ((rc = cli_need1(WHO, a, "source-snapshot-id", &c.src_id, true)) ||
+        (rc = cli_need1(WHO, a, "source-region", &region, false)) || (rc = cli_need1(WHO, a, "kms-key-id", &c.kms_key_id, false)) ||
+        (rc = cli_need1(WHO, a, "description", &c.description, false)))
         return rc;
+    c.rewrap_only = cli_arg1(a, "rewrap-only") != NULL;
     if (cli_arg1(a, "no-encrypted"))
         return cli_service_error("InvalidParameterValue", "CopySnapshot", "Encrypted cannot be false: envelopefs "
                                  "snapshots are always encrypted");
     if (!(st = cli_vol_open(g, true, &kms, "CopySnapshot")))
         return CLI_EXIT_SERVICE;
-    if (region && !same_region(st, src, region)) {
-        rc = cli_service_error("InvalidParameterValue", "CopySnapshot",
-                               "copies from another region (another volume store) are not supported yet");
-    } else if (vol_copy_snapshot(st, src, key, cli_arg1(a, "rewrap-only") != NULL, desc, &s, &e)) {
-        rc = cli_service_error(e.code, "CopySnapshot", e.message);
-    } else {
-        rc = cli_vol_print(g, WHO, json_pack("{s:s}", "SnapshotId", s.id));
-        vol_snapshot_clear(&s);
+    own = own_region(g, kms);
+    if (region && !(own && !strcmp(region, own))) {
+        char err[512], *path = efs_regions_path(g->k.regions);
+        int lr = path ? efs_region_lookup(path, region, &r, err, sizeof err) : -ENOMEM;
+        if (lr == -ENOENT && !own && same_region(st, c.src_id, region)) {
+            /* no regions file entry, an unnamed own region: the source's key says it is this store's */
+        } else if (lr) {
+            char msg[700];
+            snprintf(msg, sizeof msg, "the source region %s is not known here (%s)", region, lr == -ENOMEM ? "out of memory" : err);
+            rc = cli_service_error("InvalidParameterValue", "CopySnapshot", msg);
+        } else if (!r.volume_store) {
+            char msg[300];
+            snprintf(msg, sizeof msg, "region %s has no volume store in the regions file (%s)", region, path);
+            rc = cli_service_error("InvalidParameterValue", "CopySnapshot", msg);
+        } else if (!same_dir(r.volume_store, vol_store_dir(st))) {
+            if (vol_store_open_ro(r.volume_store, NULL, &src, &e))
+                rc = cli_service_error(e.code, "CopySnapshot", e.message);
+        }
+        free(path);
     }
+    if (!rc) {
+        c.src = src;
+        c.src_region = src ? region : own;
+        c.src_kms = open_src_kms;
+        c.src_kms_arg = &sk;
+        c.progress = copy_progress;
+        c.progress_arg = (void *)c.src_id;
+        if (vol_copy_snapshot_from(st, &c, &s, &e)) {
+            rc = cli_service_error(e.code, "CopySnapshot", e.message);
+        } else {
+            rc = cli_vol_print(g, WHO, json_pack("{s:s}", "SnapshotId", s.id));
+            vol_snapshot_clear(&s);
+        }
+    }
+    vol_store_free(src);
+    kmsc_free(sk.kms);
+    efs_region_clear(&r);
     vol_store_free(st);
     kmsc_free(kms);
     return rc;
@@ -537,7 +630,9 @@ static void usage(FILE *f)
                "EBS volumes and snapshots in the local volume store (STORE/volumes, or --volume-store DIR /\n"
                "ENVELOPEFS_VOLUME_STORE); keys from the key store (--store) or a key service (--kms URL).\n"
                "global options: --store DIR --volume-store DIR --kms URL --root-key-file F --passphrase-file F\n"
-               "                --region R --query PATH --output json|text\n\noperations:\n");
+               "                --region R --regions FILE --query PATH --output json|text\n"
+               "copy-snapshot --source-region R reads region R's volume store as the regions file names it.\n\n"
+               "operations:\n");
     for (size_t i = 0; i < sizeof VERBS / sizeof VERBS[0]; i++)
         fprintf(f, "  %s%s%s\n", VERBS[i].verb, *VERBS[i].flags ? "  --" : "", VERBS[i].flags);
     fprintf(f, "\nerrors exit 254 (usage errors 252), as the AWS CLI does. Attach with `envelopefs volume attach`.\n");

@@ -20,6 +20,7 @@
 struct sqc {
     vol_catalog base;
     sqlite3 *db;
+    bool no_sources; /* read only, from before lazy rekey: no owner_lineages table, so no owner has sources */
 };
 #define DB(c) (((struct sqc *)(c))->db)
 
@@ -41,6 +42,13 @@ static const char SCHEMA[] =
     "  PRIMARY KEY (snapshot, block)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS owner_lineages (owner TEXT NOT NULL, lineage TEXT NOT NULL,"
     "  PRIMARY KEY (owner, lineage)) WITHOUT ROWID;";
+
+/* Added after format 1 shipped; created on open of an older catalog (additive: older programs ignore it). */
+static const char SCHEMA_COPIES[] =
+    "CREATE TABLE IF NOT EXISTS copies (snapshot TEXT PRIMARY KEY, source_region TEXT NOT NULL,"
+    "  source_snapshot TEXT NOT NULL, source_volume TEXT NOT NULL, base TEXT NOT NULL, blocks_copied INTEGER NOT NULL,"
+    "  blocks_shared INTEGER NOT NULL, created INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS copies_source ON copies (source_region, source_volume);";
 
 static int db_err(vol_catalog *c, int rc, const char *what)
 {
@@ -328,7 +336,12 @@ static int s_snapshot_get(vol_catalog *c, const char *id, vol_snapshot *out)
 
 static int s_snapshot_delete(vol_catalog *c, const char *id)
 {
-    return delete_by_id(c, "DELETE FROM snapshots WHERE id = ?", id);
+    sqlite3_stmt *st;
+    int rc = delete_by_id(c, "DELETE FROM snapshots WHERE id = ?", id);
+    if (rc || (rc = prep(c, "DELETE FROM copies WHERE snapshot = ?", &st)))
+        return rc;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    return step_done(c, st, "copy");
 }
 
 static int s_snapshot_list(vol_catalog *c, vol_snapshot_fn fn, void *arg)
@@ -470,7 +483,10 @@ static int s_source_add(vol_catalog *c, const char *owner, const char *lineage)
 static int s_source_list(vol_catalog *c, const char *owner, vol_text_fn fn, void *arg)
 {
     sqlite3_stmt *st;
-    int rc = prep(c, "SELECT lineage FROM owner_lineages WHERE owner = ? ORDER BY lineage", &st);
+    int rc;
+    if (((struct sqc *)c)->no_sources)
+        return 0;
+    rc = prep(c, "SELECT lineage FROM owner_lineages WHERE owner = ? ORDER BY lineage", &st);
     if (rc)
         return rc;
     sqlite3_bind_text(st, 1, owner, -1, SQLITE_STATIC);
@@ -739,6 +755,79 @@ static int s_gen_reserve(vol_catalog *c, uint64_t n, uint64_t *first)
     return rc;
 }
 
+#define COPY_COLS "snapshot, source_region, source_snapshot, source_volume, base, blocks_copied, blocks_shared, created"
+static void copy_row(sqlite3_stmt *st, vol_copy_rec *r)
+{
+    memset(r, 0, sizeof *r);
+    col_cpy(st, 0, r->snapshot, sizeof r->snapshot);
+    col_cpy(st, 1, r->source_region, sizeof r->source_region);
+    col_cpy(st, 2, r->source_snapshot, sizeof r->source_snapshot);
+    col_cpy(st, 3, r->source_volume, sizeof r->source_volume);
+    col_cpy(st, 4, r->base, sizeof r->base);
+    r->blocks_copied = (uint64_t)sqlite3_column_int64(st, 5);
+    r->blocks_shared = (uint64_t)sqlite3_column_int64(st, 6);
+    r->created = sqlite3_column_int64(st, 7);
+}
+
+static int s_copy_put(vol_catalog *c, const vol_copy_rec *r)
+{
+    sqlite3_stmt *st;
+    int rc = prep(c, "INSERT INTO copies (" COPY_COLS ") VALUES (?, ?, ?, ?, ?, ?, ?, ?)", &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, r->snapshot, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, r->source_region, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, r->source_snapshot, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, r->source_volume, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, r->base, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 6, (int64_t)r->blocks_copied);
+    sqlite3_bind_int64(st, 7, (int64_t)r->blocks_shared);
+    sqlite3_bind_int64(st, 8, r->created);
+    return step_done(c, st, "copy");
+}
+
+static int s_copy_get(vol_catalog *c, const char *snapshot, vol_copy_rec *out)
+{
+    sqlite3_stmt *st;
+    int rc = prep(c, "SELECT " COPY_COLS " FROM copies WHERE snapshot = ?", &st);
+    memset(out, 0, sizeof *out);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, snapshot, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        copy_row(st, out);
+        rc = 0;
+    } else {
+        rc = rc == SQLITE_DONE ? -ENOENT : db_err(c, rc, "copy");
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int s_copy_list(vol_catalog *c, const char *region, const char *volume, vol_copy_fn fn, void *arg)
+{
+    sqlite3_stmt *st;
+    int rc = prep(c, "SELECT " COPY_COLS " FROM copies WHERE source_region = ? AND source_volume = ? "
+                     "ORDER BY created DESC, rowid DESC", &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, region, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, volume, -1, SQLITE_STATIC);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        vol_copy_rec r;
+        int x;
+        copy_row(st, &r);
+        if ((x = fn(arg, &r))) {
+            sqlite3_finalize(st);
+            return x;
+        }
+    }
+    rc = rc == SQLITE_DONE ? 0 : db_err(c, rc, "copies");
+    sqlite3_finalize(st);
+    return rc;
+}
+
 static const vol_catalog_ops SQLITE_OPS = {
     s_close, s_begin, s_commit, s_rollback, s_setting_get, s_setting_set, s_setting_delete, s_lineage_put, s_lineage_get,
     s_volume_put, s_volume_get, s_volume_delete, s_volume_list, s_snapshot_put, s_snapshot_get,
@@ -746,7 +835,58 @@ static const vol_catalog_ops SQLITE_OPS = {
     s_map_copy, s_map_drop, s_chunk_put, s_chunk_get, s_chunk_ref, s_chunk_delete, s_chunk_list, s_put_set,
     s_put_list, s_put_drop, s_gen_reserve,
     s_source_add, s_source_list, s_source_drop, s_map_bindings, s_map_foreign,
+    s_copy_put, s_copy_get, s_copy_list,
 };
+
+/* Read only (a source region's catalog for copy-snapshot): no schema is created or changed; a catalog
+ * without the base tables or from a newer format is refused. */
+int vol_catalog_sqlite_open_ro(const char *path, vol_catalog **out)
+{
+    struct sqc *s = calloc(1, sizeof *s);
+    char *fmt = NULL;
+    int rc;
+    *out = NULL;
+    if (!s)
+        return -ENOMEM;
+    s->base.ops = &SQLITE_OPS;
+    if (access(path, R_OK)) {
+        rc = -errno;
+        free(s);
+        return rc;
+    }
+    if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
+        EFS_ERROR("volume catalog %s: %s", path, s->db ? sqlite3_errmsg(s->db) : "cannot open");
+        sqlite3_close(s->db);
+        free(s);
+        return -EIO;
+    }
+    sqlite3_busy_timeout(s->db, 10000);
+    rc = s_setting_get(&s->base, "format", &fmt);
+    if (rc == -ENOENT) {
+        rc = -EIO;
+    } else if (!rc && atoi(fmt) > VOL_CATALOG_FORMAT) {
+        EFS_ERROR("volume catalog %s has format %s, newer than this envelopefs (%d)", path, fmt, VOL_CATALOG_FORMAT);
+        rc = -EPROTO;
+    }
+    free(fmt);
+    if (!rc) { /* a catalog from before lazy rekey has no owner_lineages table: no sources */
+        sqlite3_stmt *st;
+        if (sqlite3_prepare_v2(s->db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'owner_lineages'", -1,
+                               &st, NULL) != SQLITE_OK)
+            rc = -EIO;
+        else {
+            s->no_sources = sqlite3_step(st) != SQLITE_ROW;
+            sqlite3_finalize(st);
+        }
+    }
+    if (rc) {
+        sqlite3_close(s->db);
+        free(s);
+        return rc;
+    }
+    *out = &s->base;
+    return 0;
+}
 
 int vol_catalog_sqlite_open(const char *path, vol_catalog **out)
 {
@@ -776,7 +916,7 @@ int vol_catalog_sqlite_open(const char *path, vol_catalog **out)
     if ((rc = exec1(&s->base, "PRAGMA journal_mode=WAL")) || (rc = exec1(&s->base, "PRAGMA synchronous=FULL")) ||
         (rc = exec1(&s->base, "BEGIN IMMEDIATE")))
         goto fail;
-    if ((rc = exec1(&s->base, SCHEMA)))
+    if ((rc = exec1(&s->base, SCHEMA)) || (rc = exec1(&s->base, SCHEMA_COPIES)))
         goto fail;
     rc = s_setting_get(&s->base, "format", &fmt);
     if (rc == -ENOENT) {

@@ -262,7 +262,7 @@ int vol_rekey_volume(vol_store *st, const char *volume_id, uint64_t batch, vol_r
                 goto abort;
             }
             written = i + 1;
-            if ((rc = vol_reseal(st, sealer, sdk, slin, ring.k[0].dk, dlin, &nk[i], first + i, buf, pt))) {
+            if ((rc = vol_reseal(vol_store_chunks(st), vol_store_chunks(st), sealer, sdk, slin, ring.k[0].dk, dlin, &nk[i], first + i, buf, pt))) {
                 rc = vol_fail(e, rc == -EBADMSG ? -EIO : rc, "InternalError", "block %" PRIu64 " of %s %s",
                               bl.block[i], volume_id,
                               rc == -EBADMSG ? "fails authentication (see volume fsck)" : strerror(-rc));

@@ -92,6 +92,46 @@ fail:
     return rc;
 }
 
+int vol_store_open_ro(const char *dir, kmsc *kms, vol_store **out, vol_err *e)
+{
+    vol_store *st = calloc(1, sizeof *st);
+    char *p = NULL;
+    int rc;
+    *out = NULL;
+    if (!st)
+        return vol_fail(e, -ENOMEM, "InternalError", "out of memory");
+    st->kms = kms;
+    if (!(st->dir = strdup(dir)) || asprintf(&p, "%s/catalog.db", dir) < 0) {
+        p = NULL;
+        rc = vol_fail(e, -ENOMEM, "InternalError", "out of memory");
+        goto fail;
+    }
+    if ((rc = vol_catalog_sqlite_open_ro(p, &st->cat))) {
+        if (rc == -EPROTO)
+            vol_fail(e, rc, "InternalError", "the volume catalog %s was written by a newer envelopefs", p);
+        else
+            vol_fail(e, rc, "InternalError", "cannot open the volume catalog %s: %s", p, strerror(-rc));
+        goto fail;
+    }
+    free(p);
+    if (asprintf(&p, "%s/chunks", dir) < 0) {
+        p = NULL;
+        rc = vol_fail(e, -ENOMEM, "InternalError", "out of memory");
+        goto fail;
+    }
+    if ((rc = vol_chunkstore_file_open_ro(p, &st->cs))) {
+        vol_fail(e, rc, "InternalError", "cannot open the chunk store %s: %s", p, strerror(-rc));
+        goto fail;
+    }
+    free(p);
+    *out = st;
+    return 0;
+fail:
+    free(p);
+    vol_store_free(st);
+    return rc;
+}
+
 void vol_store_free(vol_store *st)
 {
     if (!st)

@@ -20,6 +20,9 @@ typedef struct vol_store vol_store;
 
 /* Open (creating) the store in dir. kms is borrowed (may be NULL for calls that need no key). */
 int vol_store_open(const char *dir, kmsc *kms, vol_store **out, vol_err *e) __attribute__((warn_unused_result));
+/* Open another region's store read only (for copy-snapshot --source-region): nothing is created or
+ * written, no lock is taken. */
+int vol_store_open_ro(const char *dir, kmsc *kms, vol_store **out, vol_err *e) __attribute__((warn_unused_result));
 void vol_store_free(vol_store *st);
 vol_catalog *vol_store_catalog(vol_store *st);
 vol_chunkstore *vol_store_chunks(vol_store *st);
@@ -77,6 +80,24 @@ int vol_sweep(vol_store *st, int *freed) __attribute__((warn_unused_result));
  * the chunks shared: constant time. Atomic (see copy.c). */
 int vol_copy_snapshot(vol_store *st, const char *src_id, const char *kms_key_id, bool rewrap_only,
                       const char *description, vol_snapshot *out, vol_err *e) __attribute__((warn_unused_result));
+/* copy-snapshot in general: from this store or another region's (src, opened with vol_store_open_ro). */
+typedef struct vol_copy_args {
+    const char *src_id;
+    const char *kms_key_id;      /* NULL: the source's key (same store) or this region's default key (another) */
+    bool rewrap_only;            /* same store only */
+    const char *description;     /* NULL: none (same store), "[Copied SNAP from REGION]" (another) */
+    vol_store *src;              /* the source region's store; NULL: st itself */
+    const char *src_region;      /* the source region's name (messages) */
+    /* The source region's key service (borrowed; NULL: unreachable, the callback says why), asked for
+     * only when the source's data key cannot be opened here (a multi-Region key with a replica here can). */
+    kmsc *(*src_kms)(void *arg);
+    void *src_kms_arg;
+    /* Called after each block copied (may be NULL): a progress line on a terminal. */
+    void (*progress)(void *arg, uint64_t done, uint64_t total);
+    void *progress_arg;
+} vol_copy_args;
+int vol_copy_snapshot_from(vol_store *st, const vol_copy_args *a, vol_snapshot *out, vol_err *e)
+    __attribute__((warn_unused_result));
 /* Resolve a key id (id, alias, ARN; alias/aws/ebs included) to its ARN. */
 int vol_resolve_key(vol_store *st, const char *key_id, char **arn, vol_err *e) __attribute__((warn_unused_result));
 /* A new lineage: a data key from key_arn with context {"aws:ebs:id": ctx_id} (not yet recorded). */

@@ -5,7 +5,8 @@
  * delete of a middle snapshot, a crash before the flush, the seal limit moving a chunk to a new key), keys
  * through the embedded key service, and lazy rekey (a volume restored under another key: reads across
  * lineages, copy-up of written blocks into the new lineage, `volume rekey` killed and rerun, the old key
- * disabled afterwards, snapshots taken part-way still readable).
+ * disabled afterwards, snapshots taken part-way still readable);
+ * the copies table and the read-only catalog and chunk store a copy from another region reads.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -724,6 +725,69 @@ static void test_rekey(const char *dir)
     free(b);
 }
 
+static int count_copy(void *arg, const vol_copy_rec *r)
+{
+    (void)r;
+    (*(int *)arg)++;
+    return 0;
+}
+
+/* The copies table (copy-snapshot's records) and the read-only catalog and chunk store of another region. */
+static void test_copies_ro(const char *dir)
+{
+    char path[512], cdir[512];
+    vol_catalog *c, *ro;
+    vol_chunkstore *cs, *rcs;
+    vol_snapshot sn = {0}, got;
+    vol_copy_rec r = {0}, rg;
+    uint8_t b[16] = {1, 2, 3}, back[16];
+    char *v = NULL;
+    int n = 0;
+    snprintf(path, sizeof path, "%s/copies.db", dir);
+    CHECK(vol_catalog_sqlite_open(path, &c) == 0);
+    snprintf(sn.id, sizeof sn.id, "snap-00000000000000001");
+    snprintf(sn.state, sizeof sn.state, "completed");
+    CHECK(c->ops->snapshot_put(c, &sn) == 0);
+    snprintf(r.snapshot, sizeof r.snapshot, "%s", sn.id);
+    snprintf(r.source_region, sizeof r.source_region, "us-east-1");
+    snprintf(r.source_snapshot, sizeof r.source_snapshot, "snap-0000000000000000a");
+    snprintf(r.source_volume, sizeof r.source_volume, "vol-0000000000000000b");
+    r.blocks_copied = 3;
+    r.blocks_shared = 6;
+    CHECK(c->ops->copy_put(c, &r) == 0);
+    CHECK(c->ops->copy_put(c, &r) == -EEXIST);
+    CHECK(c->ops->copy_get(c, sn.id, &rg) == 0 && rg.blocks_copied == 3 && rg.blocks_shared == 6 && !rg.base[0] &&
+          !strcmp(rg.source_snapshot, r.source_snapshot));
+    CHECK(c->ops->copy_list(c, "us-east-1", r.source_volume, count_copy, &n) == 0 && n == 1);
+    CHECK(c->ops->copy_list(c, "eu-west-1", r.source_volume, count_copy, &n) == 0 && n == 1);
+    vol_catalog_close(c);
+    /* read only: rows read, nothing written */
+    CHECK(vol_catalog_sqlite_open_ro(path, &ro) == 0);
+    CHECK(ro->ops->snapshot_get(ro, sn.id, &got) == 0 && !strcmp(got.state, "completed"));
+    vol_snapshot_clear(&got);
+    CHECK(ro->ops->setting_set(ro, "x", "y") != 0);
+    CHECK(ro->ops->setting_get(ro, "x", &v) == -ENOENT);
+    vol_catalog_close(ro);
+    snprintf(cdir, sizeof cdir, "%s/missing.db", dir);
+    CHECK(vol_catalog_sqlite_open_ro(cdir, &ro) == -ENOENT && access(cdir, F_OK) != 0); /* not created */
+    /* a deleted snapshot takes its record along */
+    CHECK(vol_catalog_sqlite_open(path, &c) == 0);
+    CHECK(c->ops->snapshot_delete(c, sn.id) == 0);
+    CHECK(c->ops->copy_get(c, sn.id, &rg) == -ENOENT);
+    vol_catalog_close(c);
+    /* a read-only chunk store reads and refuses writes */
+    snprintf(cdir, sizeof cdir, "%s/rochunks", dir);
+    CHECK(vol_chunkstore_file_open(cdir, &cs) == 0);
+    CHECK(cs->ops->pwrite(cs, 42, b, sizeof b, 0) == 0 && cs->ops->sync(cs, 42) == 0);
+    CHECK(vol_chunkstore_file_open_ro(cdir, &rcs) == 0);
+    CHECK(rcs->ops->pread(rcs, 42, back, sizeof back, 0) == 0 && !memcmp(back, b, sizeof b));
+    CHECK(rcs->ops->pwrite(rcs, 42, b, sizeof b, 0) == -EROFS && rcs->ops->pwrite(rcs, 43, b, 1, 0) == -EROFS);
+    CHECK(rcs->ops->sync(rcs, 42) == -EROFS && rcs->ops->remove(rcs, 42) == -EROFS);
+    CHECK(rcs->ops->pread(rcs, 43, back, 1, 0) == -ENOENT);
+    vol_chunkstore_close(rcs);
+    vol_chunkstore_close(cs);
+}
+
 int main(void)
 {
     char dir[] = "/tmp/test_vol.XXXXXX", cmd[64];
@@ -735,6 +799,7 @@ int main(void)
     test_dev(dir);
     test_keys(dir);
     test_rekey(dir);
+    test_copies_ro(dir);
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd))
         fprintf(stderr, "cannot remove %s\n", dir);
