@@ -28,29 +28,6 @@
 #include "sector.h"
 #include "store.h"
 
-struct blocks {
-    uint64_t *block, *gen;
-    size_t n, cap;
-};
-static int add_block(void *arg, uint64_t block, uint64_t gen)
-{
-    struct blocks *b = arg;
-    if (b->n == b->cap) {
-        size_t cap = b->cap ? 2 * b->cap : 256;
-        uint64_t *x = realloc(b->block, cap * sizeof *x), *y;
-        if (!x)
-            return -ENOMEM;
-        b->block = x;
-        if (!(y = realloc(b->gen, cap * sizeof *y)))
-            return -ENOMEM;
-        b->gen = y;
-        b->cap = cap;
-    }
-    b->block[b->n] = block;
-    b->gen[b->n++] = gen;
-    return 0;
-}
-
 /* Re-seal one chunk (src lineage/key → dst lineage/key, new generation; see rekey.h). */
 int vol_reseal(vol_chunkstore *scs, vol_chunkstore *cs, vol_sealer *s, const uint8_t *sdk, const uint8_t slin[16],
                const uint8_t *ddk, const uint8_t dlin[16], vol_chunk *k, uint64_t ngen, uint8_t *buf, uint8_t *pt)
@@ -263,13 +240,13 @@ static int count_text(void *arg, const char *text)
 
 /* Of src's blocks (bl), those whose chunk is the ancestor's (anc: the same generation, so the same bytes)
  * take the earlier copy's chunk for that block (share[i]; 0: copy it). */
-static int plan_shared(vol_catalog *scat, vol_catalog *cat, const char *anc, const char *base, const struct blocks *bl,
+static int plan_shared(vol_catalog *scat, vol_catalog *cat, const char *anc, const char *base, const vol_blocks *bl,
                        uint64_t *share)
 {
-    struct blocks am = {0}, bm = {0};
+    vol_blocks am = {0}, bm = {0};
     size_t ia = 0, ib = 0;
     int rc;
-    if (!(rc = scat->ops->map_list(scat, anc, add_block, &am)) && !(rc = cat->ops->map_list(cat, base, add_block, &bm)))
+    if (!(rc = scat->ops->map_list(scat, anc, vol_blocks_add, &am)) && !(rc = cat->ops->map_list(cat, base, vol_blocks_add, &bm)))
         for (size_t i = 0; i < bl->n; i++) {
             share[i] = 0;
             while (ia < am.n && am.block[ia] < bl->block[i])
@@ -281,10 +258,8 @@ static int plan_shared(vol_catalog *scat, vol_catalog *cat, const char *anc, con
             if (ib < bm.n && bm.block[ib] == bl->block[i])
                 share[i] = bm.gen[ib];
         }
-    free(am.block);
-    free(am.gen);
-    free(bm.block);
-    free(bm.gen);
+    vol_blocks_clear(&am);
+    vol_blocks_clear(&bm);
     return rc;
 }
 
@@ -299,7 +274,7 @@ int vol_copy_snapshot_from(vol_store *st, const vol_copy_args *a, vol_snapshot *
     vol_lineage slin = {0}, dlin = {0};
     kmsc_secret *sdk = NULL, *ddk = NULL;
     vol_keyring ring = {NULL, 0};
-    struct blocks bl = {0};
+    vol_blocks bl = {0};
     vol_chunk *chunks = NULL;
     char *arn = NULL;
     uint8_t sl[16], dl[16], *buf = NULL, *pt = NULL;
@@ -371,7 +346,7 @@ int vol_copy_snapshot_from(vol_store *st, const vol_copy_args *a, vol_snapshot *
     snprintf(rec.source_snapshot, sizeof rec.source_snapshot, "%s", src_id);
     snprintf(rec.source_volume, sizeof rec.source_volume, "%s", src.volume_id);
     rec.created = out->started;
-    if ((rc = scat->ops->map_list(scat, src_id, add_block, &bl)))
+    if ((rc = scat->ops->map_list(scat, src_id, vol_blocks_add, &bl)))
         goto dberr;
     if (a->rewrap_only && (!arn || !strcmp(arn, slin.key_arn))) {
         rc = vol_fail(e, -EINVAL, "InvalidParameterCombination", "--rewrap-only needs a --kms-key-id other than the "
@@ -508,8 +483,7 @@ out:
     vol_snapshot_clear(&base);
     vol_snapshot_clear(&anc);
     free(share);
-    free(bl.block);
-    free(bl.gen);
+    vol_blocks_clear(&bl);
     free(chunks);
     free(buf);
     if (pt)

@@ -99,6 +99,15 @@ const uint8_t *vol_keyring_find(const vol_keyring *r, const char *binding);
 /* Wipe and free every key (r itself is the caller's); r is left empty. */
 void vol_keyring_clear(vol_keyring *r);
 
+/* A list of block mappings (block index → chunk generation) collected from a catalog listing: pass
+ * vol_blocks_add as the vol_map_fn with the list as its argument. vol_blocks_clear frees it (left empty). */
+typedef struct vol_blocks {
+    uint64_t *block, *gen;
+    size_t n, cap;
+} vol_blocks;
+int vol_blocks_add(void *list, uint64_t block, uint64_t gen); /* 0 / -ENOMEM */
+void vol_blocks_clear(vol_blocks *b);
+
 /* New random id: prefix ("vol-", "snap-") + 17 lowercase hex digits. */
 int vol_new_id(const char *prefix, char *out, size_t cap) __attribute__((warn_unused_result));
 /* Is s a well-formed id with this prefix? */
