@@ -1,7 +1,7 @@
 /*
  * catalog.h — the volume catalog behind a small interface (a vtable and an opaque handle), so that a
  * server database (PostgreSQL) can replace catalog_sqlite.c: volumes, snapshots, lineages (wrapped data
- * keys), block maps (owner = a volume or snapshot id, 512 KiB block index → chunk generation), chunks
+ * keys), owners and snapshot sharing, block maps (owner = a volume or snapshot id, 512 KiB block index → chunk generation), chunks
  * (reference counts, per-sector write counters) and settings. Schema: docs/FORMAT.md "Volume catalog".
  *
  * Transactions: begin/commit/rollback bracket several calls atomically (begin takes the write lock at
@@ -13,6 +13,7 @@
 #ifndef ENVELOPEFS_VOL_CATALOG_H
 #define ENVELOPEFS_VOL_CATALOG_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "vol.h"
@@ -25,6 +26,7 @@ typedef int (*vol_volume_fn)(void *arg, const vol_volume *v);
 typedef int (*vol_snapshot_fn)(void *arg, const vol_snapshot *s);
 typedef int (*vol_map_fn)(void *arg, uint64_t block, uint64_t gen);
 typedef int (*vol_gen_fn)(void *arg, uint64_t gen);
+typedef int (*vol_account_fn)(void *arg, const char *account);
 
 typedef struct vol_catalog_ops {
     void (*close)(vol_catalog *c);
@@ -73,6 +75,13 @@ typedef struct vol_catalog_ops {
     int (*put_drop)(vol_catalog *c, const char *snapshot);
     /* Reserve n fresh generations: [*first, *first + n). Never handed out twice, even across crashes. */
     int (*gen_reserve)(vol_catalog *c, uint64_t n, uint64_t *first);
+    /* A snapshot's createVolumePermission: the accounts it is shared with (table
+     * create_volume_permissions). add is idempotent; remove of an absent account is no error. */
+    int (*perm_add)(vol_catalog *c, const char *snapshot, const char *account);
+    int (*perm_remove)(vol_catalog *c, const char *snapshot, const char *account);
+    int (*perm_list)(vol_catalog *c, const char *snapshot, vol_account_fn fn, void *arg); /* ascending */
+    int (*perm_has)(vol_catalog *c, const char *snapshot, const char *account, bool *has);
+    int (*perm_clear)(vol_catalog *c, const char *snapshot);
 } vol_catalog_ops;
 
 struct vol_catalog {

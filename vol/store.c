@@ -26,12 +26,28 @@ struct vol_store {
     vol_catalog *cat;
     vol_chunkstore *cs;
     kmsc *kms;
+    char account[16];  /* the caller's account, learned once (vol_store_account) */
+    bool account_known;
 };
 
 vol_catalog *vol_store_catalog(vol_store *st) { return st->cat; }
 vol_chunkstore *vol_store_chunks(vol_store *st) { return st->cs; }
 const char *vol_store_dir(vol_store *st) { return st->dir; }
 kmsc *vol_store_kms(vol_store *st) { return st->kms; }
+
+const char *vol_store_account(vol_store *st)
+{
+    if (!st->account_known && st->kms) {
+        kmsc_error ke;
+        memset(&ke, 0, sizeof ke);
+        if (kmsc_caller_account(st->kms, st->account, &ke)) {
+            EFS_WARN("volume store: the key service did not tell the caller's account: %s", ke.message);
+            st->account[0] = 0;
+        }
+        st->account_known = true;
+    }
+    return st->account;
+}
 
 int vol_kms_fail(vol_err *e, kms_err code, const kmsc_error *ke)
 {
@@ -417,6 +433,7 @@ int vol_create_volume(vol_store *st, const vol_create_args *a, vol_volume *out, 
     }
     out->size_gib = a->size_gib ? a->size_gib : snap.volume_size;
     out->created = time(NULL);
+    snprintf(out->owner, sizeof out->owner, "%s", vol_store_account(st)); /* the caller's, even from a shared snapshot */
     if (from_snap) {
         kmsc_secret *dk = NULL;
         if ((rc = vol_lineage_of(st, snap.lineage, &lin, e)))
@@ -555,6 +572,7 @@ int vol_snapshot_record(vol_catalog *cat, const vol_volume *v, const char *descr
         return vol_fail(e, -EIO, "InternalError", "cannot make an id");
     snprintf(s->volume_id, sizeof s->volume_id, "%s", v->id);
     snprintf(s->lineage, sizeof s->lineage, "%s", v->lineage);
+    snprintf(s->owner, sizeof s->owner, "%s", v->owner); /* a snapshot belongs to its volume's owner */
     snprintf(s->state, sizeof s->state, "pending");
     s->volume_size = v->size_gib;
     s->started = time(NULL);

@@ -25,6 +25,9 @@ vol_catalog *vol_store_catalog(vol_store *st);
 vol_chunkstore *vol_store_chunks(vol_store *st);
 const char *vol_store_dir(vol_store *st);
 kmsc *vol_store_kms(vol_store *st);
+/* The caller's account as the key service tells it (kmsc_caller_account; asked once, then kept): the
+ * owner of what this handle creates. "" without a key service or when it does not say. */
+const char *vol_store_account(vol_store *st);
 
 typedef struct vol_create_args {
     uint64_t size_gib;          /* 0: the snapshot's size */
