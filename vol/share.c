@@ -122,14 +122,13 @@ int vol_volume_for_caller(vol_store *st, const char *id, vol_volume *out, vol_er
  * itself manages (KeyManager AWS, as AWS's aws/ebs key is)? */
 static int is_default_key(vol_store *st, const char *key_arn, bool *dflt, vol_err *e)
 {
-    vol_catalog *cat = vol_store_catalog(st);
     char *saved = NULL, *resp = NULL, *req = NULL;
     size_t resp_len = 0;
     kmsc_error ke;
     json_t *r, *q;
     kms_err k;
     *dflt = false;
-    if (cat->ops->setting_get(cat, "managed_key_arn", &saved) == 0) {
+    if (vol_managed_key_arn(st, &saved) == 0) {
         *dflt = !strcmp(saved, key_arn);
         free(saved);
         if (*dflt)

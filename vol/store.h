@@ -54,11 +54,14 @@ int vol_lineage_of(vol_store *st, const char *lineage_id, vol_lineage *out, vol_
 int vol_lineage_key(vol_store *st, const vol_lineage *l, kmsc_secret **dk, vol_err *e) __attribute__((warn_unused_result));
 
 /* The default key: the ARN of modify-ebs-default-kms-key-id's key, or of alias/aws/ebs (created on first
- * use). create: make alias/aws/ebs's key if missing. */
+ * use). create: make alias/aws/ebs's key if missing. Both are the caller's account's own settings. */
 int vol_default_key(vol_store *st, bool create, char **arn, vol_err *e) __attribute__((warn_unused_result));
 /* What get-ebs-default-kms-key-id prints (an ARN; alias/aws/ebs's alias ARN when unchanged). */
 int vol_default_key_id(vol_store *st, char **out, vol_err *e) __attribute__((warn_unused_result));
 int vol_modify_default_key(vol_store *st, const char *key_id, char **arn, vol_err *e) __attribute__((warn_unused_result));
+/* The key this store made for the caller's alias/aws/ebs (recorded per account; no key-service call):
+ * *arn malloc'd, -ENOENT when none. */
+int vol_managed_key_arn(vol_store *st, char **arn) __attribute__((warn_unused_result));
 
 /* Attachment (run/VOL.lock held by the daemon; run/VOL.json describes it). */
 bool vol_is_attached(vol_store *st, const char *volume_id);

@@ -94,6 +94,17 @@ expect_err DryRunOperation ec2 a modify-snapshot-attribute --snapshot-id "$s" --
 vd=$(ec2 a create-volume --size 1 --query VolumeId --output text)
 sd=$(ec2 a create-snapshot --volume-id "$vd" --query SnapshotId --output text)
 expect_err OperationNotPermitted ec2 a modify-snapshot-attribute --snapshot-id "$sd" --attribute createVolumePermission --operation-type add --user-ids $BB
+# the encryption defaults are each account's own: B's default key is B's, and A changing its default
+# leaves B's alone
+vbd=$(ec2 b create-volume --size 1 --query VolumeId --output text)
+case $(ec2 b describe-volumes --volume-ids "$vbd" --query 'Volumes[0].KmsKeyId' --output text) in
+  arn:aws:kms:*:$BB:key/*) ;; *) fail "B's default key is not in B's account";; esac
+ec2 a modify-ebs-default-kms-key-id --kms-key-id "$KA" >/dev/null
+case $(ec2 b get-ebs-default-kms-key-id --query KmsKeyId --output text) in
+  arn:aws:kms:*:$BB:alias/aws/ebs) ;; *) fail "A's modify-ebs-default-kms-key-id changed B's";; esac
+[ "$(ec2 a get-ebs-default-kms-key-id --query KmsKeyId --output text)" = "$KA" ] || fail "A's default key"
+ec2 a reset-ebs-default-kms-key-id >/dev/null
+ec2 b delete-volume --volume-id "$vbd"
 
 # --- A shares the snapshot with B (the JSON form), B sees it but the key still refuses B
 ec2 a modify-snapshot-attribute --snapshot-id "$s" --create-volume-permission "{\"Add\":[{\"UserId\":\"$BB\"}]}"
