@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # vol_share.sh — cross-account snapshot sharing end to end over the key-service server, with two
 # accounts' access keys on one volume store: account A creates a key, a volume with data and a snapshot,
-# shares the snapshot with B and allows B on its key; B sees it (--restorable-by-user-ids self), restores
+# shares the snapshot with B and allows B on its key (a grant, then a policy statement); B sees it (--restorable-by-user-ids self), restores
 # it, copies it under B's own key; A revokes the key access (B's restore is refused by the key service)
 # and the permission (the snapshot no longer exists for B); B's copy still restores to the same bytes.
 # Plus EC2's refusals (public, default key, non-owner, malformed account ids) and an old catalog without
@@ -121,6 +121,15 @@ expect_err UnauthorizedOperation ec2 b reset-snapshot-attribute --snapshot-id "$
 expect_err UnauthorizedOperation ec2 b describe-snapshot-attribute --snapshot-id "$s" --attribute createVolumePermission
 expect_err UnauthorizedOperation ec2 b delete-snapshot --snapshot-id "$s"
 expect_err KMS.AccessDeniedException ec2 b create-volume --snapshot-id "$s"
+
+# --- A allows B on its key by a grant (Decrypt, constrained to the lineage's context): B restores; once
+# the grant is revoked the key service refuses B again
+G=$(kms a create-grant --key-id "$KA" --grantee-principal arn:aws:iam::$BB:root --operations Decrypt \
+      --constraints "{\"EncryptionContextSubset\":{\"aws:ebs:id\":\"$v\"}}" --query GrantId --output text)
+vg=$(restore_cmp "$s" b)
+kms a revoke-grant --key-id "$KA" --grant-id "$G"
+expect_err KMS.AccessDeniedException ec2 b create-volume --snapshot-id "$s"
+ec2 b delete-volume --volume-id "$vg"
 
 # --- A allows B on its key (a policy statement); B restores and copies under its own key
 POLICY_A='{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::'$A':root"},"Action":"kms:*","Resource":"*"}]}'
