@@ -32,6 +32,7 @@ as() {
 ec2() { local who=$1; shift; as "$who" ec2 --kms "$URL" --volume-store "$VS" "$@"; }
 vol() { local who=$1; shift; as "$who" volume --kms "$URL" --volume-store "$VS" "$@"; }
 kms() { local who=$1; shift; as "$who" kms --kms "$URL" "$@"; }
+ebs() { local who=$1; shift; as "$who" ebs --kms "$URL" --volume-store "$VS" "$@"; }
 expect_err() { # expect_err CODE COMMAND...: exit 254 and EC2's (or the key service's) error code
   local code=$1 out rc=0; shift
   out=$("$@" 2>&1) || rc=$?
@@ -69,6 +70,7 @@ expect_err InvalidSnapshot.NotFound ec2 b modify-snapshot-attribute --snapshot-i
 expect_err InvalidVolume.NotFound ec2 b create-snapshot --volume-id "$v"
 expect_err InvalidVolume.NotFound ec2 b delete-volume --volume-id "$v"
 expect_err InvalidVolume.NotFound vol b attach "$v"
+expect_err ResourceNotFoundException ebs b list-snapshot-blocks --snapshot-id "$s"
 [ "$(ec2 b describe-volumes | jq '.Volumes | length')" = 0 ] || fail "B sees A's volume"
 [ "$(ec2 b describe-snapshots | jq '.Snapshots | length')" = 0 ] || fail "B sees A's snapshot"
 [ "$(ec2 a describe-snapshot-attribute --snapshot-id "$s" --attribute createVolumePermission | jq '.CreateVolumePermissions | length')" = 0 ] \
@@ -138,6 +140,11 @@ POLICY_AB='{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"
    "Action":["kms:Decrypt","kms:DescribeKey","kms:ReEncrypt*","kms:CreateGrant","kms:GenerateDataKeyWithoutPlaintext"],"Resource":"*"}]}'
 kms a put-key-policy --key-id "$KA" --policy-name default --policy "$POLICY_AB"
 vb=$(restore_cmp "$s" b)
+# the EBS direct API: B reads the shared snapshot (the same bytes) but cannot write it
+[ "$(ebs b list-snapshot-blocks --snapshot-id "$s" | jq '.Blocks | length')" = 3 ] || fail "B lists the shared snapshot's blocks"
+as b snapshot --kms "$URL" --volume-store "$VS" download "$s" "$T/b.img" >/dev/null
+cmp <(dd if="$T/b.img" bs=64k skip=3 count=16 status=none) "$T/data" || fail "B's download of the shared snapshot differs"
+expect_err AccessDeniedException ebs b complete-snapshot --snapshot-id "$s" --changed-blocks-count 0
 [ "$(ec2 b describe-volumes --query 'Volumes[].VolumeId' --output text)" = "$vb" ] || fail "B's restored volume is B's"
 ec2 a describe-volumes --query 'Volumes[].VolumeId' --output text | grep -q "$vb" && fail "A sees B's volume"
 c=$(ec2 b copy-snapshot --source-snapshot-id "$s" --kms-key-id "$KB" --description "B's copy" --query SnapshotId --output text)
@@ -154,6 +161,7 @@ ec2 a modify-snapshot-attribute --snapshot-id "$s" --attribute createVolumePermi
 expect_err InvalidSnapshot.NotFound ec2 b describe-snapshots --snapshot-ids "$s"
 expect_err InvalidSnapshot.NotFound ec2 b create-volume --snapshot-id "$s"
 expect_err InvalidSnapshot.NotFound ec2 b copy-snapshot --source-snapshot-id "$s" --kms-key-id "$KB"
+expect_err ResourceNotFoundException ebs b list-snapshot-blocks --snapshot-id "$s"
 [ "$(ec2 b describe-snapshots --restorable-by-user-ids self --query 'Snapshots[].SnapshotId' --output text)" = "$c" ] || fail "B: only its copy"
 # B's copy is B's own: it still restores to A's bytes
 restore_cmp "$c" b >/dev/null
