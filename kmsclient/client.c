@@ -414,7 +414,9 @@ kms_err kmsc_caller_account(kmsc *c, char account[16], kmsc_error *err)
         set_err(err, KMS_ERR_SERIALIZATION, "DescribeKey returned a key ARN without an account");
         return KMS_ERR_SERIALIZATION;
     }
-    if (e == KMS_ERR_NOT_FOUND) {
+    if (e == KMS_ERR_NOT_FOUND || e == KMS_ERR_ACCESS_DENIED) {
+        /* NotFound names the alias ARN in the caller's account; AccessDenied ("User: PRINCIPAL-ARN is not
+           authorized ...", AWS's shape) names the caller first */
         const char *p = strstr(err->message, "arn:aws");
         char a[256];
         snprintf(a, sizeof a, "%.*s", p ? (int)strcspn(p, " ") : 0, p ? p : "");

@@ -154,7 +154,7 @@ int vol_copy_snapshot(vol_store *st, const char *src_id, const char *kms_key_id,
         goto out;
     }
     snprintf(out->volume_id, sizeof out->volume_id, "vol-ffffffff"); /* EBS: copies name no volume */
-    snprintf(out->owner, sizeof out->owner, "%s", vol_store_account(st)); /* the copier's */
+    snprintf(out->owner, sizeof out->owner, "%s", vol_store_owner(st)); /* the copier's */
     out->volume_size = src.volume_size;
     snprintf(out->state, sizeof out->state, "completed");
     out->started = time(NULL);

@@ -41,12 +41,19 @@ const char *vol_store_account(vol_store *st)
         kmsc_error ke;
         memset(&ke, 0, sizeof ke);
         if (kmsc_caller_account(st->kms, st->account, &ke)) {
+            /* fail closed: a caller we cannot name owns nothing and is shown nothing */
             EFS_WARN("volume store: the key service did not tell the caller's account: %s", ke.message);
-            st->account[0] = 0;
+            snprintf(st->account, sizeof st->account, "%s", VOL_ACCOUNT_UNKNOWN);
         }
         st->account_known = true;
     }
     return st->account;
+}
+
+const char *vol_store_owner(vol_store *st)
+{
+    const char *a = vol_store_account(st);
+    return strcmp(a, VOL_ACCOUNT_UNKNOWN) ? a : "";
 }
 
 int vol_kms_fail(vol_err *e, kms_err code, const kmsc_error *ke)
@@ -211,7 +218,7 @@ static bool is_managed_alias(const char *k)
  * alias itself): it is the setting of the account that ARN names (or, for the alias, of everyone). */
 static int account_setting_get(vol_store *st, const char *name, char **value)
 {
-    const char *me = vol_store_account(st);
+    const char *me = vol_store_owner(st);
     char key[64];
     int rc;
     *value = NULL;
@@ -234,7 +241,7 @@ static int account_setting_get(vol_store *st, const char *name, char **value)
 }
 static int account_setting_set(vol_store *st, const char *name, const char *value)
 {
-    const char *me = vol_store_account(st);
+    const char *me = vol_store_owner(st);
     char key[64];
     snprintf(key, sizeof key, *me ? "%s:%s" : "%s", name, me);
     return st->cat->ops->setting_set(st->cat, key, value);
@@ -469,7 +476,7 @@ int vol_create_volume(vol_store *st, const vol_create_args *a, vol_volume *out, 
     }
     out->size_gib = a->size_gib ? a->size_gib : snap.volume_size;
     out->created = time(NULL);
-    snprintf(out->owner, sizeof out->owner, "%s", vol_store_account(st)); /* the caller's, even from a shared snapshot */
+    snprintf(out->owner, sizeof out->owner, "%s", vol_store_owner(st)); /* the caller's, even from a shared snapshot */
     if (from_snap) {
         kmsc_secret *dk = NULL;
         if ((rc = vol_lineage_of(st, snap.lineage, &lin, e)))

@@ -25,9 +25,14 @@ vol_catalog *vol_store_catalog(vol_store *st);
 vol_chunkstore *vol_store_chunks(vol_store *st);
 const char *vol_store_dir(vol_store *st);
 kmsc *vol_store_kms(vol_store *st);
-/* The caller's account as the key service tells it (kmsc_caller_account; asked once, then kept): the
- * owner of what this handle creates. "" without a key service or when it does not say. */
+/* The caller's account as the key service tells it (kmsc_caller_account; asked once, then kept). ""
+ * without a key service (then every row is the caller's, as before owners); VOL_ACCOUNT_UNKNOWN when
+ * the service would not say (fail closed: such a caller owns and sees nothing). */
+#define VOL_ACCOUNT_UNKNOWN "unknown"
 const char *vol_store_account(vol_store *st);
+/* The owner to record for what this handle creates: the caller's account, or "" when unknown (then its
+ * key's account owns it). */
+const char *vol_store_owner(vol_store *st);
 
 typedef struct vol_create_args {
     uint64_t size_gib;          /* 0: the snapshot's size */

@@ -118,7 +118,8 @@ kms_err kmsc_describe_key(kmsc *c, const char *key_id, char **arn, bool *enabled
  * no caller-identity operation, so for a server the account is learned from DescribeKey of
  * "alias/aws/ebs", an alias resolved in the caller's own account: its key ARN on success, else the
  * alias ARN that AWS's NotFoundException message names ("Alias arn:aws:kms:R:ACCOUNT:alias/aws/ebs is
- * not found."). KMS_ERR_SERIALIZATION when neither names an account.
+ * not found."), or the principal an AccessDeniedException names ("User: arn:aws:iam::ACCOUNT:… is not
+ * authorized …"). KMS_ERR_SERIALIZATION when none names an account.
  */
 kms_err kmsc_caller_account(kmsc *c, char account[16], kmsc_error *err) KMS_WUR;
 
