@@ -316,7 +316,7 @@ static void http_free(void *p)
     free(h);
 }
 
-static const kmsc_backend_ops HTTP_OPS = {"http", http_call, http_free};
+static const kmsc_backend_ops HTTP_OPS = {"http", http_call, http_free, NULL};
 
 static void global_init(void)
 {

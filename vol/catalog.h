@@ -1,7 +1,7 @@
 /*
  * catalog.h — the volume catalog behind a small interface (a vtable and an opaque handle), so that a
  * server database (PostgreSQL) can replace catalog_sqlite.c: volumes, snapshots, lineages (wrapped data
- * keys), block maps (owner = a volume or snapshot id, 512 KiB block index → chunk generation), chunks
+ * keys), owners and snapshot sharing, block maps (owner = a volume or snapshot id, 512 KiB block index → chunk generation), chunks
  * (reference counts, per-sector write counters) and settings. Schema: docs/FORMAT.md "Volume catalog".
  *
  * Transactions: begin/commit/rollback bracket several calls atomically (begin takes the write lock at
@@ -13,6 +13,7 @@
 #ifndef ENVELOPEFS_VOL_CATALOG_H
 #define ENVELOPEFS_VOL_CATALOG_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "vol.h"
@@ -43,6 +44,7 @@ typedef struct vol_copy_rec {
     int64_t created;
 } vol_copy_rec;
 typedef int (*vol_copy_fn)(void *arg, const vol_copy_rec *r);
+typedef int (*vol_account_fn)(void *arg, const char *account);
 
 typedef struct vol_catalog_ops {
     void (*close)(vol_catalog *c);
@@ -109,6 +111,13 @@ typedef struct vol_catalog_ops {
     int (*copy_put)(vol_catalog *c, const vol_copy_rec *r);
     int (*copy_get)(vol_catalog *c, const char *snapshot, vol_copy_rec *out);
     int (*copy_list)(vol_catalog *c, const char *source_region, const char *source_volume, vol_copy_fn fn, void *arg);
+    /* A snapshot's createVolumePermission: the accounts it is shared with (table
+     * create_volume_permissions). add is idempotent; remove of an absent account is no error. */
+    int (*perm_add)(vol_catalog *c, const char *snapshot, const char *account);
+    int (*perm_remove)(vol_catalog *c, const char *snapshot, const char *account);
+    int (*perm_list)(vol_catalog *c, const char *snapshot, vol_account_fn fn, void *arg); /* ascending */
+    int (*perm_has)(vol_catalog *c, const char *snapshot, const char *account, bool *has);
+    int (*perm_clear)(vol_catalog *c, const char *snapshot);
 } vol_catalog_ops;
 
 struct vol_catalog {

@@ -41,7 +41,12 @@ static const char SCHEMA[] =
     "CREATE TABLE IF NOT EXISTS puts (snapshot TEXT NOT NULL, block INTEGER NOT NULL, sha256 BLOB NOT NULL,"
     "  PRIMARY KEY (snapshot, block)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS owner_lineages (owner TEXT NOT NULL, lineage TEXT NOT NULL,"
-    "  PRIMARY KEY (owner, lineage)) WITHOUT ROWID;";
+    "  PRIMARY KEY (owner, lineage)) WITHOUT ROWID;"
+    /* Added after format 1 shipped, additively: a catalog without them gets them on open, and a row with
+       no owner is owned by its lineage key's account (what OwnerId showed before). */
+    "CREATE TABLE IF NOT EXISTS owners (id TEXT PRIMARY KEY, account TEXT NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS create_volume_permissions (snapshot TEXT NOT NULL, account TEXT NOT NULL,"
+    "  PRIMARY KEY (snapshot, account)) WITHOUT ROWID;";
 
 /* Added after format 1 shipped; created on open of an older catalog (additive: older programs ignore it). */
 static const char SCHEMA_COPIES[] =
@@ -205,8 +210,25 @@ static void volume_row(sqlite3_stmt *st, vol_volume *v)
     col_cpy(st, 3, v->snapshot_id, sizeof v->snapshot_id);
     v->created = sqlite3_column_int64(st, 4);
     v->tags = col_dup(st, 5);
+    col_cpy(st, 6, v->owner, sizeof v->owner);
 }
 #define VOLUME_COLS "id, size_gib, lineage, snapshot_id, created, tags"
+/* the owner column of a volume or snapshot row, after its own columns */
+#define OWNER_OF(t) ", (SELECT account FROM owners o WHERE o.id = " t ".id)"
+
+/* Record the owner of a volume or snapshot (nothing when unknown). */
+static int owner_put(vol_catalog *c, const char *id, const char *owner)
+{
+    sqlite3_stmt *st;
+    int rc;
+    if (!owner || !*owner)
+        return 0;
+    if ((rc = prep(c, "INSERT OR REPLACE INTO owners (id, account) VALUES (?, ?)", &st)))
+        return rc;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, owner, -1, SQLITE_STATIC);
+    return step_done(c, st, "owner");
+}
 
 static int s_volume_put(vol_catalog *c, const vol_volume *v)
 {
@@ -221,13 +243,13 @@ static int s_volume_put(vol_catalog *c, const vol_volume *v)
     sqlite3_bind_int64(st, 5, v->created);
     if (v->tags)
         sqlite3_bind_text(st, 6, v->tags, -1, SQLITE_STATIC);
-    return step_done(c, st, "volume");
+    return (rc = step_done(c, st, "volume")) ? rc : owner_put(c, v->id, v->owner);
 }
 
 static int s_volume_get(vol_catalog *c, const char *id, vol_volume *out)
 {
     sqlite3_stmt *st;
-    int rc = prep(c, "SELECT " VOLUME_COLS " FROM volumes WHERE id = ?", &st);
+    int rc = prep(c, "SELECT " VOLUME_COLS OWNER_OF("volumes") " FROM volumes WHERE id = ?", &st);
     memset(out, 0, sizeof *out);
     if (rc)
         return rc;
@@ -256,12 +278,27 @@ static int delete_by_id(vol_catalog *c, const char *sql, const char *id)
     return rc;
 }
 
-static int s_volume_delete(vol_catalog *c, const char *id) { return delete_by_id(c, "DELETE FROM volumes WHERE id = ?", id); }
+/* The owner row of a deleted volume or snapshot (and a snapshot's permissions) go with it. */
+static int delete_owned(vol_catalog *c, const char *sql, const char *id)
+{
+    int rc = delete_by_id(c, sql, id);
+    if (rc)
+        return rc;
+    /* an owner or permission row may not exist */
+    if ((rc = delete_by_id(c, "DELETE FROM owners WHERE id = ?", id)) && rc != -ENOENT)
+        return rc;
+    if (!strncmp(id, "snap-", 5) && (rc = delete_by_id(c, "DELETE FROM create_volume_permissions WHERE snapshot = ?", id)) &&
+        rc != -ENOENT)
+        return rc;
+    return 0;
+}
+
+static int s_volume_delete(vol_catalog *c, const char *id) { return delete_owned(c, "DELETE FROM volumes WHERE id = ?", id); }
 
 static int s_volume_list(vol_catalog *c, vol_volume_fn fn, void *arg)
 {
     sqlite3_stmt *st;
-    int rc = prep(c, "SELECT " VOLUME_COLS " FROM volumes ORDER BY created, id", &st);
+    int rc = prep(c, "SELECT " VOLUME_COLS OWNER_OF("volumes") " FROM volumes ORDER BY created, id", &st);
     if (rc)
         return rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -293,6 +330,7 @@ static void snapshot_row(sqlite3_stmt *st, vol_snapshot *s)
     s->started = sqlite3_column_int64(st, 6);
     s->completed = sqlite3_column_int64(st, 7);
     s->tags = col_dup(st, 8);
+    col_cpy(st, 9, s->owner, sizeof s->owner);
 }
 
 static int s_snapshot_put(vol_catalog *c, const vol_snapshot *s)
@@ -312,13 +350,13 @@ static int s_snapshot_put(vol_catalog *c, const vol_snapshot *s)
     sqlite3_bind_int64(st, 8, s->completed);
     if (s->tags)
         sqlite3_bind_text(st, 9, s->tags, -1, SQLITE_STATIC);
-    return step_done(c, st, "snapshot");
+    return (rc = step_done(c, st, "snapshot")) ? rc : owner_put(c, s->id, s->owner);
 }
 
 static int s_snapshot_get(vol_catalog *c, const char *id, vol_snapshot *out)
 {
     sqlite3_stmt *st;
-    int rc = prep(c, "SELECT " SNAP_COLS " FROM snapshots WHERE id = ?", &st);
+    int rc = prep(c, "SELECT " SNAP_COLS OWNER_OF("snapshots") " FROM snapshots WHERE id = ?", &st);
     memset(out, 0, sizeof *out);
     if (rc)
         return rc;
@@ -337,7 +375,7 @@ static int s_snapshot_get(vol_catalog *c, const char *id, vol_snapshot *out)
 static int s_snapshot_delete(vol_catalog *c, const char *id)
 {
     sqlite3_stmt *st;
-    int rc = delete_by_id(c, "DELETE FROM snapshots WHERE id = ?", id);
+    int rc = delete_owned(c, "DELETE FROM snapshots WHERE id = ?", id);
     if (rc || (rc = prep(c, "DELETE FROM copies WHERE snapshot = ?", &st)))
         return rc;
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
@@ -347,7 +385,7 @@ static int s_snapshot_delete(vol_catalog *c, const char *id)
 static int s_snapshot_list(vol_catalog *c, vol_snapshot_fn fn, void *arg)
 {
     sqlite3_stmt *st;
-    int rc = prep(c, "SELECT " SNAP_COLS " FROM snapshots ORDER BY started, rowid", &st);
+    int rc = prep(c, "SELECT " SNAP_COLS OWNER_OF("snapshots") " FROM snapshots ORDER BY started, rowid", &st);
     if (rc)
         return rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -828,6 +866,65 @@ static int s_copy_list(vol_catalog *c, const char *region, const char *volume, v
     return rc;
 }
 
+/* ---- create-volume permissions ---- */
+
+static int perm_exec(vol_catalog *c, const char *sql, const char *snapshot, const char *account)
+{
+    sqlite3_stmt *st;
+    int rc = prep(c, sql, &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, snapshot, -1, SQLITE_STATIC);
+    if (account)
+        sqlite3_bind_text(st, 2, account, -1, SQLITE_STATIC);
+    return step_done(c, st, "permission");
+}
+static int s_perm_add(vol_catalog *c, const char *snapshot, const char *account)
+{
+    return perm_exec(c, "INSERT OR IGNORE INTO create_volume_permissions (snapshot, account) VALUES (?, ?)", snapshot, account);
+}
+static int s_perm_remove(vol_catalog *c, const char *snapshot, const char *account)
+{
+    return perm_exec(c, "DELETE FROM create_volume_permissions WHERE snapshot = ? AND account = ?", snapshot, account);
+}
+static int s_perm_clear(vol_catalog *c, const char *snapshot)
+{
+    return perm_exec(c, "DELETE FROM create_volume_permissions WHERE snapshot = ?", snapshot, NULL);
+}
+static int s_perm_list(vol_catalog *c, const char *snapshot, vol_account_fn fn, void *arg)
+{
+    sqlite3_stmt *st;
+    int rc = prep(c, "SELECT account FROM create_volume_permissions WHERE snapshot = ? ORDER BY account", &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, snapshot, -1, SQLITE_STATIC);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int r = fn(arg, (const char *)sqlite3_column_text(st, 0));
+        if (r) {
+            sqlite3_finalize(st);
+            return r;
+        }
+    }
+    rc = rc == SQLITE_DONE ? 0 : db_err(c, rc, "permissions");
+    sqlite3_finalize(st);
+    return rc;
+}
+static int s_perm_has(vol_catalog *c, const char *snapshot, const char *account, bool *has)
+{
+    sqlite3_stmt *st;
+    int rc = prep(c, "SELECT 1 FROM create_volume_permissions WHERE snapshot = ? AND account = ?", &st);
+    *has = false;
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, snapshot, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, account, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    *has = rc == SQLITE_ROW;
+    rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : db_err(c, rc, "permission");
+    sqlite3_finalize(st);
+    return rc;
+}
+
 static const vol_catalog_ops SQLITE_OPS = {
     s_close, s_begin, s_commit, s_rollback, s_setting_get, s_setting_set, s_setting_delete, s_lineage_put, s_lineage_get,
     s_volume_put, s_volume_get, s_volume_delete, s_volume_list, s_snapshot_put, s_snapshot_get,
@@ -836,6 +933,7 @@ static const vol_catalog_ops SQLITE_OPS = {
     s_put_list, s_put_drop, s_gen_reserve,
     s_source_add, s_source_list, s_source_drop, s_map_bindings, s_map_foreign,
     s_copy_put, s_copy_get, s_copy_list,
+    s_perm_add, s_perm_remove, s_perm_list, s_perm_has, s_perm_clear,
 };
 
 /* Read only (a source region's catalog for copy-snapshot): no schema is created or changed; a catalog

@@ -330,6 +330,7 @@ int vol_copy_snapshot_from(vol_store *st, const vol_copy_args *a, vol_snapshot *
         goto out;
     }
     snprintf(out->volume_id, sizeof out->volume_id, "vol-ffffffff"); /* EBS: copies name no volume */
+    snprintf(out->owner, sizeof out->owner, "%s", vol_store_owner(st)); /* the copier's */
     out->volume_size = src.volume_size;
     snprintf(out->state, sizeof out->state, "completed");
     out->started = time(NULL);

@@ -28,6 +28,14 @@ vol_catalog *vol_store_catalog(vol_store *st);
 vol_chunkstore *vol_store_chunks(vol_store *st);
 const char *vol_store_dir(vol_store *st);
 kmsc *vol_store_kms(vol_store *st);
+/* The caller's account as the key service tells it (kmsc_caller_account; asked once, then kept). ""
+ * without a key service (then every row is the caller's, as before owners); VOL_ACCOUNT_UNKNOWN when
+ * the service would not say (fail closed: such a caller owns and sees nothing). */
+#define VOL_ACCOUNT_UNKNOWN "unknown"
+const char *vol_store_account(vol_store *st);
+/* The owner to record for what this handle creates: the caller's account, or "" when unknown (then its
+ * key's account owns it). */
+const char *vol_store_owner(vol_store *st);
 
 typedef struct vol_create_args {
     uint64_t size_gib;          /* 0: the snapshot's size */
@@ -54,11 +62,14 @@ int vol_lineage_of(vol_store *st, const char *lineage_id, vol_lineage *out, vol_
 int vol_lineage_key(vol_store *st, const vol_lineage *l, kmsc_secret **dk, vol_err *e) __attribute__((warn_unused_result));
 
 /* The default key: the ARN of modify-ebs-default-kms-key-id's key, or of alias/aws/ebs (created on first
- * use). create: make alias/aws/ebs's key if missing. */
+ * use). create: make alias/aws/ebs's key if missing. Both are the caller's account's own settings. */
 int vol_default_key(vol_store *st, bool create, char **arn, vol_err *e) __attribute__((warn_unused_result));
 /* What get-ebs-default-kms-key-id prints (an ARN; alias/aws/ebs's alias ARN when unchanged). */
 int vol_default_key_id(vol_store *st, char **out, vol_err *e) __attribute__((warn_unused_result));
 int vol_modify_default_key(vol_store *st, const char *key_id, char **arn, vol_err *e) __attribute__((warn_unused_result));
+/* The key this store made for the caller's alias/aws/ebs (recorded per account; no key-service call):
+ * *arn malloc'd, -ENOENT when none. */
+int vol_managed_key_arn(vol_store *st, char **arn) __attribute__((warn_unused_result));
 
 /* Attachment (run/VOL.lock held by the daemon; run/VOL.json describes it). */
 bool vol_is_attached(vol_store *st, const char *volume_id);

@@ -51,6 +51,8 @@ typedef struct vol_volume {
     char snapshot_id[32];    /* restored from, or "" */
     int64_t created;
     char *tags;              /* JSON array text of {"Key","Value"}, or NULL; malloc'd by getters */
+    char owner[16];          /* owner account; "" in rows from before owners were recorded (then the
+                              * account of the lineage's key: vol_owner_of) */
 } vol_volume;
 void vol_volume_clear(vol_volume *v);
 
@@ -64,6 +66,7 @@ typedef struct vol_snapshot {
     int64_t started;
     int64_t completed;
     char *tags;              /* JSON array text or NULL */
+    char owner[16];          /* owner account, as vol_volume.owner */
 } vol_snapshot;
 void vol_snapshot_clear(vol_snapshot *s);
 

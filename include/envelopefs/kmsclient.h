@@ -121,6 +121,16 @@ kms_err kmsc_describe_key(kmsc *c, const char *key_id, char **arn, bool *enabled
                           kmsc_error *err) KMS_WUR;
 
 /*
+ * The caller's account (12 digits) into account[16]. The embedded backend knows its principal; KMS has
+ * no caller-identity operation, so for a server the account is learned from DescribeKey of
+ * "alias/aws/ebs", an alias resolved in the caller's own account: its key ARN on success, else the
+ * alias ARN that AWS's NotFoundException message names ("Alias arn:aws:kms:R:ACCOUNT:alias/aws/ebs is
+ * not found."), or the principal an AccessDeniedException names ("User: arn:aws:iam::ACCOUNT:… is not
+ * authorized …"). KMS_ERR_SERIALIZATION when none names an account.
+ */
+kms_err kmsc_caller_account(kmsc *c, char account[16], kmsc_error *err) KMS_WUR;
+
+/*
  * Data-key cache, modelled on the AWS Encryption SDK caching materials manager: a bounded LRU of
  * plaintext data keys in locked memory, keyed by an opaque id chosen by the caller (e.g. the
  * wrapped blob plus its encryption context). An entry is dropped — and wiped — when older than
