@@ -10,6 +10,7 @@
  * Exit 77 (skipped) when SoftHSM2 is not installed.
  */
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -181,6 +182,48 @@ static void decrypts_to(kms_core *c, const char *blob, const char *ctx, const ch
     json_decref(r);
 }
 
+/* Threads on two cores of the same store share one token login and its session pool. */
+struct worker {
+    kms_core *c;
+    const char *key;
+    int ok;
+};
+
+static void *work(void *arg)
+{
+    struct worker *w = arg;
+    for (int i = 0; i < 40; i++) {
+        json_t *r;
+        char *b;
+        if (callf(w->c, &r, "Encrypt", "{\"KeyId\":\"%s\",\"Plaintext\":\"dGhyZWFk\"}", w->key) != KMS_OK)
+            return NULL;
+        b = strdup(get_s(r, "CiphertextBlob", NULL));
+        json_decref(r);
+        if (callf(w->c, &r, "Decrypt", "{\"CiphertextBlob\":\"%s\"}", b) != KMS_OK) {
+            free(b);
+            return NULL;
+        }
+        w->ok += !strcmp(get_s(r, "Plaintext", NULL), "dGhyZWFk");
+        json_decref(r);
+        free(b);
+    }
+    return NULL;
+}
+
+static void concurrent(kms_core *c, const char *key)
+{
+    kms_core *c2 = open_core();
+    struct worker w[4] = {{c, key, 0}, {c, key, 0}, {c2, key, 0}, {c2, key, 0}};
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++)
+        CHECK(pthread_create(&t[i], NULL, work, &w[i]) == 0);
+    for (int i = 0; i < 4; i++) {
+        CHECK(pthread_join(t[i], NULL) == 0);
+        CHECK_EQ_INT(w[i].ok, 40);
+    }
+    kms_core_free(c2);
+}
+
 int main(void)
 {
     kms_core *c, *c2;
@@ -348,6 +391,7 @@ int main(void)
     decrypts_to(c2, blob, ctx, "aGVsbG8gSFNN");
     kms_core_free(c2);
     decrypts_to(c, dk_blob, ctx, dk_pt);
+    concurrent(c, key);
 
     /* disconnected: keys Unavailable */
     CHECK(callf(c, NULL, "DisconnectCustomKeyStore", "{\"CustomKeyStoreId\":\"%s\"}", cks) == KMS_OK);
