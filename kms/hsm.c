@@ -8,6 +8,10 @@
  * The last hsm_close logs out, closes the sessions and finalizes the module (the library stays loaded:
  * re-initializing is safe, unloading a module with OpenSSL inside it is not).
  *
+ * After fork() the child has none of the parent's logins (PKCS#11 requires a child to initialize the module
+ * again): an atfork handler forgets them in the child, whose tokens from before the fork are then stale —
+ * refused with a message, and freed by hsm_close without calling the module.
+ *
  * Every CK_RV becomes a kms_err at this boundary (rv_fail): KMS_ERR_INTERNAL with a message naming the
  * function and the return value, KMS_ERR_INVALID_CIPHERTEXT for a refused GCM tag.
  */
@@ -41,6 +45,7 @@ struct hsm_token {
     CK_SLOT_ID slot;
     uint8_t pin_hash[32];
     int refs;
+    unsigned gen;                 /* g_fork_gen when opened: another value means opened before a fork */
     pthread_mutex_t mu;           /* guards idle / n_idle */
     CK_SESSION_HANDLE login;      /* the session that logged in; open while the token is */
     CK_SESSION_HANDLE idle[HSM_POOL];
@@ -53,6 +58,20 @@ static struct hsm_module *g_modules;
 static struct hsm_token *g_tokens;
 static uint8_t g_pin_key[crypto_generichash_KEYBYTES];
 static bool g_pin_key_set;
+static unsigned g_fork_gen;
+static pthread_once_t g_atfork_once = PTHREAD_ONCE_INIT;
+
+/* In a child after fork(): no module is initialized and no token logged in here. */
+static void atfork_child(void)
+{
+    pthread_mutex_init(&g_mu, NULL);
+    for (struct hsm_module *m = g_modules; m; m = m->next)
+        m->initialized = m->ours = false, m->refs = 0;
+    g_tokens = NULL; /* each still referenced by a core of the parent's: stale (gen) */
+    g_fork_gen++;
+}
+
+static void atfork_register(void) { (void)pthread_atfork(NULL, NULL, atfork_child); }
 
 static const char *rv_name(CK_RV rv)
 {
@@ -210,6 +229,7 @@ kms_err hsm_open(const char *module, const char *label, const char *pin, size_t 
 
     *out = NULL;
     *code = HSM_CODE_INTERNAL;
+    pthread_once(&g_atfork_once, atfork_register);
     pthread_mutex_lock(&g_mu);
     pin_hash(pin, pin_len, h);
     for (t = g_tokens; t && (strcmp(t->m->path, module) || strcmp(t->label, label)); t = t->next)
@@ -255,6 +275,7 @@ kms_err hsm_open(const char *module, const char *label, const char *pin, size_t 
     t->slot = slot;
     t->login = s;
     t->refs = 1;
+    t->gen = g_fork_gen;
     memcpy(t->pin_hash, h, 32);
     t->next = g_tokens;
     g_tokens = t;
@@ -280,6 +301,12 @@ void hsm_close(hsm_token *t)
         pthread_mutex_unlock(&g_mu);
         return;
     }
+    if (t->gen != g_fork_gen) { /* the parent's login: nothing to close in this process */
+        pthread_mutex_unlock(&g_mu);
+        free(t->label);
+        free(t);
+        return;
+    }
     for (p = &g_tokens; *p && *p != t; p = &(*p)->next)
         ;
     if (*p)
@@ -298,6 +325,11 @@ void hsm_close(hsm_token *t)
 static kms_err session_get(hsm_token *t, CK_SESSION_HANDLE *s, char **msg)
 {
     CK_RV rv;
+    if (t->gen != g_fork_gen) {
+        kms_set_msg(msg, "HSM: the token \"%s\" was logged in to before this process forked: open the store again",
+                    t->label);
+        return KMS_ERR_INTERNAL;
+    }
     pthread_mutex_lock(&t->mu);
     if (t->n_idle) {
         *s = t->idle[--t->n_idle];

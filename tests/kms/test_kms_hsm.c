@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -392,6 +393,21 @@ int main(void)
     kms_core_free(c2);
     decrypts_to(c, dk_blob, ctx, dk_pt);
     concurrent(c, key);
+
+    /* a forked child logs in afresh with a core of its own; the parent's core goes on working */
+    {
+        pid_t pid = fork();
+        int st = 0;
+        CHECK(pid >= 0);
+        if (pid == 0) {
+            kms_core *cc = open_core();
+            decrypts_to(cc, blob, ctx, "aGVsbG8gSFNN");
+            kms_core_free(cc);
+            _exit(0);
+        }
+        CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+        decrypts_to(c, blob, ctx, "aGVsbG8gSFNN");
+    }
 
     /* disconnected: keys Unavailable */
     CHECK(callf(c, NULL, "DisconnectCustomKeyStore", "{\"CustomKeyStoreId\":\"%s\"}", cks) == KMS_OK);
