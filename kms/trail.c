@@ -235,10 +235,12 @@ static const char *const REQ_FIELDS[] = {
     "PendingWindowInDays", "RotationPeriodInDays", "Limit", "Marker", "TagKeys", "Tags", "MultiRegion",
     "CustomerMasterKeySpec", "DryRun", "PolicyName", "BypassPolicyLockoutSafetyCheck", "GrantId", "GrantName",
     "GranteePrincipal", "RetiringPrincipal", "Operations", "Constraints", "IncludeKeyMetadata", "SigningAlgorithm",
-    "MessageType", "MacAlgorithm", "KeyPairSpec", "WrappingAlgorithm", "WrappingKeySpec", "ExpirationModel", "ValidTo"};
+    "MessageType", "MacAlgorithm", "KeyPairSpec", "WrappingAlgorithm", "WrappingKeySpec", "ExpirationModel", "ValidTo",
+    /* custom key stores: never KeyStorePassword */
+    "CustomKeyStoreId", "CustomKeyStoreName", "NewCustomKeyStoreName", "CloudHsmClusterId", "CustomKeyStoreType"};
 /* Response fields of mutating calls a record may carry (CloudTrail leaves crypto results out). */
 static const char *const RESP_FIELDS[] = {"KeyId", "KeyMetadata", "DeletionDate", "KeyState", "PendingWindowInDays",
-                                          "GrantId"};
+                                          "GrantId", "CustomKeyStoreId"};
 
 static json_t *pick(json_t *in, const char *const *fields, size_t n)
 {

@@ -73,7 +73,8 @@ struct verb {
      {"origin", "Origin", F_STR}, \
      {"policy", "Policy", F_STR}, \
      {"bypass-policy-lockout-safety-check", "BypassPolicyLockoutSafetyCheck", F_BOOL}, \
-     {"multi-region", "MultiRegion", F_BOOL}}
+     {"multi-region", "MultiRegion", F_BOOL}, \
+     {"custom-key-store-id", "CustomKeyStoreId", F_STR}}
 #define CLI_FLAGS_ReplicateKey \
     {KEYID, {"replica-region", "ReplicaRegion", F_STR}, {"policy", "Policy", F_STR}, \
      {"description", "Description", F_STR}, {"tags", "Tags", F_TAGS}, \
@@ -171,6 +172,19 @@ struct verb {
 #define CLI_FLAGS_ListRetirableGrants {{"retiring-principal", "RetiringPrincipal", F_STR}, LIMIT}
 #define CLI_FLAGS_RetireGrant {{"grant-token", "GrantToken", F_STR}, KEYID, {"grant-id", "GrantId", F_STR}}
 #define CLI_FLAGS_RevokeGrant {KEYID, {"grant-id", "GrantId", F_STR}}
+/* custom key stores over a PKCS#11 token (kms/cks.c) */
+#define CKS_ID {"custom-key-store-id", "CustomKeyStoreId", F_STR}
+#define CLI_FLAGS_CreateCustomKeyStore \
+    {{"custom-key-store-name", "CustomKeyStoreName", F_STR}, {"cloud-hsm-cluster-id", "CloudHsmClusterId", F_STR}, \
+     {"trust-anchor-certificate", "TrustAnchorCertificate", F_STR}, {"key-store-password", "KeyStorePassword", F_STR}, \
+     {"custom-key-store-type", "CustomKeyStoreType", F_STR}}
+#define CLI_FLAGS_ConnectCustomKeyStore {CKS_ID}
+#define CLI_FLAGS_DisconnectCustomKeyStore {CKS_ID}
+#define CLI_FLAGS_DescribeCustomKeyStores {CKS_ID, {"custom-key-store-name", "CustomKeyStoreName", F_STR}, LIMIT}
+#define CLI_FLAGS_UpdateCustomKeyStore \
+    {CKS_ID, {"new-custom-key-store-name", "NewCustomKeyStoreName", F_STR}, \
+     {"key-store-password", "KeyStorePassword", F_STR}, {"cloud-hsm-cluster-id", "CloudHsmClusterId", F_STR}}
+#define CLI_FLAGS_DeleteCustomKeyStore {CKS_ID}
 
 static const struct verb VERBS[] = {
 #define X(name, fn, verb, flags) {verb, #name, CLI_FLAGS_##name},

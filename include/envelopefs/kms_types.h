@@ -51,6 +51,17 @@ typedef enum kms_err {
     KMS_ERR_MALFORMED_POLICY,        /* MalformedPolicyDocumentException */
     KMS_ERR_INVALID_GRANT_TOKEN,     /* InvalidGrantTokenException */
     KMS_ERR_INVALID_GRANT_ID,        /* InvalidGrantIdException */
+    /* custom key stores (kms/cks.c) */
+    KMS_ERR_CKS_NOT_FOUND,           /* CustomKeyStoreNotFoundException */
+    KMS_ERR_CKS_INVALID_STATE,       /* CustomKeyStoreInvalidStateException */
+    KMS_ERR_CKS_HAS_CMKS,            /* CustomKeyStoreHasCMKsException */
+    KMS_ERR_CKS_NAME_IN_USE,         /* CustomKeyStoreNameInUseException */
+    KMS_ERR_HSM_NOT_FOUND,           /* CloudHsmClusterNotFoundException */
+    KMS_ERR_HSM_IN_USE,              /* CloudHsmClusterInUseException */
+    KMS_ERR_HSM_INVALID_CONFIG,      /* CloudHsmClusterInvalidConfigurationException */
+    KMS_ERR_HSM_NOT_ACTIVE,          /* CloudHsmClusterNotActiveException */
+    KMS_ERR_HSM_NOT_RELATED,         /* CloudHsmClusterNotRelatedException */
+    KMS_ERR_INCORRECT_TRUST_ANCHOR,  /* IncorrectTrustAnchorException */
     /* SigV4 / authentication (server side) */
     KMS_ERR_MISSING_AUTH,            /* MissingAuthenticationTokenException */
     KMS_ERR_INCOMPLETE_SIGNATURE,    /* IncompleteSignatureException */
