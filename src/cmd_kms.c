@@ -1159,9 +1159,9 @@ int cmd_kms(int argc, char **argv)
     }
     cli.raw_binary = binfmt && !strcmp(binfmt, "raw-in-base64-out");
     if (cli.g.url && strncmp(cli.g.url, "http://", 7) && strncmp(cli.g.url, "https://", 8) &&
-        strncmp(cli.g.url, "local:", 6)) {
+        strncmp(cli.g.url, "local:", 6) && strncmp(cli.g.url, "unix:", 5)) {
         free(rest);
-        return usage_error("--endpoint-url takes http://HOST:PORT or https://HOST:PORT, not %s", cli.g.url);
+        return usage_error("--endpoint-url takes http://HOST:PORT, https://HOST:PORT or unix:/SOCKET, not %s", cli.g.url);
     }
     {
         static const struct {
