@@ -3,7 +3,8 @@
 # and nobody (by name) are mapped with --unix-principal, uid 65533 is not. Unsigned requests act as the
 # mapped principal (audit: userName, type, sourceIPAddress "unix", unixPeer.uid, no access key); an
 # unmapped uid is refused with MissingAuthenticationTokenException; a key policy naming one mapped
-# principal refuses the other with AccessDeniedException naming its ARN; signed requests on the socket
+# principal refuses the other with AccessDeniedException naming its ARN, and a grant to it lets it in for
+# the granted operation only; signed requests on the socket
 # act as their access key's principal (raw HTTP signed by botocore, and our client with credentials);
 # --unix-mode sets the socket's mode; `envelopefs init/mount --kms unix:SOCKET` round trip without
 # credentials. Runs as root (setpriv for the other uids).
@@ -73,6 +74,18 @@ if as_uid "$NOBODY" generate-data-key --key-id "$OPSKEY" --key-spec AES_256 >/de
   fail "nobody used the ops-only key"; fi
 grep -q "AccessDeniedException" "$T/err" && grep -q "User: $APP is not authorized to perform: kms:GenerateDataKey" "$T/err" \
   || fail "nobody's refusal: $(cat "$T/err")"
+# grants name the mapped principal as any other: a grant to app lets nobody generate, not decrypt
+"$B" kms --as-user ops create-grant --key-id "$OPSKEY" --grantee-principal "$APP" --operations GenerateDataKey >/dev/null
+as_uid "$NOBODY" generate-data-key --key-id "$OPSKEY" --key-spec AES_256 >"$T/gdk.json" || fail "nobody with a grant"
+jget CiphertextBlob <"$T/gdk.json" | base64 -d >"$T/blob"
+if as_uid "$NOBODY" decrypt --ciphertext-blob "fileb://$T/blob" >/dev/null 2>"$T/err"; then fail "the grant allowed Decrypt"; fi
+grep -q "AccessDeniedException" "$T/err" || fail "decrypt without a grant: $(cat "$T/err")"
+"$B" kms lookup-audit --max-results 1 >"$T/audit.json"
+python3 - "$T/audit.json" <<'P' || fail "the granted call's record"
+import json, sys
+e = json.loads(json.load(open(sys.argv[1]))["Events"][0]["CloudTrailEvent"])
+assert e["eventName"] == "Decrypt" and e["errorCode"] == "AccessDeniedException" and e["userIdentity"]["userName"] == "app", e
+P
 # an unmapped uid: refused as an unsigned request is anywhere, and recorded with its uid
 if as_uid 65533 list-keys >/dev/null 2>"$T/err"; then fail "an unmapped uid was served"; fi
 grep -q "MissingAuthenticationTokenException" "$T/err" || fail "unmapped uid: $(cat "$T/err")"
@@ -88,8 +101,8 @@ signed, unmapped, denied = ev[0], ev[1], ev[2]
 assert signed["userIdentity"]["userName"] == "alice" and signed["userIdentity"]["unixPeer"]["uid"] == 65533, signed
 assert unmapped["errorCode"] == "MissingAuthenticationTokenException" and unmapped["userIdentity"]["unixPeer"]["uid"] == 65533, unmapped
 assert denied["errorCode"] == "AccessDeniedException" and denied["userIdentity"]["userName"] == "app", denied
-assert denied["userIdentity"]["unixPeer"]["uid"] == int(sys.argv[2]), denied
-print("audit: app refused (uid nobody), the unmapped uid recorded, its signed call as alice")
+assert denied["eventName"] == "Decrypt" and denied["userIdentity"]["unixPeer"]["uid"] == int(sys.argv[2]), denied
+print("audit: app refused Decrypt (uid nobody), the unmapped uid recorded, its signed call as alice")
 P
 # a relative unix: path is refused by the client
 if "$B" kms --endpoint-url unix:kms.sock list-keys 2>"$T/err"; then fail "a relative socket path"; fi
