@@ -56,7 +56,9 @@ kms_err kmsc_new(const kmsc_opts *opts, kmsc **out, char **errmsg)
                !strncmp(opts->url, "unix:", 5)) {
         e = kmsc_backend_http_new(opts, &c->impl, &c->ops, errmsg);
     } else {
-        if (errmsg && asprintf(errmsg, "unsupported key-service URL '%s' (use local:STORE_DIR, http(s)://HOST:PORT or unix:/SOCKET)",
+        if (errmsg && asprintf(errmsg,
+                               "unsupported key-service URL '%s' (use local:STORE_DIR, http(s)://HOST:PORT or "
+                               "unix:/SOCKET)",
                                opts->url) < 0)
             *errmsg = NULL;
         e = KMS_ERR_VALIDATION;

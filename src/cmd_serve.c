@@ -172,7 +172,8 @@ int cmd_kms_serve(int argc, char **argv, const cli_kms_opts *g)
             char *end;
             unsigned long m = strtoul(optarg, &end, 8);
             if (!*optarg || *end || m == 0 || m > 0777) {
-                fprintf(stderr, "envelopefs kms serve: --unix-mode takes an octal mode such as 0660, not '%s'\n", optarg);
+                fprintf(stderr, "envelopefs kms serve: --unix-mode takes an octal mode such as 0660, not '%s'\n",
+                        optarg);
                 free(maps);
                 return 2;
             }

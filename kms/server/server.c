@@ -519,8 +519,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
                                .user_agent = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "User-Agent"),
                                .unix_peer = cs && cs->peer ? &peer : NULL};
             if (e == KMS_ERR_MISSING_AUTH && cs && cs->peer) {
-                snprintf(unmapped, sizeof unmapped, "Missing Authentication Token (uid %u has no principal on this socket)",
-                         (unsigned)peer.uid);
+                snprintf(unmapped, sizeof unmapped,
+                         "Missing Authentication Token (uid %u has no principal on this socket)", (unsigned)peer.uid);
                 msg = unmapped;
             }
             if (e != KMS_ERR_INTERNAL)
