@@ -331,7 +331,9 @@ uint64_t kms_trail_append(kms_core *c, const kms_principal *p, const char *op, j
     copy_str(r->result, sizeof r->result, e ? kms_err_name(e) : "OK");
     copy_str(r->access_key, sizeof r->access_key, p ? p->access_key : NULL);
     r->read_only = kms_trail_read_only(op);
-    copy_str(agent, sizeof agent, p && p->user_agent ? p->user_agent : (p && p->access_key ? "unknown" : "envelopefs-embedded"));
+    copy_str(agent, sizeof agent,
+             p && p->user_agent ? p->user_agent
+                                : (p && (p->access_key || p->unix_peer) ? "unknown" : "envelopefs-embedded"));
     uuid4(r->event_id);
 
     t = (time_t)r->time;
@@ -347,6 +349,10 @@ uint64_t kms_trail_append(kms_core *c, const kms_principal *p, const char *op, j
         json_object_set_new(ui, "accessKeyId", json_string(r->access_key));
     if (ui && strcmp(user, "local"))
         json_object_set_new(ui, "userName", json_string(user));
+    if (ui && p && p->unix_peer) /* ours, not CloudTrail's: who the kernel said was on the socket */
+        json_object_set_new(ui, "unixPeer", json_pack("{s:I, s:I, s:I}", "uid", (json_int_t)p->unix_peer->uid, "gid",
+                                                      (json_int_t)p->unix_peer->gid, "pid",
+                                                      (json_int_t)p->unix_peer->pid));
     res = json_array();
     if (r->key_id[0]) {
         snprintf(arn, sizeof arn, "arn:aws:kms:%s:%s:key/%s", c->region, c->account, r->key_id);

@@ -52,10 +52,13 @@ kms_err kmsc_new(const kmsc_opts *opts, kmsc **out, char **errmsg)
         return KMS_ERR_NOMEM;
     if (!strncmp(opts->url, "local:", 6)) {
         e = kmsc_backend_local_new(opts, opts->url + 6, &c->impl, &c->ops, errmsg);
-    } else if (!strncmp(opts->url, "http://", 7) || !strncmp(opts->url, "https://", 8)) {
+    } else if (!strncmp(opts->url, "http://", 7) || !strncmp(opts->url, "https://", 8) ||
+               !strncmp(opts->url, "unix:", 5)) {
         e = kmsc_backend_http_new(opts, &c->impl, &c->ops, errmsg);
     } else {
-        if (errmsg && asprintf(errmsg, "unsupported key-service URL '%s' (use local:STORE_DIR or http(s)://HOST:PORT)",
+        if (errmsg && asprintf(errmsg,
+                               "unsupported key-service URL '%s' (use local:STORE_DIR, http(s)://HOST:PORT or "
+                               "unix:/SOCKET)",
                                opts->url) < 0)
             *errmsg = NULL;
         e = KMS_ERR_VALIDATION;

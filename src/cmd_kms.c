@@ -209,12 +209,12 @@ static void usage(FILE *f)
                "global options:\n"
                "  --store DIR              key store directory (ENVELOPEFS_STORE; default $XDG_DATA_HOME/envelopefs,\n"
                "                           else ~/.local/share/envelopefs)\n"
-               "  --endpoint-url URL       use a key-service server (http(s)://...) instead of the local store (alias --kms)\n"
+               "  --endpoint-url URL       use a key-service server (http(s)://..., unix:/SOCKET) instead of the local store (alias --kms)\n"
                "  --root-key-file FILE     unlock the store with this 0600 root key file (ENVELOPEFS_ROOT_KEY_FILE;\n"
                "                           STORE/root.key is used when present)\n"
                "  --passphrase-file FILE   unlock the store with the passphrase in FILE (ENVELOPEFS_PASSPHRASE_FILE);\n"
                "                           with neither, a terminal prompts for the passphrase\n"
-               "  --region REGION          region for http(s) endpoints (AWS_REGION)\n"
+               "  --region REGION          region for http(s) and unix: endpoints (AWS_REGION)\n"
                "  --as-user USER|ARN       local store: call as this user of the store's account (or principal ARN)\n"
                "                           instead of the account root\n"
                "  --query PATH             print only this part of the response (KeyMetadata.KeyId, Keys[0].KeyId)\n"
@@ -1173,9 +1173,9 @@ int cmd_kms(int argc, char **argv)
     }
     cli.raw_binary = binfmt && !strcmp(binfmt, "raw-in-base64-out");
     if (cli.g.url && strncmp(cli.g.url, "http://", 7) && strncmp(cli.g.url, "https://", 8) &&
-        strncmp(cli.g.url, "local:", 6)) {
+        strncmp(cli.g.url, "local:", 6) && strncmp(cli.g.url, "unix:", 5)) {
         free(rest);
-        return usage_error("--endpoint-url takes http://HOST:PORT or https://HOST:PORT, not %s", cli.g.url);
+        return usage_error("--endpoint-url takes http://HOST:PORT, https://HOST:PORT or unix:/SOCKET, not %s", cli.g.url);
     }
     {
         static const struct {

@@ -99,7 +99,15 @@ typedef struct kms_principal {
     const char *user_agent;  /* the client's User-Agent (audit trail), or NULL */
     const char *source_ip;   /* the caller's address for aws:SourceIp conditions, or NULL (embedded) */
     const char *via_service; /* kms:ViaService when an AWS-shaped service calls on the principal's behalf */
+    const struct kms_unix_peer *unix_peer; /* an unsigned caller on the server's Unix socket, known by its
+                                              uid (SO_PEERCRED; audit trail), or NULL */
 } kms_principal;
+
+/* A Unix-socket caller's credentials as the kernel gave them when it connected. */
+typedef struct kms_unix_peer {
+    uint32_t uid, gid;
+    int32_t pid;
+} kms_unix_peer;
 
 /* One encryption-context pair; strings are borrowed, NUL-terminated UTF-8. */
 typedef struct kms_ectx_pair {

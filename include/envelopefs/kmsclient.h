@@ -39,7 +39,7 @@ typedef struct kmsc_error {
 } kmsc_error;
 
 typedef struct kmsc_opts {
-    const char *url;               /* "local:PATH" or "http(s)://..."; required */
+    const char *url;               /* "local:PATH", "http(s)://..." or "unix:/SOCKET"; required */
     /* local: how to unlock the store (see kms_store_opts; store_dir comes from the URL) */
     const char *root_key_file;
     const char *passphrase_file;
