@@ -7,7 +7,8 @@
  * Region: opts, AWS_REGION, AWS_DEFAULT_REGION, the profile in AWS_CONFIG_FILE or ~/.aws/config,
  * else us-east-1. Connections are reused through a small pool of curl handles. ThrottlingException,
  * 5xx and transport errors are retried with exponential backoff and full jitter, a bounded number of
- * times.
+ * times. With kmsc_opts.via_service the signed header X-Envelopefs-Via-Service names the service the
+ * call is made through (NAME.REGION.amazonaws.com).
  */
 #include <ctype.h>
 #include <stddef.h>
@@ -34,6 +35,7 @@ typedef struct http_impl {
     char *access_key;
     char *secret;         /* sodium_malloc'd */
     char *token;
+    char *via;            /* X-Envelopefs-Via-Service, or NULL */
     long timeout_ms;
     int max_retries;
     bool insecure;
@@ -168,10 +170,10 @@ static void set_err(kmsc_error *err, kms_err code, const char *name, const char 
 static kms_err attempt(http_impl *h, const char *operation, const char *req, size_t req_len, char **resp,
                        size_t *resp_len, kmsc_error *err, long *status)
 {
-    char target[128], date[17], auth[1024], hbuf[6][1200];
+    char target[128], date[17], auth[1024], hbuf[7][1200];
     struct curl_slist *hl = NULL;
     struct buf b = {0};
-    sigv4_header sh[5];
+    sigv4_header sh[6];
     size_t nh = 0;
     CURL *c;
     CURLcode cc;
@@ -186,6 +188,8 @@ static kms_err attempt(http_impl *h, const char *operation, const char *req, siz
     sh[nh++] = (sigv4_header){"x-amz-target", target};
     if (h->token)
         sh[nh++] = (sigv4_header){"x-amz-security-token", h->token};
+    if (h->via)
+        sh[nh++] = (sigv4_header){"x-envelopefs-via-service", h->via};
     {
         sigv4_request r = {.method = "POST", .path = "/", .query = "", .headers = sh, .n_headers = nh,
                            .payload = (const uint8_t *)req, .payload_len = req_len};
@@ -204,6 +208,10 @@ static kms_err attempt(http_impl *h, const char *operation, const char *req, siz
     if (h->token) {
         snprintf(hbuf[5], sizeof hbuf[5], "X-Amz-Security-Token: %s", h->token);
         hl = curl_slist_append(hl, hbuf[5]);
+    }
+    if (h->via) {
+        snprintf(hbuf[6], sizeof hbuf[6], "X-Envelopefs-Via-Service: %s", h->via);
+        hl = curl_slist_append(hl, hbuf[6]);
     }
     hl = curl_slist_append(hl, "Expect:");
     c = take(h);
@@ -312,6 +320,7 @@ static void http_free(void *p)
         free(h->token);
     }
     free(h->ca_file);
+    free(h->via);
     pthread_mutex_destroy(&h->lock);
     free(h);
 }
@@ -398,6 +407,11 @@ kms_err kmsc_backend_http_new(const kmsc_opts *opts, void **impl, const kmsc_bac
     sodium_memzero(sk, strlen(sk));
     free(sk);
     h->token = tok;
+    if (opts->via_service && *opts->via_service &&
+        asprintf(&h->via, "%s.%s.amazonaws.com", opts->via_service, h->region) < 0) {
+        http_free(h);
+        return KMS_ERR_NOMEM;
+    }
     if (!h->host || !h->endpoint || !h->region || !h->secret || !*h->host) {
         http_free(h);
         if (errmsg)
