@@ -322,6 +322,12 @@ static void copy_str(char *dst, size_t cap, const char *src)
 uint64_t kms_trail_append(kms_core *c, const kms_principal *p, const char *op, json_t *req, json_t *resp,
                           const char *key_id, kms_err e, const char *msg)
 {
+    return kms_trail_append_grant(c, p, op, req, resp, key_id, e, msg, NULL);
+}
+
+uint64_t kms_trail_append_grant(kms_core *c, const kms_principal *p, const char *op, json_t *req, json_t *resp,
+                                const char *key_id, kms_err e, const char *msg, const char *grant_id)
+{
     struct audit_rec *r;
     json_t *ev, *ui, *res;
     char when[32], arn[160], principal_arn[128];
@@ -374,6 +380,14 @@ uint64_t kms_trail_append(kms_core *c, const kms_principal *p, const char *op, j
         json_object_set_new(ui, "accessKeyId", json_string(r->access_key));
     if (ui && strcmp(user, "local"))
         json_object_set_new(ui, "userName", json_string(user));
+    if (ui && p && p->via_service) { /* a service calling on the principal's behalf: CloudTrail's invokedBy */
+        char svc[64];
+        copy_str(svc, sizeof svc, p->via_service);
+        svc[strcspn(svc, ".")] = 0;
+        if (strlen(svc) + 15 < sizeof svc)
+            strcat(svc, ".amazonaws.com");
+        json_object_set_new(ui, "invokedBy", json_string(svc));
+    }
     res = json_array();
     if (r->key_id[0]) {
         snprintf(arn, sizeof arn, "arn:aws:kms:%s:%s:key/%s", c->region, c->account, r->key_id);
@@ -402,6 +416,11 @@ uint64_t kms_trail_append(kms_core *c, const kms_principal *p, const char *op, j
         json_object_set_new(ev, "requestID", json_string(rid));
     }
     json_object_set_new(ev, "eventID", json_string(r->event_id));
+    if (grant_id && *grant_id) {
+        char gid[KMS_GRANT_ID_BUF];
+        copy_str(gid, sizeof gid, grant_id);
+        json_object_set_new(ev, "additionalEventData", json_pack("{s:s}", "grantId", gid));
+    }
     json_object_set_new(ev, "readOnly", json_boolean(r->read_only));
     json_object_set_new(ev, "resources", res);
     json_object_set_new(ev, "eventType", json_string("AwsApiCall"));

@@ -25,6 +25,7 @@ int cli_vol_parse(int argc, char **argv, const char *who, cli_vol *g)
             return CLI_EXIT_USAGE;
         }
     }
+    g->k.via_service = "ec2"; /* EC2 calls the key service on the caller's behalf (kms:ViaService), as in AWS */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char **slot = NULL;

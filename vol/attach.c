@@ -2,7 +2,8 @@
  * attach.c — the attach daemon (attach.h): a FUSE low-level filesystem with one regular file, the
  * volume's image, served by fs/loop.c's request loop over vol_dev (dev.h), and the control socket
  * (ctl.h). Every open is direct I/O (no page cache between the loop device and the volume), fsync
- * flushes the device (chunk files, then the catalog), FALLOCATE_PUNCH_HOLE discards.
+ * flushes the device (chunk files, then the catalog), FALLOCATE_PUNCH_HOLE discards. The data key is
+ * decrypted under a grant made for the attachment and retired when it ends (grant.h), as EBS does.
  */
 #define FUSE_USE_VERSION 312
 #include <errno.h>
@@ -31,6 +32,7 @@
 #include "attach.h"
 #include "ctl.h"
 #include "dev.h"
+#include "grant.h"
 #include "common/daemon.h"
 #include "common/log.h"
 #include "loop.h"
@@ -505,6 +507,34 @@ static pid_t start_nbdkit(const char *sock, const char *image)
     return -1;
 }
 
+/* Retire the attachment's grant, from a path that may have closed the store and its key client (then
+ * opened again for this). A failure leaves the grant recorded: the next attach retires it. */
+static void retire_grant(const vol_attach_opts *o, vol_store *st, vol_grant *g)
+{
+    kmsc *kms = NULL;
+    vol_store *own = NULL;
+    vol_err e = {"", ""};
+    if (!g->id[0])
+        return;
+    if (!st) {
+        if (!(kms = o->open_kms(o->open_kms_arg)) || vol_store_open(o->store_dir, kms, &own, &e)) {
+            EFS_WARN("volume %s: cannot reach the store to retire grant %s; the next attach retires it", o->volume_id,
+                     g->id);
+            kmsc_free(kms);
+            vol_grant_clear(g);
+            return;
+        }
+        st = own;
+    }
+    if (vol_grant_retire(st, o->volume_id, g, &e)) {
+        EFS_WARN("volume %s: cannot retire grant %s (%s: %s); the next attach retires it", o->volume_id, g->id, e.code,
+                 e.message);
+        vol_grant_clear(g);
+    }
+    vol_store_free(own);
+    kmsc_free(kms);
+}
+
 struct loop_arg {
     struct fuse_session *se;
     int rc;
@@ -524,6 +554,7 @@ int vol_attach_run(const vol_attach_opts *o, vol_err *e)
     vol_store *st = NULL;
     vol_volume v;
     vol_lineage lin;
+    vol_grant grant;
     kmsc *kms = NULL;
     kmsc_secret *dk = NULL;
     char *mnt = NULL, *image = NULL, *sock = NULL, *info = NULL, *loopf = NULL, opt[512], device[64] = "";
@@ -536,6 +567,7 @@ int vol_attach_run(const vol_attach_opts *o, vol_err *e)
     memset(&a, 0, sizeof a);
     memset(&v, 0, sizeof v);
     memset(&lin, 0, sizeof lin);
+    memset(&grant, 0, sizeof grant);
     a.ctl_fd = a.stop_pipe[0] = a.stop_pipe[1] = -1;
     /* 1. Checks, with errors where the user is: the volume, its attachment, its key. */
     if (!vol_id_valid("vol-", o->volume_id))
@@ -555,7 +587,10 @@ int vol_attach_run(const vol_attach_opts *o, vol_err *e)
     }
     close(lock);
     lock = -1;
-    if ((rc = vol_lineage_of(st, v.lineage, &lin, e)) || (rc = vol_lineage_key(st, &lin, &dk, e)))
+    /* EC2's calls: retire what a killed daemon left, CreateGrant, Decrypt under it (the daemon, our fork,
+     * decrypts again under the same grant and retires it when the attachment ends) */
+    if ((rc = vol_lineage_of(st, v.lineage, &lin, e)) || (rc = vol_grant_retire_stale(st, o->volume_id, e)) ||
+        (rc = vol_grant_create(st, o->volume_id, &lin, &grant, e)) || (rc = vol_grant_key(st, &lin, &grant, &dk, e)))
         goto early;
     kmsc_secret_free(dk);
     dk = NULL;
@@ -619,7 +654,7 @@ int vol_attach_run(const vol_attach_opts *o, vol_err *e)
     }
     if ((slock = vol_store_lock_shared(st)) < 0)
         goto fail;
-    if (vol_lineage_key(st, &lin, &dk, e)) {
+    if (vol_grant_key(st, &lin, &grant, &dk, e)) {
         fprintf(stderr, "An error occurred (%s) when calling the AttachVolume operation: %s\n", e->code, e->message);
         goto fail;
     }
@@ -742,6 +777,7 @@ fail:
         unlink(loopf);
     vol_dev_free(a.dev);
     kmsc_secret_free(dk);
+    retire_grant(o, st, &grant); /* before the lock goes: detach returns with the grant retired */
     if (lock >= 0)
         close(lock);
     if (slock >= 0)
@@ -765,6 +801,7 @@ fail:
         _exit(rc);
     return rc ? -EIO : 0;
 early:
+    retire_grant(o, st, &grant);
     if (se)
         fuse_session_destroy(se);
     fuse_opt_free_args(&args);
