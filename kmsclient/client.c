@@ -348,6 +348,14 @@ kms_err kmsc_retire_grant(kmsc *c, const char *key_arn, const char *grant_id, km
     return e;
 }
 
+kms_err kmsc_revoke_grant(kmsc *c, const char *key_arn, const char *grant_id, kmsc_error *err)
+{
+    json_t *resp;
+    kms_err e = call_json(c, "RevokeGrant", json_pack("{s:s, s:s}", "KeyId", key_arn, "GrantId", grant_id), &resp, err);
+    json_decref(resp);
+    return e;
+}
+
 kms_err kmsc_caller_arn(kmsc *c, char *buf, size_t cap)
 {
     const kms_principal *p;

@@ -589,8 +589,15 @@ int vol_attach_run(const vol_attach_opts *o, vol_err *e)
     lock = -1;
     /* EC2's calls: retire what a killed daemon left, CreateGrant, Decrypt under it (the daemon, our fork,
      * decrypts again under the same grant and retires it when the attachment ends) */
-    if ((rc = vol_lineage_of(st, v.lineage, &lin, e)) || (rc = vol_grant_retire_stale(st, o->volume_id, e)) ||
-        (rc = vol_grant_create(st, o->volume_id, &lin, &grant, e)) || (rc = vol_grant_key(st, &lin, &grant, &dk, e)))
+    if ((rc = vol_lineage_of(st, v.lineage, &lin, e)))
+        goto early;
+    {
+        vol_err ge = {"", ""};
+        if (vol_grant_retire_stale(st, o->volume_id, &ge)) /* (kept: a later attach tries again) */
+            fprintf(stderr, "envelopefs volume attach: warning: a grant of the last attachment of %s stays: %s: %s\n",
+                    o->volume_id, ge.code, ge.message);
+    }
+    if ((rc = vol_grant_create(st, o->volume_id, &lin, &grant, e)) || (rc = vol_grant_key(st, &lin, &grant, &dk, e)))
         goto early;
     kmsc_secret_free(dk);
     dk = NULL;

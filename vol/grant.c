@@ -58,13 +58,18 @@ static int save(vol_store *st, const char *volume_id, json_t *arr, vol_err *e)
     return rc ? vol_fail(e, rc, "InternalError", "cannot record the grants of %s in the catalog", volume_id) : 0;
 }
 
-/* RetireGrant; gone already (NotFound, an unknown grant id) counts as retired. */
+/* RetireGrant (as EC2, the retiring principal); refused (a key service whose EC2 is real: AWS), the
+ * caller's own RevokeGrant. Gone already (NotFound, an unknown grant id) counts as retired. */
 static int retire_one(vol_store *st, const char *key_arn, const char *grant_id, vol_err *e)
 {
     kmsc_error ke;
     kms_err k;
     memset(&ke, 0, sizeof ke);
     k = kmsc_retire_grant(vol_store_kms(st), key_arn, grant_id, &ke);
+    if (k == KMS_ERR_ACCESS_DENIED) {
+        memset(&ke, 0, sizeof ke);
+        k = kmsc_revoke_grant(vol_store_kms(st), key_arn, grant_id, &ke);
+    }
     if (k == KMS_OK || k == KMS_ERR_NOT_FOUND || k == KMS_ERR_INVALID_GRANT_ID)
         return 0;
     return vol_kms_fail(e, k, &ke);

@@ -118,8 +118,9 @@ kms_err kmsc_decrypt_with_grant(kmsc *c, const char *key_id, const uint8_t *blob
 kms_err kmsc_create_grant(kmsc *c, const char *key_id, const char *grantee, const char *retiring,
                           const char *const *ops, size_t n_ops, const kms_ectx *subset, const char *name,
                           char **grant_id, char **grant_token, kmsc_error *err) KMS_WUR;
-/* RetireGrant by key ARN and grant id. */
+/* RetireGrant / RevokeGrant by key ARN and grant id. */
 kms_err kmsc_retire_grant(kmsc *c, const char *key_arn, const char *grant_id, kmsc_error *err) KMS_WUR;
+kms_err kmsc_revoke_grant(kmsc *c, const char *key_arn, const char *grant_id, kmsc_error *err) KMS_WUR;
 /* The principal ARN this client acts as, when the client knows it (the embedded backend: the store's
  * account root or --as-user); KMS_ERR_UNSUPPORTED_OPERATION over http(s), where the server decides. */
 kms_err kmsc_caller_arn(kmsc *c, char *buf, size_t cap) KMS_WUR;
