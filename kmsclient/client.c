@@ -356,6 +356,14 @@ kms_err kmsc_revoke_grant(kmsc *c, const char *key_arn, const char *grant_id, km
     return e;
 }
 
+kms_err kmsc_audit_service_event(kmsc *c, const kms_service_event *ev)
+{
+    kms_core *core = kmsc_embedded_core(c);
+    if (!core)
+        return KMS_ERR_UNSUPPORTED_OPERATION;
+    return kms_core_audit_service_event(core, kmsc_backend_local_principal(c->impl), ev);
+}
+
 kms_err kmsc_caller_arn(kmsc *c, char *buf, size_t cap)
 {
     const kms_principal *p;

@@ -12,6 +12,8 @@
 
 #include "cli_aws.h"
 
+json_t *cli_vol_last_response;
+
 int cli_vol_parse(int argc, char **argv, const char *who, cli_vol *g)
 {
     memset(g, 0, sizeof *g);
@@ -52,7 +54,12 @@ int cli_vol_parse(int argc, char **argv, const char *who, cli_vol *g)
     return 0;
 }
 
-void cli_vol_done(cli_vol *g) { free(g->rest); }
+void cli_vol_done(cli_vol *g)
+{
+    free(g->rest);
+    json_decref(cli_vol_last_response);
+    cli_vol_last_response = NULL;
+}
 
 char *cli_vol_store_dir(const cli_vol *g)
 {
@@ -260,7 +267,8 @@ int cli_vol_print(const cli_vol *g, const char *who, json_t *o)
     if (!o)
         return 1;
     rc = cli_print_json(o, g->query, g->output, who);
-    json_decref(o);
+    json_decref(cli_vol_last_response); /* kept for the EC2 audit record (cli_ec2_audit.c) */
+    cli_vol_last_response = o;
     return rc;
 }
 

@@ -584,6 +584,7 @@ int cmd_ec2(int argc, char **argv)
         rc = copy_snapshot(&g, &a);
     else
         rc = ebs_defaults(&g, &a, verb);
+    cli_ec2_audit(&g, verb, &a, NULL, rc); /* eventSource ec2.amazonaws.com (cli_ec2_audit.c) */
 out:
     cli_vol_done(&g);
     return rc;

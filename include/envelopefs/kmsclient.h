@@ -121,6 +121,10 @@ kms_err kmsc_create_grant(kmsc *c, const char *key_id, const char *grantee, cons
 /* RetireGrant / RevokeGrant by key ARN and grant id. */
 kms_err kmsc_retire_grant(kmsc *c, const char *key_arn, const char *grant_id, kmsc_error *err) KMS_WUR;
 kms_err kmsc_revoke_grant(kmsc *c, const char *key_arn, const char *grant_id, kmsc_error *err) KMS_WUR;
+/* Record another service's call (kms_core_audit_service_event) as the principal this client acts as:
+ * the embedded backend only (the store's own trail); KMS_ERR_UNSUPPORTED_OPERATION over http(s), which
+ * has no such operation. */
+kms_err kmsc_audit_service_event(kmsc *c, const kms_service_event *ev) KMS_WUR;
 /* The principal ARN this client acts as, when the client knows it (the embedded backend: the store's
  * account root or --as-user); KMS_ERR_UNSUPPORTED_OPERATION over http(s), where the server decides. */
 kms_err kmsc_caller_arn(kmsc *c, char *buf, size_t cap) KMS_WUR;
