@@ -479,7 +479,7 @@ kms_err kms_core_audit_service_event(kms_core *c, const kms_principal *p, const 
         return KMS_ERR_VALIDATION;
     }
     if (ev->resource_name && *ev->resource_name)
-        json_array_append_new(res, json_pack("{s:s, s:s?, s:s?}", "accountId", p && p->account ? p->account : c->account,
+        json_array_append_new(res, json_pack("{s:s, s:s*, s:s*}", "accountId", p && p->account ? p->account : c->account,
                                              "type", ev->resource_type, "ARN", ev->resource_arn));
     pthread_mutex_lock(&c->lock);
     ticket = append(c, p, src, ev->event_name, req, resp, ev->resource_name, res, ev->read_only,
