@@ -18,6 +18,7 @@
 #include "cli_aws.h"
 #include "cli_vol.h"
 #include "commands.h"
+#include "grant.h"
 #include "common/jsonwipe.h"
 
 #define WHO "envelopefs ec2"
@@ -385,9 +386,15 @@ static int delete_thing(cli_vol *g, const struct cli_args *a, bool volume)
         return rc;
     if (!(st = cli_vol_open(g, false, &kms, op)))
         return CLI_EXIT_SERVICE;
+    if (volume && vol_grant_recorded(st, id)) { /* a killed daemon's grant to retire: the key service too */
+        vol_store_free(st);
+        if (!(st = cli_vol_open(g, true, &kms, op)))
+            return CLI_EXIT_SERVICE;
+    }
     if (volume ? vol_delete_volume(st, id, &e) : vol_delete_snapshot(st, id, &e))
         rc = cli_service_error(e.code, op, e.message);
     vol_store_free(st);
+    kmsc_free(kms);
     return rc;
 }
 

@@ -196,6 +196,14 @@ int vol_grant_retire(vol_store *st, const char *volume_id, vol_grant *g, vol_err
     return rc;
 }
 
+bool vol_grant_recorded(vol_store *st, const char *volume_id)
+{
+    json_t *arr = NULL;
+    bool any = load(st, volume_id, &arr, NULL) == 0 && json_array_size(arr) > 0;
+    json_decref(arr);
+    return any;
+}
+
 void vol_grant_clear(vol_grant *g)
 {
     free(g->token);

@@ -34,5 +34,7 @@ int vol_grant_key(vol_store *st, const vol_lineage *l, const vol_grant *g, kmsc_
 /* RetireGrant and drop its record (also when already gone); g is cleared on success. */
 int vol_grant_retire(vol_store *st, const char *volume_id, vol_grant *g, vol_err *e) __attribute__((warn_unused_result));
 void vol_grant_clear(vol_grant *g);
+/* Whether grants are recorded for the volume (a killed daemon's, not yet retired). */
+bool vol_grant_recorded(vol_store *st, const char *volume_id);
 
 #endif

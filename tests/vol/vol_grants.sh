@@ -4,7 +4,7 @@
 # through the grant it makes: list-grants shows one grant, Decrypt only, constrained to the volume's
 # aws:ebs:id, retirable by ec2.REGION.amazonaws.com; the audit trail shows CreateGrant (invokedBy EC2) and
 # the Decrypt it allowed (additionalEventData.grantId); detach retires it; a daemon killed with -9 leaves
-# its grant and the next attach retires it; a policy that denies CreateGrant refuses the attach with
+# its grant and the next attach (or delete-volume) retires it; a policy that denies CreateGrant refuses the attach with
 # AccessDeniedException and leaves no grant. The same through `envelopefs kms serve` (--kms URL), where
 # only an access key the server trusts (--trust-via-service) may speak for EC2.
 set -euo pipefail
@@ -13,7 +13,7 @@ source "$(dirname "$0")/../server/lib.sh"
 VS=$ENVELOPEFS_STORE/volumes
 vol_cleanup() {
   for v in $(ls "$VS"/run 2>/dev/null | sed -n 's/\.json$//p'); do "$B" volume detach "$v" >/dev/null 2>&1 || true; done
-  for m in "$VS"/run/*.mnt; do mountpoint -q "$m" 2>/dev/null && umount -l "$m" 2>/dev/null; done
+  for m in "$VS"/run/*.mnt; do umount -l "$m" 2>/dev/null || true; done  # (dead mounts too: stat fails on them)
   cleanup
 }
 trap vol_cleanup EXIT
@@ -137,6 +137,14 @@ expect_denied "$B" volume --as-user alice attach "$VOL"
 [ "$(ngrants)" = 0 ] || fail "a refused attach left a grant"
 events CreateGrant | head -1 | grep -q '"errorCode":"AccessDeniedException"' || fail "the refused CreateGrant is not in the trail"
 "$B" "${ADMIN[@]}" put-key-policy --key-id "$K" --policy-name default --policy "$(policy '')"
+# a killed daemon's grant also goes when its volume is deleted without another attach
+"$B" volume --as-user alice attach "$VOL" >/dev/null
+GID=$(check_attached "$VOL" "$ALICE")
+PID=$(pid_of "$VOL"); kill -9 "$PID"
+for _ in $(seq 100); do kill -0 "$PID" 2>/dev/null || break; sleep 0.05; done
+"$B" ec2 --as-user alice delete-volume --volume-id "$VOL"
+[ "$(ngrants)" = 0 ] || fail "delete-volume left the killed daemon's grant"
+check_retired "$GID"
 "$B" kms validate-audit >/dev/null || fail "validate-audit"
 
 # --- through the server: alice's access key is trusted to speak for EC2, bob's is not
