@@ -390,10 +390,8 @@ static uint64_t append(kms_core *c, const kms_principal *p, const char *event_so
     ev = json_pack("{s:s, s:o, s:s, s:s, s:s, s:s, s:s, s:s}", "eventVersion", "1.08", "userIdentity", ui,
                    "eventTime", when, "eventSource", event_source, "eventName", r->op, "awsRegion", c->region,
                    "sourceIPAddress", strncmp(source, "http:", 5) ? source : source + 5, "userAgent", agent);
-    if (!ev) {
-        res = NULL;
+    if (!ev) /* (ui is gone with it) */
         goto fail;
-    }
     if (result) {
         json_object_set_new(ev, "errorCode", json_string(r->result));
         if (msg)
@@ -471,8 +469,11 @@ kms_err kms_core_audit_service_event(kms_core *c, const kms_principal *p, const 
         return KMS_ERR_VALIDATION;
     }
     copy_str(src, sizeof src, ev->event_source);
-    if ((ev->request_parameters && !json_is_object(req = json_loads(ev->request_parameters, 0, NULL))) ||
-        (ev->response_elements && !json_is_object(resp = json_loads(ev->response_elements, 0, NULL))) || !res) {
+    if (ev->request_parameters) /* (not inside json_is_object: a macro, it evaluates its argument twice) */
+        req = json_loads(ev->request_parameters, 0, NULL);
+    if (ev->response_elements)
+        resp = json_loads(ev->response_elements, 0, NULL);
+    if ((ev->request_parameters && !json_is_object(req)) || (ev->response_elements && !json_is_object(resp)) || !res) {
         json_decref(req);
         json_decref(resp);
         json_decref(res);
