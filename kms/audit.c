@@ -217,6 +217,21 @@ static bool resource_is(sqlite3_stmt *st, const char *want)
     return col_is(st, 6, slash ? slash + 1 : want);
 }
 
+/* EventSource: the record's top-level "eventSource" (compact JSON with sorted keys, as trail.c writes
+ * it: a string value cannot hold an unescaped quote, so the pattern matches only that member). Records
+ * from before the chain have no JSON: the key service's. */
+static bool source_is(sqlite3_stmt *st, int col, const char *want)
+{
+    const unsigned char *t = sqlite3_column_text(st, col);
+    char pat[96];
+    if (!want)
+        return true;
+    if (!t)
+        return !strcmp(want, "kms.amazonaws.com");
+    snprintf(pat, sizeof pat, "\"eventSource\":\"%s\"", want);
+    return strstr((const char *)t, pat) != NULL;
+}
+
 void kms_audit_events_free(kms_audit_event *ev, size_t n)
 {
     if (!ev)
@@ -256,7 +271,8 @@ int kms_audit_lookup(sqlite3 *db, const kms_audit_query *q, kms_audit_event **ou
             break;
         if ((q->end_time && t > q->end_time) || !col_is(st, 3, q->user) || !col_is(st, 6, q->key_id) ||
             !col_is(st, 5, q->operation) || !col_is(st, 8, q->event_id) || !col_is(st, 9, q->access_key) ||
-            (q->read_only && sqlite3_column_int(st, 10) != (q->read_only == 1)) || !resource_is(st, q->resource))
+            (q->read_only && sqlite3_column_int(st, 10) != (q->read_only == 1)) || !resource_is(st, q->resource) ||
+            !source_is(st, 11, q->event_source))
             continue;
         if (len == q->max_results) { /* one more match: there is a next page, after the last one kept */
             *next = v[len - 1].id;

@@ -180,8 +180,11 @@ static bool grant_allows(const kms_key *k, const char *arn, const char *account,
         const kms_grant *g = &k->grants[i];
         if (!(g->ops & (1u << op)) || !kms_principal_matches(g->grantee, arn, account))
             continue;
-        if (r->new_grant ? within(g, r->new_grant) : !takes_context(r->action) || kms_grant_admits(g, r->ectx))
+        if (r->new_grant ? within(g, r->new_grant) : !takes_context(r->action) || kms_grant_admits(g, r->ectx)) {
+            if (r->grant_used)
+                snprintf(r->grant_used, KMS_GRANT_ID_BUF, "%s", g->id);
             return true;
+        }
     }
     return false;
 }

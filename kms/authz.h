@@ -48,7 +48,9 @@ typedef struct kms_access_req {
     const kms_grant *new_grant;     /* CreateGrant: the grant asked for (a grant allowing CreateGrant
                                      * allows only grants within its own operations and constraint) */
     bool policy_only;               /* grants are not consulted (RetireGrant weighs its one grant itself) */
+    char *grant_used;               /* out (may be NULL): the id of the grant that allowed it, else "" */
 } kms_access_req;
+
 
 /* Allowed (KMS_OK) or KMS_ERR_ACCESS_DENIED with AWS's message naming principal, action and key ARN in
  * *msg. An explicit Deny of the policy wins over everything; then an Allow; then a grant. */

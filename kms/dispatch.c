@@ -134,7 +134,7 @@ kms_err kms_core_call(kms_core *c, const kms_principal *caller, const char *oper
     json_t *in = NULL, *out = NULL;
     char jerr[128];
     char *msg = NULL;
-    char key_id[KMS_KEY_ID_LEN + 1] = "";
+    char key_id[KMS_KEY_ID_LEN + 1] = "", grant_used[KMS_GRANT_ID_BUF] = "";
     uint64_t ticket;
     bool dry_run = false;
     kms_err e;
@@ -167,12 +167,12 @@ kms_err kms_core_call(kms_core *c, const kms_principal *caller, const char *oper
     if (!e) {
         kms_sweep_deletions(c);
         struct op_ctx ctx = {.core = c, .caller = caller, .operation = op->name, .key_id = key_id, .msg = &msg,
-                             .dry_run = dry_run, .in = in};
+                             .dry_run = dry_run, .in = in, .grant_used = grant_used};
         e = kms_check_grant_tokens(&ctx, in);
         if (!e)
             e = op->fn(&ctx, in, &out);
     }
-    ticket = kms_trail_append(c, caller, op->name, in, out, key_id, e, msg);
+    ticket = kms_trail_append_grant(c, caller, op->name, in, out, key_id, e, msg, grant_used);
     pthread_mutex_unlock(&c->lock);
     wipe_json_secrets(in);
     json_decref(in);

@@ -57,6 +57,8 @@ typedef struct kms_version {
  * one key, under which encryption-context constraint. */
 enum kms_grant_constraint { KMS_GC_NONE, KMS_GC_EQUALS, KMS_GC_SUBSET };
 
+#define KMS_GRANT_ID_BUF 72 /* a grant id and its NUL, with room */
+
 typedef struct kms_grant {
     char id[65];               /* 64 hex digits */
     char *token;               /* the GrantToken CreateGrant returned */

@@ -20,6 +20,8 @@ struct op_ctx {
                                  * (ReEncrypt: ReEncryptFrom, then ReEncryptTo); NULL: operation */
     const kms_grant *new_grant; /* CreateGrant: the grant asked for */
     bool dry_run;   /* DryRun: stop with KMS_ERR_DRY_RUN once the call is authorised (model.c checked it) */
+    char *grant_used; /* out: the id of the grant that authorised the call ("" if none; the audit record's
+                       * additionalEventData.grantId, as CloudTrail's), KMS_GRANT_ID_BUF bytes, or NULL */
 };
 
 typedef kms_err (*kms_op_fn)(struct op_ctx *ctx, json_t *in, json_t **out);

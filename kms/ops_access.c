@@ -58,7 +58,8 @@ kms_err kms_authorize_key(struct op_ctx *x, kms_key *k, const char *alias)
     kms_ectx_pair pairs[16], *heap = NULL;
     const char *ops[KMS_N_GRANT_OPS];
     kms_ectx ectx;
-    kms_access_req r = {.action = action, .ectx = &ectx, .alias = alias, .new_grant = x->new_grant};
+    kms_access_req r = {.action = action, .ectx = &ectx, .alias = alias, .new_grant = x->new_grant,
+                        .grant_used = x->grant_used};
     kms_err e;
     if (!request_ectx(x->in, action, &ectx, pairs, sizeof pairs / sizeof pairs[0], &heap))
         return KMS_ERR_NOMEM;

@@ -292,12 +292,15 @@ static void copy_str(char *dst, size_t cap, const char *src)
     dst[n] = 0;
 }
 
-uint64_t kms_trail_append(kms_core *c, const kms_principal *p, const char *op, json_t *req, json_t *resp,
-                          const char *key_id, kms_err e, const char *msg)
+/* One record (core lock held). req_params and resp_elems are consumed (NULL: null); resources too (NULL:
+ * []); result is the `result` column and the errorCode (NULL: "OK", no errorCode). */
+static uint64_t append(kms_core *c, const kms_principal *p, const char *event_source, const char *op,
+                       json_t *req_params, json_t *resp_elems, const char *key_id, json_t *resources, bool read_only,
+                       const char *result, const char *msg, const char *grant_id)
 {
     struct audit_rec *r;
-    json_t *ev, *ui, *res;
-    char when[32], arn[160], principal_arn[128];
+    json_t *ev, *ui, *res = resources;
+    char when[32], principal_arn[128];
     const char *account = p && p->account ? p->account : c->account;
     const char *user = p && p->user ? p->user : "local";
     char safe_user[64], safe_source[64];
@@ -307,12 +310,12 @@ uint64_t kms_trail_append(kms_core *c, const kms_principal *p, const char *op, j
     char agent[160];
 
     if (c->q_n >= KMS_TRAIL_MAX_PENDING)
-        return 0;
+        goto fail;
     if (c->q_n == c->q_cap) {
         size_t cap = c->q_cap ? c->q_cap * 2 : 64;
         struct audit_rec *q = realloc(c->q, cap * sizeof *q);
         if (!q)
-            return 0;
+            goto fail;
         c->q = q;
         c->q_cap = cap;
     }
@@ -328,9 +331,9 @@ uint64_t kms_trail_append(kms_core *c, const kms_principal *p, const char *op, j
     source = safe_source;
     copy_str(r->op, sizeof r->op, op);
     copy_str(r->key_id, sizeof r->key_id, key_id);
-    copy_str(r->result, sizeof r->result, e ? kms_err_name(e) : "OK");
+    copy_str(r->result, sizeof r->result, result ? result : "OK");
     copy_str(r->access_key, sizeof r->access_key, p ? p->access_key : NULL);
-    r->read_only = kms_trail_read_only(op);
+    r->read_only = read_only;
     copy_str(agent, sizeof agent,
              p && p->user_agent ? p->user_agent
                                 : (p && (p->access_key || p->unix_peer) ? "unknown" : "envelopefs-embedded"));
@@ -353,36 +356,43 @@ uint64_t kms_trail_append(kms_core *c, const kms_principal *p, const char *op, j
         json_object_set_new(ui, "unixPeer", json_pack("{s:I, s:I, s:I}", "uid", (json_int_t)p->unix_peer->uid, "gid",
                                                       (json_int_t)p->unix_peer->gid, "pid",
                                                       (json_int_t)p->unix_peer->pid));
-    res = json_array();
-    if (r->key_id[0]) {
-        snprintf(arn, sizeof arn, "arn:aws:kms:%s:%s:key/%s", c->region, c->account, r->key_id);
-        json_array_append_new(res, json_pack("{s:s, s:s, s:s}", "accountId", c->account, "type", "AWS::KMS::Key",
-                                             "ARN", arn));
+    if (ui && p && p->via_service) { /* a service calling on the principal's behalf: CloudTrail's invokedBy */
+        char svc[64];
+        copy_str(svc, sizeof svc, p->via_service);
+        svc[strcspn(svc, ".")] = 0;
+        if (strlen(svc) + 15 < sizeof svc)
+            strcat(svc, ".amazonaws.com");
+        json_object_set_new(ui, "invokedBy", json_string(svc));
     }
+    if (!res)
+        res = json_array();
     ev = json_pack("{s:s, s:o, s:s, s:s, s:s, s:s, s:s, s:s}", "eventVersion", "1.08", "userIdentity", ui,
-                   "eventTime", when, "eventSource", "kms.amazonaws.com", "eventName", r->op, "awsRegion", c->region,
+                   "eventTime", when, "eventSource", event_source, "eventName", r->op, "awsRegion", c->region,
                    "sourceIPAddress", strncmp(source, "http:", 5) ? source : source + 5, "userAgent", agent);
-    if (!ev) {
-        json_decref(res);
-        return 0;
-    }
-    if (e) {
-        json_object_set_new(ev, "errorCode", json_string(kms_err_name(e)));
+    if (!ev) /* (ui is gone with it) */
+        goto fail;
+    if (result) {
+        json_object_set_new(ev, "errorCode", json_string(r->result));
         if (msg)
             json_object_set_new(ev, "errorMessage", json_stringn(msg, strnlen(msg, 512)));
     }
-    json_object_set_new(ev, "requestParameters", pick(req, REQ_FIELDS, sizeof REQ_FIELDS / sizeof REQ_FIELDS[0]));
-    json_object_set_new(ev, "responseElements", e || r->read_only
-                                                    ? json_null()
-                                                    : pick(resp, RESP_FIELDS, sizeof RESP_FIELDS / sizeof RESP_FIELDS[0]));
+    json_object_set_new(ev, "requestParameters", req_params ? req_params : json_null());
+    json_object_set_new(ev, "responseElements", resp_elems ? resp_elems : json_null());
+    req_params = resp_elems = NULL;
     {
         char rid[37];
         uuid4(rid);
         json_object_set_new(ev, "requestID", json_string(rid));
     }
     json_object_set_new(ev, "eventID", json_string(r->event_id));
+    if (grant_id && *grant_id) {
+        char gid[KMS_GRANT_ID_BUF];
+        copy_str(gid, sizeof gid, grant_id);
+        json_object_set_new(ev, "additionalEventData", json_pack("{s:s}", "grantId", gid));
+    }
     json_object_set_new(ev, "readOnly", json_boolean(r->read_only));
     json_object_set_new(ev, "resources", res);
+    res = NULL;
     json_object_set_new(ev, "eventType", json_string("AwsApiCall"));
     json_object_set_new(ev, "managementEvent", json_true());
     json_object_set_new(ev, "recipientAccountId", json_string(c->account));
@@ -394,6 +404,70 @@ uint64_t kms_trail_append(kms_core *c, const kms_principal *p, const char *op, j
     r->ticket = ++c->q_ticket;
     c->q_n++;
     return r->ticket;
+fail:
+    json_decref(req_params);
+    json_decref(resp_elems);
+    json_decref(res);
+    return 0;
+}
+
+uint64_t kms_trail_append(kms_core *c, const kms_principal *p, const char *op, json_t *req, json_t *resp,
+                          const char *key_id, kms_err e, const char *msg)
+{
+    return kms_trail_append_grant(c, p, op, req, resp, key_id, e, msg, NULL);
+}
+
+uint64_t kms_trail_append_grant(kms_core *c, const kms_principal *p, const char *op, json_t *req, json_t *resp,
+                                const char *key_id, kms_err e, const char *msg, const char *grant_id)
+{
+    bool ro = kms_trail_read_only(op);
+    json_t *res = json_array();
+    char id[40];
+    copy_str(id, sizeof id, key_id);
+    if (res && id[0]) {
+        char arn[160];
+        snprintf(arn, sizeof arn, "arn:aws:kms:%s:%s:key/%s", c->region, c->account, id);
+        json_array_append_new(res, json_pack("{s:s, s:s, s:s}", "accountId", c->account, "type", "AWS::KMS::Key",
+                                             "ARN", arn));
+    }
+    return append(c, p, "kms.amazonaws.com", op, pick(req, REQ_FIELDS, sizeof REQ_FIELDS / sizeof REQ_FIELDS[0]),
+                  e || ro ? NULL : pick(resp, RESP_FIELDS, sizeof RESP_FIELDS / sizeof RESP_FIELDS[0]), key_id, res, ro,
+                  e ? kms_err_name(e) : NULL, msg, grant_id);
+}
+
+kms_err kms_core_audit_service_event(kms_core *c, const kms_principal *p, const kms_service_event *ev)
+{
+    json_t *req = NULL, *resp = NULL, *res = json_array();
+    uint64_t ticket;
+    char src[64];
+    size_t n = ev && ev->event_source ? strlen(ev->event_source) : 0;
+    /* another service's name (NAME.amazonaws.com, not ours) and event name */
+    if (!ev || !ev->event_name || !*ev->event_name || strlen(ev->event_name) >= 48 || n <= 14 || n >= sizeof src ||
+        strcmp(ev->event_source + n - 14, ".amazonaws.com") || !strcmp(ev->event_source, "kms.amazonaws.com")) {
+        json_decref(res);
+        return KMS_ERR_VALIDATION;
+    }
+    copy_str(src, sizeof src, ev->event_source);
+    if (ev->request_parameters) /* (not inside json_is_object: a macro, it evaluates its argument twice) */
+        req = json_loads(ev->request_parameters, 0, NULL);
+    if (ev->response_elements)
+        resp = json_loads(ev->response_elements, 0, NULL);
+    if ((ev->request_parameters && !json_is_object(req)) || (ev->response_elements && !json_is_object(resp)) || !res) {
+        json_decref(req);
+        json_decref(resp);
+        json_decref(res);
+        return KMS_ERR_VALIDATION;
+    }
+    if (ev->resource_name && *ev->resource_name)
+        json_array_append_new(res, json_pack("{s:s, s:s*, s:s*}", "accountId", p && p->account ? p->account : c->account,
+                                             "type", ev->resource_type, "ARN", ev->resource_arn));
+    pthread_mutex_lock(&c->lock);
+    ticket = append(c, p, src, ev->event_name, req, resp, ev->resource_name, res, ev->read_only,
+                    ev->error_code && *ev->error_code ? ev->error_code : NULL, ev->error_message, NULL);
+    pthread_mutex_unlock(&c->lock);
+    if (!ticket)
+        return KMS_ERR_INTERNAL;
+    return kms_trail_commit(c, ticket);
 }
 
 /* ---- writing ------------------------------------------------------------------------------------ */

@@ -58,6 +58,10 @@ bool kms_trail_read_only(const char *op);
  * if the queue is full or memory ran out (the call must then fail). */
 uint64_t kms_trail_append(struct kms_core *c, const kms_principal *p, const char *op, json_t *req, json_t *resp,
                           const char *key_id, kms_err e, const char *msg);
+/* The same, for a call a grant allowed (grant_id: additionalEventData.grantId, as CloudTrail records it;
+ * NULL or "": none). */
+uint64_t kms_trail_append_grant(struct kms_core *c, const kms_principal *p, const char *op, json_t *req,
+                                json_t *resp, const char *key_id, kms_err e, const char *msg, const char *grant_id);
 /* Wait until ticket is durable (core lock NOT held). KMS_OK, or KMS_ERR_IO if its write failed (the
  * records stay queued and are written by a later commit). */
 kms_err kms_trail_commit(struct kms_core *c, uint64_t ticket) __attribute__((warn_unused_result));

@@ -25,6 +25,8 @@ kms_err kmsc_backend_local_new(const kmsc_opts *opts, const char *store_dir, voi
                                const kmsc_backend_ops **ops, char **errmsg);
 /* The core behind an embedded backend impl. */
 kms_core *kmsc_backend_local_core(void *impl);
+/* The principal an embedded backend impl acts as (borrowed). */
+const kms_principal *kmsc_backend_local_principal(void *impl);
 
 /* http(s)://... — AWS KMS JSON protocol with SigV4 (kmsclient/http.c). */
 kms_err kmsc_backend_http_new(const kmsc_opts *opts, void **impl, const kmsc_backend_ops **ops,

@@ -288,6 +288,12 @@ kms_err kmsc_generate_data_key_without_plaintext(kmsc *c, const char *key_id, co
 kms_err kmsc_decrypt(kmsc *c, const char *key_id, const uint8_t *blob, size_t blob_len, const kms_ectx *ectx,
                      kmsc_secret **out, kmsc_error *err)
 {
+    return kmsc_decrypt_with_grant(c, key_id, blob, blob_len, ectx, NULL, out, err);
+}
+
+kms_err kmsc_decrypt_with_grant(kmsc *c, const char *key_id, const uint8_t *blob, size_t blob_len,
+                                const kms_ectx *ectx, const char *grant_token, kmsc_secret **out, kmsc_error *err)
+{
     kmsc_error local;
     json_t *req, *resp;
     kms_err e;
@@ -297,6 +303,8 @@ kms_err kmsc_decrypt(kmsc *c, const char *key_id, const uint8_t *blob, size_t bl
     req = json_pack("{s:o, s:o}", "CiphertextBlob", efs_json_base64(blob, blob_len), "EncryptionContext", ectx_json(ectx));
     if (req && key_id)
         json_object_set_new(req, "KeyId", json_string(key_id));
+    if (req && grant_token)
+        json_object_set_new(req, "GrantTokens", json_pack("[s]", grant_token));
     e = call_json(c, "Decrypt", req, &resp, err);
     if (e)
         return e;
@@ -304,6 +312,86 @@ kms_err kmsc_decrypt(kmsc *c, const char *key_id, const uint8_t *blob, size_t bl
     wipe_json_string(resp, "Plaintext");
     json_decref(resp);
     return e;
+}
+
+kms_err kmsc_create_grant(kmsc *c, const char *key_id, const char *grantee, const char *retiring,
+                          const char *const *ops, size_t n_ops, const kms_ectx *subset, const char *name,
+                          char **grant_id, char **grant_token, kmsc_error *err)
+{
+    kmsc_error local;
+    json_t *req, *resp, *a = json_array();
+    const char *id, *tok;
+    kms_err e;
+    if (!err)
+        err = &local;
+    *grant_id = *grant_token = NULL;
+    for (size_t i = 0; a && i < n_ops; i++)
+        json_array_append_new(a, json_string(ops[i]));
+    req = json_pack("{s:s, s:s, s:o}", "KeyId", key_id, "GranteePrincipal", grantee, "Operations", a);
+    if (req && retiring)
+        json_object_set_new(req, "RetiringPrincipal", json_string(retiring));
+    if (req && subset)
+        json_object_set_new(req, "Constraints", json_pack("{s:o}", "EncryptionContextSubset", ectx_json(subset)));
+    if (req && name)
+        json_object_set_new(req, "Name", json_string(name));
+    e = call_json(c, "CreateGrant", req, &resp, err);
+    if (e)
+        return e;
+    id = json_string_value(json_object_get(resp, "GrantId"));
+    tok = json_string_value(json_object_get(resp, "GrantToken"));
+    if (!id || !tok) {
+        json_decref(resp);
+        set_err(err, KMS_ERR_SERIALIZATION, "CreateGrant: no GrantId or GrantToken in the response");
+        return KMS_ERR_SERIALIZATION;
+    }
+    *grant_id = strdup(id);
+    *grant_token = strdup(tok);
+    json_decref(resp);
+    if (!*grant_id || !*grant_token) {
+        free(*grant_id);
+        free(*grant_token);
+        *grant_id = *grant_token = NULL;
+        return KMS_ERR_NOMEM;
+    }
+    return KMS_OK;
+}
+
+kms_err kmsc_retire_grant(kmsc *c, const char *key_arn, const char *grant_id, kmsc_error *err)
+{
+    json_t *resp;
+    kms_err e = call_json(c, "RetireGrant", json_pack("{s:s, s:s}", "KeyId", key_arn, "GrantId", grant_id), &resp, err);
+    json_decref(resp);
+    return e;
+}
+
+kms_err kmsc_revoke_grant(kmsc *c, const char *key_arn, const char *grant_id, kmsc_error *err)
+{
+    json_t *resp;
+    kms_err e = call_json(c, "RevokeGrant", json_pack("{s:s, s:s}", "KeyId", key_arn, "GrantId", grant_id), &resp, err);
+    json_decref(resp);
+    return e;
+}
+
+kms_err kmsc_audit_service_event(kmsc *c, const kms_service_event *ev)
+{
+    kms_core *core = kmsc_embedded_core(c);
+    if (!core)
+        return KMS_ERR_UNSUPPORTED_OPERATION;
+    return kms_core_audit_service_event(core, kmsc_backend_local_principal(c->impl), ev);
+}
+
+kms_err kmsc_caller_arn(kmsc *c, char *buf, size_t cap)
+{
+    const kms_principal *p;
+    int n;
+    if (!kmsc_embedded_core(c))
+        return KMS_ERR_UNSUPPORTED_OPERATION;
+    p = kmsc_backend_local_principal(c->impl);
+    if (!p->user || !strcmp(p->user, "root"))
+        n = snprintf(buf, cap, "arn:aws:iam::%s:root", p->account);
+    else
+        n = snprintf(buf, cap, "arn:aws:iam::%s:user/%s", p->account, p->user);
+    return n < 0 || (size_t)n >= cap ? KMS_ERR_VALIDATION : KMS_OK;
 }
 
 kms_err kmsc_encrypt(kmsc *c, const char *key_id, const uint8_t *pt, size_t pt_len, const kms_ectx *ectx,

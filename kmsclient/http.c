@@ -12,6 +12,9 @@
  * "unix:PATH" (or "unix:///PATH"; PATH absolute) is HTTP over a Unix socket (`envelopefs kms serve
  * --unix`): requests are signed when credentials are found as above, and sent unsigned otherwise, for
  * a server that knows the caller by its uid (--unix-principal).
+ *
+ * With kmsc_opts.via_service the signed header X-Envelopefs-Via-Service names the service the
+ * call is made through (NAME.REGION.amazonaws.com).
  */
 #include <ctype.h>
 #include <stddef.h>
@@ -39,6 +42,7 @@ typedef struct http_impl {
     char *secret;         /* sodium_malloc'd */
     char *token;
     char *unix_path;      /* HTTP over this Unix socket, or NULL */
+    char *via;            /* X-Envelopefs-Via-Service, or NULL */
     long timeout_ms;
     int max_retries;
     bool insecure;
@@ -173,10 +177,10 @@ static void set_err(kmsc_error *err, kms_err code, const char *name, const char 
 static kms_err attempt(http_impl *h, const char *operation, const char *req, size_t req_len, char **resp,
                        size_t *resp_len, kmsc_error *err, long *status)
 {
-    char target[128], date[17], auth[1024], hbuf[6][1200];
+    char target[128], date[17], auth[1024], hbuf[7][1200];
     struct curl_slist *hl = NULL;
     struct buf b = {0};
-    sigv4_header sh[5];
+    sigv4_header sh[6];
     size_t nh = 0;
     CURL *c;
     CURLcode cc;
@@ -192,6 +196,8 @@ static kms_err attempt(http_impl *h, const char *operation, const char *req, siz
     sh[nh++] = (sigv4_header){"x-amz-target", target};
     if (h->token)
         sh[nh++] = (sigv4_header){"x-amz-security-token", h->token};
+    if (h->via)
+        sh[nh++] = (sigv4_header){"x-envelopefs-via-service", h->via};
     if (h->access_key) { /* else unsigned: a Unix socket whose server knows us by our uid */
         sigv4_request r = {.method = "POST", .path = "/", .query = "", .headers = sh, .n_headers = nh,
                            .payload = (const uint8_t *)req, .payload_len = req_len};
@@ -210,6 +216,10 @@ static kms_err attempt(http_impl *h, const char *operation, const char *req, siz
     if (h->token) {
         snprintf(hbuf[5], sizeof hbuf[5], "X-Amz-Security-Token: %s", h->token);
         hl = curl_slist_append(hl, hbuf[5]);
+    }
+    if (h->via) {
+        snprintf(hbuf[6], sizeof hbuf[6], "X-Envelopefs-Via-Service: %s", h->via);
+        hl = curl_slist_append(hl, hbuf[6]);
     }
     hl = curl_slist_append(hl, "Expect:");
     c = take(h);
@@ -321,6 +331,7 @@ static void http_free(void *p)
     }
     free(h->ca_file);
     free(h->unix_path);
+    free(h->via);
     pthread_mutex_destroy(&h->lock);
     free(h);
 }
@@ -432,6 +443,11 @@ kms_err kmsc_backend_http_new(const kmsc_opts *opts, void **impl, const kmsc_bac
         free(sk);
     }
     h->token = tok;
+    if (opts->via_service && *opts->via_service &&
+        asprintf(&h->via, "%s.%s.amazonaws.com", opts->via_service, h->region) < 0) {
+        http_free(h);
+        return KMS_ERR_NOMEM;
+    }
     if (!h->host || !h->endpoint || !h->region || (ak && !h->secret) || !*h->host) {
         http_free(h);
         if (errmsg)

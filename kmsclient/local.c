@@ -1,7 +1,7 @@
 /*
  * local.c — the embedded backend (`local:STORE_DIR`): the key-service core runs in this process and
  * calls go straight to kms_core_call as the store's account root, or as the principal kmsc_opts.as_user
- * names (`--as-user`).
+ * names (`--as-user`), through the service kmsc_opts.via_service names (kms:ViaService) if one is set.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,7 +12,7 @@
 typedef struct local_impl {
     kms_core *core;
     kms_principal principal;
-    char account[13], user[64];
+    char account[13], user[64], via[160];
 } local_impl;
 
 static kms_err local_call(void *p, const char *operation, const char *req, size_t req_len, char **resp,
@@ -85,6 +85,17 @@ kms_err kmsc_backend_local_new(const kmsc_opts *opts, const char *store_dir, voi
         l->principal.account = l->account;
         l->principal.user = l->user;
     }
+    if (opts->via_service && *opts->via_service) {
+        int n = snprintf(l->via, sizeof l->via, "%s.%s.amazonaws.com", opts->via_service, kms_core_region(l->core));
+        if (n < 0 || (size_t)n >= sizeof l->via) {
+            if (errmsg)
+                *errmsg = strdup("via_service: the service name is too long");
+            kms_core_free(l->core);
+            free(l);
+            return KMS_ERR_VALIDATION;
+        }
+        l->principal.via_service = l->via;
+    }
     *impl = l;
     *ops = &LOCAL_OPS;
     return KMS_OK;
@@ -93,4 +104,9 @@ kms_err kmsc_backend_local_new(const kmsc_opts *opts, const char *store_dir, voi
 kms_core *kmsc_backend_local_core(void *impl)
 {
     return ((local_impl *)impl)->core;
+}
+
+const kms_principal *kmsc_backend_local_principal(void *impl)
+{
+    return &((local_impl *)impl)->principal;
 }

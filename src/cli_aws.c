@@ -113,8 +113,18 @@ int cli_print_json(json_t *root, const char *query, const char *output, const ch
     return 0;
 }
 
+static char last_code[96], last_message[512];
+
+void cli_last_service_error(const char **code, const char **message)
+{
+    *code = last_code[0] ? last_code : NULL;
+    *message = last_message;
+}
+
 int cli_service_error(const char *code, const char *op, const char *message)
 {
+    snprintf(last_code, sizeof last_code, "%s", code ? code : "InternalError");
+    snprintf(last_message, sizeof last_message, "%s", message ? message : "");
     fprintf(stderr, "An error occurred (%s) when calling the %s operation%s%s\n", code, op,
             message && *message ? ": " : "", message ? message : "");
     return CLI_EXIT_SERVICE;

@@ -21,5 +21,7 @@ int cli_print_json(json_t *root, const char *query, const char *output, const ch
 
 /* "An error occurred (code) when calling the op operation: message" on stderr; returns CLI_EXIT_SERVICE. */
 int cli_service_error(const char *code, const char *op, const char *message);
+/* The code (NULL if none yet) and message of the last cli_service_error (for the EC2 audit record). */
+void cli_last_service_error(const char **code, const char **message);
 
 #endif

@@ -132,6 +132,7 @@ kmsc *cli_open_kms(const cli_kms_opts *o, const char *url_in)
     ko.url = url;
     ko.region = o ? o->region : NULL;
     ko.as_user = o ? o->as_user : NULL;
+    ko.via_service = o ? o->via_service : NULL;
     ko.max_retries = -1;
     if (ko.as_user && strncmp(url, "local:", 6)) {
         fprintf(stderr, "envelopefs: --as-user works on a local store; over an endpoint the access key names the "

@@ -18,6 +18,7 @@ typedef struct cli_kms_opts {
     const char *region;           /* --region (http backends) */
     const char *as_user;          /* --as-user (local store): act as this principal, not the account root */
     const char *regions;          /* --regions FILE: where other regions live (common/regions.h) */
+    const char *via_service;      /* not a flag: the service the verb's calls go through ("ec2"; kmsc_opts) */
 } cli_kms_opts;
 
 /*

@@ -13,6 +13,8 @@
 #include "cli_aws.h"
 #include "share.h"
 
+json_t *cli_vol_last_response;
+
 int cli_vol_parse(int argc, char **argv, const char *who, cli_vol *g)
 {
     memset(g, 0, sizeof *g);
@@ -26,6 +28,7 @@ int cli_vol_parse(int argc, char **argv, const char *who, cli_vol *g)
             return CLI_EXIT_USAGE;
         }
     }
+    g->k.via_service = "ec2"; /* EC2 calls the key service on the caller's behalf (kms:ViaService), as in AWS */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char **slot = NULL;
@@ -52,7 +55,12 @@ int cli_vol_parse(int argc, char **argv, const char *who, cli_vol *g)
     return 0;
 }
 
-void cli_vol_done(cli_vol *g) { free(g->rest); }
+void cli_vol_done(cli_vol *g)
+{
+    free(g->rest);
+    json_decref(cli_vol_last_response);
+    cli_vol_last_response = NULL;
+}
 
 char *cli_vol_store_dir(const cli_vol *g)
 {
@@ -255,7 +263,8 @@ int cli_vol_print(const cli_vol *g, const char *who, json_t *o)
     if (!o)
         return 1;
     rc = cli_print_json(o, g->query, g->output, who);
-    json_decref(o);
+    json_decref(cli_vol_last_response); /* kept for the EC2 audit record (cli_ec2_audit.c) */
+    cli_vol_last_response = o;
     return rc;
 }
 

@@ -55,6 +55,14 @@ int cli_vol_print(const cli_vol *g, const char *who, json_t *o);
 /* A decimal unsigned integer, whole string, no sign: false when s is not one or overflows. */
 bool cli_parse_u64(const char *s, uint64_t *v);
 
+/* The last response cli_vol_print printed (owned here; NULL if none). */
+extern json_t *cli_vol_last_response;
+/* cli_ec2_audit.c: record the verb's call (event name e.g. "CreateVolume"; rc its exit status; a, when
+ * non-NULL, its flags as requestParameters) in the account's trail with eventSource ec2.amazonaws.com:
+ * the key store's trail when the keys are embedded and the store opens without a prompt; nothing over
+ * --kms URL (docs/DESIGN.md). Best effort: a failure to record is a warning. */
+void cli_ec2_audit(const cli_vol *g, const char *event_name, const struct cli_args *a, const char *resource, int rc);
+
 /* EC2's shapes. */
 json_t *cli_volume_json(vol_store *st, const vol_volume *v);
 json_t *cli_snapshot_json(vol_store *st, const vol_snapshot *s);

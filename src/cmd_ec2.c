@@ -22,6 +22,7 @@
 #include "cli_aws.h"
 #include "cli_vol.h"
 #include "commands.h"
+#include "grant.h"
 #include "common/jsonwipe.h"
 #include "common/regions.h"
 #include "share.h"
@@ -969,6 +970,7 @@ int cmd_ec2(int argc, char **argv)
         rc = snapshot_attribute(&g, &a, true);
     else
         rc = ebs_defaults(&g, &a, verb);
+    cli_ec2_audit(&g, verb, &a, NULL, rc); /* eventSource ec2.amazonaws.com (cli_ec2_audit.c) */
 out:
     cli_vol_done(&g);
     return rc;

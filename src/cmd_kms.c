@@ -797,13 +797,11 @@ static int lookup_attribute(const char *v, kms_audit_query *q, json_t **keep)
                 q->read_only = !strcmp(val, "true") ? 1 : 2;
                 break;
             case 5: q->access_key = val; break;
-            case 6: /* every record here is kms.amazonaws.com's */
-                if (strcmp(val, "kms.amazonaws.com"))
-                    q->event_id = "-"; /* matches nothing */
-                break;
-            case 7:
+            case 6: q->event_source = val; break; /* kms.amazonaws.com, or ec2.amazonaws.com (volumes) */
+            case 7: /* a key is named only by the key service's records */
                 if (strcmp(val, "AWS::KMS::Key"))
-                    q->event_id = "-";
+                    q->event_id = "-"; /* matches nothing */
+                q->event_source = "kms.amazonaws.com";
                 break;
             }
             return 0;
@@ -864,14 +862,17 @@ static int lookup_audit(int argc, char **argv, const cli_kms_opts *g)
         return local_error(e, "LookupEvents");
     o = object_with_array("Events", &arr);
     for (size_t i = 0; o && i < n; i++) {
-        json_t *x, *res = json_array();
+        json_t *x, *res = json_array(), *rec = ev[i].event ? json_loads(ev[i].event, 0, NULL) : NULL;
+        const char *source = json_string_value(json_object_get(rec, "eventSource"));
+        const char *type = json_string_value(json_object_get(json_array_get(json_object_get(rec, "resources"), 0), "type"));
         if (ev[i].key_id[0])
-            json_array_append_new(res, json_pack("{s:s, s:s}", "ResourceType", "AWS::KMS::Key", "ResourceName",
-                                                 ev[i].key_id));
+            json_array_append_new(res, json_pack("{s:s, s:s}", "ResourceType", type ? type : "AWS::KMS::Key",
+                                                 "ResourceName", ev[i].key_id));
         x = json_pack("{s:s, s:s, s:s, s:I, s:s, s:s, s:o, s:s}", "EventId", ev[i].event_id, "EventName",
                       ev[i].operation, "ReadOnly", ev[i].read_only ? "true" : "false", "EventTime",
-                      (json_int_t)ev[i].time, "EventSource", "kms.amazonaws.com", "Username", ev[i].user,
-                      "Resources", res, "CloudTrailEvent", ev[i].event ? ev[i].event : "");
+                      (json_int_t)ev[i].time, "EventSource", source ? source : "kms.amazonaws.com", "Username",
+                      ev[i].user, "Resources", res, "CloudTrailEvent", ev[i].event ? ev[i].event : "");
+        json_decref(rec);
         if (x && ev[i].access_key[0] && json_object_set_new(x, "AccessKeyId", json_string(ev[i].access_key))) {
             json_decref(x);
             x = NULL;

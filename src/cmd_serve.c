@@ -31,7 +31,7 @@ static void usage(FILE *f)
                "                            [--unix-mode MODE] [--unix-principal UID=ARN ...]\n"
                "                            [--foreground] [--pid-file F] [--rate-limit N] [--threads N]\n"
                "                            [--max-connections N] [--per-ip-limit N] [--idle-timeout S]\n"
-               "                            [--request-timeout S]\n"
+               "                            [--request-timeout S] [--trust-via-service AKID[,AKID...]]\n"
                "                            [--store DIR] [--root-key-file F] [--passphrase-file F]\n"
                "Serves the key store over HTTP(S) with the AWS KMS JSON protocol; every request must be\n"
                "SigV4-signed with an access key from `envelopefs kms create-access-key`, except on a Unix\n"
@@ -47,7 +47,9 @@ static void usage(FILE *f)
                "                       the soft limit is raised to the hard one, and as root the hard one too)\n"
                "  --per-ip-limit N     connections per source address (default 256)\n"
                "  --idle-timeout S     a connection's wait for its next request line (default 30)\n"
-               "  --request-timeout S  a whole request from its request line to its reply (default 20)\n");
+               "  --request-timeout S  a whole request from its request line to its reply (default 20)\n"
+               "  --trust-via-service AKID,...  these access keys may sign X-Envelopefs-Via-Service (the EC2 side of\n"
+               "                       `envelopefs volume --kms URL`): kms:ViaService, kms:GrantIsForAWSResource\n");
 }
 
 /* A flag's positive number (at most 1,000,000), or UINT_MAX for a usage error. */
@@ -132,7 +134,7 @@ static int start_server(kmsc *client, const kms_server_opts *so, const char *pid
 int cmd_kms_serve(int argc, char **argv, const cli_kms_opts *g)
 {
     enum { O_LISTEN = 1000, O_UNIX, O_CERT, O_KEY, O_FG, O_PID, O_RATE, O_THREADS, O_MAXC, O_PERIP, O_IDLE, O_REQT,
-           O_UMODE, O_UPRIN };
+           O_UMODE, O_UPRIN, O_VIA };
     static const struct option opts[] = {
         {"listen", required_argument, NULL, O_LISTEN}, {"unix", required_argument, NULL, O_UNIX},
         {"tls-cert", required_argument, NULL, O_CERT}, {"tls-key", required_argument, NULL, O_KEY},
@@ -141,6 +143,7 @@ int cmd_kms_serve(int argc, char **argv, const cli_kms_opts *g)
         {"max-connections", required_argument, NULL, O_MAXC}, {"per-ip-limit", required_argument, NULL, O_PERIP},
         {"idle-timeout", required_argument, NULL, O_IDLE}, {"request-timeout", required_argument, NULL, O_REQT},
         {"unix-mode", required_argument, NULL, O_UMODE}, {"unix-principal", required_argument, NULL, O_UPRIN},
+        {"trust-via-service", required_argument, NULL, O_VIA},
         {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
     kms_unix_principal *maps = NULL;
     kms_server_opts so;
@@ -168,6 +171,7 @@ int cmd_kms_serve(int argc, char **argv, const cli_kms_opts *g)
         case O_PERIP: so.per_ip_limit = positive(optarg); break;
         case O_IDLE: so.timeout_s = positive(optarg); break;
         case O_REQT: so.request_timeout_s = positive(optarg); break;
+        case O_VIA: so.trust_via_service = optarg; break;
         case O_UMODE: {
             char *end;
             unsigned long m = strtoul(optarg, &end, 8);

@@ -46,7 +46,10 @@ static void print_attachment(void *arg, const char *text)
     json_t *j = json_loads(text, 0, NULL);
     if (j) {
         (void)cli_print_json(j, g->query, g->output, WHO);
-        json_decref(j);
+        /* the attachment is made: its record (in the daemon, before the parent returns) */
+        json_decref(cli_vol_last_response);
+        cli_vol_last_response = j;
+        cli_ec2_audit(g, "AttachVolume", NULL, json_string_value(json_object_get(j, "VolumeId")), 0);
     }
 }
 
@@ -120,8 +123,11 @@ static int attach(cli_vol *g)
     o.print_arg = g;
     rc = vol_attach_run(&o, &e);
     free(dir);
-    if (rc)
-        return cli_service_error(e.code[0] ? e.code : "InternalError", "AttachVolume", e.message);
+    if (rc) {
+        rc = cli_service_error(e.code[0] ? e.code : "InternalError", "AttachVolume", e.message);
+        cli_ec2_audit(g, "AttachVolume", NULL, o.volume_id, rc);
+        return rc;
+    }
     return 0;
 }
 
@@ -136,7 +142,9 @@ static int detach(cli_vol *g)
     }
     rc = vol_detach(dir, g->rest[1], &e);
     free(dir);
-    return rc ? cli_service_error(e.code, "DetachVolume", e.message) : 0;
+    rc = rc ? cli_service_error(e.code, "DetachVolume", e.message) : 0;
+    cli_ec2_audit(g, "DetachVolume", NULL, g->rest[1], rc);
+    return rc;
 }
 
 static int fsck(cli_vol *g)

@@ -2,7 +2,8 @@
  * attach.c — the attach daemon (attach.h): a FUSE low-level filesystem with one regular file, the
  * volume's image, served by fs/loop.c's request loop over vol_dev (dev.h), and the control socket
  * (ctl.h). Every open is direct I/O (no page cache between the loop device and the volume), fsync
- * flushes the device (chunk files, then the catalog), FALLOCATE_PUNCH_HOLE discards.
+ * flushes the device (chunk files, then the catalog), FALLOCATE_PUNCH_HOLE discards. The data key is
+ * decrypted under a grant made for the attachment and retired when it ends (grant.h), as EBS does.
  */
 #define FUSE_USE_VERSION 312
 #include <errno.h>
@@ -31,6 +32,7 @@
 #include "attach.h"
 #include "ctl.h"
 #include "dev.h"
+#include "grant.h"
 #include "common/daemon.h"
 #include "common/log.h"
 #include "loop.h"
@@ -506,6 +508,34 @@ static pid_t start_nbdkit(const char *sock, const char *image)
     return -1;
 }
 
+/* Retire the attachment's grant, from a path that may have closed the store and its key client (then
+ * opened again for this). A failure leaves the grant recorded: the next attach retires it. */
+static void retire_grant(const vol_attach_opts *o, vol_store *st, vol_grant *g)
+{
+    kmsc *kms = NULL;
+    vol_store *own = NULL;
+    vol_err e = {"", ""};
+    if (!g->id[0])
+        return;
+    if (!st) {
+        if (!(kms = o->open_kms(o->open_kms_arg)) || vol_store_open(o->store_dir, kms, &own, &e)) {
+            EFS_WARN("volume %s: cannot reach the store to retire grant %s; the next attach retires it", o->volume_id,
+                     g->id);
+            kmsc_free(kms);
+            vol_grant_clear(g);
+            return;
+        }
+        st = own;
+    }
+    if (vol_grant_retire(st, o->volume_id, g, &e)) {
+        EFS_WARN("volume %s: cannot retire grant %s (%s: %s); the next attach retires it", o->volume_id, g->id, e.code,
+                 e.message);
+        vol_grant_clear(g);
+    }
+    vol_store_free(own);
+    kmsc_free(kms);
+}
+
 struct loop_arg {
     struct fuse_session *se;
     int rc;
@@ -525,6 +555,7 @@ int vol_attach_run(const vol_attach_opts *o, vol_err *e)
     vol_store *st = NULL;
     vol_volume v;
     vol_lineage lin;
+    vol_grant grant;
     kmsc *kms = NULL;
     kmsc_secret *dk = NULL;
     vol_keyring ring = {NULL, 0};
@@ -538,6 +569,7 @@ int vol_attach_run(const vol_attach_opts *o, vol_err *e)
     memset(&a, 0, sizeof a);
     memset(&v, 0, sizeof v);
     memset(&lin, 0, sizeof lin);
+    memset(&grant, 0, sizeof grant);
     a.ctl_fd = a.stop_pipe[0] = a.stop_pipe[1] = -1;
     /* 1. Checks, with errors where the user is: the volume, its attachment, its key. */
     if (!vol_id_valid("vol-", o->volume_id))
@@ -557,10 +589,23 @@ int vol_attach_run(const vol_attach_opts *o, vol_err *e)
     }
     close(lock);
     lock = -1;
-    /* every key its block map needs (a volume part-way through a rekey needs its source's too) */
-    if ((rc = vol_owner_keys(st, v.id, v.lineage, &ring, e)))
+    /* EC2's calls: retire what a killed daemon left, CreateGrant, Decrypt under it (the daemon, our fork,
+     * decrypts again under the same grant and retires it when the attachment ends) */
+    if ((rc = vol_lineage_of(st, v.lineage, &lin, e)))
+        goto early;
+    {
+        vol_err ge = {"", ""};
+        if (vol_grant_retire_stale(st, o->volume_id, &ge)) /* (kept: a later attach tries again) */
+            fprintf(stderr, "envelopefs volume attach: warning: a grant of the last attachment of %s stays: %s: %s\n",
+                    o->volume_id, ge.code, ge.message);
+    }
+    /* and every other key its block map needs (a volume part-way through a rekey needs its sources' too) */
+    if ((rc = vol_grant_create(st, o->volume_id, &lin, &grant, e)) || (rc = vol_grant_key(st, &lin, &grant, &dk, e)) ||
+        (rc = vol_owner_keys_from(st, v.id, v.lineage, dk->data, &ring, e)))
         goto early;
     vol_keyring_clear(&ring);
+    kmsc_secret_free(dk);
+    dk = NULL;
     if (o->mountpoint) {
         mnt = strdup(o->mountpoint);
     } else {
@@ -621,7 +666,7 @@ int vol_attach_run(const vol_attach_opts *o, vol_err *e)
     }
     if ((slock = vol_store_lock_shared(st)) < 0)
         goto fail;
-    if (vol_owner_keys(st, v.id, v.lineage, &ring, e)) {
+    if (vol_grant_key(st, &lin, &grant, &dk, e) || vol_owner_keys_from(st, v.id, v.lineage, dk->data, &ring, e)) {
         fprintf(stderr, "An error occurred (%s) when calling the AttachVolume operation: %s\n", e->code, e->message);
         goto fail;
     }
@@ -630,6 +675,8 @@ int vol_attach_run(const vol_attach_opts *o, vol_err *e)
         goto fail;
     }
     vol_keyring_clear(&ring);
+    kmsc_secret_free(dk);
+    dk = NULL;
     {
         /* "clean:VOL" is 0 while attached and 1 after the last flush: 0 at attach means the last daemon died */
         vol_catalog *cat = vol_store_catalog(st);
@@ -744,6 +791,7 @@ fail:
     vol_dev_free(a.dev);
     kmsc_secret_free(dk);
     vol_keyring_clear(&ring);
+    retire_grant(o, st, &grant); /* before the lock goes: detach returns with the grant retired */
     if (lock >= 0)
         close(lock);
     if (slock >= 0)
@@ -767,12 +815,14 @@ fail:
         _exit(rc);
     return rc ? -EIO : 0;
 early:
+    retire_grant(o, st, &grant);
     if (se)
         fuse_session_destroy(se);
     fuse_opt_free_args(&args);
     vol_store_free(st);
     kmsc_free(kms);
     kmsc_secret_free(dk);
+    vol_keyring_clear(&ring);
     vol_volume_clear(&v);
     vol_lineage_clear(&lin);
     free(mnt);

@@ -55,13 +55,27 @@ static int ring_add_lineage(vol_store *st, vol_keyring *r, const vol_lineage *l,
 
 int vol_owner_keys(vol_store *st, const char *owner, const char *lineage_id, vol_keyring *out, vol_err *e)
 {
+    return vol_owner_keys_from(st, owner, lineage_id, NULL, out, e);
+}
+
+int vol_owner_keys_from(vol_store *st, const char *owner, const char *lineage_id, const uint8_t *own_dk,
+                        vol_keyring *out, vol_err *e)
+{
     vol_catalog *cat = vol_store_catalog(st);
     struct names bindings = {NULL, 0}, sources = {NULL, 0};
     vol_lineage own = {0};
     int rc;
     out->k = NULL;
     out->n = 0;
-    if ((rc = vol_lineage_of(st, lineage_id, &own, e)) || (rc = ring_add_lineage(st, out, &own, e)))
+    if ((rc = vol_lineage_of(st, lineage_id, &own, e)))
+        goto out;
+    if (own_dk) {
+        if ((rc = vol_keyring_add(out, own.binding, own.id, own_dk)))
+            rc = vol_fail(e, rc, "InternalError", "out of memory");
+    } else {
+        rc = ring_add_lineage(st, out, &own, e);
+    }
+    if (rc)
         goto out;
     if ((rc = cat->ops->map_bindings(cat, owner, add_binding, &bindings)) ||
         (rc = cat->ops->source_list(cat, owner, add_source, &sources))) {

@@ -23,6 +23,11 @@
 int vol_owner_keys(vol_store *st, const char *owner, const char *lineage_id, vol_keyring *out, vol_err *e)
     __attribute__((warn_unused_result));
 
+/* The same with the owner's own lineage's data key already unwrapped by the caller (own_dk, 32 bytes,
+ * copied: e.g. decrypted under the attachment's grant); only the source lineages are unwrapped here. */
+int vol_owner_keys_from(vol_store *st, const char *owner, const char *lineage_id, const uint8_t *own_dk,
+                        vol_keyring *out, vol_err *e) __attribute__((warn_unused_result));
+
 /* The one data key that opens owner's chunks bound to `binding` (its own lineage's or a source's). */
 int vol_binding_key(vol_store *st, const char *owner, const char *lineage_id, const char *binding, kmsc_secret **dk,
                     vol_err *e) __attribute__((warn_unused_result));

@@ -18,6 +18,7 @@
 #include <sodium.h>
 
 #include "ctl.h"
+#include "grant.h"
 #include "common/log.h"
 #include "rekey.h"
 #include "store.h"
@@ -634,6 +635,12 @@ int vol_delete_volume(vol_store *st, const char *id, vol_err *e)
     vol_volume_clear(&v);
     if ((lock = vol_lock_volume(st, id)) < 0)
         return vol_fail(e, -EBUSY, "VolumeInUse", "Volume %s is currently attached", id);
+    if (vol_grant_recorded(st, id)) { /* a killed daemon's grant: retired with the volume (grant.h) */
+        vol_err ge = {"", ""};
+        if (!st->kms || vol_grant_retire_stale(st, id, &ge))
+            EFS_WARN("volume %s: a grant of its last attachment stays on its key (%s)", id,
+                     st->kms ? ge.message : "no key service");
+    }
     rc = drop_owner(st, id, st->cat->ops->volume_delete, e);
     close(lock);
     if (!rc) {

@@ -234,6 +234,7 @@ typedef struct kms_audit_query {
     const char *resource;                  /* ResourceName: a key id or key ARN the record names; NULL: any */
     const char *event_id, *access_key;     /* EventId, AccessKeyId; NULL: any */
     int read_only;                         /* ReadOnly: 0 any, 1 true, 2 false */
+    const char *event_source;              /* EventSource ("kms.amazonaws.com", "ec2.amazonaws.com"); NULL: any */
     int64_t before;                        /* only records older than this event id (a page's `next`); 0: none */
     size_t max_results;                    /* 1 .. KMS_AUDIT_MAX_RESULTS */
 } kms_audit_query;
@@ -281,6 +282,25 @@ void kms_core_audit_public_key(kms_core *core, char out[65]);
 #define KMS_AUTH_FAILURE_BURST 100
 void kms_core_audit_auth_failure(kms_core *core, const kms_principal *claimed, const char *operation, kms_err e,
                                  const char *message);
+
+/* A call of another service of the account (EC2's volume and snapshot calls: the volume store), recorded
+ * in this trail as CloudTrail keeps every service's events in one trail per account: the same record
+ * shape, hash chain, digests, lookup (EventSource filters) and validation. Strings are borrowed; the
+ * JSON texts must already be free of secrets. Durable before it returns. KMS_ERR_VALIDATION for an
+ * event source that is not NAME.amazonaws.com (or is kms's) or JSON that is not an object. */
+typedef struct kms_service_event {
+    const char *event_source;       /* "ec2.amazonaws.com" */
+    const char *event_name;         /* "CreateVolume", "AttachVolume", ... (< 48 characters) */
+    bool read_only;
+    const char *request_parameters; /* a JSON object's text, or NULL (null) */
+    const char *response_elements;  /* a JSON object's text, or NULL (null) */
+    const char *resource_type;      /* "AWS::EC2::Volume", "AWS::EC2::Snapshot", or NULL */
+    const char *resource_name;      /* "vol-...", "snap-..." (the key_id column: ResourceName), or NULL */
+    const char *resource_arn;       /* or NULL */
+    const char *error_code;         /* NULL on success */
+    const char *error_message;
+} kms_service_event;
+kms_err kms_core_audit_service_event(kms_core *core, const kms_principal *p, const kms_service_event *ev) KMS_WUR;
 
 /* The records matching q, newest first (every answered call's record is already written). On success *out is a
  * malloc'd array of *n events (free() it; NULL when none) and *next is the `before` of the next page, 0

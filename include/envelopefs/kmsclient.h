@@ -47,6 +47,12 @@ typedef struct kmsc_opts {
     /* local: the principal the embedded core acts as: NULL for the store's account root, a user name of
      * the store's account, or a principal ARN (arn:aws:iam::ACCOUNT:root | arn:aws:iam::ACCOUNT:user/NAME) */
     const char *as_user;
+    /* A service name ("ec2"): every call is made through that service on the principal's behalf, as AWS
+     * services call KMS, so policies see kms:ViaService NAME.REGION.amazonaws.com (and
+     * kms:GrantIsForAWSResource on grant calls). local: set on the principal; http(s): sent in the signed
+     * header X-Envelopefs-Via-Service, which `envelopefs kms serve` honours only for the access keys it was
+     * told to trust (--trust-via-service) and other services ignore. NULL: direct calls. */
+    const char *via_service;
     /* http(s): overrides; NULL means the standard AWS environment / config files */
     const char *region;
     const char *profile;
@@ -109,6 +115,26 @@ kms_err kmsc_generate_data_key_without_plaintext(kmsc *c, const char *key_id, co
 /* Decrypt; key_id may be NULL (the blob names its key). *out freed with kmsc_secret_free. */
 kms_err kmsc_decrypt(kmsc *c, const char *key_id, const uint8_t *blob, size_t blob_len,
                      const kms_ectx *ectx, kmsc_secret **out, kmsc_error *err) KMS_WUR;
+/* Decrypt presenting a grant token (NULL: none), as a grantee does right after CreateGrant. */
+kms_err kmsc_decrypt_with_grant(kmsc *c, const char *key_id, const uint8_t *blob, size_t blob_len,
+                                const kms_ectx *ectx, const char *grant_token, kmsc_secret **out,
+                                kmsc_error *err) KMS_WUR;
+/* CreateGrant for `ops` (n_ops names, e.g. "Decrypt") with an EncryptionContextSubset constraint
+ * (subset may be NULL: none); retiring and name may be NULL. *grant_id and *grant_token are malloc'd;
+ * free(). */
+kms_err kmsc_create_grant(kmsc *c, const char *key_id, const char *grantee, const char *retiring,
+                          const char *const *ops, size_t n_ops, const kms_ectx *subset, const char *name,
+                          char **grant_id, char **grant_token, kmsc_error *err) KMS_WUR;
+/* RetireGrant / RevokeGrant by key ARN and grant id. */
+kms_err kmsc_retire_grant(kmsc *c, const char *key_arn, const char *grant_id, kmsc_error *err) KMS_WUR;
+kms_err kmsc_revoke_grant(kmsc *c, const char *key_arn, const char *grant_id, kmsc_error *err) KMS_WUR;
+/* Record another service's call (kms_core_audit_service_event) as the principal this client acts as:
+ * the embedded backend only (the store's own trail); KMS_ERR_UNSUPPORTED_OPERATION over http(s), which
+ * has no such operation. */
+kms_err kmsc_audit_service_event(kmsc *c, const kms_service_event *ev) KMS_WUR;
+/* The principal ARN this client acts as, when the client knows it (the embedded backend: the store's
+ * account root or --as-user); KMS_ERR_UNSUPPORTED_OPERATION over http(s), where the server decides. */
+kms_err kmsc_caller_arn(kmsc *c, char *buf, size_t cap) KMS_WUR;
 /* Encrypt (plaintext ≤ 4096 bytes). *blob is malloc'd; free(). */
 kms_err kmsc_encrypt(kmsc *c, const char *key_id, const uint8_t *pt, size_t pt_len,
                      const kms_ectx *ectx, uint8_t **blob, size_t *blob_len, kmsc_error *err) KMS_WUR;

@@ -361,6 +361,43 @@ static enum MHD_Result reply_error(struct MHD_Connection *c, kms_err e, const ch
 }
 
 /* Authenticate; on success fills the principal strings. */
+/* The service a trusted access key's request says it comes through (kms_server_opts.trust_via_service),
+ * or NULL: the header must be signed, the key listed, and the name NAME.REGION.amazonaws.com. */
+static const char *via_service(const kms_server *s, struct MHD_Connection *c, const char *key_id)
+{
+    const char *v = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Envelopefs-Via-Service"), *list, *p;
+    const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+    size_t kl = strlen(key_id), n;
+    bool listed = false;
+    if (!v || !auth || !(list = s->o.trust_via_service) || !(p = strstr(auth, "SignedHeaders=")))
+        return NULL;
+    p += 14;
+    n = strcspn(p, ", ");
+    {
+        const char *h = p;
+        bool signed_ = false;
+        while (h < p + n && !signed_) {
+            size_t l = strcspn(h, ";, ");
+            signed_ = l == 24 && !strncmp(h, "x-envelopefs-via-service", 24);
+            h += l + (h[l] == ';');
+            if (!l)
+                break;
+        }
+        if (!signed_)
+            return NULL;
+    }
+    for (p = list; *p && !listed; p += strcspn(p, ",") + (p[strcspn(p, ",")] == ',')) {
+        listed = strcspn(p, ",") == kl && !strncmp(p, key_id, kl);
+        if (!strcspn(p, ","))
+            break;
+    }
+    n = strlen(v);
+    if (!listed || n > 128 || n <= 14 || strcmp(v + n - 14, ".amazonaws.com") ||
+        strspn(v, "abcdefghijklmnopqrstuvwxyz0123456789.-") != n)
+        return NULL;
+    return v;
+}
+
 static kms_err authenticate(kms_server *s, struct MHD_Connection *c, const struct req_state *st,
                             struct ak_entry *key, const char **msg, char claimed[24])
 {
@@ -534,7 +571,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
                                .source = cs ? cs->source : "http:unknown",
                                .source_ip = cs && strcmp(cs->source, "http:unix") ? cs->source + 5 : NULL,
                                .user_agent = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "User-Agent"),
-                               .unix_peer = cs && cs->peer ? &peer : NULL};
+                               .unix_peer = cs && cs->peer ? &peer : NULL,
+                               .via_service = pm ? NULL : via_service(s, c, key.id)};
             e = kms_core_call(s->core, &p, op, st->body ? st->body : "{}", st->body ? st->len : 2, &resp, &resp_len,
                               &emsg);
         }

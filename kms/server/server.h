@@ -35,6 +35,11 @@ typedef struct kms_server_opts {
     unsigned timeout_s;        /* a connection's wait for its next request line; 0 = 30 */
     unsigned request_timeout_s;/* a whole request (headers, body, reply) from its request line; 0 = 20 */
     int64_t max_skew_s;        /* 0 = 300 */
+    /* Access key ids (comma-separated) whose requests may say, in the signed header
+     * X-Envelopefs-Via-Service: NAME.REGION.amazonaws.com, that they come through that service
+     * (kms:ViaService, kms:GrantIsForAWSResource), as the EC2 side of `envelopefs volume` does. The
+     * header from any other key, or unsigned, is ignored. NULL: none. */
+    const char *trust_via_service;
 } kms_server_opts;
 
 typedef struct kms_server kms_server;

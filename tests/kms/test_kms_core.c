@@ -1014,6 +1014,56 @@ static void test_audit_lookup(void)
     kms_core_free(c);
 }
 
+/* Another service's events (EC2's, kms_core_audit_service_event): in the same trail and chain, found by
+ * EventSource, shaped as given; a source that is not NAME.amazonaws.com, kms's own, or JSON that is not
+ * an object is refused and records nothing. */
+static void test_audit_service_event(void)
+{
+    kms_core *c = open_store();
+    kms_principal dave = {.account = "111122223333", .user = "dave-ec2", .source = "embedded"};
+    kms_service_event ev = {.event_source = "ec2.amazonaws.com", .event_name = "CreateVolume",
+                            .request_parameters = "{\"size\":\"1\"}", .response_elements = "{\"volumeId\":\"vol-1\"}",
+                            .resource_type = "AWS::EC2::Volume", .resource_name = "vol-1"};
+    kms_service_event bad = ev;
+    kms_audit_event *out = NULL;
+    kms_audit_query q = {.user = "dave-ec2", .max_results = 10};
+    kms_audit_validation v;
+    size_t n = 0;
+    int64_t next = 0;
+    CHECK(kms_core_audit_service_event(c, &dave, &ev) == KMS_OK);
+    ev.event_name = "DeleteVolume";
+    ev.response_elements = NULL;
+    ev.error_code = "VolumeInUse";
+    ev.error_message = "Volume vol-1 is currently attached";
+    CHECK(kms_core_audit_service_event(c, &dave, &ev) == KMS_OK);
+    bad.event_source = "kms.amazonaws.com";
+    CHECK(kms_core_audit_service_event(c, &dave, &bad) == KMS_ERR_VALIDATION);
+    bad.event_source = "ec2.example.com";
+    CHECK(kms_core_audit_service_event(c, &dave, &bad) == KMS_ERR_VALIDATION);
+    bad.event_source = "ec2.amazonaws.com";
+    bad.request_parameters = "[1]";
+    CHECK(kms_core_audit_service_event(c, &dave, &bad) == KMS_ERR_VALIDATION);
+    CHECK(kms_core_lookup_audit(c, &q, &out, &n, &next) == KMS_OK);
+    CHECK(n == 2 && !strcmp(out[0].operation, "DeleteVolume") && !strcmp(out[0].result, "VolumeInUse"));
+    CHECK(!strcmp(out[1].operation, "CreateVolume") && !strcmp(out[1].key_id, "vol-1") && !strcmp(out[1].result, "OK"));
+    CHECK(strstr(out[0].event, "\"eventSource\":\"ec2.amazonaws.com\"") &&
+          strstr(out[0].event, "\"errorCode\":\"VolumeInUse\"") && strstr(out[0].event, "\"responseElements\":null"));
+    CHECK(strstr(out[1].event, "\"requestParameters\":{\"size\":\"1\"}") &&
+          strstr(out[1].event, "\"resources\":[{\"accountId\":\"111122223333\",\"type\":\"AWS::EC2::Volume\"}]") &&
+          !strstr(out[1].event, "errorCode"));
+    kms_audit_events_free(out, n);
+    q.event_source = "kms.amazonaws.com";
+    CHECK(kms_core_lookup_audit(c, &q, &out, &n, &next) == KMS_OK);
+    CHECK(n == 0);
+    q = (kms_audit_query){.event_source = "ec2.amazonaws.com", .max_results = 10};
+    CHECK(kms_core_lookup_audit(c, &q, &out, &n, &next) == KMS_OK);
+    CHECK(n == 2);
+    kms_audit_events_free(out, n);
+    CHECK(kms_core_validate_audit(c, 0, NULL, &v) == KMS_OK);
+    CHECK(v.valid);
+    kms_core_free(c);
+}
+
 /* The audit trail's retention: by age (counted back from the newest record, in the core's clock) and by
  * count; applied at once by kms_core_audit_retention, and by a new core's maintenance thread on its own;
  * out-of-range policies refused. Runs last: it deletes the other tests' audit records. */
@@ -1307,6 +1357,7 @@ int main(void)
     test_access_key_lifecycle();
     test_audit_every_operation();
     test_audit_lookup();
+    test_audit_service_event();
     test_audit_retention();
     {
         char cmd[400];

@@ -124,9 +124,10 @@ expect_err UnauthorizedOperation ec2 b describe-snapshot-attribute --snapshot-id
 expect_err UnauthorizedOperation ec2 b delete-snapshot --snapshot-id "$s"
 expect_err KMS.AccessDeniedException ec2 b create-volume --snapshot-id "$s"
 
-# --- A allows B on its key by a grant (Decrypt, constrained to the lineage's context): B restores; once
-# the grant is revoked the key service refuses B again
-G=$(kms a create-grant --key-id "$KA" --grantee-principal arn:aws:iam::$BB:root --operations Decrypt \
+# --- A allows B on its key by a grant (Decrypt, and CreateGrant for the attachment's own grant, as EBS needs
+# from a cross-account user; constrained to the lineage's context): B restores; once the grant is revoked
+# the key service refuses B again
+G=$(kms a create-grant --key-id "$KA" --grantee-principal arn:aws:iam::$BB:root --operations Decrypt CreateGrant \
       --constraints "{\"EncryptionContextSubset\":{\"aws:ebs:id\":\"$v\"}}" --query GrantId --output text)
 vg=$(restore_cmp "$s" b)
 kms a revoke-grant --key-id "$KA" --grant-id "$G"
