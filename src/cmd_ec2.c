@@ -17,6 +17,7 @@
 
 #include "cli_aws.h"
 #include "cli_vol.h"
+#include "cli_vol_sign.h"
 #include "commands.h"
 #include "common/jsonwipe.h"
 
@@ -393,14 +394,15 @@ static int delete_thing(cli_vol *g, const struct cli_args *a, bool volume)
 
 static int create_snapshot(cli_vol *g, const struct cli_args *a)
 {
-    const char *vid, *desc;
+    const char *vid, *desc, *sk;
     char **tv, *tags = NULL;
     int ntv = cli_argv_of(a, "tag-specifications", &tv), rc;
     vol_store *st;
     vol_snapshot s;
     kmsc *kms;
     vol_err e = {"", ""};
-    if ((rc = cli_need1(WHO, a, "volume-id", &vid, true)) || (rc = cli_need1(WHO, a, "description", &desc, false)))
+    if ((rc = cli_need1(WHO, a, "volume-id", &vid, true)) || (rc = cli_need1(WHO, a, "description", &desc, false)) ||
+        (rc = cli_need1(WHO, a, "signing-key-id", &sk, false)))
         return rc;
     if (ntv && !(tags = tag_spec(tv, ntv, "snapshot")))
         return usage_error("--tag-specifications takes ResourceType=snapshot,Tags=[{Key=k,Value=v}] or JSON");
@@ -411,7 +413,11 @@ static int create_snapshot(cli_vol *g, const struct cli_args *a)
     if (vol_create_snapshot(st, vid, desc, tags && *tags ? tags : NULL, &s, &e)) {
         rc = cli_service_error(e.code, "CreateSnapshot", e.message);
     } else {
-        rc = cli_vol_print(g, WHO, cli_snapshot_json(st, &s));
+        json_t *o = cli_snapshot_json(st, &s);
+        if ((rc = cli_vol_sign_new(g, st, s.id, sk, NULL, "CreateSnapshot", o))) /* our extension: signed manifests */
+            json_decref(o);
+        else
+            rc = cli_vol_print(g, WHO, o);
         vol_snapshot_clear(&s);
     }
     vol_store_free(st);
@@ -442,14 +448,15 @@ static bool same_region(vol_store *st, const char *snap_id, const char *region)
 /* copy-snapshot --source-snapshot-id S [--source-region R] [--encrypted] [--kms-key-id K] [--description D] */
 static int copy_snapshot(cli_vol *g, const struct cli_args *a)
 {
-    const char *src, *region, *key, *desc;
+    const char *src, *region, *key, *desc, *sk;
     vol_store *st;
     vol_snapshot s;
     kmsc *kms;
     vol_err e = {"", ""};
     int rc;
     if ((rc = cli_need1(WHO, a, "source-snapshot-id", &src, true)) || (rc = cli_need1(WHO, a, "source-region", &region, false)) ||
-        (rc = cli_need1(WHO, a, "kms-key-id", &key, false)) || (rc = cli_need1(WHO, a, "description", &desc, false)))
+        (rc = cli_need1(WHO, a, "kms-key-id", &key, false)) || (rc = cli_need1(WHO, a, "description", &desc, false)) ||
+        (rc = cli_need1(WHO, a, "signing-key-id", &sk, false)))
         return rc;
     if (cli_arg1(a, "no-encrypted"))
         return cli_service_error("InvalidParameterValue", "CopySnapshot", "Encrypted cannot be false: envelopefs "
@@ -462,7 +469,11 @@ static int copy_snapshot(cli_vol *g, const struct cli_args *a)
     } else if (vol_copy_snapshot(st, src, key, cli_arg1(a, "rewrap-only") != NULL, desc, &s, &e)) {
         rc = cli_service_error(e.code, "CopySnapshot", e.message);
     } else {
-        rc = cli_vol_print(g, WHO, json_pack("{s:s}", "SnapshotId", s.id));
+        json_t *o = json_pack("{s:s}", "SnapshotId", s.id);
+        if ((rc = cli_vol_sign_new(g, st, s.id, sk, src, "CopySnapshot", o))) /* a signed source: the copy re-signed */
+            json_decref(o);
+        else
+            rc = cli_vol_print(g, WHO, o);
         vol_snapshot_clear(&s);
     }
     vol_store_free(st);
@@ -518,11 +529,11 @@ static const struct {
                       "availability-zone iops throughput"},
     {"describe-volumes", "volume-ids filters max-results next-token"},
     {"delete-volume", "volume-id"},
-    {"create-snapshot", "volume-id description tag-specifications"},
+    {"create-snapshot", "volume-id description tag-specifications signing-key-id"},
     {"describe-snapshots", "snapshot-ids owner-ids filters max-results next-token"},
     {"delete-snapshot", "snapshot-id"},
     {"copy-snapshot", "source-snapshot-id source-region kms-key-id encrypted no-encrypted description destination-region "
-                      "rewrap-only"},
+                      "rewrap-only signing-key-id"},
     {"enable-ebs-encryption-by-default", ""},
     {"disable-ebs-encryption-by-default", ""},
     {"get-ebs-encryption-by-default", ""},

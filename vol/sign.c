@@ -215,6 +215,8 @@ int vol_manifest_scan_run(vol_store *st, const char *snap_id, const vol_keyring 
     int rc;
     memset(out, 0, sizeof *out);
     memset(&s, 0, sizeof s);
+    if (sodium_init() < 0) /* offline, no key service has initialised it */
+        return vol_fail(e, -ENOMEM, "InternalError", "libsodium cannot start");
     s.st = st;
     s.ring = ring;
     s.out = out;
@@ -590,7 +592,7 @@ int vol_verify_snapshot(vol_store *st, kmsc *kms, const char *snap_id, const vol
         vol_manifest_digest(enc, len, r->current_digest);
     }
     r->field = vol_manifest_diff(&r->recorded, &r->scan.m);
-    if (r->field && !strcmp(r->field, "BlockMapDigest")) {
+    if (r->field && (!strcmp(r->field, "Blocks") || !strcmp(r->field, "BlockMapDigest"))) {
         const char *why = NULL;
         uint8_t d[32];
         vol_map_hash_init(&rec.mh);
