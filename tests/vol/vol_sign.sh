@@ -13,7 +13,12 @@ command -v sqlite3 >/dev/null || { echo "SKIP: sqlite3 absent"; exit 77; }
 T=$(mktemp -d /tmp/vol-sign.XXXXXX)
 export ENVELOPEFS_STORE=$T/store
 fail() { echo "FAIL: $*" >&2; exit 1; }
-trap 'rm -rf "$T"' EXIT
+cleanup() {
+  cd /
+  for v in $(ls "$T/store/volumes/run" 2>/dev/null | sed -n 's/\.json$//p'); do "$B" volume detach "$v" >/dev/null 2>&1 || true; done
+  rm -rf "$T"
+}
+trap cleanup EXIT
 CAT=$T/store/volumes/catalog.db
 k() { "$B" kms "$@"; }
 fsck() { "$B" volume fsck "$@" --verify-signature; }
@@ -38,6 +43,22 @@ SYM=$(k create-key --query KeyMetadata.Arn --output text)
 pem "$KEY" key
 pem "$OTHER" other
 pem "$RSA" rsa
+
+# an attached volume written with dd (FUSE): its daemon takes the snapshot, the command signs it
+if [ -e /dev/fuse ] && [ -w /dev/fuse ]; then
+  W=$("$B" ec2 create-volume --size 1 --query VolumeId --output text)
+  "$B" volume attach "$W" >/dev/null
+  IMG=$("$B" ec2 describe-volumes --volume-ids "$W" --query 'Volumes[0].Attachments[0].Device' --output text)
+  head -c 1M /dev/urandom | dd of="$IMG" bs=64k conv=notrunc,fsync status=none
+  SW=$("$B" ec2 create-snapshot --volume-id "$W" --signing-key-id "$KEY" --query SnapshotId --output text)
+  head -c 64k /dev/urandom | dd of="$IMG" bs=64k conv=notrunc,fsync status=none   # after the snapshot: copy on write
+  fsck "$SW" >"$T/out" || fail "attached volume's signed snapshot: $(cat "$T/out")"
+  [ "$(field Blocks)" = 2 ] || fail "attached snapshot blocks: $(cat "$T/out")"
+  "$B" volume detach "$W"
+  fsck "$SW" --public-key "$T/key.pem" >/dev/null || fail "attached snapshot after detach"
+else
+  echo "note: /dev/fuse not usable: the attached-volume case is skipped"
+fi
 
 # a volume with data: an image uploaded as a snapshot (blocks 0, 1, 3 written; 2 a hole), restored
 truncate -s 2M "$T/img"
