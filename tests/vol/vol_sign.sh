@@ -164,6 +164,9 @@ C2=$("$B" ec2 copy-snapshot --source-snapshot-id "$S" --kms-key-id "$DK" --signi
 fsck "$C2" >"$T/out" || fail "re-encrypted copy: $(cat "$T/out")"
 [ "$(field SigningAlgorithm)" = RSASSA_PSS_SHA_256 ] && [ "$(field Source.SignatureValid)" = True ] \
   && [ "$(field Source.SameBlocks)" = False ] || fail "re-encrypted copy: $(cat "$T/out")"
+C3=$("$B" ec2 copy-snapshot --source-snapshot-id "$S" --kms-key-id "$DK" --rewrap-only --query SnapshotId --output text)
+fsck "$C3" >"$T/out" || fail "rewrapped copy: $(cat "$T/out")"
+[ "$(field Source.SameBlocks)" = True ] && [ "$(field SigningKeyId)" = "$KEY" ] || fail "rewrapped copy: $(cat "$T/out")"
 fsck "$C2" --public-key "$T/rsa.pem" --source-public-key "$T/key.pem" >"$T/out" || fail "copy offline: $(cat "$T/out")"
 [ "$(field Source.SignatureValid)" = True ] || fail "copy offline source: $(cat "$T/out")"
 expect_fail "copy, wrong source key" SourceSignatureInvalid "source signature" "$C2" --public-key "$T/rsa.pem" \
