@@ -59,7 +59,7 @@ static kms_err refuse(kms_core *c, const kms_principal *caller, const char *name
 /* Wipe every string in a JSON tree that may hold plaintext (Plaintext, PrivateKeyPlaintext fields). */
 static void wipe_json_secrets(json_t *j)
 {
-    static const char *const fields[] = {"Plaintext", "PrivateKeyPlaintext"};
+    static const char *const fields[] = {"Plaintext", "PrivateKeyPlaintext", "KeyStorePassword"};
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
         json_t *v = json_object_get(j, fields[i]);
         if (json_is_string(v)) {

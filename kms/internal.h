@@ -34,6 +34,7 @@
 #include "policy.h"
 
 #define KMS_KEY_ID_LEN 36  /* UUID text */
+#define KMS_CKS_ID_LEN 21  /* custom key store id: "cks-" + 17 hex digits */
 #define KMS_PCTX_SLOTS (4 * KMS_ALG__COUNT) /* sign, verify, encrypt, decrypt × algorithm */
 #define KMS_MAX_VERSIONS_CACHED 64
 #define KMS_FRESHNESS_MS 2  /* staleness bound for other processes' changes */
@@ -79,6 +80,8 @@ typedef struct kms_key {
     uint8_t raw_id[16];
     enum kms_key_spec spec;    /* fixed at creation (keyspec.h) */
     enum kms_key_usage usage;
+    bool hsm;                  /* Origin AWS_CLOUDHSM: in custom key store cks_id, its material a token object (cks.c) */
+    char cks_id[KMS_CKS_ID_LEN + 1]; /* "" unless hsm */
     bool external;             /* Origin EXTERNAL: imported key material (import.c); no versions while PendingImport */
     bool expires;              /* imported material expires (ExpirationModel KEY_MATERIAL_EXPIRES) at valid_to */
     int64_t valid_to;
@@ -139,6 +142,8 @@ struct kms_core {
     double af_tokens;          /* authentication-failure records: token bucket (kms_core_audit_auth_failure) */
     int64_t af_last_ms;
     uint64_t af_suppressed;
+    struct kms_cks_conn *cks_conns; /* this process's logins to custom key stores' tokens (cks.c) */
+    size_t n_cks_conns;
     kms_checkpointer *ckpt;    /* WAL checkpoints off the request path; NULL: SQLite's automatic ones */
 };
 
@@ -160,6 +165,12 @@ kms_err kms_store_put_version(kms_core *c, kms_key *k, int64_t created, int auto
 /* mrk.c: multi-Region keys (table multi_region; docs/FORMAT.md). A key is multi-Region when its id
  * starts with "mrk-". */
 #define KMS_MRK_PREFIX "mrk-"
+/* The store's meta table (k TEXT → v BLOB). kms_meta_get: 0 with the value in buf[0, *len); -1 when absent
+ * or longer than cap; -2 on a database error. kms_meta_put: 0 or -1; replace false keeps an existing row
+ * (INSERT OR IGNORE: a racing process's value wins, re-read it). */
+int kms_meta_get(sqlite3 *db, const char *k, void *buf, size_t cap, size_t *len);
+int kms_meta_put(sqlite3 *db, const char *k, const void *v, size_t n, bool replace);
+
 kms_err kms_mrk_migrate(sqlite3 *db, char **msg); /* additive and idempotent; at every open */
 void kms_mrk_id(const uint8_t raw[16], char out[KMS_KEY_ID_LEN + 1]);
 static inline bool kms_is_mrk(const kms_key *k) { return !strncmp(k->id, KMS_MRK_PREFIX, 4); }
@@ -176,6 +187,16 @@ void kms_mrk_push(kms_core *c, const kms_principal *caller, kms_key *k);
 kms_err kms_mrk_pull(kms_core *c, kms_key *k, char **msg);
 /* ScheduleKeyDeletion of k: KMSInvalidStateException while k is a primary with a replica that exists. */
 kms_err kms_mrk_may_delete(kms_core *c, const kms_key *k, char **msg);
+/* cks.c: custom key stores (tables custom_key_stores, custom_key_store_keys; docs/FORMAT.md). */
+struct hsm_key_info;
+kms_err kms_cks_migrate(sqlite3 *db, char **msg); /* additive and idempotent; at every open */
+void kms_cks_free(kms_core *c);                    /* logs out of every token this core logged in to */
+kms_err kms_cks_load_keys(kms_core *c, char **msg); /* after the keys: which are in a custom key store */
+kms_err kms_cks_write_key(kms_core *c, const kms_key *k, char **msg); /* k's custom_key_store_keys row */
+void kms_cks_describe(kms_core *c, const kms_key *k, json_t *m); /* DescribeKey's Origin, store, cluster, Unavailable */
+void kms_cks_key_destroyed(kms_core *c, const kms_key *k); /* best effort: destroy its token object */
+/* What the token says of k's key object (tests): logs in as a cryptographic operation would. */
+kms_err kms_cks_token_key_info(kms_core *c, const kms_key *k, struct hsm_key_info *info, char **msg);
 /* Imported material (import.c): make material[32] the key's only version (and write the key row), or delete
  * the key's material (versions) and write the key row; both in one transaction. */
 kms_err kms_store_import_material(kms_core *c, kms_key *k, const uint8_t material[32], char **msg);

@@ -30,6 +30,7 @@ static const struct enum_field {
     {"CreateKey", "CustomerMasterKeySpec", {CMK_SPECS, NULL}},
     {"CreateKey", "KeyUsage", {"SIGN_VERIFY", "ENCRYPT_DECRYPT", "GENERATE_VERIFY_MAC", "KEY_AGREEMENT", NULL}},
     {"CreateKey", "Origin", {"AWS_KMS", "EXTERNAL", "AWS_CLOUDHSM", "EXTERNAL_KEY_STORE", NULL}},
+    {"CreateCustomKeyStore", "CustomKeyStoreType", {"AWS_CLOUDHSM", "EXTERNAL_KEY_STORE", NULL}},
     {"GenerateDataKey", "KeySpec", {"AES_256", "AES_128", NULL}},
     {"GenerateDataKeyWithoutPlaintext", "KeySpec", {"AES_256", "AES_128", NULL}},
 };

@@ -273,6 +273,7 @@ static json_t *key_metadata(kms_core *c, const kms_key *k)
     if (!k->n_versions)
         json_object_set_new(m, "CurrentKeyMaterialId", json_string(""));
     kms_mrk_describe(c, k, m);
+    kms_cks_describe(c, k, m); /* a custom key store's key: Origin AWS_CLOUDHSM, its store and cluster */
     if (k->state == KS_PENDING_DELETION) {
         json_object_set_new(m, "DeletionDate", json_integer(k->deletion_date));
         json_object_set_new(m, "PendingDeletionWindowInDays", json_integer(k->pending_days));
@@ -288,8 +289,10 @@ static kms_err seal_blob(struct op_ctx *x, kms_key *k, const uint8_t *pt, size_t
     uint8_t *aad = NULL, nonce[KMS_BLOB_NONCE_LEN], *blob;
     size_t aad_len;
     kms_version *v = &k->versions[k->n_versions - 1];
-    kms_err e = kms_store_cipher(x->core, k, v, &gk, x->msg);
-    if (e)
+    kms_err e;
+    if (k->hsm) /* sealed inside the custom key store's token (cks.c) */
+        return kms_cks_seal(x, k, pt, n, ectx, blob_json);
+    if ((e = kms_store_cipher(x->core, k, v, &gk, x->msg)))
         return e;
     if (kms_ectx_encode(ectx, &aad, &aad_len))
         return fail(x, KMS_ERR_VALIDATION, "EncryptionContext keys must be non-empty and keys/values at most 65535 bytes");
@@ -369,6 +372,19 @@ static kms_err open_blob(struct op_ctx *x, const uint8_t *buf, size_t len, const
     }
     if (b.version > k->n_versions)
         return fail(x, KMS_ERR_INVALID_CIPHERTEXT, NULL);
+    if (k->hsm) { /* opened inside the custom key store's token (cks.c) */
+        *pt = kms_scratch(b.ciphertext_len ? b.ciphertext_len : 1);
+        if (!*pt)
+            return KMS_ERR_NOMEM;
+        if ((e = kms_cks_open(x, k, &b, ectx, *pt))) {
+            sodium_memzero(*pt, b.ciphertext_len);
+            *pt = NULL;
+            return e;
+        }
+        *pt_len = b.ciphertext_len;
+        *used = k;
+        return KMS_OK;
+    }
     e = kms_store_cipher(x->core, k, &k->versions[b.version - 1], &gk, x->msg);
     if (e)
         return e;
@@ -433,9 +449,12 @@ static kms_err not_replica(struct op_ctx *x, const kms_key *k)
 static kms_err rotatable(struct op_ctx *x, const kms_key *k)
 {
     char arn[160];
-    if (k->spec == KMS_SPEC_SYMMETRIC && !k->external)
+    if (k->spec == KMS_SPEC_SYMMETRIC && !k->external && !k->hsm)
         return KMS_OK;
     key_arn(x->core, k, arn, sizeof arn);
+    if (k->hsm)
+        return fail(x, KMS_ERR_UNSUPPORTED_OPERATION,
+                    "%s is in custom key store %s: keys in a custom key store are not rotated.", arn, k->cks_id);
     if (k->external)
         return fail(x, KMS_ERR_UNSUPPORTED_OPERATION,
                     "%s has imported key material (Origin EXTERNAL): it is not rotated; put a new key behind the alias "
@@ -488,7 +507,7 @@ static kms_err check_tags(struct op_ctx *x, json_t *tags)
 kms_err kms_op_create_key(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_core *c = x->core;
-    const char *desc, *spec, *usage, *origin;
+    const char *desc, *spec, *usage, *origin, *cks_id;
     kms_key k;
     uint8_t *material;
     size_t material_len;
@@ -499,7 +518,8 @@ kms_err kms_op_create_key(struct op_ctx *x, json_t *in, json_t **out)
     bool multi_region;
 
     if ((e = get_str(x, in, "Description", false, &desc)) || (e = get_str(x, in, "KeySpec", false, &spec)) ||
-        (e = get_str(x, in, "KeyUsage", false, &usage)) || (e = get_str(x, in, "Origin", false, &origin)))
+        (e = get_str(x, in, "KeyUsage", false, &usage)) || (e = get_str(x, in, "Origin", false, &origin)) ||
+        (e = get_str(x, in, "CustomKeyStoreId", false, &cks_id)))
         return e;
     {
         const char *cmks;
@@ -529,9 +549,21 @@ kms_err kms_op_create_key(struct op_ctx *x, json_t *in, json_t **out)
                     kms_spec_is_hmac((enum kms_key_spec)ks) ? "HMAC" : "asymmetric");
     if (!kms_spec_usage_valid((enum kms_key_spec)ks, (enum kms_key_usage)ku))
         return fail(x, KMS_ERR_VALIDATION, "KeyUsage %s is not compatible with KeySpec %s", usage, spec ? spec : "SYMMETRIC_DEFAULT");
-    if (origin && strcmp(origin, "AWS_KMS") && strcmp(origin, "EXTERNAL")) {
-        if (!strcmp(origin, "AWS_CLOUDHSM") || !strcmp(origin, "EXTERNAL_KEY_STORE"))
-            return fail(x, KMS_ERR_UNSUPPORTED_OPERATION, "Origin %s is not supported: this key service has no custom key stores", origin);
+    if (cks_id && (!*cks_id || strlen(cks_id) > 64))
+        return invalid(x, "customKeyStoreId", "Member must have length between 1 and 64");
+    if (cks_id && !origin)
+        origin = "AWS_CLOUDHSM"; /* the only kind of custom key store here */
+    if (origin && !strcmp(origin, "AWS_CLOUDHSM") && !cks_id)
+        return fail(x, KMS_ERR_UNSUPPORTED_OPERATION, "Origin AWS_CLOUDHSM needs a CustomKeyStoreId");
+    if (cks_id && strcmp(origin, "AWS_CLOUDHSM"))
+        return fail(x, KMS_ERR_UNSUPPORTED_OPERATION,
+                    "A key in custom key store %s must have Origin AWS_CLOUDHSM, not %s", cks_id, origin);
+    if (cks_id && ks != KMS_SPEC_SYMMETRIC)
+        return fail(x, KMS_ERR_UNSUPPORTED_OPERATION,
+                    "KeySpec %s is not supported in a custom key store; only SYMMETRIC_DEFAULT", spec);
+    if (origin && strcmp(origin, "AWS_KMS") && strcmp(origin, "EXTERNAL") && strcmp(origin, "AWS_CLOUDHSM")) {
+        if (!strcmp(origin, "EXTERNAL_KEY_STORE"))
+            return fail(x, KMS_ERR_UNSUPPORTED_OPERATION, "Origin %s is not supported: this key service has no external key stores", origin);
         return fail(x, KMS_ERR_VALIDATION,
                     "1 validation error detected: Value '%s' at 'origin' failed to satisfy constraint: Member must "
                     "satisfy enum value set: [EXTERNAL_KEY_STORE, AWS_CLOUDHSM, AWS_KMS, EXTERNAL]", origin);
@@ -548,6 +580,8 @@ kms_err kms_op_create_key(struct op_ctx *x, json_t *in, json_t **out)
             return fail(x, KMS_ERR_SERIALIZATION, "MultiRegion must be a boolean");
         multi_region = json_is_true(mr);
     }
+    if (multi_region && cks_id)
+        return fail(x, KMS_ERR_UNSUPPORTED_OPERATION, "A multi-Region key cannot be in a custom key store");
     e = kms_authorize(c, x->caller, x->operation, NULL);
     if (e)
         return e;
@@ -573,7 +607,12 @@ kms_err kms_op_create_key(struct op_ctx *x, json_t *in, json_t **out)
     k.external = origin && !strcmp(origin, "EXTERNAL");
     material = NULL;
     material_len = 0;
-    if (k.external) {
+    if (cks_id) { /* generated inside the custom key store's token; nothing in this store (cks.c) */
+        if ((e = kms_cks_create_key(x, cks_id, &k))) {
+            kms_key_access_free(&k);
+            return e;
+        }
+    } else if (k.external) {
         k.state = KS_PENDING_IMPORT; /* no material until ImportKeyMaterial (import.c) */
     } else if (kms_spec_is_asymmetric(k.spec)) { /* seconds for RSA_4096: with the core lock released */
         EVP_PKEY *pk = kms_op_keygen(x, k.spec);
@@ -588,6 +627,8 @@ kms_err kms_op_create_key(struct op_ctx *x, json_t *in, json_t **out)
         return fail(x, KMS_ERR_INTERNAL, "could not generate key material for %s", kms_spec_name(k.spec));
     }
     e = kms_store_insert_key(c, &k, material, material_len, x->msg);
+    if (e && k.hsm)
+        kms_cks_key_destroyed(c, &k); /* the token object of a key that was not recorded */
     sodium_free(material); /* NULL: no-op */
     kms_key_access_free(&k); /* the table holds its own copy */
     if (e)

@@ -56,4 +56,14 @@ kms_err kms_asym_seal(struct op_ctx *x, kms_key *k, const char *alg, const kms_e
 kms_err kms_asym_open(struct op_ctx *x, kms_key *k, const char *alg, const kms_ectx *ectx, const uint8_t *ct, size_t n,
                       uint8_t **pt, size_t *pt_len, const char **alg_name);
 
+/* cks.c: keys in a custom key store. create_key: check the store (CustomKeyStoreNotFoundException,
+ * CustomKeyStoreInvalidStateException unless CONNECTED), set k's hsm and cks_id and generate its AES-256
+ * key in the token. seal/open: a ciphertext blob of k sealed / opened inside the token (pt: n bytes,
+ * b->ciphertext_len for open); KMSInvalidStateException while k's store is not connected. */
+struct kms_blob;
+kms_err kms_cks_create_key(struct op_ctx *x, const char *cks_id, kms_key *k);
+kms_err kms_cks_seal(struct op_ctx *x, kms_key *k, const uint8_t *pt, size_t n, const kms_ectx *ectx,
+                     json_t **blob_json);
+kms_err kms_cks_open(struct op_ctx *x, kms_key *k, const struct kms_blob *b, const kms_ectx *ectx, uint8_t *pt);
+
 #endif

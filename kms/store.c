@@ -64,7 +64,7 @@ static kms_err db_err(kms_core *c, char **msg, const char *what)
     return KMS_ERR_INTERNAL;
 }
 
-static int meta_get(sqlite3 *db, const char *k, void *buf, size_t cap, size_t *len)
+int kms_meta_get(sqlite3 *db, const char *k, void *buf, size_t cap, size_t *len)
 {
     sqlite3_stmt *st;
     int rc = -1;
@@ -88,17 +88,18 @@ static int meta_get(sqlite3 *db, const char *k, void *buf, size_t cap, size_t *l
 static int meta_get_str(sqlite3 *db, const char *k, char *buf, size_t cap)
 {
     size_t n;
-    if (meta_get(db, k, buf, cap - 1, &n))
+    if (kms_meta_get(db, k, buf, cap - 1, &n))
         return -1;
     buf[n] = 0;
     return 0;
 }
 
-static int meta_put(sqlite3 *db, const char *k, const void *v, size_t n)
+int kms_meta_put(sqlite3 *db, const char *k, const void *v, size_t n, bool replace)
 {
     sqlite3_stmt *st;
     int rc;
-    if (sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO meta(k,v) VALUES(?,?)", -1, &st, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(db, replace ? "INSERT OR REPLACE INTO meta(k,v) VALUES(?,?)" : "INSERT OR IGNORE INTO meta(k,v) VALUES(?,?)",
+                           -1, &st, NULL) != SQLITE_OK)
         return -1;
     sqlite3_bind_text(st, 1, k, -1, SQLITE_STATIC);
     sqlite3_bind_blob(st, 2, v, (int)n, SQLITE_STATIC);
@@ -322,11 +323,11 @@ kms_err kms_store_init(const kms_store_opts *o, char **errmsg)
             e = KMS_ERR_VALIDATION;
             goto out_unlink;
         }
-        if (meta_put(db, "format", STORE_FORMAT, 1) || meta_put(db, "kdf", kdf, strlen(kdf)) ||
-            meta_put(db, "salt", salt, sizeof salt) || meta_put(db, "opslimit", ops_b, 8) ||
-            meta_put(db, "memlimit", mem_b, 8) || meta_put(db, "verifier", verifier, sizeof verifier) ||
-            meta_put(db, "region", region, strlen(region)) ||
-            meta_put(db, "account", account, strlen(account)) ||
+        if (kms_meta_put(db, "format", STORE_FORMAT, 1, true) || kms_meta_put(db, "kdf", kdf, strlen(kdf), true) ||
+            kms_meta_put(db, "salt", salt, sizeof salt, true) || kms_meta_put(db, "opslimit", ops_b, 8, true) ||
+            kms_meta_put(db, "memlimit", mem_b, 8, true) || kms_meta_put(db, "verifier", verifier, sizeof verifier, true) ||
+            kms_meta_put(db, "region", region, strlen(region), true) ||
+            kms_meta_put(db, "account", account, strlen(account), true) ||
             sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
             kms_set_msg(errmsg, "cannot write key store: %s", sqlite3_errmsg(db));
             e = KMS_ERR_IO;
@@ -371,7 +372,7 @@ static kms_err migrate_v1(kms_core *c, char **msg)
                       "ALTER TABLE keys ADD COLUMN valid_to INTEGER NOT NULL DEFAULT 0;"
                       "ALTER TABLE keys ADD COLUMN material_digest BLOB;",
                       NULL, NULL, NULL) != SQLITE_OK ||
-         meta_put(c->db, "format", STORE_FORMAT, 1))) {
+         kms_meta_put(c->db, "format", STORE_FORMAT, 1, true))) {
         kms_err e = db_err(c, msg, "migrating the key store to format 2");
         sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
         return e;
@@ -467,9 +468,9 @@ kms_err kms_core_open(const kms_store_opts *o, kms_core **out, char **errmsg)
         }
     }
     if (meta_get_str(c->db, "format", fmt, sizeof fmt) || meta_get_str(c->db, "kdf", kdf, sizeof kdf) ||
-        meta_get(c->db, "salt", salt, sizeof salt, &n) || n != sizeof salt ||
-        meta_get(c->db, "opslimit", ops_b, 8, &n) || n != 8 || meta_get(c->db, "memlimit", mem_b, 8, &n) ||
-        n != 8 || meta_get(c->db, "verifier", verifier, sizeof verifier, &vlen) ||
+        kms_meta_get(c->db, "salt", salt, sizeof salt, &n) || n != sizeof salt ||
+        kms_meta_get(c->db, "opslimit", ops_b, 8, &n) || n != 8 || kms_meta_get(c->db, "memlimit", mem_b, 8, &n) ||
+        n != 8 || kms_meta_get(c->db, "verifier", verifier, sizeof verifier, &vlen) ||
         meta_get_str(c->db, "region", c->region, sizeof c->region) ||
         meta_get_str(c->db, "account", c->account, sizeof c->account)) {
         kms_set_msg(errmsg, "key store %s is damaged: its metadata table is missing or incomplete", path);
@@ -513,6 +514,8 @@ kms_err kms_core_open(const kms_store_opts *o, kms_core **out, char **errmsg)
     e = kms_store_access_migrate(c->db, errmsg); /* key policies and grants (store_access.c) */
     if (!e)
         e = kms_mrk_migrate(c->db, errmsg); /* multi-Region keys (mrk.c) */
+    if (!e)
+        e = kms_cks_migrate(c->db, errmsg); /* custom key stores (cks.c) */
     if (e)
         goto fail;
     e = kms_store_load(c, errmsg);
@@ -538,6 +541,7 @@ void kms_core_free(kms_core *c)
     kms_trail_close(c); /* writes what is queued and seals the head */
     pthread_mutex_unlock(&c->lock);
     kms_checkpointer_stop(c->ckpt);
+    kms_cks_free(c);
     kms_free_tables(c);
     sqlite3_finalize(c->dv_stmt);
     sqlite3_close(c->db);
@@ -662,6 +666,7 @@ kms_err kms_store_load(kms_core *c, char **msg)
             const char *origin = (const char *)sqlite3_column_text(st, 11);
             const char *model = (const char *)sqlite3_column_text(st, 12);
             k.external = origin && !strcmp(origin, "EXTERNAL");
+            k.hsm = origin && !strcmp(origin, "AWS_CLOUDHSM"); /* a custom key store's key (cks.c) */
             k.expires = model && !strcmp(model, "KEY_MATERIAL_EXPIRES");
             k.valid_to = sqlite3_column_int64(st, 13);
             if (sqlite3_column_bytes(st, 14) == 32) {
@@ -669,7 +674,7 @@ kms_err kms_store_load(kms_core *c, char **msg)
                 k.has_digest = true;
             }
             if ((unsigned)k.state > KS_PENDING_IMPORT || (k.state == KS_PENDING_IMPORT && !k.external) ||
-                (k.external && k.spec != KMS_SPEC_SYMMETRIC)) {
+                (k.external && k.spec != KMS_SPEC_SYMMETRIC) || (k.hsm && k.spec != KMS_SPEC_SYMMETRIC)) {
                 free(k.description);
                 e = KMS_ERR_CORRUPT_STORE;
                 kms_set_msg(msg, "key store is damaged: key %s has an impossible state or origin", id);
@@ -728,6 +733,23 @@ kms_err kms_store_load(kms_core *c, char **msg)
     }
     sqlite3_finalize(st);
     st = NULL;
+    if ((e = kms_cks_load_keys(c, msg)))
+        goto out;
+    for (size_t i = 0; i < c->n_keys; i++) {
+        kms_key *k = &c->keys[i];
+        if (!k->hsm)
+            continue;
+        /* its one version is a token object: no key_versions row */
+        if (k->n_versions || !k->cks_id[0] || !(k->versions = calloc(1, sizeof *k->versions))) {
+            e = k->n_versions || !k->cks_id[0] ? KMS_ERR_CORRUPT_STORE : KMS_ERR_NOMEM;
+            kms_set_msg(msg, "key store is damaged: key %s (Origin AWS_CLOUDHSM) has %s", k->id,
+                        k->n_versions ? "key material in the store" : "no custom key store");
+            goto out;
+        }
+        k->versions[0].version = 1;
+        k->versions[0].created = k->created;
+        k->n_versions = 1;
+    }
     for (size_t i = 0; i < c->n_keys; i++)
         if (c->keys[i].n_versions == 0 && /* an imported key waiting for (or being deleted without) material */
             !(c->keys[i].external &&
@@ -884,7 +906,7 @@ static kms_err write_key_row(kms_core *c, const kms_key *k, bool insert, char **
     sqlite3_bind_int64(st, 7, k->next_rotation);
     sqlite3_bind_int64(st, 8, k->created);
     sqlite3_bind_text(st, 9, k->id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 10, k->external ? "EXTERNAL" : "AWS_KMS", -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 10, k->external ? "EXTERNAL" : k->hsm ? "AWS_CLOUDHSM" : "AWS_KMS", -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 11, !k->external || (!k->n_versions && !k->has_digest) ? ""
                               : k->expires ? "KEY_MATERIAL_EXPIRES" : "KEY_MATERIAL_DOES_NOT_EXPIRE", -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 12, k->valid_to);
@@ -908,6 +930,8 @@ kms_err kms_store_insert_key(kms_core *c, const kms_key *k, const uint8_t *mater
     e = write_key_row(c, k, true, msg);
     if (!e && material) /* an imported key (Origin EXTERNAL) starts without material */
         e = insert_version_row(c, k, 1, k->created, 0, material, len, msg);
+    if (!e && k->hsm) /* a custom key store's key: its material is in the token (cks.c) */
+        e = kms_cks_write_key(c, k, msg);
     if (!e)
         e = kms_store_write_policy(c, k, msg);
     if (e || sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
@@ -936,7 +960,7 @@ kms_err kms_store_insert_key(kms_core *c, const kms_key *k, const uint8_t *mater
         free(slot->policy_text);
         return kms_store_load(c, msg);
     }
-    slot->n_versions = material ? 1 : 0;
+    slot->n_versions = material || k->hsm ? 1 : 0;
     slot->versions[0].version = 1;
     slot->versions[0].created = k->created;
     c->n_keys++;
@@ -1147,7 +1171,8 @@ kms_err kms_store_destroy_key(kms_core *c, const char *key_id, char **msg)
 {
     static const char *const sqls[] = {"DELETE FROM key_versions WHERE key_id=?", "DELETE FROM aliases WHERE key_id=?",
                                        "DELETE FROM tags WHERE key_id=?", "DELETE FROM grants WHERE key_id=?",
-                                       "DELETE FROM key_policies WHERE key_id=?", "DELETE FROM keys WHERE id=?"};
+                                       "DELETE FROM key_policies WHERE key_id=?",
+                                       "DELETE FROM custom_key_store_keys WHERE key_id=?", "DELETE FROM keys WHERE id=?"};
     char id[KMS_KEY_ID_LEN + 1];
     snprintf(id, sizeof id, "%s", key_id);
     if (sqlite3_exec(c->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
@@ -1172,6 +1197,8 @@ kms_err kms_store_destroy_key(kms_core *c, const char *key_id, char **msg)
     /* Drop it from memory too (wipes cached material). */
     for (size_t i = 0; i < c->n_keys; i++)
         if (!strcmp(c->keys[i].id, id)) {
+            if (c->keys[i].hsm)
+                kms_cks_key_destroyed(c, &c->keys[i]); /* its token object, when the store is connected */
             free_key(&c->keys[i]);
             memmove(&c->keys[i], &c->keys[i + 1], (c->n_keys - i - 1) * sizeof *c->keys);
             c->n_keys--;

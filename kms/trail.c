@@ -127,35 +127,6 @@ static bool has_column(sqlite3 *db, const char *table, const char *col)
     return found;
 }
 
-static int meta_blob(sqlite3 *db, const char *k, uint8_t *buf, size_t cap, size_t *len)
-{
-    sqlite3_stmt *st;
-    int rc = -1;
-    if (sqlite3_prepare_v2(db, "SELECT v FROM meta WHERE k=?", -1, &st, NULL) != SQLITE_OK)
-        return -1;
-    sqlite3_bind_text(st, 1, k, -1, SQLITE_STATIC);
-    if (sqlite3_step(st) == SQLITE_ROW && (size_t)sqlite3_column_bytes(st, 0) <= cap) {
-        *len = (size_t)sqlite3_column_bytes(st, 0);
-        memcpy(buf, sqlite3_column_blob(st, 0), *len);
-        rc = 0;
-    }
-    sqlite3_finalize(st);
-    return rc;
-}
-
-static int meta_set(sqlite3 *db, const char *k, const void *v, size_t n)
-{
-    sqlite3_stmt *st;
-    int rc;
-    if (sqlite3_prepare_v2(db, "INSERT OR IGNORE INTO meta(k, v) VALUES(?, ?)", -1, &st, NULL) != SQLITE_OK)
-        return -1;
-    sqlite3_bind_text(st, 1, k, -1, SQLITE_STATIC);
-    sqlite3_bind_blob(st, 2, v, (int)n, SQLITE_STATIC);
-    rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
-    sqlite3_finalize(st);
-    return rc;
-}
-
 #define SK_AAD "envelopefs-audit-signing-key-v1"
 #define SEALED_SK (crypto_aead_xchacha20poly1305_ietf_NPUBBYTES + crypto_sign_SECRETKEYBYTES + \
                    crypto_aead_xchacha20poly1305_ietf_ABYTES)
@@ -167,11 +138,11 @@ static kms_err migrate(kms_core *c, char **msg)
                                           {"event", "TEXT"},    {"prev", "BLOB"},       {"hash", "BLOB"}};
     uint8_t buf[8];
     size_t n;
-    if (!meta_blob(c->db, "feature_audit_chain", buf, sizeof buf, &n))
+    if (!kms_meta_get(c->db, "feature_audit_chain", buf, sizeof buf, &n))
         return KMS_OK;
     if (sqlite3_exec(c->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
         goto fail;
-    if (meta_blob(c->db, "feature_audit_chain", buf, sizeof buf, &n)) {
+    if (kms_meta_get(c->db, "feature_audit_chain", buf, sizeof buf, &n)) {
         uint8_t pk[crypto_sign_PUBLICKEYBYTES], zero[32] = {0};
         uint8_t *sk = sodium_malloc(crypto_sign_SECRETKEYBYTES);
         uint8_t sealed[SEALED_SK];
@@ -196,7 +167,7 @@ static kms_err migrate(kms_core *c, char **msg)
             crypto_aead_xchacha20poly1305_ietf_encrypt(sealed + crypto_aead_xchacha20poly1305_ietf_NPUBBYTES, NULL,
                                                        sk, crypto_sign_SECRETKEYBYTES, (const uint8_t *)SK_AAD,
                                                        sizeof SK_AAD - 1, NULL, sealed, c->root_key);
-            bad = meta_set(c->db, "audit_sign_pk", pk, sizeof pk) || meta_set(c->db, "audit_sign_sk", sealed, sizeof sealed);
+            bad = kms_meta_put(c->db, "audit_sign_pk", pk, sizeof pk, false) || kms_meta_put(c->db, "audit_sign_sk", sealed, sizeof sealed, false);
         }
         /* The chain starts after the records already there (they stay, unchained: "legacy"). */
         if (!bad && sqlite3_prepare_v2(c->db, "SELECT seq FROM audit ORDER BY seq DESC LIMIT 1", -1, &st, NULL) ==
@@ -207,7 +178,7 @@ static kms_err migrate(kms_core *c, char **msg)
         }
         if (!bad)
             bad = kms_trail_put_digest(c->db, sk, "start", next, next - 1, zero, kms_now(c)) ||
-                  meta_set(c->db, "feature_audit_chain", "1", 1);
+                  kms_meta_put(c->db, "feature_audit_chain", "1", 1, false);
         sodium_free(sk);
         if (bad)
             goto fail;
@@ -233,8 +204,8 @@ kms_err kms_trail_open(kms_core *c, char **msg)
     c->audit_sk = sodium_malloc(crypto_sign_SECRETKEYBYTES);
     if (!c->audit_sk)
         return KMS_ERR_NOMEM;
-    if (meta_blob(c->db, "audit_sign_sk", sealed, sizeof sealed, &n) || n != sizeof sealed ||
-        meta_blob(c->db, "audit_sign_pk", c->audit_pk, sizeof c->audit_pk, &pn) || pn != sizeof c->audit_pk ||
+    if (kms_meta_get(c->db, "audit_sign_sk", sealed, sizeof sealed, &n) || n != sizeof sealed ||
+        kms_meta_get(c->db, "audit_sign_pk", c->audit_pk, sizeof c->audit_pk, &pn) || pn != sizeof c->audit_pk ||
         crypto_aead_xchacha20poly1305_ietf_decrypt(
             c->audit_sk, NULL, NULL, sealed + crypto_aead_xchacha20poly1305_ietf_NPUBBYTES,
             n - crypto_aead_xchacha20poly1305_ietf_NPUBBYTES, (const uint8_t *)SK_AAD, sizeof SK_AAD - 1, sealed,
@@ -264,10 +235,12 @@ static const char *const REQ_FIELDS[] = {
     "PendingWindowInDays", "RotationPeriodInDays", "Limit", "Marker", "TagKeys", "Tags", "MultiRegion",
     "CustomerMasterKeySpec", "DryRun", "PolicyName", "BypassPolicyLockoutSafetyCheck", "GrantId", "GrantName",
     "GranteePrincipal", "RetiringPrincipal", "Operations", "Constraints", "IncludeKeyMetadata", "SigningAlgorithm",
-    "MessageType", "MacAlgorithm", "KeyPairSpec", "WrappingAlgorithm", "WrappingKeySpec", "ExpirationModel", "ValidTo"};
+    "MessageType", "MacAlgorithm", "KeyPairSpec", "WrappingAlgorithm", "WrappingKeySpec", "ExpirationModel", "ValidTo",
+    /* custom key stores: never KeyStorePassword */
+    "CustomKeyStoreId", "CustomKeyStoreName", "NewCustomKeyStoreName", "CloudHsmClusterId", "CustomKeyStoreType"};
 /* Response fields of mutating calls a record may carry (CloudTrail leaves crypto results out). */
 static const char *const RESP_FIELDS[] = {"KeyId", "KeyMetadata", "DeletionDate", "KeyState", "PendingWindowInDays",
-                                          "GrantId"};
+                                          "GrantId", "CustomKeyStoreId"};
 
 static json_t *pick(json_t *in, const char *const *fields, size_t n)
 {
@@ -358,7 +331,9 @@ uint64_t kms_trail_append(kms_core *c, const kms_principal *p, const char *op, j
     copy_str(r->result, sizeof r->result, e ? kms_err_name(e) : "OK");
     copy_str(r->access_key, sizeof r->access_key, p ? p->access_key : NULL);
     r->read_only = kms_trail_read_only(op);
-    copy_str(agent, sizeof agent, p && p->user_agent ? p->user_agent : (p && p->access_key ? "unknown" : "envelopefs-embedded"));
+    copy_str(agent, sizeof agent,
+             p && p->user_agent ? p->user_agent
+                                : (p && (p->access_key || p->unix_peer) ? "unknown" : "envelopefs-embedded"));
     uuid4(r->event_id);
 
     t = (time_t)r->time;
@@ -374,6 +349,10 @@ uint64_t kms_trail_append(kms_core *c, const kms_principal *p, const char *op, j
         json_object_set_new(ui, "accessKeyId", json_string(r->access_key));
     if (ui && strcmp(user, "local"))
         json_object_set_new(ui, "userName", json_string(user));
+    if (ui && p && p->unix_peer) /* ours, not CloudTrail's: who the kernel said was on the socket */
+        json_object_set_new(ui, "unixPeer", json_pack("{s:I, s:I, s:I}", "uid", (json_int_t)p->unix_peer->uid, "gid",
+                                                      (json_int_t)p->unix_peer->gid, "pid",
+                                                      (json_int_t)p->unix_peer->pid));
     res = json_array();
     if (r->key_id[0]) {
         snprintf(arn, sizeof arn, "arn:aws:kms:%s:%s:key/%s", c->region, c->account, r->key_id);

@@ -15,6 +15,9 @@ typedef struct kmsc_backend_ops {
     kms_err (*call)(void *impl, const char *operation, const char *req, size_t req_len,
                     char **resp, size_t *resp_len, kmsc_error *err);
     void (*free)(void *impl);  /* NULL-safe */
+    /* The caller's account when the backend knows it without asking (the embedded principal's); NULL
+     * when it must be learned from the service (kmsc_caller_account). May itself be NULL. */
+    const char *(*account)(void *impl);
 } kmsc_backend_ops;
 
 /* local:PATH — the embedded core (kmsclient/local.c). */

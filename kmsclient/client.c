@@ -52,10 +52,13 @@ kms_err kmsc_new(const kmsc_opts *opts, kmsc **out, char **errmsg)
         return KMS_ERR_NOMEM;
     if (!strncmp(opts->url, "local:", 6)) {
         e = kmsc_backend_local_new(opts, opts->url + 6, &c->impl, &c->ops, errmsg);
-    } else if (!strncmp(opts->url, "http://", 7) || !strncmp(opts->url, "https://", 8)) {
+    } else if (!strncmp(opts->url, "http://", 7) || !strncmp(opts->url, "https://", 8) ||
+               !strncmp(opts->url, "unix:", 5)) {
         e = kmsc_backend_http_new(opts, &c->impl, &c->ops, errmsg);
     } else {
-        if (errmsg && asprintf(errmsg, "unsupported key-service URL '%s' (use local:STORE_DIR or http(s)://HOST:PORT)",
+        if (errmsg && asprintf(errmsg,
+                               "unsupported key-service URL '%s' (use local:STORE_DIR, http(s)://HOST:PORT or "
+                               "unix:/SOCKET)",
                                opts->url) < 0)
             *errmsg = NULL;
         e = KMS_ERR_VALIDATION;
@@ -386,4 +389,59 @@ kms_err kmsc_describe_key(kmsc *c, const char *key_id, char **arn, bool *enabled
     }
     json_decref(resp);
     return KMS_OK;
+}
+
+/* The account field of an ARN (arn:aws:SERVICE:REGION:ACCOUNT:...) when it is 12 digits. */
+static bool arn_account(const char *arn, char account[16])
+{
+    const char *p = arn;
+    size_t n;
+    if (!p || strncmp(p, "arn:", 4))
+        return false;
+    for (int i = 0; i < 4 && p; i++)
+        p = strchr(p, ':') ? strchr(p, ':') + 1 : NULL;
+    if (!p || (n = strcspn(p, ":")) != 12 || strspn(p, "0123456789") < 12)
+        return false;
+    memcpy(account, p, 12);
+    account[12] = 0;
+    return true;
+}
+
+kms_err kmsc_caller_account(kmsc *c, char account[16], kmsc_error *err)
+{
+    kmsc_error local;
+    const char *known = c->ops->account ? c->ops->account(c->impl) : NULL;
+    char *arn = NULL;
+    kms_err e;
+    if (!err)
+        err = &local;
+    account[0] = 0;
+    if (known) {
+        snprintf(account, 16, "%s", known);
+        return KMS_OK;
+    }
+    memset(err, 0, sizeof *err);
+    e = kmsc_describe_key(c, "alias/aws/ebs", &arn, NULL, err);
+    if (!e) {
+        bool ok = arn_account(arn, account);
+        free(arn);
+        if (ok)
+            return KMS_OK;
+        set_err(err, KMS_ERR_SERIALIZATION, "DescribeKey returned a key ARN without an account");
+        return KMS_ERR_SERIALIZATION;
+    }
+    if (e == KMS_ERR_NOT_FOUND || e == KMS_ERR_ACCESS_DENIED) {
+        /* NotFound names the alias ARN in the caller's account; AccessDenied ("User: PRINCIPAL-ARN is not
+           authorized ...", AWS's shape) names the caller first */
+        const char *p = strstr(err->message, "arn:aws");
+        char a[256];
+        snprintf(a, sizeof a, "%.*s", p ? (int)strcspn(p, " ") : 0, p ? p : "");
+        if (arn_account(a, account)) {
+            memset(err, 0, sizeof *err);
+            return KMS_OK;
+        }
+        set_err(err, KMS_ERR_SERIALIZATION, "the key service did not name the caller's account");
+        return KMS_ERR_SERIALIZATION;
+    }
+    return e;
 }

@@ -8,6 +8,10 @@
  * else us-east-1. Connections are reused through a small pool of curl handles. ThrottlingException,
  * 5xx and transport errors are retried with exponential backoff and full jitter, a bounded number of
  * times.
+ *
+ * "unix:PATH" (or "unix:///PATH"; PATH absolute) is HTTP over a Unix socket (`envelopefs kms serve
+ * --unix`): requests are signed when credentials are found as above, and sent unsigned otherwise, for
+ * a server that knows the caller by its uid (--unix-principal).
  */
 #include <ctype.h>
 #include <stddef.h>
@@ -34,6 +38,7 @@ typedef struct http_impl {
     char *access_key;
     char *secret;         /* sodium_malloc'd */
     char *token;
+    char *unix_path;      /* HTTP over this Unix socket, or NULL */
     long timeout_ms;
     int max_retries;
     bool insecure;
@@ -180,13 +185,14 @@ static kms_err attempt(http_impl *h, const char *operation, const char *req, siz
     *status = 0;
     snprintf(target, sizeof target, "TrentService.%s", operation);
     sigv4_format_date((int64_t)time(NULL), date);
+    auth[0] = 0;
     sh[nh++] = (sigv4_header){"content-type", "application/x-amz-json-1.1"};
     sh[nh++] = (sigv4_header){"host", h->host};
     sh[nh++] = (sigv4_header){"x-amz-date", date};
     sh[nh++] = (sigv4_header){"x-amz-target", target};
     if (h->token)
         sh[nh++] = (sigv4_header){"x-amz-security-token", h->token};
-    {
+    if (h->access_key) { /* else unsigned: a Unix socket whose server knows us by our uid */
         sigv4_request r = {.method = "POST", .path = "/", .query = "", .headers = sh, .n_headers = nh,
                            .payload = (const uint8_t *)req, .payload_len = req_len};
         if (sigv4_sign(&r, h->access_key, h->secret, date, h->region, "kms", auth, sizeof auth)) {
@@ -199,7 +205,7 @@ static kms_err attempt(http_impl *h, const char *operation, const char *req, siz
     snprintf(hbuf[2], sizeof hbuf[2], "X-Amz-Date: %s", date);
     snprintf(hbuf[3], sizeof hbuf[3], "X-Amz-Target: %s", target);
     snprintf(hbuf[4], sizeof hbuf[4], "Authorization: %s", auth);
-    for (int i = 0; i < 5; i++)
+    for (int i = 0; i < (auth[0] ? 5 : 4); i++)
         hl = curl_slist_append(hl, hbuf[i]);
     if (h->token) {
         snprintf(hbuf[5], sizeof hbuf[5], "X-Amz-Security-Token: %s", h->token);
@@ -225,6 +231,8 @@ static kms_err attempt(http_impl *h, const char *operation, const char *req, siz
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    if (h->unix_path)
+        curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, h->unix_path);
     if (h->insecure) {
         curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
         curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
@@ -312,11 +320,12 @@ static void http_free(void *p)
         free(h->token);
     }
     free(h->ca_file);
+    free(h->unix_path);
     pthread_mutex_destroy(&h->lock);
     free(h);
 }
 
-static const kmsc_backend_ops HTTP_OPS = {"http", http_call, http_free};
+static const kmsc_backend_ops HTTP_OPS = {"http", http_call, http_free, NULL};
 
 static void global_init(void)
 {
@@ -336,6 +345,21 @@ kms_err kmsc_backend_http_new(const kmsc_opts *opts, void **impl, const kmsc_bac
     if (!h)
         return KMS_ERR_NOMEM;
     pthread_mutex_init(&h->lock, NULL);
+    if (!strncmp(url, "unix:", 5)) {
+        const char *path = !strncmp(url, "unix://", 7) ? url + 7 : url + 5;
+        if (path[0] != '/') {
+            if (errmsg)
+                *errmsg = strdup("a unix: key-service URL names an absolute socket path: unix:/run/kms.sock");
+            http_free(h);
+            return KMS_ERR_VALIDATION;
+        }
+        h->unix_path = strdup(path);
+        url = "http://localhost";
+        if (!h->unix_path) {
+            http_free(h);
+            return KMS_ERR_NOMEM;
+        }
+    }
     rest = strstr(url, "://") + 3;
     hostlen = strcspn(rest, "/");
     h->host = strndup(rest, hostlen);
@@ -378,7 +402,15 @@ kms_err kmsc_backend_http_new(const kmsc_opts *opts, void **impl, const kmsc_bac
     free(profile);
     free(cred_file);
     free(cfg_file);
-    if (!ak || !sk || !*ak || !*sk) {
+    if ((!ak || !sk || !*ak || !*sk) && h->unix_path) { /* unsigned over the socket */
+        free(ak);
+        if (sk) {
+            sodium_memzero(sk, strlen(sk));
+            free(sk);
+        }
+        free(tok);
+        ak = sk = tok = NULL;
+    } else if (!ak || !sk || !*ak || !*sk) {
         if (errmsg)
             *errmsg = strdup("no AWS credentials for the key service: set AWS_ACCESS_KEY_ID and "
                              "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE with ~/.aws/credentials");
@@ -392,13 +424,15 @@ kms_err kmsc_backend_http_new(const kmsc_opts *opts, void **impl, const kmsc_bac
         return KMS_ERR_MISSING_AUTH;
     }
     h->access_key = ak;
-    h->secret = sodium_malloc(strlen(sk) + 1);
-    if (h->secret)
-        memcpy(h->secret, sk, strlen(sk) + 1);
-    sodium_memzero(sk, strlen(sk));
-    free(sk);
+    if (sk) {
+        h->secret = sodium_malloc(strlen(sk) + 1);
+        if (h->secret)
+            memcpy(h->secret, sk, strlen(sk) + 1);
+        sodium_memzero(sk, strlen(sk));
+        free(sk);
+    }
     h->token = tok;
-    if (!h->host || !h->endpoint || !h->region || !h->secret || !*h->host) {
+    if (!h->host || !h->endpoint || !h->region || (ak && !h->secret) || !*h->host) {
         http_free(h);
         if (errmsg)
             *errmsg = strdup("malformed key-service URL");

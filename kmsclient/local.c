@@ -39,7 +39,9 @@ static void local_free(void *p)
     free(l);
 }
 
-static const kmsc_backend_ops LOCAL_OPS = {"local", local_call, local_free};
+static const char *local_account(void *p) { return ((local_impl *)p)->principal.account; }
+
+static const kmsc_backend_ops LOCAL_OPS = {"local", local_call, local_free, local_account};
 
 kms_err kmsc_backend_local_new(const kmsc_opts *opts, const char *store_dir, void **impl,
                                const kmsc_backend_ops **ops, char **errmsg)

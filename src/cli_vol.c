@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "cli_aws.h"
+#include "share.h"
 
 int cli_vol_parse(int argc, char **argv, const char *who, cli_vol *g)
 {
@@ -109,30 +110,24 @@ static json_t *tags_json(const char *tags)
     return t ? t : json_array();
 }
 
-/* key ARN and owner (account) of a lineage */
-static void lineage_info(vol_store *st, const char *lineage, char *arn, size_t cap, char *owner, size_t ocap,
-                         char *dek, size_t dcap)
+/* key ARN and data-key id of a lineage */
+static void lineage_info(vol_store *st, const char *lineage, char *arn, size_t cap, char *dek, size_t dcap)
 {
     vol_lineage l;
-    arn[0] = owner[0] = 0;
+    arn[0] = 0;
     snprintf(dek, dcap, "dek-%s", lineage);
     if (vol_lineage_of(st, lineage, &l, NULL) == 0) {
-        const char *p = l.key_arn;
         snprintf(arn, cap, "%s", l.key_arn);
         snprintf(dek, dcap, "dek-%s", l.binding); /* one data key, one id: a rewrapped copy keeps it */
-        for (int i = 0; i < 4 && p; i++)
-            p = strchr(p, ':') ? strchr(p, ':') + 1 : NULL;
-        if (p)
-            snprintf(owner, ocap, "%.*s", (int)strcspn(p, ":"), p);
         vol_lineage_clear(&l);
     }
 }
 
 json_t *cli_volume_json(vol_store *st, const vol_volume *v)
 {
-    char arn[256], owner[64], dek[40], *att = vol_attachment_info(st, v->id);
+    char arn[256], dek[40], *att = vol_attachment_info(st, v->id);
     json_t *o, *atts = json_array();
-    lineage_info(st, v->lineage, arn, sizeof arn, owner, sizeof owner, dek, sizeof dek);
+    lineage_info(st, v->lineage, arn, sizeof arn, dek, sizeof dek);
     if (att) {
         json_t *a = json_loads(att, 0, NULL);
         if (a) {
@@ -157,10 +152,11 @@ json_t *cli_volume_json(vol_store *st, const vol_volume *v)
 
 json_t *cli_snapshot_json(vol_store *st, const vol_snapshot *s)
 {
-    char arn[256], owner[64], dek[40];
+    char arn[256], owner[16], dek[40];
     bool done = !strcmp(s->state, "completed");
     json_t *o;
-    lineage_info(st, s->lineage, arn, sizeof arn, owner, sizeof owner, dek, sizeof dek);
+    lineage_info(st, s->lineage, arn, sizeof arn, dek, sizeof dek);
+    vol_owner_of(st, s->owner, s->lineage, owner);
     o = json_pack("{s:s, s:b, s:s, s:s, s:s, s:s, s:o, s:s, s:s, s:I, s:s, s:s, s:o}", "Description",
                   s->description ? s->description : "", "Encrypted", 1, "KmsKeyId", arn, "OwnerId", owner, "Progress",
                   done ? "100%" : "", "SnapshotId", s->id, "StartTime", iso_time(s->started), "State", s->state,

@@ -14,6 +14,7 @@
 
 #include "cli_aws.h"
 #include "cli_vol_sign.h"
+#include "share.h"
 #include "sign.h"
 
 #define WHO "envelopefs volume"
@@ -39,30 +40,34 @@ static void add_sig_fields(json_t *o, const vol_signature *s)
 }
 
 int cli_vol_sign_new(const cli_vol *g, vol_store *st, const char *snap_id, const char *key_flag, const char *source_id,
-                     const char *op, json_t *o)
+                     vol_store *src_store, const char *op, json_t *o)
 {
     vol_store *kst = st;
+    vol_catalog *scat = vol_store_catalog(src_store ? src_store : st);
     kmsc *kms = NULL;
     vol_signature src, sig;
     vol_err e = {"", ""}, de = {"", ""};
     char *key = NULL;
+    bool have_src;
     int rc = 0;
     memset(&src, 0, sizeof src);
-    if (key_flag && *key_flag) {
+    have_src = source_id && scat->ops->sig_get(scat, source_id, &src) == 0;
+    if (key_flag && *key_flag)
         key = strdup(key_flag);
-    } else if (source_id && vol_store_catalog(st)->ops->sig_get(vol_store_catalog(st), source_id, &src) == 0) {
+    else if (have_src)
         key = strdup(src.key_arn); /* a copy of a signed snapshot is signed again, by the same key unless named */
-        vol_signature_clear(&src);
-    } else if (vol_signing_default(st, &key)) {
+    else if (vol_signing_default(st, &key))
         return 0; /* nothing asks for a signature */
-    }
-    if (!key)
+    if (!key) {
+        vol_signature_clear(&src);
         return cli_service_error("InternalError", op, "out of memory");
+    }
     if (!vol_store_kms(st) && !(kst = cli_vol_open(g, true, &kms, op))) {
+        kst = st;
         rc = CLI_EXIT_SERVICE;
         goto undo;
     }
-    if (vol_sign_snapshot(kst, vol_store_kms(kst), snap_id, key, source_id, &sig, &e)) {
+    if (vol_sign_snapshot(kst, vol_store_kms(kst), snap_id, key, source_id, have_src ? &src : NULL, &sig, &e)) {
         rc = cli_service_error(e.code[0] ? e.code : "InternalError", op, e.message);
         goto undo;
     }
@@ -77,6 +82,7 @@ out:
     if (kst != st)
         vol_store_free(kst);
     kmsc_free(kms);
+    vol_signature_clear(&src);
     free(key);
     return rc;
 }
@@ -106,6 +112,10 @@ int cli_volume_sign(cli_vol *g)
     }
     if (!(st = cli_vol_open(g, true, &kms, "SignSnapshot")))
         return CLI_EXIT_SERVICE;
+    if (vol_snapshot_for_caller(st, id, true, NULL, &e)) { /* only its owner signs it */
+        rc = cli_service_error(e.code, "SignSnapshot", e.message);
+        goto out;
+    }
     memset(&src, 0, sizeof src);
     if (!key && vol_store_catalog(st)->ops->sig_get(vol_store_catalog(st), id, &src) == 0 && (dflt = strdup(src.key_arn)))
         key = dflt; /* re-sign with the key that signed it */
@@ -117,13 +127,20 @@ int cli_volume_sign(cli_vol *g)
                                "(volume set-signing-key)");
         goto out;
     }
-    memset(&src, 0, sizeof src);
-    { /* a copy re-signed keeps naming its source (from its earlier record) */
-        char source[32] = "";
-        if (vol_store_catalog(st)->ops->sig_get(vol_store_catalog(st), id, &src) == 0)
-            snprintf(source, sizeof source, "%s", src.source_id);
-        vol_signature_clear(&src);
-        if (vol_sign_snapshot(st, kms, id, key, source[0] ? source : NULL, &sig, &e)) {
+    { /* a copy re-signed keeps naming its source, and carries its source's record on (from its earlier one) */
+        vol_signature old, from;
+        memset(&old, 0, sizeof old);
+        memset(&from, 0, sizeof from);
+        if (vol_store_catalog(st)->ops->sig_get(vol_store_catalog(st), id, &old) == 0 && old.source_manifest) {
+            from.manifest = old.source_manifest, from.manifest_len = old.source_manifest_len;
+            from.signature = old.source_signature, from.signature_len = old.source_signature_len;
+            snprintf(from.key_arn, sizeof from.key_arn, "%s", old.source_key_arn);
+            snprintf(from.algorithm, sizeof from.algorithm, "%s", old.source_algorithm);
+        }
+        rc = vol_sign_snapshot(st, kms, id, key, old.source_id[0] ? old.source_id : NULL, from.manifest ? &from : NULL,
+                               &sig, &e);
+        vol_signature_clear(&old);
+        if (rc) {
             rc = cli_service_error(e.code[0] ? e.code : "InternalError", "SignSnapshot", e.message);
             goto out;
         }
@@ -216,6 +233,11 @@ int cli_volume_verify(cli_vol *g)
     /* offline (--public-key --no-authenticate): no key service at all */
     if (!(st = cli_vol_open(g, !(vo.public_key && !vo.authenticate), &kms, "Fsck")))
         return CLI_EXIT_SERVICE;
+    /* anyone who may see it may check it (a shared snapshot's receiver too); offline there is no caller */
+    if (kms && vol_snapshot_for_caller(st, id, false, NULL, &e)) {
+        rc = cli_service_error(e.code, "Fsck", e.message);
+        goto out;
+    }
     if ((rc = vol_verify_snapshot(st, kms, id, &vo, &r, &e))) {
         rc = cli_service_error(e.code[0] ? e.code : "InternalError", "Fsck", e.message);
         goto out;

@@ -12,11 +12,12 @@
 
 /* After snap_id was recorded: sign it with key_flag, else (a copy of a signed snapshot) the source's
  * key, else the store's default signing key; nothing when none applies. source_id: the copy's source
- * (NULL for create-snapshot). o (may be NULL) gains SigningKeyId, SigningAlgorithm and ManifestDigest.
+ * (NULL for create-snapshot), whose signature record is read from src_store (NULL: st; another region's
+ * store for a copy between regions). o (may be NULL) gains SigningKeyId, SigningAlgorithm and ManifestDigest.
  * 0, or an exit status with the error printed — the snapshot is then deleted (a requested signature
  * is part of the snapshot). st may have no key service (one is opened). */
 int cli_vol_sign_new(const cli_vol *g, vol_store *st, const char *snap_id, const char *key_flag, const char *source_id,
-                     const char *op, json_t *o);
+                     vol_store *src_store, const char *op, json_t *o);
 
 /* `volume sign SNAP [--signing-key-id K]`, `volume set-signing-key KEY|none`,
  * `volume fsck SNAP --verify-signature [--public-key F] [--source-public-key F] [--signing-key-id K]

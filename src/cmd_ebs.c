@@ -22,6 +22,7 @@
 #include "common/jsonwipe.h"
 #include "common/readfile.h"
 #include "direct.h"
+#include "share.h"
 
 #define WHO "envelopefs ebs"
 #define BLOCK_SIZE VOL_BLOCK_SIZE
@@ -325,6 +326,44 @@ static const struct {
     {"get-snapshot-block", "snapshot-id block-index block-token"},
 };
 
+/* The caller's view (vol/share.h): a snapshot another account owns and has not shared does not exist
+ * for it (ResourceNotFoundException); one shared with it may be read (list, get, a parent) but not
+ * written (AccessDeniedException, Reason UNAUTHORIZED_ACCOUNT). Malformed or absent ids are left to the
+ * operation's own checks. Returns 0 or the exit status (error printed). */
+static int ebs_gate(vol_store *st, const struct cli_args *a, const char *verb)
+{
+    static const struct {
+        const char *verb, *op, *flags[2];
+        bool owner;
+    } G[] = {{"start-snapshot", "StartSnapshot", {"parent-snapshot-id", NULL}, false},
+             {"put-snapshot-block", "PutSnapshotBlock", {"snapshot-id", NULL}, true},
+             {"complete-snapshot", "CompleteSnapshot", {"snapshot-id", NULL}, true},
+             {"list-snapshot-blocks", "ListSnapshotBlocks", {"snapshot-id", NULL}, false},
+             {"list-changed-blocks", "ListChangedBlocks", {"first-snapshot-id", "second-snapshot-id"}, false},
+             {"get-snapshot-block", "GetSnapshotBlock", {"snapshot-id", NULL}, false}};
+    for (size_t i = 0; i < sizeof G / sizeof G[0]; i++) {
+        if (strcmp(G[i].verb, verb))
+            continue;
+        for (int k = 0; k < 2 && G[i].flags[k]; k++) {
+            const char *id = cli_arg1(a, G[i].flags[k]);
+            vol_err e = {"", ""};
+            char msg[sizeof e.message + 64];
+            if (!id || !vol_id_valid("snap-", id) || !vol_snapshot_for_caller(st, id, G[i].owner, NULL, &e))
+                continue;
+            if (!strcmp(e.code, "InvalidSnapshot.NotFound")) {
+                snprintf(msg, sizeof msg, "The snapshot '%s' does not exist. (Reason: SNAPSHOT_NOT_FOUND)", id);
+                return cli_service_error("ResourceNotFoundException", G[i].op, msg);
+            }
+            if (!strcmp(e.code, "UnauthorizedOperation")) {
+                snprintf(msg, sizeof msg, "%s (Reason: UNAUTHORIZED_ACCOUNT)", e.message);
+                return cli_service_error("AccessDeniedException", G[i].op, msg);
+            }
+            return cli_service_error(e.code, G[i].op, e.message);
+        }
+    }
+    return 0;
+}
+
 int cmd_ebs(int argc, char **argv)
 {
     cli_vol g;
@@ -366,7 +405,9 @@ int cmd_ebs(int argc, char **argv)
         rc = CLI_EXIT_SERVICE;
         goto out;
     }
-    if (!strcmp(verb, "start-snapshot"))
+    if ((rc = ebs_gate(st, &a, verb)))
+        ;
+    else if (!strcmp(verb, "start-snapshot"))
         rc = start_snapshot(&g, &a, st);
     else if (!strcmp(verb, "put-snapshot-block"))
         rc = put_block(&g, &a, st);

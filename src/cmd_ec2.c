@@ -1,9 +1,12 @@
 /*
  * cmd_ec2.c — `envelopefs ec2 <operation>`: EBS's control plane shaped like `aws ec2` over the local
  * volume store (vol/store.h): create-, describe- and delete-volume(s), create-, describe- and
- * delete-snapshot(s), and the account's encryption defaults. Output is the response JSON the AWS CLI
- * prints; errors print its "An error occurred (Code) ..." line with EC2's codes and exit 254, usage
- * errors 252.
+ * delete-snapshot(s), copy-snapshot (also from another region's volume store, found in the regions file:
+ * common/regions.h), the snapshot attributes (createVolumePermission: sharing with other accounts) and
+ * the account's encryption defaults. Every call acts as the key service's caller: it sees its own
+ * account's volumes and snapshots plus the snapshots shared with it (vol/share.h). Output is the
+ * response JSON the AWS CLI prints; errors print its "An error occurred (Code) ..." line with EC2's
+ * codes and exit 254, usage errors 252.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -12,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -20,6 +24,8 @@
 #include "cli_vol_sign.h"
 #include "commands.h"
 #include "common/jsonwipe.h"
+#include "common/regions.h"
+#include "share.h"
 
 #define WHO "envelopefs ec2"
 
@@ -131,7 +137,8 @@ static int create_volume(cli_vol *g, const struct cli_args *a)
         free(tags);
         return CLI_EXIT_SERVICE;
     }
-    if (vol_create_volume(st, &c, &v, &e)) {
+    /* from a snapshot: the caller's own or one shared with it (the key service then decides on the key) */
+    if ((c.snapshot_id && vol_snapshot_for_caller(st, c.snapshot_id, false, NULL, &e)) || vol_create_volume(st, &c, &v, &e)) {
         rc = cli_service_error(e.code, "CreateVolume", e.message);
     } else {
         rc = cli_vol_print(g, WHO, cli_volume_json(st, &v));
@@ -240,17 +247,54 @@ struct listing {
     vol_store *st;
     json_t *arr;
     bool volumes;
+    const char *me;            /* the caller's account ("" unknown: everything, as before owners) */
+    char **owners, **restorable; /* --owner-ids, --restorable-by-user-ids (validated) */
+    int nown, nrest;
+    int err;
 };
+static const char *self_or(const struct listing *l, const char *who) { return strcmp(who, "self") ? who : l->me; }
 static int add_volume(void *arg, const vol_volume *v)
 {
     struct listing *l = arg;
-    json_array_append_new(l->arr, cli_volume_json(l->st, v));
+    char owner[16];
+    vol_owner_of(l->st, v->owner, v->lineage, owner);
+    if (!*l->me || !strcmp(owner, l->me))
+        json_array_append_new(l->arr, cli_volume_json(l->st, v));
     return 0;
 }
+/* A snapshot is listed when the caller may restore it (owns it or it is shared with it), then narrowed
+ * by --owner-ids (its owner among them) and --restorable-by-user-ids (self: any of those; another
+ * account: a snapshot the caller owns and shares with it), as EC2 does. */
 static int add_snapshot(void *arg, const vol_snapshot *s)
 {
     struct listing *l = arg;
-    json_array_append_new(l->arr, cli_snapshot_json(l->st, s));
+    vol_catalog *cat = vol_store_catalog(l->st);
+    char owner[16];
+    bool visible, mine, ok;
+    int rc = vol_snapshot_visible(l->st, s, l->me, &visible, &mine);
+    if (rc)
+        return rc;
+    if (!visible)
+        return 0;
+    vol_owner_of(l->st, s->owner, s->lineage, owner);
+    ok = !l->nown;
+    for (int i = 0; i < l->nown && !ok; i++)
+        ok = !strcmp(self_or(l, l->owners[i]), owner);
+    if (ok && l->nrest) {
+        ok = false;
+        for (int i = 0; i < l->nrest && !ok; i++) {
+            const char *who = self_or(l, l->restorable[i]);
+            bool has = false;
+            if (!strcmp(who, l->me) || !*l->me)
+                ok = true;
+            else if (mine && (rc = cat->ops->perm_has(cat, s->id, who, &has)))
+                return rc;
+            else
+                ok = has;
+        }
+    }
+    if (ok)
+        json_array_append_new(l->arr, cli_snapshot_json(l->st, s));
     return 0;
 }
 
@@ -260,8 +304,9 @@ static int describe(cli_vol *g, const struct cli_args *a, bool volumes)
     const char *op = volumes ? "DescribeVolumes" : "DescribeSnapshots";
     const char *idflag = volumes ? "volume-ids" : "snapshot-ids", *prefix = volumes ? "vol-" : "snap-";
     const char *field = volumes ? "VolumeId" : "SnapshotId";
-    char **ids, **fv, **owners;
+    char **ids, **fv, **owners, **rest;
     int nids = cli_argv_of(a, idflag, &ids), nfv = cli_argv_of(a, "filters", &fv), nown = cli_argv_of(a, "owner-ids", &owners);
+    int nrest = cli_argv_of(a, "restorable-by-user-ids", &rest);
     struct filter f[16];
     int nf = parse_filters(fv, nfv, f, 16), rc = 0;
     struct listing l;
@@ -269,11 +314,18 @@ static int describe(cli_vol *g, const struct cli_args *a, bool volumes)
     json_t *out, *kept;
     if (nf < 0)
         return usage_error("--filters takes Name=n,Values=v1,v2 ... or JSON");
-    for (int i = 0; i < nown; i++)
-        if (strcmp(owners[i], "self")) {
+    /* owners: self, an account id, or amazon / aws-marketplace (who own nothing here); restorable by:
+       self, an account id, or all (public: never, every snapshot here is encrypted) */
+    for (int i = 0; i < nown + nrest; i++) {
+        const char *who = i < nown ? owners[i] : rest[i - nown];
+        if (strcmp(who, "self") && !vol_account_valid(who) &&
+            (i < nown ? strcmp(who, "amazon") && strcmp(who, "aws-marketplace") : strcmp(who, "all"))) {
+            char msg[160];
             free_filters(f, nf);
-            return cli_service_error("InvalidUserID.Malformed", op, "only --owner-ids self is known to a local store");
+            snprintf(msg, sizeof msg, "Invalid user id: \"%s\"", who);
+            return cli_service_error("InvalidUserID.Malformed", op, msg);
         }
+    }
     for (int i = 0; i < nids; i++)
         if (!vol_id_valid(prefix, ids[i])) {
             char msg[160];
@@ -281,12 +333,17 @@ static int describe(cli_vol *g, const struct cli_args *a, bool volumes)
             snprintf(msg, sizeof msg, "Invalid id: \"%s\" (expecting \"%s...\")", ids[i], prefix);
             return cli_service_error(volumes ? "InvalidVolumeID.Malformed" : "InvalidSnapshotID.Malformed", op, msg);
         }
-    if (!(l.st = cli_vol_open(g, false, &kms, op))) {
+    if (!(l.st = cli_vol_open(g, true, &kms, op))) {
         free_filters(f, nf);
         return CLI_EXIT_SERVICE;
     }
     l.arr = json_array();
     l.volumes = volumes;
+    l.me = vol_store_account(l.st);
+    l.owners = owners;
+    l.nown = nown;
+    l.restorable = rest;
+    l.nrest = nrest;
     rc = volumes ? vol_store_catalog(l.st)->ops->volume_list(vol_store_catalog(l.st), add_volume, &l)
                  : vol_store_catalog(l.st)->ops->snapshot_list(vol_store_catalog(l.st), add_snapshot, &l);
     if (rc) {
@@ -372,6 +429,7 @@ out:
     json_decref(l.arr);
     free_filters(f, nf);
     vol_store_free(l.st);
+    kmsc_free(kms);
     return rc;
 }
 
@@ -384,11 +442,14 @@ static int delete_thing(cli_vol *g, const struct cli_args *a, bool volume)
     int rc = cli_need1(WHO, a, volume ? "volume-id" : "snapshot-id", &id, true);
     if (rc)
         return rc;
-    if (!(st = cli_vol_open(g, false, &kms, op)))
+    if (!(st = cli_vol_open(g, true, &kms, op)))
         return CLI_EXIT_SERVICE;
-    if (volume ? vol_delete_volume(st, id, &e) : vol_delete_snapshot(st, id, &e))
+    /* only the owner deletes (another account's volume does not exist for it) */
+    if (volume ? vol_volume_for_caller(st, id, NULL, &e) || vol_delete_volume(st, id, &e)
+               : vol_snapshot_for_caller(st, id, true, NULL, &e) || vol_delete_snapshot(st, id, &e))
         rc = cli_service_error(e.code, op, e.message);
     vol_store_free(st);
+    kmsc_free(kms);
     return rc;
 }
 
@@ -406,21 +467,22 @@ static int create_snapshot(cli_vol *g, const struct cli_args *a)
         return rc;
     if (ntv && !(tags = tag_spec(tv, ntv, "snapshot")))
         return usage_error("--tag-specifications takes ResourceType=snapshot,Tags=[{Key=k,Value=v}] or JSON");
-    if (!(st = cli_vol_open(g, false, &kms, "CreateSnapshot"))) {
+    if (!(st = cli_vol_open(g, true, &kms, "CreateSnapshot"))) {
         free(tags);
         return CLI_EXIT_SERVICE;
     }
-    if (vol_create_snapshot(st, vid, desc, tags && *tags ? tags : NULL, &s, &e)) {
+    if (vol_volume_for_caller(st, vid, NULL, &e) || vol_create_snapshot(st, vid, desc, tags && *tags ? tags : NULL, &s, &e)) {
         rc = cli_service_error(e.code, "CreateSnapshot", e.message);
     } else {
         json_t *o = cli_snapshot_json(st, &s);
-        if ((rc = cli_vol_sign_new(g, st, s.id, sk, NULL, "CreateSnapshot", o))) /* our extension: signed manifests */
+        if ((rc = cli_vol_sign_new(g, st, s.id, sk, NULL, NULL, "CreateSnapshot", o))) /* our extension: signed manifests */
             json_decref(o);
         else
             rc = cli_vol_print(g, WHO, o);
         vol_snapshot_clear(&s);
     }
     vol_store_free(st);
+    kmsc_free(kms);
     free(tags);
     return rc;
 }
@@ -445,36 +507,348 @@ static bool same_region(vol_store *st, const char *snap_id, const char *region)
     return same;
 }
 
-/* copy-snapshot --source-snapshot-id S [--source-region R] [--encrypted] [--kms-key-id K] [--description D] */
+/* The source region's key service for a copy between regions, opened on first need (vol_copy_args). */
+struct src_kms {
+    const efs_region *r;
+    kmsc *kms;
+    bool tried;
+};
+static kmsc *open_src_kms(void *arg)
+{
+    struct src_kms *s = arg;
+    if (!s->tried) {
+        cli_kms_opts o;
+        char *rk = NULL;
+        memset(&o, 0, sizeof o);
+        s->tried = true;
+        o.store = s->r->store;
+        o.url = s->r->kms_url;
+        o.region = s->r->name;
+        /* never this region's root key (flags, environment): the region's own, or STORE/root.key */
+        if (!s->r->kms_url && !s->r->root_key_file && asprintf(&rk, "%s/root.key", s->r->store) < 0)
+            rk = NULL;
+        o.root_key_file = s->r->root_key_file ? s->r->root_key_file : rk;
+        if (s->r->kms_url || o.root_key_file)
+            s->kms = cli_open_kms(&o, NULL);
+        free(rk);
+    }
+    return s->kms;
+}
+
+static void copy_progress(void *arg, uint64_t done, uint64_t total)
+{
+    if (isatty(STDERR_FILENO) && total)
+        fprintf(stderr, "\rcopying %s: %" PRIu64 "/%" PRIu64 " blocks (%3u%%)%s", (const char *)arg, done, total,
+                (unsigned)(done * 100 / total), done == total ? "\n" : "");
+}
+
+/* This region's name: the embedded key store's, else --region / AWS_REGION / AWS_DEFAULT_REGION. */
+static const char *own_region(const cli_vol *g, kmsc *kms)
+{
+    kms_core *core = kms ? kmsc_embedded_core(kms) : NULL;
+    const char *r = core ? kms_core_region(core) : g->k.region;
+    if (!r || !*r)
+        r = getenv("AWS_REGION");
+    if (!r || !*r)
+        r = getenv("AWS_DEFAULT_REGION");
+    return r && *r ? r : NULL;
+}
+
+static bool same_dir(const char *a, const char *b)
+{
+    char *x = realpath(a, NULL), *y = realpath(b, NULL);
+    bool same = x && y && !strcmp(x, y);
+    free(x);
+    free(y);
+    return same;
+}
+
+/* copy-snapshot --source-snapshot-id S [--source-region R] [--encrypted] [--kms-key-id K] [--description D]
+ * [--rewrap-only]. R another region: its volume store (from the regions file) is read, this one written. */
 static int copy_snapshot(cli_vol *g, const struct cli_args *a)
 {
-    const char *src, *region, *key, *desc, *sk;
-    vol_store *st;
+    const char *region, *own, *signing;
+    vol_copy_args c = {0};
+    efs_region r = {0};
+    struct src_kms sk = {&r, NULL, false};
+    vol_store *st, *src = NULL;
     vol_snapshot s;
     kmsc *kms;
     vol_err e = {"", ""};
     int rc;
-    if ((rc = cli_need1(WHO, a, "source-snapshot-id", &src, true)) || (rc = cli_need1(WHO, a, "source-region", &region, false)) ||
-        (rc = cli_need1(WHO, a, "kms-key-id", &key, false)) || (rc = cli_need1(WHO, a, "description", &desc, false)) ||
-        (rc = cli_need1(WHO, a, "signing-key-id", &sk, false)))
+    if ((rc = cli_need1(WHO, a, "source-snapshot-id", &c.src_id, true)) ||
+        (rc = cli_need1(WHO, a, "source-region", &region, false)) || (rc = cli_need1(WHO, a, "kms-key-id", &c.kms_key_id, false)) ||
+        (rc = cli_need1(WHO, a, "description", &c.description, false)) ||
+        (rc = cli_need1(WHO, a, "signing-key-id", &signing, false)))
         return rc;
+    c.rewrap_only = cli_arg1(a, "rewrap-only") != NULL;
     if (cli_arg1(a, "no-encrypted"))
         return cli_service_error("InvalidParameterValue", "CopySnapshot", "Encrypted cannot be false: envelopefs "
                                  "snapshots are always encrypted");
     if (!(st = cli_vol_open(g, true, &kms, "CopySnapshot")))
         return CLI_EXIT_SERVICE;
-    if (region && !same_region(st, src, region)) {
-        rc = cli_service_error("InvalidParameterValue", "CopySnapshot",
-                               "copies from another region (another volume store) are not supported yet");
-    } else if (vol_copy_snapshot(st, src, key, cli_arg1(a, "rewrap-only") != NULL, desc, &s, &e)) {
+    own = own_region(g, kms);
+    if (region && !(own && !strcmp(region, own))) {
+        char err[512], *path = efs_regions_path(g->k.regions);
+        int lr = path ? efs_region_lookup(path, region, &r, err, sizeof err) : -ENOMEM;
+        if (lr == -ENOENT && !own && same_region(st, c.src_id, region)) {
+            /* no regions file entry, an unnamed own region: the source's key says it is this store's */
+        } else if (lr) {
+            char msg[700];
+            snprintf(msg, sizeof msg, "the source region %s is not known here (%s)", region, lr == -ENOMEM ? "out of memory" : err);
+            rc = cli_service_error("InvalidParameterValue", "CopySnapshot", msg);
+        } else if (!r.volume_store) {
+            char msg[300];
+            snprintf(msg, sizeof msg, "region %s has no volume store in the regions file (%s)", region, path);
+            rc = cli_service_error("InvalidParameterValue", "CopySnapshot", msg);
+        } else if (!same_dir(r.volume_store, vol_store_dir(st))) {
+            if (vol_store_open_ro(r.volume_store, NULL, &src, &e))
+                rc = cli_service_error(e.code, "CopySnapshot", e.message);
+        }
+        free(path);
+    }
+    /* In this store: the caller's own snapshot or one shared with it. From another region's store, the
+     * source region's key service decides (the caller must be able to decrypt the source's data key). */
+    if (!rc && !src && vol_snapshot_for_caller(st, c.src_id, false, NULL, &e))
         rc = cli_service_error(e.code, "CopySnapshot", e.message);
+    if (!rc) {
+        c.src = src;
+        c.src_region = src ? region : own;
+        c.src_kms = open_src_kms;
+        c.src_kms_arg = &sk;
+        c.progress = copy_progress;
+        c.progress_arg = (void *)c.src_id;
+        if (vol_copy_snapshot_from(st, &c, &s, &e)) {
+            rc = cli_service_error(e.code, "CopySnapshot", e.message);
+        } else {
+            json_t *o = json_pack("{s:s}", "SnapshotId", s.id);
+            /* a signed source (in this store or the source region's): the copy is re-signed */
+            if ((rc = cli_vol_sign_new(g, st, s.id, signing, c.src_id, src, "CopySnapshot", o)))
+                json_decref(o);
+            else
+                rc = cli_vol_print(g, WHO, o);
+            vol_snapshot_clear(&s);
+        }
+    }
+    vol_store_free(src);
+    kmsc_free(sk.kms);
+    efs_region_clear(&r);
+    vol_store_free(st);
+    kmsc_free(kms);
+    return rc;
+}
+
+/* --create-volume-permission: JSON {"Add":[{"UserId":"1234..."},{"Group":"all"}],"Remove":[...]} or the
+ * shorthand Add=[{UserId=1234...},{Group=all}] / Remove=[...]. Fills add (true: Add), the user ids
+ * (malloc'd strings, at most cap) and group_all. -1 when malformed, -2 when both Add and Remove hold
+ * entries (EC2 takes one of them per call). */
+static int cvp_parse(const char *v, bool *add, char **users, int cap, int *n, bool *group_all)
+{
+    json_t *j = NULL, *lists[2] = {NULL, NULL};
+    int rc = 0;
+    *n = 0;
+    *group_all = false;
+    *add = true;
+    if (v[0] == '{') {
+        if (!(j = json_loads(v, 0, NULL)) || !json_is_object(j)) {
+            json_decref(j);
+            return -1;
+        }
+        lists[0] = json_incref(json_object_get(j, "Add"));
+        lists[1] = json_incref(json_object_get(j, "Remove"));
+        json_decref(j);
     } else {
-        json_t *o = json_pack("{s:s}", "SnapshotId", s.id);
-        if ((rc = cli_vol_sign_new(g, st, s.id, sk, src, "CopySnapshot", o))) /* a signed source: the copy re-signed */
-            json_decref(o);
+        /* shorthand: Add=[{UserId=x},{Group=all}] (Remove= likewise), comma-separated */
+        for (int which = 0; which < 2; which++) {
+            const char *key = which ? "Remove=[" : "Add=[", *p = strstr(v, key);
+            if (!p)
+                continue;
+            lists[which] = json_array();
+            for (p += strlen(key); *p && *p != ']';) {
+                char name[16], val[64];
+                const char *end;
+                if (*p == ',') {
+                    p++;
+                    continue;
+                }
+                if (*p != '{' || !(end = strchr(p, '}')) || sscanf(p, "{%15[^=]=%63[^}]}", name, val) != 2) {
+                    rc = -1;
+                    break;
+                }
+                json_array_append_new(lists[which], json_pack("{s:s}", name, val));
+                p = end + 1;
+            }
+        }
+        if (!lists[0] && !lists[1])
+            rc = -1;
+    }
+    if (!rc && json_array_size(lists[0]) && json_array_size(lists[1]))
+        rc = -2;
+    for (int which = 0; which < 2 && !rc; which++) {
+        json_t *x;
+        size_t i;
+        if (lists[which] && !json_is_array(lists[which])) {
+            rc = -1;
+            break;
+        }
+        if (!json_array_size(lists[which]))
+            continue;
+        *add = which == 0;
+        json_array_foreach(lists[which], i, x) {
+            const char *u = json_string_value(json_object_get(x, "UserId")), *g = json_string_value(json_object_get(x, "Group"));
+            if (g && !strcmp(g, "all"))
+                *group_all = true;
+            else if (u && *n < cap)
+                users[(*n)++] = strdup(u);
+            else {
+                rc = -1;
+                break;
+            }
+        }
+    }
+    json_decref(lists[0]);
+    json_decref(lists[1]);
+    return rc;
+}
+
+/* --attribute: createVolumePermission (productCodes: none here; modify and reset take only the former) */
+static int check_attribute(const struct cli_args *a, const char *op, bool required, bool *product_codes)
+{
+    const char *at;
+    int rc = cli_need1(WHO, a, "attribute", &at, required);
+    *product_codes = false;
+    if (rc)
+        return rc;
+    if (!at || !strcmp(at, "createVolumePermission"))
+        return 0;
+    if (!strcmp(at, "productCodes")) {
+        *product_codes = true;
+        return 0;
+    }
+    {
+        char msg[200];
+        snprintf(msg, sizeof msg, "Value (%s) for parameter attribute is invalid. Valid values: productCodes, "
+                 "createVolumePermission", at);
+        return cli_service_error("InvalidParameterValue", op, msg);
+    }
+}
+
+/* modify-snapshot-attribute --snapshot-id S [--attribute createVolumePermission] (--operation-type add|remove
+ * --user-ids A... [--group-names all] | --create-volume-permission {...}) [--dry-run] */
+static int modify_snapshot_attribute(cli_vol *g, const struct cli_args *a)
+{
+    static const char *op = "ModifySnapshotAttribute";
+    const char *id, *otype, *cvp;
+    char **uv, **gv, *users[64];
+    int nu = 0, ng, rc, n = 0;
+    bool add = true, all = false, pc;
+    vol_store *st;
+    kmsc *kms;
+    vol_err e = {"", ""};
+    if ((rc = cli_need1(WHO, a, "snapshot-id", &id, true)) || (rc = cli_need1(WHO, a, "operation-type", &otype, false)) ||
+        (rc = cli_need1(WHO, a, "create-volume-permission", &cvp, false)) || (rc = check_attribute(a, op, false, &pc)))
+        return rc;
+    if (pc)
+        return cli_service_error("InvalidParameterValue", op, "Only createVolumePermission can be modified");
+    nu = cli_argv_of(a, "user-ids", &uv);
+    ng = cli_argv_of(a, "group-names", &gv);
+    if (cvp) {
+        if (nu || ng || otype)
+            return cli_service_error("InvalidParameterCombination", op, "--create-volume-permission cannot be combined "
+                                     "with --operation-type, --user-ids or --group-names");
+        rc = cvp_parse(cvp, &add, users, 64, &n, &all);
+        if (rc == -2) {
+            rc = cli_service_error("InvalidParameterCombination", op, "You cannot both add and remove permissions "
+                                   "in a single operation");
+            goto out;
+        }
+        if (rc) {
+            rc = usage_error("--create-volume-permission takes {\"Add\":[{\"UserId\":\"...\"}]} (or Remove), or "
+                             "Add=[{UserId=...}]");
+            goto out;
+        }
+    } else {
+        if (!otype)
+            return cli_service_error("MissingParameter", op, "The request must contain the parameter operationType");
+        if (strcmp(otype, "add") && strcmp(otype, "remove")) {
+            char msg[160];
+            snprintf(msg, sizeof msg, "Value (%s) for parameter operationType is invalid. Valid values: add, remove", otype);
+            return cli_service_error("InvalidParameterValue", op, msg);
+        }
+        add = !strcmp(otype, "add");
+        for (int i = 0; i < ng; i++) {
+            if (strcmp(gv[i], "all")) {
+                char msg[160];
+                snprintf(msg, sizeof msg, "Value (%s) for parameter userGroup is invalid. Valid values: all", gv[i]);
+                return cli_service_error("InvalidParameterValue", op, msg);
+            }
+            all = true;
+        }
+        if (nu > 64)
+            return cli_service_error("InvalidParameterValue", op, "at most 64 user ids per call");
+        for (int i = 0; i < nu; i++)
+            if (!(users[n++] = strdup(uv[i]))) {
+                rc = 1;
+                goto out;
+            }
+    }
+    if (!(st = cli_vol_open(g, true, &kms, op))) {
+        rc = CLI_EXIT_SERVICE;
+        goto out;
+    }
+    if (cli_arg1(a, "dry-run")) {
+        /* authorization only: the owner would be allowed */
+        if (vol_snapshot_for_caller(st, id, true, NULL, &e))
+            rc = cli_service_error(e.code, op, e.message);
         else
-            rc = cli_vol_print(g, WHO, o);
-        vol_snapshot_clear(&s);
+            rc = cli_service_error("DryRunOperation", op, "Request would have succeeded, but DryRun flag is set.");
+    } else if (vol_snapshot_share(st, id, add, (const char *const *)users, n, all, &e)) {
+        rc = cli_service_error(e.code, op, e.message);
+    }
+    vol_store_free(st);
+    kmsc_free(kms);
+out:
+    for (int i = 0; i < n; i++)
+        free(users[i]);
+    return rc;
+}
+
+static int add_permission(void *arg, const char *account)
+{
+    return json_array_append_new(arg, json_pack("{s:s}", "UserId", account)) ? -ENOMEM : 0;
+}
+
+/* describe-snapshot-attribute / reset-snapshot-attribute --snapshot-id S --attribute A */
+static int snapshot_attribute(cli_vol *g, const struct cli_args *a, bool reset)
+{
+    const char *op = reset ? "ResetSnapshotAttribute" : "DescribeSnapshotAttribute", *id;
+    vol_store *st;
+    kmsc *kms;
+    vol_err e = {"", ""};
+    bool pc;
+    int rc;
+    if ((rc = cli_need1(WHO, a, "snapshot-id", &id, true)) || (rc = check_attribute(a, op, true, &pc)))
+        return rc;
+    if (reset && pc)
+        return cli_service_error("InvalidParameterValue", op, "Only createVolumePermission can be reset");
+    if (!(st = cli_vol_open(g, true, &kms, op)))
+        return CLI_EXIT_SERVICE;
+    if (reset) {
+        if (vol_snapshot_unshare_all(st, id, &e))
+            rc = cli_service_error(e.code, op, e.message);
+    } else if (pc) {
+        if (vol_snapshot_for_caller(st, id, true, NULL, &e))
+            rc = cli_service_error(e.code, op, e.message);
+        else
+            rc = cli_vol_print(g, WHO, json_pack("{s:[], s:s}", "ProductCodes", "SnapshotId", id));
+    } else {
+        json_t *perms = json_array();
+        if (vol_snapshot_shares(st, id, add_permission, perms, &e)) {
+            json_decref(perms);
+            rc = cli_service_error(e.code, op, e.message);
+        } else {
+            rc = cli_vol_print(g, WHO, json_pack("{s:o, s:s}", "CreateVolumePermissions", perms, "SnapshotId", id));
+        }
     }
     vol_store_free(st);
     kmsc_free(kms);
@@ -530,7 +904,11 @@ static const struct {
     {"describe-volumes", "volume-ids filters max-results next-token"},
     {"delete-volume", "volume-id"},
     {"create-snapshot", "volume-id description tag-specifications signing-key-id"},
-    {"describe-snapshots", "snapshot-ids owner-ids filters max-results next-token"},
+    {"describe-snapshots", "snapshot-ids owner-ids restorable-by-user-ids filters max-results next-token"},
+    {"modify-snapshot-attribute", "snapshot-id attribute operation-type user-ids group-names create-volume-permission "
+                                  "dry-run no-dry-run"},
+    {"describe-snapshot-attribute", "snapshot-id attribute"},
+    {"reset-snapshot-attribute", "snapshot-id attribute"},
     {"delete-snapshot", "snapshot-id"},
     {"copy-snapshot", "source-snapshot-id source-region kms-key-id encrypted no-encrypted description destination-region "
                       "rewrap-only signing-key-id"},
@@ -548,7 +926,9 @@ static void usage(FILE *f)
                "EBS volumes and snapshots in the local volume store (STORE/volumes, or --volume-store DIR /\n"
                "ENVELOPEFS_VOLUME_STORE); keys from the key store (--store) or a key service (--kms URL).\n"
                "global options: --store DIR --volume-store DIR --kms URL --root-key-file F --passphrase-file F\n"
-               "                --region R --query PATH --output json|text\n\noperations:\n");
+               "                --region R --regions FILE --query PATH --output json|text\n"
+               "copy-snapshot --source-region R reads region R's volume store as the regions file names it.\n\n"
+               "operations:\n");
     for (size_t i = 0; i < sizeof VERBS / sizeof VERBS[0]; i++)
         fprintf(f, "  %s%s%s\n", VERBS[i].verb, *VERBS[i].flags ? "  --" : "", VERBS[i].flags);
     fprintf(f, "\nerrors exit 254 (usage errors 252), as the AWS CLI does. Attach with `envelopefs volume attach`.\n");
@@ -593,6 +973,12 @@ int cmd_ec2(int argc, char **argv)
         rc = create_snapshot(&g, &a);
     else if (!strcmp(verb, "copy-snapshot"))
         rc = copy_snapshot(&g, &a);
+    else if (!strcmp(verb, "modify-snapshot-attribute"))
+        rc = modify_snapshot_attribute(&g, &a);
+    else if (!strcmp(verb, "describe-snapshot-attribute"))
+        rc = snapshot_attribute(&g, &a, false);
+    else if (!strcmp(verb, "reset-snapshot-attribute"))
+        rc = snapshot_attribute(&g, &a, true);
     else
         rc = ebs_defaults(&g, &a, verb);
 out:

@@ -73,7 +73,8 @@ struct verb {
      {"origin", "Origin", F_STR}, \
      {"policy", "Policy", F_STR}, \
      {"bypass-policy-lockout-safety-check", "BypassPolicyLockoutSafetyCheck", F_BOOL}, \
-     {"multi-region", "MultiRegion", F_BOOL}}
+     {"multi-region", "MultiRegion", F_BOOL}, \
+     {"custom-key-store-id", "CustomKeyStoreId", F_STR}}
 #define CLI_FLAGS_ReplicateKey \
     {KEYID, {"replica-region", "ReplicaRegion", F_STR}, {"policy", "Policy", F_STR}, \
      {"description", "Description", F_STR}, {"tags", "Tags", F_TAGS}, \
@@ -171,6 +172,19 @@ struct verb {
 #define CLI_FLAGS_ListRetirableGrants {{"retiring-principal", "RetiringPrincipal", F_STR}, LIMIT}
 #define CLI_FLAGS_RetireGrant {{"grant-token", "GrantToken", F_STR}, KEYID, {"grant-id", "GrantId", F_STR}}
 #define CLI_FLAGS_RevokeGrant {KEYID, {"grant-id", "GrantId", F_STR}}
+/* custom key stores over a PKCS#11 token (kms/cks.c) */
+#define CKS_ID {"custom-key-store-id", "CustomKeyStoreId", F_STR}
+#define CLI_FLAGS_CreateCustomKeyStore \
+    {{"custom-key-store-name", "CustomKeyStoreName", F_STR}, {"cloud-hsm-cluster-id", "CloudHsmClusterId", F_STR}, \
+     {"trust-anchor-certificate", "TrustAnchorCertificate", F_STR}, {"key-store-password", "KeyStorePassword", F_STR}, \
+     {"custom-key-store-type", "CustomKeyStoreType", F_STR}}
+#define CLI_FLAGS_ConnectCustomKeyStore {CKS_ID}
+#define CLI_FLAGS_DisconnectCustomKeyStore {CKS_ID}
+#define CLI_FLAGS_DescribeCustomKeyStores {CKS_ID, {"custom-key-store-name", "CustomKeyStoreName", F_STR}, LIMIT}
+#define CLI_FLAGS_UpdateCustomKeyStore \
+    {CKS_ID, {"new-custom-key-store-name", "NewCustomKeyStoreName", F_STR}, \
+     {"key-store-password", "KeyStorePassword", F_STR}, {"cloud-hsm-cluster-id", "CloudHsmClusterId", F_STR}}
+#define CLI_FLAGS_DeleteCustomKeyStore {CKS_ID}
 
 static const struct verb VERBS[] = {
 #define X(name, fn, verb, flags) {verb, #name, CLI_FLAGS_##name},
@@ -195,12 +209,12 @@ static void usage(FILE *f)
                "global options:\n"
                "  --store DIR              key store directory (ENVELOPEFS_STORE; default $XDG_DATA_HOME/envelopefs,\n"
                "                           else ~/.local/share/envelopefs)\n"
-               "  --endpoint-url URL       use a key-service server (http(s)://...) instead of the local store (alias --kms)\n"
+               "  --endpoint-url URL       use a key-service server (http(s)://..., unix:/SOCKET) instead of the local store (alias --kms)\n"
                "  --root-key-file FILE     unlock the store with this 0600 root key file (ENVELOPEFS_ROOT_KEY_FILE;\n"
                "                           STORE/root.key is used when present)\n"
                "  --passphrase-file FILE   unlock the store with the passphrase in FILE (ENVELOPEFS_PASSPHRASE_FILE);\n"
                "                           with neither, a terminal prompts for the passphrase\n"
-               "  --region REGION          region for http(s) endpoints (AWS_REGION)\n"
+               "  --region REGION          region for http(s) and unix: endpoints (AWS_REGION)\n"
                "  --as-user USER|ARN       local store: call as this user of the store's account (or principal ARN)\n"
                "                           instead of the account root\n"
                "  --query PATH             print only this part of the response (KeyMetadata.KeyId, Keys[0].KeyId)\n"
@@ -1159,9 +1173,9 @@ int cmd_kms(int argc, char **argv)
     }
     cli.raw_binary = binfmt && !strcmp(binfmt, "raw-in-base64-out");
     if (cli.g.url && strncmp(cli.g.url, "http://", 7) && strncmp(cli.g.url, "https://", 8) &&
-        strncmp(cli.g.url, "local:", 6)) {
+        strncmp(cli.g.url, "local:", 6) && strncmp(cli.g.url, "unix:", 5)) {
         free(rest);
-        return usage_error("--endpoint-url takes http://HOST:PORT or https://HOST:PORT, not %s", cli.g.url);
+        return usage_error("--endpoint-url takes http://HOST:PORT, https://HOST:PORT or unix:/SOCKET, not %s", cli.g.url);
     }
     {
         static const struct {

@@ -3,12 +3,14 @@
  * protocol (kms/server/). The store options (--store, --root-key-file, --passphrase-file) come parsed
  * by cmd_kms (cli_take_kms_options), before or after `serve`. Daemonises unless --foreground; writes a
  * pid file; SIGTERM/SIGINT stop it cleanly after in-flight requests; no core dumps; one log line at
- * start and stop.
+ * start and stop. --unix-principal USER=ARN (repeatable) maps a Unix-socket peer's uid to a principal
+ * for unsigned requests; --unix-mode sets who may connect at all.
  */
 #include <errno.h>
 #include <limits.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,13 +28,20 @@
 static void usage(FILE *f)
 {
     fprintf(f, "usage: envelopefs kms serve [--listen ADDR:PORT | --unix PATH] [--tls-cert F --tls-key F]\n"
+               "                            [--unix-mode MODE] [--unix-principal UID=ARN ...]\n"
                "                            [--foreground] [--pid-file F] [--rate-limit N] [--threads N]\n"
                "                            [--max-connections N] [--per-ip-limit N] [--idle-timeout S]\n"
                "                            [--request-timeout S]\n"
                "                            [--store DIR] [--root-key-file F] [--passphrase-file F]\n"
                "Serves the key store over HTTP(S) with the AWS KMS JSON protocol; every request must be\n"
-               "SigV4-signed with an access key from `envelopefs kms create-access-key`.\n"
+               "SigV4-signed with an access key from `envelopefs kms create-access-key`, except on a Unix\n"
+               "socket from a uid --unix-principal maps.\n"
                "  --listen ADDR:PORT   default 127.0.0.1:4599\n"
+               "  --unix PATH          listen on a Unix socket instead (HTTP over it; `--kms unix:PATH`)\n"
+               "  --unix-mode MODE     the socket's file mode, octal (default 0600: its owner only)\n"
+               "  --unix-principal UID=ARN  an unsigned request on the socket from UID (a number or a user\n"
+               "                       name) acts as ARN: arn:aws:iam::ACCOUNT:root or ...:user/NAME\n"
+               "                       (repeatable; signed requests are judged by their signature)\n"
                "  --rate-limit N       requests per second per account (default 10000, AWS's default quota)\n"
                "  --max-connections N  open connections at most (default: what RLIMIT_NOFILE allows, <= 60000;\n"
                "                       the soft limit is raised to the hard one, and as root the hard one too)\n"
@@ -47,6 +56,34 @@ static unsigned positive(const char *v)
     char *end;
     unsigned long n = strtoul(v, &end, 10);
     return *v && !*end && n >= 1 && n <= 1000000 ? (unsigned)n : UINT_MAX;
+}
+
+/* "UID=ARN" or "USER=ARN" into m (arn borrowed from spec). -1 with a message on stderr. */
+static int parse_unix_principal(char *spec, kms_unix_principal *m)
+{
+    char *eq = strchr(spec, '='), *end;
+    unsigned long uid;
+    if (!eq || eq == spec || !eq[1]) {
+        fprintf(stderr, "envelopefs kms serve: --unix-principal takes UID=ARN or USER=ARN, not '%s'\n", spec);
+        return -1;
+    }
+    *eq = 0;
+    m->arn = eq + 1;
+    errno = 0;
+    uid = strtoul(spec, &end, 10);
+    if (!*end && spec[0] != '-' && !errno && uid <= UINT32_MAX - 1) {
+        m->uid = (uint32_t)uid;
+        return 0;
+    }
+    {
+        struct passwd *pw = getpwnam(spec);
+        if (!pw) {
+            fprintf(stderr, "envelopefs kms serve: --unix-principal: no user '%s'\n", spec);
+            return -1;
+        }
+        m->uid = (uint32_t)pw->pw_uid;
+    }
+    return 0;
 }
 
 /* Room for `connections` descriptors and 256 more: the soft limit up to the hard one, and as root
@@ -94,7 +131,8 @@ static int start_server(kmsc *client, const kms_server_opts *so, const char *pid
 
 int cmd_kms_serve(int argc, char **argv, const cli_kms_opts *g)
 {
-    enum { O_LISTEN = 1000, O_UNIX, O_CERT, O_KEY, O_FG, O_PID, O_RATE, O_THREADS, O_MAXC, O_PERIP, O_IDLE, O_REQT };
+    enum { O_LISTEN = 1000, O_UNIX, O_CERT, O_KEY, O_FG, O_PID, O_RATE, O_THREADS, O_MAXC, O_PERIP, O_IDLE, O_REQT,
+           O_UMODE, O_UPRIN };
     static const struct option opts[] = {
         {"listen", required_argument, NULL, O_LISTEN}, {"unix", required_argument, NULL, O_UNIX},
         {"tls-cert", required_argument, NULL, O_CERT}, {"tls-key", required_argument, NULL, O_KEY},
@@ -102,7 +140,9 @@ int cmd_kms_serve(int argc, char **argv, const cli_kms_opts *g)
         {"rate-limit", required_argument, NULL, O_RATE}, {"threads", required_argument, NULL, O_THREADS},
         {"max-connections", required_argument, NULL, O_MAXC}, {"per-ip-limit", required_argument, NULL, O_PERIP},
         {"idle-timeout", required_argument, NULL, O_IDLE}, {"request-timeout", required_argument, NULL, O_REQT},
+        {"unix-mode", required_argument, NULL, O_UMODE}, {"unix-principal", required_argument, NULL, O_UPRIN},
         {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    kms_unix_principal *maps = NULL;
     kms_server_opts so;
     const char *pid_file = NULL;
     bool fg = false;
@@ -128,33 +168,61 @@ int cmd_kms_serve(int argc, char **argv, const cli_kms_opts *g)
         case O_PERIP: so.per_ip_limit = positive(optarg); break;
         case O_IDLE: so.timeout_s = positive(optarg); break;
         case O_REQT: so.request_timeout_s = positive(optarg); break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case O_UMODE: {
+            char *end;
+            unsigned long m = strtoul(optarg, &end, 8);
+            if (!*optarg || *end || m == 0 || m > 0777) {
+                fprintf(stderr, "envelopefs kms serve: --unix-mode takes an octal mode such as 0660, not '%s'\n",
+                        optarg);
+                free(maps);
+                return 2;
+            }
+            so.unix_mode = (unsigned)m;
+            break;
+        }
+        case O_UPRIN: {
+            kms_unix_principal *nm = realloc(maps, (so.n_unix_principals + 1) * sizeof *nm);
+            if (!nm || parse_unix_principal(optarg, &nm[so.n_unix_principals])) {
+                free(nm ? nm : maps);
+                return 2;
+            }
+            maps = nm;
+            so.unix_principals = maps;
+            so.n_unix_principals++;
+            break;
+        }
+        case 'h': free(maps); usage(stdout); return 0;
+        default: free(maps); usage(stderr); return 2;
         }
     }
     if (optind != argc || so.max_connections == UINT_MAX || so.per_ip_limit == UINT_MAX || so.timeout_s == UINT_MAX ||
         so.request_timeout_s == UINT_MAX) {
         usage(stderr);
-        return 2;
+        rc = 2;
+        goto out;
     }
     if (g->url) {
         fprintf(stderr, "envelopefs kms serve: serves a local store; it takes --store, not --endpoint-url\n");
-        return 2;
+        rc = 2;
+        goto out;
     }
     setrlimit(RLIMIT_CORE, &rl);
     raise_nofile(so.max_connections ? so.max_connections : KMS_SERVER_MAX_CONNECTIONS);
     efs_log_init("envelopefs-kms", false, EFS_LOG_INFO); /* syslog once in the background */
     /* Unlock the store in the foreground so errors are seen, then again in the daemon. */
     client = cli_open_kms(g, NULL);
-    if (!client)
-        return 1;
+    if (!client) {
+        rc = 1;
+        goto out;
+    }
     if (!fg) {
         int ready;
         kmsc_free(client);
         ready = efs_daemon_start();
         if (ready < 0) {
             fprintf(stderr, "envelopefs kms serve: cannot go to the background: %s\n", strerror(-ready));
-            return 1;
+            rc = 1;
+            goto out;
         }
         /* the daemon: open, start, then let `kms serve` return */
         client = cli_open_kms(g, NULL);
@@ -164,7 +232,8 @@ int cmd_kms_serve(int argc, char **argv, const cli_kms_opts *g)
         efs_daemon_ready(ready);
     } else if (start_server(client, &so, pid_file, &set, &srv)) {
         kmsc_free(client);
-        return 1;
+        rc = 1;
+        goto out;
     }
     EFS_INFO("key service listening on %s (pid %d)",
              so.unix_path ? so.unix_path : (so.listen ? so.listen : "127.0.0.1:4599"), (int)getpid());
@@ -182,5 +251,7 @@ int cmd_kms_serve(int argc, char **argv, const cli_kms_opts *g)
     if (pid_file)
         unlink(pid_file);
     EFS_INFO("key service stopped");
+out:
+    free(maps);
     return rc;
 }

@@ -20,6 +20,7 @@
 
 #include "cli_aws.h"
 #include "cli_vol.h"
+#include "share.h"
 #include "commands.h"
 #include "common/jsonwipe.h"
 #include "direct.h"
@@ -153,7 +154,8 @@ static int download(vol_store *st, const char *snap, const char *image)
     char tok[21];
     vol_err e = {"", ""};
     int fd = -1, rc = 0;
-    if (!vol_id_valid("snap-", snap) || vol_store_catalog(st)->ops->snapshot_get(vol_store_catalog(st), snap, &s))
+    /* the caller's own or shared with it (vol/share.h) */
+    if (!vol_id_valid("snap-", snap) || vol_snapshot_for_caller(st, snap, false, &s, &e))
         return cli_service_error("InvalidSnapshot.NotFound", "DownloadSnapshot", "The snapshot does not exist.");
     if (strcmp(s.state, "completed")) {
         vol_snapshot_clear(&s);

@@ -23,6 +23,7 @@
 #include "attach.h"
 #include "cli_aws.h"
 #include "cli_vol.h"
+#include "share.h"
 #include "cli_vol_sign.h"
 #include "commands.h"
 #include "dev.h"
@@ -103,6 +104,22 @@ static int attach(cli_vol *g)
     if (!o.volume_id || !dir) {
         free(dir);
         return usage(stderr, CLI_EXIT_USAGE);
+    }
+    {
+        /* only the owner attaches: another account's volume does not exist for it (vol/share.h) */
+        kmsc *kms;
+        vol_store *st = cli_vol_open(g, true, &kms, "AttachVolume");
+        if (!st) {
+            free(dir);
+            return CLI_EXIT_SERVICE;
+        }
+        rc = vol_volume_for_caller(st, o.volume_id, NULL, &e);
+        vol_store_free(st);
+        kmsc_free(kms);
+        if (rc) {
+            free(dir);
+            return cli_service_error(e.code, "AttachVolume", e.message);
+        }
     }
     o.store_dir = dir;
     o.open_kms = cli_vol_open_kms;

@@ -1,7 +1,7 @@
 /*
  * catalog.h — the volume catalog behind a small interface (a vtable and an opaque handle), so that a
  * server database (PostgreSQL) can replace catalog_sqlite.c: volumes, snapshots, lineages (wrapped data
- * keys), block maps (owner = a volume or snapshot id, 512 KiB block index → chunk generation), chunks
+ * keys), owners and snapshot sharing, block maps (owner = a volume or snapshot id, 512 KiB block index → chunk generation), chunks
  * (reference counts, per-sector write counters) and settings. Schema: docs/FORMAT.md "Volume catalog".
  *
  * Transactions: begin/commit/rollback bracket several calls atomically (begin takes the write lock at
@@ -13,6 +13,7 @@
 #ifndef ENVELOPEFS_VOL_CATALOG_H
 #define ENVELOPEFS_VOL_CATALOG_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "manifest.h"
@@ -30,6 +31,21 @@ typedef int (*vol_map_fn)(void *arg, uint64_t block, uint64_t gen);
 typedef int (*vol_gen_fn)(void *arg, uint64_t gen);
 typedef int (*vol_text_fn)(void *arg, const char *text);
 typedef int (*vol_binding_fn)(void *arg, const char *binding, uint64_t blocks);
+
+/* Where a copied snapshot came from (copy-snapshot), for EBS's incremental rule: a copy shares the blocks
+ * its source has unchanged since the source of an earlier copy (`base`) of the same volume. */
+typedef struct vol_copy_rec {
+    char snapshot[32];         /* the copy: a snapshot of this catalog */
+    char source_region[64];    /* the source's region ("" when unnamed: this store) */
+    char source_snapshot[32];
+    char source_volume[32];    /* the source snapshot's volume */
+    char base[32];             /* the earlier copy whose chunks it shares, or "" (a full copy) */
+    uint64_t blocks_copied;    /* blocks re-sealed by this copy */
+    uint64_t blocks_shared;    /* blocks shared with base (or with the source, for copies that copy no data) */
+    int64_t created;
+} vol_copy_rec;
+typedef int (*vol_copy_fn)(void *arg, const vol_copy_rec *r);
+typedef int (*vol_account_fn)(void *arg, const char *account);
 
 typedef struct vol_catalog_ops {
     void (*close)(vol_catalog *c);
@@ -91,6 +107,18 @@ typedef struct vol_catalog_ops {
      * (0: all). */
     int (*map_foreign)(vol_catalog *c, const char *owner, const char *binding, uint64_t from, uint64_t limit,
                        vol_map_fn fn, void *arg);
+    /* Copies (table `copies`, added to older catalogs on open): record one (-EEXIST), get one (-ENOENT),
+     * list those of one source region and volume (newest first). A deleted snapshot's record goes with it. */
+    int (*copy_put)(vol_catalog *c, const vol_copy_rec *r);
+    int (*copy_get)(vol_catalog *c, const char *snapshot, vol_copy_rec *out);
+    int (*copy_list)(vol_catalog *c, const char *source_region, const char *source_volume, vol_copy_fn fn, void *arg);
+    /* A snapshot's createVolumePermission: the accounts it is shared with (table
+     * create_volume_permissions). add is idempotent; remove of an absent account is no error. */
+    int (*perm_add)(vol_catalog *c, const char *snapshot, const char *account);
+    int (*perm_remove)(vol_catalog *c, const char *snapshot, const char *account);
+    int (*perm_list)(vol_catalog *c, const char *snapshot, vol_account_fn fn, void *arg); /* ascending */
+    int (*perm_has)(vol_catalog *c, const char *snapshot, const char *account, bool *has);
+    int (*perm_clear)(vol_catalog *c, const char *snapshot);
 
     /* Signed snapshots (tables snapshot_signatures and snapshot_block_digests, docs/FORMAT.md; an older
      * catalog gains them empty when opened; snapshot_delete drops a snapshot's rows in both). */
@@ -109,6 +137,8 @@ struct vol_catalog {
 
 /* SQLite: PATH (created 0600 with the schema if missing; WAL; a newer format is -EPROTO). */
 int vol_catalog_sqlite_open(const char *path, vol_catalog **out) __attribute__((warn_unused_result));
+/* SQLite, read only (another region's catalog, read by copy-snapshot): nothing is created or written. */
+int vol_catalog_sqlite_open_ro(const char *path, vol_catalog **out) __attribute__((warn_unused_result));
 
 static inline void vol_catalog_close(vol_catalog *c)
 {

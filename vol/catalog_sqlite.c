@@ -20,6 +20,7 @@
 struct sqc {
     vol_catalog base;
     sqlite3 *db;
+    bool no_sources; /* read only, from before lazy rekey: no owner_lineages table, so no owner has sources */
 };
 #define DB(c) (((struct sqc *)(c))->db)
 
@@ -41,7 +42,22 @@ static const char SCHEMA[] =
     "  PRIMARY KEY (snapshot, block)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS owner_lineages (owner TEXT NOT NULL, lineage TEXT NOT NULL,"
     "  PRIMARY KEY (owner, lineage)) WITHOUT ROWID;"
-    /* signed snapshots (additive: an older catalog gains them empty) */
+    /* Added after format 1 shipped, additively: a catalog without them gets them on open, and a row with
+       no owner is owned by its lineage key's account (what OwnerId showed before). */
+    "CREATE TABLE IF NOT EXISTS owners (id TEXT PRIMARY KEY, account TEXT NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS create_volume_permissions (snapshot TEXT NOT NULL, account TEXT NOT NULL,"
+    "  PRIMARY KEY (snapshot, account)) WITHOUT ROWID;";
+
+/* Added after format 1 shipped; created on open of an older catalog (additive: older programs ignore it). */
+static const char SCHEMA_COPIES[] =
+    "CREATE TABLE IF NOT EXISTS copies (snapshot TEXT PRIMARY KEY, source_region TEXT NOT NULL,"
+    "  source_snapshot TEXT NOT NULL, source_volume TEXT NOT NULL, base TEXT NOT NULL, blocks_copied INTEGER NOT NULL,"
+    "  blocks_shared INTEGER NOT NULL, created INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS copies_source ON copies (source_region, source_volume);";
+
+/* Signed snapshots; added after format 1 shipped, created on open of an older catalog (additive: older
+ * programs ignore them). */
+static const char SCHEMA_SIGNATURES[] =
     "CREATE TABLE IF NOT EXISTS snapshot_signatures (snapshot TEXT PRIMARY KEY, manifest BLOB NOT NULL,"
     "  key_arn TEXT NOT NULL, algorithm TEXT NOT NULL, signature BLOB NOT NULL, signed INTEGER NOT NULL,"
     "  source_snapshot TEXT, source_manifest BLOB, source_key_arn TEXT, source_algorithm TEXT, source_signature BLOB);"
@@ -203,8 +219,25 @@ static void volume_row(sqlite3_stmt *st, vol_volume *v)
     col_cpy(st, 3, v->snapshot_id, sizeof v->snapshot_id);
     v->created = sqlite3_column_int64(st, 4);
     v->tags = col_dup(st, 5);
+    col_cpy(st, 6, v->owner, sizeof v->owner);
 }
 #define VOLUME_COLS "id, size_gib, lineage, snapshot_id, created, tags"
+/* the owner column of a volume or snapshot row, after its own columns */
+#define OWNER_OF(t) ", (SELECT account FROM owners o WHERE o.id = " t ".id)"
+
+/* Record the owner of a volume or snapshot (nothing when unknown). */
+static int owner_put(vol_catalog *c, const char *id, const char *owner)
+{
+    sqlite3_stmt *st;
+    int rc;
+    if (!owner || !*owner)
+        return 0;
+    if ((rc = prep(c, "INSERT OR REPLACE INTO owners (id, account) VALUES (?, ?)", &st)))
+        return rc;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, owner, -1, SQLITE_STATIC);
+    return step_done(c, st, "owner");
+}
 
 static int s_volume_put(vol_catalog *c, const vol_volume *v)
 {
@@ -219,13 +252,13 @@ static int s_volume_put(vol_catalog *c, const vol_volume *v)
     sqlite3_bind_int64(st, 5, v->created);
     if (v->tags)
         sqlite3_bind_text(st, 6, v->tags, -1, SQLITE_STATIC);
-    return step_done(c, st, "volume");
+    return (rc = step_done(c, st, "volume")) ? rc : owner_put(c, v->id, v->owner);
 }
 
 static int s_volume_get(vol_catalog *c, const char *id, vol_volume *out)
 {
     sqlite3_stmt *st;
-    int rc = prep(c, "SELECT " VOLUME_COLS " FROM volumes WHERE id = ?", &st);
+    int rc = prep(c, "SELECT " VOLUME_COLS OWNER_OF("volumes") " FROM volumes WHERE id = ?", &st);
     memset(out, 0, sizeof *out);
     if (rc)
         return rc;
@@ -254,12 +287,27 @@ static int delete_by_id(vol_catalog *c, const char *sql, const char *id)
     return rc;
 }
 
-static int s_volume_delete(vol_catalog *c, const char *id) { return delete_by_id(c, "DELETE FROM volumes WHERE id = ?", id); }
+/* The owner row of a deleted volume or snapshot (and a snapshot's permissions) go with it. */
+static int delete_owned(vol_catalog *c, const char *sql, const char *id)
+{
+    int rc = delete_by_id(c, sql, id);
+    if (rc)
+        return rc;
+    /* an owner or permission row may not exist */
+    if ((rc = delete_by_id(c, "DELETE FROM owners WHERE id = ?", id)) && rc != -ENOENT)
+        return rc;
+    if (!strncmp(id, "snap-", 5) && (rc = delete_by_id(c, "DELETE FROM create_volume_permissions WHERE snapshot = ?", id)) &&
+        rc != -ENOENT)
+        return rc;
+    return 0;
+}
+
+static int s_volume_delete(vol_catalog *c, const char *id) { return delete_owned(c, "DELETE FROM volumes WHERE id = ?", id); }
 
 static int s_volume_list(vol_catalog *c, vol_volume_fn fn, void *arg)
 {
     sqlite3_stmt *st;
-    int rc = prep(c, "SELECT " VOLUME_COLS " FROM volumes ORDER BY created, id", &st);
+    int rc = prep(c, "SELECT " VOLUME_COLS OWNER_OF("volumes") " FROM volumes ORDER BY created, id", &st);
     if (rc)
         return rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -291,6 +339,7 @@ static void snapshot_row(sqlite3_stmt *st, vol_snapshot *s)
     s->started = sqlite3_column_int64(st, 6);
     s->completed = sqlite3_column_int64(st, 7);
     s->tags = col_dup(st, 8);
+    col_cpy(st, 9, s->owner, sizeof s->owner);
 }
 
 static int s_snapshot_put(vol_catalog *c, const vol_snapshot *s)
@@ -310,13 +359,13 @@ static int s_snapshot_put(vol_catalog *c, const vol_snapshot *s)
     sqlite3_bind_int64(st, 8, s->completed);
     if (s->tags)
         sqlite3_bind_text(st, 9, s->tags, -1, SQLITE_STATIC);
-    return step_done(c, st, "snapshot");
+    return (rc = step_done(c, st, "snapshot")) ? rc : owner_put(c, s->id, s->owner);
 }
 
 static int s_snapshot_get(vol_catalog *c, const char *id, vol_snapshot *out)
 {
     sqlite3_stmt *st;
-    int rc = prep(c, "SELECT " SNAP_COLS " FROM snapshots WHERE id = ?", &st);
+    int rc = prep(c, "SELECT " SNAP_COLS OWNER_OF("snapshots") " FROM snapshots WHERE id = ?", &st);
     memset(out, 0, sizeof *out);
     if (rc)
         return rc;
@@ -334,8 +383,12 @@ static int s_snapshot_get(vol_catalog *c, const char *id, vol_snapshot *out)
 
 static int s_snapshot_delete(vol_catalog *c, const char *id)
 {
-    int rc = delete_by_id(c, "DELETE FROM snapshots WHERE id = ?", id);
-    if (rc)
+    sqlite3_stmt *st;
+    int rc = delete_owned(c, "DELETE FROM snapshots WHERE id = ?", id);
+    if (rc || (rc = prep(c, "DELETE FROM copies WHERE snapshot = ?", &st)))
+        return rc;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    if ((rc = step_done(c, st, "copy")))
         return rc;
     /* its signature goes with it (no rows: nothing to do) */
     if ((rc = delete_by_id(c, "DELETE FROM snapshot_signatures WHERE snapshot = ?", id)) && rc != -ENOENT)
@@ -348,7 +401,7 @@ static int s_snapshot_delete(vol_catalog *c, const char *id)
 static int s_snapshot_list(vol_catalog *c, vol_snapshot_fn fn, void *arg)
 {
     sqlite3_stmt *st;
-    int rc = prep(c, "SELECT " SNAP_COLS " FROM snapshots ORDER BY started, rowid", &st);
+    int rc = prep(c, "SELECT " SNAP_COLS OWNER_OF("snapshots") " FROM snapshots ORDER BY started, rowid", &st);
     if (rc)
         return rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -484,7 +537,10 @@ static int s_source_add(vol_catalog *c, const char *owner, const char *lineage)
 static int s_source_list(vol_catalog *c, const char *owner, vol_text_fn fn, void *arg)
 {
     sqlite3_stmt *st;
-    int rc = prep(c, "SELECT lineage FROM owner_lineages WHERE owner = ? ORDER BY lineage", &st);
+    int rc;
+    if (((struct sqc *)c)->no_sources)
+        return 0;
+    rc = prep(c, "SELECT lineage FROM owner_lineages WHERE owner = ? ORDER BY lineage", &st);
     if (rc)
         return rc;
     sqlite3_bind_text(st, 1, owner, -1, SQLITE_STATIC);
@@ -753,6 +809,138 @@ static int s_gen_reserve(vol_catalog *c, uint64_t n, uint64_t *first)
     return rc;
 }
 
+#define COPY_COLS "snapshot, source_region, source_snapshot, source_volume, base, blocks_copied, blocks_shared, created"
+static void copy_row(sqlite3_stmt *st, vol_copy_rec *r)
+{
+    memset(r, 0, sizeof *r);
+    col_cpy(st, 0, r->snapshot, sizeof r->snapshot);
+    col_cpy(st, 1, r->source_region, sizeof r->source_region);
+    col_cpy(st, 2, r->source_snapshot, sizeof r->source_snapshot);
+    col_cpy(st, 3, r->source_volume, sizeof r->source_volume);
+    col_cpy(st, 4, r->base, sizeof r->base);
+    r->blocks_copied = (uint64_t)sqlite3_column_int64(st, 5);
+    r->blocks_shared = (uint64_t)sqlite3_column_int64(st, 6);
+    r->created = sqlite3_column_int64(st, 7);
+}
+
+static int s_copy_put(vol_catalog *c, const vol_copy_rec *r)
+{
+    sqlite3_stmt *st;
+    int rc = prep(c, "INSERT INTO copies (" COPY_COLS ") VALUES (?, ?, ?, ?, ?, ?, ?, ?)", &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, r->snapshot, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, r->source_region, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, r->source_snapshot, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, r->source_volume, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, r->base, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 6, (int64_t)r->blocks_copied);
+    sqlite3_bind_int64(st, 7, (int64_t)r->blocks_shared);
+    sqlite3_bind_int64(st, 8, r->created);
+    return step_done(c, st, "copy");
+}
+
+static int s_copy_get(vol_catalog *c, const char *snapshot, vol_copy_rec *out)
+{
+    sqlite3_stmt *st;
+    int rc = prep(c, "SELECT " COPY_COLS " FROM copies WHERE snapshot = ?", &st);
+    memset(out, 0, sizeof *out);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, snapshot, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        copy_row(st, out);
+        rc = 0;
+    } else {
+        rc = rc == SQLITE_DONE ? -ENOENT : db_err(c, rc, "copy");
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int s_copy_list(vol_catalog *c, const char *region, const char *volume, vol_copy_fn fn, void *arg)
+{
+    sqlite3_stmt *st;
+    int rc = prep(c, "SELECT " COPY_COLS " FROM copies WHERE source_region = ? AND source_volume = ? "
+                     "ORDER BY created DESC, rowid DESC", &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, region, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, volume, -1, SQLITE_STATIC);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        vol_copy_rec r;
+        int x;
+        copy_row(st, &r);
+        if ((x = fn(arg, &r))) {
+            sqlite3_finalize(st);
+            return x;
+        }
+    }
+    rc = rc == SQLITE_DONE ? 0 : db_err(c, rc, "copies");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* ---- create-volume permissions ---- */
+
+static int perm_exec(vol_catalog *c, const char *sql, const char *snapshot, const char *account)
+{
+    sqlite3_stmt *st;
+    int rc = prep(c, sql, &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, snapshot, -1, SQLITE_STATIC);
+    if (account)
+        sqlite3_bind_text(st, 2, account, -1, SQLITE_STATIC);
+    return step_done(c, st, "permission");
+}
+static int s_perm_add(vol_catalog *c, const char *snapshot, const char *account)
+{
+    return perm_exec(c, "INSERT OR IGNORE INTO create_volume_permissions (snapshot, account) VALUES (?, ?)", snapshot, account);
+}
+static int s_perm_remove(vol_catalog *c, const char *snapshot, const char *account)
+{
+    return perm_exec(c, "DELETE FROM create_volume_permissions WHERE snapshot = ? AND account = ?", snapshot, account);
+}
+static int s_perm_clear(vol_catalog *c, const char *snapshot)
+{
+    return perm_exec(c, "DELETE FROM create_volume_permissions WHERE snapshot = ?", snapshot, NULL);
+}
+static int s_perm_list(vol_catalog *c, const char *snapshot, vol_account_fn fn, void *arg)
+{
+    sqlite3_stmt *st;
+    int rc = prep(c, "SELECT account FROM create_volume_permissions WHERE snapshot = ? ORDER BY account", &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, snapshot, -1, SQLITE_STATIC);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int r = fn(arg, (const char *)sqlite3_column_text(st, 0));
+        if (r) {
+            sqlite3_finalize(st);
+            return r;
+        }
+    }
+    rc = rc == SQLITE_DONE ? 0 : db_err(c, rc, "permissions");
+    sqlite3_finalize(st);
+    return rc;
+}
+static int s_perm_has(vol_catalog *c, const char *snapshot, const char *account, bool *has)
+{
+    sqlite3_stmt *st;
+    int rc = prep(c, "SELECT 1 FROM create_volume_permissions WHERE snapshot = ? AND account = ?", &st);
+    *has = false;
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, snapshot, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, account, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    *has = rc == SQLITE_ROW;
+    rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : db_err(c, rc, "permission");
+    sqlite3_finalize(st);
+    return rc;
+}
+
 /* ---- signed snapshots ---- */
 
 static int blob_dup(sqlite3_stmt *st, int i, uint8_t **out, size_t *len)
@@ -768,6 +956,19 @@ static int blob_dup(sqlite3_stmt *st, int i, uint8_t **out, size_t *len)
     memcpy(*out, b, (size_t)n);
     *len = (size_t)n;
     return 0;
+}
+
+/* A read-only catalog from before signed snapshots has no such tables: nothing is signed there. */
+static bool no_sig_tables(vol_catalog *c)
+{
+    sqlite3_stmt *st;
+    bool none = false;
+    if (sqlite3_prepare_v2(DB(c), "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'snapshot_signatures'",
+                           -1, &st, NULL) == SQLITE_OK) {
+        none = sqlite3_step(st) != SQLITE_ROW;
+        sqlite3_finalize(st);
+    }
+    return none;
 }
 
 static int s_sig_put(vol_catalog *c, const vol_signature *s)
@@ -799,9 +1000,12 @@ static int s_sig_put(vol_catalog *c, const vol_signature *s)
 static int s_sig_get(vol_catalog *c, const char *snapshot, vol_signature *out)
 {
     sqlite3_stmt *st;
-    int rc = prep(c, "SELECT snapshot, manifest, key_arn, algorithm, signature, signed, source_snapshot, source_manifest,"
-                     " source_key_arn, source_algorithm, source_signature FROM snapshot_signatures WHERE snapshot = ?", &st);
+    int rc;
     memset(out, 0, sizeof *out);
+    if (no_sig_tables(c))
+        return -ENOENT;
+    rc = prep(c, "SELECT snapshot, manifest, key_arn, algorithm, signature, signed, source_snapshot, source_manifest,"
+                 " source_key_arn, source_algorithm, source_signature FROM snapshot_signatures WHERE snapshot = ?", &st);
     if (rc)
         return rc;
     sqlite3_bind_text(st, 1, snapshot, -1, SQLITE_STATIC);
@@ -851,8 +1055,10 @@ static int s_digest_drop(vol_catalog *c, const char *snapshot)
 static int s_digest_list(vol_catalog *c, const char *snapshot, int (*fn)(void *, uint64_t, const uint8_t *), void *arg)
 {
     sqlite3_stmt *st;
-    int rc = prep(c, "SELECT block, sha256 FROM snapshot_block_digests WHERE snapshot = ? ORDER BY block", &st);
-    if (rc)
+    int rc;
+    if (no_sig_tables(c))
+        return 0;
+    if ((rc = prep(c, "SELECT block, sha256 FROM snapshot_block_digests WHERE snapshot = ? ORDER BY block", &st)))
         return rc;
     sqlite3_bind_text(st, 1, snapshot, -1, SQLITE_STATIC);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -879,8 +1085,60 @@ static const vol_catalog_ops SQLITE_OPS = {
     s_map_copy, s_map_drop, s_chunk_put, s_chunk_get, s_chunk_ref, s_chunk_delete, s_chunk_list, s_put_set,
     s_put_list, s_put_drop, s_gen_reserve,
     s_source_add, s_source_list, s_source_drop, s_map_bindings, s_map_foreign,
+    s_copy_put, s_copy_get, s_copy_list,
+    s_perm_add, s_perm_remove, s_perm_list, s_perm_has, s_perm_clear,
     s_sig_put, s_sig_get, s_digest_put, s_digest_drop, s_digest_list,
 };
+
+/* Read only (a source region's catalog for copy-snapshot): no schema is created or changed; a catalog
+ * without the base tables or from a newer format is refused. */
+int vol_catalog_sqlite_open_ro(const char *path, vol_catalog **out)
+{
+    struct sqc *s = calloc(1, sizeof *s);
+    char *fmt = NULL;
+    int rc;
+    *out = NULL;
+    if (!s)
+        return -ENOMEM;
+    s->base.ops = &SQLITE_OPS;
+    if (access(path, R_OK)) {
+        rc = -errno;
+        free(s);
+        return rc;
+    }
+    if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
+        EFS_ERROR("volume catalog %s: %s", path, s->db ? sqlite3_errmsg(s->db) : "cannot open");
+        sqlite3_close(s->db);
+        free(s);
+        return -EIO;
+    }
+    sqlite3_busy_timeout(s->db, 10000);
+    rc = s_setting_get(&s->base, "format", &fmt);
+    if (rc == -ENOENT) {
+        rc = -EIO;
+    } else if (!rc && atoi(fmt) > VOL_CATALOG_FORMAT) {
+        EFS_ERROR("volume catalog %s has format %s, newer than this envelopefs (%d)", path, fmt, VOL_CATALOG_FORMAT);
+        rc = -EPROTO;
+    }
+    free(fmt);
+    if (!rc) { /* a catalog from before lazy rekey has no owner_lineages table: no sources */
+        sqlite3_stmt *st;
+        if (sqlite3_prepare_v2(s->db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'owner_lineages'", -1,
+                               &st, NULL) != SQLITE_OK)
+            rc = -EIO;
+        else {
+            s->no_sources = sqlite3_step(st) != SQLITE_ROW;
+            sqlite3_finalize(st);
+        }
+    }
+    if (rc) {
+        sqlite3_close(s->db);
+        free(s);
+        return rc;
+    }
+    *out = &s->base;
+    return 0;
+}
 
 int vol_catalog_sqlite_open(const char *path, vol_catalog **out)
 {
@@ -910,7 +1168,8 @@ int vol_catalog_sqlite_open(const char *path, vol_catalog **out)
     if ((rc = exec1(&s->base, "PRAGMA journal_mode=WAL")) || (rc = exec1(&s->base, "PRAGMA synchronous=FULL")) ||
         (rc = exec1(&s->base, "BEGIN IMMEDIATE")))
         goto fail;
-    if ((rc = exec1(&s->base, SCHEMA)))
+    if ((rc = exec1(&s->base, SCHEMA)) || (rc = exec1(&s->base, SCHEMA_COPIES)) ||
+        (rc = exec1(&s->base, SCHEMA_SIGNATURES)))
         goto fail;
     rc = s_setting_get(&s->base, "format", &fmt);
     if (rc == -ENOENT) {

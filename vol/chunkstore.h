@@ -37,6 +37,9 @@ struct vol_chunkstore {
 /* Local files: one file per chunk, DIR/<2 hex>/<16 hex of gen> (sparse: unwritten sectors are holes).
  * dir is created (0700) if missing. */
 int vol_chunkstore_file_open(const char *dir, vol_chunkstore **out) __attribute__((warn_unused_result));
+/* Read only (another region's chunks, read by copy-snapshot): nothing is created; pwrite, sync and remove
+ * are -EROFS. */
+int vol_chunkstore_file_open_ro(const char *dir, vol_chunkstore **out) __attribute__((warn_unused_result));
 /* The path of a chunk's file in a file store (for fsck messages and tests); malloc'd. */
 char *vol_chunkstore_file_path(const char *dir, uint64_t gen);
 

@@ -29,6 +29,7 @@ struct fcs {
         bool created;  /* made by this store and its name not yet synced */
     } fds[FD_CACHE];
     uint64_t tick;
+    bool ro;           /* vol_chunkstore_file_open_ro: files opened read only, writes refused */
 };
 
 char *vol_chunkstore_file_path(const char *dir, uint64_t gen)
@@ -61,8 +62,8 @@ static int get_fd(struct fcs *s, uint64_t gen, bool create)
         pthread_mutex_unlock(&s->lock);
         return -ENOMEM;
     }
-    fd = open(path, O_RDWR | O_CLOEXEC);
-    if (fd < 0 && errno == ENOENT && create) {
+    fd = open(path, (s->ro ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT && create && !s->ro) {
         char *slash = strrchr(path, '/');
         made = true;
         *slash = 0;
@@ -118,8 +119,11 @@ static int f_pread(vol_chunkstore *cs, uint64_t gen, void *buf, size_t n, uint64
 
 static int f_pwrite(vol_chunkstore *cs, uint64_t gen, const void *buf, size_t n, uint64_t off)
 {
-    int fd = get_fd((struct fcs *)cs, gen, true);
+    int fd;
     size_t put = 0;
+    if (((struct fcs *)cs)->ro)
+        return -EROFS;
+    fd = get_fd((struct fcs *)cs, gen, true);
     if (fd < 0)
         return fd;
     while (put < n) {
@@ -155,6 +159,10 @@ static int f_sync(vol_chunkstore *cs, uint64_t gen)
     char *path, *slash;
     if (fd < 0)
         return fd;
+    if (s->ro) {
+        close(fd);
+        return -EROFS;
+    }
     if (fdatasync(fd))
         rc = -errno;
     close(fd);
@@ -197,6 +205,10 @@ static int f_remove(vol_chunkstore *cs, uint64_t gen)
     int rc = 0;
     if (!path)
         return -ENOMEM;
+    if (s->ro) {
+        free(path);
+        return -EROFS;
+    }
     pthread_mutex_lock(&s->lock);
     for (int i = 0; i < FD_CACHE; i++)
         if (s->fds[i].fd >= 0 && s->fds[i].gen == gen) {
@@ -282,11 +294,11 @@ static void f_close(vol_chunkstore *cs)
 
 static const vol_chunkstore_ops FILE_OPS = {f_close, f_pread, f_pwrite, f_sync, f_remove, f_list, f_bytes_used};
 
-int vol_chunkstore_file_open(const char *dir, vol_chunkstore **out)
+static int file_open(const char *dir, bool ro, vol_chunkstore **out)
 {
     struct fcs *s;
     *out = NULL;
-    if (mkdir(dir, 0700) && errno != EEXIST)
+    if (!ro && mkdir(dir, 0700) && errno != EEXIST)
         return -errno;
     if (!(s = calloc(1, sizeof *s)) || !(s->dir = strdup(dir))) {
         free(s);
@@ -295,7 +307,11 @@ int vol_chunkstore_file_open(const char *dir, vol_chunkstore **out)
     for (int i = 0; i < FD_CACHE; i++)
         s->fds[i].fd = -1;
     pthread_mutex_init(&s->lock, NULL);
+    s->ro = ro;
     s->base.ops = &FILE_OPS;
     *out = &s->base;
     return 0;
 }
+
+int vol_chunkstore_file_open(const char *dir, vol_chunkstore **out) { return file_open(dir, false, out); }
+int vol_chunkstore_file_open_ro(const char *dir, vol_chunkstore **out) { return file_open(dir, true, out); }

@@ -63,6 +63,7 @@ int vol_ebs_start(vol_store *st, uint64_t size_gib, const char *parent, bool enc
     if (vol_new_id("snap-", out->id, sizeof out->id))
         return vol_fail(e, -EIO, "InternalServerException", "cannot make an id");
     snprintf(out->volume_id, sizeof out->volume_id, "vol-ffffffff");
+    snprintf(out->owner, sizeof out->owner, "%s", vol_store_owner(st));
     snprintf(out->state, sizeof out->state, "pending");
     out->volume_size = size_gib;
     out->started = time(NULL);

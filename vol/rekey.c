@@ -172,29 +172,6 @@ int vol_rekey_status_of(vol_catalog *cat, const char *owner, const char *binding
 
 /* ---- volume rekey ---- */
 
-struct batch {
-    uint64_t *block, *gen;
-    size_t n, cap;
-};
-static int add_block(void *arg, uint64_t block, uint64_t gen)
-{
-    struct batch *b = arg;
-    if (b->n == b->cap) {
-        size_t cap = b->cap ? 2 * b->cap : 64;
-        uint64_t *x = realloc(b->block, cap * sizeof *x), *y;
-        if (!x)
-            return -ENOMEM;
-        b->block = x;
-        if (!(y = realloc(b->gen, cap * sizeof *y)))
-            return -ENOMEM;
-        b->gen = y;
-        b->cap = cap;
-    }
-    b->block[b->n] = block;
-    b->gen[b->n++] = gen;
-    return 0;
-}
-
 int vol_rekey_volume(vol_store *st, const char *volume_id, uint64_t batch, vol_rekey_fn fn, void *arg, uint64_t *moved,
                      vol_err *e)
 {
@@ -203,7 +180,7 @@ int vol_rekey_volume(vol_store *st, const char *volume_id, uint64_t batch, vol_r
     vol_volume v = {0};
     vol_keyring ring = {NULL, 0};
     vol_rekey_status status;
-    struct batch bl = {0};
+    vol_blocks bl = {0};
     vol_chunk *nk = NULL;
     uint64_t *freed = NULL, first = 0, done = 0, from = 0;
     uint8_t dlin[VOL_LINEAGE_LEN], *buf = NULL, *pt = NULL;
@@ -245,7 +222,7 @@ int vol_rekey_volume(vol_store *st, const char *volume_id, uint64_t batch, vol_r
         bl.n = 0;
         nfreed = written = 0;
         /* (from the block after the last batch: each batch reads only its own rows, not the whole map) */
-        if ((rc = cat->ops->map_foreign(cat, volume_id, ring.k[0].binding, from, batch, add_block, &bl)))
+        if ((rc = cat->ops->map_foreign(cat, volume_id, ring.k[0].binding, from, batch, vol_blocks_add, &bl)))
             goto dberr;
         if (!bl.n)
             break;
@@ -262,7 +239,7 @@ int vol_rekey_volume(vol_store *st, const char *volume_id, uint64_t batch, vol_r
                 goto abort;
             }
             written = i + 1;
-            if ((rc = vol_reseal(st, sealer, sdk, slin, ring.k[0].dk, dlin, &nk[i], first + i, buf, pt))) {
+            if ((rc = vol_reseal(vol_store_chunks(st), vol_store_chunks(st), sealer, sdk, slin, ring.k[0].dk, dlin, &nk[i], first + i, buf, pt))) {
                 rc = vol_fail(e, rc == -EBADMSG ? -EIO : rc, "InternalError", "block %" PRIu64 " of %s %s",
                               bl.block[i], volume_id,
                               rc == -EBADMSG ? "fails authentication (see volume fsck)" : strerror(-rc));
@@ -321,8 +298,7 @@ out:
         close(lock);
     vol_keyring_clear(&ring);
     vol_volume_clear(&v);
-    free(bl.block);
-    free(bl.gen);
+    vol_blocks_clear(&bl);
     free(nk);
     free(freed);
     free(buf);

@@ -53,11 +53,11 @@ typedef int (*vol_rekey_fn)(void *arg, uint64_t done, uint64_t total, bool commi
 int vol_rekey_volume(vol_store *st, const char *volume_id, uint64_t batch, vol_rekey_fn fn, void *arg, uint64_t *moved,
                      vol_err *e) __attribute__((warn_unused_result));
 
-/* Re-seal one chunk from a source lineage/key into a new generation of a destination lineage/key and
- * sync it (copy.c; shared by copy-snapshot and rekey). k: the source's catalog row on entry, the new
+/* Re-seal one chunk from a source lineage/key (read from scs) into a new generation of a destination
+ * lineage/key (written to cs) and sync it (copy.c; shared by copy-snapshot and rekey). k: the source's catalog row on entry, the new
  * chunk's row (lineage left to the caller) on return. buf: VOL_CHUNK_FILE_SIZE bytes; pt: one sector. */
-int vol_reseal(vol_store *st, vol_sealer *s, const uint8_t *sdk, const uint8_t slin[16], const uint8_t *ddk,
-               const uint8_t dlin[16], vol_chunk *k, uint64_t ngen, uint8_t *buf, uint8_t *pt)
+int vol_reseal(vol_chunkstore *scs, vol_chunkstore *cs, vol_sealer *s, const uint8_t *sdk, const uint8_t slin[16],
+               const uint8_t *ddk, const uint8_t dlin[16], vol_chunk *k, uint64_t ngen, uint8_t *buf, uint8_t *pt)
     __attribute__((warn_unused_result));
 
 #endif

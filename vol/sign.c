@@ -272,10 +272,10 @@ out:
 /* ---- signing ---- */
 
 int vol_sign_snapshot(vol_store *st, kmsc *kms, const char *snap_id, const char *key_id, const char *source_id,
-                      vol_signature *out, vol_err *e)
+                      const vol_signature *src, vol_signature *out, vol_err *e)
 {
     vol_catalog *cat = vol_store_catalog(st);
-    vol_signature sig, src;
+    vol_signature sig;
     vol_manifest_scan scan;
     vol_keyring ring = {NULL, 0};
     vol_snapshot snap;
@@ -287,10 +287,9 @@ int vol_sign_snapshot(vol_store *st, kmsc *kms, const char *snap_id, const char 
     kmsc_error ke;
     kms_err k;
     int rc;
-    bool have_src = false;
+    bool have_src = src && src->manifest && src->signature;
 
     memset(&sig, 0, sizeof sig);
-    memset(&src, 0, sizeof src);
     memset(&scan, 0, sizeof scan);
     if (out)
         memset(out, 0, sizeof *out);
@@ -302,16 +301,8 @@ int vol_sign_snapshot(vol_store *st, kmsc *kms, const char *snap_id, const char 
     vol_snapshot_clear(&snap);
     if (rc)
         return rc;
-    if (source_id && *source_id) {
-        rc = cat->ops->sig_get(cat, source_id, &src);
-        if (rc && rc != -ENOENT) {
-            rc = vol_fail(e, rc, "InternalError", "cannot read the signature of %s", source_id);
-            goto out;
-        }
-        have_src = rc == 0;
-        if (have_src)
-            vol_manifest_digest(src.manifest, src.manifest_len, src_digest);
-    }
+    if (have_src)
+        vol_manifest_digest(src->manifest, src->manifest_len, src_digest);
     if ((rc = vol_manifest_scan_run(st, snap_id, &ring, source_id, have_src ? src_digest : NULL, &scan, e)))
         goto out;
     if (scan.damaged) {
@@ -349,13 +340,16 @@ int vol_sign_snapshot(vol_store *st, kmsc *kms, const char *snap_id, const char 
     if (source_id && *source_id)
         snprintf(sig.source_id, sizeof sig.source_id, "%s", source_id);
     if (have_src) { /* the source's record travels with the copy: the chain can be checked without the source */
-        sig.source_manifest = src.manifest;
-        sig.source_manifest_len = src.manifest_len;
-        sig.source_signature = src.signature;
-        sig.source_signature_len = src.signature_len;
-        src.manifest = src.signature = NULL;
-        snprintf(sig.source_key_arn, sizeof sig.source_key_arn, "%s", src.key_arn);
-        snprintf(sig.source_algorithm, sizeof sig.source_algorithm, "%s", src.algorithm);
+        if (!(sig.source_manifest = malloc(src->manifest_len)) || !(sig.source_signature = malloc(src->signature_len))) {
+            rc = vol_fail(e, -ENOMEM, "InternalError", "out of memory");
+            goto out;
+        }
+        memcpy(sig.source_manifest, src->manifest, src->manifest_len);
+        sig.source_manifest_len = src->manifest_len;
+        memcpy(sig.source_signature, src->signature, src->signature_len);
+        sig.source_signature_len = src->signature_len;
+        snprintf(sig.source_key_arn, sizeof sig.source_key_arn, "%s", src->key_arn);
+        snprintf(sig.source_algorithm, sizeof sig.source_algorithm, "%s", src->algorithm);
     }
     if ((rc = cat->ops->begin(cat)) || (rc = cat->ops->sig_put(cat, &sig)) || (rc = cat->ops->digest_drop(cat, snap_id)))
         goto dberr;
@@ -377,7 +371,6 @@ out:
     free(m64);
     vol_manifest_scan_clear(&scan);
     vol_keyring_clear(&ring);
-    vol_signature_clear(&src);
     vol_signature_clear(&sig);
     return rc;
 }

@@ -39,11 +39,12 @@ int vol_manifest_scan_run(vol_store *st, const char *snap_id, const vol_keyring 
                           const uint8_t *source_sha256, vol_manifest_scan *out, vol_err *e) __attribute__((warn_unused_result));
 void vol_manifest_scan_clear(vol_manifest_scan *s);
 
-/* Sign snap_id (completed, every sector intact) with key_id through kms; source_id (may be NULL): the
- * snapshot it was copied from, whose signature record, if any, the copy's manifest and record carry.
- * Replaces an earlier signature of snap_id. out (may be NULL) gets the record. */
+/* Sign snap_id (completed, every sector intact) with key_id through kms. source_id (may be NULL): the
+ * snapshot it was copied from; src (may be NULL): that snapshot's signature record (from whichever store
+ * holds it), which the copy's manifest names by digest and its record carries along. Replaces an earlier
+ * signature of snap_id. out (may be NULL) gets the record. */
 int vol_sign_snapshot(vol_store *st, kmsc *kms, const char *snap_id, const char *key_id, const char *source_id,
-                      vol_signature *out, vol_err *e) __attribute__((warn_unused_result));
+                      const vol_signature *src, vol_signature *out, vol_err *e) __attribute__((warn_unused_result));
 
 /* Verify a signature over a 32-byte digest: through the key service (kms, key_id) or, pem non-NULL,
  * offline with that public key (PEM or DER SubjectPublicKeyInfo). 1 valid, 0 invalid, -errno could not

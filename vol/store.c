@@ -27,12 +27,35 @@ struct vol_store {
     vol_catalog *cat;
     vol_chunkstore *cs;
     kmsc *kms;
+    char account[16];  /* the caller's account, learned once (vol_store_account) */
+    bool account_known;
 };
 
 vol_catalog *vol_store_catalog(vol_store *st) { return st->cat; }
 vol_chunkstore *vol_store_chunks(vol_store *st) { return st->cs; }
 const char *vol_store_dir(vol_store *st) { return st->dir; }
 kmsc *vol_store_kms(vol_store *st) { return st->kms; }
+
+const char *vol_store_account(vol_store *st)
+{
+    if (!st->account_known && st->kms) {
+        kmsc_error ke;
+        memset(&ke, 0, sizeof ke);
+        if (kmsc_caller_account(st->kms, st->account, &ke)) {
+            /* fail closed: a caller we cannot name owns nothing and is shown nothing */
+            EFS_WARN("volume store: the key service did not tell the caller's account: %s", ke.message);
+            snprintf(st->account, sizeof st->account, "%s", VOL_ACCOUNT_UNKNOWN);
+        }
+        st->account_known = true;
+    }
+    return st->account;
+}
+
+const char *vol_store_owner(vol_store *st)
+{
+    const char *a = vol_store_account(st);
+    return strcmp(a, VOL_ACCOUNT_UNKNOWN) ? a : "";
+}
 
 int vol_kms_fail(vol_err *e, kms_err code, const kmsc_error *ke)
 {
@@ -86,6 +109,46 @@ int vol_store_open(const char *dir, kmsc *kms, vol_store **out, vol_err *e)
     return 0;
 nomem:
     rc = vol_fail(e, -ENOMEM, "InternalError", "out of memory");
+fail:
+    free(p);
+    vol_store_free(st);
+    return rc;
+}
+
+int vol_store_open_ro(const char *dir, kmsc *kms, vol_store **out, vol_err *e)
+{
+    vol_store *st = calloc(1, sizeof *st);
+    char *p = NULL;
+    int rc;
+    *out = NULL;
+    if (!st)
+        return vol_fail(e, -ENOMEM, "InternalError", "out of memory");
+    st->kms = kms;
+    if (!(st->dir = strdup(dir)) || asprintf(&p, "%s/catalog.db", dir) < 0) {
+        p = NULL;
+        rc = vol_fail(e, -ENOMEM, "InternalError", "out of memory");
+        goto fail;
+    }
+    if ((rc = vol_catalog_sqlite_open_ro(p, &st->cat))) {
+        if (rc == -EPROTO)
+            vol_fail(e, rc, "InternalError", "the volume catalog %s was written by a newer envelopefs", p);
+        else
+            vol_fail(e, rc, "InternalError", "cannot open the volume catalog %s: %s", p, strerror(-rc));
+        goto fail;
+    }
+    free(p);
+    if (asprintf(&p, "%s/chunks", dir) < 0) {
+        p = NULL;
+        rc = vol_fail(e, -ENOMEM, "InternalError", "out of memory");
+        goto fail;
+    }
+    if ((rc = vol_chunkstore_file_open_ro(p, &st->cs))) {
+        vol_fail(e, rc, "InternalError", "cannot open the chunk store %s: %s", p, strerror(-rc));
+        goto fail;
+    }
+    free(p);
+    *out = st;
+    return 0;
 fail:
     free(p);
     vol_store_free(st);
@@ -191,6 +254,42 @@ static bool is_managed_alias(const char *k)
     return !strcmp(k, MANAGED_ALIAS) || (p && !strncmp(k, "arn:", 4) && !strcmp(p, ":" MANAGED_ALIAS));
 }
 
+/* The caller's own setting NAME: stored as "NAME:ACCOUNT", since the encryption defaults are per account
+ * and a store serves several. A catalog from before accounts has plain NAME, which holds an ARN (or the
+ * alias itself): it is the setting of the account that ARN names (or, for the alias, of everyone). */
+static int account_setting_get(vol_store *st, const char *name, char **value)
+{
+    const char *me = vol_store_owner(st);
+    char key[64];
+    int rc;
+    *value = NULL;
+    snprintf(key, sizeof key, "%s:%s", name, me);
+    if (*me && (rc = st->cat->ops->setting_get(st->cat, key, value)) != -ENOENT)
+        return rc;
+    if ((rc = st->cat->ops->setting_get(st->cat, name, value)))
+        return rc;
+    if (*me && !strncmp(*value, "arn:", 4)) {
+        const char *p = *value;
+        for (int i = 0; i < 4 && p; i++)
+            p = strchr(p, ':') ? strchr(p, ':') + 1 : NULL;
+        if (!p || strncmp(p, me, strlen(me)) || p[strlen(me)] != ':') {
+            free(*value); /* another account's */
+            *value = NULL;
+            return -ENOENT;
+        }
+    }
+    return 0;
+}
+static int account_setting_set(vol_store *st, const char *name, const char *value)
+{
+    const char *me = vol_store_owner(st);
+    char key[64];
+    snprintf(key, sizeof key, *me ? "%s:%s" : "%s", name, me);
+    return st->cat->ops->setting_set(st->cat, key, value);
+}
+
+int vol_managed_key_arn(vol_store *st, char **arn) { return account_setting_get(st, "managed_key_arn", arn); }
+
 /* The key behind alias/aws/ebs: the key service's own alias if it has one (AWS creates it on first
  * use), else a key this store created for it (key services that reserve alias/aws/ refuse the alias). */
 static int managed_key(vol_store *st, bool create, char **arn, vol_err *e)
@@ -202,7 +301,7 @@ static int managed_key(vol_store *st, bool create, char **arn, vol_err *e)
     bool enabled;
     if (!st->kms)
         return vol_fail(e, -EINVAL, "InternalError", "no key service");
-    if (st->cat->ops->setting_get(st->cat, "managed_key_arn", &saved) == 0) {
+    if (account_setting_get(st, "managed_key_arn", &saved) == 0) {
         memset(&ke, 0, sizeof ke);
         k = kmsc_describe_key(st->kms, saved, arn, &enabled, &ke);
         free(saved);
@@ -234,7 +333,7 @@ static int managed_key(vol_store *st, bool create, char **arn, vol_err *e)
         json_decref(r);
         if (!*arn)
             return vol_fail(e, -ENOMEM, "InternalError", "out of memory");
-        if (st->cat->ops->setting_set(st->cat, "managed_key_arn", *arn)) {
+        if (account_setting_set(st, "managed_key_arn", *arn)) {
             free(*arn);
             *arn = NULL;
             return vol_fail(e, -EIO, "InternalError", "cannot record the default key");
@@ -263,7 +362,7 @@ int vol_default_key(vol_store *st, bool create, char **arn, vol_err *e)
 {
     char *set = NULL;
     int rc;
-    if (st->cat->ops->setting_get(st->cat, "default_kms_key_id", &set) == 0 && !is_managed_alias(set)) {
+    if (account_setting_get(st, "default_kms_key_id", &set) == 0 && !is_managed_alias(set)) {
         rc = vol_resolve_key(st, set, arn, e);
         free(set);
         return rc;
@@ -275,7 +374,7 @@ int vol_default_key(vol_store *st, bool create, char **arn, vol_err *e)
 int vol_default_key_id(vol_store *st, char **out, vol_err *e)
 {
     char *set = NULL, *arn = NULL;
-    if (st->cat->ops->setting_get(st->cat, "default_kms_key_id", &set) == 0) {
+    if (account_setting_get(st, "default_kms_key_id", &set) == 0) {
         if (!is_managed_alias(set)) {
             *out = set;
             return 0;
@@ -316,7 +415,7 @@ int vol_modify_default_key(vol_store *st, const char *key_id, char **arn, vol_er
         if (!(*arn = strdup(MANAGED_ALIAS)))
             return vol_fail(e, -ENOMEM, "InternalError", "out of memory");
     }
-    if (st->cat->ops->setting_set(st->cat, "default_kms_key_id", *arn)) {
+    if (account_setting_set(st, "default_kms_key_id", *arn)) {
         free(*arn);
         *arn = NULL;
         return vol_fail(e, -EIO, "InternalError", "cannot record the default key");
@@ -418,6 +517,7 @@ int vol_create_volume(vol_store *st, const vol_create_args *a, vol_volume *out, 
     }
     out->size_gib = a->size_gib ? a->size_gib : snap.volume_size;
     out->created = time(NULL);
+    snprintf(out->owner, sizeof out->owner, "%s", vol_store_owner(st)); /* the caller's, even from a shared snapshot */
     if (from_snap) {
         vol_keyring ring = {NULL, 0};
         if ((rc = vol_lineage_of(st, snap.lineage, &lin, e)))
@@ -558,6 +658,7 @@ int vol_snapshot_record(vol_catalog *cat, const vol_volume *v, const char *descr
         return vol_fail(e, -EIO, "InternalError", "cannot make an id");
     snprintf(s->volume_id, sizeof s->volume_id, "%s", v->id);
     snprintf(s->lineage, sizeof s->lineage, "%s", v->lineage);
+    snprintf(s->owner, sizeof s->owner, "%s", v->owner); /* a snapshot belongs to its volume's owner */
     snprintf(s->state, sizeof s->state, "pending");
     s->volume_size = v->size_gib;
     s->started = time(NULL);

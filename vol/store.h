@@ -20,11 +20,22 @@ typedef struct vol_store vol_store;
 
 /* Open (creating) the store in dir. kms is borrowed (may be NULL for calls that need no key). */
 int vol_store_open(const char *dir, kmsc *kms, vol_store **out, vol_err *e) __attribute__((warn_unused_result));
+/* Open another region's store read only (for copy-snapshot --source-region): nothing is created or
+ * written, no lock is taken. */
+int vol_store_open_ro(const char *dir, kmsc *kms, vol_store **out, vol_err *e) __attribute__((warn_unused_result));
 void vol_store_free(vol_store *st);
 vol_catalog *vol_store_catalog(vol_store *st);
 vol_chunkstore *vol_store_chunks(vol_store *st);
 const char *vol_store_dir(vol_store *st);
 kmsc *vol_store_kms(vol_store *st);
+/* The caller's account as the key service tells it (kmsc_caller_account; asked once, then kept). ""
+ * without a key service (then every row is the caller's, as before owners); VOL_ACCOUNT_UNKNOWN when
+ * the service would not say (fail closed: such a caller owns and sees nothing). */
+#define VOL_ACCOUNT_UNKNOWN "unknown"
+const char *vol_store_account(vol_store *st);
+/* The owner to record for what this handle creates: the caller's account, or "" when unknown (then its
+ * key's account owns it). */
+const char *vol_store_owner(vol_store *st);
 
 typedef struct vol_create_args {
     uint64_t size_gib;          /* 0: the snapshot's size */
@@ -51,11 +62,14 @@ int vol_lineage_of(vol_store *st, const char *lineage_id, vol_lineage *out, vol_
 int vol_lineage_key(vol_store *st, const vol_lineage *l, kmsc_secret **dk, vol_err *e) __attribute__((warn_unused_result));
 
 /* The default key: the ARN of modify-ebs-default-kms-key-id's key, or of alias/aws/ebs (created on first
- * use). create: make alias/aws/ebs's key if missing. */
+ * use). create: make alias/aws/ebs's key if missing. Both are the caller's account's own settings. */
 int vol_default_key(vol_store *st, bool create, char **arn, vol_err *e) __attribute__((warn_unused_result));
 /* What get-ebs-default-kms-key-id prints (an ARN; alias/aws/ebs's alias ARN when unchanged). */
 int vol_default_key_id(vol_store *st, char **out, vol_err *e) __attribute__((warn_unused_result));
 int vol_modify_default_key(vol_store *st, const char *key_id, char **arn, vol_err *e) __attribute__((warn_unused_result));
+/* The key this store made for the caller's alias/aws/ebs (recorded per account; no key-service call):
+ * *arn malloc'd, -ENOENT when none. */
+int vol_managed_key_arn(vol_store *st, char **arn) __attribute__((warn_unused_result));
 
 /* Attachment (run/VOL.lock held by the daemon; run/VOL.json describes it). */
 bool vol_is_attached(vol_store *st, const char *volume_id);
@@ -77,6 +91,24 @@ int vol_sweep(vol_store *st, int *freed) __attribute__((warn_unused_result));
  * the chunks shared: constant time. Atomic (see copy.c). */
 int vol_copy_snapshot(vol_store *st, const char *src_id, const char *kms_key_id, bool rewrap_only,
                       const char *description, vol_snapshot *out, vol_err *e) __attribute__((warn_unused_result));
+/* copy-snapshot in general: from this store or another region's (src, opened with vol_store_open_ro). */
+typedef struct vol_copy_args {
+    const char *src_id;
+    const char *kms_key_id;      /* NULL: the source's key (same store) or this region's default key (another) */
+    bool rewrap_only;            /* same store only */
+    const char *description;     /* NULL: none (same store), "[Copied SNAP from REGION]" (another) */
+    vol_store *src;              /* the source region's store; NULL: st itself */
+    const char *src_region;      /* the source region's name (messages) */
+    /* The source region's key service (borrowed; NULL: unreachable, the callback says why), asked for
+     * only when the source's data key cannot be opened here (a multi-Region key with a replica here can). */
+    kmsc *(*src_kms)(void *arg);
+    void *src_kms_arg;
+    /* Called after each block copied (may be NULL): a progress line on a terminal. */
+    void (*progress)(void *arg, uint64_t done, uint64_t total);
+    void *progress_arg;
+} vol_copy_args;
+int vol_copy_snapshot_from(vol_store *st, const vol_copy_args *a, vol_snapshot *out, vol_err *e)
+    __attribute__((warn_unused_result));
 /* Resolve a key id (id, alias, ARN; alias/aws/ebs included) to its ARN. */
 int vol_resolve_key(vol_store *st, const char *key_id, char **arn, vol_err *e) __attribute__((warn_unused_result));
 /* A new lineage: a data key from key_arn with context {"aws:ebs:id": ctx_id} (not yet recorded). */

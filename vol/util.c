@@ -109,3 +109,29 @@ void vol_keyring_clear(vol_keyring *r)
     r->k = NULL;
     r->n = 0;
 }
+
+int vol_blocks_add(void *list, uint64_t block, uint64_t gen)
+{
+    vol_blocks *b = list;
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? 2 * b->cap : 256;
+        uint64_t *x = realloc(b->block, cap * sizeof *x), *y;
+        if (!x)
+            return -ENOMEM;
+        b->block = x;
+        if (!(y = realloc(b->gen, cap * sizeof *y)))
+            return -ENOMEM;
+        b->gen = y;
+        b->cap = cap;
+    }
+    b->block[b->n] = block;
+    b->gen[b->n++] = gen;
+    return 0;
+}
+
+void vol_blocks_clear(vol_blocks *b)
+{
+    free(b->block);
+    free(b->gen);
+    *b = (vol_blocks){0};
+}

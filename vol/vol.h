@@ -51,6 +51,8 @@ typedef struct vol_volume {
     char snapshot_id[32];    /* restored from, or "" */
     int64_t created;
     char *tags;              /* JSON array text of {"Key","Value"}, or NULL; malloc'd by getters */
+    char owner[16];          /* owner account; "" in rows from before owners were recorded (then the
+                              * account of the lineage's key: vol_owner_of) */
 } vol_volume;
 void vol_volume_clear(vol_volume *v);
 
@@ -64,6 +66,7 @@ typedef struct vol_snapshot {
     int64_t started;
     int64_t completed;
     char *tags;              /* JSON array text or NULL */
+    char owner[16];          /* owner account, as vol_volume.owner */
 } vol_snapshot;
 void vol_snapshot_clear(vol_snapshot *s);
 
@@ -98,6 +101,15 @@ int vol_keyring_add(vol_keyring *r, const char *binding, const char *lineage, co
 const uint8_t *vol_keyring_find(const vol_keyring *r, const char *binding);
 /* Wipe and free every key (r itself is the caller's); r is left empty. */
 void vol_keyring_clear(vol_keyring *r);
+
+/* A list of block mappings (block index → chunk generation) collected from a catalog listing: pass
+ * vol_blocks_add as the vol_map_fn with the list as its argument. vol_blocks_clear frees it (left empty). */
+typedef struct vol_blocks {
+    uint64_t *block, *gen;
+    size_t n, cap;
+} vol_blocks;
+int vol_blocks_add(void *list, uint64_t block, uint64_t gen); /* 0 / -ENOMEM */
+void vol_blocks_clear(vol_blocks *b);
 
 /* New random id: prefix ("vol-", "snap-") + 17 lowercase hex digits. */
 int vol_new_id(const char *prefix, char *out, size_t cap) __attribute__((warn_unused_result));

@@ -148,7 +148,14 @@ kms_err kms_core_defer_end(kms_core *core) KMS_WUR;
     X(RetireGrant, kms_op_retire_grant, "retire-grant", 0)                                                 \
     X(RevokeGrant, kms_op_revoke_grant, "revoke-grant", 0)                                                 \
     X(ReplicateKey, kms_op_replicate_key, "replicate-key", 0)                                              \
-    X(UpdatePrimaryRegion, kms_op_update_primary_region, "update-primary-region", 0)
+    X(UpdatePrimaryRegion, kms_op_update_primary_region, "update-primary-region", 0)                      \
+    X(CreateCustomKeyStore, kms_op_create_custom_key_store, "create-custom-key-store", 0)                 \
+    X(ConnectCustomKeyStore, kms_op_connect_custom_key_store, "connect-custom-key-store", 0)              \
+    X(DisconnectCustomKeyStore, kms_op_disconnect_custom_key_store, "disconnect-custom-key-store", 0)     \
+    X(DescribeCustomKeyStores, kms_op_describe_custom_key_stores, "describe-custom-key-stores",           \
+      KMS_OP_READ_ONLY)                                                                                    \
+    X(UpdateCustomKeyStore, kms_op_update_custom_key_store, "update-custom-key-store", 0)                 \
+    X(DeleteCustomKeyStore, kms_op_delete_custom_key_store, "delete-custom-key-store", 0)
 
 /* For copies between regions (copy-snapshot --source-region): 1 if key_id is a multi-Region key this store
  * holds (primary or replica) that also has a copy in region `region` — ciphertext under it opens there with

@@ -51,6 +51,17 @@ typedef enum kms_err {
     KMS_ERR_MALFORMED_POLICY,        /* MalformedPolicyDocumentException */
     KMS_ERR_INVALID_GRANT_TOKEN,     /* InvalidGrantTokenException */
     KMS_ERR_INVALID_GRANT_ID,        /* InvalidGrantIdException */
+    /* custom key stores (kms/cks.c) */
+    KMS_ERR_CKS_NOT_FOUND,           /* CustomKeyStoreNotFoundException */
+    KMS_ERR_CKS_INVALID_STATE,       /* CustomKeyStoreInvalidStateException */
+    KMS_ERR_CKS_HAS_CMKS,            /* CustomKeyStoreHasCMKsException */
+    KMS_ERR_CKS_NAME_IN_USE,         /* CustomKeyStoreNameInUseException */
+    KMS_ERR_HSM_NOT_FOUND,           /* CloudHsmClusterNotFoundException */
+    KMS_ERR_HSM_IN_USE,              /* CloudHsmClusterInUseException */
+    KMS_ERR_HSM_INVALID_CONFIG,      /* CloudHsmClusterInvalidConfigurationException */
+    KMS_ERR_HSM_NOT_ACTIVE,          /* CloudHsmClusterNotActiveException */
+    KMS_ERR_HSM_NOT_RELATED,         /* CloudHsmClusterNotRelatedException */
+    KMS_ERR_INCORRECT_TRUST_ANCHOR,  /* IncorrectTrustAnchorException */
     /* SigV4 / authentication (server side) */
     KMS_ERR_MISSING_AUTH,            /* MissingAuthenticationTokenException */
     KMS_ERR_INCOMPLETE_SIGNATURE,    /* IncompleteSignatureException */
@@ -88,7 +99,15 @@ typedef struct kms_principal {
     const char *user_agent;  /* the client's User-Agent (audit trail), or NULL */
     const char *source_ip;   /* the caller's address for aws:SourceIp conditions, or NULL (embedded) */
     const char *via_service; /* kms:ViaService when an AWS-shaped service calls on the principal's behalf */
+    const struct kms_unix_peer *unix_peer; /* an unsigned caller on the server's Unix socket, known by its
+                                              uid (SO_PEERCRED; audit trail), or NULL */
 } kms_principal;
+
+/* A Unix-socket caller's credentials as the kernel gave them when it connected. */
+typedef struct kms_unix_peer {
+    uint32_t uid, gid;
+    int32_t pid;
+} kms_unix_peer;
 
 /* One encryption-context pair; strings are borrowed, NUL-terminated UTF-8. */
 typedef struct kms_ectx_pair {

@@ -39,7 +39,7 @@ typedef struct kmsc_error {
 } kmsc_error;
 
 typedef struct kmsc_opts {
-    const char *url;               /* "local:PATH" or "http(s)://..."; required */
+    const char *url;               /* "local:PATH", "http(s)://..." or "unix:/SOCKET"; required */
     /* local: how to unlock the store (see kms_store_opts; store_dir comes from the URL) */
     const char *root_key_file;
     const char *passphrase_file;
@@ -119,6 +119,16 @@ kms_err kmsc_re_encrypt(kmsc *c, const char *src_key_id, const uint8_t *blob, si
 /* DescribeKey: *arn malloc'd (free()); *enabled true when KeyState is Enabled. Either out may be NULL. */
 kms_err kmsc_describe_key(kmsc *c, const char *key_id, char **arn, bool *enabled,
                           kmsc_error *err) KMS_WUR;
+
+/*
+ * The caller's account (12 digits) into account[16]. The embedded backend knows its principal; KMS has
+ * no caller-identity operation, so for a server the account is learned from DescribeKey of
+ * "alias/aws/ebs", an alias resolved in the caller's own account: its key ARN on success, else the
+ * alias ARN that AWS's NotFoundException message names ("Alias arn:aws:kms:R:ACCOUNT:alias/aws/ebs is
+ * not found."), or the principal an AccessDeniedException names ("User: arn:aws:iam::ACCOUNT:… is not
+ * authorized …"). KMS_ERR_SERIALIZATION when none names an account.
+ */
+kms_err kmsc_caller_account(kmsc *c, char account[16], kmsc_error *err) KMS_WUR;
 
 /*
  * Data-key cache, modelled on the AWS Encryption SDK caching materials manager: a bounded LRU of

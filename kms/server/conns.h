@@ -29,6 +29,9 @@ typedef struct srv_conn {
     int fd;
     bool tls;
     char source[64];          /* "http:ADDRESS" as the audit trail names the caller */
+    bool peer;                /* a Unix-socket connection whose peer SO_PEERCRED named (below) */
+    uint32_t peer_uid, peer_gid;
+    int32_t peer_pid;         /* the peer's credentials when it connected */
     _Atomic int phase;        /* enum srv_phase */
     _Atomic int64_t since_ms; /* CLOCK_MONOTONIC ms when the phase began */
     _Atomic uint32_t requests;/* requests completed on this connection */

@@ -4,6 +4,10 @@
  * with its principal to kms_core_call, and answer as AWS does: 200 with the JSON body, or 400/500 with
  * {"__type": Name, "message": ...}; an x-amzn-RequestId header on every reply.
  *
+ * On a Unix socket the kernel names each peer (SO_PEERCRED, read when the connection starts): an unsigned
+ * request from a uid that --unix-principal maps acts as that principal; a signed request is always
+ * judged by its signature alone, and an unsigned one from an unmapped uid is refused as on TCP.
+ *
  * Why libmicrohttpd: a well-kept C HTTP/1.1 server in Debian with keep-alive, a thread pool, epoll,
  * per-connection timeouts, connection limits and TLS (GnuTLS); request bodies are bounded here.
  */
@@ -52,6 +56,13 @@ struct ak_entry {
     uint64_t gen;           /* kms_core_generation when read from the store: stale once it moves */
 };
 
+/* --unix-principal UID=ARN, split as kms_principal names it. */
+struct peer_map {
+    uint32_t uid;
+    char account[13];
+    char user[64];
+};
+
 struct bucket {
     char account[16];
     double tokens;
@@ -68,6 +79,8 @@ struct kms_server {
     struct bucket buckets[BUCKETS];
     char *tls_cert, *tls_key;    /* PEM contents */
     int unix_fd;
+    struct peer_map *peers;      /* uid → principal for unsigned requests on the Unix socket */
+    size_t n_peers;
     unsigned port;
     unsigned max_connections;
     srv_conns *conns;            /* deadlines and eviction (conns.h) */
@@ -98,6 +111,19 @@ static void notify_connection(void *cls, struct MHD_Connection *c, void **socket
         snprintf(source, sizeof source, "http:%s", addr);
         if (fi) /* NULL (no memory): the request then names its source "http:unknown" */
             *socket_context = srv_conn_add(s->conns, fi->connect_fd, s->tls_cert != NULL, source);
+        if (*socket_context && s->unix_fd >= 0) {
+            /* Who connected, as the kernel saw it at connect(2). Without it (never on Linux) the
+             * connection is an anonymous one: only signed requests get through. */
+            srv_conn *sc = *socket_context;
+            struct ucred uc;
+            socklen_t len = sizeof uc;
+            if (!getsockopt(fi->connect_fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) && len == sizeof uc) {
+                sc->peer_uid = (uint32_t)uc.uid;
+                sc->peer_gid = (uint32_t)uc.gid;
+                sc->peer_pid = (int32_t)uc.pid;
+                sc->peer = true;
+            }
+        }
     } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
         if (thread_conn == *socket_context)
             thread_conn = NULL;
@@ -403,6 +429,17 @@ static kms_err authenticate(kms_server *s, struct MHD_Connection *c, const struc
     return e;
 }
 
+/* The principal --unix-principal maps the connection's peer to, or NULL. */
+static const struct peer_map *peer_principal(const kms_server *s, const srv_conn *sc)
+{
+    if (!sc || !sc->peer)
+        return NULL;
+    for (size_t i = 0; i < s->n_peers; i++)
+        if (s->peers[i].uid == sc->peer_uid)
+            return &s->peers[i];
+    return NULL;
+}
+
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
                               const char *version, const char *upload, size_t *upload_size, void **con_cls)
 {
@@ -462,28 +499,45 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         return reply_error(c, KMS_ERR_UNKNOWN_OPERATION, "X-Amz-Target must be TrentService.<Operation>");
     op = target + 13;
     {
-        char claimed[24] = "";
-        e = authenticate(s, c, st, &key, &msg, claimed);
-        if (e) {
+        const srv_conn *cs = conn_of(c);
+        kms_unix_peer peer = {0, 0, 0};
+        const struct peer_map *pm = NULL;
+        char claimed[24] = "", unmapped[96];
+        if (cs && cs->peer) {
+            peer = (kms_unix_peer){cs->peer_uid, cs->peer_gid, cs->peer_pid};
+            if (!MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization"))
+                pm = peer_principal(s, cs); /* unsigned: the uid decides; signed: the signature does */
+        }
+        if (pm) {
+            memset(&key, 0, sizeof key);
+            memcpy(key.account, pm->account, sizeof pm->account);
+            memcpy(key.user, pm->user, sizeof pm->user);
+        } else if ((e = authenticate(s, c, st, &key, &msg, claimed))) {
             /* Recorded with what it claimed (rate-limited in the core: a flood cannot fill the disk). */
-            const srv_conn *cs = conn_of(c);
             kms_principal p = {.account = NULL, .user = "unknown", .access_key = claimed[0] ? claimed : NULL,
                                .source = cs ? cs->source : "http:unknown",
-                               .user_agent = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "User-Agent")};
+                               .user_agent = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "User-Agent"),
+                               .unix_peer = cs && cs->peer ? &peer : NULL};
+            if (e == KMS_ERR_MISSING_AUTH && cs && cs->peer) {
+                snprintf(unmapped, sizeof unmapped,
+                         "Missing Authentication Token (uid %u has no principal on this socket)", (unsigned)peer.uid);
+                msg = unmapped;
+            }
             if (e != KMS_ERR_INTERNAL)
                 kms_core_audit_auth_failure(s->core, &p, op, e, msg);
             return reply_error(c, e, msg);
         }
-    }
-    if (!allow(s, key.account))
-        return reply_error(c, KMS_ERR_THROTTLING, "Rate exceeded");
-    {
-        const srv_conn *cs = conn_of(c);
-        kms_principal p = {.account = key.account, .user = key.user, .access_key = key.id,
-                           .source = cs ? cs->source : "http:unknown",
-                           .source_ip = cs && strcmp(cs->source, "http:unix") ? cs->source + 5 : NULL,
-                           .user_agent = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "User-Agent")};
-        e = kms_core_call(s->core, &p, op, st->body ? st->body : "{}", st->body ? st->len : 2, &resp, &resp_len, &emsg);
+        if (!allow(s, key.account))
+            return reply_error(c, KMS_ERR_THROTTLING, "Rate exceeded");
+        {
+            kms_principal p = {.account = key.account, .user = key.user, .access_key = pm ? NULL : key.id,
+                               .source = cs ? cs->source : "http:unknown",
+                               .source_ip = cs && strcmp(cs->source, "http:unix") ? cs->source + 5 : NULL,
+                               .user_agent = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "User-Agent"),
+                               .unix_peer = cs && cs->peer ? &peer : NULL};
+            e = kms_core_call(s->core, &p, op, st->body ? st->body : "{}", st->body ? st->len : 2, &resp, &resp_len,
+                              &emsg);
+        }
     }
     if (e) {
         enum MHD_Result r = reply_error(c, e, emsg);
@@ -585,6 +639,39 @@ kms_err kms_server_start(kms_core *core, const kms_server_opts *o, kms_server **
         }
         flags |= MHD_USE_TLS;
     }
+    if (o->n_unix_principals && !o->unix_path) {
+        if (errmsg)
+            *errmsg = strdup("--unix-principal maps callers of a Unix socket: it needs --unix PATH");
+        kms_server_stop(s);
+        return KMS_ERR_VALIDATION;
+    }
+    if (o->n_unix_principals) {
+        s->peers = calloc(o->n_unix_principals, sizeof *s->peers);
+        if (!s->peers) {
+            kms_server_stop(s);
+            return KMS_ERR_NOMEM;
+        }
+        for (size_t i = 0; i < o->n_unix_principals; i++) {
+            const kms_unix_principal *m = &o->unix_principals[i];
+            struct peer_map *pm = &s->peers[s->n_peers];
+            bool dup = false;
+            for (size_t j = 0; j < s->n_peers; j++)
+                dup |= s->peers[j].uid == m->uid;
+            if (dup || !m->arn || kms_principal_split(m->arn, pm->account, pm->user, sizeof pm->user) ||
+                !strcmp(pm->user, "local")) {
+                if (errmsg && asprintf(errmsg,
+                                       dup ? "--unix-principal: uid %u is mapped twice"
+                                           : "--unix-principal: uid %u: '%s' is not arn:aws:iam::ACCOUNT:root or "
+                                             "arn:aws:iam::ACCOUNT:user/NAME",
+                                       (unsigned)m->uid, m->arn ? m->arn : "") < 0)
+                    *errmsg = NULL;
+                kms_server_stop(s);
+                return KMS_ERR_VALIDATION;
+            }
+            pm->uid = m->uid;
+            s->n_peers++;
+        }
+    }
     if (o->unix_path) {
         struct sockaddr_un sun;
         memset(&sun, 0, sizeof sun);
@@ -597,7 +684,7 @@ kms_err kms_server_start(kms_core *core, const kms_server_opts *o, kms_server **
         unlink(o->unix_path);
         s->unix_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (s->unix_fd < 0 || bind(s->unix_fd, (struct sockaddr *)&sun, sizeof sun) || listen(s->unix_fd, 512) ||
-            chmod(o->unix_path, 0600)) {
+            chmod(o->unix_path, o->unix_mode ? o->unix_mode : 0600)) {
             if (errmsg && asprintf(errmsg, "cannot listen on %s: %s", o->unix_path, strerror(errno)) < 0)
                 *errmsg = NULL;
             kms_server_stop(s);
@@ -666,6 +753,7 @@ void kms_server_stop(kms_server *s)
         close(s->unix_fd);
     if (s->o.unix_path)
         unlink(s->o.unix_path);
+    free(s->peers);
     if (s->aks)
         sodium_free(s->aks);
     if (s->tls_key) {

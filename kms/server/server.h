@@ -1,7 +1,8 @@
 /*
  * server.h — `envelopefs kms serve`: the key service over HTTP(S) speaking the AWS KMS JSON protocol,
- * every request authenticated with SigV4 against access keys in the store and passed, with its
- * principal, to the core's single dispatch point.
+ * every request authenticated with SigV4 against access keys in the store (or, unsigned on a Unix
+ * socket, by the peer's uid when a mapping names it) and passed, with its principal, to the core's
+ * single dispatch point.
  */
 #ifndef ENVELOPEFS_KMS_SERVER_H
 #define ENVELOPEFS_KMS_SERVER_H
@@ -13,9 +14,18 @@
 
 #define KMS_SERVER_MAX_CONNECTIONS 60000
 
+/* An unsigned request on the Unix socket from uid acts as arn (arn:aws:iam::ACCOUNT:root or :user/NAME). */
+typedef struct kms_unix_principal {
+    uint32_t uid;
+    const char *arn;
+} kms_unix_principal;
+
 typedef struct kms_server_opts {
     const char *listen;        /* "127.0.0.1:PORT" (default 127.0.0.1:4599) */
     const char *unix_path;     /* listen on a Unix socket instead */
+    unsigned unix_mode;        /* its file mode (who may connect); 0 = 0600 */
+    const kms_unix_principal *unix_principals; /* uid → principal for unsigned requests on it */
+    size_t n_unix_principals;
     const char *tls_cert;      /* PEM files: serve HTTPS */
     const char *tls_key;
     unsigned threads;          /* 0 = number of CPUs */

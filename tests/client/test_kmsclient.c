@@ -555,6 +555,25 @@ static void test_client(const char *dir)
         CHECK(kmsc_new(&bo, &bad, &msg) == KMS_ERR_VALIDATION && msg && strstr(msg, "unsupported"));
         free(msg);
         msg = NULL;
+        bo.url = "unix:kms.sock"; /* a mount's daemon runs in /: the socket's path must be absolute */
+        CHECK(kmsc_new(&bo, &bad, &msg) == KMS_ERR_VALIDATION && msg && strstr(msg, "absolute"));
+        free(msg);
+        msg = NULL;
+    }
+    /* unix: needs no credentials (the server may know us by uid); a socket that is not there is a
+     * transport error, not a hang */
+    {
+        kmsc *u;
+        kmsc_opts uo;
+        char *r = NULL;
+        size_t rl = 0;
+        memset(&uo, 0, sizeof uo);
+        uo.url = "unix:///nonexistent/envelopefs-test.sock";
+        uo.max_retries = 0;
+        uo.timeout_ms = 2000;
+        CHECK(kmsc_new(&uo, &u, &msg) == KMS_OK);
+        CHECK(kmsc_call(u, "ListKeys", "{}", 2, &r, &rl, &err) == KMS_ERR_TRANSPORT);
+        kmsc_free(u);
     }
 
     CHECK(kmsc_call(c, "CreateKey", "{}", 2, &resp, &resp_len, &err) == KMS_OK);

@@ -5,7 +5,8 @@
  * delete of a middle snapshot, a crash before the flush, the seal limit moving a chunk to a new key), keys
  * through the embedded key service, and lazy rekey (a volume restored under another key: reads across
  * lineages, copy-up of written blocks into the new lineage, `volume rekey` killed and rerun, the old key
- * disabled afterwards, snapshots taken part-way still readable).
+ * disabled afterwards, snapshots taken part-way still readable);
+ * the copies table and the read-only catalog and chunk store a copy from another region reads.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -23,6 +24,7 @@
 #include "dev.h"
 #include "rekey.h"
 #include "sector.h"
+#include "share.h"
 #include "store.h"
 
 static int failures;
@@ -724,6 +726,215 @@ static void test_rekey(const char *dir)
     free(b);
 }
 
+static int count_copy(void *arg, const vol_copy_rec *r)
+{
+    (void)r;
+    (*(int *)arg)++;
+    return 0;
+}
+
+/* The copies table (copy-snapshot's records) and the read-only catalog and chunk store of another region. */
+static void test_copies_ro(const char *dir)
+{
+    char path[512], cdir[512];
+    vol_catalog *c, *ro;
+    vol_chunkstore *cs, *rcs;
+    vol_snapshot sn = {0}, got;
+    vol_copy_rec r = {0}, rg;
+    uint8_t b[16] = {1, 2, 3}, back[16];
+    char *v = NULL;
+    int n = 0;
+    snprintf(path, sizeof path, "%s/copies.db", dir);
+    CHECK(vol_catalog_sqlite_open(path, &c) == 0);
+    snprintf(sn.id, sizeof sn.id, "snap-00000000000000001");
+    snprintf(sn.state, sizeof sn.state, "completed");
+    CHECK(c->ops->snapshot_put(c, &sn) == 0);
+    snprintf(r.snapshot, sizeof r.snapshot, "%s", sn.id);
+    snprintf(r.source_region, sizeof r.source_region, "us-east-1");
+    snprintf(r.source_snapshot, sizeof r.source_snapshot, "snap-0000000000000000a");
+    snprintf(r.source_volume, sizeof r.source_volume, "vol-0000000000000000b");
+    r.blocks_copied = 3;
+    r.blocks_shared = 6;
+    CHECK(c->ops->copy_put(c, &r) == 0);
+    CHECK(c->ops->copy_put(c, &r) == -EEXIST);
+    CHECK(c->ops->copy_get(c, sn.id, &rg) == 0 && rg.blocks_copied == 3 && rg.blocks_shared == 6 && !rg.base[0] &&
+          !strcmp(rg.source_snapshot, r.source_snapshot));
+    CHECK(c->ops->copy_list(c, "us-east-1", r.source_volume, count_copy, &n) == 0 && n == 1);
+    CHECK(c->ops->copy_list(c, "eu-west-1", r.source_volume, count_copy, &n) == 0 && n == 1);
+    vol_catalog_close(c);
+    /* read only: rows read, nothing written */
+    CHECK(vol_catalog_sqlite_open_ro(path, &ro) == 0);
+    CHECK(ro->ops->snapshot_get(ro, sn.id, &got) == 0 && !strcmp(got.state, "completed"));
+    vol_snapshot_clear(&got);
+    CHECK(ro->ops->setting_set(ro, "x", "y") != 0);
+    CHECK(ro->ops->setting_get(ro, "x", &v) == -ENOENT);
+    vol_catalog_close(ro);
+    snprintf(cdir, sizeof cdir, "%s/missing.db", dir);
+    CHECK(vol_catalog_sqlite_open_ro(cdir, &ro) == -ENOENT && access(cdir, F_OK) != 0); /* not created */
+    /* a deleted snapshot takes its record along */
+    CHECK(vol_catalog_sqlite_open(path, &c) == 0);
+    CHECK(c->ops->snapshot_delete(c, sn.id) == 0);
+    CHECK(c->ops->copy_get(c, sn.id, &rg) == -ENOENT);
+    vol_catalog_close(c);
+    /* a read-only chunk store reads and refuses writes */
+    snprintf(cdir, sizeof cdir, "%s/rochunks", dir);
+    CHECK(vol_chunkstore_file_open(cdir, &cs) == 0);
+    CHECK(cs->ops->pwrite(cs, 42, b, sizeof b, 0) == 0 && cs->ops->sync(cs, 42) == 0);
+    CHECK(vol_chunkstore_file_open_ro(cdir, &rcs) == 0);
+    CHECK(rcs->ops->pread(rcs, 42, back, sizeof back, 0) == 0 && !memcmp(back, b, sizeof b));
+    CHECK(rcs->ops->pwrite(rcs, 42, b, sizeof b, 0) == -EROFS && rcs->ops->pwrite(rcs, 43, b, 1, 0) == -EROFS);
+    CHECK(rcs->ops->sync(rcs, 42) == -EROFS && rcs->ops->remove(rcs, 42) == -EROFS);
+    CHECK(rcs->ops->pread(rcs, 43, back, 1, 0) == -ENOENT);
+    vol_chunkstore_close(rcs);
+    vol_chunkstore_close(cs);
+}
+
+static int collect_account(void *arg, const char *account)
+{
+    char *out = arg;
+    strcat(out, account);
+    strcat(out, ",");
+    return 0;
+}
+
+/* Owners and createVolumePermission: the catalog's tables (additive on an old catalog), then two
+ * accounts of one embedded key store on one volume store (the store's root and --as-user B). */
+static void test_share(const char *dir)
+{
+    char path[512], ks[512], vs[512], pw[512], url[600], list[128] = "", *msg = NULL;
+    const char *b_acct = "444455556666", *accts[2] = {"444455556666", "777788889999"};
+    vol_catalog *c;
+    vol_snapshot sn = {0}, got;
+    vol_volume v, w;
+    kms_store_opts so = {0};
+    kmsc_opts ko = {0};
+    kmsc *ka = NULL, *kb = NULL;
+    vol_store *sa = NULL, *sb = NULL;
+    vol_create_args ca = {0};
+    vol_err e;
+    bool has = true, vis = false, own = true;
+    char owner[16];
+
+    /* an old catalog: format 1 without the new tables opens and gets them */
+    snprintf(path, sizeof path, "%s/old.db", dir);
+    {
+        sqlite3 *db;
+        CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+        CHECK(sqlite3_exec(db, "CREATE TABLE meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);"
+                               "INSERT INTO meta VALUES ('format', '1'), ('next_gen', '1');"
+                               "CREATE TABLE snapshots (id TEXT PRIMARY KEY, volume_id TEXT NOT NULL, volume_size INTEGER NOT NULL,"
+                               "  lineage TEXT NOT NULL, state TEXT NOT NULL, description TEXT, started INTEGER NOT NULL,"
+                               "  completed INTEGER NOT NULL, tags TEXT);"
+                               "INSERT INTO snapshots VALUES ('snap-0123456789abcdef0', 'vol-0123456789abcdef0', 1, 'ab', 'completed',"
+                               "  NULL, 1, 2, NULL);",
+                           NULL, NULL, NULL) == SQLITE_OK);
+        sqlite3_close(db);
+    }
+    CHECK(vol_catalog_sqlite_open(path, &c) == 0);
+    if (!c)
+        return;
+    CHECK(c->ops->snapshot_get(c, "snap-0123456789abcdef0", &got) == 0 && got.owner[0] == 0); /* no owner: the key's */
+    vol_snapshot_clear(&got);
+    CHECK(c->ops->perm_has(c, "snap-0123456789abcdef0", b_acct, &has) == 0 && !has);
+    CHECK(c->ops->perm_add(c, "snap-0123456789abcdef0", accts[1]) == 0);
+    CHECK(c->ops->perm_add(c, "snap-0123456789abcdef0", accts[0]) == 0);
+    CHECK(c->ops->perm_add(c, "snap-0123456789abcdef0", accts[0]) == 0); /* idempotent */
+    CHECK(c->ops->perm_list(c, "snap-0123456789abcdef0", collect_account, list) == 0 &&
+          !strcmp(list, "444455556666,777788889999,"));
+    CHECK(c->ops->perm_remove(c, "snap-0123456789abcdef0", accts[1]) == 0);
+    CHECK(c->ops->perm_remove(c, "snap-0123456789abcdef0", accts[1]) == 0); /* absent: no error */
+    CHECK(c->ops->perm_has(c, "snap-0123456789abcdef0", b_acct, &has) == 0 && has);
+    snprintf(sn.id, sizeof sn.id, "snap-00000000000000001");
+    snprintf(sn.volume_id, sizeof sn.volume_id, "vol-ffffffff");
+    snprintf(sn.lineage, sizeof sn.lineage, "ab");
+    snprintf(sn.state, sizeof sn.state, "completed");
+    snprintf(sn.owner, sizeof sn.owner, "%s", b_acct);
+    CHECK(c->ops->snapshot_put(c, &sn) == 0);
+    sn.owner[0] = 0; /* a replace without an owner keeps the recorded one */
+    CHECK(c->ops->snapshot_put(c, &sn) == 0);
+    CHECK(c->ops->snapshot_get(c, sn.id, &got) == 0 && !strcmp(got.owner, b_acct));
+    vol_snapshot_clear(&got);
+    CHECK(c->ops->perm_add(c, sn.id, accts[1]) == 0);
+    CHECK(c->ops->snapshot_delete(c, sn.id) == 0);
+    CHECK(c->ops->snapshot_delete(c, sn.id) == -ENOENT);
+    CHECK(c->ops->perm_has(c, sn.id, accts[1], &has) == 0 && !has); /* went with it */
+    CHECK(c->ops->snapshot_put(c, &sn) == 0);                           /* the same id again: no owner left */
+    CHECK(c->ops->snapshot_get(c, sn.id, &got) == 0 && got.owner[0] == 0);
+    vol_snapshot_clear(&got);
+    CHECK(c->ops->perm_clear(c, "snap-0123456789abcdef0") == 0);
+    CHECK(c->ops->perm_has(c, "snap-0123456789abcdef0", b_acct, &has) == 0 && !has);
+    vol_catalog_close(c);
+
+    /* two accounts, one key store, one volume store */
+    snprintf(ks, sizeof ks, "%s/share-keys", dir);
+    snprintf(vs, sizeof vs, "%s/share-volumes", dir);
+    snprintf(pw, sizeof pw, "%s/pw", dir); /* test_keys wrote it */
+    so.store_dir = ks;
+    so.passphrase_file = pw;
+    so.account = "111122223333";
+    CHECK(kms_store_init(&so, &msg) == KMS_OK);
+    free(msg);
+    msg = NULL;
+    snprintf(url, sizeof url, "local:%s", ks);
+    ko.url = url;
+    ko.passphrase_file = pw;
+    CHECK(kmsc_new(&ko, &ka, &msg) == KMS_OK);
+    free(msg);
+    msg = NULL;
+    ko.as_user = "arn:aws:iam::444455556666:root";
+    CHECK(kmsc_new(&ko, &kb, &msg) == KMS_OK);
+    free(msg);
+    if (!ka || !kb)
+        goto out;
+    {
+        char acct[16];
+        CHECK(kmsc_caller_account(ka, acct, NULL) == KMS_OK && !strcmp(acct, "111122223333"));
+        CHECK(kmsc_caller_account(kb, acct, NULL) == KMS_OK && !strcmp(acct, b_acct));
+    }
+    CHECK(vol_store_open(vs, ka, &sa, &e) == 0);
+    CHECK(vol_store_open(vs, kb, &sb, &e) == 0);
+    if (!sa || !sb)
+        goto out;
+    CHECK(!strcmp(vol_store_account(sa), "111122223333") && !strcmp(vol_store_account(sb), b_acct));
+    ca.size_gib = 1; /* under the default key: A's alias/aws/ebs */
+    CHECK(vol_create_volume(sa, &ca, &v, &e) == 0 && !strcmp(v.owner, "111122223333"));
+    CHECK(vol_volume_for_caller(sa, v.id, NULL, &e) == 0);
+    CHECK(vol_volume_for_caller(sb, v.id, NULL, &e) == -ENOENT && !strcmp(e.code, "InvalidVolume.NotFound"));
+    CHECK(vol_create_snapshot(sa, v.id, NULL, NULL, &sn, &e) == 0 && !strcmp(sn.owner, "111122223333"));
+    vol_owner_of(sa, sn.owner, sn.lineage, owner);
+    CHECK(!strcmp(owner, "111122223333"));
+    CHECK(vol_snapshot_visible(sb, &sn, b_acct, &vis, &own) == 0 && !vis && !own);
+    CHECK(vol_snapshot_for_caller(sb, sn.id, false, NULL, &e) == -ENOENT && !strcmp(e.code, "InvalidSnapshot.NotFound"));
+    /* the default key's snapshot cannot be shared; a malformed account is refused first */
+    CHECK(vol_snapshot_share(sa, sn.id, true, accts, 1, false, &e) < 0 && !strcmp(e.code, "OperationNotPermitted"));
+    CHECK(vol_snapshot_share(sa, sn.id, true, (const char *[]){"4444"}, 1, false, &e) < 0 &&
+          !strcmp(e.code, "InvalidUserID.Malformed"));
+    CHECK(vol_snapshot_share(sa, sn.id, true, NULL, 0, true, &e) < 0 && !strcmp(e.code, "OperationNotPermitted"));
+    /* shared by hand (as an older share would be): B sees it, may not change it */
+    CHECK(vol_store_catalog(sa)->ops->perm_add(vol_store_catalog(sa), sn.id, b_acct) == 0);
+    CHECK(vol_snapshot_visible(sb, &sn, b_acct, &vis, &own) == 0 && vis && !own);
+    CHECK(vol_snapshot_for_caller(sb, sn.id, false, NULL, &e) == 0);
+    CHECK(vol_snapshot_for_caller(sb, sn.id, true, NULL, &e) == -EPERM && !strcmp(e.code, "UnauthorizedOperation"));
+    CHECK(vol_snapshot_unshare_all(sb, sn.id, &e) == -EPERM);
+    CHECK(vol_snapshot_unshare_all(sa, sn.id, &e) == 0);
+    CHECK(vol_snapshot_for_caller(sb, sn.id, false, NULL, &e) == -ENOENT);
+    /* B's default key is B's own */
+    CHECK(vol_create_volume(sb, &ca, &w, &e) == 0 && !strcmp(w.owner, b_acct));
+    {
+        vol_lineage l;
+        CHECK(vol_lineage_of(sb, w.lineage, &l, &e) == 0 && strstr(l.key_arn, ":444455556666:key/"));
+        vol_lineage_clear(&l);
+    }
+    vol_volume_clear(&w);
+    vol_volume_clear(&v);
+    vol_snapshot_clear(&sn);
+out:
+    vol_store_free(sa);
+    vol_store_free(sb);
+    kmsc_free(ka);
+    kmsc_free(kb);
+}
+
 int main(void)
 {
     char dir[] = "/tmp/test_vol.XXXXXX", cmd[64];
@@ -735,6 +946,8 @@ int main(void)
     test_dev(dir);
     test_keys(dir);
     test_rekey(dir);
+    test_copies_ro(dir);
+    test_share(dir);
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd))
         fprintf(stderr, "cannot remove %s\n", dir);

@@ -5,33 +5,8 @@
 # keeps the others readable and shrinks the store; tampering (bit flip, sector swap within and between
 # volumes, chunk rollback) reads as EIO and `volume fsck` names the block; a killed daemon leaves the
 # volume attachable with every fsync'd write; bad input is refused and changes nothing.
-set -euo pipefail
-B=${ENVELOPEFS_BIN:?ENVELOPEFS_BIN must point at the envelopefs binary}
-[ -e /dev/fuse ] || { echo "SKIP: /dev/fuse absent"; exit 77; }
-[ -e /dev/loop-control ] || { echo "SKIP: no loop devices"; exit 77; }
-command -v mkfs.ext4 >/dev/null || { echo "FAIL: e2fsprogs missing (scripts/deps)"; exit 1; }
-T=$(mktemp -d /tmp/vol-e2e.XXXXXX)
-export ENVELOPEFS_STORE=$T/store
-VS=$T/store/volumes
-fail() { echo "FAIL: $*" >&2; exit 1; }
-cleanup() {
-  cd /
-  for m in "$T"/m*; do mountpoint -q "$m" 2>/dev/null && umount "$m" 2>/dev/null; done
-  for v in $(ls "$VS"/run 2>/dev/null | sed -n 's/\.json$//p'); do "$B" volume detach "$v" >/dev/null 2>&1 || true; done
-  for m in "$VS"/run/*.mnt; do mountpoint -q "$m" 2>/dev/null && umount -l "$m" 2>/dev/null; done
-  rm -rf "$T"
-}
-trap cleanup EXIT
-q() { "$B" ec2 "$@" --output text; }
-expect_err() { # expect_err CODE CMD...: fails with exit 254 and the EC2 code
-  local code=$1 out rc=0; shift
-  out=$("$@" 2>&1) || rc=$?
-  [ "$rc" = 254 ] || fail "expected exit 254 from $*, got $rc: $out"
-  case $out in *"An error occurred ($code)"*) ;; *) fail "expected $code from $*, got: $out";; esac
-}
+. "$(dirname "$0")/lib.sh" vol-e2e fuse loop
 device() { q describe-volumes --volume-ids "$1" --query 'Volumes[0].Attachments[0].Device'; }
-attach_loop() { "$B" volume attach "$1" --loop --query Device --output text; }
-sums() { (cd "$1" && find . -type f ! -path './lost+found*' -print0 | sort -z | xargs -0 sha256sum); }
 freeze_snap() { # freeze_snap MNT VOL DESC → snapshot id (ext4 clean at the snapshot, as EBS advises)
   fsfreeze -f "$1"; local s; s=$(q create-snapshot --volume-id "$2" --description "$3" --query SnapshotId) || { fsfreeze -u "$1"; exit 1; }
   fsfreeze -u "$1"; echo "$s"

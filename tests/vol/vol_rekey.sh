@@ -5,32 +5,7 @@
 # (the key service's error); `volume rekey` (refused while attached, killed with -9 and rerun) moves the
 # rest, after which K1 can be disabled and the volume still attaches, passes e2fsck -fn and every
 # checksum; a snapshot taken part-way keeps needing both keys, restores whole and downloads whole.
-set -euo pipefail
-B=${ENVELOPEFS_BIN:?ENVELOPEFS_BIN must point at the envelopefs binary}
-[ -e /dev/fuse ] || { echo "SKIP: /dev/fuse absent"; exit 77; }
-[ -e /dev/loop-control ] || { echo "SKIP: no loop devices"; exit 77; }
-command -v mkfs.ext4 >/dev/null || { echo "FAIL: e2fsprogs missing (scripts/deps)"; exit 1; }
-T=$(mktemp -d /tmp/vol-rekey.XXXXXX)
-export ENVELOPEFS_STORE=$T/store
-VS=$T/store/volumes
-fail() { echo "FAIL: $*" >&2; exit 1; }
-cleanup() {
-  cd /
-  for m in "$T"/m*; do mountpoint -q "$m" 2>/dev/null && umount "$m" 2>/dev/null; done
-  for v in $(ls "$VS"/run 2>/dev/null | sed -n 's/\.json$//p'); do "$B" volume detach "$v" >/dev/null 2>&1 || true; done
-  for m in "$VS"/run/*.mnt; do mountpoint -q "$m" 2>/dev/null && umount -l "$m" 2>/dev/null; done
-  rm -rf "$T"
-}
-trap cleanup EXIT
-q() { "$B" ec2 "$@" --output text; }
-expect_err() { # expect_err CODE CMD...: fails with exit 254 and the EC2 code
-  local code=$1 out rc=0; shift
-  out=$("$@" 2>&1) || rc=$?
-  [ "$rc" = 254 ] || fail "expected exit 254 from $*, got $rc: $out"
-  case $out in *"An error occurred ($code)"*) ;; *) fail "expected $code from $*, got: $out";; esac
-}
-attach_loop() { "$B" volume attach "$1" --loop --query Device --output text; }
-sums() { (cd "$1" && find . -type f ! -path './lost+found*' -print0 | sort -z | xargs -0 sha256sum); }
+. "$(dirname "$0")/lib.sh" vol-rekey fuse loop
 other_keys() { "$B" volume status "$1" --query BlocksOnOtherKeys --output text; }
 check_vol() { # check_vol VOL SUMS: attach, e2fsck -fn clean, every checksum right, detach
   local d
