@@ -52,12 +52,17 @@ int cli_vol_sign_new(const cli_vol *g, vol_store *st, const char *snap_id, const
     int rc = 0;
     memset(&src, 0, sizeof src);
     have_src = source_id && scat->ops->sig_get(scat, source_id, &src) == 0;
-    if (key_flag && *key_flag)
+    if (key_flag && *key_flag) {
         key = strdup(key_flag);
-    else if (have_src)
+    } else if (have_src && !src_store) {
         key = strdup(src.key_arn); /* a copy of a signed snapshot is signed again, by the same key unless named */
-    else if (vol_signing_default(st, &key))
+    } else if (vol_signing_default(st, &key)) {
+        if (have_src) /* from another region: the source's key is that region's */
+            fprintf(stderr, WHO ": the copy %s of the signed snapshot %s is not signed: its key %s is another region's "
+                    "(give --signing-key-id, or volume set-signing-key, in this one)\n", snap_id, source_id, src.key_arn);
+        vol_signature_clear(&src);
         return 0; /* nothing asks for a signature */
+    }
     if (!key) {
         vol_signature_clear(&src);
         return cli_service_error("InternalError", op, "out of memory");
@@ -268,6 +273,8 @@ int cli_volume_verify(cli_vol *g)
                 json_object_set_new(s, "ManifestDigest", hexj(d, 32));
                 json_object_set_new(s, "SignatureValid", tri(r.source_valid));
                 json_object_set_new(s, "SameBlocks", json_boolean(r.same_blocks));
+                if (r.source_error[0])
+                    json_object_set_new(s, "SignatureNotChecked", json_string(r.source_error));
             } else {
                 json_object_set_new(s, "Signed", json_false());
             }

@@ -616,11 +616,16 @@ int vol_verify_snapshot(vol_store *st, kmsc *kms, const char *snap_id, const vol
         } else {
             r->same_blocks = sm.blocks == r->recorded.blocks && !memcmp(sm.map_sha256, r->recorded.map_sha256, 32);
             if (!o->public_key || o->source_public_key) {
+                vol_err se = {"", ""};
                 rc = vol_verify_digest(kms, r->sig.source_key_arn, o->source_public_key, r->sig.source_algorithm, sd,
-                                       r->sig.source_signature, r->sig.source_signature_len, e);
-                if (rc < 0)
+                                       r->sig.source_signature, r->sig.source_signature_len, &se);
+                if (rc < 0 && o->source_public_key) {
+                    *e = se;
                     goto out;
-                r->source_valid = rc;
+                }
+                if (rc < 0) /* the source's key is another region's (or gone): --source-public-key checks it */
+                    snprintf(r->source_error, sizeof r->source_error, "%s: %s", se.code, se.message);
+                r->source_valid = rc < 0 ? -1 : rc;
             }
         }
     }

@@ -84,6 +84,7 @@ typedef struct vol_verify_result {
     int source_valid;             /* 1, 0, -1 not checked */
     bool same_blocks;             /* a copy: the same block-map digest as its source (chunks shared) */
     char auth_error[512];         /* why sectors were not authenticated, or "" */
+    char source_error[512];       /* why the source signature was not checked (its key out of reach), or "" */
 } vol_verify_result;
 /* 0 with *r filled (r->verdict the outcome), or -errno when the check could not run. */
 int vol_verify_snapshot(vol_store *st, kmsc *kms, const char *snap_id, const vol_verify_opts *o, vol_verify_result *r,

@@ -186,6 +186,29 @@ expect_fail "default cleared" NoSignature "no signature" "$S3"
 "$B" volume sign "$UP" --signing-key-id "$KEY" >/dev/null
 fsck "$UP" --public-key "$T/key.pem" >/dev/null || fail "volume sign"
 
+# a copy from another region (eu-west-1's store copying from this one, us-east-1): signed there with its own
+# key, carrying the source's record, whose signature the source key's public key checks (eu-west-1's key
+# service cannot: the key is us-east-1's)
+E=$T/euw1 R=$T/regions.json
+"$B" kms init-store --store "$E" --generate-root-key --region eu-west-1 >/dev/null
+printf '{"regions": {"us-east-1": {"store": "%s"}, "eu-west-1": {"store": "%s"}}}\n' "$T/store" "$E" >"$R"
+EKEY=$("$B" kms --store "$E" create-key --key-spec ECC_NIST_P256 --key-usage SIGN_VERIFY --query KeyMetadata.Arn --output text)
+XC=$("$B" ec2 --store "$E" --regions "$R" copy-snapshot --source-snapshot-id "$S" --source-region us-east-1 \
+     --signing-key-id "$EKEY" --query SnapshotId --output text)
+"$B" volume --store "$E" fsck "$XC" --verify-signature >"$T/out" || fail "cross-region copy: $(cat "$T/out")"
+[ "$(field SigningKeyId)" = "$EKEY" ] && [ "$(field Source.SnapshotId)" = "$S" ] && [ "$(field Source.SigningKeyId)" = "$KEY" ] \
+  && [ "$(field Source.SignatureValid)" = None ] || fail "cross-region copy provenance: $(cat "$T/out")"
+"$B" volume --store "$E" fsck "$XC" --verify-signature --source-public-key "$T/key.pem" >"$T/out" \
+  || fail "cross-region copy, source key: $(cat "$T/out")"
+[ "$(field Source.SignatureValid)" = True ] || fail "cross-region source signature: $(cat "$T/out")"
+expect_fail "cross-region copy, wrong source key" SourceSignatureInvalid "source signature" "$XC" --store "$E" \
+  --source-public-key "$T/other.pem"
+# without a key of its own region the copy is made unsigned, and says why
+XU=$("$B" ec2 --store "$E" --regions "$R" copy-snapshot --source-snapshot-id "$S" --source-region us-east-1 \
+     --query SnapshotId --output text 2>"$T/err")
+grep -q "is not signed: its key" "$T/err" || fail "cross-region unsigned copy: no note: $(cat "$T/err")"
+expect_fail "cross-region unsigned copy" NoSignature "no signature" "$XU" --store "$E"
+
 # deleting a snapshot drops its signature rows
 "$B" ec2 delete-snapshot --snapshot-id "$S2"
 [ "$(sqlite3 "$CAT" "SELECT count(*) FROM snapshot_signatures WHERE snapshot='$S2'")" = 0 ] || fail "signature row left"
