@@ -21,6 +21,7 @@
 
 #include "cli_aws.h"
 #include "cli_vol.h"
+#include "cli_vol_sign.h"
 #include "commands.h"
 #include "grant.h"
 #include "common/jsonwipe.h"
@@ -455,14 +456,15 @@ static int delete_thing(cli_vol *g, const struct cli_args *a, bool volume)
 
 static int create_snapshot(cli_vol *g, const struct cli_args *a)
 {
-    const char *vid, *desc;
+    const char *vid, *desc, *sk;
     char **tv, *tags = NULL;
     int ntv = cli_argv_of(a, "tag-specifications", &tv), rc;
     vol_store *st;
     vol_snapshot s;
     kmsc *kms;
     vol_err e = {"", ""};
-    if ((rc = cli_need1(WHO, a, "volume-id", &vid, true)) || (rc = cli_need1(WHO, a, "description", &desc, false)))
+    if ((rc = cli_need1(WHO, a, "volume-id", &vid, true)) || (rc = cli_need1(WHO, a, "description", &desc, false)) ||
+        (rc = cli_need1(WHO, a, "signing-key-id", &sk, false)))
         return rc;
     if (ntv && !(tags = tag_spec(tv, ntv, "snapshot")))
         return usage_error("--tag-specifications takes ResourceType=snapshot,Tags=[{Key=k,Value=v}] or JSON");
@@ -473,7 +475,11 @@ static int create_snapshot(cli_vol *g, const struct cli_args *a)
     if (vol_volume_for_caller(st, vid, NULL, &e) || vol_create_snapshot(st, vid, desc, tags && *tags ? tags : NULL, &s, &e)) {
         rc = cli_service_error(e.code, "CreateSnapshot", e.message);
     } else {
-        rc = cli_vol_print(g, WHO, cli_snapshot_json(st, &s));
+        json_t *o = cli_snapshot_json(st, &s);
+        if ((rc = cli_vol_sign_new(g, st, s.id, sk, NULL, NULL, "CreateSnapshot", o))) /* our extension: signed manifests */
+            json_decref(o);
+        else
+            rc = cli_vol_print(g, WHO, o);
         vol_snapshot_clear(&s);
     }
     vol_store_free(st);
@@ -562,7 +568,7 @@ static bool same_dir(const char *a, const char *b)
  * [--rewrap-only]. R another region: its volume store (from the regions file) is read, this one written. */
 static int copy_snapshot(cli_vol *g, const struct cli_args *a)
 {
-    const char *region, *own;
+    const char *region, *own, *signing;
     vol_copy_args c = {0};
     efs_region r = {0};
     struct src_kms sk = {&r, NULL, false};
@@ -573,7 +579,8 @@ static int copy_snapshot(cli_vol *g, const struct cli_args *a)
     int rc;
     if ((rc = cli_need1(WHO, a, "source-snapshot-id", &c.src_id, true)) ||
         (rc = cli_need1(WHO, a, "source-region", &region, false)) || (rc = cli_need1(WHO, a, "kms-key-id", &c.kms_key_id, false)) ||
-        (rc = cli_need1(WHO, a, "description", &c.description, false)))
+        (rc = cli_need1(WHO, a, "description", &c.description, false)) ||
+        (rc = cli_need1(WHO, a, "signing-key-id", &signing, false)))
         return rc;
     c.rewrap_only = cli_arg1(a, "rewrap-only") != NULL;
     if (cli_arg1(a, "no-encrypted"))
@@ -615,7 +622,12 @@ static int copy_snapshot(cli_vol *g, const struct cli_args *a)
         if (vol_copy_snapshot_from(st, &c, &s, &e)) {
             rc = cli_service_error(e.code, "CopySnapshot", e.message);
         } else {
-            rc = cli_vol_print(g, WHO, json_pack("{s:s}", "SnapshotId", s.id));
+            json_t *o = json_pack("{s:s}", "SnapshotId", s.id);
+            /* a signed source (in this store or the source region's): the copy is re-signed */
+            if ((rc = cli_vol_sign_new(g, st, s.id, signing, c.src_id, src, "CopySnapshot", o)))
+                json_decref(o);
+            else
+                rc = cli_vol_print(g, WHO, o);
             vol_snapshot_clear(&s);
         }
     }
@@ -892,7 +904,7 @@ static const struct {
                       "availability-zone iops throughput"},
     {"describe-volumes", "volume-ids filters max-results next-token"},
     {"delete-volume", "volume-id"},
-    {"create-snapshot", "volume-id description tag-specifications"},
+    {"create-snapshot", "volume-id description tag-specifications signing-key-id"},
     {"describe-snapshots", "snapshot-ids owner-ids restorable-by-user-ids filters max-results next-token"},
     {"modify-snapshot-attribute", "snapshot-id attribute operation-type user-ids group-names create-volume-permission "
                                   "dry-run no-dry-run"},
@@ -900,7 +912,7 @@ static const struct {
     {"reset-snapshot-attribute", "snapshot-id attribute"},
     {"delete-snapshot", "snapshot-id"},
     {"copy-snapshot", "source-snapshot-id source-region kms-key-id encrypted no-encrypted description destination-region "
-                      "rewrap-only"},
+                      "rewrap-only signing-key-id"},
     {"enable-ebs-encryption-by-default", ""},
     {"disable-ebs-encryption-by-default", ""},
     {"get-ebs-encryption-by-default", ""},

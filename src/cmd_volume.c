@@ -3,6 +3,9 @@
  *   attach VOL [MOUNTPOINT] [--loop] [--foreground]   serve the volume as an image file (and a loop device)
  *   detach VOL                                        detach the loop device, unmount, wait for the last flush
  *   fsck VOL|SNAP                                     verify every sector; one line per damaged block, exit 1
+ *   fsck SNAP --verify-signature [--public-key F]     recompute the signed manifest and verify its signature (cli_vol_sign.c)
+ *   sign SNAP [--signing-key-id K]                    sign (or re-sign) a snapshot's manifest
+ *   set-signing-key KEY|none                          the key new snapshots are signed with by default
  *   rekey VOL [--batch N]                             move every block still on its snapshot's key to the volume's own
  *   status VOL|SNAP                                   its key, blocks, and how many are still on another key
  *   sweep                                             reclaim chunk files no catalog row names
@@ -21,6 +24,7 @@
 #include "cli_aws.h"
 #include "cli_vol.h"
 #include "share.h"
+#include "cli_vol_sign.h"
 #include "commands.h"
 #include "dev.h"
 #include "rekey.h"
@@ -33,6 +37,10 @@ static int usage(FILE *f, int rc)
     fprintf(f, "usage: envelopefs volume attach VOL [MOUNTPOINT] [--loop] [--nbd SOCKET] [--foreground]\n"
                "       envelopefs volume detach VOL\n"
                "       envelopefs volume fsck VOL|SNAP\n"
+               "       envelopefs volume fsck SNAP --verify-signature [--public-key FILE.pem] [--source-public-key FILE.pem]\n"
+               "                              [--signing-key-id KEY] [--no-authenticate]\n"
+               "       envelopefs volume sign SNAP [--signing-key-id KEY]\n"
+               "       envelopefs volume set-signing-key KEY|none\n"
                "       envelopefs volume rekey VOL [--batch N]   (detached; restartable)\n"
                "       envelopefs volume status VOL|SNAP\n"
                "       envelopefs volume sweep\n"
@@ -361,6 +369,14 @@ static int sweep(cli_vol *g)
     return 0;
 }
 
+static bool wants_signature(const cli_vol *g)
+{
+    for (int i = 1; i < g->nrest; i++)
+        if (!strcmp(g->rest[i], "--verify-signature"))
+            return true;
+    return false;
+}
+
 int cmd_volume(int argc, char **argv)
 {
     cli_vol g;
@@ -376,8 +392,14 @@ int cmd_volume(int argc, char **argv)
         rc = attach(&g);
     else if (!strcmp(g.rest[0], "detach"))
         rc = detach(&g);
+    else if (!strcmp(g.rest[0], "fsck") && wants_signature(&g))
+        rc = cli_volume_verify(&g);
     else if (!strcmp(g.rest[0], "fsck"))
         rc = fsck(&g);
+    else if (!strcmp(g.rest[0], "sign"))
+        rc = cli_volume_sign(&g);
+    else if (!strcmp(g.rest[0], "set-signing-key"))
+        rc = cli_volume_set_signing_key(&g);
     else if (!strcmp(g.rest[0], "rekey"))
         rc = rekey(&g);
     else if (!strcmp(g.rest[0], "status"))

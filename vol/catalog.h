@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "manifest.h"
 #include "vol.h"
 
 /* 1: the first format; 2: a catalog with lazy-rekey sources (owner_lineages rows), written from the
@@ -118,6 +119,16 @@ typedef struct vol_catalog_ops {
     int (*perm_list)(vol_catalog *c, const char *snapshot, vol_account_fn fn, void *arg); /* ascending */
     int (*perm_has)(vol_catalog *c, const char *snapshot, const char *account, bool *has);
     int (*perm_clear)(vol_catalog *c, const char *snapshot);
+
+    /* Signed snapshots (tables snapshot_signatures and snapshot_block_digests, docs/FORMAT.md; an older
+     * catalog gains them empty when opened; snapshot_delete drops a snapshot's rows in both). */
+    int (*sig_put)(vol_catalog *c, const vol_signature *s);                          /* insert or replace */
+    int (*sig_get)(vol_catalog *c, const char *snapshot, vol_signature *out);        /* -ENOENT: unsigned */
+    /* The per-block chunk digests the signed manifest's block-map digest was computed over. */
+    int (*digest_put)(vol_catalog *c, const char *snapshot, uint64_t block, const uint8_t sha256[32]);
+    int (*digest_drop)(vol_catalog *c, const char *snapshot);
+    int (*digest_list)(vol_catalog *c, const char *snapshot,
+                       int (*fn)(void *arg, uint64_t block, const uint8_t *sha256), void *arg); /* ascending */
 } vol_catalog_ops;
 
 struct vol_catalog {

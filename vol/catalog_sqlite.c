@@ -55,6 +55,15 @@ static const char SCHEMA_COPIES[] =
     "  blocks_shared INTEGER NOT NULL, created INTEGER NOT NULL);"
     "CREATE INDEX IF NOT EXISTS copies_source ON copies (source_region, source_volume);";
 
+/* Signed snapshots; added after format 1 shipped, created on open of an older catalog (additive: older
+ * programs ignore them). */
+static const char SCHEMA_SIGNATURES[] =
+    "CREATE TABLE IF NOT EXISTS snapshot_signatures (snapshot TEXT PRIMARY KEY, manifest BLOB NOT NULL,"
+    "  key_arn TEXT NOT NULL, algorithm TEXT NOT NULL, signature BLOB NOT NULL, signed INTEGER NOT NULL,"
+    "  source_snapshot TEXT, source_manifest BLOB, source_key_arn TEXT, source_algorithm TEXT, source_signature BLOB);"
+    "CREATE TABLE IF NOT EXISTS snapshot_block_digests (snapshot TEXT NOT NULL, block INTEGER NOT NULL,"
+    "  sha256 BLOB NOT NULL, PRIMARY KEY (snapshot, block)) WITHOUT ROWID;";
+
 static int db_err(vol_catalog *c, int rc, const char *what)
 {
     if (rc == SQLITE_CONSTRAINT)
@@ -379,7 +388,14 @@ static int s_snapshot_delete(vol_catalog *c, const char *id)
     if (rc || (rc = prep(c, "DELETE FROM copies WHERE snapshot = ?", &st)))
         return rc;
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-    return step_done(c, st, "copy");
+    if ((rc = step_done(c, st, "copy")))
+        return rc;
+    /* its signature goes with it (no rows: nothing to do) */
+    if ((rc = delete_by_id(c, "DELETE FROM snapshot_signatures WHERE snapshot = ?", id)) && rc != -ENOENT)
+        return rc;
+    if ((rc = delete_by_id(c, "DELETE FROM snapshot_block_digests WHERE snapshot = ?", id)) && rc != -ENOENT)
+        return rc;
+    return 0;
 }
 
 static int s_snapshot_list(vol_catalog *c, vol_snapshot_fn fn, void *arg)
@@ -925,6 +941,143 @@ static int s_perm_has(vol_catalog *c, const char *snapshot, const char *account,
     return rc;
 }
 
+/* ---- signed snapshots ---- */
+
+static int blob_dup(sqlite3_stmt *st, int i, uint8_t **out, size_t *len)
+{
+    int n = sqlite3_column_bytes(st, i);
+    const void *b = sqlite3_column_blob(st, i);
+    *out = NULL;
+    *len = 0;
+    if (!b || n <= 0)
+        return 0;
+    if (!(*out = malloc((size_t)n)))
+        return -ENOMEM;
+    memcpy(*out, b, (size_t)n);
+    *len = (size_t)n;
+    return 0;
+}
+
+/* A read-only catalog from before signed snapshots has no such tables: nothing is signed there. */
+static bool no_sig_tables(vol_catalog *c)
+{
+    sqlite3_stmt *st;
+    bool none = false;
+    if (sqlite3_prepare_v2(DB(c), "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'snapshot_signatures'",
+                           -1, &st, NULL) == SQLITE_OK) {
+        none = sqlite3_step(st) != SQLITE_ROW;
+        sqlite3_finalize(st);
+    }
+    return none;
+}
+
+static int s_sig_put(vol_catalog *c, const vol_signature *s)
+{
+    sqlite3_stmt *st;
+    int rc = prep(c, "INSERT OR REPLACE INTO snapshot_signatures (snapshot, manifest, key_arn, algorithm, signature, signed,"
+                     " source_snapshot, source_manifest, source_key_arn, source_algorithm, source_signature)"
+                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, s->snapshot_id, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 2, s->manifest, (int)s->manifest_len, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, s->key_arn, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, s->algorithm, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 5, s->signature, (int)s->signature_len, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 6, s->signed_at);
+    if (s->source_id[0]) {
+        sqlite3_bind_text(st, 7, s->source_id, -1, SQLITE_STATIC);
+        if (s->source_manifest)
+            sqlite3_bind_blob(st, 8, s->source_manifest, (int)s->source_manifest_len, SQLITE_STATIC);
+        sqlite3_bind_text(st, 9, s->source_key_arn, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 10, s->source_algorithm, -1, SQLITE_STATIC);
+        if (s->source_signature)
+            sqlite3_bind_blob(st, 11, s->source_signature, (int)s->source_signature_len, SQLITE_STATIC);
+    }
+    return step_done(c, st, "signature");
+}
+
+static int s_sig_get(vol_catalog *c, const char *snapshot, vol_signature *out)
+{
+    sqlite3_stmt *st;
+    int rc;
+    memset(out, 0, sizeof *out);
+    if (no_sig_tables(c))
+        return -ENOENT;
+    rc = prep(c, "SELECT snapshot, manifest, key_arn, algorithm, signature, signed, source_snapshot, source_manifest,"
+                 " source_key_arn, source_algorithm, source_signature FROM snapshot_signatures WHERE snapshot = ?", &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, snapshot, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        col_cpy(st, 0, out->snapshot_id, sizeof out->snapshot_id);
+        col_cpy(st, 2, out->key_arn, sizeof out->key_arn);
+        col_cpy(st, 3, out->algorithm, sizeof out->algorithm);
+        out->signed_at = sqlite3_column_int64(st, 5);
+        col_cpy(st, 6, out->source_id, sizeof out->source_id);
+        col_cpy(st, 8, out->source_key_arn, sizeof out->source_key_arn);
+        col_cpy(st, 9, out->source_algorithm, sizeof out->source_algorithm);
+        if ((rc = blob_dup(st, 1, &out->manifest, &out->manifest_len)) ||
+            (rc = blob_dup(st, 4, &out->signature, &out->signature_len)) ||
+            (rc = blob_dup(st, 7, &out->source_manifest, &out->source_manifest_len)) ||
+            (rc = blob_dup(st, 10, &out->source_signature, &out->source_signature_len)))
+            vol_signature_clear(out);
+    } else {
+        rc = rc == SQLITE_DONE ? -ENOENT : db_err(c, rc, "signature");
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int s_digest_put(vol_catalog *c, const char *snapshot, uint64_t block, const uint8_t sha256[32])
+{
+    sqlite3_stmt *st;
+    int rc = prep(c, "INSERT OR REPLACE INTO snapshot_block_digests (snapshot, block, sha256) VALUES (?, ?, ?)", &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, snapshot, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (int64_t)block);
+    sqlite3_bind_blob(st, 3, sha256, 32, SQLITE_TRANSIENT);
+    return step_done(c, st, "block digest");
+}
+
+static int s_digest_drop(vol_catalog *c, const char *snapshot)
+{
+    sqlite3_stmt *st;
+    int rc = prep(c, "DELETE FROM snapshot_block_digests WHERE snapshot = ?", &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, snapshot, -1, SQLITE_STATIC);
+    return step_done(c, st, "block digests");
+}
+
+static int s_digest_list(vol_catalog *c, const char *snapshot, int (*fn)(void *, uint64_t, const uint8_t *), void *arg)
+{
+    sqlite3_stmt *st;
+    int rc;
+    if (no_sig_tables(c))
+        return 0;
+    if ((rc = prep(c, "SELECT block, sha256 FROM snapshot_block_digests WHERE snapshot = ? ORDER BY block", &st)))
+        return rc;
+    sqlite3_bind_text(st, 1, snapshot, -1, SQLITE_STATIC);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int r;
+        if (sqlite3_column_bytes(st, 1) != 32) {
+            sqlite3_finalize(st);
+            return -EIO;
+        }
+        r = fn(arg, (uint64_t)sqlite3_column_int64(st, 0), sqlite3_column_blob(st, 1));
+        if (r) {
+            sqlite3_finalize(st);
+            return r;
+        }
+    }
+    rc = rc == SQLITE_DONE ? 0 : db_err(c, rc, "block digests");
+    sqlite3_finalize(st);
+    return rc;
+}
+
 static const vol_catalog_ops SQLITE_OPS = {
     s_close, s_begin, s_commit, s_rollback, s_setting_get, s_setting_set, s_setting_delete, s_lineage_put, s_lineage_get,
     s_volume_put, s_volume_get, s_volume_delete, s_volume_list, s_snapshot_put, s_snapshot_get,
@@ -934,6 +1087,7 @@ static const vol_catalog_ops SQLITE_OPS = {
     s_source_add, s_source_list, s_source_drop, s_map_bindings, s_map_foreign,
     s_copy_put, s_copy_get, s_copy_list,
     s_perm_add, s_perm_remove, s_perm_list, s_perm_has, s_perm_clear,
+    s_sig_put, s_sig_get, s_digest_put, s_digest_drop, s_digest_list,
 };
 
 /* Read only (a source region's catalog for copy-snapshot): no schema is created or changed; a catalog
@@ -1014,7 +1168,8 @@ int vol_catalog_sqlite_open(const char *path, vol_catalog **out)
     if ((rc = exec1(&s->base, "PRAGMA journal_mode=WAL")) || (rc = exec1(&s->base, "PRAGMA synchronous=FULL")) ||
         (rc = exec1(&s->base, "BEGIN IMMEDIATE")))
         goto fail;
-    if ((rc = exec1(&s->base, SCHEMA)) || (rc = exec1(&s->base, SCHEMA_COPIES)))
+    if ((rc = exec1(&s->base, SCHEMA)) || (rc = exec1(&s->base, SCHEMA_COPIES)) ||
+        (rc = exec1(&s->base, SCHEMA_SIGNATURES)))
         goto fail;
     rc = s_setting_get(&s->base, "format", &fmt);
     if (rc == -ENOENT) {

@@ -2,7 +2,7 @@
 # vol_remote_kms.sh — volumes with their keys from a key-service server over HTTP (SigV4): our own
 # `envelopefs kms serve` and moto. The default key alias/aws/ebs is created through the server on first
 # use; the attach daemon reopens the remote client after it forks; a point-in-time snapshot of the
-# attached volume restores to the same bytes.
+# attached volume restores to the same bytes; a snapshot signed and verified through the server.
 set -euo pipefail
 [ -e /dev/fuse ] || { echo "SKIP: /dev/fuse absent"; exit 77; }
 source "$(dirname "$0")/../server/lib.sh"
@@ -34,6 +34,12 @@ round_trip() { # round_trip URL STORE: create, attach, write, snapshot while att
   "$B" volume "${g[@]}" fsck "$s" >/dev/null || fail "$url: fsck of the snapshot"
 }
 round_trip "$URL" "$VS"
+# a snapshot signed through the server (Sign, MessageType DIGEST) and verified through it (Verify)
+SIGNKEY=$("$B" kms --endpoint-url "$URL" create-key --key-spec ECC_NIST_P256 --key-usage SIGN_VERIFY --query KeyMetadata.Arn --output text)
+SV=$("$B" ec2 --kms "$URL" --volume-store "$VS" describe-volumes --query 'Volumes[0].VolumeId' --output text)
+SS=$("$B" ec2 --kms "$URL" --volume-store "$VS" create-snapshot --volume-id "$SV" --signing-key-id "$SIGNKEY" --query SnapshotId --output text)
+"$B" volume --kms "$URL" --volume-store "$VS" fsck "$SS" --verify-signature >"$T/verify.json" || fail "verify through the server: $(cat "$T/verify.json")"
+grep -q '"Result": "Valid"' "$T/verify.json" || fail "verify through the server: $(cat "$T/verify.json")"
 # the store's own key service saw the data keys being made (the server writes its audit trail in batches:
 # stopping it flushes them)
 stop_server
