@@ -101,6 +101,17 @@ static int step_done(vol_catalog *c, sqlite3_stmt *st, const char *what)
     return r;
 }
 
+/* Run a statement without results that takes one text parameter. */
+static int exec_text(vol_catalog *c, const char *sql, const char *text, const char *what)
+{
+    sqlite3_stmt *st;
+    int rc = prep(c, sql, &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, text, -1, SQLITE_STATIC);
+    return step_done(c, st, what);
+}
+
 static void s_close(vol_catalog *c)
 {
     sqlite3_close(DB(c));
@@ -156,12 +167,7 @@ static int s_setting_set(vol_catalog *c, const char *key, const char *value)
 
 static int s_setting_delete(vol_catalog *c, const char *key)
 {
-    sqlite3_stmt *st;
-    int rc = prep(c, "DELETE FROM meta WHERE k = ?", &st);
-    if (rc)
-        return rc;
-    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-    return step_done(c, st, "setting");
+    return exec_text(c, "DELETE FROM meta WHERE k = ?", key, "setting");
 }
 
 static int s_lineage_put(vol_catalog *c, const vol_lineage *l)
@@ -558,12 +564,7 @@ static int s_source_list(vol_catalog *c, const char *owner, vol_text_fn fn, void
 
 static int s_source_drop(vol_catalog *c, const char *owner)
 {
-    sqlite3_stmt *st;
-    int rc = prep(c, "DELETE FROM owner_lineages WHERE owner = ?", &st);
-    if (rc)
-        return rc;
-    sqlite3_bind_text(st, 1, owner, -1, SQLITE_STATIC);
-    return step_done(c, st, "sources");
+    return exec_text(c, "DELETE FROM owner_lineages WHERE owner = ?", owner, "sources");
 }
 
 static int s_map_bindings(vol_catalog *c, const char *owner, vol_binding_fn fn, void *arg)
@@ -782,12 +783,7 @@ static int s_put_list(vol_catalog *c, const char *snapshot, int (*fn)(void *, ui
 
 static int s_put_drop(vol_catalog *c, const char *snapshot)
 {
-    sqlite3_stmt *st;
-    int rc = prep(c, "DELETE FROM puts WHERE snapshot = ?", &st);
-    if (rc)
-        return rc;
-    sqlite3_bind_text(st, 1, snapshot, -1, SQLITE_STATIC);
-    return step_done(c, st, "puts");
+    return exec_text(c, "DELETE FROM puts WHERE snapshot = ?", snapshot, "puts");
 }
 
 static int s_gen_reserve(vol_catalog *c, uint64_t n, uint64_t *first)
@@ -1044,12 +1040,7 @@ static int s_digest_put(vol_catalog *c, const char *snapshot, uint64_t block, co
 
 static int s_digest_drop(vol_catalog *c, const char *snapshot)
 {
-    sqlite3_stmt *st;
-    int rc = prep(c, "DELETE FROM snapshot_block_digests WHERE snapshot = ?", &st);
-    if (rc)
-        return rc;
-    sqlite3_bind_text(st, 1, snapshot, -1, SQLITE_STATIC);
-    return step_done(c, st, "block digests");
+    return exec_text(c, "DELETE FROM snapshot_block_digests WHERE snapshot = ?", snapshot, "block digests");
 }
 
 static int s_digest_list(vol_catalog *c, const char *snapshot, int (*fn)(void *, uint64_t, const uint8_t *), void *arg)
