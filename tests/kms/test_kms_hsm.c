@@ -394,7 +394,9 @@ int main(void)
     decrypts_to(c, dk_blob, ctx, dk_pt);
     concurrent(c, key);
 
-    /* a forked child logs in afresh with a core of its own; the parent's core goes on working */
+    /* a forked child logs in afresh with a core of its own; the parent's core goes on working (not under
+     * ThreadSanitizer, which cannot follow a child that starts threads after a multi-threaded fork) */
+#ifndef __SANITIZE_THREAD__
     {
         pid_t pid = fork();
         int st = 0;
@@ -408,6 +410,7 @@ int main(void)
         CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0);
         decrypts_to(c, blob, ctx, "aGVsbG8gSFNN");
     }
+#endif
 
     /* disconnected: keys Unavailable */
     CHECK(callf(c, NULL, "DisconnectCustomKeyStore", "{\"CustomKeyStoreId\":\"%s\"}", cks) == KMS_OK);
