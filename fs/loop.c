@@ -9,11 +9,13 @@
  * Before serving a request that may take long (data, fsync, directory listings) the leader passes
  * leadership to a follower (waking or starting one, up to max_threads), so parallel work still runs in
  * parallel. When more requests are already queued (poll says so: concurrent clients) and the request is
- * a quick one, the leader only *releases* leadership if another thread is serving a quick request it
- * began less than SOON_NS ago: that thread takes leadership when it finishes (every thread that finishes
- * takes a free leadership) and reads the next request without a wake-up, so two threads alternate
- * between reading and serving with no hand-off through the condition variable. Otherwise — nobody will
- * be free soon (the others wait for the disk, or there are none) — it passes as for a long request.
+ * a quick one, the leader only *releases* leadership if another thread will be free soon — one that
+ * finished while the leader was reading a queued request and waits for the release (up to HANDOFF_NS,
+ * instead of sleeping on the condition variable), or one serving a quick request it began less than
+ * SOON_NS ago: every thread that finishes takes a free leadership and reads the next request without a
+ * wake-up, so two threads alternate between reading and serving with no hand-off through the condition
+ * variable. Otherwise — nobody will be free soon (the others wait for the disk, or there are none) — it
+ * passes as for a long request.
  * Either way a free leadership is never left without a thread that will take it: the releasing leader
  * itself is still serving and takes it back when it finishes, if no one has. Before it blocks in read,
  * the leader polls for the next request for a few microseconds (spin(), below).
@@ -50,6 +52,15 @@
 /* How long a thread that finished serving waits for a leader reading a queued request to release
  * leadership before it sleeps as a follower. */
 #define HANDOFF_NS (10 * 1000)
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
 
 struct loop {
     struct fuse_session *se;
@@ -232,15 +243,18 @@ static void *serve(void *arg)
         enum lead lead = KEPT;
         bool quick;
         int64_t wait0, now;
-        if (!l->stop && l->leader && l->spin_ns > 0 && efs_loop_requests_queued(l->se)) {
-            /* The leader is reading one of the queued requests and will likely release leadership
-             * right after (see the header): wait a little for that instead of sleeping, which would
-             * make the next request wake this thread. */
-            int64_t t0 = efs_mono_ns();
+        if (!l->stop && l->leader && l->spin_ns > 0) {
+            /* If requests are queued, the leader is reading one and will likely release leadership right
+             * after (see the header): wait a little for that instead of sleeping, which would make the
+             * next request wake this thread. (Counted in handoff from here: the leader may release for
+             * this thread even if it then finds nothing queued; it takes a free leadership below.) */
             atomic_fetch_add_explicit(&l->handoff, 1, memory_order_relaxed);
             pthread_mutex_unlock(&l->lock);
-            while (atomic_load_explicit(&l->leader, memory_order_relaxed) && efs_mono_ns() - t0 < HANDOFF_NS)
-                ;
+            if (efs_loop_requests_queued(l->se)) {
+                int64_t t0 = efs_mono_ns();
+                while (atomic_load_explicit(&l->leader, memory_order_relaxed) && efs_mono_ns() - t0 < HANDOFF_NS)
+                    cpu_relax();
+            }
             pthread_mutex_lock(&l->lock);
             atomic_fetch_sub_explicit(&l->handoff, 1, memory_order_relaxed);
         }
