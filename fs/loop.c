@@ -184,10 +184,13 @@ static void free_buf(void *arg)
 }
 
 /* lock held: make sure someone will read the next request. True if a follower was woken or started;
- * false if every thread is busy (the first to finish takes leadership). */
+ * false if a thread waits for the release (handoff) or every thread is busy (the first to finish takes
+ * leadership). */
 static bool pass_leadership(struct loop *l)
 {
     l->leader = false;
+    if (l->handoff) /* it takes leadership when its wait ends, at the latest (it looks under the lock) */
+        return false;
     if (l->idle) {
         pthread_cond_signal(&l->cv);
         return true;
@@ -235,6 +238,8 @@ static void *serve(void *arg)
     struct loop *l = arg;
     unsigned me = atomic_fetch_add_explicit(&l->nslots, 1, memory_order_relaxed); /* < MAX_LOOP_THREADS */
     struct fuse_buf fbuf;
+    volatile bool just_quick = false; /* the request this thread served last was a quick one (volatile:
+                                       * set across pthread_cleanup_push's setjmp) */
     memset(&fbuf, 0, sizeof fbuf);
     (void)pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
     pthread_mutex_lock(&l->lock);
@@ -243,10 +248,12 @@ static void *serve(void *arg)
         enum lead lead = KEPT;
         bool quick;
         int64_t wait0, now;
-        if (!l->stop && l->leader && l->spin_ns > 0) {
-            /* If requests are queued, the leader is reading one and will likely release leadership right
-             * after (see the header): wait a little for that instead of sleeping, which would make the
-             * next request wake this thread. (Counted in handoff from here: the leader may release for
+        if (just_quick && !l->stop && l->leader && l->spin_ns > 0) {
+            /* Having served a quick request: if requests are queued, the leader is reading one and will
+             * likely release leadership right after (see the header): wait a little for that instead of
+             * sleeping, which would make the next request wake this thread. (Not after a long request:
+             * streaming reads and writes keep both CPUs busy encrypting, where a waiting thread would
+             * only take CPU from the others.) (Counted in handoff from here: the leader may release for
              * this thread even if it then finds nothing queued; it takes a free leadership below.) */
             atomic_fetch_add_explicit(&l->handoff, 1, memory_order_relaxed);
             pthread_mutex_unlock(&l->lock);
@@ -316,6 +323,7 @@ static void *serve(void *arg)
         fuse_session_process_buf(l->se, &fbuf);
         if (quick)
             atomic_store_explicit(&l->quick_since[me], 0, memory_order_relaxed);
+        just_quick = quick;
         pthread_mutex_lock(&l->lock);
         if (lead == KEPT)
             l->leader = false; /* and, unless another thread took it meanwhile, take it again at once */
