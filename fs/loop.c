@@ -6,14 +6,25 @@
  * wakes a different, cache-cold thread — often on the other CPU — for every request, and libfuse keeps
  * spawning a spare reader. Here only the leader reads. A request that can be answered quickly is served
  * by the leader itself, which then reads the next one: a sequential client ping-pongs with one thread.
- * The leader passes leadership to a follower (waking or starting one, up to max_threads) before serving
- * when more requests are already queued (poll says so: concurrent clients) or the request may take long
- * (data, fsync, directory listings), so parallel work still runs in parallel. Before it blocks in read, the
- * leader polls for the next request for a few microseconds (spin(), below).
+ * Before serving a request that may take long (data, fsync, directory listings) the leader passes
+ * leadership to a follower (waking or starting one, up to max_threads), so parallel work still runs in
+ * parallel. When more requests are already queued (poll says so: concurrent clients) and the request is
+ * a quick one, the leader only *releases* leadership if another thread will be free soon — one that
+ * finished while the leader was reading a queued request and waits for the release (up to HANDOFF_NS,
+ * instead of sleeping on the condition variable), or one serving a quick request it began less than
+ * SOON_NS ago: every thread that finishes takes a free leadership and reads the next request without a
+ * wake-up, so two threads alternate between reading and serving with no hand-off through the condition
+ * variable. Otherwise — nobody will be free soon (the others wait for the disk, or there are none) — it
+ * passes as for a long request.
+ * Either way a free leadership is never left without a thread that will take it: the releasing leader
+ * itself is still serving and takes it back when it finishes, if no one has. Before it blocks in read,
+ * the leader polls for the next request for a few microseconds (spin(), below).
  *
- * Shutdown as in libfuse: the session ends (unmount: the read returns 0/-ENODEV) or a signal handler calls
- * fuse_session_exit; the calling thread, which serves no requests itself, wakes up, and cancels the
- * threads blocked in read (cancellation is enabled only there, never while a request is being served).
+ * Every request is read by one thread, which serves it and replies exactly once, in that thread (loop.h's
+ * buffer contract). Shutdown as in libfuse: the session ends (unmount: the read returns 0/-ENODEV) or a
+ * signal handler calls fuse_session_exit; the calling thread, which serves no requests itself, wakes up,
+ * and cancels the threads blocked in read (cancellation is enabled only there, never while a request is
+ * being served).
  */
 #include "loop.h"
 
@@ -35,6 +46,21 @@
 
 #define MAX_LOOP_THREADS 64
 #define SMALL_IO (64 * 1024) /* a READ or WRITE up to this size is served without passing leadership */
+/* A thread that began serving a quick request less than this long ago will take leadership soon: a
+ * cached 4 KiB READ is served in ~5-15 µs on these VMs, a wake-up of a sleeping follower costs more. */
+#define SOON_NS (50 * 1000)
+/* How long a thread that finished serving waits for a leader reading a queued request to release
+ * leadership before it sleeps as a follower. */
+#define HANDOFF_NS (10 * 1000)
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
 
 struct loop {
     struct fuse_session *se;
@@ -43,7 +69,11 @@ struct loop {
     sem_t finished;          /* posted when the session ends */
     pthread_t threads[MAX_LOOP_THREADS];
     unsigned nthreads, max_threads, idle;
-    bool leader;             /* a thread holds leadership (reads the next request) */
+    _Atomic unsigned handoff; /* threads waiting a little for leadership to be released (not idle) */
+    _Atomic unsigned nslots; /* slots handed out (one per thread, at its start) */
+    /* per thread: when it began serving its current quick request (efs_mono_ns), 0 when it serves none */
+    _Atomic int64_t quick_since[MAX_LOOP_THREADS];
+    _Atomic bool leader;     /* a thread holds leadership (reads the next request); written under lock */
     bool stop;
     int err;
     long spin_ns;            /* the leader polls this long for the next request before blocking */
@@ -153,40 +183,88 @@ static void free_buf(void *arg)
     b->mem = NULL;
 }
 
-/* lock held: make sure someone will read the next request. */
-static void pass_leadership(struct loop *l)
+/* lock held: make sure someone will read the next request. True if a follower was woken or started;
+ * false if a thread waits for the release (handoff) or every thread is busy (the first to finish takes
+ * leadership). */
+static bool pass_leadership(struct loop *l)
 {
     l->leader = false;
+    if (l->handoff) /* it takes leadership when its wait ends, at the latest (it looks under the lock) */
+        return false;
     if (l->idle) {
         pthread_cond_signal(&l->cv);
+        return true;
     } else if (l->nthreads < l->max_threads && !l->stop) { /* (efs_loop_run joins threads[0..nthreads)) */
         pthread_attr_t a;
         sigset_t all, old;
+        bool started;
         if (pthread_attr_init(&a))
-            return;
+            return false;
         sigfillset(&all); /* signals go to the calling thread, which waits for them */
         pthread_sigmask(SIG_BLOCK, &all, &old);
-        if (!pthread_create(&l->threads[l->nthreads], &a, serve, l)) {
+        started = !pthread_create(&l->threads[l->nthreads], &a, serve, l);
+        if (started) {
             l->nthreads++;
             COUNT(l, threads);
         }
         pthread_sigmask(SIG_SETMASK, &old, NULL);
         pthread_attr_destroy(&a);
+        return started;
     }
-    /* else: every thread is busy; the first to finish takes leadership */
+    return false; /* every thread is busy; the first to finish takes leadership */
 }
+
+/* Will another thread take leadership soon: is one waiting for it to be released, or has a thread other
+ * than slot `me` begun serving a quick request less than SOON_NS before now? (Relaxed
+ * reads without the lock: a wrong guess costs one wake-up too many, or a queued request waiting until a
+ * thread serving a quick one finishes.) */
+static bool other_back_soon(struct loop *l, unsigned me, int64_t now)
+{
+    unsigned n = atomic_load_explicit(&l->nslots, memory_order_relaxed);
+    if (atomic_load_explicit(&l->handoff, memory_order_relaxed))
+        return true;
+    for (unsigned i = 0; i < n; i++) {
+        int64_t t = atomic_load_explicit(&l->quick_since[i], memory_order_relaxed);
+        if (i != me && t && now - t < SOON_NS)
+            return true;
+    }
+    return false;
+}
+
+enum lead { KEPT, RELEASED, PASSED };
 
 static void *serve(void *arg)
 {
     struct loop *l = arg;
+    unsigned me = atomic_fetch_add_explicit(&l->nslots, 1, memory_order_relaxed); /* < MAX_LOOP_THREADS */
     struct fuse_buf fbuf;
+    volatile bool just_quick = false; /* the request this thread served last was a quick one (volatile:
+                                       * set across pthread_cleanup_push's setjmp) */
     memset(&fbuf, 0, sizeof fbuf);
     (void)pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
     pthread_mutex_lock(&l->lock);
     for (;;) {
         int res;
-        bool passed = false;
-        int64_t wait0;
+        enum lead lead = KEPT;
+        bool quick;
+        int64_t wait0, now;
+        if (just_quick && !l->stop && l->leader && l->spin_ns > 0) {
+            /* Having served a quick request: if requests are queued, the leader is reading one and will
+             * likely release leadership right after (see the header): wait a little for that instead of
+             * sleeping, which would make the next request wake this thread. (Not after a long request:
+             * streaming reads and writes keep both CPUs busy encrypting, where a waiting thread would
+             * only take CPU from the others.) (Counted in handoff from here: the leader may release for
+             * this thread even if it then finds nothing queued; it takes a free leadership below.) */
+            atomic_fetch_add_explicit(&l->handoff, 1, memory_order_relaxed);
+            pthread_mutex_unlock(&l->lock);
+            if (efs_loop_requests_queued(l->se)) {
+                int64_t t0 = efs_mono_ns();
+                while (atomic_load_explicit(&l->leader, memory_order_relaxed) && efs_mono_ns() - t0 < HANDOFF_NS)
+                    cpu_relax();
+            }
+            pthread_mutex_lock(&l->lock);
+            atomic_fetch_sub_explicit(&l->handoff, 1, memory_order_relaxed);
+        }
         while (!l->stop && l->leader) {
             l->idle++;
             pthread_cond_wait(&l->cv, &l->lock);
@@ -204,7 +282,8 @@ static void *serve(void *arg)
         res = fuse_session_exited(l->se) ? 0 : fuse_session_receive_buf(l->se, &fbuf);
         (void)pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
         pthread_cleanup_pop(0);
-        if (l->cold >= COLD_AFTER && efs_mono_ns() - wait0 < l->spin_ns)
+        now = efs_mono_ns();
+        if (l->cold >= COLD_AFTER && now - wait0 < l->spin_ns)
             l->cold = 0; /* it would have been caught spinning: spin again */
 
         if (res == -EINTR || res == -EAGAIN) {
@@ -221,17 +300,34 @@ static void *serve(void *arg)
             goto ended;
         }
         COUNT(l, requests);
-        passed = (fbuf.flags & FUSE_BUF_IS_FD) || served_by_follower(fbuf.mem, (size_t)res) || efs_loop_requests_queued(l->se);
-        if (passed) {
-            COUNT(l, passed);
+        quick = !(fbuf.flags & FUSE_BUF_IS_FD) && !served_by_follower(fbuf.mem, (size_t)res);
+        if (!quick)
+            lead = PASSED;
+        else if (efs_loop_requests_queued(l->se))
+            lead = other_back_soon(l, me, now) ? RELEASED : PASSED;
+        if (quick)
+            atomic_store_explicit(&l->quick_since[me], now ? now : 1, memory_order_relaxed);
+        if (lead != KEPT) {
+            bool woke = false;
             pthread_mutex_lock(&l->lock);
-            pass_leadership(l);
+            if (lead == PASSED)
+                woke = pass_leadership(l);
+            else
+                l->leader = false; /* taken by the first thread to finish, maybe this one */
             pthread_mutex_unlock(&l->lock);
+            if (woke)
+                COUNT(l, passed);
+            else
+                COUNT(l, released);
         }
         fuse_session_process_buf(l->se, &fbuf);
+        if (quick)
+            atomic_store_explicit(&l->quick_since[me], 0, memory_order_relaxed);
+        just_quick = quick;
         pthread_mutex_lock(&l->lock);
-        if (!passed)
+        if (lead == KEPT)
             l->leader = false; /* and, unless another thread took it meanwhile, take it again at once */
+        /* (else: take a free leadership at once, or wait as a follower) */
     }
     pthread_mutex_unlock(&l->lock);
     free(fbuf.mem);

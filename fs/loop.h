@@ -1,7 +1,8 @@
 /*
  * loop.h — the daemon's FUSE request loop (loop.c): a leader thread serves requests that arrive one at a
- * time itself, and hands leadership to followers (up to max_threads) when requests queue up or may take
- * long. Replaces fuse_session_loop_mt.
+ * time itself, hands leadership to followers (up to max_threads) when requests may take long or queue up
+ * with no thread about to be free, and leaves it to a thread about to finish otherwise. Replaces
+ * fuse_session_loop_mt.
  */
 #ifndef EFS_LOOP_H
 #define EFS_LOOP_H
@@ -33,7 +34,9 @@ typedef struct efs_loop_counts {
     _Atomic uint64_t spin_misses;
     _Atomic uint64_t unspun;
     _Atomic uint64_t probe_hits;  /* spin_hits of a probe while spinning was off: it is on again */
-    _Atomic uint64_t passed;      /* requests after which leadership was passed to another thread */
+    _Atomic uint64_t passed;      /* requests after which leadership was passed to a follower woken or started */
+    _Atomic uint64_t released;    /* requests after which leadership was left free for a thread about to
+                                   * finish serving, with no wake-up (more were queued, or all were busy) */
     _Atomic uint64_t threads;     /* threads started */
 } efs_loop_counts;
 

@@ -145,7 +145,7 @@ if b["uring_requests"] > a["uring_requests"]:  # served over io_uring (ENVELOPEF
     sys.exit(0)
 assert d["loop_requests"] >= 21, d  # 20 GETXATTRs and the last one's own
 reads = d["loop_spin_hits"] + d["loop_spin_misses"] + d["loop_unspun"]
-assert reads >= 21 and b["loop_threads"] >= 1 and all(v >= 0 for v in d.values()), d
+assert reads >= 21 and b["loop_threads"] >= 1 and "loop_released" in b and all(v >= 0 for v in d.values()), d
 PY
 "$B" fsck "$CIPHER" >/dev/null || fail "fsck on a healthy tree"
 # `envelopefs unmount` returns once the daemon has finished (gone, or a zombie waiting for its reaper)
