@@ -135,7 +135,9 @@ expect_denied "$B" kms --as-user alice generate-data-key --key-id "$K" --key-spe
 expect_denied "$B" volume --as-user alice attach "$VOL"
 [ "$("$B" ec2 describe-volumes --volume-ids "$VOL" --query 'Volumes[0].State' --output text)" = available ] || fail "a refused attach left the volume in-use"
 [ "$(ngrants)" = 0 ] || fail "a refused attach left a grant"
-events CreateGrant | head -1 | grep -q '"errorCode":"AccessDeniedException"' || fail "the refused CreateGrant is not in the trail"
+# (to a file first: `head -1` closing the pipe would fail the listing with EPIPE under pipefail)
+events CreateGrant >"$T/creategrant.events"
+head -1 "$T/creategrant.events" | grep -q '"errorCode":"AccessDeniedException"' || fail "the refused CreateGrant is not in the trail"
 "$B" "${ADMIN[@]}" put-key-policy --key-id "$K" --policy-name default --policy "$(policy '')"
 # a killed daemon's grant also goes when its volume is deleted without another attach
 "$B" volume --as-user alice attach "$VOL" >/dev/null
