@@ -69,7 +69,9 @@ int vol_kms_fail(vol_err *e, kms_err code, const kmsc_error *ke)
     return rc;
 }
 
-int vol_store_open(const char *dir, kmsc *kms, vol_store **out, vol_err *e)
+/* Both opens: read-write creates the store's directories and the catalog's schema; read-only (a source
+ * region's store for copy-snapshot) creates and changes nothing. */
+static int store_open(const char *dir, kmsc *kms, bool ro, vol_store **out, vol_err *e)
 {
     vol_store *st = calloc(1, sizeof *st);
     char *p = NULL;
@@ -80,57 +82,22 @@ int vol_store_open(const char *dir, kmsc *kms, vol_store **out, vol_err *e)
     st->kms = kms;
     if (!(st->dir = strdup(dir)))
         goto nomem;
-    if (mkdir(dir, 0700) && errno != EEXIST) {
+    if (!ro && mkdir(dir, 0700) && errno != EEXIST) {
         rc = vol_fail(e, -errno, "InternalError", "cannot create the volume store %s: %s", dir, strerror(errno));
         goto fail;
     }
-    if (asprintf(&p, "%s/run", dir) < 0)
-        goto nomem;
-    if (mkdir(p, 0700) && errno != EEXIST) {
-        rc = vol_fail(e, -errno, "InternalError", "cannot create %s: %s", p, strerror(errno));
-        goto fail;
+    if (!ro) {
+        if (asprintf(&p, "%s/run", dir) < 0)
+            goto nomem;
+        if (mkdir(p, 0700) && errno != EEXIST) {
+            rc = vol_fail(e, -errno, "InternalError", "cannot create %s: %s", p, strerror(errno));
+            goto fail;
+        }
+        free(p);
     }
-    free(p);
     if (asprintf(&p, "%s/catalog.db", dir) < 0)
         goto nomem;
-    if ((rc = vol_catalog_sqlite_open(p, &st->cat))) {
-        vol_fail(e, rc, "InternalError", rc == -EPROTO ? "the volume catalog %s was written by a newer envelopefs" :
-                                                          "cannot open the volume catalog %s", p);
-        goto fail;
-    }
-    free(p);
-    if (asprintf(&p, "%s/chunks", dir) < 0)
-        goto nomem;
-    if ((rc = vol_chunkstore_file_open(p, &st->cs))) {
-        vol_fail(e, rc, "InternalError", "cannot open the chunk store %s: %s", p, strerror(-rc));
-        goto fail;
-    }
-    free(p);
-    *out = st;
-    return 0;
-nomem:
-    rc = vol_fail(e, -ENOMEM, "InternalError", "out of memory");
-fail:
-    free(p);
-    vol_store_free(st);
-    return rc;
-}
-
-int vol_store_open_ro(const char *dir, kmsc *kms, vol_store **out, vol_err *e)
-{
-    vol_store *st = calloc(1, sizeof *st);
-    char *p = NULL;
-    int rc;
-    *out = NULL;
-    if (!st)
-        return vol_fail(e, -ENOMEM, "InternalError", "out of memory");
-    st->kms = kms;
-    if (!(st->dir = strdup(dir)) || asprintf(&p, "%s/catalog.db", dir) < 0) {
-        p = NULL;
-        rc = vol_fail(e, -ENOMEM, "InternalError", "out of memory");
-        goto fail;
-    }
-    if ((rc = vol_catalog_sqlite_open_ro(p, &st->cat))) {
+    if ((rc = ro ? vol_catalog_sqlite_open_ro(p, &st->cat) : vol_catalog_sqlite_open(p, &st->cat))) {
         if (rc == -EPROTO)
             vol_fail(e, rc, "InternalError", "the volume catalog %s was written by a newer envelopefs", p);
         else
@@ -138,22 +105,32 @@ int vol_store_open_ro(const char *dir, kmsc *kms, vol_store **out, vol_err *e)
         goto fail;
     }
     free(p);
-    if (asprintf(&p, "%s/chunks", dir) < 0) {
-        p = NULL;
-        rc = vol_fail(e, -ENOMEM, "InternalError", "out of memory");
-        goto fail;
-    }
-    if ((rc = vol_chunkstore_file_open_ro(p, &st->cs))) {
+    if (asprintf(&p, "%s/chunks", dir) < 0)
+        goto nomem;
+    if ((rc = ro ? vol_chunkstore_file_open_ro(p, &st->cs) : vol_chunkstore_file_open(p, &st->cs))) {
         vol_fail(e, rc, "InternalError", "cannot open the chunk store %s: %s", p, strerror(-rc));
         goto fail;
     }
     free(p);
     *out = st;
     return 0;
+nomem:
+    p = NULL; /* asprintf leaves it undefined */
+    rc = vol_fail(e, -ENOMEM, "InternalError", "out of memory");
 fail:
     free(p);
     vol_store_free(st);
     return rc;
+}
+
+int vol_store_open(const char *dir, kmsc *kms, vol_store **out, vol_err *e)
+{
+    return store_open(dir, kms, false, out, e);
+}
+
+int vol_store_open_ro(const char *dir, kmsc *kms, vol_store **out, vol_err *e)
+{
+    return store_open(dir, kms, true, out, e);
 }
 
 void vol_store_free(vol_store *st)
