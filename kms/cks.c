@@ -48,11 +48,7 @@ static const char CKS_SCHEMA[] =
 
 kms_err kms_cks_migrate(sqlite3 *db, char **msg)
 {
-    if (sqlite3_exec(db, CKS_SCHEMA, NULL, NULL, NULL) != SQLITE_OK) {
-        kms_set_msg(msg, "key store error (custom_key_stores tables): %s", sqlite3_errmsg(db));
-        return KMS_ERR_IO;
-    }
-    return KMS_OK;
+    return kms_schema_add(db, CKS_SCHEMA, "custom_key_stores tables", msg);
 }
 
 /* This process's logins, one per connected store it has used. */

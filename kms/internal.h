@@ -173,6 +173,10 @@ kms_err kms_store_put_version(kms_core *c, kms_key *k, int64_t created, int auto
 int kms_meta_get(sqlite3 *db, const char *k, void *buf, size_t cap, size_t *len);
 int kms_meta_put(sqlite3 *db, const char *k, const void *v, size_t n, bool replace);
 
+/* Run an additive, idempotent schema (CREATE TABLE IF NOT EXISTS ..., its feature row); KMS_ERR_IO with
+ * "key store error (what): ..." in *msg when SQLite refuses. */
+kms_err kms_schema_add(sqlite3 *db, const char *sql, const char *what, char **msg);
+
 kms_err kms_mrk_migrate(sqlite3 *db, char **msg); /* additive and idempotent; at every open */
 void kms_mrk_id(const uint8_t raw[16], char out[KMS_KEY_ID_LEN + 1]);
 static inline bool kms_is_mrk(const kms_key *k) { return !strncmp(k->id, KMS_MRK_PREFIX, 4); }

@@ -42,11 +42,7 @@ static const char MRK_SCHEMA[] =
 
 kms_err kms_mrk_migrate(sqlite3 *db, char **msg)
 {
-    if (sqlite3_exec(db, MRK_SCHEMA, NULL, NULL, NULL) != SQLITE_OK) {
-        kms_set_msg(msg, "key store error (multi_region table): %s", sqlite3_errmsg(db));
-        return KMS_ERR_IO;
-    }
-    return KMS_OK;
+    return kms_schema_add(db, MRK_SCHEMA, "multi_region table", msg);
 }
 
 void kms_mrk_id(const uint8_t raw[16], char out[KMS_KEY_ID_LEN + 1])

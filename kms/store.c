@@ -94,6 +94,15 @@ static int meta_get_str(sqlite3 *db, const char *k, char *buf, size_t cap)
     return 0;
 }
 
+kms_err kms_schema_add(sqlite3 *db, const char *sql, const char *what, char **msg)
+{
+    if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK) {
+        kms_set_msg(msg, "key store error (%s): %s", what, sqlite3_errmsg(db));
+        return KMS_ERR_IO;
+    }
+    return KMS_OK;
+}
+
 int kms_meta_put(sqlite3 *db, const char *k, const void *v, size_t n, bool replace)
 {
     sqlite3_stmt *st;
