@@ -17,20 +17,7 @@
 #include "catalog.h"
 #include "manifest.h"
 
-static int failures;
-#define CHECK(c)                                                                                                 \
-    do {                                                                                                         \
-        if (!(c)) {                                                                                              \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #c);                                \
-            failures++;                                                                                          \
-        }                                                                                                        \
-    } while (0)
-
-static void hex(const uint8_t *p, size_t n, char *out)
-{
-    for (size_t i = 0; i < n; i++)
-        sprintf(out + 2 * i, "%02x", p[i]);
-}
+#include "volcheck.h"
 
 static void golden(vol_manifest *m)
 {

@@ -27,20 +27,7 @@
 #include "share.h"
 #include "store.h"
 
-static int failures;
-#define CHECK(c)                                                                                                 \
-    do {                                                                                                         \
-        if (!(c)) {                                                                                              \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #c);                                \
-            failures++;                                                                                          \
-        }                                                                                                        \
-    } while (0)
-
-static void hex(const uint8_t *p, size_t n, char *out)
-{
-    for (size_t i = 0; i < n; i++)
-        sprintf(out + 2 * i, "%02x", p[i]);
-}
+#include "volcheck.h"
 
 static void test_sector(void)
 {
