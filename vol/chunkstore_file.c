@@ -26,9 +26,13 @@ struct fcs {
         uint64_t gen;
         int fd;
         uint64_t used;
-        bool created;  /* made by this store and its name not yet synced */
     } fds[FD_CACHE];
     uint64_t tick;
+    /* Names not yet durable, per directory rather than per descriptor (a descriptor evicted from the cache
+     * and opened again must not forget that its file is new): DIR/xx holds a file made here that no fsync
+     * of DIR/xx has covered; DIR likewise (set with every file made, as its subdirectory may be new). */
+    bool unsynced_sub[256], unsynced_top;
+    pthread_mutex_t sync_lock; /* one name sync at a time: a flag found clear means its fsync has finished */
     bool ro;           /* vol_chunkstore_file_open_ro: files opened read only, writes refused */
 };
 
@@ -44,7 +48,6 @@ char *vol_chunkstore_file_path(const char *dir, uint64_t gen)
 static int get_fd(struct fcs *s, uint64_t gen, bool create)
 {
     int fd = -1, slot = 0;
-    bool made = false;
     char *path;
     pthread_mutex_lock(&s->lock);
     for (int i = 0; i < FD_CACHE; i++) {
@@ -65,7 +68,6 @@ static int get_fd(struct fcs *s, uint64_t gen, bool create)
     fd = open(path, (s->ro ? O_RDONLY : O_RDWR) | O_CLOEXEC);
     if (fd < 0 && errno == ENOENT && create && !s->ro) {
         char *slash = strrchr(path, '/');
-        made = true;
         *slash = 0;
         if (mkdir(path, 0700) && errno != EEXIST) {
             fd = -errno;
@@ -74,7 +76,8 @@ static int get_fd(struct fcs *s, uint64_t gen, bool create)
             return fd;
         }
         *slash = '/';
-        fd = open(path, O_RDWR | O_CLOEXEC | O_CREAT, 0600);
+        if ((fd = open(path, O_RDWR | O_CLOEXEC | O_CREAT, 0600)) >= 0)
+            s->unsynced_sub[gen & 0xff] = s->unsynced_top = true;
     }
     free(path);
     if (fd < 0) {
@@ -87,7 +90,6 @@ static int get_fd(struct fcs *s, uint64_t gen, bool create)
     s->fds[slot].fd = fd;
     s->fds[slot].gen = gen;
     s->fds[slot].used = ++s->tick;
-    s->fds[slot].created = made;
     fd = dup(fd);
     pthread_mutex_unlock(&s->lock);
     return fd < 0 ? -errno : fd;
@@ -156,6 +158,7 @@ static int f_sync(vol_chunkstore *cs, uint64_t gen)
 {
     struct fcs *s = (struct fcs *)cs;
     int fd = get_fd(s, gen, false), rc = 0;
+    bool sub, top;
     char *path, *slash;
     if (fd < 0)
         return fd;
@@ -168,33 +171,29 @@ static int f_sync(vol_chunkstore *cs, uint64_t gen)
     close(fd);
     if (rc)
         return rc;
-    /* A file this store created must have a durable name (and its directory too); one found in the cache
-     * as not created here already had one. Evicted from the cache: sync the names anyway. */
-    {
-        bool known_old = false;
-        pthread_mutex_lock(&s->lock);
-        for (int i = 0; i < FD_CACHE; i++)
-            if (s->fds[i].fd >= 0 && s->fds[i].gen == gen)
-                known_old = !s->fds[i].created;
-        pthread_mutex_unlock(&s->lock);
-        if (known_old)
-            return 0;
-    }
+    /* A file this store made must have a durable name, and its directory too */
     if (!(path = vol_chunkstore_file_path(s->dir, gen)))
         return -ENOMEM;
     slash = strrchr(path, '/');
     *slash = 0;
-    rc = sync_dir(path);
-    if (!rc)
+    pthread_mutex_lock(&s->sync_lock);
+    pthread_mutex_lock(&s->lock);
+    sub = s->unsynced_sub[gen & 0xff];
+    top = s->unsynced_top;
+    s->unsynced_sub[gen & 0xff] = s->unsynced_top = false; /* a file made from now on sets them again */
+    pthread_mutex_unlock(&s->lock);
+    if (sub)
+        rc = sync_dir(path);
+    if (!rc && top)
         rc = sync_dir(s->dir);
-    free(path);
-    if (!rc) {
+    if (rc) {
         pthread_mutex_lock(&s->lock);
-        for (int i = 0; i < FD_CACHE; i++)
-            if (s->fds[i].fd >= 0 && s->fds[i].gen == gen)
-                s->fds[i].created = false;
+        s->unsynced_sub[gen & 0xff] |= sub;
+        s->unsynced_top |= top;
         pthread_mutex_unlock(&s->lock);
     }
+    pthread_mutex_unlock(&s->sync_lock);
+    free(path);
     return rc;
 }
 
@@ -287,6 +286,7 @@ static void f_close(vol_chunkstore *cs)
     for (int i = 0; i < FD_CACHE; i++)
         if (s->fds[i].fd >= 0)
             close(s->fds[i].fd);
+    pthread_mutex_destroy(&s->sync_lock);
     pthread_mutex_destroy(&s->lock);
     free(s->dir);
     free(s);
@@ -307,6 +307,7 @@ static int file_open(const char *dir, bool ro, vol_chunkstore **out)
     for (int i = 0; i < FD_CACHE; i++)
         s->fds[i].fd = -1;
     pthread_mutex_init(&s->lock, NULL);
+    pthread_mutex_init(&s->sync_lock, NULL);
     s->ro = ro;
     s->base.ops = &FILE_OPS;
     *out = &s->base;
