@@ -6,7 +6,9 @@
 # the EC2 side knows it (the access key and its account, userAgent, sourceIPAddress), never the key service's
 # records; `volume validate-audit` (and `kms --store VOLUME_STORE/trail validate-audit`) passes, and finds an
 # edited, deleted, inserted, reordered or truncated record on a copy of the trail, naming the first bad one;
-# no data key or secret access key of the run is in the trail, its files or the logs.
+# no data key or secret access key of the run is in the trail, its files or the logs. Over the server's Unix
+# socket unsigned, the record names the local user (unixPeer); a call whose record cannot be written fails
+# with InternalError and prints no answer.
 set -euo pipefail
 [ -e /dev/fuse ] || { echo "SKIP: /dev/fuse absent"; exit 77; }
 source "$(dirname "$0")/../server/lib.sh"
@@ -15,6 +17,7 @@ vol_cleanup() {
   for vs in "$T"/volumes*; do
     for v in $(ls "$vs"/run 2>/dev/null | sed -n 's/\.json$//p'); do "$B" volume --volume-store "$vs" detach "$v" >/dev/null 2>&1 || true; done
   done
+  [ -f "$T/unix.pid" ] && kill "$(cat "$T/unix.pid")" 2>/dev/null
   cleanup
 }
 trap vol_cleanup EXIT
@@ -161,6 +164,25 @@ PY
 run_verbs "$URL" "$T/volumes"
 check "$URL" "$T/volumes" 111122223333 "$V" "$S"
 no_secrets "$URL" "$T/volumes" "$T/daemons.log"
+# unsigned over the server's Unix socket (the server knows us by uid): the record names the local user
+"$B" kms serve --unix "$T/kms.sock" --unix-principal "$(id -u)=arn:aws:iam::111122223333:root" --pid-file "$T/unix.pid"
+env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY HOME="$T" \
+  "$B" ec2 --kms "unix:$T/kms.sock" --volume-store "$T/volumes-unix" describe-volumes >/dev/null || fail "describe-volumes over the socket"
+"$B" volume --kms "unix:$T/kms.sock" --volume-store "$T/volumes-unix" lookup-events |
+  python3 -c '
+import json, os, sys
+ev = json.load(sys.stdin)["Events"]
+assert [e["EventName"] for e in ev] == ["DescribeVolumes"] and "AccessKeyId" not in ev[0], ev
+ui = json.loads(ev[0]["CloudTrailEvent"])["userIdentity"]
+assert ui["type"] == "Unknown" and "accessKeyId" not in ui and ui["accountId"] == "111122223333", ui
+assert ui["unixPeer"]["uid"] == os.getuid() and ui["unixPeer"]["gid"] == os.getgid(), ui' || fail "the record of an unsigned caller"
+# a record that cannot be written fails its call, and the answer is not printed (durable before it answers)
+printf 'not a database' >"$T/volumes-unix/trail/keystore.db"
+rc=0; env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY HOME="$T" \
+  "$B" ec2 --kms "unix:$T/kms.sock" --volume-store "$T/volumes-unix" create-volume --size 1 >"$T/out" 2>"$T/err" || rc=$?
+[ $rc = 254 ] && [ ! -s "$T/out" ] && grep -q "(InternalError) when calling the CreateVolume operation" "$T/err" ||
+  fail "a call whose record failed: exit $rc, out $(cat "$T/out"), err $(cat "$T/err")"
+kill "$(cat "$T/unix.pid")"; rm -f "$T/unix.pid"
 # the key service's trail (the server's store) has its own records of those calls, none of EC2's
 stop_server
 "$B" kms lookup-audit --lookup-attributes AttributeKey=EventSource,AttributeValue=ec2.amazonaws.com --output json |
