@@ -293,10 +293,12 @@ static void copy_str(char *dst, size_t cap, const char *src)
 }
 
 /* One record (core lock held). req_params and resp_elems are consumed (NULL: null); resources too (NULL:
- * []); result is the `result` column and the errorCode (NULL: "OK", no errorCode). */
+ * []); result is the `result` column and the errorCode (NULL: "OK", no errorCode). identity, when
+ * non-NULL (consumed), is the userIdentity as another service saw its caller (kms_service_event), in place
+ * of the one built from p. Another service's record goes to its caller's account (recipientAccountId). */
 static uint64_t append(kms_core *c, const kms_principal *p, const char *event_source, const char *op,
                        json_t *req_params, json_t *resp_elems, const char *key_id, json_t *resources, bool read_only,
-                       const char *result, const char *msg, const char *grant_id)
+                       const char *result, const char *msg, const char *grant_id, json_t *identity)
 {
     struct audit_rec *r;
     json_t *ev, *ui, *res = resources;
@@ -346,23 +348,29 @@ static uint64_t append(kms_core *c, const kms_principal *p, const char *event_so
         snprintf(principal_arn, sizeof principal_arn, "arn:aws:iam::%s:root", account);
     else
         snprintf(principal_arn, sizeof principal_arn, "arn:aws:iam::%s:user/%s", account, user);
-    ui = json_pack("{s:s, s:s, s:s, s:s}", "type", strcmp(principal_arn + strlen(principal_arn) - 5, ":root") ? "IAMUser" : "Root",
-                   "principalId", r->access_key[0] ? r->access_key : account, "arn", principal_arn, "accountId", account);
-    if (ui && r->access_key[0])
-        json_object_set_new(ui, "accessKeyId", json_string(r->access_key));
-    if (ui && strcmp(user, "local"))
-        json_object_set_new(ui, "userName", json_string(user));
-    if (ui && p && p->unix_peer) /* ours, not CloudTrail's: who the kernel said was on the socket */
-        json_object_set_new(ui, "unixPeer", json_pack("{s:I, s:I, s:I}", "uid", (json_int_t)p->unix_peer->uid, "gid",
-                                                      (json_int_t)p->unix_peer->gid, "pid",
-                                                      (json_int_t)p->unix_peer->pid));
-    if (ui && p && p->via_service) { /* a service calling on the principal's behalf: CloudTrail's invokedBy */
-        char svc[64];
-        copy_str(svc, sizeof svc, p->via_service);
-        svc[strcspn(svc, ".")] = 0;
-        if (strlen(svc) + 15 < sizeof svc)
-            strcat(svc, ".amazonaws.com");
-        json_object_set_new(ui, "invokedBy", json_string(svc));
+    if (identity) {
+        ui = identity; /* the service's view of its caller: the columns above still say who, for lookups */
+        identity = NULL;
+    } else {
+        ui = json_pack("{s:s, s:s, s:s, s:s}", "type",
+                       strcmp(principal_arn + strlen(principal_arn) - 5, ":root") ? "IAMUser" : "Root", "principalId",
+                       r->access_key[0] ? r->access_key : account, "arn", principal_arn, "accountId", account);
+        if (ui && r->access_key[0])
+            json_object_set_new(ui, "accessKeyId", json_string(r->access_key));
+        if (ui && strcmp(user, "local"))
+            json_object_set_new(ui, "userName", json_string(user));
+        if (ui && p && p->unix_peer) /* ours, not CloudTrail's: who the kernel said was on the socket */
+            json_object_set_new(ui, "unixPeer",
+                                json_pack("{s:I, s:I, s:I}", "uid", (json_int_t)p->unix_peer->uid, "gid",
+                                          (json_int_t)p->unix_peer->gid, "pid", (json_int_t)p->unix_peer->pid));
+        if (ui && p && p->via_service) { /* a service calling on the principal's behalf: CloudTrail's invokedBy */
+            char svc[64];
+            copy_str(svc, sizeof svc, p->via_service);
+            svc[strcspn(svc, ".")] = 0;
+            if (strlen(svc) + 15 < sizeof svc)
+                strcat(svc, ".amazonaws.com");
+            json_object_set_new(ui, "invokedBy", json_string(svc));
+        }
     }
     if (!res)
         res = json_array();
@@ -395,7 +403,10 @@ static uint64_t append(kms_core *c, const kms_principal *p, const char *event_so
     res = NULL;
     json_object_set_new(ev, "eventType", json_string("AwsApiCall"));
     json_object_set_new(ev, "managementEvent", json_true());
-    json_object_set_new(ev, "recipientAccountId", json_string(c->account));
+    /* another service's call is delivered to its caller's account (EC2's resources are the caller's) */
+    json_object_set_new(ev, "recipientAccountId", json_string(strcmp(event_source, "kms.amazonaws.com") && r->account[0]
+                                                                  ? r->account
+                                                                  : c->account));
     json_object_set_new(ev, "eventCategory", json_string("Management"));
     r->event = json_dumps(ev, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(ev);
@@ -408,6 +419,7 @@ fail:
     json_decref(req_params);
     json_decref(resp_elems);
     json_decref(res);
+    json_decref(identity);
     return 0;
 }
 
@@ -432,12 +444,13 @@ uint64_t kms_trail_append_grant(kms_core *c, const kms_principal *p, const char 
     }
     return append(c, p, "kms.amazonaws.com", op, pick(req, REQ_FIELDS, sizeof REQ_FIELDS / sizeof REQ_FIELDS[0]),
                   e || ro ? NULL : pick(resp, RESP_FIELDS, sizeof RESP_FIELDS / sizeof RESP_FIELDS[0]), key_id, res, ro,
-                  e ? kms_err_name(e) : NULL, msg, grant_id);
+                  e ? kms_err_name(e) : NULL, msg, grant_id, NULL);
 }
 
 kms_err kms_core_audit_service_event(kms_core *c, const kms_principal *p, const kms_service_event *ev)
 {
-    json_t *req = NULL, *resp = NULL, *res = json_array();
+    json_t *req = NULL, *resp = NULL, *who = NULL, *res = json_array();
+    kms_principal agent;
     uint64_t ticket;
     char src[64];
     size_t n = ev && ev->event_source ? strlen(ev->event_source) : 0;
@@ -452,18 +465,29 @@ kms_err kms_core_audit_service_event(kms_core *c, const kms_principal *p, const 
         req = json_loads(ev->request_parameters, 0, NULL);
     if (ev->response_elements)
         resp = json_loads(ev->response_elements, 0, NULL);
-    if ((ev->request_parameters && !json_is_object(req)) || (ev->response_elements && !json_is_object(resp)) || !res) {
+    if (ev->user_identity)
+        who = json_loads(ev->user_identity, 0, NULL);
+    if ((ev->request_parameters && !json_is_object(req)) || (ev->response_elements && !json_is_object(resp)) ||
+        (ev->user_identity && !json_is_object(who)) || !res) {
         json_decref(req);
         json_decref(resp);
+        json_decref(who);
         json_decref(res);
         return KMS_ERR_VALIDATION;
     }
-    if (ev->resource_name && *ev->resource_name)
-        json_array_append_new(res, json_pack("{s:s, s:s*, s:s*}", "accountId", p && p->account ? p->account : c->account,
-                                             "type", ev->resource_type, "ARN", ev->resource_arn));
+    if (ev->resource_name && *ev->resource_name) {
+        const char *acct = p && p->account ? p->account : c->account; /* "": the service could not learn it */
+        json_array_append_new(res, json_pack("{s:s*, s:s*, s:s*}", "accountId", *acct ? acct : NULL, "type",
+                                             ev->resource_type, "ARN", ev->resource_arn));
+    }
+    if (ev->user_agent) {
+        agent = p ? *p : (kms_principal){0};
+        agent.user_agent = ev->user_agent;
+        p = &agent;
+    }
     pthread_mutex_lock(&c->lock);
     ticket = append(c, p, src, ev->event_name, req, resp, ev->resource_name, res, ev->read_only,
-                    ev->error_code && *ev->error_code ? ev->error_code : NULL, ev->error_message, NULL);
+                    ev->error_code && *ev->error_code ? ev->error_code : NULL, ev->error_message, NULL, who);
     pthread_mutex_unlock(&c->lock);
     if (!ticket)
         return KMS_ERR_INTERNAL;

@@ -18,6 +18,12 @@ typedef struct kmsc_backend_ops {
     /* The caller's account when the backend knows it without asking (the embedded principal's); NULL
      * when it must be learned from the service (kmsc_caller_account). May itself be NULL. */
     const char *(*account)(void *impl);
+    /* Keep the account kmsc_caller_account learned for this identity (NULL: nothing kept). */
+    void (*remember_account)(void *impl, const char *account);
+    /* The access key id requests are signed with, NULL when unsigned (or no such op). */
+    const char *(*access_key)(void *impl);
+    /* The region calls go to (NULL: no such op). */
+    const char *(*region)(void *impl);
 } kmsc_backend_ops;
 
 /* local:PATH — the embedded core (kmsclient/local.c). */

@@ -380,6 +380,16 @@ kms_err kmsc_audit_service_event(kmsc *c, const kms_service_event *ev)
     return kms_core_audit_service_event(core, kmsc_backend_local_principal(c->impl), ev);
 }
 
+const char *kmsc_access_key_id(kmsc *c)
+{
+    return c && c->ops->access_key ? c->ops->access_key(c->impl) : NULL;
+}
+
+const char *kmsc_region(kmsc *c)
+{
+    return c && c->ops->region ? c->ops->region(c->impl) : NULL;
+}
+
 kms_err kmsc_caller_arn(kmsc *c, char *buf, size_t cap)
 {
     const kms_principal *p;
@@ -513,8 +523,11 @@ kms_err kmsc_caller_account(kmsc *c, char account[16], kmsc_error *err)
     if (!e) {
         bool ok = arn_account(arn, account);
         free(arn);
-        if (ok)
+        if (ok) {
+            if (c->ops->remember_account)
+                c->ops->remember_account(c->impl, account);
             return KMS_OK;
+        }
         set_err(err, KMS_ERR_SERIALIZATION, "DescribeKey returned a key ARN without an account");
         return KMS_ERR_SERIALIZATION;
     }
@@ -526,6 +539,8 @@ kms_err kmsc_caller_account(kmsc *c, char account[16], kmsc_error *err)
         snprintf(a, sizeof a, "%.*s", p ? (int)strcspn(p, " ") : 0, p ? p : "");
         if (arn_account(a, account)) {
             memset(err, 0, sizeof *err);
+            if (c->ops->remember_account)
+                c->ops->remember_account(c->impl, account);
             return KMS_OK;
         }
         set_err(err, KMS_ERR_SERIALIZATION, "the key service did not name the caller's account");

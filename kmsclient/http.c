@@ -50,6 +50,7 @@ typedef struct http_impl {
     pthread_mutex_t lock;
     CURL *idle[POOL];
     int n_idle;
+    char account[16];     /* the caller's account, once learned (http_account) */
 } http_impl;
 
 /* ---- configuration files -------------------------------------------------------------------- */
@@ -336,7 +337,49 @@ static void http_free(void *p)
     free(h);
 }
 
-static const kmsc_backend_ops HTTP_OPS = {"http", http_call, http_free, NULL};
+/* The caller's account, learned once per process and identity (endpoint, socket, access key): every client
+ * a command opens (the verb's, its audit record's, a daemon's after its fork) asks the service once, not
+ * each time. An identity's account cannot change. */
+static pthread_mutex_t known_mu = PTHREAD_MUTEX_INITIALIZER;
+static char known_who[1024], known_account[16];
+
+static bool identity_of(const http_impl *h, char *buf, size_t cap)
+{
+    int n = snprintf(buf, cap, "%s\n%s\n%s", h->endpoint, h->unix_path ? h->unix_path : "",
+                     h->access_key ? h->access_key : "");
+    return n > 0 && (size_t)n < cap;
+}
+
+static const char *http_account(void *p)
+{
+    http_impl *h = p;
+    char who[sizeof known_who];
+    if (!h->account[0] && identity_of(h, who, sizeof who)) {
+        pthread_mutex_lock(&known_mu);
+        if (known_account[0] && !strcmp(who, known_who))
+            memcpy(h->account, known_account, sizeof h->account);
+        pthread_mutex_unlock(&known_mu);
+    }
+    return h->account[0] ? h->account : NULL;
+}
+
+static void http_remember_account(void *p, const char *account)
+{
+    http_impl *h = p;
+    char who[sizeof known_who];
+    if (!identity_of(h, who, sizeof who) || strlen(account) >= sizeof known_account)
+        return;
+    pthread_mutex_lock(&known_mu);
+    memcpy(known_who, who, sizeof who);
+    snprintf(known_account, sizeof known_account, "%s", account);
+    pthread_mutex_unlock(&known_mu);
+}
+
+static const char *http_access_key(void *p) { return ((http_impl *)p)->access_key; }
+static const char *http_region(void *p) { return ((http_impl *)p)->region; }
+
+static const kmsc_backend_ops HTTP_OPS = {"http",          http_call,       http_free,  http_account,
+                                          http_remember_account, http_access_key, http_region};
 
 static void global_init(void)
 {

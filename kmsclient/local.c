@@ -41,7 +41,9 @@ static void local_free(void *p)
 
 static const char *local_account(void *p) { return ((local_impl *)p)->principal.account; }
 
-static const kmsc_backend_ops LOCAL_OPS = {"local", local_call, local_free, local_account};
+static const char *local_region(void *p) { return kms_core_region(((local_impl *)p)->core); }
+
+static const kmsc_backend_ops LOCAL_OPS = {"local", local_call, local_free, local_account, NULL, NULL, local_region};
 
 kms_err kmsc_backend_local_new(const kmsc_opts *opts, const char *store_dir, void **impl,
                                const kmsc_backend_ops **ops, char **errmsg)

@@ -4,6 +4,8 @@
 #include "cli_common.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -189,4 +191,40 @@ out:
         sodium_free(pw);
     free(url);
     return c;
+}
+
+char *cli_generate_root_key(const char *dir)
+{
+    uint8_t *key = sodium_init() < 0 ? NULL : sodium_malloc(32);
+    char *rk = NULL;
+    int fd;
+    if (!key)
+        return NULL;
+    if (mkdir(dir, 0700) && errno != EEXIST) {
+        fprintf(stderr, "envelopefs: cannot create %s: %s\n", dir, strerror(errno));
+        goto fail;
+    }
+    if (asprintf(&rk, "%s/root.key", dir) < 0) {
+        rk = NULL;
+        goto fail;
+    }
+    fd = open(rk, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        fprintf(stderr, "envelopefs: cannot create %s: %s\n", rk, strerror(errno));
+        goto fail;
+    }
+    randombytes_buf(key, 32);
+    if (write(fd, key, 32) != 32 || fsync(fd)) {
+        fprintf(stderr, "envelopefs: cannot write %s: %s\n", rk, strerror(errno));
+        close(fd);
+        unlink(rk);
+        goto fail;
+    }
+    close(fd);
+    sodium_free(key);
+    return rk;
+fail:
+    free(rk);
+    sodium_free(key);
+    return NULL;
 }

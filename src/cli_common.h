@@ -43,6 +43,10 @@ char *cli_kms_url(const cli_kms_opts *o);
  * Prints a clear message to stderr on failure and returns NULL. */
 kmsc *cli_open_kms(const cli_kms_opts *o, const char *url);
 
+/* Create DIR (0700, if missing) and DIR/root.key, a new 0600 file of 32 random bytes (never one that
+ * exists). Returns its malloc'd path, or NULL with the message printed. */
+char *cli_generate_root_key(const char *dir);
+
 /* Read a passphrase from the terminal without echo into a sodium_malloc'd buffer (free with
  * sodium_free). NULL if stdin is not a terminal. */
 char *cli_prompt_passphrase(const char *prompt);

@@ -2,17 +2,27 @@
  * cli_ec2_audit.c — the EC2 side's audit records (cli_vol.h): every `envelopefs ec2` verb and `volume
  * attach`/`detach` leaves one CloudTrail-shaped record with eventSource ec2.amazonaws.com, eventName the
  * EC2 action (CreateVolume, AttachVolume, ...), requestParameters from its flags, responseElements from
- * its answer (mutating calls; nothing an EC2 answer holds is secret), errorCode/errorMessage on failure.
- * They go into the account's one trail, as CloudTrail keeps all services' events together: the key
- * store's (kms_core_audit_service_event), so `kms lookup-audit` shows them (EventSource filters) and
- * `kms validate-audit` checks them in the same hash chain. Only with embedded keys: over --kms URL the
- * trail belongs to the server, which has no operation to append another service's event.
+ * its answer (mutating calls; nothing an EC2 answer holds is secret), errorCode/errorMessage on failure,
+ * userAgent "envelopefs/VERSION command/ec2.VERB".
+ * They go into the account's one trail, as CloudTrail keeps all services' events together, always through
+ * kms_core_audit_service_event (one record builder, hash chain, digests and validation):
+ *   - embedded keys: the key store's trail, next to the key service's own records, the caller the store's
+ *     root or --as-user;
+ *   - any other key service (--kms URL: our server, moto, AWS KMS): the volume store's own trail,
+ *     VOLUME_STORE/trail/ — a trail-only key store (no keys) created on first use with a generated 0600
+ *     root key beside its keystore.db (trail/root.key), the caller as the EC2 side knows it: the access
+ *     key the key service is called with and that key's account (kmsc_caller_account), or the local
+ *     user (unixPeer) on an unsigned Unix socket; userIdentity type "Unknown" (no user name or ARN: KMS
+ *     has no operation that tells them).
+ * `envelopefs volume lookup-events` / `validate-audit` read whichever trail the same options write.
  */
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -99,19 +109,173 @@ static json_t *response_elements(json_t *resp)
     return o;
 }
 
-void cli_ec2_audit(const cli_vol *g, const char *event_name, const struct cli_args *a, const char *resource, int rc)
+void cli_ec2_action(const char *verb, char *buf, size_t cap)
+{
+    camel(verb, buf, cap);
+    buf[0] = (char)toupper((unsigned char)buf[0]);
+}
+
+bool cli_ec2_trail_is_keystore(const cli_vol *g)
+{
+    return !g->k.url || !strncmp(g->k.url, "local:", 6);
+}
+
+char *cli_ec2_trail_dir(const cli_vol *g)
+{
+    char *vs, *dir = NULL;
+    if (cli_ec2_trail_is_keystore(g))
+        return g->k.url ? strdup(g->k.url + 6) : cli_store_dir(&g->k);
+    if (!(vs = cli_vol_store_dir(g)))
+        return NULL;
+    if (asprintf(&dir, "%s/trail", vs) < 0)
+        dir = NULL;
+    free(vs);
+    return dir;
+}
+
+/* mkdir -p, new directories 0700. 0 or -1 (errno). */
+static int mkdirs(const char *path)
+{
+    char *p = strdup(path);
+    int rc = 0;
+    if (!p)
+        return -1;
+    for (char *s = p + 1; rc == 0 && *s; s++)
+        if (*s == '/') {
+            *s = 0;
+            if (mkdir(p, 0700) && errno != EEXIST)
+                rc = -1;
+            *s = '/';
+        }
+    if (rc == 0 && mkdir(p, 0700) && errno != EEXIST)
+        rc = -1;
+    free(p);
+    return rc;
+}
+
+/* The region a remote client calls when none could be opened (as kmsclient/http.c picks it, without the
+ * config file). */
+static const char *fallback_region(const cli_vol *g)
+{
+    const char *r = g->k.region ? g->k.region : getenv("AWS_REGION");
+    if (!r || !*r)
+        r = getenv("AWS_DEFAULT_REGION");
+    return r && *r ? r : "us-east-1";
+}
+
+kms_core *cli_ec2_trail_open(const cli_vol *g, const char *region)
+{
+    char *dir = cli_ec2_trail_dir(g), *db = NULL, *rk = NULL, *msg = NULL;
+    kms_core *core = NULL;
+    kms_err e = KMS_OK;
+    struct stat sb;
+    int fd = -1;
+    if (!dir || asprintf(&db, "%s/keystore.db", dir) < 0 || asprintf(&rk, "%s/root.key", dir) < 0) {
+        fprintf(stderr, "envelopefs: out of memory\n");
+        goto out;
+    }
+    if (mkdirs(dir) || (fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 || flock(fd, LOCK_EX)) {
+        fprintf(stderr, "envelopefs: the volume store's audit trail %s: %s\n", dir, strerror(errno));
+        goto out;
+    }
+    /* created on first use, under the directory's lock (two first calls at once make one trail); a root
+       key left by a creation that died before its store is used, not replaced */
+    if (stat(db, &sb) && errno == ENOENT) {
+        kms_store_opts so = {.store_dir = dir, .root_key_file = rk, .region = region ? region : fallback_region(g)};
+        char *made = NULL;
+        if (access(rk, F_OK) && errno == ENOENT && !(made = cli_generate_root_key(dir)))
+            goto out;
+        free(made);
+        if ((e = kms_store_init(&so, &msg)))
+            goto fail;
+    }
+    close(fd); /* (the lock with it) */
+    fd = -1;
+    {
+        kms_store_opts so = {.store_dir = dir, .root_key_file = rk};
+        e = kms_core_open(&so, &core, &msg);
+    }
+fail:
+    if (e) {
+        fprintf(stderr, "envelopefs: the volume store's audit trail %s: %s: %s\n", dir, kms_err_name(e),
+                msg ? msg : kms_strerror(e));
+        core = NULL;
+    }
+out:
+    if (fd >= 0)
+        close(fd);
+    free(msg);
+    free(rk);
+    free(db);
+    free(dir);
+    return core;
+}
+
+/* How the EC2 side knows its caller when the key service is remote: the access key it calls the key service
+ * with and that key's account (learned once per process: kmsclient keeps it), else the local user. Fills p
+ * (pointing into the buffers given) and *identity (a JSON object's text, malloc'd), *region. */
+struct remote_caller {
+    char account[16], akid[24], region[32];
+    kms_unix_peer peer;
+    char *identity;
+};
+static void remote_caller(const cli_vol *g, kms_principal *p, struct remote_caller *rc)
+{
+    kmsc_opts ko = {.url = g->k.url, .region = g->k.region, .max_retries = 0, .timeout_ms = 3000};
+    kmsc *kms = NULL;
+    char *msg = NULL;
+    json_t *ui;
+    memset(rc, 0, sizeof *rc);
+    if (kmsc_new(&ko, &kms, &msg) == KMS_OK) { /* (silent: the verb said what was wrong with it) */
+        kmsc_error ke;
+        const char *ak = kmsc_access_key_id(kms), *region = kmsc_region(kms);
+        memset(&ke, 0, sizeof ke);
+        if (kmsc_caller_account(kms, rc->account, &ke))
+            rc->account[0] = 0;
+        snprintf(rc->akid, sizeof rc->akid, "%s", ak ? ak : "");
+        snprintf(rc->region, sizeof rc->region, "%s", region ? region : fallback_region(g));
+    } else {
+        snprintf(rc->region, sizeof rc->region, "%s", fallback_region(g));
+    }
+    free(msg);
+    kmsc_free(kms);
+    ui = json_pack("{s:s}", "type", "Unknown");
+    if (ui && rc->akid[0]) {
+        json_object_set_new(ui, "principalId", json_string(rc->akid));
+        json_object_set_new(ui, "accessKeyId", json_string(rc->akid));
+    }
+    if (ui && rc->account[0])
+        json_object_set_new(ui, "accountId", json_string(rc->account));
+    if (ui && !rc->akid[0]) { /* unsigned (a Unix socket that knows us by uid): the local user */
+        rc->peer = (kms_unix_peer){(uint32_t)getuid(), (uint32_t)getgid(), (int32_t)getpid()};
+        json_object_set_new(ui, "unixPeer", json_pack("{s:I, s:I, s:I}", "uid", (json_int_t)rc->peer.uid, "gid",
+                                                      (json_int_t)rc->peer.gid, "pid", (json_int_t)rc->peer.pid));
+    }
+    rc->identity = ui ? json_dumps(ui, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(ui);
+    *p = (kms_principal){.account = rc->account, .user = "", .access_key = rc->akid[0] ? rc->akid : NULL,
+                         .source = "embedded"};
+}
+
+int cli_ec2_audit(const cli_vol *g, const char *event_name, const struct cli_args *a, const char *resource, int rc)
 {
     kms_service_event ev = {.event_source = "ec2.amazonaws.com"};
     const char *code = NULL, *message = NULL;
-    char name[64];
+    char name[64], agent[128];
     char *req = NULL, *resp = NULL;
     json_t *rq, *rs = NULL;
-    kmsc *kms;
     kms_err e;
-    if (rc == CLI_EXIT_USAGE || !opens_quietly(&g->k))
-        return; /* (a usage error is the CLI's, not a call; over --kms URL: see above) */
-    camel(event_name, name, sizeof name); /* a verb (create-volume) or an action: CreateVolume */
-    name[0] = (char)toupper((unsigned char)name[0]);
+    if (rc == CLI_EXIT_USAGE)
+        return 0; /* (a usage error is the CLI's, not a call) */
+    if (cli_ec2_trail_is_keystore(g) && !opens_quietly(&g->k))
+        return 0; /* no key store, or one that would prompt for its passphrase again (docs/DESIGN.md) */
+    if (strchr(event_name, '-')) /* a verb of `envelopefs ec2` */
+        snprintf(agent, sizeof agent, "envelopefs/%s command/ec2.%s", ENVELOPEFS_VERSION, event_name);
+    else /* AttachVolume, DetachVolume: `envelopefs volume attach|detach` */
+        snprintf(agent, sizeof agent, "envelopefs/%s command/volume.%s", ENVELOPEFS_VERSION,
+                 !strcmp(event_name, "DetachVolume") ? "detach" : "attach");
+    ev.user_agent = agent;
+    cli_ec2_action(event_name, name, sizeof name);
     ev.event_name = event_name = name;
     ev.read_only = !strncmp(event_name, "Describe", 8) || !strncmp(event_name, "Get", 3);
     if (rc) {
@@ -144,16 +308,28 @@ void cli_ec2_audit(const cli_vol *g, const char *event_name, const struct cli_ar
     json_decref(rs);
     ev.request_parameters = req;
     ev.response_elements = resp;
-    {
+    if (cli_ec2_trail_is_keystore(g)) {
         cli_kms_opts k = g->k;
+        kmsc *kms;
         k.via_service = NULL; /* EC2's own record: the caller, not a call through EC2 */
         kms = cli_open_kms(&k, NULL);
+        e = kms ? kmsc_audit_service_event(kms, &ev) : KMS_ERR_IO;
+        kmsc_free(kms);
+    } else {
+        struct remote_caller who;
+        kms_principal p;
+        kms_core *core;
+        remote_caller(g, &p, &who);
+        ev.user_identity = who.identity;
+        core = cli_ec2_trail_open(g, who.region);
+        e = !who.identity ? KMS_ERR_NOMEM : core ? kms_core_audit_service_event(core, &p, &ev) : KMS_ERR_IO;
+        kms_core_free(core); /* (seals the chain: a close digest) */
+        free(who.identity);
     }
-    e = kms ? kmsc_audit_service_event(kms, &ev) : KMS_ERR_IO;
     if (e)
-        fprintf(stderr, "envelopefs: warning: the %s call was not recorded in the audit trail: %s\n", event_name,
+        fprintf(stderr, "envelopefs: the %s call could not be recorded in the audit trail: %s\n", event_name,
                 kms_err_name(e));
-    kmsc_free(kms);
     free(req);
     free(resp);
+    return e ? -1 : 0;
 }

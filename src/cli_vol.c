@@ -14,6 +14,8 @@
 #include "share.h"
 
 json_t *cli_vol_last_response;
+bool cli_vol_defer_print;
+static bool deferred; /* cli_vol_last_response is still to be printed */
 
 int cli_vol_parse(int argc, char **argv, const char *who, cli_vol *g)
 {
@@ -60,6 +62,7 @@ void cli_vol_done(cli_vol *g)
     free(g->rest);
     json_decref(cli_vol_last_response);
     cli_vol_last_response = NULL;
+    deferred = false;
 }
 
 char *cli_vol_store_dir(const cli_vol *g)
@@ -259,14 +262,29 @@ int cli_need1(const char *who, const struct cli_args *a, const char *name, const
 
 int cli_vol_print(const cli_vol *g, const char *who, json_t *o)
 {
-    int rc;
+    int rc = 0;
     if (!o)
         return 1;
-    rc = cli_print_json(o, g->query, g->output, who);
+    if (cli_vol_defer_print) {
+        rc = cli_vol_print_deferred(g, who); /* (a second answer: the first goes out first) */
+        deferred = true;
+    } else {
+        rc = cli_print_json(o, g->query, g->output, who);
+    }
     json_decref(cli_vol_last_response); /* kept for the EC2 audit record (cli_ec2_audit.c) */
     cli_vol_last_response = o;
     return rc;
 }
+
+int cli_vol_print_deferred(const cli_vol *g, const char *who)
+{
+    if (!deferred)
+        return 0;
+    deferred = false;
+    return cli_print_json(cli_vol_last_response, g->query, g->output, who);
+}
+
+void cli_vol_drop_deferred(void) { deferred = false; }
 
 bool cli_parse_u64(const char *s, uint64_t *v)
 {

@@ -57,11 +57,29 @@ bool cli_parse_u64(const char *s, uint64_t *v);
 
 /* The last response cli_vol_print printed (owned here; NULL if none). */
 extern json_t *cli_vol_last_response;
-/* cli_ec2_audit.c: record the verb's call (event name e.g. "CreateVolume"; rc its exit status; a, when
- * non-NULL, its flags as requestParameters) in the account's trail with eventSource ec2.amazonaws.com:
- * the key store's trail when the keys are embedded and the store opens without a prompt; nothing over
- * --kms URL (docs/DESIGN.md). Best effort: a failure to record is a warning. */
-void cli_ec2_audit(const cli_vol *g, const char *event_name, const struct cli_args *a, const char *resource, int rc);
+/* With cli_vol_defer_print set (`envelopefs ec2` sets it), cli_vol_print keeps the response and prints
+ * nothing: cli_vol_print_deferred prints it once the call's audit record is durable (its exit status; 0
+ * when nothing is pending), cli_vol_drop_deferred forgets it when the record could not be written. */
+extern bool cli_vol_defer_print;
+int cli_vol_print_deferred(const cli_vol *g, const char *who);
+void cli_vol_drop_deferred(void);
+
+/* cli_ec2_audit.c: record the verb's call (event name e.g. "CreateVolume" or a verb, "create-volume"; rc
+ * its exit status; a, when non-NULL, its flags as requestParameters) in the account's trail with
+ * eventSource ec2.amazonaws.com: the key store's when the keys are embedded (and the store opens without a
+ * prompt), else the volume store's own (cli_ec2_trail_open). Durable when it returns 0; -1 (message
+ * printed) when the record could not be written. Nothing is recorded for a usage error (returns 0). */
+int cli_ec2_audit(const cli_vol *g, const char *event_name, const struct cli_args *a, const char *resource, int rc);
+/* An `ec2` verb's EC2 action: "create-volume" → "CreateVolume" (an action stays as it is). */
+void cli_ec2_action(const char *verb, char *buf, size_t cap);
+/* Whether the EC2 records go to the key store's trail (embedded keys) rather than the volume store's. */
+bool cli_ec2_trail_is_keystore(const cli_vol *g);
+/* The key store directory whose trail holds the EC2 records (malloc'd): the key store's, or
+ * VOLUME_STORE/trail (its root key VOLUME_STORE/trail/root.key). */
+char *cli_ec2_trail_dir(const cli_vol *g);
+/* Open the volume store's trail (a trail-only key store), creating it on first use (region: its
+ * awsRegion; NULL: --region, AWS_REGION, AWS_DEFAULT_REGION, us-east-1). NULL with the error printed. */
+kms_core *cli_ec2_trail_open(const cli_vol *g, const char *region);
 
 /* EC2's shapes. */
 json_t *cli_volume_json(vol_store *st, const vol_volume *v);

@@ -960,6 +960,7 @@ int cmd_ec2(int argc, char **argv)
     }
     if (rc)
         goto out;
+    cli_vol_defer_print = true; /* the answer goes out once the call's record is durable (below) */
     if (!strcmp(verb, "create-volume"))
         rc = create_volume(&g, &a);
     else if (!strcmp(verb, "describe-volumes"))
@@ -982,7 +983,19 @@ int cmd_ec2(int argc, char **argv)
         rc = snapshot_attribute(&g, &a, true);
     else
         rc = ebs_defaults(&g, &a, verb);
-    cli_ec2_audit(&g, verb, &a, NULL, rc); /* eventSource ec2.amazonaws.com (cli_ec2_audit.c) */
+    /* its record, eventSource ec2.amazonaws.com (cli_ec2_audit.c): durable before the answer, as the key
+       service's are; a call whose record could not be written fails (it took effect, as a KMS call whose
+       record fails does) */
+    if (cli_ec2_audit(&g, verb, &a, NULL, rc) && !rc) {
+        char action[64];
+        cli_ec2_action(verb, action, sizeof action);
+        cli_vol_drop_deferred();
+        rc = cli_service_error("InternalError", action,
+                               "the call took effect but its audit record could not be written");
+    } else {
+        int printed = cli_vol_print_deferred(&g, WHO);
+        rc = rc ? rc : printed;
+    }
 out:
     cli_vol_done(&g);
     return rc;

@@ -387,38 +387,6 @@ static void wipe_json_field(json_t *o, const char *field)
         sodium_memzero((char *)json_string_value(v), json_string_length(v));
 }
 
-/* Create a 0600 file with 32 random bytes; returns its malloc'd path or NULL (message printed). */
-static char *generate_root_key(const char *dir)
-{
-    uint8_t key[32];
-    char *rk = NULL;
-    int fd;
-    if (mkdir(dir, 0700) && errno != EEXIST) {
-        fprintf(stderr, "envelopefs kms: cannot create %s: %s\n", dir, strerror(errno));
-        return NULL;
-    }
-    if (asprintf(&rk, "%s/root.key", dir) < 0)
-        return NULL;
-    fd = open(rk, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        fprintf(stderr, "envelopefs kms: cannot create %s: %s\n", rk, strerror(errno));
-        free(rk);
-        return NULL;
-    }
-    randombytes_buf(key, sizeof key);
-    if (write(fd, key, sizeof key) != (ssize_t)sizeof key || fsync(fd)) {
-        fprintf(stderr, "envelopefs kms: cannot write %s: %s\n", rk, strerror(errno));
-        sodium_memzero(key, sizeof key);
-        close(fd);
-        unlink(rk);
-        free(rk);
-        return NULL;
-    }
-    sodium_memzero(key, sizeof key);
-    close(fd);
-    return rk;
-}
-
 static int init_store(int argc, char **argv, const cli_kms_opts *g)
 {
     kms_store_opts so;
@@ -460,7 +428,7 @@ static int init_store(int argc, char **argv, const cli_kms_opts *g)
             return EXIT_SERVICE;
         }
         free(db);
-        rk = generate_root_key(dir);
+        rk = cli_generate_root_key(dir);
         if (!rk) {
             free(dir);
             return 1;

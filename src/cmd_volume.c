@@ -9,6 +9,8 @@
  *   rekey VOL [--batch N]                             move every block still on its snapshot's key to the volume's own
  *   status VOL|SNAP                                   its key, blocks, and how many are still on another key
  *   sweep                                             reclaim chunk files no catalog row names
+ *   lookup-events [...] / validate-audit [...]        the trail the EC2 records go to (`kms lookup-audit` /
+ *                                                     `validate-audit` on it: cli_ec2_audit.c)
  * Global options as for `envelopefs ec2`. Errors print the AWS CLI's line (exit 254), usage errors 252.
  */
 #include <errno.h>
@@ -44,6 +46,9 @@ static int usage(FILE *f, int rc)
                "       envelopefs volume rekey VOL [--batch N]   (detached; restartable)\n"
                "       envelopefs volume status VOL|SNAP\n"
                "       envelopefs volume sweep\n"
+               "       envelopefs volume lookup-events [--lookup-attributes AttributeKey=K,AttributeValue=V] [--start-time T]\n"
+               "                              [--end-time T] [--max-results N] [--next-token T]   (the EC2 records' trail)\n"
+               "       envelopefs volume validate-audit [--start-time T] [--public-key HEX]\n"
                "global options as for `envelopefs ec2` (--store, --volume-store, --kms, --root-key-file, ...)\n");
     return rc;
 }
@@ -53,11 +58,13 @@ static void print_attachment(void *arg, const char *text)
     const cli_vol *g = arg;
     json_t *j = json_loads(text, 0, NULL);
     if (j) {
-        (void)cli_print_json(j, g->query, g->output, WHO);
-        /* the attachment is made: its record (in the daemon, before the parent returns) */
+        /* the attachment is made: its record first (in the daemon, before the parent returns), then the answer */
         json_decref(cli_vol_last_response);
         cli_vol_last_response = j;
-        cli_ec2_audit(g, "AttachVolume", NULL, json_string_value(json_object_get(j, "VolumeId")), 0);
+        if (cli_ec2_audit(g, "AttachVolume", NULL, json_string_value(json_object_get(j, "VolumeId")), 0))
+            fprintf(stderr, WHO ": warning: %s is attached, but the attachment is not in the audit trail\n",
+                    json_string_value(json_object_get(j, "VolumeId")));
+        (void)cli_print_json(j, g->query, g->output, WHO);
     }
 }
 
@@ -151,7 +158,9 @@ static int detach(cli_vol *g)
     rc = vol_detach(dir, g->rest[1], &e);
     free(dir);
     rc = rc ? cli_service_error(e.code, "DetachVolume", e.message) : 0;
-    cli_ec2_audit(g, "DetachVolume", NULL, g->rest[1], rc);
+    if (cli_ec2_audit(g, "DetachVolume", NULL, g->rest[1], rc) && !rc) /* (durable before it returns) */
+        rc = cli_service_error("InternalError", "DetachVolume",
+                               "the volume is detached but its audit record could not be written");
     return rc;
 }
 
@@ -369,6 +378,47 @@ static int sweep(cli_vol *g)
     return 0;
 }
 
+/* lookup-events / validate-audit: `kms lookup-audit` / `kms validate-audit` on the trail the EC2 records of
+ * the same options go to (cli_ec2_audit.c): the key store's with embedded keys, else the volume store's own
+ * (created on first use, so a trail with nothing in it yet reads as empty). Flags as for those verbs. */
+static int trail_verb(cli_vol *g, const char *kms_verb)
+{
+    bool keystore = cli_ec2_trail_is_keystore(g);
+    char *dir = cli_ec2_trail_dir(g), *rk = NULL;
+    char **argv = calloc((size_t)g->nrest + 12, sizeof *argv);
+    int n = 0, rc = 1;
+    if (!dir || !argv || (!keystore && asprintf(&rk, "%s/root.key", dir) < 0))
+        goto out;
+    if (!keystore) {
+        kms_core *core = cli_ec2_trail_open(g, NULL);
+        if (!core) {
+            rc = CLI_EXIT_SERVICE;
+            goto out;
+        }
+        kms_core_free(core);
+    }
+    argv[n++] = (char *)"kms";
+    argv[n++] = (char *)(keystore && g->k.url ? "--kms" : "--store");
+    argv[n++] = keystore && g->k.url ? (char *)g->k.url : dir;
+    if (!keystore || g->k.root_key_file) { /* (the trail's own key: not one ENVELOPEFS_ROOT_KEY_FILE names) */
+        argv[n++] = (char *)"--root-key-file";
+        argv[n++] = keystore ? (char *)g->k.root_key_file : rk;
+    }
+    if (keystore && g->k.passphrase_file) {
+        argv[n++] = (char *)"--passphrase-file";
+        argv[n++] = (char *)g->k.passphrase_file;
+    }
+    argv[n++] = (char *)kms_verb;
+    for (int i = 1; i < g->nrest; i++)
+        argv[n++] = g->rest[i];
+    rc = cmd_kms(n, argv);
+out:
+    free(argv);
+    free(rk);
+    free(dir);
+    return rc;
+}
+
 static bool wants_signature(const cli_vol *g)
 {
     for (int i = 1; i < g->nrest; i++)
@@ -406,6 +456,10 @@ int cmd_volume(int argc, char **argv)
         rc = status(&g);
     else if (!strcmp(g.rest[0], "sweep"))
         rc = sweep(&g);
+    else if (!strcmp(g.rest[0], "lookup-events"))
+        rc = trail_verb(&g, "lookup-audit");
+    else if (!strcmp(g.rest[0], "validate-audit"))
+        rc = trail_verb(&g, "validate-audit");
     else {
         fprintf(stderr, WHO ": unknown verb '%s'\n", g.rest[0]);
         rc = usage(stderr, CLI_EXIT_USAGE);

@@ -285,9 +285,11 @@ void kms_core_audit_auth_failure(kms_core *core, const kms_principal *claimed, c
 
 /* A call of another service of the account (EC2's volume and snapshot calls: the volume store), recorded
  * in this trail as CloudTrail keeps every service's events in one trail per account: the same record
- * shape, hash chain, digests, lookup (EventSource filters) and validation. Strings are borrowed; the
- * JSON texts must already be free of secrets. Durable before it returns. KMS_ERR_VALIDATION for an
- * event source that is not NAME.amazonaws.com (or is kms's) or JSON that is not an object. */
+ * shape, hash chain, digests, lookup (EventSource filters) and validation. p gives the columns lookups
+ * filter on (account, user, access key) and sourceIPAddress/userAgent; recipientAccountId is p's account.
+ * Strings are borrowed; the JSON texts must already be free of secrets. Durable before it returns.
+ * KMS_ERR_VALIDATION for an event source that is not NAME.amazonaws.com (or is kms's) or JSON that is
+ * not an object. */
 typedef struct kms_service_event {
     const char *event_source;       /* "ec2.amazonaws.com" */
     const char *event_name;         /* "CreateVolume", "AttachVolume", ... (< 48 characters) */
@@ -299,6 +301,10 @@ typedef struct kms_service_event {
     const char *resource_arn;       /* or NULL */
     const char *error_code;         /* NULL on success */
     const char *error_message;
+    /* a JSON object's text: the userIdentity as the service saw its caller (a caller of a remote key
+     * service, known by its access key), in place of the one built from p; NULL: built from p */
+    const char *user_identity;
+    const char *user_agent; /* the caller's client as the service saw it; NULL: p's */
 } kms_service_event;
 kms_err kms_core_audit_service_event(kms_core *core, const kms_principal *p, const kms_service_event *ev) KMS_WUR;
 

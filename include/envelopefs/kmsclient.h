@@ -135,6 +135,12 @@ kms_err kmsc_audit_service_event(kmsc *c, const kms_service_event *ev) KMS_WUR;
 /* The principal ARN this client acts as, when the client knows it (the embedded backend: the store's
  * account root or --as-user); KMS_ERR_UNSUPPORTED_OPERATION over http(s), where the server decides. */
 kms_err kmsc_caller_arn(kmsc *c, char *buf, size_t cap) KMS_WUR;
+/* The access key id this client signs its requests with (borrowed, valid until kmsc_free): NULL for the
+ * embedded backend and for unsigned calls over a Unix socket (the server knows the caller by its uid). */
+const char *kmsc_access_key_id(kmsc *c);
+/* The region this client calls (borrowed): the embedded store's, or the http(s) client's (kmsc_opts,
+ * AWS_REGION, AWS_DEFAULT_REGION, the config file, us-east-1). */
+const char *kmsc_region(kmsc *c);
 /* Encrypt (plaintext ≤ 4096 bytes). *blob is malloc'd; free(). */
 kms_err kmsc_encrypt(kmsc *c, const char *key_id, const uint8_t *pt, size_t pt_len,
                      const kms_ectx *ectx, uint8_t **blob, size_t *blob_len, kmsc_error *err) KMS_WUR;
@@ -152,7 +158,8 @@ kms_err kmsc_describe_key(kmsc *c, const char *key_id, char **arn, bool *enabled
  * "alias/aws/ebs", an alias resolved in the caller's own account: its key ARN on success, else the
  * alias ARN that AWS's NotFoundException message names ("Alias arn:aws:kms:R:ACCOUNT:alias/aws/ebs is
  * not found."), or the principal an AccessDeniedException names ("User: arn:aws:iam::ACCOUNT:… is not
- * authorized …"). KMS_ERR_SERIALIZATION when none names an account.
+ * authorized …"). KMS_ERR_SERIALIZATION when none names an account. What a server said is kept for the
+ * process, per endpoint and access key: later clients with the same identity do not ask again.
  */
 kms_err kmsc_caller_account(kmsc *c, char account[16], kmsc_error *err) KMS_WUR;
 

@@ -1059,6 +1059,26 @@ static void test_audit_service_event(void)
     CHECK(kms_core_lookup_audit(c, &q, &out, &n, &next) == KMS_OK);
     CHECK(n == 2);
     kms_audit_events_free(out, n);
+    /* the service's view of a caller it knows by an access key only (a remote key service's): its
+     * userIdentity and userAgent as given, the columns from p, recipientAccountId the caller's account;
+     * an identity that is not a JSON object is refused */
+    {
+        kms_principal remote = {.account = "444455556666", .user = "", .access_key = "AKIAREMOTE0000000001",
+                                .source = "embedded"};
+        kms_service_event r = {.event_source = "ec2.amazonaws.com", .event_name = "DescribeVolumes", .read_only = true,
+                               .user_identity = "{\"type\":\"Unknown\",\"accessKeyId\":\"AKIAREMOTE0000000001\"}",
+                               .user_agent = "envelopefs/test command/ec2.describe-volumes"};
+        kms_audit_query rq = {.access_key = "AKIAREMOTE0000000001", .max_results = 10};
+        CHECK(kms_core_audit_service_event(c, &remote, &r) == KMS_OK);
+        r.user_identity = "\"me\"";
+        CHECK(kms_core_audit_service_event(c, &remote, &r) == KMS_ERR_VALIDATION);
+        CHECK(kms_core_lookup_audit(c, &rq, &out, &n, &next) == KMS_OK);
+        CHECK(n == 1 && !strcmp(out[0].account, "444455556666") && !strcmp(out[0].user, ""));
+        CHECK(strstr(out[0].event, "\"userIdentity\":{\"accessKeyId\":\"AKIAREMOTE0000000001\",\"type\":\"Unknown\"}") &&
+              strstr(out[0].event, "\"userAgent\":\"envelopefs/test command/ec2.describe-volumes\"") &&
+              strstr(out[0].event, "\"recipientAccountId\":\"444455556666\""));
+        kms_audit_events_free(out, n);
+    }
     CHECK(kms_core_validate_audit(c, 0, NULL, &v) == KMS_OK);
     CHECK(v.valid);
     kms_core_free(c);

@@ -3,7 +3,8 @@
 # record (eventSource ec2.amazonaws.com, eventName the EC2 action, requestParameters, responseElements on
 # mutating calls, errorCode/errorMessage on failures, requestID, eventID, readOnly) in the key store's
 # trail, next to the key service's own (AttachVolume's CreateGrant, Decrypt, RetireGrant); lookup-audit
-# filters them by EventSource; validate-audit checks them in the same chain and finds an edited one.
+# filters them by EventSource; validate-audit checks them in the same chain and finds an edited one;
+# `volume lookup-events` / `validate-audit` read that trail. (With --kms URL: vol_audit_remote.sh.)
 set -euo pipefail
 B=${ENVELOPEFS_BIN:?ENVELOPEFS_BIN must point at the envelopefs binary}
 [ -e /dev/fuse ] || { echo "SKIP: /dev/fuse absent"; exit 77; }
@@ -42,6 +43,8 @@ for e in events:
               "requestID", "eventID", "readOnly", "awsRegion", "sourceIPAddress"):
         assert k in r, (k, r)
     assert r["userIdentity"]["type"] == "Root" and "invokedBy" not in r["userIdentity"], r
+    assert r["userAgent"].startswith("envelopefs/") and "command/" in r["userAgent"], r["userAgent"]
+    assert r["recipientAccountId"] == r["userIdentity"]["accountId"], r
     assert r["readOnly"] == (r["eventName"] == "DescribeVolumes"), r
     assert "Plaintext" not in e["CloudTrailEvent"] and "CiphertextBlob" not in e["CloudTrailEvent"], r
 by = {json.loads(e["CloudTrailEvent"])["eventName"]: json.loads(e["CloudTrailEvent"]) for e in events}
@@ -71,6 +74,12 @@ assert ev and all(e["EventSource"] == "kms.amazonaws.com" for e in ev), ev
 names = {e["EventName"] for e in ev}
 assert {"GenerateDataKeyWithoutPlaintext", "CreateGrant", "Decrypt", "RetireGrant"} <= names, names' || fail "kms records"
 "$B" kms validate-audit >"$T/v.json" || fail "validate-audit: $(cat "$T/v.json")"
+# `volume lookup-events` / `volume validate-audit` read the same trail (the key store's: embedded keys), and
+# no trail of the volume store's own is made
+[ "$("$B" volume lookup-events --lookup-attributes AttributeKey=EventSource,AttributeValue=ec2.amazonaws.com |
+     python3 -c 'import json,sys; print(len(json.load(sys.stdin)["Events"]))')" = 7 ] || fail "volume lookup-events"
+"$B" volume validate-audit >/dev/null || fail "volume validate-audit"
+[ ! -e "$VS/trail" ] || fail "a volume-store trail although the keys are embedded"
 # an EC2 record edited in the store file is found
 SEQ=$(python3 -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("SELECT seq FROM audit WHERE operation=\"CreateSnapshot\"").fetchone()[0])' "$T/store/keystore.db")
 python3 -c 'import sqlite3,sys; db=sqlite3.connect(sys.argv[1]); db.execute("UPDATE audit SET event=replace(event, \"nightly\", \"weekly\") WHERE seq=?", (int(sys.argv[2]),)); db.commit()' "$T/store/keystore.db" "$SEQ"
