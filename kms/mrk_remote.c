@@ -88,17 +88,47 @@ static kms_err request_key(struct op_ctx *x, json_t *in, const char **id, uint8_
     return KMS_OK;
 }
 
+/* A commitment to k's first version, the same in every region holding the real key: HMAC-SHA256 keyed with
+ * the material over CHECK_LABEL and the key id (64 hex digits + NUL; "" for a key without material). It
+ * reveals nothing of the material, and tells a key of the same id made with other material — a "replica"
+ * someone of the account built through PutReplica with material of their own — from the real one, so no
+ * version of the real key is ever pushed into it. */
+#define CHECK_LABEL "envelopefs-replica-check-v1"
+static kms_err material_check(kms_core *c, kms_key *k, char out[65], char **msg)
+{
+    crypto_auth_hmacsha256_state st;
+    uint8_t *m = NULL, mac[32];
+    size_t n = 0;
+    kms_err e;
+    out[0] = 0;
+    if (!k->n_versions)
+        return KMS_OK;
+    if ((e = kms_store_version_plain(c, k, k->versions[0].version, &m, &n, msg)))
+        return e;
+    crypto_auth_hmacsha256_init(&st, m, n);
+    crypto_auth_hmacsha256_update(&st, (const uint8_t *)CHECK_LABEL, sizeof CHECK_LABEL - 1);
+    crypto_auth_hmacsha256_update(&st, (const uint8_t *)k->id, strlen(k->id));
+    crypto_auth_hmacsha256_final(&st, mac);
+    sodium_memzero(&st, sizeof st);
+    sodium_free(m);
+    sodium_bin2hex(out, 65, mac, sizeof mac);
+    return KMS_OK;
+}
+
 /* What this store holds of key id. */
 static json_t *replica_status(kms_core *c, const char *id)
 {
     kms_key *k = kms_find_key(c, id);
-    char primary[32];
+    char primary[32], check[65], *m = NULL;
     json_t *regions = NULL, *o;
     if (!k)
         return json_pack("{s:b}", "Exists", 0);
     o = json_pack("{s:b, s:I, s:s}", "Exists", 1, "Versions", (json_int_t)k->n_versions, "KeyState", STATES[k->state]);
     if (o && kms_mrk_row_get(c->db, id, primary, &regions))
         json_object_set_new(o, "PrimaryRegion", json_string(primary));
+    if (o && material_check(c, k, check, &m) == KMS_OK && check[0]) /* else absent: the source sends nothing */
+        json_object_set_new(o, "MaterialCheck", json_string(check));
+    free(m);
     json_decref(regions);
     return o;
 }
@@ -672,6 +702,22 @@ out:
     return e;
 }
 
+/* Whether ep's replica (rep, its status) holds k's own key material: KMSInvalidStateException otherwise. */
+static kms_err same_material(kms_core *c, kms_key *k, json_t *rep, const char *region, char **msg)
+{
+    const char *theirs = json_string_value(json_object_get(rep, "MaterialCheck"));
+    char ours[65];
+    kms_err e = material_check(c, k, ours, msg);
+    if (e)
+        return e;
+    if (!theirs || strlen(theirs) != 64 || sodium_memcmp(ours, theirs, 64)) {
+        kms_set_msg(msg, "region %s holds a key %s whose key material is not this key's: nothing is sent to it",
+                    region, k->id);
+        return KMS_ERR_INVALID_STATE;
+    }
+    return KMS_OK;
+}
+
 /* Send PutReplica with the core lock released. */
 static kms_err put(kms_core *c, const kms_endpoint *ep, json_t *req, json_t **resp, char **msg)
 {
@@ -706,6 +752,8 @@ static kms_err push_one(kms_core *c, const char *id, const char *owner, const km
     k = kms_find_key(c, id);
     if (!k || !kms_mrk_row_get(c->db, id, primary, &regions) || strcmp(primary, c->region))
         goto out; /* no longer this region's primary: nothing to push */
+    if ((e = same_material(c, k, rep, ep->region, msg)))
+        goto out;
     if (!(req = json_pack("{s:s, s:s, s:s, s:O}", "KeyId", id, "AWSAccountId", owner, "PrimaryRegion", primary,
                           "Regions", regions))) {
         e = KMS_ERR_NOMEM;
@@ -744,7 +792,8 @@ kms_err kms_mrk_remote_replicate(struct op_ctx *x, kms_key *k, const kms_endpoin
         /* Made before (an answer lost on the way?): when it names this region as its primary, this region lists
          * it again and brings it up to date; the answer is AlreadyExistsException either way. */
         const char *rp = json_string_value(json_object_get(rep, "PrimaryRegion"));
-        if (rp && !strcmp(rp, c->region)) {
+        char *m0 = NULL;
+        if (rp && !strcmp(rp, c->region) && same_material(c, k, rep, ep->region, &m0) == KMS_OK) {
             char *m = NULL;
             if (!kms_mrk_in_list(regions, ep->region) &&
                 (json_array_append_new(regions, json_string(ep->region)) ||
@@ -756,6 +805,7 @@ kms_err kms_mrk_remote_replicate(struct op_ctx *x, kms_key *k, const kms_endpoin
                 EFS_WARN("multi-Region key %s: bringing region %s up to date failed: %s", id, ep->region, m ? m : "");
             free(m);
         }
+        free(m0);
         e = fail(x, KMS_ERR_ALREADY_EXISTS, "Replica key %s already exists in region %s", id, ep->region);
         goto out;
     }
@@ -841,6 +891,8 @@ kms_err kms_mrk_remote_update_primary(struct op_ctx *x, kms_key *k, const kms_en
         e = fail(x, KMS_ERR_INVALID_STATE, "%s changed meanwhile; try again", id);
         goto out;
     }
+    if ((e = same_material(c, k, rep, ep->region, x->msg))) /* the primary role only to the real key */
+        goto out;
     req = json_pack("{s:s, s:s, s:s, s:O, s:b, s:i, s:I}", "KeyId", id, "AWSAccountId", owner, "PrimaryRegion",
                     ep->region, "Regions", regions, "RotationEnabled", k->rotation_enabled, "RotationPeriodInDays",
                     k->rotation_period, "NextRotation", (json_int_t)k->next_rotation);

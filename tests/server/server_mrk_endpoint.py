@@ -193,6 +193,35 @@ elif phase == "protocol":
     s, o, _ = post(ub, "EnvelopefsReplication.PutReplica", forged, "us-west-2", akb, skb)
     assert s == 400 and o["__type"] == "InvalidImportTokenException", (s, o)
     assert err(B.describe_key, KeyId=forged["KeyId"])[0] == "NotFoundException"
+    # Someone of the account may make a key in us-west-2 through the protocol (CreateKey there), even one that
+    # calls itself a replica of a real us-east-1 key, with material of their own: the real primary tells it by
+    # its MaterialCheck, never adopts it nor sends it a version.
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding
+    from cryptography.hazmat.primitives.keywrap import aes_key_wrap_with_padding
+    fk = A.create_key(MultiRegion=True, Description="real")["KeyMetadata"]["KeyId"]
+    s, p, _ = post(ub, "EnvelopefsReplication.GetReplicationParameters", {"KeyId": fk, "AWSAccountId": acct},
+                   "us-west-2", akb, skb)
+    assert s == 200 and not p["Replica"]["Exists"] and p["WrappingAlgorithm"] == "RSA_AES_KEY_WRAP_SHA_256", (s, p)
+    pub = serialization.load_der_public_key(base64.b64decode(p["PublicKey"]))
+    assert pub.key_size == 3072
+    kek = os.urandom(32)
+    wk = pub.encrypt(kek, padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None))
+    planted = {"KeyId": fk, "AWSAccountId": acct, "Create": True, "PrimaryRegion": "us-east-1",
+               "Regions": ["us-east-1", "us-west-2"], "KeySpec": "SYMMETRIC_DEFAULT", "KeyUsage": "ENCRYPT_DECRYPT",
+               "Origin": "AWS_KMS", "ReplicationToken": p["ReplicationToken"], "WrappedKey": b64(wk),
+               "Versions": [{"Version": 1, "CreationDate": 1, "Automatic": False,
+                             "Material": b64(aes_key_wrap_with_padding(kek, b"\x01" * 32))}]}
+    s, o, _ = post(ub, "EnvelopefsReplication.PutReplica", planted, "us-west-2", akb, skb)
+    assert s == 200 and o["ReplicaKeyMetadata"]["KeyId"] == fk, (s, o)
+    s, o, _ = post(ub, "EnvelopefsReplication.PutReplica", planted, "us-west-2", akb, skb)
+    assert s == 400 and o["__type"] == "AlreadyExistsException", (s, o)
+    code, msg = err(A.replicate_key, KeyId=fk, ReplicaRegion="us-west-2")
+    assert code == "AlreadyExistsException", (code, msg)
+    assert A.describe_key(KeyId=fk)["KeyMetadata"]["MultiRegionConfiguration"]["ReplicaKeys"] == []  # not adopted
+    assert B.list_key_rotations(KeyId=fk)["Rotations"] == []
+    ct = A.encrypt(KeyId=fk, Plaintext=b"x")["CiphertextBlob"]
+    assert err(B.decrypt, CiphertextBlob=ct)[0] == "InvalidCiphertextException"
     # the CLI's list of operations does not have them
     import subprocess
     out = subprocess.run([os.environ["ENVELOPEFS_BIN"], "kms", "help"], capture_output=True, text=True).stdout
