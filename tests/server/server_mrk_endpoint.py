@@ -2,7 +2,8 @@
 """server_mrk_endpoint.py — multi-Region keys between two servers over the replication protocol, with boto3 as the
 client (server_mrk_endpoint.sh starts and stops the servers between phases; state passes through a JSON file).
 Usage: server_mrk_endpoint.py PHASE STATE URL_A AK_A SK_A URL_B AK_B SK_B
-Phases: replicate, bad-credentials, loose-credentials, rotate, primary-down, update-primary, protocol."""
+Phases: replicate, bad-credentials, loose-credentials, rotate, primary-down, missed-push, catch-up, update-primary,
+protocol."""
 import base64, json, os, sys
 import boto3, botocore
 from botocore.auth import SigV4Auth
@@ -125,6 +126,21 @@ elif phase == "primary-down":
     assert B.decrypt(CiphertextBlob=ct_load("ct_w"))["Plaintext"] == b"made in us-west-2"
     assert B.generate_data_key(KeyId="alias/west", KeySpec="AES_256")["KeyId"].endswith(kid)
 
+elif phase == "missed-push":
+    # us-west-2 is down while the primary rotates: the rotation succeeds, the push is lost
+    kid = st["kid"]
+    A.rotate_key_on_demand(KeyId=kid)
+    st["ct_missed"] = b64(A.encrypt(KeyId=kid, Plaintext=b"while us-west-2 was down")["CiphertextBlob"])
+
+elif phase == "catch-up":
+    # back up: it lacks that version until the primary's next push; ReplicateKey again is one (AlreadyExists)
+    kid = st["kid"]
+    assert err(B.decrypt, CiphertextBlob=ct_load("ct_missed"))[0] == "InvalidCiphertextException"
+    assert len(B.list_key_rotations(KeyId=kid)["Rotations"]) == 1
+    assert err(A.replicate_key, KeyId=kid, ReplicaRegion="us-west-2")[0] == "AlreadyExistsException"
+    assert B.decrypt(CiphertextBlob=ct_load("ct_missed"))["Plaintext"] == b"while us-west-2 was down"
+    assert len(B.list_key_rotations(KeyId=kid)["Rotations"]) == 2
+
 elif phase == "update-primary":
     kid = st["kid"]
     assert err(B.update_primary_region, KeyId=kid, PrimaryRegion="us-west-2")[0] == "UnsupportedOperationException"
@@ -149,7 +165,7 @@ elif phase == "update-primary":
     ct3 = B.encrypt(KeyId=kid, Plaintext=b"v3 from us-west-2")["CiphertextBlob"]
     assert A.decrypt(CiphertextBlob=ct3)["Plaintext"] == b"v3 from us-west-2"
     assert A.decrypt(CiphertextBlob=ct_load("ct2"))["Plaintext"] == b"after rotation"
-    assert len(A.list_key_rotations(KeyId=kid)["Rotations"]) == 2
+    assert len(A.list_key_rotations(KeyId=kid)["Rotations"]) == 3
     # a primary with a replica on another server is not deleted; once the replica is gone it may be
     assert err(B.schedule_key_deletion, KeyId=kid, PendingWindowInDays=7)[0] == "KMSInvalidStateException"
 

@@ -53,6 +53,11 @@ run rotate
 stop a
 run primary-down         # us-west-2 decrypts both regions' ciphertext, with us-east-1 gone
 start a
+stop b
+run missed-push          # a rotation while us-west-2 is down
+grep -q 'did not reach region us-west-2' "$T/log-a" || fail "the lost push is not in us-east-1's log"
+start b
+run catch-up             # it gets the version at the primary's next push
 run update-primary
 run protocol             # the protocol's operations are not AWS's, and refuse who may not use them
 
