@@ -369,6 +369,19 @@ static enum MHD_Result reply_error(struct MHD_Connection *c, kms_err e, const ch
 }
 
 /* Authenticate; on success fills the principal strings. */
+/* Whether key_id is one of a comma-separated list. */
+static bool listed_in(const char *list, const char *key_id)
+{
+    size_t kl = strlen(key_id);
+    for (const char *p = list; p && *p; p += strcspn(p, ",") + (p[strcspn(p, ",")] == ',')) {
+        if (strcspn(p, ",") == kl && !strncmp(p, key_id, kl))
+            return true;
+        if (!strcspn(p, ","))
+            break;
+    }
+    return false;
+}
+
 /* The service a trusted access key's request says it comes through (kms_server_opts.trust_via_service),
  * or NULL: the header must be signed, the key listed, and the name NAME.REGION.amazonaws.com. */
 static const char *via_service(const kms_server *s, struct MHD_Connection *c, const char *key_id)
@@ -514,13 +527,21 @@ static enum MHD_Result handle_replication(kms_server *s, struct MHD_Connection *
             kms_core_audit_auth_failure(s->core, &p, op, e, msg);
         return reply_error(c, e, msg);
     }
+    p.account = key.account;
+    p.user = key.user;
+    p.access_key = key.id;
+    if (s->o.replication_keys && !listed_in(s->o.replication_keys, key.id)) {
+        char m[160];
+        sodium_memzero(skey, sizeof skey);
+        snprintf(m, sizeof m, "access key %s may not use the replication protocol on this server (--replication-keys)",
+                 key.id);
+        kms_core_audit_auth_failure(s->core, &p, op, KMS_ERR_ACCESS_DENIED, m);
+        return reply_error(c, KMS_ERR_ACCESS_DENIED, m);
+    }
     if (!allow(s, key.account)) {
         sodium_memzero(skey, sizeof skey);
         return reply_error(c, KMS_ERR_THROTTLING, "Rate exceeded");
     }
-    p.account = key.account;
-    p.user = key.user;
-    p.access_key = key.id;
     p.source_ip = cs && strcmp(cs->source, "http:unix") ? cs->source + 5 : NULL;
     e = kms_core_replication_call(s->core, &p, op, st->body ? st->body : "{}", st->body ? st->len : 2, &resp,
                                   &resp_len, &emsg);

@@ -186,6 +186,7 @@ elif phase == "protocol":
         except urllib.error.HTTPError as e:
             return e.code, json.loads(e.read()), e.headers
     acct = A.describe_key(KeyId=kid)["KeyMetadata"]["AWSAccountId"]
+    rak, rsk = os.environ["REPL_B_AK"], os.environ["REPL_B_SK"]  # the key us-east-1 replicates with
     body = {"KeyId": kid, "AWSAccountId": acct, "StatusOnly": True}
     s, o, _ = post(ub, "TrentService.GetReplicationParameters", body, "us-west-2", akb, skb)
     assert s == 400 and o["__type"] == "UnknownOperationException", (s, o)
@@ -193,31 +194,34 @@ elif phase == "protocol":
     assert s == 400 and o["__type"] == "UnknownOperationException", (s, o)
     s, o, _ = post(ub, "EnvelopefsReplication.GetReplicationParameters", body, "us-west-2")
     assert s == 400 and o["__type"] == "MissingAuthenticationTokenException", (s, o)
-    s, o, _ = post(ub, "EnvelopefsReplication.Nothing", body, "us-west-2", akb, skb)
+    # alice is of the account, but us-west-2 takes the protocol from its replication key only
+    s, o, _ = post(ub, "EnvelopefsReplication.GetReplicationParameters", body, "us-west-2", akb, skb)
+    assert s == 400 and o["__type"] == "AccessDeniedException" and "--replication-keys" in o["message"], (s, o)
+    s, o, _ = post(ub, "EnvelopefsReplication.Nothing", body, "us-west-2", rak, rsk)
     assert s == 400 and o["__type"] == "UnknownOperationException", (s, o)
-    s, o, h = post(ub, "EnvelopefsReplication.GetReplicationParameters", body, "us-west-2", akb, skb)
+    s, o, h = post(ub, "EnvelopefsReplication.GetReplicationParameters", body, "us-west-2", rak, rsk)
     assert s == 200 and o["Replica"]["Exists"] and o["Replica"]["PrimaryRegion"] == "us-west-2", (s, o)
     assert len(h["X-Envelopefs-Response-Mac"]) == 64 and "PublicKey" not in o
     other = dict(body, AWSAccountId="444455556666")
-    s, o, _ = post(ub, "EnvelopefsReplication.GetReplicationParameters", other, "us-west-2", akb, skb)
+    s, o, _ = post(ub, "EnvelopefsReplication.GetReplicationParameters", other, "us-west-2", rak, rsk)
     assert s == 400 and o["__type"] == "AccessDeniedException", (s, o)
     # a PutReplica with a forged token makes nothing
     forged = {"KeyId": "mrk-" + "ab" * 16, "AWSAccountId": acct, "Create": True, "PrimaryRegion": "us-east-1",
               "Regions": ["us-east-1", "us-west-2"], "KeySpec": "SYMMETRIC_DEFAULT", "KeyUsage": "ENCRYPT_DECRYPT",
               "Origin": "AWS_KMS", "ReplicationToken": b64(b"EFIT" + bytes(100)), "WrappedKey": b64(bytes(384)),
               "Versions": [{"Version": 1, "CreationDate": 1, "Automatic": False, "Material": b64(bytes(40))}]}
-    s, o, _ = post(ub, "EnvelopefsReplication.PutReplica", forged, "us-west-2", akb, skb)
+    s, o, _ = post(ub, "EnvelopefsReplication.PutReplica", forged, "us-west-2", rak, rsk)
     assert s == 400 and o["__type"] == "InvalidImportTokenException", (s, o)
     assert err(B.describe_key, KeyId=forged["KeyId"])[0] == "NotFoundException"
-    # Someone of the account may make a key in us-west-2 through the protocol (CreateKey there), even one that
-    # calls itself a replica of a real us-east-1 key, with material of their own: the real primary tells it by
-    # its MaterialCheck, never adopts it nor sends it a version.
+    # Whoever holds the replication key may make a key in us-west-2 through the protocol (CreateKey there), even
+    # one that calls itself a replica of a real us-east-1 key, with material of their own: the real primary tells
+    # it by its MaterialCheck, never adopts it nor sends it a version.
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import padding
     from cryptography.hazmat.primitives.keywrap import aes_key_wrap_with_padding
     fk = A.create_key(MultiRegion=True, Description="real")["KeyMetadata"]["KeyId"]
     s, p, _ = post(ub, "EnvelopefsReplication.GetReplicationParameters", {"KeyId": fk, "AWSAccountId": acct},
-                   "us-west-2", akb, skb)
+                   "us-west-2", rak, rsk)
     assert s == 200 and not p["Replica"]["Exists"] and p["WrappingAlgorithm"] == "RSA_AES_KEY_WRAP_SHA_256", (s, p)
     pub = serialization.load_der_public_key(base64.b64decode(p["PublicKey"]))
     assert pub.key_size == 3072
@@ -228,9 +232,9 @@ elif phase == "protocol":
                "Origin": "AWS_KMS", "ReplicationToken": p["ReplicationToken"], "WrappedKey": b64(wk),
                "Versions": [{"Version": 1, "CreationDate": 1, "Automatic": False,
                              "Material": b64(aes_key_wrap_with_padding(kek, b"\x01" * 32))}]}
-    s, o, _ = post(ub, "EnvelopefsReplication.PutReplica", planted, "us-west-2", akb, skb)
+    s, o, _ = post(ub, "EnvelopefsReplication.PutReplica", planted, "us-west-2", rak, rsk)
     assert s == 200 and o["ReplicaKeyMetadata"]["KeyId"] == fk, (s, o)
-    s, o, _ = post(ub, "EnvelopefsReplication.PutReplica", planted, "us-west-2", akb, skb)
+    s, o, _ = post(ub, "EnvelopefsReplication.PutReplica", planted, "us-west-2", rak, rsk)
     assert s == 400 and o["__type"] == "AlreadyExistsException", (s, o)
     code, msg = err(A.replicate_key, KeyId=fk, ReplicaRegion="us-west-2")
     assert code == "AlreadyExistsException", (code, msg)

@@ -2,7 +2,8 @@
 # server_mrk_endpoint.sh — multi-Region keys between two servers that reach each other only over HTTP (the
 # replication protocol, docs/DESIGN.md "Replication between servers"): two `envelopefs kms serve` on loopback,
 # each on its own key store (us-east-1, us-west-2), each with a regions file naming the other region by its URL
-# and the access key it signs with there (a 0600 credentials file). server_mrk_endpoint.py drives them with boto3
+# and the access key it signs with there (a 0600 credentials file; each server takes the protocol from that key only,
+# --replication-keys). server_mrk_endpoint.py drives them with boto3
 # in phases, the first server stopped in between; then both trails and logs are checked for secrets.
 . "$(dirname "$0")/lib.sh"
 PY="$(dirname "$0")/server_mrk_endpoint.py"
@@ -24,7 +25,8 @@ J
 done
 start() { # start SERVER
   ENVELOPEFS_LOG_FILE="$T/log-$1" ENVELOPEFS_LOG=debug "$B" kms --store "$T/$1" --regions "$T/regions-$1.json" serve \
-    --listen "127.0.0.1:${PORTS[$1]}" --pid-file "$T/server-$1.pid"
+    --listen "127.0.0.1:${PORTS[$1]}" --pid-file "$T/server-$1.pid" \
+    --replication-keys "$(jget AccessKey.AccessKeyId <"$T/repl-$1.json")"
   PIDS+=("$(cat "$T/server-$1.pid")")
   wait_port "${PORTS[$1]}" || fail "server $1 did not start"
 }
@@ -34,7 +36,8 @@ stop() { # stop SERVER: returns once it is gone
   fail "server $1 did not stop"
 }
 start a; start b
-run() { python3 "$PY" "$1" "$T/state.json" \
+run() { REPL_B_AK=$(jget AccessKey.AccessKeyId <"$T/repl-b.json") REPL_B_SK=$(jget AccessKey.SecretAccessKey <"$T/repl-b.json") \
+  python3 "$PY" "$1" "$T/state.json" \
   "http://127.0.0.1:${PORTS[a]}" "$(jget AccessKey.AccessKeyId <"$T/ak-a.json")" "$(jget AccessKey.SecretAccessKey <"$T/ak-a.json")" \
   "http://127.0.0.1:${PORTS[b]}" "$(jget AccessKey.AccessKeyId <"$T/ak-b.json")" "$(jget AccessKey.SecretAccessKey <"$T/ak-b.json")"; }
 
@@ -79,7 +82,10 @@ assert names(a, eventName="ReplicateKey") and all(e["userIdentity"]["userName"] 
 rb = [e for e in names(b, eventName="ReplicateKey") if "errorCode" not in e]
 assert len([e for e in rb if e["userIdentity"]["userName"] == "replicator" and
             e["userAgent"] == "envelopefs-replication/1"]) == 2, rb
-assert len([e for e in rb if e["userIdentity"]["userName"] == "alice"]) == 1, rb  # the planted one, on record
+assert len([e for e in rb if e["userAgent"].startswith("Python-urllib")]) == 1, rb  # the planted one, on record
+# alice's refused attempt at the protocol is on record too
+assert any(e.get("errorCode") == "AccessDeniedException" and e["userIdentity"].get("userName") == "alice"
+           for e in names(b, eventName="GetReplicationParameters")), "alice's refused protocol call is not recorded"
 assert names(b, eventName="SynchronizeMultiRegionKey"), "no push recorded in us-west-2"
 assert [e for e in names(b, eventName="UpdatePrimaryRegion") if "errorCode" not in e], "no UpdatePrimaryRegion in us-west-2"
 assert names(a, eventName="SynchronizeMultiRegionKey"), "no push from the new primary recorded in us-east-1"
