@@ -10,7 +10,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <jansson.h>
+#include <sodium.h>
+
+#include "common/jsonwipe.h"
+#include "common/readfile.h"
 
 char *efs_regions_path(const char *given)
 {
@@ -38,6 +46,7 @@ void efs_region_clear(efs_region *r)
     free(r->kms_url);
     free(r->volume_store);
     free(r->root_key_file);
+    free(r->credentials);
     memset(r, 0, sizeof *r);
 }
 
@@ -122,10 +131,11 @@ int efs_region_lookup(const char *path, const char *name, efs_region *out, char 
                       : !strcmp(k, "kms")           ? &out->kms_url
                       : !strcmp(k, "volume_store")  ? &out->volume_store
                       : !strcmp(k, "root_key_file") ? &out->root_key_file
+                      : !strcmp(k, "credentials")   ? &out->credentials
                                                     : NULL;
         if (!slot) {
             say(err, errlen,
-                "%s: region %s: unknown member \"%s\" (store, kms, volume_store, root_key_file)", path,
+                "%s: region %s: unknown member \"%s\" (store, kms, volume_store, root_key_file, credentials)", path,
                 name, k);
             goto out;
         }
@@ -141,6 +151,10 @@ int efs_region_lookup(const char *path, const char *name, efs_region *out, char 
     }
     if (!out->store && !out->kms_url) {
         say(err, errlen, "%s: region %s needs \"store\" or \"kms\"", path, name);
+        goto out;
+    }
+    if (out->credentials && !out->kms_url) {
+        say(err, errlen, "%s: region %s: \"credentials\" is for a \"kms\" region", path, name);
         goto out;
     }
     if (out->kms_url && strncmp(out->kms_url, "http://", 7) && strncmp(out->kms_url, "https://", 8)) {
@@ -162,5 +176,68 @@ out:
         efs_region_clear(out);
     json_decref(root);
     free(own);
+    return rc;
+}
+
+int efs_region_credentials(const efs_region *r, char *akid, size_t akid_cap, char **secret, char *err,
+                           size_t errlen)
+{
+    struct stat st;
+    char *text = NULL;
+    size_t len = 0;
+    json_t *root = NULL, *o;
+    const char *id, *sk;
+    int fd, rc = -EINVAL;
+
+    *secret = NULL;
+    say(err, errlen, "%s", "");
+    if (!r || !r->credentials) {
+        say(err, errlen, "region %s names no \"credentials\" file", r && r->name ? r->name : "?");
+        return -ENOENT;
+    }
+    fd = open(r->credentials, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0 || fstat(fd, &st)) {
+        rc = -errno;
+        say(err, errlen, "%s: %s", r->credentials, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return rc;
+    }
+    close(fd);
+    if (!S_ISREG(st.st_mode) || (st.st_mode & 077)) {
+        say(err, errlen, "%s: a credentials file must be a regular file of mode 0600 (or stricter), not %04o",
+            r->credentials, (unsigned)(st.st_mode & 07777));
+        return -EPERM;
+    }
+    if (!(text = efs_read_file(r->credentials, &len))) {
+        rc = -errno;
+        say(err, errlen, "%s: %s", r->credentials, strerror(errno));
+        return rc;
+    }
+    efs_json_wipe_on_free(); /* the parser's own copies of the secret are wiped when freed */
+    root = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL);
+    sodium_memzero(text, len);
+    free(text);
+    o = json_object_get(root, "AccessKey");
+    if (!o)
+        o = root;
+    id = json_string_value(json_object_get(o, "AccessKeyId"));
+    sk = json_string_value(json_object_get(o, "SecretAccessKey"));
+    if (!id || !sk || !*id || !*sk || strlen(id) >= akid_cap) {
+        say(err, errlen, "%s: not an access key ({\"AccessKey\": {\"AccessKeyId\": ..., \"SecretAccessKey\": ...}})",
+            r->credentials);
+        goto out;
+    }
+    if (sodium_init() < 0 || !(*secret = sodium_malloc(strlen(sk) + 1))) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    memcpy(*secret, sk, strlen(sk) + 1);
+    snprintf(akid, akid_cap, "%s", id);
+    rc = 0;
+out:
+    if (sk)
+        sodium_memzero((char *)sk, strlen(sk));
+    json_decref(root);
     return rc;
 }

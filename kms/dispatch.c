@@ -3,7 +3,8 @@
  * embedded client, the HTTP server or the CLI, passes here: parse the JSON body, take the lock,
  * notice other processes' changes, apply due deletions, run the operation (which authorises the
  * caller through authz.c once it knows the key), queue an audit record and, after the lock, wait
- * until it is durable (trail.h: group commit) before answering. Operations themselves live in ops.c;
+ * until it is durable (trail.h: group commit) before answering; new key material of a multi-Region key
+ * is pushed to its replicas on other servers after the lock is released (mrk_remote.c). Operations themselves live in ops.c;
  * the table below is generated from the one list of operations in envelopefs/kms.h.
  */
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 #include "common/jsonparse.h"
 #include "internal.h"
 #include "model.h"
+#include "mrk_remote.h"
 #include "ops.h"
 
 /* The dispatch table, generated from the one list of operations (KMS_OPERATIONS, envelopefs/kms.h). */
@@ -174,6 +176,7 @@ kms_err kms_core_call(kms_core *c, const kms_principal *caller, const char *oper
     }
     ticket = kms_trail_append_grant(c, caller, op->name, in, out, key_id, e, msg, grant_used);
     pthread_mutex_unlock(&c->lock);
+    kms_mrk_flush_pushes(c); /* new versions of multi-Region keys to replicas on other servers, unlocked */
     wipe_json_secrets(in);
     json_decref(in);
     /* Durable before the answer: a caller that sees success can rely on its record surviving a crash.

@@ -102,8 +102,7 @@ out:
     return e;
 }
 
-/* RSA-OAEP with hash md (and MGF1 of md) under the wrapping private key. 0 with *n set, or -1. */
-static int oaep_open(EVP_PKEY *pk, const EVP_MD *md, const uint8_t *ct, size_t ct_len, uint8_t *pt, size_t *n)
+int kms_wrap_oaep_open(EVP_PKEY *pk, const EVP_MD *md, const uint8_t *ct, size_t ct_len, uint8_t *pt, size_t *n)
 {
     EVP_PKEY_CTX *pc = EVP_PKEY_CTX_new_from_pkey(NULL, pk, NULL);
     int ok = pc && EVP_PKEY_decrypt_init(pc) == 1 && EVP_PKEY_CTX_set_rsa_padding(pc, RSA_PKCS1_OAEP_PADDING) == 1 &&
@@ -113,8 +112,7 @@ static int oaep_open(EVP_PKEY *pk, const EVP_MD *md, const uint8_t *ct, size_t c
     return ok ? 0 : -1;
 }
 
-/* AES-256 key wrap with padding (RFC 5649) opened with kek; 0 with *n set, or -1. */
-static int kwp_open(const uint8_t kek[32], const uint8_t *ct, size_t ct_len, uint8_t *pt, size_t *n)
+int kms_wrap_kwp_open(const uint8_t kek[32], const uint8_t *ct, size_t ct_len, uint8_t *pt, size_t *n)
 {
     EVP_CIPHER *ciph = EVP_CIPHER_fetch(NULL, "AES-256-WRAP-PAD", NULL);
     EVP_CIPHER_CTX *cc = EVP_CIPHER_CTX_new();
@@ -140,17 +138,17 @@ static kms_err unwrap(struct op_ctx *x, const kms_import_token *t, EVP_PKEY *pk,
     size_t k = (size_t)EVP_PKEY_get_size(pk), l = 4096;
     *mat_len = 0;
     if (t->wrap_alg == KMS_WRAP_RSAES_OAEP_SHA_1 || t->wrap_alg == KMS_WRAP_RSAES_OAEP_SHA_256) {
-        if (n != k || oaep_open(pk, md, ct, n, mat, &l))
+        if (n != k || kms_wrap_oaep_open(pk, md, ct, n, mat, &l))
             return kms_op_fail(x, KMS_ERR_INVALID_CIPHERTEXT, NULL);
     } else {
         uint8_t kek[512]; /* OpenSSL wants room for a whole RSA block */
         size_t kl = sizeof kek;
         int rc;
-        if (n <= k || oaep_open(pk, md, ct, k, kek, &kl) || kl != 32) {
+        if (n <= k || kms_wrap_oaep_open(pk, md, ct, k, kek, &kl) || kl != 32) {
             sodium_memzero(kek, sizeof kek);
             return kms_op_fail(x, KMS_ERR_INVALID_CIPHERTEXT, NULL);
         }
-        rc = kwp_open(kek, ct + k, n - k, mat, &l);
+        rc = kms_wrap_kwp_open(kek, ct + k, n - k, mat, &l);
         sodium_memzero(kek, sizeof kek);
         if (rc)
             return kms_op_fail(x, KMS_ERR_INVALID_CIPHERTEXT, NULL);

@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <openssl/evp.h>
+
 #define KMS_IMPORT_TOKEN_HEADER 31
 #define KMS_IMPORT_TOKEN_MAX 6144 /* ImportToken's limit in the API */
 #define KMS_IMPORT_TOKEN_VALIDITY (24 * 3600)
@@ -34,6 +36,12 @@ void kms_import_token_header(uint8_t *out, int wrap_alg, int wrap_spec, const ui
 /* Parse a token: 0 with *t pointing into buf, or -1 (wrong magic, version, algorithm, spec, or a sealed part
  * too short or too long to hold a private key). */
 int kms_import_token_parse(const uint8_t *buf, size_t len, kms_import_token *t) __attribute__((warn_unused_result));
+
+/* import.c, shared with the replication protocol (mrk_remote.c): RSA-OAEP with hash md (and MGF1 of md) under
+ * a wrapping private key, and AES-256 key wrap with padding (RFC 5649, at most 4096 bytes) opened with kek;
+ * 0 with *n set (in: pt's room; the RSA one wants a whole RSA block), or -1. */
+int kms_wrap_oaep_open(EVP_PKEY *pk, const EVP_MD *md, const uint8_t *ct, size_t ct_len, uint8_t *pt, size_t *n);
+int kms_wrap_kwp_open(const uint8_t kek[32], const uint8_t *ct, size_t ct_len, uint8_t *pt, size_t *n);
 
 /* AWS's names. */
 int kms_wrap_alg_parse(const char *name);

@@ -180,6 +180,11 @@ kms_err kms_schema_add(sqlite3 *db, const char *sql, const char *what, char **ms
 kms_err kms_mrk_migrate(sqlite3 *db, char **msg); /* additive and idempotent; at every open */
 void kms_mrk_id(const uint8_t raw[16], char out[KMS_KEY_ID_LEN + 1]);
 static inline bool kms_is_mrk(const kms_key *k) { return !strncmp(k->id, KMS_MRK_PREFIX, 4); }
+/* The key's multi_region row: primary region into primary (cap 32), the region list (new reference) into
+ * *regions; false when there is none. Writing it (INSERT OR REPLACE), and whether a list names region r. */
+bool kms_mrk_row_get(sqlite3 *db, const char *id, char primary[32], json_t **regions);
+kms_err kms_mrk_row_put(kms_core *c, const char *id, const char *primary, json_t *regions, char **msg);
+bool kms_mrk_in_list(json_t *regions, const char *r);
 /* Whether k is a multi-Region replica (not the primary) in this core's region. */
 bool kms_mrk_is_replica(kms_core *c, const kms_key *k);
 /* A new multi-Region primary key k in this region (CreateKey). */

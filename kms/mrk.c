@@ -15,11 +15,15 @@
  * so a replica decrypts what the primary sealed with no call across regions; a version it lacks (a
  * rotation it missed) is pulled from the primary at that use (kms_mrk_pull).
  *
- * A region given by a key-service endpoint ("kms" in the regions file) cannot be replicated to yet:
- * UnsupportedOperationException names the region.
+ * A region given by a key-service endpoint ("kms" in the regions file, with "credentials": this service's
+ * access key there) is another `envelopefs kms serve`: ReplicateKey, UpdatePrimaryRegion, version pushes and
+ * the replica check of ScheduleKeyDeletion go to it over the replication protocol (mrk_remote.c). A replica
+ * whose primary is such an endpoint does not pull a version it lacks: it gets it at the primary's next push.
  *
  * Called with the calling core's lock held; the other region's core is opened for the call and freed
  * before it returns, so its lock is never contended and no two core locks are taken in opposite orders.
+ * Calls to another server are made with the lock released (mrk_remote.c), except ScheduleKeyDeletion's
+ * short status question.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -31,6 +35,7 @@
 #include "authz.h"
 #include "common/regions.h"
 #include "internal.h"
+#include "mrk_remote.h"
 #include "oputil.h"
 
 #define fail kms_op_fail
@@ -52,8 +57,7 @@ void kms_mrk_id(const uint8_t raw[16], char out[KMS_KEY_ID_LEN + 1])
         snprintf(out + 4 + 2 * i, 3, "%02x", raw[i]);
 }
 
-/* The key's row: primary region into primary (cap 32), the region list (new reference) into *regions. */
-static bool row_get(sqlite3 *db, const char *id, char primary[32], json_t **regions)
+bool kms_mrk_row_get(sqlite3 *db, const char *id, char primary[32], json_t **regions)
 {
     sqlite3_stmt *st;
     bool ok = false;
@@ -77,7 +81,7 @@ static bool row_get(sqlite3 *db, const char *id, char primary[32], json_t **regi
     return ok;
 }
 
-static kms_err row_put(kms_core *c, const char *id, const char *primary, json_t *regions, char **msg)
+kms_err kms_mrk_row_put(kms_core *c, const char *id, const char *primary, json_t *regions, char **msg)
 {
     sqlite3_stmt *st;
     char *text = json_dumps(regions, JSON_COMPACT);
@@ -103,7 +107,7 @@ static kms_err row_put(kms_core *c, const char *id, const char *primary, json_t 
     return KMS_OK;
 }
 
-static bool in_list(json_t *regions, const char *r)
+bool kms_mrk_in_list(json_t *regions, const char *r)
 {
     size_t i;
     json_t *v;
@@ -116,7 +120,7 @@ bool kms_mrk_is_replica(kms_core *c, const kms_key *k)
     char primary[32];
     json_t *regions;
     bool replica;
-    if (!kms_is_mrk(k) || !row_get(c->db, k->id, primary, &regions))
+    if (!kms_is_mrk(k) || !kms_mrk_row_get(c->db, k->id, primary, &regions))
         return false;
     replica = strcmp(primary, c->region) != 0;
     json_decref(regions);
@@ -126,7 +130,7 @@ bool kms_mrk_is_replica(kms_core *c, const kms_key *k)
 kms_err kms_mrk_created(kms_core *c, const kms_key *k, char **msg)
 {
     json_t *regions = json_pack("[s]", c->region);
-    kms_err e = regions ? row_put(c, k->id, c->region, regions, msg) : KMS_ERR_NOMEM;
+    kms_err e = regions ? kms_mrk_row_put(c, k->id, c->region, regions, msg) : KMS_ERR_NOMEM;
     json_decref(regions);
     return e;
 }
@@ -141,7 +145,7 @@ void kms_mrk_describe(kms_core *c, const kms_key *k, json_t *m)
     char primary[32], arn[160];
     json_t *regions, *reps, *v;
     size_t i;
-    if (!kms_is_mrk(k) || !row_get(c->db, k->id, primary, &regions))
+    if (!kms_is_mrk(k) || !kms_mrk_row_get(c->db, k->id, primary, &regions))
         return;
     json_object_set_new(m, "MultiRegion", json_true());
     reps = json_array();
@@ -159,15 +163,17 @@ void kms_mrk_describe(kms_core *c, const kms_key *k, json_t *m)
     json_decref(regions);
 }
 
-/* Open region `name`'s key store (its own core). */
-static kms_err open_region(kms_core *c, const char *name, kms_core **out, char **msg)
+kms_err kms_mrk_open_region(kms_core *c, const char *name, kms_core **out, kms_endpoint *ep, char **msg)
 {
     efs_region r;
     char err[256] = "", *rk = NULL;
     kms_store_opts o;
     kms_err e;
     int rc;
-    *out = NULL;
+    if (out)
+        *out = NULL;
+    if (ep)
+        memset(ep, 0, sizeof *ep);
     if (!strcmp(name, c->region)) {
         kms_set_msg(msg, "%s is this key's own region", name);
         return KMS_ERR_VALIDATION;
@@ -178,11 +184,29 @@ static kms_err open_region(kms_core *c, const char *name, kms_core **out, char *
                                        : "the regions file cannot be used for %s: %s", name, err);
         return rc == -ENOENT ? KMS_ERR_UNSUPPORTED_OPERATION : KMS_ERR_INTERNAL;
     }
-    if (!r.store) {
-        kms_set_msg(msg, "region %s is a key-service endpoint (%s): replication reaches key stores only", name,
+    if (!r.store && !ep) {
+        kms_set_msg(msg, "region %s is a key-service endpoint (%s): this reaches key stores only", name,
                     r.kms_url ? r.kms_url : "");
         efs_region_clear(&r);
         return KMS_ERR_UNSUPPORTED_OPERATION;
+    }
+    if (!r.store) { /* another server: its URL and this service's access key there */
+        snprintf(ep->region, sizeof ep->region, "%s", name);
+        rc = efs_region_credentials(&r, ep->akid, sizeof ep->akid, &ep->secret, err, sizeof err);
+        if (!rc && !(ep->url = strdup(r.kms_url)))
+            rc = -ENOMEM;
+        efs_region_clear(&r);
+        if (rc) {
+            kms_endpoint_clear(ep);
+            kms_set_msg(msg, "region %s is a key-service endpoint, and replication into it needs this service's "
+                             "access key there: %s", name, rc == -ENOMEM ? "out of memory" : err);
+            return rc == -ENOENT ? KMS_ERR_UNSUPPORTED_OPERATION : KMS_ERR_INTERNAL;
+        }
+        return KMS_OK;
+    }
+    if (!out) { /* only endpoints wanted */
+        efs_region_clear(&r);
+        return KMS_OK;
     }
     memset(&o, 0, sizeof o);
     o.store_dir = r.store;
@@ -246,6 +270,7 @@ static kms_err other_done(kms_core *d, const kms_principal *caller, const char *
 kms_err kms_op_replicate_key(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_core *c = x->core, *d = NULL;
+    kms_endpoint ep;
     kms_key *k, nk, *rk;
     const char *region, *desc;
     char primary[32], tid[KMS_KEY_ID_LEN + 1] = "", arn[160];
@@ -258,7 +283,7 @@ kms_err kms_op_replicate_key(struct op_ctx *x, json_t *in, json_t **out)
         (e = kms_op_get_str(x, in, "Description", false, &desc)))
         return e;
     kms_op_key_arn(c, k, arn, sizeof arn);
-    if (!kms_is_mrk(k) || !row_get(c->db, k->id, primary, &regions))
+    if (!kms_is_mrk(k) || !kms_mrk_row_get(c->db, k->id, primary, &regions))
         return fail(x, KMS_ERR_UNSUPPORTED_OPERATION, "%s is not a multi-Region key", arn);
     if (strcmp(primary, c->region)) {
         json_decref(regions);
@@ -279,7 +304,13 @@ kms_err kms_op_replicate_key(struct op_ctx *x, json_t *in, json_t **out)
         json_decref(regions);
         return e ? e : fail(x, KMS_ERR_SERIALIZATION, "Tags must be a list");
     }
-    if (x->dry_run || (e = open_region(c, region, &d, x->msg))) {
+    if (x->dry_run || (e = kms_mrk_open_region(c, region, &d, &ep, x->msg))) {
+        json_decref(regions);
+        return e;
+    }
+    if (ep.url) { /* another server (mrk_remote.c) */
+        e = kms_mrk_remote_replicate(x, k, &ep, in, desc, tags, out);
+        kms_endpoint_clear(&ep);
         json_decref(regions);
         return e;
     }
@@ -330,12 +361,12 @@ kms_err kms_op_replicate_key(struct op_ctx *x, json_t *in, json_t **out)
         json_array_foreach(tags, i, t) if (!e) e = kms_store_set_tag(d, k->id, json_string_value(json_object_get(t, "TagKey")),
                                                                      json_string_value(json_object_get(t, "TagValue")), x->msg);
     }
-    if (!e && !in_list(regions, region))
+    if (!e && !kms_mrk_in_list(regions, region))
         json_array_append_new(regions, json_string(region));
     if (!e)
-        e = row_put(d, k->id, primary, regions, x->msg);
+        e = kms_mrk_row_put(d, k->id, primary, regions, x->msg);
     if (!e)
-        e = row_put(c, k->id, primary, regions, x->msg);
+        e = kms_mrk_row_put(c, k->id, primary, regions, x->msg);
     if (!e) {
         json_t *md = json_object();
         char rarn[160];
@@ -368,9 +399,15 @@ static kms_err refresh_replica(kms_core *c, const kms_principal *caller, kms_key
 {
     kms_core *d;
     kms_key *rk;
-    kms_err e = open_region(c, r, &d, msg);
+    kms_endpoint ep;
+    kms_err e = kms_mrk_open_region(c, r, &d, &ep, msg);
     if (e)
         return e;
+    if (ep.url) { /* another server: sent once this call is done, without the core lock (mrk_remote.c) */
+        kms_endpoint_clear(&ep);
+        kms_mrk_queue_push(c, k->id);
+        return KMS_OK;
+    }
     if ((e = other_lock(d, msg))) {
         kms_core_free(d);
         return e;
@@ -382,7 +419,7 @@ static kms_err refresh_replica(kms_core *c, const kms_principal *caller, kms_key
     } else {
         e = copy_versions(c, k, d, rk, msg);
         if (!e)
-            e = row_put(d, k->id, primary, regions, msg);
+            e = kms_mrk_row_put(d, k->id, primary, regions, msg);
     }
     return other_done(d, caller, op, in, k->id, e, msg);
 }
@@ -392,7 +429,7 @@ void kms_mrk_push(kms_core *c, const kms_principal *caller, kms_key *k)
     char primary[32];
     json_t *regions, *v;
     size_t i;
-    if (!kms_is_mrk(k) || !row_get(c->db, k->id, primary, &regions))
+    if (!kms_is_mrk(k) || !kms_mrk_row_get(c->db, k->id, primary, &regions))
         return;
     json_array_foreach(regions, i, v) {
         char *msg = NULL;
@@ -411,13 +448,13 @@ kms_err kms_mrk_pull(kms_core *c, kms_key *k, char **msg)
     kms_core *d;
     kms_key *pk;
     kms_err e;
-    if (!kms_is_mrk(k) || !row_get(c->db, k->id, primary, &regions))
+    if (!kms_is_mrk(k) || !kms_mrk_row_get(c->db, k->id, primary, &regions))
         return KMS_ERR_NOT_FOUND;
     json_decref(regions);
     if (!strcmp(primary, c->region))
         return KMS_OK;
-    if ((e = open_region(c, primary, &d, msg)))
-        return e;
+    if ((e = kms_mrk_open_region(c, primary, &d, NULL, msg)))
+        return e; /* a primary on another server: its next push brings the versions */
     if ((e = other_lock(d, msg))) {
         kms_core_free(d);
         return e;
@@ -435,7 +472,7 @@ kms_err kms_mrk_may_delete(kms_core *c, const kms_key *k, char **msg)
     json_t *regions, *v, *left;
     size_t i;
     kms_err e = KMS_OK;
-    if (!kms_is_mrk(k) || !row_get(c->db, k->id, primary, &regions))
+    if (!kms_is_mrk(k) || !kms_mrk_row_get(c->db, k->id, primary, &regions))
         return KMS_OK;
     if (strcmp(primary, c->region)) {
         json_decref(regions);
@@ -444,23 +481,29 @@ kms_err kms_mrk_may_delete(kms_core *c, const kms_key *k, char **msg)
     left = json_array();
     json_array_foreach(regions, i, v) {
         kms_core *d;
+        kms_endpoint ep;
         char *m = NULL;
-        bool gone = false;
+        bool gone = false, exists = true;
         if (!json_is_string(v))
             continue;
         if (strcmp(json_string_value(v), c->region) &&
-            open_region(c, json_string_value(v), &d, &m) == KMS_OK) {
-            pthread_mutex_lock(&d->lock);
-            gone = kms_store_reload_if_changed(d, &m) == KMS_OK && !kms_find_key(d, k->id);
-            pthread_mutex_unlock(&d->lock);
-            kms_core_free(d);
+            kms_mrk_open_region(c, json_string_value(v), &d, &ep, &m) == KMS_OK) {
+            if (ep.url) { /* another server: asked, with a short timeout; unreachable counts as there */
+                gone = kms_mrk_remote_exists(c, k->id, k->owner, &ep, &exists, &m) == KMS_OK && !exists;
+                kms_endpoint_clear(&ep);
+            } else {
+                pthread_mutex_lock(&d->lock);
+                gone = kms_store_reload_if_changed(d, &m) == KMS_OK && !kms_find_key(d, k->id);
+                pthread_mutex_unlock(&d->lock);
+                kms_core_free(d);
+            }
         }
         free(m);
         if (!gone)
             json_array_append(left, v);
     }
     if (json_array_size(left) != json_array_size(regions))
-        e = row_put(c, k->id, primary, left, msg); /* replicas deleted since */
+        e = kms_mrk_row_put(c, k->id, primary, left, msg); /* replicas deleted since */
     if (!e && json_array_size(left) > 1) {
         char arn[160];
         kms_op_key_arn(c, k, arn, sizeof arn);
@@ -476,6 +519,7 @@ kms_err kms_mrk_may_delete(kms_core *c, const kms_key *k, char **msg)
 kms_err kms_op_update_primary_region(struct op_ctx *x, json_t *in, json_t **out)
 {
     kms_core *c = x->core, *d;
+    kms_endpoint ep;
     kms_key *k, *rk;
     const char *region;
     char primary[32], arn[160];
@@ -485,7 +529,7 @@ kms_err kms_op_update_primary_region(struct op_ctx *x, json_t *in, json_t **out)
     if ((e = kms_op_resolve_any(x, in, &k)) || (e = kms_op_get_str(x, in, "PrimaryRegion", true, &region)))
         return e;
     kms_op_key_arn(c, k, arn, sizeof arn);
-    if (!kms_is_mrk(k) || !row_get(c->db, k->id, primary, &regions))
+    if (!kms_is_mrk(k) || !kms_mrk_row_get(c->db, k->id, primary, &regions))
         return fail(x, KMS_ERR_UNSUPPORTED_OPERATION, "%s is not a multi-Region key", arn);
     if (strcmp(primary, c->region)) {
         json_decref(regions);
@@ -501,12 +545,20 @@ kms_err kms_op_update_primary_region(struct op_ctx *x, json_t *in, json_t **out)
         *out = json_object(); /* already primary here */
         return KMS_OK;
     }
-    if (!in_list(regions, region)) {
+    if (!kms_mrk_in_list(regions, region)) {
         json_decref(regions);
         return fail(x, KMS_ERR_NOT_FOUND, "Key %s has no replica in region %s", k->id, region);
     }
-    if (x->dry_run || (e = open_region(c, region, &d, x->msg))) {
+    if (x->dry_run || (e = kms_mrk_open_region(c, region, &d, &ep, x->msg))) {
         json_decref(regions);
+        return e;
+    }
+    if (ep.url) { /* another server (mrk_remote.c) */
+        json_decref(regions);
+        e = kms_mrk_remote_update_primary(x, k, &ep);
+        kms_endpoint_clear(&ep);
+        if (!e && !(*out = json_object()))
+            e = KMS_ERR_NOMEM;
         return e;
     }
     if ((e = other_lock(d, x->msg))) {
@@ -529,9 +581,9 @@ kms_err kms_op_update_primary_region(struct op_ctx *x, json_t *in, json_t **out)
         e = kms_store_update_key(d, rk, x->msg);
     }
     if (!e)
-        e = row_put(d, k->id, region, regions, x->msg);
+        e = kms_mrk_row_put(d, k->id, region, regions, x->msg);
     if (!e)
-        e = row_put(c, k->id, region, regions, x->msg);
+        e = kms_mrk_row_put(c, k->id, region, regions, x->msg);
     if (!e && k->rotation_enabled) {
         k->rotation_enabled = false;
         e = kms_store_update_key(c, k, x->msg);
@@ -554,8 +606,8 @@ int kms_core_mrk_replica_in(kms_core *c, const char *key_id, const char *region)
     if (!key_id || !region || strncmp(key_id, KMS_MRK_PREFIX, 4))
         return 0;
     pthread_mutex_lock(&c->lock);
-    if (row_get(c->db, key_id, primary, &regions)) {
-        yes = in_list(regions, region) && in_list(regions, c->region);
+    if (kms_mrk_row_get(c->db, key_id, primary, &regions)) {
+        yes = kms_mrk_in_list(regions, region) && kms_mrk_in_list(regions, c->region);
         json_decref(regions);
     }
     pthread_mutex_unlock(&c->lock);

@@ -244,7 +244,7 @@ void kms_sweep_deletions(kms_core *c)
     }
 }
 
-static json_t *key_metadata(kms_core *c, const kms_key *k)
+json_t *kms_op_key_metadata(kms_core *c, const kms_key *k)
 {
     static const char *const states[] = {"Enabled", "Disabled", "PendingDeletion", "PendingImport"};
     char arn[160];
@@ -646,7 +646,7 @@ kms_err kms_op_create_key(struct op_ctx *x, json_t *in, json_t **out)
                 return e;
         }
     }
-    *out = json_pack("{s:o}", "KeyMetadata", key_metadata(c, kms_find_key(c, k.id)));
+    *out = json_pack("{s:o}", "KeyMetadata", kms_op_key_metadata(c, kms_find_key(c, k.id)));
     return *out ? KMS_OK : KMS_ERR_NOMEM;
 }
 
@@ -656,7 +656,7 @@ kms_err kms_op_describe_key(struct op_ctx *x, json_t *in, json_t **out)
     kms_err e = resolve_any(x, in, &k);
     if (e)
         return e;
-    *out = json_pack("{s:o}", "KeyMetadata", key_metadata(x->core, k));
+    *out = json_pack("{s:o}", "KeyMetadata", kms_op_key_metadata(x->core, k));
     return *out ? KMS_OK : KMS_ERR_NOMEM;
 }
 

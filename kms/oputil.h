@@ -26,6 +26,8 @@ kms_err kms_op_resolve_usable(struct op_ctx *x, json_t *in, kms_key **k);
 /* KeyId → a key in any state (authorised). */
 kms_err kms_op_check_tags(struct op_ctx *x, json_t *tags); /* CreateKey's checks of Tags */
 kms_err kms_op_resolve_any(struct op_ctx *x, json_t *in, kms_key **k);
+/* DescribeKey's KeyMetadata of k (new reference; NULL on OOM). */
+json_t *kms_op_key_metadata(kms_core *c, const kms_key *k);
 /* The key's ARN into buf. */
 void kms_op_key_arn(kms_core *c, const kms_key *k, char *buf, size_t cap);
 /* Seal n bytes under a symmetric key's newest version as a ciphertext blob (base64 JSON string). */

@@ -32,6 +32,7 @@ static void usage(FILE *f)
                "                            [--foreground] [--pid-file F] [--rate-limit N] [--threads N]\n"
                "                            [--max-connections N] [--per-ip-limit N] [--idle-timeout S]\n"
                "                            [--request-timeout S] [--trust-via-service AKID[,AKID...]]\n"
+               "                            [--replication-keys AKID[,AKID...]]\n"
                "                            [--store DIR] [--root-key-file F] [--passphrase-file F]\n"
                "Serves the key store over HTTP(S) with the AWS KMS JSON protocol; every request must be\n"
                "SigV4-signed with an access key from `envelopefs kms create-access-key`, except on a Unix\n"
@@ -49,7 +50,9 @@ static void usage(FILE *f)
                "  --idle-timeout S     a connection's wait for its next request line (default 30)\n"
                "  --request-timeout S  a whole request from its request line to its reply (default 20)\n"
                "  --trust-via-service AKID,...  these access keys may sign X-Envelopefs-Via-Service (the EC2 side of\n"
-               "                       `envelopefs volume --kms URL`): kms:ViaService, kms:GrantIsForAWSResource\n");
+               "                       `envelopefs volume --kms URL`): kms:ViaService, kms:GrantIsForAWSResource\n"
+               "  --replication-keys AKID,...  only these access keys may replicate multi-Region keys into this\n"
+               "                       server (other regions' servers; default: any access key of the key's account)\n");
 }
 
 /* A flag's positive number (at most 1,000,000), or UINT_MAX for a usage error. */
@@ -134,7 +137,7 @@ static int start_server(kmsc *client, const kms_server_opts *so, const char *pid
 int cmd_kms_serve(int argc, char **argv, const cli_kms_opts *g)
 {
     enum { O_LISTEN = 1000, O_UNIX, O_CERT, O_KEY, O_FG, O_PID, O_RATE, O_THREADS, O_MAXC, O_PERIP, O_IDLE, O_REQT,
-           O_UMODE, O_UPRIN, O_VIA };
+           O_UMODE, O_UPRIN, O_VIA, O_REPL };
     static const struct option opts[] = {
         {"listen", required_argument, NULL, O_LISTEN}, {"unix", required_argument, NULL, O_UNIX},
         {"tls-cert", required_argument, NULL, O_CERT}, {"tls-key", required_argument, NULL, O_KEY},
@@ -144,6 +147,7 @@ int cmd_kms_serve(int argc, char **argv, const cli_kms_opts *g)
         {"idle-timeout", required_argument, NULL, O_IDLE}, {"request-timeout", required_argument, NULL, O_REQT},
         {"unix-mode", required_argument, NULL, O_UMODE}, {"unix-principal", required_argument, NULL, O_UPRIN},
         {"trust-via-service", required_argument, NULL, O_VIA},
+        {"replication-keys", required_argument, NULL, O_REPL},
         {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
     kms_unix_principal *maps = NULL;
     kms_server_opts so;
@@ -172,6 +176,7 @@ int cmd_kms_serve(int argc, char **argv, const cli_kms_opts *g)
         case O_IDLE: so.timeout_s = positive(optarg); break;
         case O_REQT: so.request_timeout_s = positive(optarg); break;
         case O_VIA: so.trust_via_service = optarg; break;
+        case O_REPL: so.replication_keys = optarg; break;
         case O_UMODE: {
             char *end;
             unsigned long m = strtoul(optarg, &end, 8);

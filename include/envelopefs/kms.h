@@ -163,6 +163,29 @@ kms_err kms_core_defer_end(kms_core *core) KMS_WUR;
  * replica there). Reads this store's multi_region table only. Thread-safe. */
 int kms_core_mrk_replica_in(kms_core *core, const char *key_id, const char *region);
 
+/*
+ * The replication protocol between key-service servers (docs/DESIGN.md "Replication between servers"): how a
+ * multi-Region key's primary creates, updates and moves the primary role to a replica in a region that is
+ * another `envelopefs kms serve`. Its operations are no AWS operations: they are not in KMS_OPERATIONS (not in
+ * `kms help`, refused by kms_core_call as unknown) and travel under their own X-Amz-Target namespace,
+ * KMS_REPLICATION_TARGET + name: GetReplicationParameters (a one-time RSA wrapping key and token, and what the
+ * region holds of the key) and PutReplica (create a replica, add versions, set the primary region). Same
+ * contract as kms_core_call; the caller must be a signed principal of the key's account, authorized on this
+ * store as CreateKey (a new replica) or by the replica's key policy (kms:ReplicateKey, kms:UpdatePrimaryRegion).
+ * Each call leaves a record in this store's trail (ReplicateKey, SynchronizeMultiRegionKey,
+ * UpdatePrimaryRegion; never key material).
+ */
+#define KMS_REPLICATION_TARGET "EnvelopefsReplication."
+#define KMS_REPLICATION_MAC_HEADER "X-Envelopefs-Response-Mac"
+#define KMS_REPLICATION_MAC_LABEL "envelopefs-replication-response-v1"
+kms_err kms_core_replication_call(kms_core *core, const kms_principal *caller, const char *operation,
+                                  const char *req, size_t req_len, char **resp, size_t *resp_len,
+                                  char **message) KMS_WUR;
+/* The answer's MAC a server adds to every successful replication call (header KMS_REPLICATION_MAC_HEADER),
+ * 64 hex digits + NUL into out: HMAC-SHA256 under the request's SigV4 signing key over
+ * KMS_REPLICATION_MAC_LABEL ‖ "\n" ‖ the request's signature (hex) ‖ "\n" ‖ the response body. */
+void kms_replication_mac(const uint8_t key[32], const char *signature, const char *body, size_t len, char out[65]);
+
 /* Wipe and free a response body from kms_core_call. NULL is a no-op. */
 void kms_response_free(char *resp, size_t resp_len);
 

@@ -307,7 +307,8 @@ static void free_wiped(void *p)
     }
 }
 
-static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, char *body)
+/* body (consumed) as the answer; mac: the replication protocol's response MAC header value, or NULL. */
+static enum MHD_Result reply_mac(struct MHD_Connection *c, unsigned status, char *body, const char *mac)
 {
     struct MHD_Response *r;
     enum MHD_Result rc;
@@ -337,9 +338,16 @@ static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, char *bo
     }
     MHD_add_response_header(r, "Content-Type", "application/x-amz-json-1.1");
     MHD_add_response_header(r, "x-amzn-RequestId", id);
+    if (mac)
+        MHD_add_response_header(r, KMS_REPLICATION_MAC_HEADER, mac);
     rc = MHD_queue_response(c, status, r);
     MHD_destroy_response(r);
     return rc;
+}
+
+static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, char *body)
+{
+    return reply_mac(c, status, body, NULL);
 }
 
 static enum MHD_Result reply_error(struct MHD_Connection *c, kms_err e, const char *msg)
@@ -361,6 +369,19 @@ static enum MHD_Result reply_error(struct MHD_Connection *c, kms_err e, const ch
 }
 
 /* Authenticate; on success fills the principal strings. */
+/* Whether key_id is one of a comma-separated list. */
+static bool listed_in(const char *list, const char *key_id)
+{
+    size_t kl = strlen(key_id);
+    for (const char *p = list; p && *p; p += strcspn(p, ",") + (p[strcspn(p, ",")] == ',')) {
+        if (strcspn(p, ",") == kl && !strncmp(p, key_id, kl))
+            return true;
+        if (!strcspn(p, ","))
+            break;
+    }
+    return false;
+}
+
 /* The service a trusted access key's request says it comes through (kms_server_opts.trust_via_service),
  * or NULL: the header must be signed, the key listed, and the name NAME.REGION.amazonaws.com. */
 static const char *via_service(const kms_server *s, struct MHD_Connection *c, const char *key_id)
@@ -398,8 +419,10 @@ static const char *via_service(const kms_server *s, struct MHD_Connection *c, co
     return v;
 }
 
+/* skey_out, sig_out (may be NULL): the request's SigV4 signing key and signature, for a response MAC. */
 static kms_err authenticate(kms_server *s, struct MHD_Connection *c, const struct req_state *st,
-                            struct ak_entry *key, const char **msg, char claimed[24])
+                            struct ak_entry *key, const char **msg, char claimed[24], uint8_t *skey_out,
+                            char *sig_out)
 {
     const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
     const char *date = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Amz-Date");
@@ -459,6 +482,9 @@ static kms_err authenticate(kms_server *s, struct MHD_Connection *c, const struc
             *msg = "The request signature we calculated does not match the signature you provided. Check your "
                    "AWS Secret Access Key and signing method.";
             e = KMS_ERR_SIGNATURE_MISMATCH;
+        } else if (skey_out && sig_out) {
+            memcpy(skey_out, key->skey, 32);
+            snprintf(sig_out, 65, "%s", a.signature);
         }
     }
     sodium_memzero(key->secret, sizeof key->secret);
@@ -475,6 +501,60 @@ static const struct peer_map *peer_principal(const kms_server *s, const srv_conn
         if (s->peers[i].uid == sc->peer_uid)
             return &s->peers[i];
     return NULL;
+}
+
+/* The replication protocol between servers (EnvelopefsReplication.<Operation>, docs/DESIGN.md "Replication
+ * between servers"): always signed (an unsigned caller on the Unix socket is refused: the answer's MAC is keyed
+ * from the signature), handed to the core's replication entry point, and a 200 answer carries
+ * X-Envelopefs-Response-Mac. */
+static enum MHD_Result handle_replication(kms_server *s, struct MHD_Connection *c, const struct req_state *st,
+                                          const char *op)
+{
+    const srv_conn *cs = conn_of(c);
+    struct ak_entry key;
+    const char *msg = NULL;
+    char claimed[24] = "", sig[65] = "", mac[65], *resp = NULL, *emsg = NULL;
+    uint8_t skey[32];
+    size_t resp_len = 0;
+    kms_err e;
+    enum MHD_Result r;
+    kms_principal p = {.account = NULL, .user = "unknown", .source = cs ? cs->source : "http:unknown",
+                       .user_agent = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "User-Agent")};
+
+    if ((e = authenticate(s, c, st, &key, &msg, claimed, skey, sig))) {
+        p.access_key = claimed[0] ? claimed : NULL;
+        if (e != KMS_ERR_INTERNAL)
+            kms_core_audit_auth_failure(s->core, &p, op, e, msg);
+        return reply_error(c, e, msg);
+    }
+    p.account = key.account;
+    p.user = key.user;
+    p.access_key = key.id;
+    if (s->o.replication_keys && !listed_in(s->o.replication_keys, key.id)) {
+        char m[160];
+        sodium_memzero(skey, sizeof skey);
+        snprintf(m, sizeof m, "access key %s may not use the replication protocol on this server (--replication-keys)",
+                 key.id);
+        kms_core_audit_auth_failure(s->core, &p, op, KMS_ERR_ACCESS_DENIED, m);
+        return reply_error(c, KMS_ERR_ACCESS_DENIED, m);
+    }
+    if (!allow(s, key.account)) {
+        sodium_memzero(skey, sizeof skey);
+        return reply_error(c, KMS_ERR_THROTTLING, "Rate exceeded");
+    }
+    p.source_ip = cs && strcmp(cs->source, "http:unix") ? cs->source + 5 : NULL;
+    e = kms_core_replication_call(s->core, &p, op, st->body ? st->body : "{}", st->body ? st->len : 2, &resp,
+                                  &resp_len, &emsg);
+    if (e) {
+        sodium_memzero(skey, sizeof skey);
+        r = reply_error(c, e, emsg);
+        free(emsg);
+        return r;
+    }
+    kms_replication_mac(skey, sig, resp, resp_len, mac);
+    sodium_memzero(skey, sizeof skey);
+    sodium_memzero(&key, sizeof key);
+    return reply_mac(c, 200, resp, mac);
 }
 
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
@@ -532,6 +612,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     if (st->too_big)
         return reply_error(c, KMS_ERR_VALIDATION, "request body too large (limit 64 KiB)");
     target = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Amz-Target");
+    if (target && !strncmp(target, KMS_REPLICATION_TARGET, sizeof KMS_REPLICATION_TARGET - 1))
+        return handle_replication(s, c, st, target + sizeof KMS_REPLICATION_TARGET - 1);
     if (!target || strncmp(target, "TrentService.", 13))
         return reply_error(c, KMS_ERR_UNKNOWN_OPERATION, "X-Amz-Target must be TrentService.<Operation>");
     op = target + 13;
@@ -549,7 +631,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
             memset(&key, 0, sizeof key);
             memcpy(key.account, pm->account, sizeof pm->account);
             memcpy(key.user, pm->user, sizeof pm->user);
-        } else if ((e = authenticate(s, c, st, &key, &msg, claimed))) {
+        } else if ((e = authenticate(s, c, st, &key, &msg, claimed, NULL, NULL))) {
             /* Recorded with what it claimed (rate-limited in the core: a flood cannot fill the disk). */
             kms_principal p = {.account = NULL, .user = "unknown", .access_key = claimed[0] ? claimed : NULL,
                                .source = cs ? cs->source : "http:unknown",

@@ -40,6 +40,10 @@ typedef struct kms_server_opts {
      * (kms:ViaService, kms:GrantIsForAWSResource), as the EC2 side of `envelopefs volume` does. The
      * header from any other key, or unsigned, is ignored. NULL: none. */
     const char *trust_via_service;
+    /* Access key ids (comma-separated) that may use the replication protocol between servers
+     * (EnvelopefsReplication.*: another region's server replicating multi-Region keys here). NULL: any signed
+     * access key (the core then requires a principal of the key's account). */
+    const char *replication_keys;
 } kms_server_opts;
 
 typedef struct kms_server kms_server;
