@@ -244,6 +244,10 @@ static void usage(FILE *f)
                "TagKey=k,TagValue=v ... or JSON; errors exit 254 (usage errors 252), as the AWS CLI does.\n");
 }
 
+/* The --query and --output of this invocation, for the local-only verbs' answers (set in cmd_kms before
+ * any verb runs; the AWS verbs pass theirs through struct cli). */
+static const char *local_query, *local_output = "json";
+
 __attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...)
 {
     va_list ap;
@@ -468,9 +472,7 @@ static int init_store(int argc, char **argv, const cli_kms_opts *g)
         json_t *o = json_pack("{s:s, s:s}", "Store", dir, "Protection", so.root_key_file ? "root-key-file" : "passphrase");
         if (o && so.root_key_file)
             json_object_set_new(o, "RootKeyFile", json_string(so.root_key_file));
-        if (o)
-            json_dumpf(o, stdout, JSON_INDENT(4));
-        printf("\n");
+        rc = o ? cli_print_json(o, local_query, local_output, "envelopefs kms") : 1;
         json_decref(o);
     }
     free(msg);
@@ -566,8 +568,7 @@ static int create_access_key(int argc, char **argv, const cli_kms_opts *g)
     o = json_pack("{s:{s:s, s:s, s:s, s:s}}", "AccessKey", "AccessKeyId", akid, "SecretAccessKey", secret, "Account",
                   account, "UserName", user);
     if (o) {
-        json_dumpf(o, stdout, JSON_INDENT(4));
-        printf("\n");
+        (void)cli_print_json(o, local_query, local_output, "envelopefs kms");
         wipe_json_field(json_object_get(o, "AccessKey"), "SecretAccessKey");
         json_decref(o);
     }
@@ -590,15 +591,16 @@ static json_t *object_with_array(const char *key, json_t **arr)
     return o;
 }
 
-/* Print o (indented, as the other verbs do) and drop it. 0, or 1 for NULL (no memory). */
+/* Print o as the other verbs do (--query, --output honoured) and drop it. 0, 1 for NULL (no memory), or
+ * cli_print_json's status. */
 static int print_result(json_t *o)
 {
+    int rc;
     if (!o)
         return 1;
-    json_dumpf(o, stdout, JSON_INDENT(4));
-    printf("\n");
+    rc = cli_print_json(o, local_query, local_output, "envelopefs kms");
     json_decref(o);
-    return 0;
+    return rc;
 }
 
 /* list-access-keys [--user USER]: ids, owners and creation times (IAM's ListAccessKeys shape), never secrets. */
@@ -1141,6 +1143,8 @@ int cmd_kms(int argc, char **argv)
         return usage_error("--cli-binary-format takes base64 or raw-in-base64-out, not %s", binfmt);
     }
     cli.raw_binary = binfmt && !strcmp(binfmt, "raw-in-base64-out");
+    local_query = cli.query;
+    local_output = cli.output;
     if (cli.g.url && strncmp(cli.g.url, "http://", 7) && strncmp(cli.g.url, "https://", 8) &&
         strncmp(cli.g.url, "local:", 6) && strncmp(cli.g.url, "unix:", 5)) {
         free(rest);

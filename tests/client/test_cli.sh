@@ -180,6 +180,9 @@ AKID=$(j AccessKey.AccessKeyId <"$T/ak.json")
 $B kms list-access-keys --user alice >"$T/aks.json"
 python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(d["AccessKeyMetadata"][0]["AccessKeyId"] != sys.argv[2])' "$T/aks.json" "$AKID" || fail "list-access-keys: $(cat "$T/aks.json")"
 grep -q Secret "$T/aks.json" && fail "list-access-keys prints a secret"
+# the local-only verbs honour --query and --output as the AWS verbs do
+[ "$($B kms list-access-keys --user alice --query 'AccessKeyMetadata[0].UserName' --output text)" = alice ] ||
+  fail "list-access-keys --query --output text"
 set +e; $B kms delete-access-key >/dev/null 2>"$T/err"; rc=$?; set -e
 [ $rc -eq 252 ] && grep -q "needs --access-key-id" "$T/err" || fail "delete-access-key without an id rc=$rc"
 set +e; AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=y $B kms --endpoint-url http://127.0.0.1:9 list-access-keys >/dev/null 2>"$T/err"; rc=$?; set -e
@@ -211,6 +214,10 @@ read -r cnt tok2 names < <($B kms lookup-audit --operation GenerateRandom --max-
 [ "$cnt $names" = "1 GenerateRandom" ] && { [ "$tok2" = - ] || [ "$tok2" -lt "$tok" ]; } || fail "lookup-audit page 2: $cnt $tok2 $names"
 read -r cnt tok names < <($B kms lookup-audit --start-time 2100-01-01T00:00:00Z | ev)
 [ "$cnt $tok" = "0 -" ] || fail "lookup-audit in the future: $cnt $tok"
+# the local-only verbs honour --query and --output as the AWS verbs do
+[ "$($B kms lookup-audit --operation GenerateRandom --max-results 1 --query 'Events[0].EventName' --output text)" = GenerateRandom ] ||
+  fail "lookup-audit --query --output text"
+[ "$($B kms validate-audit --query Valid --output text)" = True ] || fail "validate-audit --query Valid --output text"
 read -r cnt tok names < <($B kms lookup-audit --end-time "$(date -u +%s)" --start-time 2000-01-01 --max-results 1000 | ev)
 [ "$cnt" -ge 2 ] || fail "lookup-audit over all time: $cnt"
 set +e; $B kms lookup-audit --start-time yesterday >/dev/null 2>"$T/err"; rc=$?; set -e
