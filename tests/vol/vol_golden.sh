@@ -32,11 +32,12 @@ download_is() { # download_is SNAP SHA256 WHAT
   [ "$(sha "$T/dl")" = "$2" ] || fail "$3: $1 does not download as recorded"
   rm -f "$T/dl"
 }
+fsck_ids() { # fsck_ids WHAT ID...: each volume or snapshot is clean
+  local what=$1 x; shift
+  for x in "$@"; do "$B" volume fsck "$x" >"$T/fsck.out" 2>&1 || fail "$what: volume fsck $x: $(cat "$T/fsck.out")"; done
+}
 fsck_all() { # fsck_all WHAT: every volume and snapshot the store describes is clean
-  local x
-  for x in $(q describe-volumes --query 'Volumes[].VolumeId') $(q describe-snapshots --query 'Snapshots[].SnapshotId'); do
-    "$B" volume fsck "$x" >"$T/fsck.out" 2>&1 || fail "$1: volume fsck $x: $(cat "$T/fsck.out")"
-  done
+  fsck_ids "$1" $("$B" ec2 describe-volumes | jq -r '.Volumes[].VolumeId') $("$B" ec2 describe-snapshots | jq -r '.Snapshots[].SnapshotId')
 }
 fuse_ok() { [ -e /dev/fuse ] && [ -w /dev/fuse ]; }
 
@@ -61,7 +62,7 @@ same("snapshots", "SnapshotId", json.load(open(f"{t}/snapshots.json"))["Snapshot
 d = json.load(open(f"{t}/default.json"))["KmsKeyId"]
 assert d == exp["default_kms_key_id"], f"{v}: default key {d} != {exp['default_kms_key_id']}"
 PY
-  fsck_all "$v"
+  fsck_ids "$v" $(ex '.volumes, .snapshots | keys[]')
   for s in $(ex '.snapshots | keys[]'); do download_is "$s" "$(ex ".snapshots[\"$s\"].sha256")" "$v"; done
   for s in $(ex '.signed[]'); do
     "$B" volume fsck "$s" --verify-signature >"$T/verify.json" 2>&1 || fail "$v: fsck --verify-signature $s: $(cat "$T/verify.json")"
@@ -81,7 +82,7 @@ PY
   if [ "$(ex '.shared // empty')" ]; then
     for s in $(ex '.shared | keys[]'); do
       [ "$(q describe-snapshot-attribute --snapshot-id "$s" --attribute createVolumePermission \
-            --query 'CreateVolumePermissions[].UserId')" = "$(ex ".shared[\"$s\"] | join(\"\t\")")" ] ||
+            --query 'CreateVolumePermissions[*].UserId')" = "$(ex ".shared[\"$s\"] | join(\"\t\")")" ] ||
         fail "$v: the accounts $s is shared with"
     done
   fi

@@ -121,13 +121,13 @@ if [ "$VERSION" != v1 ]; then
 fi
 
 # every snapshot downloads as its model (the binary that wrote the store agrees with what was written)
-for s in $(q describe-snapshots --query 'Snapshots[].SnapshotId'); do
+for s in $("$B" ec2 describe-snapshots | jq -r '.Snapshots[].SnapshotId'); do
   "$B" snapshot download "$s" "$T/dl" >/dev/null
   [ "$(sha "$T/dl")" = "$(sha "$T/model-$s")" ] || fail "snapshot $s does not download as written"
   "$B" volume fsck "$s" >/dev/null || fail "fsck $s"
   rm -f "$T/dl"
 done
-for v in $(q describe-volumes --query 'Volumes[].VolumeId'); do "$B" volume fsck "$v" >/dev/null || fail "fsck $v"; done
+for v in $("$B" ec2 describe-volumes | jq -r '.Volumes[].VolumeId'); do "$B" volume fsck "$v" >/dev/null || fail "fsck $v"; done
 
 "$B" ec2 describe-volumes >"$T/volumes.json"
 "$B" ec2 describe-snapshots >"$T/snapshots.json"
