@@ -27,7 +27,7 @@ json_t *cli_query_path(json_t *root, const char *path)
         while (cur && *p == '[') {
             char *end;
             long idx = strtol(p + 1, &end, 10);
-            if (*end != ']')
+            if (*end != ']' || end == p + 1) /* [] and [*] are projections (query_projection), not indexes */
                 return NULL;
             cur = json_array_get(cur, idx < 0 ? json_array_size(cur) + (size_t)idx : (size_t)idx);
             p = end + 1;
@@ -38,38 +38,67 @@ json_t *cli_query_path(json_t *root, const char *path)
     return cur;
 }
 
-/* A query with a projection, Items[*].Field: a new array of Field of every item (a new reference). */
-static json_t *query_projection(json_t *root, const char *query)
+static json_t *query_projection_of(json_t *root, const char *query);
+
+/* The first projection in a query, "[*]" or JMESPath's flatten "[]" (*len 3 or 2), or NULL. */
+static const char *projection_at(const char *query, size_t *len)
 {
-    const char *star = strstr(query, "[*]");
+    const char *star = strstr(query, "[*]"), *flat = strstr(query, "[]");
+    if (flat && (!star || flat < star)) {
+        *len = 2;
+        return flat;
+    }
+    *len = 3;
+    return star;
+}
+
+/* Append what rest selects of x to out; splice: a list it selects contributes its elements (a later [] of
+ * JMESPath flattens what the projections before it made). */
+static void project_one(json_t *out, json_t *x, const char *rest, bool splice)
+{
+    json_t *y = *rest ? query_projection_of(x, rest) : json_incref(x);
+    if (y && splice && json_is_array(y))
+        json_array_extend(out, y);
+    else if (y && !json_is_null(y))
+        json_array_append(out, y);
+    json_decref(y);
+}
+
+/* A query with a projection, Items[*].Field or Items[].Field: a new array of Field of every item (a new
+ * reference); [] flattens first, as JMESPath does: an item that is itself a list contributes its elements. */
+static json_t *query_projection_of(json_t *root, const char *query)
+{
+    size_t len, i, j;
+    const char *at = projection_at(query, &len);
+    bool splice;
     char head[256];
-    json_t *arr, *out, *x;
-    size_t i;
-    if (!star)
+    json_t *arr, *out, *x, *y;
+    if (!at)
         return json_incref(cli_query_path(root, query));
-    if ((size_t)(star - query) >= sizeof head)
+    if ((size_t)(at - query) >= sizeof head)
         return NULL;
-    memcpy(head, query, (size_t)(star - query));
-    head[star - query] = 0;
+    memcpy(head, query, (size_t)(at - query));
+    head[at - query] = 0;
     arr = head[0] ? cli_query_path(root, head) : root;
     if (!json_is_array(arr) || !(out = json_array()))
         return NULL;
-    star += 3;
-    if (*star == '.')
-        star++;
+    at += len;
+    if (*at == '.')
+        at++;
+    splice = strstr(at, "[]") != NULL;
     json_array_foreach(arr, i, x) {
-        json_t *y = *star ? query_projection(x, star) : json_incref(x);
-        if (y && !json_is_null(y))
-            json_array_append_new(out, y);
+        if (len == 2 && json_is_array(x))
+            json_array_foreach(x, j, y) project_one(out, y, at, splice);
         else
-            json_decref(y);
+            project_one(out, x, at, splice);
     }
     return out;
 }
 
 int cli_print_json(json_t *root, const char *query, const char *output, const char *who)
 {
-    json_t *proj = query && strstr(query, "[*]") ? query_projection(root, query) : NULL;
+    size_t plen;
+    json_t *proj = query && projection_at(query, &plen) ? query_projection_of(root, query) : NULL;
     json_t *shown = proj ? proj : query ? cli_query_path(root, query) : root;
     bool text = output && !strcmp(output, "text");
     if (!shown || json_is_null(shown)) {

@@ -139,6 +139,10 @@ struct vol_catalog {
 int vol_catalog_sqlite_open(const char *path, vol_catalog **out) __attribute__((warn_unused_result));
 /* SQLite, read only (another region's catalog, read by copy-snapshot): nothing is created or written. */
 int vol_catalog_sqlite_open_ro(const char *path, vol_catalog **out) __attribute__((warn_unused_result));
+/* The format PATH's catalog says it is (meta.format), read without creating, locking or changing anything
+ * (SQLite's immutable open): > 0, or -errno (-ENOENT: no format row). For the error an open that returned
+ * -EPROTO reports. */
+int vol_catalog_sqlite_format(const char *path) __attribute__((warn_unused_result));
 
 static inline void vol_catalog_close(vol_catalog *c)
 {

@@ -1081,12 +1081,69 @@ static const vol_catalog_ops SQLITE_OPS = {
     s_sig_put, s_sig_get, s_digest_put, s_digest_drop, s_digest_list,
 };
 
+/* meta.format of an open catalog: > 0; 0 when it has no meta table or no format row (a new, empty file);
+ * -EIO when it cannot be read. Nothing is logged: a new catalog has no meta table yet. */
+static int format_of(sqlite3 *db)
+{
+    sqlite3_stmt *st;
+    int rc;
+    if (sqlite3_prepare_v2(db, "SELECT v FROM meta WHERE k = 'format'", -1, &st, NULL) != SQLITE_OK)
+        return 0;
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        const unsigned char *t = sqlite3_column_text(st, 0);
+        rc = t && atoi((const char *)t) > 0 ? atoi((const char *)t) : -EIO;
+    } else {
+        rc = rc == SQLITE_DONE ? 0 : -EIO;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int refuse_newer(const char *path, int fmt)
+{
+    EFS_ERROR("volume catalog %s is format %d, newer than this envelopefs, which reads up to format %d", path, fmt,
+              VOL_CATALOG_FORMAT);
+    return -EPROTO;
+}
+
+int vol_catalog_sqlite_format(const char *path)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t n = strlen(path), j = 0;
+    char *uri = malloc(3 * n + sizeof "file:?immutable=1");
+    sqlite3 *db = NULL;
+    int rc;
+    if (!uri)
+        return -ENOMEM;
+    j = (size_t)sprintf(uri, "file:");
+    for (size_t i = 0; i < n; i++) { /* percent-encode all but the unreserved bytes and '/' */
+        unsigned char c = (unsigned char)path[i];
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || strchr("/-._~", c)) {
+            uri[j++] = (char)c;
+        } else {
+            uri[j++] = '%';
+            uri[j++] = hex[c >> 4];
+            uri[j++] = hex[c & 15];
+        }
+    }
+    strcpy(uri + j, "?immutable=1");
+    if (access(path, R_OK))
+        rc = -errno;
+    else if (sqlite3_open_v2(uri, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, NULL) != SQLITE_OK)
+        rc = -EIO;
+    else if (!(rc = format_of(db)))
+        rc = -ENOENT;
+    sqlite3_close(db);
+    free(uri);
+    return rc;
+}
+
 /* Read only (a source region's catalog for copy-snapshot): no schema is created or changed; a catalog
  * without the base tables or from a newer format is refused. */
 int vol_catalog_sqlite_open_ro(const char *path, vol_catalog **out)
 {
     struct sqc *s = calloc(1, sizeof *s);
-    char *fmt = NULL;
     int rc;
     *out = NULL;
     if (!s)
@@ -1104,14 +1161,13 @@ int vol_catalog_sqlite_open_ro(const char *path, vol_catalog **out)
         return -EIO;
     }
     sqlite3_busy_timeout(s->db, 10000);
-    rc = s_setting_get(&s->base, "format", &fmt);
-    if (rc == -ENOENT) {
-        rc = -EIO;
-    } else if (!rc && atoi(fmt) > VOL_CATALOG_FORMAT) {
-        EFS_ERROR("volume catalog %s has format %s, newer than this envelopefs (%d)", path, fmt, VOL_CATALOG_FORMAT);
-        rc = -EPROTO;
-    }
-    free(fmt);
+    rc = format_of(s->db);
+    if (rc == 0)
+        rc = -EIO; /* no meta table or no format: not a catalog */
+    else if (rc > VOL_CATALOG_FORMAT)
+        rc = refuse_newer(path, rc);
+    else if (rc > 0)
+        rc = 0;
     if (!rc) { /* a catalog from before lazy rekey has no owner_lineages table: no sources */
         sqlite3_stmt *st;
         if (sqlite3_prepare_v2(s->db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'owner_lineages'", -1,
@@ -1156,6 +1212,12 @@ int vol_catalog_sqlite_open(const char *path, vol_catalog **out)
         return -EIO;
     }
     sqlite3_busy_timeout(s->db, 10000);
+    /* a catalog from a newer format is refused before anything is set or created in it (its journal mode
+     * included); checked again below inside the transaction, against a concurrent upgrade */
+    if ((rc = format_of(s->db)) > VOL_CATALOG_FORMAT || rc < 0) {
+        rc = rc > 0 ? refuse_newer(path, rc) : rc;
+        goto fail;
+    }
     if ((rc = exec1(&s->base, "PRAGMA journal_mode=WAL")) || (rc = exec1(&s->base, "PRAGMA synchronous=FULL")) ||
         (rc = exec1(&s->base, "BEGIN IMMEDIATE")))
         goto fail;
@@ -1169,8 +1231,7 @@ int vol_catalog_sqlite_open(const char *path, vol_catalog **out)
     } else if (rc) {
         goto fail;
     } else if (atoi(fmt) > VOL_CATALOG_FORMAT) {
-        EFS_ERROR("volume catalog %s has format %s, newer than this envelopefs (%d)", path, fmt, VOL_CATALOG_FORMAT);
-        rc = -EPROTO;
+        rc = refuse_newer(path, atoi(fmt));
         goto fail;
     }
     free(fmt);

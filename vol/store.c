@@ -98,7 +98,12 @@ static int store_open(const char *dir, kmsc *kms, bool ro, vol_store **out, vol_
     if (asprintf(&p, "%s/catalog.db", dir) < 0)
         goto nomem;
     if ((rc = ro ? vol_catalog_sqlite_open_ro(p, &st->cat) : vol_catalog_sqlite_open(p, &st->cat))) {
-        if (rc == -EPROTO)
+        int fmt = rc == -EPROTO ? vol_catalog_sqlite_format(p) : 0;
+        if (fmt > VOL_CATALOG_FORMAT)
+            vol_fail(e, rc, "InternalError",
+                     "the volume catalog %s is format %d, written by a newer envelopefs: this one reads up to format %d",
+                     p, fmt, VOL_CATALOG_FORMAT);
+        else if (rc == -EPROTO)
             vol_fail(e, rc, "InternalError", "the volume catalog %s was written by a newer envelopefs", p);
         else
             vol_fail(e, rc, "InternalError", "cannot open the volume catalog %s: %s", p, strerror(-rc));

@@ -116,6 +116,12 @@ echo "$KID" >"$T/kid"
 [ "$($B kms describe-key --key-id "file://$T/kid" --query KeyMetadata.KeyId --output text)" = "$KID" ] || fail "file:// key id"
 [ "$($B kms --store "$ENVELOPEFS_STORE" --output text describe-key --key-id "$KID" --query KeyMetadata.KeyState)" = Enabled ] || fail "globals before the verb"
 [ "$($B kms list-keys --query 'Keys[0].KeyId' --output text | wc -c)" = 37 ] || fail "--query with an index"
+# Keys[] (JMESPath's flatten) projects every item, as Keys[*] does (it once read as Keys[0])
+[ "$($B kms list-keys --query 'Keys[].KeyId' --output text | wc -w)" -ge 2 ] &&
+  [ "$($B kms list-keys --query 'Keys[].KeyId' --output text)" = "$($B kms list-keys --query 'Keys[*].KeyId' --output text)" ] ||
+  fail "--query with []"
+[ "$($B kms list-keys --query 'Keys[]' | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')" = \
+  "$($B kms list-keys --query 'Keys' | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')" ] || fail "--query Keys[]"
 [ "$($B kms describe-key --key-id "$KID" --query KeyMetadata.NoSuchField)" = null ] || fail "--query missing field"
 set +e; $B kms encrypt --key-id "$KID" --plaintext 'not base64!' >/dev/null 2>"$T/err"; rc=$?; set -e
 [ $rc -eq 252 ] && grep -q "invalid base64" "$T/err" || fail "invalid base64 argument rc=$rc"

@@ -2,7 +2,8 @@
 # kms_golden_store.sh — golden key stores (tests/kms/golden/vN, made by make-golden.sh vN, never regenerated):
 # a copy of each still opens and its keys still do what they did when it was written: the same public keys,
 # the recorded signatures verify (here and with openssl), the HMAC key gives the recorded MAC byte for byte,
-# and the recorded RSA, symmetric and imported-key ciphertexts decrypt to the message. A format change adds
+# and the recorded RSA, symmetric and imported-key ciphertexts decrypt to the message; from v4 the custom key
+# store shows in DescribeCustomKeyStores as recorded (DISCONNECTED). A format change adds
 # vN+1 and keeps the earlier ones passing.
 set -euo pipefail
 B=${ENVELOPEFS_BIN:?}
@@ -44,6 +45,13 @@ if "multi_region" in k:  # v3 on: a multi-Region key (feature multi_region), its
     assert kms("decrypt", "--ciphertext-blob", exp["multi_region_ciphertext"])["Plaintext"] == msg
     md = kms("describe-key", "--key-id", k["multi_region"])["KeyMetadata"]
     assert md["MultiRegion"] and md["MultiRegionConfiguration"]["MultiRegionKeyType"] == "PRIMARY", md
+if "custom_key_stores" in exp:  # v4 on: a custom key store's rows (feature custom_key_stores), no token needed
+    got = kms("describe-custom-key-stores")["CustomKeyStores"]
+    want = exp["custom_key_stores"]  # every recorded field as recorded (a later build may add fields)
+    assert len(got) == len(want) and all(g.get(f) == v for g, w in zip(got, want) for f, v in w.items()), (got, want)
+    assert [s["ConnectionState"] for s in got] == ["DISCONNECTED"], got
+    one = kms("describe-custom-key-stores", "--custom-key-store-name", got[0]["CustomKeyStoreName"])["CustomKeyStores"]
+    assert [s["CustomKeyStoreId"] for s in one] == [got[0]["CustomKeyStoreId"]], one
 print(f"{name}: ok")
 PY
 done

@@ -194,6 +194,8 @@ static void test_catalog(const char *dir)
         CHECK(sqlite3_exec(db, "UPDATE meta SET v = '99' WHERE k = 'format'", NULL, NULL, NULL) == SQLITE_OK);
         sqlite3_close(db);
         CHECK(vol_catalog_sqlite_open(path, &c) == -EPROTO);
+        CHECK(vol_catalog_sqlite_open_ro(path, &c) == -EPROTO);
+        CHECK(vol_catalog_sqlite_format(path) == 99); /* what the refusal names */
     }
 }
 
