@@ -165,12 +165,20 @@ json_t *cli_snapshot_json(vol_store *st, const vol_snapshot *s)
 {
     char arn[256], owner[16], dek[40];
     bool done = !strcmp(s->state, "completed");
+    char progress[8] = "";
+    vol_copy_progress p;
     json_t *o;
     lineage_info(st, s->lineage, arn, sizeof arn, dek, sizeof dek);
+    if (done)
+        snprintf(progress, sizeof progress, "100%%");
+    else if (!strcmp(s->state, "pending") && vol_store_catalog(st)->ops->progress_get(vol_store_catalog(st), s->id, &p) == 0)
+        /* a copy under another key while it runs: its recorded blocks (100% only once completed) */
+        snprintf(progress, sizeof progress, "%u%%", (unsigned)(!p.blocks_total ? 0 : p.blocks_done >= p.blocks_total ? 99
+                                                               : p.blocks_done * 100 / p.blocks_total));
     vol_owner_of(st, s->owner, s->lineage, owner);
     o = json_pack("{s:s, s:b, s:s, s:s, s:s, s:s, s:o, s:s, s:s, s:I, s:s, s:s, s:o}", "Description",
                   s->description ? s->description : "", "Encrypted", 1, "KmsKeyId", arn, "OwnerId", owner, "Progress",
-                  done ? "100%" : "", "SnapshotId", s->id, "StartTime", iso_time(s->started), "State", s->state,
+                  progress, "SnapshotId", s->id, "StartTime", iso_time(s->started), "State", s->state,
                   "VolumeId", s->volume_id, "VolumeSize", (json_int_t)s->volume_size, "DataEncryptionKeyId", dek,
                   "StorageTier", "standard", "Tags", tags_json(s->tags));
     if (o && done)

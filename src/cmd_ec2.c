@@ -543,6 +543,13 @@ static void copy_progress(void *arg, uint64_t done, uint64_t total)
                 (unsigned)(done * 100 / total), done == total ? "\n" : "");
 }
 
+/* A rerun that resumes an interrupted copy says so (always: the caller learns it is not a new copy). */
+static void copy_resumed(void *arg, const char *snapshot, uint64_t done, uint64_t total)
+{
+    fprintf(stderr, "copy-snapshot: resuming the interrupted copy %s of %s: %" PRIu64 " of %" PRIu64
+            " blocks already recorded\n", snapshot, (const char *)arg, done, total);
+}
+
 /* This region's name: the embedded key store's, else --region / AWS_REGION / AWS_DEFAULT_REGION. */
 static const char *own_region(const cli_vol *g, kmsc *kms)
 {
@@ -619,6 +626,16 @@ static int copy_snapshot(cli_vol *g, const struct cli_args *a)
         c.src_kms_arg = &sk;
         c.progress = copy_progress;
         c.progress_arg = (void *)c.src_id;
+        c.resumed = copy_resumed;
+        { /* blocks per catalog transaction (docs/DESIGN.md "Copies"): a tuning knob */
+            const char *b = getenv("ENVELOPEFS_COPY_BATCH");
+            uint64_t n = 0;
+            if (b && *b && (!cli_parse_u64(b, &n) || n < 1 || n > 65536)) {
+                rc = usage_error("ENVELOPEFS_COPY_BATCH takes a number of blocks from 1 to 65536");
+                goto done;
+            }
+            c.batch = n;
+        }
         if (vol_copy_snapshot_from(st, &c, &s, &e)) {
             rc = cli_service_error(e.code, "CopySnapshot", e.message);
         } else {
@@ -631,6 +648,7 @@ static int copy_snapshot(cli_vol *g, const struct cli_args *a)
             vol_snapshot_clear(&s);
         }
     }
+done:
     vol_store_free(src);
     kmsc_free(sk.kms);
     efs_region_clear(&r);

@@ -45,6 +45,22 @@ typedef struct vol_copy_rec {
     int64_t created;
 } vol_copy_rec;
 typedef int (*vol_copy_fn)(void *arg, const vol_copy_rec *r);
+
+/* A copy under another key while it runs (table copy_progress): its snapshot row is `pending` and its
+ * block map holds the blocks recorded so far, batch by batch in ascending block order, so it is always
+ * the source's blocks below next_block. rec is what `copies` gets at completion (blocks_copied and
+ * blocks_shared so far); the row is dropped in the transaction that records the last block. */
+typedef struct vol_copy_progress {
+    vol_copy_rec rec;
+    char key_arn[256];         /* the destination key (the copy's lineage's) */
+    bool local;                /* the source is in this store (its deletion is refused while this runs) */
+    uint64_t blocks_total;     /* the source's blocks */
+    uint64_t blocks_done;      /* recorded so far (copied + shared) */
+    uint64_t next_block;       /* the source's blocks below it are recorded */
+    uint64_t runs;             /* copy-snapshot runs that worked on it (1 + resumes) */
+    int64_t updated;
+} vol_copy_progress;
+typedef int (*vol_progress_fn)(void *arg, const vol_copy_progress *p);
 typedef int (*vol_account_fn)(void *arg, const char *account);
 
 typedef struct vol_catalog_ops {
@@ -129,6 +145,17 @@ typedef struct vol_catalog_ops {
     int (*digest_drop)(vol_catalog *c, const char *snapshot);
     int (*digest_list)(vol_catalog *c, const char *snapshot,
                        int (*fn)(void *arg, uint64_t block, const uint8_t *sha256), void *arg); /* ascending */
+
+    /* Copies in progress (table copy_progress, added to older catalogs on open; a read-only catalog
+     * without it has none): insert or replace, get (-ENOENT), list those of one source snapshot (oldest
+     * first), drop (no error if absent). snapshot_delete drops a snapshot's row. */
+    int (*progress_put)(vol_catalog *c, const vol_copy_progress *p);
+    int (*progress_get)(vol_catalog *c, const char *snapshot, vol_copy_progress *out);
+    int (*progress_list)(vol_catalog *c, const char *source_snapshot, vol_progress_fn fn, void *arg);
+    int (*progress_drop)(vol_catalog *c, const char *snapshot);
+    /* owner's mappings with from <= block, ascending, at most limit (0: all): a page of a block map. */
+    int (*map_page)(vol_catalog *c, const char *owner, uint64_t from, uint64_t limit, vol_map_fn fn, void *arg);
+    int (*map_count)(vol_catalog *c, const char *owner, uint64_t *n);
 } vol_catalog_ops;
 
 struct vol_catalog {

@@ -21,6 +21,7 @@ struct sqc {
     vol_catalog base;
     sqlite3 *db;
     bool no_sources; /* read only, from before lazy rekey: no owner_lineages table, so no owner has sources */
+    bool no_progress; /* read only, from before resumable copies: no copy_progress table, so none runs */
 };
 #define DB(c) (((struct sqc *)(c))->db)
 
@@ -63,6 +64,16 @@ static const char SCHEMA_SIGNATURES[] =
     "  source_snapshot TEXT, source_manifest BLOB, source_key_arn TEXT, source_algorithm TEXT, source_signature BLOB);"
     "CREATE TABLE IF NOT EXISTS snapshot_block_digests (snapshot TEXT NOT NULL, block INTEGER NOT NULL,"
     "  sha256 BLOB NOT NULL, PRIMARY KEY (snapshot, block)) WITHOUT ROWID;";
+
+/* Copies in progress (resumable copy-snapshot); added after format 1 shipped, created on open of an older
+ * catalog (additive: older programs ignore it and see such a copy as a pending snapshot). */
+static const char SCHEMA_PROGRESS[] =
+    "CREATE TABLE IF NOT EXISTS copy_progress (snapshot TEXT PRIMARY KEY, source_region TEXT NOT NULL,"
+    "  source_snapshot TEXT NOT NULL, source_volume TEXT NOT NULL, base TEXT NOT NULL, key_arn TEXT NOT NULL,"
+    "  local INTEGER NOT NULL, blocks_total INTEGER NOT NULL, blocks_done INTEGER NOT NULL,"
+    "  blocks_copied INTEGER NOT NULL, blocks_shared INTEGER NOT NULL, next_block INTEGER NOT NULL,"
+    "  runs INTEGER NOT NULL, created INTEGER NOT NULL, updated INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS copy_progress_source ON copy_progress (source_snapshot);";
 
 static int db_err(vol_catalog *c, int rc, const char *what)
 {
@@ -400,6 +411,9 @@ static int s_snapshot_delete(vol_catalog *c, const char *id)
     if ((rc = delete_by_id(c, "DELETE FROM snapshot_signatures WHERE snapshot = ?", id)) && rc != -ENOENT)
         return rc;
     if ((rc = delete_by_id(c, "DELETE FROM snapshot_block_digests WHERE snapshot = ?", id)) && rc != -ENOENT)
+        return rc;
+    /* a copy deleted while pending: its progress goes with it */
+    if ((rc = delete_by_id(c, "DELETE FROM copy_progress WHERE snapshot = ?", id)) && rc != -ENOENT)
         return rc;
     return 0;
 }
@@ -1069,6 +1083,139 @@ static int s_digest_list(vol_catalog *c, const char *snapshot, int (*fn)(void *,
     return rc;
 }
 
+/* ---- copies in progress ---- */
+
+#define PROGRESS_COLS "snapshot, source_region, source_snapshot, source_volume, base, key_arn, local, blocks_total," \
+                      " blocks_done, blocks_copied, blocks_shared, next_block, runs, created, updated"
+static void progress_row(sqlite3_stmt *st, vol_copy_progress *p)
+{
+    memset(p, 0, sizeof *p);
+    col_cpy(st, 0, p->rec.snapshot, sizeof p->rec.snapshot);
+    col_cpy(st, 1, p->rec.source_region, sizeof p->rec.source_region);
+    col_cpy(st, 2, p->rec.source_snapshot, sizeof p->rec.source_snapshot);
+    col_cpy(st, 3, p->rec.source_volume, sizeof p->rec.source_volume);
+    col_cpy(st, 4, p->rec.base, sizeof p->rec.base);
+    col_cpy(st, 5, p->key_arn, sizeof p->key_arn);
+    p->local = sqlite3_column_int(st, 6) != 0;
+    p->blocks_total = (uint64_t)sqlite3_column_int64(st, 7);
+    p->blocks_done = (uint64_t)sqlite3_column_int64(st, 8);
+    p->rec.blocks_copied = (uint64_t)sqlite3_column_int64(st, 9);
+    p->rec.blocks_shared = (uint64_t)sqlite3_column_int64(st, 10);
+    p->next_block = (uint64_t)sqlite3_column_int64(st, 11);
+    p->runs = (uint64_t)sqlite3_column_int64(st, 12);
+    p->rec.created = sqlite3_column_int64(st, 13);
+    p->updated = sqlite3_column_int64(st, 14);
+}
+
+static int s_progress_put(vol_catalog *c, const vol_copy_progress *p)
+{
+    sqlite3_stmt *st;
+    int rc = prep(c, "INSERT OR REPLACE INTO copy_progress (" PROGRESS_COLS ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+                     " ?, ?, ?)", &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, p->rec.snapshot, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, p->rec.source_region, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, p->rec.source_snapshot, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, p->rec.source_volume, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, p->rec.base, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 6, p->key_arn, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 7, p->local ? 1 : 0);
+    sqlite3_bind_int64(st, 8, (int64_t)p->blocks_total);
+    sqlite3_bind_int64(st, 9, (int64_t)p->blocks_done);
+    sqlite3_bind_int64(st, 10, (int64_t)p->rec.blocks_copied);
+    sqlite3_bind_int64(st, 11, (int64_t)p->rec.blocks_shared);
+    sqlite3_bind_int64(st, 12, (int64_t)p->next_block);
+    sqlite3_bind_int64(st, 13, (int64_t)p->runs);
+    sqlite3_bind_int64(st, 14, p->rec.created);
+    sqlite3_bind_int64(st, 15, p->updated);
+    return step_done(c, st, "copy progress");
+}
+
+static int s_progress_get(vol_catalog *c, const char *snapshot, vol_copy_progress *out)
+{
+    sqlite3_stmt *st;
+    int rc;
+    memset(out, 0, sizeof *out);
+    if (((struct sqc *)c)->no_progress)
+        return -ENOENT;
+    if ((rc = prep(c, "SELECT " PROGRESS_COLS " FROM copy_progress WHERE snapshot = ?", &st)))
+        return rc;
+    sqlite3_bind_text(st, 1, snapshot, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        progress_row(st, out);
+        rc = 0;
+    } else {
+        rc = rc == SQLITE_DONE ? -ENOENT : db_err(c, rc, "copy progress");
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int s_progress_list(vol_catalog *c, const char *source_snapshot, vol_progress_fn fn, void *arg)
+{
+    sqlite3_stmt *st;
+    int rc;
+    if (((struct sqc *)c)->no_progress)
+        return 0;
+    if ((rc = prep(c, "SELECT " PROGRESS_COLS " FROM copy_progress WHERE source_snapshot = ? ORDER BY created, rowid", &st)))
+        return rc;
+    sqlite3_bind_text(st, 1, source_snapshot, -1, SQLITE_STATIC);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        vol_copy_progress p;
+        int x;
+        progress_row(st, &p);
+        if ((x = fn(arg, &p))) {
+            sqlite3_finalize(st);
+            return x;
+        }
+    }
+    rc = rc == SQLITE_DONE ? 0 : db_err(c, rc, "copy progress");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int s_progress_drop(vol_catalog *c, const char *snapshot)
+{
+    return exec_text(c, "DELETE FROM copy_progress WHERE snapshot = ?", snapshot, "copy progress");
+}
+
+static int s_map_page(vol_catalog *c, const char *owner, uint64_t from, uint64_t limit, vol_map_fn fn, void *arg)
+{
+    sqlite3_stmt *st;
+    int rc = prep(c, "SELECT block, gen FROM maps WHERE owner = ? AND block >= ? ORDER BY block LIMIT ?", &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, owner, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (int64_t)from);
+    sqlite3_bind_int64(st, 3, limit ? (int64_t)limit : -1);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int r = fn(arg, (uint64_t)sqlite3_column_int64(st, 0), (uint64_t)sqlite3_column_int64(st, 1));
+        if (r) {
+            sqlite3_finalize(st);
+            return r;
+        }
+    }
+    rc = rc == SQLITE_DONE ? 0 : db_err(c, rc, "map page");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int s_map_count(vol_catalog *c, const char *owner, uint64_t *n)
+{
+    sqlite3_stmt *st;
+    int rc = prep(c, "SELECT count(*) FROM maps WHERE owner = ?", &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, owner, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    *n = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(st, 0) : 0;
+    rc = rc == SQLITE_ROW ? 0 : db_err(c, rc, "map count");
+    sqlite3_finalize(st);
+    return rc;
+}
+
 static const vol_catalog_ops SQLITE_OPS = {
     s_close, s_begin, s_commit, s_rollback, s_setting_get, s_setting_set, s_setting_delete, s_lineage_put, s_lineage_get,
     s_volume_put, s_volume_get, s_volume_delete, s_volume_list, s_snapshot_put, s_snapshot_get,
@@ -1079,6 +1226,7 @@ static const vol_catalog_ops SQLITE_OPS = {
     s_copy_put, s_copy_get, s_copy_list,
     s_perm_add, s_perm_remove, s_perm_list, s_perm_has, s_perm_clear,
     s_sig_put, s_sig_get, s_digest_put, s_digest_drop, s_digest_list,
+    s_progress_put, s_progress_get, s_progress_list, s_progress_drop, s_map_page, s_map_count,
 };
 
 /* meta.format of an open catalog: > 0; 0 when it has no meta table or no format row (a new, empty file);
@@ -1139,6 +1287,17 @@ int vol_catalog_sqlite_format(const char *path)
     return rc;
 }
 
+static int table_missing(sqlite3 *db, const char *name, bool *missing)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", -1, &st, NULL) != SQLITE_OK)
+        return -EIO;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    *missing = sqlite3_step(st) != SQLITE_ROW;
+    sqlite3_finalize(st);
+    return 0;
+}
+
 /* Read only (a source region's catalog for copy-snapshot): no schema is created or changed; a catalog
  * without the base tables or from a newer format is refused. */
 int vol_catalog_sqlite_open_ro(const char *path, vol_catalog **out)
@@ -1168,16 +1327,10 @@ int vol_catalog_sqlite_open_ro(const char *path, vol_catalog **out)
         rc = refuse_newer(path, rc);
     else if (rc > 0)
         rc = 0;
-    if (!rc) { /* a catalog from before lazy rekey has no owner_lineages table: no sources */
-        sqlite3_stmt *st;
-        if (sqlite3_prepare_v2(s->db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'owner_lineages'", -1,
-                               &st, NULL) != SQLITE_OK)
-            rc = -EIO;
-        else {
-            s->no_sources = sqlite3_step(st) != SQLITE_ROW;
-            sqlite3_finalize(st);
-        }
-    }
+    if (!rc) /* a catalog from before lazy rekey has no owner_lineages table: no sources */
+        rc = table_missing(s->db, "owner_lineages", &s->no_sources);
+    if (!rc) /* nor one from before resumable copies a copy_progress table: no copy runs there */
+        rc = table_missing(s->db, "copy_progress", &s->no_progress);
     if (rc) {
         sqlite3_close(s->db);
         free(s);
@@ -1222,7 +1375,7 @@ int vol_catalog_sqlite_open(const char *path, vol_catalog **out)
         (rc = exec1(&s->base, "BEGIN IMMEDIATE")))
         goto fail;
     if ((rc = exec1(&s->base, SCHEMA)) || (rc = exec1(&s->base, SCHEMA_COPIES)) ||
-        (rc = exec1(&s->base, SCHEMA_SIGNATURES)))
+        (rc = exec1(&s->base, SCHEMA_SIGNATURES)) || (rc = exec1(&s->base, SCHEMA_PROGRESS)))
         goto fail;
     rc = s_setting_get(&s->base, "format", &fmt);
     if (rc == -ENOENT) {

@@ -7,9 +7,14 @@
  * the copy is a new lineage in this store — or, by EBS's incremental rule, joins the lineage of an
  * earlier copy here (same key) of an ancestor snapshot of the same source volume: the blocks whose source
  * chunk is the ancestor's (same generation) share that copy's chunks, only the others are re-sealed; the
- * `copies` table records where each copy came from. Atomic: the chunks are written and synced first, then
- * one transaction records the lineage, the chunks, the block map and the snapshot as completed; an
- * interrupted copy leaves only orphan chunk files (vol_sweep), never a snapshot.
+ * `copies` table records where each copy came from. Honest and resumable: the copy's snapshot row is
+ * `pending` from its first transaction (with its lineage and a copy_progress row); then, batch by batch in
+ * ascending block order, the batch's chunks are written and synced and one transaction maps them and
+ * advances the progress; the transaction that records the last block also marks the snapshot completed
+ * and records the copy. Memory is one batch. The copier holds run/SNAP.lock for its life: a rerun of the
+ * same copy (source region and snapshot, key) takes the lock of a dead copier's copy and resumes it from
+ * its recorded blocks (the same SnapshotId), and refuses while the copier lives. An interrupted batch
+ * leaves only orphan chunk files (vol_sweep).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -238,28 +243,400 @@ static int count_text(void *arg, const char *text)
     return 0;
 }
 
-/* Of src's blocks (bl), those whose chunk is the ancestor's (anc: the same generation, so the same bytes)
- * take the earlier copy's chunk for that block (share[i]; 0: copy it). */
-static int plan_shared(vol_catalog *scat, vol_catalog *cat, const char *anc, const char *base, const vol_blocks *bl,
-                       uint64_t *share)
+/* ---- a copy under another key, or from another region: batches, resumable ---- */
+
+int vol_copy_lock(vol_store *st, const char *snapshot_id, long *holder)
 {
-    vol_blocks am = {0}, bm = {0};
-    size_t ia = 0, ib = 0;
-    int rc;
-    if (!(rc = scat->ops->map_list(scat, anc, vol_blocks_add, &am)) && !(rc = cat->ops->map_list(cat, base, vol_blocks_add, &bm)))
-        for (size_t i = 0; i < bl->n; i++) {
-            share[i] = 0;
-            while (ia < am.n && am.block[ia] < bl->block[i])
-                ia++;
-            if (ia == am.n || am.block[ia] != bl->block[i] || am.gen[ia] != bl->gen[i])
-                continue;
-            while (ib < bm.n && bm.block[ib] < bl->block[i])
-                ib++;
-            if (ib < bm.n && bm.block[ib] == bl->block[i])
-                share[i] = bm.gen[ib];
+    char b[32];
+    int fd = vol_lock_volume(st, snapshot_id), n, rc = 0;
+    ssize_t w;
+    if (holder)
+        *holder = 0;
+    if (fd == -EBUSY) { /* alive: its pid for the message */
+        char *p = vol_run_path(st, snapshot_id, ".lock");
+        int r = p ? open(p, O_RDONLY | O_CLOEXEC) : -1;
+        free(p);
+        if (r >= 0) {
+            ssize_t k = pread(r, b, sizeof b - 1, 0);
+            if (k > 0 && holder) {
+                b[k] = 0;
+                *holder = strtol(b, NULL, 10);
+            }
+            close(r);
         }
-    vol_blocks_clear(&am);
-    vol_blocks_clear(&bm);
+        return fd;
+    }
+    if (fd < 0)
+        return fd;
+    n = snprintf(b, sizeof b, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0))
+        rc = -errno;
+    else if ((w = pwrite(fd, b, (size_t)n, 0)) < 0)
+        rc = -errno;
+    else if (w != n)
+        rc = -EIO;
+    if (rc) {
+        close(fd);
+        return rc;
+    }
+    return fd;
+}
+
+void vol_copy_unlock(vol_store *st, const char *snapshot_id, int fd, bool remove)
+{
+    if (fd < 0)
+        return;
+    if (remove) { /* while still held: a process that opened it meanwhile finds the row gone or completed */
+        char *p = vol_run_path(st, snapshot_id, ".lock");
+        if (p)
+            unlink(p);
+        free(p);
+    }
+    close(fd);
+}
+
+/* The copies in progress of one source that a rerun could resume: same source region, key and store. */
+struct pend {
+    const vol_copy_progress *want;
+    vol_copy_progress *p;
+    size_t n, cap;
+};
+static int add_pend(void *arg, const vol_copy_progress *p)
+{
+    struct pend *x = arg;
+    if (strcmp(p->rec.source_region, x->want->rec.source_region) || strcmp(p->key_arn, x->want->key_arn) ||
+        p->local != x->want->local)
+        return 0;
+    if (x->n == x->cap) {
+        size_t cap = x->cap ? 2 * x->cap : 4;
+        vol_copy_progress *y = realloc(x->p, cap * sizeof *y);
+        if (!y)
+            return -ENOMEM;
+        x->p = y;
+        x->cap = cap;
+    }
+    x->p[x->n++] = *p;
+    return 0;
+}
+
+/* An interrupted copy to resume, locked: 1 with *lock, *p and *cur (its pending snapshot row) filled; 0: none
+ * (*running: how many are running, busy the id of one and *pid its copier); <0: error. A copy whose
+ * copier is alive holds its lock, so trying the lock tells a dead copier from a live one. */
+static int find_pending(vol_store *st, const vol_copy_progress *want, vol_copy_progress *p, vol_snapshot *cur, int *lock,
+                        int *running, char busy[32], long *pid)
+{
+    vol_catalog *cat = vol_store_catalog(st);
+    struct pend x = {want, NULL, 0, 0};
+    int rc = cat->ops->progress_list(cat, want->rec.source_snapshot, add_pend, &x), found = 0;
+    *running = 0;
+    for (size_t i = 0; !rc && !found && i < x.n; i++) {
+        const char *id = x.p[i].rec.snapshot;
+        long holder = 0;
+        int fd = vol_copy_lock(st, id, &holder);
+        if (fd == -EBUSY) {
+            ++*running;
+            snprintf(busy, 32, "%s", id);
+            *pid = holder;
+            continue;
+        }
+        if (fd < 0) {
+            rc = fd;
+            break;
+        }
+        /* locked: read again (its copier may have completed it just before it let go) */
+        if (cat->ops->progress_get(cat, id, p) == 0 && cat->ops->snapshot_get(cat, id, cur) == 0) {
+            if (!strcmp(cur->state, "pending")) {
+                *lock = fd;
+                found = 1;
+                continue;
+            }
+            vol_snapshot_clear(cur);
+        }
+        vol_copy_unlock(st, id, fd, false);
+    }
+    free(x.p);
+    return rc ? rc : found;
+}
+
+/* In the copy's first transaction: no other copy of the same source under the same key started meanwhile. */
+static int count_pend(void *arg, const vol_copy_progress *p)
+{
+    struct pend *x = arg;
+    if (!strcmp(p->rec.source_region, x->want->rec.source_region) && !strcmp(p->key_arn, x->want->key_arn) &&
+        p->local == x->want->local)
+        x->n++;
+    return 0;
+}
+
+/* The blocks of a batch that are the earlier copy's (incremental): share[i] its chunk, or 0 (copy it). The
+ * source's chunk must be the ancestor's (the same generation: the same bytes). */
+static int plan_batch(vol_catalog *scat, vol_catalog *cat, const char *anc, const char *base, const vol_blocks *pg,
+                      uint64_t *share)
+{
+    for (size_t i = 0; i < pg->n; i++) {
+        uint64_t ag = 0, bg = 0;
+        int rc;
+        share[i] = 0;
+        if (!anc || !base)
+            continue;
+        if ((rc = scat->ops->map_get(scat, anc, pg->block[i], &ag)) == -ENOENT || (!rc && ag != pg->gen[i]))
+            continue;
+        if (rc || ((rc = cat->ops->map_get(cat, base, pg->block[i], &bg)) && rc != -ENOENT))
+            return rc;
+        if (!rc)
+            share[i] = bg;
+    }
+    return 0;
+}
+
+/* The full (or incremental) copy: resumes the interrupted copy of the same source under the same key if
+ * there is one, else starts one (its pending snapshot row, lineage and progress in one transaction);
+ * then batch by batch: the batch's chunks written and synced, then one transaction maps them, advances
+ * the progress and, with the last block, completes the snapshot and records the copy. */
+static int full_copy(vol_store *st, const vol_copy_args *a, vol_store *from, const vol_snapshot *src, const vol_lineage *slin,
+                     const kmsc_secret *sdk, const vol_keyring *ring, const char *arn, vol_snapshot *out,
+                     const vol_copy_rec *rec0, vol_err *e)
+{
+    vol_catalog *cat = vol_store_catalog(st), *scat = vol_store_catalog(from);
+    bool cross = from != st, started = false, done = false;
+    const char *src_id = src->id;
+    vol_snapshot base = {0}, anc = {0}, cur = {0};
+    vol_copy_progress want = {0}, p = {0};
+    vol_lineage dlin = {0};
+    kmsc_secret *ddk = NULL;
+    vol_blocks pg = {0};
+    vol_chunk *chunks = NULL;
+    uint64_t first = 0, *share = NULL, batch = a->batch ? a->batch : VOL_COPY_BATCH, nc = 0;
+    uint8_t sl[16], dl[16], *buf = NULL, *pt = NULL;
+    vol_sealer *sealer = NULL;
+    char busy[32] = "", ancid[32] = "";
+    long pid = 0;
+    int rc, lock = -1, slock = -1, srclock = -1, running = 0, incremental = 0;
+
+    want.rec = *rec0;
+    snprintf(want.key_arn, sizeof want.key_arn, "%s", arn);
+    want.local = !cross;
+    if ((rc = find_pending(st, &want, &p, &cur, &lock, &running, busy, &pid)) < 0)
+        goto dberr;
+    if (rc == 1) { /* resume: the copy as it was started (its id, lineage, description, base) */
+        started = true; /* pending: its lock file stays (removing it could let two copiers in) */
+        vol_snapshot_clear(out);
+        *out = cur;
+        memset(&cur, 0, sizeof cur);
+        if ((rc = vol_lineage_of(st, out->lineage, &dlin, e)) || (rc = vol_lineage_key(st, &dlin, &ddk, e)))
+            goto out;
+        /* the earlier copy it shares with, if still there (else the rest is copied in full, same lineage) */
+        if (p.rec.base[0] && cat->ops->snapshot_get(cat, p.rec.base, &base) == 0) {
+            vol_copy_rec br;
+            if (cat->ops->copy_get(cat, p.rec.base, &br) == 0) {
+                snprintf(ancid, sizeof ancid, "%s", br.source_snapshot);
+                incremental = 1;
+            }
+        }
+        p.runs++;
+        if (a->resumed)
+            a->resumed(a->progress_arg, out->id, p.blocks_done, p.blocks_total);
+    } else if (running) {
+        rc = vol_fail(e, -EBUSY, "IncorrectState", "The copy %s of snapshot '%s' under this key is in progress (copy-snapshot "
+                      "pid %ld): wait for it to complete", busy, src_id, pid);
+        goto out;
+    } else {
+        struct pend x = {&want, NULL, 0, 0};
+        p = want;
+        if ((incremental = find_base(st, from, rec0->source_region, src, arn, &base, &anc)) < 0) {
+            rc = incremental;
+            goto dberr;
+        }
+        if ((lock = vol_copy_lock(st, out->id, NULL)) < 0) { /* before its row exists: never pending unlocked */
+            rc = vol_fail(e, lock, "InternalError", "cannot lock the copy %s: %s", out->id, strerror(-lock));
+            goto out;
+        }
+        if (incremental) {
+            snprintf(ancid, sizeof ancid, "%s", anc.id);
+            snprintf(p.rec.base, sizeof p.rec.base, "%s", base.id);
+            rc = vol_lineage_of(st, base.lineage, &dlin, e);
+        } else {
+            rc = vol_new_lineage(st, arn, out->id, &dlin, e);
+        }
+        if (rc || (rc = vol_lineage_key(st, &dlin, &ddk, e)))
+            goto out;
+        snprintf(out->lineage, sizeof out->lineage, "%s", dlin.id);
+        snprintf(out->state, sizeof out->state, "pending");
+        if ((rc = scat->ops->map_count(scat, src_id, &p.blocks_total)))
+            goto dberr;
+        p.runs = 1;
+        p.updated = time(NULL);
+        if ((rc = cat->ops->begin(cat)))
+            goto dberr;
+        if ((rc = cat->ops->progress_list(cat, src_id, count_pend, &x)))
+            goto dberr;
+        if (x.n) {
+            cat->ops->rollback(cat);
+            rc = vol_fail(e, -EBUSY, "IncorrectState", "Another copy of snapshot '%s' under this key started meanwhile",
+                          src_id);
+            goto out;
+        }
+        if (!cross) { /* the source is still there (its deletion waits for this transaction, then refuses) */
+            vol_snapshot s2;
+            if ((rc = cat->ops->snapshot_get(cat, src_id, &s2))) {
+                cat->ops->rollback(cat);
+                rc = vol_fail(e, rc, "InvalidSnapshot.NotFound", "The snapshot '%s' does not exist.", src_id);
+                goto out;
+            }
+            vol_snapshot_clear(&s2);
+        }
+        if ((!incremental && (rc = cat->ops->lineage_put(cat, &dlin))) || (rc = cat->ops->snapshot_put(cat, out)) ||
+            (rc = cat->ops->progress_put(cat, &p)) || (rc = cat->ops->commit(cat)))
+            goto dberr;
+    }
+    started = true;
+    if ((slock = vol_store_lock_shared(st)) < 0) { /* the sweep must not take chunks not yet recorded */
+        rc = vol_fail(e, slock, "InternalError", "cannot lock the volume store");
+        goto out;
+    }
+    if (cross && (srclock = lock_source(from)) < -1) {
+        rc = vol_fail(e, srclock, "InternalError", "cannot lock the source region's volume store");
+        goto out;
+    }
+    if (vol_lineage_bin(slin->binding, sl) || vol_lineage_bin(dlin.binding, dl) || !(chunks = calloc(batch, sizeof *chunks)) ||
+        !(share = calloc(batch, sizeof *share)) || !(buf = malloc(VOL_CHUNK_FILE_SIZE)) ||
+        !(pt = sodium_malloc(VOL_SECTOR_SIZE)) || !(sealer = vol_sealer_new())) {
+        rc = vol_fail(e, -ENOMEM, "InternalError", "out of memory");
+        goto out;
+    }
+    while (!done) {
+        vol_copy_progress np = p;
+        bool last;
+        pg.n = 0; /* the next page of the source's map (its capacity kept: one batch) */
+        nc = 0;
+        if ((rc = scat->ops->map_page(scat, src_id, p.next_block, batch, vol_blocks_add, &pg)))
+            goto dberr;
+        last = pg.n < batch;
+        if (!last && p.blocks_done + pg.n >= p.blocks_total) { /* a full last page: nothing after it? */
+            vol_blocks more = {0};
+            if ((rc = scat->ops->map_page(scat, src_id, pg.block[pg.n - 1] + 1, 1, vol_blocks_add, &more)))
+                goto dberr;
+            last = more.n == 0;
+            vol_blocks_clear(&more);
+        }
+        if ((rc = plan_batch(scat, cat, incremental ? ancid : NULL, incremental ? base.id : NULL, &pg, share)))
+            goto dberr;
+        for (size_t i = 0; i < pg.n; i++)
+            nc += !share[i];
+        if (nc && (rc = cat->ops->gen_reserve(cat, nc, &first)))
+            goto dberr;
+        for (size_t i = 0, j = 0; i < pg.n; i++) {
+            const uint8_t *key;
+            if (!share[i]) {
+                if ((rc = scat->ops->chunk_get(scat, pg.gen[i], &chunks[j])))
+                    goto dberr_batch;
+                /* each chunk opens under its own lineage's key (a lazily rekeyed source names several) */
+                if (!(key = cross ? sdk->data : vol_keyring_find(ring, chunks[j].lineage)) ||
+                    vol_lineage_bin(chunks[j].lineage, sl)) {
+                    rc = vol_fail(e, -EIO, "InternalError", "block %" PRIu64 " of %s: no key of it opens lineage %s",
+                                  pg.block[i], src_id, chunks[j].lineage);
+                    goto cleanup_batch;
+                }
+                if ((rc = vol_reseal(vol_store_chunks(from), vol_store_chunks(st), sealer, key, sl, ddk->data, dl,
+                                     &chunks[j], first + j, buf, pt))) {
+                    rc = vol_fail(e, rc == -EBADMSG ? -EIO : rc, "InternalError", "block %" PRIu64 " of %s %s",
+                                  pg.block[i], src_id, rc == -EBADMSG ? "fails authentication (see volume fsck)" : strerror(-rc));
+                    goto cleanup_batch;
+                }
+                snprintf(chunks[j].lineage, sizeof chunks[j].lineage, "%s", dlin.binding);
+                j++;
+            }
+            if (a->progress)
+                a->progress(a->progress_arg, p.blocks_done + i + 1, p.blocks_total > p.blocks_done + i + 1 ?
+                            p.blocks_total : p.blocks_done + i + 1);
+        }
+        /* the batch's chunks are durable (vol_reseal syncs each): record them */
+        if ((rc = cat->ops->begin(cat)))
+            goto dberr_batch;
+        if ((rc = cat->ops->snapshot_get(cat, out->id, &cur)) || strcmp(cur.state, "pending")) {
+            rc = rc == -ENOENT || !rc ? -ECANCELED : rc; /* deleted meanwhile (by a program that predates copy_progress) */
+            goto dberr_batch;
+        }
+        vol_snapshot_clear(&cur);
+        for (size_t i = 0, j = 0; i < pg.n && !rc; i++) {
+            if (share[i]) { /* the earlier copy's chunk: gone since (that copy deleted) → this batch in full */
+                if ((rc = cat->ops->chunk_ref(cat, share[i], 1, NULL)) == -ENOENT)
+                    rc = -ESTALE;
+                if (!rc)
+                    rc = cat->ops->map_set(cat, out->id, pg.block[i], share[i]);
+            } else if (!(rc = cat->ops->chunk_put(cat, &chunks[j]))) {
+                rc = cat->ops->map_set(cat, out->id, pg.block[i], chunks[j++].gen);
+            }
+        }
+        if (rc)
+            goto dberr_batch;
+        np.blocks_done += pg.n;
+        np.rec.blocks_copied += nc;
+        np.rec.blocks_shared += pg.n - nc;
+        if (pg.n)
+            np.next_block = pg.block[pg.n - 1] + 1;
+        np.updated = time(NULL);
+        if (last) { /* the last block: completed in this same transaction, and the copy recorded */
+            snprintf(out->state, sizeof out->state, "completed");
+            out->completed = time(NULL);
+            if ((rc = cat->ops->snapshot_put(cat, out)) || (rc = cat->ops->copy_put(cat, &np.rec)) ||
+                (rc = cat->ops->progress_drop(cat, out->id)))
+                goto dberr_batch;
+        } else if ((rc = cat->ops->progress_put(cat, &np))) {
+            goto dberr_batch;
+        }
+        if ((rc = cat->ops->commit(cat))) {
+            if (last)
+                snprintf(out->state, sizeof out->state, "pending");
+            goto dberr_batch;
+        }
+        p = np;
+        done = last;
+    }
+    goto out;
+dberr_batch:
+    cat->ops->rollback(cat);
+    vol_snapshot_clear(&cur);
+    if (rc == -ESTALE)
+        vol_fail(e, rc, "IncorrectState", "the earlier copy %s that this copy shares blocks with was deleted meanwhile: "
+                 "run copy-snapshot again to resume %s (its other blocks are then copied in full)", base.id, out->id);
+    else if (rc == -ECANCELED)
+        vol_fail(e, rc, "IncorrectState", "the copy %s was deleted while it ran", out->id);
+    else
+        vol_fail(e, rc, "InternalError", "the volume catalog refused the copy: %s", strerror(-rc));
+cleanup_batch:
+    for (uint64_t i = 0; i < nc; i++) /* this batch's files; the batches recorded stay (a rerun resumes) */
+        (void)vol_store_chunks(st)->ops->remove(vol_store_chunks(st), first + i);
+    goto out;
+dberr:
+    cat->ops->rollback(cat);
+    vol_fail(e, rc, "InternalError", "the volume catalog refused the copy: %s", strerror(-rc));
+out:
+    if (rc && started && rc != -ECANCELED) { /* say what stays behind */
+        size_t n = strlen(e ? e->message : "");
+        if (e && n + 1 < sizeof e->message)
+            snprintf(e->message + n, sizeof e->message - n, " (the copy %s stays pending with %" PRIu64 " of %" PRIu64
+                     " blocks: rerun copy-snapshot to resume it, or delete-snapshot it)", out->id, p.blocks_done,
+                     p.blocks_total);
+    }
+    if (srclock >= 0)
+        close(srclock);
+    if (slock >= 0)
+        close(slock);
+    /* completed (or never started, or deleted): the lock file goes; else a rerun takes it */
+    vol_copy_unlock(st, out->id, lock, !rc || !started || rc == -ECANCELED);
+    kmsc_secret_free(ddk);
+    vol_lineage_clear(&dlin);
+    vol_snapshot_clear(&base);
+    vol_snapshot_clear(&anc);
+    vol_snapshot_clear(&cur);
+    vol_blocks_clear(&pg);
+    free(share);
+    free(chunks);
+    free(buf);
+    if (pt)
+        sodium_free(pt);
+    vol_sealer_free(sealer);
     return rc;
 }
 
@@ -269,19 +646,14 @@ int vol_copy_snapshot_from(vol_store *st, const vol_copy_args *a, vol_snapshot *
     vol_catalog *cat = vol_store_catalog(st), *scat = vol_store_catalog(from);
     const char *src_id = a->src_id;
     bool cross = from != st;
-    vol_snapshot src, base = {0}, anc = {0};
+    vol_snapshot src;
     vol_copy_rec rec = {0};
-    vol_lineage slin = {0}, dlin = {0};
-    kmsc_secret *sdk = NULL, *ddk = NULL;
+    vol_lineage slin = {0};
+    kmsc_secret *sdk = NULL;
     vol_keyring ring = {NULL, 0};
-    vol_blocks bl = {0};
-    vol_chunk *chunks = NULL;
     char *arn = NULL;
-    uint8_t sl[16], dl[16], *buf = NULL, *pt = NULL;
-    vol_sealer *sealer = NULL;
-    uint64_t first = 0, *share = NULL;
-    size_t ncopy = 0;
-    int rc, slock = -1, srclock = -1, incremental = 0;
+    uint64_t nblocks = 0;
+    int rc;
 
     memset(out, 0, sizeof *out);
     if (!vol_id_valid("snap-", src_id))
@@ -347,7 +719,7 @@ int vol_copy_snapshot_from(vol_store *st, const vol_copy_args *a, vol_snapshot *
     snprintf(rec.source_snapshot, sizeof rec.source_snapshot, "%s", src_id);
     snprintf(rec.source_volume, sizeof rec.source_volume, "%s", src.volume_id);
     rec.created = out->started;
-    if ((rc = scat->ops->map_list(scat, src_id, vol_blocks_add, &bl)))
+    if ((rc = scat->ops->map_count(scat, src_id, &nblocks)))
         goto dberr;
     if (a->rewrap_only && (!arn || !strcmp(arn, slin.key_arn))) {
         rc = vol_fail(e, -EINVAL, "InvalidParameterCombination", "--rewrap-only needs a --kms-key-id other than the "
@@ -355,7 +727,7 @@ int vol_copy_snapshot_from(vol_store *st, const vol_copy_args *a, vol_snapshot *
         goto out;
     }
     if (a->rewrap_only) {
-        rec.blocks_shared = bl.n;
+        rec.blocks_shared = nblocks;
         rc = rewrap(st, &slin, arn, src_id, out, &rec, e);
         goto out;
     }
@@ -363,133 +735,27 @@ int vol_copy_snapshot_from(vol_store *st, const vol_copy_args *a, vol_snapshot *
         /* the same key in the same store: share every chunk, copy nothing */
         snprintf(out->lineage, sizeof out->lineage, "%s", src.lineage);
         out->completed = time(NULL);
-        rec.blocks_shared = bl.n;
+        rec.blocks_shared = nblocks;
         if ((rc = cat->ops->begin(cat)) || (rc = cat->ops->snapshot_put(cat, out)) ||
             (rc = cat->ops->map_copy(cat, src_id, out->id)) || (rc = cat->ops->copy_put(cat, &rec)) ||
             (rc = cat->ops->commit(cat)))
             goto dberr;
         goto out;
     }
-    /* another key or another region: the blocks unchanged since an earlier copy's source are that copy's
-     * (its lineage, its chunks); the others, or all of them, re-sealed into a new lineage */
-    if (!(share = calloc(bl.n + 1, sizeof *share))) {
-        rc = vol_fail(e, -ENOMEM, "InternalError", "out of memory");
-        goto out;
-    }
-    if ((incremental = find_base(st, from, rec.source_region, &src, arn, &base, &anc)) < 0) {
-        rc = incremental;
-        goto dberr;
-    }
-    if (incremental) {
-        if ((rc = vol_lineage_of(st, base.lineage, &dlin, e)) || (rc = vol_lineage_key(st, &dlin, &ddk, e)))
-            goto out;
-        if ((rc = plan_shared(scat, cat, anc.id, base.id, &bl, share)))
-            goto dberr;
-        snprintf(rec.base, sizeof rec.base, "%s", base.id);
-    } else if ((rc = vol_new_lineage(st, arn, out->id, &dlin, e)) || (rc = vol_lineage_key(st, &dlin, &ddk, e))) {
-        goto out;
-    }
-    snprintf(out->lineage, sizeof out->lineage, "%s", dlin.id);
-    for (size_t i = 0; i < bl.n; i++)
-        ncopy += !share[i];
-    rec.blocks_copied = ncopy;
-    rec.blocks_shared = bl.n - ncopy;
-    if ((slock = vol_store_lock_shared(st)) < 0) { /* the sweep must not take chunks not yet recorded */
-        rc = vol_fail(e, slock, "InternalError", "cannot lock the volume store");
-        goto out;
-    }
-    if (cross && (srclock = lock_source(from)) < -1) {
-        rc = vol_fail(e, srclock, "InternalError", "cannot lock the source region's volume store");
-        goto out;
-    }
-    if (ncopy && (rc = cat->ops->gen_reserve(cat, ncopy, &first)))
-        goto dberr;
-    if (vol_lineage_bin(slin.binding, sl) || vol_lineage_bin(dlin.binding, dl) || !(chunks = calloc(bl.n + 1, sizeof *chunks)) ||
-        !(buf = malloc(VOL_CHUNK_FILE_SIZE)) || !(pt = sodium_malloc(VOL_SECTOR_SIZE)) || !(sealer = vol_sealer_new())) {
-        rc = vol_fail(e, -ENOMEM, "InternalError", "out of memory");
-        goto out;
-    }
-    for (size_t i = 0, j = 0; i < bl.n; i++) {
-        if (share[i]) {
-            if (a->progress)
-                a->progress(a->progress_arg, i + 1, bl.n);
-            continue;
-        }
-        const uint8_t *key;
-        if ((rc = scat->ops->chunk_get(scat, bl.gen[i], &chunks[j])))
-            goto dberr_new;
-        /* each chunk opens under its own lineage's key (a lazily rekeyed source names several) */
-        if (!(key = cross ? sdk->data : vol_keyring_find(&ring, chunks[j].lineage)) ||
-            vol_lineage_bin(chunks[j].lineage, sl)) {
-            rc = vol_fail(e, -EIO, "InternalError", "block %" PRIu64 " of %s: no key of it opens lineage %s",
-                          bl.block[i], src_id, chunks[j].lineage);
-            goto cleanup_new;
-        }
-        if ((rc = vol_reseal(vol_store_chunks(from), vol_store_chunks(st), sealer, key, sl, ddk->data, dl, &chunks[j],
-                             first + j, buf, pt))) {
-            rc = vol_fail(e, rc == -EBADMSG ? -EIO : rc, "InternalError",
-                          "block %" PRIu64 " of %s %s", bl.block[i], src_id,
-                          rc == -EBADMSG ? "fails authentication (see volume fsck)" : strerror(-rc));
-            goto cleanup_new;
-        }
-        snprintf(chunks[j].lineage, sizeof chunks[j].lineage, "%s", dlin.binding);
-        j++;
-        if (a->progress)
-            a->progress(a->progress_arg, i + 1, bl.n);
-    }
-    out->completed = time(NULL);
-    if ((rc = cat->ops->begin(cat)) || (!incremental && (rc = cat->ops->lineage_put(cat, &dlin))))
-        goto dberr_new;
-    for (size_t i = 0, j = 0; i < bl.n && !rc; i++) {
-        if (share[i]) { /* the earlier copy's chunk: gone since (that copy deleted) → rerun */
-            if ((rc = cat->ops->chunk_ref(cat, share[i], 1, NULL)) == -ENOENT)
-                rc = -ESTALE;
-            if (!rc)
-                rc = cat->ops->map_set(cat, out->id, bl.block[i], share[i]);
-        } else if (!(rc = cat->ops->chunk_put(cat, &chunks[j]))) {
-            rc = cat->ops->map_set(cat, out->id, bl.block[i], chunks[j++].gen);
-        }
-    }
-    if (rc || (rc = cat->ops->snapshot_put(cat, out)) || (rc = cat->ops->copy_put(cat, &rec)) ||
-        (rc = cat->ops->commit(cat)))
-        goto dberr_new;
-    goto out;
-dberr_new:
-    cat->ops->rollback(cat);
-    if (rc == -ESTALE)
-        vol_fail(e, rc, "IncorrectState", "the earlier copy %s that this copy shares blocks with was deleted meanwhile: "
-                 "copy again", base.id);
-    else
-        vol_fail(e, rc, "InternalError", "the volume catalog refused the copy: %s", strerror(-rc));
-cleanup_new:
-    for (size_t i = 0; i < ncopy; i++)
-        (void)vol_store_chunks(st)->ops->remove(vol_store_chunks(st), first + i);
+    /* another key or another region: re-sealed into a new lineage, or incrementally into an earlier
+     * copy's, batch by batch; an interrupted one is resumed */
+    rc = full_copy(st, a, from, &src, &slin, sdk, &ring, arn, out, &rec, e);
     goto out;
 dberr:
     cat->ops->rollback(cat);
     vol_fail(e, rc, "InternalError", "the volume catalog refused the copy: %s", strerror(-rc));
 out:
-    if (srclock >= 0)
-        close(srclock);
-    if (slock >= 0)
-        close(slock);
     if (rc)
         vol_snapshot_clear(out);
     kmsc_secret_free(sdk);
     vol_keyring_clear(&ring);
-    kmsc_secret_free(ddk);
     vol_lineage_clear(&slin);
-    vol_lineage_clear(&dlin);
     vol_snapshot_clear(&src);
-    vol_snapshot_clear(&base);
-    vol_snapshot_clear(&anc);
-    free(share);
-    vol_blocks_clear(&bl);
-    free(chunks);
-    free(buf);
-    if (pt)
-        sodium_free(pt);
-    vol_sealer_free(sealer);
     free(arn);
     return rc;
 }

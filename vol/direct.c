@@ -22,6 +22,13 @@
 #define NOT_FOUND(e, id) vol_fail(e, -ENOENT, "ResourceNotFoundException", \
                                   "The snapshot '%s' does not exist. (Reason: SNAPSHOT_NOT_FOUND)", id)
 
+/* A pending snapshot that copy-snapshot is writing (copy_progress): not the direct API's to put into or complete. */
+static bool copying(vol_store *st, const char *id)
+{
+    vol_copy_progress p;
+    return vol_store_catalog(st)->ops->progress_get(vol_store_catalog(st), id, &p) == 0;
+}
+
 static int get_snap(vol_store *st, const char *id, vol_snapshot *s, vol_err *e)
 {
     if (!vol_id_valid("snap-", id))
@@ -143,9 +150,9 @@ int vol_ebs_put(vol_store *st, const char *snap, uint64_t block, const uint8_t *
     if ((rc = get_snap(st, snap, &s, e)))
         return rc;
     memset(&k, 0, sizeof k);
-    if (strcmp(s.state, "pending")) {
+    if (strcmp(s.state, "pending") || copying(st, snap)) {
         rc = vol_fail(e, -EINVAL, "ValidationException", "The snapshot %s is %s, not pending (Reason: INVALID_SNAPSHOT_ID)",
-                      snap, s.state);
+                      snap, strcmp(s.state, "pending") ? s.state : "a copy in progress");
         goto out;
     }
     if (block >= (s.volume_size << 30) / VOL_BLOCK_SIZE) {
@@ -249,9 +256,9 @@ int vol_ebs_complete(vol_store *st, const char *snap, int64_t changed, const cha
     int rc;
     if ((rc = get_snap(st, snap, &s, e)))
         return rc;
-    if (strcmp(s.state, "pending")) {
+    if (strcmp(s.state, "pending") || copying(st, snap)) {
         rc = vol_fail(e, -EINVAL, "ValidationException", "The snapshot %s is %s, not pending (Reason: INVALID_SNAPSHOT_ID)",
-                      snap, s.state);
+                      snap, strcmp(s.state, "pending") ? s.state : "a copy in progress");
         goto out;
     }
     crypto_hash_sha256_init(&a.h);

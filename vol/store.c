@@ -580,13 +580,21 @@ static int collect(void *arg, uint64_t gen)
     return 0;
 }
 
-/* Drop owner's block map in one transaction (del deletes the owner's own row), then the freed chunks. */
-static int drop_owner(vol_store *st, const char *owner, int (*del)(vol_catalog *, const char *), vol_err *e)
+/* Drop owner's block map in one transaction (del deletes the owner's own row; check, if not NULL, may
+ * refuse first, in the same transaction, filling e), then the freed chunks. */
+static int drop_owner(vol_store *st, const char *owner, int (*del)(vol_catalog *, const char *),
+                      int (*check)(vol_catalog *, const char *, vol_err *), vol_err *e)
 {
     vol_catalog *cat = st->cat;
     struct freed f = {0};
     int rc;
-    if ((rc = cat->ops->begin(cat)) || (rc = del(cat, owner)) || (rc = cat->ops->map_drop(cat, owner, collect, &f)))
+    if ((rc = cat->ops->begin(cat)))
+        goto fail;
+    if (check && (rc = check(cat, owner, e))) {
+        cat->ops->rollback(cat);
+        return rc;
+    }
+    if ((rc = del(cat, owner)) || (rc = cat->ops->map_drop(cat, owner, collect, &f)))
         goto fail;
     for (size_t i = 0; i < f.n; i++)
         if ((rc = cat->ops->chunk_delete(cat, f.gens[i])))
@@ -623,7 +631,7 @@ int vol_delete_volume(vol_store *st, const char *id, vol_err *e)
             EFS_WARN("volume %s: a grant of its last attachment stays on its key (%s)", id,
                      st->kms ? ge.message : "no key service");
     }
-    rc = drop_owner(st, id, st->cat->ops->volume_delete, e);
+    rc = drop_owner(st, id, st->cat->ops->volume_delete, NULL, e);
     close(lock);
     if (!rc) {
         char key[64];
@@ -717,18 +725,63 @@ int vol_create_snapshot(vol_store *st, const char *volume_id, const char *descri
     return rc;
 }
 
+/* The copies in progress (copy_progress) of a snapshot of this store: its deletion waits for them. */
+struct copying {
+    vol_catalog *cat;
+    char copy[32];
+};
+static int copying_one(void *arg, const vol_copy_progress *p)
+{
+    struct copying *c = arg;
+    vol_snapshot s;
+    if (!p->local)
+        return 0;
+    if (c->cat->ops->snapshot_get(c->cat, p->rec.snapshot, &s) == 0) {
+        bool pending = !strcmp(s.state, "pending");
+        vol_snapshot_clear(&s);
+        if (pending) {
+            snprintf(c->copy, sizeof c->copy, "%s", p->rec.snapshot);
+            return 1;
+        }
+    } /* else its snapshot was deleted by a program that predates copy_progress: no copy runs */
+    return 0;
+}
+static int not_copied(vol_catalog *cat, const char *id, vol_err *e)
+{
+    struct copying c = {cat, ""};
+    int rc = cat->ops->progress_list(cat, id, copying_one, &c);
+    if (rc == 1)
+        return vol_fail(e, -EBUSY, "InvalidSnapshot.InUse", "The snapshot %s is the source of the copy %s, which is "
+                        "pending: delete it after that copy completes, or after delete-snapshot of the copy", id, c.copy);
+    return rc ? vol_fail(e, rc, "InternalError", "the volume catalog refused the change: %s", strerror(-rc)) : 0;
+}
+
 int vol_delete_snapshot(vol_store *st, const char *id, vol_err *e)
 {
     vol_snapshot s;
-    int rc;
+    vol_copy_progress p;
+    long holder = 0;
+    int rc, lock = -1;
     if (!vol_id_valid("snap-", id))
         return vol_fail(e, -EINVAL, "InvalidSnapshotID.Malformed", "Invalid id: \"%s\" (expecting \"snap-...\")", id);
     if ((rc = st->cat->ops->snapshot_get(st->cat, id, &s)))
         return vol_fail(e, rc, "InvalidSnapshot.NotFound", "The snapshot '%s' does not exist.", id);
     vol_snapshot_clear(&s);
-    if (st->cat->ops->put_drop(st->cat, id)) /* a direct-API snapshot deleted while pending */
+    /* a copy in progress: only once its copier is gone (its lock free); held while deleting, so that no
+     * rerun resumes it meanwhile */
+    if (st->cat->ops->progress_get(st->cat, id, &p) == 0 && (lock = vol_copy_lock(st, id, &holder)) < 0) {
+        if (lock == -EBUSY)
+            return vol_fail(e, -EBUSY, "IncorrectState", "The snapshot %s is a copy in progress (copy-snapshot pid %ld): "
+                            "delete it once that copy-snapshot has ended", id, holder);
+        return vol_fail(e, lock, "InternalError", "cannot lock the copy %s: %s", id, strerror(-lock));
+    }
+    if (st->cat->ops->put_drop(st->cat, id)) { /* a direct-API snapshot deleted while pending */
+        vol_copy_unlock(st, id, lock, false);
         return vol_fail(e, -EIO, "InternalError", "the volume catalog refused the change");
-    return drop_owner(st, id, st->cat->ops->snapshot_delete, e);
+    }
+    rc = drop_owner(st, id, st->cat->ops->snapshot_delete, not_copied, e);
+    vol_copy_unlock(st, id, lock, rc == 0);
+    return rc;
 }
 
 /* ---- sweep ---- */

@@ -88,7 +88,8 @@ int vol_sweep(vol_store *st, int *freed) __attribute__((warn_unused_result));
 /* copy-snapshot: kms_key_id NULL or the source's key → shares the chunks; another key → a full copy
  * re-encrypted under a new data key (context {"aws:ebs:id": the new snapshot}); rewrap_only (another key
  * required) → the source's data key re-wrapped under kms_key_id (ReEncrypt, context the new snapshot),
- * the chunks shared: constant time. Atomic (see copy.c). */
+ * the chunks shared: constant time. A full copy is `pending` while it runs and `completed` only in the
+ * transaction that records its last block; rerun after an interruption, it resumes (see copy.c). */
 int vol_copy_snapshot(vol_store *st, const char *src_id, const char *kms_key_id, bool rewrap_only,
                       const char *description, vol_snapshot *out, vol_err *e) __attribute__((warn_unused_result));
 /* copy-snapshot in general: from this store or another region's (src, opened with vol_store_open_ro). */
@@ -106,7 +107,19 @@ typedef struct vol_copy_args {
     /* Called after each block copied (may be NULL): a progress line on a terminal. */
     void (*progress)(void *arg, uint64_t done, uint64_t total);
     void *progress_arg;
+    /* Called (may be NULL; with progress_arg) when this run resumes an interrupted copy: its id, the blocks
+     * already recorded and the source's blocks. */
+    void (*resumed)(void *arg, const char *snapshot, uint64_t done, uint64_t total);
+    /* Blocks recorded per catalog transaction by a copy under another key (0: VOL_COPY_BATCH). */
+    uint64_t batch;
 } vol_copy_args;
+/* A copy under another key records its blocks in batches of this many (at most 32 MiB of data each). */
+#define VOL_COPY_BATCH 64
+/* The lock of a copy in progress (run/SNAP.lock, exclusive, held by its copier for its life; the file holds
+ * the copier's pid): fd >= 0, or -EBUSY when its copier is alive (*holder: its pid, 0 if unknown). */
+int vol_copy_lock(vol_store *st, const char *snapshot_id, long *holder) __attribute__((warn_unused_result));
+/* Release it; remove: the copy completed or was deleted (the lock file goes too). */
+void vol_copy_unlock(vol_store *st, const char *snapshot_id, int fd, bool remove);
 int vol_copy_snapshot_from(vol_store *st, const vol_copy_args *a, vol_snapshot *out, vol_err *e)
     __attribute__((warn_unused_result));
 /* Resolve a key id (id, alias, ARN; alias/aws/ebs included) to its ARN. */

@@ -722,6 +722,13 @@ static int count_copy(void *arg, const vol_copy_rec *r)
     return 0;
 }
 
+static int count_progress(void *arg, const vol_copy_progress *p)
+{
+    (void)p;
+    (*(int *)arg)++;
+    return 0;
+}
+
 /* The copies table (copy-snapshot's records) and the read-only catalog and chunk store of another region. */
 static void test_copies_ro(const char *dir)
 {
@@ -750,6 +757,42 @@ static void test_copies_ro(const char *dir)
           !strcmp(rg.source_snapshot, r.source_snapshot));
     CHECK(c->ops->copy_list(c, "us-east-1", r.source_volume, count_copy, &n) == 0 && n == 1);
     CHECK(c->ops->copy_list(c, "eu-west-1", r.source_volume, count_copy, &n) == 0 && n == 1);
+    /* a copy in progress: its row, listed by source, replaced as batches go, dropped with its snapshot */
+    {
+        vol_copy_progress pp = {0}, pg;
+        vol_blocks bl = {0};
+        uint64_t cnt = 0;
+        snprintf(pp.rec.snapshot, sizeof pp.rec.snapshot, "snap-00000000000000002");
+        snprintf(pp.rec.source_snapshot, sizeof pp.rec.source_snapshot, "%s", sn.id);
+        snprintf(pp.key_arn, sizeof pp.key_arn, "arn:aws:kms:us-east-1:111122223333:key/k");
+        pp.local = true;
+        pp.blocks_total = 10;
+        CHECK(c->ops->progress_put(c, &pp) == 0);
+        pp.blocks_done = 4;
+        pp.next_block = 7;
+        pp.rec.blocks_copied = 4;
+        CHECK(c->ops->progress_put(c, &pp) == 0);
+        CHECK(c->ops->progress_get(c, pp.rec.snapshot, &pg) == 0 && pg.blocks_done == 4 && pg.next_block == 7 &&
+              pg.blocks_total == 10 && pg.local && pg.rec.blocks_copied == 4 && !strcmp(pg.key_arn, pp.key_arn));
+        n = 0;
+        CHECK(c->ops->progress_list(c, sn.id, count_progress, &n) == 0 && n == 1);
+        CHECK(c->ops->progress_list(c, pp.rec.snapshot, count_progress, &n) == 0 && n == 1);
+        /* map pages and counts */
+        for (uint64_t blk = 0; blk < 10; blk++)
+            CHECK(c->ops->map_set(c, sn.id, blk * 3, 100 + blk) == 0);
+        CHECK(c->ops->map_count(c, sn.id, &cnt) == 0 && cnt == 10);
+        CHECK(c->ops->map_page(c, sn.id, 7, 4, vol_blocks_add, &bl) == 0 && bl.n == 4 && bl.block[0] == 9 &&
+              bl.block[3] == 18 && bl.gen[0] == 103);
+        vol_blocks_clear(&bl);
+        CHECK(c->ops->map_page(c, sn.id, 28, 4, vol_blocks_add, &bl) == 0 && bl.n == 0);
+        for (uint64_t blk = 0; blk < 10; blk++)
+            CHECK(c->ops->map_del(c, sn.id, blk * 3) == 0);
+        snprintf(sn.id, sizeof sn.id, "%s", pp.rec.snapshot);
+        CHECK(c->ops->snapshot_put(c, &sn) == 0 && c->ops->snapshot_delete(c, sn.id) == 0);
+        CHECK(c->ops->progress_get(c, pp.rec.snapshot, &pg) == -ENOENT);
+        CHECK(c->ops->progress_drop(c, pp.rec.snapshot) == 0);
+        snprintf(sn.id, sizeof sn.id, "snap-00000000000000001");
+    }
     vol_catalog_close(c);
     /* read only: rows read, nothing written */
     CHECK(vol_catalog_sqlite_open_ro(path, &ro) == 0);
