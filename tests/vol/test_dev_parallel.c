@@ -9,8 +9,8 @@
  * (interleaved: every block is written by every thread, so copy-on-write races with writes): half of the
  * writes complete before the snapshot call (a barrier), a quarter run during it, a quarter begin after it
  * returned; the snapshot must hold every write acknowledged before the call began and none begun after it
- * returned (orders from one atomic ticket counter), the volume every write; both pass vol_check. Run under
- * TSan too (scripts/test), which also sees a snapshot that does not quiesce the device.
+ * returned (orders from one atomic ticket counter), the volume every write; both pass vol_check. Also run
+ * under TSan (scripts/test's TSan pass) for the locking itself.
  * ENVELOPEFS_TEST_SCALE (default 1) multiplies the operation counts.
  */
 #include <errno.h>
