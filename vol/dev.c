@@ -28,9 +28,9 @@
  * Blocks are never removed from the table while the device lives, so a struct blk found under tlock stays
  * valid after it is released. Under the exclusive gate every field may be read and written (no other
  * thread holds a block); the flush and snapshot code still takes tlock and clock where it touches them.
- * A flush syncs the dirty chunks first with I/O still running (phase 1: gate shared), then, under the
- * exclusive gate, syncs what was written meanwhile and commits (phase 2); each block's write sequence
- * number (wseq) tells which chunks phase 2 must sync again.
+ * A flush syncs the dirty chunks first with I/O still running (phase 1: gate shared; a few passes while
+ * writes keep changing many), then, under the exclusive gate, syncs what is still unsynced and commits
+ * (phase 2); each block's write sequence number (wseq) tells which chunks must be synced again.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -663,27 +663,50 @@ struct synced {
     bool ok;
 };
 
-/* Phase 1 (flush_lock held; I/O goes on): fdatasync every chunk dirty now. Errors are left for phase 2,
- * which syncs again whatever this did not. NULL when nothing is dirty or memory is short. */
+/* Passes of phase 1, and how few chunks left to sync end it early (the rest is phase 2's, with I/O held
+ * back). */
+#define SYNC_PASSES 3
+#define SYNC_FEW 8
+
+/* Phase 1 (flush_lock held; I/O goes on): fdatasync every chunk dirty now, then, while writes keep
+ * changing many of them, those written since (up to SYNC_PASSES passes). The dirty list only grows until
+ * the commit clears it (under flush_lock), so s[i] stays dirty[i]. Errors are left for phase 2, which
+ * syncs whatever this did not. NULL when nothing is dirty or memory is short. */
 static struct synced *sync_early(vol_dev *d, size_t *n)
 {
     struct synced *s = NULL;
     *n = 0;
     pthread_rwlock_rdlock(&d->gate);
-    pthread_mutex_lock(&d->tlock);
-    if (d->ndirty && (s = calloc(d->ndirty, sizeof *s))) {
-        for (size_t i = 0; i < d->ndirty; i++)
-            s[i].b = d->dirty[i];
-        *n = d->ndirty;
-    }
-    pthread_mutex_unlock(&d->tlock);
-    for (size_t i = 0; i < *n; i++) {
-        struct blk *b = s[i].b;
-        pthread_rwlock_rdlock(&b->lock);
-        s[i].gen = b->gen;
-        s[i].wseq = b->wseq;
-        pthread_rwlock_unlock(&b->lock);
-        s[i].ok = s[i].gen && d->cs->ops->sync(d->cs, s[i].gen) == 0;
+    for (int pass = 0; pass < SYNC_PASSES; pass++) {
+        size_t synced = 0, was = *n;
+        pthread_mutex_lock(&d->tlock);
+        if (d->ndirty > *n) {
+            struct synced *x = realloc(s, d->ndirty * sizeof *x);
+            if (x) {
+                s = x;
+                memset(s + *n, 0, (d->ndirty - *n) * sizeof *s);
+                for (size_t i = *n; i < d->ndirty; i++)
+                    s[i].b = d->dirty[i];
+                *n = d->ndirty;
+            }
+        }
+        pthread_mutex_unlock(&d->tlock);
+        for (size_t i = 0; i < *n; i++) {
+            struct blk *b = s[i].b;
+            uint64_t gen, wseq;
+            pthread_rwlock_rdlock(&b->lock);
+            gen = b->gen;
+            wseq = b->wseq;
+            pthread_rwlock_unlock(&b->lock);
+            if (!gen || (s[i].ok && s[i].gen == gen && s[i].wseq == wseq))
+                continue;
+            s[i].gen = gen;
+            s[i].wseq = wseq;
+            s[i].ok = d->cs->ops->sync(d->cs, gen) == 0;
+            synced++;
+        }
+        if (synced <= SYNC_FEW && *n == was)
+            break;
     }
     pthread_rwlock_unlock(&d->gate);
     return s;
