@@ -19,8 +19,8 @@
  *   3. b->lock        rwlock per block, writers first. Shared: a read of the block. Exclusive: a write or
  *                     discard of it — read-modify-write, copy-up, the chunk-file writes. Guards every field of
  *                     struct blk but `block` and `next` (fixed once in the table) and `dirty` (table lock).
- *                     The one change a reader makes, raising a sector's counter to a newer write a dead
- *                     daemon left, is an atomic max on ctr[] (writers, exclusive, use plain accesses).
+ *                     What a reader changes is atomic: raising a sector's counter to a newer write a dead
+ *                     daemon left (a max on ctr[]) and hdr_ok (writers, exclusive, use plain accesses).
  *   4. d->tlock       mutex: the block table, the dirty list and b->dirty, the junk list.
  *      d->glock       mutex: the reserved generations (gen_next, gen_end). Never held with tlock.
  *   5. d->clock       mutex: the catalog handle (one thread at a time, catalog.h).
