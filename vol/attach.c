@@ -41,6 +41,11 @@
 
 #define IMAGE_INO 2
 #define MAX_IO (1u << 20)
+/* Threads serving requests (fs/loop.c starts them as requests queue up). The data path runs requests on
+ * different blocks in parallel (dev.c), and a read that misses the page cache waits for the disk, so more
+ * threads than CPUs keep the disk busy; each costs a request buffer (up to MAX_IO, touched only as far as
+ * requests fill it) and a work area of the device (about 260 KiB). */
+#define LOOP_THREADS 8
 
 struct att {
     vol_dev *dev;
@@ -73,6 +78,11 @@ static void fill_attr(struct att *a, fuse_ino_t ino, struct stat *st)
 static void op_init(void *ud, struct fuse_conn_info *conn)
 {
     conn->max_write = MAX_IO;
+    /* The loop device's direct I/O reaches us as asynchronous direct I/O: background requests, of which
+     * the kernel keeps only max_background (12 by default) in flight. Room for a queue depth of 32 (fio's
+     * 16 and the filesystem's own), so every request waits here, where LOOP_THREADS serve them. */
+    conn->max_background = 48;
+    conn->congestion_threshold = 36;
     conn->want &= ~(unsigned)FUSE_CAP_SPLICE_READ;
     if (conn->capable & FUSE_CAP_ASYNC_READ)
         conn->want |= FUSE_CAP_ASYNC_READ;
@@ -543,7 +553,7 @@ struct loop_arg {
 static void *loop_thread(void *arg)
 {
     struct loop_arg *l = arg;
-    l->rc = efs_loop_run(l->se, 4, 0, NULL); /* (the loop's counters are not reported here) */
+    l->rc = efs_loop_run(l->se, LOOP_THREADS, 0, NULL); /* (the loop's counters are not reported here) */
     return NULL;
 }
 

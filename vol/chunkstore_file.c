@@ -1,6 +1,7 @@
 /*
  * chunkstore_file.c — the local-files chunk store: one sparse file per chunk, DIR/<gen & 0xff, 2 hex>/<gen,
- * 16 hex>, mode 0600. A small cache of open descriptors (under a mutex) spares an open per I/O.
+ * 16 hex>, mode 0600. A cache of open descriptors (under a mutex; files are opened outside it) spares an
+ * open per I/O.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -16,7 +17,7 @@
 
 #include "chunkstore.h"
 
-#define FD_CACHE 64
+#define FD_CACHE 256 /* a chunk is 512 KiB: 128 MiB of a volume's data without an open() */
 
 struct fcs {
     vol_chunkstore base;
@@ -44,27 +45,34 @@ char *vol_chunkstore_file_path(const char *dir, uint64_t gen)
     return p;
 }
 
-/* An open descriptor for gen (create: make the file and its directory). Returns a dup the caller closes. */
-static int get_fd(struct fcs *s, uint64_t gen, bool create)
+/* A dup of the cached descriptor of gen, or -1 (none cached), or -errno; lock held. */
+static int cached_fd(struct fcs *s, uint64_t gen)
 {
-    int fd = -1, slot = 0;
-    char *path;
-    pthread_mutex_lock(&s->lock);
-    for (int i = 0; i < FD_CACHE; i++) {
+    for (int i = 0; i < FD_CACHE; i++)
         if (s->fds[i].fd >= 0 && s->fds[i].gen == gen) {
+            int fd = dup(s->fds[i].fd);
             s->fds[i].used = ++s->tick;
-            fd = dup(s->fds[i].fd);
-            pthread_mutex_unlock(&s->lock);
             return fd < 0 ? -errno : fd;
         }
-        if (s->fds[i].used < s->fds[slot].used)
-            slot = i;
-    }
-    path = vol_chunkstore_file_path(s->dir, gen);
-    if (!path) {
-        pthread_mutex_unlock(&s->lock);
+    return -1;
+}
+
+/* An open descriptor for gen (create: make the file and its directory). Returns a dup the caller closes.
+ * The file is opened outside the lock (a path lookup, maybe a disk read), so threads working on other
+ * chunks do not wait for it; two threads opening the same chunk at once both open it, the first to enter
+ * it in the cache wins. */
+static int get_fd(struct fcs *s, uint64_t gen, bool create)
+{
+    int fd, slot = 0;
+    bool made = false;
+    char *path;
+    pthread_mutex_lock(&s->lock);
+    fd = cached_fd(s, gen);
+    pthread_mutex_unlock(&s->lock);
+    if (fd != -1)
+        return fd;
+    if (!(path = vol_chunkstore_file_path(s->dir, gen)))
         return -ENOMEM;
-    }
     fd = open(path, (s->ro ? O_RDONLY : O_RDWR) | O_CLOEXEC);
     if (fd < 0 && errno == ENOENT && create && !s->ro) {
         char *slash = strrchr(path, '/');
@@ -72,19 +80,28 @@ static int get_fd(struct fcs *s, uint64_t gen, bool create)
         if (mkdir(path, 0700) && errno != EEXIST) {
             fd = -errno;
             free(path);
-            pthread_mutex_unlock(&s->lock);
             return fd;
         }
         *slash = '/';
-        if ((fd = open(path, O_RDWR | O_CLOEXEC | O_CREAT, 0600)) >= 0)
-            s->unsynced_sub[gen & 0xff] = s->unsynced_top = true;
+        made = (fd = open(path, O_RDWR | O_CLOEXEC | O_CREAT, 0600)) >= 0;
     }
     free(path);
-    if (fd < 0) {
-        fd = -errno;
-        pthread_mutex_unlock(&s->lock);
-        return fd;
+    if (fd < 0)
+        return -errno;
+    pthread_mutex_lock(&s->lock);
+    if (made) /* its name (and maybe its directory) wait for f_sync's directory fsync */
+        s->unsynced_sub[gen & 0xff] = s->unsynced_top = true;
+    {
+        int had = cached_fd(s, gen);
+        if (had != -1) { /* another thread entered it meanwhile */
+            pthread_mutex_unlock(&s->lock);
+            close(fd);
+            return had;
+        }
     }
+    for (int i = 1; i < FD_CACHE; i++)
+        if (s->fds[i].used < s->fds[slot].used)
+            slot = i;
     if (s->fds[slot].fd >= 0)
         close(s->fds[slot].fd);
     s->fds[slot].fd = fd;

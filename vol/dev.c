@@ -7,6 +7,30 @@
  * Lazy rekey: a block whose chunk is bound to another lineage (a volume restored under another key) is
  * read with that lineage's key (vol_dev_add_key) and is never written: its first write copies it up
  * into a new chunk of the volume's own lineage, re-sealing the rest of the block under the own key.
+ *
+ * Locking. I/O on different blocks runs in parallel, and reads of one block run in parallel with each
+ * other; chunk-file I/O and sealing run under a block's lock only. Lock order (a thread that holds one
+ * takes only locks further down the list, and never one it already holds):
+ *   1. d->flush_lock  mutex: one flush or snapshot at a time (held across both of its phases).
+ *   2. d->gate        rwlock, writers first. Shared: each read, write and discard request, across all of
+ *                     its blocks. Exclusive: a flush's commit, a snapshot, add_key and the test hooks — the
+ *                     device is quiescent then (no request is between its lookup and its reply), so every
+ *                     write acknowledged before is complete and none after has started.
+ *   3. b->lock        rwlock per block, writers first. Shared: a read of the block. Exclusive: a write or
+ *                     discard of it — read-modify-write, copy-up, the chunk-file writes. Guards every field of
+ *                     struct blk but `block` and `next` (fixed once in the table) and `dirty` (table lock).
+ *                     What a reader changes is atomic: raising a sector's counter to a newer write a dead
+ *                     daemon left (a max on ctr[]) and hdr_ok (writers, exclusive, use plain accesses).
+ *   4. d->tlock       mutex: the block table, the dirty list and b->dirty, the junk list.
+ *      d->glock       mutex: the reserved generations (gen_next, gen_end). Never held with tlock.
+ *   5. d->clock       mutex: the catalog handle (one thread at a time, catalog.h).
+ *   6. d->plock       mutex: the pool of work areas (a leaf; the chunk store's own lock is a leaf too).
+ * Blocks are never removed from the table while the device lives, so a struct blk found under tlock stays
+ * valid after it is released. Under the exclusive gate every field may be read and written (no other
+ * thread holds a block); the flush and snapshot code still takes tlock and clock where it touches them.
+ * A flush syncs the dirty chunks first with I/O still running (phase 1: gate shared; a few passes while
+ * writes keep changing many), then, under the exclusive gate, syncs what is still unsynced and commits
+ * (phase 2); each block's write sequence number (wseq) tells which chunks must be synced again.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -22,21 +46,39 @@
 #include "sector.h"
 #include "store.h"
 
+/* Sectors a work area holds: the slots read or written by one chunk-store call. */
+#define PIECE 32u
+
 struct blk {
-    struct blk *next;          /* hash chain */
+    struct blk *next;          /* hash chain (tlock) */
     uint64_t block;
+    pthread_rwlock_t lock;
     uint64_t gen;              /* 0: unmapped (reads as zeros) */
     uint64_t old_gen;          /* recorded chunk this block pointed at before (unreferenced at flush) */
     uint64_t seals;
+    uint64_t wseq;             /* bumped by every change of the chunk's bytes or of gen (flush phase 2) */
+    uint64_t hdr_ok;           /* the gen whose chunk header was checked or written this session (atomic) */
     int64_t refs;              /* as loaded; >1: shared with a snapshot or a restored volume */
-    bool shared, dirty, fresh; /* fresh: gen has no catalog row yet */
+    bool shared, fresh;        /* fresh: gen has no catalog row yet */
+    bool dirty;                /* on d->dirty (tlock) */
     bool ours;                 /* gen was made by this device (this session) */
     unsigned key;              /* the chunk's key: 0 the volume's own lineage, i ≥ 1 d->extra.k[i - 1] */
     uint32_t ctr[VOL_SECTORS]; /* each sector's newest write counter */
 };
 
+/* What one request needs besides the block: a sealer (an AES-GCM context) and buffers, taken from the
+ * device's pool for the request's duration (so nothing is allocated per I/O). */
+struct work {
+    struct work *next;
+    vol_sealer *sealer;
+    uint8_t *pt;               /* PIECE sectors of plaintext, locked memory; wiped after use */
+    uint8_t *slots;            /* PIECE slots */
+};
+
 struct vol_dev {
-    pthread_mutex_t lock;
+    pthread_mutex_t flush_lock, tlock, glock, clock, plock;
+    pthread_rwlock_t gate;
+    pthread_rwlockattr_t rwattr;
     vol_catalog *cat;
     vol_chunkstore *cs;
     vol_volume vol;
@@ -54,7 +96,8 @@ struct vol_dev {
     uint64_t *junk;            /* fresh generations abandoned before they were recorded: removed at flush */
     size_t njunk, capjunk;
     uint64_t gen_next, gen_end;
-    vol_sealer *sealer;
+    struct work *pool;
+    bool locks_ok;             /* every lock above was initialised (vol_dev_free) */
 };
 
 static size_t hash_of(uint64_t b, size_t n) { return (size_t)((b * 0x9E3779B97F4A7C15ull) >> 20) & (n - 1); }
@@ -73,21 +116,88 @@ static int push_u64(uint64_t **a, size_t *n, size_t *cap, uint64_t v)
     return 0;
 }
 
+static int push_junk(vol_dev *d, uint64_t gen)
+{
+    int rc;
+    pthread_mutex_lock(&d->tlock);
+    rc = push_u64(&d->junk, &d->njunk, &d->capjunk, gen);
+    pthread_mutex_unlock(&d->tlock);
+    return rc;
+}
+
+/* b's lock held (either way). */
 static int mark_dirty(vol_dev *d, struct blk *b)
 {
-    if (b->dirty)
-        return 0;
-    if (d->ndirty == d->capdirty) {
-        size_t c = d->capdirty ? 2 * d->capdirty : 64;
-        struct blk **x = realloc(d->dirty, c * sizeof *x);
-        if (!x)
-            return -ENOMEM;
-        d->dirty = x;
-        d->capdirty = c;
+    int rc = 0;
+    pthread_mutex_lock(&d->tlock);
+    if (!b->dirty) {
+        if (d->ndirty == d->capdirty) {
+            size_t c = d->capdirty ? 2 * d->capdirty : 64;
+            struct blk **x = realloc(d->dirty, c * sizeof *x);
+            if (!x) {
+                rc = -ENOMEM;
+                goto out;
+            }
+            d->dirty = x;
+            d->capdirty = c;
+        }
+        d->dirty[d->ndirty++] = b;
+        b->dirty = true;
     }
-    d->dirty[d->ndirty++] = b;
-    b->dirty = true;
-    return 0;
+out:
+    pthread_mutex_unlock(&d->tlock);
+    return rc;
+}
+
+/* ---- work areas ---- */
+
+static void work_free(struct work *w)
+{
+    if (!w)
+        return;
+    vol_sealer_free(w->sealer);
+    if (w->pt)
+        sodium_free(w->pt);
+    free(w->slots);
+    free(w);
+}
+
+static struct work *work_get(vol_dev *d)
+{
+    struct work *w;
+    pthread_mutex_lock(&d->plock);
+    if ((w = d->pool))
+        d->pool = w->next;
+    pthread_mutex_unlock(&d->plock);
+    if (w)
+        return w;
+    if (!(w = calloc(1, sizeof *w)) || !(w->sealer = vol_sealer_new()) ||
+        !(w->pt = sodium_malloc((size_t)PIECE * VOL_SECTOR_SIZE)) || !(w->slots = malloc((size_t)PIECE * VOL_SLOT_SIZE))) {
+        work_free(w);
+        return NULL;
+    }
+    return w;
+}
+
+/* Back to the pool; the first wipe_sectors sectors of its plaintext buffer are wiped. */
+static void work_put(vol_dev *d, struct work *w, unsigned wipe_sectors)
+{
+    if (wipe_sectors)
+        sodium_memzero(w->pt, (size_t)wipe_sectors * VOL_SECTOR_SIZE);
+    pthread_mutex_lock(&d->plock);
+    w->next = d->pool;
+    d->pool = w;
+    pthread_mutex_unlock(&d->plock);
+}
+
+/* ---- the block table ---- */
+
+static struct blk *find(vol_dev *d, uint64_t block)
+{
+    for (struct blk *b = d->buckets[hash_of(block, d->nbuckets)]; b; b = b->next)
+        if (b->block == block)
+            return b;
+    return NULL;
 }
 
 static int grow(vol_dev *d)
@@ -108,70 +218,105 @@ static int grow(vol_dev *d)
     return 0;
 }
 
-/* The block's entry, loaded from the catalog on first use. */
-static int lookup(vol_dev *d, uint64_t block, struct blk **out)
+static void blk_free(struct blk *b)
 {
-    struct blk *b;
+    pthread_rwlock_destroy(&b->lock);
+    free(b);
+}
+
+/* Fill b (not yet in the table) from the catalog; clock held. */
+static int load(vol_dev *d, struct blk *b)
+{
+    vol_chunk k;
     uint64_t gen = 0;
-    int rc;
-    for (b = d->buckets[hash_of(block, d->nbuckets)]; b; b = b->next)
-        if (b->block == block) {
-            *out = b;
-            return 0;
-        }
-    if (!(b = calloc(1, sizeof *b)))
-        return -ENOMEM;
-    b->block = block;
-    rc = d->cat->ops->map_get(d->cat, d->vol.id, block, &gen);
-    if (rc == 0) {
-        vol_chunk k;
-        if ((rc = d->cat->ops->chunk_get(d->cat, gen, &k))) {
-            EFS_ERROR("volume %s: block %" PRIu64 " names chunk %" PRIu64 ", which the catalog lacks", d->vol.id, block, gen);
-            free(b);
+    int rc = d->cat->ops->map_get(d->cat, d->vol.id, b->block, &gen);
+    if (rc)
+        return rc == -ENOENT ? 0 : rc;
+    if (d->cat->ops->chunk_get(d->cat, gen, &k)) {
+        EFS_ERROR("volume %s: block %" PRIu64 " names chunk %" PRIu64 ", which the catalog lacks", d->vol.id, b->block, gen);
+        return -EIO;
+    }
+    if (strcmp(k.lineage, d->binding)) {
+        size_t i = 0;
+        while (i < d->extra.n && strcmp(d->extra.k[i].binding, k.lineage))
+            i++;
+        if (i == d->extra.n) {
+            EFS_ERROR("volume %s: block %" PRIu64 " names chunk %" PRIu64 " of lineage %s, whose key this "
+                      "attachment lacks", d->vol.id, b->block, gen, k.lineage);
             return -EIO;
         }
-        if (strcmp(k.lineage, d->binding)) {
-            size_t i = 0;
-            while (i < d->extra.n && strcmp(d->extra.k[i].binding, k.lineage))
-                i++;
-            if (i == d->extra.n) {
-                EFS_ERROR("volume %s: block %" PRIu64 " names chunk %" PRIu64 " of lineage %s, whose key this "
-                          "attachment lacks", d->vol.id, block, gen, k.lineage);
-                free(b);
-                return -EIO;
-            }
-            b->key = (unsigned)i + 1;
-        }
-        b->gen = gen;
-        b->refs = k.refs;
-        b->shared = k.refs > 1;
-        b->seals = k.seals;
-        memcpy(b->ctr, k.ctr, sizeof b->ctr);
-    } else if (rc != -ENOENT) {
-        free(b);
-        return rc;
+        b->key = (unsigned)i + 1;
     }
-    if (d->nblks >= d->nbuckets && grow(d)) {
-        free(b);
-        return -ENOMEM;
-    }
-    b->next = d->buckets[hash_of(block, d->nbuckets)];
-    d->buckets[hash_of(block, d->nbuckets)] = b;
-    d->nblks++;
-    *out = b;
+    b->gen = gen;
+    b->refs = k.refs;
+    b->shared = k.refs > 1;
+    b->seals = k.seals;
+    memcpy(b->ctr, k.ctr, sizeof b->ctr);
     return 0;
 }
 
+/* The block's entry, loaded from the catalog on first use (outside the table lock: two threads may load
+ * the same block; the first to insert wins — the catalog does not change under a shared gate). Gate held. */
+static int lookup(vol_dev *d, uint64_t block, struct blk **out)
+{
+    struct blk *b, *nb;
+    int rc;
+    pthread_mutex_lock(&d->tlock);
+    b = find(d, block);
+    pthread_mutex_unlock(&d->tlock);
+    if ((*out = b))
+        return 0;
+    if (!(nb = calloc(1, sizeof *nb)))
+        return -ENOMEM;
+    if (pthread_rwlock_init(&nb->lock, &d->rwattr)) {
+        free(nb);
+        return -ENOMEM;
+    }
+    nb->block = block;
+    pthread_mutex_lock(&d->clock);
+    rc = load(d, nb);
+    pthread_mutex_unlock(&d->clock);
+    if (rc) {
+        blk_free(nb);
+        return rc;
+    }
+    pthread_mutex_lock(&d->tlock);
+    if ((b = find(d, block))) {
+        pthread_mutex_unlock(&d->tlock);
+        blk_free(nb);
+        *out = b;
+        return 0;
+    }
+    if (d->nblks >= d->nbuckets && grow(d)) {
+        pthread_mutex_unlock(&d->tlock);
+        blk_free(nb);
+        return -ENOMEM;
+    }
+    nb->next = d->buckets[hash_of(block, d->nbuckets)];
+    d->buckets[hash_of(block, d->nbuckets)] = nb;
+    d->nblks++;
+    pthread_mutex_unlock(&d->tlock);
+    *out = nb;
+    return 0;
+}
+
+/* ---- chunks and sectors ---- */
+
 static int new_gen(vol_dev *d, uint64_t *gen)
 {
+    int rc = 0;
+    pthread_mutex_lock(&d->glock);
     if (d->gen_next == d->gen_end) {
-        int rc = d->cat->ops->gen_reserve(d->cat, 64, &d->gen_next);
-        if (rc)
-            return rc;
-        d->gen_end = d->gen_next + 64;
+        pthread_mutex_lock(&d->clock);
+        rc = d->cat->ops->gen_reserve(d->cat, 64, &d->gen_next);
+        pthread_mutex_unlock(&d->clock);
+        if (!rc)
+            d->gen_end = d->gen_next + 64;
     }
-    *gen = d->gen_next++;
-    return 0;
+    if (!rc)
+        *gen = d->gen_next++;
+    pthread_mutex_unlock(&d->glock);
+    return rc;
 }
 
 static int chunk_key(vol_dev *d, uint64_t block, uint64_t gen, uint8_t key[32])
@@ -201,237 +346,305 @@ static int start_chunk(vol_dev *d, uint64_t block, uint64_t *gen)
     return d->cs->ops->pwrite(d->cs, *gen, hdr, sizeof hdr, 0);
 }
 
-/* Read and open sectors [s0, s0+n) of b's chunk into pt (n·4096 bytes). */
-static int read_sectors(vol_dev *d, struct blk *b, unsigned s0, unsigned n, uint8_t *pt)
+/* A reader's counter update: *c = max(*c, v); true if it rose. (b's lock held shared or exclusive.) */
+static bool raise_ctr(uint32_t *c, uint32_t v)
+{
+    uint32_t cur = __atomic_load_n(c, __ATOMIC_RELAXED);
+    while (cur < v)
+        if (__atomic_compare_exchange_n(c, &cur, v, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+            return true;
+    return false;
+}
+
+/* Read and open sectors [s0, s0+n) of b's chunk into pt (n·4096 bytes), PIECE slots per read through
+ * w->slots. b's lock held (shared is enough). */
+static int read_sectors(vol_dev *d, struct work *w, struct blk *b, unsigned s0, unsigned n, uint8_t *pt)
 {
     uint8_t key[32], hdr[VOL_CHUNK_HDR], lin[VOL_LINEAGE_LEN];
-    uint8_t *slots = malloc((size_t)n * VOL_SLOT_SIZE);
+    bool raised = false;
     int rc;
-    if (!slots)
-        return -ENOMEM;
     if ((rc = blk_key(d, b, lin, key)))
         goto out;
-    if ((rc = d->cs->ops->pread(d->cs, b->gen, hdr, sizeof hdr, 0)) ||
-        (rc = d->cs->ops->pread(d->cs, b->gen, slots, (size_t)n * VOL_SLOT_SIZE, vol_slot_offset(s0))))
-        goto out;
-    if (vol_chunk_header_check(hdr, sizeof hdr, lin, b->block, b->gen)) {
-        EFS_ERROR("volume %s: block %" PRIu64 " (chunk %" PRIu64 "): the chunk header is damaged or not this chunk's",
-                  d->vol.id, b->block, b->gen);
-        rc = -EIO;
-        goto out;
-    }
-    for (unsigned i = 0; i < n; i++) {
-        uint32_t got = 0;
-        if (vol_sector_open(d->sealer, key, lin, b->block, b->gen, s0 + i, b->ctr[s0 + i],
-                            slots + (size_t)i * VOL_SLOT_SIZE, pt + (size_t)i * VOL_SECTOR_SIZE, &got)) {
-            EFS_ERROR("volume %s: block %" PRIu64 " (chunk %" PRIu64 ") sector %u failed authentication "
-                      "(modified, moved or rolled back)", d->vol.id, b->block, b->gen, s0 + i);
+    if (__atomic_load_n(&b->hdr_ok, __ATOMIC_RELAXED) != b->gen) { /* once per chunk and session: a file
+                                                                      * swapped later fails at its key */
+        if ((rc = d->cs->ops->pread(d->cs, b->gen, hdr, sizeof hdr, 0)))
+            goto out;
+        if (vol_chunk_header_check(hdr, sizeof hdr, lin, b->block, b->gen)) {
+            EFS_ERROR("volume %s: block %" PRIu64 " (chunk %" PRIu64 "): the chunk header is damaged or not this chunk's",
+                      d->vol.id, b->block, b->gen);
             rc = -EIO;
+            goto out;
+        }
+        __atomic_store_n(&b->hdr_ok, b->gen, __ATOMIC_RELAXED);
+    }
+    for (unsigned done = 0, m; done < n && !rc; done += m) {
+        m = n - done < PIECE ? n - done : PIECE;
+        if ((rc = d->cs->ops->pread(d->cs, b->gen, w->slots, (size_t)m * VOL_SLOT_SIZE, vol_slot_offset(s0 + done))))
             break;
-        }
-        if (got > b->ctr[s0 + i]) { /* written after the last flush by a daemon that died: keep it */
-            b->ctr[s0 + i] = got;
-            if ((rc = mark_dirty(d, b)))
+        for (unsigned i = 0; i < m; i++) {
+            unsigned s = s0 + done + i;
+            uint32_t got = 0, min = __atomic_load_n(&b->ctr[s], __ATOMIC_RELAXED);
+            if (vol_sector_open(w->sealer, key, lin, b->block, b->gen, s, min, w->slots + (size_t)i * VOL_SLOT_SIZE,
+                                pt + (size_t)(done + i) * VOL_SECTOR_SIZE, &got)) {
+                EFS_ERROR("volume %s: block %" PRIu64 " (chunk %" PRIu64 ") sector %u failed authentication "
+                          "(modified, moved or rolled back)", d->vol.id, b->block, b->gen, s);
+                rc = -EIO;
                 break;
+            }
+            if (got > min && raise_ctr(&b->ctr[s], got)) /* written after the last flush by a daemon that died: keep it */
+                raised = true;
         }
+    }
+    if (raised) {
+        int r = mark_dirty(d, b);
+        if (!rc)
+            rc = r;
     }
 out:
     sodium_memzero(key, sizeof key);
-    free(slots);
     return rc;
 }
 
 /* Move b to a fresh chunk generation (copy-on-write, or a key that has sealed enough): every sector
- * not in `covered` is re-sealed from the old chunk. */
-static int copy_up(vol_dev *d, struct blk *b, const bool *covered)
+ * not in `covered` is re-sealed from the old chunk, runs of live sectors (up to PIECE) at a time.
+ * b's lock held exclusive. */
+static int copy_up(vol_dev *d, struct work *w, struct blk *b, const bool *covered)
 {
-    uint8_t key[32], *pt = NULL, *slot = NULL;
+    uint8_t key[32];
     uint32_t ctr[VOL_SECTORS] = {0};
-    uint64_t gen;
+    uint64_t gen = 0, seals = 0;
+    unsigned used = 0;
     int rc = start_chunk(d, b->block, &gen);
-    if (rc)
+    if (rc) {
+        if (gen)
+            (void)d->cs->ops->remove(d->cs, gen);
         return rc;
-    if (!(pt = sodium_malloc(VOL_SECTOR_SIZE)) || !(slot = malloc(VOL_SLOT_SIZE))) {
-        rc = -ENOMEM;
-        goto out;
     }
     if ((rc = chunk_key(d, b->block, gen, key)))
         goto out;
-    for (unsigned s = 0; s < VOL_SECTORS; s++) {
-        if (covered[s] || b->ctr[s] == 0)
+    for (unsigned s = 0, e; s < VOL_SECTORS; s = e) {
+        if (covered[s] || b->ctr[s] == 0) {
+            e = s + 1;
             continue;
-        if ((rc = read_sectors(d, b, s, 1, pt)) ||
-            (rc = vol_sector_seal(d->sealer, key, d->lineage, b->block, gen, s, 1, NULL, pt, slot)) ||
-            (rc = d->cs->ops->pwrite(d->cs, gen, slot, VOL_SLOT_SIZE, vol_slot_offset(s))))
+        }
+        for (e = s + 1; e < VOL_SECTORS && e - s < PIECE && !covered[e] && b->ctr[e]; e++)
+            ;
+        if (e - s > used)
+            used = e - s;
+        if ((rc = read_sectors(d, w, b, s, e - s, w->pt)))
             goto out;
-        ctr[s] = 1;
+        for (unsigned i = s; i < e; i++) {
+            if ((rc = vol_sector_seal(w->sealer, key, d->lineage, b->block, gen, i, 1, NULL,
+                                      w->pt + (size_t)(i - s) * VOL_SECTOR_SIZE, w->slots + (size_t)(i - s) * VOL_SLOT_SIZE)))
+                goto out;
+            ctr[i] = 1;
+            seals++;
+        }
+        if ((rc = d->cs->ops->pwrite(d->cs, gen, w->slots, (size_t)(e - s) * VOL_SLOT_SIZE, vol_slot_offset(s))))
+            goto out;
     }
     if (b->fresh)
-        rc = push_u64(&d->junk, &d->njunk, &d->capjunk, b->gen);
+        rc = push_junk(d, b->gen);
     else
         b->old_gen = b->gen;
     if (rc)
         goto out;
-    b->gen = gen;
+    b->gen = b->hdr_ok = gen;
     b->key = 0;
     b->fresh = b->ours = true;
     b->shared = false;
     b->refs = 1;
-    b->seals = 0;
-    for (unsigned s = 0; s < VOL_SECTORS; s++)
-        b->seals += ctr[s];
+    b->seals = seals;
+    b->wseq++;
     memcpy(b->ctr, ctr, sizeof ctr);
     rc = mark_dirty(d, b);
 out:
     sodium_memzero(key, sizeof key);
-    if (pt)
-        sodium_free(pt);
-    free(slot);
-    if (rc)
+    if (used)
+        sodium_memzero(w->pt, (size_t)used * VOL_SECTOR_SIZE);
+    if (rc && b->gen != gen)
         (void)d->cs->ops->remove(d->cs, gen);
     return rc;
 }
 
-/* Write [off, off+n) inside one block. */
-static int write_block(vol_dev *d, uint64_t block, unsigned off, const uint8_t *src, size_t n)
+/* Write [off, off+n) inside one block; b's lock held exclusive. */
+static int write_locked(vol_dev *d, struct work *w, struct blk *b, unsigned off, const uint8_t *src, size_t n)
 {
     unsigned s0 = off / VOL_SECTOR_SIZE, s1 = (unsigned)((off + n + VOL_SECTOR_SIZE - 1) / VOL_SECTOR_SIZE);
-    unsigned ns = s1 - s0;
-    bool covered[VOL_SECTORS] = {false};
-    uint8_t key[32], *pt = NULL, *slots = NULL;
-    struct blk *b;
-    int rc = lookup(d, block, &b);
-    if (rc)
-        return rc;
+    unsigned ns = s1 - s0, head = off % VOL_SECTOR_SIZE, tail = (unsigned)((off + n) % VOL_SECTOR_SIZE);
+    bool covered[VOL_SECTORS] = {false}, part0, part1;
+    uint8_t key[32];
+    int rc;
     for (unsigned s = s0; s < s1; s++)
         covered[s] = (uint64_t)s * VOL_SECTOR_SIZE >= off && (uint64_t)(s + 1) * VOL_SECTOR_SIZE <= off + n;
+    part0 = !covered[s0];
+    part1 = s1 - 1 != s0 && !covered[s1 - 1];
     if (b->gen == 0) {
-        uint64_t gen;
-        if ((rc = start_chunk(d, block, &gen)))
+        uint64_t gen = 0;
+        if ((rc = start_chunk(d, b->block, &gen))) {
+            if (gen)
+                (void)d->cs->ops->remove(d->cs, gen);
             return rc;
-        b->gen = gen;
+        }
+        b->gen = b->hdr_ok = gen;
         b->key = 0;
         b->fresh = b->ours = true;
         b->shared = false;
         b->refs = 1;
         b->seals = 0;
+        b->wseq++;
         memset(b->ctr, 0, sizeof b->ctr);
         if ((rc = mark_dirty(d, b)))
             return rc;
     } else if (b->shared || b->key || b->seals + ns > d->seal_limit || (d->unclean && !b->ours)) {
         /* shared: copy on write. Another lineage's chunk: copy up into this lineage (lazy rekey). The seal limit, or a key the dead last session may have used beyond its
          * recorded count: a fresh generation, so no key ever seals more than the limit (docs/DESIGN.md). */
-        if ((rc = copy_up(d, b, covered)))
+        if ((rc = copy_up(d, w, b, covered)))
             return rc;
     }
-    if (!(pt = sodium_malloc((size_t)ns * VOL_SECTOR_SIZE)) || !(slots = malloc((size_t)ns * VOL_SLOT_SIZE))) {
-        rc = -ENOMEM;
-        goto out;
-    }
-    /* partial sectors at either end: read-modify-write */
-    if (!covered[s0] && (rc = read_sectors(d, b, s0, 1, pt)))
-        goto out;
-    if (s1 - 1 != s0 && !covered[s1 - 1] && (rc = read_sectors(d, b, s1 - 1, 1, pt + (size_t)(ns - 1) * VOL_SECTOR_SIZE)))
-        goto out;
-    memcpy(pt + (off - (size_t)s0 * VOL_SECTOR_SIZE), src, n);
-    if ((rc = chunk_key(d, block, b->gen, key)))
-        goto out;
-    for (unsigned i = 0; i < ns; i++)
-        if ((rc = vol_sector_seal(d->sealer, key, d->lineage, block, b->gen, s0 + i, b->ctr[s0 + i] + 1, NULL,
-                                  pt + (size_t)i * VOL_SECTOR_SIZE, slots + (size_t)i * VOL_SLOT_SIZE)))
+    /* partial sectors at either end: read-modify-write in w->pt (sector 0: the first, 1: the last) */
+    if (part0) {
+        if ((rc = read_sectors(d, w, b, s0, 1, w->pt)))
             goto out;
-    if ((rc = d->cs->ops->pwrite(d->cs, b->gen, slots, (size_t)ns * VOL_SLOT_SIZE, vol_slot_offset(s0))))
+        memcpy(w->pt + head, src, s1 - 1 == s0 ? n : VOL_SECTOR_SIZE - head);
+    }
+    if (part1) {
+        if ((rc = read_sectors(d, w, b, s1 - 1, 1, w->pt + VOL_SECTOR_SIZE)))
+            goto out;
+        memcpy(w->pt + VOL_SECTOR_SIZE, src + ((size_t)(s1 - 1) * VOL_SECTOR_SIZE - off), tail);
+    }
+    if ((rc = chunk_key(d, b->block, b->gen, key)) || (rc = mark_dirty(d, b)))
         goto out;
-    for (unsigned i = 0; i < ns; i++)
-        b->ctr[s0 + i]++;
-    b->seals += ns;
-    rc = mark_dirty(d, b);
+    b->wseq++;
+    for (unsigned done = 0, m; done < ns; done += m) {
+        unsigned s = s0 + done;
+        m = ns - done < PIECE ? ns - done : PIECE;
+        for (unsigned i = 0; i < m; i++, s++) {
+            const uint8_t *p = s == s0 && part0       ? w->pt
+                               : s == s1 - 1 && part1 ? w->pt + VOL_SECTOR_SIZE
+                                                      : src + ((size_t)s * VOL_SECTOR_SIZE - off);
+            if ((rc = vol_sector_seal(w->sealer, key, d->lineage, b->block, b->gen, s, b->ctr[s] + 1, NULL, p,
+                                      w->slots + (size_t)i * VOL_SLOT_SIZE)))
+                goto out;
+            b->seals++; /* counted as sealed, whatever the write does next: the key's count stays exact */
+        }
+        if ((rc = d->cs->ops->pwrite(d->cs, b->gen, w->slots, (size_t)m * VOL_SLOT_SIZE, vol_slot_offset(s0 + done))))
+            goto out;
+        for (unsigned i = 0; i < m; i++)
+            b->ctr[s0 + done + i]++;
+    }
 out:
     sodium_memzero(key, sizeof key);
-    if (pt)
-        sodium_free(pt);
-    free(slots);
+    if (part0 || part1)
+        sodium_memzero(w->pt, 2 * VOL_SECTOR_SIZE);
     return rc;
 }
 
-static int read_block(vol_dev *d, uint64_t block, unsigned off, uint8_t *dst, size_t n)
+typedef int (*block_fn)(vol_dev *d, struct work *w, uint64_t block, unsigned off, uint8_t *p, size_t n);
+
+static int write_block(vol_dev *d, struct work *w, uint64_t block, unsigned off, uint8_t *src, size_t n)
 {
-    unsigned s0 = off / VOL_SECTOR_SIZE, s1 = (unsigned)((off + n + VOL_SECTOR_SIZE - 1) / VOL_SECTOR_SIZE);
-    uint8_t *pt;
     struct blk *b;
     int rc = lookup(d, block, &b);
     if (rc)
         return rc;
-    if (b->gen == 0) {
-        memset(dst, 0, n);
-        return 0;
-    }
-    if (!(pt = sodium_malloc((size_t)(s1 - s0) * VOL_SECTOR_SIZE)))
-        return -ENOMEM;
-    rc = read_sectors(d, b, s0, s1 - s0, pt);
-    if (!rc)
-        memcpy(dst, pt + (off - (size_t)s0 * VOL_SECTOR_SIZE), n);
-    sodium_free(pt);
+    pthread_rwlock_wrlock(&b->lock);
+    rc = write_locked(d, w, b, off, src, n);
+    pthread_rwlock_unlock(&b->lock);
     return rc;
 }
 
-typedef int (*block_fn)(vol_dev *d, uint64_t block, unsigned off, uint8_t *p, size_t n);
+/* Full sectors are opened straight into dst; a partial one at either end through w->pt. */
+static int read_block(vol_dev *d, struct work *w, uint64_t block, unsigned off, uint8_t *dst, size_t n)
+{
+    unsigned end = off + (unsigned)n, f0 = (off + VOL_SECTOR_SIZE - 1) / VOL_SECTOR_SIZE, f1 = end / VOL_SECTOR_SIZE;
+    unsigned head = off % VOL_SECTOR_SIZE, tail = end % VOL_SECTOR_SIZE;
+    struct blk *b;
+    int rc = lookup(d, block, &b);
+    if (rc)
+        return rc;
+    pthread_rwlock_rdlock(&b->lock);
+    if (b->gen == 0) {
+        memset(dst, 0, n);
+    } else if (f0 > f1) { /* inside one sector */
+        if (!(rc = read_sectors(d, w, b, f1, 1, w->pt)))
+            memcpy(dst, w->pt + head, n);
+        sodium_memzero(w->pt, VOL_SECTOR_SIZE);
+    } else {
+        if (head && !(rc = read_sectors(d, w, b, f0 - 1, 1, w->pt)))
+            memcpy(dst, w->pt + head, VOL_SECTOR_SIZE - head);
+        if (!rc && f1 > f0)
+            rc = read_sectors(d, w, b, f0, f1 - f0, dst + ((size_t)f0 * VOL_SECTOR_SIZE - off));
+        if (!rc && tail && !(rc = read_sectors(d, w, b, f1, 1, w->pt)))
+            memcpy(dst + ((size_t)f1 * VOL_SECTOR_SIZE - off), w->pt, tail);
+        if (head || tail)
+            sodium_memzero(w->pt, VOL_SECTOR_SIZE);
+    }
+    pthread_rwlock_unlock(&b->lock);
+    return rc;
+}
 
+static int discard_block(vol_dev *d, struct work *w, uint64_t block, unsigned off, uint8_t *unused, size_t n)
+{
+    struct blk *b;
+    int rc = lookup(d, block, &b);
+    if (rc)
+        return rc;
+    pthread_rwlock_wrlock(&b->lock);
+    if (b->gen == 0) {
+        rc = 0;
+    } else if (n < VOL_BLOCK_SIZE) { /* part of a block: zeros */
+        uint8_t *z = calloc(1, n);
+        rc = z ? write_locked(d, w, b, off, z, n) : -ENOMEM;
+        free(z);
+    } else {
+        if (b->fresh)
+            rc = push_junk(d, b->gen);
+        else
+            b->old_gen = b->gen;
+        if (!rc) {
+            b->gen = 0;
+            b->key = 0;
+            b->fresh = false;
+            b->wseq++;
+            memset(b->ctr, 0, sizeof b->ctr);
+            rc = mark_dirty(d, b);
+        }
+    }
+    pthread_rwlock_unlock(&b->lock);
+    return rc;
+}
+
+/* One request: the gate shared, a work area, each block in turn under its own lock. */
 static int each_block(vol_dev *d, uint8_t *p, size_t n, uint64_t off, block_fn fn)
 {
+    struct work *w;
     int rc = 0;
     if (off > d->size || n > d->size - off)
         return -ENOSPC;
-    pthread_mutex_lock(&d->lock);
+    if (!(w = work_get(d)))
+        return -ENOMEM;
+    pthread_rwlock_rdlock(&d->gate);
     while (n && !rc) {
         uint64_t block = off / VOL_BLOCK_SIZE;
         unsigned in = (unsigned)(off % VOL_BLOCK_SIZE);
         size_t m = VOL_BLOCK_SIZE - in < n ? VOL_BLOCK_SIZE - in : n;
-        rc = fn(d, block, in, p, m);
-        p += m;
+        rc = fn(d, w, block, in, p, m);
+        if (p)
+            p += m;
         off += m;
         n -= m;
     }
-    pthread_mutex_unlock(&d->lock);
+    pthread_rwlock_unlock(&d->gate);
+    work_put(d, w, 0); /* (each user of w->pt wiped what it used) */
     return rc;
 }
 
 int vol_dev_read(vol_dev *d, void *buf, size_t n, uint64_t off) { return each_block(d, buf, n, off, read_block); }
 
-static int write_block_cb(vol_dev *d, uint64_t block, unsigned off, uint8_t *p, size_t n)
-{
-    return write_block(d, block, off, p, n);
-}
 int vol_dev_write(vol_dev *d, const void *buf, size_t n, uint64_t off)
 {
-    return each_block(d, (uint8_t *)(uintptr_t)buf, n, off, write_block_cb);
-}
-
-static int discard_block(vol_dev *d, uint64_t block, unsigned off, uint8_t *unused, size_t n)
-{
-    struct blk *b;
-    int rc = lookup(d, block, &b);
-    if (rc || b->gen == 0)
-        return rc;
-    if (n < VOL_BLOCK_SIZE) { /* part of a block: zeros */
-        uint8_t *z = calloc(1, n);
-        if (!z)
-            return -ENOMEM;
-        rc = write_block(d, block, off, z, n);
-        free(z);
-        return rc;
-    }
-    if (b->fresh)
-        rc = push_u64(&d->junk, &d->njunk, &d->capjunk, b->gen);
-    else
-        b->old_gen = b->gen;
-    if (rc)
-        return rc;
-    b->gen = 0;
-    b->key = 0;
-    b->fresh = false;
-    memset(b->ctr, 0, sizeof b->ctr);
-    return mark_dirty(d, b);
+    return each_block(d, (uint8_t *)(uintptr_t)buf, n, off, write_block);
 }
 
 int vol_dev_discard(vol_dev *d, uint64_t off, uint64_t len)
@@ -441,19 +654,85 @@ int vol_dev_discard(vol_dev *d, uint64_t off, uint64_t len)
     return each_block(d, NULL, (size_t)len, off, discard_block);
 }
 
-static int flush_locked(vol_dev *d)
+/* ---- flush and snapshot ---- */
+
+/* What phase 1 of a flush synced: dirty[i] as it was then. */
+struct synced {
+    struct blk *b;
+    uint64_t gen, wseq;
+    bool ok;
+};
+
+/* Passes of phase 1, and how few chunks left to sync end it early (the rest is phase 2's, with I/O held
+ * back). */
+#define SYNC_PASSES 3
+#define SYNC_FEW 8
+
+/* Phase 1 (flush_lock held; I/O goes on): fdatasync every chunk dirty now, then, while writes keep
+ * changing many of them, those written since (up to SYNC_PASSES passes). The dirty list only grows until
+ * the commit clears it (under flush_lock), so s[i] stays dirty[i]. Errors are left for phase 2, which
+ * syncs whatever this did not. NULL when nothing is dirty or memory is short. */
+static struct synced *sync_early(vol_dev *d, size_t *n)
+{
+    struct synced *s = NULL;
+    *n = 0;
+    pthread_rwlock_rdlock(&d->gate);
+    for (int pass = 0; pass < SYNC_PASSES; pass++) {
+        size_t synced = 0, was = *n;
+        pthread_mutex_lock(&d->tlock);
+        if (d->ndirty > *n) {
+            struct synced *x = realloc(s, d->ndirty * sizeof *x);
+            if (x) {
+                s = x;
+                memset(s + *n, 0, (d->ndirty - *n) * sizeof *s);
+                for (size_t i = *n; i < d->ndirty; i++)
+                    s[i].b = d->dirty[i];
+                *n = d->ndirty;
+            }
+        }
+        pthread_mutex_unlock(&d->tlock);
+        for (size_t i = 0; i < *n; i++) {
+            struct blk *b = s[i].b;
+            uint64_t gen, wseq;
+            pthread_rwlock_rdlock(&b->lock);
+            gen = b->gen;
+            wseq = b->wseq;
+            pthread_rwlock_unlock(&b->lock);
+            if (!gen || (s[i].ok && s[i].gen == gen && s[i].wseq == wseq))
+                continue;
+            s[i].gen = gen;
+            s[i].wseq = wseq;
+            s[i].ok = d->cs->ops->sync(d->cs, gen) == 0;
+            synced++;
+        }
+        if (synced <= SYNC_FEW && *n == was)
+            break;
+    }
+    pthread_rwlock_unlock(&d->gate);
+    return s;
+}
+
+/* Phase 2: the gate held exclusive (and flush_lock). */
+static int flush_locked(vol_dev *d, const struct synced *early, size_t nearly)
 {
     vol_catalog *cat = d->cat;
     uint64_t *freed = NULL;
     size_t nfreed = 0, capfreed = 0;
     int rc = 0;
+    pthread_mutex_lock(&d->tlock);
     if (!d->ndirty && !d->njunk)
-        return 0;
-    for (size_t i = 0; i < d->ndirty; i++)
-        if (d->dirty[i]->gen && (rc = d->cs->ops->sync(d->cs, d->dirty[i]->gen)))
-            return rc;
-    if ((rc = cat->ops->begin(cat)))
-        return rc;
+        goto out;
+    for (size_t i = 0; i < d->ndirty; i++) {
+        struct blk *b = d->dirty[i];
+        bool done = i < nearly && early[i].b == b && early[i].ok && early[i].gen == b->gen && early[i].wseq == b->wseq;
+        if (b->gen && !done && (rc = d->cs->ops->sync(d->cs, b->gen)))
+            goto out;
+    }
+    pthread_mutex_lock(&d->clock);
+    if ((rc = cat->ops->begin(cat))) {
+        pthread_mutex_unlock(&d->clock);
+        goto out;
+    }
     for (size_t i = 0; i < d->ndirty && !rc; i++) {
         struct blk *b = d->dirty[i];
         if (b->gen) {
@@ -483,10 +762,12 @@ static int flush_locked(vol_dev *d)
     }
     if (rc || (rc = cat->ops->commit(cat))) {
         cat->ops->rollback(cat);
-        free(freed);
+        pthread_mutex_unlock(&d->clock);
         EFS_ERROR("volume %s: the catalog refused the flush: %s", d->vol.id, strerror(-rc));
-        return rc == -EEXIST ? -EIO : rc;
+        rc = rc == -EEXIST ? -EIO : rc;
+        goto out;
     }
+    pthread_mutex_unlock(&d->clock);
     for (size_t i = 0; i < d->ndirty; i++) {
         struct blk *b = d->dirty[i];
         b->dirty = b->fresh = false;
@@ -498,49 +779,83 @@ static int flush_locked(vol_dev *d)
     for (size_t i = 0; i < d->njunk; i++)
         (void)d->cs->ops->remove(d->cs, d->junk[i]);
     d->njunk = 0;
+out:
+    pthread_mutex_unlock(&d->tlock);
     free(freed);
-    return 0;
+    return rc;
 }
 
 int vol_dev_flush(vol_dev *d)
 {
+    struct synced *early;
+    size_t n;
     int rc;
-    pthread_mutex_lock(&d->lock);
-    rc = flush_locked(d);
-    pthread_mutex_unlock(&d->lock);
+    pthread_mutex_lock(&d->flush_lock);
+    early = sync_early(d, &n);
+    pthread_rwlock_wrlock(&d->gate);
+    rc = flush_locked(d, early, n);
+    pthread_rwlock_unlock(&d->gate);
+    pthread_mutex_unlock(&d->flush_lock);
+    free(early);
     return rc;
 }
 
 int vol_dev_snapshot(vol_dev *d, const char *description, const char *tags, vol_snapshot *out, vol_err *e)
 {
+    struct synced *early;
+    size_t n;
     int rc;
-    pthread_mutex_lock(&d->lock); /* no write runs while we flush and record */
-    rc = flush_locked(d);
+    pthread_mutex_lock(&d->flush_lock);
+    early = sync_early(d, &n);
+    pthread_rwlock_wrlock(&d->gate); /* no request runs while we flush and record */
+    rc = flush_locked(d, early, n);
     if (rc) {
         vol_fail(e, rc, "InternalError", "flushing volume %s failed: %s", d->vol.id, strerror(-rc));
-    } else if (!(rc = vol_snapshot_record(d->cat, &d->vol, description, tags, out, e))) {
-        for (size_t i = 0; i < d->nbuckets; i++)
-            for (struct blk *b = d->buckets[i]; b; b = b->next)
-                if (b->gen)
-                    b->shared = true, b->refs++;
+    } else {
+        pthread_mutex_lock(&d->clock);
+        rc = vol_snapshot_record(d->cat, &d->vol, description, tags, out, e);
+        pthread_mutex_unlock(&d->clock);
+        if (!rc) {
+            pthread_mutex_lock(&d->tlock);
+            for (size_t i = 0; i < d->nbuckets; i++)
+                for (struct blk *b = d->buckets[i]; b; b = b->next)
+                    if (b->gen)
+                        b->shared = true, b->refs++;
+            pthread_mutex_unlock(&d->tlock);
+        }
     }
-    pthread_mutex_unlock(&d->lock);
+    pthread_rwlock_unlock(&d->gate);
+    pthread_mutex_unlock(&d->flush_lock);
+    free(early);
     return rc;
 }
 
-void vol_dev_set_seal_limit(vol_dev *d, uint64_t limit) { d->seal_limit = limit; }
+/* ---- setup ---- */
+
+void vol_dev_set_seal_limit(vol_dev *d, uint64_t limit)
+{
+    pthread_rwlock_wrlock(&d->gate);
+    d->seal_limit = limit;
+    pthread_rwlock_unlock(&d->gate);
+}
 
 int vol_dev_add_key(vol_dev *d, const char *binding_hex, const uint8_t dk[32])
 {
-    int rc;
-    if (!strcmp(binding_hex, d->binding) || vol_keyring_find(&d->extra, binding_hex))
-        return 0;
-    pthread_mutex_lock(&d->lock);
-    rc = vol_keyring_add(&d->extra, binding_hex, NULL, dk);
-    pthread_mutex_unlock(&d->lock);
+    int rc = 0;
+    pthread_rwlock_wrlock(&d->gate);
+    if (strcmp(binding_hex, d->binding) && !vol_keyring_find(&d->extra, binding_hex))
+        rc = vol_keyring_add(&d->extra, binding_hex, NULL, dk);
+    pthread_rwlock_unlock(&d->gate);
     return rc;
 }
-void vol_dev_set_unclean(vol_dev *d) { d->unclean = true; }
+
+void vol_dev_set_unclean(vol_dev *d)
+{
+    pthread_rwlock_wrlock(&d->gate);
+    d->unclean = true;
+    pthread_rwlock_unlock(&d->gate);
+}
+
 uint64_t vol_dev_size(const vol_dev *d) { return d->size; }
 
 int vol_dev_open(vol_catalog *cat, vol_chunkstore *cs, const vol_volume *v, const char *binding_hex,
@@ -550,7 +865,23 @@ int vol_dev_open(vol_catalog *cat, vol_chunkstore *cs, const vol_volume *v, cons
     *out = NULL;
     if (!d)
         return -ENOMEM;
-    pthread_mutex_init(&d->lock, NULL);
+    if (pthread_rwlockattr_init(&d->rwattr)) {
+        free(d);
+        return -ENOMEM;
+    }
+    /* writers first: a flush or snapshot is not starved by a stream of requests, nor a write by readers */
+    (void)pthread_rwlockattr_setkind_np(&d->rwattr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    if (pthread_rwlock_init(&d->gate, &d->rwattr)) {
+        pthread_rwlockattr_destroy(&d->rwattr);
+        free(d);
+        return -ENOMEM;
+    }
+    pthread_mutex_init(&d->flush_lock, NULL);
+    pthread_mutex_init(&d->tlock, NULL);
+    pthread_mutex_init(&d->glock, NULL);
+    pthread_mutex_init(&d->clock, NULL);
+    pthread_mutex_init(&d->plock, NULL);
+    d->locks_ok = true;
     d->cat = cat;
     d->cs = cs;
     d->vol = *v;
@@ -560,7 +891,7 @@ int vol_dev_open(vol_catalog *cat, vol_chunkstore *cs, const vol_volume *v, cons
     d->nbuckets = 1024;
     snprintf(d->binding, sizeof d->binding, "%s", binding_hex);
     if (vol_lineage_bin(binding_hex, d->lineage) || !(d->buckets = calloc(d->nbuckets, sizeof *d->buckets)) ||
-        !(d->dk = sodium_malloc(32)) || !(d->sealer = vol_sealer_new())) {
+        !(d->dk = sodium_malloc(32))) {
         vol_dev_free(d);
         return -ENOMEM;
     }
@@ -576,16 +907,27 @@ void vol_dev_free(vol_dev *d)
     for (size_t i = 0; d->buckets && i < d->nbuckets; i++)
         for (struct blk *b = d->buckets[i], *next; b; b = next) {
             next = b->next;
-            free(b);
+            blk_free(b);
         }
     free(d->buckets);
     free(d->dirty);
     free(d->junk);
+    for (struct work *w = d->pool, *next; w; w = next) {
+        next = w->next;
+        work_free(w);
+    }
     vol_keyring_clear(&d->extra);
     if (d->dk)
         sodium_free(d->dk);
-    vol_sealer_free(d->sealer);
-    pthread_mutex_destroy(&d->lock);
+    if (d->locks_ok) {
+        pthread_rwlock_destroy(&d->gate);
+        pthread_rwlockattr_destroy(&d->rwattr);
+        pthread_mutex_destroy(&d->flush_lock);
+        pthread_mutex_destroy(&d->tlock);
+        pthread_mutex_destroy(&d->glock);
+        pthread_mutex_destroy(&d->clock);
+        pthread_mutex_destroy(&d->plock);
+    }
     free(d);
 }
 

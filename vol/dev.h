@@ -4,7 +4,9 @@
  * volume's own chunks, copying a chunk shared with a snapshot on its first write (copy-on-write, into a
  * new generation under a new key); flush makes every acknowledged write durable (chunk files, then one
  * catalog transaction); snapshot records a point-in-time snapshot with writes quiesced.
- * Thread safety: every call may come from any thread (one lock per device).
+ * Thread safety: every call may come from any thread. Reads and writes of different blocks run in
+ * parallel, reads of one block too; a write excludes other I/O on its block only; flush and snapshot wait
+ * for the requests in progress and hold new ones back only while they commit (lock order: dev.c).
  * Error convention: 0 / -errno (-EIO: a sector failed authentication; logged with block and sector).
  */
 #ifndef ENVELOPEFS_VOL_DEV_H
@@ -20,8 +22,10 @@
 
 typedef struct vol_dev vol_dev;
 
-/* binding_hex: the lineage's sector binding (vol_lineage.binding). cat and cs are borrowed and used only under the device's lock; dk (32 bytes) is copied into locked
- * memory and wiped by vol_dev_free. */
+/* binding_hex: the lineage's sector binding (vol_lineage.binding). cat and cs are borrowed: cat is used by
+ * one thread at a time (under the device's catalog lock; the caller must not use it while calls of the
+ * device run), cs from any thread (chunkstore.h); dk (32 bytes) is copied into locked memory and wiped by
+ * vol_dev_free. */
 int vol_dev_open(vol_catalog *cat, vol_chunkstore *cs, const vol_volume *v, const char *binding_hex,
                  const uint8_t dk[32], vol_dev **out) __attribute__((warn_unused_result));
 /* Wipes the key; does not flush (call vol_dev_flush first). NULL is a no-op. */

@@ -7,7 +7,6 @@
 #include <string.h>
 
 #include <openssl/evp.h>
-#include <openssl/kdf.h>
 #include <sodium.h>
 
 #include "sector.h"
@@ -61,23 +60,29 @@ int vol_lineage_bin(const char *hex, uint8_t out[VOL_LINEAGE_LEN])
     return 0;
 }
 
+/* HKDF-SHA256 (RFC 5869) with no salt and one block of output: PRK = HMAC(zero-length salt, dk), key =
+ * HMAC(PRK, info ‖ 0x01). Through libsodium's HMAC rather than OpenSSL's EVP_PKEY HKDF, which in OpenSSL
+ * 3.0 fetches its method from a global store on every call: this runs on every volume I/O, from many
+ * threads at once (the golden vector in tests/vol/test_vol.c pins the output). */
 int vol_chunk_key(const uint8_t dk[32], const uint8_t lineage[VOL_LINEAGE_LEN], uint64_t block, uint64_t gen,
                   uint8_t out[32])
 {
     static const char label[] = "envelopefs vol v1 chunk";
-    uint8_t info[sizeof label - 1 + VOL_LINEAGE_LEN + 16];
-    EVP_PKEY_CTX *p = EVP_PKEY_CTX_new_id(EVP_PKEY_HKDF, NULL);
-    size_t outlen = 32;
+    static const uint8_t one = 1;
+    uint8_t info[sizeof label - 1 + VOL_LINEAGE_LEN + 16], prk[crypto_auth_hmacsha256_BYTES];
+    crypto_auth_hmacsha256_state st;
     int rc = -EIO;
     memcpy(info, label, sizeof label - 1);
     memcpy(info + sizeof label - 1, lineage, VOL_LINEAGE_LEN);
     put64(info + sizeof label - 1 + VOL_LINEAGE_LEN, block);
     put64(info + sizeof label - 1 + VOL_LINEAGE_LEN + 8, gen);
-    if (p && EVP_PKEY_derive_init(p) == 1 && EVP_PKEY_CTX_set_hkdf_md(p, EVP_sha256()) == 1 &&
-        EVP_PKEY_CTX_set1_hkdf_key(p, dk, 32) == 1 && EVP_PKEY_CTX_add1_hkdf_info(p, info, sizeof info) == 1 &&
-        EVP_PKEY_derive(p, out, &outlen) == 1 && outlen == 32)
+    if (crypto_auth_hmacsha256_init(&st, (const unsigned char *)"", 0) == 0 &&
+        crypto_auth_hmacsha256_update(&st, dk, 32) == 0 && crypto_auth_hmacsha256_final(&st, prk) == 0 &&
+        crypto_auth_hmacsha256_init(&st, prk, sizeof prk) == 0 && crypto_auth_hmacsha256_update(&st, info, sizeof info) == 0 &&
+        crypto_auth_hmacsha256_update(&st, &one, 1) == 0 && crypto_auth_hmacsha256_final(&st, out) == 0)
         rc = 0;
-    EVP_PKEY_CTX_free(p);
+    sodium_memzero(prk, sizeof prk);
+    sodium_memzero(&st, sizeof st);
     return rc;
 }
 

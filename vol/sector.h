@@ -34,7 +34,7 @@ void vol_chunk_header(uint8_t out[VOL_CHUNK_HDR], const uint8_t lineage[VOL_LINE
 int vol_chunk_header_check(const uint8_t *hdr, size_t len, const uint8_t lineage[VOL_LINEAGE_LEN], uint64_t block,
                            uint64_t gen) __attribute__((warn_unused_result));
 
-/* A reusable AES-256-GCM context (one per thread or per device lock holder). */
+/* A reusable AES-256-GCM context, used by one thread at a time (dev.c: one per request, from a pool). */
 typedef struct vol_sealer vol_sealer;
 vol_sealer *vol_sealer_new(void);
 void vol_sealer_free(vol_sealer *s);
