@@ -137,6 +137,7 @@ struct kms_core {
     uint64_t q_ticket;         /* tickets handed out */
     uint64_t q_written;        /* newest ticket committed */
     sqlite3_stmt *audit_ins;
+    sqlite3_stmt *audit_head, *audit_begin, *audit_commit; /* the writer's other statements, prepared once */
     int64_t digest_ms;         /* CLOCK_MONOTONIC ms of this core's last digest */
     int64_t since_digest;      /* records this core wrote since then */
     uint8_t *audit_sk;         /* Ed25519 secret key (sodium_malloc'd), signs digests */
