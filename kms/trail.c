@@ -11,6 +11,7 @@
 
 #include <sodium.h>
 
+#include "common/jsondump.h"
 #include "common/monotime.h"
 #include "internal.h"
 
@@ -397,7 +398,13 @@ static uint64_t append(kms_core *c, const kms_principal *p, const char *event_so
     json_object_set_new(ev, "managementEvent", json_true());
     json_object_set_new(ev, "recipientAccountId", json_string(c->account));
     json_object_set_new(ev, "eventCategory", json_string("Management"));
-    r->event = json_dumps(ev, JSON_COMPACT | JSON_SORT_KEYS);
+    {
+        /* what json_dumps(JSON_COMPACT | JSON_SORT_KEYS) writes, at a fraction of its cost (a third of a
+         * call's instructions went there); jansson for what the fast path does not take (reals) */
+        size_t n;
+        if (efs_json_dump_compact_sorted(ev, &r->event, &n))
+            r->event = json_dumps(ev, JSON_COMPACT | JSON_SORT_KEYS);
+    }
     json_decref(ev);
     if (!r->event)
         return 0;

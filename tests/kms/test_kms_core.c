@@ -1300,7 +1300,33 @@ static void test_json_dump(void)
             fprintf(stderr, "want %s\n got  %s\n", want, got);
         free(want);
         free(got);
+        /* sorted keys, as the audit trail's records are written */
+        want = json_dumps(t, JSON_COMPACT | JSON_ENCODE_ANY | JSON_SORT_KEYS);
+        got = NULL;
+        CHECK(efs_json_dump_compact_sorted(t, &got, &len) == 0);
+        CHECK(want && got && len == strlen(want) && !strcmp(want, got));
+        if (want && got && strcmp(want, got))
+            fprintf(stderr, "sorted: want %s\n got  %s\n", want, got);
+        free(want);
+        free(got);
         json_decref(t);
+    }
+    {
+        /* an object of more members than the sorted dump keeps on its stack, keys with bytes >= 0x80 */
+        json_t *o = json_object();
+        char *want, *got = NULL;
+        size_t len = 0;
+        for (int i = 0; i < 100; i++) {
+            char k[48];
+            snprintf(k, sizeof k, "%s%u", i % 3 ? "\xc3\xa9key" : "Key", (unsigned)randombytes_uniform(100000));
+            json_object_set_new(o, k, random_tree(2));
+        }
+        want = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+        CHECK(efs_json_dump_compact_sorted(o, &got, &len) == 0);
+        CHECK(want && got && len == strlen(want) && !strcmp(want, got));
+        free(want);
+        free(got);
+        json_decref(o);
     }
     {
         json_t *r = json_pack("{s:f}", "x", 1.5);
