@@ -1,6 +1,7 @@
 /*
  * jsondump.c — compact JSON serialisation (see jsondump.h). Output matches jansson 2.14's
- * json_dumps(JSON_COMPACT): members in insertion order, "," and ":" without spaces, strings with
+ * json_dumps(JSON_COMPACT): members in insertion order (or, sorted, in the byte order of their keys, as
+ * JSON_SORT_KEYS orders them), "," and ":" without spaces, strings with
  * \" \\ \b \f \n \r \t and \u00XX for other control characters, everything else (UTF-8) verbatim,
  * integers in decimal. Buffers that grow are wiped before they are freed.
  */
@@ -70,7 +71,36 @@ static int put_string(struct buf *b, const char *s, size_t n)
     return put(b, "\"", 1);
 }
 
-static int dump(struct buf *b, const json_t *j, int depth)
+static int cmp_keys(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b); /* unsigned bytes, as jansson's memcmp */
+}
+
+static int dump(struct buf *b, const json_t *j, int depth, int sorted);
+
+/* An object's members in key order: the keys sorted in a stack array (malloc'd past 32 members). */
+static int dump_sorted(struct buf *b, const json_t *j, int depth)
+{
+    const char *stack[32], **keys = stack, *k;
+    size_t n = json_object_size(j), i = 0;
+    json_t *v;
+    int rc = 0;
+    if (n > sizeof stack / sizeof stack[0] && !(keys = malloc(n * sizeof *keys)))
+        return -1;
+    json_object_foreach((json_t *)j, k, v)
+        keys[i++] = k;
+    qsort(keys, n, sizeof *keys, cmp_keys);
+    for (i = 0; i < n && !rc; i++)
+        rc = (i && put(b, ",", 1)) || put_string(b, keys[i], strlen(keys[i])) || put(b, ":", 1) ||
+                     dump(b, json_object_get(j, keys[i]), depth + 1, 1)
+                 ? -1
+                 : 0;
+    if (keys != stack)
+        free(keys);
+    return rc;
+}
+
+static int dump(struct buf *b, const json_t *j, int depth, int sorted)
 {
     if (depth > 32)
         return -1;
@@ -81,8 +111,11 @@ static int dump(struct buf *b, const json_t *j, int depth)
         int first = 1;
         if (put(b, "{", 1))
             return -1;
+        if (sorted)
+            return dump_sorted(b, j, depth) ? -1 : put(b, "}", 1);
         json_object_foreach((json_t *)j, k, v) {
-            if ((!first && put(b, ",", 1)) || put_string(b, k, strlen(k)) || put(b, ":", 1) || dump(b, v, depth + 1))
+            if ((!first && put(b, ",", 1)) || put_string(b, k, strlen(k)) || put(b, ":", 1) ||
+                dump(b, v, depth + 1, 0))
                 return -1;
             first = 0;
         }
@@ -94,7 +127,7 @@ static int dump(struct buf *b, const json_t *j, int depth)
         if (put(b, "[", 1))
             return -1;
         json_array_foreach((json_t *)j, i, v) {
-            if ((i && put(b, ",", 1)) || dump(b, v, depth + 1))
+            if ((i && put(b, ",", 1)) || dump(b, v, depth + 1, sorted))
                 return -1;
         }
         return put(b, "]", 1);
@@ -117,14 +150,14 @@ static int dump(struct buf *b, const json_t *j, int depth)
     }
 }
 
-int efs_json_dump_compact(const json_t *j, char **out, size_t *len)
+static int dump_text(const json_t *j, char **out, size_t *len, int sorted)
 {
     struct buf b = {malloc(1024), 0, 1024};
     *out = NULL;
     *len = 0;
     if (!b.p)
         return -1;
-    if (!j || dump(&b, j, 0)) {
+    if (!j || dump(&b, j, 0, sorted)) {
         sodium_memzero(b.p, b.cap);
         free(b.p);
         return -1;
@@ -133,4 +166,14 @@ int efs_json_dump_compact(const json_t *j, char **out, size_t *len)
     *out = b.p;
     *len = b.n;
     return 0;
+}
+
+int efs_json_dump_compact(const json_t *j, char **out, size_t *len)
+{
+    return dump_text(j, out, len, 0);
+}
+
+int efs_json_dump_compact_sorted(const json_t *j, char **out, size_t *len)
+{
+    return dump_text(j, out, len, 1);
 }

@@ -124,6 +124,11 @@ struct kms_core {
     _Atomic uint64_t generation;   /* moves at every reload and access-key deletion (kms_core_generation) */
     kms_key *keys;             /* in-memory copy of the keys table, sorted by creation order */
     size_t n_keys, cap_keys;
+    uint32_t *key_index;       /* keys[] by id (kms_find_key): open addressing, a slot holds index + 1, 0 is
+                                * empty; NULL (no memory for it): kms_find_key scans */
+    size_t key_index_cap;      /* its slots: a power of two, at least twice n_keys */
+    int64_t sweep_at;          /* kms_sweep_deletions: no key has a deadline (deletion date, material's
+                                * ValidTo) before this time; 0: not known, look at every key */
     kms_alias *aliases;
     size_t n_aliases, cap_aliases;
     /* The audit trail (trail.c). Queue and chain state under the core lock; durability under trail_mu. */
@@ -132,6 +137,7 @@ struct kms_core {
     uint64_t q_ticket;         /* tickets handed out */
     uint64_t q_written;        /* newest ticket committed */
     sqlite3_stmt *audit_ins;
+    sqlite3_stmt *audit_head, *audit_begin, *audit_commit; /* the writer's other statements, prepared once */
     int64_t digest_ms;         /* CLOCK_MONOTONIC ms of this core's last digest */
     int64_t since_digest;      /* records this core wrote since then */
     uint8_t *audit_sk;         /* Ed25519 secret key (sodium_malloc'd), signs digests */
@@ -238,6 +244,7 @@ kms_err kms_store_insert_grant(kms_core *c, kms_key *k, kms_grant *g, char **msg
 kms_err kms_store_delete_grant(kms_core *c, kms_key *k, size_t idx, char **msg);
 void kms_grant_clear(kms_grant *g);  /* frees g's strings */
 void kms_key_access_free(kms_key *k); /* frees k's policy and grants */
+/* The key with this id, or NULL: a hash lookup (every call makes one), not a scan of the keys. */
 kms_key *kms_find_key(kms_core *c, const char *id);
 kms_alias *kms_find_alias(kms_core *c, const char *name);
 void kms_free_tables(kms_core *c);

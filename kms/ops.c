@@ -223,7 +223,9 @@ static kms_err maybe_rotate(struct op_ctx *x, kms_key *k)
 
 void kms_sweep_deletions(kms_core *c)
 {
-    int64_t now = kms_now(c);
+    int64_t now = kms_now(c), next = INT64_MAX;
+    if (c->sweep_at && now < c->sweep_at)
+        return; /* no key's deadline has come (every write of a key row resets sweep_at) */
     for (size_t i = 0; i < c->n_keys;) {
         kms_key *k = &c->keys[i];
         if (k->state == KS_PENDING_DELETION && now >= k->deletion_date) {
@@ -242,6 +244,15 @@ void kms_sweep_deletions(kms_core *c)
         }
         i++;
     }
+    /* The next deadline of what is left (a deletion that failed above is due again: now). */
+    for (size_t i = 0; i < c->n_keys; i++) {
+        const kms_key *k = &c->keys[i];
+        if (k->state == KS_PENDING_DELETION && k->deletion_date < next)
+            next = k->deletion_date;
+        if (k->external && k->expires && k->n_versions && k->state != KS_PENDING_DELETION && k->valid_to < next)
+            next = k->valid_to;
+    }
+    c->sweep_at = next > 0 ? next : 1; /* (0 means "not known") */
 }
 
 json_t *kms_op_key_metadata(kms_core *c, const kms_key *k)

@@ -55,6 +55,7 @@ struct stmt {
     size_t n_princ;
     char **actions;     /* lowercased, without "kms:" */
     size_t n_actions;
+    uint64_t action_mask; /* bit i: the patterns match ACTIONS[i] (a request's action is one of them) */
     char **resources;
     size_t n_resources;
     struct cond *conds;
@@ -66,7 +67,8 @@ struct kms_policy {
     size_t n;
 };
 
-/* The actions of this service a policy may name (KMS's, lowercased: action names are case-insensitive). */
+/* The actions of this service a policy may name (KMS's, lowercased: action names are case-insensitive).
+ * Sorted (looked up by binary search), at most 64 (a statement keeps the ones it names as a bit mask). */
 static const char *const ACTIONS[] = {
     "cancelkeydeletion", "connectcustomkeystore", "createalias", "createcustomkeystore", "creategrant",
     "createkey", "decrypt", "deletealias", "deletecustomkeystore", "deleteimportedkeymaterial",
@@ -80,6 +82,26 @@ static const char *const ACTIONS[] = {
     "synchronizemultiregionkey", "tagresource", "untagresource", "updatealias", "updatecustomkeystore",
     "updatekeydescription", "updateprimaryregion", "verify", "verifymac",
 };
+
+#define N_ACTIONS (sizeof ACTIONS / sizeof ACTIONS[0])
+_Static_assert(N_ACTIONS <= 64, "a statement's action mask has 64 bits");
+
+/* ACTIONS' index of an action name (case-insensitive), -1 if it is none of them. */
+static int action_index(const char *action)
+{
+    size_t lo = 0, hi = N_ACTIONS;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int c = strcasecmp(action, ACTIONS[mid]);
+        if (!c)
+            return (int)mid;
+        if (c < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return -1;
+}
 
 static kms_err bad(char **msg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static kms_err bad(char **msg, const char *fmt, ...)
@@ -292,6 +314,11 @@ static kms_err parse_actions(json_t *j, struct stmt *st, size_t idx, const char 
     }
     if (st->not_action)
         st->all_actions = false; /* NotAction "*" matches nothing: evaluated, not short-cut */
+    /* Each pattern against every action of the service, once: a call's match is then one bit. */
+    for (size_t i = 0; i < st->n_actions; i++)
+        for (size_t k = 0; k < N_ACTIONS; k++)
+            if (glob(st->actions[i], ACTIONS[k], true))
+                st->action_mask |= UINT64_C(1) << k;
     return KMS_OK;
 }
 
@@ -779,10 +806,13 @@ static bool principal_in(const struct stmt *st, const kms_policy_req *r)
     return false;
 }
 
-static bool action_in(const struct stmt *st, const char *action)
+/* ai: the action's index in ACTIONS (action_index), or -1: matched against the patterns themselves. */
+static bool action_in(const struct stmt *st, const char *action, int ai)
 {
     if (st->all_actions)
         return true;
+    if (ai >= 0)
+        return (st->action_mask >> ai) & 1;
     for (size_t i = 0; i < st->n_actions; i++)
         if (glob(st->actions[i], action, true))
             return true;
@@ -799,11 +829,11 @@ static bool resource_in(const struct stmt *st, const char *resource)
     return false;
 }
 
-static bool applies(const struct stmt *st, const kms_policy_req *r)
+static bool applies(const struct stmt *st, const kms_policy_req *r, int ai)
 {
     if (principal_in(st, r) == st->not_principal)
         return false;
-    if (action_in(st, r->action) == st->not_action)
+    if (action_in(st, r->action, ai) == st->not_action)
         return false;
     if (resource_in(st, r->resource) == st->not_resource)
         return false;
@@ -815,11 +845,12 @@ static bool applies(const struct stmt *st, const kms_policy_req *r)
 
 kms_policy_decision kms_policy_eval(const kms_policy *p, const kms_policy_req *r)
 {
+    int ai = action_index(r->action);
     bool allow = false;
     for (size_t i = 0; i < p->n; i++) {
         const struct stmt *st = &p->stmts[i];
         if (st->deny ? true : !allow) {
-            if (applies(st, r)) {
+            if (applies(st, r, ai)) {
                 if (st->deny)
                     return KMS_POLICY_DENY;
                 allow = true;

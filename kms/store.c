@@ -525,6 +525,8 @@ kms_err kms_core_open(const kms_store_opts *o, kms_core **out, char **errmsg)
         e = kms_mrk_migrate(c->db, errmsg); /* multi-Region keys (mrk.c) */
     if (!e)
         e = kms_cks_migrate(c->db, errmsg); /* custom key stores (cks.c) */
+    if (!e) /* CreateKey's next seq (MAX) and the load's order: a lookup, not a scan of every key row */
+        e = kms_schema_add(c->db, "CREATE INDEX IF NOT EXISTS keys_by_seq ON keys(seq)", "keys_by_seq index", errmsg);
     if (e)
         goto fail;
     e = kms_store_load(c, errmsg);
@@ -586,6 +588,52 @@ static void free_key(kms_key *k)
     kms_key_access_free(k);
 }
 
+/* ---- the index of keys[] by id ------------------------------------------------------------- */
+
+/* FNV-1a over the id's text (ids are random UUIDs: any mixing hash spreads them). */
+static uint64_t id_hash(const char *id)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (; *id; id++)
+        h = (h ^ (uint8_t)*id) * 1099511628211ULL;
+    return h;
+}
+
+static void index_put(kms_core *c, size_t i)
+{
+    size_t mask = c->key_index_cap - 1, s = (size_t)id_hash(c->keys[i].id) & mask;
+    while (c->key_index[s])
+        s = (s + 1) & mask;
+    c->key_index[s] = (uint32_t)(i + 1);
+}
+
+/* Rebuild the index of keys[0, n_keys) (after a load, or a destroy shifted the array). Without memory
+ * for it the index goes and kms_find_key scans: slower, still right. */
+static void index_rebuild(kms_core *c)
+{
+    size_t cap = 16;
+    while (cap < 2 * c->n_keys)
+        cap *= 2;
+    if (cap != c->key_index_cap || !c->key_index) {
+        free(c->key_index);
+        c->key_index = c->n_keys < UINT32_MAX ? calloc(cap, sizeof *c->key_index) : NULL;
+        c->key_index_cap = c->key_index ? cap : 0;
+    } else {
+        memset(c->key_index, 0, cap * sizeof *c->key_index);
+    }
+    for (size_t i = 0; c->key_index && i < c->n_keys; i++)
+        index_put(c, i);
+}
+
+/* keys[n_keys - 1] was appended. */
+static void index_append(kms_core *c)
+{
+    if (!c->key_index || 2 * c->n_keys > c->key_index_cap)
+        index_rebuild(c);
+    else
+        index_put(c, c->n_keys - 1);
+}
+
 void kms_free_tables(kms_core *c)
 {
     for (size_t i = 0; i < c->n_keys; i++)
@@ -593,6 +641,10 @@ void kms_free_tables(kms_core *c)
     free(c->keys);
     c->keys = NULL;
     c->n_keys = c->cap_keys = 0;
+    free(c->key_index);
+    c->key_index = NULL;
+    c->key_index_cap = 0;
+    c->sweep_at = 0;
     for (size_t i = 0; i < c->n_aliases; i++)
         free(c->aliases[i].name);
     free(c->aliases);
@@ -709,6 +761,7 @@ kms_err kms_store_load(kms_core *c, char **msg)
     }
     sqlite3_finalize(st);
     st = NULL;
+    index_rebuild(c); /* the rows below find their keys through it */
     if (sqlite3_prepare_v2(c->db, "SELECT key_id, version, created, automatic FROM key_versions ORDER BY key_id, version",
                            -1, &st, NULL) != SQLITE_OK) {
         e = KMS_ERR_CORRUPT_STORE;
@@ -846,6 +899,13 @@ kms_key *kms_find_key(kms_core *c, const char *id)
 {
     if (!id)
         return NULL;
+    if (c->key_index) {
+        size_t mask = c->key_index_cap - 1;
+        for (size_t s = (size_t)id_hash(id) & mask; c->key_index[s]; s = (s + 1) & mask)
+            if (!strcmp(c->keys[c->key_index[s] - 1].id, id))
+                return &c->keys[c->key_index[s] - 1];
+        return NULL;
+    }
     for (size_t i = 0; i < c->n_keys; i++)
         if (!strcmp(c->keys[i].id, id))
             return &c->keys[i];
@@ -904,6 +964,7 @@ static kms_err write_key_row(kms_core *c, const kms_key *k, bool insert, char **
         : "UPDATE keys SET description=?, state=?, deletion_date=?, pending_days=?, rotation_enabled=?,"
           " rotation_period=?, next_rotation=?, created=?, origin=?10, expiration_model=?11, valid_to=?12,"
           " material_digest=?13 WHERE id=?9";
+    c->sweep_at = 0; /* its state or deadline may change with this write: kms_sweep_deletions looks again */
     if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK)
         return db_err(c, msg, "write key");
     sqlite3_bind_text(st, 1, k->description ? k->description : "", -1, SQLITE_STATIC);
@@ -973,6 +1034,7 @@ kms_err kms_store_insert_key(kms_core *c, const kms_key *k, const uint8_t *mater
     slot->versions[0].version = 1;
     slot->versions[0].created = k->created;
     c->n_keys++;
+    index_append(c);
     note_own_write(c);
     return KMS_OK;
 }
@@ -1211,6 +1273,7 @@ kms_err kms_store_destroy_key(kms_core *c, const char *key_id, char **msg)
             free_key(&c->keys[i]);
             memmove(&c->keys[i], &c->keys[i + 1], (c->n_keys - i - 1) * sizeof *c->keys);
             c->n_keys--;
+            index_rebuild(c); /* the keys after it moved */
             break;
         }
     for (size_t i = 0; i < c->n_aliases;) {

@@ -1,8 +1,8 @@
 /*
  * test_kms_core.c — the key-service core through its single dispatch point: every operation and
  * error of issue 2, rotation, scheduled deletion with an injected clock, tampering, encryption
- * context binding, store unlocking and corruption, cross-process visibility and concurrency, access
- * keys and the audit trail's retention.
+ * context binding, store unlocking and corruption, cross-process visibility and concurrency, a store
+ * of many keys, access keys and the audit trail's retention.
  */
 #include <fcntl.h>
 #include <pthread.h>
@@ -691,6 +691,74 @@ static void test_cross_process(kms_core *a)
     free(id);
 }
 
+/* A store of many keys (the per-call key lookup is an index, the deletion sweep runs only when a
+ * deadline has come): every key is found by its id, before and after keys are destroyed from the middle
+ * of the array (which moves the ones after them), after a reopen and after another process's change;
+ * deletions scheduled after many sweeps that found nothing due still happen on time. */
+static void test_many_keys(void)
+{
+    enum { N = 1500 };
+    char saved[sizeof g_store], *msg = NULL, *ids[N + 1];
+    kms_store_opts so = {.root_key_file = g_keyfile};
+    kms_core *c, *b;
+    json_t *r;
+    memcpy(saved, g_store, sizeof saved);
+    snprintf(g_store, sizeof g_store, "%s/many", g_dir);
+    so.store_dir = g_store;
+    CHECK(kms_store_init(&so, &msg) == KMS_OK);
+    c = open_store();
+    for (int i = 0; i < N; i++)
+        ids[i] = create_key(c);
+#define FOUND(core, id)                                                                                                \
+    do {                                                                                                               \
+        CHECK(callf(core, &r, "DescribeKey", "{\"KeyId\":\"%s\"}", id) == KMS_OK);                                     \
+        CHECK(!strcmp(jstr(r, "KeyMetadata.KeyId"), id));                                                              \
+        json_decref(r);                                                                                                \
+    } while (0)
+    for (int i = 0; i < N; i++)
+        FOUND(c, ids[i]);
+    CHECK(callf(c, NULL, "DescribeKey", "{\"KeyId\":\"00000000-0000-4000-8000-000000000000\"}") == KMS_ERR_NOT_FOUND);
+    /* Deletions scheduled now (every call so far swept and found nothing due) */
+    CHECK(callf(c, NULL, "ScheduleKeyDeletion", "{\"KeyId\":\"%s\",\"PendingWindowInDays\":7}", ids[100]) == KMS_OK);
+    CHECK(callf(c, NULL, "ScheduleKeyDeletion", "{\"KeyId\":\"%s\",\"PendingWindowInDays\":8}", ids[900]) == KMS_OK);
+    g_now += 7 * 86400 - 10;
+    FOUND(c, ids[0]);
+    CHECK(callf(c, &r, "DescribeKey", "{\"KeyId\":\"%s\"}", ids[100]) == KMS_OK); /* not yet */
+    CHECK(!strcmp(jstr(r, "KeyMetadata.KeyState"), "PendingDeletion"));
+    json_decref(r);
+    g_now += 20;
+    CHECK(callf(c, NULL, "DescribeKey", "{\"KeyId\":\"%s\"}", ids[100]) == KMS_ERR_NOT_FOUND);
+    CHECK(callf(c, &r, "DescribeKey", "{\"KeyId\":\"%s\"}", ids[900]) == KMS_OK); /* a day later */
+    json_decref(r);
+    g_now += 86400;
+    CHECK(callf(c, NULL, "DescribeKey", "{\"KeyId\":\"%s\"}", ids[900]) == KMS_ERR_NOT_FOUND);
+    for (int i = 0; i < N; i++)
+        if (i != 100 && i != 900)
+            FOUND(c, ids[i]);
+    ids[N] = create_key(c); /* appended after the array moved */
+    FOUND(c, ids[N]);
+    /* Another process schedules a deletion: seen through the reload, swept at its date */
+    b = open_store();
+    for (int i = 0; i <= N; i++)
+        if (i != 100 && i != 900)
+            FOUND(b, ids[i]);
+    CHECK(callf(b, NULL, "DescribeKey", "{\"KeyId\":\"%s\"}", ids[100]) == KMS_ERR_NOT_FOUND);
+    CHECK(callf(b, NULL, "ScheduleKeyDeletion", "{\"KeyId\":\"%s\",\"PendingWindowInDays\":7}", ids[0]) == KMS_OK);
+    kms_core_free(b);
+    wait_freshness();
+    FOUND(c, ids[1]);
+    g_now += 7 * 86400 + 1;
+    CHECK(callf(c, NULL, "DescribeKey", "{\"KeyId\":\"%s\"}", ids[0]) == KMS_ERR_NOT_FOUND);
+    FOUND(c, ids[1]);
+    FOUND(c, ids[N - 1]);
+    FOUND(c, ids[N]);
+#undef FOUND
+    kms_core_free(c);
+    for (int i = 0; i <= N; i++)
+        free(ids[i]);
+    memcpy(g_store, saved, sizeof saved);
+}
+
 static int64_t audit_rows(void)
 {
     char db[320];
@@ -1252,7 +1320,33 @@ static void test_json_dump(void)
             fprintf(stderr, "want %s\n got  %s\n", want, got);
         free(want);
         free(got);
+        /* sorted keys, as the audit trail's records are written */
+        want = json_dumps(t, JSON_COMPACT | JSON_ENCODE_ANY | JSON_SORT_KEYS);
+        got = NULL;
+        CHECK(efs_json_dump_compact_sorted(t, &got, &len) == 0);
+        CHECK(want && got && len == strlen(want) && !strcmp(want, got));
+        if (want && got && strcmp(want, got))
+            fprintf(stderr, "sorted: want %s\n got  %s\n", want, got);
+        free(want);
+        free(got);
         json_decref(t);
+    }
+    {
+        /* an object of more members than the sorted dump keeps on its stack, keys with bytes >= 0x80 */
+        json_t *o = json_object();
+        char *want, *got = NULL;
+        size_t len = 0;
+        for (int i = 0; i < 100; i++) {
+            char k[48];
+            snprintf(k, sizeof k, "%s%u", i % 3 ? "\xc3\xa9key" : "Key", (unsigned)randombytes_uniform(100000));
+            json_object_set_new(o, k, random_tree(2));
+        }
+        want = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+        CHECK(efs_json_dump_compact_sorted(o, &got, &len) == 0);
+        CHECK(want && got && len == strlen(want) && !strcmp(want, got));
+        free(want);
+        free(got);
+        json_decref(o);
     }
     {
         json_t *r = json_pack("{s:f}", "x", 1.5);
@@ -1371,6 +1465,7 @@ int main(void)
     test_concurrency(c);
     test_deferred_commit(c);
     kms_core_free(c);
+    test_many_keys();
     test_store_unlock();
     test_corrupt_store();
     test_audit_and_access_keys();

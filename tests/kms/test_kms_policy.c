@@ -36,6 +36,12 @@ static const kms_policy_req R[] = {
     {.action = "CreateGrant", .resource = "arn:aws:kms:us-east-1:" A ":key/k2",
      .principal_arn = "arn:aws:iam::" B ":user/carol", .account = B, .grant_ops = OPS_DC, .n_grant_ops = 2,
      .grant_for_aws = 1, .via_service = "ec2.us-east-1.amazonaws.com", .ectx = &EC1, .source_ip = "2001:db8::5"},
+    /* 4: A's root encrypts, the action named in lower case (matched through the action table, case-insensitively) */
+    {.action = "encrypt", .resource = "arn:aws:kms:us-east-1:" A ":key/k1", .principal_arn = "arn:aws:iam::" A ":root",
+     .account = A, .grant_for_aws = -1},
+    /* 5: an action the table does not know (matched against the patterns themselves) */
+    {.action = "FutureOperation", .resource = "arn:aws:kms:us-east-1:" A ":key/k1",
+     .principal_arn = "arn:aws:iam::" A ":root", .account = A, .grant_for_aws = -1},
 };
 
 enum { N = KMS_POLICY_NO_MATCH, AL = KMS_POLICY_ALLOW, D = KMS_POLICY_DENY };
@@ -61,6 +67,12 @@ static const struct {
     {ST(ALLOW("'*'", "'kms:En*'", "")), 1, AL},
     {ST(ALLOW("'*'", "'kms:?ncrypt'", "")), 1, AL},
     {ST(ALLOW("'*'", "'kms:*crypt'", "")), 0, AL},
+    {ST(ALLOW("'*'", "'kms:Encrypt'", "")), 4, AL},
+    {ST(ALLOW("'*'", "'kms:*CRYPT'", "")), 4, AL},
+    {ST("{'Effect':'Allow','Principal':'*','NotAction':['kms:Encrypt'],'Resource':'*'}"), 4, N},
+    {ST(ALLOW("'*'", "'kms:Future*'", "")), 5, AL},
+    {ST(ALLOW("'*'", "'kms:Gen*'", "")), 5, N},
+    {ST("{'Effect':'Allow','Principal':'*','NotAction':['kms:Gen*'],'Resource':'*'}"), 5, AL},
     {ST(ALLOW("'*'", "'kms:*crypt'", "")), 2, N},
     {ST(ALLOW("'*'", "['kms:describekey','KMS:CREATEGRANT']", "")), 2, AL},
     {ST("{'Effect':'Allow','Principal':'*','NotAction':['kms:Encrypt'],'Resource':'*'}"), 1, N},

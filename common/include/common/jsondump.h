@@ -1,7 +1,8 @@
 /*
  * jsondump.h — compact JSON text of a jansson tree, byte for byte what json_dumps(JSON_COMPACT)
  * writes, without its per-node costs (a "%p" key and a hashtable entry per container for loop
- * detection, a callback per string segment). Used for every key-service response.
+ * detection, a callback per string segment). Used for every key-service response and, with sorted
+ * keys, every audit record.
  */
 #ifndef ENVELOPEFS_JSONDUMP_H
 #define ENVELOPEFS_JSONDUMP_H
@@ -13,5 +14,9 @@
  * produced here; the caller falls back to jansson), or nesting deeper than 32. On failure nothing is
  * left allocated and partial text is wiped. Free the text wiped: it may hold plaintext. */
 int efs_json_dump_compact(const json_t *j, char **out, size_t *len);
+
+/* The same, byte for byte what json_dumps(JSON_COMPACT | JSON_SORT_KEYS) writes: every object's members
+ * in the byte order of their keys (the audit trail's records). */
+int efs_json_dump_compact_sorted(const json_t *j, char **out, size_t *len);
 
 #endif
