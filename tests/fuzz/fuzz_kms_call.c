@@ -18,6 +18,9 @@
  * (json_loadb, JSON_REJECT_DUPLICATES) too; what Encrypt and GenerateDataKey return decrypts to their
  * plaintext, and GenerateDataKeyPair's wrapped private key to its PrivateKeyPlaintext, unless a key
  * policy the input set denies the caller Decrypt (AccessDenied is then the only other answer allowed).
+ * An operation named KMS_REPLICATION_TARGET + NAME ("EnvelopefsReplication.PutReplica") goes to
+ * kms_core_replication_call instead (the server-to-server replication protocol's parser, same invariants),
+ * as a signed caller of the store's account.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -38,6 +41,8 @@ static char dir[4096];
 static char key_id[64], blob_b64[256];
 static bool verbose; /* FUZZ_VERBOSE=1: each call's operation and result on stderr (checking seeds) */
 static const kms_principal caller = {.account = "111122223333", .user = "fuzz", .source = "fuzz"};
+static const kms_principal signed_caller = {.account = "111122223333", .user = "fuzz", .source = "fuzz",
+                                            .access_key = "AKIAFUZZFUZZFUZZFUZZ"};
 
 static int64_t frozen_clock(void *arg)
 {
@@ -257,7 +262,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     body = nl ? substitute((const char *)nl + 1, size - op_len - 1, &body_len) : NULL;
     if (nl && !body)
         goto out;
-    e = kms_core_call(core, &caller, op, body, body_len, &resp, &resp_len, &msg);
+    if (!strncmp(op, KMS_REPLICATION_TARGET, strlen(KMS_REPLICATION_TARGET)))
+        e = kms_core_replication_call(core, &signed_caller, op + strlen(KMS_REPLICATION_TARGET), body, body_len, &resp,
+                                      &resp_len, &msg);
+    else
+        e = kms_core_call(core, &caller, op, body, body_len, &resp, &resp_len, &msg);
     FUZZ_CHECK((int)e >= 0 && e < KMS_ERR__COUNT);
     if (verbose)
         fprintf(stderr, "%s -> %s %s\n", op, e ? kms_err_name(e) : "OK", e ? (msg ? msg : "") : resp);
