@@ -19,6 +19,7 @@ struct kms_checkpointer {
     pthread_t thread;
     pthread_mutex_t lock;
     pthread_cond_t cond;
+    pthread_mutex_t ckpt_mu; /* held across each checkpoint of this thread's (see wal_hook) */
     bool due, stop;
     const uint8_t *sk;    /* audit signing key (the core's, borrowed) */
     void (*tick)(void *);
@@ -35,7 +36,14 @@ static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
 {
     kms_checkpointer *k = arg;
     if (pages >= CKPT_BEHIND_PAGES) {
+        /* Wait for a checkpoint the thread is running (it holds ckpt_mu for one PASSIVE pass: a few ms):
+         * while it runs, a checkpoint here would only get SQLITE_BUSY, and with a writer committing per
+         * call the thread's passes never copy everything, so the WAL never restarts — it grew past 64 MB
+         * under ASan that way. Ours runs with the core lock held, so no commit comes between: it copies
+         * every frame (no reader holds an older snapshot), and the next write restarts the WAL. */
+        pthread_mutex_lock(&k->ckpt_mu);
         (void)sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        pthread_mutex_unlock(&k->ckpt_mu);
         return SQLITE_OK;
     }
     if (pages >= CKPT_PAGES) {
@@ -100,7 +108,9 @@ static void *run(void *arg)
             pthread_mutex_unlock(&k->lock);
             /* PASSIVE copies what no reader still needs and never waits; the core's next write
              * transaction restarts the WAL from its beginning once everything is copied. */
+            pthread_mutex_lock(&k->ckpt_mu);
             (void)sqlite3_wal_checkpoint_v2(k->own, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+            pthread_mutex_unlock(&k->ckpt_mu);
             pthread_mutex_lock(&k->lock);
         }
         if (prune_due) {
@@ -132,8 +142,10 @@ kms_checkpointer *kms_checkpointer_start(sqlite3 *db, const char *path, const ui
      * checkpoint through it does nothing and reports success. */
     if (sqlite3_exec(k->own, "SELECT 1 FROM sqlite_master LIMIT 1", NULL, NULL, NULL) != SQLITE_OK)
         goto fail_open;
-    if (pthread_mutex_init(&k->lock, NULL))
+    if (pthread_mutex_init(&k->ckpt_mu, NULL))
         goto fail_open;
+    if (pthread_mutex_init(&k->lock, NULL))
+        goto fail_lock;
     {
         pthread_condattr_t ca;
         int rc;
@@ -153,6 +165,8 @@ fail_thread:
     pthread_cond_destroy(&k->cond);
 fail_cond:
     pthread_mutex_destroy(&k->lock);
+fail_lock:
+    pthread_mutex_destroy(&k->ckpt_mu);
 fail_open:
     sqlite3_close(k->own);
     free(k);
@@ -171,6 +185,7 @@ void kms_checkpointer_stop(kms_checkpointer *k)
     pthread_join(k->thread, NULL);
     pthread_cond_destroy(&k->cond);
     pthread_mutex_destroy(&k->lock);
+    pthread_mutex_destroy(&k->ckpt_mu);
     sqlite3_close(k->own);
     free(k);
 }
