@@ -465,8 +465,31 @@ static int write_file(const char *path, const char *text)
     return rc;
 }
 
-/* A daemon that died leaves a dead mount and maybe a loop device: clear them (the lock is free). */
-static void clear_stale(vol_store *st, const char *vol, const char *mnt)
+/* Whether loop device dev ("/dev/loopN") is still backed by image (the kernel's backing_file, which may
+ * carry " (deleted)" after it). A recorded device number is not proof: after the daemon's loop device
+ * was detached (by hand, a reboot, a test's teardown) the number may have gone to someone else's file. */
+static bool loop_backs(const char *dev, const char *image)
+{
+    char path[128], buf[4096];
+    size_t n = strlen(image);
+    FILE *f;
+    bool ok = false;
+    if (strncmp(dev, "/dev/loop", 9) || strchr(dev + 9, '/'))
+        return false;
+    snprintf(path, sizeof path, "/sys/block/%s/loop/backing_file", dev + 5);
+    if (!(f = fopen(path, "re")))
+        return false; /* not configured (or no such device) */
+    if (fgets(buf, sizeof buf, f)) {
+        buf[strcspn(buf, "\n")] = 0;
+        ok = !strncmp(buf, image, n) && (!buf[n] || !strcmp(buf + n, " (deleted)"));
+    }
+    fclose(f);
+    return ok;
+}
+
+/* A daemon that died leaves a dead mount and maybe a loop device over its image: clear them (the lock is
+ * free). The loop device is detached only if it still serves this volume's image. */
+static void clear_stale(vol_store *st, const char *vol, const char *mnt, const char *image, bool own_mnt)
 {
     char *lp = vol_run_path(st, vol, ".loop"), dev[64] = "";
     FILE *f = lp ? fopen(lp, "re") : NULL;
@@ -475,15 +498,22 @@ static void clear_stale(vol_store *st, const char *vol, const char *mnt)
         if (fgets(dev, sizeof dev, f)) {
             char *argv[] = {"losetup", "-d", dev, NULL};
             dev[strcspn(dev, "\n")] = 0;
-            (void)run_capture(argv, NULL, 0);
+            if (loop_backs(dev, image))
+                (void)run_capture(argv, NULL, 0);
         }
         fclose(f);
     }
     if (lp)
         unlink(lp);
     free(lp);
-    if (stat(mnt, &sb) && errno == ENOTCONN)
+    if (own_mnt) {
+        /* the run directory's mountpoint is only ever ours, and no daemon holds the lock: whatever is
+         * mounted there is a dead daemon's (several, stacked, after repeated kill -9) */
+        for (int i = 0; i < 16 && umount2(mnt, MNT_DETACH) == 0; i++)
+            ;
+    } else if (stat(mnt, &sb) && errno == ENOTCONN) {
         (void)umount2(mnt, MNT_DETACH);
+    }
 }
 
 /* nbdkit's file plugin on the image, in the foreground as our child, on a Unix socket: its pid once the
@@ -630,7 +660,7 @@ int vol_attach_run(const vol_attach_opts *o, vol_err *e)
         rc = vol_fail(e, -ENOMEM, "InternalError", "out of memory");
         goto early;
     }
-    clear_stale(st, o->volume_id, mnt);
+    clear_stale(st, o->volume_id, mnt, image, !o->mountpoint);
     vol_store_free(st);
     st = NULL;
     kmsc_free(kms); /* (its threads must not exist across the fork) */

@@ -177,6 +177,28 @@ for i in $(seq 100); do kill -0 "$PID" 2>/dev/null || break; sleep 0.05; done
 cmp <(dd if="$IMG" bs=64k skip=40 count=8 status=none) "$T/synced" || fail "an fsync'd write was lost"
 "$B" volume detach "$W"
 
+# --- a killed --loop daemon: the next attach detaches its loop device, but only while that device still
+# serves this volume's image — a number recorded by a dead daemon may have gone to someone else's file
+pid_of() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["Pid"])' "$VS/run/$1.json"; }
+DEV=$("$B" volume attach "$W" --loop --query Device --output text)
+PID=$(pid_of "$W")
+kill -9 "$PID"
+for i in $(seq 100); do kill -0 "$PID" 2>/dev/null || break; sleep 0.05; done
+DEV2=$("$B" volume attach "$W" --loop --query Device --output text)
+[ "$(cat "/sys/block/${DEV#/dev/}/loop/backing_file" 2>/dev/null)" = "" ] || [ "$DEV2" = "$DEV" ] ||
+  fail "the dead daemon's loop device $DEV was left attached"
+PID=$(pid_of "$W")
+kill -9 "$PID"
+for i in $(seq 100); do kill -0 "$PID" 2>/dev/null || break; sleep 0.05; done
+losetup -d "$DEV2"                       # the device goes away (a reboot, an admin) ...
+truncate -s 1M "$T/foreign.img"
+losetup "$DEV2" "$T/foreign.img"         # ... and its number goes to someone else's file
+"$B" volume attach "$W" >/dev/null
+[ "$(cat "/sys/block/${DEV2#/dev/}/loop/backing_file")" = "$T/foreign.img" ] ||
+  fail "attach detached a foreign loop device that had the dead daemon's number"
+losetup -d "$DEV2"
+"$B" volume detach "$W"
+
 # --- at most 5 pending snapshots per volume (pending rows made by hand: ours complete at once)
 python3 - "$VS" "$V" <<'PY'
 import sqlite3, sys
