@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -536,8 +537,27 @@ static kmsc *open_src_kms(void *arg)
     return s->kms;
 }
 
+/* ENVELOPEFS_TEST_COPY_BLOCK_DELAY_MS (tests only: tests/vol/vol_copy_resume.sh): sleep this long after each
+ * block, so that a test can watch and kill a copy that would otherwise finish before it looks. */
+static long copy_test_delay_ms(void)
+{
+    static long ms = -1;
+    if (ms < 0) {
+        const char *v = getenv("ENVELOPEFS_TEST_COPY_BLOCK_DELAY_MS");
+        ms = v && *v ? strtol(v, NULL, 10) : 0;
+        if (ms < 0 || ms > 1000)
+            ms = 0;
+    }
+    return ms;
+}
+
 static void copy_progress(void *arg, uint64_t done, uint64_t total)
 {
+    long delay = copy_test_delay_ms();
+    if (delay) {
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = delay * 1000000L};
+        nanosleep(&ts, NULL);
+    }
     if (isatty(STDERR_FILENO) && total)
         fprintf(stderr, "\rcopying %s: %" PRIu64 "/%" PRIu64 " blocks (%3u%%)%s", (const char *)arg, done, total,
                 (unsigned)(done * 100 / total), done == total ? "\n" : "");

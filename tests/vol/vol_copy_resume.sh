@@ -12,6 +12,7 @@
 # the source store read only). A catalog from before copy_progress opens and gains it.
 . "$(dirname "$0")/lib.sh" vol-copy-resume
 export ENVELOPEFS_COPY_BATCH=8
+export ENVELOPEFS_TEST_COPY_BLOCK_DELAY_MS=10  # test-only (src/cmd_ec2.c): a copy of NB blocks takes >= NB x 10 ms, so it can be watched and killed
 NB=384
 A=$ENVELOPEFS_STORE E=$T/euw1 R=$T/regions.json
 nfiles() { find "$1/volumes/chunks" -type f | wc -l; }
