@@ -33,5 +33,7 @@ expect_err() { # expect_err CODE CMD...: fails with exit 254 and the EC2 code
   [ "$rc" = 254 ] || fail "expected exit 254 from $*, got $rc: $out"
   case $out in *"An error occurred ($code)"*) ;; *) fail "expected $code from $*, got: $out";; esac
 }
+# pid_of VOL: the attach daemon's pid, from its run file
+pid_of() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["Pid"])' "$VS/run/$1.json"; }
 attach_loop() { "$B" volume attach "$1" --loop --query Device --output text; }
 sums() { (cd "$1" && find . -type f ! -path './lost+found*' -print0 | sort -z | xargs -0 sha256sum); }

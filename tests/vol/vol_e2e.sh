@@ -167,7 +167,7 @@ expect_eio_and_fsck "truncated chunk"
 
 # --- a killed daemon: attachable again, every fsync'd write there
 "$B" volume attach "$W" >/dev/null
-PID=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["Pid"])' "$VS/run/$W.json")
+PID=$(pid_of "$W")
 head -c 512k /dev/urandom > "$T/synced"
 dd if="$T/synced" of="$IMG" bs=64k seek=40 conv=notrunc,fsync status=none
 kill -9 "$PID"
@@ -179,7 +179,6 @@ cmp <(dd if="$IMG" bs=64k skip=40 count=8 status=none) "$T/synced" || fail "an f
 
 # --- a killed --loop daemon: the next attach detaches its loop device, but only while that device still
 # serves this volume's image — a number recorded by a dead daemon may have gone to someone else's file
-pid_of() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["Pid"])' "$VS/run/$1.json"; }
 DEV=$("$B" volume attach "$W" --loop --query Device --output text)
 PID=$(pid_of "$W")
 kill -9 "$PID"

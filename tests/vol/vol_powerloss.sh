@@ -103,7 +103,7 @@ freeze_snap() { # freeze_snap MNT VOL DESC → snapshot id (ext4 clean at the sn
 }
 attach() { # attach VOL → its loop device (lib.sh); the daemon's pid noted for the power cut
   attach_loop "$1"
-  echo "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["Pid"])' "$VS/run/$1.json") $1" >> "$T/daemons"
+  echo "$(pid_of "$1") $1" >> "$T/daemons"
 }
 round() { # round N: new files in r$N, then syncfs; their checksums are what must survive
   local n=$1 d=$M/r$1 i
