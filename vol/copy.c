@@ -39,10 +39,11 @@ int vol_reseal(vol_chunkstore *scs, vol_chunkstore *cs, vol_sealer *s, const uin
 {
     uint8_t skey[32], dkey[32], hdr[VOL_CHUNK_HDR];
     uint64_t seals = 0;
+    unsigned ver = 0;
     int rc;
     if ((rc = scs->ops->pread(scs, k->gen, buf, VOL_CHUNK_FILE_SIZE, 0)))
         return rc;
-    if (vol_chunk_header_check(buf, VOL_CHUNK_HDR, slin, k->block, k->gen))
+    if (vol_chunk_header_check(buf, VOL_CHUNK_HDR, slin, k->block, k->gen, &ver))
         return -EBADMSG;
     if ((rc = vol_chunk_key(sdk, slin, k->block, k->gen, skey)) || (rc = vol_chunk_key(ddk, dlin, k->block, ngen, dkey)))
         goto out;
@@ -50,9 +51,9 @@ int vol_reseal(vol_chunkstore *scs, vol_chunkstore *cs, vol_sealer *s, const uin
     if ((rc = cs->ops->pwrite(cs, ngen, hdr, sizeof hdr, 0)))
         goto out;
     for (unsigned i = 0; i < VOL_SECTORS; i++) {
-        uint8_t *slot = buf + vol_slot_offset(i);
+        uint8_t *slot = buf + vol_slot_offset(i); /* (read, then reused to write: area 0, counter 1) */
         uint32_t ctr;
-        if ((rc = vol_sector_open(s, skey, slin, k->block, k->gen, i, k->ctr[i], slot, pt, &ctr)))
+        if ((rc = vol_chunk_image_open(s, skey, slin, k->block, k->gen, ver, i, k->ctr[i], buf, pt, &ctr)))
             goto out;
         k->ctr[i] = 0;
         if (ctr == 0)

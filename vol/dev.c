@@ -7,6 +7,9 @@
  * Lazy rekey: a block whose chunk is bound to another lineage (a volume restored under another key) is
  * read with that lineage's key (vol_dev_add_key) and is never written: its first write copies it up
  * into a new chunk of the volume's own lineage, re-sealing the rest of the block under the own key.
+ * Chunk versions (sector.h): new chunks are version 2, whose rewrites never touch the slot of a sector's
+ * last flushed version (a power cut tearing a rewrite leaves that version readable); a version-1 chunk
+ * (written before) is read as it is and never written: its block's first write copies it up.
  *
  * Locking. I/O on different blocks runs in parallel, and reads of one block run in parallel with each
  * other; chunk-file I/O and sealing run under a block's lock only. Lock order (a thread that holds one
@@ -20,7 +23,9 @@
  *                     discard of it — read-modify-write, copy-up, the chunk-file writes. Guards every field of
  *                     struct blk but `block` and `next` (fixed once in the table) and `dirty` (table lock).
  *                     What a reader changes is atomic: raising a sector's counter to a newer write a dead
- *                     daemon left (a max on ctr[]) and hdr_ok (writers, exclusive, use plain accesses).
+ *                     daemon left (a max on ctr[]) and hdr_ok with ver (the chunk header's version: stored
+ *                     before hdr_ok with release, read after it with acquire; writers, exclusive, use plain
+ *                     accesses).
  *   4. d->tlock       mutex: the block table, the dirty list and b->dirty, the junk list.
  *      d->glock       mutex: the reserved generations (gen_next, gen_end). Never held with tlock.
  *   5. d->clock       mutex: the catalog handle (one thread at a time, catalog.h).
@@ -58,12 +63,14 @@ struct blk {
     uint64_t seals;
     uint64_t wseq;             /* bumped by every change of the chunk's bytes or of gen (flush phase 2) */
     uint64_t hdr_ok;           /* the gen whose chunk header was checked or written this session (atomic) */
+    unsigned ver;              /* that chunk's version (atomic; valid while hdr_ok == gen) */
     int64_t refs;              /* as loaded; >1: shared with a snapshot or a restored volume */
     bool shared, fresh;        /* fresh: gen has no catalog row yet */
     bool dirty;                /* on d->dirty (tlock) */
     bool ours;                 /* gen was made by this device (this session) */
     unsigned key;              /* the chunk's key: 0 the volume's own lineage, i ≥ 1 d->extra.k[i - 1] */
     uint32_t ctr[VOL_SECTORS]; /* each sector's newest write counter */
+    uint32_t fl[VOL_SECTORS];  /* each sector's counter as the catalog has it (the last flush; 0 in a fresh chunk) */
 };
 
 /* What one request needs besides the block: a sealer (an AES-GCM context) and buffers, taken from the
@@ -73,6 +80,7 @@ struct work {
     vol_sealer *sealer;
     uint8_t *pt;               /* PIECE sectors of plaintext, locked memory; wiped after use */
     uint8_t *slots;            /* PIECE slots */
+    uint8_t *slots1;           /* PIECE slots more: a version-2 chunk's area 1 */
 };
 
 struct vol_dev {
@@ -159,6 +167,7 @@ static void work_free(struct work *w)
     if (w->pt)
         sodium_free(w->pt);
     free(w->slots);
+    free(w->slots1);
     free(w);
 }
 
@@ -172,7 +181,8 @@ static struct work *work_get(vol_dev *d)
     if (w)
         return w;
     if (!(w = calloc(1, sizeof *w)) || !(w->sealer = vol_sealer_new()) ||
-        !(w->pt = sodium_malloc((size_t)PIECE * VOL_SECTOR_SIZE)) || !(w->slots = malloc((size_t)PIECE * VOL_SLOT_SIZE))) {
+        !(w->pt = sodium_malloc((size_t)PIECE * VOL_SECTOR_SIZE)) || !(w->slots = malloc((size_t)PIECE * VOL_SLOT_SIZE)) ||
+        !(w->slots1 = malloc((size_t)PIECE * VOL_SLOT_SIZE))) {
         work_free(w);
         return NULL;
     }
@@ -252,6 +262,7 @@ static int load(vol_dev *d, struct blk *b)
     b->shared = k.refs > 1;
     b->seals = k.seals;
     memcpy(b->ctr, k.ctr, sizeof b->ctr);
+    memcpy(b->fl, k.ctr, sizeof b->fl);
     return 0;
 }
 
@@ -356,36 +367,51 @@ static bool raise_ctr(uint32_t *c, uint32_t v)
     return false;
 }
 
+/* The version of b's chunk, its header read and checked on first use in this session (a file swapped
+ * later fails at its key). b's lock held (shared is enough: what a reader stores is atomic). */
+static int blk_version(vol_dev *d, struct blk *b, const uint8_t lin[VOL_LINEAGE_LEN], unsigned *ver)
+{
+    uint8_t hdr[VOL_CHUNK_HDR];
+    int rc;
+    if (__atomic_load_n(&b->hdr_ok, __ATOMIC_ACQUIRE) == b->gen) {
+        *ver = __atomic_load_n(&b->ver, __ATOMIC_RELAXED);
+        return 0;
+    }
+    if ((rc = d->cs->ops->pread(d->cs, b->gen, hdr, sizeof hdr, 0)))
+        return rc;
+    if (vol_chunk_header_check(hdr, sizeof hdr, lin, b->block, b->gen, ver)) {
+        EFS_ERROR("volume %s: block %" PRIu64 " (chunk %" PRIu64 "): the chunk header is damaged or not this chunk's",
+                  d->vol.id, b->block, b->gen);
+        return -EIO;
+    }
+    __atomic_store_n(&b->ver, *ver, __ATOMIC_RELAXED);
+    __atomic_store_n(&b->hdr_ok, b->gen, __ATOMIC_RELEASE);
+    return 0;
+}
+
 /* Read and open sectors [s0, s0+n) of b's chunk into pt (n·4096 bytes), PIECE slots per read through
- * w->slots. b's lock held (shared is enough). */
+ * w->slots (and w->slots1: a version-2 chunk's other area). b's lock held (shared is enough). */
 static int read_sectors(vol_dev *d, struct work *w, struct blk *b, unsigned s0, unsigned n, uint8_t *pt)
 {
-    uint8_t key[32], hdr[VOL_CHUNK_HDR], lin[VOL_LINEAGE_LEN];
+    uint8_t key[32], lin[VOL_LINEAGE_LEN];
     bool raised = false;
+    unsigned ver = 0;
     int rc;
-    if ((rc = blk_key(d, b, lin, key)))
+    if ((rc = blk_key(d, b, lin, key)) || (rc = blk_version(d, b, lin, &ver)))
         goto out;
-    if (__atomic_load_n(&b->hdr_ok, __ATOMIC_RELAXED) != b->gen) { /* once per chunk and session: a file
-                                                                      * swapped later fails at its key */
-        if ((rc = d->cs->ops->pread(d->cs, b->gen, hdr, sizeof hdr, 0)))
-            goto out;
-        if (vol_chunk_header_check(hdr, sizeof hdr, lin, b->block, b->gen)) {
-            EFS_ERROR("volume %s: block %" PRIu64 " (chunk %" PRIu64 "): the chunk header is damaged or not this chunk's",
-                      d->vol.id, b->block, b->gen);
-            rc = -EIO;
-            goto out;
-        }
-        __atomic_store_n(&b->hdr_ok, b->gen, __ATOMIC_RELAXED);
-    }
     for (unsigned done = 0, m; done < n && !rc; done += m) {
         m = n - done < PIECE ? n - done : PIECE;
-        if ((rc = d->cs->ops->pread(d->cs, b->gen, w->slots, (size_t)m * VOL_SLOT_SIZE, vol_slot_offset(s0 + done))))
+        /* version 2: both areas (the slot to open depends on counters a dead daemon may have left) */
+        if ((rc = d->cs->ops->pread(d->cs, b->gen, w->slots, (size_t)m * VOL_SLOT_SIZE, vol_slot_offset_at(s0 + done, 0))) ||
+            (ver == 2 && (rc = d->cs->ops->pread(d->cs, b->gen, w->slots1, (size_t)m * VOL_SLOT_SIZE,
+                                                 vol_slot_offset_at(s0 + done, 1)))))
             break;
         for (unsigned i = 0; i < m; i++) {
             unsigned s = s0 + done + i;
             uint32_t got = 0, min = __atomic_load_n(&b->ctr[s], __ATOMIC_RELAXED);
-            if (vol_sector_open(w->sealer, key, lin, b->block, b->gen, s, min, w->slots + (size_t)i * VOL_SLOT_SIZE,
-                                pt + (size_t)(done + i) * VOL_SECTOR_SIZE, &got)) {
+            if (vol_chunk_sector_open(w->sealer, key, lin, b->block, b->gen, ver, s, b->fl[s], min,
+                                      w->slots + (size_t)i * VOL_SLOT_SIZE, w->slots1 + (size_t)i * VOL_SLOT_SIZE,
+                                      pt + (size_t)(done + i) * VOL_SECTOR_SIZE, &got)) {
                 EFS_ERROR("volume %s: block %" PRIu64 " (chunk %" PRIu64 ") sector %u failed authentication "
                           "(modified, moved or rolled back)", d->vol.id, b->block, b->gen, s);
                 rc = -EIO;
@@ -450,6 +476,7 @@ static int copy_up(vol_dev *d, struct work *w, struct blk *b, const bool *covere
     if (rc)
         goto out;
     b->gen = b->hdr_ok = gen;
+    b->ver = VOL_CHUNK_VERSION;
     b->key = 0;
     b->fresh = b->ours = true;
     b->shared = false;
@@ -457,6 +484,7 @@ static int copy_up(vol_dev *d, struct work *w, struct blk *b, const bool *covere
     b->seals = seals;
     b->wseq++;
     memcpy(b->ctr, ctr, sizeof ctr);
+    memset(b->fl, 0, sizeof b->fl); /* no row yet: a crash before the flush leaves only an orphan */
     rc = mark_dirty(d, b);
 out:
     sodium_memzero(key, sizeof key);
@@ -474,6 +502,7 @@ static int write_locked(vol_dev *d, struct work *w, struct blk *b, unsigned off,
     unsigned ns = s1 - s0, head = off % VOL_SECTOR_SIZE, tail = (unsigned)((off + n) % VOL_SECTOR_SIZE);
     bool covered[VOL_SECTORS] = {false}, part0, part1;
     uint8_t key[32];
+    unsigned ver = VOL_CHUNK_VERSION;
     int rc;
     for (unsigned s = s0; s < s1; s++)
         covered[s] = (uint64_t)s * VOL_SECTOR_SIZE >= off && (uint64_t)(s + 1) * VOL_SECTOR_SIZE <= off + n;
@@ -487,6 +516,7 @@ static int write_locked(vol_dev *d, struct work *w, struct blk *b, unsigned off,
             return rc;
         }
         b->gen = b->hdr_ok = gen;
+        b->ver = VOL_CHUNK_VERSION;
         b->key = 0;
         b->fresh = b->ours = true;
         b->shared = false;
@@ -494,12 +524,15 @@ static int write_locked(vol_dev *d, struct work *w, struct blk *b, unsigned off,
         b->seals = 0;
         b->wseq++;
         memset(b->ctr, 0, sizeof b->ctr);
+        memset(b->fl, 0, sizeof b->fl);
         if ((rc = mark_dirty(d, b)))
             return rc;
-    } else if (b->shared || b->key || b->seals + ns > d->seal_limit || (d->unclean && !b->ours)) {
+    } else if (b->shared || b->key || b->seals + ns > d->seal_limit || (d->unclean && !b->ours) ||
+               (rc = blk_version(d, b, d->lineage, &ver)) || ver != VOL_CHUNK_VERSION) {
         /* shared: copy on write. Another lineage's chunk: copy up into this lineage (lazy rekey). The seal limit, or a key the dead last session may have used beyond its
-         * recorded count: a fresh generation, so no key ever seals more than the limit (docs/DESIGN.md). */
-        if ((rc = copy_up(d, w, b, covered)))
+         * recorded count: a fresh generation, so no key ever seals more than the limit (docs/DESIGN.md).
+         * A version-1 chunk: never rewritten in place (a torn rewrite would lose its flushed sector). */
+        if (rc || (rc = copy_up(d, w, b, covered)))
             return rc;
     }
     /* partial sectors at either end: read-modify-write in w->pt (sector 0: the first, 1: the last) */
@@ -516,22 +549,26 @@ static int write_locked(vol_dev *d, struct work *w, struct blk *b, unsigned off,
     if ((rc = chunk_key(d, b->block, b->gen, key)) || (rc = mark_dirty(d, b)))
         goto out;
     b->wseq++;
+    /* runs of up to PIECE sectors whose next counters go to the same area (sector.h: the first write
+     * after a flush to the area the flushed version is not in, later ones to that area again), one
+     * chunk-store write per run */
     for (unsigned done = 0, m; done < ns; done += m) {
-        unsigned s = s0 + done;
-        m = ns - done < PIECE ? ns - done : PIECE;
+        unsigned s = s0 + done, area = vol_slot_area(vol_next_ctr(b->ctr[s], b->fl[s]));
+        for (m = 1; done + m < ns && m < PIECE && vol_slot_area(vol_next_ctr(b->ctr[s + m], b->fl[s + m])) == area; m++)
+            ;
         for (unsigned i = 0; i < m; i++, s++) {
             const uint8_t *p = s == s0 && part0       ? w->pt
                                : s == s1 - 1 && part1 ? w->pt + VOL_SECTOR_SIZE
                                                       : src + ((size_t)s * VOL_SECTOR_SIZE - off);
-            if ((rc = vol_sector_seal(w->sealer, key, d->lineage, b->block, b->gen, s, b->ctr[s] + 1, NULL, p,
-                                      w->slots + (size_t)i * VOL_SLOT_SIZE)))
+            if ((rc = vol_sector_seal(w->sealer, key, d->lineage, b->block, b->gen, s, vol_next_ctr(b->ctr[s], b->fl[s]),
+                                      NULL, p, w->slots + (size_t)i * VOL_SLOT_SIZE)))
                 goto out;
             b->seals++; /* counted as sealed, whatever the write does next: the key's count stays exact */
         }
-        if ((rc = d->cs->ops->pwrite(d->cs, b->gen, w->slots, (size_t)m * VOL_SLOT_SIZE, vol_slot_offset(s0 + done))))
+        if ((rc = d->cs->ops->pwrite(d->cs, b->gen, w->slots, (size_t)m * VOL_SLOT_SIZE, vol_slot_offset_at(s0 + done, area))))
             goto out;
         for (unsigned i = 0; i < m; i++)
-            b->ctr[s0 + done + i]++;
+            b->ctr[s0 + done + i] = vol_next_ctr(b->ctr[s0 + done + i], b->fl[s0 + done + i]);
     }
 out:
     sodium_memzero(key, sizeof key);
@@ -608,6 +645,7 @@ static int discard_block(vol_dev *d, struct work *w, uint64_t block, unsigned of
             b->fresh = false;
             b->wseq++;
             memset(b->ctr, 0, sizeof b->ctr);
+            memset(b->fl, 0, sizeof b->fl);
             rc = mark_dirty(d, b);
         }
     }
@@ -772,6 +810,7 @@ static int flush_locked(vol_dev *d, const struct synced *early, size_t nearly)
         struct blk *b = d->dirty[i];
         b->dirty = b->fresh = false;
         b->old_gen = 0;
+        memcpy(b->fl, b->ctr, sizeof b->fl); /* what the catalog now has: the next write takes the other slot */
     }
     d->ndirty = 0;
     for (size_t i = 0; i < nfreed; i++)
@@ -950,7 +989,7 @@ static int check_one(void *arg, uint64_t block, uint64_t gen)
     vol_chunk k;
     uint8_t key[32], lin[VOL_LINEAGE_LEN];
     const uint8_t *dk;
-    unsigned badsec = 0, first = 0;
+    unsigned badsec = 0, first = 0, ver = 0;
     if (c->cat->ops->chunk_get(c->cat, gen, &k)) {
         fprintf(c->out, "%s: block %" PRIu64 ": chunk %" PRIu64 " is missing from the catalog\n", c->owner, block, gen);
         c->bad++;
@@ -963,7 +1002,7 @@ static int check_one(void *arg, uint64_t block, uint64_t gen)
         return 0;
     }
     if (c->cs->ops->pread(c->cs, gen, c->buf, VOL_CHUNK_FILE_SIZE, 0) ||
-        vol_chunk_header_check(c->buf, VOL_CHUNK_HDR, lin, block, gen)) {
+        vol_chunk_header_check(c->buf, VOL_CHUNK_HDR, lin, block, gen, &ver)) {
         fprintf(c->out, "%s: block %" PRIu64 ": chunk %" PRIu64 " is missing or its header is not this chunk's\n",
                 c->owner, block, gen);
         c->bad++;
@@ -973,7 +1012,7 @@ static int check_one(void *arg, uint64_t block, uint64_t gen)
         return -EIO;
     for (unsigned s = 0; s < VOL_SECTORS; s++) {
         uint32_t got;
-        if (vol_sector_open(c->sealer, key, lin, block, gen, s, k.ctr[s], c->buf + vol_slot_offset(s), c->pt, &got)) {
+        if (vol_chunk_image_open(c->sealer, key, lin, block, gen, ver, s, k.ctr[s], c->buf, c->pt, &got)) {
             if (!badsec++)
                 first = s;
         }

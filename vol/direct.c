@@ -313,6 +313,7 @@ int vol_ebs_get(vol_store *st, const char *snap, uint64_t block, const char *tok
     vol_sealer *sealer = NULL;
     uint8_t key[32], lb[16], *buf = NULL;
     uint64_t gen = 0, tgen = 0;
+    unsigned ver = 0;
     int rc;
     if ((rc = get_snap(st, snap, &s, e)))
         return rc;
@@ -328,15 +329,15 @@ int vol_ebs_get(vol_store *st, const char *snap, uint64_t block, const char *tok
         rc = vol_fail(e, -ENOMEM, "InternalServerException", "out of memory");
         goto out;
     }
-    if ((rc = cs->ops->pread(cs, gen, buf, VOL_CHUNK_FILE_SIZE, 0)) || vol_chunk_header_check(buf, VOL_CHUNK_HDR, lb, block, gen) ||
+    if ((rc = cs->ops->pread(cs, gen, buf, VOL_CHUNK_FILE_SIZE, 0)) || vol_chunk_header_check(buf, VOL_CHUNK_HDR, lb, block, gen, &ver) ||
         vol_chunk_key(dk->data, lb, block, gen, key)) {
         rc = vol_fail(e, -EIO, "InternalServerException", "block %" PRIu64 " of %s is damaged (see volume fsck)", block, snap);
         goto out;
     }
     for (unsigned i = 0; i < VOL_SECTORS; i++) {
         uint32_t ctr;
-        if (vol_sector_open(sealer, key, lb, block, gen, i, k.ctr[i], buf + vol_slot_offset(i),
-                            out + (size_t)i * VOL_SECTOR_SIZE, &ctr)) {
+        if (vol_chunk_image_open(sealer, key, lb, block, gen, ver, i, k.ctr[i], buf, out + (size_t)i * VOL_SECTOR_SIZE,
+                                 &ctr)) {
             rc = vol_fail(e, -EIO, "InternalServerException", "block %" PRIu64 " of %s fails authentication "
                           "(see volume fsck)", block, snap);
             break;

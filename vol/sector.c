@@ -86,11 +86,12 @@ int vol_chunk_key(const uint8_t dk[32], const uint8_t lineage[VOL_LINEAGE_LEN], 
     return rc;
 }
 
-void vol_chunk_header(uint8_t out[VOL_CHUNK_HDR], const uint8_t lineage[VOL_LINEAGE_LEN], uint64_t block, uint64_t gen)
+void vol_chunk_header_v(uint8_t out[VOL_CHUNK_HDR], unsigned version, const uint8_t lineage[VOL_LINEAGE_LEN],
+                        uint64_t block, uint64_t gen)
 {
     memset(out, 0, VOL_CHUNK_HDR);
     memcpy(out, VOL_CHUNK_MAGIC, 4);
-    out[4] = VOL_CHUNK_VERSION; /* u16 LE */
+    out[4] = (uint8_t)version; /* u16 LE */
     put32(out + 8, VOL_SECTOR_SIZE);
     put32(out + 12, VOL_SECTORS);
     memcpy(out + 16, lineage, VOL_LINEAGE_LEN);
@@ -98,14 +99,30 @@ void vol_chunk_header(uint8_t out[VOL_CHUNK_HDR], const uint8_t lineage[VOL_LINE
     put64(out + 40, gen);
 }
 
+void vol_chunk_header(uint8_t out[VOL_CHUNK_HDR], const uint8_t lineage[VOL_LINEAGE_LEN], uint64_t block, uint64_t gen)
+{
+    vol_chunk_header_v(out, VOL_CHUNK_VERSION, lineage, block, gen);
+}
+
 int vol_chunk_header_check(const uint8_t *hdr, size_t len, const uint8_t lineage[VOL_LINEAGE_LEN], uint64_t block,
-                           uint64_t gen)
+                           uint64_t gen, unsigned *version)
 {
     uint8_t want[VOL_CHUNK_HDR];
-    if (len < VOL_CHUNK_HDR)
+    unsigned v;
+    if (len < VOL_CHUNK_HDR || (hdr[4] != 1 && hdr[4] != 2))
         return -EBADMSG;
-    vol_chunk_header(want, lineage, block, gen);
-    return sodium_memcmp(want, hdr, VOL_CHUNK_HDR) ? -EBADMSG : 0;
+    v = hdr[4];
+    vol_chunk_header_v(want, v, lineage, block, gen);
+    if (sodium_memcmp(want, hdr, VOL_CHUNK_HDR))
+        return -EBADMSG;
+    if (version)
+        *version = v;
+    return 0;
+}
+
+size_t vol_chunk_stored_size(const uint8_t *hdr)
+{
+    return !memcmp(hdr, VOL_CHUNK_MAGIC, 4) && hdr[4] == 2 && hdr[5] == 0 ? VOL_CHUNK_FILE_SIZE : VOL_CHUNK_V1_SIZE;
 }
 
 static void aad_of(uint8_t aad[44], const uint8_t lineage[VOL_LINEAGE_LEN], uint64_t block, uint64_t gen,
@@ -181,5 +198,39 @@ int vol_sector_open(vol_sealer *s, const uint8_t key[32], const uint8_t lineage[
         return -EBADMSG;
     }
     *ctr_out = ctr;
+    return 0;
+}
+
+int vol_chunk_sector_open(vol_sealer *s, const uint8_t key[32], const uint8_t lineage[VOL_LINEAGE_LEN], uint64_t block,
+                          uint64_t gen, unsigned version, unsigned sector, uint32_t fl, uint32_t newest,
+                          const uint8_t *slot0, const uint8_t *slot1, uint8_t pt[VOL_SECTOR_SIZE], uint32_t *ctr_out)
+{
+    unsigned na;
+    uint32_t got = 0, min;
+    int rc;
+    if (version == 1)
+        return vol_sector_open(s, key, lineage, block, gen, sector, newest, slot0, pt, ctr_out);
+    if (version != 2 || newest < fl || fl == UINT32_MAX)
+        return -EINVAL;
+    /* the newer slot: a write after the last flush (this session's, or one a crash left whole) */
+    na = vol_slot_area(fl + 1);
+    min = newest > fl ? newest : fl + 1;
+    rc = vol_sector_open(s, key, lineage, block, gen, sector, min, na ? slot1 : slot0, pt, &got);
+    if (rc == 0 && got >= min && vol_slot_area(got) == na) {
+        *ctr_out = got;
+        return 0;
+    }
+    if (rc == 0)
+        sodium_memzero(pt, VOL_SECTOR_SIZE);
+    if (newest > fl)
+        return -EBADMSG; /* a write this session made (or read) is gone: not a torn write, a modification */
+    /* else the flushed version, which no write since the flush touched: exactly fl (a hole when 0) */
+    if ((rc = vol_sector_open(s, key, lineage, block, gen, sector, fl, na ? slot0 : slot1, pt, &got)))
+        return rc;
+    if (got != fl) {
+        sodium_memzero(pt, VOL_SECTOR_SIZE);
+        return -EBADMSG;
+    }
+    *ctr_out = got;
     return 0;
 }

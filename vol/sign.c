@@ -150,14 +150,15 @@ static bool chunk_intact(struct scan *s, uint64_t block, uint64_t gen)
     vol_chunk k;
     uint8_t key[32], lin[VOL_LINEAGE_LEN];
     const uint8_t *dk;
+    unsigned ver = 0;
     bool ok = true;
     if (cat->ops->chunk_get(cat, gen, &k) || !(dk = vol_keyring_find(s->ring, k.lineage)) ||
-        vol_lineage_bin(k.lineage, lin) || vol_chunk_header_check(s->buf, VOL_CHUNK_HDR, lin, block, gen) ||
+        vol_lineage_bin(k.lineage, lin) || vol_chunk_header_check(s->buf, VOL_CHUNK_HDR, lin, block, gen, &ver) ||
         vol_chunk_key(dk, lin, block, gen, key))
         return false;
     for (unsigned i = 0; i < VOL_SECTORS && ok; i++) {
         uint32_t got;
-        ok = vol_sector_open(s->sealer, key, lin, block, gen, i, k.ctr[i], s->buf + vol_slot_offset(i), s->pt, &got) == 0;
+        ok = vol_chunk_image_open(s->sealer, key, lin, block, gen, ver, i, k.ctr[i], s->buf, s->pt, &got) == 0;
     }
     sodium_memzero(key, sizeof key);
     return ok;
@@ -181,12 +182,13 @@ static int scan_one(void *arg, uint64_t block, uint64_t gen)
         o->sha = h;
         s->cap = cap;
     }
-    /* the chunk's stored bytes: the whole chunk file image, unwritten (sparse) slots as zeros */
+    /* the chunk's stored bytes: the whole chunk file image of its header's version (docs/FORMAT.md),
+     * unwritten (sparse) slots as zeros */
     if (cs->ops->pread(cs, gen, s->buf, VOL_CHUNK_FILE_SIZE, 0)) {
         memset(o->sha[o->n], 0, 32); /* missing: no digest can match */
         ok = false;
     } else {
-        crypto_hash_sha256(o->sha[o->n], s->buf, VOL_CHUNK_FILE_SIZE);
+        crypto_hash_sha256(o->sha[o->n], s->buf, vol_chunk_stored_size(s->buf));
         ok = !s->ring || chunk_intact(s, block, gen);
     }
     if (!ok && !o->damaged++)

@@ -1,6 +1,7 @@
 /*
- * test_vol.c — unit tests of the volume layer without FUSE: the sector format (golden vector, tamper,
- * move, rollback), the SQLite catalog (rows, reference counts, generations, a newer format refused), the
+ * test_vol.c — unit tests of the volume layer without FUSE: the sector format (golden vectors of chunk
+ * versions 1 and 2, tamper, move, rollback, version 2's slot choice), a torn rewrite after a power cut
+ * (the flushed sector reads; rollback still fails) and a version-1 chunk copied up, the SQLite catalog (rows, reference counts, generations, a newer format refused), the
  * file chunk store, and the data path over both (copy-on-write after a snapshot, restore, discard,
  * delete of a middle snapshot, a crash before the flush, the seal limit moving a chunk to a new key), keys
  * through the embedded key service, and lazy rekey (a volume restored under another key: reads across
@@ -65,13 +66,27 @@ static void test_sector(void)
     CHECK(!strcmp(h, GOLDEN_SLOT_SHA256));
     if (strcmp(h, GOLDEN_SLOT_SHA256))
         fprintf(stderr, "slot sha256 %s\n", h);
-    vol_chunk_header(hdr, lin, 5, 9);
-    hex(hdr, 48, h);
-    CHECK(!strcmp(h, GOLDEN_HEADER));
-    if (strcmp(h, GOLDEN_HEADER))
-        fprintf(stderr, "header %s\n", h);
-    CHECK(vol_chunk_header_check(hdr, sizeof hdr, lin, 5, 9) == 0);
-    CHECK(vol_chunk_header_check(hdr, sizeof hdr, lin, 5, 10) == -EBADMSG);
+    {
+        unsigned ver = 0;
+        vol_chunk_header_v(hdr, 1, lin, 5, 9);
+        hex(hdr, 48, h);
+        CHECK(!strcmp(h, GOLDEN_HEADER));
+        if (strcmp(h, GOLDEN_HEADER))
+            fprintf(stderr, "header %s\n", h);
+        CHECK(vol_chunk_header_check(hdr, sizeof hdr, lin, 5, 9, &ver) == 0 && ver == 1);
+        CHECK(vol_chunk_header_check(hdr, sizeof hdr, lin, 5, 10, &ver) == -EBADMSG);
+        CHECK(vol_chunk_stored_size(hdr) == 528448);
+        vol_chunk_header(hdr, lin, 5, 9); /* what writers write: version 2 */
+        hex(hdr, 48, h);
+        CHECK(!strcmp(h, GOLDEN_HEADER_V2));
+        if (strcmp(h, GOLDEN_HEADER_V2))
+            fprintf(stderr, "header v2 %s\n", h);
+        CHECK(vol_chunk_header_check(hdr, sizeof hdr, lin, 5, 9, &ver) == 0 && ver == 2);
+        CHECK(vol_chunk_stored_size(hdr) == 1056832);
+        hdr[4] = 3;
+        CHECK(vol_chunk_header_check(hdr, sizeof hdr, lin, 5, 9, &ver) == -EBADMSG);
+        CHECK(vol_chunk_stored_size(hdr) == 528448);
+    }
 
     CHECK(vol_sector_open(s, key, lin, 5, 9, 3, 2, slot, back, &ctr) == 0 && ctr == 2 && !memcmp(back, pt, sizeof pt));
     CHECK(vol_sector_open(s, key, lin, 5, 9, 3, 1, slot, back, &ctr) == 0 && ctr == 2); /* newer than the catalog */
@@ -94,6 +109,87 @@ static void test_sector(void)
     CHECK(vol_sector_open(s, key, lin, 5, 9, 3, 0, slot, back, &ctr) == 0 && ctr == 0 && back[7] == 0);
     CHECK(vol_sector_open(s, key, lin, 5, 9, 3, 1, slot, back, &ctr) == -EBADMSG);
     vol_sealer_free(s);
+}
+
+/* Version 2 (docs/FORMAT.md "Volume chunk file"): golden chunk image — block 5, generation 9 (key as
+ * above), sector 3 written with counter 1 (nonce d0…db, plaintext bytes 0x11) into area 0, flushed, then
+ * rewritten with counter 2 (the version-1 golden slot: nonce c0…cb, byte i = 7·i) into area 1; then the
+ * reading rule over it. */
+static void test_sector_v2(void)
+{
+    uint8_t dk[32], lin[16], key[32], nonce[12], pt[VOL_SECTOR_SIZE], p1[VOL_SECTOR_SIZE], back[VOL_SECTOR_SIZE],
+        digest[32], *img = calloc(1, VOL_CHUNK_FILE_SIZE), *a0, *a1, save[VOL_SLOT_SIZE];
+    char h[65];
+    uint32_t ctr = 0;
+    vol_sealer *s = vol_sealer_new();
+    CHECK(s && img);
+    if (!s || !img) {
+        vol_sealer_free(s);
+        free(img);
+        return;
+    }
+    for (int i = 0; i < 32; i++)
+        dk[i] = (uint8_t)i;
+    for (int i = 0; i < 16; i++)
+        lin[i] = (uint8_t)(0xa0 + i);
+    for (size_t i = 0; i < sizeof pt; i++)
+        pt[i] = (uint8_t)(i * 7);
+    memset(p1, 0x11, sizeof p1);
+    CHECK(vol_chunk_key(dk, lin, 5, 9, key) == 0);
+    a0 = img + vol_slot_offset_at(3, 0);
+    a1 = img + vol_slot_offset_at(3, 1);
+    CHECK(vol_slot_offset_at(3, 0) == 64 + 3 * 4128 && vol_slot_offset_at(3, 1) == 540832);
+    CHECK(vol_slot_area(1) == 0 && vol_slot_area(2) == 1 && vol_next_ctr(0, 0) == 1 && vol_next_ctr(1, 0) == 3 &&
+          vol_next_ctr(1, 1) == 2 && vol_next_ctr(4, 1) == 6);
+    vol_chunk_header(img, lin, 5, 9);
+    for (int i = 0; i < 12; i++)
+        nonce[i] = (uint8_t)(0xd0 + i);
+    CHECK(vol_sector_seal(s, key, lin, 5, 9, 3, 1, nonce, p1, a0) == 0);
+    for (int i = 0; i < 12; i++)
+        nonce[i] = (uint8_t)(0xc0 + i);
+    CHECK(vol_sector_seal(s, key, lin, 5, 9, 3, 2, nonce, pt, a1) == 0);
+    CHECK(vol_chunk_stored_size(img) == VOL_CHUNK_FILE_SIZE);
+    crypto_hash_sha256(digest, a0, VOL_SLOT_SIZE);
+    hex(digest, 32, h);
+    CHECK(!strcmp(h, GOLDEN_V2_SLOT0_SHA256));
+    if (strcmp(h, GOLDEN_V2_SLOT0_SHA256))
+        fprintf(stderr, "v2 area-0 slot sha256 %s\n", h);
+    crypto_hash_sha256(digest, img, VOL_CHUNK_FILE_SIZE);
+    hex(digest, 32, h);
+    CHECK(!strcmp(h, GOLDEN_V2_CHUNK_SHA256));
+    if (strcmp(h, GOLDEN_V2_CHUNK_SHA256))
+        fprintf(stderr, "v2 chunk sha256 %s\n", h);
+
+    /* the catalog has counter 1 (flushed before the rewrite): the newer slot, counter 2 */
+    CHECK(vol_chunk_image_open(s, key, lin, 5, 9, 2, 3, 1, img, back, &ctr) == 0 && ctr == 2 && !memcmp(back, pt, sizeof pt));
+    /* the catalog has 2: area 0 (counter 1) is older than any write after that flush; the flushed slot */
+    CHECK(vol_chunk_image_open(s, key, lin, 5, 9, 2, 3, 2, img, back, &ctr) == 0 && ctr == 2 && !memcmp(back, pt, sizeof pt));
+    /* 3: both slots older than the catalog — rolled back */
+    CHECK(vol_chunk_image_open(s, key, lin, 5, 9, 2, 3, 3, img, back, &ctr) == -EBADMSG);
+    /* a torn rewrite (counter 2's slot: its second page as before, a hole): the flushed version, counter 1 */
+    memcpy(save, a1, sizeof save);
+    memset(a1 + (4096 - vol_slot_offset_at(3, 1) % 4096), 0, VOL_SLOT_SIZE - (4096 - vol_slot_offset_at(3, 1) % 4096));
+    CHECK(vol_chunk_image_open(s, key, lin, 5, 9, 2, 3, 1, img, back, &ctr) == 0 && ctr == 1 && !memcmp(back, p1, sizeof p1));
+    /* ... but not when this session knows of counter 2 (newest 2 > flushed 1): that write is gone */
+    CHECK(vol_chunk_sector_open(s, key, lin, 5, 9, 2, 3, 1, 2, a0, a1, back, &ctr) == -EBADMSG);
+    memcpy(a1, save, sizeof save);
+    CHECK(vol_chunk_sector_open(s, key, lin, 5, 9, 2, 3, 1, 2, a0, a1, back, &ctr) == 0 && ctr == 2);
+    /* the flushed slot (counter 2, area 1) replaced by the older version of itself (counter 1): rolled back */
+    CHECK(vol_chunk_sector_open(s, key, lin, 5, 9, 2, 3, 2, 2, a0, a0, back, &ctr) == -EBADMSG);
+    /* a slot moved to the other area (counter 2 in area 0, where odd counters go): refused */
+    CHECK(vol_chunk_sector_open(s, key, lin, 5, 9, 2, 3, 0, 0, a1, a1, back, &ctr) == -EBADMSG);
+    /* never written (counter 0): two holes are zeros; one zeroed slot of a written sector is not */
+    memset(img + VOL_CHUNK_HDR, 0, VOL_CHUNK_FILE_SIZE - VOL_CHUNK_HDR);
+    CHECK(vol_chunk_image_open(s, key, lin, 5, 9, 2, 3, 0, img, back, &ctr) == 0 && ctr == 0 && back[9] == 0);
+    CHECK(vol_chunk_image_open(s, key, lin, 5, 9, 2, 3, 1, img, back, &ctr) == -EBADMSG);
+    CHECK(vol_chunk_image_open(s, key, lin, 5, 9, 2, 3, 2, img, back, &ctr) == -EBADMSG);
+    /* version 1 reads its one slot (area 0) with counter ≥ the newest known */
+    CHECK(vol_sector_seal(s, key, lin, 5, 9, 3, 2, nonce, pt, a0) == 0);
+    CHECK(vol_chunk_image_open(s, key, lin, 5, 9, 1, 3, 2, img, back, &ctr) == 0 && ctr == 2 && !memcmp(back, pt, sizeof pt));
+    CHECK(vol_chunk_image_open(s, key, lin, 5, 9, 1, 3, 3, img, back, &ctr) == -EBADMSG);
+    sodium_memzero(key, sizeof key);
+    vol_sealer_free(s);
+    free(img);
 }
 
 static int count_gen(void *arg, uint64_t gen)
@@ -338,6 +434,142 @@ static void test_dev(const char *dir)
     vol_store_free(st);
     free(a);
     free(b);
+}
+
+/* Sector s of block 0 of v as a fresh device reads it (as after a crash: nothing known but the catalog);
+ * the return code of the read. */
+static int read_fresh(vol_catalog *cat, vol_chunkstore *cs, const vol_volume *v, const uint8_t dk[32], unsigned s,
+                      uint8_t *out)
+{
+    vol_dev *d;
+    int rc = vol_dev_open(cat, cs, v, v->lineage, dk, &d);
+    if (rc)
+        return rc;
+    rc = vol_dev_read(d, out, VOL_SECTOR_SIZE, (uint64_t)s * VOL_SECTOR_SIZE);
+    vol_dev_free(d);
+    return rc;
+}
+
+/* A power cut during the writeback of a rewrite (docs/DESIGN.md "Power loss"): the rewritten slot left
+ * half new, half as it was before (a page each side of the boundary inside the slot). The sector must read
+ * its last flushed contents (chunk version 2 never rewrites that slot), and rollback still fails. A
+ * version-1 chunk (made by hand, as older releases wrote them) reads and is copied up at its first write. */
+static void test_torn(const char *dir)
+{
+    char path[512];
+    vol_store *st;
+    vol_catalog *cat;
+    vol_chunkstore *cs;
+    vol_volume v = {0};
+    vol_dev *d;
+    uint8_t dk[32], A[VOL_SECTOR_SIZE], B[VOL_SECTOR_SIZE], C[VOL_SECTOR_SIZE], D[VOL_SECTOR_SIZE], got[VOL_SECTOR_SIZE],
+        newslot[VOL_SLOT_SIZE], oldslot[VOL_SLOT_SIZE], olderslot[VOL_SLOT_SIZE], hdr[VOL_CHUNK_HDR], lin0[VOL_LINEAGE_LEN];
+    uint64_t gen = 0, off, cut;
+    unsigned ver = 0;
+    snprintf(path, sizeof path, "%s/torn", dir);
+    CHECK(vol_store_open(path, NULL, &st, NULL) == 0);
+    cat = vol_store_catalog(st);
+    cs = vol_store_chunks(st);
+    randombytes_buf(dk, sizeof dk);
+    snprintf(v.id, sizeof v.id, "vol-00000000000000007");
+    v.size_gib = 1;
+    snprintf(v.lineage, sizeof v.lineage, "1f1e1d1c1b1a19181716151413121110");
+    CHECK(vol_lineage_bin(v.lineage, lin0) == 0);
+    CHECK(cat->ops->volume_put(cat, &v) == 0);
+    memset(A, 0xaa, sizeof A);
+    memset(B, 0xbb, sizeof B);
+    memset(C, 0xcc, sizeof C);
+    memset(D, 0xdd, sizeof D);
+
+    /* sectors 0 and 1: A, flushed (counter 1, area 0); rewritten B (counter 2, area 1); the cut */
+    CHECK(vol_dev_open(cat, cs, &v, v.lineage, dk, &d) == 0);
+    CHECK(vol_dev_write(d, A, sizeof A, 0) == 0 && vol_dev_write(d, A, sizeof A, VOL_SECTOR_SIZE) == 0);
+    CHECK(vol_dev_flush(d) == 0);
+    CHECK(cat->ops->map_get(cat, v.id, 0, &gen) == 0);
+    CHECK(cs->ops->pread(cs, gen, hdr, sizeof hdr, 0) == 0 && vol_chunk_header_check(hdr, sizeof hdr, lin0, 0, gen, &ver) == 0 &&
+          ver == 2);
+    CHECK(vol_dev_write(d, B, sizeof B, 0) == 0 && vol_dev_write(d, B, sizeof B, VOL_SECTOR_SIZE) == 0);
+    vol_dev_free(d); /* no flush: the power went */
+    /* sector 0's rewrite torn: its first page's part new, the rest as before (a hole) */
+    off = vol_slot_offset_at(0, 1);
+    cut = 4096 - off % 4096;
+    memset(newslot, 0, sizeof newslot);
+    CHECK(cs->ops->pwrite(cs, gen, newslot, VOL_SLOT_SIZE - cut, off + cut) == 0);
+    CHECK(read_fresh(cat, cs, &v, dk, 0, got) == 0 && !memcmp(got, A, sizeof A)); /* the flushed A, not EIO */
+    CHECK(read_fresh(cat, cs, &v, dk, 1, got) == 0 && !memcmp(got, B, sizeof B)); /* an untorn rewrite: as a disk may */
+    CHECK(vol_check(cat, cs, v.id, v.lineage, dk, stdout) == 0);
+
+    /* the next round: sector 1's B becomes the flushed version (read, counter raised, flushed: area 1);
+     * its rewrite D goes to area 0 over A, and tears there: half D, half A */
+    CHECK(vol_dev_open(cat, cs, &v, v.lineage, dk, &d) == 0);
+    CHECK(vol_dev_read(d, got, sizeof got, VOL_SECTOR_SIZE) == 0 && !memcmp(got, B, sizeof B));
+    CHECK(vol_dev_flush(d) == 0);
+    off = vol_slot_offset_at(1, 0);
+    cut = 4096 - off % 4096;
+    CHECK(cs->ops->pread(cs, gen, olderslot, VOL_SLOT_SIZE, off) == 0);            /* A, counter 1 */
+    CHECK(cs->ops->pread(cs, gen, oldslot, VOL_SLOT_SIZE, vol_slot_offset_at(1, 1)) == 0); /* B, counter 2 */
+    CHECK(vol_dev_write(d, C, sizeof C, 0) == 0 && vol_dev_write(d, D, sizeof D, VOL_SECTOR_SIZE) == 0);
+    CHECK(vol_dev_read(d, got, sizeof got, VOL_SECTOR_SIZE) == 0 && !memcmp(got, D, sizeof D));
+    vol_dev_free(d);
+    CHECK(cs->ops->pread(cs, gen, newslot, VOL_SLOT_SIZE, off) == 0 && newslot[0] == 3); /* D went to area 0 */
+    CHECK(cs->ops->pwrite(cs, gen, olderslot + cut, VOL_SLOT_SIZE - cut, off + cut) == 0);
+    CHECK(read_fresh(cat, cs, &v, dk, 1, got) == 0 && !memcmp(got, B, sizeof B)); /* the flushed B */
+    CHECK(read_fresh(cat, cs, &v, dk, 0, got) == 0 && !memcmp(got, C, sizeof C)); /* C: a whole rewrite */
+    CHECK(vol_check(cat, cs, v.id, v.lineage, dk, stdout) == 0);
+    /* rollback: the flushed slot replaced by an older version of the sector (A, counter 1) */
+    CHECK(cs->ops->pwrite(cs, gen, olderslot, VOL_SLOT_SIZE, vol_slot_offset_at(1, 1)) == 0);
+    CHECK(read_fresh(cat, cs, &v, dk, 1, got) == -EIO);
+    CHECK(vol_check(cat, cs, v.id, v.lineage, dk, stdout) == 1);
+    /* ... or that older version in the other slot (whole): still the flushed B is what reads */
+    CHECK(cs->ops->pwrite(cs, gen, oldslot, VOL_SLOT_SIZE, vol_slot_offset_at(1, 1)) == 0);
+    CHECK(cs->ops->pwrite(cs, gen, olderslot, VOL_SLOT_SIZE, off) == 0);
+    CHECK(read_fresh(cat, cs, &v, dk, 1, got) == 0 && !memcmp(got, B, sizeof B));
+    /* an attacker zeroing a written sector (both slots, or only the flushed one): EIO, not zeros */
+    memset(newslot, 0, sizeof newslot);
+    CHECK(cs->ops->pwrite(cs, gen, newslot, VOL_SLOT_SIZE, vol_slot_offset_at(1, 1)) == 0);
+    CHECK(read_fresh(cat, cs, &v, dk, 1, got) == -EIO);
+    CHECK(cs->ops->pwrite(cs, gen, newslot, VOL_SLOT_SIZE, off) == 0);
+    CHECK(read_fresh(cat, cs, &v, dk, 1, got) == -EIO);
+    CHECK(vol_check(cat, cs, v.id, v.lineage, dk, stdout) == 1);
+
+    /* a version-1 chunk for block 1 (one slot per sector, counter 3 at sector 2): read as it is; the
+     * first write copies it up into a version-2 chunk, and the old file is freed at the flush */
+    {
+        uint8_t lin[VOL_LINEAGE_LEN], key[32], *slot = malloc(VOL_SLOT_SIZE);
+        uint64_t g1 = 0, g2 = 0;
+        vol_chunk k;
+        vol_sealer *s = vol_sealer_new();
+        int freed = -1;
+        CHECK(slot && s && vol_lineage_bin(v.lineage, lin) == 0);
+        CHECK(cat->ops->gen_reserve(cat, 1, &g1) == 0 && vol_chunk_key(dk, lin, 1, g1, key) == 0);
+        vol_chunk_header_v(hdr, 1, lin, 1, g1);
+        CHECK(vol_sector_seal(s, key, lin, 1, g1, 2, 3, NULL, A, slot) == 0);
+        CHECK(cs->ops->pwrite(cs, g1, hdr, sizeof hdr, 0) == 0 && cs->ops->pwrite(cs, g1, slot, VOL_SLOT_SIZE, vol_slot_offset(2)) == 0 &&
+              cs->ops->sync(cs, g1) == 0);
+        memset(&k, 0, sizeof k);
+        k.gen = g1;
+        snprintf(k.lineage, sizeof k.lineage, "%s", v.lineage);
+        k.block = 1;
+        k.refs = 1;
+        k.seals = 1;
+        k.ctr[2] = 3;
+        CHECK(cat->ops->begin(cat) == 0 && cat->ops->chunk_put(cat, &k) == 0 && cat->ops->map_set(cat, v.id, 1, g1) == 0 &&
+              cat->ops->commit(cat) == 0);
+        CHECK(vol_dev_open(cat, cs, &v, v.lineage, dk, &d) == 0);
+        CHECK(vol_dev_read(d, got, sizeof got, VOL_BLOCK_SIZE + 2 * VOL_SECTOR_SIZE) == 0 && !memcmp(got, A, sizeof A));
+        CHECK(vol_dev_write(d, B, sizeof B, VOL_BLOCK_SIZE + 5 * VOL_SECTOR_SIZE) == 0 && vol_dev_flush(d) == 0);
+        CHECK(cat->ops->map_get(cat, v.id, 1, &g2) == 0 && g2 != g1);
+        CHECK(cs->ops->pread(cs, g2, hdr, sizeof hdr, 0) == 0 && vol_chunk_header_check(hdr, sizeof hdr, lin, 1, g2, &ver) == 0 && ver == 2);
+        CHECK(cs->ops->pread(cs, g1, hdr, sizeof hdr, 0) == -ENOENT); /* the version-1 file is gone */
+        CHECK(vol_dev_read(d, got, sizeof got, VOL_BLOCK_SIZE + 2 * VOL_SECTOR_SIZE) == 0 && !memcmp(got, A, sizeof A));
+        CHECK(vol_dev_read(d, got, sizeof got, VOL_BLOCK_SIZE + 5 * VOL_SECTOR_SIZE) == 0 && !memcmp(got, B, sizeof B));
+        vol_dev_free(d);
+        CHECK(vol_sweep(st, &freed) == 0 && freed == 0);
+        sodium_memzero(key, sizeof key);
+        vol_sealer_free(s);
+        free(slot);
+    }
+    vol_store_free(st);
 }
 
 static int64_t fake_now;
@@ -973,9 +1205,11 @@ int main(void)
     if (sodium_init() < 0 || !mkdtemp(dir))
         return 1;
     test_sector();
+    test_sector_v2();
     test_catalog(dir);
     test_chunkstore(dir);
     test_dev(dir);
+    test_torn(dir);
     test_keys(dir);
     test_rekey(dir);
     test_copies_ro(dir);
