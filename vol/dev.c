@@ -503,7 +503,7 @@ static int write_locked(vol_dev *d, struct work *w, struct blk *b, unsigned off,
     bool covered[VOL_SECTORS] = {false}, part0, part1;
     uint8_t key[32];
     unsigned ver = VOL_CHUNK_VERSION;
-    int rc;
+    int rc = 0; /* read at the copy-up test below when an earlier condition short-circuits blk_version */
     for (unsigned s = s0; s < s1; s++)
         covered[s] = (uint64_t)s * VOL_SECTOR_SIZE >= off && (uint64_t)(s + 1) * VOL_SECTOR_SIZE <= off + n;
     part0 = !covered[s0];
