@@ -555,7 +555,7 @@ static void copy_progress(void *arg, uint64_t done, uint64_t total)
 {
     long delay = copy_test_delay_ms();
     if (delay) {
-        struct timespec ts = {.tv_sec = 0, .tv_nsec = delay * 1000000L};
+        struct timespec ts = {.tv_sec = delay / 1000, .tv_nsec = (delay % 1000) * 1000000L}; /* 1000 ms: 1 s, not an EINVAL */
         nanosleep(&ts, NULL);
     }
     if (isatty(STDERR_FILENO) && total)
