@@ -2,15 +2,25 @@
 # vol_golden.sh — golden volume stores (tests/vol/golden/vN, written by make-golden.sh with an earlier
 # binary, never regenerated; v1 by commit af8bd3c, catalog format 1 without the later tables; v2 catalog
 # format 2 with owner_lineages, owners, create_volume_permissions, copies, snapshot_signatures and
-# snapshot_block_digests). On a copy of each, this build: describe-volumes / describe-snapshots show the
-# recorded ids, sizes, states, keys, tags and owners, and the recorded default key; `volume fsck` is clean
-# for every volume and snapshot; every snapshot downloads with the recorded SHA-256; v2: the signed
-# snapshots verify (fsck --verify-signature) with the recorded manifest digests, the share and the lazy
-# rekey state are as recorded. Then writes on the copy: a snapshot of every volume (downloads as the
-# volume's recorded image), an attached volume read whole and written (where /dev/fuse is usable), a
-# restored volume and a copy deleted, `volume sweep`, v2's `volume rekey` finished; everything still
-# fscks and downloads as recorded. Last, a copy of v2 whose catalog format was raised to 3 is refused
-# by every command with an error naming both formats, and left byte-identical.
+# snapshot_block_digests; v1 and v2 hold version-1 chunk files only; v3 version-2 chunk files, some with
+# both slot areas in use, and a copy left pending by a killed copier). On a copy of each, this build:
+# every chunk file has the recorded version (v3: the recorded counter in each slot of both areas);
+# describe-volumes / describe-snapshots show the recorded ids, sizes, states, keys, tags and owners, and
+# the recorded default key; `volume fsck` is clean for every volume and snapshot; every completed snapshot
+# downloads with the recorded SHA-256; v2 and later: the signed snapshots verify (fsck --verify-signature)
+# with the recorded manifest digests, the share and the lazy rekey state are as recorded. v3's pending
+# copy: pending with the recorded Progress and copy_progress row, not downloadable, its source not
+# deletable; `volume sweep` removes the killed batch's orphan chunk file; a rerun of the copy resumes it
+# (same SnapshotId, "resuming … 3 of 5"), writes only the blocks left, completes it with the recorded
+# copied/shared counts, and it downloads as its source and fscks clean. Then writes on the copy: a
+# snapshot of every volume (downloads as the volume's recorded image), an attached volume read whole and
+# written (where /dev/fuse is usable), a restored volume and a copy deleted, `volume sweep`, the lazy
+# rekey finished (`volume rekey`); everything still fscks and downloads as recorded. Then one old chunk of
+# the attached volume is made its own (every other volume and snapshot mapping it deleted) and written
+# twice, each write flushed: a version-1 chunk is copied up into a new version-2 chunk, a version-2 chunk
+# (v3) is written in place by the slot rule (the catalog's counters and the slots' show it); it reads back
+# after a reattach and fscks clean. Last, a copy of v2 whose catalog format was raised to 3 is refused by
+# every command with an error naming both formats, and left byte-identical.
 . "$(dirname "$0")/lib.sh" vol-golden
 command -v sqlite3 >/dev/null || fail "sqlite3 missing (scripts/deps)"
 GD=$(cd "$(dirname "$0")" && pwd)/golden
@@ -40,9 +50,52 @@ fsck_all() { # fsck_all WHAT: every volume and snapshot the store describes is c
   fsck_ids "$1" $("$B" ec2 describe-volumes | jq -r '.Volumes[].VolumeId') $("$B" ec2 describe-snapshots | jq -r '.Snapshots[].SnapshotId')
 }
 fuse_ok() { [ -e /dev/fuse ] && [ -w /dev/fuse ]; }
+chunk_path() { printf '%s/chunks/%02x/%016x' "$VS" $(($1 & 255)) "$1"; }
+nfiles() { find "$VS/chunks" -type f | wc -l; }
+# slots GEN SECTOR...: "area-0 counter,area-1 counter" of each sector's slots in that chunk file (0: a hole)
+slots() {
+  python3 - "$(chunk_path "$1")" "${@:2}" <<'PY'
+import struct, sys
+d = open(sys.argv[1], "rb").read()
+ctr = lambda o: struct.unpack("<I", d[o:o + 4])[0] if len(d) >= o + 4 else 0
+print(" ".join("%d,%d" % (ctr(64 + 4128 * s), ctr(64 + 4128 * (s + 128))) for s in map(int, sys.argv[2:])))
+PY
+}
+# ctrs GEN SECTOR...: the catalog's counters of those sectors at the last flush
+ctrs() {
+  python3 - "$CAT" "$@" <<'PY'
+import sqlite3, struct, sys
+r = sqlite3.connect(sys.argv[1]).execute("SELECT ctrs FROM chunks WHERE gen = ?", (int(sys.argv[2]),)).fetchone()
+c = struct.unpack("<128I", r[0])
+print(" ".join(str(c[int(s)]) for s in sys.argv[3:]))
+PY
+}
 
-check_read() { # the store as it was written: what describe shows, fsck, downloads, signatures
+check_read() { # the store as it was written: chunk files, what describe shows, fsck, downloads, signatures
   local v=$1 s x
+  python3 - "$E" "$VS" "$v" <<'PY' || fail "$v: the chunk files are not as recorded"
+import json, os, sqlite3, struct, sys
+exp, vs, v = json.load(open(sys.argv[1])), sys.argv[2], sys.argv[3]
+want = exp.get("chunk_version", 1)   # v1 and v2 predate chunk version 2
+path = lambda g: f"{vs}/chunks/{g & 0xff:02x}/{g:016x}"
+n = 0
+for r, _, fs in os.walk(f"{vs}/chunks"):
+    for f in fs:
+        h = open(os.path.join(r, f), "rb").read(6)
+        assert h[:4] == b"EVC1" and struct.unpack("<H", h[4:])[0] == want, f"{v}: chunk {f}: {h!r}, not version {want}"
+        n += 1
+assert n, f"{v}: no chunk files"
+for c in exp.get("chunk_areas", []):   # both areas of a version-2 chunk, each slot's counter as written
+    d = open(path(c["gen"]), "rb").read()
+    ctr = lambda o: struct.unpack("<I", d[o:o + 4])[0] if len(d) >= o + 4 else 0
+    got = {str(s): [ctr(64 + 4128 * s), ctr(64 + 4128 * (s + 128))] for s in range(128)}
+    got = {s: a for s, a in got.items() if a != [0, 0]}
+    assert got == c["slots"], f"{v}: the slots of chunk {c['gen']}: {got} != {c['slots']}"
+    assert any(a[1] > a[0] for a in got.values()), f"{v}: chunk {c['gen']}: no sector's newest slot in area 1"
+    r = sqlite3.connect(f"file:{vs}/catalog.db?mode=ro", uri=True).execute("SELECT ctrs FROM chunks WHERE gen = ?", (c["gen"],)).fetchone()
+    cat = {str(s): x for s, x in enumerate(struct.unpack("<128I", r[0])) if x}
+    assert cat == c["catalog_ctrs"], f"{v}: the catalog's counters of chunk {c['gen']}: {cat} != {c['catalog_ctrs']}"
+PY
   "$B" ec2 describe-volumes >"$T/volumes.json" || fail "$v: describe-volumes"
   "$B" ec2 describe-snapshots >"$T/snapshots.json" || fail "$v: describe-snapshots"
   "$B" ec2 get-ebs-default-kms-key-id >"$T/default.json" || fail "$v: get-ebs-default-kms-key-id"
@@ -63,7 +116,9 @@ d = json.load(open(f"{t}/default.json"))["KmsKeyId"]
 assert d == exp["default_kms_key_id"], f"{v}: default key {d} != {exp['default_kms_key_id']}"
 PY
   fsck_ids "$v" $(ex '.volumes, .snapshots | keys[]')
-  for s in $(ex '.snapshots | keys[]'); do download_is "$s" "$(ex ".snapshots[\"$s\"].sha256")" "$v"; done
+  for s in $(ex '.snapshots | to_entries[] | select(.value.State == "completed") | .key'); do
+    download_is "$s" "$(ex ".snapshots[\"$s\"].sha256")" "$v"
+  done
   for s in $(ex '.signed[]'); do
     "$B" volume fsck "$s" --verify-signature >"$T/verify.json" 2>&1 || fail "$v: fsck --verify-signature $s: $(cat "$T/verify.json")"
     python3 - "$E" "$T/verify.json" "$s" <<'PY' || fail "$v: the signature of $s: $(cat "$T/verify.json")"
@@ -97,6 +152,45 @@ PY
   fi
 }
 
+snap_state() { # "State Progress" of snapshot $1
+  echo "$(q describe-snapshots --snapshot-ids "$1" --query 'Snapshots[0].State') $(q describe-snapshots --snapshot-ids "$1" --query 'Snapshots[0].Progress')"
+}
+check_pending() { # v3: the copy its killed copier left pending is as recorded, then resumed to completion
+  local v=$1 p src n0 out x
+  p=$(ex .pending_copy.snapshot); src=$(ex .pending_copy.source_snapshot)
+  [ "$(snap_state "$p")" = "pending $(ex .pending_copy.Progress)" ] || fail "$v: the pending copy $p shows $(snap_state "$p")"
+  [ "$(sqlite3 -separator ' ' "$CAT" "SELECT source_snapshot, base, key_arn, blocks_total, blocks_done, blocks_copied,
+        blocks_shared, next_block, runs FROM copy_progress WHERE snapshot = '$p'")" = \
+    "$(ex '.pending_copy | [.source_snapshot, .base, .key_arn, .blocks_total, .blocks_done, .blocks_copied, .blocks_shared, .next_block, .runs] | join(" ")')" ] ||
+    fail "$v: the copy_progress row of $p"
+  expect_err IncorrectState "$B" snapshot download "$p" "$T/dl"   # not completed: nothing to read yet
+  [ ! -e "$T/dl" ] || fail "$v: a download of the pending $p wrote an image"
+  expect_err InvalidSnapshot.InUse "$B" ec2 delete-snapshot --snapshot-id "$src"
+  for x in $(ex '.pending_copy.orphans[]'); do [ -e "$(chunk_path "$x")" ] || fail "$v: the orphan chunk $x is missing"; done
+  n0=$(nfiles)
+  "$B" volume sweep >/dev/null || fail "$v: volume sweep with a copy pending"
+  for x in $(ex '.pending_copy.orphans[]'); do [ ! -e "$(chunk_path "$x")" ] || fail "$v: the sweep left the orphan chunk $x"; done
+  [ "$(nfiles)" = $((n0 - $(ex '.pending_copy.orphans | length'))) ] || fail "$v: the sweep removed more than the orphans"
+  n0=$(nfiles)
+  out=$(q copy-snapshot --source-snapshot-id "$src" --kms-key-id "$(ex .pending_copy.key_alias)" --query SnapshotId 2>"$T/resume.err") ||
+    fail "$v: resuming $p: $(cat "$T/resume.err")"
+  [ "$out" = "$p" ] || fail "$v: the rerun made $out, not $p"
+  grep -q "resuming the interrupted copy $p of $src: $(ex .pending_copy.blocks_done) of $(ex .pending_copy.blocks_total) blocks already recorded" \
+    "$T/resume.err" || fail "$v: the rerun does not say it resumes $p: $(cat "$T/resume.err")"
+  [ "$(nfiles)" = $((n0 + $(ex '.pending_copy.completed.blocks_copied - .pending_copy.blocks_copied'))) ] ||
+    fail "$v: the resumed copy wrote $(($(nfiles) - n0)) chunk files"
+  [ "$(snap_state "$p")" = "completed 100%" ] || fail "$v: the resumed copy $p is $(snap_state "$p")"
+  [ "$(sqlite3 -separator ' ' "$CAT" "SELECT source_snapshot, base, blocks_copied, blocks_shared FROM copies WHERE snapshot = '$p'")" = \
+    "$src $(ex .pending_copy.base) $(ex .pending_copy.completed.blocks_copied) $(ex .pending_copy.completed.blocks_shared)" ] ||
+    fail "$v: the copies row of the resumed $p"
+  [ "$(sqlite3 "$CAT" "SELECT count(*) FROM copy_progress")" = 0 ] || fail "$v: a progress row stays after the resume"
+  download_is "$p" "$(ex ".snapshots[\"$p\"].sha256")" "$v: the resumed copy"
+  download_is "$src" "$(ex ".snapshots[\"$src\"].sha256")" "$v: the resumed copy's source"
+  fsck_ids "$v: the resumed copy" "$p" "$src"
+  [ "$("$B" volume sweep | tr -dc 0-9)" = 0 ] || fail "$v: orphans after the resumed copy"
+  echo "vol_golden: $v: the pending copy $p resumed from $(ex .pending_copy.blocks_done) of $(ex .pending_copy.blocks_total) blocks to completion"
+}
+
 check_write() { # writes on the copy of an old store, which then still reads as recorded
   local v=$1 x s w img restored copy
   # a snapshot of every volume: its image is the volume's
@@ -117,8 +211,7 @@ check_write() { # writes on the copy of an old store, which then still reads as 
     done
     "$B" volume detach "$w" >/dev/null || fail "$v: detach $w"
     s=$(q create-snapshot --volume-id "$w" --description "golden written" --query SnapshotId)
-    download_is "$s" "$(sha "$T/model")" "$v: the written $w"
-    rm -f "$T/model"
+    download_is "$s" "$(sha "$T/model")" "$v: the written $w"   # $T/model: $w's image (check_own_write)
   else
     echo "note: /dev/fuse not usable: the attached write is skipped"
   fi
@@ -144,18 +237,79 @@ check_write() { # writes on the copy of an old store, which then still reads as 
   fsck_all "$v: after the writes"
 }
 
+# write_at IMAGE MODEL OFFSET SEED LEN: the same bytes (random.Random(SEED)) into both, flushed (fsync)
+write_at() {
+  python3 - "$@" <<'PY'
+import os, random, sys
+img, model, off, seed, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
+data = random.Random(seed).randbytes(n)
+for p in (img, model):
+    with open(p, "r+b") as f:
+        f.seek(off); f.write(data); f.flush(); os.fsync(f.fileno())
+PY
+}
+
+check_own_write() { # a chunk of the attached volume from the golden store, no longer shared, written
+  local v=$1 w b g g2 ver o img s
+  fuse_ok || { echo "note: /dev/fuse not usable: the write to an own old chunk is skipped"; return 0; }
+  w=$(ex '[.volumes | to_entries[] | select(.value.Tags != null and (.value.Tags | length) > 0)][0].key')
+  b=$(ex '.chunk_areas[0].block // 0'); ver=$(ex '.chunk_version // 1')
+  g=$(sqlite3 "$CAT" "SELECT gen FROM maps WHERE owner = '$w' AND block = $b")
+  [ -n "$g" ] || fail "$v: $w has no block $b"
+  # every other volume and snapshot that maps it goes: the chunk is then $w's own (refs 1)
+  for o in $(sqlite3 "$CAT" "SELECT owner FROM maps WHERE gen = $g AND owner != '$w'"); do
+    case $o in
+      vol-*) q delete-volume --volume-id "$o" >/dev/null || fail "$v: delete-volume $o" ;;
+      *) q delete-snapshot --snapshot-id "$o" >/dev/null || fail "$v: delete-snapshot $o" ;;
+    esac
+  done
+  "$B" volume sweep >/dev/null || fail "$v: volume sweep"
+  [ "$(sqlite3 "$CAT" "SELECT refs FROM chunks WHERE gen = $g")" = 1 ] || fail "$v: chunk $g is still shared"
+  [ "$(head -c 6 "$(chunk_path "$g")" | od -An -tu2 -j4 | tr -d ' ')" = "$ver" ] || fail "$v: chunk $g is not version $ver"
+  "$B" volume attach "$w" >/dev/null || fail "$v: attach $w"
+  img=$(q describe-volumes --volume-ids "$w" --query 'Volumes[0].Attachments[0].Device')
+  [ "$(sha "$img")" = "$(sha "$T/model")" ] || fail "$v: the attached $w does not read as written"
+  write_at "$img" "$T/model" $((b * 524288 + 4096)) "golden own 1" 8192   # sectors 1 and 2
+  write_at "$img" "$T/model" $((b * 524288 + 2 * 4096)) "golden own 2" 4096   # sector 2 again, after a flush
+  "$B" volume detach "$w" >/dev/null || fail "$v: detach $w"
+  g2=$(sqlite3 "$CAT" "SELECT gen FROM maps WHERE owner = '$w' AND block = $b")
+  if [ "$ver" = 1 ]; then   # copied up at the first write: a new version-2 chunk, the old one freed
+    [ "$g2" != "$g" ] || fail "$v: the version-1 chunk $g was written in place"
+    [ "$(head -c 6 "$(chunk_path "$g2")" | od -An -tu2 -j4 | tr -d ' ')" = 2 ] || fail "$v: the copied-up chunk $g2 is not version 2"
+    "$B" volume sweep >/dev/null || fail "$v: volume sweep"
+    [ ! -e "$(chunk_path "$g")" ] && [ -z "$(sqlite3 "$CAT" "SELECT gen FROM chunks WHERE gen = $g")" ] ||
+      fail "$v: the version-1 chunk $g stays after its copy-up"
+  else   # written in place by the slot rule: sector 1 (flushed 2, area 1) takes 3 (area 0); sector 2
+         # (flushed 3, area 0) takes 4 (area 1), and after that flush 5 (area 0)
+    [ "$g2" = "$g" ] || fail "$v: the version-2 chunk $g, $w's own, was copied to $g2"
+    [ "$(ctrs "$g" 0 1 2 3)" = "1 3 5 1" ] || fail "$v: the catalog's counters of chunk $g: $(ctrs "$g" 0 1 2 3)"
+    [ "$(slots "$g" 0 1 2 3)" = "1,0 3,2 5,4 1,0" ] || fail "$v: the slots of chunk $g: $(slots "$g" 0 1 2 3)"
+  fi
+  "$B" volume attach "$w" >/dev/null || fail "$v: reattach $w"
+  img=$(q describe-volumes --volume-ids "$w" --query 'Volumes[0].Attachments[0].Device')
+  [ "$(sha "$img")" = "$(sha "$T/model")" ] || fail "$v: $w does not read back as written after the reattach"
+  "$B" volume detach "$w" >/dev/null || fail "$v: detach $w"
+  s=$(q create-snapshot --volume-id "$w" --description "golden own write" --query SnapshotId)
+  download_is "$s" "$(sha "$T/model")" "$v: the snapshot of $w after the write"
+  fsck_all "$v: after the write to an own chunk"
+  rm -f "$T/model"
+  echo "vol_golden: $v: a version-$ver chunk of $w, its own, written (copied up: $([ "$g2" != "$g" ] && echo yes || echo no)) and read back"
+}
+
 for d in "$GD"/v*/; do
   v=$(basename "$d"); E=$GD/$v/expected.json
   copy_store "$v"
   f0=$(sqlite3 "$CAT" "SELECT v FROM meta WHERE k = 'format'")
-  [ "$f0" = "${v#v}" ] || fail "$v: the golden catalog is format $f0"   # vN holds catalog format N
+  [ "$f0" = "$(ex ".catalog_format // ${v#v}")" ] || fail "$v: the golden catalog is format $f0"   # v1, v2: format N; later: recorded
   check_read "$v"
+  [ -z "$(ex '.pending_copy // empty')" ] || check_pending "$v"
   check_write "$v"
+  check_own_write "$v"
   # reads and writes without a lazy rekey leave the format as it was (an older build can still open it)
   [ "$(sqlite3 "$CAT" "SELECT v FROM meta WHERE k = 'format'")" = "$f0" ] || fail "$v: the catalog's format changed from $f0"
   echo "vol_golden: $v (made by $(ex .made_by_commit | cut -c1-7)) reads as recorded and takes writes"
 done
-[ -d "$GD/v1" ] && [ -d "$GD/v2" ] || fail "golden stores v1 and v2 missing"
+[ -d "$GD/v1" ] && [ -d "$GD/v2" ] && [ -d "$GD/v3" ] || fail "golden stores v1, v2 and v3 missing"
 
 # a catalog from a newer format: refused by every command, naming both formats, and left unchanged
 E=$GD/v2/expected.json

@@ -21,13 +21,27 @@
 #   C2  copy-snapshot of S4 --kms-key-id alias/golden-vol --signing-key-id (a full copy, re-signed,
 #       carrying S4's signature); copies rows for C1, C2, C3
 #   S1  shared with account 444455556666 (modify-snapshot-attribute: create_volume_permissions)
+# From v3 on (chunk file version 2, the catalog still format 2):
+#   V1  also block 12 before S1, each write flushed (fsync): sectors 0-3 written, then sectors 1-2, then
+#       sector 2 once more — a chunk with both slot areas in use: the newest slot of sector 1 in area 1
+#       (counter 2), of sector 2 in area 0 (counter 3, its counter-2 slot still in area 1), of sectors 0
+#       and 3 in area 0 (counter 1, area 1 a hole); and after S1, block 9 written and then its sector 0
+#       rewritten (counter 2, area 1). expected.json's chunk_areas records each slot's counter
+#   C4  copy-snapshot of S1 --kms-key-id alias/golden-vol-copy (a third key: a full copy, completed)
+#   P   copy-snapshot of S2 --kms-key-id alias/golden-vol-copy, incremental on C4 (blocks 0, 7, 12 shared
+#       with it, 3 and 9 copied), run with ENVELOPEFS_COPY_BATCH=1 and killed with -9 while block 9's
+#       batch was in flight: pending, 3 of 5 blocks recorded in copy_progress, block 9's chunk file an
+#       orphan (no row), run/P.lock gone with run/ (a dead copier). expected.json's pending_copy records
+#       its progress and what a resumed copy must hold
 #
 # v1 was made by the binary of commit af8bd3c (the first release with catalog format 1 that users may
-# hold), v2 by a later one; expected.json names the commit. Run once per version; the tree is then
+# hold), v2 and v3 by later ones; expected.json names the commit. Run once per version; the tree is then
 # checked in and never regenerated (docs/FORMAT.md "Golden vectors of the volume store").
 set -euo pipefail
 B=$(readlink -f "${ENVELOPEFS_BIN:?ENVELOPEFS_BIN must point at the envelopefs binary}")
 VERSION=${1:?usage: make-golden.sh VERSION (v1: the catalog-format-1 set; v2 and later: the full set)}
+VN=${VERSION#v}
+case $VN in ''|*[!0-9]*) echo "VERSION is vN" >&2; exit 1;; esac
 G=$(cd "$(dirname "$0")" && pwd)/$VERSION
 [ -e "$G" ] && { echo "$G exists: golden stores are never regenerated" >&2; exit 1; }
 [ -e /dev/fuse ] || { echo "make-golden.sh needs /dev/fuse (volume attach)" >&2; exit 1; }
@@ -82,11 +96,17 @@ attach "$V1"
 put "$V1" 0 0 golden-a 4096
 put "$V1" 3 0 golden-b 8192
 put "$V1" 7 5 golden-c 4096
+if [ "$VN" -ge 3 ]; then   # block 12: both slot areas of a version-2 chunk (each put is flushed)
+  put "$V1" 12 0 golden-i 16384
+  put "$V1" 12 1 golden-j 8192
+  put "$V1" 12 2 golden-k 4096
+fi
 detach "$V1"
 S1=$(snap "$V1" golden-first)
 attach "$V1"
 put "$V1" 3 0 golden-d 4096
 put "$V1" 9 0 golden-e 4096
+[ "$VN" -lt 3 ] || put "$V1" 9 0 golden-e2 4096   # rewritten after a flush: area 1
 detach "$V1"
 S2=$(snap "$V1" golden-second)
 V2=$(q create-volume --snapshot-id "$S1" --query VolumeId); clone "$S1" "$V2"
@@ -120,8 +140,45 @@ if [ "$VERSION" != v1 ]; then
   [ "$(sqlite3 "$VS/catalog.db" "SELECT v FROM meta WHERE k = 'format'")" = 2 ] || fail "the catalog is not format 2"
 fi
 
+PENDING=""
+if [ "$VN" -ge 3 ]; then
+  THIRD=$(k create-key --description golden-volumes-copy --query KeyMetadata.Arn)
+  "$B" kms create-alias --alias-name alias/golden-vol-copy --target-key-id "$THIRD"
+  C4=$(q copy-snapshot --source-snapshot-id "$S1" --kms-key-id alias/golden-vol-copy --description golden-copy-full \
+         --query SnapshotId); clone "$S1" "$C4"
+  # P: one block a batch, 0.9 s after each block before its batch commits; killed 0.5 s after the third
+  # block's commit was seen, i.e. while block 9's batch sleeps with its chunk file written and synced
+  ENVELOPEFS_COPY_BATCH=1 ENVELOPEFS_TEST_COPY_BLOCK_DELAY_MS=900 "$B" ec2 copy-snapshot --source-snapshot-id "$S2" \
+    --kms-key-id alias/golden-vol-copy --description golden-copy-pending --output text >"$T/pending.out" 2>&1 &
+  CP=$!
+  P=$(python3 - "$VS/catalog.db" "$CP" <<'PY'
+import os, signal, sqlite3, sys, time
+db, pid = sys.argv[1], int(sys.argv[2])
+end = time.time() + 120
+while time.time() < end:
+    try:
+        c = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+        r = c.execute("SELECT snapshot FROM copy_progress WHERE blocks_done >= 3").fetchone()
+        c.close()
+    except sqlite3.Error:
+        r = None
+    if r:
+        time.sleep(0.5)
+        os.kill(pid, signal.SIGKILL)
+        print(r[0])
+        sys.exit(0)
+    time.sleep(0.005)
+sys.exit("the copy never recorded 3 blocks")
+PY
+) || fail "the pending copy: $(cat "$T/pending.out")"
+  wait "$CP" 2>/dev/null && fail "the copy to leave pending completed: $(cat "$T/pending.out")"
+  clone "$S2" "$P"   # what it holds once resumed
+  [ "$(q describe-snapshots --snapshot-ids "$P" --query 'Snapshots[0].State')" = pending ] || fail "$P is not pending"
+  PENDING=$P
+fi
+
 # every snapshot downloads as its model (the binary that wrote the store agrees with what was written)
-for s in $("$B" ec2 describe-snapshots | jq -r '.Snapshots[].SnapshotId'); do
+for s in $("$B" ec2 describe-snapshots | jq -r '.Snapshots[] | select(.State == "completed") | .SnapshotId'); do
   "$B" snapshot download "$s" "$T/dl" >/dev/null
   [ "$(sha "$T/dl")" = "$(sha "$T/model-$s")" ] || fail "snapshot $s does not download as written"
   "$B" volume fsck "$s" >/dev/null || fail "fsck $s"
@@ -166,6 +223,52 @@ for s in sys.argv[7:]:
 exp["lazy_rekey"] = {"volume": v3, "BlocksOnOtherKeys": status["BlocksOnOtherKeys"], "RekeyState": status["RekeyState"],
                      "SourceKmsKeyIds": status.get("SourceKmsKeyIds")}
 exp["shared"] = {s1: sorted(p["UserId"] for p in attr["CreateVolumePermissions"])}
+json.dump(exp, open(p, "w"), indent=2, sort_keys=True)
+PY
+fi
+if [ "$VN" -ge 3 ]; then
+  "$B" volume fsck "$PENDING" >"$T/fsck-pending" 2>&1 && echo "note: fsck of the pending $PENDING: $(cat "$T/fsck-pending")"
+  python3 - "$G/expected.json" "$VS" "$V1" "$PENDING" "$THIRD" \
+    "$(q describe-snapshots --snapshot-ids "$PENDING" --query 'Snapshots[0].Progress')" <<'PY'
+import json, os, sqlite3, struct, sys
+p, vs, v1, pend, third, progress = sys.argv[1:7]
+exp = json.load(open(p))
+db = sqlite3.connect(f"{vs}/catalog.db")
+exp["catalog_format"] = int(db.execute("SELECT v FROM meta WHERE k = 'format'").fetchone()[0])
+exp["chunk_version"] = 2
+exp["keys"]["golden-vol-copy"] = third
+path = lambda g: f"{vs}/chunks/{g & 0xff:02x}/{g:016x}"
+rows = {r[0] for r in db.execute("SELECT gen FROM chunks")}
+files = {int(f, 16) for _, _, fs in os.walk(f"{vs}/chunks") for f in fs}
+for g in files:   # every chunk this build wrote is version 2 (the orphan as well)
+    h = open(path(g), "rb").read(6)
+    assert h[:4] == b"EVC1" and struct.unpack("<H", h[4:6])[0] == 2, (g, h)
+def areas(g):   # sector -> [counter of its area-0 slot, of its area-1 slot] (0: a hole), written sectors only
+    d = open(path(g), "rb").read()
+    slot = lambda s, a: 64 + 4128 * (s + 128 * a)
+    ctr = lambda o: struct.unpack("<I", d[o:o + 4])[0] if len(d) >= o + 4 else 0
+    return {str(s): [ctr(slot(s, 0)), ctr(slot(s, 1))] for s in range(128) if ctr(slot(s, 0)) or ctr(slot(s, 1))}
+exp["chunk_areas"] = []
+for blk, want in ((12, {"0": [1, 0], "1": [1, 2], "2": [3, 2], "3": [1, 0]}), (9, {"0": [1, 2]})):
+    g = db.execute("SELECT gen FROM maps WHERE owner = ? AND block = ?", (v1, blk)).fetchone()[0]
+    ctrs = db.execute("SELECT ctrs FROM chunks WHERE gen = ?", (g,)).fetchone()[0]
+    cat = {str(s): c for s, c in enumerate(struct.unpack("<128I", ctrs)) if c}
+    got = areas(g)
+    assert got == want, (blk, got, want)
+    assert cat == {s: max(c) for s, c in got.items()}, (blk, cat)   # the last flush recorded the newest
+    exp["chunk_areas"].append({"owner": v1, "block": blk, "gen": g, "slots": got, "catalog_ctrs": cat,
+                               "owners": sorted(r[0] for r in db.execute("SELECT owner FROM maps WHERE gen = ?", (g,)))})
+r = db.execute("SELECT source_snapshot, base, key_arn, blocks_total, blocks_done, blocks_copied, blocks_shared, "
+               "next_block, runs FROM copy_progress WHERE snapshot = ?", (pend,)).fetchone()
+assert r, "no copy_progress row"
+pc = dict(zip(("source_snapshot", "base", "key_arn", "blocks_total", "blocks_done", "blocks_copied", "blocks_shared",
+               "next_block", "runs"), r))
+assert (pc["blocks_total"], pc["blocks_done"], pc["blocks_copied"], pc["blocks_shared"], pc["next_block"]) == (5, 3, 1, 2, 8), pc
+orphans = sorted(files - rows)
+assert len(orphans) == 1 and not rows - files, (orphans, rows - files)
+pc.update(snapshot=pend, Progress=progress, orphans=orphans, key_alias="alias/golden-vol-copy",
+          completed={"blocks_copied": 2, "blocks_shared": 3})
+exp["pending_copy"] = pc
 json.dump(exp, open(p, "w"), indent=2, sort_keys=True)
 PY
 fi
