@@ -402,13 +402,40 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
     PINNED(req, inode_of(req, parent), NULL, op_lookup_body(req, parent, name));
 }
 
+/* An inode closed when its last name went (efs_inode_unlinked): its attributes as they were then, or NULL. */
+static const struct stat *gone_attr(struct inode *in)
+{
+    return __atomic_load_n(&in->gone, __ATOMIC_ACQUIRE) ? in->gone_st : NULL;
+}
+
 static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+    const struct stat *gst = gone_attr(inode_of(req, ino));
+    if (gst) {
+        fuse_reply_attr(req, gst, fs_of(req)->timeout);
+        return;
+    }
     PINNED(req, inode_of(req, ino), NULL, op_getattr_body(req, ino, fi));
 }
 
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int valid, struct fuse_file_info *fi)
 {
+    struct inode *in = inode_of(req, ino);
+    const struct stat *gst = gone_attr(in);
+    if (gst) {
+        /* The kernel's flush of the times of a file closed at its unlink (rm: one per file): answered as
+         * for any unlinked file (op_setattr_body); anything else finds no file. */
+        struct stat st = *gst;
+        if (!unlinked_times_only(fs_of(req), in, valid)) {
+            fuse_reply_err(req, ENOENT);
+            return;
+        }
+        st.st_mtim = attr->st_mtim;
+        if (valid & FUSE_SET_ATTR_CTIME)
+            st.st_ctim = attr->st_ctim;
+        fuse_reply_attr(req, &st, fs_of(req)->timeout);
+        return;
+    }
     PINNED(req, inode_of(req, ino), NULL, op_setattr_body(req, ino, attr, valid, fi));
 }
 
