@@ -410,12 +410,18 @@ static const struct stat *gone_attr(struct inode *in)
 
 static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-    const struct stat *gst = gone_attr(inode_of(req, ino));
-    if (gst) {
-        fuse_reply_attr(req, gst, fs_of(req)->timeout);
-        return;
+    struct efs *fs = fs_of(req);
+    struct inode *in = inode_of(req, ino);
+    const struct stat *gst;
+    int rc = gone_attr(in) ? -ENOENT : efs_inode_pin(fs, in);
+    if (!rc) {
+        op_getattr_body(req, ino, fi); /* (in stays: pinned, a FORGET cannot free it) */
+        efs_inode_unpin(fs, in);
+    } else if ((gst = gone_attr(in))) {
+        fuse_reply_attr(req, gst, fs->timeout); /* gone, also if that happened as this request began */
+    } else {
+        fuse_reply_err(req, -rc);
     }
-    PINNED(req, inode_of(req, ino), NULL, op_getattr_body(req, ino, fi));
 }
 
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int valid, struct fuse_file_info *fi)
