@@ -402,13 +402,46 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
     PINNED(req, inode_of(req, parent), NULL, op_lookup_body(req, parent, name));
 }
 
+/* An inode closed when its last name went (efs_inode_unlinked): its attributes as they were then, or NULL. */
+static const struct stat *gone_attr(struct inode *in)
+{
+    return __atomic_load_n(&in->gone, __ATOMIC_ACQUIRE) ? in->gone_st : NULL;
+}
+
 static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-    PINNED(req, inode_of(req, ino), NULL, op_getattr_body(req, ino, fi));
+    struct efs *fs = fs_of(req);
+    struct inode *in = inode_of(req, ino);
+    const struct stat *gst;
+    int rc = gone_attr(in) ? -ENOENT : efs_inode_pin(fs, in);
+    if (!rc) {
+        op_getattr_body(req, ino, fi); /* (in stays: pinned, a FORGET cannot free it) */
+        efs_inode_unpin(fs, in);
+    } else if ((gst = gone_attr(in))) {
+        fuse_reply_attr(req, gst, fs->timeout); /* gone, also if that happened as this request began */
+    } else {
+        fuse_reply_err(req, -rc);
+    }
 }
 
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int valid, struct fuse_file_info *fi)
 {
+    struct inode *in = inode_of(req, ino);
+    const struct stat *gst = gone_attr(in);
+    if (gst) {
+        /* The kernel's flush of the times of a file closed at its unlink (rm: one per file): answered as
+         * for any unlinked file (op_setattr_body); anything else finds no file. */
+        struct stat st = *gst;
+        if (!unlinked_times_only(fs_of(req), in, valid)) {
+            fuse_reply_err(req, ENOENT);
+            return;
+        }
+        st.st_mtim = attr->st_mtim;
+        if (valid & FUSE_SET_ATTR_CTIME)
+            st.st_ctim = attr->st_ctim;
+        fuse_reply_attr(req, &st, fs_of(req)->timeout);
+        return;
+    }
     PINNED(req, inode_of(req, ino), NULL, op_setattr_body(req, ino, attr, valid, fi));
 }
 

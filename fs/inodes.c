@@ -211,7 +211,9 @@ int efs_inode_pin(struct efs *fs, struct inode *in)
 {
     int rc = 0;
     pthread_mutex_lock(&fs->table_lock);
-    if (in->fd < 0) {
+    if (in->fd < 0 && in->gone) {
+        rc = -ENOENT; /* closed when its last name went (efs_inode_unlinked) */
+    } else if (in->fd < 0) {
         if (fs->nfds >= fs->fd_budget)
             evict_idle(fs);
         in->fd = open_by_handle_at(fs->mount_fd, in->fh, O_PATH | O_CLOEXEC);
@@ -246,7 +248,7 @@ static struct inode *inode_find_locked(struct efs *fs, dev_t dev, ino_t ino)
 {
     struct inode *in;
     for (in = fs->table[bucket(ino, dev)]; in; in = in->next)
-        if (in->ino == ino && in->dev == dev)
+        if (in->ino == ino && in->dev == dev && !in->gone)
             break;
     return in;
 }
@@ -326,6 +328,7 @@ void efs_inode_destroy(struct inode *in)
     if (in->fd >= 0)
         close(in->fd);
     free(in->fh);
+    free(in->gone_st);
     pthread_rwlock_destroy(&in->rw);
     free(in);
 }
@@ -395,14 +398,37 @@ int efs_lookup_backing(struct efs *fs, int dirfd, const char *backing, struct fu
     return 0;
 }
 
-void efs_inode_mark_unlinked(struct efs *fs, dev_t dev, ino_t ino)
+/* Closing the descriptor here rather than at FORGET makes ext4 free the file inside this unlinkat's request,
+ * as on a filesystem that holds no descriptors: at FORGET the close ran in whichever thread read the FORGET,
+ * often while another served the RMDIR of the file's directory, and the backing rmdir's dcache shrink then
+ * busy-walks the directory's children until that eviction ends (38 % of the daemon's CPU in an rm -rf,
+ * docs/PERFORMANCE.md). A gone inode is skipped by lookups in the table (ext4 may give its number to a new
+ * file at once) but stays in it until its FORGET. table_lock → rw (efs_inode_fix_size) as everywhere. */
+void efs_inode_unlinked(struct efs *fs, dev_t dev, ino_t ino)
 {
     struct inode *in;
+    struct stat *st = malloc(sizeof *st);
+    int fd = -1;
     pthread_mutex_lock(&fs->table_lock);
     in = inode_find_locked(fs, dev, ino);
-    if (in)
+    if (in) {
         __atomic_store_n(&in->unlinked, 1, __ATOMIC_RELAXED);
+        if (st && in->type == S_IFREG && in->fd >= 0 && !in->pins && !in->nopen &&
+            !fstatat(in->fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) && st->st_nlink == 0) {
+            efs_inode_fix_size(fs, in, st);
+            in->gone_st = st;
+            st = NULL;
+            fd = in->fd;
+            in->fd = -1;
+            fs->nfds--;
+            __atomic_store_n(&in->gone, 1, __ATOMIC_RELEASE);
+            fs->unlink_closes++;
+        }
+    }
     pthread_mutex_unlock(&fs->table_lock);
+    free(st);
+    if (fd >= 0)
+        close(fd); /* the last descriptor: the backing filesystem frees the file */
 }
 
 /* A readdirplus entry whose inode (dev, d_ino from getdents) the table holds already, with its descriptor

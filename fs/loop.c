@@ -123,6 +123,20 @@ static bool served_by_follower(const unsigned char *buf, size_t n)
     return size > SMALL_IO || size == 0; /* 0: body too short to tell */
 }
 
+/* Is the request in buf[0..n) a FORGET (or a batch of them)? It needs no reply and costs a table update:
+ * the descriptor of a file removed through the mount was closed at its unlink (inodes.c), so its FORGET
+ * frees only memory. It is always served by the leader, also when requests are queued: passing
+ * leadership for it woke a follower for nearly every file of an rm -rf (the client's next request is
+ * queued right behind the FORGET its unlink caused). */
+static bool is_forget(const unsigned char *buf, size_t n)
+{
+    struct fuse_in_header ih;
+    if (n < sizeof ih)
+        return false;
+    memcpy(&ih, buf, sizeof ih);
+    return ih.opcode == FUSE_FORGET || ih.opcode == FUSE_BATCH_FORGET;
+}
+
 bool efs_loop_requests_queued(struct fuse_session *se)
 {
     struct pollfd p = {.fd = fuse_session_fd(se), .events = POLLIN};
@@ -303,7 +317,7 @@ static void *serve(void *arg)
         quick = !(fbuf.flags & FUSE_BUF_IS_FD) && !served_by_follower(fbuf.mem, (size_t)res);
         if (!quick)
             lead = PASSED;
-        else if (efs_loop_requests_queued(l->se))
+        else if (!is_forget(fbuf.mem, (size_t)res) && efs_loop_requests_queued(l->se))
             lead = other_back_soon(l, me, now) ? RELEASED : PASSED;
         if (quick)
             atomic_store_explicit(&l->quick_since[me], now ? now : 1, memory_order_relaxed);

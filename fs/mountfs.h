@@ -41,6 +41,10 @@ struct inode {
     struct file_handle *fh;      /* to reopen fd, taken when first evicted (table_lock); NULL: not yet */
     int no_handle;               /* the backing filesystem gave no handle: never evicted (table_lock) */
     int unlinked;                /* its last name went through this mount (a hint; __atomic; setattr checks) */
+    int gone;                    /* closed at that unlink (efs_inode_unlinked): no fd any more, never found in
+                                  * the table; GETATTR and the kernel's times flush answered from gone_st
+                                  * (set once under table_lock, read __atomic acquire) */
+    struct stat *gone_st;        /* its attributes after the unlink (nlink 0), while gone */
     int pins;                    /* operations using fd right now; protected by fs->table_lock */
     ino_t ino;
     dev_t dev;
@@ -80,6 +84,7 @@ struct efs {
     _Atomic uint64_t negative_lookups;  /* LOOKUPs answered with a negative entry (tests: it is cached) */
     efs_uring *uring;                   /* FUSE over io_uring (uring.c), or NULL */
     efs_loop_counts loop;               /* the /dev/fuse request loop's counters (loop.h) */
+    _Atomic uint64_t unlink_closes;     /* files closed at their unlink, not at FORGET (efs_inode_unlinked) */
     _Atomic uint64_t header_probes;     /* headers read only for a size (config format ≤ 2); tests: 0 in format 3 */
     int mount_fd;                /* the backing root, for open_by_handle_at */
     long nfds, fd_budget;        /* inode fds open / allowed before evicting idle ones (table_lock) */
@@ -115,8 +120,10 @@ int efs_inode_attach(struct efs *fs, struct inode *in, efs_file_keys *keys, cons
 /* Load keys and content from the backing file open as fd (rw held exclusively); no-op when loaded. */
 int efs_inode_load(struct efs *fs, struct inode *in, int fd, const char *what) __attribute__((warn_unused_result));
 void efs_inode_unload(struct inode *in);
-/* Note that the regular file (dev, ino) has just lost its last name (unlink): a hint for setattr. */
-void efs_inode_mark_unlinked(struct efs *fs, dev_t dev, ino_t ino);
+/* The regular file (dev, ino) has just lost its last name (unlink): mark it (a hint for setattr) and, if
+ * nothing uses it (not open, not pinned) and it has no link left, close its descriptor now (it is then
+ * gone: the backing file is freed here, not at FORGET). */
+void efs_inode_unlinked(struct efs *fs, dev_t dev, ino_t ino);
 /* Attributes as the mount shows them (plaintext sizes). */
 int efs_inode_stat(struct efs *fs, struct inode *in, struct stat *st) __attribute__((warn_unused_result));
 

@@ -302,7 +302,7 @@ void efs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
     if (!rc)
         forget_name(p, &bn);
     if (!rc && st.st_ino && S_ISREG(st.st_mode) && st.st_nlink == 1)
-        efs_inode_mark_unlinked(fs, st.st_dev, st.st_ino); /* its last name (setattr: times need not be kept) */
+        efs_inode_unlinked(fs, st.st_dev, st.st_ino); /* its last name: closed now if unused (inodes.c) */
     efs_symlink_forget(fs->root.fd, held); /* (removes its target only if it was the last link) */
     fuse_reply_err(req, -rc);
 }

@@ -22,21 +22,21 @@ int efs_stats_json(struct efs *fs, char *buf, size_t cap)
         for (struct inode *i = fs->table[b]; i; i = i->next) {
             inodes++;
             pinned += i->pins > 0 || i->nopen > 0;
-            evictable += !i->no_handle;
+            evictable += !i->no_handle && !i->gone;
         }
     pthread_mutex_unlock(&fs->table_lock);
     len = snprintf(buf, cap,
                    "{\"kms_calls\":%" PRIu64 ",\"dek_cache_hits\":%" PRIu64 ",\"inodes\":%ld,"
                    "\"inode_fds\":%ld,\"fd_budget\":%ld,\"busy_inodes\":%ld,\"evictable_inodes\":%ld,"
                    "\"getxattr_requests\":%" PRIu64 ",\"spare_creates\":%" PRIu64 ",\"spare_mkdirs\":%" PRIu64 ",\"header_probes\":%" PRIu64 ","
-                   "\"gap_bytes\":%" PRIu64 ",\"gap_waits\":%" PRIu64 ",\"negative_lookups\":%" PRIu64
+                   "\"gap_bytes\":%" PRIu64 ",\"gap_waits\":%" PRIu64 ",\"negative_lookups\":%" PRIu64 ",\"unlink_closes\":%" PRIu64
                    ",\"uring_requests\":%" PRIu64 ",\"loop_requests\":%" PRIu64 ",\"loop_spin_hits\":%" PRIu64
                    ",\"loop_spin_misses\":%" PRIu64 ",\"loop_unspun\":%" PRIu64 ",\"loop_probe_hits\":%" PRIu64 ",\"loop_passed\":%" PRIu64
                    ",\"loop_released\":%" PRIu64 ",\"loop_threads\":%" PRIu64 ",\"pid\":%ld}",
                    efs_keys_kms_calls(fs->keys), efs_keys_cache_hits(fs->keys), inodes, nfds, budget,
                    pinned, evictable, (uint64_t)fs->getxattr_requests, efs_spares_taken(fs->spares),
                    efs_spares_taken_dirs(fs->spares), (uint64_t)fs->header_probes,
-                   efs_content_group_gap_bytes(fs->writes), efs_content_group_gap_waits(fs->writes), (uint64_t)fs->negative_lookups,
+                   efs_content_group_gap_bytes(fs->writes), efs_content_group_gap_waits(fs->writes), (uint64_t)fs->negative_lookups, (uint64_t)fs->unlink_closes,
                    efs_uring_requests(fs->uring), (uint64_t)fs->loop.requests, (uint64_t)fs->loop.spin_hits,
                    (uint64_t)fs->loop.spin_misses, (uint64_t)fs->loop.unspun, (uint64_t)fs->loop.probe_hits, (uint64_t)fs->loop.passed,
                    (uint64_t)fs->loop.released, (uint64_t)fs->loop.threads, (long)getpid());

@@ -133,6 +133,44 @@ assert os.pread(fd, 10, 4990) == b"x" * 10
 os.close(fd)
 PY
 [ ! -e "$MNT/orphan" ] || fail "unlinked file still has a name"
+# A file removed while nothing has it open is closed at its unlink (the backing filesystem frees it there,
+# not at the kernel's FORGET; stats: unlink_closes). A descriptor kept by the caller (O_PATH: no open) still
+# stats it (nlink 0, plaintext size) while new files are made and removed beside it.
+# A file open at its unlink keeps its descriptor until released, and reads back.
+python3 - "$MNT" <<'PY' || fail "files closed at their unlink"
+import json, os, sys
+m = sys.argv[1]
+def closes():
+    return json.loads(os.getxattr(m, "user.envelopefs.stats"))["unlink_closes"]
+p = f"{m}/gone"
+with open(p, "wb") as f:
+    f.write(b"g" * 6000)
+keep = os.open(p, os.O_PATH)
+c0 = closes()
+os.unlink(p)
+assert closes() == c0 + 1, (c0, closes())
+st = os.fstat(keep)
+assert st.st_nlink == 0 and st.st_size == 6000, st
+for i in range(20):
+    with open(f"{m}/new{i}", "wb") as f:
+        f.write(b"%02d" % i * 3000)
+for i in range(20):
+    with open(f"{m}/new{i}", "rb") as f:
+        assert f.read() == b"%02d" % i * 3000, i
+    assert os.stat(f"{m}/new{i}").st_nlink == 1
+    os.unlink(f"{m}/new{i}")
+st = os.fstat(keep)
+assert st.st_nlink == 0 and st.st_size == 6000, st
+os.close(keep)
+fd = os.open(p, os.O_CREAT | os.O_RDWR, 0o644)
+os.write(fd, b"o" * 100)
+c1 = closes()
+os.unlink(p)
+assert closes() == c1, "a file open at its unlink was closed"
+assert os.pread(fd, 100, 0) == b"o" * 100
+assert os.fstat(fd).st_nlink == 0
+os.close(fd)
+PY
 # the request loop counts what it reads (stats xattr): every request is read once, by spinning or not
 stats0=$(getfattr --absolute-names --only-values -n user.envelopefs.stats "$MNT")
 for i in $(seq 20); do getfattr --absolute-names --only-values -n user.envelopefs.stats "$MNT" >/dev/null; done
