@@ -131,34 +131,64 @@ int kms_changes_read(sqlite3 *db, int64_t *n)
     return rc == SQLITE_ROW ? 0 : -1;
 }
 
+/* The core's statements for the checks below, prepared once (a check runs at most every
+ * KMS_FRESHNESS_MS, but preparing them each time was most of its cost). */
+static bool prepare(kms_core *c)
+{
+    return (c->cc_read || sqlite3_prepare_v3(c->db, "SELECT n FROM store_changes WHERE id = 1", -1,
+                                             SQLITE_PREPARE_PERSISTENT, &c->cc_read, NULL) == SQLITE_OK) &&
+           (c->cc_begin ||
+            sqlite3_prepare_v3(c->db, "BEGIN", -1, SQLITE_PREPARE_PERSISTENT, &c->cc_begin, NULL) == SQLITE_OK) &&
+           (c->cc_commit ||
+            sqlite3_prepare_v3(c->db, "COMMIT", -1, SQLITE_PREPARE_PERSISTENT, &c->cc_commit, NULL) == SQLITE_OK);
+}
+
+static int step_int(sqlite3_stmt *st, int64_t *v)
+{
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *v = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW ? 0 : -1;
+}
+
+static bool run(sqlite3_stmt *st)
+{
+    bool ok = sqlite3_step(st) == SQLITE_DONE;
+    sqlite3_reset(st);
+    return ok;
+}
+
 /* data_version and n from one read snapshot. 0 or -1. */
 static int snapshot(kms_core *c, int64_t *dv, int64_t *n)
 {
-    int rc = -1;
-    if (sqlite3_exec(c->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+    int rc;
+    if (!run(c->cc_begin))
         return -1;
-    if (!kms_changes_read(c->db, n) && sqlite3_step(c->dv_stmt) == SQLITE_ROW) {
-        *dv = sqlite3_column_int64(c->dv_stmt, 0);
-        rc = 0;
-    }
-    sqlite3_reset(c->dv_stmt);
-    sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL);
+    rc = step_int(c->cc_read, n) || step_int(c->dv_stmt, dv) ? -1 : 0;
+    if (!run(c->cc_commit))
+        sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
     return rc;
 }
 
-kms_changes_verdict kms_changes_settle(kms_core *c)
+kms_changes_verdict kms_changes_settle(kms_core *c, int64_t dv)
 {
-    int64_t dv, n;
-    if (!c->dv_stmt || snapshot(c, &dv, &n) || n < 0)
+    int64_t n;
+    if (!c->dv_stmt || !prepare(c))
         return KMS_CHANGES_RELOAD;
-    if (dv == c->data_version) { /* no other connection committed since the tables were current */
-        c->change_count = n;
-        c->own_changes = false;
+    if (!c->own_changes) {
+        /* dv was read before n: a commit between them shows in n (a reload, needed or not); one after
+         * both moves data_version again, so the next check looks again */
+        if (step_int(c->cc_read, &n) || n < 0 || n != c->change_count)
+            return KMS_CHANGES_RELOAD;
+        c->data_version = dv; /* the trail's commits, pruning: nothing the core holds */
         return KMS_CHANGES_NONE;
     }
-    if (!c->own_changes && n == c->change_count) { /* the trail's commits, pruning: nothing the core holds */
-        c->data_version = dv;
-        return KMS_CHANGES_NONE;
-    }
-    return KMS_CHANGES_RELOAD;
+    /* The core wrote: adopt n only if one snapshot shows no other connection committed since the
+     * tables were current, so that every bump in it is the core's own. */
+    if (snapshot(c, &dv, &n) || n < 0 || dv != c->data_version)
+        return KMS_CHANGES_RELOAD;
+    c->change_count = n;
+    c->own_changes = false;
+    return KMS_CHANGES_NONE;
 }

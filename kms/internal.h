@@ -123,6 +123,7 @@ struct kms_core {
     int64_t change_count;      /* store_changes.n when the tables were current (-1: unknown): the trail's
                                 * commits and pruning move data_version but not this (changes.c) */
     bool own_changes;          /* the core's connection wrote a counted row since change_count was set */
+    sqlite3_stmt *cc_read, *cc_begin, *cc_commit; /* changes.c's statements, prepared once */
     sqlite3_stmt *dv_stmt;     /* prepared PRAGMA data_version */
     _Atomic int64_t dv_checked_ns; /* CLOCK_MONOTONIC of the last data_version check (0: never); written
                                     * under the lock, read without it by kms_core_generation */
@@ -174,12 +175,13 @@ static inline int64_t kms_now(kms_core *c) { return c->clock(c->clock_arg); }
 /* changes.c: the store's change counter (table store_changes, its triggers; docs/FORMAT.md). Migrate:
  * additive and idempotent, at every open after the other features' tables exist. Watch: note the
  * core's own writes (update hook on c->db). Read: n into *n (-1 when absent); 0 or -1. Settle (core
- * lock held, c->dv_stmt prepared): after data_version moved or own writes, whether a reload is needed. */
+ * lock held, c->dv_stmt prepared): after data_version moved to dv or own writes, whether a reload is
+ * needed. */
 kms_err kms_changes_migrate(sqlite3 *db, char **msg);
 void kms_changes_watch(kms_core *c);
 int kms_changes_read(sqlite3 *db, int64_t *n);
 typedef enum { KMS_CHANGES_NONE, KMS_CHANGES_RELOAD } kms_changes_verdict;
-kms_changes_verdict kms_changes_settle(kms_core *c);
+kms_changes_verdict kms_changes_settle(kms_core *c, int64_t dv); /* dv: data_version just read */
 
 /* store.c */
 kms_err kms_store_reload_if_changed(kms_core *c, char **msg);

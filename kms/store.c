@@ -561,6 +561,9 @@ void kms_core_free(kms_core *c)
     kms_cks_free(c);
     kms_free_tables(c);
     sqlite3_finalize(c->dv_stmt);
+    sqlite3_finalize(c->cc_read);
+    sqlite3_finalize(c->cc_begin);
+    sqlite3_finalize(c->cc_commit);
     sqlite3_close(c->db);
     sodium_free(c->root_key);
     free(c->dir);
@@ -904,7 +907,7 @@ kms_err kms_store_reload_if_changed(kms_core *c, char **msg)
         return KMS_OK;
     /* Another connection committed (this process's audit writer, its pruning, another process) or the
      * core wrote itself: reload only if what the core holds changed (changes.c). */
-    if (kms_changes_settle(c) == KMS_CHANGES_NONE)
+    if (kms_changes_settle(c, v) == KMS_CHANGES_NONE)
         return KMS_OK;
     return kms_store_load(c, msg);
 }
@@ -912,7 +915,7 @@ kms_err kms_store_reload_if_changed(kms_core *c, char **msg)
 void kms_store_note_own_writes(kms_core *c)
 {
     if (c->own_changes && c->dv_stmt)
-        (void)kms_changes_settle(c); /* NONE: adopted; RELOAD: the next call's check reloads */
+        (void)kms_changes_settle(c, c->data_version); /* NONE: adopted; RELOAD: the next check reloads */
 }
 
 kms_key *kms_find_key(kms_core *c, const char *id)

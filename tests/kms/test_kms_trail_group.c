@@ -138,7 +138,8 @@ static void queue_behind_door(kms_core *c, pthread_t *t, struct worker *w, int n
     while (queued < (size_t)n) { /* each call appends under the core lock, then waits at trail_mu */
         struct timespec ms = {0, 1000000};
         nanosleep(&ms, NULL);
-        pthread_mutex_lock(&c->lock);
+        if (pthread_mutex_trylock(&c->lock)) /* (try: the core takes trail_mu under its lock, never the reverse) */
+            continue;
         queued = c->q_n;
         pthread_mutex_unlock(&c->lock);
     }
