@@ -7,8 +7,8 @@
  * text; absent or 0 means no limit), so every process on the store applies the same one. Ages count back
  * from the trail's newest record, not from a clock: the trail's own time line decides what is old, so a
  * copied store, or a test with its own clock, prunes the same way. Deletion goes oldest first in batches
- * of KMS_PRUNE_BATCH rows, one short transaction each: a writer (an audit commit under the core lock)
- * never waits long for it. Functions here take a connection and nothing else: they run on the core's
+ * of KMS_PRUNE_BATCH rows, one short transaction each: a writer (the audit trail's commit, on its own
+ * connection) never waits long for it. Functions here take a connection and nothing else: they run on the core's
  * connection (under the core lock) or on the maintenance thread's own (checkpoint.c).
  */
 #ifndef ENVELOPEFS_KMS_AUDIT_H

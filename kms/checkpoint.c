@@ -31,7 +31,8 @@ struct kms_checkpointer {
  * as SQLite's automatic checkpoint does, which bounds the WAL. */
 #define CKPT_BEHIND_PAGES (2 * CKPT_PAGES)
 
-/* Runs inside the core's commit (under the core lock): a flag and a signal, or the bound above. */
+/* Runs inside a commit of the core's connection (under the core lock) or of the audit trail's writer
+ * (under its mutex): a flag and a signal, or the bound above. */
 static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
 {
     kms_checkpointer *k = arg;
@@ -39,8 +40,9 @@ static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
         /* Wait for a checkpoint the thread is running (it holds ckpt_mu for one PASSIVE pass: a few ms):
          * while it runs, a checkpoint here would only get SQLITE_BUSY, and with a writer committing per
          * call the thread's passes never copy everything, so the WAL never restarts — it grew past 64 MB
-         * under ASan that way. Ours runs with the core lock held, so no commit comes between: it copies
-         * every frame (no reader holds an older snapshot), and the next write restarts the WAL. */
+         * under ASan that way. Ours runs right after a commit, inside the committer's lock (the core lock, or
+         * the audit writer's mutex): it copies every frame no reader still needs (the core's reads are
+         * single statements), and the next write restarts the WAL. */
         pthread_mutex_lock(&k->ckpt_mu);
         (void)sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
         pthread_mutex_unlock(&k->ckpt_mu);
@@ -171,6 +173,12 @@ fail_open:
     sqlite3_close(k->own);
     free(k);
     return NULL;
+}
+
+void kms_checkpointer_watch(kms_checkpointer *k, sqlite3 *db)
+{
+    if (k && db)
+        (void)sqlite3_wal_hook(db, wal_hook, k);
 }
 
 void kms_checkpointer_stop(kms_checkpointer *k)

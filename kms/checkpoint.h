@@ -9,7 +9,8 @@
  * checkpoints (PASSIVE: never blocks a writer) on a second connection. A checkpoint is not a commit,
  * so the core's PRAGMA data_version (its test for other processes' changes) does not move.
  * Should a writer outpace the thread, the committing call checkpoints itself past twice the threshold.
- * Pruning is a commit: a round that deletes records makes the core reload its tables once (cheap).
+ * Pruning is a commit that moves data_version but not the store's change counter (changes.c), so the
+ * core reloads nothing for it.
  */
 #ifndef ENVELOPEFS_KMS_CHECKPOINT_H
 #define ENVELOPEFS_KMS_CHECKPOINT_H
@@ -26,6 +27,10 @@ typedef struct kms_checkpointer kms_checkpointer;
  * called about once a second (the core seals its audit trail's head with it). */
 kms_checkpointer *kms_checkpointer_start(sqlite3 *db, const char *path, const uint8_t *sk, void (*tick)(void *),
                                          void *arg) __attribute__((warn_unused_result));
+
+/* Also signal (and bound) checkpoints from the commits of db, another connection of the same store (the
+ * audit trail's writer): installs the same WAL hook. db must be closed before kms_checkpointer_stop. */
+void kms_checkpointer_watch(kms_checkpointer *k, sqlite3 *db);
 
 /* Stop the thread, close its connection, and give db its automatic checkpoints back. NULL: no-op. */
 void kms_checkpointer_stop(kms_checkpointer *k);

@@ -173,6 +173,7 @@ kms_err kms_core_call(kms_core *c, const kms_principal *caller, const char *oper
         e = kms_check_grant_tokens(&ctx, in);
         if (!e)
             e = op->fn(&ctx, in, &out);
+        kms_store_note_own_writes(c);
     }
     ticket = kms_trail_append_grant(c, caller, op->name, in, out, key_id, e, msg, grant_used);
     pthread_mutex_unlock(&c->lock);

@@ -4,11 +4,13 @@
  * helpers. Private to kms/ (CMake: only envelopefs_kms and the tests linking envelopefs_kms_internal
  * see this folder).
  *
- * Concurrency: one mutex (core->lock) guards everything below, including the SQLite connection.
+ * Concurrency: one mutex (core->lock) guards everything below, including the SQLite connection,
+ * except the audit trail's writer (its own connection and mutex: trail.c) and durability state.
  * Each operation is short (one AES-GCM over ≤ 4 KiB, or one small SQL transaction), so one lock
- * keeps the reasoning simple; the HTTP server's parsing and SigV4 work happen outside it.
- * Changes made by other processes on the same store (e.g. the CLI disabling a key while a mount is
- * running) are noticed through SQLite's PRAGMA data_version and reload the in-memory tables. The
+ * keeps the reasoning simple; the HTTP server's parsing and SigV4 work and the audit commit happen
+ * outside it. Changes made by other processes on the same store (e.g. the CLI disabling a key while a
+ * mount is running) are noticed through SQLite's PRAGMA data_version and, when the store's change
+ * counter moved too (changes.c), reload the in-memory tables. The
  * check costs a pair of fcntl locks, so it runs at most once per KMS_FRESHNESS_MS (monotonic clock):
  * a change committed by another process is seen by every call that starts more than
  * KMS_FRESHNESS_MS after its commit.
@@ -118,6 +120,10 @@ struct kms_core {
     kms_clock_fn clock;
     void *clock_arg;
     int64_t data_version;      /* last PRAGMA data_version seen */
+    int64_t change_count;      /* store_changes.n when the tables were current (-1: unknown): the trail's
+                                * commits and pruning move data_version but not this (changes.c) */
+    bool own_changes;          /* the core's connection wrote a counted row since change_count was set */
+    sqlite3_stmt *cc_read, *cc_begin, *cc_commit; /* changes.c's statements, prepared once */
     sqlite3_stmt *dv_stmt;     /* prepared PRAGMA data_version */
     _Atomic int64_t dv_checked_ns; /* CLOCK_MONOTONIC of the last data_version check (0: never); written
                                     * under the lock, read without it by kms_core_generation */
@@ -131,22 +137,31 @@ struct kms_core {
                                 * ValidTo) before this time; 0: not known, look at every key */
     kms_alias *aliases;
     size_t n_aliases, cap_aliases;
-    /* The audit trail (trail.c). Queue and chain state under the core lock; durability under trail_mu. */
-    struct audit_rec *q;       /* records appended, not yet written */
+    /* The audit trail (trail.c). The queue (q, q_n, q_cap, q_ticket) under the core lock; the writer (its
+     * connection w_db, the batch it writes, the digest state) under trail_wmu, taken with the core lock
+     * held only to swap the queue out, so a commit and its sync run without the core lock; durability
+     * (trail_durable, trail_failed, trail_writing) under trail_mu. Lock order: lock, trail_wmu, trail_mu. */
+    struct audit_rec *q;       /* records appended, not yet taken by a writer */
     size_t q_n, q_cap;
     uint64_t q_ticket;         /* tickets handed out */
-    uint64_t q_written;        /* newest ticket committed */
+    pthread_mutex_t trail_wmu; /* the writer */
+    sqlite3 *w_db;             /* the writer's connection; NULL: closed (written under lock and trail_wmu) */
+    struct audit_rec *w_batch; /* being written, or left by a failed write (written first the next time) */
+    size_t w_n, w_cap;
+    _Atomic size_t w_backlog;  /* w_n, for the queue's bound in append (read under the core lock only) */
     sqlite3_stmt *audit_ins;
     sqlite3_stmt *audit_head, *audit_begin, *audit_commit; /* the writer's other statements, prepared once */
     int64_t digest_ms;         /* CLOCK_MONOTONIC ms of this core's last digest */
     int64_t since_digest;      /* records this core wrote since then */
     uint8_t *audit_sk;         /* Ed25519 secret key (sodium_malloc'd), signs digests */
     uint8_t audit_pk[32];
-    bool trail_init;
+    bool trail_init;           /* trail_mu, trail_cv, trail_wmu exist (kms_trail_free destroys them) */
     pthread_mutex_t trail_mu;
     pthread_cond_t trail_cv;
     uint64_t trail_durable, trail_failed; /* newest ticket durable / newest in a failed write */
-    bool trail_writing;
+    bool trail_writing;        /* a committer (kms_trail_commit, the tick) holds the role */
+    _Atomic uint64_t trail_commits, trail_records, trail_max_batch, trail_write_failures; /* kms_core_trail_stats */
+    _Atomic int trail_fail_next; /* tests: fail this many of the next trail writes (fault injection) */
     double af_tokens;          /* authentication-failure records: token bucket (kms_core_audit_auth_failure) */
     int64_t af_last_ms;
     uint64_t af_suppressed;
@@ -157,8 +172,22 @@ struct kms_core {
 
 static inline int64_t kms_now(kms_core *c) { return c->clock(c->clock_arg); }
 
+/* changes.c: the store's change counter (table store_changes, its triggers; docs/FORMAT.md). Migrate:
+ * additive and idempotent, at every open after the other features' tables exist. Watch: note the
+ * core's own writes (update hook on c->db). Read: n into *n (-1 when absent); 0 or -1. Settle (core
+ * lock held, c->dv_stmt prepared): after data_version moved to dv or own writes, whether a reload is
+ * needed. */
+kms_err kms_changes_migrate(sqlite3 *db, char **msg);
+void kms_changes_watch(kms_core *c);
+int kms_changes_read(sqlite3 *db, int64_t *n);
+typedef enum { KMS_CHANGES_NONE, KMS_CHANGES_RELOAD } kms_changes_verdict;
+kms_changes_verdict kms_changes_settle(kms_core *c, int64_t dv); /* dv: data_version just read */
+
 /* store.c */
 kms_err kms_store_reload_if_changed(kms_core *c, char **msg);
+/* After a call's operation (core lock held): adopt the change counter's value the core's own writes
+ * made, so the next audit commit does not look like another process's change. */
+void kms_store_note_own_writes(kms_core *c);
 kms_err kms_store_load(kms_core *c, char **msg);
 kms_err kms_store_insert_key(kms_core *c, const kms_key *k, const uint8_t *material, size_t len, char **msg);
 kms_err kms_store_add_version(kms_core *c, kms_key *k, int automatic, char **msg);

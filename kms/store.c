@@ -527,14 +527,19 @@ kms_err kms_core_open(const kms_store_opts *o, kms_core **out, char **errmsg)
         e = kms_cks_migrate(c->db, errmsg); /* custom key stores (cks.c) */
     if (!e) /* CreateKey's next seq (MAX) and the load's order: a lookup, not a scan of every key row */
         e = kms_schema_add(c->db, "CREATE INDEX IF NOT EXISTS keys_by_seq ON keys(seq)", "keys_by_seq index", errmsg);
+    if (!e) /* last: triggers on every table the features above made */
+        e = kms_changes_migrate(c->db, errmsg);
     if (e)
         goto fail;
+    kms_changes_watch(c);
     e = kms_store_load(c, errmsg);
     if (!e)
-        e = kms_trail_open(c, errmsg);
+        e = kms_trail_open(c, path, errmsg);
     if (e)
         goto fail;
     c->ckpt = kms_checkpointer_start(c->db, path, c->audit_sk, kms_trail_tick, c); /* NULL: SQLite checkpoints inside commits */
+    if (c->ckpt)
+        kms_checkpointer_watch(c->ckpt, c->w_db); /* the trail's commits are most of the WAL's pages */
     free(path);
     *out = c;
     return KMS_OK;
@@ -552,9 +557,13 @@ void kms_core_free(kms_core *c)
     kms_trail_close(c); /* writes what is queued and seals the head */
     pthread_mutex_unlock(&c->lock);
     kms_checkpointer_stop(c->ckpt);
+    kms_trail_free(c);
     kms_cks_free(c);
     kms_free_tables(c);
     sqlite3_finalize(c->dv_stmt);
+    sqlite3_finalize(c->cc_read);
+    sqlite3_finalize(c->cc_begin);
+    sqlite3_finalize(c->cc_commit);
     sqlite3_close(c->db);
     sodium_free(c->root_key);
     free(c->dir);
@@ -851,8 +860,8 @@ kms_err kms_store_load(kms_core *c, char **msg)
     e = kms_store_access_load(c, msg);
 out:
     sqlite3_finalize(st);
-    sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL);
-    atomic_fetch_add(&c->generation, 1); /* whatever was read from the store before may be stale */
+    /* The data version and change counter of the snapshot just read, inside its transaction: read after
+     * the COMMIT, a commit between the two would count as loaded without being so. */
     {
         sqlite3_stmt *dv;
         if (sqlite3_prepare_v2(c->db, "PRAGMA data_version", -1, &dv, NULL) == SQLITE_OK) {
@@ -860,7 +869,11 @@ out:
                 c->data_version = sqlite3_column_int64(dv, 0);
             sqlite3_finalize(dv);
         }
+        (void)kms_changes_read(c->db, &c->change_count); /* -1 if absent: every move of data_version reloads */
+        c->own_changes = false;
     }
+    sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL);
+    atomic_fetch_add(&c->generation, 1); /* whatever was read from the store before may be stale */
     return e;
 }
 
@@ -890,9 +903,19 @@ kms_err kms_store_reload_if_changed(kms_core *c, char **msg)
     if (rc != SQLITE_ROW)
         return KMS_OK; /* store busy: keep the tables, ask again at the next call */
     atomic_store(&c->dv_checked_ns, now);
-    if (v == c->data_version)
+    if (v == c->data_version && !c->own_changes)
+        return KMS_OK;
+    /* Another connection committed (this process's audit writer, its pruning, another process) or the
+     * core wrote itself: reload only if what the core holds changed (changes.c). */
+    if (kms_changes_settle(c, v) == KMS_CHANGES_NONE)
         return KMS_OK;
     return kms_store_load(c, msg);
+}
+
+void kms_store_note_own_writes(kms_core *c)
+{
+    if (c->own_changes && c->dv_stmt)
+        (void)kms_changes_settle(c, c->data_version); /* NONE: adopted; RELOAD: the next check reloads */
 }
 
 kms_key *kms_find_key(kms_core *c, const char *id)

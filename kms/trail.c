@@ -192,15 +192,51 @@ fail:
     return KMS_ERR_IO;
 }
 
-kms_err kms_trail_open(kms_core *c, char **msg)
+/* The writer's own connection on the store file, with the core connection's synchronous setting (so a
+ * commit is as durable as before) and its other pragmas. */
+static kms_err open_writer(kms_core *c, const char *path, char **msg)
+{
+    char sql[96];
+    int64_t sync = 2;
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(c->db, "PRAGMA synchronous", -1, &st, NULL) == SQLITE_OK) {
+        if (sqlite3_step(st) == SQLITE_ROW)
+            sync = sqlite3_column_int64(st, 0);
+        sqlite3_finalize(st);
+    }
+    if (sqlite3_open_v2(path, &c->w_db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK)
+        goto fail;
+    sqlite3_busy_timeout(c->w_db, 10000);
+    snprintf(sql, sizeof sql, "PRAGMA secure_delete=ON; PRAGMA synchronous=%d;", (int)sync);
+    if (sqlite3_exec(c->w_db, sql, NULL, NULL, NULL) != SQLITE_OK)
+        goto fail;
+    return KMS_OK;
+fail:
+    kms_set_msg(msg, "cannot open %s for the audit trail: %s", path,
+                c->w_db ? sqlite3_errmsg(c->w_db) : "out of memory");
+    sqlite3_close(c->w_db);
+    c->w_db = NULL;
+    return KMS_ERR_IO;
+}
+
+kms_err kms_trail_open(kms_core *c, const char *path, char **msg)
 {
     uint8_t sealed[SEALED_SK];
     size_t n, pn;
     kms_err e = migrate(c, msg);
     if (e)
         return e;
-    pthread_mutex_init(&c->trail_mu, NULL);
-    pthread_cond_init(&c->trail_cv, NULL);
+    if (pthread_mutex_init(&c->trail_wmu, NULL))
+        return KMS_ERR_NOMEM;
+    if (pthread_mutex_init(&c->trail_mu, NULL)) {
+        pthread_mutex_destroy(&c->trail_wmu);
+        return KMS_ERR_NOMEM;
+    }
+    if (pthread_cond_init(&c->trail_cv, NULL)) {
+        pthread_mutex_destroy(&c->trail_mu);
+        pthread_mutex_destroy(&c->trail_wmu);
+        return KMS_ERR_NOMEM;
+    }
     c->trail_init = true;
     c->audit_sk = sodium_malloc(crypto_sign_SECRETKEYBYTES);
     if (!c->audit_sk)
@@ -223,7 +259,7 @@ kms_err kms_trail_open(kms_core *c, char **msg)
         }
     }
     c->digest_ms = efs_mono_ns() / 1000000;
-    return KMS_OK;
+    return open_writer(c, path, msg);
 }
 
 /* ---- records ------------------------------------------------------------------------------------ */
@@ -312,7 +348,7 @@ static uint64_t append(kms_core *c, const kms_principal *p, const char *event_so
     struct tm tm;
     char agent[160];
 
-    if (c->q_n >= KMS_TRAIL_MAX_PENDING)
+    if (c->q_n + atomic_load(&c->w_backlog) >= KMS_TRAIL_MAX_PENDING) /* (w_backlog: a failed batch) */
         goto fail;
     if (c->q_n == c->q_cap) {
         size_t cap = c->q_cap ? c->q_cap * 2 : 64;
@@ -544,7 +580,7 @@ static void free_recs(struct audit_rec *r, size_t n)
  * preparing the head's SELECT, BEGIN and COMMIT again each time was ~40,000 instructions a commit). */
 static bool prepared(kms_core *c, sqlite3_stmt **st, const char *sql)
 {
-    return *st || sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL) == SQLITE_OK;
+    return *st || sqlite3_prepare_v3(c->w_db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL) == SQLITE_OK;
 }
 
 /* Step a statement that returns no row (BEGIN, COMMIT) and reset it: true on SQLITE_DONE. */
@@ -555,14 +591,24 @@ static bool run_once(sqlite3_stmt *st)
     return ok;
 }
 
-/* Write every queued record (core lock held): one transaction, a digest when one is due. */
-static bool write_queued(kms_core *c, bool seal_now)
+static void stat_max(_Atomic uint64_t *m, uint64_t v)
+{
+    uint64_t cur = atomic_load(m);
+    while (v > cur && !atomic_compare_exchange_weak(m, &cur, v))
+        ;
+}
+
+/* Write the writer's batch (trail_wmu held, not the core lock): one transaction on the writer's own
+ * connection, the chain continued from the head the transaction sees, a digest when one is due. On
+ * failure the batch stays for the next writer, which writes it first: records enter the chain in ticket
+ * order whatever fails. */
+static bool write_batch(kms_core *c, bool seal_now)
 {
     sqlite3_stmt *st;
     uint8_t prev[32], h[32];
     int64_t seq, now_ms = efs_mono_ns() / 1000000;
-    bool ok = true;
-    if (!c->q_n && !(c->since_digest && (seal_now || now_ms - c->digest_ms >= KMS_DIGEST_INTERVAL_MS)))
+    bool ok = true, due;
+    if (!c->w_n && !(c->since_digest && (seal_now || now_ms - c->digest_ms >= KMS_DIGEST_INTERVAL_MS)))
         return true;
     if (!prepared(c, &c->audit_ins,
                   "INSERT INTO audit(seq, time, account, user, source, operation, key_id, result,"
@@ -570,13 +616,13 @@ static bool write_queued(kms_core *c, bool seal_now)
                   " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)") ||
         !prepared(c, &c->audit_head, "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1") ||
         !prepared(c, &c->audit_begin, "BEGIN IMMEDIATE") || !prepared(c, &c->audit_commit, "COMMIT"))
-        return false;
+        goto failed;
     st = c->audit_ins;
     if (!run_once(c->audit_begin))
-        return false;
-    ok = !head(c->db, c->audit_head, &seq, prev);
-    for (size_t i = 0; ok && i < c->q_n; i++) {
-        struct audit_rec *r = &c->q[i];
+        goto failed;
+    ok = !head(c->w_db, c->audit_head, &seq, prev);
+    for (size_t i = 0; ok && i < c->w_n; i++) {
+        struct audit_rec *r = &c->w_batch[i];
         const char *cols[9] = {r->account, r->user, r->source, r->op, r->key_id, r->result, r->event_id,
                                r->access_key, r->event};
         seq++;
@@ -594,92 +640,209 @@ static bool write_queued(kms_core *c, bool seal_now)
         sqlite3_clear_bindings(st);
         memcpy(prev, h, 32);
     }
-    c->since_digest += (int64_t)c->q_n;
-    if (ok && c->since_digest &&
-        (seal_now || c->since_digest >= KMS_DIGEST_RECORDS || now_ms - c->digest_ms >= KMS_DIGEST_INTERVAL_MS))
-        ok = !kms_trail_put_digest(c->db, c->audit_sk, seal_now ? "close" : "periodic", seq - c->since_digest + 1,
+    c->since_digest += (int64_t)c->w_n;
+    due = seal_now || c->since_digest >= KMS_DIGEST_RECORDS || now_ms - c->digest_ms >= KMS_DIGEST_INTERVAL_MS;
+    if (ok && c->since_digest && due)
+        ok = !kms_trail_put_digest(c->w_db, c->audit_sk, seal_now ? "close" : "periodic", seq - c->since_digest + 1,
                                    seq, prev, kms_now(c));
+    if (ok && atomic_load(&c->trail_fail_next) > 0 && atomic_fetch_sub(&c->trail_fail_next, 1) > 0)
+        ok = false; /* tests: this write fails after its inserts, as a full disk would at COMMIT */
     if (ok && run_once(c->audit_commit)) {
-        if (c->q_n)
-            c->q_written = c->q[c->q_n - 1].ticket;
-        free_recs(c->q, c->q_n);
-        c->q_n = 0;
-        if (seal_now || c->since_digest >= KMS_DIGEST_RECORDS || now_ms - c->digest_ms >= KMS_DIGEST_INTERVAL_MS) {
+        if (c->w_n) {
+            atomic_fetch_add(&c->trail_commits, 1);
+            atomic_fetch_add(&c->trail_records, c->w_n);
+            stat_max(&c->trail_max_batch, c->w_n);
+        }
+        free_recs(c->w_batch, c->w_n);
+        c->w_n = 0;
+        atomic_store(&c->w_backlog, 0);
+        if (due) {
             c->since_digest = 0;
             c->digest_ms = now_ms;
         }
         return true;
     }
-    c->since_digest -= (int64_t)c->q_n;
-    sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+    c->since_digest -= (int64_t)c->w_n;
+    sqlite3_exec(c->w_db, "ROLLBACK", NULL, NULL, NULL);
+failed:
+    atomic_fetch_add(&c->trail_write_failures, 1);
     return false;
+}
+
+/* Move the core's queue to the writer's batch (core lock and trail_wmu held): a swap of arrays, or, when
+ * a failed batch is still there, an append behind it. On no memory the records stay queued (taken by a
+ * later round, still behind everything in the batch). */
+static void take_queue(kms_core *c)
+{
+    if (!c->q_n)
+        return;
+    if (!c->w_n) {
+        struct audit_rec *b = c->w_batch;
+        size_t cap = c->w_cap;
+        c->w_batch = c->q;
+        c->w_cap = c->q_cap;
+        c->w_n = c->q_n;
+        c->q = b;
+        c->q_cap = cap;
+        c->q_n = 0;
+    } else {
+        if (c->w_n + c->q_n > c->w_cap) {
+            size_t cap = 2 * (c->w_n + c->q_n);
+            struct audit_rec *b = realloc(c->w_batch, cap * sizeof *b);
+            if (!b)
+                return;
+            c->w_batch = b;
+            c->w_cap = cap;
+        }
+        memcpy(c->w_batch + c->w_n, c->q, c->q_n * sizeof *c->q);
+        c->w_n += c->q_n;
+        c->q_n = 0;
+    }
+    atomic_store(&c->w_backlog, c->w_n);
+}
+
+/* One commit round: take what is queued and write it on the writer's connection. The core lock is held
+ * only while the queue is swapped out (core_held: the caller holds it throughout, as flush and close do);
+ * trail_wmu is taken before the core lock is released, so batches are written in the order they were
+ * taken. The outcome is published under trail_mu and every waiter woken. */
+static bool commit_round(kms_core *c, bool seal_now, bool core_held)
+{
+    uint64_t last;
+    bool ok;
+    if (!core_held)
+        pthread_mutex_lock(&c->lock);
+    if (!c->w_db) { /* closed */
+        if (!core_held)
+            pthread_mutex_unlock(&c->lock);
+        return true;
+    }
+    pthread_mutex_lock(&c->trail_wmu);
+    take_queue(c);
+    if (!core_held)
+        pthread_mutex_unlock(&c->lock);
+    last = c->w_n ? c->w_batch[c->w_n - 1].ticket : 0;
+    ok = write_batch(c, seal_now);
+    pthread_mutex_lock(&c->trail_mu);
+    if (ok && last > c->trail_durable)
+        c->trail_durable = last;
+    else if (!ok && last > c->trail_failed)
+        c->trail_failed = last;
+    pthread_cond_broadcast(&c->trail_cv);
+    pthread_mutex_unlock(&c->trail_mu);
+    pthread_mutex_unlock(&c->trail_wmu);
+    return ok;
+}
+
+/* Become the committer (trail_mu held): false if another thread is. */
+static bool take_role(kms_core *c)
+{
+    if (c->trail_writing)
+        return false;
+    c->trail_writing = true;
+    return true;
+}
+
+static void drop_role(kms_core *c)
+{
+    pthread_mutex_lock(&c->trail_mu);
+    c->trail_writing = false;
+    pthread_cond_broadcast(&c->trail_cv);
+    pthread_mutex_unlock(&c->trail_mu);
 }
 
 void kms_trail_tick(void *arg)
 {
     kms_core *c = arg;
+    bool due = false;
     pthread_mutex_lock(&c->lock);
-    if (c->trail_init && c->since_digest && efs_mono_ns() / 1000000 - c->digest_ms >= KMS_DIGEST_INTERVAL_MS)
-        (void)write_queued(c, false); /* due: writes the digest even with nothing queued */
+    /* trylock: a writer busy now seals the head itself when a digest is due */
+    if (c->w_db && !pthread_mutex_trylock(&c->trail_wmu)) {
+        due = c->since_digest && efs_mono_ns() / 1000000 - c->digest_ms >= KMS_DIGEST_INTERVAL_MS;
+        pthread_mutex_unlock(&c->trail_wmu);
+    }
+    if (due && !pthread_mutex_trylock(&c->trail_mu)) { /* (never waits with the core lock held) */
+        due = take_role(c);
+        pthread_mutex_unlock(&c->trail_mu);
+    } else {
+        due = false;
+    }
     pthread_mutex_unlock(&c->lock);
+    if (!due)
+        return;
+    (void)commit_round(c, false, false); /* due: writes the digest even with nothing queued */
+    drop_role(c);
 }
 
 void kms_trail_flush_locked(kms_core *c)
 {
     if (c->trail_init)
-        (void)write_queued(c, false);
+        (void)commit_round(c, false, true);
 }
 
 kms_err kms_trail_commit(kms_core *c, uint64_t ticket)
 {
     pthread_mutex_lock(&c->trail_mu);
     while (c->trail_durable < ticket) {
-        uint64_t written;
-        bool ok;
         if (c->trail_failed >= ticket) {
             pthread_mutex_unlock(&c->trail_mu);
             return KMS_ERR_IO;
         }
-        if (c->trail_writing) {
+        if (!take_role(c)) {
             pthread_cond_wait(&c->trail_cv, &c->trail_mu);
             continue;
         }
-        c->trail_writing = true;
         pthread_mutex_unlock(&c->trail_mu);
-        pthread_mutex_lock(&c->lock);
-        ok = write_queued(c, false);
-        written = ok ? c->q_written : c->q_ticket;
-        pthread_mutex_unlock(&c->lock);
+        /* Every record queued while the previous commit synced goes into this one. */
+        (void)commit_round(c, false, false);
         pthread_mutex_lock(&c->trail_mu);
         c->trail_writing = false;
-        if (ok && written > c->trail_durable)
-            c->trail_durable = written;
-        else if (!ok)
-            c->trail_failed = written;
         pthread_cond_broadcast(&c->trail_cv);
     }
     pthread_mutex_unlock(&c->trail_mu);
     return KMS_OK;
 }
 
+void kms_core_trail_stats(kms_core *c, kms_trail_stats *out)
+{
+    out->commits = atomic_load(&c->trail_commits);
+    out->records = atomic_load(&c->trail_records);
+    out->max_batch = atomic_load(&c->trail_max_batch);
+    out->failures = atomic_load(&c->trail_write_failures);
+}
+
 void kms_trail_close(kms_core *c)
 {
     if (!c->trail_init)
         return;
-    if (c->db)
-        (void)write_queued(c, true);
+    if (c->w_db)
+        (void)commit_round(c, true, true);
+    pthread_mutex_lock(&c->trail_wmu);
     free_recs(c->q, c->q_n);
     free(c->q);
     c->q = NULL;
-    c->q_n = 0;
+    c->q_n = c->q_cap = 0;
+    free_recs(c->w_batch, c->w_n);
+    free(c->w_batch);
+    c->w_batch = NULL;
+    c->w_n = c->w_cap = 0;
     sqlite3_finalize(c->audit_ins);
     sqlite3_finalize(c->audit_head);
     sqlite3_finalize(c->audit_begin);
     sqlite3_finalize(c->audit_commit);
     c->audit_ins = c->audit_head = c->audit_begin = c->audit_commit = NULL;
-    sodium_free(c->audit_sk);
+    sqlite3_close(c->w_db);
+    c->w_db = NULL;
+    pthread_mutex_unlock(&c->trail_wmu);
+}
+
+void kms_trail_free(kms_core *c)
+{
+    sodium_free(c->audit_sk); /* here, after the maintenance thread (it borrows the key for pruning) stopped */
     c->audit_sk = NULL;
+    if (!c->trail_init)
+        return;
     pthread_cond_destroy(&c->trail_cv);
     pthread_mutex_destroy(&c->trail_mu);
+    pthread_mutex_destroy(&c->trail_wmu);
     c->trail_init = false;
 }

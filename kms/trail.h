@@ -13,9 +13,11 @@
  *
  * Durability: kms_trail_append (core lock held) queues a record and returns its ticket;
  * kms_trail_commit (core lock NOT held) returns once that ticket is committed. One caller at a time
- * is the writer: it takes every record queued so far and writes them in one transaction (taking the
- * core lock for it); the others wait on a condition variable for their ticket, so concurrent calls
- * share a commit (and, with synchronous=FULL, its fsync).
+ * is the committer: it takes the whole queue (swapped out under the core lock, briefly) and writes it in
+ * one transaction on the trail's own connection, holding the writer's mutex and not the core lock, so
+ * calls keep queueing records while it syncs; the others wait on a condition variable for their
+ * ticket, and the next committer takes everything queued meanwhile: concurrent calls share a commit
+ * (and, with synchronous=FULL, its fsync). The chain is computed by the writer, in ticket order.
  */
 #ifndef ENVELOPEFS_KMS_TRAIL_H
 #define ENVELOPEFS_KMS_TRAIL_H
@@ -45,9 +47,12 @@ struct audit_rec {
 /* Schema additions (idempotent: columns and tables added when missing, meta row feature_audit_chain)
  * and the signing key (made on first use, secret half sealed under the root key). Core lock not
  * needed (open). */
-kms_err kms_trail_open(struct kms_core *c, char **msg) __attribute__((warn_unused_result));
-/* Seal the head if any record is unsealed (kind "close"), wipe the key, free queued records. */
+kms_err kms_trail_open(struct kms_core *c, const char *path, char **msg) __attribute__((warn_unused_result));
+/* Write what is queued, seal the head if any record is unsealed (kind "close"), close the writer's
+ * connection, free queued records (core lock held). */
 void kms_trail_close(struct kms_core *c);
+/* After the maintenance thread stopped: wipe the signing key, destroy the trail's mutexes. */
+void kms_trail_free(struct kms_core *c);
 
 /* Whether an operation only reads (CloudTrail's readOnly), from the one list of operations
  * (KMS_OP_READ_ONLY; dispatch.c). A name that is no operation: true. */
@@ -68,7 +73,8 @@ kms_err kms_trail_commit(struct kms_core *c, uint64_t ticket) __attribute__((war
 /* Seal the head if records have waited KMS_DIGEST_INTERVAL_MS for a digest (the maintenance thread,
  * every second; takes the core lock). */
 void kms_trail_tick(void *core);
-/* Write what is queued now (core lock held); used by the retention and lookup paths. */
+/* Write what is queued now (core lock held); used by the retention, lookup and validation paths: on
+ * return nothing of this process writes the trail until the core lock is released. */
 void kms_trail_flush_locked(struct kms_core *c);
 
 /* Sign a digest row into db (inside the caller's transaction): kind, first/last seq, last hash. 0/-1. */

@@ -226,6 +226,15 @@ kms_err kms_core_delete_access_key(kms_core *core, const char *access_key_id) KM
  * same. Thread-safe. */
 uint64_t kms_core_generation(kms_core *core);
 
+/* What this core's audit writer has done since it opened: commits (transactions that wrote records),
+ * records written, the largest number of records one commit carried, and writes that failed (their
+ * calls were refused). records / commits is how well commits group (tests, the server's debug log,
+ * docs/PERFORMANCE.md). Thread-safe. */
+typedef struct kms_trail_stats {
+    uint64_t commits, records, max_batch, failures;
+} kms_trail_stats;
+void kms_core_trail_stats(kms_core *core, kms_trail_stats *out);
+
 /*
  * The audit trail's retention, a policy of the store (every process on it applies the same one). Ages
  * count back from the trail's newest record. A new store keeps everything: deleting audit history is

@@ -868,6 +868,13 @@ void kms_server_stop(kms_server *s)
         EFS_INFO("server: %llu connections ended at their deadline, %llu evicted near the limit",
                  (unsigned long long)expired, (unsigned long long)evicted);
     }
+    {
+        kms_trail_stats ts;
+        kms_core_trail_stats(s->core, &ts);
+        EFS_INFO("server: audit trail: %llu records in %llu commits (at most %llu in one), %llu failed writes",
+                 (unsigned long long)ts.records, (unsigned long long)ts.commits, (unsigned long long)ts.max_batch,
+                 (unsigned long long)ts.failures);
+    }
     srv_conns_free(s->conns);
     if (s->unix_fd >= 0)
         close(s->unix_fd);
