@@ -1,7 +1,8 @@
 /*
  * chunkstore_file.c — the local-files chunk store: one sparse file per chunk, DIR/<gen & 0xff, 2 hex>/<gen,
  * 16 hex>, mode 0600. A cache of open descriptors (under a mutex; files are opened outside it) spares an
- * open per I/O.
+ * open per I/O. A batch sync (f_sync_many) starts every file's write-back before it waits on any, and
+ * syncs each directory that gained a name once for the whole batch.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -171,12 +172,48 @@ static int sync_dir(const char *path)
     return rc;
 }
 
+/* The names of the files of gens (their data already synced) made durable: each directory DIR/xx that
+ * gained a file no fsync of it has covered, once, then DIR likewise. */
+static int sync_names(struct fcs *s, const uint64_t *gens, size_t n)
+{
+    bool sub[256] = {false}, top;
+    char path[4096];
+    int rc = 0;
+    pthread_mutex_lock(&s->sync_lock);
+    pthread_mutex_lock(&s->lock);
+    for (size_t i = 0; i < n; i++) {
+        sub[gens[i] & 0xff] |= s->unsynced_sub[gens[i] & 0xff];
+        s->unsynced_sub[gens[i] & 0xff] = false; /* a file made from now on sets them again */
+    }
+    top = s->unsynced_top;
+    s->unsynced_top = false;
+    pthread_mutex_unlock(&s->lock);
+    for (unsigned x = 0; x < 256 && !rc; x++)
+        if (sub[x]) {
+            if (snprintf(path, sizeof path, "%s/%02x", s->dir, x) >= (int)sizeof path)
+                rc = -ENAMETOOLONG;
+            else
+                rc = sync_dir(path);
+            if (!rc)
+                sub[x] = false;
+        }
+    if (!rc && top && !(rc = sync_dir(s->dir)))
+        top = false;
+    if (rc) { /* what was not synced stays to do */
+        pthread_mutex_lock(&s->lock);
+        for (unsigned x = 0; x < 256; x++)
+            s->unsynced_sub[x] |= sub[x];
+        s->unsynced_top |= top;
+        pthread_mutex_unlock(&s->lock);
+    }
+    pthread_mutex_unlock(&s->sync_lock);
+    return rc;
+}
+
 static int f_sync(vol_chunkstore *cs, uint64_t gen)
 {
     struct fcs *s = (struct fcs *)cs;
     int fd = get_fd(s, gen, false), rc = 0;
-    bool sub, top;
-    char *path, *slash;
     if (fd < 0)
         return fd;
     if (s->ro) {
@@ -186,32 +223,37 @@ static int f_sync(vol_chunkstore *cs, uint64_t gen)
     if (fdatasync(fd))
         rc = -errno;
     close(fd);
-    if (rc)
-        return rc;
     /* A file this store made must have a durable name, and its directory too */
-    if (!(path = vol_chunkstore_file_path(s->dir, gen)))
+    return rc ? rc : sync_names(s, &gen, 1);
+}
+
+/* Every file's write-back started first (sync_file_range: the device gets the whole batch at once), then
+ * fdatasync of each (which waits for it and commits its metadata), then the names once. */
+static int f_sync_many(vol_chunkstore *cs, const uint64_t *gens, size_t n)
+{
+    struct fcs *s = (struct fcs *)cs;
+    int *fds, rc = 0;
+    size_t opened = 0;
+    if (s->ro)
+        return -EROFS;
+    if (!n)
+        return 0;
+    if (!(fds = malloc(n * sizeof *fds)))
         return -ENOMEM;
-    slash = strrchr(path, '/');
-    *slash = 0;
-    pthread_mutex_lock(&s->sync_lock);
-    pthread_mutex_lock(&s->lock);
-    sub = s->unsynced_sub[gen & 0xff];
-    top = s->unsynced_top;
-    s->unsynced_sub[gen & 0xff] = s->unsynced_top = false; /* a file made from now on sets them again */
-    pthread_mutex_unlock(&s->lock);
-    if (sub)
-        rc = sync_dir(path);
-    if (!rc && top)
-        rc = sync_dir(s->dir);
-    if (rc) {
-        pthread_mutex_lock(&s->lock);
-        s->unsynced_sub[gen & 0xff] |= sub;
-        s->unsynced_top |= top;
-        pthread_mutex_unlock(&s->lock);
+    for (; opened < n; opened++) {
+        if ((fds[opened] = get_fd(s, gens[opened], false)) < 0) {
+            rc = fds[opened];
+            break;
+        }
+        (void)sync_file_range(fds[opened], 0, 0, SYNC_FILE_RANGE_WRITE); /* a hint: fdatasync below is the sync */
     }
-    pthread_mutex_unlock(&s->sync_lock);
-    free(path);
-    return rc;
+    for (size_t i = 0; i < opened; i++) {
+        if (!rc && fdatasync(fds[i]))
+            rc = -errno;
+        close(fds[i]);
+    }
+    free(fds);
+    return rc ? rc : sync_names(s, gens, n);
 }
 
 static int f_remove(vol_chunkstore *cs, uint64_t gen)
@@ -309,7 +351,8 @@ static void f_close(vol_chunkstore *cs)
     free(s);
 }
 
-static const vol_chunkstore_ops FILE_OPS = {f_close, f_pread, f_pwrite, f_sync, f_remove, f_list, f_bytes_used};
+static const vol_chunkstore_ops FILE_OPS = {f_close, f_pread, f_pwrite, f_sync, f_sync_many, f_remove, f_list,
+                                         f_bytes_used};
 
 static int file_open(const char *dir, bool ro, vol_chunkstore **out)
 {

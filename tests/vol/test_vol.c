@@ -305,6 +305,14 @@ static void test_chunkstore(const char *dir)
     CHECK(cs->ops->pread(cs, 42, buf, sizeof buf, 0) == -ENOENT);
     CHECK(cs->ops->pwrite(cs, 42, "hello", 5, 100) == 0);
     CHECK(cs->ops->sync(cs, 42) == 0);
+    {
+        uint64_t two[2] = {43, 0x1ff}; /* a batch across two directories */
+        CHECK(cs->ops->pwrite(cs, 43, "a", 1, 0) == 0 && cs->ops->pwrite(cs, 0x1ff, "b", 1, 0) == 0);
+        CHECK(cs->ops->sync_many(cs, two, 2) == 0 && cs->ops->sync_many(cs, two, 0) == 0);
+        two[1] = 44; /* a chunk that does not exist */
+        CHECK(cs->ops->sync_many(cs, two, 2) == -ENOENT);
+        CHECK(cs->ops->remove(cs, 43) == 0 && cs->ops->remove(cs, 0x1ff) == 0);
+    }
     CHECK(cs->ops->pread(cs, 42, buf, sizeof buf, 98) == 0 && buf[0] == 0 && !memcmp(buf + 2, "hello", 5) && buf[7] == 0);
     CHECK(cs->ops->list(cs, count_gen, &n) == 0 && n == 1);
     CHECK(cs->ops->bytes_used(cs) > 0);
