@@ -10,6 +10,10 @@
  * Chunk versions (sector.h): new chunks are version 2, whose rewrites never touch the slot of a sector's
  * last flushed version (a power cut tearing a rewrite leaves that version readable); a version-1 chunk
  * (written before) is read as it is and never written: its block's first write copies it up.
+ * Reads of one slot: a version-2 sector's first read in a session opens both slots (a dead daemon may have
+ * left the newer one); after it, and for what the session wrote or made, the device knows which slot
+ * holds the newest version (known[] in struct blk) and reads only that one (sector.h,
+ * vol_chunk_sector_open_one). Chunk keys are cached (locked memory), so a read derives none.
  *
  * Locking. I/O on different blocks runs in parallel, and reads of one block run in parallel with each
  * other; chunk-file I/O and sealing run under a block's lock only. Lock order (a thread that holds one
