@@ -22,6 +22,9 @@ typedef struct vol_chunkstore_ops {
     int (*pwrite)(vol_chunkstore *cs, uint64_t gen, const void *buf, size_t n, uint64_t off);
     /* Make the chunk's bytes and its existence durable. */
     int (*sync)(vol_chunkstore *cs, uint64_t gen);
+    /* The same for n chunks at once (a batch of a copy or rekey): on return 0 every one is durable; on an
+     * error, any may not be. A backend may overlap the work (start every write-back, then wait). */
+    int (*sync_many)(vol_chunkstore *cs, const uint64_t *gens, size_t n);
     /* Remove the chunk (no error if absent). */
     int (*remove)(vol_chunkstore *cs, uint64_t gen);
     /* Call fn for every stored chunk; fn returning non-zero stops (and is returned). */

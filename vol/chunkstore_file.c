@@ -1,7 +1,10 @@
 /*
  * chunkstore_file.c — the local-files chunk store: one sparse file per chunk, DIR/<gen & 0xff, 2 hex>/<gen,
  * 16 hex>, mode 0600. A cache of open descriptors (under a mutex; files are opened outside it) spares an
- * open per I/O.
+ * open per I/O: a call pins the entry it uses (refs) and unpins it after, so an I/O costs its one system
+ * call (no dup/close around it); only an unpinned entry is evicted, and a removed chunk's pinned entry is
+ * closed by its last user. A batch sync (f_sync_many) starts every file's write-back before it waits on any, and
+ * syncs each directory that gained a name once for the whole batch.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -27,6 +30,8 @@ struct fcs {
         uint64_t gen;
         int fd;
         uint64_t used;
+        unsigned refs;         /* calls using fd now: not evicted or closed while > 0 */
+        bool doomed;           /* the chunk was removed while pinned: closed at the last unpin, not found */
     } fds[FD_CACHE];
     uint64_t tick;
     /* Names not yet durable, per directory rather than per descriptor (a descriptor evicted from the cache
@@ -45,29 +50,31 @@ char *vol_chunkstore_file_path(const char *dir, uint64_t gen)
     return p;
 }
 
-/* A dup of the cached descriptor of gen, or -1 (none cached), or -errno; lock held. */
-static int cached_fd(struct fcs *s, uint64_t gen)
+/* The cached descriptor of gen, pinned (*slot its entry), or -1 (none cached); lock held. */
+static int cached_fd(struct fcs *s, uint64_t gen, int *slot)
 {
     for (int i = 0; i < FD_CACHE; i++)
-        if (s->fds[i].fd >= 0 && s->fds[i].gen == gen) {
-            int fd = dup(s->fds[i].fd);
+        if (s->fds[i].fd >= 0 && s->fds[i].gen == gen && !s->fds[i].doomed) {
             s->fds[i].used = ++s->tick;
-            return fd < 0 ? -errno : fd;
+            s->fds[i].refs++;
+            *slot = i;
+            return s->fds[i].fd;
         }
     return -1;
 }
 
-/* An open descriptor for gen (create: make the file and its directory). Returns a dup the caller closes.
- * The file is opened outside the lock (a path lookup, maybe a disk read), so threads working on other
- * chunks do not wait for it; two threads opening the same chunk at once both open it, the first to enter
- * it in the cache wins. */
-static int get_fd(struct fcs *s, uint64_t gen, bool create)
+/* A descriptor for gen (create: make the file and its directory), or -errno; the caller gives it back
+ * with put_fd(s, *slot, fd). The file is opened outside the lock (a path lookup, maybe a disk read), so
+ * threads working on other chunks do not wait for it; two threads opening the same chunk at once both
+ * open it, the first to enter it in the cache wins. With every entry pinned (more calls in flight than
+ * FD_CACHE) the descriptor is the caller's own (*slot -1), closed by put_fd. */
+static int get_fd(struct fcs *s, uint64_t gen, bool create, int *slot)
 {
-    int fd, slot = 0;
+    int fd, victim = -1;
     bool made = false;
     char *path;
     pthread_mutex_lock(&s->lock);
-    fd = cached_fd(s, gen);
+    fd = cached_fd(s, gen, slot);
     pthread_mutex_unlock(&s->lock);
     if (fd != -1)
         return fd;
@@ -89,32 +96,54 @@ static int get_fd(struct fcs *s, uint64_t gen, bool create)
     if (fd < 0)
         return -errno;
     pthread_mutex_lock(&s->lock);
-    if (made) /* its name (and maybe its directory) wait for f_sync's directory fsync */
+    if (made) /* its name (and maybe its directory) wait for the directory fsync of a sync */
         s->unsynced_sub[gen & 0xff] = s->unsynced_top = true;
     {
-        int had = cached_fd(s, gen);
+        int had = cached_fd(s, gen, slot);
         if (had != -1) { /* another thread entered it meanwhile */
             pthread_mutex_unlock(&s->lock);
             close(fd);
             return had;
         }
     }
-    for (int i = 1; i < FD_CACHE; i++)
-        if (s->fds[i].used < s->fds[slot].used)
-            slot = i;
-    if (s->fds[slot].fd >= 0)
-        close(s->fds[slot].fd);
-    s->fds[slot].fd = fd;
-    s->fds[slot].gen = gen;
-    s->fds[slot].used = ++s->tick;
-    fd = dup(fd);
+    for (int i = 0; i < FD_CACHE; i++) /* the least recently used unpinned entry (an empty one has used 0) */
+        if (!s->fds[i].refs && (victim < 0 || s->fds[i].used < s->fds[victim].used))
+            victim = i;
+    *slot = victim;
+    if (victim >= 0) {
+        if (s->fds[victim].fd >= 0)
+            close(s->fds[victim].fd);
+        s->fds[victim].fd = fd;
+        s->fds[victim].gen = gen;
+        s->fds[victim].used = ++s->tick;
+        s->fds[victim].refs = 1;
+        s->fds[victim].doomed = false;
+    }
     pthread_mutex_unlock(&s->lock);
-    return fd < 0 ? -errno : fd;
+    return fd;
+}
+
+/* Give back what get_fd returned. */
+static void put_fd(struct fcs *s, int slot, int fd)
+{
+    if (slot < 0) {
+        close(fd);
+        return;
+    }
+    pthread_mutex_lock(&s->lock);
+    if (!--s->fds[slot].refs && s->fds[slot].doomed) {
+        close(s->fds[slot].fd);
+        s->fds[slot].fd = -1;
+        s->fds[slot].used = 0;
+        s->fds[slot].doomed = false;
+    }
+    pthread_mutex_unlock(&s->lock);
 }
 
 static int f_pread(vol_chunkstore *cs, uint64_t gen, void *buf, size_t n, uint64_t off)
 {
-    int fd = get_fd((struct fcs *)cs, gen, false);
+    struct fcs *s = (struct fcs *)cs;
+    int slot = -1, fd = get_fd(s, gen, false, &slot);
     size_t got = 0;
     if (fd < 0)
         return fd;
@@ -124,7 +153,7 @@ static int f_pread(vol_chunkstore *cs, uint64_t gen, void *buf, size_t n, uint64
             continue;
         if (r < 0) {
             int e = -errno;
-            close(fd);
+            put_fd(s, slot, fd);
             return e;
         }
         if (r == 0)
@@ -132,17 +161,18 @@ static int f_pread(vol_chunkstore *cs, uint64_t gen, void *buf, size_t n, uint64
         got += (size_t)r;
     }
     memset((char *)buf + got, 0, n - got);
-    close(fd);
+    put_fd(s, slot, fd);
     return 0;
 }
 
 static int f_pwrite(vol_chunkstore *cs, uint64_t gen, const void *buf, size_t n, uint64_t off)
 {
-    int fd;
+    struct fcs *s = (struct fcs *)cs;
+    int fd, slot = -1;
     size_t put = 0;
-    if (((struct fcs *)cs)->ro)
+    if (s->ro)
         return -EROFS;
-    fd = get_fd((struct fcs *)cs, gen, true);
+    fd = get_fd(s, gen, true, &slot);
     if (fd < 0)
         return fd;
     while (put < n) {
@@ -151,12 +181,12 @@ static int f_pwrite(vol_chunkstore *cs, uint64_t gen, const void *buf, size_t n,
             continue;
         if (r < 0) {
             int e = -errno;
-            close(fd);
+            put_fd(s, slot, fd);
             return e;
         }
         put += (size_t)r;
     }
-    close(fd);
+    put_fd(s, slot, fd);
     return 0;
 }
 
@@ -171,47 +201,86 @@ static int sync_dir(const char *path)
     return rc;
 }
 
-static int f_sync(vol_chunkstore *cs, uint64_t gen)
+/* The names of the files of gens (their data already synced) made durable: each directory DIR/xx that
+ * gained a file no fsync of it has covered, once, then DIR likewise. */
+static int sync_names(struct fcs *s, const uint64_t *gens, size_t n)
 {
-    struct fcs *s = (struct fcs *)cs;
-    int fd = get_fd(s, gen, false), rc = 0;
-    bool sub, top;
-    char *path, *slash;
-    if (fd < 0)
-        return fd;
-    if (s->ro) {
-        close(fd);
-        return -EROFS;
-    }
-    if (fdatasync(fd))
-        rc = -errno;
-    close(fd);
-    if (rc)
-        return rc;
-    /* A file this store made must have a durable name, and its directory too */
-    if (!(path = vol_chunkstore_file_path(s->dir, gen)))
-        return -ENOMEM;
-    slash = strrchr(path, '/');
-    *slash = 0;
+    bool sub[256] = {false}, top;
+    char path[4096];
+    int rc = 0;
     pthread_mutex_lock(&s->sync_lock);
     pthread_mutex_lock(&s->lock);
-    sub = s->unsynced_sub[gen & 0xff];
+    for (size_t i = 0; i < n; i++) {
+        sub[gens[i] & 0xff] |= s->unsynced_sub[gens[i] & 0xff];
+        s->unsynced_sub[gens[i] & 0xff] = false; /* a file made from now on sets them again */
+    }
     top = s->unsynced_top;
-    s->unsynced_sub[gen & 0xff] = s->unsynced_top = false; /* a file made from now on sets them again */
+    s->unsynced_top = false;
     pthread_mutex_unlock(&s->lock);
-    if (sub)
-        rc = sync_dir(path);
-    if (!rc && top)
-        rc = sync_dir(s->dir);
-    if (rc) {
+    for (unsigned x = 0; x < 256 && !rc; x++)
+        if (sub[x]) {
+            if (snprintf(path, sizeof path, "%s/%02x", s->dir, x) >= (int)sizeof path)
+                rc = -ENAMETOOLONG;
+            else
+                rc = sync_dir(path);
+            if (!rc)
+                sub[x] = false;
+        }
+    if (!rc && top && !(rc = sync_dir(s->dir)))
+        top = false;
+    if (rc) { /* what was not synced stays to do */
         pthread_mutex_lock(&s->lock);
-        s->unsynced_sub[gen & 0xff] |= sub;
+        for (unsigned x = 0; x < 256; x++)
+            s->unsynced_sub[x] |= sub[x];
         s->unsynced_top |= top;
         pthread_mutex_unlock(&s->lock);
     }
     pthread_mutex_unlock(&s->sync_lock);
-    free(path);
     return rc;
+}
+
+static int f_sync(vol_chunkstore *cs, uint64_t gen)
+{
+    struct fcs *s = (struct fcs *)cs;
+    int slot = -1, fd, rc = 0;
+    if (s->ro)
+        return -EROFS;
+    if ((fd = get_fd(s, gen, false, &slot)) < 0)
+        return fd;
+    if (fdatasync(fd))
+        rc = -errno;
+    put_fd(s, slot, fd);
+    /* A file this store made must have a durable name, and its directory too */
+    return rc ? rc : sync_names(s, &gen, 1);
+}
+
+/* Every file's write-back started first (sync_file_range: the device gets the whole batch at once), then
+ * fdatasync of each (which waits for it and commits its metadata), then the names once. */
+static int f_sync_many(vol_chunkstore *cs, const uint64_t *gens, size_t n)
+{
+    struct fcs *s = (struct fcs *)cs;
+    int *fds, rc = 0;
+    size_t opened = 0;
+    if (s->ro)
+        return -EROFS;
+    if (!n)
+        return 0;
+    if (!(fds = malloc(2 * n * sizeof *fds))) /* descriptors, then their slots */
+        return -ENOMEM;
+    for (; opened < n; opened++) {
+        if ((fds[opened] = get_fd(s, gens[opened], false, &fds[n + opened])) < 0) {
+            rc = fds[opened];
+            break;
+        }
+        (void)sync_file_range(fds[opened], 0, 0, SYNC_FILE_RANGE_WRITE); /* a hint: fdatasync below is the sync */
+    }
+    for (size_t i = 0; i < opened; i++) {
+        if (!rc && fdatasync(fds[i]))
+            rc = -errno;
+        put_fd(s, fds[n + i], fds[i]);
+    }
+    free(fds);
+    return rc ? rc : sync_names(s, gens, n);
 }
 
 static int f_remove(vol_chunkstore *cs, uint64_t gen)
@@ -228,6 +297,10 @@ static int f_remove(vol_chunkstore *cs, uint64_t gen)
     pthread_mutex_lock(&s->lock);
     for (int i = 0; i < FD_CACHE; i++)
         if (s->fds[i].fd >= 0 && s->fds[i].gen == gen) {
+            if (s->fds[i].refs) { /* in use: its last user closes it */
+                s->fds[i].doomed = true;
+                continue;
+            }
             close(s->fds[i].fd);
             s->fds[i].fd = -1;
             s->fds[i].used = 0;
@@ -309,7 +382,8 @@ static void f_close(vol_chunkstore *cs)
     free(s);
 }
 
-static const vol_chunkstore_ops FILE_OPS = {f_close, f_pread, f_pwrite, f_sync, f_remove, f_list, f_bytes_used};
+static const vol_chunkstore_ops FILE_OPS = {f_close, f_pread, f_pwrite, f_sync, f_sync_many, f_remove, f_list,
+                                         f_bytes_used};
 
 static int file_open(const char *dir, bool ro, vol_chunkstore **out)
 {

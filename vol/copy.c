@@ -9,7 +9,7 @@
  * chunk is the ancestor's (same generation) share that copy's chunks, only the others are re-sealed; the
  * `copies` table records where each copy came from. Honest and resumable: the copy's snapshot row is
  * `pending` from its first transaction (with its lineage and a copy_progress row); then, batch by batch in
- * ascending block order, the batch's chunks are written and synced and one transaction maps them and
+ * ascending block order, the batch's chunks are written, then synced together, and one transaction maps them and
  * advances the progress; the transaction that records the last block also marks the snapshot completed
  * and records the copy. Memory is one batch. The copier holds run/SNAP.lock for its life: a rerun of the
  * same copy (source region and snapshot, key) takes the lock of a dead copier's copy and resumes it from
@@ -33,11 +33,35 @@
 #include "sector.h"
 #include "store.h"
 
-/* Re-seal one chunk (src lineage/key → dst lineage/key, new generation; see rekey.h). */
+/* Write a new chunk whose image is buf (its header and area 0; area 1 stays a hole): one chunk-store
+ * write per run of written sectors (ctr[i] != 0), the header in the first when sector 0 is written. */
+int vol_chunk_write_image(vol_chunkstore *cs, uint64_t gen, const uint8_t *buf, const uint32_t ctr[VOL_SECTORS])
+{
+    int rc = 0;
+    if (!ctr[0] && (rc = cs->ops->pwrite(cs, gen, buf, VOL_CHUNK_HDR, 0)))
+        return rc;
+    for (unsigned s = 0, e; s < VOL_SECTORS && !rc; s = e) {
+        if (!ctr[s]) {
+            e = s + 1;
+            continue;
+        }
+        for (e = s + 1; e < VOL_SECTORS && ctr[e]; e++)
+            ;
+        if (s == 0)
+            rc = cs->ops->pwrite(cs, gen, buf, vol_slot_offset(e), 0);
+        else
+            rc = cs->ops->pwrite(cs, gen, buf + vol_slot_offset(s), (size_t)(e - s) * VOL_SLOT_SIZE, vol_slot_offset(s));
+    }
+    return rc;
+}
+
+/* Re-seal one chunk (src lineage/key → dst lineage/key, new generation; see rekey.h). The new chunk is
+ * built in buf over the source's image (slot i of area 0 is rewritten once sector i is opened: no later
+ * sector reads it), then written in runs; the caller syncs it. */
 int vol_reseal(vol_chunkstore *scs, vol_chunkstore *cs, vol_sealer *s, const uint8_t *sdk, const uint8_t slin[16],
                const uint8_t *ddk, const uint8_t dlin[16], vol_chunk *k, uint64_t ngen, uint8_t *buf, uint8_t *pt)
 {
-    uint8_t skey[32], dkey[32], hdr[VOL_CHUNK_HDR];
+    uint8_t skey[32], dkey[32], nonces[VOL_SECTORS * VOL_SLOT_NONCE];
     uint64_t seals = 0;
     unsigned ver = 0;
     int rc;
@@ -47,9 +71,7 @@ int vol_reseal(vol_chunkstore *scs, vol_chunkstore *cs, vol_sealer *s, const uin
         return -EBADMSG;
     if ((rc = vol_chunk_key(sdk, slin, k->block, k->gen, skey)) || (rc = vol_chunk_key(ddk, dlin, k->block, ngen, dkey)))
         goto out;
-    vol_chunk_header(hdr, dlin, k->block, ngen);
-    if ((rc = cs->ops->pwrite(cs, ngen, hdr, sizeof hdr, 0)))
-        goto out;
+    randombytes_buf(nonces, sizeof nonces); /* one call for the chunk's nonces, not one per sector */
     for (unsigned i = 0; i < VOL_SECTORS; i++) {
         uint8_t *slot = buf + vol_slot_offset(i); /* (read, then reused to write: area 0, counter 1) */
         uint32_t ctr;
@@ -57,14 +79,16 @@ int vol_reseal(vol_chunkstore *scs, vol_chunkstore *cs, vol_sealer *s, const uin
             goto out;
         k->ctr[i] = 0;
         if (ctr == 0)
-            continue; /* never written: stays a hole */
-        if ((rc = vol_sector_seal(s, dkey, dlin, k->block, ngen, i, 1, NULL, pt, slot)) ||
-            (rc = cs->ops->pwrite(cs, ngen, slot, VOL_SLOT_SIZE, vol_slot_offset(i))))
+            continue; /* never written: stays a hole (not written below) */
+        if ((rc = vol_sector_seal(s, dkey, dlin, k->block, ngen, i, 1, nonces + (size_t)i * VOL_SLOT_NONCE, pt, slot)))
             goto out;
         k->ctr[i] = 1;
         seals++;
     }
-    rc = cs->ops->sync(cs, ngen);
+    sodium_memzero(pt, VOL_SECTOR_SIZE);
+    vol_chunk_header(buf, dlin, k->block, ngen); /* (after the sectors: the source's header was checked) */
+    if ((rc = vol_chunk_write_image(cs, ngen, buf, k->ctr)))
+        goto out;
     k->gen = ngen;
     k->refs = 1;
     k->seals = seals;
@@ -407,7 +431,7 @@ static int full_copy(vol_store *st, const vol_copy_args *a, vol_store *from, con
     kmsc_secret *ddk = NULL;
     vol_blocks pg = {0};
     vol_chunk *chunks = NULL;
-    uint64_t first = 0, *share = NULL, batch = a->batch ? a->batch : VOL_COPY_BATCH, nc = 0;
+    uint64_t first = 0, *share = NULL, batch = a->batch ? a->batch : VOL_COPY_BATCH, nc = 0, *gens = NULL, batch_cap = 0;
     uint8_t sl[16], dl[16], *buf = NULL, *pt = NULL;
     vol_sealer *sealer = NULL;
     char busy[32] = "", ancid[32] = "";
@@ -551,7 +575,24 @@ static int full_copy(vol_store *st, const vol_copy_args *a, vol_store *from, con
                 a->progress(a->progress_arg, p.blocks_done + i + 1, p.blocks_total > p.blocks_done + i + 1 ?
                             p.blocks_total : p.blocks_done + i + 1);
         }
-        /* the batch's chunks are durable (vol_reseal syncs each): record them */
+        /* the batch's chunks made durable together (first .. first + nc - 1), then recorded */
+        if (nc) {
+            if (nc > batch_cap) {
+                uint64_t *x = realloc(gens, nc * sizeof *gens);
+                if (!x) {
+                    rc = vol_fail(e, -ENOMEM, "InternalError", "out of memory");
+                    goto cleanup_batch;
+                }
+                gens = x;
+                batch_cap = nc;
+            }
+            for (uint64_t i = 0; i < nc; i++)
+                gens[i] = first + i;
+            if ((rc = vol_store_chunks(st)->ops->sync_many(vol_store_chunks(st), gens, (size_t)nc))) {
+                rc = vol_fail(e, rc, "InternalError", "syncing the copied chunks failed: %s", strerror(-rc));
+                goto cleanup_batch;
+            }
+        }
         if ((rc = cat->ops->begin(cat)))
             goto dberr_batch;
         if ((rc = cat->ops->snapshot_get(cat, out->id, &cur)) || strcmp(cur.state, "pending")) {
@@ -633,6 +674,7 @@ out:
     vol_snapshot_clear(&cur);
     vol_blocks_clear(&pg);
     free(share);
+    free(gens);
     free(chunks);
     free(buf);
     if (pt)

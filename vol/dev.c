@@ -10,6 +10,10 @@
  * Chunk versions (sector.h): new chunks are version 2, whose rewrites never touch the slot of a sector's
  * last flushed version (a power cut tearing a rewrite leaves that version readable); a version-1 chunk
  * (written before) is read as it is and never written: its block's first write copies it up.
+ * Reads of one slot: a version-2 sector's first read in a session opens both slots (a dead daemon may have
+ * left the newer one); after it, and for what the session wrote or made, the device knows which slot
+ * holds the newest version (known[] in struct blk) and reads only that one (sector.h,
+ * vol_chunk_sector_open_one). Chunk keys are cached (locked memory), so a read derives none.
  *
  * Locking. I/O on different blocks runs in parallel, and reads of one block run in parallel with each
  * other; chunk-file I/O and sealing run under a block's lock only. Lock order (a thread that holds one
@@ -30,6 +34,7 @@
  *      d->glock       mutex: the reserved generations (gen_next, gen_end). Never held with tlock.
  *   5. d->clock       mutex: the catalog handle (one thread at a time, catalog.h).
  *   6. d->plock       mutex: the pool of work areas (a leaf; the chunk store's own lock is a leaf too).
+ *      d->klock       mutex: the chunk-key cache (a leaf).
  * Blocks are never removed from the table while the device lives, so a struct blk found under tlock stays
  * valid after it is released. Under the exclusive gate every field may be read and written (no other
  * thread holds a block); the flush and snapshot code still takes tlock and clock where it touches them.
@@ -53,6 +58,8 @@
 
 /* Sectors a work area holds: the slots read or written by one chunk-store call. */
 #define PIECE 32u
+/* Chunk keys cached (32 bytes each, locked memory: 128 KiB), the keys of 2 GiB of a volume's blocks. */
+#define KEY_CACHE 4096u
 
 struct blk {
     struct blk *next;          /* hash chain (tlock) */
@@ -71,6 +78,9 @@ struct blk {
     unsigned key;              /* the chunk's key: 0 the volume's own lineage, i ≥ 1 d->extra.k[i - 1] */
     uint32_t ctr[VOL_SECTORS]; /* each sector's newest write counter */
     uint32_t fl[VOL_SECTORS];  /* each sector's counter as the catalog has it (the last flush; 0 in a fresh chunk) */
+    uint64_t known[VOL_SECTORS / 64]; /* bit s: sector s's newest version (ctr[s]) is established this session —
+                                       * written by it, in a chunk it made, or found by a read of both slots —
+                                       * so a read opens only the slot holding it (atomic OR by readers) */
 };
 
 /* What one request needs besides the block: a sealer (an AES-GCM context) and buffers, taken from the
@@ -105,6 +115,15 @@ struct vol_dev {
     size_t njunk, capjunk;
     uint64_t gen_next, gen_end;
     struct work *pool;
+    /* Chunk keys derived so far (an HKDF each), direct-mapped by (key, block, gen): keys in locked memory,
+     * their tags beside (not secret). klock: a leaf, held for a lookup or a fill. */
+    pthread_mutex_t klock;
+    uint8_t *keys;             /* KEY_CACHE × 32 bytes, locked memory */
+    struct ktag {
+        uint64_t block, gen;
+        unsigned key;          /* as struct blk's key */
+        bool valid;
+    } *ktags;
     bool locks_ok;             /* every lock above was initialised (vol_dev_free) */
 };
 
@@ -330,9 +349,36 @@ static int new_gen(vol_dev *d, uint64_t *gen)
     return rc;
 }
 
+/* The key of chunk gen of block `block` under key `ki` (0: the volume's own, i ≥ 1: d->extra.k[i - 1]):
+ * from the cache, else derived and cached. key is wiped by the caller. */
+static int cached_key(vol_dev *d, unsigned ki, const uint8_t *dk, const uint8_t lin[VOL_LINEAGE_LEN], uint64_t block,
+                      uint64_t gen, uint8_t key[32])
+{
+    size_t i = (size_t)(((block * 0x9E3779B97F4A7C15ull) ^ (gen * 0xC2B2AE3D27D4EB4Full) ^ ki) >> 40) & (KEY_CACHE - 1);
+    struct ktag *t = &d->ktags[i];
+    int rc;
+    pthread_mutex_lock(&d->klock);
+    if (t->valid && t->block == block && t->gen == gen && t->key == ki) {
+        memcpy(key, d->keys + i * 32, 32);
+        pthread_mutex_unlock(&d->klock);
+        return 0;
+    }
+    pthread_mutex_unlock(&d->klock);
+    if ((rc = vol_chunk_key(dk, lin, block, gen, key)))
+        return rc;
+    pthread_mutex_lock(&d->klock);
+    memcpy(d->keys + i * 32, key, 32);
+    t->block = block;
+    t->gen = gen;
+    t->key = ki;
+    t->valid = true;
+    pthread_mutex_unlock(&d->klock);
+    return 0;
+}
+
 static int chunk_key(vol_dev *d, uint64_t block, uint64_t gen, uint8_t key[32])
 {
-    return vol_chunk_key(d->dk, d->lineage, block, gen, key);
+    return cached_key(d, 0, d->dk, d->lineage, block, gen, key);
 }
 
 /* The binding and chunk key of b's current chunk (its own lineage's or a source lineage's). */
@@ -344,8 +390,18 @@ static int blk_key(vol_dev *d, struct blk *b, uint8_t lin[VOL_LINEAGE_LEN], uint
     }
     if (vol_lineage_bin(d->extra.k[b->key - 1].binding, lin))
         return -EIO;
-    return vol_chunk_key(d->extra.k[b->key - 1].dk, lin, b->block, b->gen, key);
+    return cached_key(d, b->key, d->extra.k[b->key - 1].dk, lin, b->block, b->gen, key);
 }
+
+/* Known bits (struct blk): all sectors, none, one. */
+static void known_all(struct blk *b) { memset(b->known, 0xff, sizeof b->known); }
+static bool is_known(struct blk *b, unsigned s)
+{
+    return (__atomic_load_n(&b->known[s / 64], __ATOMIC_ACQUIRE) >> (s % 64)) & 1;
+}
+/* A reader's: released after its raise of ctr[s], so a reader that sees the bit sees the counter. */
+static void set_known(struct blk *b, unsigned s) { __atomic_fetch_or(&b->known[s / 64], 1ull << (s % 64), __ATOMIC_RELEASE); }
+static void clear_known(struct blk *b, unsigned s) { b->known[s / 64] &= ~(1ull << (s % 64)); /* b exclusive */ }
 
 static int start_chunk(vol_dev *d, uint64_t block, uint64_t *gen)
 {
@@ -390,7 +446,11 @@ static int blk_version(vol_dev *d, struct blk *b, const uint8_t lin[VOL_LINEAGE_
 }
 
 /* Read and open sectors [s0, s0+n) of b's chunk into pt (n·4096 bytes), PIECE slots per read through
- * w->slots (and w->slots1: a version-2 chunk's other area). b's lock held (shared is enough). */
+ * w->slots (area 0) and w->slots1 (area 1). A version-2 sector whose newest version is established (known)
+ * needs only the area holding it; one that is not needs both (the slot to open depends on counters a dead
+ * daemon may have left), and is established by the read. So a piece reads one area when all its sectors
+ * are known in the same area (a random read of a sector read or written before in this session, or of a
+ * chunk this session made), both otherwise. b's lock held (shared is enough). */
 static int read_sectors(vol_dev *d, struct work *w, struct blk *b, unsigned s0, unsigned n, uint8_t *pt)
 {
     uint8_t key[32], lin[VOL_LINEAGE_LEN];
@@ -400,18 +460,32 @@ static int read_sectors(vol_dev *d, struct work *w, struct blk *b, unsigned s0, 
     if ((rc = blk_key(d, b, lin, key)) || (rc = blk_version(d, b, lin, &ver)))
         goto out;
     for (unsigned done = 0, m; done < n && !rc; done += m) {
+        bool need[2] = {true, ver == 2};
         m = n - done < PIECE ? n - done : PIECE;
-        /* version 2: both areas (the slot to open depends on counters a dead daemon may have left) */
-        if ((rc = d->cs->ops->pread(d->cs, b->gen, w->slots, (size_t)m * VOL_SLOT_SIZE, vol_slot_offset_at(s0 + done, 0))) ||
-            (ver == 2 && (rc = d->cs->ops->pread(d->cs, b->gen, w->slots1, (size_t)m * VOL_SLOT_SIZE,
-                                                 vol_slot_offset_at(s0 + done, 1)))))
-            break;
-        for (unsigned i = 0; i < m; i++) {
+        if (ver == 2) {
+            need[0] = need[1] = false;
+            for (unsigned i = 0; i < m; i++) {
+                unsigned s = s0 + done + i;
+                if (is_known(b, s))
+                    need[vol_slot_area(__atomic_load_n(&b->ctr[s], __ATOMIC_RELAXED))] = true;
+                else
+                    need[0] = need[1] = true;
+            }
+        }
+        for (unsigned a = 0; a < 2 && !rc; a++)
+            if (need[a])
+                rc = d->cs->ops->pread(d->cs, b->gen, a ? w->slots1 : w->slots, (size_t)m * VOL_SLOT_SIZE,
+                                       vol_slot_offset_at(s0 + done, a));
+        for (unsigned i = 0; i < m && !rc; i++) {
             unsigned s = s0 + done + i;
+            bool one = ver == 2 && is_known(b, s); /* (before ctr: known is published after a raise of ctr) */
             uint32_t got = 0, min = __atomic_load_n(&b->ctr[s], __ATOMIC_RELAXED);
-            if (vol_chunk_sector_open(w->sealer, key, lin, b->block, b->gen, ver, s, b->fl[s], min,
-                                      w->slots + (size_t)i * VOL_SLOT_SIZE, w->slots1 + (size_t)i * VOL_SLOT_SIZE,
-                                      pt + (size_t)(done + i) * VOL_SECTOR_SIZE, &got)) {
+            const uint8_t *slot0 = w->slots + (size_t)i * VOL_SLOT_SIZE, *slot1 = w->slots1 + (size_t)i * VOL_SLOT_SIZE;
+            uint8_t *out = pt + (size_t)(done + i) * VOL_SECTOR_SIZE;
+            if (one ? vol_chunk_sector_open_one(w->sealer, key, lin, b->block, b->gen, ver, s, b->fl[s], min,
+                                                vol_slot_area(min) ? slot1 : slot0, out, &got)
+                    : vol_chunk_sector_open(w->sealer, key, lin, b->block, b->gen, ver, s, b->fl[s], min, slot0, slot1,
+                                            out, &got)) {
                 EFS_ERROR("volume %s: block %" PRIu64 " (chunk %" PRIu64 ") sector %u failed authentication "
                           "(modified, moved or rolled back)", d->vol.id, b->block, b->gen, s);
                 rc = -EIO;
@@ -419,6 +493,8 @@ static int read_sectors(vol_dev *d, struct work *w, struct blk *b, unsigned s0, 
             }
             if (got > min && raise_ctr(&b->ctr[s], got)) /* written after the last flush by a daemon that died: keep it */
                 raised = true;
+            if (!one && ver == 2)
+                set_known(b, s); /* (got, now ctr[s], is where it is: the newer slot, or exactly the flushed one) */
         }
     }
     if (raised) {
@@ -436,7 +512,7 @@ out:
  * b's lock held exclusive. */
 static int copy_up(vol_dev *d, struct work *w, struct blk *b, const bool *covered)
 {
-    uint8_t key[32];
+    uint8_t key[32], nonces[PIECE * VOL_SLOT_NONCE];
     uint32_t ctr[VOL_SECTORS] = {0};
     uint64_t gen = 0, seals = 0;
     unsigned used = 0;
@@ -459,8 +535,9 @@ static int copy_up(vol_dev *d, struct work *w, struct blk *b, const bool *covere
             used = e - s;
         if ((rc = read_sectors(d, w, b, s, e - s, w->pt)))
             goto out;
+        randombytes_buf(nonces, (size_t)(e - s) * VOL_SLOT_NONCE); /* one call per run */
         for (unsigned i = s; i < e; i++) {
-            if ((rc = vol_sector_seal(w->sealer, key, d->lineage, b->block, gen, i, 1, NULL,
+            if ((rc = vol_sector_seal(w->sealer, key, d->lineage, b->block, gen, i, 1, nonces + (size_t)(i - s) * VOL_SLOT_NONCE,
                                       w->pt + (size_t)(i - s) * VOL_SECTOR_SIZE, w->slots + (size_t)(i - s) * VOL_SLOT_SIZE)))
                 goto out;
             ctr[i] = 1;
@@ -485,6 +562,7 @@ static int copy_up(vol_dev *d, struct work *w, struct blk *b, const bool *covere
     b->wseq++;
     memcpy(b->ctr, ctr, sizeof ctr);
     memset(b->fl, 0, sizeof b->fl); /* no row yet: a crash before the flush leaves only an orphan */
+    known_all(b);                   /* every slot of the new chunk is what this session wrote, or a hole */
     rc = mark_dirty(d, b);
 out:
     sodium_memzero(key, sizeof key);
@@ -501,7 +579,7 @@ static int write_locked(vol_dev *d, struct work *w, struct blk *b, unsigned off,
     unsigned s0 = off / VOL_SECTOR_SIZE, s1 = (unsigned)((off + n + VOL_SECTOR_SIZE - 1) / VOL_SECTOR_SIZE);
     unsigned ns = s1 - s0, head = off % VOL_SECTOR_SIZE, tail = (unsigned)((off + n) % VOL_SECTOR_SIZE);
     bool covered[VOL_SECTORS] = {false}, part0, part1;
-    uint8_t key[32];
+    uint8_t key[32], nonces[PIECE * VOL_SLOT_NONCE];
     unsigned ver = VOL_CHUNK_VERSION;
     int rc = 0; /* read at the copy-up test below when an earlier condition short-circuits blk_version */
     for (unsigned s = s0; s < s1; s++)
@@ -525,6 +603,7 @@ static int write_locked(vol_dev *d, struct work *w, struct blk *b, unsigned off,
         b->wseq++;
         memset(b->ctr, 0, sizeof b->ctr);
         memset(b->fl, 0, sizeof b->fl);
+        known_all(b); /* a header only: every slot a hole */
         if ((rc = mark_dirty(d, b)))
             return rc;
     } else if (b->shared || b->key || b->seals + ns > d->seal_limit || (d->unclean && !b->ours) ||
@@ -556,19 +635,25 @@ static int write_locked(vol_dev *d, struct work *w, struct blk *b, unsigned off,
         unsigned s = s0 + done, area = vol_slot_area(vol_next_ctr(b->ctr[s], b->fl[s]));
         for (m = 1; done + m < ns && m < PIECE && vol_slot_area(vol_next_ctr(b->ctr[s + m], b->fl[s + m])) == area; m++)
             ;
+        randombytes_buf(nonces, (size_t)m * VOL_SLOT_NONCE); /* one call per run */
         for (unsigned i = 0; i < m; i++, s++) {
             const uint8_t *p = s == s0 && part0       ? w->pt
                                : s == s1 - 1 && part1 ? w->pt + VOL_SECTOR_SIZE
                                                       : src + ((size_t)s * VOL_SECTOR_SIZE - off);
             if ((rc = vol_sector_seal(w->sealer, key, d->lineage, b->block, b->gen, s, vol_next_ctr(b->ctr[s], b->fl[s]),
-                                      NULL, p, w->slots + (size_t)i * VOL_SLOT_SIZE)))
+                                      nonces + (size_t)i * VOL_SLOT_NONCE, p, w->slots + (size_t)i * VOL_SLOT_SIZE)))
                 goto out;
             b->seals++; /* counted as sealed, whatever the write does next: the key's count stays exact */
         }
-        if ((rc = d->cs->ops->pwrite(d->cs, b->gen, w->slots, (size_t)m * VOL_SLOT_SIZE, vol_slot_offset_at(s0 + done, area))))
+        if ((rc = d->cs->ops->pwrite(d->cs, b->gen, w->slots, (size_t)m * VOL_SLOT_SIZE, vol_slot_offset_at(s0 + done, area)))) {
+            for (unsigned i = 0; i < m; i++) /* what the slots hold now is unknown: the next read looks at both */
+                clear_known(b, s0 + done + i);
             goto out;
-        for (unsigned i = 0; i < m; i++)
+        }
+        for (unsigned i = 0; i < m; i++) {
             b->ctr[s0 + done + i] = vol_next_ctr(b->ctr[s0 + done + i], b->fl[s0 + done + i]);
+            set_known(b, s0 + done + i);
+        }
     }
 out:
     sodium_memzero(key, sizeof key);
@@ -646,6 +731,7 @@ static int discard_block(vol_dev *d, struct work *w, uint64_t block, unsigned of
             b->wseq++;
             memset(b->ctr, 0, sizeof b->ctr);
             memset(b->fl, 0, sizeof b->fl);
+            known_all(b);
             rc = mark_dirty(d, b);
         }
     }
@@ -920,6 +1006,7 @@ int vol_dev_open(vol_catalog *cat, vol_chunkstore *cs, const vol_volume *v, cons
     pthread_mutex_init(&d->glock, NULL);
     pthread_mutex_init(&d->clock, NULL);
     pthread_mutex_init(&d->plock, NULL);
+    pthread_mutex_init(&d->klock, NULL);
     d->locks_ok = true;
     d->cat = cat;
     d->cs = cs;
@@ -930,7 +1017,8 @@ int vol_dev_open(vol_catalog *cat, vol_chunkstore *cs, const vol_volume *v, cons
     d->nbuckets = 1024;
     snprintf(d->binding, sizeof d->binding, "%s", binding_hex);
     if (vol_lineage_bin(binding_hex, d->lineage) || !(d->buckets = calloc(d->nbuckets, sizeof *d->buckets)) ||
-        !(d->dk = sodium_malloc(32))) {
+        !(d->dk = sodium_malloc(32)) || !(d->keys = sodium_malloc((size_t)KEY_CACHE * 32)) ||
+        !(d->ktags = calloc(KEY_CACHE, sizeof *d->ktags))) {
         vol_dev_free(d);
         return -ENOMEM;
     }
@@ -958,6 +1046,9 @@ void vol_dev_free(vol_dev *d)
     vol_keyring_clear(&d->extra);
     if (d->dk)
         sodium_free(d->dk);
+    if (d->keys)
+        sodium_free(d->keys); /* (wiped) */
+    free(d->ktags);
     if (d->locks_ok) {
         pthread_rwlock_destroy(&d->gate);
         pthread_rwlockattr_destroy(&d->rwattr);
@@ -966,6 +1057,7 @@ void vol_dev_free(vol_dev *d)
         pthread_mutex_destroy(&d->glock);
         pthread_mutex_destroy(&d->clock);
         pthread_mutex_destroy(&d->plock);
+        pthread_mutex_destroy(&d->klock);
     }
     free(d);
 }

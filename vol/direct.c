@@ -1,7 +1,8 @@
 /*
  * direct.c — the EBS direct API over the volume store (direct.h). A started snapshot is a pending
  * snapshot row with its own block map (its parent's, shared by reference); each put seals a fresh chunk
- * (all-zero sectors stay holes), syncs it and then, in one transaction, maps it and records the block's
+ * (built in memory and written in one write per run of non-zero sectors; all-zero sectors stay holes),
+ * syncs it and then, in one transaction, maps it and records the block's
  * SHA-256; completion checks the count and the LINEAR checksum (SHA-256 of the blocks' SHA-256s in index
  * order) before the snapshot turns completed.
  */
@@ -142,7 +143,7 @@ int vol_ebs_put(vol_store *st, const char *snap, uint64_t block, const uint8_t *
     vol_chunk k;
     kmsc_secret *dk = NULL;
     vol_sealer *sealer = NULL;
-    uint8_t want[32], got[32], key[32], lb[16], hdr[VOL_CHUNK_HDR], *slot = NULL;
+    uint8_t want[32], got[32], key[32], lb[16], nonces[VOL_SECTORS * VOL_SLOT_NONCE], *img = NULL;
     uint64_t gen = 0, old = 0;
     int64_t left = 1;
     int rc, slock = -1;
@@ -173,7 +174,7 @@ int vol_ebs_put(vol_store *st, const char *snap, uint64_t block, const uint8_t *
     }
     if ((rc = vol_lineage_of(st, s.lineage, &lin, e)) || (rc = vol_lineage_key(st, &lin, &dk, e)))
         goto out;
-    if (vol_lineage_bin(lin.binding, lb) || !(sealer = vol_sealer_new()) || !(slot = malloc(VOL_SLOT_SIZE))) {
+    if (vol_lineage_bin(lin.binding, lb) || !(sealer = vol_sealer_new()) || !(img = malloc(VOL_CHUNK_V1_SIZE))) {
         rc = vol_fail(e, -ENOMEM, "InternalServerException", "out of memory");
         goto out;
     }
@@ -183,20 +184,22 @@ int vol_ebs_put(vol_store *st, const char *snap, uint64_t block, const uint8_t *
     }
     if ((rc = cat->ops->gen_reserve(cat, 1, &gen)) || (rc = vol_chunk_key(dk->data, lb, block, gen, key)))
         goto ioerr;
-    vol_chunk_header(hdr, lb, block, gen);
-    wrote = true;
-    if ((rc = cs->ops->pwrite(cs, gen, hdr, sizeof hdr, 0)))
-        goto ioerr;
+    /* the chunk built whole in img (header and area 0), then written in runs of non-zero sectors */
+    vol_chunk_header(img, lb, block, gen);
+    randombytes_buf(nonces, sizeof nonces); /* one call for the chunk's nonces */
     for (unsigned i = 0; i < VOL_SECTORS; i++) {
         const uint8_t *pt = data + (size_t)i * VOL_SECTOR_SIZE;
         if (all_zero(pt, VOL_SECTOR_SIZE))
             continue; /* a hole: reads as zeros while its counter is 0 */
-        if ((rc = vol_sector_seal(sealer, key, lb, block, gen, i, 1, NULL, pt, slot)) ||
-            (rc = cs->ops->pwrite(cs, gen, slot, VOL_SLOT_SIZE, vol_slot_offset(i))))
+        if ((rc = vol_sector_seal(sealer, key, lb, block, gen, i, 1, nonces + (size_t)i * VOL_SLOT_NONCE, pt,
+                                  img + vol_slot_offset(i))))
             goto ioerr;
         k.ctr[i] = 1;
         k.seals++;
     }
+    wrote = true;
+    if ((rc = vol_chunk_write_image(cs, gen, img, k.ctr)))
+        goto ioerr;
     if ((rc = cs->ops->sync(cs, gen)))
         goto ioerr;
     k.gen = gen;
@@ -227,7 +230,7 @@ out:
     if (slock >= 0)
         close(slock);
     sodium_memzero(key, sizeof key);
-    free(slot);
+    free(img);
     vol_sealer_free(sealer);
     kmsc_secret_free(dk);
     vol_lineage_clear(&lin);

@@ -3,7 +3,7 @@
  * lineage; its block map keeps naming the snapshot's chunks, which the catalog records under their own
  * lineage (chunks.lineage, the sector binding), and the source lineage is recorded for the volume
  * (owner_lineages) so its key can open them. Writes copy blocks up into the new lineage (dev.c);
- * vol_rekey_volume moves the rest eagerly, in batches, each chunk synced before the transaction that
+ * vol_rekey_volume moves the rest eagerly, in batches, each batch's chunks synced together before the transaction that
  * points the map at it, so a kill at any point leaves the old rows and only orphan files (vol_sweep).
  */
 #include <errno.h>
@@ -196,7 +196,7 @@ int vol_rekey_volume(vol_store *st, const char *volume_id, uint64_t batch, vol_r
     vol_rekey_status status;
     vol_blocks bl = {0};
     vol_chunk *nk = NULL;
-    uint64_t *freed = NULL, first = 0, done = 0, from = 0;
+    uint64_t *freed = NULL, *gens = NULL, first = 0, done = 0, from = 0;
     uint8_t dlin[VOL_LINEAGE_LEN], *buf = NULL, *pt = NULL;
     vol_sealer *sealer = NULL;
     size_t nfreed = 0, written = 0;
@@ -225,7 +225,7 @@ int vol_rekey_volume(vol_store *st, const char *volume_id, uint64_t batch, vol_r
         goto out;
     }
     if (vol_lineage_bin(ring.k[0].binding, dlin) || !(nk = calloc(batch, sizeof *nk)) ||
-        !(freed = calloc(batch, sizeof *freed)) || !(buf = malloc(VOL_CHUNK_FILE_SIZE)) ||
+        !(freed = calloc(batch, sizeof *freed)) || !(gens = calloc(batch, sizeof *gens)) || !(buf = malloc(VOL_CHUNK_FILE_SIZE)) ||
         !(pt = sodium_malloc(VOL_SECTOR_SIZE)) || !(sealer = vol_sealer_new())) {
         rc = vol_fail(e, -ENOMEM, "InternalError", "out of memory");
         goto out;
@@ -260,6 +260,12 @@ int vol_rekey_volume(vol_store *st, const char *volume_id, uint64_t batch, vol_r
                 goto abort;
             }
             snprintf(nk[i].lineage, sizeof nk[i].lineage, "%s", ring.k[0].binding);
+        }
+        for (size_t i = 0; i < bl.n; i++) /* the batch's chunks made durable together, before any row names one */
+            gens[i] = first + i;
+        if ((rc = cs->ops->sync_many(cs, gens, bl.n))) {
+            vol_fail(e, rc, "InternalError", "syncing the rekeyed chunks of %s failed: %s", volume_id, strerror(-rc));
+            goto abort;
         }
         if (fn && (rc = fn(arg, done, status.foreign, false))) {
             vol_fail(e, rc, "InternalError", "rekey of %s stopped", volume_id);
@@ -315,6 +321,7 @@ out:
     vol_blocks_clear(&bl);
     free(nk);
     free(freed);
+    free(gens);
     free(buf);
     if (pt)
         sodium_free(pt);

@@ -59,10 +59,19 @@ int vol_rekey_volume(vol_store *st, const char *volume_id, uint64_t batch, vol_r
                      vol_err *e) __attribute__((warn_unused_result));
 
 /* Re-seal one chunk from a source lineage/key (read from scs) into a new generation of a destination
- * lineage/key (written to cs) and sync it (copy.c; shared by copy-snapshot and rekey). k: the source's catalog row on entry, the new
- * chunk's row (lineage left to the caller) on return. buf: VOL_CHUNK_FILE_SIZE bytes; pt: one sector. */
+ * lineage/key (written to cs: one chunk-store write per run of written sectors, the header with the
+ * first; not synced — the caller syncs a batch with sync_many before any row names it) (copy.c; shared by
+ * copy-snapshot and rekey). k: the source's catalog row on entry, the new chunk's row (lineage left to the
+ * caller) on return. buf: VOL_CHUNK_FILE_SIZE bytes; pt: one sector (wiped on success). */
 int vol_reseal(vol_chunkstore *scs, vol_chunkstore *cs, vol_sealer *s, const uint8_t *sdk, const uint8_t slin[16],
                const uint8_t *ddk, const uint8_t dlin[16], vol_chunk *k, uint64_t ngen, uint8_t *buf, uint8_t *pt)
+    __attribute__((warn_unused_result));
+
+/* Write a new chunk gen (version 2, every sector at counter 1 in area 0) from its image buf: the header
+ * (VOL_CHUNK_HDR bytes) then area 0's slots at their offsets; sector i is written when ctr[i] != 0, a hole
+ * otherwise. One chunk-store write per run of written sectors, the header included in the first when
+ * sector 0 is written (a full chunk: one write). Not synced. */
+int vol_chunk_write_image(vol_chunkstore *cs, uint64_t gen, const uint8_t *buf, const uint32_t ctr[VOL_SECTORS])
     __attribute__((warn_unused_result));
 
 #endif

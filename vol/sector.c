@@ -234,3 +234,25 @@ int vol_chunk_sector_open(vol_sealer *s, const uint8_t key[32], const uint8_t li
     *ctr_out = got;
     return 0;
 }
+
+int vol_chunk_sector_open_one(vol_sealer *s, const uint8_t key[32], const uint8_t lineage[VOL_LINEAGE_LEN],
+                              uint64_t block, uint64_t gen, unsigned version, unsigned sector, uint32_t fl,
+                              uint32_t newest, const uint8_t *slot, uint8_t pt[VOL_SECTOR_SIZE], uint32_t *ctr_out)
+{
+    uint32_t got = 0;
+    int rc;
+    if (version == 1)
+        return vol_sector_open(s, key, lineage, block, gen, sector, newest, slot, pt, ctr_out);
+    if (version != 2 || newest < fl || fl == UINT32_MAX)
+        return -EINVAL;
+    /* exactly the version established: a counter of the right parity by construction (the slot's counter
+     * is in the AAD, so a slot moved from the other area opens with its own counter, which differs) */
+    if ((rc = vol_sector_open(s, key, lineage, block, gen, sector, newest, slot, pt, &got)))
+        return rc;
+    if (got != newest) {
+        sodium_memzero(pt, VOL_SECTOR_SIZE);
+        return -EBADMSG;
+    }
+    *ctr_out = got;
+    return 0;
+}

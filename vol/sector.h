@@ -87,6 +87,17 @@ int vol_chunk_sector_open(vol_sealer *s, const uint8_t key[32], const uint8_t li
                           uint64_t gen, unsigned version, unsigned sector, uint32_t fl, uint32_t newest,
                           const uint8_t *slot0, const uint8_t *slot1, uint8_t pt[VOL_SECTOR_SIZE], uint32_t *ctr_out)
     __attribute__((warn_unused_result));
+/* Version 2 when the sector's newest version is established (a write of this session, a chunk this
+ * session made, or an earlier vol_chunk_sector_open of this session that found it): only the slot that
+ * holds it is read — area vol_slot_area(newest) — and it must open with exactly newest (a hole when
+ * newest is 0). fl as above (newest ≥ fl). Version 1: as vol_chunk_sector_open (its one slot). A slot
+ * rolled back, swapped with the other area's or modified fails (-EBADMSG) as there; the other area is
+ * not looked at (what a dead daemon may have left there is no newer version: it would have been found
+ * when the version was established). */
+int vol_chunk_sector_open_one(vol_sealer *s, const uint8_t key[32], const uint8_t lineage[VOL_LINEAGE_LEN],
+                              uint64_t block, uint64_t gen, unsigned version, unsigned sector, uint32_t fl,
+                              uint32_t newest, const uint8_t *slot, uint8_t pt[VOL_SECTOR_SIZE], uint32_t *ctr_out)
+    __attribute__((warn_unused_result));
 /* The same from a whole chunk image in buf (VOL_CHUNK_FILE_SIZE bytes; a version-1 chunk's tail unused). */
 static inline int vol_chunk_image_open(vol_sealer *s, const uint8_t key[32], const uint8_t lineage[VOL_LINEAGE_LEN],
                                        uint64_t block, uint64_t gen, unsigned version, unsigned sector, uint32_t fl,

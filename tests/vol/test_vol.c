@@ -3,7 +3,8 @@
  * versions 1 and 2, tamper, move, rollback, version 2's slot choice), a torn rewrite after a power cut
  * (the flushed sector reads; rollback still fails) and a version-1 chunk copied up, the SQLite catalog (rows, reference counts, generations, a newer format refused), the
  * file chunk store, and the data path over both (copy-on-write after a snapshot, restore, discard,
- * delete of a middle snapshot, a crash before the flush, the seal limit moving a chunk to a new key), keys
+ * delete of a middle snapshot, a crash before the flush, the seal limit moving a chunk to a new key, reads
+ * of one slot once a sector's newest version is established — counted through a counting chunk store), keys
  * through the embedded key service, and lazy rekey (a volume restored under another key: reads across
  * lineages, copy-up of written blocks into the new lineage, `volume rekey` killed and rerun, the old key
  * disabled afterwards, snapshots taken part-way still readable);
@@ -187,6 +188,39 @@ static void test_sector_v2(void)
     CHECK(vol_sector_seal(s, key, lin, 5, 9, 3, 2, nonce, pt, a0) == 0);
     CHECK(vol_chunk_image_open(s, key, lin, 5, 9, 1, 3, 2, img, back, &ctr) == 0 && ctr == 2 && !memcmp(back, pt, sizeof pt));
     CHECK(vol_chunk_image_open(s, key, lin, 5, 9, 1, 3, 3, img, back, &ctr) == -EBADMSG);
+    CHECK(vol_chunk_sector_open_one(s, key, lin, 5, 9, 1, 3, 2, 2, a0, back, &ctr) == 0 && ctr == 2 && !memcmp(back, pt, sizeof pt));
+
+    /* the one-slot rule (the newest version established): area 0 counter 1 (p1), area 1 counter 2 (pt) */
+    for (int i = 0; i < 12; i++)
+        nonce[i] = (uint8_t)(0xd0 + i);
+    CHECK(vol_sector_seal(s, key, lin, 5, 9, 3, 1, nonce, p1, a0) == 0);
+    for (int i = 0; i < 12; i++)
+        nonce[i] = (uint8_t)(0xc0 + i);
+    CHECK(vol_sector_seal(s, key, lin, 5, 9, 3, 2, nonce, pt, a1) == 0);
+    /* written this session after the flush of 1 (newest 2): area 1 */
+    CHECK(vol_chunk_sector_open_one(s, key, lin, 5, 9, 2, 3, 1, 2, a1, back, &ctr) == 0 && ctr == 2 && !memcmp(back, pt, sizeof pt));
+    /* 2 flushed: the same slot */
+    CHECK(vol_chunk_sector_open_one(s, key, lin, 5, 9, 2, 3, 2, 2, a1, back, &ctr) == 0 && ctr == 2 && !memcmp(back, pt, sizeof pt));
+    /* 1 flushed and established (no newer write found): area 0 — the other area is not looked at */
+    CHECK(vol_chunk_sector_open_one(s, key, lin, 5, 9, 2, 3, 1, 1, a0, back, &ctr) == 0 && ctr == 1 && !memcmp(back, p1, sizeof p1));
+    /* rolled back: the slot holding the newest replaced by the older version (counter 1) */
+    CHECK(vol_chunk_sector_open_one(s, key, lin, 5, 9, 2, 3, 2, 2, a0, back, &ctr) == -EBADMSG);
+    CHECK(vol_chunk_sector_open_one(s, key, lin, 5, 9, 2, 3, 1, 3, a0, back, &ctr) == -EBADMSG);
+    /* swapped: the other area's slot where the newest should be (counter 2 where 1 is established) */
+    CHECK(vol_chunk_sector_open_one(s, key, lin, 5, 9, 2, 3, 1, 1, a1, back, &ctr) == -EBADMSG);
+    /* newer than established (a slot the session does not know of) is not the version: refused */
+    CHECK(vol_chunk_sector_open_one(s, key, lin, 5, 9, 2, 3, 0, 0, a0, back, &ctr) == -EBADMSG);
+    /* modified: a flipped bit; zeroed (a hole where a version is established); garbage */
+    a1[100] ^= 1;
+    CHECK(vol_chunk_sector_open_one(s, key, lin, 5, 9, 2, 3, 2, 2, a1, back, &ctr) == -EBADMSG);
+    memset(a1, 0, VOL_SLOT_SIZE);
+    CHECK(vol_chunk_sector_open_one(s, key, lin, 5, 9, 2, 3, 2, 2, a1, back, &ctr) == -EBADMSG);
+    randombytes_buf(a1, VOL_SLOT_SIZE);
+    CHECK(vol_chunk_sector_open_one(s, key, lin, 5, 9, 2, 3, 2, 2, a1, back, &ctr) == -EBADMSG);
+    /* never written (0 established): a hole is zeros; anything else is refused */
+    memset(a1, 0, VOL_SLOT_SIZE);
+    CHECK(vol_chunk_sector_open_one(s, key, lin, 5, 9, 2, 3, 0, 0, a1, back, &ctr) == 0 && ctr == 0 && back[9] == 0);
+    CHECK(vol_chunk_sector_open_one(s, key, lin, 5, 9, 2, 3, 2, 1, a1, back, &ctr) == -EINVAL); /* newest < flushed */
     sodium_memzero(key, sizeof key);
     vol_sealer_free(s);
     free(img);
@@ -305,6 +339,14 @@ static void test_chunkstore(const char *dir)
     CHECK(cs->ops->pread(cs, 42, buf, sizeof buf, 0) == -ENOENT);
     CHECK(cs->ops->pwrite(cs, 42, "hello", 5, 100) == 0);
     CHECK(cs->ops->sync(cs, 42) == 0);
+    {
+        uint64_t two[2] = {43, 0x1ff}; /* a batch across two directories */
+        CHECK(cs->ops->pwrite(cs, 43, "a", 1, 0) == 0 && cs->ops->pwrite(cs, 0x1ff, "b", 1, 0) == 0);
+        CHECK(cs->ops->sync_many(cs, two, 2) == 0 && cs->ops->sync_many(cs, two, 0) == 0);
+        two[1] = 44; /* a chunk that does not exist */
+        CHECK(cs->ops->sync_many(cs, two, 2) == -ENOENT);
+        CHECK(cs->ops->remove(cs, 43) == 0 && cs->ops->remove(cs, 0x1ff) == 0);
+    }
     CHECK(cs->ops->pread(cs, 42, buf, sizeof buf, 98) == 0 && buf[0] == 0 && !memcmp(buf + 2, "hello", 5) && buf[7] == 0);
     CHECK(cs->ops->list(cs, count_gen, &n) == 0 && n == 1);
     CHECK(cs->ops->bytes_used(cs) > 0);
@@ -569,6 +611,110 @@ static void test_torn(const char *dir)
         vol_sealer_free(s);
         free(slot);
     }
+    vol_store_free(st);
+}
+
+/* A chunk store that counts the reads it forwards to another (the one-slot read path's test). */
+struct counting {
+    vol_chunkstore base;
+    vol_chunkstore *in;
+    int preads;
+};
+static void c_close(vol_chunkstore *cs) { (void)cs; }
+static int c_pread(vol_chunkstore *cs, uint64_t gen, void *buf, size_t n, uint64_t off)
+{
+    struct counting *c = (struct counting *)cs;
+    c->preads++;
+    return c->in->ops->pread(c->in, gen, buf, n, off);
+}
+static int c_pwrite(vol_chunkstore *cs, uint64_t gen, const void *buf, size_t n, uint64_t off)
+{
+    return ((struct counting *)cs)->in->ops->pwrite(((struct counting *)cs)->in, gen, buf, n, off);
+}
+static int c_sync(vol_chunkstore *cs, uint64_t gen) { return ((struct counting *)cs)->in->ops->sync(((struct counting *)cs)->in, gen); }
+static int c_sync_many(vol_chunkstore *cs, const uint64_t *gens, size_t n)
+{
+    return ((struct counting *)cs)->in->ops->sync_many(((struct counting *)cs)->in, gens, n);
+}
+static int c_remove(vol_chunkstore *cs, uint64_t gen) { return ((struct counting *)cs)->in->ops->remove(((struct counting *)cs)->in, gen); }
+static int c_list(vol_chunkstore *cs, int (*fn)(void *, uint64_t), void *arg)
+{
+    return ((struct counting *)cs)->in->ops->list(((struct counting *)cs)->in, fn, arg);
+}
+static int64_t c_used(vol_chunkstore *cs) { return ((struct counting *)cs)->in->ops->bytes_used(((struct counting *)cs)->in); }
+static const vol_chunkstore_ops COUNTING = {c_close, c_pread, c_pwrite, c_sync, c_sync_many, c_remove, c_list, c_used};
+
+/* Reads of one slot (dev.c read_sectors): a sector whose newest version the session established — it
+ * wrote it, its chunk is the session's, or a read of both slots found it — reads one area (counted), and
+ * returns the right bytes whatever the other area holds (garbage, an older version); the slot that holds
+ * it rolled back, swapped or zeroed is still EIO. A new session reads both areas once, then one. */
+static void test_one_area(const char *dir)
+{
+    char path[512];
+    vol_store *st;
+    vol_catalog *cat;
+    struct counting c = {{&COUNTING}, NULL, 0};
+    vol_volume v = {0};
+    vol_dev *d;
+    uint8_t dk[32], A[VOL_SECTOR_SIZE], B[VOL_SECTOR_SIZE], got[VOL_SECTOR_SIZE], slotA[VOL_SLOT_SIZE], slotB[VOL_SLOT_SIZE],
+        junk[VOL_SLOT_SIZE];
+    uint64_t gen = 0, a0 = vol_slot_offset_at(5, 0), a1 = vol_slot_offset_at(5, 1), at = 5 * VOL_SECTOR_SIZE;
+    int n;
+    snprintf(path, sizeof path, "%s/onearea", dir);
+    CHECK(vol_store_open(path, NULL, &st, NULL) == 0);
+    cat = vol_store_catalog(st);
+    c.in = vol_store_chunks(st);
+    randombytes_buf(dk, sizeof dk);
+    snprintf(v.id, sizeof v.id, "vol-00000000000000009");
+    v.size_gib = 1;
+    snprintf(v.lineage, sizeof v.lineage, "2f2e2d2c2b2a29282726252423222120");
+    CHECK(cat->ops->volume_put(cat, &v) == 0);
+    memset(A, 0xa1, sizeof A);
+    memset(B, 0xb2, sizeof B);
+    randombytes_buf(junk, sizeof junk);
+
+    /* one session: A (counter 1, area 0) flushed, B (counter 2, area 1) written */
+    CHECK(vol_dev_open(cat, &c.base, &v, v.lineage, dk, &d) == 0);
+    CHECK(vol_dev_write(d, A, sizeof A, at) == 0 && vol_dev_flush(d) == 0);
+    CHECK(cat->ops->map_get(cat, v.id, 0, &gen) == 0);
+    n = c.preads;
+    CHECK(vol_dev_read(d, got, sizeof got, at) == 0 && !memcmp(got, A, sizeof A) && c.preads == n + 1); /* its own chunk */
+    CHECK(c.in->ops->pread(c.in, gen, slotA, VOL_SLOT_SIZE, a0) == 0 && slotA[0] == 1);
+    CHECK(vol_dev_write(d, B, sizeof B, at) == 0);
+    CHECK(c.in->ops->pread(c.in, gen, slotB, VOL_SLOT_SIZE, a1) == 0 && slotB[0] == 2);
+    /* the other area garbage, then the older version there: B reads, one area */
+    CHECK(c.in->ops->pwrite(c.in, gen, junk, VOL_SLOT_SIZE, a0) == 0);
+    n = c.preads;
+    CHECK(vol_dev_read(d, got, sizeof got, at) == 0 && !memcmp(got, B, sizeof B) && c.preads == n + 1);
+    CHECK(vol_dev_flush(d) == 0); /* B flushed: counter 2, area 1 */
+    CHECK(vol_dev_read(d, got, sizeof got, at) == 0 && !memcmp(got, B, sizeof B));
+    CHECK(c.in->ops->pwrite(c.in, gen, slotA, VOL_SLOT_SIZE, a0) == 0);
+    CHECK(vol_dev_read(d, got, sizeof got, at) == 0 && !memcmp(got, B, sizeof B));
+    /* rolled back (A's slot where B is), swapped (B's slot in area 0, area 1 garbage), zeroed: EIO */
+    CHECK(c.in->ops->pwrite(c.in, gen, slotA, VOL_SLOT_SIZE, a1) == 0);
+    CHECK(vol_dev_read(d, got, sizeof got, at) == -EIO);
+    CHECK(c.in->ops->pwrite(c.in, gen, slotB, VOL_SLOT_SIZE, a0) == 0 && c.in->ops->pwrite(c.in, gen, junk, VOL_SLOT_SIZE, a1) == 0);
+    CHECK(vol_dev_read(d, got, sizeof got, at) == -EIO);
+    memset(got, 0, sizeof got);
+    CHECK(c.in->ops->pwrite(c.in, gen, got, sizeof got, a1) == 0 && c.in->ops->pwrite(c.in, gen, got, 32, a1 + VOL_SECTOR_SIZE) == 0);
+    CHECK(vol_dev_read(d, got, sizeof got, at) == -EIO);
+    CHECK(c.in->ops->pwrite(c.in, gen, slotB, VOL_SLOT_SIZE, a1) == 0 && c.in->ops->pwrite(c.in, gen, junk, VOL_SLOT_SIZE, a0) == 0);
+    CHECK(vol_dev_read(d, got, sizeof got, at) == 0 && !memcmp(got, B, sizeof B)); /* put back: B again */
+    vol_dev_free(d);
+
+    /* a new session: the first read looks at both areas (and finds B past the garbage), the next at one */
+    CHECK(vol_dev_open(cat, &c.base, &v, v.lineage, dk, &d) == 0);
+    CHECK(vol_dev_read(d, got, sizeof got, at) == 0 && !memcmp(got, B, sizeof B)); /* (the header read, too) */
+    n = c.preads;
+    CHECK(vol_dev_read(d, got, sizeof got, at + VOL_SECTOR_SIZE) == 0 && got[7] == 0 && c.preads == n + 2); /* sector 6: not yet */
+    n = c.preads;
+    CHECK(vol_dev_read(d, got, sizeof got, at) == 0 && !memcmp(got, B, sizeof B) && c.preads == n + 1);
+    CHECK(vol_dev_read(d, got, sizeof got, at + VOL_SECTOR_SIZE) == 0 && got[7] == 0 && c.preads == n + 2);
+    /* established, then rolled back under it: still EIO */
+    CHECK(c.in->ops->pwrite(c.in, gen, slotA, VOL_SLOT_SIZE, a1) == 0);
+    CHECK(vol_dev_read(d, got, sizeof got, at) == -EIO);
+    vol_dev_free(d);
+    CHECK(vol_check(cat, c.in, v.id, v.lineage, dk, stdout) == 1);
     vol_store_free(st);
 }
 
@@ -1210,6 +1356,7 @@ int main(void)
     test_chunkstore(dir);
     test_dev(dir);
     test_torn(dir);
+    test_one_area(dir);
     test_keys(dir);
     test_rekey(dir);
     test_copies_ro(dir);
