@@ -110,6 +110,8 @@ typedef struct kms_alias {
 } kms_alias;
 
 
+#define KMS_MRK_BUSY_MAX 16 /* multi-Region keys with a remote operation in flight at once (per core) */
+
 struct kms_core {
     pthread_mutex_t lock;
     sqlite3 *db;
@@ -168,6 +170,11 @@ struct kms_core {
     struct kms_cks_conn *cks_conns; /* this process's logins to custom key stores' tokens (cks.c) */
     size_t n_cks_conns;
     kms_checkpointer *ckpt;    /* WAL checkpoints off the request path; NULL: SQLite's automatic ones */
+    /* Multi-Region keys with an operation in flight that calls another server with the core lock released
+     * (mrk_remote.c: kms_mrk_busy_enter): one such operation per key at a time; mrk_cv (with the core
+     * lock) wakes the next. An empty string is a free slot. */
+    pthread_cond_t mrk_cv;
+    char mrk_busy[KMS_MRK_BUSY_MAX][KMS_KEY_ID_LEN + 1];
 };
 
 static inline int64_t kms_now(kms_core *c) { return c->clock(c->clock_arg); }
@@ -231,8 +238,11 @@ void kms_mrk_describe(kms_core *c, const kms_key *k, json_t *m);
 void kms_mrk_push(kms_core *c, const kms_principal *caller, kms_key *k);
 /* k is a replica: copy the versions its primary has and it lacks. */
 kms_err kms_mrk_pull(kms_core *c, kms_key *k, char **msg);
-/* ScheduleKeyDeletion of k: KMSInvalidStateException while k is a primary with a replica that exists. */
-kms_err kms_mrk_may_delete(kms_core *c, const kms_key *k, char **msg);
+/* ScheduleKeyDeletion of key id: KMSInvalidStateException while it is a primary with a replica that exists.
+ * Lock held on entry and return; released while replicas on other servers are asked (a dead peer stalls
+ * only this call and other multi-Region operations on this key), so any kms_key pointer is stale on return:
+ * find the key again. */
+kms_err kms_mrk_may_delete(kms_core *c, const char *id, char **msg);
 /* cks.c: custom key stores (tables custom_key_stores, custom_key_store_keys; docs/FORMAT.md). */
 struct hsm_key_info;
 kms_err kms_cks_migrate(sqlite3 *db, char **msg); /* additive and idempotent; at every open */

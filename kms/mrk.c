@@ -22,8 +22,8 @@
  *
  * Called with the calling core's lock held; the other region's core is opened for the call and freed
  * before it returns, so its lock is never contended and no two core locks are taken in opposite orders.
- * Calls to another server are made with the lock released (mrk_remote.c), except ScheduleKeyDeletion's
- * short status question.
+ * Calls to another server are made with the lock released (mrk_remote.c; ScheduleKeyDeletion's status
+ * questions in kms_mrk_may_delete), one multi-Region operation per key at a time (kms_mrk_busy_enter).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -466,44 +466,98 @@ kms_err kms_mrk_pull(kms_core *c, kms_key *k, char **msg)
     return e;
 }
 
-kms_err kms_mrk_may_delete(kms_core *c, const kms_key *k, char **msg)
+/* The regions of a primary's list on other servers, asked by ScheduleKeyDeletion's check (kms_mrk_may_delete). */
+struct remote_ask {
+    kms_endpoint ep;
+    bool gone;
+};
+
+/* Whether region r no longer holds key id: a store region is looked at (lock held), one on another server
+ * was asked already (ask); a region not asked (listed meanwhile) and an unreachable one count as there. */
+static bool replica_gone(kms_core *c, const char *id, const char *r, const struct remote_ask *ask, size_t n_ask)
 {
-    char primary[32];
-    json_t *regions, *v, *left;
-    size_t i;
-    kms_err e = KMS_OK;
-    if (!kms_is_mrk(k) || !kms_mrk_row_get(c->db, k->id, primary, &regions))
-        return KMS_OK;
-    if (strcmp(primary, c->region)) {
-        json_decref(regions);
-        return KMS_OK; /* a replica may be deleted at any time */
+    kms_core *d;
+    kms_endpoint ep;
+    char *m = NULL;
+    bool gone = false;
+    for (size_t i = 0; i < n_ask; i++)
+        if (!strcmp(ask[i].ep.region, r))
+            return ask[i].gone;
+    if (kms_mrk_open_region(c, r, &d, &ep, &m) == KMS_OK) {
+        if (ep.url) {
+            kms_endpoint_clear(&ep);
+        } else {
+            pthread_mutex_lock(&d->lock);
+            gone = kms_store_reload_if_changed(d, &m) == KMS_OK && !kms_find_key(d, id);
+            pthread_mutex_unlock(&d->lock);
+            kms_core_free(d);
+        }
     }
-    left = json_array();
+    free(m);
+    return gone;
+}
+
+kms_err kms_mrk_may_delete(kms_core *c, const char *key_id, char **msg)
+{
+    char id[KMS_KEY_ID_LEN + 1], owner[16], primary[32];
+    json_t *regions = NULL, *v, *left = NULL;
+    struct remote_ask *ask = NULL;
+    size_t i, n_ask = 0;
+    kms_key *k;
+    kms_err e = KMS_OK;
+
+    snprintf(id, sizeof id, "%s", key_id);
+    kms_mrk_busy_enter(c, id); /* no other multi-Region operation that calls another server on this key meanwhile */
+    k = kms_find_key(c, id);
+    if (!k || !kms_mrk_row_get(c->db, id, primary, &regions) || strcmp(primary, c->region))
+        goto out; /* gone meanwhile (the caller finds out), or a replica: one may be deleted at any time */
+    snprintf(owner, sizeof owner, "%s", k->owner);
+    if (!(ask = calloc(json_array_size(regions) + 1, sizeof *ask))) {
+        e = KMS_ERR_NOMEM;
+        goto out;
+    }
     json_array_foreach(regions, i, v) {
-        kms_core *d;
         kms_endpoint ep;
         char *m = NULL;
-        bool gone = false, exists = true;
-        if (!json_is_string(v))
-            continue;
-        if (strcmp(json_string_value(v), c->region) &&
-            kms_mrk_open_region(c, json_string_value(v), &d, &ep, &m) == KMS_OK) {
-            if (ep.url) { /* another server: asked, with a short timeout; unreachable counts as there */
-                gone = kms_mrk_remote_exists(c, k->id, k->owner, &ep, &exists, &m) == KMS_OK && !exists;
-                kms_endpoint_clear(&ep);
-            } else {
-                pthread_mutex_lock(&d->lock);
-                gone = kms_store_reload_if_changed(d, &m) == KMS_OK && !kms_find_key(d, k->id);
-                pthread_mutex_unlock(&d->lock);
-                kms_core_free(d);
-            }
-        }
+        if (json_is_string(v) && strcmp(json_string_value(v), c->region) &&
+            kms_mrk_open_region(c, json_string_value(v), NULL, &ep, &m) == KMS_OK && ep.url)
+            ask[n_ask++].ep = ep; /* (its url and secret move there) */
         free(m);
-        if (!gone)
-            json_array_append(left, v);
+    }
+    if (n_ask) {
+        /* The replicas on other servers, asked with the core lock released (as every replication call is: a
+         * slow or dead peer stalls only this call and other multi-Region operations on this key, not the
+         * server) and a short timeout. k is stale from here, and the list is read again below. */
+        pthread_mutex_unlock(&c->lock);
+        for (i = 0; i < n_ask; i++) {
+            char *m = NULL;
+            bool exists = true;
+            ask[i].gone = kms_mrk_remote_exists(c, id, owner, &ask[i].ep, &exists, &m) == KMS_OK && !exists;
+            free(m);
+        }
+        pthread_mutex_lock(&c->lock);
+        json_decref(regions);
+        regions = NULL;
+        if (!(k = kms_find_key(c, id)) || !kms_mrk_row_get(c->db, id, primary, &regions) ||
+            strcmp(primary, c->region)) {
+            kms_set_msg(msg, "%s changed while its replicas were asked; try again", id);
+            e = KMS_ERR_INVALID_STATE;
+            goto out;
+        }
+    }
+    /* the list as it is now: a store region looked at now, under the lock, a region listed meanwhile kept */
+    if (!(left = json_array())) {
+        e = KMS_ERR_NOMEM;
+        goto out;
+    }
+    json_array_foreach(regions, i, v) {
+        if (json_is_string(v) && strcmp(json_string_value(v), c->region) &&
+            replica_gone(c, id, json_string_value(v), ask, n_ask))
+            continue;
+        json_array_append(left, v);
     }
     if (json_array_size(left) != json_array_size(regions))
-        e = kms_mrk_row_put(c, k->id, primary, left, msg); /* replicas deleted since */
+        e = kms_mrk_row_put(c, id, primary, left, msg); /* replicas deleted since */
     if (!e && json_array_size(left) > 1) {
         char arn[160];
         kms_op_key_arn(c, k, arn, sizeof arn);
@@ -511,8 +565,13 @@ kms_err kms_mrk_may_delete(kms_core *c, const kms_key *k, char **msg)
                          "or make another region primary (UpdatePrimaryRegion)", arn, json_array_size(left) - 1);
         e = KMS_ERR_INVALID_STATE;
     }
+out:
+    for (i = 0; i < n_ask; i++)
+        kms_endpoint_clear(&ask[i].ep);
+    free(ask);
     json_decref(left);
     json_decref(regions);
+    kms_mrk_busy_leave(c, id);
     return e;
 }
 

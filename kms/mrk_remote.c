@@ -45,7 +45,7 @@
 #define TOKEN_VALIDITY 900
 #define WRAP_SPEC KMS_SPEC_RSA_3072
 #define CALL_TIMEOUT_MS 60000L  /* the other end makes an RSA_3072 key pair (a second; more under sanitizers) */
-#define STATUS_TIMEOUT_MS 5000L /* a status question, asked with the core lock held */
+#define STATUS_TIMEOUT_MS 5000L /* a status question (ScheduleKeyDeletion's replica check) */
 #define MAX_VERSIONS 400        /* a PutReplica body stays far below the server's 64 KiB */
 
 static const char *const STATES[] = {"Enabled", "Disabled", "PendingDeletion", "PendingImport"};
@@ -598,6 +598,19 @@ static int kwp_seal(const uint8_t kek[32], const uint8_t *pt, size_t n, uint8_t 
     return 0;
 }
 
+/* A status question's timeout: STATUS_TIMEOUT_MS, or ENVELOPEFS_TEST_REPLICATION_STATUS_TIMEOUT_MS (tests
+ * only: tests/server/server_mrk_endpoint.sh; 0: none, so a stopped peer holds the question until it runs on). */
+static long status_timeout_ms(void)
+{
+    const char *v = getenv("ENVELOPEFS_TEST_REPLICATION_STATUS_TIMEOUT_MS");
+    char *end;
+    long ms;
+    if (!v || !*v)
+        return STATUS_TIMEOUT_MS;
+    ms = strtol(v, &end, 10);
+    return *end || ms < 0 ? STATUS_TIMEOUT_MS : ms;
+}
+
 /* Ask ep for its status of key id (and a wrapping key unless status_only); the core lock is released for
  * the call unless keep_lock. id and owner must not point into a kms_key. */
 static kms_err ask_parameters(kms_core *c, const kms_endpoint *ep, const char *id, const char *owner, bool status_only,
@@ -609,7 +622,8 @@ static kms_err ask_parameters(kms_core *c, const kms_endpoint *ep, const char *i
         return KMS_ERR_NOMEM;
     if (!keep_lock)
         pthread_mutex_unlock(&c->lock);
-    e = kms_remote_call(ep, "GetReplicationParameters", req, status_only ? STATUS_TIMEOUT_MS : CALL_TIMEOUT_MS, resp, msg);
+    e = kms_remote_call(ep, "GetReplicationParameters", req, status_only ? status_timeout_ms() : CALL_TIMEOUT_MS, resp,
+                        msg);
     if (!keep_lock)
         pthread_mutex_lock(&c->lock);
     json_decref(req);
@@ -780,8 +794,9 @@ kms_err kms_mrk_remote_replicate(struct op_ctx *x, kms_key *k, const kms_endpoin
 
     snprintf(id, sizeof id, "%s", k->id);
     snprintf(owner, sizeof owner, "%s", k->owner);
+    kms_mrk_busy_enter(c, id); /* (k is stale from here) */
     if ((e = ask_parameters(c, ep, id, owner, false, false, &pr, x->msg)))
-        return e;
+        goto out;
     k = kms_find_key(c, id);
     if (!k || k->state != KS_ENABLED || !kms_mrk_row_get(c->db, id, primary, &regions) || strcmp(primary, c->region)) {
         e = fail(x, KMS_ERR_INVALID_STATE, "%s changed while its replica was being made; try again", id);
@@ -854,6 +869,7 @@ kms_err kms_mrk_remote_replicate(struct op_ctx *x, kms_key *k, const kms_endpoin
     if (!*out)
         e = KMS_ERR_NOMEM;
 out:
+    kms_mrk_busy_leave(c, id);
     json_decref(resp);
     json_decref(req);
     json_decref(regions);
@@ -872,8 +888,9 @@ kms_err kms_mrk_remote_update_primary(struct op_ctx *x, kms_key *k, const kms_en
 
     snprintf(id, sizeof id, "%s", k->id);
     snprintf(owner, sizeof owner, "%s", k->owner);
+    kms_mrk_busy_enter(c, id); /* (k is stale from here) */
     if ((e = ask_parameters(c, ep, id, owner, false, false, &pr, x->msg)))
-        return e;
+        goto out;
     rep = json_object_get(pr, "Replica");
     state = json_string_value(json_object_get(rep, "KeyState"));
     have = json_integer_value(json_object_get(rep, "Versions"));
@@ -913,6 +930,7 @@ kms_err kms_mrk_remote_update_primary(struct op_ctx *x, kms_key *k, const kms_en
         e = kms_store_update_key(c, k, x->msg);
     }
 out:
+    kms_mrk_busy_leave(c, id);
     json_decref(resp);
     json_decref(req);
     json_decref(regions);
@@ -924,11 +942,38 @@ kms_err kms_mrk_remote_exists(kms_core *c, const char *id, const char *owner, co
                               char **msg)
 {
     json_t *pr = NULL;
-    kms_err e = ask_parameters(c, ep, id, owner, true, true, &pr, msg);
+    kms_err e = ask_parameters(c, ep, id, owner, true, true, &pr, msg); /* (keep_lock: the caller holds none) */
     if (!e)
         *exists = json_is_true(json_object_get(json_object_get(pr, "Replica"), "Exists"));
     json_decref(pr);
     return e;
+}
+
+void kms_mrk_busy_enter(kms_core *c, const char *id)
+{
+    for (;;) {
+        int slot = -1;
+        bool taken = false;
+        for (int i = 0; i < KMS_MRK_BUSY_MAX; i++) {
+            if (!c->mrk_busy[i][0])
+                slot = slot < 0 ? i : slot;
+            else if (!strcmp(c->mrk_busy[i], id))
+                taken = true;
+        }
+        if (!taken && slot >= 0) {
+            snprintf(c->mrk_busy[slot], sizeof c->mrk_busy[slot], "%s", id);
+            return;
+        }
+        pthread_cond_wait(&c->mrk_cv, &c->lock); /* (other calls run meanwhile) */
+    }
+}
+
+void kms_mrk_busy_leave(kms_core *c, const char *id)
+{
+    for (int i = 0; i < KMS_MRK_BUSY_MAX; i++)
+        if (!strcmp(c->mrk_busy[i], id))
+            c->mrk_busy[i][0] = 0;
+    pthread_cond_broadcast(&c->mrk_cv);
 }
 
 /* Keys whose new versions wait for their endpoint replicas: this thread's, for the call it is making. */
@@ -966,8 +1011,11 @@ void kms_mrk_flush_pushes(kms_core *c)
         char primary[32], owner[16];
         json_t *regions = NULL, *v;
         size_t j;
-        kms_key *k = kms_find_key(c, ids[i]);
+        kms_key *k;
+        kms_mrk_busy_enter(c, ids[i]);
+        k = kms_find_key(c, ids[i]);
         if (!k || !kms_mrk_row_get(c->db, ids[i], primary, &regions) || strcmp(primary, c->region)) {
+            kms_mrk_busy_leave(c, ids[i]);
             json_decref(regions);
             continue;
         }
@@ -987,6 +1035,7 @@ void kms_mrk_flush_pushes(kms_core *c)
             kms_endpoint_clear(&ep);
             free(m);
         }
+        kms_mrk_busy_leave(c, ids[i]);
         json_decref(regions);
     }
     pthread_mutex_unlock(&c->lock);

@@ -818,8 +818,17 @@ kms_err kms_op_schedule_key_deletion(struct op_ctx *x, json_t *in, json_t **out)
                     "Member must have value between 7 and 30", days);
     if (k->state == KS_PENDING_DELETION)
         return check_usable(x, k);
-    if (kms_is_mrk(k) && (e = kms_mrk_may_delete(x->core, k, x->msg)))
-        return e;
+    if (kms_is_mrk(k)) {
+        char id[KMS_KEY_ID_LEN + 1];
+        snprintf(id, sizeof id, "%s", k->id);
+        if ((e = kms_mrk_may_delete(x->core, id, x->msg)))
+            return e;
+        /* the core lock was released while replicas on other servers were asked: look again */
+        if (!(k = kms_find_key(x->core, id)))
+            return fail(x, KMS_ERR_NOT_FOUND, "Key '%s' does not exist", id);
+        if (k->state == KS_PENDING_DELETION)
+            return check_usable(x, k);
+    }
     saved = *k;
     k->state = KS_PENDING_DELETION;
     k->pending_days = (int)days;

@@ -438,6 +438,12 @@ kms_err kms_core_open(const kms_store_opts *o, kms_core **out, char **errmsg)
             return KMS_ERR_INTERNAL;
         }
         pthread_mutexattr_destroy(&ma);
+        if (pthread_cond_init(&c->mrk_cv, NULL)) {
+            pthread_mutex_destroy(&c->lock);
+            free(c);
+            free(path);
+            return KMS_ERR_INTERNAL;
+        }
     }
     c->clock = default_clock;
     c->dir = strdup(o->store_dir);
@@ -567,6 +573,7 @@ void kms_core_free(kms_core *c)
     sqlite3_close(c->db);
     sodium_free(c->root_key);
     free(c->dir);
+    pthread_cond_destroy(&c->mrk_cv);
     pthread_mutex_destroy(&c->lock);
     free(c);
 }
@@ -1266,7 +1273,9 @@ kms_err kms_store_destroy_key(kms_core *c, const char *key_id, char **msg)
     static const char *const sqls[] = {"DELETE FROM key_versions WHERE key_id=?", "DELETE FROM aliases WHERE key_id=?",
                                        "DELETE FROM tags WHERE key_id=?", "DELETE FROM grants WHERE key_id=?",
                                        "DELETE FROM key_policies WHERE key_id=?",
-                                       "DELETE FROM custom_key_store_keys WHERE key_id=?", "DELETE FROM keys WHERE id=?"};
+                                       "DELETE FROM custom_key_store_keys WHERE key_id=?",
+                                       "DELETE FROM multi_region WHERE key_id=?", /* (mrk.c: kms_mrk_migrate) */
+                                       "DELETE FROM keys WHERE id=?"};
     char id[KMS_KEY_ID_LEN + 1];
     snprintf(id, sizeof id, "%s", key_id);
     if (sqlite3_exec(c->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)

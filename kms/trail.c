@@ -332,10 +332,11 @@ static void copy_str(char *dst, size_t cap, const char *src)
 /* One record (core lock held). req_params and resp_elems are consumed (NULL: null); resources too (NULL:
  * []); result is the `result` column and the errorCode (NULL: "OK", no errorCode). identity, when
  * non-NULL (consumed), is the userIdentity as another service saw its caller (kms_service_event), in place
- * of the one built from p. Another service's record goes to its caller's account (recipientAccountId). */
+ * of the one built from p. Another service's record goes to its caller's account (recipientAccountId).
+ * data_event: a data-plane call (managementEvent false, eventCategory "Data": EBS's block calls). */
 static uint64_t append(kms_core *c, const kms_principal *p, const char *event_source, const char *op,
                        json_t *req_params, json_t *resp_elems, const char *key_id, json_t *resources, bool read_only,
-                       const char *result, const char *msg, const char *grant_id, json_t *identity)
+                       const char *result, const char *msg, const char *grant_id, json_t *identity, bool data_event)
 {
     struct audit_rec *r;
     json_t *ev, *ui, *res = resources;
@@ -439,12 +440,12 @@ static uint64_t append(kms_core *c, const kms_principal *p, const char *event_so
     json_object_set_new(ev, "resources", res);
     res = NULL;
     json_object_set_new(ev, "eventType", json_string("AwsApiCall"));
-    json_object_set_new(ev, "managementEvent", json_true());
+    json_object_set_new(ev, "managementEvent", json_boolean(!data_event));
     /* another service's call is delivered to its caller's account (EC2's resources are the caller's) */
     json_object_set_new(ev, "recipientAccountId", json_string(strcmp(event_source, "kms.amazonaws.com") && r->account[0]
                                                                   ? r->account
                                                                   : c->account));
-    json_object_set_new(ev, "eventCategory", json_string("Management"));
+    json_object_set_new(ev, "eventCategory", json_string(data_event ? "Data" : "Management"));
     {
         /* what json_dumps(JSON_COMPACT | JSON_SORT_KEYS) writes, at a fraction of its cost (a third of a
          * call's instructions went there); jansson for what the fast path does not take (reals) */
@@ -487,7 +488,7 @@ uint64_t kms_trail_append_grant(kms_core *c, const kms_principal *p, const char 
     }
     return append(c, p, "kms.amazonaws.com", op, pick(req, REQ_FIELDS, sizeof REQ_FIELDS / sizeof REQ_FIELDS[0]),
                   e || ro ? NULL : pick(resp, RESP_FIELDS, sizeof RESP_FIELDS / sizeof RESP_FIELDS[0]), key_id, res, ro,
-                  e ? kms_err_name(e) : NULL, msg, grant_id, NULL);
+                  e ? kms_err_name(e) : NULL, msg, grant_id, NULL, false);
 }
 
 kms_err kms_core_audit_service_event(kms_core *c, const kms_principal *p, const kms_service_event *ev)
@@ -530,7 +531,8 @@ kms_err kms_core_audit_service_event(kms_core *c, const kms_principal *p, const 
     }
     pthread_mutex_lock(&c->lock);
     ticket = append(c, p, src, ev->event_name, req, resp, ev->resource_name, res, ev->read_only,
-                    ev->error_code && *ev->error_code ? ev->error_code : NULL, ev->error_message, NULL, who);
+                    ev->error_code && *ev->error_code ? ev->error_code : NULL, ev->error_message, NULL, who,
+                    ev->data_event);
     pthread_mutex_unlock(&c->lock);
     if (!ticket)
         return KMS_ERR_INTERNAL;

@@ -1,6 +1,6 @@
 /*
  * http.c — the HTTP(S) backend of kmsclient: the AWS KMS JSON protocol over libcurl with SigV4
- * signing, so envelopefs can use AWS KMS, moto, LocalStack or `envelopefs kms serve`.
+ * signing (one POST: common/httpreq.h), so envelopefs can use AWS KMS, moto, LocalStack or `envelopefs kms serve`.
  *
  * Credentials come from kmsc_opts, else AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN,
  * else the profile (opts, AWS_PROFILE, "default") in AWS_SHARED_CREDENTIALS_FILE or ~/.aws/credentials.
@@ -17,20 +17,19 @@
  * call is made through (NAME.REGION.amazonaws.com).
  */
 #include <ctype.h>
+#include <errno.h>
 #include <stddef.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
-#include <jansson.h>
 #include <sodium.h>
 
 #include "backend.h"
-#include "envelopefs/sigv4.h"
+#include "common/httpreq.h"
 
 #define POOL 16
 
@@ -117,29 +116,7 @@ static char *env_dup(const char *name)
     return v && *v ? strdup(v) : NULL;
 }
 
-/* ---- curl ----------------------------------------------------------------------------------- */
-
-struct buf {
-    char *p;
-    size_t n;
-};
-
-static size_t on_data(char *ptr, size_t size, size_t nmemb, void *ud)
-{
-    struct buf *b = ud;
-    size_t n = size * nmemb;
-    char *np;
-    if (b->n + n > (1u << 20))
-        return 0; /* a KMS response is small; refuse a runaway body */
-    np = realloc(b->p, b->n + n + 1);
-    if (!np)
-        return 0;
-    b->p = np;
-    memcpy(b->p + b->n, ptr, n);
-    b->n += n;
-    b->p[b->n] = 0;
-    return n;
-}
+/* ---- one attempt ---------------------------------------------------------------------------- */
 
 static CURL *take(http_impl *h)
 {
@@ -148,11 +125,7 @@ static CURL *take(http_impl *h)
     if (h->n_idle)
         c = h->idle[--h->n_idle];
     pthread_mutex_unlock(&h->lock);
-    if (!c)
-        c = curl_easy_init();
-    else
-        curl_easy_reset(c);
-    return c;
+    return c ? c : efs_http_handle(); /* efs_http_post_json resets a reused one */
 }
 
 static void give(http_impl *h, CURL *c)
@@ -178,117 +151,67 @@ static void set_err(kmsc_error *err, kms_err code, const char *name, const char 
 static kms_err attempt(http_impl *h, const char *operation, const char *req, size_t req_len, char **resp,
                        size_t *resp_len, kmsc_error *err, long *status)
 {
-    char target[128], date[17], auth[1024], hbuf[7][1200];
-    struct curl_slist *hl = NULL;
-    struct buf b = {0};
-    sigv4_header sh[6];
-    size_t nh = 0;
+    char target[128];
+    sigv4_header extra[2];
+    size_t n_extra = 0;
+    efs_http_answer ans;
+    efs_http_post rq;
     CURL *c;
-    CURLcode cc;
-    kms_err e = KMS_OK;
+    kms_err e;
+    int rc;
 
     *status = 0;
     snprintf(target, sizeof target, "TrentService.%s", operation);
-    sigv4_format_date((int64_t)time(NULL), date);
-    auth[0] = 0;
-    sh[nh++] = (sigv4_header){"content-type", "application/x-amz-json-1.1"};
-    sh[nh++] = (sigv4_header){"host", h->host};
-    sh[nh++] = (sigv4_header){"x-amz-date", date};
-    sh[nh++] = (sigv4_header){"x-amz-target", target};
     if (h->token)
-        sh[nh++] = (sigv4_header){"x-amz-security-token", h->token};
+        extra[n_extra++] = (sigv4_header){"X-Amz-Security-Token", h->token};
     if (h->via)
-        sh[nh++] = (sigv4_header){"x-envelopefs-via-service", h->via};
-    if (h->access_key) { /* else unsigned: a Unix socket whose server knows us by our uid */
-        sigv4_request r = {.method = "POST", .path = "/", .query = "", .headers = sh, .n_headers = nh,
-                           .payload = (const uint8_t *)req, .payload_len = req_len};
-        if (sigv4_sign(&r, h->access_key, h->secret, date, h->region, "kms", auth, sizeof auth)) {
-            set_err(err, KMS_ERR_INTERNAL, NULL, "cannot sign the request");
-            return KMS_ERR_INTERNAL;
-        }
-    }
-    snprintf(hbuf[0], sizeof hbuf[0], "Content-Type: application/x-amz-json-1.1");
-    snprintf(hbuf[1], sizeof hbuf[1], "Host: %s", h->host);
-    snprintf(hbuf[2], sizeof hbuf[2], "X-Amz-Date: %s", date);
-    snprintf(hbuf[3], sizeof hbuf[3], "X-Amz-Target: %s", target);
-    snprintf(hbuf[4], sizeof hbuf[4], "Authorization: %s", auth);
-    for (int i = 0; i < (auth[0] ? 5 : 4); i++)
-        hl = curl_slist_append(hl, hbuf[i]);
-    if (h->token) {
-        snprintf(hbuf[5], sizeof hbuf[5], "X-Amz-Security-Token: %s", h->token);
-        hl = curl_slist_append(hl, hbuf[5]);
-    }
-    if (h->via) {
-        snprintf(hbuf[6], sizeof hbuf[6], "X-Envelopefs-Via-Service: %s", h->via);
-        hl = curl_slist_append(hl, hbuf[6]);
-    }
-    hl = curl_slist_append(hl, "Expect:");
-    c = take(h);
-    if (!c || !hl) {
-        curl_slist_free_all(hl);
-        if (c)
-            give(h, c);
+        extra[n_extra++] = (sigv4_header){"X-Envelopefs-Via-Service", h->via};
+    /* without an access key unsigned: a Unix socket whose server knows us by our uid */
+    rq = (efs_http_post){.url = h->endpoint, .host = h->host, .unix_path = h->unix_path, .target = target,
+                         .extra = extra, .n_extra = n_extra, .access_key = h->access_key, .secret = h->secret,
+                         .region = h->region, .service = "kms", .body = req, .body_len = req_len,
+                         .timeout_ms = h->timeout_ms, .keepalive = true, .insecure_tls = h->insecure,
+                         .ca_file = h->ca_file};
+    if (!(c = take(h)))
         return KMS_ERR_NOMEM;
-    }
-    curl_easy_setopt(c, CURLOPT_URL, h->endpoint);
-    curl_easy_setopt(c, CURLOPT_POST, 1L);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, req);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)req_len);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, h->timeout_ms);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, h->timeout_ms < 5000 ? h->timeout_ms : 5000L);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-    if (h->unix_path)
-        curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, h->unix_path);
-    if (h->insecure) {
-        curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
-        curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
-    }
-    if (h->ca_file)
-        curl_easy_setopt(c, CURLOPT_CAINFO, h->ca_file);
-    cc = curl_easy_perform(c);
-    curl_slist_free_all(hl);
-    sodium_memzero(auth, sizeof auth);
-    if (cc != CURLE_OK) {
-        set_err(err, KMS_ERR_TRANSPORT, NULL, curl_easy_strerror(cc));
-        give(h, c);
-        free(b.p);
+    rc = efs_http_post_json(c, &rq, &ans);
+    give(h, c);
+    if (rc == -ENOMEM)
+        return KMS_ERR_NOMEM;
+    if (rc == -EIO) {
+        set_err(err, KMS_ERR_TRANSPORT, NULL, ans.error);
         return KMS_ERR_TRANSPORT;
     }
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
-    give(h, c);
+    if (rc) {
+        set_err(err, KMS_ERR_INTERNAL, NULL, "cannot sign the request");
+        return KMS_ERR_INTERNAL;
+    }
+    *status = ans.status;
     if (*status == 200) {
-        if (!b.p) {
-            b.p = strdup("{}");
-            b.n = 2;
+        if (!ans.body) {
+            *resp = strdup("{}");
+            *resp_len = 2;
+            return *resp ? KMS_OK : KMS_ERR_NOMEM;
         }
-        *resp = b.p;
-        *resp_len = b.n;
+        *resp = ans.body; /* the caller frees it wiped (kmsc_response_free) */
+        *resp_len = ans.len;
+        ans.body = NULL;
+        efs_http_answer_clear(&ans);
         return KMS_OK;
     }
     {
-        json_t *o = b.p ? json_loadb(b.p, b.n, 0, NULL) : NULL;
-        const char *type = json_string_value(json_object_get(o, "__type"));
-        const char *msg = json_string_value(json_object_get(o, "message"));
-        if (!msg)
-            msg = json_string_value(json_object_get(o, "Message"));
-        if (type) {
-            const char *hash = strrchr(type, '#');
+        char type[sizeof err->name], msg[sizeof err->message];
+        if (efs_http_aws_error(&ans, type, sizeof type, msg, sizeof msg)) {
             e = kms_err_from_name(type);
-            set_err(err, e, hash ? hash + 1 : type, msg);
+            set_err(err, e, type, msg);
         } else {
-            e = *status >= 500 ? KMS_ERR_INTERNAL : KMS_ERR_REMOTE;
             char m[128];
+            e = *status >= 500 ? KMS_ERR_INTERNAL : KMS_ERR_REMOTE;
             snprintf(m, sizeof m, "HTTP status %ld without an error body", *status);
             set_err(err, e, NULL, m);
         }
-        json_decref(o);
     }
-    free(b.p);
+    efs_http_answer_clear(&ans);
     return e;
 }
 
@@ -381,20 +304,13 @@ static const char *http_region(void *p) { return ((http_impl *)p)->region; }
 static const kmsc_backend_ops HTTP_OPS = {"http",          http_call,       http_free,  http_account,
                                           http_remember_account, http_access_key, http_region};
 
-static void global_init(void)
-{
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
 kms_err kmsc_backend_http_new(const kmsc_opts *opts, void **impl, const kmsc_backend_ops **ops, char **errmsg)
 {
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
     http_impl *h;
     const char *url = opts->url, *rest;
     char *profile, *cred_file, *cfg_file, *ak = NULL, *sk = NULL, *tok = NULL;
     size_t hostlen;
 
-    pthread_once(&once, global_init);
     h = calloc(1, sizeof *h);
     if (!h)
         return KMS_ERR_NOMEM;

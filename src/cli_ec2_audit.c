@@ -3,7 +3,11 @@
  * attach`/`detach` leaves one CloudTrail-shaped record with eventSource ec2.amazonaws.com, eventName the
  * EC2 action (CreateVolume, AttachVolume, ...), requestParameters from its flags, responseElements from
  * its answer (mutating calls; nothing an EC2 answer holds is secret), errorCode/errorMessage on failure,
- * userAgent "envelopefs/VERSION command/ec2.VERB".
+ * userAgent "envelopefs/VERSION command/ec2.VERB". Every `envelopefs ebs` verb (the EBS direct API) leaves
+ * one the same way with eventSource ebs.amazonaws.com (cli_ebs_audit): StartSnapshot and CompleteSnapshot
+ * as management events, the block calls (PutSnapshotBlock, GetSnapshotBlock, ListSnapshotBlocks,
+ * ListChangedBlocks) as data events (managementEvent false, eventCategory "Data"), as CloudTrail records
+ * them; no block data (nor --block-data's file name) is in a record.
  * They go into the account's one trail, as CloudTrail keeps all services' events together, always through
  * kms_core_audit_service_event (one record builder, hash chain, digests and validation):
  *   - embedded keys: the key store's trail, next to the key service's own records, the caller the store's
@@ -257,34 +261,42 @@ static void remote_caller(const cli_vol *g, kms_principal *p, struct remote_call
                          .source = "embedded"};
 }
 
-int cli_ec2_audit(const cli_vol *g, const char *event_name, const struct cli_args *a, const char *resource, int rc)
+/* One record of service ("ec2" or "ebs") for the call event_name ("CreateVolume", a verb "create-volume") of
+ * the CLI command command ("ec2", "volume", "ebs"). */
+static int record(const cli_vol *g, const char *service, const char *command, const char *event_name,
+                  const struct cli_args *a, const char *resource, int rc)
 {
-    kms_service_event ev = {.event_source = "ec2.amazonaws.com"};
+    char source[32], name[64], agent[128];
+    kms_service_event ev = {.event_source = source};
     const char *code = NULL, *message = NULL;
-    char name[64], agent[128];
     char *req = NULL, *resp = NULL;
+    bool ebs = !strcmp(service, "ebs");
     json_t *rq, *rs = NULL;
     kms_err e;
     if (rc == CLI_EXIT_USAGE)
         return 0; /* (a usage error is the CLI's, not a call) */
     if (cli_ec2_trail_is_keystore(g) && !opens_quietly(&g->k))
         return 0; /* no key store, or one that would prompt for its passphrase again (docs/DESIGN.md) */
-    if (strchr(event_name, '-')) /* a verb of `envelopefs ec2` */
-        snprintf(agent, sizeof agent, "envelopefs/%s command/ec2.%s", ENVELOPEFS_VERSION, event_name);
+    snprintf(source, sizeof source, "%s.amazonaws.com", service);
+    if (strchr(event_name, '-')) /* a verb of `envelopefs ec2` / `envelopefs ebs` */
+        snprintf(agent, sizeof agent, "envelopefs/%s command/%s.%s", ENVELOPEFS_VERSION, command, event_name);
     else /* AttachVolume, DetachVolume: `envelopefs volume attach|detach` */
         snprintf(agent, sizeof agent, "envelopefs/%s command/volume.%s", ENVELOPEFS_VERSION,
                  !strcmp(event_name, "DetachVolume") ? "detach" : "attach");
     ev.user_agent = agent;
     cli_ec2_action(event_name, name, sizeof name);
     ev.event_name = event_name = name;
-    ev.read_only = !strncmp(event_name, "Describe", 8) || !strncmp(event_name, "Get", 3);
+    ev.read_only = !strncmp(event_name, "Describe", 8) || !strncmp(event_name, "Get", 3) ||
+                   !strncmp(event_name, "List", 4);
+    /* EBS's block calls are CloudTrail data events; StartSnapshot and CompleteSnapshot management events */
+    ev.data_event = ebs && strcmp(event_name, "StartSnapshot") && strcmp(event_name, "CompleteSnapshot");
     if (rc) {
         cli_last_service_error(&code, &message);
-        ev.error_code = code ? code : "InternalError";
+        ev.error_code = code ? code : ebs ? "InternalServerException" : "InternalError";
         ev.error_message = message;
     }
     if (!resource && a) {
-        const char *const ids[] = {"volume-id", "snapshot-id", "source-snapshot-id"};
+        const char *const ids[] = {"volume-id", "snapshot-id", "source-snapshot-id", "second-snapshot-id"};
         for (size_t i = 0; i < sizeof ids / sizeof ids[0] && !resource; i++)
             resource = cli_arg1(a, ids[i]);
     }
@@ -300,6 +312,8 @@ int cli_ec2_audit(const cli_vol *g, const char *event_name, const struct cli_arg
         ev.resource_type = resource[0] == 'v' ? "AWS::EC2::Volume" : "AWS::EC2::Snapshot";
     }
     rq = request_parameters(a, resource);
+    if (rq && ebs) /* its --block-data names a local file; CloudTrail records no block data either */
+        json_object_del(rq, "blockData");
     if (!rc && !ev.read_only)
         rs = response_elements(cli_vol_last_response);
     req = rq ? json_dumps(rq, JSON_COMPACT) : NULL;
@@ -311,7 +325,7 @@ int cli_ec2_audit(const cli_vol *g, const char *event_name, const struct cli_arg
     if (cli_ec2_trail_is_keystore(g)) {
         cli_kms_opts k = g->k;
         kmsc *kms;
-        k.via_service = NULL; /* EC2's own record: the caller, not a call through EC2 */
+        k.via_service = NULL; /* the service's own record: the caller, not a call through EC2 */
         kms = cli_open_kms(&k, NULL);
         e = kms ? kmsc_audit_service_event(kms, &ev) : KMS_ERR_IO;
         kmsc_free(kms);
@@ -332,4 +346,14 @@ int cli_ec2_audit(const cli_vol *g, const char *event_name, const struct cli_arg
     free(req);
     free(resp);
     return e ? -1 : 0;
+}
+
+int cli_ec2_audit(const cli_vol *g, const char *event_name, const struct cli_args *a, const char *resource, int rc)
+{
+    return record(g, "ec2", "ec2", event_name, a, resource, rc);
+}
+
+int cli_ebs_audit(const cli_vol *g, const char *verb, const struct cli_args *a, int rc)
+{
+    return record(g, "ebs", "ebs", verb, a, NULL, rc);
 }

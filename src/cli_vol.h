@@ -70,6 +70,9 @@ void cli_vol_drop_deferred(void);
  * prompt), else the volume store's own (cli_ec2_trail_open). Durable when it returns 0; -1 (message
  * printed) when the record could not be written. Nothing is recorded for a usage error (returns 0). */
 int cli_ec2_audit(const cli_vol *g, const char *event_name, const struct cli_args *a, const char *resource, int rc);
+/* The same for an `ebs` verb ("put-snapshot-block"): eventSource ebs.amazonaws.com, the block calls as
+ * data events, requestParameters without --block-data. */
+int cli_ebs_audit(const cli_vol *g, const char *verb, const struct cli_args *a, int rc);
 /* An `ec2` verb's EC2 action: "create-volume" → "CreateVolume" (an action stays as it is). */
 void cli_ec2_action(const char *verb, char *buf, size_t cap);
 /* Whether the EC2 records go to the key store's trail (embedded keys) rather than the volume store's. */

@@ -3,6 +3,8 @@
  * volume store (vol/direct.h): start-snapshot, put-snapshot-block, complete-snapshot,
  * list-snapshot-blocks, list-changed-blocks, get-snapshot-block. Block data goes in as
  * --block-data fileb://FILE and out to the OUTFILE argument of get-snapshot-block, as with the AWS CLI.
+ * Each call leaves one record (eventSource ebs.amazonaws.com: cli_ec2_audit.c) before its answer is
+ * printed and before get-snapshot-block's data is written out.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -281,14 +283,20 @@ out:
     return rc;
 }
 
-static int get_block(cli_vol *g, const struct cli_args *a, vol_store *st, const char *outfile)
+/* The block is read here; it goes to OUTFILE only once the call's record is durable (write_block). */
+struct got_block {
+    uint8_t *buf; /* sodium_malloc'd, BLOCK_SIZE bytes, or NULL */
+    const char *outfile;
+};
+
+static int get_block(cli_vol *g, const struct cli_args *a, vol_store *st, const char *outfile, struct got_block *got)
 {
     const char *snap, *idx, *tok;
     uint64_t block = 0;
     uint8_t *buf, sha[32];
     char b64[64];
     vol_err e = {"", ""};
-    int rc, fd;
+    int rc;
     if ((rc = cli_need1(WHO, a, "snapshot-id", &snap, true)) || (rc = cli_need1(WHO, a, "block-index", &idx, true)) ||
         (rc = cli_need1(WHO, a, "block-token", &tok, true)))
         return rc;
@@ -299,20 +307,26 @@ static int get_block(cli_vol *g, const struct cli_args *a, vol_store *st, const 
     if (!cli_parse_u64(idx, &block))
         return cli_service_error("ValidationException", "GetSnapshotBlock", "BlockIndex must be a number (Reason: INVALID_BLOCK)");
     if (!(buf = sodium_malloc(BLOCK_SIZE)))
-        return 1;
+        return cli_service_error("InternalServerException", "GetSnapshotBlock", "out of memory");
     if (vol_ebs_get(st, snap, block, tok, buf, sha, &e)) {
         sodium_free(buf);
         return cli_service_error(e.code, "GetSnapshotBlock", e.message);
     }
-    fd = open(outfile, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0 || write(fd, buf, BLOCK_SIZE) != BLOCK_SIZE || close(fd)) {
-        fprintf(stderr, WHO ": writing %s: %s\n", outfile, strerror(errno));
-        sodium_free(buf);
-        return 1;
-    }
-    sodium_free(buf);
+    got->buf = buf;
+    got->outfile = outfile;
     sodium_bin2base64(b64, sizeof b64, sha, sizeof sha, sodium_base64_VARIANT_ORIGINAL);
     return cli_vol_print(g, WHO, json_pack("{s:i, s:s, s:s}", "DataLength", (int)BLOCK_SIZE, "Checksum", b64, "ChecksumAlgorithm", "SHA256"));
+}
+
+/* OUTFILE of get-snapshot-block; 0 or 1 (message printed). */
+static int write_block(const struct got_block *got)
+{
+    int fd = open(got->outfile, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0 || write(fd, got->buf, BLOCK_SIZE) != BLOCK_SIZE || close(fd)) {
+        fprintf(stderr, WHO ": writing %s: %s\n", got->outfile, strerror(errno));
+        return 1;
+    }
+    return 0;
 }
 
 static const struct {
@@ -371,6 +385,8 @@ int cmd_ebs(int argc, char **argv)
     const char *verb, *outfile = NULL;
     vol_store *st = NULL;
     kmsc *kms = NULL;
+    struct got_block got = {NULL, NULL};
+    char action[64];
     int rc = cli_vol_parse(argc, argv, WHO, &g), nrest;
     efs_json_wipe_on_free();
     if (rc)
@@ -401,11 +417,11 @@ int cmd_ebs(int argc, char **argv)
     }
     if (rc)
         goto out;
-    if (!(st = cli_vol_open(&g, true, &kms, "StartSnapshot"))) {
+    cli_ec2_action(verb, action, sizeof action);
+    cli_vol_defer_print = true; /* the answer goes out once the call's record is durable (below) */
+    if (!(st = cli_vol_open(&g, true, &kms, action)))
         rc = CLI_EXIT_SERVICE;
-        goto out;
-    }
-    if ((rc = ebs_gate(st, &a, verb)))
+    else if ((rc = ebs_gate(st, &a, verb)))
         ;
     else if (!strcmp(verb, "start-snapshot"))
         rc = start_snapshot(&g, &a, st);
@@ -418,8 +434,23 @@ int cmd_ebs(int argc, char **argv)
     else if (!strcmp(verb, "list-changed-blocks"))
         rc = list_changed(&g, &a, st);
     else
-        rc = get_block(&g, &a, st, outfile);
+        rc = get_block(&g, &a, st, outfile, &got);
+    /* its record, eventSource ebs.amazonaws.com (cli_ec2_audit.c), durable before the answer (and before
+       get-snapshot-block's data leaves); a call whose record could not be written fails, as an ec2 verb's */
+    if (cli_ebs_audit(&g, verb, &a, rc) && !rc) {
+        cli_vol_drop_deferred();
+        rc = cli_service_error("InternalServerException", action,
+                               got.buf ? "the block was read but its audit record could not be written"
+                                       : "the call took effect but its audit record could not be written");
+    } else if (!rc && got.buf && (rc = write_block(&got))) {
+        cli_vol_drop_deferred();
+    } else {
+        int printed = cli_vol_print_deferred(&g, WHO);
+        rc = rc ? rc : printed;
+    }
 out:
+    if (got.buf)
+        sodium_free(got.buf);
     vol_store_free(st);
     kmsc_free(kms);
     cli_vol_done(&g);

@@ -53,19 +53,20 @@ static int usage(FILE *f, int rc)
     return rc;
 }
 
-static void print_attachment(void *arg, const char *text)
+static int print_attachment(void *arg, const char *text)
 {
     const cli_vol *g = arg;
     json_t *j = json_loads(text, 0, NULL);
-    if (j) {
-        /* the attachment is made: its record first (in the daemon, before the parent returns), then the answer */
-        json_decref(cli_vol_last_response);
-        cli_vol_last_response = j;
-        if (cli_ec2_audit(g, "AttachVolume", NULL, json_string_value(json_object_get(j, "VolumeId")), 0))
-            fprintf(stderr, WHO ": warning: %s is attached, but the attachment is not in the audit trail\n",
-                    json_string_value(json_object_get(j, "VolumeId")));
-        (void)cli_print_json(j, g->query, g->output, WHO);
-    }
+    if (!j)
+        return -ENOMEM;
+    /* the attachment is made: its record first (in the daemon, before the parent returns), then the answer;
+       an attachment that cannot be recorded is undone by the daemon (docs/DESIGN.md) */
+    json_decref(cli_vol_last_response);
+    cli_vol_last_response = j;
+    if (cli_ec2_audit(g, "AttachVolume", NULL, json_string_value(json_object_get(j, "VolumeId")), 0))
+        return -EIO;
+    (void)cli_print_json(j, g->query, g->output, WHO);
+    return 0;
 }
 
 static int attach(cli_vol *g)

@@ -587,6 +587,21 @@ static void *loop_thread(void *arg)
     return NULL;
 }
 
+/* The last flush, then "clean:VOL" = 1 (the next attach knows the volume was detached cleanly). 0, or -1
+ * when the flush failed (logged). */
+static int mark_clean(vol_store *st, vol_dev *dev, const char *volume_id)
+{
+    char key[64];
+    if (vol_dev_flush(dev)) {
+        EFS_ERROR("volume %s: the last flush failed", volume_id);
+        return -1;
+    }
+    snprintf(key, sizeof key, "clean:%s", volume_id);
+    if (vol_store_catalog(st)->ops->setting_set(vol_store_catalog(st), key, "1"))
+        EFS_WARN("volume %s: cannot record the clean detach", volume_id);
+    return 0;
+}
+
 int vol_attach_run(const vol_attach_opts *o, vol_err *e)
 {
     struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
@@ -600,7 +615,7 @@ int vol_attach_run(const vol_attach_opts *o, vol_err *e)
     kmsc_secret *dk = NULL;
     vol_keyring ring = {NULL, 0};
     char *mnt = NULL, *image = NULL, *sock = NULL, *info = NULL, *loopf = NULL, opt[512], device[64] = "";
-    int rc, ready = -1, lock = -1, slock = -1;
+    int rc, ready = -1, lock = -1, slock = -1, refused = 0;
     pthread_t ctl, lt;
     pid_t nbd_pid = 0;
     bool ctl_started = false;
@@ -768,21 +783,43 @@ int vol_attach_run(const vol_attach_opts *o, vol_err *e)
                               "Device", device[0] ? device : image, "Image", image, "MountPoint", mnt, "AttachTime",
                               (json_int_t)a.attached, "Pid", (json_int_t)getpid());
         char *t;
+        bool made;
         if (j && nbd_pid > 0) {
             json_object_set_new(j, "NbdSocket", json_string(o->nbd));
             json_object_set_new(j, "NbdPid", json_integer(nbd_pid));
         }
         t = j ? json_dumps(j, JSON_INDENT(4)) : NULL;
+        /* the caller's print records the attachment first (EC2's AttachVolume record): an attachment that
+         * cannot be recorded is undone, not announced (docs/DESIGN.md "EC2 records") */
+        made = t != NULL;
         if (t) {
             (void)write_file(info, t);
-            if (o->print)
-                o->print(o->print_arg, t);
-            else
+            refused = o->print ? o->print(o->print_arg, t) : 0;
+            if (!o->print)
                 printf("%s\n", t);
-            fflush(stdout);
         }
+        fflush(stdout);
         free(t);
         json_decref(j);
+        if (!made || refused) {
+            if (made)
+                (void)vol_fail(e, refused, "InternalError", "the attachment of %s could not be recorded in the audit "
+                               "trail, so it was undone", o->volume_id);
+            else
+                (void)vol_fail(e, -ENOMEM, "InternalError", "out of memory");
+            if (ready >= 0) /* (in the foreground the caller prints e) */
+                fprintf(stderr, "An error occurred (%s) when calling the AttachVolume operation: %s\n", e->code,
+                        e->message);
+            if (device[0]) {
+                char *argv[] = {"losetup", "-d", device, NULL};
+                (void)run_capture(argv, NULL, 0);
+            }
+            fuse_session_exit(se);
+            fuse_session_unmount(se);
+            pthread_join(lt, NULL);
+            (void)mark_clean(st, a.dev, o->volume_id); /* (nothing was written: no unclean attach) */
+            goto fail_signals;
+        }
     }
     if (ready >= 0) {
         efs_log_init("envelopefs-volume", true, EFS_LOG_INFO);
@@ -791,15 +828,8 @@ int vol_attach_run(const vol_attach_opts *o, vol_err *e)
     EFS_INFO("volume %s attached on %s%s%s", o->volume_id, image, device[0] ? " as " : "", device);
     pthread_join(lt, NULL);
     rc = la.rc ? 1 : 0;
-    if (vol_dev_flush(a.dev)) {
-        EFS_ERROR("volume %s: the last flush failed", o->volume_id);
+    if (mark_clean(st, a.dev, o->volume_id))
         rc = 1;
-    } else {
-        char key[64];
-        snprintf(key, sizeof key, "clean:%s", o->volume_id);
-        if (vol_store_catalog(st)->ops->setting_set(vol_store_catalog(st), key, "1"))
-            EFS_WARN("volume %s: cannot record the clean detach", o->volume_id);
-    }
     EFS_INFO("volume %s detached", o->volume_id);
     fuse_session_unmount(se);
     if (!o->mountpoint)

@@ -22,9 +22,11 @@ typedef struct vol_attach_opts {
     /* Opens the key service (called before the fork to check, and again in the daemon). */
     kmsc *(*open_kms)(void *arg);
     void *open_kms_arg;
-    /* Prints the attachment (a JSON object) where the user is, before the daemon detaches from the
-     * terminal; NULL: printed as indented JSON. */
-    void (*print)(void *arg, const char *json);
+    /* Records and prints the attachment (a JSON object) where the user is, before the daemon detaches
+     * from the terminal: 0, or -errno when it could not be recorded (nothing printed), and the attachment
+     * is then undone (the loop device detached, the image unmounted, the grant retired; the daemon exits
+     * 1, or vol_attach_run returns -EIO in the foreground). NULL: printed as indented JSON. */
+    int (*print)(void *arg, const char *json);
     void *print_arg;
 } vol_attach_opts;
 

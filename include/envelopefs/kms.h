@@ -315,10 +315,11 @@ void kms_core_audit_public_key(kms_core *core, char out[65]);
 void kms_core_audit_auth_failure(kms_core *core, const kms_principal *claimed, const char *operation, kms_err e,
                                  const char *message);
 
-/* A call of another service of the account (EC2's volume and snapshot calls: the volume store), recorded
- * in this trail as CloudTrail keeps every service's events in one trail per account: the same record
- * shape, hash chain, digests, lookup (EventSource filters) and validation. p gives the columns lookups
- * filter on (account, user, access key) and sourceIPAddress/userAgent; recipientAccountId is p's account.
+/* A call of another service of the account (EC2's volume and snapshot calls and EBS's direct API: the
+ * volume store), recorded in this trail as CloudTrail keeps every service's events in one trail per
+ * account: the same record shape, hash chain, digests, lookup (EventSource filters) and validation. p
+ * gives the columns lookups filter on (account, user, access key) and sourceIPAddress/userAgent;
+ * recipientAccountId is p's account.
  * Strings are borrowed; the JSON texts must already be free of secrets. Durable before it returns.
  * KMS_ERR_VALIDATION for an event source that is not NAME.amazonaws.com (or is kms's) or JSON that is
  * not an object. */
@@ -337,6 +338,9 @@ typedef struct kms_service_event {
      * service, known by its access key), in place of the one built from p; NULL: built from p */
     const char *user_identity;
     const char *user_agent; /* the caller's client as the service saw it; NULL: p's */
+    /* a data-plane call (EBS's PutSnapshotBlock, GetSnapshotBlock, List*Blocks): managementEvent false,
+     * eventCategory "Data", as CloudTrail records data events; false: a management event */
+    bool data_event;
 } kms_service_event;
 kms_err kms_core_audit_service_event(kms_core *core, const kms_principal *p, const kms_service_event *ev) KMS_WUR;
 

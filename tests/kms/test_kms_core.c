@@ -1119,7 +1119,19 @@ static void test_audit_service_event(void)
     CHECK(strstr(out[1].event, "\"requestParameters\":{\"size\":\"1\"}") &&
           strstr(out[1].event, "\"resources\":[{\"accountId\":\"111122223333\",\"type\":\"AWS::EC2::Volume\"}]") &&
           !strstr(out[1].event, "errorCode"));
+    /* a data event (EBS's block calls): managementEvent false, eventCategory Data; the others Management */
+    CHECK(strstr(out[1].event, "\"managementEvent\":true") && strstr(out[1].event, "\"eventCategory\":\"Management\""));
     kms_audit_events_free(out, n);
+    {
+        kms_service_event d = {.event_source = "ebs.amazonaws.com", .event_name = "GetSnapshotBlock", .read_only = true,
+                               .resource_type = "AWS::EC2::Snapshot", .resource_name = "snap-1", .data_event = true};
+        kms_audit_query dq = {.event_source = "ebs.amazonaws.com", .max_results = 10};
+        CHECK(kms_core_audit_service_event(c, &dave, &d) == KMS_OK);
+        CHECK(kms_core_lookup_audit(c, &dq, &out, &n, &next) == KMS_OK);
+        CHECK(n == 1 && strstr(out[0].event, "\"managementEvent\":false") &&
+              strstr(out[0].event, "\"eventCategory\":\"Data\"") && strstr(out[0].event, "\"readOnly\":true"));
+        kms_audit_events_free(out, n);
+    }
     q.event_source = "kms.amazonaws.com";
     CHECK(kms_core_lookup_audit(c, &q, &out, &n, &next) == KMS_OK);
     CHECK(n == 0);

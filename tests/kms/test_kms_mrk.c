@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -62,6 +63,12 @@ static kms_core *make_store(const char *name, const char *region)
     CHECK(kms_store_init(&so, &msg) == KMS_OK);
     CHECK(kms_core_open(&so, &c, &msg) == KMS_OK);
     return c;
+}
+
+static int64_t clock_in_8_days(void *arg)
+{
+    (void)arg;
+    return (int64_t)time(NULL) + 8 * 86400;
 }
 
 static void write_regions(const char *b_store)
@@ -208,6 +215,15 @@ int main(void)
     CHECK_EQ_INT(callf(b, NULL, "RotateKeyOnDemand", "{\"KeyId\":\"%s\"}", id), KMS_OK);
     round_trip(b, a, id, "djQ=");
     CHECK_EQ_INT(callf(a, NULL, "ScheduleKeyDeletion", "{\"KeyId\":\"%s\",\"PendingWindowInDays\":7}", id), KMS_OK);
+    /* once the waiting period is over the replica is destroyed, and its multi_region row with it (a store
+       keeps no row of a key it no longer has) */
+    CHECK(kms_core_mrk_replica_in(a, id, "eu-west-1"));
+    kms_core_set_clock(a, clock_in_8_days, NULL);
+    CHECK_EQ_INT(callf(a, NULL, "ListKeys", "{}"), KMS_OK); /* (a call sweeps what is due) */
+    CHECK_EQ_INT(callf(a, NULL, "DescribeKey", "{\"KeyId\":\"%s\"}", id), KMS_ERR_NOT_FOUND);
+    CHECK(!kms_core_mrk_replica_in(a, id, "eu-west-1") && !kms_core_mrk_replica_in(a, id, "us-east-1"));
+    CHECK(kms_core_mrk_replica_in(b, id, "eu-west-1")); /* the primary's own row stays */
+    kms_core_set_clock(a, NULL, NULL);
 
     /* both trails hold the calls */
     CHECK(audit_count(a, "ReplicateKey") >= 1 && audit_count(b, "ReplicateKey") >= 1);

@@ -3,7 +3,7 @@
 client (server_mrk_endpoint.sh starts and stops the servers between phases; state passes through a JSON file).
 Usage: server_mrk_endpoint.py PHASE STATE URL_A AK_A SK_A URL_B AK_B SK_B
 Phases: replicate, bad-credentials, loose-credentials, rotate, primary-down, missed-push, catch-up, update-primary,
-protocol."""
+dead-peer (PEER_PID, PEER_PORT: us-east-1's server), protocol."""
 import base64, json, os, sys
 import boto3, botocore
 from botocore.auth import SigV4Auth
@@ -168,6 +168,59 @@ elif phase == "update-primary":
     assert len(A.list_key_rotations(KeyId=kid)["Rotations"]) == 3
     # a primary with a replica on another server is not deleted; once the replica is gone it may be
     assert err(B.schedule_key_deletion, KeyId=kid, PendingWindowInDays=7)[0] == "KMSInvalidStateException"
+
+elif phase == "dead-peer":
+    # us-west-2 (the primary) asks us-east-1 (its replica's server) whether the replica still exists before it
+    # schedules the deletion; with us-east-1 stopped (SIGSTOP: it accepts the connection and never answers;
+    # the servers run without the status question's timeout) that question hangs, and must hang that call
+    # only: an unrelated call of us-west-2 completes while it is still in flight
+    import signal, threading
+    kid = st["kid"]
+    peer_pid, peer_port = int(os.environ["PEER_PID"]), int(os.environ["PEER_PORT"])
+    other = B.create_key(Description="unrelated")["KeyMetadata"]["KeyId"]
+    def peer_connections():  # established TCP connections into the stopped peer's port (its backlog)
+        n = 0
+        for line in open("/proc/net/tcp").read().splitlines()[1:]:
+            f = line.split()
+            n += int(f[1].split(":")[1], 16) == peer_port and f[3] == "01"
+        return n
+    assert peer_connections() == 0
+    B2 = boto3.client("kms", endpoint_url=ub, region_name="us-west-2", aws_access_key_id=akb, aws_secret_access_key=skb,
+                      config=Config(retries={"max_attempts": 1}, read_timeout=600))
+    events, result = [], {}
+    def schedule():
+        try:
+            B2.schedule_key_deletion(KeyId=kid, PendingWindowInDays=7)
+            result["code"] = "ok"
+        except botocore.exceptions.ClientError as e:
+            result["code"] = e.response["Error"]["Code"]
+        events.append("schedule answered")
+    os.kill(peer_pid, signal.SIGSTOP)
+    try:
+        t = threading.Thread(target=schedule)
+        t.start()
+        for _ in range(3000):  # until us-west-2's status question is in the peer's backlog (not a time limit)
+            if peer_connections() or not t.is_alive():
+                break
+            t.join(0.01)
+        assert peer_connections() and t.is_alive(), "the status question did not reach the stopped peer"
+        # unrelated calls: the core lock is not held across the question. On a new connection: the server's
+        # worker thread that runs the hanging call serves only the connections it already has (libmicrohttpd's
+        # thread pool; docs/DESIGN.md), and B's kept-alive one may be among them
+        B3 = boto3.client("kms", endpoint_url=ub, region_name="us-west-2", aws_access_key_id=akb,
+                          aws_secret_access_key=skb, config=cfg)
+        assert other in [k["KeyId"] for k in B3.list_keys(Limit=1000)["Keys"]]
+        ct = B3.encrypt(KeyId=other, Plaintext=b"while a peer hangs")["CiphertextBlob"]
+        assert B3.decrypt(CiphertextBlob=ct)["Plaintext"] == b"while a peer hangs"
+        events.append("unrelated calls answered")
+        assert t.is_alive() and not result, "ScheduleKeyDeletion finished although its peer never answered"
+    finally:
+        os.kill(peer_pid, signal.SIGCONT)
+    t.join()
+    assert events == ["unrelated calls answered", "schedule answered"], events
+    # once the peer answers: its replica exists, so the primary is not scheduled for deletion
+    assert result["code"] == "KMSInvalidStateException", result
+    assert B.describe_key(KeyId=kid)["KeyMetadata"]["KeyState"] == "Enabled"
 
 elif phase == "protocol":
     kid = st["kid"]

@@ -4,7 +4,8 @@
 # each on its own key store (us-east-1, us-west-2), each with a regions file naming the other region by its URL
 # and the access key it signs with there (a 0600 credentials file; each server takes the protocol from that key only,
 # --replication-keys). server_mrk_endpoint.py drives them with boto3
-# in phases, the first server stopped in between; then both trails and logs are checked for secrets.
+# in phases, the first server stopped in between (and once frozen with SIGSTOP: a dead peer stalls only the
+# call that asks it); then both trails and logs are checked for secrets.
 . "$(dirname "$0")/lib.sh"
 PY="$(dirname "$0")/server_mrk_endpoint.py"
 declare -A PORTS REG=([a]=us-east-1 [b]=us-west-2) OTHER=([a]=b [b]=a)
@@ -23,7 +24,9 @@ for s in a b; do
              "eu-central-1": {"kms": "http://127.0.0.1:9", "credentials": "repl-$o.json"}}}
 J
 done
+# (no timeout on the replica-status question: the dead-peer phase stops a server and the question must wait)
 start() { # start SERVER
+  ENVELOPEFS_TEST_REPLICATION_STATUS_TIMEOUT_MS=0 \
   ENVELOPEFS_LOG_FILE="$T/log-$1" ENVELOPEFS_LOG=debug "$B" kms --store "$T/$1" --regions "$T/regions-$1.json" serve \
     --listen "127.0.0.1:${PORTS[$1]}" --pid-file "$T/server-$1.pid" \
     --replication-keys "$(jget AccessKey.AccessKeyId <"$T/repl-$1.json")"
@@ -62,6 +65,9 @@ grep -q 'did not reach region us-west-2' "$T/log-a" || fail "the lost push is no
 start b
 run catch-up             # it gets the version at the primary's next push
 run update-primary
+# a stopped peer stalls only the call that asks it (ScheduleKeyDeletion's replica check), not the server
+trap 'for s in a b; do [ -f "$T/server-$s.pid" ] && kill -CONT "$(cat "$T/server-$s.pid")" 2>/dev/null; done; cleanup' EXIT
+PEER_PID=$(cat "$T/server-a.pid") PEER_PORT=${PORTS[a]} run dead-peer
 run protocol             # the protocol's operations are not AWS's, and refuse who may not use them
 
 # each side recorded its own part; no key material, token or secret in a record or a log line

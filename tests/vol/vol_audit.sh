@@ -4,7 +4,9 @@
 # mutating calls, errorCode/errorMessage on failures, requestID, eventID, readOnly) in the key store's
 # trail, next to the key service's own (AttachVolume's CreateGrant, Decrypt, RetireGrant); lookup-audit
 # filters them by EventSource; validate-audit checks them in the same chain and finds an edited one;
-# `volume lookup-events` / `validate-audit` read that trail. (With --kms URL: vol_audit_remote.sh.)
+# `volume lookup-events` / `validate-audit` read that trail. The `ebs` verbs leave theirs with eventSource
+# ebs.amazonaws.com (the block calls as data events), another account's denied call too.
+# (With --kms URL: vol_audit_remote.sh.)
 set -euo pipefail
 B=${ENVELOPEFS_BIN:?ENVELOPEFS_BIN must point at the envelopefs binary}
 [ -e /dev/fuse ] || { echo "SKIP: /dev/fuse absent"; exit 77; }
@@ -80,6 +82,50 @@ assert {"GenerateDataKeyWithoutPlaintext", "CreateGrant", "Decrypt", "RetireGran
      python3 -c 'import json,sys; print(len(json.load(sys.stdin)["Events"]))')" = 7 ] || fail "volume lookup-events"
 "$B" volume validate-audit >/dev/null || fail "volume validate-audit"
 [ ! -e "$VS/trail" ] || fail "a volume-store trail although the keys are embedded"
+# the EBS direct API's records (eventSource ebs.amazonaws.com) in the same trail: allowed, failed, and denied
+# (another account, --as-user, writing a snapshot shared with it for reading); the block calls as data events
+K=$("$B" kms create-key --query KeyMetadata.Arn --output text)
+OTHER=arn:aws:iam::444455556666:root
+head -c 524288 /dev/urandom >"$T/blk"
+SUM=$(openssl dgst -sha256 -binary "$T/blk" | base64)
+E=$("$B" ebs start-snapshot --volume-size 1 --encrypted --kms-key-arn "$K" --query SnapshotId --output text)
+"$B" ebs put-snapshot-block --snapshot-id "$E" --block-index 1 --block-data "fileb://$T/blk" --data-length 524288 \
+  --checksum "$SUM" --checksum-algorithm SHA256 >/dev/null
+set +e; "$B" ebs complete-snapshot --snapshot-id "$E" --changed-blocks-count 2 >/dev/null 2>&1; rc=$?; set -e
+[ $rc = 254 ] || fail "complete-snapshot with the wrong count: exit $rc"
+"$B" ebs complete-snapshot --snapshot-id "$E" --changed-blocks-count 1 >/dev/null
+TOK=$("$B" ebs list-snapshot-blocks --snapshot-id "$E" --query 'Blocks[0].BlockToken' --output text)
+"$B" ebs get-snapshot-block --snapshot-id "$E" --block-index 1 --block-token "$TOK" "$T/got" >/dev/null
+cmp "$T/got" "$T/blk" || fail "get-snapshot-block"
+"$B" ec2 modify-snapshot-attribute --snapshot-id "$E" --attribute createVolumePermission --operation-type add \
+  --user-ids 444455556666 >/dev/null
+set +e; out=$("$B" ebs --as-user "$OTHER" put-snapshot-block --snapshot-id "$E" --block-index 2 --block-data "fileb://$T/blk" \
+  --data-length 524288 --checksum "$SUM" --checksum-algorithm SHA256 2>&1); rc=$?; set -e
+[ $rc = 254 ] && [[ $out == *"(AccessDeniedException)"* ]] || fail "another account wrote a shared snapshot: exit $rc: $out"
+"$B" ebs --as-user "$OTHER" list-snapshot-blocks --snapshot-id "$E" >/dev/null || fail "another account lists a shared snapshot"
+"$B" kms lookup-audit --lookup-attributes AttributeKey=EventSource,AttributeValue=ebs.amazonaws.com --output json |
+  python3 -c '
+import json, sys
+snap, other = sys.argv[1:]
+events = json.load(sys.stdin)["Events"][::-1]
+recs = [json.loads(e["CloudTrailEvent"]) for e in events]
+got = [(r["eventName"], r.get("errorCode"), r["userIdentity"]["accountId"]) for r in recs]
+me = "111122223333"
+assert got == [("StartSnapshot", None, me), ("PutSnapshotBlock", None, me), ("CompleteSnapshot", "ValidationException", me),
+               ("CompleteSnapshot", None, me), ("ListSnapshotBlocks", None, me), ("GetSnapshotBlock", None, me),
+               ("PutSnapshotBlock", "AccessDeniedException", other), ("ListSnapshotBlocks", None, other)], got
+for e, r in zip(events, recs):
+    data = r["eventName"] not in ("StartSnapshot", "CompleteSnapshot")
+    assert r["eventSource"] == "ebs.amazonaws.com" and r["managementEvent"] is not data, r
+    assert r["eventCategory"] == ("Data" if data else "Management"), r
+    assert r["readOnly"] == r["eventName"].startswith(("List", "Get")), r
+    assert e["Resources"] == [{"ResourceType": "AWS::EC2::Snapshot", "ResourceName": snap}], e["Resources"]
+    assert "blockData" not in r["requestParameters"] and r["recipientAccountId"] == r["userIdentity"]["accountId"], r
+assert recs[0]["requestParameters"] == {"volumeSize": "1", "encrypted": True, "kmsKeyArn": recs[0]["requestParameters"]["kmsKeyArn"]}
+assert "UNAUTHORIZED_ACCOUNT" in recs[6]["errorMessage"] and recs[6]["responseElements"] is None, recs[6]
+assert recs[5]["responseElements"] is None and recs[1]["responseElements"]["checksumAlgorithm"] == "SHA256", recs
+' "$E" 444455556666 || fail "the EBS records"
+"$B" kms validate-audit >"$T/v.json" || fail "validate-audit after the EBS calls: $(cat "$T/v.json")"
 # an EC2 record edited in the store file is found
 SEQ=$(python3 -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("SELECT seq FROM audit WHERE operation=\"CreateSnapshot\"").fetchone()[0])' "$T/store/keystore.db")
 python3 -c 'import sqlite3,sys; db=sqlite3.connect(sys.argv[1]); db.execute("UPDATE audit SET event=replace(event, \"nightly\", \"weekly\") WHERE seq=?", (int(sys.argv[2]),)); db.commit()' "$T/store/keystore.db" "$SEQ"

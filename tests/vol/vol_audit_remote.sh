@@ -6,9 +6,12 @@
 # the EC2 side knows it (the access key and its account, userAgent, sourceIPAddress), never the key service's
 # records; `volume validate-audit` (and `kms --store VOLUME_STORE/trail validate-audit`) passes, and finds an
 # edited, deleted, inserted, reordered or truncated record on a copy of the trail, naming the first bad one;
-# no data key or secret access key of the run is in the trail, its files or the logs. Over the server's Unix
-# socket unsigned, the record names the local user (unixPeer); a call whose record cannot be written fails
-# with InternalError and prints no answer.
+# no data key or secret access key of the run is in the trail, its files or the logs. The EBS direct API's
+# verbs leave one record each (eventSource ebs.amazonaws.com; the block calls as data events; failed and
+# another account's calls too; no block data). Over the server's Unix socket unsigned, the record names the
+# local user (unixPeer); a call whose record cannot be written fails with InternalError (EBS's
+# InternalServerException) and prints no answer, get-snapshot-block writes no block, and an attachment is
+# undone by its daemon (the volume attaches cleanly once the trail is back).
 set -euo pipefail
 [ -e /dev/fuse ] || { echo "SKIP: /dev/fuse absent"; exit 77; }
 source "$(dirname "$0")/../server/lib.sh"
@@ -161,9 +164,86 @@ print(f"secrets: {len(secrets)} secrets in {len(forms)} forms absent from the re
 PY
 }
 
+# ebs_verbs URL VS: the EBS direct API's verbs (eventSource ebs.amazonaws.com), allowed and failed, and one by
+# another account (B: the snapshot does not exist for it); then their records, with no block data in any
+sum() { openssl dgst -sha256 -binary "$1" | base64; }
+ebs_verbs() {
+  local url=$1 vs=$2 s tok rc out
+  local g=(--kms "$url" --volume-store "$vs")
+  head -c 524288 /dev/urandom >"$T/blk"
+  printf x >"$T/x"
+  s=$("$B" ebs "${g[@]}" start-snapshot --volume-size 1 --description direct --query SnapshotId --output text)
+  "$B" ebs "${g[@]}" put-snapshot-block --snapshot-id "$s" --block-index 3 --block-data "fileb://$T/blk" \
+    --data-length 524288 --checksum "$(sum "$T/blk")" --checksum-algorithm SHA256 >/dev/null
+  rc=0; out=$("$B" ebs "${g[@]}" put-snapshot-block --snapshot-id "$s" --block-index 4 --block-data "fileb://$T/blk" \
+    --data-length 524288 --checksum "$(sum "$T/x")" --checksum-algorithm SHA256 2>&1) || rc=$?
+  [ $rc = 254 ] && [[ $out == *"(ValidationException)"* ]] || fail "$url: a put with a wrong checksum: exit $rc: $out"
+  "$B" ebs "${g[@]}" complete-snapshot --snapshot-id "$s" --changed-blocks-count 1 >/dev/null
+  tok=$("$B" ebs "${g[@]}" list-snapshot-blocks --snapshot-id "$s" --query 'Blocks[0].BlockToken' --output text)
+  "$B" ebs "${g[@]}" get-snapshot-block --snapshot-id "$s" --block-index 3 --block-token "$tok" "$T/got" >/dev/null
+  cmp "$T/got" "$T/blk" || fail "$url: get-snapshot-block"
+  "$B" ebs "${g[@]}" list-changed-blocks --second-snapshot-id "$s" >/dev/null
+  rc=0; "$B" ebs "${g[@]}" list-snapshot-blocks --snapshot-id snap-0123456789abcdef0 >/dev/null 2>&1 || rc=$?
+  [ $rc = 254 ] || fail "$url: list-snapshot-blocks of a missing snapshot: exit $rc"
+  rc=0; AWS_ACCESS_KEY_ID=$AKB AWS_SECRET_ACCESS_KEY=$SKB "$B" ebs "${g[@]}" complete-snapshot --snapshot-id "$s" \
+    --changed-blocks-count 0 >/dev/null 2>&1 || rc=$?
+  [ $rc = 254 ] || fail "$url: another account completed the snapshot: exit $rc"
+  rc=0; "$B" ebs "${g[@]}" get-snapshot-block --snapshot-id "$s" --block-index 3 --block-token "$tok" >/dev/null 2>&1 || rc=$?
+  [ $rc = 252 ] || fail "$url: get-snapshot-block without OUTFILE exited $rc"   # a usage error: no call, no record
+  "$B" volume "${g[@]}" lookup-events --lookup-attributes AttributeKey=EventSource,AttributeValue=ebs.amazonaws.com \
+    --max-results 1000 >"$T/ebs.json" || fail "$url: lookup-events of EBS"
+  python3 - "$T/ebs.json" "$s" "$AK" "$AKB" "$T/blk" "$vs/trail/keystore.db" <<'PY' || fail "$url: the EBS records: see above"
+import base64, json, sqlite3, sys
+path, snap, ak, akb, blk, trail = sys.argv[1:]
+events = json.load(open(path))["Events"][::-1]   # oldest first
+recs = [json.loads(e["CloudTrailEvent"]) for e in events]
+got = [(r["eventName"], r.get("errorCode")) for r in recs]
+want = [("StartSnapshot", None), ("PutSnapshotBlock", None), ("PutSnapshotBlock", "ValidationException"),
+        ("CompleteSnapshot", None), ("ListSnapshotBlocks", None), ("GetSnapshotBlock", None),
+        ("ListChangedBlocks", None), ("ListSnapshotBlocks", "ResourceNotFoundException"),
+        ("CompleteSnapshot", "ResourceNotFoundException")]
+assert got == want, got    # one record per call, the usage error none
+verb = {"StartSnapshot": "start-snapshot", "PutSnapshotBlock": "put-snapshot-block", "CompleteSnapshot": "complete-snapshot",
+        "ListSnapshotBlocks": "list-snapshot-blocks", "GetSnapshotBlock": "get-snapshot-block",
+        "ListChangedBlocks": "list-changed-blocks"}
+for e, r in zip(events, recs):
+    name = r["eventName"]
+    assert e["EventSource"] == r["eventSource"] == "ebs.amazonaws.com", r
+    management = name in ("StartSnapshot", "CompleteSnapshot")   # the block calls are data events
+    assert r["managementEvent"] is management and r["eventCategory"] == ("Management" if management else "Data"), r
+    assert r["readOnly"] == name.startswith(("List", "Get")), r
+    assert r["userAgent"].endswith("command/ebs." + verb[name]), r["userAgent"]
+    assert "blockData" not in r["requestParameters"], r
+    if "errorCode" in r:
+        assert r["errorMessage"] and r["responseElements"] is None, r
+assert all(recs[i]["userIdentity"]["accessKeyId"] == ak for i in range(8)), recs
+assert recs[8]["userIdentity"]["accessKeyId"] == akb and recs[8]["userIdentity"]["accountId"] == "444455556666", recs[8]
+assert recs[0]["responseElements"]["snapshotId"] == snap and recs[0]["requestParameters"] == {"volumeSize": "1", "description": "direct"}
+assert [ev["Resources"] for ev in events[:7]] == [[{"ResourceType": "AWS::EC2::Snapshot", "ResourceName": snap}]] * 7, events
+put = recs[1]["requestParameters"]
+assert put == {"snapshotId": snap, "blockIndex": "3", "dataLength": "524288", "checksum": put["checksum"],
+               "checksumAlgorithm": "SHA256"}, put
+assert recs[1]["responseElements"] == {"checksum": put["checksum"], "checksumAlgorithm": "SHA256"}, recs[1]
+assert recs[3]["responseElements"] == {"status": "completed"}, recs[3]
+assert recs[5]["requestParameters"]["blockIndex"] == "3" and recs[5]["responseElements"] is None, recs[5]
+data = open(blk, "rb").read()
+rows = b"\n".join(b"\t".join(c if isinstance(c, bytes) else str(c).encode() for c in row)
+                  for row in sqlite3.connect(trail).execute("SELECT * FROM audit"))
+for off in (0, 4096, len(data) - 48):
+    piece = data[off:off + 48]
+    for form in (piece, piece.hex().encode(), base64.b64encode(piece), base64.b64encode(data[off:off + 49])[8:56]):
+        assert form not in rows, f"block data at {off} in the trail"
+print(f"records: {len(events)} EBS records, one per call")
+PY
+  "$B" volume "${g[@]}" validate-audit >/dev/null || fail "$url: validate-audit after the EBS calls"
+}
+
 run_verbs "$URL" "$T/volumes"
 check "$URL" "$T/volumes" 111122223333 "$V" "$S"
 no_secrets "$URL" "$T/volumes" "$T/daemons.log"
+"$B" kms create-access-key --account 444455556666 --user root >"$T/akb.json"
+AKB=$(jget AccessKey.AccessKeyId <"$T/akb.json"); SKB=$(jget AccessKey.SecretAccessKey <"$T/akb.json")
+ebs_verbs "$URL" "$T/volumes"
 # unsigned over the server's Unix socket (the server knows us by uid): the record names the local user
 "$B" kms serve --unix "$T/kms.sock" --unix-principal "$(id -u)=arn:aws:iam::111122223333:root" --pid-file "$T/unix.pid"
 env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY HOME="$T" \
@@ -176,12 +256,37 @@ assert [e["EventName"] for e in ev] == ["DescribeVolumes"] and "AccessKeyId" not
 ui = json.loads(ev[0]["CloudTrailEvent"])["userIdentity"]
 assert ui["type"] == "Unknown" and "accessKeyId" not in ui and ui["accountId"] == "111122223333", ui
 assert ui["unixPeer"]["uid"] == os.getuid() and ui["unixPeer"]["gid"] == os.getgid(), ui' || fail "the record of an unsigned caller"
-# a record that cannot be written fails its call, and the answer is not printed (durable before it answers)
+# a record that cannot be written fails its call, and the answer is not printed (durable before it answers):
+# an ec2 verb, get-snapshot-block (whose block is then not written out), and an attachment (undone by its daemon)
+unix() { env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY HOME="$T" "$B" "$1" --kms "unix:$T/kms.sock" --volume-store "$T/volumes-unix" "${@:2}"; }
+VU=$(unix ec2 create-volume --size 1 --query VolumeId --output text)
+SU=$(unix ebs start-snapshot --volume-size 1 --query SnapshotId --output text)
+unix ebs put-snapshot-block --snapshot-id "$SU" --block-index 0 --block-data "fileb://$T/blk" --data-length 524288 \
+  --checksum "$(sum "$T/blk")" --checksum-algorithm SHA256 >/dev/null
+unix ebs complete-snapshot --snapshot-id "$SU" --changed-blocks-count 1 >/dev/null
+TU=$(unix ebs list-snapshot-blocks --snapshot-id "$SU" --query 'Blocks[0].BlockToken' --output text)
+rm -rf "$T/trail-good"; cp -a "$T/volumes-unix/trail" "$T/trail-good"
 printf 'not a database' >"$T/volumes-unix/trail/keystore.db"
-rc=0; env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY HOME="$T" \
-  "$B" ec2 --kms "unix:$T/kms.sock" --volume-store "$T/volumes-unix" create-volume --size 1 >"$T/out" 2>"$T/err" || rc=$?
+rc=0; unix ec2 create-volume --size 1 >"$T/out" 2>"$T/err" || rc=$?
 [ $rc = 254 ] && [ ! -s "$T/out" ] && grep -q "(InternalError) when calling the CreateVolume operation" "$T/err" ||
   fail "a call whose record failed: exit $rc, out $(cat "$T/out"), err $(cat "$T/err")"
+rc=0; unix ebs get-snapshot-block --snapshot-id "$SU" --block-index 0 --block-token "$TU" "$T/got-unrecorded" >"$T/out" 2>"$T/err" || rc=$?
+[ $rc = 254 ] && [ ! -s "$T/out" ] && [ ! -e "$T/got-unrecorded" ] &&
+  grep -q "(InternalServerException) when calling the GetSnapshotBlock operation" "$T/err" ||
+  fail "a get-snapshot-block whose record failed: exit $rc, out $(cat "$T/out"), err $(cat "$T/err")"
+rc=0; unix volume attach "$VU" >"$T/out" 2>"$T/err" || rc=$?
+[ $rc != 0 ] && [ ! -s "$T/out" ] && grep -q "(InternalError) when calling the AttachVolume operation" "$T/err" ||
+  fail "an attachment whose record failed: exit $rc, out $(cat "$T/out"), err $(cat "$T/err")"
+[ ! -e "$T/volumes-unix/run/$VU.json" ] && ! mountpoint -q "$T/volumes-unix/run/$VU.mnt" ||
+  fail "the unrecorded attachment of $VU was not undone"
+# undone, not half-made: with the trail back, the volume attaches (no stale lock, mount or grant) and detaches
+rm -rf "$T/volumes-unix/trail"; cp -a "$T/trail-good" "$T/volumes-unix/trail"
+unix volume attach "$VU" >"$T/out" 2>"$T/err" || fail "attach after the refused one: $(cat "$T/err")"
+! grep -q "warning" "$T/err" || fail "attach after the refused one warned: $(cat "$T/err")"
+unix volume detach "$VU" >/dev/null || fail "detach after the refused attach"
+[ "$(unix volume lookup-events --lookup-attributes "AttributeKey=ResourceName,AttributeValue=$VU" |
+     python3 -c 'import json,sys; print(" ".join(e["EventName"] for e in json.load(sys.stdin)["Events"][::-1]))')" = \
+  "CreateVolume AttachVolume DetachVolume" ] || fail "the records of $VU"
 kill "$(cat "$T/unix.pid")"; rm -f "$T/unix.pid"
 # the key service's trail (the server's store) has its own records of those calls, none of EC2's
 stop_server
