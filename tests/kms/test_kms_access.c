@@ -19,6 +19,7 @@
 
 #include "envelopefs/kms.h"
 #include "testutil.h"
+#include "kmstest.h"
 
 #define ACCT_A "111122223333"
 #define ACCT_B "444455556666"
@@ -27,14 +28,7 @@ static char g_dir[256], g_store[300], g_keyfile[320];
 
 static kms_core *open_store(void)
 {
-    kms_store_opts so = {.store_dir = g_store, .root_key_file = g_keyfile};
-    kms_core *c = NULL;
-    char *msg = NULL;
-    kms_err e = kms_core_open(&so, &c, &msg);
-    if (e)
-        fprintf(stderr, "open: %s %s\n", kms_err_name(e), msg ? msg : "");
-    free(msg);
-    CHECK(e == KMS_OK);
+    kms_core *c = kmstest_open(g_store, g_keyfile);
     return c;
 }
 

@@ -26,6 +26,7 @@
 
 #include "envelopefs/kms.h"
 #include "testutil.h"
+#include "kmstest.h"
 
 static char g_dir[256], g_store[300], g_keyfile[320];
 
@@ -55,14 +56,7 @@ static const char *jstr(json_t *o, const char *f) { return json_string_value(jso
 
 static kms_core *open_store(const char *dir)
 {
-    kms_store_opts so = {.store_dir = dir, .root_key_file = g_keyfile};
-    kms_core *c = NULL;
-    char *msg = NULL;
-    kms_err e = kms_core_open(&so, &c, &msg);
-    if (e)
-        fprintf(stderr, "open: %s %s\n", kms_err_name(e), msg ? msg : "");
-    free(msg);
-    CHECK(e == KMS_OK);
+    kms_core *c = kmstest_open(dir, g_keyfile);
     return c;
 }
 

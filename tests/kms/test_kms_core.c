@@ -21,6 +21,7 @@
 #include "envelopefs/kms.h"
 #include "internal.h" /* KMS_FRESHNESS_MS */
 #include "testutil.h"
+#include "kmstest.h"
 
 static char g_dir[256];
 static char g_store[300], g_keyfile[320];
@@ -71,14 +72,7 @@ static const char *jstr(json_t *o, const char *path)
 
 static kms_core *open_store(void)
 {
-    kms_store_opts so = {.store_dir = g_store, .root_key_file = g_keyfile};
-    kms_core *c = NULL;
-    char *msg = NULL;
-    kms_err e = kms_core_open(&so, &c, &msg);
-    if (e)
-        fprintf(stderr, "open: %s %s\n", kms_err_name(e), msg ? msg : "");
-    free(msg);
-    CHECK(e == KMS_OK);
+    kms_core *c = kmstest_open(g_store, g_keyfile);
     kms_core_set_clock(c, fake_clock, NULL);
     return c;
 }

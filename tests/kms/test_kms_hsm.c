@@ -27,6 +27,7 @@
 #include "hsm.h"
 #include "internal.h"
 #include "testutil.h"
+#include "kmstest.h"
 
 #define PIN "envtest-1234"
 #define LABEL "envelopefs-test"
@@ -524,10 +525,6 @@ int main(void)
     CHECK(!file_has(path, PIN));
     free(blob);
     free(dk_blob);
-    {
-        char cmd[400];
-        snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
-        CHECK(system(cmd) == 0);
-    }
+    kmstest_rmdir(g_dir);
     TEST_DONE();
 }

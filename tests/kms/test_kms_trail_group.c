@@ -19,6 +19,7 @@
 #include "envelopefs/kms.h"
 #include "internal.h"
 #include "testutil.h"
+#include "kmstest.h"
 
 #define THREADS 8
 #define CALLS 100
@@ -27,14 +28,7 @@ static char g_store[300], g_keyfile[320], g_key[64];
 
 static kms_core *open_store(void)
 {
-    kms_store_opts so = {.store_dir = g_store, .root_key_file = g_keyfile};
-    kms_core *c = NULL;
-    char *msg = NULL;
-    kms_err e = kms_core_open(&so, &c, &msg);
-    if (e)
-        fprintf(stderr, "open: %s %s\n", kms_err_name(e), msg ? msg : "");
-    free(msg);
-    CHECK(e == KMS_OK);
+    kms_core *c = kmstest_open(g_store, g_keyfile);
     return c;
 }
 
@@ -229,26 +223,12 @@ static void test_no_reload(kms_core *c)
 int main(void)
 {
     char tmpl[] = "/tmp/efs-kms-group-XXXXXX";
-    kms_store_opts so;
-    char *msg = NULL;
     kms_core *c;
     json_t *r;
-    uint8_t key[32];
-    int fd;
     CHECK(sodium_init() >= 0);
     setenv("ENVELOPEFS_KMS_SYNC", "full", 1); /* every commit syncs: what the server's bench runs */
     CHECK(mkdtemp(tmpl) != NULL);
-    snprintf(g_store, sizeof g_store, "%s/store", tmpl);
-    snprintf(g_keyfile, sizeof g_keyfile, "%s/root.key", tmpl);
-    fd = open(g_keyfile, O_WRONLY | O_CREAT | O_EXCL, 0600);
-    CHECK(fd >= 0);
-    randombytes_buf(key, sizeof key);
-    CHECK(write(fd, key, sizeof key) == 32);
-    close(fd);
-    memset(&so, 0, sizeof so);
-    so.store_dir = g_store;
-    so.root_key_file = g_keyfile;
-    CHECK(kms_store_init(&so, &msg) == KMS_OK);
+    kmstest_init_store(tmpl, g_store, sizeof g_store, g_keyfile, sizeof g_keyfile, NULL);
     c = open_store();
     CHECK(call(c, "CreateKey", "{\"Description\":\"group\"}", &r) == KMS_OK);
     snprintf(g_key, sizeof g_key, "%s", json_string_value(json_object_get(json_object_get(r, "KeyMetadata"), "KeyId")));
@@ -261,10 +241,6 @@ int main(void)
     c = open_store(); /* the close digest sealed everything */
     check_valid(c);
     kms_core_free(c);
-    {
-        char cmd[400];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpl);
-        CHECK(system(cmd) == 0);
-    }
+    kmstest_rmdir(tmpl);
     TEST_DONE();
 }
