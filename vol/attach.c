@@ -764,8 +764,8 @@ int vol_attach_run(const vol_attach_opts *o, vol_err *e)
         if (run_capture(argv, device, sizeof device) || !device[0]) {
             fprintf(stderr, "envelopefs volume attach: losetup of %s failed\n", image);
             fuse_session_exit(se);
+            pthread_join(lt, NULL); /* the loop sees the exit within a second; only then is /dev/fuse closed */
             fuse_session_unmount(se);
-            pthread_join(lt, NULL);
             goto fail_signals;
         }
         (void)write_file(loopf, device);
@@ -774,8 +774,8 @@ int vol_attach_run(const vol_attach_opts *o, vol_err *e)
         fprintf(stderr, "envelopefs volume attach: nbdkit could not serve %s on %s\n", image, o->nbd);
         nbd_pid = 0;
         fuse_session_exit(se);
+        pthread_join(lt, NULL); /* (as above: join before the unmount closes the descriptor it reads) */
         fuse_session_unmount(se);
-        pthread_join(lt, NULL);
         goto fail_signals;
     }
     {
@@ -815,8 +815,8 @@ int vol_attach_run(const vol_attach_opts *o, vol_err *e)
                 (void)run_capture(argv, NULL, 0);
             }
             fuse_session_exit(se);
+            pthread_join(lt, NULL); /* the loop sees the exit within a second; only then is /dev/fuse closed */
             fuse_session_unmount(se);
-            pthread_join(lt, NULL);
             (void)mark_clean(st, a.dev, o->volume_id); /* (nothing was written: no unclean attach) */
             goto fail_signals;
         }
