@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include <sodium.h>
+#include <sqlite3.h>
 
 #include "envelopefs/kms.h"
 #include "testutil.h"
@@ -52,6 +53,27 @@ static inline void kmstest_init_store(const char *dir, char *store, size_t scap,
     so.account = account;
     CHECK(kms_store_init(&so, &msg) == KMS_OK);
     free(msg);
+}
+
+/* The first column of the first row of sql (one text parameter, arg; NULL binds NULL) on the store in
+ * store_dir, read through a connection of its own (what another reader, or one after a crash, sees);
+ * -1 when there is no row. */
+static inline int64_t kmstest_sql_count(const char *store_dir, const char *sql, const char *arg)
+{
+    char path[400];
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    int64_t n = -1;
+    CHECK((size_t)snprintf(path, sizeof path, "%s/keystore.db", store_dir) < sizeof path);
+    CHECK(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK);
+    CHECK(sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK);
+    if (arg)
+        sqlite3_bind_text(st, 1, arg, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return n;
 }
 
 /* rm -rf of a test's temporary directory (a path the test made with mkdtemp: no quotes in it). */

@@ -161,19 +161,7 @@ static bool file_has(const char *path, const char *s)
 
 static int64_t sql_count(const char *sql, const char *arg)
 {
-    char path[400];
-    sqlite3 *db;
-    sqlite3_stmt *st;
-    int64_t n = -1;
-    snprintf(path, sizeof path, "%s/keystore.db", g_store);
-    CHECK(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK);
-    CHECK(sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK);
-    sqlite3_bind_text(st, 1, arg, -1, SQLITE_STATIC);
-    if (sqlite3_step(st) == SQLITE_ROW)
-        n = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return n;
+    return kmstest_sql_count(g_store, sql, arg);
 }
 
 static void decrypts_to(kms_core *c, const char *blob, const char *ctx, const char *pt)

@@ -55,18 +55,7 @@ static kms_err gdk(kms_core *c)
 /* The number of records in the store's trail (another connection: what a reader after a crash sees). */
 static int64_t trail_rows(void)
 {
-    char path[400];
-    sqlite3 *db;
-    sqlite3_stmt *st;
-    int64_t n = -1;
-    snprintf(path, sizeof path, "%s/keystore.db", g_store);
-    CHECK(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK);
-    CHECK(sqlite3_prepare_v2(db, "SELECT count(*) FROM audit", -1, &st, NULL) == SQLITE_OK);
-    if (sqlite3_step(st) == SQLITE_ROW)
-        n = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return n;
+    return kmstest_sql_count(g_store, "SELECT count(*) FROM audit", NULL);
 }
 
 static void check_valid(kms_core *c)
