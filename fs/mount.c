@@ -309,7 +309,7 @@ int efs_mount_run(const efs_mount_opts *o, const efs_config *cfg)
     {
         unsigned workers, spin_us;
         process_loop_params(&workers, &spin_us);
-        rc = efs_loop_run(se, workers, spin_us, &fs->loop) ? 1 : 0;
+        rc = efs_loop_run_nowait_reads(se, workers, spin_us, &fs->loop) ? 1 : 0; /* op_read: nowait.h */
     }
     fuse_session_unmount(se);
     EFS_INFO("unmounted %s", o->mountpoint);
