@@ -47,7 +47,7 @@ def drop_caches():
 
 def backing_honours_nowait():
     """Does the backing filesystem fail an uncached RWF_NOWAIT read with EAGAIN (tmpfs never does)?"""
-    p = os.path.join(cipher, ".nowait-probe")
+    p = os.path.join(os.path.dirname(os.path.abspath(cipher)), "nowait-probe")  # same filesystem
     with open(p, "wb") as f:
         f.write(b"x" * (1 << 20))
         f.flush()
