@@ -13,12 +13,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <sodium.h>
 
 #include "common/log.h"
 #include "common/monotime.h"
+#include "nowait.h"
 
 #define IO_CHUNK (1u << 20)     /* stored bytes written per call on the plain path */
 #define WRITE_BEHIND (8u << 20) /* plaintext bytes of a sequential run between write-behind kicks */
@@ -72,10 +74,30 @@ efs_block_span efs_range_span(uint64_t off, uint64_t len, uint32_t bs, uint64_t 
 
 static int fd_of(void *arg) { return (int)(intptr_t)arg; }
 
+/* In nowait mode (nowait.h: the FUSE loop's leader, with other requests possibly queued) the stored
+ * bytes are first read with RWF_NOWAIT, which fails with EAGAIN (or reads short) unless they are in the
+ * page cache; only then is the thread about to block, and says so before the plain pread. */
+static _Atomic bool nowait_unsupported; /* the kernel or the backing filesystem refused RWF_NOWAIT */
+
 static ssize_t fd_read(void *arg, void *buf, size_t len, uint64_t off)
 {
-    ssize_t n = pread(fd_of(arg), buf, len, (off_t)off);
-    return n < 0 ? -errno : n;
+    ssize_t n, got = 0;
+    if (efs_nowait_active()) {
+        if (!atomic_load_explicit(&nowait_unsupported, memory_order_relaxed)) {
+            struct iovec v = {buf, len};
+            n = preadv2(fd_of(arg), &v, 1, (off_t)off, RWF_NOWAIT);
+            if (n == (ssize_t)len || n == 0) /* all of it, or nothing stored there (past the end) */
+                return n;
+            if (n < 0 && errno == EOPNOTSUPP)
+                atomic_store_explicit(&nowait_unsupported, true, memory_order_relaxed);
+            else if (n < 0 && errno != EAGAIN)
+                return -errno;
+            got = n > 0 ? n : 0;
+        }
+        efs_nowait_will_block();
+    }
+    n = pread(fd_of(arg), (uint8_t *)buf + got, len - (size_t)got, (off_t)(off + (uint64_t)got));
+    return n < 0 ? -errno : got + n;
 }
 
 static int fd_writev(void *arg, const struct iovec *iov, int count, uint64_t off)

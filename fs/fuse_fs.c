@@ -26,6 +26,7 @@
 #include "common/log.h"
 #include "killpriv.h"
 #include "mountfs.h"
+#include "nowait.h"
 
 /* ---- FUSE operations: lifecycle ------------------------------------------------------------- */
 
@@ -216,7 +217,11 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
         fuse_reply_err(req, ENOMEM);
         return;
     }
-    pthread_rwlock_rdlock(&h->in->rw);
+    /* nowait mode (nowait.h, the FUSE loop's leader): wait for a writer only after saying so */
+    if (!efs_nowait_active() || pthread_rwlock_tryrdlock(&h->in->rw)) {
+        efs_nowait_will_block();
+        pthread_rwlock_rdlock(&h->in->rw);
+    }
     n = efs_content_read(h->in->content, &io, buf, size, (uint64_t)off);
     pthread_rwlock_unlock(&h->in->rw);
     if (n < 0)

@@ -38,6 +38,11 @@ typedef struct efs_loop_counts {
     _Atomic uint64_t released;    /* requests after which leadership was left free for a thread about to
                                    * finish serving, with no wake-up (more were queued, or all were busy) */
     _Atomic uint64_t threads;     /* threads started */
+    _Atomic uint64_t nowait_reads;   /* small READs the leader served in nowait mode (nowait.h), keeping
+                                      * leadership unless the READ would block */
+    _Atomic uint64_t nowait_blocked; /* of them, READs that would have blocked (inode locked for writing,
+                                      * stored blocks not cached); leadership was then released or passed
+                                      * (counted there) if requests were queued */
 } efs_loop_counts;
 
 /* Serve se until it ends (unmount) or fuse_session_exit (a signal handler). The calling thread serves
@@ -46,6 +51,14 @@ typedef struct efs_loop_counts {
  * outlive it. 0, or -1 when reading requests failed. */
 int efs_loop_run(struct fuse_session *se, unsigned max_threads, unsigned spin_us, efs_loop_counts *counts)
     __attribute__((warn_unused_result));
+
+/* As efs_loop_run, and every READ of at most 64 KiB is served by the leader in nowait mode (nowait.h),
+ * whether or not more requests are queued: leadership is released or passed only if the READ handler
+ * calls efs_nowait_will_block() (it would block) while requests are queued. For a session whose READ
+ * handler calls it before everything that may block (the directory mount's op_read); any other handler
+ * would block the loop's only reader. */
+int efs_loop_run_nowait_reads(struct fuse_session *se, unsigned max_threads, unsigned spin_us,
+                              efs_loop_counts *counts) __attribute__((warn_unused_result));
 
 /* A request is waiting in se's /dev/fuse that no thread has read yet (poll; does not block). */
 bool efs_loop_requests_queued(struct fuse_session *se);

@@ -74,13 +74,15 @@ static void process_serving_umask(void) { umask(0); }
  * short-lived buffers): twice the CPUs (4 to 16) bounds the daemon's memory and still overlaps I/O. A
  * client sending one request at a time is served by one thread (loop.c). Spinning for the next request pays
  * off only with a CPU for the client besides the daemon's leader; ENVELOPEFS_SPIN_US overrides (0 turns it
- * off). */
-static void process_loop_params(unsigned *workers, unsigned *spin_us)
+ * off). The leader serves small READs itself without blocking (loop.h efs_loop_run_nowait_reads);
+ * ENVELOPEFS_NOWAIT_READS=0 restores the hand-off of every READ queued behind others (an A/B switch). */
+static void process_loop_params(unsigned *workers, unsigned *spin_us, bool *nowait_reads)
 {
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    const char *sp = getenv("ENVELOPEFS_SPIN_US");
+    const char *sp = getenv("ENVELOPEFS_SPIN_US"), *nw = getenv("ENVELOPEFS_NOWAIT_READS");
     *workers = cpus < 2 ? 4 : cpus > 8 ? 16 : (unsigned)(2 * cpus);
     *spin_us = sp ? (unsigned)strtoul(sp, NULL, 10) : cpus >= 2 ? 20 : 0;
+    *nowait_reads = !nw || strcmp(nw, "0") != 0;
 }
 
 /* ---- one session ------------------------------------------------------------------------------ */
@@ -308,8 +310,12 @@ int efs_mount_run(const efs_mount_opts *o, const efs_config *cfg)
     EFS_INFO("mounted %s on %s (key %s)", o->cipherdir, o->mountpoint, cfg->key_id);
     {
         unsigned workers, spin_us;
-        process_loop_params(&workers, &spin_us);
-        rc = efs_loop_run(se, workers, spin_us, &fs->loop) ? 1 : 0;
+        bool nowait_reads;
+        process_loop_params(&workers, &spin_us, &nowait_reads);
+        if (nowait_reads) /* op_read says when it would block (nowait.h) */
+            rc = efs_loop_run_nowait_reads(se, workers, spin_us, &fs->loop) ? 1 : 0;
+        else
+            rc = efs_loop_run(se, workers, spin_us, &fs->loop) ? 1 : 0;
     }
     fuse_session_unmount(se);
     EFS_INFO("unmounted %s", o->mountpoint);

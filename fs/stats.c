@@ -32,13 +32,15 @@ int efs_stats_json(struct efs *fs, char *buf, size_t cap)
                    "\"gap_bytes\":%" PRIu64 ",\"gap_waits\":%" PRIu64 ",\"negative_lookups\":%" PRIu64 ",\"unlink_closes\":%" PRIu64
                    ",\"uring_requests\":%" PRIu64 ",\"loop_requests\":%" PRIu64 ",\"loop_spin_hits\":%" PRIu64
                    ",\"loop_spin_misses\":%" PRIu64 ",\"loop_unspun\":%" PRIu64 ",\"loop_probe_hits\":%" PRIu64 ",\"loop_passed\":%" PRIu64
-                   ",\"loop_released\":%" PRIu64 ",\"loop_threads\":%" PRIu64 ",\"pid\":%ld}",
+                   ",\"loop_released\":%" PRIu64 ",\"loop_threads\":%" PRIu64 ",\"loop_nowait_reads\":%" PRIu64
+                   ",\"loop_nowait_blocked\":%" PRIu64 ",\"pid\":%ld}",
                    efs_keys_kms_calls(fs->keys), efs_keys_cache_hits(fs->keys), inodes, nfds, budget,
                    pinned, evictable, (uint64_t)fs->getxattr_requests, efs_spares_taken(fs->spares),
                    efs_spares_taken_dirs(fs->spares), (uint64_t)fs->header_probes,
                    efs_content_group_gap_bytes(fs->writes), efs_content_group_gap_waits(fs->writes), (uint64_t)fs->negative_lookups, (uint64_t)fs->unlink_closes,
                    efs_uring_requests(fs->uring), (uint64_t)fs->loop.requests, (uint64_t)fs->loop.spin_hits,
                    (uint64_t)fs->loop.spin_misses, (uint64_t)fs->loop.unspun, (uint64_t)fs->loop.probe_hits, (uint64_t)fs->loop.passed,
-                   (uint64_t)fs->loop.released, (uint64_t)fs->loop.threads, (long)getpid());
+                   (uint64_t)fs->loop.released, (uint64_t)fs->loop.threads, (uint64_t)fs->loop.nowait_reads,
+                   (uint64_t)fs->loop.nowait_blocked, (long)getpid());
     return len < 0 ? 0 : len >= (int)cap ? (int)cap - 1 : len;
 }
