@@ -427,8 +427,12 @@ void efs_inode_unlinked(struct efs *fs, dev_t dev, ino_t ino)
     }
     pthread_mutex_unlock(&fs->table_lock);
     free(st);
-    if (fd >= 0)
+    if (fd >= 0) {
+        uint64_t t0[2];
+        efs_timing_now(t0);
         close(fd); /* the last descriptor: the backing filesystem frees the file */
+        efs_timing_add(&fs->unlink_close, t0);
+    }
 }
 
 /* A readdirplus entry whose inode (dev, d_ino from getdents) the table holds already, with its descriptor

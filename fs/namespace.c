@@ -294,7 +294,10 @@ void efs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
     struct inode *p = inode_of(req, parent);
     struct bname bn;
     struct stat st = {0};
-    int rc = map_name(fs, parent, p, name, &bn, -ENOENT), held = -1;
+    uint64_t t0[2];
+    int rc, held = -1;
+    efs_timing_now(t0);
+    rc = map_name(fs, parent, p, name, &bn, -ENOENT);
     if (!rc)
         held = hold_if_long_symlink(p->fd, bn.b, &st);
     if (!rc && unlinkat(p->fd, bn.b, 0))
@@ -304,6 +307,7 @@ void efs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
     if (!rc && st.st_ino && S_ISREG(st.st_mode) && st.st_nlink == 1)
         efs_inode_unlinked(fs, st.st_dev, st.st_ino); /* its last name: closed now if unused (inodes.c) */
     efs_symlink_forget(fs->root.fd, held); /* (removes its target only if it was the last link) */
+    efs_timing_add(&fs->unlink_req, t0); /* (before the reply: what the caller waits for, less the reply) */
     fuse_reply_err(req, -rc);
 }
 
