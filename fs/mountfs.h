@@ -25,6 +25,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "closer.h"
 #include "content.h"
 #include "efs.h"
 #include "fuseio.h"
@@ -113,7 +114,9 @@ struct efs {
     efs_loop_counts loop;               /* the /dev/fuse request loop's counters (loop.h) */
     _Atomic uint64_t unlink_closes;     /* files closed at their unlink, not at FORGET (efs_inode_unlinked) */
     efs_timing unlink_req;              /* UNLINK requests: count, wall and thread CPU time (efs_op_unlink) */
-    efs_timing unlink_close;            /* of which inside close() of the unlinked file's last descriptor */
+    efs_timing unlink_close;            /* of which handing the unlinked file's last descriptor to the closer */
+    efs_timing rmdir_req;               /* RMDIR requests (efs_op_rmdir), including its wait for the closer */
+    efs_closer *closer;                 /* closes removed files' descriptors off the request path (closer.c) */
     _Atomic uint64_t header_probes;     /* headers read only for a size (config format ≤ 2); tests: 0 in format 3 */
     int mount_fd;                /* the backing root, for open_by_handle_at */
     long nfds, fd_budget;        /* inode fds open / allowed before evicting idle ones (table_lock) */
@@ -150,8 +153,8 @@ int efs_inode_attach(struct efs *fs, struct inode *in, efs_file_keys *keys, cons
 int efs_inode_load(struct efs *fs, struct inode *in, int fd, const char *what) __attribute__((warn_unused_result));
 void efs_inode_unload(struct inode *in);
 /* The regular file (dev, ino) has just lost its last name (unlink): mark it (a hint for setattr) and, if
- * nothing uses it (not open, not pinned) and it has no link left, close its descriptor now (it is then
- * gone: the backing file is freed here, not at FORGET). */
+ * nothing uses it (not open, not pinned) and it has no link left, hand its descriptor to the closer now (it
+ * is then gone: the backing file is freed by the closer, not at FORGET). */
 void efs_inode_unlinked(struct efs *fs, dev_t dev, ino_t ino);
 /* Attributes as the mount shows them (plaintext sizes). */
 int efs_inode_stat(struct efs *fs, struct inode *in, struct stat *st) __attribute__((warn_unused_result));

@@ -350,12 +350,20 @@ void efs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
     struct efs *fs = fs_of(req);
     struct inode *p = inode_of(req, parent);
     struct bname bn;
-    int rc = map_name(fs, parent, p, name, &bn, -ENOENT);
+    uint64_t t0[2];
+    int rc;
+    efs_timing_now(t0);
+    rc = map_name(fs, parent, p, name, &bn, -ENOENT);
+    /* Its files' descriptors closed first (closer.c): the backing rmdir would otherwise busy-walk the child
+     * dentries that the closer thread is freeing at that moment. */
+    if (!rc)
+        efs_closer_drain(fs->closer);
     if (!rc) /* an id in an xattr goes with the directory; an id file must be moved out first */
         rc = fs->names && !fs->cfg->dirids_in_xattr ? rmdir_encrypted(p, bn.b)
                                                      : (unlinkat(p->fd, bn.b, AT_REMOVEDIR) ? -errno : 0);
     if (!rc)
         forget_name(p, &bn);
+    efs_timing_add(&fs->rmdir_req, t0);
     fuse_reply_err(req, -rc);
 }
 
