@@ -1,16 +1,18 @@
 /*
- * closer.c — the closer thread: closes, off the request path, the descriptors of files removed through the
+ * closer.c — the closer threads: close, off the request path, the descriptors of files removed through the
  * mount. An UNLINK that removes an unused regular file's last name hands the file's O_PATH descriptor here
  * (efs_inode_unlinked) instead of closing it: that close is where the backing filesystem frees the inode
- * and its blocks (ext4: truncate, orphan list, journal), 88–90 % of the UNLINK request's wall time in an
- * rm -rf (docs/PERFORMANCE.md), which the caller of unlink would otherwise wait for.
+ * and its blocks (ext4: truncate, orphan list, journal; with -o discard a wait for the device), 88–98 % of
+ * the UNLINK request's wall time in an rm -rf (docs/PERFORMANCE.md), which the caller of unlink would
+ * otherwise wait for. Several threads, because a close can sleep: their sleeps overlap.
  *
  * A bounded FIFO ring: when it is full the caller closes the descriptor itself (counted: the queue then
  * pushes back at the rate the backing filesystem frees files, and never holds more than cap descriptors
  * beyond the mount's descriptor budget). efs_closer_drain waits for everything queued before it: RMDIR
  * (so that the backing rmdir does not busy-walk child dentries still being freed), STATFS (space freed by an
- * rm shows at once) and unmount (efs_closer_free, before the backing filesystem is let go). Lock: c->lock
- * only, never held across a close and never taken with the mount's table_lock held by the closer thread.
+ * rm shows at once) and unmount (efs_closer_free, before the backing filesystem is let go). Lock: c->lock, a
+ * leaf — held around the ring and the counters only, never across a close; the mount takes it with no lock
+ * of its own held (inodes.c), and the closer threads take no other lock.
  */
 #include "closer.h"
 
