@@ -406,7 +406,7 @@ int efs_lookup_backing(struct efs *fs, int dirfd, const char *backing, struct fu
  * closer threads, and RMDIR waits for them (efs_op_rmdir), so the busy walk does not come back. A gone inode
  * is skipped by lookups in the table (ext4 may give its number to a new file at once) but stays in it until
  * its FORGET. table_lock → rw (efs_inode_fix_size) as everywhere. */
-void efs_inode_unlinked(struct efs *fs, dev_t dev, ino_t ino)
+int efs_inode_unlinked(struct efs *fs, dev_t dev, ino_t ino)
 {
     struct inode *in;
     struct stat *st = malloc(sizeof *st);
@@ -429,12 +429,15 @@ void efs_inode_unlinked(struct efs *fs, dev_t dev, ino_t ino)
     }
     pthread_mutex_unlock(&fs->table_lock);
     free(st);
-    if (fd >= 0) {
-        uint64_t t0[2];
-        efs_timing_now(t0);
-        efs_closer_close(fs->closer, fd, (uint64_t)ino); /* its last descriptor: where the backing file is freed */
-        efs_timing_add(&fs->unlink_close, t0);
-    }
+    return fd;
+}
+
+void efs_inode_close_unlinked(struct efs *fs, int fd, ino_t ino)
+{
+    uint64_t t0[2];
+    efs_timing_now(t0);
+    efs_closer_close(fs->closer, fd, (uint64_t)ino); /* its last descriptor: where the backing file is freed */
+    efs_timing_add(&fs->unlink_close, t0);
 }
 
 /* A readdirplus entry whose inode (dev, d_ino from getdents) the table holds already, with its descriptor

@@ -153,9 +153,11 @@ int efs_inode_attach(struct efs *fs, struct inode *in, efs_file_keys *keys, cons
 int efs_inode_load(struct efs *fs, struct inode *in, int fd, const char *what) __attribute__((warn_unused_result));
 void efs_inode_unload(struct inode *in);
 /* The regular file (dev, ino) has just lost its last name (unlink): mark it (a hint for setattr) and, if
- * nothing uses it (not open, not pinned) and it has no link left, hand its descriptor to the closer now (it
- * is then gone: the backing file is freed by the closer, not at FORGET). */
-void efs_inode_unlinked(struct efs *fs, dev_t dev, ino_t ino);
+ * nothing uses it (not open, not pinned) and it has no link left, take its descriptor out of the inode (it
+ * is then gone) and return it, for efs_inode_close_unlinked; else -1. */
+int efs_inode_unlinked(struct efs *fs, dev_t dev, ino_t ino) __attribute__((warn_unused_result));
+/* Close that descriptor through the closer (closer.c: where the backing file is freed); timed in the stats. */
+void efs_inode_close_unlinked(struct efs *fs, int fd, ino_t ino);
 /* Attributes as the mount shows them (plaintext sizes). */
 int efs_inode_stat(struct efs *fs, struct inode *in, struct stat *st) __attribute__((warn_unused_result));
 
