@@ -251,9 +251,9 @@ fail:
     return NULL;
 }
 
-/* Descriptors of removed files waiting for the closer thread at most (closer.c): beyond the fd budget. */
+/* Descriptors of removed files waiting for the closer threads, at most (closer.c): beyond the fd budget. */
 #define CLOSER_QUEUE 128
-/* Its threads: a close can wait for the device (ext4 mounted with -o discard issues each file's discards
+/* The closer threads: a close can wait for the device (ext4 mounted with -o discard issues each file's discards
  * inside it, docs/PERFORMANCE.md), so several closes overlap; idle threads cost nothing. */
 #define CLOSER_THREADS 4
 
@@ -284,7 +284,7 @@ static int session_keys(struct efs *fs, const efs_mount_opts *o, const efs_confi
         return 1;
     /* (here, after the daemon's fork: a thread) */
     if ((!cl || strcmp(cl, "0")) && efs_closer_new(CLOSER_QUEUE, CLOSER_THREADS, &fs->closer))
-        EFS_WARN("no closer thread: removed files are closed inside their UNLINK");
+        EFS_WARN("no closer threads: removed files are closed inside their UNLINK");
     return 0;
 }
 

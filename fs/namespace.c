@@ -366,7 +366,7 @@ void efs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
     efs_timing_now(t0);
     rc = map_name(fs, parent, p, name, &bn, -ENOENT);
     /* Its files' descriptors closed first (closer.c): the backing rmdir would otherwise busy-walk the child
-     * dentries that the closer thread is freeing at that moment. */
+     * dentries that a closer thread is freeing at that moment. */
     if (!rc)
         efs_closer_drain(fs->closer);
     if (!rc) /* an id in an xattr goes with the directory; an id file must be moved out first */
