@@ -366,6 +366,7 @@ static void op_setattr_body(fuse_req_t req, fuse_ino_t ino, struct stat *attr, i
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 {
     struct statvfs sv;
+    efs_closer_drain(fs_of(req)->closer); /* the space of files removed just before is free (closer.c) */
     if (fstatvfs(fs_of(req)->root.fd, &sv))
         fuse_reply_err(req, errno);
     else

@@ -10,7 +10,8 @@
  * table_lock guards the table, nlookup, nopen, pins, fd (eviction) and the fd count; rw an inode's keys and
  * content (shared for reads, exclusive for writes, truncates, loads and unloads); write_lock the lists of
  * WRITEs in flight. inode_destroy runs without table_lock (closing a large unlinked file's last descriptor
- * can take long).
+ * can take long). The closer's own lock (closer.c) is a leaf: efs_inode_unlinked hands it a descriptor
+ * after releasing table_lock, and the closer threads take no other lock.
  */
 #define FUSE_USE_VERSION 312
 
@@ -398,13 +399,14 @@ int efs_lookup_backing(struct efs *fs, int dirfd, const char *backing, struct fu
     return 0;
 }
 
-/* Closing the descriptor here rather than at FORGET makes ext4 free the file inside this unlinkat's request,
- * as on a filesystem that holds no descriptors: at FORGET the close ran in whichever thread read the FORGET,
- * often while another served the RMDIR of the file's directory, and the backing rmdir's dcache shrink then
- * busy-walks the directory's children until that eviction ends (38 % of the daemon's CPU in an rm -rf,
- * docs/PERFORMANCE.md). A gone inode is skipped by lookups in the table (ext4 may give its number to a new
- * file at once) but stays in it until its FORGET. table_lock → rw (efs_inode_fix_size) as everywhere. */
-void efs_inode_unlinked(struct efs *fs, dev_t dev, ino_t ino)
+/* Taking the descriptor out here rather than at FORGET: at FORGET the close ran in whichever thread read the
+ * FORGET, often while another served the RMDIR of the file's directory, and the backing rmdir's dcache shrink
+ * then busy-walks the directory's children until that eviction ends (38 % of the daemon's CPU in an rm -rf,
+ * docs/PERFORMANCE.md). The close itself (where ext4 frees the file: most of an UNLINK's time) goes to the
+ * closer threads, and RMDIR waits for them (efs_op_rmdir), so the busy walk does not come back. A gone inode
+ * is skipped by lookups in the table (ext4 may give its number to a new file at once) but stays in it until
+ * its FORGET. table_lock → rw (efs_inode_fix_size) as everywhere. */
+int efs_inode_unlinked(struct efs *fs, dev_t dev, ino_t ino)
 {
     struct inode *in;
     struct stat *st = malloc(sizeof *st);
@@ -427,8 +429,15 @@ void efs_inode_unlinked(struct efs *fs, dev_t dev, ino_t ino)
     }
     pthread_mutex_unlock(&fs->table_lock);
     free(st);
-    if (fd >= 0)
-        close(fd); /* the last descriptor: the backing filesystem frees the file */
+    return fd;
+}
+
+void efs_inode_close_unlinked(struct efs *fs, int fd, ino_t ino)
+{
+    uint64_t t0[2];
+    efs_timing_now(t0);
+    efs_closer_close(fs->closer, fd, (uint64_t)ino); /* its last descriptor: where the backing file is freed */
+    efs_timing_add(&fs->unlink_close, t0);
 }
 
 /* A readdirplus entry whose inode (dev, d_ino from getdents) the table holds already, with its descriptor

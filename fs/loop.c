@@ -95,7 +95,8 @@ struct loop {
 #define COUNT(l, field) atomic_fetch_add_explicit(&(l)->counts->field, 1, memory_order_relaxed)
 
 /* Requests served after passing leadership: they move data (the kernel sends several at once: readahead,
- * writeback), wait for the disk, or list directories. Everything else — lookup, create (a spare file is
+ * writeback), wait for the disk, list directories, or wait for the closer threads (RMDIR, STATFS: closer.c;
+ * one per directory in an rm -rf). Everything else — lookup, create (a spare file is
  * renamed into place), setattr, xattrs, release, forget — is a few system calls. */
 static bool may_take_long(uint32_t opcode)
 {
@@ -108,6 +109,8 @@ static bool may_take_long(uint32_t opcode)
     case FUSE_FALLOCATE:
     case FUSE_READDIRPLUS:
     case FUSE_COPY_FILE_RANGE:
+    case FUSE_RMDIR:
+    case FUSE_STATFS:
         return true;
     default:
         return false;

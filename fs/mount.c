@@ -186,6 +186,7 @@ static struct efs *fs_new(const efs_mount_opts *o, const efs_config *cfg)
 /* Free every remaining inode (keys wiped), the descriptors, spares, keys: after the session is gone. */
 static void fs_free(struct efs *fs)
 {
+    efs_closer_free(fs->closer); /* removed files' last descriptors closed, before the backing root is let go */
     for (size_t b = 0; b < HASH_BUCKETS; b++) {
         struct inode *in = fs->table[b];
         while (in) {
@@ -252,11 +253,19 @@ fail:
     return NULL;
 }
 
-/* The key service (opened in the serving process), the filesystem keys and the spares. 0, or 1 (logged). */
+/* Descriptors of removed files waiting for the closer threads, at most (closer.c): beyond the fd budget. */
+#define CLOSER_QUEUE 128
+/* The closer threads: a close can wait for the device (ext4 mounted with -o discard issues each file's discards
+ * inside it, docs/PERFORMANCE.md), so several closes overlap; idle threads cost nothing. */
+#define CLOSER_THREADS 4
+
+/* The key service (opened in the serving process), the filesystem keys, the spares and the closer. 0, or 1
+ * (logged). */
 static int session_keys(struct efs *fs, const efs_mount_opts *o, const efs_config *cfg)
 {
     char why[512];
     const char *sp = getenv("ENVELOPEFS_SPARES"); /* 0: no spare files (benchmarks compare) */
+    const char *cl = getenv("ENVELOPEFS_CLOSER"); /* 0: removed files closed inside their UNLINK (to compare) */
     kmsc *kms = o->open_kms(o->open_kms_arg);
     int krc;
     if (!kms) {
@@ -275,6 +284,9 @@ static int session_keys(struct efs *fs, const efs_mount_opts *o, const efs_confi
     process_serving_umask();
     if ((!sp || strcmp(sp, "0")) && efs_spares_new(fs->root.fd, fs->keys, cfg, &fs->spares))
         return 1;
+    /* (here, after the daemon's fork: a thread) */
+    if ((!cl || strcmp(cl, "0")) && efs_closer_new(CLOSER_QUEUE, CLOSER_THREADS, &fs->closer))
+        EFS_WARN("no closer threads: removed files are closed inside their UNLINK");
     return 0;
 }
 

@@ -23,7 +23,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/stat.h>
+#include <time.h>
 
+#include "closer.h"
 #include "content.h"
 #include "efs.h"
 #include "fuseio.h"
@@ -61,6 +63,32 @@ struct inode {
     uint8_t dirid[EFS_DIRID_LEN];
 };
 
+/* Time spent in a piece of code, summed over calls (stats): wall (CLOCK_MONOTONIC) and the calling thread's
+ * CPU (CLOCK_THREAD_CPUTIME_ID), which a shared machine does not inflate the way it does wall time. */
+typedef struct {
+    _Atomic uint64_t n, wall_ns, cpu_ns;
+} efs_timing;
+
+/* Both clocks now, in ns: t[0] wall, t[1] thread CPU. */
+static inline void efs_timing_now(uint64_t t[2])
+{
+    struct timespec w, c;
+    clock_gettime(CLOCK_MONOTONIC, &w);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c);
+    t[0] = (uint64_t)w.tv_sec * 1000000000u + (uint64_t)w.tv_nsec;
+    t[1] = (uint64_t)c.tv_sec * 1000000000u + (uint64_t)c.tv_nsec;
+}
+
+/* Add the time since t0 (efs_timing_now) to tm. */
+static inline void efs_timing_add(efs_timing *tm, const uint64_t t0[2])
+{
+    uint64_t t1[2];
+    efs_timing_now(t1);
+    tm->n++;
+    tm->wall_ns += t1[0] - t0[0];
+    tm->cpu_ns += t1[1] - t0[1];
+}
+
 /* An open regular file (fi->fh). */
 struct handle {
     int fd;
@@ -85,6 +113,10 @@ struct efs {
     efs_uring *uring;                   /* FUSE over io_uring (uring.c), or NULL */
     efs_loop_counts loop;               /* the /dev/fuse request loop's counters (loop.h) */
     _Atomic uint64_t unlink_closes;     /* files closed at their unlink, not at FORGET (efs_inode_unlinked) */
+    efs_timing unlink_req;              /* UNLINK requests: count, wall and thread CPU time (efs_op_unlink) */
+    efs_timing unlink_close;            /* of which handing the unlinked file's last descriptor to the closer */
+    efs_timing rmdir_req;               /* RMDIR requests (efs_op_rmdir), including its wait for the closer */
+    efs_closer *closer;                 /* closes removed files' descriptors off the request path (closer.c) */
     _Atomic uint64_t header_probes;     /* headers read only for a size (config format ≤ 2); tests: 0 in format 3 */
     int mount_fd;                /* the backing root, for open_by_handle_at */
     long nfds, fd_budget;        /* inode fds open / allowed before evicting idle ones (table_lock) */
@@ -121,9 +153,11 @@ int efs_inode_attach(struct efs *fs, struct inode *in, efs_file_keys *keys, cons
 int efs_inode_load(struct efs *fs, struct inode *in, int fd, const char *what) __attribute__((warn_unused_result));
 void efs_inode_unload(struct inode *in);
 /* The regular file (dev, ino) has just lost its last name (unlink): mark it (a hint for setattr) and, if
- * nothing uses it (not open, not pinned) and it has no link left, close its descriptor now (it is then
- * gone: the backing file is freed here, not at FORGET). */
-void efs_inode_unlinked(struct efs *fs, dev_t dev, ino_t ino);
+ * nothing uses it (not open, not pinned) and it has no link left, take its descriptor out of the inode (it
+ * is then gone) and return it, for efs_inode_close_unlinked; else -1. */
+int efs_inode_unlinked(struct efs *fs, dev_t dev, ino_t ino) __attribute__((warn_unused_result));
+/* Close that descriptor through the closer (closer.c: where the backing file is freed); timed in the stats. */
+void efs_inode_close_unlinked(struct efs *fs, int fd, ino_t ino);
 /* Attributes as the mount shows them (plaintext sizes). */
 int efs_inode_stat(struct efs *fs, struct inode *in, struct stat *st) __attribute__((warn_unused_result));
 

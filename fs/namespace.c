@@ -294,7 +294,10 @@ void efs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
     struct inode *p = inode_of(req, parent);
     struct bname bn;
     struct stat st = {0};
-    int rc = map_name(fs, parent, p, name, &bn, -ENOENT), held = -1;
+    uint64_t t0[2];
+    int rc, held = -1, gone_fd = -1;
+    efs_timing_now(t0);
+    rc = map_name(fs, parent, p, name, &bn, -ENOENT);
     if (!rc)
         held = hold_if_long_symlink(p->fd, bn.b, &st);
     if (!rc && unlinkat(p->fd, bn.b, 0))
@@ -302,9 +305,21 @@ void efs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
     if (!rc)
         forget_name(p, &bn);
     if (!rc && st.st_ino && S_ISREG(st.st_mode) && st.st_nlink == 1)
-        efs_inode_unlinked(fs, st.st_dev, st.st_ino); /* its last name: closed now if unused (inodes.c) */
+        gone_fd = efs_inode_unlinked(fs, st.st_dev, st.st_ino); /* its last name: gone now if unused (inodes.c) */
+    if (gone_fd >= 0 && !fs->closer) { /* no closer threads (ENVELOPEFS_CLOSER=0): closed inside the request */
+        efs_inode_close_unlinked(fs, gone_fd, st.st_ino);
+        gone_fd = -1;
+    }
     efs_symlink_forget(fs->root.fd, held); /* (removes its target only if it was the last link) */
+    efs_timing_add(&fs->unlink_req, t0); /* (before the reply: what the caller waits for, less the reply) */
     fuse_reply_err(req, -rc);
+    /* Queued after the reply, so that waking a closer thread does not delay it. The RMDIR that follows a
+     * directory's last UNLINK is read by the leader — this thread, which serves an UNLINK itself — after
+     * this, so it finds the descriptor queued and waits for it; only if leadership was passed for other
+     * queued requests (or over io_uring) may that RMDIR run first, and its backing rmdir then waits for one
+     * file's eviction, as it did for every file before the closer (closer.c). */
+    if (gone_fd >= 0)
+        efs_inode_close_unlinked(fs, gone_fd, st.st_ino);
 }
 
 /* Remove an empty directory whose only backing entry is its id file: the id file is moved out first
@@ -346,12 +361,20 @@ void efs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
     struct efs *fs = fs_of(req);
     struct inode *p = inode_of(req, parent);
     struct bname bn;
-    int rc = map_name(fs, parent, p, name, &bn, -ENOENT);
+    uint64_t t0[2];
+    int rc;
+    efs_timing_now(t0);
+    rc = map_name(fs, parent, p, name, &bn, -ENOENT);
+    /* Its files' descriptors closed first (closer.c): the backing rmdir would otherwise busy-walk the child
+     * dentries that a closer thread is freeing at that moment. */
+    if (!rc)
+        efs_closer_drain(fs->closer);
     if (!rc) /* an id in an xattr goes with the directory; an id file must be moved out first */
         rc = fs->names && !fs->cfg->dirids_in_xattr ? rmdir_encrypted(p, bn.b)
                                                      : (unlinkat(p->fd, bn.b, AT_REMOVEDIR) ? -errno : 0);
     if (!rc)
         forget_name(p, &bn);
+    efs_timing_add(&fs->rmdir_req, t0);
     fuse_reply_err(req, -rc);
 }
 

@@ -14,7 +14,9 @@
 int efs_stats_json(struct efs *fs, char *buf, size_t cap)
 {
     long nfds, budget, pinned = 0, evictable = 0, inodes = 0;
+    efs_closer_counts cl;
     int len;
+    efs_closer_counts_get(fs->closer, &cl);
     pthread_mutex_lock(&fs->table_lock);
     nfds = fs->nfds;
     budget = fs->fd_budget;
@@ -30,6 +32,15 @@ int efs_stats_json(struct efs *fs, char *buf, size_t cap)
                    "\"inode_fds\":%ld,\"fd_budget\":%ld,\"busy_inodes\":%ld,\"evictable_inodes\":%ld,"
                    "\"getxattr_requests\":%" PRIu64 ",\"spare_creates\":%" PRIu64 ",\"spare_mkdirs\":%" PRIu64 ",\"header_probes\":%" PRIu64 ","
                    "\"gap_bytes\":%" PRIu64 ",\"gap_waits\":%" PRIu64 ",\"negative_lookups\":%" PRIu64 ",\"unlink_closes\":%" PRIu64
+                   ",\"unlink_requests\":%" PRIu64 ",\"unlink_wall_ns\":%" PRIu64 ",\"unlink_cpu_ns\":%" PRIu64
+                   ",\"unlink_close_wall_ns\":%" PRIu64 ",\"unlink_close_cpu_ns\":%" PRIu64
+                   ",\"rmdir_requests\":%" PRIu64 ",\"rmdir_wall_ns\":%" PRIu64 ",\"rmdir_cpu_ns\":%" PRIu64
+                   ",\"closer_queued\":%" PRIu64 ",\"closer_inline\":%" PRIu64 ",\"closer_errors\":%" PRIu64
+                   ",\"closer_thread_wall_ns\":%" PRIu64 ",\"closer_thread_cpu_ns\":%" PRIu64
+                   ",\"closer_thread_vcsw\":%" PRIu64 ",\"closer_thread_ivcsw\":%" PRIu64
+                   ",\"closer_inline_wall_ns\":%" PRIu64 ",\"closer_inline_cpu_ns\":%" PRIu64
+                   ",\"closer_inline_vcsw\":%" PRIu64 ",\"closer_inline_ivcsw\":%" PRIu64
+                   ",\"closer_drains\":%" PRIu64 ",\"closer_drain_wall_ns\":%" PRIu64
                    ",\"uring_requests\":%" PRIu64 ",\"loop_requests\":%" PRIu64 ",\"loop_spin_hits\":%" PRIu64
                    ",\"loop_spin_misses\":%" PRIu64 ",\"loop_unspun\":%" PRIu64 ",\"loop_probe_hits\":%" PRIu64 ",\"loop_passed\":%" PRIu64
                    ",\"loop_released\":%" PRIu64 ",\"loop_threads\":%" PRIu64 ",\"loop_nowait_reads\":%" PRIu64
@@ -38,6 +49,11 @@ int efs_stats_json(struct efs *fs, char *buf, size_t cap)
                    pinned, evictable, (uint64_t)fs->getxattr_requests, efs_spares_taken(fs->spares),
                    efs_spares_taken_dirs(fs->spares), (uint64_t)fs->header_probes,
                    efs_content_group_gap_bytes(fs->writes), efs_content_group_gap_waits(fs->writes), (uint64_t)fs->negative_lookups, (uint64_t)fs->unlink_closes,
+                   (uint64_t)fs->unlink_req.n, (uint64_t)fs->unlink_req.wall_ns, (uint64_t)fs->unlink_req.cpu_ns,
+                   (uint64_t)fs->unlink_close.wall_ns, (uint64_t)fs->unlink_close.cpu_ns,
+                   (uint64_t)fs->rmdir_req.n, (uint64_t)fs->rmdir_req.wall_ns, (uint64_t)fs->rmdir_req.cpu_ns,
+                   cl.queued, cl.inline_closes, cl.errors, cl.thread.wall_ns, cl.thread.cpu_ns, cl.thread.vcsw,
+                   cl.thread.ivcsw, cl.inl.wall_ns, cl.inl.cpu_ns, cl.inl.vcsw, cl.inl.ivcsw, cl.drains, cl.drain_wall_ns,
                    efs_uring_requests(fs->uring), (uint64_t)fs->loop.requests, (uint64_t)fs->loop.spin_hits,
                    (uint64_t)fs->loop.spin_misses, (uint64_t)fs->loop.unspun, (uint64_t)fs->loop.probe_hits, (uint64_t)fs->loop.passed,
                    (uint64_t)fs->loop.released, (uint64_t)fs->loop.threads, (uint64_t)fs->loop.nowait_reads,

@@ -79,7 +79,7 @@ void efs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t si
 
     fs->getxattr_requests++;
     if (ino == FUSE_ROOT_ID && !strcmp(name, EFS_XATTR_STATS)) {
-        char s[2048];
+        char s[4096];
         int len = efs_stats_json(fs, s, sizeof s);
         reply_xattr_value(req, size, s, (size_t)len);
         return;
