@@ -58,7 +58,7 @@ int vol_chunk_write_image(vol_chunkstore *cs, uint64_t gen, const uint8_t *buf, 
 /* Re-seal one chunk (src lineage/key → dst lineage/key, new generation; see rekey.h). The new chunk is
  * built in buf over the source's image (slot i of area 0 is rewritten once sector i is opened: no later
  * sector reads it), then written in runs; the caller syncs it. */
-int vol_reseal(vol_chunkstore *scs, vol_chunkstore *cs, vol_sealer *s, const uint8_t *sdk, const uint8_t slin[16],
+int vol_reseal(vol_chunkstore *scs, vol_chunkstore *cs, vol_sealer *s[2], const uint8_t *sdk, const uint8_t slin[16],
                const uint8_t *ddk, const uint8_t dlin[16], vol_chunk *k, uint64_t ngen, uint8_t *buf, uint8_t *pt)
 {
     uint8_t skey[32], dkey[32], nonces[VOL_SECTORS * VOL_SLOT_NONCE];
@@ -69,18 +69,19 @@ int vol_reseal(vol_chunkstore *scs, vol_chunkstore *cs, vol_sealer *s, const uin
         return rc;
     if (vol_chunk_header_check(buf, VOL_CHUNK_HDR, slin, k->block, k->gen, &ver))
         return -EBADMSG;
-    if ((rc = vol_chunk_key(sdk, slin, k->block, k->gen, skey)) || (rc = vol_chunk_key(ddk, dlin, k->block, ngen, dkey)))
+    if ((rc = vol_chunk_key(sdk, slin, k->block, k->gen, skey)) || (rc = vol_chunk_key(ddk, dlin, k->block, ngen, dkey)) ||
+        (rc = vol_sealer_set_key(s[0], skey)) || (rc = vol_sealer_set_key(s[1], dkey)))
         goto out;
     randombytes_buf(nonces, sizeof nonces); /* one call for the chunk's nonces, not one per sector */
     for (unsigned i = 0; i < VOL_SECTORS; i++) {
         uint8_t *slot = buf + vol_slot_offset(i); /* (read, then reused to write: area 0, counter 1) */
         uint32_t ctr;
-        if ((rc = vol_chunk_image_open(s, skey, slin, k->block, k->gen, ver, i, k->ctr[i], buf, pt, &ctr)))
+        if ((rc = vol_chunk_image_open(s[0], NULL, slin, k->block, k->gen, ver, i, k->ctr[i], buf, pt, &ctr)))
             goto out;
         k->ctr[i] = 0;
         if (ctr == 0)
             continue; /* never written: stays a hole (not written below) */
-        if ((rc = vol_sector_seal(s, dkey, dlin, k->block, ngen, i, 1, nonces + (size_t)i * VOL_SLOT_NONCE, pt, slot)))
+        if ((rc = vol_sector_seal(s[1], NULL, dlin, k->block, ngen, i, 1, nonces + (size_t)i * VOL_SLOT_NONCE, pt, slot)))
             goto out;
         k->ctr[i] = 1;
         seals++;
@@ -433,7 +434,7 @@ static int full_copy(vol_store *st, const vol_copy_args *a, vol_store *from, con
     vol_chunk *chunks = NULL;
     uint64_t first = 0, *share = NULL, batch = a->batch ? a->batch : VOL_COPY_BATCH, nc = 0, *gens = NULL, batch_cap = 0;
     uint8_t sl[16], dl[16], *buf = NULL, *pt = NULL;
-    vol_sealer *sealer = NULL;
+    vol_sealer *sealer[2] = {NULL, NULL}; /* open, seal (vol_reseal) */
     char busy[32] = "", ancid[32] = "";
     long pid = 0;
     int rc, lock = -1, slock = -1, srclock = -1, running = 0, incremental = 0;
@@ -525,7 +526,8 @@ static int full_copy(vol_store *st, const vol_copy_args *a, vol_store *from, con
     }
     if (vol_lineage_bin(slin->binding, sl) || vol_lineage_bin(dlin.binding, dl) || !(chunks = calloc(batch, sizeof *chunks)) ||
         !(share = calloc(batch, sizeof *share)) || !(buf = malloc(VOL_CHUNK_FILE_SIZE)) ||
-        !(pt = sodium_malloc(VOL_SECTOR_SIZE)) || !(sealer = vol_sealer_new())) {
+        !(pt = sodium_malloc(VOL_SECTOR_SIZE)) || !(sealer[0] = vol_sealer_new()) ||
+        !(sealer[1] = vol_sealer_new())) {
         rc = vol_fail(e, -ENOMEM, "InternalError", "out of memory");
         goto out;
     }
@@ -679,7 +681,8 @@ out:
     free(buf);
     if (pt)
         sodium_free(pt);
-    vol_sealer_free(sealer);
+    vol_sealer_free(sealer[0]);
+    vol_sealer_free(sealer[1]);
     return rc;
 }
 
