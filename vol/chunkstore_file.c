@@ -3,8 +3,10 @@
  * 16 hex>, mode 0600. A cache of open descriptors (under a mutex; files are opened outside it) spares an
  * open per I/O: a call pins the entry it uses (refs) and unpins it after, so an I/O costs its one system
  * call (no dup/close around it); only an unpinned entry is evicted, and a removed chunk's pinned entry is
- * closed by its last user. A batch sync (f_sync_many) starts every file's write-back before it waits on any, and
- * syncs each directory that gained a name once for the whole batch.
+ * closed by its last user. A batch sync (f_sync_many) is one syncfs(2) of the store's filesystem, which makes
+ * every file's data and metadata and every directory's names durable at once (on kernels before 5.8, whose
+ * syncfs reports no write-back error: every file's write-back started before it waits on any, then each
+ * directory that gained a name synced once for the whole batch).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -16,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include "chunkstore.h"
@@ -40,6 +43,10 @@ struct fcs {
     bool unsynced_sub[256], unsynced_top;
     pthread_mutex_t sync_lock; /* one name sync at a time: a flag found clear means its fsync has finished */
     bool ro;           /* vol_chunkstore_file_open_ro: files opened read only, writes refused */
+    /* DIR, open since the store was (writable, kernel ≥ 5.8: -1 otherwise) for f_sync_many's syncfs: a
+     * write-back error anywhere in the filesystem since it was opened is reported by the next syncfs of it
+     * (the kernel samples the error state when a descriptor is opened, so this one predates every write) */
+    int syncfd;
 };
 
 char *vol_chunkstore_file_path(const char *dir, uint64_t gen)
@@ -254,8 +261,41 @@ static int f_sync(vol_chunkstore *cs, uint64_t gen)
     return rc ? rc : sync_names(s, &gen, 1);
 }
 
-/* Every file's write-back started first (sync_file_range: the device gets the whole batch at once), then
- * fdatasync of each (which waits for it and commits its metadata), then the names once. */
+/* One syncfs for the batch (each file must exist: -ENOENT otherwise). Every directory flag is cleared
+ * before it starts — a name made after that sets its flag again, one made before is covered — and set
+ * again if it fails. */
+static int sync_fs_batch(struct fcs *s, const uint64_t *gens, size_t n)
+{
+    bool sub[256], top;
+    int rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        int slot = -1, fd = get_fd(s, gens[i], false, &slot);
+        if (fd < 0)
+            return fd;
+        put_fd(s, slot, fd);
+    }
+    pthread_mutex_lock(&s->sync_lock);
+    pthread_mutex_lock(&s->lock);
+    memcpy(sub, s->unsynced_sub, sizeof sub);
+    top = s->unsynced_top;
+    memset(s->unsynced_sub, 0, sizeof s->unsynced_sub);
+    s->unsynced_top = false;
+    pthread_mutex_unlock(&s->lock);
+    if (syncfs(s->syncfd)) {
+        rc = -errno;
+        pthread_mutex_lock(&s->lock);
+        for (unsigned x = 0; x < 256; x++)
+            s->unsynced_sub[x] |= sub[x];
+        s->unsynced_top |= top;
+        pthread_mutex_unlock(&s->lock);
+    }
+    pthread_mutex_unlock(&s->sync_lock);
+    return rc;
+}
+
+/* syncfs (above), or without it: every file's write-back started first (sync_file_range: the device gets
+ * the whole batch at once), then fdatasync of each (which waits for it and commits its metadata), then
+ * the names once. */
 static int f_sync_many(vol_chunkstore *cs, const uint64_t *gens, size_t n)
 {
     struct fcs *s = (struct fcs *)cs;
@@ -265,6 +305,8 @@ static int f_sync_many(vol_chunkstore *cs, const uint64_t *gens, size_t n)
         return -EROFS;
     if (!n)
         return 0;
+    if (s->syncfd >= 0)
+        return sync_fs_batch(s, gens, n);
     if (!(fds = malloc(2 * n * sizeof *fds))) /* descriptors, then their slots */
         return -ENOMEM;
     for (; opened < n; opened++) {
@@ -376,6 +418,8 @@ static void f_close(vol_chunkstore *cs)
     for (int i = 0; i < FD_CACHE; i++)
         if (s->fds[i].fd >= 0)
             close(s->fds[i].fd);
+    if (s->syncfd >= 0)
+        close(s->syncfd);
     pthread_mutex_destroy(&s->sync_lock);
     pthread_mutex_destroy(&s->lock);
     free(s->dir);
@@ -384,6 +428,14 @@ static void f_close(vol_chunkstore *cs)
 
 static const vol_chunkstore_ops FILE_OPS = {f_close, f_pread, f_pwrite, f_sync, f_sync_many, f_remove, f_list,
                                          f_bytes_used};
+
+/* syncfs reports write-back errors since Linux 5.8 (before, it returned 0 whatever happened). */
+static bool syncfs_reports_errors(void)
+{
+    struct utsname u;
+    unsigned major = 0, minor = 0;
+    return uname(&u) == 0 && sscanf(u.release, "%u.%u", &major, &minor) == 2 && (major > 5 || (major == 5 && minor >= 8));
+}
 
 static int file_open(const char *dir, bool ro, vol_chunkstore **out)
 {
@@ -397,6 +449,13 @@ static int file_open(const char *dir, bool ro, vol_chunkstore **out)
     }
     for (int i = 0; i < FD_CACHE; i++)
         s->fds[i].fd = -1;
+    s->syncfd = -1;
+    if (!ro && syncfs_reports_errors() && (s->syncfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+        int rc = -errno;
+        free(s->dir);
+        free(s);
+        return rc;
+    }
     pthread_mutex_init(&s->lock, NULL);
     pthread_mutex_init(&s->sync_lock, NULL);
     s->ro = ro;

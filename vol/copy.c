@@ -14,11 +14,14 @@
  * and records the copy. Memory is one batch. The copier holds run/SNAP.lock for its life: a rerun of the
  * same copy (source region and snapshot, key) takes the lock of a dead copier's copy and resumes it from
  * its recorded blocks (the same SnapshotId), and refuses while the copier lives. An interrupted batch
- * leaves only orphan chunk files (vol_sweep).
+ * leaves only orphan chunk files (vol_sweep). A batch's chunks are re-sealed by two workers (the calling
+ * thread and one more, each with its own buffers and sealers) taking chunks in turn from a shared
+ * counter; the catalog is read before and written after, by the calling thread alone.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,7 +61,7 @@ int vol_chunk_write_image(vol_chunkstore *cs, uint64_t gen, const uint8_t *buf, 
 /* Re-seal one chunk (src lineage/key → dst lineage/key, new generation; see rekey.h). The new chunk is
  * built in buf over the source's image (slot i of area 0 is rewritten once sector i is opened: no later
  * sector reads it), then written in runs; the caller syncs it. */
-int vol_reseal(vol_chunkstore *scs, vol_chunkstore *cs, vol_sealer *s, const uint8_t *sdk, const uint8_t slin[16],
+int vol_reseal(vol_chunkstore *scs, vol_chunkstore *cs, vol_sealer *s[2], const uint8_t *sdk, const uint8_t slin[16],
                const uint8_t *ddk, const uint8_t dlin[16], vol_chunk *k, uint64_t ngen, uint8_t *buf, uint8_t *pt)
 {
     uint8_t skey[32], dkey[32], nonces[VOL_SECTORS * VOL_SLOT_NONCE];
@@ -69,18 +72,19 @@ int vol_reseal(vol_chunkstore *scs, vol_chunkstore *cs, vol_sealer *s, const uin
         return rc;
     if (vol_chunk_header_check(buf, VOL_CHUNK_HDR, slin, k->block, k->gen, &ver))
         return -EBADMSG;
-    if ((rc = vol_chunk_key(sdk, slin, k->block, k->gen, skey)) || (rc = vol_chunk_key(ddk, dlin, k->block, ngen, dkey)))
+    if ((rc = vol_chunk_key(sdk, slin, k->block, k->gen, skey)) || (rc = vol_chunk_key(ddk, dlin, k->block, ngen, dkey)) ||
+        (rc = vol_sealer_set_key(s[0], skey)) || (rc = vol_sealer_set_key(s[1], dkey)))
         goto out;
     randombytes_buf(nonces, sizeof nonces); /* one call for the chunk's nonces, not one per sector */
     for (unsigned i = 0; i < VOL_SECTORS; i++) {
         uint8_t *slot = buf + vol_slot_offset(i); /* (read, then reused to write: area 0, counter 1) */
         uint32_t ctr;
-        if ((rc = vol_chunk_image_open(s, skey, slin, k->block, k->gen, ver, i, k->ctr[i], buf, pt, &ctr)))
+        if ((rc = vol_chunk_image_open(s[0], NULL, slin, k->block, k->gen, ver, i, k->ctr[i], buf, pt, &ctr)))
             goto out;
         k->ctr[i] = 0;
         if (ctr == 0)
             continue; /* never written: stays a hole (not written below) */
-        if ((rc = vol_sector_seal(s, dkey, dlin, k->block, ngen, i, 1, nonces + (size_t)i * VOL_SLOT_NONCE, pt, slot)))
+        if ((rc = vol_sector_seal(s[1], NULL, dlin, k->block, ngen, i, 1, nonces + (size_t)i * VOL_SLOT_NONCE, pt, slot)))
             goto out;
         k->ctr[i] = 1;
         seals++;
@@ -414,6 +418,101 @@ static int plan_batch(vol_catalog *scat, vol_catalog *cat, const char *anc, cons
     return 0;
 }
 
+/* One re-sealing worker's own memory: a chunk image, a sector, an opening and a sealing sealer. */
+struct reseal_area {
+    uint8_t *buf, *pt;
+    vol_sealer *s[2];
+};
+
+static void area_free(struct reseal_area *w)
+{
+    free(w->buf);
+    if (w->pt)
+        sodium_free(w->pt);
+    vol_sealer_free(w->s[0]);
+    vol_sealer_free(w->s[1]);
+    memset(w, 0, sizeof *w);
+}
+
+static int area_init(struct reseal_area *w)
+{
+    memset(w, 0, sizeof *w);
+    if (!(w->buf = malloc(VOL_CHUNK_FILE_SIZE)) || !(w->pt = sodium_malloc(VOL_SECTOR_SIZE)) ||
+        !(w->s[0] = vol_sealer_new()) || !(w->s[1] = vol_sealer_new())) {
+        area_free(w);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+/* A batch's re-sealing: chunks[0..n) (each opened under keys[j] and lineage sls[j], sealed into generation
+ * first + j of the destination), taken in turn through next. The first failure stops both workers:
+ * failed is its chunk, rc its error. */
+struct reseal_batch {
+    vol_chunkstore *scs, *cs;
+    vol_chunk *chunks;
+    const uint8_t **keys;
+    const uint8_t (*sls)[VOL_LINEAGE_LEN];
+    const uint8_t *ddk, *dl;
+    uint64_t first;
+    size_t n;
+    size_t next;               /* atomic */
+    int stop;                  /* atomic: a worker failed */
+    pthread_mutex_t lock;      /* rc, failed */
+    int rc;
+    size_t failed;
+};
+
+struct reseal_worker {
+    struct reseal_batch *b;
+    struct reseal_area *w;
+};
+
+static void *reseal_run(void *arg)
+{
+    struct reseal_worker *rw = arg;
+    struct reseal_batch *b = rw->b;
+    for (;;) {
+        size_t j;
+        int rc;
+        if (__atomic_load_n(&b->stop, __ATOMIC_ACQUIRE))
+            break;
+        if ((j = __atomic_fetch_add(&b->next, 1, __ATOMIC_RELAXED)) >= b->n)
+            break;
+        if ((rc = vol_reseal(b->scs, b->cs, rw->w->s, b->keys[j], b->sls[j], b->ddk, b->dl, &b->chunks[j], b->first + j,
+                             rw->w->buf, rw->w->pt))) {
+            pthread_mutex_lock(&b->lock);
+            if (!b->rc || j < b->failed) { /* the lowest chunk that failed: the same message as one thread gave */
+                b->rc = rc;
+                b->failed = j;
+            }
+            pthread_mutex_unlock(&b->lock);
+            __atomic_store_n(&b->stop, 1, __ATOMIC_RELEASE);
+            break;
+        }
+    }
+    return NULL;
+}
+
+/* Re-seal the batch on two workers (one when the second thread cannot start). 0, or the failed chunk's
+ * error with *failed its index. */
+static int reseal_batch(struct reseal_batch *b, struct reseal_area w[2], size_t *failed)
+{
+    struct reseal_worker rw[2] = {{b, &w[0]}, {b, &w[1]}};
+    pthread_t t;
+    bool two;
+    b->next = 0;
+    b->stop = 0;
+    b->rc = 0;
+    b->failed = 0;
+    two = b->n > 1 && pthread_create(&t, NULL, reseal_run, &rw[1]) == 0;
+    reseal_run(&rw[0]);
+    if (two)
+        pthread_join(t, NULL);
+    *failed = b->failed;
+    return b->rc;
+}
+
 /* The full (or incremental) copy: resumes the interrupted copy of the same source under the same key if
  * there is one, else starts one (its pending snapshot row, lineage and progress in one transaction);
  * then batch by batch: the batch's chunks written and synced, then one transaction maps them, advances
@@ -432,8 +531,11 @@ static int full_copy(vol_store *st, const vol_copy_args *a, vol_store *from, con
     vol_blocks pg = {0};
     vol_chunk *chunks = NULL;
     uint64_t first = 0, *share = NULL, batch = a->batch ? a->batch : VOL_COPY_BATCH, nc = 0, *gens = NULL, batch_cap = 0;
-    uint8_t sl[16], dl[16], *buf = NULL, *pt = NULL;
-    vol_sealer *sealer = NULL;
+    uint8_t dl[16], (*sls)[VOL_LINEAGE_LEN] = NULL;
+    const uint8_t **keys = NULL;
+    struct reseal_area areas[2] = {{0}};
+    struct reseal_batch rb = {0};
+    size_t *blk_of = NULL;     /* the page index of each chunk to re-seal */
     char busy[32] = "", ancid[32] = "";
     long pid = 0;
     int rc, lock = -1, slock = -1, srclock = -1, running = 0, incremental = 0;
@@ -523,9 +625,10 @@ static int full_copy(vol_store *st, const vol_copy_args *a, vol_store *from, con
         rc = vol_fail(e, srclock, "InternalError", "cannot lock the source region's volume store");
         goto out;
     }
-    if (vol_lineage_bin(slin->binding, sl) || vol_lineage_bin(dlin.binding, dl) || !(chunks = calloc(batch, sizeof *chunks)) ||
-        !(share = calloc(batch, sizeof *share)) || !(buf = malloc(VOL_CHUNK_FILE_SIZE)) ||
-        !(pt = sodium_malloc(VOL_SECTOR_SIZE)) || !(sealer = vol_sealer_new())) {
+    if (vol_lineage_bin(dlin.binding, dl) || !(chunks = calloc(batch, sizeof *chunks)) ||
+        !(share = calloc(batch, sizeof *share)) || !(keys = calloc(batch, sizeof *keys)) ||
+        !(sls = calloc(batch, sizeof *sls)) || !(blk_of = calloc(batch, sizeof *blk_of)) || area_init(&areas[0]) ||
+        area_init(&areas[1])) {
         rc = vol_fail(e, -ENOMEM, "InternalError", "out of memory");
         goto out;
     }
@@ -550,31 +653,39 @@ static int full_copy(vol_store *st, const vol_copy_args *a, vol_store *from, con
             nc += !share[i];
         if (nc && (rc = cat->ops->gen_reserve(cat, nc, &first)))
             goto dberr;
-        for (size_t i = 0, j = 0; i < pg.n; i++) {
-            const uint8_t *key;
+        for (size_t i = 0, j = 0; i < pg.n; i++) { /* the catalog rows and keys, then the re-sealing */
             if (!share[i]) {
                 if ((rc = scat->ops->chunk_get(scat, pg.gen[i], &chunks[j])))
                     goto dberr_batch;
                 /* each chunk opens under its own lineage's key (a lazily rekeyed source names several) */
-                if (!(key = cross ? sdk->data : vol_keyring_find(ring, chunks[j].lineage)) ||
-                    vol_lineage_bin(chunks[j].lineage, sl)) {
+                if (!(keys[j] = cross ? sdk->data : vol_keyring_find(ring, chunks[j].lineage)) ||
+                    vol_lineage_bin(chunks[j].lineage, sls[j])) {
                     rc = vol_fail(e, -EIO, "InternalError", "block %" PRIu64 " of %s: no key of it opens lineage %s",
                                   pg.block[i], src_id, chunks[j].lineage);
                     goto cleanup_batch;
                 }
-                if ((rc = vol_reseal(vol_store_chunks(from), vol_store_chunks(st), sealer, key, sl, ddk->data, dl,
-                                     &chunks[j], first + j, buf, pt))) {
-                    rc = vol_fail(e, rc == -EBADMSG ? -EIO : rc, "InternalError", "block %" PRIu64 " of %s %s",
-                                  pg.block[i], src_id, rc == -EBADMSG ? "fails authentication (see volume fsck)" : strerror(-rc));
-                    goto cleanup_batch;
-                }
-                snprintf(chunks[j].lineage, sizeof chunks[j].lineage, "%s", dlin.binding);
-                j++;
+                blk_of[j++] = i;
             }
-            if (a->progress)
+        }
+        if (nc) {
+            size_t bad = 0;
+            rb = (struct reseal_batch){vol_store_chunks(from), vol_store_chunks(st), chunks, keys,
+                                       (const uint8_t(*)[VOL_LINEAGE_LEN])sls, ddk->data, dl, first, (size_t)nc,
+                                       0, 0, PTHREAD_MUTEX_INITIALIZER, 0, 0};
+            rc = reseal_batch(&rb, areas, &bad);
+            pthread_mutex_destroy(&rb.lock);
+            if (rc) {
+                rc = vol_fail(e, rc == -EBADMSG ? -EIO : rc, "InternalError", "block %" PRIu64 " of %s %s",
+                              pg.block[blk_of[bad]], src_id, rc == -EBADMSG ? "fails authentication (see volume fsck)" : strerror(-rc));
+                goto cleanup_batch;
+            }
+            for (uint64_t j = 0; j < nc; j++)
+                snprintf(chunks[j].lineage, sizeof chunks[j].lineage, "%s", dlin.binding);
+        }
+        if (a->progress)
+            for (size_t i = 0; i < pg.n; i++)
                 a->progress(a->progress_arg, p.blocks_done + i + 1, p.blocks_total > p.blocks_done + i + 1 ?
                             p.blocks_total : p.blocks_done + i + 1);
-        }
         /* the batch's chunks made durable together (first .. first + nc - 1), then recorded */
         if (nc) {
             if (nc > batch_cap) {
@@ -676,10 +787,11 @@ out:
     free(share);
     free(gens);
     free(chunks);
-    free(buf);
-    if (pt)
-        sodium_free(pt);
-    vol_sealer_free(sealer);
+    free(keys);
+    free(sls);
+    free(blk_of);
+    area_free(&areas[0]);
+    area_free(&areas[1]);
     return rc;
 }
 

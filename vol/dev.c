@@ -116,13 +116,19 @@ struct vol_dev {
     uint64_t gen_next, gen_end;
     struct work *pool;
     /* Chunk keys derived so far (an HKDF each), direct-mapped by (key, block, gen): keys in locked memory,
-     * their tags beside (not secret). klock: a leaf, held for a lookup or a fill. */
+     * their tags beside (not secret), and beside each a sealer keyed with it once (its AES key schedule and
+     * GHASH key, so a sector's sealing or opening sets only its IV). A request holds an entry's sealer
+     * exclusively (busy) while it seals or opens with it; a second request on the same entry meanwhile, or
+     * one whose entry is busy with another key, uses its work area's sealer with the key passed per
+     * sector. An entry busy is never refilled. klock: a leaf, held for a lookup, a fill or a release. */
     pthread_mutex_t klock;
     uint8_t *keys;             /* KEY_CACHE × 32 bytes, locked memory */
     struct ktag {
         uint64_t block, gen;
         unsigned key;          /* as struct blk's key */
         bool valid;
+        bool busy;             /* sl in use by one request */
+        vol_sealer *sl;        /* keyed with this entry's key (created on first use; NULL before) */
     } *ktags;
     bool locks_ok;             /* every lock above was initialised (vol_dev_free) */
 };
@@ -349,48 +355,96 @@ static int new_gen(vol_dev *d, uint64_t *gen)
     return rc;
 }
 
+/* A chunk key in use by one request: seal and open with (s, key) — an entry's sealer keyed already and
+ * key NULL, or the work area's sealer and the key itself (raw, wiped by key_drop). */
+struct kref {
+    vol_sealer *s;
+    const uint8_t *key;
+    struct ktag *t;            /* the entry whose sealer s is (busy), or NULL */
+    uint8_t raw[32];
+};
+
 /* The key of chunk gen of block `block` under key `ki` (0: the volume's own, i ≥ 1: d->extra.k[i - 1]):
- * from the cache, else derived and cached. key is wiped by the caller. */
-static int cached_key(vol_dev *d, unsigned ki, const uint8_t *dk, const uint8_t lin[VOL_LINEAGE_LEN], uint64_t block,
-                      uint64_t gen, uint8_t key[32])
+ * from the cache, else derived and cached; with a sealer to use it (struct kref). Given back by key_drop. */
+static int cached_key(vol_dev *d, struct work *w, unsigned ki, const uint8_t *dk, const uint8_t lin[VOL_LINEAGE_LEN],
+                      uint64_t block, uint64_t gen, struct kref *r)
 {
     size_t i = (size_t)(((block * 0x9E3779B97F4A7C15ull) ^ (gen * 0xC2B2AE3D27D4EB4Full) ^ ki) >> 40) & (KEY_CACHE - 1);
     struct ktag *t = &d->ktags[i];
+    bool fill = false;
     int rc;
+    r->s = w->sealer;
+    r->key = r->raw;
+    r->t = NULL;
     pthread_mutex_lock(&d->klock);
     if (t->valid && t->block == block && t->gen == gen && t->key == ki) {
-        memcpy(key, d->keys + i * 32, 32);
+        if (!t->busy) {
+            t->busy = true;
+            r->t = t;
+            fill = !t->sl; /* (a fill whose sealer could not be made left none) */
+        }
+        memcpy(r->raw, d->keys + i * 32, 32);
         pthread_mutex_unlock(&d->klock);
-        return 0;
+    } else {
+        pthread_mutex_unlock(&d->klock);
+        if ((rc = vol_chunk_key(dk, lin, block, gen, r->raw)))
+            return rc;
+        pthread_mutex_lock(&d->klock);
+        if (!t->busy) { /* else: used once, not cached (the entry's sealer holds another key in use) */
+            memcpy(d->keys + i * 32, r->raw, 32);
+            t->block = block;
+            t->gen = gen;
+            t->key = ki;
+            t->valid = t->busy = fill = true;
+            r->t = t;
+        }
+        pthread_mutex_unlock(&d->klock);
     }
-    pthread_mutex_unlock(&d->klock);
-    if ((rc = vol_chunk_key(dk, lin, block, gen, key)))
-        return rc;
-    pthread_mutex_lock(&d->klock);
-    memcpy(d->keys + i * 32, key, 32);
-    t->block = block;
-    t->gen = gen;
-    t->key = ki;
-    t->valid = true;
-    pthread_mutex_unlock(&d->klock);
+    if (!r->t)
+        return 0;
+    /* t is this request's until key_drop: its sealer is keyed outside klock */
+    if (fill && ((!t->sl && !(t->sl = vol_sealer_new())) || vol_sealer_set_key(t->sl, r->raw))) {
+        vol_sealer_free(t->sl); /* (re-made by the next use) */
+        t->sl = NULL;
+        pthread_mutex_lock(&d->klock);
+        t->busy = false;
+        pthread_mutex_unlock(&d->klock);
+        r->t = NULL;
+        return 0; /* the work area's sealer and the raw key */
+    }
+    r->s = t->sl;
+    r->key = NULL;
+    sodium_memzero(r->raw, sizeof r->raw);
     return 0;
 }
 
-static int chunk_key(vol_dev *d, uint64_t block, uint64_t gen, uint8_t key[32])
+static void key_drop(vol_dev *d, struct kref *r)
 {
-    return cached_key(d, 0, d->dk, d->lineage, block, gen, key);
+    sodium_memzero(r->raw, sizeof r->raw);
+    if (r->t) {
+        pthread_mutex_lock(&d->klock);
+        r->t->busy = false;
+        pthread_mutex_unlock(&d->klock);
+        r->t = NULL;
+    }
+    r->s = NULL;
+}
+
+static int chunk_key(vol_dev *d, struct work *w, uint64_t block, uint64_t gen, struct kref *r)
+{
+    return cached_key(d, w, 0, d->dk, d->lineage, block, gen, r);
 }
 
 /* The binding and chunk key of b's current chunk (its own lineage's or a source lineage's). */
-static int blk_key(vol_dev *d, struct blk *b, uint8_t lin[VOL_LINEAGE_LEN], uint8_t key[32])
+static int blk_key(vol_dev *d, struct work *w, struct blk *b, uint8_t lin[VOL_LINEAGE_LEN], struct kref *r)
 {
     if (b->key == 0) {
         memcpy(lin, d->lineage, VOL_LINEAGE_LEN);
-        return chunk_key(d, b->block, b->gen, key);
+        return chunk_key(d, w, b->block, b->gen, r);
     }
     if (vol_lineage_bin(d->extra.k[b->key - 1].binding, lin))
         return -EIO;
-    return cached_key(d, b->key, d->extra.k[b->key - 1].dk, lin, b->block, b->gen, key);
+    return cached_key(d, w, b->key, d->extra.k[b->key - 1].dk, lin, b->block, b->gen, r);
 }
 
 /* Known bits (struct blk): all sectors, none, one. */
@@ -453,11 +507,12 @@ static int blk_version(vol_dev *d, struct blk *b, const uint8_t lin[VOL_LINEAGE_
  * chunk this session made), both otherwise. b's lock held (shared is enough). */
 static int read_sectors(vol_dev *d, struct work *w, struct blk *b, unsigned s0, unsigned n, uint8_t *pt)
 {
-    uint8_t key[32], lin[VOL_LINEAGE_LEN];
+    uint8_t lin[VOL_LINEAGE_LEN];
+    struct kref k = {0};
     bool raised = false;
     unsigned ver = 0;
     int rc;
-    if ((rc = blk_key(d, b, lin, key)) || (rc = blk_version(d, b, lin, &ver)))
+    if ((rc = blk_key(d, w, b, lin, &k)) || (rc = blk_version(d, b, lin, &ver)))
         goto out;
     for (unsigned done = 0, m; done < n && !rc; done += m) {
         bool need[2] = {true, ver == 2};
@@ -482,9 +537,9 @@ static int read_sectors(vol_dev *d, struct work *w, struct blk *b, unsigned s0, 
             uint32_t got = 0, min = __atomic_load_n(&b->ctr[s], __ATOMIC_RELAXED);
             const uint8_t *slot0 = w->slots + (size_t)i * VOL_SLOT_SIZE, *slot1 = w->slots1 + (size_t)i * VOL_SLOT_SIZE;
             uint8_t *out = pt + (size_t)(done + i) * VOL_SECTOR_SIZE;
-            if (one ? vol_chunk_sector_open_one(w->sealer, key, lin, b->block, b->gen, ver, s, b->fl[s], min,
+            if (one ? vol_chunk_sector_open_one(k.s, k.key, lin, b->block, b->gen, ver, s, b->fl[s], min,
                                                 vol_slot_area(min) ? slot1 : slot0, out, &got)
-                    : vol_chunk_sector_open(w->sealer, key, lin, b->block, b->gen, ver, s, b->fl[s], min, slot0, slot1,
+                    : vol_chunk_sector_open(k.s, k.key, lin, b->block, b->gen, ver, s, b->fl[s], min, slot0, slot1,
                                             out, &got)) {
                 EFS_ERROR("volume %s: block %" PRIu64 " (chunk %" PRIu64 ") sector %u failed authentication "
                           "(modified, moved or rolled back)", d->vol.id, b->block, b->gen, s);
@@ -503,7 +558,7 @@ static int read_sectors(vol_dev *d, struct work *w, struct blk *b, unsigned s0, 
             rc = r;
     }
 out:
-    sodium_memzero(key, sizeof key);
+    key_drop(d, &k);
     return rc;
 }
 
@@ -512,7 +567,8 @@ out:
  * b's lock held exclusive. */
 static int copy_up(vol_dev *d, struct work *w, struct blk *b, const bool *covered)
 {
-    uint8_t key[32], nonces[PIECE * VOL_SLOT_NONCE];
+    uint8_t nonces[PIECE * VOL_SLOT_NONCE];
+    struct kref k = {0};
     uint32_t ctr[VOL_SECTORS] = {0};
     uint64_t gen = 0, seals = 0;
     unsigned used = 0;
@@ -522,7 +578,7 @@ static int copy_up(vol_dev *d, struct work *w, struct blk *b, const bool *covere
             (void)d->cs->ops->remove(d->cs, gen);
         return rc;
     }
-    if ((rc = chunk_key(d, b->block, gen, key)))
+    if ((rc = chunk_key(d, w, b->block, gen, &k)))
         goto out;
     for (unsigned s = 0, e; s < VOL_SECTORS; s = e) {
         if (covered[s] || b->ctr[s] == 0) {
@@ -537,7 +593,7 @@ static int copy_up(vol_dev *d, struct work *w, struct blk *b, const bool *covere
             goto out;
         randombytes_buf(nonces, (size_t)(e - s) * VOL_SLOT_NONCE); /* one call per run */
         for (unsigned i = s; i < e; i++) {
-            if ((rc = vol_sector_seal(w->sealer, key, d->lineage, b->block, gen, i, 1, nonces + (size_t)(i - s) * VOL_SLOT_NONCE,
+            if ((rc = vol_sector_seal(k.s, k.key, d->lineage, b->block, gen, i, 1, nonces + (size_t)(i - s) * VOL_SLOT_NONCE,
                                       w->pt + (size_t)(i - s) * VOL_SECTOR_SIZE, w->slots + (size_t)(i - s) * VOL_SLOT_SIZE)))
                 goto out;
             ctr[i] = 1;
@@ -565,7 +621,7 @@ static int copy_up(vol_dev *d, struct work *w, struct blk *b, const bool *covere
     known_all(b);                   /* every slot of the new chunk is what this session wrote, or a hole */
     rc = mark_dirty(d, b);
 out:
-    sodium_memzero(key, sizeof key);
+    key_drop(d, &k);
     if (used)
         sodium_memzero(w->pt, (size_t)used * VOL_SECTOR_SIZE);
     if (rc && b->gen != gen)
@@ -579,7 +635,8 @@ static int write_locked(vol_dev *d, struct work *w, struct blk *b, unsigned off,
     unsigned s0 = off / VOL_SECTOR_SIZE, s1 = (unsigned)((off + n + VOL_SECTOR_SIZE - 1) / VOL_SECTOR_SIZE);
     unsigned ns = s1 - s0, head = off % VOL_SECTOR_SIZE, tail = (unsigned)((off + n) % VOL_SECTOR_SIZE);
     bool covered[VOL_SECTORS] = {false}, part0, part1;
-    uint8_t key[32], nonces[PIECE * VOL_SLOT_NONCE];
+    uint8_t nonces[PIECE * VOL_SLOT_NONCE];
+    struct kref k = {0};
     unsigned ver = VOL_CHUNK_VERSION;
     int rc = 0; /* read at the copy-up test below when an earlier condition short-circuits blk_version */
     for (unsigned s = s0; s < s1; s++)
@@ -625,7 +682,7 @@ static int write_locked(vol_dev *d, struct work *w, struct blk *b, unsigned off,
             goto out;
         memcpy(w->pt + VOL_SECTOR_SIZE, src + ((size_t)(s1 - 1) * VOL_SECTOR_SIZE - off), tail);
     }
-    if ((rc = chunk_key(d, b->block, b->gen, key)) || (rc = mark_dirty(d, b)))
+    if ((rc = chunk_key(d, w, b->block, b->gen, &k)) || (rc = mark_dirty(d, b)))
         goto out;
     b->wseq++;
     /* runs of up to PIECE sectors whose next counters go to the same area (sector.h: the first write
@@ -640,7 +697,7 @@ static int write_locked(vol_dev *d, struct work *w, struct blk *b, unsigned off,
             const uint8_t *p = s == s0 && part0       ? w->pt
                                : s == s1 - 1 && part1 ? w->pt + VOL_SECTOR_SIZE
                                                       : src + ((size_t)s * VOL_SECTOR_SIZE - off);
-            if ((rc = vol_sector_seal(w->sealer, key, d->lineage, b->block, b->gen, s, vol_next_ctr(b->ctr[s], b->fl[s]),
+            if ((rc = vol_sector_seal(k.s, k.key, d->lineage, b->block, b->gen, s, vol_next_ctr(b->ctr[s], b->fl[s]),
                                       nonces + (size_t)i * VOL_SLOT_NONCE, p, w->slots + (size_t)i * VOL_SLOT_SIZE)))
                 goto out;
             b->seals++; /* counted as sealed, whatever the write does next: the key's count stays exact */
@@ -656,7 +713,7 @@ static int write_locked(vol_dev *d, struct work *w, struct blk *b, unsigned off,
         }
     }
 out:
-    sodium_memzero(key, sizeof key);
+    key_drop(d, &k);
     if (part0 || part1)
         sodium_memzero(w->pt, 2 * VOL_SECTOR_SIZE);
     return rc;
@@ -1048,6 +1105,8 @@ void vol_dev_free(vol_dev *d)
         sodium_free(d->dk);
     if (d->keys)
         sodium_free(d->keys); /* (wiped) */
+    for (size_t i = 0; d->ktags && i < KEY_CACHE; i++)
+        vol_sealer_free(d->ktags[i].sl); /* (the key schedules wiped as OpenSSL frees them) */
     free(d->ktags);
     if (d->locks_ok) {
         pthread_rwlock_destroy(&d->gate);

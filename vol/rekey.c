@@ -198,7 +198,7 @@ int vol_rekey_volume(vol_store *st, const char *volume_id, uint64_t batch, vol_r
     vol_chunk *nk = NULL;
     uint64_t *freed = NULL, *gens = NULL, first = 0, done = 0, from = 0;
     uint8_t dlin[VOL_LINEAGE_LEN], *buf = NULL, *pt = NULL;
-    vol_sealer *sealer = NULL;
+    vol_sealer *sealer[2] = {NULL, NULL}; /* open, seal (vol_reseal) */
     size_t nfreed = 0, written = 0;
     int rc, lock = -1, slock = -1;
 
@@ -226,7 +226,8 @@ int vol_rekey_volume(vol_store *st, const char *volume_id, uint64_t batch, vol_r
     }
     if (vol_lineage_bin(ring.k[0].binding, dlin) || !(nk = calloc(batch, sizeof *nk)) ||
         !(freed = calloc(batch, sizeof *freed)) || !(gens = calloc(batch, sizeof *gens)) || !(buf = malloc(VOL_CHUNK_FILE_SIZE)) ||
-        !(pt = sodium_malloc(VOL_SECTOR_SIZE)) || !(sealer = vol_sealer_new())) {
+        !(pt = sodium_malloc(VOL_SECTOR_SIZE)) || !(sealer[0] = vol_sealer_new()) ||
+        !(sealer[1] = vol_sealer_new())) {
         rc = vol_fail(e, -ENOMEM, "InternalError", "out of memory");
         goto out;
     }
@@ -325,6 +326,7 @@ out:
     free(buf);
     if (pt)
         sodium_free(pt);
-    vol_sealer_free(sealer);
+    vol_sealer_free(sealer[0]);
+    vol_sealer_free(sealer[1]);
     return rc;
 }

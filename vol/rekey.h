@@ -62,8 +62,9 @@ int vol_rekey_volume(vol_store *st, const char *volume_id, uint64_t batch, vol_r
  * lineage/key (written to cs: one chunk-store write per run of written sectors, the header with the
  * first; not synced — the caller syncs a batch with sync_many before any row names it) (copy.c; shared by
  * copy-snapshot and rekey). k: the source's catalog row on entry, the new chunk's row (lineage left to the
- * caller) on return. buf: VOL_CHUNK_FILE_SIZE bytes; pt: one sector (wiped on success). */
-int vol_reseal(vol_chunkstore *scs, vol_chunkstore *cs, vol_sealer *s, const uint8_t *sdk, const uint8_t slin[16],
+ * caller) on return. buf: VOL_CHUNK_FILE_SIZE bytes; pt: one sector (wiped on success). s[0] opens and
+ * s[1] seals, each keyed once per chunk (sector.h: key NULL for the sectors after the first). */
+int vol_reseal(vol_chunkstore *scs, vol_chunkstore *cs, vol_sealer *s[2], const uint8_t *sdk, const uint8_t slin[16],
                const uint8_t *ddk, const uint8_t dlin[16], vol_chunk *k, uint64_t ngen, uint8_t *buf, uint8_t *pt)
     __attribute__((warn_unused_result));
 

@@ -11,8 +11,10 @@
 
 #include "sector.h"
 
+/* One context for both directions: GCM's key schedule and hash key are the same for sealing and opening,
+ * so a context keyed once (vol_sealer_set_key) serves both with only a new IV per sector. */
 struct vol_sealer {
-    EVP_CIPHER_CTX *enc, *dec;
+    EVP_CIPHER_CTX *ctx;
 };
 
 vol_sealer *vol_sealer_new(void)
@@ -20,22 +22,23 @@ vol_sealer *vol_sealer_new(void)
     vol_sealer *s = calloc(1, sizeof *s);
     if (!s)
         return NULL;
-    s->enc = EVP_CIPHER_CTX_new();
-    s->dec = EVP_CIPHER_CTX_new();
-    if (!s->enc || !s->dec || EVP_EncryptInit_ex(s->enc, EVP_aes_256_gcm(), NULL, NULL, NULL) != 1 ||
-        EVP_DecryptInit_ex(s->dec, EVP_aes_256_gcm(), NULL, NULL, NULL) != 1) {
+    if (!(s->ctx = EVP_CIPHER_CTX_new()) || EVP_CipherInit_ex(s->ctx, EVP_aes_256_gcm(), NULL, NULL, NULL, 1) != 1) {
         vol_sealer_free(s);
         return NULL;
     }
     return s;
 }
 
+int vol_sealer_set_key(vol_sealer *s, const uint8_t key[32])
+{
+    return EVP_CipherInit_ex(s->ctx, NULL, NULL, key, NULL, 1) == 1 ? 0 : -EIO;
+}
+
 void vol_sealer_free(vol_sealer *s)
 {
     if (!s)
         return;
-    EVP_CIPHER_CTX_free(s->enc);
-    EVP_CIPHER_CTX_free(s->dec);
+    EVP_CIPHER_CTX_free(s->ctx); /* (the provider wipes its key schedule as it frees it) */
     free(s);
 }
 
@@ -151,11 +154,11 @@ int vol_sector_seal(vol_sealer *s, const uint8_t key[32], const uint8_t lineage[
     else
         randombytes_buf(n, VOL_SLOT_NONCE);
     aad_of(aad, lineage, block, gen, sector, ctr);
-    if (EVP_EncryptInit_ex(s->enc, NULL, NULL, key, n) != 1 ||
-        EVP_EncryptUpdate(s->enc, NULL, &len, aad, sizeof aad) != 1 ||
-        EVP_EncryptUpdate(s->enc, ct, &len, pt, VOL_SECTOR_SIZE) != 1 || len != VOL_SECTOR_SIZE ||
-        EVP_EncryptFinal_ex(s->enc, ct + len, &len) != 1 ||
-        EVP_CIPHER_CTX_ctrl(s->enc, EVP_CTRL_GCM_GET_TAG, VOL_SLOT_TAG, tag) != 1)
+    if (EVP_CipherInit_ex(s->ctx, NULL, NULL, key, n, 1) != 1 || /* key NULL: the one set before */
+        EVP_CipherUpdate(s->ctx, NULL, &len, aad, sizeof aad) != 1 ||
+        EVP_CipherUpdate(s->ctx, ct, &len, pt, VOL_SECTOR_SIZE) != 1 || len != VOL_SECTOR_SIZE ||
+        EVP_CipherFinal_ex(s->ctx, ct + len, &len) != 1 ||
+        EVP_CIPHER_CTX_ctrl(s->ctx, EVP_CTRL_GCM_GET_TAG, VOL_SLOT_TAG, tag) != 1)
         return -EIO;
     return 0;
 }
@@ -189,11 +192,11 @@ int vol_sector_open(vol_sealer *s, const uint8_t key[32], const uint8_t lineage[
         return -EBADMSG; /* an older write of this sector than the catalog's last flush: rolled back */
     memcpy(tag, ct + VOL_SECTOR_SIZE, VOL_SLOT_TAG);
     aad_of(aad, lineage, block, gen, sector, ctr);
-    if (EVP_DecryptInit_ex(s->dec, NULL, NULL, key, n) != 1 ||
-        EVP_DecryptUpdate(s->dec, NULL, &len, aad, sizeof aad) != 1 ||
-        EVP_DecryptUpdate(s->dec, pt, &len, ct, VOL_SECTOR_SIZE) != 1 ||
-        EVP_CIPHER_CTX_ctrl(s->dec, EVP_CTRL_GCM_SET_TAG, VOL_SLOT_TAG, tag) != 1 ||
-        EVP_DecryptFinal_ex(s->dec, pt + len, &len) != 1) {
+    if (EVP_CipherInit_ex(s->ctx, NULL, NULL, key, n, 0) != 1 || /* key NULL: the one set before */
+        EVP_CipherUpdate(s->ctx, NULL, &len, aad, sizeof aad) != 1 ||
+        EVP_CipherUpdate(s->ctx, pt, &len, ct, VOL_SECTOR_SIZE) != 1 ||
+        EVP_CIPHER_CTX_ctrl(s->ctx, EVP_CTRL_GCM_SET_TAG, VOL_SLOT_TAG, tag) != 1 ||
+        EVP_CipherFinal_ex(s->ctx, pt + len, &len) != 1) {
         sodium_memzero(pt, VOL_SECTOR_SIZE);
         return -EBADMSG;
     }

@@ -5,7 +5,10 @@
  * which `valgrind --tool=callgrind --toggle-collect=reads` counts alone:
  *   count_vol DIR NB NR same    the reads in the session that wrote the blocks
  *   count_vol DIR NB NR fresh   the reads in a new session (the device closed and opened again)
- * Instructions per read = the count of reads() ÷ NR. Exit 0 when every read returned the bytes written.
+ *   count_vol DIR NB NR write   NR random 4 KiB writes instead, in the function writes() (--toggle-collect=writes),
+ *                               in the session that wrote and flushed the blocks, then a read-back of each
+ * Instructions per read = the count of reads() ÷ NR (per write: writes() ÷ NR). Exit 0 when every read
+ * returned the bytes written.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -34,6 +37,21 @@ __attribute__((noinline)) static int reads(vol_dev *d, const uint8_t *data, size
     return bad;
 }
 
+__attribute__((noinline)) static int writes(vol_dev *d, uint8_t *data, size_t nb, unsigned nr)
+{
+    uint64_t x = 88172645463325252ull;
+    int bad = 0;
+    for (unsigned i = 0; i < nr; i++) {
+        uint64_t off;
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        off = (x % (nb * (VOL_BLOCK_SIZE / 4096))) * 4096;
+        data[off] ^= 0x5a; /* a changed sector, written back */
+        if (vol_dev_write(d, data + off, 4096, off))
+            bad++;
+    }
+    return bad;
+}
+
 int main(int argc, char **argv)
 {
     char path[4096];
@@ -44,8 +62,8 @@ int main(int argc, char **argv)
     size_t nb;
     unsigned nr;
     int bad;
-    if (argc != 5 || sodium_init() < 0 || (strcmp(argv[4], "same") && strcmp(argv[4], "fresh"))) {
-        fprintf(stderr, "usage: count_vol DIR NBLOCKS NREADS same|fresh\n");
+    if (argc != 5 || sodium_init() < 0 || (strcmp(argv[4], "same") && strcmp(argv[4], "fresh") && strcmp(argv[4], "write"))) {
+        fprintf(stderr, "usage: count_vol DIR NBLOCKS NREADS same|fresh|write\n");
         return 2;
     }
     nb = strtoul(argv[2], NULL, 10);
@@ -67,7 +85,17 @@ int main(int argc, char **argv)
         if (vol_dev_open(vol_store_catalog(st), vol_store_chunks(st), &v, v.lineage, dk, &d))
             return 1;
     }
-    bad = reads(d, data, nb, nr);
+    if (!strcmp(argv[4], "write")) {
+        bad = writes(d, data, nb, nr);
+        nr = (unsigned)(nb * (VOL_BLOCK_SIZE / 4096)); /* then every sector read back, in order */
+        for (unsigned i = 0; i < nr; i++) {
+            uint8_t buf[4096];
+            if (vol_dev_read(d, buf, sizeof buf, (uint64_t)i * 4096) || memcmp(buf, data + (size_t)i * 4096, sizeof buf))
+                bad++;
+        }
+    } else {
+        bad = reads(d, data, nb, nr);
+    }
     vol_dev_free(d);
     vol_store_free(st);
     free(data);

@@ -110,6 +110,32 @@ static void test_sector(void)
     CHECK(vol_sector_open(s, key, lin, 5, 9, 3, 0, slot, back, &ctr) == 0 && ctr == 0 && back[7] == 0);
     CHECK(vol_sector_open(s, key, lin, 5, 9, 3, 1, slot, back, &ctr) == -EBADMSG);
     vol_sealer_free(s);
+    /* a sealer keyed once (vol_sealer_set_key, then key NULL: dev.c's cached chunk keys, vol_reseal): the
+     * same golden slot, opened by the same context in the other direction; re-keying takes effect */
+    {
+        uint8_t slot2[VOL_SLOT_SIZE], k2[32];
+        vol_sealer *ks = vol_sealer_new();
+        CHECK(ks && vol_sealer_set_key(ks, key) == 0);
+        CHECK(vol_sector_seal(ks, NULL, lin, 5, 9, 3, 2, nonce, pt, slot2) == 0);
+        crypto_hash_sha256(digest, slot2, sizeof slot2);
+        hex(digest, 32, h);
+        CHECK(!strcmp(h, GOLDEN_SLOT_SHA256));
+        memset(back, 0, sizeof back);
+        CHECK(vol_sector_open(ks, NULL, lin, 5, 9, 3, 2, slot2, back, &ctr) == 0 && ctr == 2 && !memcmp(back, pt, sizeof pt));
+        CHECK(vol_sector_seal(ks, NULL, lin, 5, 9, 3, 2, nonce, pt, slot2) == 0); /* (after an open: sealing again) */
+        crypto_hash_sha256(digest, slot2, sizeof slot2);
+        hex(digest, 32, h);
+        CHECK(!strcmp(h, GOLDEN_SLOT_SHA256));
+        slot2[100] ^= 0x10;
+        CHECK(vol_sector_open(ks, NULL, lin, 5, 9, 3, 2, slot2, back, &ctr) == -EBADMSG);
+        slot2[100] ^= 0x10;
+        CHECK(vol_chunk_key(dk, lin, 5, 10, k2) == 0 && vol_sealer_set_key(ks, k2) == 0); /* another chunk's key */
+        CHECK(vol_sector_open(ks, NULL, lin, 5, 9, 3, 2, slot2, back, &ctr) == -EBADMSG);
+        CHECK(vol_sector_open(ks, key, lin, 5, 9, 3, 2, slot2, back, &ctr) == 0 && ctr == 2); /* a key per call still wins */
+        CHECK(vol_sector_open(ks, NULL, lin, 5, 9, 3, 2, slot2, back, &ctr) == 0 && ctr == 2); /* and stays set */
+        sodium_memzero(k2, sizeof k2);
+        vol_sealer_free(ks);
+    }
 }
 
 /* Version 2 (docs/FORMAT.md "Volume chunk file"): golden chunk image — block 5, generation 9 (key as
