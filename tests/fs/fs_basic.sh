@@ -142,10 +142,19 @@ import json, os, sys
 m = sys.argv[1]
 def closes():
     return json.loads(os.getxattr(m, "user.envelopefs.stats"))["unlink_closes"]
+def settle():
+    # close() returns before the daemon has served the file's RELEASE (the kernel sends it in the
+    # background), and an UNLINK served first finds the file still open; wait until no inode is open
+    import time
+    for _ in range(200):
+        if json.loads(os.getxattr(m, "user.envelopefs.stats"))["busy_inodes"] == 0:
+            return
+        time.sleep(0.05)
 p = f"{m}/gone"
 with open(p, "wb") as f:
     f.write(b"g" * 6000)
 keep = os.open(p, os.O_PATH)
+settle()
 c0 = closes()
 os.unlink(p)
 assert closes() == c0 + 1, (c0, closes())
