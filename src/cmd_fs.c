@@ -255,7 +255,7 @@ int cmd_mount(int argc, char **argv)
  * must not hang `unmount` (the probe and its thread are then left behind, and end with the process). */
 struct pid_probe {
     char *mnt;
-    char buf[1024];
+    char buf[8192]; /* the whole stats JSON (fs/xattrs.c answers from a 4 KiB buffer): a shorter one gets ERANGE */
     ssize_t n;
 };
 
