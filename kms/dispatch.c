@@ -168,6 +168,8 @@ kms_err kms_core_call(kms_core *c, const kms_principal *caller, const char *oper
         e = kms_store_reload_if_changed(c, &msg);
     if (!e) {
         kms_sweep_deletions(c);
+        if (c->n_replica_due)
+            kms_mrk_check_replicas(c); /* PendingReplicaDeletion primaries: are their replicas gone? */
         struct op_ctx ctx = {.core = c, .caller = caller, .operation = op->name, .key_id = key_id, .msg = &msg,
                              .dry_run = dry_run, .in = in, .grant_used = grant_used};
         e = kms_check_grant_tokens(&ctx, in);
