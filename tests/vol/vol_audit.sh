@@ -125,6 +125,40 @@ assert recs[0]["requestParameters"] == {"volumeSize": "1", "encrypted": True, "k
 assert "UNAUTHORIZED_ACCOUNT" in recs[6]["errorMessage"] and recs[6]["responseElements"] is None, recs[6]
 assert recs[5]["responseElements"] is None and recs[1]["responseElements"]["checksumAlgorithm"] == "SHA256", recs
 ' "$E" 444455556666 || fail "the EBS records"
+# snapshot upload / download leave the EBS calls they stand for: StartSnapshot, one PutSnapshotBlock per stored
+# block, CompleteSnapshot; ListSnapshotBlocks, one GetSnapshotBlock per block (data events, as coldsnap's calls)
+head -c 524288 /dev/urandom >"$T/img"; head -c 524288 /dev/zero >>"$T/img"; head -c 1000 /dev/urandom >>"$T/img"
+N0=$("$B" kms lookup-audit --lookup-attributes AttributeKey=EventSource,AttributeValue=ebs.amazonaws.com --max-results 1000 --output json |
+     python3 -c 'import json,sys; print(len(json.load(sys.stdin)["Events"]))')
+U=$("$B" snapshot upload "$T/img" --description img --query SnapshotId --output text)
+"$B" snapshot download "$U" "$T/img-back"
+cmp <(head -c "$(stat -c %s "$T/img")" "$T/img-back") "$T/img" || fail "download"
+set +e; "$B" snapshot download snap-0123456789abcdef0 "$T/none" >/dev/null 2>&1; rc=$?; set -e
+[ $rc = 254 ] || fail "download of a missing snapshot: exit $rc"
+"$B" kms lookup-audit --lookup-attributes AttributeKey=EventSource,AttributeValue=ebs.amazonaws.com --max-results 1000 --output json |
+  python3 -c '
+import json, sys
+snap, n0 = sys.argv[1], int(sys.argv[2])
+events = json.load(sys.stdin)["Events"][::-1][n0:]
+recs = [json.loads(e["CloudTrailEvent"]) for e in events]
+got = [(r["eventName"], r.get("errorCode"), r["userAgent"].split("command/")[1]) for r in recs]
+up, down = "snapshot.upload", "snapshot.download"
+assert got == [("StartSnapshot", None, up), ("PutSnapshotBlock", None, up), ("PutSnapshotBlock", None, up),
+               ("CompleteSnapshot", None, up), ("ListSnapshotBlocks", None, down), ("GetSnapshotBlock", None, down),
+               ("GetSnapshotBlock", None, down), ("ListSnapshotBlocks", "ResourceNotFoundException", down)], got
+for e, r in zip(events[:7], recs):
+    data = r["eventName"] not in ("StartSnapshot", "CompleteSnapshot")
+    assert r["eventSource"] == "ebs.amazonaws.com" and r["managementEvent"] is not data, r
+    assert r["readOnly"] == r["eventName"].startswith(("List", "Get")), r
+    assert e["Resources"] == [{"ResourceType": "AWS::EC2::Snapshot", "ResourceName": snap}], e["Resources"]
+assert recs[0]["requestParameters"] == {"volumeSize": "1", "encrypted": True, "description": "img"}, recs[0]
+assert recs[0]["responseElements"]["snapshotId"] == snap, recs[0]
+assert [r["requestParameters"]["blockIndex"] for r in recs[1:3]] == ["0", "2"], recs[1:3]   # the zero block is a hole
+assert recs[1]["responseElements"] == {"checksum": recs[1]["requestParameters"]["checksum"], "checksumAlgorithm": "SHA256"}
+assert recs[3]["requestParameters"]["changedBlocksCount"] == "2" and recs[3]["responseElements"] == {"status": "completed"}
+assert [r["requestParameters"]["blockIndex"] for r in recs[5:7]] == ["0", "2"] and recs[5]["responseElements"] is None
+assert recs[7]["errorMessage"], recs[7]
+' "$U" "$N0" || fail "the records of snapshot upload / download"
 "$B" kms validate-audit >"$T/v.json" || fail "validate-audit after the EBS calls: $(cat "$T/v.json")"
 # an EC2 record edited in the store file is found
 SEQ=$(python3 -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("SELECT seq FROM audit WHERE operation=\"CreateSnapshot\"").fetchone()[0])' "$T/store/keystore.db")
