@@ -159,6 +159,31 @@ assert recs[3]["requestParameters"]["changedBlocksCount"] == "2" and recs[3]["re
 assert [r["requestParameters"]["blockIndex"] for r in recs[5:7]] == ["0", "2"] and recs[5]["responseElements"] is None
 assert recs[7]["errorMessage"], recs[7]
 ' "$U" "$N0" || fail "the records of snapshot upload / download"
+# an attachment whose daemon fails after it went to the background (a real fault there: losetup, run by the
+# daemon for --loop, fails): the command waits for the daemon's report, prints the error and exits as a failed
+# call, AttachVolume is recorded with its errorCode, the volume is available (no attachment, no unclean mark)
+mkdir -p "$T/fakebin"; printf '#!/bin/sh\necho "losetup: injected failure" >&2\nexit 1\n' >"$T/fakebin/losetup"
+chmod +x "$T/fakebin/losetup"
+F=$("$B" ec2 create-volume --size 1 --query VolumeId --output text)
+set +e; out=$(PATH="$T/fakebin:$PATH" "$B" volume attach "$F" --loop 2>&1); rc=$?; set -e
+[ $rc = 254 ] && [[ $out == *"(InternalError) when calling the AttachVolume operation: losetup of"* ]] ||
+  fail "an attachment failed in its daemon: exit $rc: $out"
+[ "$("$B" ec2 describe-volumes --volume-ids "$F" --query 'Volumes[0].State' --output text)" = available ] ||
+  fail "the failed attachment left $F in use"
+[ ! -e "$VS/run/$F.json" ] && ! mountpoint -q "$VS/run/$F.mnt" || fail "the failed attachment of $F was not undone"
+ec2_events | python3 -c '
+import json, sys
+vol = sys.argv[1]
+recs = [json.loads(e["CloudTrailEvent"]) for e in json.load(sys.stdin)["Events"]]
+att = [r for r in recs if r["eventName"] == "AttachVolume" and r["requestParameters"] == {"volumeId": vol}]
+assert len(att) == 1 and att[0]["errorCode"] == "InternalError" and "losetup" in att[0]["errorMessage"], att
+assert att[0]["responseElements"] is None, att' "$F" || fail "the failed attachment's record"
+out=$("$B" volume attach "$F" 2>&1 >/dev/null) || fail "attach after the failed one: $out"
+[ -z "$out" ] || fail "attach after the failed one said: $out"   # no unclean-attach warning, no stale grant
+"$B" volume detach "$F" >/dev/null
+"$B" kms list-grants --key-id "$("$B" ec2 describe-volumes --volume-ids "$F" --query 'Volumes[0].KmsKeyId' --output text)" \
+  | python3 -c 'import json, sys; g = json.load(sys.stdin)["Grants"]; assert g == [], g' ||
+  fail "a grant of the failed attachment stayed"
 "$B" kms validate-audit >"$T/v.json" || fail "validate-audit after the EBS calls: $(cat "$T/v.json")"
 # an EC2 record edited in the store file is found
 SEQ=$(python3 -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("SELECT seq FROM audit WHERE operation=\"CreateSnapshot\"").fetchone()[0])' "$T/store/keystore.db")
