@@ -171,6 +171,11 @@ struct kms_core {
     pthread_mutex_t trail_mu;
     pthread_cond_t trail_cv;
     uint64_t trail_durable, trail_failed; /* newest ticket durable / newest in a failed write */
+    /* The tickets of the latest failed writes (trail_mu): [lo, hi] each, newest at refused_next - 1. Their
+     * callers are told the call failed, and their records say so (kms_audit_rec_refused), even once a later
+     * write stores them. */
+    struct { uint64_t lo, hi; } trail_refused[8];
+    unsigned trail_refused_next;
     bool trail_writing;        /* a committer (kms_trail_commit, the tick) holds the role */
     _Atomic uint64_t trail_commits, trail_records, trail_max_batch, trail_write_failures; /* kms_core_trail_stats */
     _Atomic int trail_fail_next; /* tests: fail this many of the next trail writes (fault injection) */
