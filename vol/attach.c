@@ -715,8 +715,12 @@ int vol_attach_run(const vol_attach_opts *o, vol_err *e)
         if (ready == -ECANCELED) { /* the parent: the daemon failed before it was ready, and has undone it all */
             parent_verdict(report, e);
             vol_grant_clear(&grant); /* (the daemon retired it) */
+            /* The daemon unmounted and exited: libfuse sees our copy of the /dev/fuse descriptor report the
+             * ended connection (POLLERR) and only closes it and frees the mount point; a daemon that died
+             * with its mount up (our descriptor kept the connection) has it unmounted here. */
+            fuse_session_unmount(se);
             rc = -EIO;
-            goto early; /* (st and kms are closed; se is freed, not unmounted: the daemon did) */
+            goto early; /* (st and kms are closed) */
         }
         rc = vol_fail(e, ready, "InternalError", "cannot go to the background: %s", strerror(-ready));
         fuse_session_unmount(se);
