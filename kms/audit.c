@@ -1,5 +1,6 @@
 /*
- * audit.c — the audit trail in the key store: retention, pruning and lookup (see audit.h).
+ * audit.c — the audit trail in the key store: retention, pruning and lookup (see audit.h), and the amendment
+ * of a record whose write failed (kms_audit_rec_refused, trail.h).
  */
 #include "audit.h"
 
@@ -8,7 +9,39 @@
 #include <string.h>
 #include <time.h>
 
+#include <jansson.h>
+
+#include "common/jsondump.h"
 #include "trail.h"
+
+void kms_audit_rec_refused(struct audit_rec *r)
+{
+    json_t *ev;
+    const char *src, *code;
+    char *text = NULL;
+    size_t n;
+    if (strcmp(r->result, "OK") || !r->event)
+        return; /* (failed already: its caller sees that error, not the trail's; or amended before) */
+    if (!(ev = json_loads(r->event, 0, NULL)))
+        return;
+    src = json_string_value(json_object_get(ev, "eventSource"));
+    code = src && !strcmp(src, "ec2.amazonaws.com")   ? "InternalError"
+           : src && !strcmp(src, "ebs.amazonaws.com") ? "InternalServerException"
+                                                      : "KMSInternalException";
+    json_object_set_new(ev, "errorCode", json_string(code));
+    json_object_set_new(ev, "errorMessage",
+                        json_string("the audit trail could not be written when the call was made; the call was "
+                                    "refused (it had taken effect)"));
+    json_object_set_new(ev, "responseElements", json_null()); /* the caller got no answer */
+    if (efs_json_dump_compact_sorted(ev, &text, &n))
+        text = json_dumps(ev, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(ev);
+    if (!text)
+        return;
+    free(r->event);
+    r->event = text;
+    snprintf(r->result, sizeof r->result, "%s", code);
+}
 
 #define STR_(x) #x
 #define STR(x) STR_(x)

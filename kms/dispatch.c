@@ -112,21 +112,28 @@ static kms_err dump(json_t *out, char **resp, size_t *resp_len)
 /* This thread's deferred-commit scope (kms_core_defer_begin): the core it is on and the newest ticket. */
 static _Thread_local struct {
     kms_core *core;
-    uint64_t ticket;
+    uint64_t ticket, first; /* the newest and the first ticket of the scope */
 } deferred;
 
 void kms_core_defer_begin(kms_core *c)
 {
     deferred.core = c;
-    deferred.ticket = 0;
+    deferred.ticket = deferred.first = 0;
 }
 
 kms_err kms_core_defer_end(kms_core *c)
 {
-    uint64_t t = deferred.core == c ? deferred.ticket : 0;
+    uint64_t t = deferred.core == c ? deferred.ticket : 0, first = deferred.first;
+    kms_err e;
     deferred.core = NULL;
-    deferred.ticket = 0;
-    return t ? kms_trail_commit(c, t) : KMS_OK;
+    deferred.ticket = deferred.first = 0;
+    if (!t)
+        return KMS_OK;
+    e = kms_trail_commit(c, t);
+    /* an earlier call of the scope whose record's write failed: its record says the call was refused */
+    if (!e && kms_trail_refused_in(c, first, t))
+        e = KMS_ERR_IO;
+    return e;
 }
 
 kms_err kms_core_call(kms_core *c, const kms_principal *caller, const char *operation, const char *req,
@@ -168,6 +175,8 @@ kms_err kms_core_call(kms_core *c, const kms_principal *caller, const char *oper
         e = kms_store_reload_if_changed(c, &msg);
     if (!e) {
         kms_sweep_deletions(c);
+        if (c->n_replica_due)
+            kms_mrk_check_replicas(c); /* PendingReplicaDeletion primaries: are their replicas gone? */
         struct op_ctx ctx = {.core = c, .caller = caller, .operation = op->name, .key_id = key_id, .msg = &msg,
                              .dry_run = dry_run, .in = in, .grant_used = grant_used};
         e = kms_check_grant_tokens(&ctx, in);
@@ -185,6 +194,8 @@ kms_err kms_core_call(kms_core *c, const kms_principal *caller, const char *oper
     if (ticket && !e && deferred.core == c) {
         if (ticket > deferred.ticket)
             deferred.ticket = ticket;
+        if (!deferred.first)
+            deferred.first = ticket;
     } else if (!ticket || kms_trail_commit(c, ticket)) {
         if (out) {
             wipe_json_secrets(out);

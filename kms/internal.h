@@ -42,6 +42,9 @@
 #define KMS_FRESHNESS_MS 2  /* staleness bound for other processes' changes */
 
 enum kms_key_state { KS_ENABLED, KS_DISABLED, KS_PENDING_DELETION, KS_PENDING_IMPORT };
+/* keys.state on disk: the states above, and 4 for PendingReplicaDeletion (in memory KS_PENDING_DELETION
+ * with deletion_date 0: kms_awaiting_replicas). A program that predates it refuses such a store. */
+#define KMS_DB_STATE_PENDING_REPLICA_DELETION 4
 
 typedef struct kms_version {
     uint32_t version;
@@ -94,8 +97,12 @@ typedef struct kms_key {
     int64_t created;
     char *description;
     enum kms_key_state state;
-    int64_t deletion_date;     /* when PendingDeletion */
+    int64_t deletion_date;     /* when PendingDeletion; 0 with state KS_PENDING_DELETION: PendingReplicaDeletion
+                                * (a multi-Region primary scheduled while replicas exist: its waiting period of
+                                * pending_days starts when the last is gone; kms_awaiting_replicas) */
     int pending_days;
+    int64_t replica_check_at;  /* PendingReplicaDeletion: core clock time of the next look at its replicas
+                                * (kms_mrk_check_replicas); 0: at the next call. Not stored */
     bool rotation_enabled;
     int rotation_period;       /* days */
     int64_t next_rotation;
@@ -111,6 +118,9 @@ typedef struct kms_alias {
 
 
 #define KMS_MRK_BUSY_MAX 16 /* multi-Region keys with a remote operation in flight at once (per core) */
+#define KMS_REPLICA_RECHECK_S 3600 /* PendingReplicaDeletion: its replicas looked at again at most this often */
+#define KMS_REPLICA_DUE_MAX 16  /* such keys looked at per call (more: at the next calls) */
+
 
 struct kms_core {
     pthread_mutex_t lock;
@@ -161,6 +171,11 @@ struct kms_core {
     pthread_mutex_t trail_mu;
     pthread_cond_t trail_cv;
     uint64_t trail_durable, trail_failed; /* newest ticket durable / newest in a failed write */
+    /* The tickets of the latest failed writes (trail_mu): [lo, hi] each, newest at refused_next - 1. Their
+     * callers are told the call failed, and their records say so (kms_audit_rec_refused), even once a later
+     * write stores them. */
+    struct { uint64_t lo, hi; } trail_refused[8];
+    unsigned trail_refused_next;
     bool trail_writing;        /* a committer (kms_trail_commit, the tick) holds the role */
     _Atomic uint64_t trail_commits, trail_records, trail_max_batch, trail_write_failures; /* kms_core_trail_stats */
     _Atomic int trail_fail_next; /* tests: fail this many of the next trail writes (fault injection) */
@@ -175,6 +190,10 @@ struct kms_core {
      * lock) wakes the next. An empty string is a free slot. */
     pthread_cond_t mrk_cv;
     char mrk_busy[KMS_MRK_BUSY_MAX][KMS_KEY_ID_LEN + 1];
+    /* PendingReplicaDeletion primaries whose replicas are due a look (kms_sweep_deletions fills it,
+     * kms_mrk_check_replicas empties it before the call's operation runs). */
+    char replica_due[KMS_REPLICA_DUE_MAX][KMS_KEY_ID_LEN + 1];
+    int n_replica_due;
 };
 
 static inline int64_t kms_now(kms_core *c) { return c->clock(c->clock_arg); }
@@ -222,6 +241,9 @@ kms_err kms_schema_add(sqlite3 *db, const char *sql, const char *what, char **ms
 kms_err kms_mrk_migrate(sqlite3 *db, char **msg); /* additive and idempotent; at every open */
 void kms_mrk_id(const uint8_t raw[16], char out[KMS_KEY_ID_LEN + 1]);
 static inline bool kms_is_mrk(const kms_key *k) { return !strncmp(k->id, KMS_MRK_PREFIX, 4); }
+/* PendingReplicaDeletion: scheduled for deletion (every check of KS_PENDING_DELETION applies), waiting for its
+ * replicas to be deleted before its waiting period starts (no deletion date yet). Stored as state 4. */
+static inline bool kms_awaiting_replicas(const kms_key *k) { return k->state == KS_PENDING_DELETION && !k->deletion_date; }
 /* The key's multi_region row: primary region into primary (cap 32), the region list (new reference) into
  * *regions; false when there is none. Writing it (INSERT OR REPLACE), and whether a list names region r. */
 bool kms_mrk_row_get(sqlite3 *db, const char *id, char primary[32], json_t **regions);
@@ -238,11 +260,15 @@ void kms_mrk_describe(kms_core *c, const kms_key *k, json_t *m);
 void kms_mrk_push(kms_core *c, const kms_principal *caller, kms_key *k);
 /* k is a replica: copy the versions its primary has and it lacks. */
 kms_err kms_mrk_pull(kms_core *c, kms_key *k, char **msg);
-/* ScheduleKeyDeletion of key id: KMSInvalidStateException while it is a primary with a replica that exists.
- * Lock held on entry and return; released while replicas on other servers are asked (a dead peer stalls
- * only this call and other multi-Region operations on this key), so any kms_key pointer is stale on return:
- * find the key again. */
-kms_err kms_mrk_may_delete(kms_core *c, const char *id, char **msg);
+/* ScheduleKeyDeletion of key id (and kms_mrk_check_replicas): how many replicas of it still exist, into *left
+ * (0 for a single-Region key or a replica), dropping from its list those found deleted. Lock held on entry
+ * and return; released while replicas on other servers are asked (a dead peer stalls only this call and
+ * other multi-Region operations on this key), so any kms_key pointer is stale on return: find the key again. */
+kms_err kms_mrk_may_delete(kms_core *c, const char *id, size_t *left, char **msg);
+/* The PendingReplicaDeletion keys kms_sweep_deletions found due (c->replica_due): look at their replicas
+ * (kms_mrk_may_delete) and start the waiting period (PendingDeletion, a deletion date) of each whose last
+ * replica is gone. Lock held on entry and return, released meanwhile when a replica is on another server. */
+void kms_mrk_check_replicas(kms_core *c);
 /* cks.c: custom key stores (tables custom_key_stores, custom_key_store_keys; docs/FORMAT.md). */
 struct hsm_key_info;
 kms_err kms_cks_migrate(sqlite3 *db, char **msg); /* additive and idempotent; at every open */

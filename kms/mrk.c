@@ -33,6 +33,7 @@
 #include <sodium.h>
 
 #include "authz.h"
+#include "common/log.h"
 #include "common/regions.h"
 #include "internal.h"
 #include "mrk_remote.h"
@@ -497,7 +498,7 @@ static bool replica_gone(kms_core *c, const char *id, const char *r, const struc
     return gone;
 }
 
-kms_err kms_mrk_may_delete(kms_core *c, const char *key_id, char **msg)
+kms_err kms_mrk_may_delete(kms_core *c, const char *key_id, size_t *n_left, char **msg)
 {
     char id[KMS_KEY_ID_LEN + 1], owner[16], primary[32];
     json_t *regions = NULL, *v, *left = NULL;
@@ -506,6 +507,7 @@ kms_err kms_mrk_may_delete(kms_core *c, const char *key_id, char **msg)
     kms_key *k;
     kms_err e = KMS_OK;
 
+    *n_left = 0;
     snprintf(id, sizeof id, "%s", key_id);
     kms_mrk_busy_enter(c, id); /* no other multi-Region operation that calls another server on this key meanwhile */
     k = kms_find_key(c, id);
@@ -558,13 +560,8 @@ kms_err kms_mrk_may_delete(kms_core *c, const char *key_id, char **msg)
     }
     if (json_array_size(left) != json_array_size(regions))
         e = kms_mrk_row_put(c, id, primary, left, msg); /* replicas deleted since */
-    if (!e && json_array_size(left) > 1) {
-        char arn[160];
-        kms_op_key_arn(c, k, arn, sizeof arn);
-        kms_set_msg(msg, "%s is a multi-Region primary key with %zu replica key(s): delete its replicas first, "
-                         "or make another region primary (UpdatePrimaryRegion)", arn, json_array_size(left) - 1);
-        e = KMS_ERR_INVALID_STATE;
-    }
+    if (!e)
+        *n_left = json_array_size(left) - 1; /* (the list names the primary's own region too) */
 out:
     for (i = 0; i < n_ask; i++)
         kms_endpoint_clear(&ask[i].ep);
@@ -573,6 +570,35 @@ out:
     json_decref(regions);
     kms_mrk_busy_leave(c, id);
     return e;
+}
+
+void kms_mrk_check_replicas(kms_core *c)
+{
+    char ids[KMS_REPLICA_DUE_MAX][KMS_KEY_ID_LEN + 1];
+    int n = c->n_replica_due;
+    memcpy(ids, c->replica_due, sizeof ids);
+    c->n_replica_due = 0;
+    for (int i = 0; i < n; i++) {
+        char *m = NULL;
+        size_t left = 1;
+        kms_key *k;
+        kms_err e = kms_mrk_may_delete(c, ids[i], &left, &m);
+        if (!e && !left && (k = kms_find_key(c, ids[i])) && kms_awaiting_replicas(k)) {
+            /* AWS: "When the last of its replicas keys is deleted, the key state of the primary key changes to
+             * PendingDeletion and its waiting period (PendingWindowInDays) begins" */
+            kms_key saved = *k;
+            k->deletion_date = kms_now(c) + (int64_t)k->pending_days * 86400;
+            if ((e = kms_store_update_key(c, k, &m)))
+                *k = saved; /* due again at the next look */
+            else
+                EFS_INFO("multi-Region key %s: its last replica is deleted; PendingDeletion until %lld", ids[i],
+                         (long long)k->deletion_date);
+        }
+        if (e)
+            EFS_WARN("multi-Region key %s: its replicas could not be looked at (%s: %s)", ids[i], kms_err_name(e),
+                     m ? m : "");
+        free(m);
+    }
 }
 
 kms_err kms_op_update_primary_region(struct op_ctx *x, json_t *in, json_t **out)

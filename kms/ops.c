@@ -200,6 +200,8 @@ static kms_err check_usable(struct op_ctx *x, kms_key *k)
         return fail(x, KMS_ERR_DISABLED, "%s is disabled.", arn);
     if (k->state == KS_PENDING_IMPORT)
         return fail(x, KMS_ERR_INVALID_STATE, "%s is pending import.", arn);
+    if (kms_awaiting_replicas(k))
+        return fail(x, KMS_ERR_INVALID_STATE, "%s is pending replica deletion.", arn);
     return fail(x, KMS_ERR_INVALID_STATE, "%s is pending deletion.", arn);
 }
 
@@ -228,7 +230,12 @@ void kms_sweep_deletions(kms_core *c)
         return; /* no key's deadline has come (every write of a key row resets sweep_at) */
     for (size_t i = 0; i < c->n_keys;) {
         kms_key *k = &c->keys[i];
-        if (k->state == KS_PENDING_DELETION && now >= k->deletion_date) {
+        if (kms_awaiting_replicas(k)) { /* no date yet: its replicas are looked at now and then */
+            if (now >= k->replica_check_at && c->n_replica_due < KMS_REPLICA_DUE_MAX) {
+                k->replica_check_at = now + KMS_REPLICA_RECHECK_S;
+                snprintf(c->replica_due[c->n_replica_due++], KMS_KEY_ID_LEN + 1, "%s", k->id);
+            }
+        } else if (k->state == KS_PENDING_DELETION && now >= k->deletion_date) {
             char id[KMS_KEY_ID_LEN + 1];
             memcpy(id, k->id, sizeof id);
             if (kms_store_destroy_key(c, id, NULL) == KMS_OK)
@@ -247,7 +254,9 @@ void kms_sweep_deletions(kms_core *c)
     /* The next deadline of what is left (a deletion that failed above is due again: now). */
     for (size_t i = 0; i < c->n_keys; i++) {
         const kms_key *k = &c->keys[i];
-        if (k->state == KS_PENDING_DELETION && k->deletion_date < next)
+        if (kms_awaiting_replicas(k) && k->replica_check_at < next)
+            next = k->replica_check_at;
+        else if (k->state == KS_PENDING_DELETION && !kms_awaiting_replicas(k) && k->deletion_date < next)
             next = k->deletion_date;
         if (k->external && k->expires && k->n_versions && k->state != KS_PENDING_DELETION && k->valid_to < next)
             next = k->valid_to;
@@ -263,7 +272,8 @@ json_t *kms_op_key_metadata(kms_core *c, const kms_key *k)
     key_arn(c, k, arn, sizeof arn);
     m = json_pack("{s:s, s:s, s:s, s:I, s:b, s:s, s:s, s:s, s:s, s:b, s:s}", "AWSAccountId", k->owner, "KeyId",
                   k->id, "Arn", arn, "CreationDate", (json_int_t)k->created, "Enabled", k->state == KS_ENABLED,
-                  "Description", k->description ? k->description : "", "KeyState", states[k->state], "Origin",
+                  "Description", k->description ? k->description : "", "KeyState",
+                  kms_awaiting_replicas(k) ? "PendingReplicaDeletion" : states[k->state], "Origin",
                   k->external ? "EXTERNAL" : "AWS_KMS", "KeyManager", "CUSTOMER", "MultiRegion", 0,
                   "CurrentKeyMaterialId", "");
     if (!m || kms_spec_describe(m, k->spec, k->usage)) { /* KeySpec, KeyUsage, the algorithm list */
@@ -285,10 +295,12 @@ json_t *kms_op_key_metadata(kms_core *c, const kms_key *k)
         json_object_set_new(m, "CurrentKeyMaterialId", json_string(""));
     kms_mrk_describe(c, k, m);
     kms_cks_describe(c, k, m); /* a custom key store's key: Origin AWS_CLOUDHSM, its store and cluster */
-    if (k->state == KS_PENDING_DELETION) {
-        json_object_set_new(m, "DeletionDate", json_integer(k->deletion_date));
+    /* botocore's KeyMetadata: DeletionDate "present only when ... PendingDeletion"; PendingDeletionWindowInDays
+     * "present only when the KeyState of the KMS key is PendingReplicaDeletion" */
+    if (kms_awaiting_replicas(k))
         json_object_set_new(m, "PendingDeletionWindowInDays", json_integer(k->pending_days));
-    }
+    else if (k->state == KS_PENDING_DELETION)
+        json_object_set_new(m, "DeletionDate", json_integer(k->deletion_date));
     return m;
 }
 
@@ -805,6 +817,7 @@ kms_err kms_op_schedule_key_deletion(struct op_ctx *x, json_t *in, json_t **out)
     long long days = 30;
     kms_key saved;
     char arn[160];
+    size_t replicas = 0;
     kms_err e = resolve_any(x, in, &k);
     if (!e)
         e = get_int(x, in, "PendingWindowInDays", &has, &days);
@@ -821,7 +834,7 @@ kms_err kms_op_schedule_key_deletion(struct op_ctx *x, json_t *in, json_t **out)
     if (kms_is_mrk(k)) {
         char id[KMS_KEY_ID_LEN + 1];
         snprintf(id, sizeof id, "%s", k->id);
-        if ((e = kms_mrk_may_delete(x->core, id, x->msg)))
+        if ((e = kms_mrk_may_delete(x->core, id, &replicas, x->msg)))
             return e;
         /* the core lock was released while replicas on other servers were asked: look again */
         if (!(k = kms_find_key(x->core, id)))
@@ -829,19 +842,26 @@ kms_err kms_op_schedule_key_deletion(struct op_ctx *x, json_t *in, json_t **out)
         if (k->state == KS_PENDING_DELETION)
             return check_usable(x, k);
     }
+    /* A primary with replicas: PendingReplicaDeletion, its waiting period starting only when the last replica
+     * is deleted (kms_mrk_check_replicas); no DeletionDate until then (botocore's ScheduleKeyDeletion). */
     saved = *k;
     k->state = KS_PENDING_DELETION;
     k->pending_days = (int)days;
-    k->deletion_date = kms_now(x->core) + days * DAY;
+    k->deletion_date = replicas ? 0 : kms_now(x->core) + days * DAY;
+    k->replica_check_at = replicas ? kms_now(x->core) + KMS_REPLICA_RECHECK_S : 0;
     e = kms_store_update_key(x->core, k, x->msg);
     if (e) {
         *k = saved;
         return e;
     }
     key_arn(x->core, k, arn, sizeof arn);
-    *out = json_pack("{s:s, s:I, s:s, s:I}", "KeyId", arn, "DeletionDate", (json_int_t)k->deletion_date, "KeyState",
-                     "PendingDeletion", "PendingWindowInDays", (json_int_t)days);
-    return KMS_OK;
+    if (replicas)
+        *out = json_pack("{s:s, s:s, s:I}", "KeyId", arn, "KeyState", "PendingReplicaDeletion", "PendingWindowInDays",
+                         (json_int_t)days);
+    else
+        *out = json_pack("{s:s, s:I, s:s, s:I}", "KeyId", arn, "DeletionDate", (json_int_t)k->deletion_date,
+                         "KeyState", "PendingDeletion", "PendingWindowInDays", (json_int_t)days);
+    return *out ? KMS_OK : KMS_ERR_NOMEM;
 }
 
 kms_err kms_op_cancel_key_deletion(struct op_ctx *x, json_t *in, json_t **out)

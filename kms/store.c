@@ -51,6 +51,16 @@ static int64_t default_clock(void *arg)
     return (int64_t)time(NULL);
 }
 
+/* Tests only: ENVELOPEFS_TEST_CLOCK_OFFSET_S=N makes a core opened with it see the time N seconds ahead (a server
+ * test lets a waiting period pass; the embedded tests use kms_core_set_clock). */
+static int64_t test_offset_s;
+
+static int64_t offset_clock(void *arg)
+{
+    (void)arg;
+    return (int64_t)time(NULL) + test_offset_s;
+}
+
 /* ---- SQL helpers ---------------------------------------------------------------------------- */
 
 static kms_err db_err(kms_core *c, char **msg, const char *what)
@@ -446,6 +456,13 @@ kms_err kms_core_open(const kms_store_opts *o, kms_core **out, char **errmsg)
         }
     }
     c->clock = default_clock;
+    {
+        const char *off = getenv("ENVELOPEFS_TEST_CLOCK_OFFSET_S");
+        if (off && *off) {
+            test_offset_s = strtoll(off, NULL, 10);
+            c->clock = offset_clock;
+        }
+    }
     c->dir = strdup(o->store_dir);
     c->root_key = sodium_malloc(32);
     if (!c->dir || !c->root_key) {
@@ -723,6 +740,12 @@ kms_err kms_store_load(kms_core *c, char **msg)
         k.description = strdup((const char *)sqlite3_column_text(st, 2) ? (const char *)sqlite3_column_text(st, 2) : "");
         k.state = (enum kms_key_state)sqlite3_column_int(st, 3);
         k.deletion_date = sqlite3_column_int64(st, 4);
+        if ((int)k.state == KMS_DB_STATE_PENDING_REPLICA_DELETION) { /* in memory: PendingDeletion, no date */
+            k.state = KS_PENDING_DELETION;
+            k.deletion_date = strncmp(id, KMS_MRK_PREFIX, 4) ? -1 : 0; /* (-1: refused below) */
+        } else if (k.state == KS_PENDING_DELETION && k.deletion_date <= 0) {
+            k.deletion_date = -1;
+        }
         k.pending_days = sqlite3_column_int(st, 5);
         k.rotation_enabled = sqlite3_column_int(st, 6) != 0;
         k.rotation_period = sqlite3_column_int(st, 7);
@@ -751,6 +774,7 @@ kms_err kms_store_load(kms_core *c, char **msg)
                 k.has_digest = true;
             }
             if ((unsigned)k.state > KS_PENDING_IMPORT || (k.state == KS_PENDING_IMPORT && !k.external) ||
+                k.deletion_date < 0 ||
                 (k.external && k.spec != KMS_SPEC_SYMMETRIC) || (k.hsm && k.spec != KMS_SPEC_SYMMETRIC)) {
                 free(k.description);
                 e = KMS_ERR_CORRUPT_STORE;
@@ -998,7 +1022,7 @@ static kms_err write_key_row(kms_core *c, const kms_key *k, bool insert, char **
     if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK)
         return db_err(c, msg, "write key");
     sqlite3_bind_text(st, 1, k->description ? k->description : "", -1, SQLITE_STATIC);
-    sqlite3_bind_int(st, 2, (int)k->state);
+    sqlite3_bind_int(st, 2, kms_awaiting_replicas(k) ? KMS_DB_STATE_PENDING_REPLICA_DELETION : (int)k->state);
     sqlite3_bind_int64(st, 3, k->deletion_date);
     sqlite3_bind_int(st, 4, k->pending_days);
     sqlite3_bind_int(st, 5, k->rotation_enabled);

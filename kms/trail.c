@@ -703,6 +703,21 @@ static void take_queue(kms_core *c)
     atomic_store(&c->w_backlog, c->w_n);
 }
 
+/* The tickets [lo, hi] were in a failed write (trail_mu held): extend the newest range (a retried batch
+ * starts with the same ticket) or start another. */
+static void note_refused(kms_core *c, uint64_t lo, uint64_t hi)
+{
+    unsigned n = sizeof c->trail_refused / sizeof c->trail_refused[0], last = (c->trail_refused_next + n - 1) % n;
+    if (c->trail_refused[last].hi && c->trail_refused[last].lo <= lo && lo <= c->trail_refused[last].hi + 1) {
+        if (hi > c->trail_refused[last].hi)
+            c->trail_refused[last].hi = hi;
+        return;
+    }
+    c->trail_refused[c->trail_refused_next % n].lo = lo;
+    c->trail_refused[c->trail_refused_next % n].hi = hi;
+    c->trail_refused_next = (c->trail_refused_next + 1) % n;
+}
+
 /* One commit round: take what is queued and write it on the writer's connection. The core lock is held
  * only while the queue is swapped out (core_held: the caller holds it throughout, as flush and close do);
  * trail_wmu is taken before the core lock is released, so batches are written in the order they were
@@ -724,15 +739,31 @@ static bool commit_round(kms_core *c, bool seal_now, bool core_held)
         pthread_mutex_unlock(&c->lock);
     last = c->w_n ? c->w_batch[c->w_n - 1].ticket : 0;
     ok = write_batch(c, seal_now);
+    if (!ok) /* each caller of the batch is told it failed: its record (written by a later round) says so */
+        for (size_t i = 0; i < c->w_n; i++)
+            kms_audit_rec_refused(&c->w_batch[i]);
     pthread_mutex_lock(&c->trail_mu);
     if (ok && last > c->trail_durable)
         c->trail_durable = last;
     else if (!ok && last > c->trail_failed)
         c->trail_failed = last;
+    if (!ok && c->w_n)
+        note_refused(c, c->w_batch[0].ticket, last);
     pthread_cond_broadcast(&c->trail_cv);
     pthread_mutex_unlock(&c->trail_mu);
     pthread_mutex_unlock(&c->trail_wmu);
     return ok;
+}
+
+bool kms_trail_refused_in(kms_core *c, uint64_t lo, uint64_t hi)
+{
+    bool hit = false;
+    pthread_mutex_lock(&c->trail_mu);
+    for (size_t i = 0; i < sizeof c->trail_refused / sizeof c->trail_refused[0]; i++)
+        if (c->trail_refused[i].hi && c->trail_refused[i].lo <= hi && lo <= c->trail_refused[i].hi)
+            hit = true;
+    pthread_mutex_unlock(&c->trail_mu);
+    return hit;
 }
 
 /* Become the committer (trail_mu held): false if another thread is. */
@@ -781,7 +812,7 @@ void kms_trail_flush_locked(kms_core *c)
         (void)commit_round(c, false, true);
 }
 
-kms_err kms_trail_commit(kms_core *c, uint64_t ticket)
+static kms_err kms_trail_commit_written(kms_core *c, uint64_t ticket)
 {
     pthread_mutex_lock(&c->trail_mu);
     while (c->trail_durable < ticket) {
@@ -802,6 +833,15 @@ kms_err kms_trail_commit(kms_core *c, uint64_t ticket)
     }
     pthread_mutex_unlock(&c->trail_mu);
     return KMS_OK;
+}
+
+kms_err kms_trail_commit(kms_core *c, uint64_t ticket)
+{
+    kms_err e = kms_trail_commit_written(c, ticket);
+    /* written, but by a later round after a write of it failed (and its record says the call was refused) */
+    if (!e && kms_trail_refused_in(c, ticket, ticket))
+        e = KMS_ERR_IO;
+    return e;
 }
 
 void kms_core_trail_stats(kms_core *c, kms_trail_stats *out)

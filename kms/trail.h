@@ -70,6 +70,15 @@ uint64_t kms_trail_append_grant(struct kms_core *c, const kms_principal *p, cons
 /* Wait until ticket is durable (core lock NOT held). KMS_OK, or KMS_ERR_IO if its write failed (the
  * records stay queued and are written by a later commit). */
 kms_err kms_trail_commit(struct kms_core *c, uint64_t ticket) __attribute__((warn_unused_result));
+/* Whether a ticket in [lo, hi] was in a failed write (its caller was or is told KMS_ERR_IO by kms_trail_commit,
+ * and its record, stored by a later write, carries that error: kms_audit_rec_refused). Remembers the latest
+ * 8 runs of failed writes. */
+bool kms_trail_refused_in(struct kms_core *c, uint64_t lo, uint64_t hi);
+/* audit.c: a record in a write that failed. Its caller is told the call failed (KMS_ERR_IO from
+ * kms_trail_commit, reported as the service's internal error), so a record that said success now says
+ * that: errorCode (kms.amazonaws.com: KMSInternalException; ec2: InternalError; ebs:
+ * InternalServerException), errorMessage, no responseElements, and the result column. */
+void kms_audit_rec_refused(struct audit_rec *r);
 /* Seal the head if records have waited KMS_DIGEST_INTERVAL_MS for a digest (the maintenance thread,
  * every second; takes the core lock). */
 void kms_trail_tick(void *core);

@@ -261,6 +261,108 @@ static void remote_caller(const cli_vol *g, kms_principal *p, struct remote_call
                          .source = "embedded"};
 }
 
+/* A run of records (cli_audit_run_begin .. cli_audit_run_end): the trail (and the remote caller) opened once for
+ * them all, as `snapshot upload` / `download` record one EBS call per block. Outside a run, each record opens
+ * and closes it. */
+static struct {
+    bool on;
+    kmsc *kms;             /* embedded keys: the key store's client */
+    kms_core *core;        /* remote keys: the volume store's trail */
+    struct remote_caller who;
+    kms_principal p;
+    bool have_who;
+} run;
+
+void cli_audit_run_begin(void)
+{
+    run.on = true;
+}
+
+void cli_audit_run_end(void)
+{
+    kmsc_free(run.kms);
+    kms_core_free(run.core); /* (seals the chain: a close digest) */
+    free(run.who.identity);
+    memset(&run, 0, sizeof run);
+}
+
+/* Write ev into the account's trail (durable on KMS_OK; the message printed otherwise). */
+static kms_err emit(const cli_vol *g, kms_service_event *ev)
+{
+    kms_err e;
+    if (cli_ec2_trail_is_keystore(g)) {
+        kmsc *kms = run.kms;
+        if (!kms) {
+            cli_kms_opts k = g->k;
+            k.via_service = NULL; /* the service's own record: the caller, not a call through EC2 */
+            kms = cli_open_kms(&k, NULL);
+        }
+        e = kms ? kmsc_audit_service_event(kms, ev) : KMS_ERR_IO;
+        if (run.on && !run.kms)
+            run.kms = kms;
+        else if (!run.on)
+            kmsc_free(kms);
+    } else {
+        struct remote_caller who;
+        kms_principal p;
+        kms_core *core = run.core;
+        if (run.have_who) {
+            who = run.who;
+            p = run.p;
+            p.account = run.who.account; /* (p points into who's buffers: the run's copy) */
+            p.access_key = run.who.akid[0] ? run.who.akid : NULL;
+        } else {
+            remote_caller(g, &p, &who);
+        }
+        ev->user_identity = who.identity;
+        if (!core)
+            core = cli_ec2_trail_open(g, who.region);
+        e = !who.identity ? KMS_ERR_NOMEM : core ? kms_core_audit_service_event(core, &p, ev) : KMS_ERR_IO;
+        if (run.on) {
+            run.core = core;
+            if (!run.have_who) {
+                run.who = who;
+                run.p = p;
+                run.have_who = true;
+            }
+        } else {
+            kms_core_free(core); /* (seals the chain: a close digest) */
+            free(who.identity);
+        }
+    }
+    if (e)
+        fprintf(stderr, "envelopefs: the %s call could not be recorded in the audit trail: %s\n", ev->event_name,
+                kms_err_name(e));
+    return e;
+}
+
+int cli_ebs_audit_call(const cli_vol *g, const char *command, const char *event_name, json_t *request,
+                       json_t *response, const char *resource, const char *error_code, const char *error_message)
+{
+    char agent[128], *req = request ? json_dumps(request, JSON_COMPACT) : NULL;
+    char *resp = response && !error_code ? json_dumps(response, JSON_COMPACT) : NULL;
+    kms_service_event ev = {.event_source = "ebs.amazonaws.com", .event_name = event_name, .user_agent = agent,
+                            .request_parameters = req, .response_elements = resp,
+                            .error_code = error_code, .error_message = error_code ? error_message : NULL};
+    kms_err e;
+    if (cli_ec2_trail_is_keystore(g) && !opens_quietly(&g->k)) {
+        free(req);
+        free(resp);
+        return 0; /* as record(): no key store, or one that would prompt for its passphrase again */
+    }
+    snprintf(agent, sizeof agent, "envelopefs/%s command/%s", ENVELOPEFS_VERSION, command);
+    ev.read_only = !strncmp(event_name, "Get", 3) || !strncmp(event_name, "List", 4);
+    ev.data_event = strcmp(event_name, "StartSnapshot") && strcmp(event_name, "CompleteSnapshot");
+    if (resource && !strncmp(resource, "snap-", 5)) {
+        ev.resource_name = resource;
+        ev.resource_type = "AWS::EC2::Snapshot";
+    }
+    e = emit(g, &ev);
+    free(req);
+    free(resp);
+    return e ? -1 : 0;
+}
+
 /* One record of service ("ec2" or "ebs") for the call event_name ("CreateVolume", a verb "create-volume") of
  * the CLI command command ("ec2", "volume", "ebs"). */
 static int record(const cli_vol *g, const char *service, const char *command, const char *event_name,
@@ -322,27 +424,7 @@ static int record(const cli_vol *g, const char *service, const char *command, co
     json_decref(rs);
     ev.request_parameters = req;
     ev.response_elements = resp;
-    if (cli_ec2_trail_is_keystore(g)) {
-        cli_kms_opts k = g->k;
-        kmsc *kms;
-        k.via_service = NULL; /* the service's own record: the caller, not a call through EC2 */
-        kms = cli_open_kms(&k, NULL);
-        e = kms ? kmsc_audit_service_event(kms, &ev) : KMS_ERR_IO;
-        kmsc_free(kms);
-    } else {
-        struct remote_caller who;
-        kms_principal p;
-        kms_core *core;
-        remote_caller(g, &p, &who);
-        ev.user_identity = who.identity;
-        core = cli_ec2_trail_open(g, who.region);
-        e = !who.identity ? KMS_ERR_NOMEM : core ? kms_core_audit_service_event(core, &p, &ev) : KMS_ERR_IO;
-        kms_core_free(core); /* (seals the chain: a close digest) */
-        free(who.identity);
-    }
-    if (e)
-        fprintf(stderr, "envelopefs: the %s call could not be recorded in the audit trail: %s\n", event_name,
-                kms_err_name(e));
+    e = emit(g, &ev);
     free(req);
     free(resp);
     return e ? -1 : 0;

@@ -73,6 +73,15 @@ int cli_ec2_audit(const cli_vol *g, const char *event_name, const struct cli_arg
 /* The same for an `ebs` verb ("put-snapshot-block"): eventSource ebs.amazonaws.com, the block calls as
  * data events, requestParameters without --block-data. */
 int cli_ebs_audit(const cli_vol *g, const char *verb, const struct cli_args *a, int rc);
+/* One EBS direct-API call made by another command (`snapshot upload` / `download`, command "snapshot.upload"):
+ * event_name (StartSnapshot, PutSnapshotBlock, CompleteSnapshot, ListSnapshotBlocks, GetSnapshotBlock; the block
+ * calls data events), its requestParameters and responseElements (JSON objects, or NULL), the snapshot, and the
+ * error the command met (NULL: it succeeded). Durable when it returns 0; -1 (message printed) otherwise. Between
+ * cli_audit_run_begin and cli_audit_run_end the trail stays open for every record (one open, not one per block). */
+int cli_ebs_audit_call(const cli_vol *g, const char *command, const char *event_name, json_t *request,
+                       json_t *response, const char *resource, const char *error_code, const char *error_message);
+void cli_audit_run_begin(void);
+void cli_audit_run_end(void);
 /* An `ec2` verb's EC2 action: "create-volume" → "CreateVolume" (an action stays as it is). */
 void cli_ec2_action(const char *verb, char *buf, size_t cap);
 /* Whether the EC2 records go to the key store's trail (embedded keys) rather than the volume store's. */

@@ -5,6 +5,14 @@
  * zeros) and are left as holes on download; the last partial block is padded with zeros. Every block's
  * SHA-256 is checked on the way in and on the way out; the upload completes with the LINEAR checksum. A
  * progress line goes to a terminal's stderr.
+ *
+ * Each EBS direct-API call these commands stand for leaves its record in the account's trail, as the `ebs` verbs'
+ * (eventSource ebs.amazonaws.com, cli_ec2_audit.c) and as CloudTrail would hold coldsnap's calls: upload
+ * StartSnapshot, one PutSnapshotBlock per block it stores (data events) and CompleteSnapshot; download
+ * ListSnapshotBlocks (one per page of 10,000 blocks, coldsnap's MaxResults) and one GetSnapshotBlock per block.
+ * A block's record is durable before the next call (a block read is written to the image only after its record);
+ * a record that cannot be written fails the command (a failed upload deletes its snapshot, a failed download
+ * its image). The trail is opened once for them all (cli_audit_run_begin).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -26,6 +34,27 @@
 #include "direct.h"
 
 #define WHO "envelopefs snapshot"
+#define UP "snapshot.upload"
+#define DOWN "snapshot.download"
+#define LIST_PAGE 10000 /* ListSnapshotBlocks' MaxResults, as coldsnap pages */
+
+/* A number as the `ebs` verbs' records hold their flags: its decimal text. */
+static json_t *num(uint64_t v)
+{
+    char b[24];
+    snprintf(b, sizeof b, "%" PRIu64, v);
+    return json_string(b);
+}
+
+/* The record of one EBS call (request/response consumed); the call's own failure (code non-NULL) is recorded as it. */
+static int rec(cli_vol *g, const char *cmd, const char *event, json_t *req, json_t *resp, const char *snap,
+               const char *code, const char *message)
+{
+    int r = cli_ebs_audit_call(g, cmd, event, req, resp, snap, code, message);
+    json_decref(req);
+    json_decref(resp);
+    return r;
+}
 
 static void progress(const char *what, uint64_t done, uint64_t total)
 {
@@ -77,9 +106,23 @@ static int upload(cli_vol *g, vol_store *st, const char *image, const char *desc
     }
     gib = ((uint64_t)sb.st_size + (1ull << 30) - 1) >> 30;
     blocks = ((uint64_t)sb.st_size + VOL_BLOCK_SIZE - 1) / VOL_BLOCK_SIZE;
-    if (vol_ebs_start(st, gib ? gib : 1, NULL, true, key, desc, NULL, &s, &e)) {
-        rc = cli_service_error(e.code, "StartSnapshot", e.message);
-        goto out;
+    {
+        json_t *req = json_pack("{s:o, s:b}", "volumeSize", num(gib ? gib : 1), "encrypted", 1);
+        if (req && key)
+            json_object_set_new(req, "kmsKeyArn", json_string(key));
+        if (req && desc)
+            json_object_set_new(req, "description", json_string(desc));
+        if (vol_ebs_start(st, gib ? gib : 1, NULL, true, key, desc, NULL, &s, &e)) {
+            rc = cli_service_error(e.code, "StartSnapshot", e.message);
+            (void)rec(g, UP, "StartSnapshot", req, NULL, NULL, e.code, e.message); /* (failing either way) */
+            goto out;
+        }
+        if (rec(g, UP, "StartSnapshot", req,
+                json_pack("{s:s, s:I, s:i, s:s}", "snapshotId", s.id, "volumeSize", (json_int_t)s.volume_size,
+                          "blockSize", VOL_BLOCK_SIZE, "status", "pending"), s.id, NULL, NULL)) {
+            rc = cli_service_error("InternalServerException", "StartSnapshot", "its audit record could not be written");
+            goto undo;
+        }
     }
     crypto_hash_sha256_init(&agg);
     for (uint64_t b = 0; b < blocks && !rc; b++) {
@@ -95,16 +138,34 @@ static int upload(cli_vol *g, vol_store *st, const char *image, const char *desc
         crypto_hash_sha256(sha, buf, VOL_BLOCK_SIZE);
         crypto_hash_sha256_update(&agg, sha, sizeof sha);
         sodium_bin2base64(b64, sizeof b64, sha, sizeof sha, sodium_base64_VARIANT_ORIGINAL);
-        if (vol_ebs_put(st, s.id, b, buf, VOL_BLOCK_SIZE, b64, &e))
-            rc = cli_service_error(e.code, "PutSnapshotBlock", e.message);
+        {
+            json_t *req = json_pack("{s:s, s:o, s:o, s:s, s:s}", "snapshotId", s.id, "blockIndex", num(b),
+                                    "dataLength", num(VOL_BLOCK_SIZE), "checksum", b64, "checksumAlgorithm", "SHA256");
+            bool failed = vol_ebs_put(st, s.id, b, buf, VOL_BLOCK_SIZE, b64, &e) != 0;
+            if (failed)
+                rc = cli_service_error(e.code, "PutSnapshotBlock", e.message);
+            if (rec(g, UP, "PutSnapshotBlock", req,
+                    failed ? NULL : json_pack("{s:s, s:s}", "checksum", b64, "checksumAlgorithm", "SHA256"), s.id,
+                    failed ? e.code : NULL, e.message) && !rc)
+                rc = cli_service_error("InternalServerException", "PutSnapshotBlock",
+                                       "the block was stored but its audit record could not be written");
+        }
         put++;
         progress("uploaded", b + 1, blocks);
     }
     if (!rc) {
         crypto_hash_sha256_final(&agg, sha);
         sodium_bin2base64(b64, sizeof b64, sha, sizeof sha, sodium_base64_VARIANT_ORIGINAL);
-        if (vol_ebs_complete(st, s.id, (int64_t)put, b64, &e))
+        json_t *req = json_pack("{s:s, s:o, s:s, s:s, s:s}", "snapshotId", s.id, "changedBlocksCount",
+                                num(put), "checksum", b64, "checksumAlgorithm", "SHA256",
+                                "checksumAggregationMethod", "LINEAR");
+        bool failed = vol_ebs_complete(st, s.id, (int64_t)put, b64, &e) != 0;
+        if (failed)
             rc = cli_service_error(e.code, "CompleteSnapshot", e.message);
+        if (rec(g, UP, "CompleteSnapshot", req, failed ? NULL : json_pack("{s:s}", "status", "completed"), s.id,
+                failed ? e.code : NULL, e.message) && !rc)
+            rc = cli_service_error("InternalServerException", "CompleteSnapshot",
+                                   "the snapshot was completed but its audit record could not be written");
     }
     if (!rc) {
         json_t *o = json_pack("{s:s, s:I, s:I}", "SnapshotId", s.id, "VolumeSize", (json_int_t)s.volume_size,
@@ -113,6 +174,7 @@ static int upload(cli_vol *g, vol_store *st, const char *image, const char *desc
         json_decref(o);
     } else {
         vol_err e2;
+    undo:
         if (vol_delete_snapshot(st, s.id, &e2)) /* a failed upload leaves nothing behind */
             fprintf(stderr, WHO ": the unfinished snapshot %s remains: %s\n", s.id, e2.message);
     }
@@ -146,7 +208,7 @@ static int add(void *arg, uint64_t block, uint64_t gen)
     return 0;
 }
 
-static int download(vol_store *st, const char *snap, const char *image)
+static int download(cli_vol *g, vol_store *st, const char *snap, const char *image)
 {
     vol_snapshot s;
     struct blocks l = {0};
@@ -155,16 +217,37 @@ static int download(vol_store *st, const char *snap, const char *image)
     vol_err e = {"", ""};
     int fd = -1, rc = 0;
     /* the caller's own or shared with it (vol/share.h) */
-    if (!vol_id_valid("snap-", snap) || vol_snapshot_for_caller(st, snap, false, &s, &e))
+    if (!vol_id_valid("snap-", snap) || vol_snapshot_for_caller(st, snap, false, &s, &e)) {
+        /* (the first call coldsnap makes: ListSnapshotBlocks, refused as EBS refuses it) */
+        (void)rec(g, DOWN, "ListSnapshotBlocks", json_pack("{s:s, s:o}", "snapshotId", snap, "maxResults", num(LIST_PAGE)),
+                  NULL, vol_id_valid("snap-", snap) ? snap : NULL, "ResourceNotFoundException",
+                  "The snapshot does not exist. (Reason: SNAPSHOT_NOT_FOUND)");
         return cli_service_error("InvalidSnapshot.NotFound", "DownloadSnapshot", "The snapshot does not exist.");
+    }
     if (strcmp(s.state, "completed")) {
+        (void)rec(g, DOWN, "ListSnapshotBlocks", json_pack("{s:s, s:o}", "snapshotId", snap, "maxResults", num(LIST_PAGE)),
+                  NULL, snap, "ValidationException", "The snapshot is not completed.");
         vol_snapshot_clear(&s);
         return cli_service_error("IncorrectState", "DownloadSnapshot", "The snapshot is not completed.");
     }
     if ((rc = vol_store_catalog(st)->ops->map_list(vol_store_catalog(st), snap, add, &l)) ||
         !(buf = sodium_malloc(VOL_BLOCK_SIZE))) {
         rc = cli_service_error("InternalError", "DownloadSnapshot", "cannot list the snapshot's blocks");
+        (void)rec(g, DOWN, "ListSnapshotBlocks", json_pack("{s:s, s:o}", "snapshotId", snap, "maxResults", num(LIST_PAGE)),
+                  NULL, snap, "InternalServerException", "cannot list the snapshot's blocks");
         goto out;
+    }
+    for (size_t i = 0; i == 0 || i < l.n; i += LIST_PAGE) { /* its pages, as coldsnap lists them */
+        json_t *req = json_pack("{s:s, s:o}", "snapshotId", snap, "maxResults", num(LIST_PAGE));
+        if (req && i)
+            json_object_set_new(req, "startingBlockIndex", num(l.block[i]));
+        if (rec(g, DOWN, "ListSnapshotBlocks", req, NULL, snap, NULL, NULL)) {
+            rc = cli_service_error("InternalServerException", "ListSnapshotBlocks",
+                                   "its audit record could not be written");
+            goto out;
+        }
+        if (!l.n)
+            break;
     }
     fd = open(image, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0 || ftruncate(fd, (off_t)(s.volume_size << 30))) { /* a sparse image: holes where nothing was written */
@@ -174,9 +257,18 @@ static int download(vol_store *st, const char *snap, const char *image)
     }
     for (size_t i = 0; i < l.n && !rc; i++) {
         vol_ebs_token(l.gen[i], tok);
-        if (vol_ebs_get(st, snap, l.block[i], tok, buf, sha, &e)) {
-            rc = cli_service_error(e.code, "GetSnapshotBlock", e.message);
-            break;
+        {
+            json_t *req = json_pack("{s:s, s:o, s:s}", "snapshotId", snap, "blockIndex", num(l.block[i]),
+                                    "blockToken", tok);
+            bool failed = vol_ebs_get(st, snap, l.block[i], tok, buf, sha, &e) != 0;
+            if (failed)
+                rc = cli_service_error(e.code, "GetSnapshotBlock", e.message);
+            /* durable before the block leaves (the `ebs get-snapshot-block` rule) */
+            if (rec(g, DOWN, "GetSnapshotBlock", req, NULL, snap, failed ? e.code : NULL, e.message) && !rc)
+                rc = cli_service_error("InternalServerException", "GetSnapshotBlock",
+                                       "the block was read but its audit record could not be written");
+            if (rc)
+                break;
         }
         if (!zero(buf, VOL_BLOCK_SIZE) && pwrite(fd, buf, VOL_BLOCK_SIZE, (off_t)(l.block[i] * VOL_BLOCK_SIZE)) != VOL_BLOCK_SIZE) {
             fprintf(stderr, WHO ": writing %s: %s\n", image, strerror(errno));
@@ -233,7 +325,9 @@ int cmd_snapshot(int argc, char **argv)
         rc = CLI_EXIT_SERVICE;
         goto out;
     }
-    rc = !strcmp(g.rest[0], "upload") ? upload(&g, st, pos[0], desc, key) : download(st, pos[0], pos[1]);
+    cli_audit_run_begin(); /* one trail for every block's record */
+    rc = !strcmp(g.rest[0], "upload") ? upload(&g, st, pos[0], desc, key) : download(&g, st, pos[0], pos[1]);
+    cli_audit_run_end();
 out:
     vol_store_free(st);
     kmsc_free(kms);

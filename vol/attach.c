@@ -602,6 +602,19 @@ static int mark_clean(vol_store *st, vol_dev *dev, const char *volume_id)
     return 0;
 }
 
+/* The daemon's failure report ("CODE\tmessage", efs_daemon_fail) into e, for the starting command to record and print
+ * as any failed AttachVolume; an empty one: the daemon died before it could say. */
+static void parent_verdict(const char *report, vol_err *e)
+{
+    const char *tab = strchr(report, '\t');
+    if (!tab || tab == report) {
+        (void)vol_fail(e, -EIO, "InternalError", "the attachment daemon ended before it was ready");
+        return;
+    }
+    snprintf(e->code, sizeof e->code, "%.*s", (int)(tab - report), report);
+    snprintf(e->message, sizeof e->message, "%s", tab + 1);
+}
+
 int vol_attach_run(const vol_attach_opts *o, vol_err *e)
 {
     struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
@@ -615,6 +628,7 @@ int vol_attach_run(const vol_attach_opts *o, vol_err *e)
     kmsc_secret *dk = NULL;
     vol_keyring ring = {NULL, 0};
     char *mnt = NULL, *image = NULL, *sock = NULL, *info = NULL, *loopf = NULL, opt[512], device[64] = "";
+    char report[sizeof e->code + sizeof e->message + 2];
     int rc, ready = -1, lock = -1, slock = -1, refused = 0;
     pthread_t ctl, lt;
     pid_t nbd_pid = 0;
@@ -697,7 +711,17 @@ int vol_attach_run(const vol_attach_opts *o, vol_err *e)
         goto early;
     }
     a.se = se;
-    if (!o->foreground && (ready = efs_daemon_start()) < 0) {
+    if (!o->foreground && (ready = efs_daemon_start_report(report, sizeof report)) < 0) {
+        if (ready == -ECANCELED) { /* the parent: the daemon failed before it was ready, and has undone it all */
+            parent_verdict(report, e);
+            vol_grant_clear(&grant); /* (the daemon retired it) */
+            /* The daemon unmounted and exited: libfuse sees our copy of the /dev/fuse descriptor report the
+             * ended connection (POLLERR) and only closes it and frees the mount point; a daemon that died
+             * with its mount up (our descriptor kept the connection) has it unmounted here. */
+            fuse_session_unmount(se);
+            rc = -EIO;
+            goto early; /* (st and kms are closed) */
+        }
         rc = vol_fail(e, ready, "InternalError", "cannot go to the background: %s", strerror(-ready));
         fuse_session_unmount(se);
         goto early;
@@ -708,25 +732,25 @@ int vol_attach_run(const vol_attach_opts *o, vol_err *e)
         (void)setrlimit(RLIMIT_CORE, &rl); /* the daemon holds the data key */
     }
     rc = 1;
-    if (!(kms = o->open_kms(o->open_kms_arg)))
-        goto fail;
-    if (vol_store_open(o->store_dir, kms, &st, e)) {
-        fprintf(stderr, "envelopefs volume attach: %s\n", e->message);
+    /* (each failure fills e: the caller prints it, in the foreground or in the parent, efs_daemon_fail) */
+    if (!(kms = o->open_kms(o->open_kms_arg))) {
+        (void)vol_fail(e, -EACCES, "KMS.Unavailable", "cannot open the key service");
         goto fail;
     }
+    if (vol_store_open(o->store_dir, kms, &st, e))
+        goto fail;
     if ((lock = vol_lock_volume(st, o->volume_id)) < 0) {
-        fprintf(stderr, "An error occurred (VolumeInUse) when calling the AttachVolume operation: vol %s was attached "
-                        "meanwhile\n", o->volume_id);
+        (void)vol_fail(e, -EBUSY, "VolumeInUse", "vol %s was attached meanwhile", o->volume_id);
         goto fail;
     }
-    if ((slock = vol_store_lock_shared(st)) < 0)
-        goto fail;
-    if (vol_grant_key(st, &lin, &grant, &dk, e) || vol_owner_keys_from(st, v.id, v.lineage, dk->data, &ring, e)) {
-        fprintf(stderr, "An error occurred (%s) when calling the AttachVolume operation: %s\n", e->code, e->message);
+    if ((slock = vol_store_lock_shared(st)) < 0) {
+        (void)vol_fail(e, slock, "InternalError", "cannot lock the volume store");
         goto fail;
     }
+    if (vol_grant_key(st, &lin, &grant, &dk, e) || vol_owner_keys_from(st, v.id, v.lineage, dk->data, &ring, e))
+        goto fail;
     if (vol_dev_open_keys(vol_store_catalog(st), vol_store_chunks(st), &v, &ring, &a.dev)) {
-        fprintf(stderr, "envelopefs volume attach: cannot open the volume\n");
+        (void)vol_fail(e, -EIO, "InternalError", "cannot open the volume");
         goto fail;
     }
     vol_keyring_clear(&ring);
@@ -743,12 +767,12 @@ int vol_attach_run(const vol_attach_opts *o, vol_err *e)
         }
         free(was);
         if (cat->ops->setting_set(cat, key, "0")) {
-            fprintf(stderr, "envelopefs volume attach: cannot write the catalog\n");
+            (void)vol_fail(e, -EIO, "InternalError", "cannot write the catalog");
             goto fail;
         }
     }
     if ((a.ctl_fd = ctl_listen(sock)) < 0 || pipe2(a.stop_pipe, O_CLOEXEC)) {
-        fprintf(stderr, "envelopefs volume attach: cannot listen on %s\n", sock);
+        (void)vol_fail(e, -EIO, "InternalError", "cannot listen on %s", sock);
         goto fail;
     }
     if (pthread_create(&ctl, NULL, ctl_thread, &a))
@@ -762,20 +786,22 @@ int vol_attach_run(const vol_attach_opts *o, vol_err *e)
     if (o->loop) {
         char *argv[] = {"losetup", "--direct-io=on", "--sector-size", "4096", "-f", "--show", image, NULL};
         if (run_capture(argv, device, sizeof device) || !device[0]) {
-            fprintf(stderr, "envelopefs volume attach: losetup of %s failed\n", image);
+            (void)vol_fail(e, -EIO, "InternalError", "losetup of %s failed", image);
             fuse_session_exit(se);
             pthread_join(lt, NULL); /* the loop sees the exit within a second; only then is /dev/fuse closed */
             fuse_session_unmount(se);
+            (void)mark_clean(st, a.dev, o->volume_id); /* (its last flush: no unclean attach left behind) */
             goto fail_signals;
         }
         (void)write_file(loopf, device);
     }
     if (o->nbd && (nbd_pid = start_nbdkit(o->nbd, image)) < 0) {
-        fprintf(stderr, "envelopefs volume attach: nbdkit could not serve %s on %s\n", image, o->nbd);
+        (void)vol_fail(e, -EIO, "InternalError", "nbdkit could not serve %s on %s", image, o->nbd);
         nbd_pid = 0;
         fuse_session_exit(se);
         pthread_join(lt, NULL); /* (as above: join before the unmount closes the descriptor it reads) */
         fuse_session_unmount(se);
+        (void)mark_clean(st, a.dev, o->volume_id);
         goto fail_signals;
     }
     {
@@ -807,9 +833,6 @@ int vol_attach_run(const vol_attach_opts *o, vol_err *e)
                                "trail, so it was undone", o->volume_id);
             else
                 (void)vol_fail(e, -ENOMEM, "InternalError", "out of memory");
-            if (ready >= 0) /* (in the foreground the caller prints e) */
-                fprintf(stderr, "An error occurred (%s) when calling the AttachVolume operation: %s\n", e->code,
-                        e->message);
             if (device[0]) {
                 char *argv[] = {"losetup", "-d", device, NULL};
                 (void)run_capture(argv, NULL, 0);
@@ -881,8 +904,13 @@ fail:
     free(sock);
     free(info);
     free(loopf);
-    if (ready >= 0) /* failed before ready: the waiting parent sees us exit 1 */
-        _exit(rc);
+    if (ready >= 0) { /* failed before ready: the waiting parent records and prints e (efs_daemon_start_report) */
+        char why[sizeof report];
+        snprintf(why, sizeof why, "%s\t%s", e->code[0] ? e->code : "InternalError",
+                 e->message[0] ? e->message : "the attachment daemon failed before it was ready");
+        efs_daemon_fail(ready, why);
+        _exit(rc ? rc : 1);
+    }
     return rc ? -EIO : 0;
 early:
     retire_grant(o, st, &grant);

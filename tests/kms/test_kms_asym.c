@@ -903,26 +903,13 @@ static void test_migration(const char *golden)
 int main(int argc, char **argv)
 {
     char tmpl[] = "/tmp/efs-kms-asym-XXXXXX";
-    kms_store_opts so;
-    char *msg = NULL;
     kms_core *c;
-    int fd;
-    uint8_t key[32];
 
     CHECK(argc == 2);
     CHECK(sodium_init() >= 0);
     CHECK(mkdtemp(tmpl) != NULL);
     snprintf(g_dir, sizeof g_dir, "%s", tmpl);
-    snprintf(g_store, sizeof g_store, "%s/store", g_dir);
-    snprintf(g_keyfile, sizeof g_keyfile, "%s/root.key", g_dir);
-    fd = open(g_keyfile, O_WRONLY | O_CREAT | O_EXCL, 0600);
-    randombytes_buf(key, sizeof key);
-    CHECK(write(fd, key, sizeof key) == 32);
-    close(fd);
-    memset(&so, 0, sizeof so);
-    so.store_dir = g_store;
-    so.root_key_file = g_keyfile;
-    CHECK(kms_store_init(&so, &msg) == KMS_OK);
+    kmstest_init_store(g_dir, g_store, sizeof g_store, g_keyfile, sizeof g_keyfile, NULL);
     c = open_store(g_store);
     test_create_and_describe(c);
     test_sign_verify(c);

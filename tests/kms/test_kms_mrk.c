@@ -2,7 +2,8 @@
  * test_kms_mrk.c — multi-Region keys through the embedded core: two key stores in one process as two regions
  * (a regions file names both), CreateKey MultiRegion, ReplicateKey and its errors, ciphertext from one region
  * opened in the other, rotation pushed to a reachable replica and pulled by one that was unreachable at
- * rotation, UpdatePrimaryRegion, deletion of a primary with replicas, both audit trails, and the hook
+ * rotation, UpdatePrimaryRegion, deletion of a primary with replicas (PendingReplicaDeletion until the last
+ * replica is deleted, then PendingDeletion), both audit trails, and the hook
  * copies between regions use (kms_core_mrk_replica_in).
  */
 #include <fcntl.h>
@@ -124,6 +125,78 @@ static void round_trip(kms_core *from, kms_core *to, const char *id, const char 
     free(b);
 }
 
+static int64_t clock_in_16_days(void *arg)
+{
+    (void)arg;
+    return (int64_t)time(NULL) + 16 * 86400;
+}
+
+/* DescribeKey's KeyMetadata (a new reference) */
+static json_t *metadata(kms_core *c, const char *id)
+{
+    json_t *r, *m;
+    CHECK_EQ_INT(callf(c, &r, "DescribeKey", "{\"KeyId\":\"%s\"}", id), KMS_OK);
+    m = json_incref(json_object_get(r, "KeyMetadata"));
+    json_decref(r);
+    CHECK(m != NULL);
+    return m;
+}
+
+static const char *str_of(json_t *o, const char *f)
+{
+    return json_string_value(json_object_get(o, f)) ?: "";
+}
+
+/* A primary scheduled while its replica exists: PendingReplicaDeletion (botocore's ScheduleKeyDeletion and
+ * KeyMetadata): no DeletionDate, the window in PendingDeletionWindowInDays, refused like a key pending deletion
+ * (no cryptographic use, no replication), CancelKeyDeletion leaves it Disabled. */
+static void pending_replica_deletion(kms_core *p, const char *pname, const char *id, kms_core *replica)
+{
+    json_t *r, *m;
+    char *blob = encrypt(p, id, "cHJk");
+    CHECK_EQ_INT(callf(p, &r, "ScheduleKeyDeletion", "{\"KeyId\":\"%s\",\"PendingWindowInDays\":9}", id), KMS_OK);
+    CHECK(!strcmp(str_of(r, "KeyState"), "PendingReplicaDeletion"));
+    CHECK(!json_object_get(r, "DeletionDate") && json_integer_value(json_object_get(r, "PendingWindowInDays")) == 9);
+    json_decref(r);
+    m = metadata(p, id);
+    CHECK(!strcmp(str_of(m, "KeyState"), "PendingReplicaDeletion") && json_is_false(json_object_get(m, "Enabled")));
+    CHECK(json_integer_value(json_object_get(m, "PendingDeletionWindowInDays")) == 9);
+    CHECK(!json_object_get(m, "DeletionDate"));
+    json_decref(m);
+    CHECK_EQ_INT(callf(p, NULL, "Encrypt", "{\"KeyId\":\"%s\",\"Plaintext\":\"eA==\"}", id), KMS_ERR_INVALID_STATE);
+    CHECK_EQ_INT(callf(p, NULL, "Decrypt", "{\"CiphertextBlob\":\"%s\"}", blob), KMS_ERR_INVALID_STATE);
+    CHECK_EQ_INT(callf(p, NULL, "ReplicateKey", "{\"KeyId\":\"%s\",\"ReplicaRegion\":\"eu-west-1\"}", id),
+                 KMS_ERR_INVALID_STATE);
+    CHECK_EQ_INT(callf(p, NULL, "EnableKey", "{\"KeyId\":\"%s\"}", id), KMS_ERR_INVALID_STATE);
+    CHECK_EQ_INT(callf(p, NULL, "ScheduleKeyDeletion", "{\"KeyId\":\"%s\"}", id), KMS_ERR_INVALID_STATE);
+    CHECK_EQ_INT(callf(p, NULL, "RotateKeyOnDemand", "{\"KeyId\":\"%s\"}", id), KMS_ERR_INVALID_STATE);
+    check_decrypts(replica, blob, "cHJk"); /* the replica is its own key, still Enabled */
+    /* it survives a reload (stored as its own state) */
+    {
+        kms_store_opts so = {0};
+        char dir[400], key[450], *msg = NULL;
+        kms_core *again = NULL;
+        snprintf(dir, sizeof dir, "%s/%s", g_dir, pname);
+        snprintf(key, sizeof key, "%s/root.key", dir);
+        so.store_dir = dir;
+        so.root_key_file = key;
+        CHECK_EQ_INT(kms_core_open(&so, &again, &msg), KMS_OK);
+        m = metadata(again, id);
+        CHECK(!strcmp(str_of(m, "KeyState"), "PendingReplicaDeletion"));
+        json_decref(m);
+        kms_core_free(again);
+        free(msg);
+    }
+    CHECK_EQ_INT(callf(p, &r, "CancelKeyDeletion", "{\"KeyId\":\"%s\"}", id), KMS_OK);
+    json_decref(r);
+    m = metadata(p, id);
+    CHECK(!strcmp(str_of(m, "KeyState"), "Disabled") && !json_object_get(m, "PendingDeletionWindowInDays"));
+    json_decref(m);
+    CHECK_EQ_INT(callf(p, NULL, "EnableKey", "{\"KeyId\":\"%s\"}", id), KMS_OK);
+    check_decrypts(p, blob, "cHJk");
+    free(blob);
+}
+
 static size_t audit_count(kms_core *c, const char *op)
 {
     kms_audit_query q = {.operation = op, .max_results = 100};
@@ -205,7 +278,7 @@ int main(void)
     round_trip(b, a, id, "Yg==");
 
     /* deletion and the primary role */
-    CHECK_EQ_INT(callf(a, NULL, "ScheduleKeyDeletion", "{\"KeyId\":\"%s\"}", id), KMS_ERR_INVALID_STATE);
+    pending_replica_deletion(a, "a", id, b);
     CHECK_EQ_INT(callf(a, NULL, "UpdatePrimaryRegion", "{\"KeyId\":\"%s\",\"PrimaryRegion\":\"nowhere-1\"}", id),
                  KMS_ERR_NOT_FOUND);
     CHECK_EQ_INT(callf(a, NULL, "UpdatePrimaryRegion", "{\"KeyId\":\"%s\",\"PrimaryRegion\":\"eu-west-1\"}", single),
@@ -214,7 +287,22 @@ int main(void)
     CHECK(!strcmp(mr_type(a, id), "REPLICA") && !strcmp(mr_type(b, id), "PRIMARY"));
     CHECK_EQ_INT(callf(b, NULL, "RotateKeyOnDemand", "{\"KeyId\":\"%s\"}", id), KMS_OK);
     round_trip(b, a, id, "djQ=");
+    /* the new primary (b) scheduled while its replica (a) exists waits for it; then the replica is scheduled */
+    CHECK_EQ_INT(callf(b, &r, "ScheduleKeyDeletion", "{\"KeyId\":\"%s\",\"PendingWindowInDays\":7}", id), KMS_OK);
+    CHECK(!strcmp(str_of(r, "KeyState"), "PendingReplicaDeletion"));
+    json_decref(r);
     CHECK_EQ_INT(callf(a, NULL, "ScheduleKeyDeletion", "{\"KeyId\":\"%s\",\"PendingWindowInDays\":7}", id), KMS_OK);
+    {
+        json_t *m = metadata(a, id); /* a replica's deletion has its date at once */
+        CHECK(!strcmp(str_of(m, "KeyState"), "PendingDeletion") && json_integer_value(json_object_get(m, "DeletionDate")) > 0);
+        json_decref(m);
+    }
+    CHECK_EQ_INT(callf(b, NULL, "ListKeys", "{}"), KMS_OK); /* its replica still exists: nothing changes */
+    {
+        json_t *m = metadata(b, id);
+        CHECK(!strcmp(str_of(m, "KeyState"), "PendingReplicaDeletion"));
+        json_decref(m);
+    }
     /* once the waiting period is over the replica is destroyed, and its multi_region row with it (a store
        keeps no row of a key it no longer has) */
     CHECK(kms_core_mrk_replica_in(a, id, "eu-west-1"));
@@ -224,6 +312,23 @@ int main(void)
     CHECK(!kms_core_mrk_replica_in(a, id, "eu-west-1") && !kms_core_mrk_replica_in(a, id, "us-east-1"));
     CHECK(kms_core_mrk_replica_in(b, id, "eu-west-1")); /* the primary's own row stays */
     kms_core_set_clock(a, NULL, NULL);
+    /* the primary's next look at its replicas (at most hourly: its clock is 8 days on) finds none: PendingDeletion,
+       its 7 days counted from then */
+    kms_core_set_clock(b, clock_in_8_days, NULL);
+    {
+        json_t *m = metadata(b, id);
+        int64_t when = json_integer_value(json_object_get(m, "DeletionDate"));
+        CHECK(!strcmp(str_of(m, "KeyState"), "PendingDeletion") && !json_object_get(m, "PendingDeletionWindowInDays"));
+        CHECK(when >= (int64_t)time(NULL) + 15 * 86400 - 60 && when <= (int64_t)time(NULL) + 15 * 86400 + 60);
+        json_decref(m);
+    }
+    CHECK_EQ_INT(callf(b, &r, "CancelKeyDeletion", "{\"KeyId\":\"%s\"}", id), KMS_OK); /* still cancellable */
+    json_decref(r);
+    CHECK_EQ_INT(callf(b, NULL, "ScheduleKeyDeletion", "{\"KeyId\":\"%s\",\"PendingWindowInDays\":7}", id), KMS_OK);
+    kms_core_set_clock(b, clock_in_16_days, NULL);
+    CHECK_EQ_INT(callf(b, NULL, "ListKeys", "{}"), KMS_OK);
+    CHECK_EQ_INT(callf(b, NULL, "DescribeKey", "{\"KeyId\":\"%s\"}", id), KMS_ERR_NOT_FOUND);
+    kms_core_set_clock(b, NULL, NULL);
 
     /* both trails hold the calls */
     CHECK(audit_count(a, "ReplicateKey") >= 1 && audit_count(b, "ReplicateKey") >= 1);

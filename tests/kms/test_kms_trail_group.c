@@ -168,6 +168,45 @@ static void test_failed_write(kms_core *c)
     CHECK_EQ_INT(trail_rows(), rows); /* nothing of the failed batch was written */
     CHECK(gdk(c) == KMS_OK);          /* the next commit: the 4 left over, then this one */
     CHECK_EQ_INT(trail_rows(), rows + 5);
+    /* ... and the 4 say what their callers saw (refused, no answer), not success; the 5th succeeded */
+    CHECK_EQ_INT(kmstest_sql_count(g_store,
+                                   "SELECT count(*) FROM (SELECT * FROM audit ORDER BY seq DESC LIMIT 4 OFFSET 1)"
+                                   " WHERE operation = ?1 AND result = 'KMSInternalException'"
+                                   " AND json_extract(event, '$.errorCode') = 'KMSInternalException'"
+                                   " AND json_extract(event, '$.errorMessage') LIKE '%audit trail%'"
+                                   " AND json_type(event, '$.responseElements') = 'null'",
+                                   "GenerateDataKey"),
+                 4);
+    CHECK_EQ_INT(kmstest_sql_count(g_store,
+                                   "SELECT count(*) FROM (SELECT * FROM audit ORDER BY seq DESC LIMIT 1)"
+                                   " WHERE result = ?1 AND json_extract(event, '$.errorCode') IS NULL",
+                                   "OK"),
+                 1);
+    check_valid(c);
+}
+
+/* A deferred scope (kms_core_defer_begin) one of whose calls was in a failed write, made by another thread's
+ * commit, while the scope's own newest call is written later: the scope ends refused (that call's record says
+ * it was refused), not OK. */
+static void test_failed_deferred(kms_core *c)
+{
+    pthread_t t;
+    struct worker w = {.c = c, .calls = 1};
+    int64_t rows = trail_rows();
+    kms_core_defer_begin(c);
+    CHECK(gdk(c) == KMS_OK); /* answered, its record queued */
+    atomic_store(&c->trail_fail_next, 1);
+    CHECK(pthread_create(&t, NULL, run_calls, &w) == 0); /* its commit takes both records and fails */
+    CHECK(pthread_join(t, NULL) == 0);
+    CHECK(w.ok == 0 && w.last == KMS_ERR_INTERNAL);
+    CHECK(gdk(c) == KMS_OK);
+    CHECK_EQ_INT(kms_core_defer_end(c), KMS_ERR_IO); /* the three written now, the first two as refused */
+    CHECK_EQ_INT(trail_rows(), rows + 3);
+    CHECK_EQ_INT(kmstest_sql_count(g_store,
+                                   "SELECT count(*) FROM (SELECT * FROM audit ORDER BY seq DESC LIMIT 3)"
+                                   " WHERE result = ?1",
+                                   "KMSInternalException"),
+                 2);
     check_valid(c);
 }
 
@@ -225,6 +264,7 @@ int main(void)
     test_concurrent(c);
     test_one_commit_for_all(c);
     test_failed_write(c);
+    test_failed_deferred(c);
     test_no_reload(c);
     kms_core_free(c);
     c = open_store(); /* the close digest sealed everything */

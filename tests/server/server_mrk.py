@@ -79,8 +79,17 @@ assert B.decrypt(CiphertextBlob=ct3)["Plaintext"] == b"v2"
 assert B.decrypt(CiphertextBlob=ct, EncryptionContext={"r": "1"})["Plaintext"] == b"from us"  # version 1 still
 assert len(B.list_key_rotations(KeyId=kid)["Rotations"]) == len(A.list_key_rotations(KeyId=kid)["Rotations"]) == 1
 
-# deletion of a primary with replicas is refused
-assert err(A.schedule_key_deletion, KeyId=kid, PendingWindowInDays=7) == "KMSInvalidStateException"
+# deletion of a primary with replicas waits for them (PendingReplicaDeletion, no date); cancelled: Disabled
+r = A.schedule_key_deletion(KeyId=kid, PendingWindowInDays=7)
+assert r["KeyState"] == "PendingReplicaDeletion" and "DeletionDate" not in r, r
+m = A.describe_key(KeyId=kid)["KeyMetadata"]
+assert m["KeyState"] == "PendingReplicaDeletion" and m["PendingDeletionWindowInDays"] == 7 and "DeletionDate" not in m, m
+assert err(A.encrypt, KeyId=kid, Plaintext=b"x") == "KMSInvalidStateException"
+assert err(A.update_primary_region, KeyId=kid, PrimaryRegion="eu-west-1") == "KMSInvalidStateException"
+assert B.decrypt(CiphertextBlob=ct3)["Plaintext"] == b"v2"  # the replica is untouched
+A.cancel_key_deletion(KeyId=kid)
+assert A.describe_key(KeyId=kid)["KeyMetadata"]["KeyState"] == "Disabled"
+A.enable_key(KeyId=kid)
 
 # UpdatePrimaryRegion
 assert err(A.update_primary_region, KeyId=single["KeyId"], PrimaryRegion="eu-west-1") == "UnsupportedOperationException"

@@ -3,7 +3,7 @@
 client (server_mrk_endpoint.sh starts and stops the servers between phases; state passes through a JSON file).
 Usage: server_mrk_endpoint.py PHASE STATE URL_A AK_A SK_A URL_B AK_B SK_B
 Phases: replicate, bad-credentials, loose-credentials, rotate, primary-down, missed-push, catch-up, update-primary,
-dead-peer (PEER_PID, PEER_PORT: us-east-1's server), protocol."""
+dead-peer (PEER_PID, PEER_PORT: us-east-1's server), protocol, replica-scheduled, replica-deleted."""
 import base64, json, os, sys
 import boto3, botocore
 from botocore.auth import SigV4Auth
@@ -166,8 +166,19 @@ elif phase == "update-primary":
     assert A.decrypt(CiphertextBlob=ct3)["Plaintext"] == b"v3 from us-west-2"
     assert A.decrypt(CiphertextBlob=ct_load("ct2"))["Plaintext"] == b"after rotation"
     assert len(A.list_key_rotations(KeyId=kid)["Rotations"]) == 3
-    # a primary with a replica on another server is not deleted; once the replica is gone it may be
-    assert err(B.schedule_key_deletion, KeyId=kid, PendingWindowInDays=7)[0] == "KMSInvalidStateException"
+    # a primary with a replica on another server (asked over the protocol) is scheduled as AWS does it:
+    # PendingReplicaDeletion, no deletion date until its last replica is deleted; cancelled, it is Disabled
+    r = B.schedule_key_deletion(KeyId=kid, PendingWindowInDays=7)
+    assert r["KeyState"] == "PendingReplicaDeletion" and "DeletionDate" not in r and r["PendingWindowInDays"] == 7, r
+    m = B.describe_key(KeyId=kid)["KeyMetadata"]
+    assert m["KeyState"] == "PendingReplicaDeletion" and m["PendingDeletionWindowInDays"] == 7, m
+    assert "DeletionDate" not in m and not m["Enabled"], m
+    assert err(B.encrypt, KeyId=kid, Plaintext=b"x")[0] == "KMSInvalidStateException"
+    assert err(B.replicate_key, KeyId=kid, ReplicaRegion="us-east-1")[0] == "KMSInvalidStateException"
+    assert A.decrypt(CiphertextBlob=ct3)["Plaintext"] == b"v3 from us-west-2"  # the replica is its own key
+    B.cancel_key_deletion(KeyId=kid)
+    assert B.describe_key(KeyId=kid)["KeyMetadata"]["KeyState"] == "Disabled"
+    B.enable_key(KeyId=kid)
 
 elif phase == "dead-peer":
     # us-west-2 (the primary) asks us-east-1 (its replica's server) whether the replica still exists before it
@@ -218,9 +229,30 @@ elif phase == "dead-peer":
         os.kill(peer_pid, signal.SIGCONT)
     t.join()
     assert events == ["unrelated calls answered", "schedule answered"], events
-    # once the peer answers: its replica exists, so the primary is not scheduled for deletion
-    assert result["code"] == "KMSInvalidStateException", result
-    assert B.describe_key(KeyId=kid)["KeyMetadata"]["KeyState"] == "Enabled"
+    # once the peer answers: its replica exists, so the primary waits for it
+    assert result["code"] == "ok", result
+    assert B.describe_key(KeyId=kid)["KeyMetadata"]["KeyState"] == "PendingReplicaDeletion"
+
+elif phase == "replica-scheduled":
+    # the replica (us-east-1) is scheduled; the primary keeps waiting while it exists
+    kid = st["kid"]
+    m = A.schedule_key_deletion(KeyId=kid, PendingWindowInDays=7)
+    assert m["KeyState"] == "PendingDeletion" and m["DeletionDate"], m
+    assert B.describe_key(KeyId=kid)["KeyMetadata"]["KeyState"] == "PendingReplicaDeletion"
+
+elif phase == "replica-deleted":
+    # us-east-1 runs 8 days ahead (ENVELOPEFS_TEST_CLOCK_OFFSET_S): its replica is deleted; us-west-2, restarted
+    # (its next look at its replicas is at its first call), asks it, finds none, and its 7 days begin now
+    import time
+    kid = st["kid"]
+    assert err(A.describe_key, KeyId=kid)[0] == "NotFoundException"
+    m = B.describe_key(KeyId=kid)["KeyMetadata"]
+    assert m["KeyState"] == "PendingDeletion" and "PendingDeletionWindowInDays" not in m, m
+    when = m["DeletionDate"].timestamp()
+    assert abs(when - (time.time() + 7 * 86400)) < 600, (when, time.time())
+    assert m["MultiRegionConfiguration"]["ReplicaKeys"] == [], m
+    B.cancel_key_deletion(KeyId=kid)
+    assert B.describe_key(KeyId=kid)["KeyMetadata"]["KeyState"] == "Disabled"
 
 elif phase == "protocol":
     kid = st["kid"]

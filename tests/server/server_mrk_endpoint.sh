@@ -26,7 +26,7 @@ J
 done
 # (no timeout on the replica-status question: the dead-peer phase stops a server and the question must wait)
 start() { # start SERVER
-  ENVELOPEFS_TEST_REPLICATION_STATUS_TIMEOUT_MS=0 \
+  ENVELOPEFS_TEST_REPLICATION_STATUS_TIMEOUT_MS=0 ENVELOPEFS_TEST_CLOCK_OFFSET_S=${CLOCK_OFFSET:-} \
   ENVELOPEFS_LOG_FILE="$T/log-$1" ENVELOPEFS_LOG=debug "$B" kms --store "$T/$1" --regions "$T/regions-$1.json" serve \
     --listen "127.0.0.1:${PORTS[$1]}" --pid-file "$T/server-$1.pid" \
     --replication-keys "$(jget AccessKey.AccessKeyId <"$T/repl-$1.json")"
@@ -69,6 +69,10 @@ run update-primary
 trap 'for s in a b; do [ -f "$T/server-$s.pid" ] && kill -CONT "$(cat "$T/server-$s.pid")" 2>/dev/null; done; cleanup' EXIT
 PEER_PID=$(cat "$T/server-a.pid") PEER_PORT=${PORTS[a]} run dead-peer
 run protocol             # the protocol's operations are not AWS's, and refuse who may not use them
+run replica-scheduled    # the primary (us-west-2) is PendingReplicaDeletion since dead-peer; its replica is scheduled
+stop a; CLOCK_OFFSET=$((8 * 86400)) start a   # us-east-1 8 days on: the replica's waiting period is over
+stop b; start b
+run replica-deleted      # the primary found its last replica gone: PendingDeletion, its 7 days from then
 
 # each side recorded its own part; no key material, token or secret in a record or a log line
 for s in a b; do

@@ -138,6 +138,20 @@ static void test_sector(void)
     }
 }
 
+/* The v2 golden vector's two slots of sector 3 (chunk 5, block 9): counter 1 (p1) in area 0 under nonce d0..db,
+ * counter 2 (pt) in area 1 under nonce c0..cb. */
+static void seal_vector(vol_sealer *s, const uint8_t key[32], const uint8_t lin[16], const uint8_t *p1,
+                        const uint8_t *pt, uint8_t *a0, uint8_t *a1)
+{
+    uint8_t nonce[12];
+    for (int i = 0; i < 12; i++)
+        nonce[i] = (uint8_t)(0xd0 + i);
+    CHECK(vol_sector_seal(s, key, lin, 5, 9, 3, 1, nonce, p1, a0) == 0);
+    for (int i = 0; i < 12; i++)
+        nonce[i] = (uint8_t)(0xc0 + i);
+    CHECK(vol_sector_seal(s, key, lin, 5, 9, 3, 2, nonce, pt, a1) == 0);
+}
+
 /* Version 2 (docs/FORMAT.md "Volume chunk file"): golden chunk image — block 5, generation 9 (key as
  * above), sector 3 written with counter 1 (nonce d0…db, plaintext bytes 0x11) into area 0, flushed, then
  * rewritten with counter 2 (the version-1 golden slot: nonce c0…cb, byte i = 7·i) into area 1; then the
@@ -169,12 +183,7 @@ static void test_sector_v2(void)
     CHECK(vol_slot_area(1) == 0 && vol_slot_area(2) == 1 && vol_next_ctr(0, 0) == 1 && vol_next_ctr(1, 0) == 3 &&
           vol_next_ctr(1, 1) == 2 && vol_next_ctr(4, 1) == 6);
     vol_chunk_header(img, lin, 5, 9);
-    for (int i = 0; i < 12; i++)
-        nonce[i] = (uint8_t)(0xd0 + i);
-    CHECK(vol_sector_seal(s, key, lin, 5, 9, 3, 1, nonce, p1, a0) == 0);
-    for (int i = 0; i < 12; i++)
-        nonce[i] = (uint8_t)(0xc0 + i);
-    CHECK(vol_sector_seal(s, key, lin, 5, 9, 3, 2, nonce, pt, a1) == 0);
+    seal_vector(s, key, lin, p1, pt, a0, a1);
     CHECK(vol_chunk_stored_size(img) == VOL_CHUNK_FILE_SIZE);
     crypto_hash_sha256(digest, a0, VOL_SLOT_SIZE);
     hex(digest, 32, h);
@@ -211,18 +220,15 @@ static void test_sector_v2(void)
     CHECK(vol_chunk_image_open(s, key, lin, 5, 9, 2, 3, 1, img, back, &ctr) == -EBADMSG);
     CHECK(vol_chunk_image_open(s, key, lin, 5, 9, 2, 3, 2, img, back, &ctr) == -EBADMSG);
     /* version 1 reads its one slot (area 0) with counter ≥ the newest known */
+    for (int i = 0; i < 12; i++)
+        nonce[i] = (uint8_t)(0xc0 + i);
     CHECK(vol_sector_seal(s, key, lin, 5, 9, 3, 2, nonce, pt, a0) == 0);
     CHECK(vol_chunk_image_open(s, key, lin, 5, 9, 1, 3, 2, img, back, &ctr) == 0 && ctr == 2 && !memcmp(back, pt, sizeof pt));
     CHECK(vol_chunk_image_open(s, key, lin, 5, 9, 1, 3, 3, img, back, &ctr) == -EBADMSG);
     CHECK(vol_chunk_sector_open_one(s, key, lin, 5, 9, 1, 3, 2, 2, a0, back, &ctr) == 0 && ctr == 2 && !memcmp(back, pt, sizeof pt));
 
     /* the one-slot rule (the newest version established): area 0 counter 1 (p1), area 1 counter 2 (pt) */
-    for (int i = 0; i < 12; i++)
-        nonce[i] = (uint8_t)(0xd0 + i);
-    CHECK(vol_sector_seal(s, key, lin, 5, 9, 3, 1, nonce, p1, a0) == 0);
-    for (int i = 0; i < 12; i++)
-        nonce[i] = (uint8_t)(0xc0 + i);
-    CHECK(vol_sector_seal(s, key, lin, 5, 9, 3, 2, nonce, pt, a1) == 0);
+    seal_vector(s, key, lin, p1, pt, a0, a1);
     /* written this session after the flush of 1 (newest 2): area 1 */
     CHECK(vol_chunk_sector_open_one(s, key, lin, 5, 9, 2, 3, 1, 2, a1, back, &ctr) == 0 && ctr == 2 && !memcmp(back, pt, sizeof pt));
     /* 2 flushed: the same slot */

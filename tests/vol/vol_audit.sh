@@ -125,6 +125,65 @@ assert recs[0]["requestParameters"] == {"volumeSize": "1", "encrypted": True, "k
 assert "UNAUTHORIZED_ACCOUNT" in recs[6]["errorMessage"] and recs[6]["responseElements"] is None, recs[6]
 assert recs[5]["responseElements"] is None and recs[1]["responseElements"]["checksumAlgorithm"] == "SHA256", recs
 ' "$E" 444455556666 || fail "the EBS records"
+# snapshot upload / download leave the EBS calls they stand for: StartSnapshot, one PutSnapshotBlock per stored
+# block, CompleteSnapshot; ListSnapshotBlocks, one GetSnapshotBlock per block (data events, as coldsnap's calls)
+head -c 524288 /dev/urandom >"$T/img"; head -c 524288 /dev/zero >>"$T/img"; head -c 1000 /dev/urandom >>"$T/img"
+N0=$("$B" kms lookup-audit --lookup-attributes AttributeKey=EventSource,AttributeValue=ebs.amazonaws.com --max-results 1000 --output json |
+     python3 -c 'import json,sys; print(len(json.load(sys.stdin)["Events"]))')
+U=$("$B" snapshot upload "$T/img" --description img --query SnapshotId --output text)
+"$B" snapshot download "$U" "$T/img-back"
+cmp <(head -c "$(stat -c %s "$T/img")" "$T/img-back") "$T/img" || fail "download"
+set +e; "$B" snapshot download snap-0123456789abcdef0 "$T/none" >/dev/null 2>&1; rc=$?; set -e
+[ $rc = 254 ] || fail "download of a missing snapshot: exit $rc"
+"$B" kms lookup-audit --lookup-attributes AttributeKey=EventSource,AttributeValue=ebs.amazonaws.com --max-results 1000 --output json |
+  python3 -c '
+import json, sys
+snap, n0 = sys.argv[1], int(sys.argv[2])
+events = json.load(sys.stdin)["Events"][::-1][n0:]
+recs = [json.loads(e["CloudTrailEvent"]) for e in events]
+got = [(r["eventName"], r.get("errorCode"), r["userAgent"].split("command/")[1]) for r in recs]
+up, down = "snapshot.upload", "snapshot.download"
+assert got == [("StartSnapshot", None, up), ("PutSnapshotBlock", None, up), ("PutSnapshotBlock", None, up),
+               ("CompleteSnapshot", None, up), ("ListSnapshotBlocks", None, down), ("GetSnapshotBlock", None, down),
+               ("GetSnapshotBlock", None, down), ("ListSnapshotBlocks", "ResourceNotFoundException", down)], got
+for e, r in zip(events[:7], recs):
+    data = r["eventName"] not in ("StartSnapshot", "CompleteSnapshot")
+    assert r["eventSource"] == "ebs.amazonaws.com" and r["managementEvent"] is not data, r
+    assert r["readOnly"] == r["eventName"].startswith(("List", "Get")), r
+    assert e["Resources"] == [{"ResourceType": "AWS::EC2::Snapshot", "ResourceName": snap}], e["Resources"]
+assert recs[0]["requestParameters"] == {"volumeSize": "1", "encrypted": True, "description": "img"}, recs[0]
+assert recs[0]["responseElements"]["snapshotId"] == snap, recs[0]
+assert [r["requestParameters"]["blockIndex"] for r in recs[1:3]] == ["0", "2"], recs[1:3]   # the zero block is a hole
+assert recs[1]["responseElements"] == {"checksum": recs[1]["requestParameters"]["checksum"], "checksumAlgorithm": "SHA256"}
+assert recs[3]["requestParameters"]["changedBlocksCount"] == "2" and recs[3]["responseElements"] == {"status": "completed"}
+assert [r["requestParameters"]["blockIndex"] for r in recs[5:7]] == ["0", "2"] and recs[5]["responseElements"] is None
+assert recs[7]["errorMessage"], recs[7]
+' "$U" "$N0" || fail "the records of snapshot upload / download"
+# an attachment whose daemon fails after it went to the background (a real fault there: losetup, run by the
+# daemon for --loop, fails): the command waits for the daemon's report, prints the error and exits as a failed
+# call, AttachVolume is recorded with its errorCode, the volume is available (no attachment, no unclean mark)
+mkdir -p "$T/fakebin"; printf '#!/bin/sh\necho "losetup: injected failure" >&2\nexit 1\n' >"$T/fakebin/losetup"
+chmod +x "$T/fakebin/losetup"
+F=$("$B" ec2 create-volume --size 1 --query VolumeId --output text)
+set +e; out=$(PATH="$T/fakebin:$PATH" "$B" volume attach "$F" --loop 2>&1); rc=$?; set -e
+[ $rc = 254 ] && [[ $out == *"(InternalError) when calling the AttachVolume operation: losetup of"* ]] ||
+  fail "an attachment failed in its daemon: exit $rc: $out"
+[ "$("$B" ec2 describe-volumes --volume-ids "$F" --query 'Volumes[0].State' --output text)" = available ] ||
+  fail "the failed attachment left $F in use"
+[ ! -e "$VS/run/$F.json" ] && ! mountpoint -q "$VS/run/$F.mnt" || fail "the failed attachment of $F was not undone"
+ec2_events | python3 -c '
+import json, sys
+vol = sys.argv[1]
+recs = [json.loads(e["CloudTrailEvent"]) for e in json.load(sys.stdin)["Events"]]
+att = [r for r in recs if r["eventName"] == "AttachVolume" and r["requestParameters"] == {"volumeId": vol}]
+assert len(att) == 1 and att[0]["errorCode"] == "InternalError" and "losetup" in att[0]["errorMessage"], att
+assert att[0]["responseElements"] is None, att' "$F" || fail "the failed attachment's record"
+out=$("$B" volume attach "$F" 2>&1 >/dev/null) || fail "attach after the failed one: $out"
+[ -z "$out" ] || fail "attach after the failed one said: $out"   # no unclean-attach warning, no stale grant
+"$B" volume detach "$F" >/dev/null
+"$B" kms list-grants --key-id "$("$B" ec2 describe-volumes --volume-ids "$F" --query 'Volumes[0].KmsKeyId' --output text)" \
+  | python3 -c 'import json, sys; g = json.load(sys.stdin)["Grants"]; assert g == [], g' ||
+  fail "a grant of the failed attachment stayed"
 "$B" kms validate-audit >"$T/v.json" || fail "validate-audit after the EBS calls: $(cat "$T/v.json")"
 # an EC2 record edited in the store file is found
 SEQ=$(python3 -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("SELECT seq FROM audit WHERE operation=\"CreateSnapshot\"").fetchone()[0])' "$T/store/keystore.db")

@@ -244,6 +244,21 @@ no_secrets "$URL" "$T/volumes" "$T/daemons.log"
 "$B" kms create-access-key --account 444455556666 --user root >"$T/akb.json"
 AKB=$(jget AccessKey.AccessKeyId <"$T/akb.json"); SKB=$(jget AccessKey.SecretAccessKey <"$T/akb.json")
 ebs_verbs "$URL" "$T/volumes"
+# snapshot upload / download through a remote key service: their EBS calls in the volume store's trail, the trail
+# opened once for all of them, each record naming the access key
+head -c 1000 /dev/urandom >"$T/img1"
+U=$("$B" snapshot --kms "$URL" --volume-store "$T/volumes" upload "$T/img1" --query SnapshotId --output text)
+"$B" snapshot --kms "$URL" --volume-store "$T/volumes" download "$U" "$T/img1-back"
+"$B" volume --kms "$URL" --volume-store "$T/volumes" lookup-events --max-results 1000 \
+  --lookup-attributes AttributeKey=EventSource,AttributeValue=ebs.amazonaws.com |
+  python3 -c '
+import json, sys
+recs = [json.loads(e["CloudTrailEvent"]) for e in json.load(sys.stdin)["Events"][::-1]]
+got = [(r["eventName"], r["userIdentity"].get("accessKeyId")) for r in recs if "command/snapshot." in r["userAgent"]]
+ak = sys.argv[1]
+assert got == [("StartSnapshot", ak), ("PutSnapshotBlock", ak), ("CompleteSnapshot", ak), ("ListSnapshotBlocks", ak),
+               ("GetSnapshotBlock", ak)], got' "$AK" || fail "the remote records of snapshot upload / download"
+"$B" volume --kms "$URL" --volume-store "$T/volumes" validate-audit >/dev/null || fail "validate-audit after upload/download"
 # unsigned over the server's Unix socket (the server knows us by uid): the record names the local user
 "$B" kms serve --unix "$T/kms.sock" --unix-principal "$(id -u)=arn:aws:iam::111122223333:root" --pid-file "$T/unix.pid"
 env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY HOME="$T" \
