@@ -1,6 +1,7 @@
 /*
- * trail.c — CloudTrail-shaped audit records, their hash chain, signed digests and group commit
- * (see trail.h); validation lives in trail_check.c.
+ * trail.c — CloudTrail-shaped audit records (their fields; the text is record.c's), their hash chain,
+ * signed digests, group commit and the committer thread of kms_core_when_durable (see trail.h);
+ * validation lives in trail_check.c.
  */
 #include "trail.h"
 
@@ -233,6 +234,12 @@ kms_err kms_trail_open(kms_core *c, const char *path, char **msg)
         return KMS_ERR_NOMEM;
     }
     if (pthread_cond_init(&c->trail_cv, NULL)) {
+        pthread_mutex_destroy(&c->trail_mu);
+        pthread_mutex_destroy(&c->trail_wmu);
+        return KMS_ERR_NOMEM;
+    }
+    if (pthread_cond_init(&c->async_cv, NULL)) {
+        pthread_cond_destroy(&c->trail_cv);
         pthread_mutex_destroy(&c->trail_mu);
         pthread_mutex_destroy(&c->trail_wmu);
         return KMS_ERR_NOMEM;
@@ -740,6 +747,119 @@ kms_err kms_trail_commit(kms_core *c, uint64_t ticket)
     return KMS_OK;
 }
 
+/* ---- outcomes without a waiting thread (kms_core_when_durable) ------------------------------------ */
+
+struct kms_trail_waiter {
+    uint64_t ticket;
+    kms_durable_fn done;
+    void *arg;
+};
+
+/* The outcome of ticket if known (trail_mu held): KMS_OK, KMS_ERR_IO, or -1 while it is pending. */
+static int outcome_of(const kms_core *c, uint64_t ticket)
+{
+    if (c->trail_durable >= ticket)
+        return KMS_OK;
+    return c->trail_failed >= ticket ? KMS_ERR_IO : -1;
+}
+
+/* The committer thread: while outcomes are promised, take the committer's role (waiting for a caller of
+ * kms_trail_commit that holds it), write a round (everything queued: every connection's record since
+ * the last round shares it), then deliver the outcomes now known, outside trail_mu. Leaves once stopped
+ * with nothing promised. */
+static void *async_main(void *arg)
+{
+    kms_core *c = arg;
+    pthread_mutex_lock(&c->trail_mu);
+    for (;;) {
+        struct kms_trail_waiter ready[64];
+        size_t n_ready = 0, k = 0;
+        if (!c->n_waiters) {
+            if (c->async_stop)
+                break;
+            pthread_cond_wait(&c->async_cv, &c->trail_mu);
+            continue;
+        }
+        if (!take_role(c)) {
+            pthread_cond_wait(&c->trail_cv, &c->trail_mu); /* another committer's round may settle them */
+        } else {
+            pthread_mutex_unlock(&c->trail_mu);
+            (void)commit_round(c, false, false);
+            pthread_mutex_lock(&c->trail_mu);
+            c->trail_writing = false;
+            pthread_cond_broadcast(&c->trail_cv);
+        }
+        for (size_t i = 0; i < c->n_waiters; i++) { /* settled ones out (64 at a time), the rest kept in order */
+            if (n_ready < sizeof ready / sizeof ready[0] && outcome_of(c, c->waiters[i].ticket) >= 0)
+                ready[n_ready++] = c->waiters[i];
+            else
+                c->waiters[k++] = c->waiters[i];
+        }
+        c->n_waiters = k;
+        pthread_mutex_unlock(&c->trail_mu);
+        for (size_t i = 0; i < n_ready; i++) {
+            int o;
+            pthread_mutex_lock(&c->trail_mu);
+            o = outcome_of(c, ready[i].ticket);
+            pthread_mutex_unlock(&c->trail_mu);
+            ready[i].done(ready[i].arg, (kms_err)o);
+        }
+        pthread_mutex_lock(&c->trail_mu);
+    }
+    pthread_mutex_unlock(&c->trail_mu);
+    return NULL;
+}
+
+void kms_core_when_durable(kms_core *c, uint64_t ticket, kms_durable_fn done, void *arg)
+{
+    int o;
+    pthread_mutex_lock(&c->trail_mu);
+    o = outcome_of(c, ticket);
+    if (o < 0 && c->n_waiters == c->cap_waiters) {
+        size_t cap = c->cap_waiters ? 2 * c->cap_waiters : 64;
+        struct kms_trail_waiter *w = realloc(c->waiters, cap * sizeof *w);
+        if (w) {
+            c->waiters = w;
+            c->cap_waiters = cap;
+        }
+    }
+    if (o < 0 && !c->async_started && !c->async_stop &&
+        !pthread_create(&c->async_thread, NULL, async_main, c))
+        c->async_started = true;
+    if (o < 0 && (c->n_waiters == c->cap_waiters || !c->async_started || c->async_stop)) {
+        /* no memory or no thread: wait here instead (the outcome is the same) */
+        pthread_mutex_unlock(&c->trail_mu);
+        done(arg, kms_trail_commit(c, ticket));
+        return;
+    }
+    if (o < 0) {
+        c->waiters[c->n_waiters++] = (struct kms_trail_waiter){ticket, done, arg};
+        pthread_cond_signal(&c->async_cv);
+    }
+    pthread_mutex_unlock(&c->trail_mu);
+    if (o >= 0)
+        done(arg, (kms_err)o);
+}
+
+kms_err kms_core_wait_durable(kms_core *c, uint64_t ticket)
+{
+    return kms_trail_commit(c, ticket);
+}
+
+void kms_trail_async_stop(kms_core *c)
+{
+    bool started;
+    if (!c->trail_init)
+        return;
+    pthread_mutex_lock(&c->trail_mu);
+    c->async_stop = true;
+    started = c->async_started;
+    pthread_cond_broadcast(&c->async_cv);
+    pthread_mutex_unlock(&c->trail_mu);
+    if (started)
+        pthread_join(c->async_thread, NULL); /* after the last promised outcome was delivered */
+}
+
 void kms_core_trail_stats(kms_core *c, kms_trail_stats *out)
 {
     out->commits = atomic_load(&c->trail_commits);
@@ -779,6 +899,9 @@ void kms_trail_free(kms_core *c)
     c->audit_sk = NULL;
     if (!c->trail_init)
         return;
+    free(c->waiters);
+    c->waiters = NULL;
+    pthread_cond_destroy(&c->async_cv);
     pthread_cond_destroy(&c->trail_cv);
     pthread_mutex_destroy(&c->trail_mu);
     pthread_mutex_destroy(&c->trail_wmu);
