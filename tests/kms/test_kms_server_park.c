@@ -245,11 +245,29 @@ struct outcome {
     int64_t rows_then;
 };
 
+/* gdk_rows without CHECK (its counter is the main thread's): for the committer thread's callback. */
+static int64_t gdk_rows_quiet(void)
+{
+    char path[400];
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int64_t n = -1;
+    snprintf(path, sizeof path, "%s/keystore.db", g_store);
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+        sqlite3_prepare_v2(db, "SELECT count(*) FROM audit WHERE operation='GenerateDataKey'", -1, &st, NULL) ==
+            SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return n;
+}
+
 static void done(void *arg, kms_err e)
 {
     struct outcome *o = arg;
     o->e = e;
-    o->rows_then = gdk_rows();
+    o->rows_then = gdk_rows_quiet();
     atomic_fetch_add(&o->calls, 1);
 }
 
