@@ -581,9 +581,10 @@ static enum MHD_Result handle_replication(kms_server *s, struct MHD_Connection *
 static void parked_settled(void *arg, kms_err outcome)
 {
     struct req_state *st = arg;
+    struct MHD_Connection *conn = st->conn; /* (st is the handler's once settled is set) */
     st->outcome = outcome;
     atomic_store(&st->settled, true);
-    MHD_resume_connection(st->conn); /* (its mutex orders outcome before the handler's read) */
+    MHD_resume_connection(conn); /* the connection is suspended until this: it outlives st's use here */
 }
 
 /* A successful call's answer whose record is not yet durable: suspend the connection (the worker goes on
