@@ -14,21 +14,18 @@
 
 #include <sodium.h>
 
-struct buf {
-    char *p;
-    size_t n, cap;
-};
-
-static int put(struct buf *b, const char *s, size_t n)
+static int put(struct efs_jbuf *b, const char *s, size_t n)
 {
     if (b->n + n + 1 > b->cap) {
         size_t cap = 2 * b->cap + n + 1;
         char *np = malloc(cap);
         if (!np)
             return -1;
-        memcpy(np, b->p, b->n);
-        sodium_memzero(b->p, b->cap);
-        free(b->p);
+        if (b->p) {
+            memcpy(np, b->p, b->n);
+            sodium_memzero(b->p, b->cap);
+            free(b->p);
+        }
         b->p = np;
         b->cap = cap;
     }
@@ -37,7 +34,7 @@ static int put(struct buf *b, const char *s, size_t n)
     return 0;
 }
 
-static int put_string(struct buf *b, const char *s, size_t n)
+static int put_string(struct efs_jbuf *b, const char *s, size_t n)
 {
     size_t run = 0;
     if (put(b, "\"", 1))
@@ -76,10 +73,10 @@ static int cmp_keys(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b); /* unsigned bytes, as jansson's memcmp */
 }
 
-static int dump(struct buf *b, const json_t *j, int depth, int sorted);
+static int dump(struct efs_jbuf *b, const json_t *j, int depth, int sorted);
 
 /* An object's members in key order: the keys sorted in a stack array (malloc'd past 32 members). */
-static int dump_sorted(struct buf *b, const json_t *j, int depth)
+static int dump_sorted(struct efs_jbuf *b, const json_t *j, int depth)
 {
     const char *stack[32], **keys = stack, *k;
     size_t n = json_object_size(j), i = 0;
@@ -100,7 +97,7 @@ static int dump_sorted(struct buf *b, const json_t *j, int depth)
     return rc;
 }
 
-static int dump(struct buf *b, const json_t *j, int depth, int sorted)
+static int dump(struct efs_jbuf *b, const json_t *j, int depth, int sorted)
 {
     if (depth > 32)
         return -1;
@@ -152,7 +149,7 @@ static int dump(struct buf *b, const json_t *j, int depth, int sorted)
 
 static int dump_text(const json_t *j, char **out, size_t *len, int sorted)
 {
-    struct buf b = {malloc(1024), 0, 1024};
+    struct efs_jbuf b = {malloc(1024), 0, 1024};
     *out = NULL;
     *len = 0;
     if (!b.p)
@@ -176,4 +173,23 @@ int efs_json_dump_compact(const json_t *j, char **out, size_t *len)
 int efs_json_dump_compact_sorted(const json_t *j, char **out, size_t *len)
 {
     return dump_text(j, out, len, 1);
+}
+
+int efs_jbuf_put(struct efs_jbuf *b, const char *s, size_t n)
+{
+    return put(b, s, n);
+}
+
+int efs_jbuf_string(struct efs_jbuf *b, const char *s, size_t n)
+{
+    return put_string(b, s, n);
+}
+
+int efs_jbuf_value_sorted(struct efs_jbuf *b, const json_t *j)
+{
+    size_t at = b->n;
+    if (j && !dump(b, j, 0, 1))
+        return 0;
+    b->n = at;
+    return -1;
 }

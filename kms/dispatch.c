@@ -3,7 +3,8 @@
  * embedded client, the HTTP server or the CLI, passes here: parse the JSON body, take the lock,
  * notice other processes' changes, apply due deletions, run the operation (which authorises the
  * caller through authz.c once it knows the key), queue an audit record and, after the lock, wait
- * until it is durable (trail.h: group commit) before answering; new key material of a multi-Region key
+ * until it is durable (trail.h: group commit) before answering (kms_core_call_async: the answer at once,
+ * its ticket for kms_core_when_durable, for the server); new key material of a multi-Region key
  * is pushed to its replicas on other servers after the lock is released (mrk_remote.c). Operations themselves live in ops.c;
  * the table below is generated from the one list of operations in envelopefs/kms.h.
  */
@@ -231,4 +232,21 @@ void kms_response_free(char *resp, size_t resp_len)
         return;
     sodium_memzero(resp, resp_len);
     free(resp);
+}
+
+/* kms_core_call with the commit left to kms_core_when_durable: the call runs in a deferred scope of its own
+ * (errors are committed inside the call, as always) and hands its ticket out instead of waiting. */
+kms_err kms_core_call_async(kms_core *c, const kms_principal *caller, const char *operation, const char *req,
+                            size_t req_len, char **resp, size_t *resp_len, char **message, uint64_t *ticket)
+{
+    kms_err e;
+    *ticket = 0;
+    if (deferred.core) /* inside the caller's own scope: its kms_core_defer_end commits this call too */
+        return kms_core_call(c, caller, operation, req, req_len, resp, resp_len, message);
+    kms_core_defer_begin(c);
+    e = kms_core_call(c, caller, operation, req, req_len, resp, resp_len, message);
+    *ticket = e ? 0 : deferred.ticket;
+    deferred.core = NULL;
+    deferred.ticket = 0;
+    return e;
 }

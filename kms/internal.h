@@ -179,6 +179,13 @@ struct kms_core {
     bool trail_writing;        /* a committer (kms_trail_commit, the tick) holds the role */
     _Atomic uint64_t trail_commits, trail_records, trail_max_batch, trail_write_failures; /* kms_core_trail_stats */
     _Atomic int trail_fail_next; /* tests: fail this many of the next trail writes (fault injection) */
+    /* Outcomes promised by kms_core_when_durable (under trail_mu): the committer thread writes until each
+     * pending ticket is durable or failed, then calls its function outside the lock. */
+    struct kms_trail_waiter *waiters;
+    size_t n_waiters, cap_waiters;
+    pthread_cond_t async_cv;   /* a waiter was added, or async_stop set */
+    pthread_t async_thread;
+    bool async_started, async_stop;
     double af_tokens;          /* authentication-failure records: token bucket (kms_core_audit_auth_failure) */
     int64_t af_last_ms;
     uint64_t af_suppressed;

@@ -576,6 +576,7 @@ void kms_core_free(kms_core *c)
 {
     if (!c)
         return;
+    kms_trail_async_stop(c); /* (takes the core lock to write: before it is held here) */
     pthread_mutex_lock(&c->lock);
     kms_trail_close(c); /* writes what is queued and seals the head */
     pthread_mutex_unlock(&c->lock);

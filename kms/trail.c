@@ -1,6 +1,7 @@
 /*
- * trail.c — CloudTrail-shaped audit records, their hash chain, signed digests and group commit
- * (see trail.h); validation lives in trail_check.c.
+ * trail.c — CloudTrail-shaped audit records (their fields; the text is record.c's), their hash chain,
+ * signed digests, group commit and the committer thread of kms_core_when_durable (see trail.h);
+ * validation lives in trail_check.c.
  */
 #include "trail.h"
 
@@ -11,9 +12,9 @@
 
 #include <sodium.h>
 
-#include "common/jsondump.h"
 #include "common/monotime.h"
 #include "internal.h"
+#include "record.h"
 
 /* ---- the chain ------------------------------------------------------------------------------- */
 
@@ -237,6 +238,12 @@ kms_err kms_trail_open(kms_core *c, const char *path, char **msg)
         pthread_mutex_destroy(&c->trail_wmu);
         return KMS_ERR_NOMEM;
     }
+    if (pthread_cond_init(&c->async_cv, NULL)) {
+        pthread_cond_destroy(&c->trail_cv);
+        pthread_mutex_destroy(&c->trail_mu);
+        pthread_mutex_destroy(&c->trail_wmu);
+        return KMS_ERR_NOMEM;
+    }
     c->trail_init = true;
     c->audit_sk = sodium_malloc(crypto_sign_SECRETKEYBYTES);
     if (!c->audit_sk)
@@ -263,43 +270,6 @@ kms_err kms_trail_open(kms_core *c, const char *path, char **msg)
 }
 
 /* ---- records ------------------------------------------------------------------------------------ */
-
-/* Request fields a record may carry: none holds plaintext, ciphertext or a secret. */
-static const char *const REQ_FIELDS[] = {
-    "KeyId", "KeySpec", "NumberOfBytes", "EncryptionContext", "EncryptionAlgorithm", "SourceEncryptionContext",
-    "DestinationEncryptionContext", "SourceKeyId", "DestinationKeyId", "SourceEncryptionAlgorithm",
-    "DestinationEncryptionAlgorithm", "AliasName", "TargetKeyId", "Description", "KeyUsage", "Origin",
-    "PendingWindowInDays", "RotationPeriodInDays", "Limit", "Marker", "TagKeys", "Tags", "MultiRegion",
-    "CustomerMasterKeySpec", "DryRun", "PolicyName", "BypassPolicyLockoutSafetyCheck", "GrantId", "GrantName",
-    "GranteePrincipal", "RetiringPrincipal", "Operations", "Constraints", "IncludeKeyMetadata", "SigningAlgorithm",
-    "MessageType", "MacAlgorithm", "KeyPairSpec", "WrappingAlgorithm", "WrappingKeySpec", "ExpirationModel", "ValidTo",
-    /* custom key stores: never KeyStorePassword */
-    "CustomKeyStoreId", "CustomKeyStoreName", "NewCustomKeyStoreName", "CloudHsmClusterId", "CustomKeyStoreType"};
-/* Response fields of mutating calls a record may carry (CloudTrail leaves crypto results out). */
-static const char *const RESP_FIELDS[] = {"KeyId", "KeyMetadata", "DeletionDate", "KeyState", "PendingWindowInDays",
-                                          "GrantId", "CustomKeyStoreId"};
-
-static json_t *pick(json_t *in, const char *const *fields, size_t n)
-{
-    json_t *o;
-    if (!json_is_object(in))
-        return json_null();
-    o = json_object();
-    for (size_t i = 0; i < n; i++) {
-        json_t *v = json_object_get(in, fields[i]);
-        if (v) {
-            char k[48];
-            snprintf(k, sizeof k, "%s", fields[i]);
-            k[0] = (char)(k[0] - 'A' + 'a'); /* CloudTrail's camelCase */
-            json_object_set(o, k, v);
-        }
-    }
-    if (!json_object_size(o)) {
-        json_decref(o);
-        return json_null();
-    }
-    return o;
-}
 
 static void uuid4(char out[37])
 {
@@ -329,18 +299,21 @@ static void copy_str(char *dst, size_t cap, const char *src)
     dst[n] = 0;
 }
 
-/* One record (core lock held). req_params and resp_elems are consumed (NULL: null); resources too (NULL:
- * []); result is the `result` column and the errorCode (NULL: "OK", no errorCode). identity, when
- * non-NULL (consumed), is the userIdentity as another service saw its caller (kms_service_event), in place
- * of the one built from p. Another service's record goes to its caller's account (recipientAccountId).
- * data_event: a data-plane call (managementEvent false, eventCategory "Data": EBS's block calls). */
+/* One record (core lock held). req and resp: what requestParameters and responseElements copy (record.h;
+ * borrowed); resources: NULL or n of them (borrowed); result is the `result` column and the errorCode
+ * (NULL: "OK", no errorCode). identity, when non-NULL (borrowed), is the userIdentity as another service
+ * saw its caller (kms_service_event), in place of the one built from p. Another service's record goes to
+ * its caller's account (recipientAccountId). data_event: a data-plane call (managementEvent false,
+ * eventCategory "Data": EBS's block calls). The record's text is written directly (record.c). */
 static uint64_t append(kms_core *c, const kms_principal *p, const char *event_source, const char *op,
-                       json_t *req_params, json_t *resp_elems, const char *key_id, json_t *resources, bool read_only,
-                       const char *result, const char *msg, const char *grant_id, json_t *identity, bool data_event)
+                       struct kms_record_part req, struct kms_record_part resp, const char *key_id,
+                       const struct kms_record_resource *resources, size_t nresources, bool read_only,
+                       const char *result, const char *msg, const char *grant_id, const json_t *identity,
+                       bool data_event)
 {
     struct audit_rec *r;
-    json_t *ev, *ui, *res = resources;
-    char when[32], principal_arn[128];
+    struct kms_record rec;
+    char when[32], principal_arn[128], rid[37], svc[64], gid[KMS_GRANT_ID_BUF];
     const char *account = p && p->account ? p->account : c->account;
     const char *user = p && p->user ? p->user : "local";
     char safe_user[64], safe_source[64];
@@ -348,14 +321,15 @@ static uint64_t append(kms_core *c, const kms_principal *p, const char *event_so
     time_t t;
     struct tm tm;
     char agent[160];
+    size_t n;
 
     if (c->q_n + atomic_load(&c->w_backlog) >= KMS_TRAIL_MAX_PENDING) /* (w_backlog: a failed batch) */
-        goto fail;
+        return 0;
     if (c->q_n == c->q_cap) {
         size_t cap = c->q_cap ? c->q_cap * 2 : 64;
         struct audit_rec *q = realloc(c->q, cap * sizeof *q);
         if (!q)
-            goto fail;
+            return 0;
         c->q = q;
         c->q_cap = cap;
     }
@@ -378,6 +352,7 @@ static uint64_t append(kms_core *c, const kms_principal *p, const char *event_so
              p && p->user_agent ? p->user_agent
                                 : (p && (p->access_key || p->unix_peer) ? "unknown" : "envelopefs-embedded"));
     uuid4(r->event_id);
+    uuid4(rid);
 
     t = (time_t)r->time;
     gmtime_r(&t, &tm);
@@ -386,85 +361,51 @@ static uint64_t append(kms_core *c, const kms_principal *p, const char *event_so
         snprintf(principal_arn, sizeof principal_arn, "arn:aws:iam::%s:root", account);
     else
         snprintf(principal_arn, sizeof principal_arn, "arn:aws:iam::%s:user/%s", account, user);
-    if (identity) {
-        ui = identity; /* the service's view of its caller: the columns above still say who, for lookups */
-        identity = NULL;
-    } else {
-        ui = json_pack("{s:s, s:s, s:s, s:s}", "type",
-                       strcmp(principal_arn + strlen(principal_arn) - 5, ":root") ? "IAMUser" : "Root", "principalId",
-                       r->access_key[0] ? r->access_key : account, "arn", principal_arn, "accountId", account);
-        if (ui && r->access_key[0])
-            json_object_set_new(ui, "accessKeyId", json_string(r->access_key));
-        if (ui && strcmp(user, "local"))
-            json_object_set_new(ui, "userName", json_string(user));
-        if (ui && p && p->unix_peer) /* ours, not CloudTrail's: who the kernel said was on the socket */
-            json_object_set_new(ui, "unixPeer",
-                                json_pack("{s:I, s:I, s:I}", "uid", (json_int_t)p->unix_peer->uid, "gid",
-                                          (json_int_t)p->unix_peer->gid, "pid", (json_int_t)p->unix_peer->pid));
-        if (ui && p && p->via_service) { /* a service calling on the principal's behalf: CloudTrail's invokedBy */
-            char svc[64];
-            copy_str(svc, sizeof svc, p->via_service);
-            svc[strcspn(svc, ".")] = 0;
-            if (strlen(svc) + 15 < sizeof svc)
-                strcat(svc, ".amazonaws.com");
-            json_object_set_new(ui, "invokedBy", json_string(svc));
-        }
+    memset(&rec, 0, sizeof rec);
+    rec.event_time = when;
+    rec.event_source = event_source;
+    rec.event_name = r->op;
+    rec.region = c->region;
+    rec.source_ip = strncmp(source, "http:", 5) ? source : source + 5;
+    rec.user_agent = agent;
+    rec.identity = identity; /* the service's view of its caller: the columns above still say who, for lookups */
+    rec.ui_type = strcmp(principal_arn + strlen(principal_arn) - 5, ":root") ? "IAMUser" : "Root";
+    rec.principal_id = r->access_key[0] ? r->access_key : account;
+    rec.arn = principal_arn;
+    rec.account_id = account;
+    rec.access_key_id = r->access_key[0] ? r->access_key : NULL;
+    rec.user_name = strcmp(user, "local") ? user : NULL;
+    rec.unix_peer = p ? p->unix_peer : NULL; /* ours, not CloudTrail's: who the kernel said was on the socket */
+    if (p && p->via_service) { /* a service calling on the principal's behalf: CloudTrail's invokedBy */
+        copy_str(svc, sizeof svc, p->via_service);
+        svc[strcspn(svc, ".")] = 0;
+        if (strlen(svc) + 15 < sizeof svc)
+            strcat(svc, ".amazonaws.com");
+        rec.invoked_by = svc;
     }
-    if (!res)
-        res = json_array();
-    ev = json_pack("{s:s, s:o, s:s, s:s, s:s, s:s, s:s, s:s}", "eventVersion", "1.08", "userIdentity", ui,
-                   "eventTime", when, "eventSource", event_source, "eventName", r->op, "awsRegion", c->region,
-                   "sourceIPAddress", strncmp(source, "http:", 5) ? source : source + 5, "userAgent", agent);
-    if (!ev) /* (ui is gone with it) */
-        goto fail;
-    if (result) {
-        json_object_set_new(ev, "errorCode", json_string(r->result));
-        if (msg)
-            json_object_set_new(ev, "errorMessage", json_stringn(msg, strnlen(msg, 512)));
-    }
-    json_object_set_new(ev, "requestParameters", req_params ? req_params : json_null());
-    json_object_set_new(ev, "responseElements", resp_elems ? resp_elems : json_null());
-    req_params = resp_elems = NULL;
-    {
-        char rid[37];
-        uuid4(rid);
-        json_object_set_new(ev, "requestID", json_string(rid));
-    }
-    json_object_set_new(ev, "eventID", json_string(r->event_id));
+    rec.error_code = result ? r->result : NULL;
+    rec.error_message = msg;
+    rec.error_message_len = msg ? strnlen(msg, 512) : 0;
+    rec.request = req;
+    rec.response = resp;
+    rec.request_id = rid;
+    rec.event_id = r->event_id;
     if (grant_id && *grant_id) {
-        char gid[KMS_GRANT_ID_BUF];
         copy_str(gid, sizeof gid, grant_id);
-        json_object_set_new(ev, "additionalEventData", json_pack("{s:s}", "grantId", gid));
+        rec.grant_id = gid;
     }
-    json_object_set_new(ev, "readOnly", json_boolean(r->read_only));
-    json_object_set_new(ev, "resources", res);
-    res = NULL;
-    json_object_set_new(ev, "eventType", json_string("AwsApiCall"));
-    json_object_set_new(ev, "managementEvent", json_boolean(!data_event));
+    rec.read_only = read_only;
+    rec.management = !data_event;
+    rec.resources = resources;
+    rec.nresources = nresources;
     /* another service's call is delivered to its caller's account (EC2's resources are the caller's) */
-    json_object_set_new(ev, "recipientAccountId", json_string(strcmp(event_source, "kms.amazonaws.com") && r->account[0]
-                                                                  ? r->account
-                                                                  : c->account));
-    json_object_set_new(ev, "eventCategory", json_string(data_event ? "Data" : "Management"));
-    {
-        /* what json_dumps(JSON_COMPACT | JSON_SORT_KEYS) writes, at a fraction of its cost (a third of a
-         * call's instructions went there); jansson for what the fast path does not take (reals) */
-        size_t n;
-        if (efs_json_dump_compact_sorted(ev, &r->event, &n))
-            r->event = json_dumps(ev, JSON_COMPACT | JSON_SORT_KEYS);
-    }
-    json_decref(ev);
-    if (!r->event)
+    rec.recipient_account = strcmp(event_source, "kms.amazonaws.com") && r->account[0] ? r->account : c->account;
+    rec.event_category = data_event ? "Data" : "Management";
+    if (kms_record_text(&rec, &r->event, &n))
         return 0;
     r->ticket = ++c->q_ticket;
     c->q_n++;
     return r->ticket;
-fail:
-    json_decref(req_params);
-    json_decref(resp_elems);
-    json_decref(res);
-    json_decref(identity);
-    return 0;
 }
 
 uint64_t kms_trail_append(kms_core *c, const kms_principal *p, const char *op, json_t *req, json_t *resp,
@@ -477,33 +418,32 @@ uint64_t kms_trail_append_grant(kms_core *c, const kms_principal *p, const char 
                                 const char *key_id, kms_err e, const char *msg, const char *grant_id)
 {
     bool ro = kms_trail_read_only(op);
-    json_t *res = json_array();
-    char id[40];
+    struct kms_record_resource res;
+    char id[40], arn[160];
+    struct kms_record_part rq = {req, KMS_RECORD_REQ_FIELDS, KMS_RECORD_REQ_NFIELDS};
+    struct kms_record_part rs = {e || ro ? NULL : resp, KMS_RECORD_RESP_FIELDS, KMS_RECORD_RESP_NFIELDS};
     copy_str(id, sizeof id, key_id);
-    if (res && id[0]) {
-        char arn[160];
+    if (id[0]) {
         snprintf(arn, sizeof arn, "arn:aws:kms:%s:%s:key/%s", c->region, c->account, id);
-        json_array_append_new(res, json_pack("{s:s, s:s, s:s}", "accountId", c->account, "type", "AWS::KMS::Key",
-                                             "ARN", arn));
+        res = (struct kms_record_resource){c->account, "AWS::KMS::Key", arn};
     }
-    return append(c, p, "kms.amazonaws.com", op, pick(req, REQ_FIELDS, sizeof REQ_FIELDS / sizeof REQ_FIELDS[0]),
-                  e || ro ? NULL : pick(resp, RESP_FIELDS, sizeof RESP_FIELDS / sizeof RESP_FIELDS[0]), key_id, res, ro,
-                  e ? kms_err_name(e) : NULL, msg, grant_id, NULL, false);
+    return append(c, p, "kms.amazonaws.com", op, rq, rs, key_id, &res, id[0] ? 1 : 0, ro, e ? kms_err_name(e) : NULL,
+                  msg, grant_id, NULL, false);
 }
 
 kms_err kms_core_audit_service_event(kms_core *c, const kms_principal *p, const kms_service_event *ev)
 {
-    json_t *req = NULL, *resp = NULL, *who = NULL, *res = json_array();
+    json_t *req = NULL, *resp = NULL, *who = NULL;
+    struct kms_record_resource res;
+    bool has_res = false;
     kms_principal agent;
     uint64_t ticket;
     char src[64];
     size_t n = ev && ev->event_source ? strlen(ev->event_source) : 0;
     /* another service's name (NAME.amazonaws.com, not ours) and event name */
     if (!ev || !ev->event_name || !*ev->event_name || strlen(ev->event_name) >= 48 || n <= 14 || n >= sizeof src ||
-        strcmp(ev->event_source + n - 14, ".amazonaws.com") || !strcmp(ev->event_source, "kms.amazonaws.com")) {
-        json_decref(res);
+        strcmp(ev->event_source + n - 14, ".amazonaws.com") || !strcmp(ev->event_source, "kms.amazonaws.com"))
         return KMS_ERR_VALIDATION;
-    }
     copy_str(src, sizeof src, ev->event_source);
     if (ev->request_parameters) /* (not inside json_is_object: a macro, it evaluates its argument twice) */
         req = json_loads(ev->request_parameters, 0, NULL);
@@ -512,17 +452,16 @@ kms_err kms_core_audit_service_event(kms_core *c, const kms_principal *p, const 
     if (ev->user_identity)
         who = json_loads(ev->user_identity, 0, NULL);
     if ((ev->request_parameters && !json_is_object(req)) || (ev->response_elements && !json_is_object(resp)) ||
-        (ev->user_identity && !json_is_object(who)) || !res) {
+        (ev->user_identity && !json_is_object(who))) {
         json_decref(req);
         json_decref(resp);
         json_decref(who);
-        json_decref(res);
         return KMS_ERR_VALIDATION;
     }
     if (ev->resource_name && *ev->resource_name) {
         const char *acct = p && p->account ? p->account : c->account; /* "": the service could not learn it */
-        json_array_append_new(res, json_pack("{s:s*, s:s*, s:s*}", "accountId", *acct ? acct : NULL, "type",
-                                             ev->resource_type, "ARN", ev->resource_arn));
+        res = (struct kms_record_resource){*acct ? acct : NULL, ev->resource_type, ev->resource_arn};
+        has_res = true;
     }
     if (ev->user_agent) {
         agent = p ? *p : (kms_principal){0};
@@ -530,10 +469,14 @@ kms_err kms_core_audit_service_event(kms_core *c, const kms_principal *p, const 
         p = &agent;
     }
     pthread_mutex_lock(&c->lock);
-    ticket = append(c, p, src, ev->event_name, req, resp, ev->resource_name, res, ev->read_only,
+    ticket = append(c, p, src, ev->event_name, (struct kms_record_part){req, NULL, 0},
+                    (struct kms_record_part){resp, NULL, 0}, ev->resource_name, &res, has_res ? 1 : 0, ev->read_only,
                     ev->error_code && *ev->error_code ? ev->error_code : NULL, ev->error_message, NULL, who,
                     ev->data_event);
     pthread_mutex_unlock(&c->lock);
+    json_decref(req);
+    json_decref(resp);
+    json_decref(who);
     if (!ticket)
         return KMS_ERR_INTERNAL;
     return kms_trail_commit(c, ticket);
@@ -755,13 +698,20 @@ static bool commit_round(kms_core *c, bool seal_now, bool core_held)
     return ok;
 }
 
-bool kms_trail_refused_in(kms_core *c, uint64_t lo, uint64_t hi)
+/* Was a ticket of [lo, hi] in a failed write (trail_mu held)? */
+static bool refused_locked(const kms_core *c, uint64_t lo, uint64_t hi)
 {
-    bool hit = false;
-    pthread_mutex_lock(&c->trail_mu);
     for (size_t i = 0; i < sizeof c->trail_refused / sizeof c->trail_refused[0]; i++)
         if (c->trail_refused[i].hi && c->trail_refused[i].lo <= hi && lo <= c->trail_refused[i].hi)
-            hit = true;
+            return true;
+    return false;
+}
+
+bool kms_trail_refused_in(kms_core *c, uint64_t lo, uint64_t hi)
+{
+    bool hit;
+    pthread_mutex_lock(&c->trail_mu);
+    hit = refused_locked(c, lo, hi);
     pthread_mutex_unlock(&c->trail_mu);
     return hit;
 }
@@ -844,6 +794,118 @@ kms_err kms_trail_commit(kms_core *c, uint64_t ticket)
     return e;
 }
 
+/* ---- outcomes without a waiting thread (kms_core_when_durable) ------------------------------------ */
+
+struct kms_trail_waiter {
+    uint64_t ticket;
+    kms_durable_fn done;
+    void *arg;
+};
+
+/* The outcome of ticket if known (trail_mu held): KMS_OK, KMS_ERR_IO, or -1 while it is pending. */
+static int outcome_of(const kms_core *c, uint64_t ticket)
+{
+    if (c->trail_durable >= ticket) /* written; by a later round if a write of it failed (refused then) */
+        return refused_locked(c, ticket, ticket) ? KMS_ERR_IO : KMS_OK;
+    return c->trail_failed >= ticket ? KMS_ERR_IO : -1;
+}
+
+/* The committer thread: while outcomes are promised, take the committer's role (waiting for a caller of
+ * kms_trail_commit that holds it), write a round (everything queued: every connection's record since
+ * the last round shares it), then deliver the outcomes now known, outside trail_mu. Leaves once stopped
+ * with nothing promised. */
+static void *async_main(void *arg)
+{
+    kms_core *c = arg;
+    pthread_mutex_lock(&c->trail_mu);
+    for (;;) {
+        struct kms_trail_waiter ready[64];
+        size_t n_ready = 0, k = 0;
+        if (!c->n_waiters) {
+            if (c->async_stop)
+                break;
+            pthread_cond_wait(&c->async_cv, &c->trail_mu);
+            continue;
+        }
+        if (!take_role(c)) {
+            pthread_cond_wait(&c->trail_cv, &c->trail_mu); /* another committer's round may settle them */
+        } else {
+            pthread_mutex_unlock(&c->trail_mu);
+            (void)commit_round(c, false, false);
+            pthread_mutex_lock(&c->trail_mu);
+            c->trail_writing = false;
+            pthread_cond_broadcast(&c->trail_cv);
+        }
+        for (size_t i = 0; i < c->n_waiters; i++) { /* settled ones out (64 at a time), the rest kept in order */
+            if (n_ready < sizeof ready / sizeof ready[0] && outcome_of(c, c->waiters[i].ticket) >= 0)
+                ready[n_ready++] = c->waiters[i];
+            else
+                c->waiters[k++] = c->waiters[i];
+        }
+        c->n_waiters = k;
+        pthread_mutex_unlock(&c->trail_mu);
+        for (size_t i = 0; i < n_ready; i++) {
+            int o;
+            pthread_mutex_lock(&c->trail_mu);
+            o = outcome_of(c, ready[i].ticket);
+            pthread_mutex_unlock(&c->trail_mu);
+            ready[i].done(ready[i].arg, (kms_err)o);
+        }
+        pthread_mutex_lock(&c->trail_mu);
+    }
+    pthread_mutex_unlock(&c->trail_mu);
+    return NULL;
+}
+
+void kms_core_when_durable(kms_core *c, uint64_t ticket, kms_durable_fn done, void *arg)
+{
+    int o;
+    pthread_mutex_lock(&c->trail_mu);
+    o = outcome_of(c, ticket);
+    if (o < 0 && c->n_waiters == c->cap_waiters) {
+        size_t cap = c->cap_waiters ? 2 * c->cap_waiters : 64;
+        struct kms_trail_waiter *w = realloc(c->waiters, cap * sizeof *w);
+        if (w) {
+            c->waiters = w;
+            c->cap_waiters = cap;
+        }
+    }
+    if (o < 0 && !c->async_started && !c->async_stop &&
+        !pthread_create(&c->async_thread, NULL, async_main, c))
+        c->async_started = true;
+    if (o < 0 && (c->n_waiters == c->cap_waiters || !c->async_started || c->async_stop)) {
+        /* no memory or no thread: wait here instead (the outcome is the same) */
+        pthread_mutex_unlock(&c->trail_mu);
+        done(arg, kms_trail_commit(c, ticket));
+        return;
+    }
+    if (o < 0) {
+        c->waiters[c->n_waiters++] = (struct kms_trail_waiter){ticket, done, arg};
+        pthread_cond_signal(&c->async_cv);
+    }
+    pthread_mutex_unlock(&c->trail_mu);
+    if (o >= 0)
+        done(arg, (kms_err)o);
+}
+
+kms_err kms_core_wait_durable(kms_core *c, uint64_t ticket)
+{
+    return kms_trail_commit(c, ticket);
+}
+
+void kms_trail_async_stop(kms_core *c)
+{
+    bool started;
+    if (!c->trail_init)
+        return;
+    pthread_mutex_lock(&c->trail_mu);
+    c->async_stop = true;
+    started = c->async_started;
+    pthread_cond_broadcast(&c->async_cv);
+    pthread_mutex_unlock(&c->trail_mu);
+    if (started)
+        pthread_join(c->async_thread, NULL); /* after the last promised outcome was delivered */}
+
 void kms_core_trail_stats(kms_core *c, kms_trail_stats *out)
 {
     out->commits = atomic_load(&c->trail_commits);
@@ -883,6 +945,9 @@ void kms_trail_free(kms_core *c)
     c->audit_sk = NULL;
     if (!c->trail_init)
         return;
+    free(c->waiters);
+    c->waiters = NULL;
+    pthread_cond_destroy(&c->async_cv);
     pthread_cond_destroy(&c->trail_cv);
     pthread_mutex_destroy(&c->trail_mu);
     pthread_mutex_destroy(&c->trail_wmu);

@@ -18,6 +18,9 @@
  * calls keep queueing records while it syncs; the others wait on a condition variable for their
  * ticket, and the next committer takes everything queued meanwhile: concurrent calls share a commit
  * (and, with synchronous=FULL, its fsync). The chain is computed by the writer, in ticket order.
+ * A caller that must not wait (the server: kms_core_call_async) is promised its ticket's outcome instead
+ * (kms_core_when_durable): the trail's committer thread writes rounds while promises are pending and
+ * delivers each outcome once, outside the trail's locks. A record's text is written by record.c.
  */
 #ifndef ENVELOPEFS_KMS_TRAIL_H
 #define ENVELOPEFS_KMS_TRAIL_H
@@ -51,6 +54,9 @@ kms_err kms_trail_open(struct kms_core *c, const char *path, char **msg) __attri
 /* Write what is queued, seal the head if any record is unsealed (kind "close"), close the writer's
  * connection, free queued records (core lock held). */
 void kms_trail_close(struct kms_core *c);
+/* Stop the committer thread of kms_core_when_durable once every promised outcome is delivered (core lock
+ * NOT held: the thread takes it to write). */
+void kms_trail_async_stop(struct kms_core *c);
 /* After the maintenance thread stopped: wipe the signing key, destroy the trail's mutexes. */
 void kms_trail_free(struct kms_core *c);
 

@@ -90,6 +90,25 @@ void kms_core_defer_begin(kms_core *core);
 kms_err kms_core_defer_end(kms_core *core) KMS_WUR;
 
 /*
+ * Answers that wait for their record without holding a thread (the server: a libmicrohttpd worker that
+ * waited for each commit could not take the next connection's call, so a commit carried the records of
+ * one or two calls). kms_core_call_async is kms_core_call, except that a call that succeeded returns at
+ * once with its answer and *ticket != 0: the answer must not be used or shown to anyone until
+ * kms_core_when_durable(core, ticket, ...) reported KMS_OK for it; on KMS_ERR_IO its record could not be
+ * written and the answer must be discarded (wiped) and the call refused. *ticket == 0: the answer (or the
+ * error) is final, its record durable, as from kms_core_call (errors are always committed before the
+ * call returns). kms_core_when_durable calls done(arg, outcome) exactly once, from the core's committer
+ * thread (started at the first use, stopped by kms_core_free after the last outcome was delivered), or
+ * from the calling thread before it returns if the outcome is already known. done must not call into
+ * the core. kms_core_wait_durable blocks instead (the same outcome).
+ */
+kms_err kms_core_call_async(kms_core *core, const kms_principal *caller, const char *operation, const char *req,
+                            size_t req_len, char **resp, size_t *resp_len, char **message, uint64_t *ticket) KMS_WUR;
+typedef void (*kms_durable_fn)(void *arg, kms_err outcome);
+void kms_core_when_durable(kms_core *core, uint64_t ticket, kms_durable_fn done, void *arg);
+kms_err kms_core_wait_durable(kms_core *core, uint64_t ticket) KMS_WUR;
+
+/*
  * The operations kms_core_call implements: the one list from which the core's dispatch table, the
  * CLI's verbs (`envelopefs kms VERB`, `kms help`) and the tests' views of the set are generated.
  * X(Name, function, "cli-verb", flags): Name is the AWS operation name, function the core's

@@ -2,7 +2,10 @@
  * server.c — the KMS JSON protocol over HTTP(S) on libmicrohttpd (thread pool, epoll): parse the
  * request, authenticate it with SigV4 against the store's access keys, throttle per account, hand it
  * with its principal to kms_core_call, and answer as AWS does: 200 with the JSON body, or 400/500 with
- * {"__type": Name, "message": ...}; an x-amzn-RequestId header on every reply.
+ * {"__type": Name, "message": ...}; an x-amzn-RequestId header on every reply. A successful call's
+ * answer is parked until its audit record is durable: the connection is suspended, its worker serves
+ * others, and the core's committer resumes it (kms_core_when_durable), so every connection's record
+ * shares a commit; a record that could not be written turns the answer into KMSInternalException.
  *
  * On a Unix socket the kernel names each peer (SO_PEERCRED, read when the connection starts): an unsigned
  * request from a uid that --unix-principal maps acts as that principal; a signed request is always
@@ -19,6 +22,7 @@
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,6 +88,12 @@ struct kms_server {
     unsigned port;
     unsigned max_connections;
     srv_conns *conns;            /* deadlines and eviction (conns.h) */
+    /* Answers waiting for their audit record with the connection suspended (under lock): kms_server_stop
+     * sets stopping (later calls wait in their worker) and waits for parked to reach 0, since
+     * libmicrohttpd cannot stop with a connection suspended. */
+    unsigned parked;
+    bool stopping;
+    pthread_cond_t parked_cv;
 };
 
 struct req_state {
@@ -91,6 +101,16 @@ struct req_state {
     size_t len, cap;
     bool too_big;
     bool started;    /* the handler's first call (headers complete) has been seen */
+    /* An answer parked until its audit record is durable (kms_core_call_async): the connection is
+     * suspended; the core's committer sets outcome and resumes it, and the handler, called again, sends
+     * the answer (or refuses the call if the record could not be written). */
+    kms_server *srv;
+    struct MHD_Connection *conn;
+    char *resp;          /* the parked answer (may hold plaintext: wiped) */
+    size_t resp_len;
+    bool parked;
+    _Atomic bool settled;
+    kms_err outcome;
 };
 
 /* The connection whose request line this event-loop thread parsed last (see mhd_log). */
@@ -557,6 +577,77 @@ static enum MHD_Result handle_replication(kms_server *s, struct MHD_Connection *
     return reply_mac(c, 200, resp, mac);
 }
 
+/* The committer's report for a parked answer (any thread; must not call into the core). */
+static void parked_settled(void *arg, kms_err outcome)
+{
+    struct req_state *st = arg;
+    struct MHD_Connection *conn = st->conn; /* (st is the handler's once settled is set) */
+    st->outcome = outcome;
+    atomic_store(&st->settled, true);
+    MHD_resume_connection(conn); /* the connection is suspended until this: it outlives st's use here */
+}
+
+/* A successful call's answer whose record is not yet durable: suspend the connection (the worker goes on
+ * with other connections) until the core reports the record written. While the server stops, wait here
+ * instead. */
+static enum MHD_Result park(kms_server *s, struct MHD_Connection *c, struct req_state *st, char *resp,
+                            size_t resp_len, uint64_t ticket)
+{
+    bool stopping;
+    pthread_mutex_lock(&s->lock);
+    stopping = s->stopping;
+    if (!stopping)
+        s->parked++;
+    pthread_mutex_unlock(&s->lock);
+    if (stopping) {
+        if (kms_core_wait_durable(s->core, ticket)) {
+            kms_response_free(resp, resp_len);
+            return reply_error(c, KMS_ERR_INTERNAL, "the audit trail cannot be written; the call is refused");
+        }
+        return reply(c, 200, resp);
+    }
+    st->srv = s;
+    st->conn = c;
+    st->resp = resp;
+    st->resp_len = resp_len;
+    st->parked = true;
+    MHD_suspend_connection(c); /* before the core may resume it */
+    kms_core_when_durable(s->core, ticket, parked_settled, st);
+    return MHD_YES;
+}
+
+/* A parked answer is done with: answered, or its connection closed (a client that left while its answer
+ * was parked: libmicrohttpd then ends the request after the resume without calling the handler). */
+static void unpark(struct req_state *st)
+{
+    kms_server *s = st->srv;
+    if (!st->parked)
+        return;
+    st->parked = false;
+    pthread_mutex_lock(&s->lock);
+    s->parked--;
+    pthread_cond_broadcast(&s->parked_cv);
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* The handler's call after the resume: the answer, or the refusal if its record could not be written. */
+static enum MHD_Result answer_parked(struct MHD_Connection *c, struct req_state *st)
+{
+    char *resp = st->resp;
+    enum MHD_Result r;
+    if (!atomic_load(&st->settled))
+        return MHD_YES; /* (not resumed by us: nothing to send yet) */
+    st->resp = NULL;
+    if (st->outcome) {
+        kms_response_free(resp, st->resp_len);
+        r = reply_error(c, KMS_ERR_INTERNAL, "the audit trail cannot be written; the call is refused");
+    } else {
+        r = reply(c, 200, resp);
+    }
+    unpark(st);
+    return r;
+}
+
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
                               const char *version, const char *upload, size_t *upload_size, void **con_cls)
 {
@@ -571,6 +662,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 
     if (!st)
         return MHD_NO; /* request_started could not allocate it */
+    if (st->parked)
+        return answer_parked(c, st);
     if (!st->started) {
         /* Headers complete. A body announced larger than we take is refused before it is read. */
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
@@ -655,8 +748,11 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
                                .user_agent = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "User-Agent"),
                                .unix_peer = cs && cs->peer ? &peer : NULL,
                                .via_service = pm ? NULL : via_service(s, c, key.id)};
-            e = kms_core_call(s->core, &p, op, st->body ? st->body : "{}", st->body ? st->len : 2, &resp, &resp_len,
-                              &emsg);
+            uint64_t ticket = 0;
+            e = kms_core_call_async(s->core, &p, op, st->body ? st->body : "{}", st->body ? st->len : 2, &resp,
+                                    &resp_len, &emsg, &ticket);
+            if (!e && ticket)
+                return park(s, c, st, resp, resp_len, ticket);
         }
     }
     if (e) {
@@ -674,6 +770,8 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum 
     (void)toe;
     srv_conn_request_done(conn_of(c));
     if (st) {
+        kms_response_free(st->resp, st->resp_len); /* (a parked answer never sent) */
+        unpark(st);
         if (st->body) {
             sodium_memzero(st->body, st->len + 1); /* only the body and its NUL were ever written */
             free(st->body);
@@ -701,7 +799,8 @@ static unsigned default_connection_limit(void)
 kms_err kms_server_start(kms_core *core, const kms_server_opts *o, kms_server **out, char **errmsg)
 {
     kms_server *s;
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_USE_ITC;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_USE_ITC |
+                     MHD_ALLOW_SUSPEND_RESUME;
     struct sockaddr_in sin;
     unsigned threads = o->threads ? o->threads : (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
 
@@ -715,6 +814,7 @@ kms_err kms_server_start(kms_core *core, const kms_server_opts *o, kms_server **
     s->o = *o;
     s->unix_fd = -1;
     pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->parked_cv, NULL);
     s->aks = sodium_malloc(AK_CACHE * sizeof *s->aks);
     if (!s->aks) {
         free(s);
@@ -859,6 +959,13 @@ void kms_server_stop(kms_server *s)
         return;
     if (s->d) {
         MHD_quiesce_daemon(s->d);
+        /* Parked answers first: the core's committer resumes each once its record is written (or its
+         * write failed), and the handler, called again, answers it; calls from now on wait in their worker. */
+        pthread_mutex_lock(&s->lock);
+        s->stopping = true;
+        while (s->parked)
+            pthread_cond_wait(&s->parked_cv, &s->lock);
+        pthread_mutex_unlock(&s->lock);
         MHD_stop_daemon(s->d); /* waits for the worker threads: in-flight requests finish */
     }
     if (s->conns) {
@@ -888,6 +995,7 @@ void kms_server_stop(kms_server *s)
         free(s->tls_key);
     }
     free(s->tls_cert);
+    pthread_cond_destroy(&s->parked_cv);
     pthread_mutex_destroy(&s->lock);
     free(s);
 }
