@@ -208,6 +208,16 @@ static int sync_dir(const char *path)
     return rc;
 }
 
+/* Directory flags taken for a sync that failed are set again (s->lock not held): they stay to do. */
+static void restore_unsynced(struct fcs *s, const bool sub[256], bool top)
+{
+    pthread_mutex_lock(&s->lock);
+    for (unsigned x = 0; x < 256; x++)
+        s->unsynced_sub[x] |= sub[x];
+    s->unsynced_top |= top;
+    pthread_mutex_unlock(&s->lock);
+}
+
 /* The names of the files of gens (their data already synced) made durable: each directory DIR/xx that
  * gained a file no fsync of it has covered, once, then DIR likewise. */
 static int sync_names(struct fcs *s, const uint64_t *gens, size_t n)
@@ -235,13 +245,8 @@ static int sync_names(struct fcs *s, const uint64_t *gens, size_t n)
         }
     if (!rc && top && !(rc = sync_dir(s->dir)))
         top = false;
-    if (rc) { /* what was not synced stays to do */
-        pthread_mutex_lock(&s->lock);
-        for (unsigned x = 0; x < 256; x++)
-            s->unsynced_sub[x] |= sub[x];
-        s->unsynced_top |= top;
-        pthread_mutex_unlock(&s->lock);
-    }
+    if (rc) /* what was not synced stays to do */
+        restore_unsynced(s, sub, top);
     pthread_mutex_unlock(&s->sync_lock);
     return rc;
 }
@@ -283,11 +288,7 @@ static int sync_fs_batch(struct fcs *s, const uint64_t *gens, size_t n)
     pthread_mutex_unlock(&s->lock);
     if (syncfs(s->syncfd)) {
         rc = -errno;
-        pthread_mutex_lock(&s->lock);
-        for (unsigned x = 0; x < 256; x++)
-            s->unsynced_sub[x] |= sub[x];
-        s->unsynced_top |= top;
-        pthread_mutex_unlock(&s->lock);
+        restore_unsynced(s, sub, top);
     }
     pthread_mutex_unlock(&s->sync_lock);
     return rc;
