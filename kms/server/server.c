@@ -587,6 +587,17 @@ static void parked_settled(void *arg, kms_err outcome)
     MHD_resume_connection(conn); /* the connection is suspended until this: it outlives st's use here */
 }
 
+/* A successful call's answer once the outcome of its record is known: the answer if the record is
+ * durable, else the refusal (the answer, which may hold plaintext, wiped). */
+static enum MHD_Result answer_durable(struct MHD_Connection *c, char *resp, size_t resp_len, kms_err outcome)
+{
+    if (outcome) {
+        kms_response_free(resp, resp_len);
+        return reply_error(c, KMS_ERR_INTERNAL, "the audit trail cannot be written; the call is refused");
+    }
+    return reply(c, 200, resp);
+}
+
 /* A successful call's answer whose record is not yet durable: suspend the connection (the worker goes on
  * with other connections) until the core reports the record written. While the server stops, wait here
  * instead. */
@@ -599,13 +610,8 @@ static enum MHD_Result park(kms_server *s, struct MHD_Connection *c, struct req_
     if (!stopping)
         s->parked++;
     pthread_mutex_unlock(&s->lock);
-    if (stopping) {
-        if (kms_core_wait_durable(s->core, ticket)) {
-            kms_response_free(resp, resp_len);
-            return reply_error(c, KMS_ERR_INTERNAL, "the audit trail cannot be written; the call is refused");
-        }
-        return reply(c, 200, resp);
-    }
+    if (stopping)
+        return answer_durable(c, resp, resp_len, kms_core_wait_durable(s->core, ticket));
     st->srv = s;
     st->conn = c;
     st->resp = resp;
@@ -638,12 +644,7 @@ static enum MHD_Result answer_parked(struct MHD_Connection *c, struct req_state 
     if (!atomic_load(&st->settled))
         return MHD_YES; /* (not resumed by us: nothing to send yet) */
     st->resp = NULL;
-    if (st->outcome) {
-        kms_response_free(resp, st->resp_len);
-        r = reply_error(c, KMS_ERR_INTERNAL, "the audit trail cannot be written; the call is refused");
-    } else {
-        r = reply(c, 200, resp);
-    }
+    r = answer_durable(c, resp, st->resp_len, st->outcome);
     unpark(st);
     return r;
 }
