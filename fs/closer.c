@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/monotime.h"
 
 #define BATCH 32     /* descriptors a thread takes out of the ring at once, at most */
 #define MAX_THREADS 8
@@ -50,10 +51,11 @@ struct efs_closer {
     efs_closer_counts n;
 };
 
-static uint64_t ns_of(clockid_t clk)
+/* The calling thread's CPU time, ns (its wall clock: efs_mono_ns). */
+static uint64_t cpu_ns(void)
 {
     struct timespec t;
-    clock_gettime(clk, &t);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
     return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
 }
 
@@ -61,8 +63,8 @@ static uint64_t ns_of(clockid_t clk)
 static void now(efs_close_time *t)
 {
     struct rusage ru;
-    t->wall_ns = ns_of(CLOCK_MONOTONIC);
-    t->cpu_ns = ns_of(CLOCK_THREAD_CPUTIME_ID);
+    t->wall_ns = (uint64_t)efs_mono_ns();
+    t->cpu_ns = cpu_ns();
     if (getrusage(RUSAGE_THREAD, &ru))
         memset(&ru, 0, sizeof ru);
     t->vcsw = (uint64_t)ru.ru_nvcsw;
@@ -253,11 +255,11 @@ void efs_closer_drain(efs_closer *c)
     pthread_mutex_lock(&c->lock);
     target = c->pushed;
     if (closed_below(c) < target) {
-        w0 = ns_of(CLOCK_MONOTONIC);
+        w0 = (uint64_t)efs_mono_ns();
         while (closed_below(c) < target)
             pthread_cond_wait(&c->done, &c->lock);
         c->n.drains++;
-        c->n.drain_wall_ns += ns_of(CLOCK_MONOTONIC) - w0;
+        c->n.drain_wall_ns += (uint64_t)efs_mono_ns() - w0;
     }
     pthread_mutex_unlock(&c->lock);
 }
